@@ -1,0 +1,195 @@
+"""Fixtures: real Postgres, Redis, omni-worker and nginx (see stack.py).
+
+Session-scoped services serve the read-only tests; tests that kill, stop or
+signal something take their own worker (`own_worker`, `worker_factory`).
+"""
+
+import itertools
+import os
+import shutil
+import signal
+
+import pytest
+import urllib3
+
+import stack
+
+# the gateway's dev certificate is self-signed
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+# a hung test fails instead of hanging `make test`
+TEST_TIMEOUT = int(os.environ.get("OMNI_TEST_TIMEOUT", "120"))
+
+
+def pytest_configure(config):
+    # SIGTERM (CI cancelling the job) tears fixtures down like Ctrl-C does
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    def expired(signum, frame):
+        raise TimeoutError("test ran longer than %ds (OMNI_TEST_TIMEOUT)"
+                           % TEST_TIMEOUT)
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)
+
+
+def _failed(request):
+    node = request.node
+    return any(getattr(getattr(node, "rep_" + when, None), "failed", False)
+               for when in ("setup", "call"))
+
+
+# --- services ---------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg():
+    """Postgres 15 with role and database `omni`, for the whole session."""
+    server = stack.Postgres()
+    try:
+        server.init()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = stack.Redis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def migrated(pg):
+    """pg with database omni migrated up (`omni-worker migrate up`)."""
+    res = stack.migrate(["up"], pg.url())
+    if res.returncode != 0:
+        pytest.fail("migrate up failed (%d):\n%s%s"
+                    % (res.returncode, res.stdout, res.stderr), pytrace=False)
+    return pg
+
+
+_db_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def fresh_db(pg):
+    """Creates empty databases owned by omni (omni_mig_<n>); returns a
+    function name -> URL. Dropped after the test."""
+    created = []
+
+    def create():
+        name = "omni_mig_%d_%d" % (os.getpid(), next(_db_numbers))
+        pg.ensure_running()
+        pg.create_database(name)
+        created.append(name)
+        return name
+
+    yield create
+    for name in created:
+        pg.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def shared_dir():
+    """Holds the shared worker's socket, so nginx can be configured with
+    its path before (or without) the worker."""
+    path = stack.make_tmpdir("omni-test-shared-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _finish_worker(w, show_log):
+    """Stops w; prints its log when the test failed; fails on a sanitizer
+    report in the log."""
+    try:
+        w.stop()
+        if show_log:
+            print("--- %s (tail) ---\n%s" % (w.log_path, stack.tail(w.log_path)))
+        report = w.sanitizer_report()
+    finally:
+        w.destroy()
+    if report:
+        pytest.fail("sanitizer report in omni-worker's log:\n" + report,
+                    pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def worker(migrated, redis_server, shared_dir):
+    """The shared omni-worker (2 processes) for tests that break nothing."""
+    w = stack.Worker(migrated, redis_server, workdir=shared_dir)
+    try:
+        w.start()
+    except Exception:
+        _finish_worker(w, True)
+        raise
+    yield w
+    _finish_worker(w, False)
+
+
+@pytest.fixture
+def worker_factory(migrated, redis_server, request):
+    """Starts workers of this test's own: factory(workers=2, env=None,
+    wait=True). Stopped after the test."""
+    started = []
+
+    def start(workers=2, env=None, wait=True):
+        migrated.ensure_running()
+        w = stack.Worker(migrated, redis_server, workers=workers, env=env)
+        started.append(w)
+        w.start(wait=wait)
+        return w
+
+    yield start
+    errors = []
+    for w in started:
+        try:
+            _finish_worker(w, _failed(request))
+        except BaseException as e:   # finish the others first
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def own_worker(worker_factory):
+    """A worker this test may kill, signal or starve."""
+    return worker_factory()
+
+
+@pytest.fixture(scope="session")
+def nginx(shared_dir):
+    """nginx + ngx_http_omni_module, proxying to the shared worker's socket."""
+    server = stack.Nginx(worker_socket=shared_dir / "worker.sock")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def gateway(nginx, worker):
+    """nginx with the shared worker behind it."""
+    return nginx

@@ -1,0 +1,34 @@
+/* api.h: what every API handler shares: queries that re-enter the handler,
+ * and how database failures are answered. */
+#ifndef OMNI_API_H
+#define OMNI_API_H
+
+#include "db.h"
+#include "http.h"
+
+struct evbuffer;
+
+/* Runs a prepared statement for request r. On completion the route's
+ * handler is called again with r->db_status and r->db_res set (res is valid
+ * only during that call). Returns 0 when queued; otherwise it has already
+ * answered 503 and returns -1: the handler must return at once. */
+int omni_api_query(omni_req_t *r, int stmt, int nparams,
+    const char *const *values);
+
+/* Answers a failed query: 503 database_unavailable / database_timeout, or
+ * 500 internal_error for a statement Postgres rejected (logged, never
+ * shown to the client). */
+void omni_api_db_failed(omni_req_t *r);
+
+/* Answers 200 (or status) with a JSON body built by the handler. */
+void omni_api_json(omni_req_t *r, int status, struct evbuffer *body);
+
+/* Writes a text column as a JSON string, or null when it is SQL NULL. */
+int omni_api_put_text(struct evbuffer *out, struct pg_result *res, int row,
+    int col);
+
+/* Parses a list's `limit` argument (default 50, 1..500). Returns the limit,
+ * or -1 after answering 400 naming the parameter. */
+int omni_api_limit(omni_req_t *r);
+
+#endif

@@ -1,0 +1,28 @@
+/* server.h: one worker process: its event loop, HTTP server and clients. */
+#ifndef OMNI_SERVER_H
+#define OMNI_SERVER_H
+
+#include "config.h"
+#include "db.h"
+#include "redis.h"
+
+struct event_base;
+
+typedef struct {
+    const omni_config_t  *cfg;
+    struct event_base    *base;
+    omni_db_t            *db;
+    omni_redis_t         *redis;
+} omni_server_t;
+
+/* This process's loop and clients, for handlers. */
+extern omni_server_t omni_server;
+
+/* Exit code a worker uses for a configuration it cannot run with: the
+ * master stops instead of restarting it (sysexits EX_CONFIG). */
+#define OMNI_EXIT_CONFIG 78
+
+/* Serves listen_fd until SIGTERM has drained it. Returns the exit code. */
+int omni_server_run(const omni_config_t *cfg, int listen_fd, int slot);
+
+#endif

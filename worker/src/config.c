@@ -1,0 +1,237 @@
+/* config.c: reads the worker's settings from an env file and the environment. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+
+typedef struct {
+    char *key;
+    char *value;
+} omni_config_var_t;
+
+/* variables read from the OMNI_CONFIG file; the environment wins */
+static omni_config_var_t  *omni_config_file_vars;
+static size_t              omni_config_file_nvars;
+
+
+static int
+omni_config_read_file(const char *path, char *err, size_t errlen)
+{
+    FILE    *f;
+    char     line[4096];
+    int      lineno = 0;
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "OMNI_CONFIG: cannot open %s: %s", path,
+                 strerror(errno));
+        return -1;
+    }
+
+    while (fgets(line, sizeof(line), f)) {
+        char *p = line, *eq, *end;
+
+        lineno++;
+        while (isspace((unsigned char) *p)) {
+            p++;
+        }
+        if (*p == '\0' || *p == '#') {
+            continue;
+        }
+        end = p + strlen(p);
+        while (end > p && isspace((unsigned char) end[-1])) {
+            *--end = '\0';
+        }
+        if (strncmp(p, "export ", 7) == 0) {
+            p += 7;
+        }
+        eq = strchr(p, '=');
+        if (eq == NULL || eq == p) {
+            snprintf(err, errlen, "OMNI_CONFIG: %s:%d: expected KEY=VALUE",
+                     path, lineno);
+            fclose(f);
+            return -1;
+        }
+        *eq = '\0';
+
+        /* strip one pair of matching quotes, as a shell would */
+        char *val = eq + 1;
+        size_t vlen = strlen(val);
+        if (vlen >= 2 && (val[0] == '"' || val[0] == '\'')
+            && val[vlen - 1] == val[0])
+        {
+            val[vlen - 1] = '\0';
+            val++;
+        }
+
+        omni_config_var_t *vars = realloc(omni_config_file_vars,
+            (omni_config_file_nvars + 1) * sizeof(omni_config_var_t));
+        if (vars == NULL) {
+            fclose(f);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        omni_config_file_vars = vars;
+        vars[omni_config_file_nvars].key = strdup(p);
+        vars[omni_config_file_nvars].value = strdup(val);
+        omni_config_file_nvars++;
+    }
+
+    fclose(f);
+    return 0;
+}
+
+
+static const char *
+omni_config_get(const char *key)
+{
+    const char  *v = getenv(key);
+    size_t       i;
+
+    if (v != NULL && *v != '\0') {
+        return v;
+    }
+    for (i = omni_config_file_nvars; i > 0; i--) {
+        if (strcmp(omni_config_file_vars[i - 1].key, key) == 0) {
+            v = omni_config_file_vars[i - 1].value;
+            return *v ? v : NULL;
+        }
+    }
+    return NULL;
+}
+
+
+static int
+omni_config_str(char **out, const char *key, const char *def, int required,
+    char *err, size_t errlen)
+{
+    const char *v = omni_config_get(key);
+
+    if (v == NULL) {
+        if (required) {
+            snprintf(err, errlen, "%s is required but not set", key);
+            return -1;
+        }
+        v = def;
+    }
+    *out = v ? strdup(v) : NULL;
+    return 0;
+}
+
+
+static int
+omni_config_int(int *out, const char *key, int def, int min, int max,
+    int base, char *err, size_t errlen)
+{
+    const char  *v = omni_config_get(key);
+    char        *end;
+    long         n;
+
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+
+    errno = 0;
+    n = strtol(v, &end, base);
+    if (errno || *end != '\0' || n < min || n > max) {
+        snprintf(err, errlen, "%s=%s: expected an integer from %d to %d",
+                 key, v, min, max);
+        return -1;
+    }
+    *out = (int) n;
+    return 0;
+}
+
+
+int
+omni_config_load(omni_config_t *cfg, int need_server, char *err,
+    size_t errlen)
+{
+    const char          *file = getenv("OMNI_CONFIG");
+    const char          *lvl;
+    omni_log_level_t     level;
+    long                 cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    memset(cfg, 0, sizeof(*cfg));
+
+    /* a reload (SIGHUP) reads the file afresh */
+    while (omni_config_file_nvars > 0) {
+        omni_config_file_nvars--;
+        free(omni_config_file_vars[omni_config_file_nvars].key);
+        free(omni_config_file_vars[omni_config_file_nvars].value);
+    }
+
+    if (file != NULL && *file != '\0'
+        && omni_config_read_file(file, err, errlen) != 0)
+    {
+        return -1;
+    }
+
+    if (omni_config_str(&cfg->listen, "OMNI_LISTEN", "127.0.0.1:9000", 0,
+                        err, errlen)
+        || omni_config_str(&cfg->listen_group, "OMNI_LISTEN_GROUP", NULL, 0,
+                           err, errlen)
+        || omni_config_int(&cfg->listen_mode, "OMNI_LISTEN_MODE", 0660, 0,
+                           0777, 8, err, errlen)
+        || omni_config_str(&cfg->database_url, "OMNI_DATABASE_URL", NULL,
+                           need_server, err, errlen)
+        || omni_config_str(&cfg->redis_addr, "OMNI_REDIS_ADDR", NULL,
+                           need_server, err, errlen)
+        || omni_config_str(&cfg->redis_password, "OMNI_REDIS_PASSWORD", NULL,
+                           0, err, errlen)
+        || omni_config_str(&cfg->sql_dir, "OMNI_SQL_DIR", "sql", 0,
+                           err, errlen)
+        || omni_config_int(&cfg->workers, "OMNI_WORKERS",
+                           cores > 0 ? (int) cores : 1, 1, 256, 10,
+                           err, errlen)
+        || omni_config_int(&cfg->pg_pool_size, "OMNI_PG_POOL_SIZE", 4, 1,
+                           256, 10, err, errlen)
+        || omni_config_int(&cfg->pg_queue_max, "OMNI_PG_QUEUE_MAX", 1024, 1,
+                           1000000, 10, err, errlen)
+        || omni_config_int(&cfg->pg_query_timeout_ms,
+                           "OMNI_PG_QUERY_TIMEOUT_MS", 5000, 10, 3600000, 10,
+                           err, errlen)
+        || omni_config_int(&cfg->max_body_bytes, "OMNI_MAX_BODY_BYTES",
+                           1048576, 1024, 1 << 30, 10, err, errlen)
+        || omni_config_int(&cfg->json_max_depth, "OMNI_JSON_MAX_DEPTH", 32, 1,
+                           1024, 10, err, errlen)
+        || omni_config_int(&cfg->http_timeout_ms, "OMNI_HTTP_TIMEOUT_MS",
+                           30000, 100, 3600000, 10, err, errlen)
+        || omni_config_int(&cfg->drain_timeout_ms, "OMNI_DRAIN_TIMEOUT_MS",
+                           10000, 0, 3600000, 10, err, errlen)
+        || omni_config_int(&cfg->metrics_flush_ms, "OMNI_METRICS_FLUSH_MS",
+                           5000, 50, 3600000, 10, err, errlen))
+    {
+        return -1;
+    }
+
+    lvl = omni_config_get("OMNI_LOG_LEVEL");
+    if (lvl == NULL) {
+        level = OMNI_LOG_INFO;
+    } else if (omni_log_parse_level(lvl, &level) != 0) {
+        snprintf(err, errlen,
+                 "OMNI_LOG_LEVEL=%s: expected debug, info, warn or error",
+                 lvl);
+        return -1;
+    }
+    cfg->log_level = (int) level;
+
+    if (strncmp(cfg->listen, "unix:", 5) != 0
+        && strrchr(cfg->listen, ':') == NULL)
+    {
+        snprintf(err, errlen,
+                 "OMNI_LISTEN=%s: expected unix:/path or host:port",
+                 cfg->listen);
+        return -1;
+    }
+
+    return 0;
+}

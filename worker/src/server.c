@@ -1,0 +1,178 @@
+/* server.c: a worker process: one libevent loop serving HTTP, Postgres, Redis. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/http.h>
+
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "rollup.h"
+#include "routes.h"
+#include "server.h"
+
+
+omni_server_t omni_server;
+
+static struct {
+    struct evhttp                *http;
+    struct evhttp_bound_socket   *bound;
+    struct event                  sigterm;
+    struct event                  deadline;
+    struct event                  gauges;
+    int                           draining;
+} omni_proc;
+
+
+static void
+omni_server_publish(evutil_socket_t fd, short what, void *arg)
+{
+    omni_db_stats_t st;
+
+    omni_db_stats(omni_server.db, &st);
+    omni_metrics_gauges(&st, omni_http_inflight(),
+                        omni_redis_connected(omni_server.redis));
+}
+
+
+static void
+omni_server_stop(void *arg)
+{
+    event_base_loopbreak(omni_server.base);
+}
+
+
+static void
+omni_server_drained(void *arg)
+{
+    omni_log(OMNI_LOG_INFO, "drained", NULL);
+    omni_rollup_final_flush(omni_server_stop, NULL);
+}
+
+
+static void
+omni_server_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    omni_log(OMNI_LOG_WARN, "drain deadline passed, exiting",
+             "\"inflight\":%d", omni_http_inflight());
+    event_base_loopbreak(omni_server.base);
+}
+
+
+static void
+omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
+{
+    int             ms = omni_server.cfg->drain_timeout_ms;
+    struct timeval  tv = { ms / 1000, (ms % 1000) * 1000 };
+
+    if (omni_proc.draining) {
+        return;
+    }
+    omni_proc.draining = 1;
+    omni_log(OMNI_LOG_INFO, "draining", "\"inflight\":%d",
+             omni_http_inflight());
+
+    /* stop accepting: the other processes take new connections */
+    evhttp_del_accept_socket(omni_proc.http, omni_proc.bound);
+    omni_proc.bound = NULL;
+
+    evtimer_assign(&omni_proc.deadline, omni_server.base,
+                   omni_server_deadline, NULL);
+    evtimer_add(&omni_proc.deadline, &tv);
+    omni_http_drain(omni_server_drained, NULL);
+}
+
+
+int
+omni_server_run(const omni_config_t *cfg, int listen_fd, int slot)
+{
+    char            err[256];
+    struct timeval  tv;
+    int             rc = 1;
+
+    /* the master decides when we stop; die with it if it is killed */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+
+    srand((unsigned) getpid());
+    omni_server.cfg = cfg;
+    omni_metrics_attach(slot);
+
+    omni_server.base = event_base_new();
+    if (omni_server.base == NULL) {
+        omni_log(OMNI_LOG_ERROR, "cannot create event loop", NULL);
+        return 1;
+    }
+
+    omni_server.db = omni_db_create(omni_server.base, cfg->database_url,
+                                    cfg->pg_pool_size, cfg->pg_queue_max,
+                                    cfg->pg_query_timeout_ms);
+    omni_server.redis = omni_redis_create(omni_server.base, cfg->redis_addr,
+                                          cfg->redis_password, err,
+                                          sizeof(err));
+    if (omni_server.redis == NULL) {
+        omni_log(OMNI_LOG_ERROR, "bad Redis setting", "\"error\":\"%s\"",
+                 err);
+        return OMNI_EXIT_CONFIG;
+    }
+    omni_proc.http = evhttp_new(omni_server.base);
+    if (omni_server.db == NULL || omni_proc.http == NULL) {
+        omni_log(OMNI_LOG_ERROR, "out of memory at start-up", NULL);
+        goto failed;
+    }
+
+    omni_http_attach(omni_proc.http, omni_routes, omni_nroutes,
+                     cfg->max_body_bytes, cfg->json_max_depth);
+    tv.tv_sec = cfg->http_timeout_ms / 1000;
+    tv.tv_usec = (cfg->http_timeout_ms % 1000) * 1000;
+    evhttp_set_timeout_tv(omni_proc.http, &tv);
+
+    omni_proc.bound = evhttp_accept_socket_with_handle(omni_proc.http,
+                                                       listen_fd);
+    if (omni_proc.bound == NULL) {
+        omni_log(OMNI_LOG_ERROR, "cannot accept on the listening socket",
+                 NULL);
+        goto failed;
+    }
+
+    omni_rollup_start(omni_server.base, omni_server.db,
+                      cfg->metrics_flush_ms);
+
+    evsignal_assign(&omni_proc.sigterm, omni_server.base, SIGTERM,
+                    omni_server_sigterm, NULL);
+    evsignal_add(&omni_proc.sigterm, NULL);
+
+    tv.tv_sec = 1;
+    tv.tv_usec = 0;
+    event_assign(&omni_proc.gauges, omni_server.base, -1, EV_PERSIST,
+                 omni_server_publish, NULL);
+    event_add(&omni_proc.gauges, &tv);
+
+    omni_log(OMNI_LOG_INFO, "worker ready", "\"slot\":%d", slot);
+
+    event_base_dispatch(omni_server.base);
+    rc = 0;
+
+failed:
+
+    /* Postgres first: its callbacks still answer through evhttp */
+    if (omni_server.db) {
+        omni_db_free(omni_server.db);
+    }
+    if (omni_server.redis) {
+        omni_redis_free(omni_server.redis);
+    }
+    if (omni_proc.http) {
+        evhttp_free(omni_proc.http);
+    }
+    event_base_free(omni_server.base);
+    omni_log(OMNI_LOG_INFO, "worker exit", "\"code\":%d", rc);
+    return rc;
+}
