@@ -41,6 +41,7 @@ for kv in "$@"; do
     text=${text//"@$key@"/"$value"}
 done
 
+# shellcheck disable=SC2001 # one pass over all lines
 left=$(sed 's/#.*//' <<< "$text" | grep -o '@[A-Z][A-Z0-9_]*@' | sort -u \
     | tr '\n' ' ' || true)
 

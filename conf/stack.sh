@@ -78,7 +78,7 @@ tail_logs() {
     for f in "$logs"/*.log; do
         if [ -s "$f" ]; then
             echo "==> $f <==" >&2
-            tail -n 20 "$f" >&2
+            tail -n 10 "$f" >&2
         fi
     done
 }
@@ -213,6 +213,7 @@ start_postgres() {
             --locale=C --auth-local=peer --auth-host=scram-sha-256 \
             > "$logs/initdb.log" 2>&1 \
             || fail "initdb failed (as $pg_super): see $logs/initdb.log"
+        rm -f "$logs/initdb.log"
     fi
 
     ln -sfn ../pg/postgres.log "$logs/postgres.log"
@@ -327,7 +328,7 @@ start_worker() {
             >> "$logs/worker.log" 2>&1 < /dev/null &
         echo $! > "$run/worker.pid"
         wait_for 5 alive worker omni-worker \
-            || fail "omni-worker did not start: see $logs/worker.log"
+            || fail "omni-worker exited at once: see $logs/worker.log"
     fi
 
     wait_for 15 worker_ready \
@@ -371,7 +372,7 @@ start_nginx() {
               -g 'daemon off;' >> "$logs/nginx.log" 2>&1 < /dev/null) &
         echo $! > "$run/nginx.pid"
         wait_for 5 alive nginx nginx \
-            || fail "nginx did not start: see $logs/nginx.log"
+            || fail "nginx exited at once: see $logs/nginx.log"
     fi
 }
 

@@ -39,10 +39,15 @@ fail() {
 # shellcheck source=/dev/null
 . "$ngx_src/conf_flags"
 
+# Debian's own --with-cc-opt and --with-ld-opt (nginx -V)
+cc_opt="-g -O2 -fstack-protector-strong -Wformat -Werror=format-security"
+cc_opt+=" -fPIC -D_FORTIFY_SOURCE=2"
+ld_opt="-Wl,-z,relro -Wl,-z,now -fPIC"
+
 args=(
     "${NGX_CONF_FLAGS[@]}"
-    "--with-cc-opt=-g -O2 -fstack-protector-strong -Wformat -Werror=format-security -fPIC -D_FORTIFY_SOURCE=2"
-    "--with-ld-opt=-Wl,-z,relro -Wl,-z,now -fPIC"
+    "--with-cc-opt=$cc_opt"
+    "--with-ld-opt=$ld_opt"
     "--add-dynamic-module=$repo"
 )
 
@@ -50,6 +55,10 @@ version=$(sed -n 's/^#define NGINX_VERSION *"\(.*\)"$/\1/p' \
     "$ngx_src/src/core/nginx.h")
 
 mkdir -p "$build"
+
+# one build at a time in a build directory
+exec 9> "$build/.nginx-module.lock"
+flock 9
 
 # a fresh copy when there is none or nginx-dev was upgraded
 if [ "$(cat "$src/.omni-source" 2>/dev/null)" != "$version" ]; then
@@ -70,7 +79,9 @@ then
     printf '%s\n' "$want" > "$stamp"
 fi
 
-(cd "$src" && make -j"$(nproc)" -f objs/Makefile modules) > "$log" 2>&1 \
+# nginx's Makefile must not see the calling make's variables (CFLAGS=...)
+(cd "$src" && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+     make -j"$(nproc)" -f objs/Makefile modules) > "$log" 2>&1 \
     || fail "make modules"
 
 # a new file, not overwritten in place: a running nginx has the old one mapped

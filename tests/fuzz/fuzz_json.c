@@ -3,6 +3,9 @@
  * Properties checked on every input:
  * - parsing never crashes; a failure always leaves a one-line reason;
  * - a parsed tree written out parses again to an equal tree;
+ * - the parser finds the first unpaired \u surrogate exactly where an
+ *   independent scan of the raw text does (it locates raw strings from
+ *   yajl's byte count, which a mistake would silently misplace);
  * - omni_json_put_string() of arbitrary bytes is a valid JSON string that
  *   decodes back to the input when the input was valid UTF-8. */
 #include <stdint.h>
@@ -67,6 +70,82 @@ static int valid_utf8(const char *s, size_t len)
     return 1;
 }
 
+static int hex4(const uint8_t *h, unsigned *out)
+{
+    unsigned v = 0;
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        if (h[i] >= '0' && h[i] <= '9')
+            v = v * 16 + (unsigned)(h[i] - '0');
+        else if ((h[i] | 0x20) >= 'a' && (h[i] | 0x20) <= 'f')
+            v = v * 16 + (unsigned)((h[i] | 0x20) - 'a' + 10);
+        else
+            return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* Offset of the opening quote of the first string holding an unpaired
+ * surrogate escape, or -1. Only meaningful on text yajl lexed cleanly up to
+ * that string. */
+static long first_unpaired(const uint8_t *s, size_t len)
+{
+    size_t i = 0, open = 0;
+    unsigned cp, lo;
+    int in = 0;
+
+    while (i < len) {
+        if (!in) {
+            if (s[i] == '"') {
+                in = 1;
+                open = i;
+            }
+            i++;
+            continue;
+        }
+        if (s[i] == '"') {
+            in = 0;
+            i++;
+            continue;
+        }
+        if (s[i] != '\\' || i + 1 >= len) {
+            i++;
+            continue;
+        }
+        if (s[i + 1] != 'u' || i + 6 > len || !hex4(s + i + 2, &cp)) {
+            i += 2;
+            continue;
+        }
+        i += 6;
+        if (cp >= 0xDC00 && cp <= 0xDFFF)
+            return (long)open;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (i + 6 > len || s[i] != '\\' || s[i + 1] != 'u'
+                || !hex4(s + i + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                return (long)open;
+            i += 6;
+        }
+    }
+    return -1;
+}
+
+static void check_unpaired(
+    const uint8_t *data, size_t size, const omni_json_t *v, const char *err)
+{
+    static const char prefix[] = "invalid \\u escape at byte ";
+    long at = first_unpaired(data, size);
+
+    if (v != NULL && at != -1)
+        abort();
+    if (v == NULL && strncmp(err, prefix, sizeof(prefix) - 1) == 0
+        && strtol(err + sizeof(prefix) - 1, NULL, 10) != at)
+        abort();
+    if (v == NULL && strstr(err, "internal error") != NULL)
+        abort();
+}
+
 static void check_round_trip(omni_arena_t *arena, const omni_json_t *v)
 {
     struct evbuffer *out = evbuffer_new();
@@ -120,6 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     omni_arena_init(&arena, 512);
     memset(err, 'x', sizeof(err));
     v = omni_json_parse(&arena, text, size, &limits, err, sizeof(err));
+    check_unpaired(data, size, v, err);
     if (v != NULL)
         check_round_trip(&arena, v);
     else if (memchr(err, '\0', sizeof(err)) == NULL || err[0] == '\0'

@@ -22,6 +22,11 @@ TEST_TIMEOUT = int(os.environ.get("OMNI_TEST_TIMEOUT", "120"))
 
 
 def pytest_configure(config):
+    stack.sweep_stale_tmpdirs()
+    # pytest resets warning filters per test: disable_warnings alone is lost
+    config.addinivalue_line(
+        "filterwarnings",
+        "ignore::urllib3.exceptions.InsecureRequestWarning")
     # SIGTERM (CI cancelling the job) tears fixtures down like Ctrl-C does
     def interrupt(signum, frame):
         raise KeyboardInterrupt("SIGTERM")
@@ -55,7 +60,7 @@ def _failed(request):
                for when in ("setup", "call"))
 
 
-# --- services ---------------------------------------------------------------
+# --- services ----------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def pg():
@@ -122,17 +127,21 @@ def shared_dir():
 
 def _finish_worker(w, show_log):
     """Stops w; prints its log when the test failed; fails on a sanitizer
-    report in the log."""
+    report in the log or on processes the master left running."""
     try:
         w.stop()
         if show_log:
-            print("--- %s (tail) ---\n%s" % (w.log_path, stack.tail(w.log_path)))
+            print("--- %s (tail) ---\n%s"
+                  % (w.log_path, stack.tail(w.log_path, 30)))
         report = w.sanitizer_report()
     finally:
         w.destroy()
     if report:
         pytest.fail("sanitizer report in omni-worker's log:\n" + report,
                     pytrace=False)
+    if w.left_behind:
+        pytest.fail("omni-worker's master exited leaving %s running"
+                    % w.left_behind, pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ integration suite (tests/integration/conftest.py) and the benchmarks
 """
 
 import atexit
+import ctypes
 import http.client
 import json
 import os
@@ -54,11 +55,28 @@ def free_port():
         return s.getsockname()[1]
 
 
+OWNER_FILE = ".omni-test-owner"
+
+
 def make_tmpdir(prefix):
-    """A fresh temp dir others (postgres, www-data) can traverse."""
+    """A fresh temp dir others (postgres, www-data) can traverse, marked
+    with our pid so sweep_stale_tmpdirs() can tell when it is orphaned."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
+    (path / OWNER_FILE).write_text(str(os.getpid()))
     return path
+
+
+def sweep_stale_tmpdirs():
+    """Removes temp dirs left by test runs that were killed outright
+    (SIGKILL: no cleanup ran). Only dirs whose owner process is gone."""
+    for path in Path(tempfile.gettempdir()).glob("omni-test-*"):
+        try:
+            owner = int((path / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if not pid_alive(owner):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def wait_until(predicate, timeout, what, interval=0.05):
@@ -121,9 +139,46 @@ def _kill_group(pgid, sig=signal.SIGKILL):
         pass
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _dies_with_us(sig):
+    """A preexec_fn: the child gets `sig` when the thread starting it dies
+    (start services from the main thread), even by SIGKILL, so a killed
+    test run leaves no service behind. Popen runs it after switching user,
+    which would clear it."""
+    parent = os.getpid()
+
+    def preexec():
+        _libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:      # died before prctl
+            os.kill(os.getpid(), sig)
+    return preexec
+
+
+def group_members(pgid):
+    """Pids of the live (non-zombie) processes in process group pgid."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(entry))
+    return pids
+
+
 def _stop_popen(proc, sig, timeout):
     """Stops a process started in its own session (pgid == pid): `sig`,
-    then SIGKILL to the whole group after `timeout`. Returns the exit code."""
+    then SIGKILL to the whole group after `timeout`. Returns its exit code
+    and the pids it left running in its group when it exited by itself
+    (those are killed too)."""
     if proc.poll() is None:
         try:
             proc.send_signal(sig)
@@ -134,9 +189,9 @@ def _stop_popen(proc, sig, timeout):
         except subprocess.TimeoutExpired:
             _kill_group(proc.pid)
             proc.wait(10)
-    # whatever it left behind in its group goes too
+    left = group_members(proc.pid)
     _kill_group(proc.pid)
-    return proc.returncode
+    return proc.returncode, left
 
 
 def _register(service):
@@ -157,7 +212,7 @@ def _stop_all():
             pass
 
 
-# --- HTTP over a unix socket ---------------------------------------------
+# --- HTTP over a unix socket -------------------------------------------------
 
 class UnixHTTPConnection(http.client.HTTPConnection):
     """http.client's HTTP/1.1 connection, over an AF_UNIX stream socket."""
@@ -229,7 +284,7 @@ def raw_exchange(sock_path, head, body=b"", timeout=10):
         sock.close()
 
 
-# --- Postgres ---------------------------------------------------------------
+# --- Postgres ----------------------------------------------------------------
 
 def as_postgres(cmd):
     """initdb and postgres refuse to run as root: run them as postgres."""
@@ -251,6 +306,7 @@ class Postgres:
         self.user = "omni"
         self.password = secrets.token_hex(12)
         self.dbname = "omni"
+        self.proc = None
 
     # URLs and connections
 
@@ -293,7 +349,8 @@ class Postgres:
             conn.close()
 
     def create_database(self, name, owner=None):
-        self.sql('CREATE DATABASE "%s" OWNER "%s"' % (name, owner or self.user))
+        self.sql('CREATE DATABASE "%s" OWNER "%s"'
+                 % (name, owner or self.user))
 
     def drop_database(self, name):
         self.sql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
@@ -333,7 +390,8 @@ class Postgres:
         }
         conf = "".join("%s = %s\n" % kv for kv in settings.items())
         # appended as postgres: the data dir is not ours to write when root
-        subprocess.run(as_postgres(["tee", "-a", self.data / "postgresql.conf"]),
+        subprocess.run(as_postgres(["tee", "-a",
+                                    self.data / "postgresql.conf"]),
                        input=conf, text=True, check=True, cwd=self.base,
                        stdout=subprocess.DEVNULL)
         self.start()
@@ -342,14 +400,39 @@ class Postgres:
         self.create_database(self.dbname)
         return self
 
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError("postgres exited %d:\n%s"
+                               % (self.proc.returncode, tail(self.log_path)))
+        import psycopg2
+        try:
+            self.admin_connect().close()
+            return True
+        except psycopg2.OperationalError:
+            return False
+
     def start(self):
-        """Starts the cluster (same port, same data) and waits for it."""
-        self._run([PG_BIN / "pg_ctl", "-D", self.data, "-l", self.log_path,
-                   "-w", "-t", "60", "start"], timeout=90)
+        """Starts the cluster (same port, same data) and waits for it. The
+        postmaster is our child, so it dies with us whatever happens."""
+        user = {}
+        if IS_ROOT:
+            user = {"user": "postgres", "group": "postgres",
+                    "extra_groups": []}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(PG_BIN / "postgres"), "-D", str(self.data)],
+                cwd=self.base, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=log, start_new_session=True,
+                preexec_fn=_dies_with_us(signal.SIGQUIT), **user)
+        wait_until(self._ready, 60, "postgres on port %d" % self.port,
+                   interval=0.1)
 
     def stop(self, mode="fast"):
+        """pg_ctl stop -m MODE: waits until the postmaster is gone."""
         self._run([PG_BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w",
                    "-t", "60", "stop"], timeout=90)
+        if self.proc is not None:
+            self.proc.wait(30)
 
     def postmaster_pid(self):
         try:
@@ -376,10 +459,13 @@ class Postgres:
                 pid = self.postmaster_pid()
                 if pid:
                     os.kill(pid, signal.SIGKILL)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-# --- Redis ------------------------------------------------------------------
+# --- Redis -------------------------------------------------------------------
 
 class Redis:
     """A throwaway redis-server without persistence."""
@@ -417,7 +503,8 @@ class Redis:
              "--save", "", "--appendonly", "no", "--dir", str(self.dir),
              "--logfile", str(self.log_path), "--daemonize", "no"],
             cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_dies_with_us(signal.SIGTERM))
         wait_until(self._ping, 20, "redis-server on port %d" % self.port)
         return self
 
@@ -428,7 +515,7 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-# --- omni-worker ------------------------------------------------------------
+# --- omni-worker -------------------------------------------------------------
 
 def worker_env(overrides=None):
     """The process environment without the caller's OMNI_* settings (a
@@ -444,11 +531,18 @@ def worker_env(overrides=None):
     return env
 
 
+def _built(binary):
+    binary = Path(binary or worker_bin())
+    if not binary.exists():
+        raise RuntimeError("%s is not built (make build)" % binary)
+    return str(binary)
+
+
 def migrate(args, database_url, sql_dir=SQL_DIR, binary=None, timeout=120):
     """Runs `omni-worker migrate ARGS...`; returns the CompletedProcess."""
     env = worker_env({"OMNI_DATABASE_URL": database_url,
                       "OMNI_SQL_DIR": sql_dir, "OMNI_LOG_LEVEL": "info"})
-    return subprocess.run([str(binary or worker_bin()), "migrate"]
+    return subprocess.run([_built(binary), "migrate"]
                           + [str(a) for a in args],
                           env=env, cwd=REPO, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
@@ -458,7 +552,7 @@ def migrate_popen(args, database_url, sql_dir=SQL_DIR, binary=None):
     """`omni-worker migrate ARGS...` started, not waited for."""
     env = worker_env({"OMNI_DATABASE_URL": database_url,
                       "OMNI_SQL_DIR": sql_dir, "OMNI_LOG_LEVEL": "info"})
-    return subprocess.Popen([str(binary or worker_bin()), "migrate"]
+    return subprocess.Popen([_built(binary), "migrate"]
                             + [str(a) for a in args],
                             env=env, cwd=REPO, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -469,7 +563,7 @@ def run_worker(overrides, args=(), timeout=15, binary=None):
     """Runs the worker binary to completion with worker_env(overrides);
     returns (exit code, stdout, stderr). One still running after `timeout`
     is killed with its process group and TimeoutError raised."""
-    proc = subprocess.Popen([str(binary or worker_bin())] + list(args),
+    proc = subprocess.Popen([_built(binary)] + list(args),
                             env=worker_env(overrides), cwd=REPO,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
@@ -494,7 +588,8 @@ class Worker:
         self.redis = redis
         self.binary = Path(binary) if binary else worker_bin()
         self.own_dir = workdir is None
-        self.dir = Path(workdir) if workdir else make_tmpdir("omni-test-worker-")
+        self.dir = (Path(workdir) if workdir
+                    else make_tmpdir("omni-test-worker-"))
         self.socket_path = self.dir / "worker.sock"
         self.log_path = self.dir / "worker.log"
         self.workers = workers
@@ -502,6 +597,7 @@ class Worker:
         self.drain_timeout_ms = int(self.overrides.get("OMNI_DRAIN_TIMEOUT_MS",
                                                        5000))
         self.proc = None
+        self.left_behind = []   # processes still running when master exited
 
     def env(self):
         settings = {
@@ -525,17 +621,14 @@ class Worker:
         return self.proc.pid
 
     def start(self, wait=True, timeout=30):
-        if not self.binary.exists():
-            raise RuntimeError("%s is not built (make %s)"
-                               % (self.binary, self.binary.relative_to(REPO)
-                                  if self.binary.is_relative_to(REPO)
-                                  else self.binary))
+        _built(self.binary)
         _register(self)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(self.binary)], env=self.env(), cwd=self.dir,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
+                start_new_session=True,
+                preexec_fn=_dies_with_us(signal.SIGTERM))
         if wait:
             self.wait_live(timeout)
         return self
@@ -551,7 +644,8 @@ class Worker:
 
     def wait_live(self, timeout=30):
         wait_until(self._live, timeout,
-                   "omni-worker to answer /health/live on %s" % self.socket_path,
+                   "omni-worker to answer /health/live on %s"
+                   % self.socket_path,
                    interval=0.1)
 
     def children(self):
@@ -610,8 +704,9 @@ class Worker:
 
     def wait_log(self, predicate, timeout=5, what="a log line"):
         """Waits for JSON log lines matching predicate; returns them."""
-        return wait_until(lambda: [l for l in self.log_lines() if predicate(l)],
-                          timeout, what)
+        return wait_until(
+            lambda: [line for line in self.log_lines() if predicate(line)],
+            timeout, what)
 
     def sanitizer_report(self):
         """The first ASan/UBSan report in the log, or None."""
@@ -631,7 +726,9 @@ class Worker:
             return None
         if timeout is None:
             timeout = self.drain_timeout_ms / 1000 + 5
-        return _stop_popen(self.proc, sig, timeout)
+        code, left = _stop_popen(self.proc, sig, timeout)
+        self.left_behind = self.left_behind or left
+        return code
 
     def destroy(self):
         _unregister(self)
@@ -640,7 +737,7 @@ class Worker:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-# --- nginx with ngx_http_omni_module ---------------------------------------
+# --- nginx with ngx_http_omni_module -----------------------------------------
 
 class Nginx:
     """nginx rendered from conf/nginx.conf.in, loading the module."""
@@ -652,7 +749,8 @@ class Nginx:
         self.conf_path = self.prefix / "nginx.conf"
         self.tls_dir = self.dir / "tls"
         self.worker_socket = Path(worker_socket)
-        self.module = Path(module) if module else BUILD / "ngx_http_omni_module.so"
+        self.module = (Path(module) if module
+                       else BUILD / "ngx_http_omni_module.so")
         self.max_body = max_body
         self.workers = workers
         self.http_port = free_port()
@@ -761,7 +859,8 @@ class Nginx:
             self.proc = subprocess.Popen(
                 self._nginx("-g", "daemon off;"), cwd=self.dir,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=stderr, start_new_session=True)
+                stderr=stderr, start_new_session=True,
+                preexec_fn=_dies_with_us(signal.SIGTERM))
         wait_until(self._listening, 20,
                    "nginx on ports %d/%d" % (self.http_port, self.https_port))
         return self

@@ -17,7 +17,8 @@ def test_get_config_key_returns_its_object_value(gateway):
 
 
 def test_get_unknown_config_key_gets_404_not_found(gateway):
-    r = gateway.request("GET", "/api/v1/config/no_such_key_" + uuid.uuid4().hex)
+    key = "no_such_key_" + uuid.uuid4().hex
+    r = gateway.request("GET", "/api/v1/config/" + key)
     assert r.status_code == 404, r.text
     assert r.json()["error"] == "not_found"
 

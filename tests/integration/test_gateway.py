@@ -1,4 +1,4 @@
-"""nginx + module in front of the worker: health, request ids, module status."""
+"""nginx + module in front of the worker: health, request ids, status."""
 
 import re
 import time
@@ -44,6 +44,18 @@ def test_insane_client_request_id_is_replaced_by_nginx_request_id(gateway):
 def test_missing_request_id_gets_nginx_request_id(gateway):
     r = gateway.request("GET", "/health")
     assert NGINX_REQUEST_ID.match(r.headers["X-Request-Id"])
+
+
+def test_worker_answers_with_a_request_id_when_none_is_sent(worker):
+    r = worker.request("GET", "/health/live")
+    assert r.status == 200
+    assert r.headers["X-Request-Id"]
+
+
+def test_worker_echoes_the_request_id_it_is_sent(worker):
+    rid = "test-" + uuid.uuid4().hex
+    r = worker.request("GET", "/health/live", {"X-Request-Id": rid})
+    assert r.headers["X-Request-Id"] == rid
 
 
 def test_worker_logs_one_json_line_per_request_with_its_request_id(gateway,

@@ -11,7 +11,8 @@ REQUESTS = 20
 
 def _rollup(pg):
     """[(count, sum(hist))] of the route's 200 rows."""
-    return pg.sql("SELECT count, (SELECT coalesce(sum(h), 0) FROM unnest(hist) h)"
+    return pg.sql("SELECT count,"
+                  " (SELECT coalesce(sum(h), 0) FROM unnest(hist) h)"
                   " FROM omni_metrics.request_rollup"
                   " WHERE route = %s AND status = 200",
                   (ROUTE,), dbname="omni")

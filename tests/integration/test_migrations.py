@@ -2,7 +2,6 @@
 
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ MIGRATIONS = _migrations()
 
 @pytest.fixture
 def scratch_dir():
-    path = Path(tempfile.mkdtemp(prefix="omni-test-sql-"))
+    path = stack.make_tmpdir("omni-test-sql-")
     try:
         yield path
     finally:
@@ -89,8 +88,8 @@ def test_migrate_status_lists_every_migration_pending(pg, fresh_db):
     db = fresh_db()
     res = _ok(_migrate(pg, db, "status"))
     for version, name, _ in MIGRATIONS:
-        assert re.search(r"^%03d\s+%s\s+pending\b" % (version, re.escape(name)),
-                         res.stdout, re.M), res.stdout
+        line = r"^%03d\s+%s\s+pending\b" % (version, re.escape(name))
+        assert re.search(line, res.stdout, re.M), res.stdout
 
 
 def test_migrate_up_applies_every_migration_once(pg, fresh_db):

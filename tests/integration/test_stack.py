@@ -1,6 +1,7 @@
 """The test stack itself: services start, answer, and leave nothing behind."""
 
 import os
+import shutil
 
 import pytest
 
@@ -63,5 +64,5 @@ def test_gateway_without_a_worker_answers_502_json():
         assert r.json()["error"] == "upstream_unavailable"
     finally:
         server.destroy()
-        os.rmdir(server.worker_socket.parent)
+        shutil.rmtree(server.worker_socket.parent, ignore_errors=True)
     assert not stack.pid_alive(server.proc.pid)

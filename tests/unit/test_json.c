@@ -365,6 +365,9 @@ static void test_duplicate_keys_are_rejected(void)
     /* the same text spelled with an escape is the same key */
     CHECK(parse(&a, "{\"ab\":1,\"a\\u0062\":2}") == NULL);
     CHECK_STR_EQ(err, "duplicate key \"ab\"");
+    /* the message stays one line whatever the key holds */
+    CHECK(parse(&a, "{\"a\\n\\\"\\u0001\":1,\"a\\n\\\"\\u0001\":2}") == NULL);
+    CHECK_STR_EQ(err, "duplicate key \"a\\n\\\"\\u0001\"");
     /* the same key in different objects is fine */
     CHECK(parse(&a, "{\"a\":{\"a\":1},\"b\":[{\"a\":1},{\"a\":2}]}") != NULL);
     omni_arena_free(&a);
@@ -428,6 +431,15 @@ static void test_trailing_garbage_is_rejected(void)
     }
     CHECK(parse(&a, "[1] x") == NULL);
     CHECK_STR_EQ(err, "malformed JSON at byte 5: trailing garbage");
+    /* yajl 2.1 alone accepts these: the garbage never becomes a token */
+    CHECK(parse(&a, "{} \"x") == NULL);
+    CHECK_STR_EQ(err, "malformed JSON at byte 3: trailing garbage");
+    CHECK(parse(&a, "2\"@\\ud820") == NULL);
+    CHECK_STR_EQ(err, "malformed JSON at byte 1: trailing garbage");
+    CHECK(parse(&a, "[1]\n\"unterminated") == NULL);
+    CHECK(parse(&a, "\"a\" \"b") == NULL);
+    CHECK(parse(&a, "7") != NULL);
+    CHECK(parse(&a, "7 \n") != NULL);
     omni_arena_free(&a);
 }
 

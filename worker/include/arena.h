@@ -17,8 +17,9 @@ void omni_arena_init(omni_arena_t *a, size_t block_size);
 
 /* Returns 16-byte-aligned memory valid until omni_arena_free(), or NULL when
  * malloc fails or n is absurd (would overflow size_t). n == 0 returns a
- * unique non-NULL pointer. Requests larger than a quarter of block_size get
- * a block of their own, so the current block keeps filling. */
+ * unique non-NULL pointer. A request over a quarter of block_size that does
+ * not fit the current block gets a block of its own, so the current block
+ * keeps filling. */
 void *omni_arena_alloc(omni_arena_t *a, size_t n);
 
 /* Copies n bytes and appends a NUL; NULL on allocation failure. */

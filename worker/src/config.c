@@ -151,6 +151,21 @@ omni_config_int(int *out, const char *key, int def, int min, int max,
 }
 
 
+/* ":port" with a port from 1 to 65535 */
+static int
+omni_config_port_valid(const char *colon)
+{
+    char *end;
+    long  port;
+
+    if (colon == NULL || colon[1] < '0' || colon[1] > '9') {
+        return 0;
+    }
+    port = strtol(colon + 1, &end, 10);
+    return *end == '\0' && port >= 1 && port <= 65535;
+}
+
+
 int
 omni_config_load(omni_config_t *cfg, int need_server, char *err,
     size_t errlen)
@@ -224,8 +239,9 @@ omni_config_load(omni_config_t *cfg, int need_server, char *err,
     }
     cfg->log_level = (int) level;
 
-    if (strncmp(cfg->listen, "unix:", 5) != 0
-        && strrchr(cfg->listen, ':') == NULL)
+    if (strncmp(cfg->listen, "unix:", 5) == 0
+        ? cfg->listen[5] == '\0'
+        : !omni_config_port_valid(strrchr(cfg->listen, ':')))
     {
         snprintf(err, errlen,
                  "OMNI_LISTEN=%s: expected unix:/path or host:port",

@@ -196,13 +196,27 @@ omni_http_finish(omni_req_t *r, int status)
 
     omni_arena_free(&r->arena);
     free(r);
+}
 
+
+/* A request stops counting as in flight once its response is written out
+ * (or its client is gone): a draining process must not exit before. */
+static void
+omni_http_done(void)
+{
     if (--omni_http.inflight == 0 && omni_http.drained) {
         void (*cb)(void *) = omni_http.drained;
 
         omni_http.drained = NULL;
         cb(omni_http.drained_arg);
     }
+}
+
+
+static void
+omni_http_written(struct evhttp_request *ev, void *arg)
+{
+    omni_http_done();
 }
 
 
@@ -224,7 +238,14 @@ omni_respond(omni_req_t *r, int status, const char *content_type,
         evbuffer_drain(body, evbuffer_get_length(body));
     }
 
-    /* with a vanished client libevent frees the request here */
+    if (evhttp_request_get_connection(r->ev) == NULL) {
+        /* the client is gone: libevent frees the request in send_reply */
+        evhttp_send_reply(r->ev, status, NULL, body);
+        omni_http_finish(r, status);
+        omni_http_done();
+        return;
+    }
+    evhttp_request_set_on_complete_cb(r->ev, omni_http_written, NULL);
     evhttp_send_reply(r->ev, status, NULL, body);
     omni_http_finish(r, status);
 }

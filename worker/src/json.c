@@ -38,6 +38,8 @@ typedef struct {
     int max_depth;
 
     omni_json_t *root;
+    size_t root_end; /* input offset just past the root value */
+    int completing;  /* inside yajl_complete_parse() */
     const char *key; /* pending object key */
 
     json_slot_t *slots;
@@ -83,21 +85,70 @@ static void json_fail(json_parser_t *p, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Cuts s to at most max bytes without splitting a UTF-8 sequence. */
-static int json_clip(const char *s, size_t len, size_t max)
+/* The RFC 8259 escape of a control character, '"' or '\\' into esc;
+ * returns its length (2 or 6). */
+static size_t json_escape(unsigned char c, char esc[6])
 {
-    size_t n = 0;
+    static const char hex[] = "0123456789abcdef";
+
+    esc[0] = '\\';
+    switch (c) {
+    case '"':
+    case '\\':
+        esc[1] = (char)c;
+        return 2;
+    case '\b':
+        esc[1] = 'b';
+        return 2;
+    case '\f':
+        esc[1] = 'f';
+        return 2;
+    case '\n':
+        esc[1] = 'n';
+        return 2;
+    case '\r':
+        esc[1] = 'r';
+        return 2;
+    case '\t':
+        esc[1] = 't';
+        return 2;
+    default:
+        memcpy(esc + 1, "u00", 3);
+        esc[4] = hex[c >> 4];
+        esc[5] = hex[c & 0xF];
+        return 6;
+    }
+}
+
+/* Writes a key (valid UTF-8) for an error message: escaped like JSON so the
+ * message stays on one line, cut after JSON_KEY_SHOWN bytes on a character
+ * boundary. */
+static void json_show_key(char *out, size_t size, const char *key)
+{
+    const unsigned char *u = (const unsigned char *)key;
+    size_t o = 0, n;
+    char esc[6];
     int k;
 
-    while (n < len) {
-        k = omni_utf8_seq(s + n, len - n);
-        if (k < 0)
-            k = -k;
-        if (n + (size_t)k > max)
+    while (*u != '\0' && o < JSON_KEY_SHOWN) {
+        if (*u < 0x20 || *u == '"' || *u == '\\') {
+            n = json_escape(*u, esc);
+            if (o + n >= size)
+                break;
+            memcpy(out + o, esc, n);
+            o += n;
+            u++;
+            continue;
+        }
+        k = omni_utf8_seq((const char *)u, strlen((const char *)u));
+        n = (size_t)(k > 0 ? k : -k);
+        if (o + n >= size)
             break;
-        n += (size_t)k;
+        memcpy(out + o, u, n);
+        o += n;
+        u += n;
     }
-    return (int)n;
+    out[o] = '\0';
 }
 
 static omni_json_t *json_node(
@@ -115,6 +166,13 @@ static omni_json_t *json_node(
     return v;
 }
 
+/* yajl_complete_parse() feeds yajl a lone " " and counts bytes in that: a
+ * root finished then (only a bare number can be) ends the whole text. */
+static void json_root_done(json_parser_t *p)
+{
+    p->root_end = p->completing ? p->len : yajl_get_bytes_consumed(p->yajl);
+}
+
 /* Attaches a finished value to the open container, or makes it the root. */
 static int json_add(json_parser_t *p, omni_json_t *v)
 {
@@ -125,6 +183,7 @@ static int json_add(json_parser_t *p, omni_json_t *v)
         return 0;
     if (p->depth == 0) {
         p->root = v;
+        json_root_done(p);
         return 1;
     }
     if (p->nslots == p->slots_cap) {
@@ -171,9 +230,9 @@ static int json_check_string(
     unsigned cp;
     int k;
 
-    if (end > p->len || end <= p->mark
+    if (end > p->len || end <= p->mark || p->text[end - 1] != '"'
         || (open = memchr(p->text + p->mark, '"', end - p->mark)) == NULL
-        || open + 1 > p->text + end - 1) {
+        || open == p->text + end - 1) {
         json_fail(p, "malformed JSON: internal error locating a string");
         return 0;
     }
@@ -411,11 +470,14 @@ static int json_on_end(void *ctx)
     omni_json_t *v = f->node;
     size_t n = p->nslots - f->base;
     json_slot_t *slot;
+    char shown[JSON_KEY_SHOWN + 8];
     const char *dup;
     size_t i;
 
     p->mark = yajl_get_bytes_consumed(p->yajl);
     p->nslots = f->base;
+    if (p->depth == 0)
+        json_root_done(p);
     if (n == 0)
         return 1;
     slot = p->slots + f->base; /* slots is NULL until a first member */
@@ -441,8 +503,8 @@ static int json_on_end(void *ctx)
     v->u.obj.len = n;
     dup = json_duplicate(p, v->u.obj.keys, n);
     if (dup != NULL) {
-        json_fail(p, "duplicate key \"%.*s\"",
-            json_clip(dup, strlen(dup), JSON_KEY_SHOWN), dup);
+        json_show_key(shown, sizeof(shown), dup);
+        json_fail(p, "duplicate key \"%s\"", shown);
         return 0;
     }
     return !p->failed;
@@ -484,6 +546,21 @@ static void json_yajl_error(json_parser_t *p, size_t at)
         yajl_free_error(p->yajl, msg);
 }
 
+static int json_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Frees the parse-time scaffolding; the tree itself lives in the arena. */
+static void json_release(json_parser_t *p)
+{
+    if (p->yajl != NULL)
+        yajl_free(p->yajl);
+    free(p->slots);
+    free(p->frames);
+    free(p->scratch);
+}
+
 omni_json_t *omni_json_parse(omni_arena_t *arena, const char *text, size_t len,
     const omni_json_limits_t *limits, char *err, size_t errlen)
 {
@@ -508,16 +585,15 @@ omni_json_t *omni_json_parse(omni_arena_t *arena, const char *text, size_t len,
         return NULL;
     }
     for (i = 0; i < len; i++)
-        if (text[i] != ' ' && text[i] != '\t' && text[i] != '\n'
-            && text[i] != '\r')
+        if (!json_space(text[i]))
             break;
     if (i == len) {
         json_fail(&p, "empty body");
         return NULL;
     }
 
-    /* yajl's defaults are what we want: UTF-8 checked, no comments, one
-     * value, no trailing garbage */
+    /* yajl's defaults: UTF-8 checked, no comments, a single value (its
+     * trailing-garbage check has a hole, closed below) */
     p.yajl = yajl_alloc(&json_callbacks, NULL, &p);
     if (p.yajl == NULL) {
         json_fail(&p, "out of memory");
@@ -530,6 +606,7 @@ omni_json_t *omni_json_parse(omni_arena_t *arena, const char *text, size_t len,
     }
     if (st == yajl_status_ok) {
         /* completion re-parses a lone " ": its byte count is meaningless */
+        p.completing = 1;
         st = yajl_complete_parse(p.yajl);
         if (st == yajl_status_error) {
             json_yajl_error(&p, len);
@@ -540,19 +617,19 @@ omni_json_t *omni_json_parse(omni_arena_t *arena, const char *text, size_t len,
         json_fail(&p, "malformed JSON: incomplete value");
         goto failed;
     }
-
-    yajl_free(p.yajl);
-    free(p.slots);
-    free(p.frames);
-    free(p.scratch);
+    /* yajl only reports trailing garbage that lexes as a whole token: an
+     * unterminated string after the value ({} "x) passes as "need more" */
+    for (i = p.root_end; i < len; i++) {
+        if (!json_space(text[i])) {
+            json_fail(&p, "malformed JSON at byte %zu: trailing garbage", i);
+            goto failed;
+        }
+    }
+    json_release(&p);
     return p.root;
 
 failed:
-    if (p.yajl != NULL)
-        yajl_free(p.yajl);
-    free(p.slots);
-    free(p.frames);
-    free(p.scratch);
+    json_release(&p);
     return NULL;
 }
 
@@ -657,7 +734,6 @@ static void json_out_add(json_out_t *o, const void *data, size_t len)
 
 static void json_out_string(json_out_t *o, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, run = 0;
     char esc[6];
@@ -682,37 +758,7 @@ static void json_out_string(json_out_t *o, const char *s, size_t len)
             continue;
         }
         json_out_add(o, s + run, i - run);
-        esc[0] = '\\';
-        switch (u[i]) {
-        case '"':
-        case '\\':
-            esc[1] = (char)u[i];
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[u[i] >> 4];
-            esc[5] = hex[u[i] & 0xF];
-            json_out_add(o, esc, 6);
-            i++;
-            run = i;
-            continue;
-        }
-        json_out_add(o, esc, 2);
+        json_out_add(o, esc, json_escape(u[i], esc));
         i++;
         run = i;
     }

@@ -59,9 +59,6 @@ omni_rollup_find(omni_rollup_table_t *t, int64_t minute, int route,
         omni_rollup_entry_t *e = &t->e[(h + i) % OMNI_ROLLUP_MAX];
 
         if (e->minute == 0) {
-            if (t->used == OMNI_ROLLUP_MAX - 1) {
-                return NULL;       /* keep one free slot to end probes */
-            }
             e->minute = minute;
             e->route = route;
             e->status = status;

@@ -4,6 +4,8 @@
 #include "router.h"
 
 
+static int omni_router_listed(const char *allow, const char *method,
+    size_t len);
 static int omni_router_match_path(const char *pattern, const char *path,
     size_t path_len, omni_route_match_t *m);
 
@@ -33,7 +35,9 @@ omni_router_match(const omni_route_t *routes, size_t n, const char *method,
 
         /* remember the methods this path accepts, for Allow on 405 */
         size_t mlen = strlen(routes[i].method);
-        if (alen + mlen + 3 < sizeof(m->allow)) {
+        if (alen + mlen + 3 < sizeof(m->allow)
+            && !omni_router_listed(m->allow, routes[i].method, mlen))
+        {
             if (alen) {
                 memcpy(m->allow + alen, ", ", 2);
                 alen += 2;
@@ -47,6 +51,23 @@ omni_router_match(const omni_route_t *routes, size_t n, const char *method,
 
     m->nparams = 0;
     return path_known ? OMNI_ROUTE_BAD_METHOD : OMNI_ROUTE_NOT_FOUND;
+}
+
+
+/* whether method is already in the ", "-separated allow list */
+static int
+omni_router_listed(const char *allow, const char *method, size_t len)
+{
+    const char *p = allow;
+
+    while ((p = strstr(p, method)) != NULL) {
+        if ((p == allow || p[-1] == ' ') && (p[len] == ',' || p[len] == '\0'))
+        {
+            return 1;
+        }
+        p += len;
+    }
+    return 0;
 }
 
 

@@ -17,6 +17,8 @@
 #include "server.h"
 
 
+#define OMNI_DRAIN_QUIET_MS 200
+
 omni_server_t omni_server;
 
 static struct {
@@ -24,6 +26,7 @@ static struct {
     struct evhttp_bound_socket   *bound;
     struct event                  sigterm;
     struct event                  deadline;
+    struct event                  quiet;
     struct event                  gauges;
     int                           draining;
 } omni_proc;
@@ -47,11 +50,30 @@ omni_server_stop(void *arg)
 }
 
 
+static void omni_server_drained(void *arg);
+
+
+/* Nothing in flight for a while: a connection accepted just before the
+ * drain, or a request already on its way over a keepalive connection, has
+ * had its chance to arrive. */
+static void
+omni_server_quiet(evutil_socket_t fd, short what, void *arg)
+{
+    if (omni_http_inflight() > 0) {
+        omni_http_drain(omni_server_drained, NULL);
+        return;
+    }
+    omni_log(OMNI_LOG_INFO, "drained", NULL);
+    omni_rollup_final_flush(omni_server_stop, NULL);
+}
+
+
 static void
 omni_server_drained(void *arg)
 {
-    omni_log(OMNI_LOG_INFO, "drained", NULL);
-    omni_rollup_final_flush(omni_server_stop, NULL);
+    struct timeval tv = { 0, OMNI_DRAIN_QUIET_MS * 1000 };
+
+    evtimer_add(&omni_proc.quiet, &tv);
 }
 
 
@@ -84,6 +106,8 @@ omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
     evtimer_assign(&omni_proc.deadline, omni_server.base,
                    omni_server_deadline, NULL);
     evtimer_add(&omni_proc.deadline, &tv);
+    evtimer_assign(&omni_proc.quiet, omni_server.base, omni_server_quiet,
+                   NULL);
     omni_http_drain(omni_server_drained, NULL);
 }
 
