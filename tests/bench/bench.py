@@ -1,7 +1,8 @@
 """Omni benchmarks: every figure is a ratio to a baseline measured in the
 same run on the same machine (SPEC section 9).
 
-  worker no-DB endpoint through nginx   vs  nginx `return 200`
+  worker no-DB endpoint through nginx   vs  nginx `return 200`, and vs nginx
+                                            `proxy_pass` to a trivial upstream
   JSON point read from Postgres through vs  pgbench -S -M prepared
   nginx + worker                            at equal connections
 
@@ -16,7 +17,7 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
+import shutil
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -42,11 +43,24 @@ http {{
     fastcgi_temp_path {prefix}/tmp;
     uwsgi_temp_path {prefix}/tmp;
     scgi_temp_path {prefix}/tmp;
+    upstream trivial {{
+        server unix:{prefix}/trivial.sock;
+        keepalive 64;
+    }}
     server {{
         listen 127.0.0.1:{port} reuseport;
+        listen unix:{prefix}/trivial.sock;
         location / {{
             default_type application/json;
             return 200 '{{"status":"ok","pid":1}}\\n';
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{proxy_port} reuseport;
+        location / {{
+            proxy_pass http://trivial;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
         }}
     }}
 }}
@@ -118,7 +132,7 @@ def row(name, s, base=None, target=None):
 def main():
     pg = stack.Postgres().init()
     redis = stack.Redis().start()
-    worker = nginx = base_nginx = None
+    worker = nginx = base_nginx = prefix = None
     try:
         res = stack.migrate(["up"], pg.url(),
                             binary=stack.BUILD / "omni-worker")
@@ -136,11 +150,12 @@ def main():
                                    "OMNI_PG_POOL_SIZE": PG_POOL}).start()
         nginx = stack.Nginx(worker.socket_path, workers=WORKERS).start()
 
-        prefix = Path(tempfile.mkdtemp(prefix="omni-bench-nginx-"))
+        prefix = stack.make_tmpdir("omni-bench-nginx-")
         (prefix / "tmp").mkdir()
-        port = stack.free_port()
+        port, proxy_port = stack.free_port(), stack.free_port()
         (prefix / "nginx.conf").write_text(BASELINE_CONF.format(
-            workers=WORKERS, prefix=prefix, port=port))
+            workers=WORKERS, prefix=prefix, port=port,
+            proxy_port=proxy_port))
         base_nginx = subprocess.Popen(
             ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
              "-e", str(prefix / "error.log"), "-g", "daemon off;"],
@@ -150,6 +165,7 @@ def main():
             capture_output=True).returncode == 0, 10, "baseline nginx")
 
         ret200 = summary(repeat(wrk, "http://127.0.0.1:%d/" % port))
+        proxied = summary(repeat(wrk, "http://127.0.0.1:%d/" % proxy_port))
         nodb = summary(repeat(wrk, nginx.http_url("/health/live")))
         pgb = summary(repeat(pgbench, pg))
         point = summary(repeat(
@@ -174,7 +190,11 @@ def main():
             "",
             head,
             row("nginx `return 200` (baseline)", ret200),
+            row("nginx `proxy_pass` (keepalive, unix socket) to nginx "
+                "`return 200`", proxied, ret200),
             row("worker no-DB `GET /health/live` through nginx", nodb, ret200),
+            row("  the same, vs that `proxy_pass` (the worker's own cost)",
+                nodb, proxied),
             row("pgbench -S -M prepared (baseline, p50 = average)", pgb),
             row("worker point read `GET /api/v1/config/{key}` through nginx",
                 point, pgb, ">= 70%"),
@@ -185,6 +205,7 @@ def main():
     finally:
         if base_nginx is not None:
             stack._stop_popen(base_nginx, 15, 10)
+            shutil.rmtree(prefix, ignore_errors=True)
         for svc in (nginx, worker, redis, pg):
             if svc is not None:
                 svc.destroy()
