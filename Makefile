@@ -45,8 +45,17 @@ $(WORKER_SAN): $(WORKER_SRC) $(WORKER_HDR)
 $(MODULE): $(MODULE_SRC)
 	@bash ngx_omni_module/build.sh $(BUILD)
 
-# C unit tests: every tests/unit/test_*.c is one binary, built with ASan/UBSan
-UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))
+# C unit tests, each one binary built with ASan/UBSan: tests/unit/test_*.c
+# link the worker's sources; tests/unit/test_mod_*.c link the module's
+# nginx-free code (ngx_omni_module/omni_*.c).
+MOD_PURE_SRC := $(wildcard ngx_omni_module/omni_*.c)
+MOD_PURE_HDR := $(wildcard ngx_omni_module/omni_*.h)
+MOD_TESTS    := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_mod_*.c))
+UNIT_TESTS   := $(filter-out $(MOD_TESTS),$(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))) $(MOD_TESTS)
+
+$(BUILD)/unit/test_mod_%: tests/unit/test_mod_%.c tests/unit/unit.h $(MOD_PURE_SRC) $(MOD_PURE_HDR)
+	@mkdir -p $(BUILD)/unit
+	$(CC) $(CFLAGS_SAN) -Itests/unit -Ingx_omni_module -o $@ $< $(MOD_PURE_SRC) -lyajl -lcrypto
 
 $(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(UNIT_SRC) $(WORKER_HDR)
 	@mkdir -p $(BUILD)/unit

@@ -358,6 +358,7 @@ start_nginx() {
         TLS_CERT="$run/tls/cert.pem" \
         TLS_KEY="$run/tls/key.pem" \
         CONF_DIR="$repo/conf" \
+        JWT_PUBLIC_KEY="$run/keys/jwt-public.pem" \
         || fail "could not render $run/nginx/nginx.conf"
 
     ln -sfn ../nginx/error.log "$logs/nginx-error.log"

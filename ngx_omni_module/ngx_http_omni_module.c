@@ -8,13 +8,29 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <openssl/rand.h>
+
 #include "ngx_http_omni_module.h"
 
 
+static ngx_int_t ngx_http_omni_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_omni_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_omni_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_omni_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static char *ngx_http_omni_merge_fields(ngx_conf_t *cf,
+    ngx_http_omni_loc_conf_t *conf);
+static char *ngx_http_omni_auth(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_omni_strings(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_omni_jwt_token(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_omni_claim(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_omni_require_role(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_command_t  ngx_http_omni_commands[] = {
@@ -26,13 +42,104 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       0,
       NULL },
 
+    { ngx_string("omni_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_omni_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_auth"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_omni_auth,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_jwt_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_omni_jwt_key,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_jwt_jwks"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_omni_jwt_jwks,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_jwt_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_omni_strings,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, issuers),
+      NULL },
+
+    { ngx_string("omni_jwt_audience"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_omni_strings,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, audiences),
+      NULL },
+
+    { ngx_string("omni_jwt_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, leeway),
+      NULL },
+
+    { ngx_string("omni_jwt_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_omni_jwt_token,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_jwt_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_omni_jwt_cache,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_claim"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_omni_claim,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_roles_claim"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, roles_claim),
+      NULL },
+
+    { ngx_string("omni_require_role"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_omni_require_role,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, headers),
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_omni_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_omni_preconfiguration,        /* preconfiguration */
+    ngx_http_omni_postconfiguration,       /* postconfiguration */
 
     ngx_http_omni_create_main_conf,        /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -61,6 +168,37 @@ ngx_module_t  ngx_http_omni_module = {
 };
 
 
+static ngx_int_t
+ngx_http_omni_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_omni_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_omni_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    /*
+     * preaccess, not access: "satisfy any" must not let a request past
+     * the identity checks, and limits (next to limit_req) come after them
+     */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_omni_access_handler;
+
+    return ngx_http_omni_metrics_init_conf(cf);
+}
+
+
 static void *
 ngx_http_omni_create_main_conf(ngx_conf_t *cf)
 {
@@ -75,7 +213,21 @@ ngx_http_omni_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     omcf->status_locations = 0;
+     *     omcf->cache_zone = NULL;
+     *     omcf->policies = 0;
      */
+
+    omcf->cache_ttl = NGX_CONF_UNSET;
+
+    if (RAND_bytes(omcf->cache_salt, sizeof(omcf->cache_salt)) != 1) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&omcf->claim_vars, cf->pool, 4, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
 
     return omcf;
 }
@@ -91,7 +243,25 @@ ngx_http_omni_create_loc_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->keys = NULL;
+     *     conf->issuers = NULL;
+     *     conf->audiences = NULL;
+     *     conf->token_sources = NULL;
+     *     conf->claims = NULL;
+     *     conf->roles_claim = { 0, NULL };
+     *     conf->require_roles = NULL;
+     *     conf->fields = NULL;
+     */
+
     conf->status = NGX_CONF_UNSET;
+    conf->metrics = NGX_CONF_UNSET;
+    conf->auth = NGX_CONF_UNSET_UINT;
+    conf->headers = NGX_CONF_UNSET;
+    conf->leeway = NGX_CONF_UNSET;
+    conf->roles_claim.data = NULL;
 
     return conf;
 }
@@ -103,9 +273,39 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_omni_loc_conf_t *prev = parent;
     ngx_http_omni_loc_conf_t *conf = child;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t   *clcf;
+    ngx_http_omni_main_conf_t  *omcf;
 
     ngx_conf_merge_value(conf->status, prev->status, 0);
+    ngx_conf_merge_value(conf->metrics, prev->metrics, 0);
+    ngx_conf_merge_uint_value(conf->auth, prev->auth, NGX_HTTP_OMNI_AUTH_OFF);
+    ngx_conf_merge_value(conf->headers, prev->headers, 1);
+    ngx_conf_merge_sec_value(conf->leeway, prev->leeway, 0);
+    ngx_conf_merge_str_value(conf->roles_claim, prev->roles_claim, "");
+
+    if (conf->keys == NULL) {
+        conf->keys = prev->keys;
+    }
+
+    if (conf->issuers == NULL) {
+        conf->issuers = prev->issuers;
+    }
+
+    if (conf->audiences == NULL) {
+        conf->audiences = prev->audiences;
+    }
+
+    if (conf->token_sources == NULL) {
+        conf->token_sources = prev->token_sources;
+    }
+
+    if (conf->claims == NULL) {
+        conf->claims = prev->claims;
+    }
+
+    if (conf->require_roles == NULL) {
+        conf->require_roles = prev->require_roles;
+    }
 
     /*
      * a content handler is not inherited by nested locations, but the
@@ -117,6 +317,396 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (clcf->lmt_excpt && clcf->handler == NULL && conf->status) {
         clcf->handler = ngx_http_omni_status_handler;
+    }
+
+    if (conf->auth == NGX_HTTP_OMNI_AUTH_OFF) {
+        if (conf->require_roles != NULL
+            && conf->require_roles != prev->require_roles)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"omni_require_role\" needs \"omni_auth jwt\" "
+                               "or \"omni_auth optional\"");
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if ((conf->keys == NULL || conf->keys->nelts == 0)
+        && clcf->name.len != 0)
+    {
+        /* a server-level omni_auth may leave keys to its locations; a
+         * request matching no location is then refused at run time */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"omni_auth\" verifies tokens here but no "
+                           "\"omni_jwt_key\" or \"omni_jwt_jwks\" is set");
+        return NGX_CONF_ERROR;
+    }
+
+    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
+
+    /* a cached verification is reused only under the same checks */
+    conf->policy = ++omcf->policies;
+    omcf->jwt_locations++;
+
+    return ngx_http_omni_merge_fields(cf, conf);
+}
+
+
+/*
+ * Every field a verified request carries: the built-in identity, the
+ * omni_claim headers (one naming a built-in header replaces it) and the
+ * claims that $omni_jwt_claim_NAME variables read.
+ */
+
+static char *
+ngx_http_omni_merge_fields(ngx_conf_t *cf, ngx_http_omni_loc_conf_t *conf)
+{
+    ngx_str_t                  *var;
+    ngx_uint_t                  i, j, n;
+    ngx_http_variable_t        *v;
+    ngx_http_omni_claim_t      *f, *c;
+    ngx_http_core_main_conf_t  *cmcf;
+    ngx_http_omni_main_conf_t  *omcf;
+
+    static ngx_str_t  prefix = ngx_string("omni_jwt_claim_");
+
+    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
+
+    /* the variables referenced anywhere are known once the block is read */
+    if (omcf->claim_vars.nelts == 0) {
+        cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+        v = cmcf->variables.elts;
+
+        for (i = 0; i < cmcf->variables.nelts; i++) {
+            if (v[i].name.len <= prefix.len
+                || ngx_strncmp(v[i].name.data, prefix.data, prefix.len) != 0)
+            {
+                continue;
+            }
+
+            var = ngx_array_push(&omcf->claim_vars);
+            if (var == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            var->len = v[i].name.len - prefix.len;
+            var->data = ngx_pnalloc(cf->pool, var->len + 1);
+            if (var->data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memcpy(var->data, v[i].name.data + prefix.len, var->len);
+            var->data[var->len] = '\0';
+        }
+    }
+
+    n = NGX_HTTP_OMNI_NFIELDS + omcf->claim_vars.nelts
+        + (conf->claims ? conf->claims->nelts : 0);
+
+    conf->fields = ngx_array_create(cf->pool, n,
+                                    sizeof(ngx_http_omni_claim_t));
+    if (conf->fields == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    f = ngx_array_push_n(conf->fields, NGX_HTTP_OMNI_NFIELDS);
+    if (f == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(f, NGX_HTTP_OMNI_NFIELDS * sizeof(ngx_http_omni_claim_t));
+
+    f[NGX_HTTP_OMNI_F_USER_ID].kind = NGX_HTTP_OMNI_CLAIM_PATH;
+    ngx_str_set(&f[NGX_HTTP_OMNI_F_USER_ID].path, "sub");
+    ngx_str_set(&f[NGX_HTTP_OMNI_F_USER_ID].header, "X-User-Id");
+    ngx_str_set(&f[NGX_HTTP_OMNI_F_USER_ID].lowcase, "x-user-id");
+
+    f[NGX_HTTP_OMNI_F_USERNAME].kind = NGX_HTTP_OMNI_CLAIM_USERNAME;
+    ngx_str_set(&f[NGX_HTTP_OMNI_F_USERNAME].header, "X-User-Username");
+    ngx_str_set(&f[NGX_HTTP_OMNI_F_USERNAME].lowcase, "x-user-username");
+
+    f[NGX_HTTP_OMNI_F_ROLE].kind = NGX_HTTP_OMNI_CLAIM_ROLE;
+    ngx_str_set(&f[NGX_HTTP_OMNI_F_ROLE].header, "X-User-Role");
+    ngx_str_set(&f[NGX_HTTP_OMNI_F_ROLE].lowcase, "x-user-role");
+
+    f[NGX_HTTP_OMNI_F_ROLES].kind = NGX_HTTP_OMNI_CLAIM_ROLES;
+
+    f[NGX_HTTP_OMNI_F_JTI].kind = NGX_HTTP_OMNI_CLAIM_PATH;
+    ngx_str_set(&f[NGX_HTTP_OMNI_F_JTI].path, "jti");
+
+    for (i = 0; i < NGX_HTTP_OMNI_NFIELDS; i++) {
+        f[i].hash = ngx_hash_key(f[i].lowcase.data, f[i].lowcase.len);
+    }
+
+    if (conf->claims) {
+        c = conf->claims->elts;
+
+        for (i = 0; i < conf->claims->nelts; i++) {
+
+            for (j = 0; j < NGX_HTTP_OMNI_NFIELDS; j++) {
+                f = conf->fields->elts;
+
+                if (f[j].lowcase.len == c[i].lowcase.len
+                    && ngx_strcmp(f[j].lowcase.data, c[i].lowcase.data) == 0)
+                {
+                    /* omni_claim names a built-in header: it now says */
+                    f[j].kind = NGX_HTTP_OMNI_CLAIM_PATH;
+                    f[j].path = c[i].path;
+                    break;
+                }
+            }
+
+            if (j < NGX_HTTP_OMNI_NFIELDS) {
+                continue;
+            }
+
+            f = ngx_array_push(conf->fields);
+            if (f == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            *f = c[i];
+        }
+    }
+
+    var = omcf->claim_vars.elts;
+
+    for (i = 0; i < omcf->claim_vars.nelts; i++) {
+        f = ngx_array_push(conf->fields);
+        if (f == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(f, sizeof(ngx_http_omni_claim_t));
+        f->kind = NGX_HTTP_OMNI_CLAIM_PATH;
+        f->path = var[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_omni_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_omni_loc_conf_t *olcf = conf;
+
+    ngx_str_t  *value;
+
+    if (olcf->auth != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        olcf->auth = NGX_HTTP_OMNI_AUTH_OFF;
+
+    } else if (ngx_strcmp(value[1].data, "jwt") == 0) {
+        olcf->auth = NGX_HTTP_OMNI_AUTH_JWT;
+
+    } else if (ngx_strcmp(value[1].data, "optional") == 0) {
+        olcf->auth = NGX_HTTP_OMNI_AUTH_JWT|NGX_HTTP_OMNI_AUTH_OPTIONAL;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\": expected off, "
+                           "jwt or optional", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* A list of strings, NUL-terminated for omni_jwt: issuers, audiences. */
+
+static char *
+ngx_http_omni_strings(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    char        **s;
+    ngx_str_t    *value;
+    ngx_uint_t    i;
+    ngx_array_t **a;
+
+    a = (ngx_array_t **) (p + cmd->offset);
+
+    if (*a != NULL) {
+        return "is duplicate";
+    }
+
+    *a = ngx_array_create(cf->pool, cf->args->nelts - 1, sizeof(char *));
+    if (*a == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len == 0) {
+            return "has an empty value";
+        }
+
+        s = ngx_array_push(*a);
+        if (s == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* configuration strings are NUL-terminated by the parser */
+        *s = (char *) value[i].data;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_omni_jwt_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_omni_loc_conf_t *olcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_complex_value_t          *cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (olcf->token_sources != NULL) {
+        return "is duplicate";
+    }
+
+    olcf->token_sources = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                           sizeof(ngx_http_complex_value_t));
+    if (olcf->token_sources == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        cv = ngx_array_push(olcf->token_sources);
+        if (cv == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &value[i];
+        ccv.complex_value = cv;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (cv->lengths == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" takes variables, e.g. "
+                               "$cookie_omni_token; \"%V\" is plain text",
+                               &cmd->name, &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_omni_claim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_omni_loc_conf_t *olcf = conf;
+
+    u_char                 *p;
+    ngx_str_t              *value;
+    ngx_uint_t              i;
+    ngx_http_omni_claim_t  *c;
+
+    value = cf->args->elts;
+
+    for (i = 0; i < value[2].len; i++) {
+        p = &value[2].data[i];
+
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '-'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid header name \"%V\" in \"%V\"",
+                               &value[2], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 0 || value[2].len == 0) {
+        return "has an empty value";
+    }
+
+    if (olcf->claims == NULL) {
+        olcf->claims = ngx_array_create(cf->pool, 4,
+                                        sizeof(ngx_http_omni_claim_t));
+        if (olcf->claims == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    c = ngx_array_push(olcf->claims);
+    if (c == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(c, sizeof(ngx_http_omni_claim_t));
+
+    c->kind = NGX_HTTP_OMNI_CLAIM_PATH;
+    c->path = value[1];
+    c->header = value[2];
+
+    c->lowcase.len = value[2].len;
+    c->lowcase.data = ngx_pnalloc(cf->pool, value[2].len + 1);
+    if (c->lowcase.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_strlow(c->lowcase.data, value[2].data, value[2].len);
+    c->lowcase.data[c->lowcase.len] = '\0';
+    c->hash = ngx_hash_key(c->lowcase.data, c->lowcase.len);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_omni_require_role(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_omni_loc_conf_t *olcf = conf;
+
+    ngx_str_t   *value, *role;
+    ngx_uint_t   i;
+
+    if (olcf->require_roles != NULL) {
+        return "is duplicate";
+    }
+
+    olcf->require_roles = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                           sizeof(ngx_str_t));
+    if (olcf->require_roles == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len == 0) {
+            return "has an empty value";
+        }
+
+        role = ngx_array_push(olcf->require_roles);
+        if (role == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *role = value[i];
     }
 
     return NGX_CONF_OK;

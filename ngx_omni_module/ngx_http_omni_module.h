@@ -12,25 +12,154 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "omni_jwt.h"
 
-#define NGX_HTTP_OMNI_VERSION  "0.1.0"
+
+#define NGX_HTTP_OMNI_VERSION  "0.2.0"
+
+
+/* omni_auth: what authenticates a location */
+#define NGX_HTTP_OMNI_AUTH_OFF       0x00
+#define NGX_HTTP_OMNI_AUTH_JWT       0x01
+#define NGX_HTTP_OMNI_AUTH_OPTIONAL  0x04
+
+
+/* decisions, counted in shared memory by outcome and reason */
+typedef enum {
+    NGX_HTTP_OMNI_ALLOW = 0,
+    NGX_HTTP_OMNI_ALLOW_ANONYMOUS,
+    NGX_HTTP_OMNI_DENY_MISSING,
+    NGX_HTTP_OMNI_DENY_MALFORMED,
+    NGX_HTTP_OMNI_DENY_BAD_SIGNATURE,
+    NGX_HTTP_OMNI_DENY_EXPIRED,
+    NGX_HTTP_OMNI_DENY_NOT_YET_VALID,
+    NGX_HTTP_OMNI_DENY_WRONG_ISSUER,
+    NGX_HTTP_OMNI_DENY_WRONG_AUDIENCE,
+    NGX_HTTP_OMNI_DENY_INSUFFICIENT_ROLE,
+    NGX_HTTP_OMNI_NDECISIONS
+} ngx_http_omni_decision_e;
+
+
+/* what an identity field is made of */
+typedef enum {
+    NGX_HTTP_OMNI_CLAIM_PATH = 0,      /* a claim by dotted path */
+    NGX_HTTP_OMNI_CLAIM_USERNAME,      /* preferred_username, else username */
+    NGX_HTTP_OMNI_CLAIM_ROLE,          /* the first of the roles */
+    NGX_HTTP_OMNI_CLAIM_ROLES          /* every role, comma-joined */
+} ngx_http_omni_claim_kind_e;
 
 
 typedef struct {
-    ngx_uint_t                 status_locations;
+    ngx_http_omni_claim_kind_e  kind;
+    ngx_str_t                   path;       /* NUL-terminated */
+    ngx_str_t                   header;     /* "" for variables only */
+    ngx_str_t                   lowcase;    /* header, lower case */
+    ngx_uint_t                  hash;       /* of lowcase */
+} ngx_http_omni_claim_t;
+
+
+/* identity fields every verified request has, in ctx->values order */
+#define NGX_HTTP_OMNI_F_USER_ID   0
+#define NGX_HTTP_OMNI_F_USERNAME  1
+#define NGX_HTTP_OMNI_F_ROLE      2
+#define NGX_HTTP_OMNI_F_ROLES     3
+#define NGX_HTTP_OMNI_F_JTI       4
+#define NGX_HTTP_OMNI_NFIELDS     5
+
+
+typedef struct {
+    ngx_uint_t                  status_locations;
+    ngx_uint_t                  jwt_locations;
+    ngx_uint_t                  keys_loaded;
+    ngx_uint_t                  key_parses;     /* at configuration time */
+    ngx_uint_t                  policies;       /* ids handed out */
+
+    ngx_shm_zone_t             *cache_zone;
+    time_t                      cache_ttl;
+    ngx_shm_zone_t             *metrics_zone;
+
+    ngx_array_t                 claim_vars;     /* $omni_jwt_claim_X: "X" */
+
+    /* new for every configuration load: policy ids restart at 1, so the
+     * cache must not match entries a previous configuration wrote */
+    u_char                      cache_salt[16];
 } ngx_http_omni_main_conf_t;
 
 
 typedef struct {
-    ngx_flag_t                 status;
+    ngx_flag_t                  status;
+    ngx_flag_t                  metrics;
+    ngx_uint_t                  auth;
+    ngx_flag_t                  headers;
+    time_t                      leeway;
+
+    ngx_array_t                *keys;           /* omni_jwt_key_t */
+    ngx_array_t                *issuers;        /* char * */
+    ngx_array_t                *audiences;      /* char * */
+    ngx_array_t                *token_sources;  /* complex values */
+    ngx_array_t                *claims;         /* ngx_http_omni_claim_t */
+    ngx_str_t                   roles_claim;    /* "" = "role", then "roles" */
+    ngx_array_t                *require_roles;  /* ngx_str_t */
+
+    /* merged: every field a verified request carries, built-ins first */
+    ngx_array_t                *fields;         /* ngx_http_omni_claim_t */
+    ngx_uint_t                  policy;         /* cache key namespace */
 } ngx_http_omni_loc_conf_t;
 
 
+typedef struct {
+    ngx_uint_t                  done;
+    ngx_int_t                   rc;
+    ngx_uint_t                  decision;       /* ngx_http_omni_decision_e */
+    ngx_uint_t                  authenticated;
+    ngx_str_t                  *values;         /* per lcf->fields */
+    ngx_uint_t                  nvalues;
+    ngx_array_t                *fields;         /* lcf->fields at decision */
+} ngx_http_omni_ctx_t;
+
+
+/* ngx_http_omni_module.c */
+extern ngx_module_t  ngx_http_omni_module;
+
+/* ngx_http_omni_status.c */
 char *ngx_http_omni_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_omni_status_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_omni_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *body);
+ngx_int_t ngx_http_omni_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body);
 
+/* ngx_http_omni_keys.c */
+char *ngx_http_omni_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_omni_jwt_jwks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
-extern ngx_module_t  ngx_http_omni_module;
+/* ngx_http_omni_jwt.c */
+ngx_int_t ngx_http_omni_access_handler(ngx_http_request_t *r);
+
+/* ngx_http_omni_headers.c */
+ngx_int_t ngx_http_omni_headers_strip(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf);
+ngx_int_t ngx_http_omni_headers_inject(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx);
+
+/* ngx_http_omni_cache.c */
+char *ngx_http_omni_jwt_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_omni_cache_get(ngx_http_request_t *r, u_char *key,
+    ngx_http_omni_ctx_t *ctx);
+void ngx_http_omni_cache_put(ngx_http_request_t *r, u_char *key,
+    time_t expires, ngx_http_omni_ctx_t *ctx);
+
+/* ngx_http_omni_metrics.c */
+ngx_int_t ngx_http_omni_metrics_init_conf(ngx_conf_t *cf);
+char *ngx_http_omni_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+void ngx_http_omni_metrics_decision(ngx_uint_t decision);
+void ngx_http_omni_metrics_cache(ngx_uint_t hit);
+void ngx_http_omni_metrics_snapshot(ngx_atomic_uint_t *decisions,
+    ngx_atomic_uint_t *hits, ngx_atomic_uint_t *misses);
+extern ngx_str_t  ngx_http_omni_decision_names[];
+
+/* ngx_http_omni_variables.c */
+ngx_int_t ngx_http_omni_add_variables(ngx_conf_t *cf);
 
 
 #endif /* _NGX_HTTP_OMNI_MODULE_H_INCLUDED_ */

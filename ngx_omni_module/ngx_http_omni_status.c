@@ -1,7 +1,8 @@
 
 /*
  * Omni gateway module: the "omni_status" content handler, a JSON report of
- * what this nginx worker runs and what the module has configured.
+ * what this nginx worker runs and what the module has configured, and the
+ * helpers every response of the module is sent with.
  */
 
 
@@ -12,9 +13,7 @@
 #include "ngx_http_omni_module.h"
 
 
-static ngx_int_t ngx_http_omni_status_send(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_buf_t *b);
-
+static ngx_str_t  ngx_http_omni_json_type = ngx_string("application/json");
 
 static ngx_str_t  ngx_http_omni_status_not_allowed = ngx_string(
     "{\"error\":\"method_not_allowed\","
@@ -24,11 +23,15 @@ static ngx_str_t  ngx_http_omni_status_not_allowed = ngx_string(
 ngx_int_t
 ngx_http_omni_status_handler(ngx_http_request_t *r)
 {
+    u_char                     *p;
     size_t                      len;
     ngx_int_t                   rc;
-    ngx_buf_t                  *b;
+    ngx_str_t                   body;
+    ngx_uint_t                  i;
     ngx_core_conf_t            *ccf;
     ngx_table_elt_t            *h;
+    ngx_atomic_uint_t           decisions[NGX_HTTP_OMNI_NDECISIONS];
+    ngx_atomic_uint_t           hits, misses;
     ngx_http_omni_main_conf_t  *omcf;
 
     rc = ngx_http_discard_request_body(r);
@@ -48,64 +51,87 @@ ngx_http_omni_status_handler(ngx_http_request_t *r)
         ngx_str_set(&h->key, "Allow");
         ngx_str_set(&h->value, "GET, HEAD");
 
-        b = ngx_calloc_buf(r->pool);
-        if (b == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        b->pos = ngx_http_omni_status_not_allowed.data;
-        b->last = b->pos + ngx_http_omni_status_not_allowed.len;
-        b->memory = 1;
-
-        return ngx_http_omni_status_send(r, NGX_HTTP_NOT_ALLOWED, b);
+        return ngx_http_omni_send_json(r, NGX_HTTP_NOT_ALLOWED,
+                                       &ngx_http_omni_status_not_allowed);
     }
 
     omcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
     ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
                                            ngx_core_module);
 
-    len = sizeof("{\"module\":\"ngx_http_omni_module\",") - 1
-          + sizeof("\"version\":\"" NGX_HTTP_OMNI_VERSION "\",") - 1
-          + sizeof("\"nginx\":\"" NGINX_VERSION "\",") - 1
-          + sizeof("\"pid\":,") - 1 + NGX_INT64_LEN
-          + sizeof("\"worker_processes\":,") - 1 + NGX_INT_T_LEN
-          + sizeof("\"configured\":{") - 1
-          + sizeof("\"status_locations\":") - 1 + NGX_INT_T_LEN
-          + sizeof("}}\n") - 1;
+    ngx_http_omni_metrics_snapshot(decisions, &hits, &misses);
 
-    b = ngx_create_temp_buf(r->pool, len);
-    if (b == NULL) {
+    len = 1024 + NGX_HTTP_OMNI_NDECISIONS * (32 + NGX_ATOMIC_T_LEN)
+          + (omcf->cache_zone ? omcf->cache_zone->shm.name.len : 0);
+
+    body.data = ngx_pnalloc(r->pool, len);
+    if (body.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->last = ngx_sprintf(b->last,
-                          "{\"module\":\"ngx_http_omni_module\","
-                          "\"version\":\"" NGX_HTTP_OMNI_VERSION "\","
-                          "\"nginx\":\"" NGINX_VERSION "\","
-                          "\"pid\":%P,"
-                          "\"worker_processes\":%i,"
-                          "\"configured\":{"
-                          "\"status_locations\":%ui"
-                          "}}\n",
-                          ngx_pid, ccf->worker_processes,
-                          omcf->status_locations);
+    p = ngx_sprintf(body.data,
+                    "{\"module\":\"ngx_http_omni_module\","
+                    "\"version\":\"" NGX_HTTP_OMNI_VERSION "\","
+                    "\"nginx\":\"" NGINX_VERSION "\","
+                    "\"pid\":%P,"
+                    "\"worker_processes\":%i,"
+                    "\"configured\":{"
+                    "\"status_locations\":%ui,"
+                    "\"jwt_locations\":%ui,"
+                    "\"keys_loaded\":%ui,"
+                    "\"jwt_cache\":",
+                    ngx_pid, ccf->worker_processes,
+                    omcf->status_locations, omcf->jwt_locations,
+                    omcf->keys_loaded);
 
-    return ngx_http_omni_status_send(r, NGX_HTTP_OK, b);
+    if (omcf->cache_zone) {
+        p = ngx_sprintf(p, "{\"zone\":\"%V\",\"size\":%uz,\"ttl\":%T}",
+                        &omcf->cache_zone->shm.name,
+                        omcf->cache_zone->shm.size, omcf->cache_ttl);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    /* keys are parsed when the configuration is loaded, never after */
+    p = ngx_sprintf(p, "},\"key_parses\":%ui,"
+                    "\"jwt_cache_lookups\":{\"hits\":%uA,\"misses\":%uA},"
+                    "\"decisions\":{",
+                    omcf->key_parses, hits, misses);
+
+    for (i = 0; i < NGX_HTTP_OMNI_NDECISIONS; i++) {
+        p = ngx_sprintf(p, "%s\"%V\":%uA", i ? "," : "",
+                        &ngx_http_omni_decision_names[i], decisions[i]);
+    }
+
+    p = ngx_cpymem(p, "}}\n", 3);
+
+    body.len = p - body.data;
+
+    return ngx_http_omni_send_json(r, NGX_HTTP_OK, &body);
 }
 
 
-static ngx_int_t
-ngx_http_omni_status_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_buf_t *b)
+ngx_int_t
+ngx_http_omni_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body)
 {
-    ngx_int_t    rc;
-    ngx_chain_t  out;
+    return ngx_http_omni_send(r, status, &ngx_http_omni_json_type, body);
+}
+
+
+ngx_int_t
+ngx_http_omni_send(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *type,
+    ngx_str_t *body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
     r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_length_n = body->len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
     r->headers_out.content_type_lowcase = NULL;
 
     rc = ngx_http_send_header(r);
@@ -114,6 +140,14 @@ ngx_http_omni_status_send(ngx_http_request_t *r, ngx_uint_t status,
         return rc;
     }
 
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 

@@ -5,6 +5,9 @@ same run on the same machine (SPEC section 9).
                                             `proxy_pass` to a trivial upstream
   JSON point read from Postgres through vs  pgbench -S -M prepared
   nginx + worker                            at equal connections
+  gateway: JWT (HS256, RS256, ES256,    vs  plain `proxy_pass` to the same
+  EdDSA) + headers, cache off and on        upstream in the same nginx
+                                            (tests/bench/gateway.py)
 
 Each row is run BENCH_RUNS times (default 3) after a warm-up; the table shows
 the median and the spread (min-max) of requests/s, and p50/p99 latency.
@@ -23,6 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
+import gateway  # noqa: E402
 import stack  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
@@ -67,11 +71,17 @@ http {{
 """
 
 
-def wrk(url, seconds=SECONDS, conns=CONNS):
-    """Runs wrk; returns (requests/s, p50 ms, p99 ms, non-2xx count)."""
+def wrk(target, seconds=SECONDS, conns=CONNS):
+    """Runs wrk on target (a URL, or (URL, headers)); returns (requests/s,
+    p50 ms, p99 ms). Any non-2xx answer or socket error fails the run."""
+    url, headers = target if isinstance(target, tuple) else (target, {})
+    args = []
+    for name, value in headers.items():
+        args += ["-H", "%s: %s" % (name, value)]
     out = subprocess.run(
         ["wrk", "-t", "1", "-c", str(conns), "-d", "%ds" % seconds,
-         "--latency", url], capture_output=True, text=True, check=True).stdout
+         "--latency"] + args + [url],
+        capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -169,7 +179,8 @@ def main():
         nodb = summary(repeat(wrk, nginx.http_url("/health/live")))
         pgb = summary(repeat(pgbench, pg))
         point = summary(repeat(
-            wrk, nginx.http_url("/api/v1/config/refresh_interval")))
+            wrk, (nginx.http_url("/api/v1/config/refresh_interval"),
+                  nginx.bearer(role="user", lifetime=3600))))
 
         cpu = platform.processor() or "unknown cpu"
         try:
@@ -199,6 +210,8 @@ def main():
             row("worker point read `GET /api/v1/config/{key}` through nginx",
                 point, pgb, ">= 70%"),
         ]
+        lines += gateway.run(lambda target: repeat(wrk, target), summary,
+                             row, WORKERS, prefix / "trivial.sock")
         text = "\n".join(lines) + "\n"
         (HERE / "results.md").write_text(text)
         print(text)

@@ -8,12 +8,18 @@ set -u
 cd "$(dirname "$0")/../.."
 
 # target -> the worker sources it links with (only those: a fuzz binary
-# must not drag in the event loop, libpq or main)
+# must not drag in the event loop, libpq or main), the pkg-config packages
+# and any extra include directories
 declare -A SOURCES=(
     [json]="worker/src/arena.c worker/src/json.c"
+    [jwt]="ngx_omni_module/omni_jwt.c"
 )
 declare -A PKGS=(
     [json]="libevent yajl"
+    [jwt]="yajl libcrypto"
+)
+declare -A INCLUDES=(
+    [jwt]="-Ingx_omni_module"
 )
 
 CC=${FUZZ_CC:-clang}
@@ -39,7 +45,8 @@ for src in tests/fuzz/fuzz_*.c; do
 
     bin="$OUT/fuzz_$name"
     # shellcheck disable=SC2086 # word splitting of the lists is intended
-    if ! $CC $CFLAGS $(pkg-config --cflags ${PKGS[$name]}) -o "$bin" "$src" \
+    if ! $CC $CFLAGS ${INCLUDES[$name]:-} $(pkg-config --cflags ${PKGS[$name]}) \
+        -o "$bin" "$src" \
         ${SOURCES[$name]} $(pkg-config --libs ${PKGS[$name]}) -lm; then
         echo "fuzz: $name: build failed" >&2
         status=1

@@ -202,3 +202,58 @@ def nginx(shared_dir):
 def gateway(nginx, worker):
     """nginx with the shared worker behind it."""
     return nginx
+
+
+# --- the gateway's JWT tests (test_jwt*.py, test_nginx_config.py) ------------
+
+@pytest.fixture(scope="session")
+def jwt_keys():
+    """RSA, EC, Ed25519 key pairs, HMAC secrets and a JWKS, made by openssl
+    in a temp dir (jwt_support.JwtKeys)."""
+    import jwt_support
+    keys = jwt_support.JwtKeys()
+    try:
+        yield keys.generate()
+    finally:
+        keys.destroy()
+
+
+@pytest.fixture(scope="session")
+def echo_upstream():
+    """An HTTP server answering with every header line it received."""
+    import jwt_upstream
+    server = jwt_upstream.EchoUpstream().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def jwt_gateway(jwt_keys, echo_upstream):
+    """nginx + the module from fixtures/nginx-jwt.conf.in (no worker, no
+    Postgres) in front of echo_upstream."""
+    import jwt_support
+    server = jwt_support.JwtGateway(jwt_keys, echo_upstream.port)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def jwt_nginx_survives(jwt_gateway):
+    """Fails the test when an nginx worker crashed or nginx logged an alert
+    while it ran (a crash is otherwise only a retried request)."""
+    log = jwt_gateway.error_log
+    start = log.stat().st_size if log.exists() else 0
+    yield
+    with open(log, "rb") as f:
+        f.seek(start)
+        new = f.read().decode(errors="replace")
+    bad = [line for line in new.splitlines()
+           if "exited on signal" in line or "[alert]" in line
+           or "[crit]" in line]
+    assert not bad, "nginx error.log during the test:\n" + "\n".join(bad)
+    assert jwt_gateway.alive(), "nginx exited:\n" + new[-3000:]

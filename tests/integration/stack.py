@@ -748,6 +748,7 @@ class Nginx:
         self.prefix = self.dir / "nginx"
         self.conf_path = self.prefix / "nginx.conf"
         self.tls_dir = self.dir / "tls"
+        self.keys_dir = self.dir / "keys"
         self.worker_socket = Path(worker_socket)
         self.module = (Path(module) if module
                        else BUILD / "ngx_http_omni_module.so")
@@ -787,6 +788,24 @@ class Nginx:
         return http.client.HTTPConnection("127.0.0.1", self.http_port,
                                           timeout=timeout)
 
+    def token(self, sub="test-user", role="admin", username=None,
+              lifetime=300, **claims):
+        """An RS256 access token the gateway accepts, as the worker would
+        sign it (issuer omni, audience omni-api), made with PyJWT."""
+        import jwt
+        now = int(time.time())
+        payload = {"iss": "omni", "aud": "omni-api", "sub": sub,
+                   "preferred_username": username or sub, "role": role,
+                   "jti": secrets.token_hex(8), "iat": now,
+                   "exp": now + lifetime}
+        payload.update(claims)
+        key = (self.keys_dir / "jwt-private.pem").read_text()
+        return jwt.encode(payload, key, algorithm="RS256")
+
+    def bearer(self, **kwargs):
+        """Headers carrying token(**kwargs)."""
+        return {"Authorization": "Bearer " + self.token(**kwargs)}
+
     def _tls_files(self):
         cert, key = self.tls_dir / "cert.pem", self.tls_dir / "key.pem"
         if not (cert.exists() and key.exists()):
@@ -807,8 +826,11 @@ class Nginx:
         if not self.module.exists():
             raise RuntimeError("%s is not built (make module)" % self.module)
         self._run(["bash", CONF_DIR / "tls.sh", self.tls_dir], "conf/tls.sh")
+        self._run(["bash", CONF_DIR / "keys.sh", self.keys_dir],
+                  "conf/keys.sh")
         cert, key = self._tls_files()
         values = {
+            "JWT_PUBLIC_KEY": self.keys_dir / "jwt-public.pem",
             "MODULE_PATH": self.module,
             "NGINX_USER": NGINX_USER,
             "NGINX_WORKERS": self.workers,

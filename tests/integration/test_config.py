@@ -9,7 +9,8 @@ ADMIN = {"X-User-Role": "admin", "Content-Type": "application/json"}
 
 
 def test_get_config_key_returns_its_object_value(gateway):
-    r = gateway.request("GET", "/api/v1/config/refresh_interval")
+    r = gateway.request("GET", "/api/v1/config/refresh_interval",
+                        headers=gateway.bearer(role="user"))
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["key"] == "refresh_interval"
@@ -18,7 +19,8 @@ def test_get_config_key_returns_its_object_value(gateway):
 
 def test_get_unknown_config_key_gets_404_not_found(gateway):
     key = "no_such_key_" + uuid.uuid4().hex
-    r = gateway.request("GET", "/api/v1/config/" + key)
+    r = gateway.request("GET", "/api/v1/config/" + key,
+                        headers=gateway.bearer(role="user"))
     assert r.status_code == 404, r.text
     assert r.json()["error"] == "not_found"
 
@@ -32,7 +34,7 @@ def test_admin_put_is_returned_by_the_next_get(gateway, worker):
     try:
         r = worker.request("PUT", path, ADMIN, json.dumps(updated))
         assert 200 <= r.status < 300, r.body
-        r = gateway.request("GET", path)
+        r = gateway.request("GET", path, headers=gateway.bearer(role="user"))
         assert r.status_code == 200, r.text
         assert r.json()["value"] == updated
     finally:
@@ -40,7 +42,8 @@ def test_admin_put_is_returned_by_the_next_get(gateway, worker):
 
 
 def test_config_list_holds_the_seeded_keys_on_one_page(gateway):
-    r = gateway.request("GET", "/api/v1/config")
+    r = gateway.request("GET", "/api/v1/config",
+                        headers=gateway.bearer(role="user"))
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["next_cursor"] is None

@@ -17,14 +17,16 @@ def _assert_error(status, body, expected_status, code):
 
 
 def test_unknown_api_path_gets_404_json_from_the_worker(gateway):
-    r = gateway.request("GET", "/api/v1/does-not-exist")
+    r = gateway.request("GET", "/api/v1/does-not-exist",
+                        headers=gateway.bearer())
     _assert_error(r.status_code, r.content, 404, "not_found")
     # the worker answered (nginx's own 404 carries no request id)
     assert "X-Request-Id" in r.headers
 
 
 def test_wrong_method_gets_405_json_with_allow_listing_get_and_put(gateway):
-    r = gateway.request("DELETE", "/api/v1/config/refresh_interval")
+    r = gateway.request("DELETE", "/api/v1/config/refresh_interval",
+                        headers=gateway.bearer())
     _assert_error(r.status_code, r.content, 405, "method_not_allowed")
     allowed = {m.strip() for m in r.headers["Allow"].split(",")}
     assert {"GET", "PUT"} <= allowed
@@ -83,6 +85,9 @@ def test_forged_admin_role_never_reaches_the_worker_through_nginx(gateway):
     try:
         body = b'{"v": 1}'
         conn.putrequest("PUT", PUT_PATH)
+        # a real user's token: the forged copies must not make it admin
+        conn.putheader("Authorization",
+                       gateway.bearer(role="user")["Authorization"])
         conn.putheader("x-USER-role", "admin")
         conn.putheader("X-User-Role", "admin")
         conn.putheader("Content-Type", "application/json")

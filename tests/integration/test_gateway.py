@@ -61,8 +61,10 @@ def test_worker_echoes_the_request_id_it_is_sent(worker):
 def test_worker_logs_one_json_line_per_request_with_its_request_id(gateway,
                                                                    worker):
     rid = "test-" + uuid.uuid4().hex
+    headers = gateway.bearer()
+    headers["X-Request-Id"] = rid
     r = gateway.request("GET", "/api/v1/config/refresh_interval",
-                        headers={"X-Request-Id": rid})
+                        headers=headers)
     assert r.status_code == 200
 
     def ours(line):

@@ -119,11 +119,13 @@ def test_gateway_retries_idempotent_requests_when_a_process_is_killed(
         w.start()
         gw = stack.Nginx(w.socket_path).start()
         failures, done = [], threading.Event()
+        auth = gw.bearer(role="user")
 
         def load():
             while not done.is_set():
                 try:
-                    r = gw.request("GET", CONFIG_PATH, timeout=5)
+                    r = gw.request("GET", CONFIG_PATH, timeout=5,
+                                   headers=auth)
                     if r.status_code != 200:
                         failures.append((r.status_code, r.text))
                 except Exception as e:

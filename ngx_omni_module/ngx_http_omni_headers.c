@@ -1,0 +1,195 @@
+
+/*
+ * Omni gateway module: identity headers. Every client-sent X-User-* and
+ * every header an omni_claim names is removed (any case, every copy),
+ * then the verified values are added, so the upstream sees exactly one
+ * copy of each, set by the gateway.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_omni_module.h"
+
+
+/* SPEC rule 3: no client-sent X-User-* reaches the upstream, whatever
+ * follows the prefix */
+static ngx_str_t  ngx_http_omni_identity_prefix = ngx_string("x-user-");
+
+
+static ngx_uint_t
+ngx_http_omni_is_identity(ngx_http_omni_loc_conf_t *olcf, ngx_table_elt_t *h)
+{
+    ngx_uint_t              i;
+    ngx_http_omni_claim_t  *c;
+
+    if (h->key.len >= ngx_http_omni_identity_prefix.len
+        && ngx_strncasecmp(h->key.data, ngx_http_omni_identity_prefix.data,
+                           ngx_http_omni_identity_prefix.len) == 0)
+    {
+        return 1;
+    }
+
+    if (olcf->claims == NULL) {
+        return 0;
+    }
+
+    c = olcf->claims->elts;
+
+    for (i = 0; i < olcf->claims->nelts; i++) {
+        if (h->key.len == c[i].lowcase.len
+            && ngx_strncasecmp(h->key.data, c[i].lowcase.data,
+                               c[i].lowcase.len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * ngx_list_t cannot delete: when an identity header is present, the list
+ * is rebuilt without it. The old elements stay in the pool, so pointers
+ * nginx keeps to known headers (Host, Authorization) remain valid.
+ */
+
+ngx_int_t
+ngx_http_omni_headers_strip(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf)
+{
+    ngx_uint_t        i, found;
+    ngx_list_t        headers;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *copy;
+
+    found = 0;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (ngx_http_omni_is_identity(olcf, &h[i])) {
+            found = 1;
+            break;
+        }
+    }
+
+    if (!found) {
+        return NGX_OK;
+    }
+
+    if (ngx_list_init(&headers, r->pool, 20, sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (ngx_http_omni_is_identity(olcf, &h[i])) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "omni: removed client header \"%V: %V\"",
+                           &h[i].key, &h[i].value);
+            continue;
+        }
+
+        copy = ngx_list_push(&headers);
+        if (copy == NULL) {
+            return NGX_ERROR;
+        }
+
+        *copy = h[i];
+    }
+
+    r->headers_in.headers = headers;
+
+    /* the copied list's first part moved: so must its last pointer */
+    if (headers.last == &headers.part) {
+        r->headers_in.headers.last = &r->headers_in.headers.part;
+    }
+
+    return NGX_OK;
+}
+
+
+/* A claim value may hold anything; a header value must not hold CR, LF. */
+
+static ngx_uint_t
+ngx_http_omni_header_safe(ngx_str_t *value)
+{
+    u_char  *p, *last;
+
+    last = value->data + value->len;
+
+    for (p = value->data; p < last; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+ngx_int_t
+ngx_http_omni_headers_inject(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
+{
+    ngx_uint_t              i;
+    ngx_table_elt_t        *h;
+    ngx_http_omni_claim_t  *f;
+
+    f = ctx->fields->elts;
+
+    for (i = 0; i < ctx->nvalues; i++) {
+
+        if (f[i].header.len == 0 || ctx->values[i].len == 0) {
+            continue;
+        }
+
+        if (!ngx_http_omni_header_safe(&ctx->values[i])) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "omni: claim for \"%V\" holds control characters,"
+                          " header not set", &f[i].header);
+            continue;
+        }
+
+        h = ngx_list_push(&r->headers_in.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->key = f[i].header;
+        h->value = ctx->values[i];
+        h->lowcase_key = f[i].lowcase.data;
+        h->hash = f[i].hash;
+    }
+
+    return NGX_OK;
+}

@@ -1,0 +1,141 @@
+"""Gateway benchmark: JWT verification + identity headers in nginx, as a
+ratio to plain `proxy_pass` to the same trivial upstream, in the same nginx
+(SPEC section 9: >= 85% with the verified-token cache, >= 60% for RS256
+without it).
+
+Two nginx instances with the module are measured in turn: one without
+`omni_jwt_cache`, one with it; each has a plain location and one location
+per algorithm, all proxying over keepalive to an nginx `return 200` on a
+unix socket.
+"""
+
+import shutil
+import subprocess
+import time
+
+import stack
+
+ALGS = {
+    # location: (PyJWT algorithm, openssl genpkey arguments or None = HMAC)
+    "hs256": ("HS256", None),
+    "rs256": ("RS256", ["-algorithm", "RSA", "-pkeyopt",
+                        "rsa_keygen_bits:2048"]),
+    "es256": ("ES256", ["-algorithm", "EC", "-pkeyopt",
+                        "ec_paramgen_curve:P-256"]),
+    "eddsa": ("EdDSA", ["-algorithm", "ED25519"]),
+}
+
+CONF = """
+load_module {module};
+worker_processes {workers};
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp;
+    proxy_temp_path {prefix}/tmp;
+    fastcgi_temp_path {prefix}/tmp;
+    uwsgi_temp_path {prefix}/tmp;
+    scgi_temp_path {prefix}/tmp;
+    {cache}
+    upstream trivial {{
+        server unix:{upstream};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        location /plain {{ proxy_pass http://trivial; }}
+{locations}
+    }}
+}}
+"""
+
+LOCATION = """        location /{name} {{
+            omni_auth jwt;
+            omni_jwt_key file={key} alg={alg};
+            omni_jwt_issuer bench;
+            omni_jwt_audience bench;
+            proxy_pass http://trivial;
+        }}"""
+
+
+def make_keys(keydir):
+    """Key files and one long-lived token per location, made with openssl
+    and PyJWT (the independent implementation)."""
+    import jwt
+    keys, tokens = {}, {}
+    now = int(time.time())
+    claims = {"iss": "bench", "aud": "bench", "sub": "bench-user",
+              "preferred_username": "bench", "role": "user",
+              "iat": now, "exp": now + 3600, "jti": "bench"}
+    for name, (alg, genpkey) in ALGS.items():
+        if genpkey is None:
+            secret = b"s" * 48
+            (keydir / name).write_bytes(secret)
+            keys[name] = keydir / name
+            tokens[name] = jwt.encode(claims, secret, algorithm=alg)
+            continue
+        priv, pub = keydir / (name + ".key"), keydir / (name + ".pem")
+        subprocess.run(["openssl", "genpkey", "-out", str(priv)] + genpkey,
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "pkey", "-in", str(priv), "-pubout",
+                        "-out", str(pub)], check=True, capture_output=True)
+        keys[name] = pub
+        tokens[name] = jwt.encode(claims, priv.read_text(), algorithm=alg)
+    return keys, tokens
+
+
+def start(workers, upstream, keys, cached):
+    prefix = stack.make_tmpdir("omni-bench-gw-")
+    (prefix / "tmp").mkdir()
+    port = stack.free_port()
+    locations = "\n".join(
+        LOCATION.format(name=name, key=keys[name], alg=ALGS[name][0])
+        for name in ALGS)
+    cache = "omni_jwt_cache zone=bench:32m ttl=10m;" if cached else ""
+    (prefix / "nginx.conf").write_text(CONF.format(
+        module=stack.BUILD / "ngx_http_omni_module.so", workers=workers,
+        prefix=prefix, cache=cache, upstream=upstream, port=port,
+        locations=locations))
+    proc = subprocess.Popen(
+        ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+         "-e", str(prefix / "error.log"), "-g", "daemon off;"],
+        start_new_session=True)
+    stack.wait_until(lambda: subprocess.run(
+        ["curl", "-sf", "http://127.0.0.1:%d/plain" % port],
+        capture_output=True).returncode == 0, 10, "gateway nginx")
+    return proc, prefix, port
+
+
+def run(measure, summary, row, workers, upstream):
+    """Measures every gateway row; returns the table's lines."""
+    keydir = stack.make_tmpdir("omni-bench-keys-")
+    keys, tokens = make_keys(keydir)
+    lines = []
+    try:
+        for cached in (False, True):
+            proc, prefix, port = start(workers, upstream, keys, cached)
+            try:
+                url = "http://127.0.0.1:%d/" % port
+                plain = summary(measure(url + "plain"))
+                mode = "cache on" if cached else "cache off"
+                lines.append(row("plain `proxy_pass` (%s nginx)" % mode,
+                                 plain))
+                for name in ALGS:
+                    s = summary(measure(
+                        (url + name,
+                         {"Authorization": "Bearer " + tokens[name]})))
+                    target = (">= 85%" if cached
+                              else ">= 60%" if name == "rs256" else "")
+                    lines.append(row("%s + headers, %s" % (
+                        ALGS[name][0], mode), s, plain, target))
+            finally:
+                stack._stop_popen(proc, 15, 10)
+                shutil.rmtree(prefix, ignore_errors=True)
+    finally:
+        shutil.rmtree(keydir, ignore_errors=True)
+    return lines
+
