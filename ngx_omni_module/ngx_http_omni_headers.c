@@ -51,15 +51,19 @@ ngx_http_omni_is_identity(ngx_http_omni_loc_conf_t *olcf, ngx_table_elt_t *h)
 }
 
 
+typedef ngx_uint_t (*ngx_http_omni_header_pt)(ngx_http_omni_loc_conf_t *olcf,
+    ngx_table_elt_t *h);
+
+
 /*
- * ngx_list_t cannot delete: when an identity header is present, the list
- * is rebuilt without it. The old elements stay in the pool, so pointers
- * nginx keeps to known headers (Host, Authorization) remain valid.
+ * ngx_list_t cannot delete: when a header is to go, the list is rebuilt
+ * without it. The old elements stay in the pool, so pointers nginx keeps
+ * to known headers (Host, Authorization) remain valid.
  */
 
-ngx_int_t
-ngx_http_omni_headers_strip(ngx_http_request_t *r,
-    ngx_http_omni_loc_conf_t *olcf)
+static ngx_int_t
+ngx_http_omni_headers_drop(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_header_pt drop)
 {
     ngx_uint_t        i, found;
     ngx_list_t        headers;
@@ -82,7 +86,7 @@ ngx_http_omni_headers_strip(ngx_http_request_t *r,
             i = 0;
         }
 
-        if (ngx_http_omni_is_identity(olcf, &h[i])) {
+        if (drop(olcf, &h[i])) {
             found = 1;
             break;
         }
@@ -113,9 +117,9 @@ ngx_http_omni_headers_strip(ngx_http_request_t *r,
             i = 0;
         }
 
-        if (ngx_http_omni_is_identity(olcf, &h[i])) {
+        if (drop(olcf, &h[i])) {
             ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "omni: removed client header \"%V: %V\"",
+                           "omni: removed header \"%V: %V\"",
                            &h[i].key, &h[i].value);
             continue;
         }
@@ -136,6 +140,14 @@ ngx_http_omni_headers_strip(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_omni_headers_strip(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf)
+{
+    return ngx_http_omni_headers_drop(r, olcf, ngx_http_omni_is_identity);
 }
 
 
@@ -190,6 +202,33 @@ ngx_http_omni_headers_inject(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
         h->lowcase_key = f[i].lowcase.data;
         h->hash = f[i].hash;
     }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_omni_is_authorization(ngx_http_omni_loc_conf_t *olcf,
+    ngx_table_elt_t *h)
+{
+    return h->key.len == sizeof("Authorization") - 1
+           && ngx_strncasecmp(h->key.data, (u_char *) "Authorization",
+                              sizeof("Authorization") - 1) == 0;
+}
+
+
+/* With "authorization=remove" the verified token stays at the gateway. */
+
+ngx_int_t
+ngx_http_omni_headers_remove_authorization(ngx_http_request_t *r)
+{
+    if (ngx_http_omni_headers_drop(r, NULL, ngx_http_omni_is_authorization)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    r->headers_in.authorization = NULL;
 
     return NGX_OK;
 }

@@ -139,6 +139,12 @@ ngx_http_omni_access_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (olcf->remove_authorization
+        && ngx_http_omni_headers_remove_authorization(r) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     ctx->decision = NGX_HTTP_OMNI_ALLOW;
     ngx_http_omni_metrics_decision(ctx->decision);
 

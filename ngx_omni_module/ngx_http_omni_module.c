@@ -31,6 +31,8 @@ static char *ngx_http_omni_claim(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_omni_require_role(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_omni_headers(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_command_t  ngx_http_omni_commands[] = {
@@ -127,10 +129,10 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       NULL },
 
     { ngx_string("omni_headers"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_omni_headers,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_omni_loc_conf_t, headers),
+      0,
       NULL },
 
       ngx_null_command
@@ -260,6 +262,7 @@ ngx_http_omni_create_loc_conf(ngx_conf_t *cf)
     conf->metrics = NGX_CONF_UNSET;
     conf->auth = NGX_CONF_UNSET_UINT;
     conf->headers = NGX_CONF_UNSET;
+    conf->remove_authorization = NGX_CONF_UNSET;
     conf->leeway = NGX_CONF_UNSET;
     conf->roles_claim.data = NULL;
 
@@ -280,6 +283,8 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->metrics, prev->metrics, 0);
     ngx_conf_merge_uint_value(conf->auth, prev->auth, NGX_HTTP_OMNI_AUTH_OFF);
     ngx_conf_merge_value(conf->headers, prev->headers, 1);
+    ngx_conf_merge_value(conf->remove_authorization,
+                         prev->remove_authorization, 0);
     ngx_conf_merge_sec_value(conf->leeway, prev->leeway, 0);
     ngx_conf_merge_str_value(conf->roles_claim, prev->roles_claim, "");
 
@@ -707,6 +712,56 @@ ngx_http_omni_require_role(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         *role = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* omni_headers on | off [authorization=keep|remove] */
+
+static char *
+ngx_http_omni_headers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_omni_loc_conf_t *olcf = conf;
+
+    ngx_str_t  *value;
+
+    if (olcf->headers != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "on") == 0) {
+        olcf->headers = 1;
+
+    } else if (ngx_strcmp(value[1].data, "off") == 0) {
+        olcf->headers = 0;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\": expected on "
+                           "or off", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 2) {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[2].data, "authorization=keep") == 0) {
+        olcf->remove_authorization = 0;
+
+    } else if (ngx_strcmp(value[2].data, "authorization=remove") == 0) {
+        olcf->remove_authorization = 1;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V\": expected "
+                           "authorization=keep or authorization=remove",
+                           &value[2], &cmd->name);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

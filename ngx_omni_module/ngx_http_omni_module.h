@@ -91,6 +91,7 @@ typedef struct {
     ngx_flag_t                  metrics;
     ngx_uint_t                  auth;
     ngx_flag_t                  headers;
+    ngx_flag_t                  remove_authorization;
     time_t                      leeway;
 
     ngx_array_t                *keys;           /* omni_jwt_key_t */
@@ -141,6 +142,7 @@ ngx_int_t ngx_http_omni_headers_strip(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf);
 ngx_int_t ngx_http_omni_headers_inject(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
+ngx_int_t ngx_http_omni_headers_remove_authorization(ngx_http_request_t *r);
 
 /* ngx_http_omni_cache.c */
 char *ngx_http_omni_jwt_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

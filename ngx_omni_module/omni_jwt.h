@@ -151,11 +151,12 @@ omni_jwt_status_t omni_jwt_parse(omni_jwt_t *jwt, const char *token,
 /*
  * Verifies the signature with the key(s) that may: those whose kid equals
  * the token's, plus the keys that have no kid (all keys when the token has
- * no kid), and that are bound to the token's alg. The token's alg never decides how a key is used: an HS token cannot
- * be verified with an RSA key's bytes. BAD_SIGNATURE with why "unknown
- * kid", "no verification key" (no kid in the token, no keys), "algorithm
- * not allowed for this key" or "signature does not verify"; MALFORMED
- * "token not parsed" for a token whose parse failed.
+ * no kid), and that are bound to the token's alg. The token's alg never
+ * decides how a key is used: an HS token cannot be verified with an RSA
+ * key's bytes. BAD_SIGNATURE with why "unknown kid" (no key with that kid
+ * and none without a kid), "no verification key" (no kid in the token, no
+ * keys), "algorithm not allowed for this key" or "signature does not
+ * verify"; MALFORMED "token not parsed" for a token whose parse failed.
  */
 omni_jwt_status_t omni_jwt_verify(const omni_jwt_t *jwt,
     const omni_jwt_key_t *keys, size_t nkeys, const char **why);

@@ -137,6 +137,15 @@ def test_authorization_header_is_passed_to_the_upstream(jwt_gateway,
     assert echo.one("Authorization") == "Bearer " + token
 
 
+def test_authorization_header_can_stay_at_the_gateway(jwt_gateway,
+                                                     jwt_keys):
+    c = claims()
+    lines = [("Authorization", "Bearer " + sign(jwt_keys, payload=c))]
+    echo = passed(jwt_gateway.send("/no-authorization/", lines))
+    assert echo.absent("Authorization"), echo
+    assert echo.one("X-User-Id") == c["sub"]
+
+
 def test_username_falls_back_to_the_username_claim(jwt_gateway, jwt_keys):
     c = claims(preferred_username=None, username="bob")
     echo = passed(jwt_gateway.get("/hs256/", sign(jwt_keys, payload=c)))
