@@ -18,6 +18,7 @@
 #include <openssl/decoder.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
@@ -152,9 +153,13 @@ static omni_jwt_status_t omni_jwt_parse_header(omni_jwt_t *jwt,
 static omni_jwt_status_t omni_jwt_numeric(yajl_val payload,
     const char *name, int *has, double *value, const char **why);
 static int omni_jwt_strcaseeq(const char *a, const char *b);
+static void omni_jwt_key_prepare(omni_jwt_key_t *key);
+static int omni_jwt_hmac(const omni_jwt_key_t *key, const omni_jwt_t *jwt,
+    unsigned char *mac, unsigned int *mac_len);
 static int omni_jwt_verify_one(const omni_jwt_t *jwt,
     const omni_jwt_key_t *key);
-static int omni_jwt_verify_pkey(const omni_jwt_t *jwt, EVP_PKEY *pkey,
+static int omni_jwt_verify_pkey(const omni_jwt_t *jwt,
+    const omni_jwt_key_t *key,
     const unsigned char *sig, size_t sig_len);
 static int omni_jwt_append(char *buf, size_t size, size_t *pos,
     const char *s);
@@ -943,6 +948,7 @@ omni_jwt_key_load(omni_jwt_key_t *key, const char *path, const char *algs,
 
     key->algs = bits;
     omni_jwt_free_file(data, len);
+    omni_jwt_key_prepare(key);
 
     return 0;
 
@@ -959,8 +965,15 @@ failed:
 void
 omni_jwt_key_free(omni_jwt_key_t *key)
 {
+    int  i;
+
     if (key == NULL) {
         return;
+    }
+
+    for (i = 0; i < OMNI_JWT_NALGS; i++) {
+        EVP_MD_CTX_free(key->verify[i]);
+        EVP_MAC_CTX_free(key->mac[i]);
     }
 
     EVP_PKEY_free(key->pkey);
@@ -1104,6 +1117,11 @@ omni_jwt_jwks_load(omni_jwt_key_t **keys, size_t *nkeys, const char *path,
     }
 
     yajl_tree_free(root);
+
+    for (i = 0; i < n; i++) {
+        omni_jwt_key_prepare(&arr[i]);
+    }
+
     *keys = arr;
     *nkeys = n;
 
@@ -2059,6 +2077,126 @@ omni_jwt_verify(const omni_jwt_t *jwt, const omni_jwt_key_t *keys,
 }
 
 
+/*
+ * Sets up, for every algorithm the key is bound to, the context a
+ * verification starts from: digest fetched, key attached, padding chosen.
+ * A context that cannot be made is left NULL and verification builds one
+ * as before, so this only ever saves work.
+ */
+
+static void
+omni_jwt_key_prepare(omni_jwt_key_t *key)
+{
+    int                         alg;
+    EVP_MAC                    *hmac;
+    EVP_PKEY_CTX               *pctx;
+    EVP_MD_CTX                 *mctx;
+    OSSL_PARAM                  params[2];
+    const EVP_MD               *md;
+    const omni_jwt_alg_info_t  *a;
+
+    for (alg = 0; alg < OMNI_JWT_NALGS; alg++) {
+
+        if (!(key->algs & OMNI_JWT_ALG_BIT(alg))) {
+            continue;
+        }
+
+        a = &omni_jwt_algs[alg];
+        md = omni_jwt_md(alg);
+
+        if (a->family == OMNI_JWT_HMAC) {
+            if (key->secret == NULL) {
+                continue;
+            }
+
+            hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+            if (hmac == NULL) {
+                continue;
+            }
+
+            key->mac[alg] = EVP_MAC_CTX_new(hmac);
+            EVP_MAC_free(hmac);
+
+            params[0] = OSSL_PARAM_construct_utf8_string("digest",
+                            (char *) EVP_MD_get0_name(md), 0);
+            params[1] = OSSL_PARAM_construct_end();
+
+            if (key->mac[alg] != NULL
+                && EVP_MAC_init(key->mac[alg], key->secret, key->secret_len,
+                                params)
+                   != 1)
+            {
+                EVP_MAC_CTX_free(key->mac[alg]);
+                key->mac[alg] = NULL;
+            }
+
+            continue;
+        }
+
+        if (key->pkey == NULL) {
+            continue;
+        }
+
+        mctx = EVP_MD_CTX_new();
+        pctx = NULL;
+
+        if (mctx == NULL
+            || EVP_DigestVerifyInit(mctx, &pctx, md, NULL, key->pkey) != 1
+            || (a->family == OMNI_JWT_PKCS1
+                && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING)
+                   <= 0)
+            || (a->family == OMNI_JWT_PSS
+                && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING)
+                    <= 0
+                    || EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
+                                                        RSA_PSS_SALTLEN_DIGEST)
+                       <= 0
+                    || EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) <= 0)))
+        {
+            EVP_MD_CTX_free(mctx);
+            continue;
+        }
+
+        key->verify[alg] = mctx;
+    }
+
+    ERR_clear_error();
+}
+
+
+/* HMAC of the signing input, from the key's prepared context if it has
+ * one. 1 on success. */
+
+static int
+omni_jwt_hmac(const omni_jwt_key_t *key, const omni_jwt_t *jwt,
+    unsigned char *mac, unsigned int *mac_len)
+{
+    int           ok;
+    size_t        len;
+    EVP_MAC_CTX  *ctx;
+
+    if (key->mac[jwt->alg] == NULL) {
+        return HMAC(omni_jwt_md(jwt->alg), key->secret,
+                    (int) key->secret_len, jwt->signing_input,
+                    jwt->signing_input_len, mac, mac_len)
+               != NULL;
+    }
+
+    ctx = EVP_MAC_CTX_dup(key->mac[jwt->alg]);
+    if (ctx == NULL) {
+        return 0;
+    }
+
+    ok = EVP_MAC_update(ctx, jwt->signing_input, jwt->signing_input_len) == 1
+         && EVP_MAC_final(ctx, mac, &len, EVP_MAX_MD_SIZE) == 1;
+
+    EVP_MAC_CTX_free(ctx);
+    *mac_len = (unsigned int) len;
+
+    return ok;
+}
+
+
 /* 1 when key verifies jwt. The algorithm's family decides which half of
  * the key is used, and the key's type is checked again: an HS token never
  * reaches a public key's bytes. */
@@ -2080,10 +2218,7 @@ omni_jwt_verify_one(const omni_jwt_t *jwt, const omni_jwt_key_t *key)
             return 0;
         }
 
-        if (HMAC(omni_jwt_md(jwt->alg), key->secret, (int) key->secret_len,
-                 jwt->signing_input, jwt->signing_input_len, mac, &mac_len)
-            == NULL)
-        {
+        if (omni_jwt_hmac(key, jwt, mac, &mac_len) != 1) {
             ERR_clear_error();
             return 0;
         }
@@ -2123,7 +2258,7 @@ omni_jwt_verify_one(const omni_jwt_t *jwt, const omni_jwt_key_t *key)
         return 0;
     }
 
-    ok = omni_jwt_verify_pkey(jwt, key->pkey, jwt->sig, jwt->sig_len);
+    ok = omni_jwt_verify_pkey(jwt, key, jwt->sig, jwt->sig_len);
     ERR_clear_error();
 
     return ok;
@@ -2131,9 +2266,10 @@ omni_jwt_verify_one(const omni_jwt_t *jwt, const omni_jwt_key_t *key)
 
 
 static int
-omni_jwt_verify_pkey(const omni_jwt_t *jwt, EVP_PKEY *pkey,
+omni_jwt_verify_pkey(const omni_jwt_t *jwt, const omni_jwt_key_t *key,
     const unsigned char *sig, size_t sig_len)
 {
+    EVP_PKEY                   *pkey = key->pkey;
     int                         ok, der_len;
     BIGNUM                     *r, *s;
     ECDSA_SIG                  *esig;
@@ -2200,6 +2336,12 @@ omni_jwt_verify_pkey(const omni_jwt_t *jwt, EVP_PKEY *pkey,
         goto done;
     }
 
+    if (key->verify[jwt->alg] != NULL
+        && EVP_MD_CTX_copy_ex(mctx, key->verify[jwt->alg]) == 1)
+    {
+        goto verify;
+    }
+
     pctx = NULL;
 
     if (EVP_DigestVerifyInit(mctx, &pctx, md, NULL, pkey) != 1) {
@@ -2220,6 +2362,8 @@ omni_jwt_verify_pkey(const omni_jwt_t *jwt, EVP_PKEY *pkey,
     {
         goto done;
     }
+
+verify:
 
     ok = (EVP_DigestVerify(mctx, sig, sig_len, jwt->signing_input,
                            jwt->signing_input_len)

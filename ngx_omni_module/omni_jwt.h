@@ -59,6 +59,11 @@ typedef struct {
     EVP_PKEY       *pkey;         /* RSA, EC or Ed25519 public key */
     unsigned char  *secret;       /* HMAC secret (malloc'd), or NULL */
     size_t          secret_len;
+
+    /* per bound algorithm, set up once at load: verifying copies one
+     * instead of fetching the digest and building a context each time */
+    EVP_MD_CTX     *verify[OMNI_JWT_NALGS];
+    EVP_MAC_CTX    *mac[OMNI_JWT_NALGS];
 } omni_jwt_key_t;
 
 

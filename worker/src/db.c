@@ -381,6 +381,36 @@ omni_db_read_results(omni_db_conn_t *c)
 }
 
 
+/* What a finished statement means for the caller: Postgres cancelling it
+ * for statement_timeout is our timeout, a server going away is an outage,
+ * anything else it rejected is an error. */
+static omni_db_status_t
+omni_db_result_status(PGresult *res)
+{
+    const char *state;
+
+    switch (res ? PQresultStatus(res) : PGRES_FATAL_ERROR) {
+    case PGRES_TUPLES_OK:
+    case PGRES_COMMAND_OK:
+        return OMNI_DB_OK;
+    default:
+        break;
+    }
+
+    state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state == NULL) {
+        return OMNI_DB_ERROR;
+    }
+    if (strcmp(state, "57014") == 0) {
+        return OMNI_DB_TIMEOUT;
+    }
+    if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0) {
+        return OMNI_DB_UNAVAILABLE;
+    }
+    return OMNI_DB_ERROR;
+}
+
+
 static void
 omni_db_conn_io(evutil_socket_t fd, short what, void *arg)
 {
@@ -478,12 +508,8 @@ omni_db_conn_io(evutil_socket_t fd, short what, void *arg)
     omni_db_watch(c, EV_READ);
 
     if (q) {
-        ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-
         q->conn = NULL;
-        omni_db_finish_query(q, st == PGRES_TUPLES_OK
-                                || st == PGRES_COMMAND_OK
-                                ? OMNI_DB_OK : OMNI_DB_ERROR, res);
+        omni_db_finish_query(q, omni_db_result_status(res), res);
     }
     if (res) {
         PQclear(res);
