@@ -107,6 +107,13 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       0,
       NULL },
 
+    { ngx_string("omni_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_omni_redis_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("omni_claim"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
       ngx_http_omni_claim,
@@ -161,10 +168,10 @@ ngx_module_t  ngx_http_omni_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_omni_redis_init_process,      /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_omni_redis_exit_process,      /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -220,6 +227,7 @@ ngx_http_omni_create_main_conf(ngx_conf_t *cf)
      */
 
     omcf->cache_ttl = NGX_CONF_UNSET;
+    omcf->redis_timeout = 50;
 
     if (RAND_bytes(omcf->cache_salt, sizeof(omcf->cache_salt)) != 1) {
         return NULL;

@@ -80,6 +80,15 @@ typedef struct {
 
     ngx_array_t                 claim_vars;     /* $omni_jwt_claim_X: "X" */
 
+    ngx_uint_t                  redis_configured;
+    ngx_str_t                   redis_addr;     /* as configured */
+    ngx_str_t                   redis_host;     /* numeric, NUL-terminated */
+    in_port_t                   redis_port;
+    ngx_str_t                   redis_path;     /* unix socket */
+    ngx_str_t                   redis_password;
+    ngx_uint_t                  redis_db;
+    ngx_msec_t                  redis_timeout;
+
     /* new for every configuration load: policy ids restart at 1, so the
      * cache must not match entries a previous configuration wrote */
     u_char                      cache_salt[16];
@@ -159,6 +168,13 @@ void ngx_http_omni_metrics_cache(ngx_uint_t hit);
 void ngx_http_omni_metrics_snapshot(ngx_atomic_uint_t *decisions,
     ngx_atomic_uint_t *hits, ngx_atomic_uint_t *misses);
 extern ngx_str_t  ngx_http_omni_decision_names[];
+
+/* ngx_http_omni_redis.c */
+char *ngx_http_omni_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_omni_redis_init_process(ngx_cycle_t *cycle);
+void ngx_http_omni_redis_exit_process(ngx_cycle_t *cycle);
+ngx_uint_t ngx_http_omni_redis_connected(void);
 
 /* ngx_http_omni_variables.c */
 ngx_int_t ngx_http_omni_add_variables(ngx_conf_t *cf);

@@ -62,7 +62,8 @@ ngx_http_omni_status_handler(ngx_http_request_t *r)
     ngx_http_omni_metrics_snapshot(decisions, &hits, &misses);
 
     len = 1024 + NGX_HTTP_OMNI_NDECISIONS * (32 + NGX_ATOMIC_T_LEN)
-          + (omcf->cache_zone ? omcf->cache_zone->shm.name.len : 0);
+          + (omcf->cache_zone ? omcf->cache_zone->shm.name.len : 0)
+          + omcf->redis_addr.len;
 
     body.data = ngx_pnalloc(r->pool, len);
     if (body.data == NULL) {
@@ -91,6 +92,17 @@ ngx_http_omni_status_handler(ngx_http_request_t *r)
 
     } else {
         p = ngx_cpymem(p, "null", 4);
+    }
+
+    if (omcf->redis_configured) {
+        p = ngx_sprintf(p, ",\"redis\":{\"addr\":\"%V\",\"db\":%ui,"
+                        "\"timeout_ms\":%M,\"connected\":%s}",
+                        &omcf->redis_addr, omcf->redis_db,
+                        omcf->redis_timeout,
+                        ngx_http_omni_redis_connected() ? "true" : "false");
+
+    } else {
+        p = ngx_cpymem(p, ",\"redis\":null", sizeof(",\"redis\":null") - 1);
     }
 
     /* keys are parsed when the configuration is loaded, never after */

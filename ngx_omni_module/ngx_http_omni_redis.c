@@ -1,0 +1,488 @@
+
+/*
+ * Omni gateway module: "omni_redis", one hiredis async connection per nginx
+ * worker process, driven by nginx's event loop. hiredis asks for read and
+ * write interest through its ev hooks; they map to the events of an
+ * ngx_connection_t around hiredis's socket. The connection is opened in
+ * init_process (never in the master) and reopened with backoff and jitter.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "ngx_http_omni_module.h"
+
+
+#define NGX_HTTP_OMNI_REDIS_BACKOFF_MIN  100
+#define NGX_HTTP_OMNI_REDIS_BACKOFF_MAX  5000
+
+
+typedef struct {
+    redisAsyncContext          *ctx;
+    ngx_connection_t           *conn;
+    ngx_event_t                 reconnect;
+    ngx_msec_t                  backoff;
+    ngx_uint_t                  connected;
+    ngx_uint_t                  closing;
+    ngx_log_t                  *log;
+    ngx_http_omni_main_conf_t  *omcf;
+} ngx_http_omni_redis_t;
+
+
+static void ngx_http_omni_redis_connect(ngx_http_omni_redis_t *rd);
+static void ngx_http_omni_redis_schedule(ngx_http_omni_redis_t *rd);
+
+
+/* one per worker process */
+static ngx_http_omni_redis_t  ngx_http_omni_redis;
+
+
+char *
+ngx_http_omni_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_omni_main_conf_t *omcf = conf;
+
+    u_char      *p, text[NGX_SOCKADDR_STRLEN];
+    size_t       len;
+    ngx_str_t   *value, s;
+    ngx_int_t    n;
+    ngx_uint_t   i;
+    ngx_url_t    u;
+
+    if (omcf->redis_configured) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = value[1];
+    u.default_port = 6379;
+
+    /* resolved here, once: hiredis 0.14 would block in getaddrinfo */
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"%V\": %s",
+                           &value[1], &cmd->name,
+                           u.err ? u.err : "expected host:port or unix:/path");
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": \"%V\" resolves to no address",
+                           &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+#if (NGX_HAVE_UNIX_DOMAIN)
+    if (u.addrs[0].sockaddr->sa_family == AF_UNIX) {
+        struct sockaddr_un  *sun = (struct sockaddr_un *) u.addrs[0].sockaddr;
+
+        len = ngx_strlen(sun->sun_path);
+        omcf->redis_path.data = ngx_pnalloc(cf->pool, len + 1);
+        if (omcf->redis_path.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(omcf->redis_path.data, sun->sun_path, len + 1);
+        omcf->redis_path.len = len;
+
+    } else
+#endif
+    {
+        len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, text,
+                            NGX_SOCKADDR_STRLEN, 0);
+
+        omcf->redis_host.data = ngx_pnalloc(cf->pool, len + 1);
+        if (omcf->redis_host.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        p = ngx_cpymem(omcf->redis_host.data, text, len);
+        *p = '\0';
+        omcf->redis_host.len = len;
+        omcf->redis_port = ngx_inet_get_port(u.addrs[0].sockaddr);
+    }
+
+    omcf->redis_addr = value[1];
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            omcf->redis_password.data = value[i].data + 9;
+            omcf->redis_password.len = value[i].len - 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
+
+            if (n == NGX_ERROR || n > 1000000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid db \"%V\" in \"%V\"", &value[i],
+                                   &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            omcf->redis_db = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            omcf->redis_timeout = ngx_parse_time(&s, 0);
+
+            if (omcf->redis_timeout == (ngx_msec_t) NGX_ERROR
+                || omcf->redis_timeout == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid timeout \"%V\" in \"%V\"",
+                                   &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V\"", &value[i],
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    omcf->redis_configured = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* hiredis's ev hooks: read and write interest on nginx's events */
+
+static void
+ngx_http_omni_redis_add_read(void *data)
+{
+    ngx_http_omni_redis_t  *rd = data;
+
+    /* level-triggered: hiredis reads one buffer per call, and anything
+     * left must raise the event again */
+    if (!rd->conn->read->active) {
+        (void) ngx_add_event(rd->conn->read, NGX_READ_EVENT,
+                             NGX_LEVEL_EVENT);
+    }
+}
+
+
+static void
+ngx_http_omni_redis_del_read(void *data)
+{
+    ngx_http_omni_redis_t  *rd = data;
+
+    if (rd->conn->read->active) {
+        (void) ngx_del_event(rd->conn->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_omni_redis_add_write(void *data)
+{
+    ngx_http_omni_redis_t  *rd = data;
+
+    if (!rd->conn->write->active) {
+        (void) ngx_add_event(rd->conn->write, NGX_WRITE_EVENT,
+                             NGX_LEVEL_EVENT);
+    }
+}
+
+
+static void
+ngx_http_omni_redis_del_write(void *data)
+{
+    ngx_http_omni_redis_t  *rd = data;
+
+    if (rd->conn->write->active) {
+        (void) ngx_del_event(rd->conn->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_omni_redis_cleanup(void *data)
+{
+    ngx_http_omni_redis_t  *rd = data;
+
+    ngx_connection_t  *c;
+
+    c = rd->conn;
+
+    if (c == NULL) {
+        return;
+    }
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    /* hiredis closes the socket itself: close it exactly once */
+    c->fd = (ngx_socket_t) -1;
+    ngx_free_connection(c);
+    rd->conn = NULL;
+}
+
+
+static void
+ngx_http_omni_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t       *c = ev->data;
+    ngx_http_omni_redis_t  *rd = c->data;
+
+    if (rd->ctx) {
+        redisAsyncHandleRead(rd->ctx);
+    }
+}
+
+
+static void
+ngx_http_omni_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t       *c = ev->data;
+    ngx_http_omni_redis_t  *rd = c->data;
+
+    if (rd->ctx) {
+        redisAsyncHandleWrite(rd->ctx);
+    }
+}
+
+
+static void
+ngx_http_omni_redis_on_connect(const redisAsyncContext *ctx, int status)
+{
+    ngx_http_omni_redis_t  *rd = ctx->data;
+
+    if (status != REDIS_OK) {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "omni: redis %V: connect failed: %s",
+                      &rd->omcf->redis_addr, ctx->errstr);
+
+        /* hiredis frees the context after this callback */
+        rd->ctx = NULL;
+        ngx_http_omni_redis_schedule(rd);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0, "omni: redis %V: connected",
+                  &rd->omcf->redis_addr);
+
+    rd->connected = 1;
+    rd->backoff = 0;
+}
+
+
+static void
+ngx_http_omni_redis_on_disconnect(const redisAsyncContext *ctx, int status)
+{
+    ngx_http_omni_redis_t  *rd = ctx->data;
+
+    rd->ctx = NULL;
+    rd->connected = 0;
+
+    if (rd->closing) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                  "omni: redis %V: disconnected: %s",
+                  &rd->omcf->redis_addr,
+                  status == REDIS_OK ? "closed" : ctx->errstr);
+
+    ngx_http_omni_redis_schedule(rd);
+}
+
+
+static void
+ngx_http_omni_redis_setup_done(redisAsyncContext *ctx, void *reply,
+    void *privdata)
+{
+    redisReply             *rep = reply;
+    ngx_http_omni_redis_t  *rd = ctx->data;
+
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "omni: redis %V: %s failed%s%*s",
+                      &rd->omcf->redis_addr, (char *) privdata,
+                      rep ? ": " : "", rep ? (size_t) rep->len : 0,
+                      rep ? rep->str : "");
+
+        redisAsyncDisconnect(ctx);
+    }
+}
+
+
+static void
+ngx_http_omni_redis_connect(ngx_http_omni_redis_t *rd)
+{
+    ngx_connection_t           *c;
+    redisAsyncContext          *ctx;
+    ngx_http_omni_main_conf_t  *omcf;
+
+    omcf = rd->omcf;
+
+    ctx = omcf->redis_path.len
+          ? redisAsyncConnectUnix((char *) omcf->redis_path.data)
+          : redisAsyncConnect((char *) omcf->redis_host.data,
+                              (int) omcf->redis_port);
+
+    if (ctx == NULL || ctx->err) {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "omni: redis %V: connect failed: %s",
+                      &omcf->redis_addr, ctx ? ctx->errstr : "no memory");
+
+        if (ctx) {
+            redisAsyncFree(ctx);
+        }
+
+        ngx_http_omni_redis_schedule(rd);
+        return;
+    }
+
+    c = ngx_get_connection(ctx->c.fd, rd->log);
+    if (c == NULL) {
+        redisAsyncFree(ctx);
+        ngx_http_omni_redis_schedule(rd);
+        return;
+    }
+
+    c->data = rd;
+    c->read->handler = ngx_http_omni_redis_read_handler;
+    c->write->handler = ngx_http_omni_redis_write_handler;
+    c->read->log = rd->log;
+    c->write->log = rd->log;
+
+    rd->conn = c;
+    rd->ctx = ctx;
+
+    ctx->data = rd;
+    ctx->ev.data = rd;
+    ctx->ev.addRead = ngx_http_omni_redis_add_read;
+    ctx->ev.delRead = ngx_http_omni_redis_del_read;
+    ctx->ev.addWrite = ngx_http_omni_redis_add_write;
+    ctx->ev.delWrite = ngx_http_omni_redis_del_write;
+    ctx->ev.cleanup = ngx_http_omni_redis_cleanup;
+
+    redisAsyncSetConnectCallback(ctx, ngx_http_omni_redis_on_connect);
+    redisAsyncSetDisconnectCallback(ctx, ngx_http_omni_redis_on_disconnect);
+
+    /* hiredis notices the connect completing on the first writable event;
+     * ask for it even when no command is queued yet */
+    ngx_http_omni_redis_add_write(rd);
+
+    /* queued first: every later command runs authenticated, in its db */
+
+    if (omcf->redis_password.len) {
+        redisAsyncCommand(ctx, ngx_http_omni_redis_setup_done, "AUTH",
+                          "AUTH %b", omcf->redis_password.data,
+                          omcf->redis_password.len);
+    }
+
+    if (omcf->redis_db) {
+        redisAsyncCommand(ctx, ngx_http_omni_redis_setup_done, "SELECT",
+                          "SELECT %d", (int) omcf->redis_db);
+    }
+}
+
+
+static void
+ngx_http_omni_redis_reconnect(ngx_event_t *ev)
+{
+    ngx_http_omni_redis_connect(ev->data);
+}
+
+
+static void
+ngx_http_omni_redis_schedule(ngx_http_omni_redis_t *rd)
+{
+    ngx_msec_t  delay;
+
+    if (rd->closing || ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    rd->backoff = rd->backoff ? ngx_min(rd->backoff * 2,
+                                        NGX_HTTP_OMNI_REDIS_BACKOFF_MAX)
+                              : NGX_HTTP_OMNI_REDIS_BACKOFF_MIN;
+
+    /* jitter: the workers of every gateway must not reconnect in step */
+    delay = rd->backoff + (ngx_msec_t) ngx_random() % (rd->backoff / 4 + 1);
+
+    ngx_add_timer(&rd->reconnect, delay);
+}
+
+
+ngx_int_t
+ngx_http_omni_redis_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_omni_redis_t      *rd = &ngx_http_omni_redis;
+    ngx_http_omni_main_conf_t  *omcf;
+
+    omcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_omni_module);
+
+    if (omcf == NULL || !omcf->redis_configured) {
+        return NGX_OK;
+    }
+
+    ngx_memzero(rd, sizeof(ngx_http_omni_redis_t));
+
+    rd->omcf = omcf;
+    rd->log = cycle->log;
+    rd->reconnect.handler = ngx_http_omni_redis_reconnect;
+    rd->reconnect.data = rd;
+    rd->reconnect.log = cycle->log;
+
+    /* a pending reconnect must not keep a quitting worker alive */
+    rd->reconnect.cancelable = 1;
+
+    ngx_http_omni_redis_connect(rd);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_omni_redis_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_omni_redis_t  *rd = &ngx_http_omni_redis;
+
+    rd->closing = 1;
+
+    if (rd->reconnect.timer_set) {
+        ngx_del_timer(&rd->reconnect);
+    }
+
+    if (rd->ctx) {
+        redisAsyncFree(rd->ctx);
+        rd->ctx = NULL;
+    }
+}
+
+
+ngx_uint_t
+ngx_http_omni_redis_connected(void)
+{
+    return ngx_http_omni_redis.connected;
+}
