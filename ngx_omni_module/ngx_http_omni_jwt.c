@@ -18,6 +18,12 @@
 #define NGX_HTTP_OMNI_CLAIM_MAX  4096
 
 
+static ngx_int_t ngx_http_omni_after_redis(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
+static ngx_int_t ngx_http_omni_complete(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
+static ngx_int_t ngx_http_omni_find_apikey(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
 static ngx_int_t ngx_http_omni_find_token(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_str_t *token);
 static ngx_int_t ngx_http_omni_verify(ngx_http_request_t *r,
@@ -30,8 +36,6 @@ static ngx_int_t ngx_http_omni_extract(ngx_http_request_t *r,
     omni_jwt_t *jwt);
 static ngx_int_t ngx_http_omni_has_role(ngx_http_omni_loc_conf_t *olcf,
     ngx_str_t *roles);
-static ngx_int_t ngx_http_omni_reject(ngx_http_request_t *r,
-    ngx_http_omni_ctx_t *ctx, ngx_uint_t decision, const char *why);
 
 
 static ngx_uint_t  ngx_http_omni_status_decision[] = {
@@ -58,13 +62,23 @@ ngx_http_omni_access_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
     ctx = ngx_http_get_module_ctx(r, ngx_http_omni_module);
 
     if (ctx != NULL && ctx->done) {
+
+        if (ctx->waiting) {
+            return NGX_AGAIN;
+        }
+
+        if (ctx->replied && !ctx->resumed) {
+            /* back from Redis */
+            ctx->resumed = 1;
+            return ngx_http_omni_after_redis(r, olcf, ctx);
+        }
+
         return NGX_DECLINED;
     }
-
-    olcf = ngx_http_get_module_loc_conf(r, ngx_http_omni_module);
 
     if (ctx == NULL) {
         ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_omni_ctx_t));
@@ -84,58 +98,152 @@ ngx_http_omni_access_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (olcf->auth == NGX_HTTP_OMNI_AUTH_OFF) {
+    if (olcf->auth == NGX_HTTP_OMNI_AUTH_OFF
+        && (olcf->limits == NULL || olcf->limits->nelts == 0))
+    {
         return NGX_DECLINED;
     }
 
     ctx->fields = olcf->fields;
-    ctx->nvalues = olcf->fields->nelts;
+    ctx->nvalues = olcf->fields ? olcf->fields->nelts : NGX_HTTP_OMNI_NFIELDS;
     ctx->values = ngx_pcalloc(r->pool, ctx->nvalues * sizeof(ngx_str_t));
     if (ctx->values == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_omni_find_token(r, olcf, &token);
+    rc = NGX_DECLINED;
 
-    if (rc == NGX_DECLINED) {
-        if ((olcf->auth & NGX_HTTP_OMNI_AUTH_OPTIONAL)
-            && olcf->require_roles == NULL)
-        {
-            ctx->decision = NGX_HTTP_OMNI_ALLOW_ANONYMOUS;
-            ngx_http_omni_metrics_decision(ctx->decision);
-            return NGX_DECLINED;
+    if (olcf->auth & NGX_HTTP_OMNI_AUTH_JWT) {
+        rc = ngx_http_omni_find_token(r, olcf, &token);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_omni_verify(r, olcf, ctx, &token, &why);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_omni_reject(r, ctx, NGX_HTTP_OMNI_DENY_MISSING,
-                                    "no bearer token in the request");
-    }
+        if (rc != NGX_HTTP_OMNI_ALLOW) {
+            return ngx_http_omni_reject(r, ctx, rc, why);
+        }
 
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+        ctx->authenticated = 1;
 
-    rc = ngx_http_omni_verify(r, olcf, ctx, &token, &why);
+        if (olcf->require_roles
+            && !ngx_http_omni_has_role(olcf,
+                                       &ctx->values[NGX_HTTP_OMNI_F_ROLES]))
+        {
+            return ngx_http_omni_reject(r, ctx,
+                                        NGX_HTTP_OMNI_DENY_INSUFFICIENT_ROLE,
+                                        "a required role is missing");
+        }
 
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc != NGX_HTTP_OMNI_ALLOW) {
-        return ngx_http_omni_reject(r, ctx, rc, why);
-    }
-
-    ctx->authenticated = 1;
-
-    if (olcf->require_roles
-        && !ngx_http_omni_has_role(olcf,
-                                   &ctx->values[NGX_HTTP_OMNI_F_ROLES]))
+    } else if ((olcf->auth & NGX_HTTP_OMNI_AUTH_APIKEY)
+               && ngx_http_omni_find_apikey(r, olcf, ctx) == NGX_OK)
     {
-        return ngx_http_omni_reject(r, ctx,
-                                    NGX_HTTP_OMNI_DENY_INSUFFICIENT_ROLE,
-                                    "a required role is missing");
+        /* resolved by Redis, in the round trip below */
+
+    } else if (olcf->auth != NGX_HTTP_OMNI_AUTH_OFF
+               && !((olcf->auth & NGX_HTTP_OMNI_AUTH_OPTIONAL)
+                    && olcf->require_roles == NULL))
+    {
+        return ngx_http_omni_reject(r, ctx, NGX_HTTP_OMNI_DENY_MISSING,
+                                    (olcf->auth & NGX_HTTP_OMNI_AUTH_APIKEY)
+                                    ? "no bearer token or API key in the "
+                                      "request"
+                                    : "no bearer token in the request");
     }
 
-    if (olcf->headers && ngx_http_omni_headers_inject(r, ctx) != NGX_OK) {
+    if (ngx_http_omni_limit_needed(r, olcf, ctx)) {
+        rc = ngx_http_omni_limit_start(r, olcf, ctx);
+
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        /* Redis cannot be asked: the fail mode decides at once */
+        ngx_http_omni_metrics_redis(ctx->failed);
+        ctx->resumed = 1;
+
+        return ngx_http_omni_after_redis(r, olcf, ctx);
+    }
+
+    return ngx_http_omni_complete(r, olcf, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_omni_after_redis(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_omni_limit_finish(r, olcf, ctx);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    return ngx_http_omni_complete(r, olcf, ctx);
+}
+
+
+/* The decision is "allow": identity from the API key, roles, headers. */
+
+static ngx_int_t
+ngx_http_omni_complete(ngx_http_request_t *r, ngx_http_omni_loc_conf_t *olcf,
+    ngx_http_omni_ctx_t *ctx)
+{
+    u_char  *comma;
+
+    if (ctx->apikey.len && !ctx->failed) {
+        ctx->values[NGX_HTTP_OMNI_F_USER_ID] = ctx->key_fields[1];
+        ctx->values[NGX_HTTP_OMNI_F_USERNAME] = ctx->key_fields[2];
+        ctx->values[NGX_HTTP_OMNI_F_ROLES] = ctx->key_fields[3];
+        ctx->values[NGX_HTTP_OMNI_F_ROLE] = ctx->key_fields[3];
+
+        comma = ngx_strlchr(ctx->key_fields[3].data,
+                            ctx->key_fields[3].data + ctx->key_fields[3].len,
+                            ',');
+        if (comma) {
+            ctx->values[NGX_HTTP_OMNI_F_ROLE].len =
+                                            comma - ctx->key_fields[3].data;
+        }
+
+        ctx->authenticated = 1;
+        ctx->via_apikey = 1;
+
+        if (olcf->require_roles
+            && !ngx_http_omni_has_role(olcf,
+                                       &ctx->values[NGX_HTTP_OMNI_F_ROLES]))
+        {
+            return ngx_http_omni_reject(r, ctx,
+                                        NGX_HTTP_OMNI_DENY_INSUFFICIENT_ROLE,
+                                        "a required role is missing");
+        }
+    }
+
+    if (!ctx->authenticated) {
+        if (olcf->auth != NGX_HTTP_OMNI_AUTH_OFF) {
+            ctx->decision = NGX_HTTP_OMNI_ALLOW_ANONYMOUS;
+            ngx_http_omni_metrics_decision(ctx->decision);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (olcf->headers && ctx->fields
+        && ngx_http_omni_headers_inject(r, ctx) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -149,6 +257,52 @@ ngx_http_omni_access_handler(ngx_http_request_t *r)
     ngx_http_omni_metrics_decision(ctx->decision);
 
     return NGX_DECLINED;
+}
+
+
+/* The API key header's first copy, kept as its SHA-256 (never logged). */
+
+static ngx_int_t
+ngx_http_omni_find_apikey(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NGX_DECLINED;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == olcf->apikey_header.len
+            && ngx_strncasecmp(h[i].key.data, olcf->apikey_header.data,
+                               h[i].key.len) == 0
+            && h[i].value.len > 0)
+        {
+            break;
+        }
+    }
+
+    ctx->apikey.data = ngx_pnalloc(r->pool, SHA256_DIGEST_LENGTH);
+    if (ctx->apikey.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    SHA256(h[i].value.data, h[i].value.len, ctx->apikey.data);
+    ctx->apikey.len = SHA256_DIGEST_LENGTH;
+
+    return NGX_OK;
 }
 
 
@@ -534,7 +688,7 @@ ngx_http_omni_has_role(ngx_http_omni_loc_conf_t *olcf, ngx_str_t *roles)
 
 /* 401 or 403 with a JSON body and an RFC 6750 challenge. */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_omni_reject(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_uint_t decision, const char *why)
 {
@@ -566,6 +720,21 @@ ngx_http_omni_reject(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
         error = "insufficient_role";
         break;
 
+    case NGX_HTTP_OMNI_DENY_REVOKED:
+        status = NGX_HTTP_UNAUTHORIZED;
+        error = "token_revoked";
+        break;
+
+    case NGX_HTTP_OMNI_DENY_RATE_LIMITED:
+        status = NGX_HTTP_TOO_MANY_REQUESTS;
+        error = "rate_limited";
+        break;
+
+    case NGX_HTTP_OMNI_DENY_UNAVAILABLE:
+        status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        error = "limiter_unavailable";
+        break;
+
     default:
         status = NGX_HTTP_UNAUTHORIZED;
         error = "invalid_token";
@@ -577,37 +746,41 @@ ngx_http_omni_reject(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     /* why is one of omni_jwt's static reasons: no quote, no backslash */
     len = ngx_strlen(why);
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    /* RFC 6750: a challenge with every 401 and 403, none with 429 or 503 */
+    if (status == NGX_HTTP_UNAUTHORIZED || status == NGX_HTTP_FORBIDDEN) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+
+        h->value.data = ngx_pnalloc(r->pool,
+                                    sizeof("Bearer realm=\"omni\", "
+                                           "error=\"insufficient_scope\", "
+                                           "error_description=\"\"")
+                                    + len);
+        if (h->value.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (decision == NGX_HTTP_OMNI_DENY_MISSING) {
+            /* RFC 6750 3.1: no error code when credentials are absent */
+            p = ngx_sprintf(h->value.data, "Bearer realm=\"omni\"");
+
+        } else if (status == NGX_HTTP_FORBIDDEN) {
+            p = ngx_sprintf(h->value.data, "Bearer realm=\"omni\", "
+                            "error=\"insufficient_scope\"");
+
+        } else {
+            p = ngx_sprintf(h->value.data,
+                            "Bearer realm=\"omni\", error=\"invalid_token\", "
+                            "error_description=\"%s\"", why);
+        }
+
+        h->value.len = p - h->value.data;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "WWW-Authenticate");
-
-    h->value.data = ngx_pnalloc(r->pool, sizeof("Bearer realm=\"omni\", "
-                                                "error=\"insufficient_scope\", "
-                                                "error_description=\"\"")
-                                         + len);
-    if (h->value.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (decision == NGX_HTTP_OMNI_DENY_MISSING) {
-        /* RFC 6750 3.1: no error code when credentials are simply absent */
-        p = ngx_sprintf(h->value.data, "Bearer realm=\"omni\"");
-
-    } else if (status == NGX_HTTP_FORBIDDEN) {
-        p = ngx_sprintf(h->value.data,
-                        "Bearer realm=\"omni\", error=\"insufficient_scope\"");
-
-    } else {
-        p = ngx_sprintf(h->value.data,
-                        "Bearer realm=\"omni\", error=\"invalid_token\", "
-                        "error_description=\"%s\"", why);
-    }
-
-    h->value.len = p - h->value.data;
 
     body.data = ngx_pnalloc(r->pool,
                             sizeof("{\"error\":\"\",\"message\":\"\"}\n")

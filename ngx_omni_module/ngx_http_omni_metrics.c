@@ -12,10 +12,22 @@
 #include "ngx_http_omni_module.h"
 
 
+/* Redis round-trip latency buckets, milliseconds (+Inf last) */
+static ngx_msec_t  ngx_http_omni_latency_le[] = { 1, 2, 5, 10, 25, 50, 100,
+                                                  250, 1000 };
+
+#define NGX_HTTP_OMNI_LATENCY_BUCKETS                                         \
+    (sizeof(ngx_http_omni_latency_le) / sizeof(ngx_msec_t) + 1)
+
+
 typedef struct {
     ngx_atomic_t                decisions[NGX_HTTP_OMNI_NDECISIONS];
     ngx_atomic_t                cache_hits;
     ngx_atomic_t                cache_misses;
+    ngx_atomic_t                redis_failures[4];  /* NGX_HTTP_OMNI_REDIS_* */
+    ngx_atomic_t                fail_mode[3];       /* NGX_HTTP_OMNI_FAIL_* */
+    ngx_atomic_t                latency[NGX_HTTP_OMNI_LATENCY_BUCKETS];
+    ngx_atomic_t                latency_sum_ms;
 } ngx_http_omni_counters_t;
 
 
@@ -35,7 +47,11 @@ ngx_str_t  ngx_http_omni_decision_names[] = {
     ngx_string("deny_not_yet_valid"),
     ngx_string("deny_wrong_issuer"),
     ngx_string("deny_wrong_audience"),
-    ngx_string("deny_insufficient_role")
+    ngx_string("deny_insufficient_role"),
+    ngx_string("deny_revoked"),
+    ngx_string("deny_bad_apikey"),
+    ngx_string("deny_rate_limited"),
+    ngx_string("deny_limiter_unavailable")
 };
 
 
@@ -108,6 +124,38 @@ ngx_http_omni_metrics_cache(ngx_uint_t hit)
 
 
 void
+ngx_http_omni_metrics_redis(ngx_uint_t failure)
+{
+    (void) ngx_atomic_fetch_add(
+        &ngx_http_omni_counters->redis_failures[failure & 3], 1);
+}
+
+
+void
+ngx_http_omni_metrics_fail(ngx_uint_t mode)
+{
+    (void) ngx_atomic_fetch_add(&ngx_http_omni_counters->fail_mode[mode % 3],
+                                1);
+}
+
+
+void
+ngx_http_omni_metrics_redis_latency(ngx_msec_t ms)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_OMNI_LATENCY_BUCKETS - 1; i++) {
+        if (ms <= ngx_http_omni_latency_le[i]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&ngx_http_omni_counters->latency[i], 1);
+    (void) ngx_atomic_fetch_add(&ngx_http_omni_counters->latency_sum_ms, ms);
+}
+
+
+void
 ngx_http_omni_metrics_snapshot(ngx_atomic_uint_t *decisions,
     ngx_atomic_uint_t *hits, ngx_atomic_uint_t *misses)
 {
@@ -151,7 +199,8 @@ ngx_http_omni_metrics_handler(ngx_http_request_t *r)
     ngx_str_t                   body, *name;
     ngx_uint_t                  i;
     ngx_atomic_uint_t           decisions[NGX_HTTP_OMNI_NDECISIONS];
-    ngx_atomic_uint_t           hits, misses;
+    ngx_atomic_uint_t           hits, misses, cum;
+    ngx_http_omni_counters_t   *c;
     ngx_http_omni_main_conf_t  *omcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -167,7 +216,7 @@ ngx_http_omni_metrics_handler(ngx_http_request_t *r)
     omcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
     ngx_http_omni_metrics_snapshot(decisions, &hits, &misses);
 
-    len = 1024 + NGX_HTTP_OMNI_NDECISIONS * (96 + NGX_ATOMIC_T_LEN);
+    len = 3072 + NGX_HTTP_OMNI_NDECISIONS * (96 + NGX_ATOMIC_T_LEN);
 
     body.data = ngx_pnalloc(r->pool, len);
     if (body.data == NULL) {
@@ -206,6 +255,49 @@ ngx_http_omni_metrics_handler(ngx_http_request_t *r)
             "# TYPE omni_gateway_key_parses_total counter\n"
             "omni_gateway_key_parses_total %ui\n",
             hits, misses, omcf->keys_loaded, omcf->key_parses);
+
+    c = ngx_http_omni_counters;
+
+    p = ngx_sprintf(p,
+            "# HELP omni_gateway_redis_failures_total Requests Redis did not "
+            "answer: down, timeout, error.\n"
+            "# TYPE omni_gateway_redis_failures_total counter\n"
+            "omni_gateway_redis_failures_total{reason=\"down\"} %uA\n"
+            "omni_gateway_redis_failures_total{reason=\"timeout\"} %uA\n"
+            "omni_gateway_redis_failures_total{reason=\"error\"} %uA\n"
+            "# HELP omni_gateway_fail_mode_total Decisions taken by "
+            "omni_redis_fail.\n"
+            "# TYPE omni_gateway_fail_mode_total counter\n"
+            "omni_gateway_fail_mode_total{mode=\"open\"} %uA\n"
+            "omni_gateway_fail_mode_total{mode=\"closed\"} %uA\n"
+            "omni_gateway_fail_mode_total{mode=\"local\"} %uA\n"
+            "# HELP omni_gateway_redis_seconds Redis round-trip latency.\n"
+            "# TYPE omni_gateway_redis_seconds histogram\n",
+            c->redis_failures[NGX_HTTP_OMNI_REDIS_DOWN],
+            c->redis_failures[NGX_HTTP_OMNI_REDIS_TIMEOUT],
+            c->redis_failures[NGX_HTTP_OMNI_REDIS_ERROR],
+            c->fail_mode[NGX_HTTP_OMNI_FAIL_OPEN],
+            c->fail_mode[NGX_HTTP_OMNI_FAIL_CLOSED],
+            c->fail_mode[NGX_HTTP_OMNI_FAIL_LOCAL]);
+
+    cum = 0;
+
+    for (i = 0; i < NGX_HTTP_OMNI_LATENCY_BUCKETS; i++) {
+        cum += c->latency[i];
+
+        if (i < NGX_HTTP_OMNI_LATENCY_BUCKETS - 1) {
+            p = ngx_sprintf(p, "omni_gateway_redis_seconds_bucket{le=\"%.3f\"}"
+                            " %uA\n",
+                            (double) ngx_http_omni_latency_le[i] / 1000, cum);
+        } else {
+            p = ngx_sprintf(p, "omni_gateway_redis_seconds_bucket{le=\"+Inf\"}"
+                            " %uA\n", cum);
+        }
+    }
+
+    p = ngx_sprintf(p, "omni_gateway_redis_seconds_sum %.3f\n"
+                    "omni_gateway_redis_seconds_count %uA\n",
+                    (double) c->latency_sum_ms / 1000, cum);
 
     body.len = p - body.data;
 

@@ -52,7 +52,7 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       NULL },
 
     { ngx_string("omni_auth"),
-      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_omni_auth,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -112,6 +112,34 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       ngx_http_omni_redis_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("omni_limit_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_omni_limit_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_omni_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_redis_fail"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_omni_redis_fail,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("omni_apikey_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_omni_loc_conf_t, apikey_header),
       NULL },
 
     { ngx_string("omni_claim"),
@@ -204,6 +232,8 @@ ngx_http_omni_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_omni_access_handler;
 
+    ngx_http_omni_limit_init_sha();
+
     return ngx_http_omni_metrics_init_conf(cf);
 }
 
@@ -271,6 +301,8 @@ ngx_http_omni_create_loc_conf(ngx_conf_t *cf)
     conf->auth = NGX_CONF_UNSET_UINT;
     conf->headers = NGX_CONF_UNSET;
     conf->remove_authorization = NGX_CONF_UNSET;
+    conf->redis_fail = NGX_CONF_UNSET_UINT;
+    conf->redis_nodes = NGX_CONF_UNSET_UINT;
     conf->leeway = NGX_CONF_UNSET;
     conf->roles_claim.data = NULL;
 
@@ -320,6 +352,27 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->require_roles = prev->require_roles;
     }
 
+    if (conf->limits == NULL) {
+        conf->limits = prev->limits;
+    }
+
+    if (conf->redis_fail == NGX_CONF_UNSET_UINT) {
+        conf->redis_fail = prev->redis_fail;
+        conf->redis_nodes = prev->redis_nodes;
+    }
+
+    if (conf->redis_fail == NGX_CONF_UNSET_UINT) {
+        conf->redis_fail = NGX_HTTP_OMNI_FAIL_OPEN;
+        conf->redis_nodes = 1;
+    }
+
+    ngx_conf_merge_str_value(conf->apikey_header, prev->apikey_header,
+                             "X-API-Key");
+
+    if (ngx_http_omni_limit_merge(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     /*
      * a content handler is not inherited by nested locations, but the
      * implicit location of "limit_except" must keep answering like its
@@ -345,7 +398,17 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_OK;
     }
 
-    if ((conf->keys == NULL || conf->keys->nelts == 0)
+    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
+
+    if ((conf->auth & NGX_HTTP_OMNI_AUTH_APIKEY) && !omcf->redis_configured) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"omni_auth apikey\" needs \"omni_redis\": "
+                           "API keys are looked up there");
+        return NGX_CONF_ERROR;
+    }
+
+    if ((conf->auth & NGX_HTTP_OMNI_AUTH_JWT)
+        && (conf->keys == NULL || conf->keys->nelts == 0)
         && clcf->name.len != 0)
     {
         /* a server-level omni_auth may leave keys to its locations; a
@@ -355,8 +418,6 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                            "\"omni_jwt_key\" or \"omni_jwt_jwks\" is set");
         return NGX_CONF_ERROR;
     }
-
-    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
 
     /* a cached verification is reused only under the same checks */
     conf->policy = ++omcf->policies;
@@ -513,23 +574,46 @@ ngx_http_omni_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
+    if (cf->args->nelts == 3) {
+        if ((ngx_strcmp(value[1].data, "jwt") == 0
+             && ngx_strcmp(value[2].data, "apikey") == 0)
+            || (ngx_strcmp(value[1].data, "apikey") == 0
+                && ngx_strcmp(value[2].data, "jwt") == 0))
+        {
+            olcf->auth = NGX_HTTP_OMNI_AUTH_JWT|NGX_HTTP_OMNI_AUTH_APIKEY;
+            return NGX_CONF_OK;
+        }
+
+        goto invalid;
+    }
+
     if (ngx_strcmp(value[1].data, "off") == 0) {
         olcf->auth = NGX_HTTP_OMNI_AUTH_OFF;
 
     } else if (ngx_strcmp(value[1].data, "jwt") == 0) {
         olcf->auth = NGX_HTTP_OMNI_AUTH_JWT;
 
+    } else if (ngx_strcmp(value[1].data, "apikey") == 0) {
+        olcf->auth = NGX_HTTP_OMNI_AUTH_APIKEY;
+
     } else if (ngx_strcmp(value[1].data, "optional") == 0) {
         olcf->auth = NGX_HTTP_OMNI_AUTH_JWT|NGX_HTTP_OMNI_AUTH_OPTIONAL;
 
     } else {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\" in \"%V\": expected off, "
-                           "jwt or optional", &value[1], &cmd->name);
-        return NGX_CONF_ERROR;
+        goto invalid;
     }
 
     return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V%s%s\" in \"%V\": expected off, "
+                       "jwt, apikey, \"jwt apikey\" or optional", &value[1],
+                       cf->args->nelts == 3 ? " " : "",
+                       cf->args->nelts == 3 ? (char *) value[2].data : "",
+                       &cmd->name);
+    return NGX_CONF_ERROR;
 }
 
 

@@ -12,7 +12,11 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "omni_gcra.h"
 #include "omni_jwt.h"
+
+
+struct redisAsyncContext;
 
 
 #define NGX_HTTP_OMNI_VERSION  "0.2.0"
@@ -21,6 +25,7 @@
 /* omni_auth: what authenticates a location */
 #define NGX_HTTP_OMNI_AUTH_OFF       0x00
 #define NGX_HTTP_OMNI_AUTH_JWT       0x01
+#define NGX_HTTP_OMNI_AUTH_APIKEY    0x02
 #define NGX_HTTP_OMNI_AUTH_OPTIONAL  0x04
 
 
@@ -36,8 +41,41 @@ typedef enum {
     NGX_HTTP_OMNI_DENY_WRONG_ISSUER,
     NGX_HTTP_OMNI_DENY_WRONG_AUDIENCE,
     NGX_HTTP_OMNI_DENY_INSUFFICIENT_ROLE,
+    NGX_HTTP_OMNI_DENY_REVOKED,
+    NGX_HTTP_OMNI_DENY_BAD_APIKEY,
+    NGX_HTTP_OMNI_DENY_RATE_LIMITED,
+    NGX_HTTP_OMNI_DENY_UNAVAILABLE,
     NGX_HTTP_OMNI_NDECISIONS
 } ngx_http_omni_decision_e;
+
+
+/* omni_redis_fail */
+#define NGX_HTTP_OMNI_FAIL_OPEN     0
+#define NGX_HTTP_OMNI_FAIL_CLOSED   1
+#define NGX_HTTP_OMNI_FAIL_LOCAL    2
+
+/* why a request got no answer from Redis */
+#define NGX_HTTP_OMNI_REDIS_DOWN     1
+#define NGX_HTTP_OMNI_REDIS_TIMEOUT  2
+#define NGX_HTTP_OMNI_REDIS_ERROR    3
+
+
+/* omni_limit_zone: a GCRA limit, its state in Redis per key */
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   rate;       /* as configured */
+    double                      per_second;
+    omni_gcra_limit_t           limit;
+    ngx_http_complex_value_t   *key;        /* NULL: user, else client */
+} ngx_http_omni_zone_t;
+
+
+/* omni_limit: a zone applied here */
+typedef struct {
+    ngx_str_t                   zone_name;
+    ngx_http_omni_zone_t       *zone;
+    ngx_uint_t                  cost;
+} ngx_http_omni_limit_t;
 
 
 /* what an identity field is made of */
@@ -88,6 +126,7 @@ typedef struct {
     ngx_str_t                   redis_password;
     ngx_uint_t                  redis_db;
     ngx_msec_t                  redis_timeout;
+    ngx_array_t                 zones;          /* ngx_http_omni_zone_t */
 
     /* new for every configuration load: policy ids restart at 1, so the
      * cache must not match entries a previous configuration wrote */
@@ -110,6 +149,10 @@ typedef struct {
     ngx_array_t                *claims;         /* ngx_http_omni_claim_t */
     ngx_str_t                   roles_claim;    /* "" = "role", then "roles" */
     ngx_array_t                *require_roles;  /* ngx_str_t */
+    ngx_array_t                *limits;         /* ngx_http_omni_limit_t */
+    ngx_uint_t                  redis_fail;
+    ngx_uint_t                  redis_nodes;
+    ngx_str_t                   apikey_header;
 
     /* merged: every field a verified request carries, built-ins first */
     ngx_array_t                *fields;         /* ngx_http_omni_claim_t */
@@ -125,6 +168,25 @@ typedef struct {
     ngx_str_t                  *values;         /* per lcf->fields */
     ngx_uint_t                  nvalues;
     ngx_array_t                *fields;         /* lcf->fields at decision */
+
+    /* the Redis round trip */
+    ngx_str_t                   apikey;         /* SHA-256 of the key */
+    ngx_str_t                   key_fields[4];  /* key_id user username role */
+    char                      **argv;
+    size_t                     *argvlen;
+    ngx_uint_t                  argc;
+    void                       *pending;
+    ngx_event_t                 timer;
+    unsigned                    waiting:1;
+    unsigned                    replied:1;
+    unsigned                    resumed:1;
+    unsigned                    via_apikey:1;
+    ngx_uint_t                  failed;         /* NGX_HTTP_OMNI_REDIS_* */
+    int64_t                     verdict;
+    int64_t                     remaining;
+    int64_t                     retry_after;    /* ms */
+    int64_t                     reset;          /* ms */
+    int64_t                     tightest;       /* 1-based limit, 0: none */
 } ngx_http_omni_ctx_t;
 
 
@@ -145,6 +207,25 @@ char *ngx_http_omni_jwt_jwks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_omni_jwt.c */
 ngx_int_t ngx_http_omni_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_omni_reject(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_uint_t decision, const char *why);
+
+/* ngx_http_omni_limit.c */
+char *ngx_http_omni_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_omni_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_omni_redis_fail(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_omni_limit_merge(ngx_conf_t *cf,
+    ngx_http_omni_loc_conf_t *conf);
+void ngx_http_omni_limit_init_sha(void);
+const char *ngx_http_omni_limit_script(size_t *len);
+ngx_uint_t ngx_http_omni_limit_needed(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
+ngx_int_t ngx_http_omni_limit_start(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
+ngx_int_t ngx_http_omni_limit_finish(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
 
 /* ngx_http_omni_headers.c */
 ngx_int_t ngx_http_omni_headers_strip(ngx_http_request_t *r,
@@ -167,6 +248,9 @@ void ngx_http_omni_metrics_decision(ngx_uint_t decision);
 void ngx_http_omni_metrics_cache(ngx_uint_t hit);
 void ngx_http_omni_metrics_snapshot(ngx_atomic_uint_t *decisions,
     ngx_atomic_uint_t *hits, ngx_atomic_uint_t *misses);
+void ngx_http_omni_metrics_redis(ngx_uint_t failure);
+void ngx_http_omni_metrics_redis_latency(ngx_msec_t ms);
+void ngx_http_omni_metrics_fail(ngx_uint_t mode);
 extern ngx_str_t  ngx_http_omni_decision_names[];
 
 /* ngx_http_omni_redis.c */
@@ -175,6 +259,10 @@ char *ngx_http_omni_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_omni_redis_init_process(ngx_cycle_t *cycle);
 void ngx_http_omni_redis_exit_process(ngx_cycle_t *cycle);
 ngx_uint_t ngx_http_omni_redis_connected(void);
+ngx_int_t ngx_http_omni_redis_command(void (*cb)(struct redisAsyncContext *,
+    void *, void *), void *privdata, ngx_uint_t argc, char **argv,
+    size_t *argvlen);
+void ngx_http_omni_redis_teardown(void);
 
 /* ngx_http_omni_variables.c */
 ngx_int_t ngx_http_omni_add_variables(ngx_conf_t *cf);

@@ -337,6 +337,8 @@ ngx_http_omni_redis_setup_done(redisAsyncContext *ctx, void *reply,
 static void
 ngx_http_omni_redis_connect(ngx_http_omni_redis_t *rd)
 {
+    size_t                      len;
+    const char                 *script;
     ngx_connection_t           *c;
     redisAsyncContext          *ctx;
     ngx_http_omni_main_conf_t  *omcf;
@@ -404,6 +406,11 @@ ngx_http_omni_redis_connect(ngx_http_omni_redis_t *rd)
         redisAsyncCommand(ctx, ngx_http_omni_redis_setup_done, "SELECT",
                           "SELECT %d", (int) omcf->redis_db);
     }
+
+    /* so that the first EVALSHA finds it; NOSCRIPT later is handled too */
+    script = ngx_http_omni_limit_script(&len);
+    redisAsyncCommand(ctx, ngx_http_omni_redis_setup_done, "SCRIPT LOAD",
+                      "SCRIPT LOAD %b", script, len);
 }
 
 
@@ -485,4 +492,47 @@ ngx_uint_t
 ngx_http_omni_redis_connected(void)
 {
     return ngx_http_omni_redis.connected;
+}
+
+
+ngx_int_t
+ngx_http_omni_redis_command(void (*cb)(redisAsyncContext *, void *, void *),
+    void *privdata, ngx_uint_t argc, char **argv, size_t *argvlen)
+{
+    ngx_http_omni_redis_t  *rd = &ngx_http_omni_redis;
+
+    if (!rd->connected || rd->ctx == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (redisAsyncCommandArgv(rd->ctx, cb, privdata, (int) argc,
+                              (const char **) argv, argvlen)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A command overdue: the link is stuck (commands are answered in order).
+ * Every command still queued gets a NULL reply; a new connection follows.
+ */
+
+void
+ngx_http_omni_redis_teardown(void)
+{
+    ngx_http_omni_redis_t  *rd = &ngx_http_omni_redis;
+
+    if (rd->ctx == NULL) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                  "omni: redis %V: a command is overdue, reconnecting",
+                  &rd->omcf->redis_addr);
+
+    redisAsyncFree(rd->ctx);
 }

@@ -20,6 +20,8 @@ static ngx_int_t ngx_http_omni_decision_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_omni_claim_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_omni_remaining_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_variable_t  ngx_http_omni_vars[] = {
@@ -44,6 +46,9 @@ static ngx_http_variable_t  ngx_http_omni_vars[] = {
 
     { ngx_string("omni_decision"), NULL, ngx_http_omni_decision_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("omni_limit_remaining"), NULL,
+      ngx_http_omni_remaining_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("omni_jwt_claim_"), NULL, ngx_http_omni_claim_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
@@ -117,13 +122,49 @@ ngx_http_omni_field_variable(ngx_http_request_t *r,
 
 
 static ngx_int_t
+ngx_http_omni_remaining_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char               *p;
+    ngx_http_omni_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_omni_module);
+
+    /* only after Redis has answered for this request's limits */
+    if (ctx == NULL || !ctx->replied || ctx->failed || ctx->tightest < 1) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+    v->len = ngx_sprintf(p, "%L", ctx->remaining) - p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_http_omni_method_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    ngx_http_omni_ctx_t  *ctx;
+
     static ngx_str_t  jwt = ngx_string("jwt");
+    static ngx_str_t  apikey = ngx_string("apikey");
     static ngx_str_t  none = ngx_string("none");
 
-    ngx_http_omni_set(v, ngx_http_omni_get_ctx(r) ? &jwt : &none);
+    ctx = ngx_http_omni_get_ctx(r);
+
+    ngx_http_omni_set(v, ctx == NULL ? &none
+                         : ctx->via_apikey ? &apikey : &jwt);
 
     return NGX_OK;
 }

@@ -1,0 +1,234 @@
+/*
+ * omni_limit_lua.h: omni_limit.lua as a C string literal, made by
+ * gen_limit_lua.sh. Edit the .lua and run the script, never this
+ * file: the unit tests compare the two byte for byte.
+ */
+
+
+#ifndef OMNI_LIMIT_LUA_H_INCLUDED_
+#define OMNI_LIMIT_LUA_H_INCLUDED_
+
+
+#define OMNI_LIMIT_LUA                                                        \
+    "-- omni_limit.lua: all a gateway request needs from Redis in one\n"      \
+    "-- atomic call: jti revocation, API-key lookup and every GCRA limit\n"   \
+    "-- (all or nothing) on Redis' own clock. omni_gcra.c is its twin in C\n" \
+    "-- and the two must agree. The module embeds this file as\n"             \
+    "-- OMNI_LIMIT_LUA (omni_limit_lua.h, made by gen_limit_lua.sh; make\n"   \
+    "-- unit fails when the two differ).\n"                                   \
+    "--\n"                                                                    \
+    "-- KEYS[1]   'omni:revoked:<jti>', or '' when the request has no jti\n"  \
+    "-- KEYS[2]   'omni:apikey:<sha256 hex of the key>', or '' (no API key)\n"\
+    "-- KEYS[3..] 'omni:rl:<zone>:<key>', one per limit. A key ending in\n"   \
+    "--           the byte 0x01 then 'user' ('omni:rl:<zone>:\\1user') is\n"  \
+    "--           keyed by the user_id KEYS[2] resolves to. Each key at\n"    \
+    "--           most once.\n"                                               \
+    "-- ARGV[1]   now, unix microseconds, for tests; '' = Redis TIME\n"       \
+    "-- ARGV[2..] three per limit, in KEYS order: T (emission interval, us,\n"\
+    "--           >= 1), B (burst, >= 0), c (cost, 1..1000000), with\n"       \
+    "--           (B + 1) * T <= 2^50 (OMNI_GCRA_MAX_SPAN)\n"                 \
+    "--\n"                                                                    \
+    "-- Replies, integers and strings only:\n"                                \
+    "--   {2}  KEYS[1] exists: the token is revoked\n"                        \
+    "--   {3}  KEYS[2] is no hash with key_id and user_id: unknown API key\n" \
+    "--   {4}  its expires_at (unix s, '0' = never) is <= now: expired\n"     \
+    "--   {allowed, remaining, retry_after_ms, reset_ms, index,\n"            \
+    "--    key_id, user_id, username, role}\n"                                \
+    "--     allowed         1 or 0\n"                                         \
+    "--     remaining       allow: requests of cost 1 left after this one;\n" \
+    "--                     deny: 0\n"                                        \
+    "--     retry_after_ms  deny: wait this long and the same request\n"      \
+    "--                     passes, -1 = never (its cost exceeds B + 1);\n"   \
+    "--                     allow: 0\n"                                       \
+    "--     reset_ms        until the tightest limit's key is full again\n"   \
+    "--     index           the tightest limit, 1-based (KEYS[index + 2]),\n" \
+    "--                     0 = no limits; allow: lowest remaining, deny:\n"  \
+    "--                     longest retry_after; ties: longer reset, then\n"  \
+    "--                     lower index\n"                                    \
+    "--     identity        the hash's fields, '' without an API key\n"       \
+    "-- Durations are rounded up to whole ms. Revoked, unknown, expired and\n"\
+    "-- denied requests consume nothing; an allowed one stores each limit's\n"\
+    "-- TAT (unix us) with PX = ceil(ttl / 1000), ttl = TAT - now. A TAT\n"   \
+    "-- further ahead than (B + 1) * T (a clock stepped back, a tightened\n"  \
+    "-- limit) counts as now + (B + 1) * T and is lowered to that even when\n"\
+    "-- the request is denied; a value that is not a decimal integer counts\n"\
+    "-- as no state. Lua numbers are doubles: every value stays below 2^53,\n"\
+    "-- where they are exact (now <= 2^52).\n"                                \
+    "-- A malformed call (counts, ranges, a repeated key, \\1user without\n"  \
+    "-- KEYS[2]) or a key of the wrong type gives an error reply.\n"          \
+    "--\n"                                                                    \
+    "-- The gateway loads the script with SCRIPT LOAD when it connects and\n" \
+    "-- calls EVALSHA; on a NOSCRIPT error (SCRIPT FLUSH, restart,\n"         \
+    "-- failover) it sends EVAL with the text, which caches the script\n"     \
+    "-- again. \\1user keys are not declared in KEYS: standalone Redis\n"     \
+    "-- only, not Cluster.\n"                                                 \
+    "\n"                                                                      \
+    "local MAX_SPAN = 1125899906842624  -- 2^50\n"                            \
+    "local MAX_COST = 1000000\n"                                              \
+    "local MAX_NOW = 4503599627370496   -- 2^52: every sum stays below 2^53\n"\
+    "local MAX_INT = 9007199254740992   -- 2^53: doubles are exact below\n"   \
+    "local MARK = '\\1user'\n"                                                \
+    "\n"                                                                      \
+    "local function fail(what)\n"                                             \
+    "  return redis.error_reply('ERR omni_limit: ' .. what)\n"                \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "-- a decimal integer in lo..hi, or nil\n"                                \
+    "local function int(s, lo, hi)\n"                                         \
+    "  if type(s) ~= 'string' or #s > 16 or not s:find('^%d+$') then\n"       \
+    "    return nil\n"                                                        \
+    "  end\n"                                                                 \
+    "  local v = tonumber(s)\n"                                               \
+    "  if v < lo or v > hi then\n"                                            \
+    "    return nil\n"                                                        \
+    "  end\n"                                                                 \
+    "  return v\n"                                                            \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "-- floor(a / b) for integers 0 <= a < 2^53, b >= 1, exactly\n"           \
+    "local function div(a, b)\n"                                              \
+    "  local q = math.floor(a / b)\n"                                         \
+    "  if q * b > a then\n"                                                   \
+    "    q = q - 1\n"                                                         \
+    "  elseif (q + 1) * b <= a then\n"                                        \
+    "    q = q + 1\n"                                                         \
+    "  end\n"                                                                 \
+    "  return q\n"                                                            \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local function ms(us)\n"                                                 \
+    "  if us <= 0 then\n"                                                     \
+    "    return us\n"                                                         \
+    "  end\n"                                                                 \
+    "  return div(us + 999, 1000)\n"                                          \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local n = #KEYS - 2\n"                                                   \
+    "if n < 0 or #ARGV ~= 1 + 3 * n then\n"                                   \
+    "  return fail('wrong number of keys or arguments')\n"                    \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local now\n"                                                             \
+    "if ARGV[1] == '' then\n"                                                 \
+    "  local t = redis.call('TIME')\n"                                        \
+    "  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"                     \
+    "else\n"                                                                  \
+    "  now = int(ARGV[1], 0, MAX_NOW)\n"                                      \
+    "  if not now then\n"                                                     \
+    "    return fail('bad now')\n"                                            \
+    "  end\n"                                                                 \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local lim = {}\n"                                                        \
+    "for i = 1, n do\n"                                                       \
+    "  local t = int(ARGV[3 * i - 1], 1, MAX_SPAN)\n"                         \
+    "  local b = int(ARGV[3 * i], 0, MAX_SPAN)\n"                             \
+    "  local c = int(ARGV[3 * i + 1], 1, MAX_COST)\n"                         \
+    "  if not (t and b and c) or (b + 1) * t > MAX_SPAN then\n"               \
+    "    return fail('bad limit ' .. i)\n"                                    \
+    "  end\n"                                                                 \
+    "  if KEYS[2] == '' and KEYS[i + 2]:sub(-#MARK) == MARK then\n"           \
+    "    return fail('user key without an API key')\n"                        \
+    "  end\n"                                                                 \
+    "  lim[i] = {t = t, b = b, c = c}\n"                                      \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "if KEYS[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then\n"          \
+    "  return {2}\n"                                                          \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local id = {'', '', '', ''}\n"                                           \
+    "if KEYS[2] ~= '' then\n"                                                 \
+    "  local h = redis.call('HMGET', KEYS[2], 'key_id', 'user_id',\n"         \
+    "    'username', 'role', 'expires_at')\n"                                 \
+    "  if not h[1] or h[1] == '' or not h[2] or h[2] == '' then\n"            \
+    "    return {3}\n"                                                        \
+    "  end\n"                                                                 \
+    "  local e = int(h[5] or '0', 0, MAX_INT)\n"                              \
+    "  if not e or (e ~= 0 and e <= div(now, 1000000)) then\n"                \
+    "    return {4}\n"                                                        \
+    "  end\n"                                                                 \
+    "  id = {h[1], h[2], h[3] or '', h[4] or ''}\n"                           \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local keys, seen = {}, {}\n"                                             \
+    "for i = 1, n do\n"                                                       \
+    "  local k = KEYS[i + 2]\n"                                               \
+    "  if k:sub(-#MARK) == MARK then\n"                                       \
+    "    k = k:sub(1, -#MARK - 1) .. id[2]\n"                                 \
+    "  end\n"                                                                 \
+    "  if seen[k] then\n"                                                     \
+    "    return fail('repeated limit key')\n"                                 \
+    "  end\n"                                                                 \
+    "  seen[k] = true\n"                                                      \
+    "  keys[i] = k\n"                                                         \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "-- one limit against its state, as omni_gcra_decide() in omni_gcra.c\n"  \
+    "local function decide(l, tat)\n"                                         \
+    "  local cap = (l.b + 1) * l.t\n"                                         \
+    "  local r = {ok = 0, rem = 0, retry = 0, ttl = 0, tat = tat}\n"          \
+    "  local base = math.max(tat, now)\n"                                     \
+    "  if base - now > cap then\n"                                            \
+    "    base = now + cap\n"                                                  \
+    "    r.tat, r.ttl = base, cap\n"                                          \
+    "  end\n"                                                                 \
+    "  r.reset = base - now\n"                                                \
+    "  if l.c > l.b + 1 then\n"                                               \
+    "    r.retry = -1\n"                                                      \
+    "    return r\n"                                                          \
+    "  end\n"                                                                 \
+    "  local ahead = base + l.c * l.t - now\n"                                \
+    "  if ahead > cap then\n"                                                 \
+    "    r.retry = ahead - cap\n"                                             \
+    "    return r\n"                                                          \
+    "  end\n"                                                                 \
+    "  r.ok, r.rem, r.reset, r.ttl = 1, div(cap - ahead, l.t), ahead, ahead\n"\
+    "  r.tat = now + ahead\n"                                                 \
+    "  return r\n"                                                            \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "-- whether a is tighter than b, both allowed or both denied\n"           \
+    "local function tighter(a, b)\n"                                          \
+    "  if a.ok == 1 then\n"                                                   \
+    "    if a.rem ~= b.rem then\n"                                            \
+    "      return a.rem < b.rem\n"                                            \
+    "    end\n"                                                               \
+    "  elseif a.retry ~= b.retry then\n"                                      \
+    "    if a.retry == -1 or b.retry == -1 then\n"                            \
+    "      return a.retry == -1\n"                                            \
+    "    end\n"                                                               \
+    "    return a.retry > b.retry\n"                                          \
+    "  end\n"                                                                 \
+    "  return a.reset > b.reset\n"                                            \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local res, best = {}, nil\n"                                             \
+    "for i = 1, n do\n"                                                       \
+    "  local v = redis.call('GET', keys[i])\n"                                \
+    "  local r = decide(lim[i], v and v:find('^%d+$') and tonumber(v) or 0)\n"\
+    "  r.i = i\n"                                                             \
+    "  res[i] = r\n"                                                          \
+    "  if not best or (r.ok == 0 and best.ok == 1)\n"                         \
+    "      or (r.ok == best.ok and tighter(r, best)) then\n"                  \
+    "    best = r\n"                                                          \
+    "  end\n"                                                                 \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "if not best then\n"                                                      \
+    "  return {1, 0, 0, 0, 0, id[1], id[2], id[3], id[4]}\n"                  \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "for i = 1, n do\n"                                                       \
+    "  local r = res[i]\n"                                                    \
+    "  if r.ttl > 0 and (best.ok == 1 or r.ok == 0) then\n"                   \
+    "    redis.call('SET', keys[i], string.format('%d', r.tat), 'PX',\n"      \
+    "      string.format('%d', ms(r.ttl)))\n"                                 \
+    "  end\n"                                                                 \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "return {best.ok, best.rem, ms(best.retry), ms(best.reset), best.i,\n"    \
+    "  id[1], id[2], id[3], id[4]}\n"
+
+
+#endif /* OMNI_LIMIT_LUA_H_INCLUDED_ */

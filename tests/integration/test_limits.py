@@ -1,0 +1,344 @@
+"""Redis in the gateway (SPEC 4, 5): GCRA limits, revocation and API keys
+in one EVALSHA per request, and what happens when Redis fails."""
+
+import hashlib
+import http.client
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+
+import stack
+
+SECRET = b"limits-test-secret-of-at-least-32-bytes!"
+
+# Locations proxy to /echo/: "return" runs in nginx's rewrite phase,
+# before any access check, as it does with auth_request or auth_basic.
+CONF = """
+load_module {module};
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp;
+    proxy_temp_path {prefix}/tmp;
+    fastcgi_temp_path {prefix}/tmp;
+    uwsgi_temp_path {prefix}/tmp;
+    scgi_temp_path {prefix}/tmp;
+    omni_redis {redis} timeout=200ms;
+    omni_jwt_key file={prefix}/hs.secret alg=HS256;
+    omni_limit_zone per_user rate=10r/m burst=4;
+    omni_limit_zone per_ip rate=1r/s burst=2 key=$remote_addr;
+    omni_limit_zone wide rate=100r/s burst=50;
+    server {{
+        listen 127.0.0.1:{port};
+        default_type application/json;
+
+        location = /omni/metrics {{ omni_metrics; }}
+
+        location /one/ {{
+            omni_auth jwt;
+            omni_limit zone=per_user;
+            add_header X-Omni-Remaining $omni_limit_remaining;
+            proxy_pass http://127.0.0.1:{port}/echo/;
+        }}
+        location /two/ {{
+            omni_auth jwt;
+            omni_limit zone=per_user;
+            omni_limit zone=per_ip;
+            proxy_pass http://127.0.0.1:{port}/echo/;
+        }}
+        location /cost/ {{
+            omni_auth jwt;
+            omni_limit zone=per_user cost=3;
+            proxy_pass http://127.0.0.1:{port}/echo/;
+        }}
+        location /nolimit/ {{
+            omni_auth jwt;
+            proxy_pass http://127.0.0.1:{port}/echo/;
+        }}
+        location /apikey/ {{
+            omni_auth jwt apikey;
+            omni_limit zone=wide;
+            proxy_pass http://127.0.0.1:{port}/echo/;
+        }}
+        location /echo/ {{
+            omni_auth off;
+            return 200 '{{"id":"$http_x_user_id","name":"$http_x_user_username","role":"$http_x_user_role"}}';
+        }}
+        location /closed/ {{
+            omni_auth jwt;
+            omni_redis_fail closed;
+            omni_limit zone=wide;
+            proxy_pass http://127.0.0.1:{port}/echo/;
+        }}
+        location /open/ {{
+            omni_auth jwt;
+            omni_redis_fail open;
+            omni_limit zone=wide;
+            proxy_pass http://127.0.0.1:{port}/echo/;
+        }}
+        location /anon/ {{
+            omni_auth off;
+            omni_limit zone=per_ip;
+            proxy_pass http://127.0.0.1:{port}/echo/;
+        }}
+    }}
+}}
+"""
+
+
+def token(sub="user-1", jti=None, role="user", lifetime=300):
+    import jwt
+    now = int(time.time())
+    claims = {"sub": sub, "role": role, "iat": now, "exp": now + lifetime,
+              "preferred_username": sub}
+    if jti:
+        claims["jti"] = jti
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+class Gateway:
+    def __init__(self, redis_addr):
+        self.prefix = stack.make_tmpdir("omni-test-limits-")
+        (self.prefix / "tmp").mkdir()
+        (self.prefix / "hs.secret").write_bytes(SECRET)
+        self.port = stack.free_port()
+        (self.prefix / "nginx.conf").write_text(CONF.format(
+            module=stack.BUILD / "ngx_http_omni_module.so",
+            prefix=self.prefix, redis=redis_addr, port=self.port))
+        self.proc = subprocess.Popen(
+            ["nginx", "-p", str(self.prefix), "-c",
+             str(self.prefix / "nginx.conf"), "-e",
+             str(self.prefix / "error.log"), "-g", "daemon off;"],
+            start_new_session=True, stderr=subprocess.DEVNULL)
+        stack.wait_until(self._up, 10, "nginx")
+
+    def _up(self):
+        try:
+            self.get("/omni/metrics")
+            return True
+        except OSError:
+            return False
+
+    def get(self, path, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            conn.close()
+
+    def bearer(self, path, tok, extra=None):
+        h = {"Authorization": "Bearer " + tok}
+        h.update(extra or {})
+        return self.get(path, h)
+
+    def destroy(self):
+        stack._stop_popen(self.proc, 15, 10)
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+@pytest.fixture
+def own_redis():
+    server = stack.Redis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def gw(own_redis):
+    g = Gateway(own_redis.addr)
+    try:
+        stack.wait_until(lambda: g.bearer("/nolimit/", token())[0] == 200, 5,
+                         "gateway ready")
+        yield g
+    finally:
+        g.destroy()
+
+
+def test_limit_admits_burst_plus_one_then_429_with_retry_after(gw):
+    tok = token("burst-user")
+    statuses = [gw.bearer("/one/", tok)[0] for _ in range(5)]
+    assert statuses == [200] * 5
+    status, headers, body = gw.bearer("/one/", tok)
+    assert status == 429
+    assert json.loads(body)["error"] == "rate_limited"
+    # 10r/m: the next request is allowed within 6 s of the last one
+    assert 1 <= int(headers["Retry-After"]) <= 6
+    assert headers["X-RateLimit-Remaining"] == "0"
+    assert headers["X-RateLimit-Limit"] == "5"
+    assert headers["RateLimit-Policy"] == "5;w=30"
+    assert "WWW-Authenticate" not in headers
+
+
+def test_successful_responses_carry_rate_limit_headers(gw):
+    status, headers, body = gw.bearer("/one/", token("hdr-user"))
+    assert status == 200
+    assert headers["X-RateLimit-Limit"] == "5"
+    assert headers["X-RateLimit-Remaining"] == "4"
+    assert headers["RateLimit"].startswith("limit=5, remaining=4, reset=")
+    assert headers["X-Omni-Remaining"] == "4"
+
+
+def test_limits_are_per_user(gw):
+    for _ in range(5):
+        gw.bearer("/one/", token("alice"))
+    assert gw.bearer("/one/", token("alice"))[0] == 429
+    assert gw.bearer("/one/", token("bob"))[0] == 200
+
+
+def test_cost_spends_several_units(gw):
+    tok = token("cost-user")
+    assert gw.bearer("/cost/", tok)[0] == 200      # 3 of 5
+    assert gw.bearer("/cost/", tok)[0] == 429      # 3 more do not fit
+
+
+def _monitor(redis_server, action):
+    """Runs action() while MONITOR records what clients (not scripts)
+    send; returns those commands' names."""
+    import threading
+    seen, ready = [], threading.Event()
+    client = redis_server.client()
+
+    def watch():
+        with client.monitor() as m:
+            ready.set()
+            for cmd in m.listen():
+                if cmd["command"] == "PING stop":
+                    return
+                if cmd.get("client_type") != "lua":
+                    seen.append(cmd["command"].split()[0].upper())
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    ready.wait(5)
+    time.sleep(0.1)
+    action()
+    redis_server.client().execute_command("PING", "stop")
+    t.join(5)
+    return seen
+
+
+def test_several_limits_are_checked_in_one_evalsha(gw, own_redis):
+    tok = token("multi-user")
+    statuses = []
+
+    def four():
+        for _ in range(4):
+            statuses.append(gw.bearer("/two/", tok)[0])
+
+    seen = _monitor(own_redis, four)
+    # the per-ip zone (burst 2) denies the 4th; per_user would allow it
+    assert statuses == [200, 200, 200, 429]
+    # exactly one command per request, both limits inside it
+    assert [c for c in seen if c != "PING"] == ["EVALSHA"] * 4, seen
+
+
+def test_requests_without_limits_or_jti_do_not_touch_redis(gw, own_redis):
+    def five():
+        for _ in range(5):
+            assert gw.bearer("/nolimit/", token("quiet-user"))[0] == 200
+
+    assert [c for c in _monitor(own_redis, five) if c != "PING"] == []
+
+
+def test_revoked_jti_gets_401_token_revoked(gw, own_redis):
+    own_redis.client().set("omni:revoked:jti-123", "1", ex=60)
+    status, headers, body = gw.bearer("/nolimit/", token(jti="jti-123"))
+    assert status == 401
+    assert json.loads(body)["error"] == "token_revoked"
+    assert 'error="invalid_token"' in headers["WWW-Authenticate"]
+    assert gw.bearer("/nolimit/", token(jti="jti-456"))[0] == 200
+
+
+def test_script_flush_is_survived(gw, own_redis):
+    tok = token("flush-user")
+    assert gw.bearer("/one/", tok)[0] == 200
+    own_redis.client().script_flush()
+    assert gw.bearer("/one/", tok)[0] == 200
+    assert gw.bearer("/one/", tok)[0] == 200
+
+
+def _add_key(redis_client, key, user="u-42", name="kim", role="developer",
+             expires_at=0):
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    redis_client.hset("omni:apikey:" + digest, mapping={
+        "key_id": "k-1", "user_id": user, "username": name, "role": role,
+        "expires_at": str(expires_at)})
+    return digest
+
+
+def test_api_key_authenticates_and_its_identity_reaches_the_upstream(
+        gw, own_redis):
+    _add_key(own_redis.client(), "omni_live_abc")
+    status, _, body = gw.get("/apikey/", {"X-API-Key": "omni_live_abc",
+                                          "X-User-Id": "forged"})
+    assert status == 200, body
+    assert json.loads(body) == {"id": "u-42", "name": "kim",
+                                "role": "developer"}
+
+
+def test_deleted_api_key_is_rejected_at_once(gw, own_redis):
+    digest = _add_key(own_redis.client(), "omni_live_del")
+    assert gw.get("/apikey/", {"X-API-Key": "omni_live_del"})[0] == 200
+    own_redis.client().delete("omni:apikey:" + digest)
+    status, _, body = gw.get("/apikey/", {"X-API-Key": "omni_live_del"})
+    assert status == 401
+    assert json.loads(body)["error"] == "invalid_token"
+
+
+def test_expired_api_key_is_rejected(gw, own_redis):
+    _add_key(own_redis.client(), "omni_live_old",
+             expires_at=int(time.time()) - 10)
+    assert gw.get("/apikey/", {"X-API-Key": "omni_live_old"})[0] == 401
+
+
+def test_unknown_api_key_is_rejected(gw):
+    assert gw.get("/apikey/", {"X-API-Key": "nope"})[0] == 401
+
+
+def test_anonymous_requests_are_limited_by_client_address(gw):
+    statuses = [gw.get("/anon/")[0] for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_fail_closed_answers_503_and_fail_open_allows(gw, own_redis):
+    tok = token("fail-user")
+    own_redis.destroy()
+    status, _, body = gw.bearer("/closed/", tok)
+    assert status == 503
+    assert json.loads(body)["error"] == "limiter_unavailable"
+    assert gw.bearer("/open/", tok)[0] == 200
+    # an API key cannot be resolved without Redis, whatever the mode
+    assert gw.get("/apikey/", {"X-API-Key": "omni_live_abc"})[0] == 503
+    _, _, metrics = gw.get("/omni/metrics")
+    text = metrics.decode()
+    assert 'omni_gateway_fail_mode_total{mode="closed"} 1' in text
+    assert 'omni_gateway_redis_failures_total{reason="down"}' in text
+
+
+def test_a_stalled_redis_is_given_up_within_the_timeout(gw, own_redis):
+    tok = token("stall-user")
+    assert gw.bearer("/closed/", tok)[0] == 200
+    pid = own_redis.proc.pid
+    subprocess.run(["kill", "-STOP", str(pid)], check=True)
+    try:
+        started = time.monotonic()
+        status = gw.bearer("/closed/", tok)[0]
+        elapsed = time.monotonic() - started
+    finally:
+        subprocess.run(["kill", "-CONT", str(pid)], check=True)
+    assert status == 503
+    assert elapsed < 1.0          # timeout=200ms
+    # it comes back by itself, without a reload
+    stack.wait_until(lambda: gw.bearer("/closed/", tok)[0] == 200, 10,
+                     "redis again", interval=0.2)
