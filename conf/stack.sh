@@ -359,6 +359,9 @@ start_nginx() {
         TLS_KEY="$run/tls/key.pem" \
         CONF_DIR="$repo/conf" \
         JWT_PUBLIC_KEY="$run/keys/jwt-public.pem" \
+        REDIS_ADDR="127.0.0.1:$redis_port" \
+        API_RATE="${OMNI_API_RATE:-20r/s}" \
+        AUTH_RATE="${OMNI_AUTH_RATE:-10r/m}" \
         || fail "could not render $run/nginx/nginx.conf"
 
     ln -sfn ../nginx/error.log "$logs/nginx-error.log"

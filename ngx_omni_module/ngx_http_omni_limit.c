@@ -21,9 +21,6 @@
 #include "omni_limit_lua.h"
 
 
-#define NGX_HTTP_OMNI_MAX_LIMITS  8
-
-
 /* the request a Redis reply belongs to; NULL once the request gave up */
 typedef struct {
     ngx_http_request_t         *r;
@@ -944,6 +941,20 @@ ngx_http_omni_limit_finish(ngx_http_request_t *r,
 {
     u_char           *p;
     ngx_table_elt_t  *h;
+
+    if (ctx->failed && olcf->redis_fail == NGX_HTTP_OMNI_FAIL_LOCAL
+        && !ctx->apikey.len)
+    {
+        /* this node enforces its share of every limit on its own; the
+         * revocation list is out of reach meanwhile */
+        ngx_http_omni_metrics_fail(NGX_HTTP_OMNI_FAIL_LOCAL);
+
+        if (ngx_http_omni_local_check(r, olcf, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->failed = 0;
+    }
 
     if (ctx->failed) {
         switch (olcf->redis_fail) {

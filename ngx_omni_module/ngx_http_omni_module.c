@@ -234,6 +234,10 @@ ngx_http_omni_postconfiguration(ngx_conf_t *cf)
 
     ngx_http_omni_limit_init_sha();
 
+    if (ngx_http_omni_local_init_conf(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_omni_metrics_init_conf(cf);
 }
 

@@ -49,6 +49,9 @@ typedef enum {
 } ngx_http_omni_decision_e;
 
 
+#define NGX_HTTP_OMNI_MAX_LIMITS    8
+
+
 /* omni_redis_fail */
 #define NGX_HTTP_OMNI_FAIL_OPEN     0
 #define NGX_HTTP_OMNI_FAIL_CLOSED   1
@@ -127,6 +130,7 @@ typedef struct {
     ngx_uint_t                  redis_db;
     ngx_msec_t                  redis_timeout;
     ngx_array_t                 zones;          /* ngx_http_omni_zone_t */
+    ngx_shm_zone_t             *local_zone;     /* omni_redis_fail local */
 
     /* new for every configuration load: policy ids restart at 1, so the
      * cache must not match entries a previous configuration wrote */
@@ -252,6 +256,11 @@ void ngx_http_omni_metrics_redis(ngx_uint_t failure);
 void ngx_http_omni_metrics_redis_latency(ngx_msec_t ms);
 void ngx_http_omni_metrics_fail(ngx_uint_t mode);
 extern ngx_str_t  ngx_http_omni_decision_names[];
+
+/* ngx_http_omni_local.c */
+ngx_int_t ngx_http_omni_local_init_conf(ngx_conf_t *cf);
+ngx_int_t ngx_http_omni_local_check(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
 
 /* ngx_http_omni_redis.c */
 char *ngx_http_omni_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -158,7 +158,10 @@ def main():
                               binary=stack.BUILD / "omni-worker",
                               env={"OMNI_LOG_LEVEL": "warn",
                                    "OMNI_PG_POOL_SIZE": PG_POOL}).start()
-        nginx = stack.Nginx(worker.socket_path, workers=WORKERS).start()
+        # the product configuration, its per-user API limit out of the way
+        nginx = stack.Nginx(worker.socket_path, workers=WORKERS,
+                            redis_addr=redis.addr,
+                            api_rate="1000000r/s").start()
 
         prefix = stack.make_tmpdir("omni-bench-nginx-")
         (prefix / "tmp").mkdir()

@@ -188,9 +188,11 @@ def own_worker(worker_factory):
 
 
 @pytest.fixture(scope="session")
-def nginx(shared_dir):
-    """nginx + ngx_http_omni_module, proxying to the shared worker's socket."""
-    server = stack.Nginx(worker_socket=shared_dir / "worker.sock")
+def nginx(shared_dir, redis_server):
+    """nginx + ngx_http_omni_module, proxying to the shared worker's socket,
+    with the session's Redis for limits and revocation."""
+    server = stack.Nginx(worker_socket=shared_dir / "worker.sock",
+                         redis_addr=redis_server.addr)
     try:
         server.start()
         yield server

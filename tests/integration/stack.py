@@ -743,12 +743,14 @@ class Nginx:
     """nginx rendered from conf/nginx.conf.in, loading the module."""
 
     def __init__(self, worker_socket, module=None, max_body="1m", workers=2,
-                 extra=None):
+                 extra=None, redis_addr="127.0.0.1:6379", api_rate="20r/s"):
         self.dir = make_tmpdir("omni-test-nginx-")
         self.prefix = self.dir / "nginx"
         self.conf_path = self.prefix / "nginx.conf"
         self.tls_dir = self.dir / "tls"
         self.keys_dir = self.dir / "keys"
+        self.redis_addr = redis_addr
+        self.api_rate = api_rate
         self.worker_socket = Path(worker_socket)
         self.module = (Path(module) if module
                        else BUILD / "ngx_http_omni_module.so")
@@ -831,6 +833,9 @@ class Nginx:
         cert, key = self._tls_files()
         values = {
             "JWT_PUBLIC_KEY": self.keys_dir / "jwt-public.pem",
+            "REDIS_ADDR": self.redis_addr,
+            "API_RATE": self.api_rate,
+            "AUTH_RATE": "10r/m",
             "MODULE_PATH": self.module,
             "NGINX_USER": NGINX_USER,
             "NGINX_WORKERS": self.workers,

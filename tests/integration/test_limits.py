@@ -34,6 +34,8 @@ http {{
     omni_limit_zone per_user rate=10r/m burst=4;
     omni_limit_zone per_ip rate=1r/s burst=2 key=$remote_addr;
     omni_limit_zone wide rate=100r/s burst=50;
+    omni_limit_zone slow rate=1r/m burst=2 key=$remote_addr;
+    omni_limit_zone slow2 rate=1r/m burst=2 key=$remote_addr;
     server {{
         listen 127.0.0.1:{port};
         default_type application/json;
@@ -80,6 +82,18 @@ http {{
             omni_auth jwt;
             omni_redis_fail open;
             omni_limit zone=wide;
+            proxy_pass http://127.0.0.1:{port}/echo/;
+        }}
+        location /local1/ {{
+            omni_auth jwt;
+            omni_redis_fail local;
+            omni_limit zone=slow;
+            proxy_pass http://127.0.0.1:{port}/echo/;
+        }}
+        location /local2/ {{
+            omni_auth jwt;
+            omni_redis_fail local nodes=2;
+            omni_limit zone=slow2;
             proxy_pass http://127.0.0.1:{port}/echo/;
         }}
         location /anon/ {{
@@ -342,3 +356,27 @@ def test_a_stalled_redis_is_given_up_within_the_timeout(gw, own_redis):
     # it comes back by itself, without a reload
     stack.wait_until(lambda: gw.bearer("/closed/", tok)[0] == 200, 10,
                      "redis again", interval=0.2)
+
+
+def test_fail_local_enforces_each_limit_on_this_node(gw, own_redis):
+    tok = token("local-user")
+    port = own_redis.port
+    own_redis.destroy()
+    # burst 2: three at once on one node
+    assert [gw.bearer("/local1/", tok)[0] for _ in range(4)] == \
+        [200, 200, 200, 429]
+    # nodes=2: this node's share is burst 2 / 2 = 1, so two at once
+    assert [gw.bearer("/local2/", tok)[0] for _ in range(3)] == \
+        [200, 200, 429]
+    _, _, metrics = gw.get("/omni/metrics")
+    assert 'omni_gateway_fail_mode_total{mode="local"} 7' in metrics.decode()
+
+    # Redis back: the limits are Redis's again, without a reload
+    again = stack.Redis(port=port)
+    try:
+        again.start()
+        stack.wait_until(lambda: gw.bearer("/local1/", tok)[0] == 200, 10,
+                         "limits served by Redis again", interval=0.2)
+        assert again.client().keys("omni:rl:slow:*")
+    finally:
+        again.destroy()
