@@ -214,7 +214,8 @@ def main():
                 point, pgb, ">= 70%"),
         ]
         lines += gateway.run(lambda target: repeat(wrk, target), summary,
-                             row, WORKERS, prefix / "trivial.sock")
+                             row, WORKERS, prefix / "trivial.sock",
+                             redis.addr)
         text = "\n".join(lines) + "\n"
         (HERE / "results.md").write_text(text)
         print(text)

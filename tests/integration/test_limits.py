@@ -35,6 +35,7 @@ http {{
     omni_limit_zone per_ip rate=1r/s burst=2 key=$remote_addr;
     omni_limit_zone wide rate=100r/s burst=50;
     omni_limit_zone slow rate=1r/m burst=2 key=$remote_addr;
+    omni_limit_zone shared rate=1r/m burst=99;
     omni_limit_zone slow2 rate=1r/m burst=2 key=$remote_addr;
     server {{
         listen 127.0.0.1:{port};
@@ -94,6 +95,11 @@ http {{
             omni_auth jwt;
             omni_redis_fail local nodes=2;
             omni_limit zone=slow2;
+            proxy_pass http://127.0.0.1:{port}/echo/;
+        }}
+        location /shared/ {{
+            omni_auth jwt;
+            omni_limit zone=shared;
             proxy_pass http://127.0.0.1:{port}/echo/;
         }}
         location /anon/ {{
@@ -380,3 +386,23 @@ def test_fail_local_enforces_each_limit_on_this_node(gw, own_redis):
         assert again.client().keys("omni:rl:slow:*")
     finally:
         again.destroy()
+
+
+def test_two_gateways_sharing_redis_admit_the_limit_together(own_redis):
+    """burst 99 at 1r/m: 100 requests fit in the test's few seconds, whoever
+    serves them; 300 concurrent requests over two nginx instances."""
+    from concurrent.futures import ThreadPoolExecutor
+    gws = [Gateway(own_redis.addr), Gateway(own_redis.addr)]
+    try:
+        tok = token("shared-user")
+        for g in gws:
+            stack.wait_until(lambda: g.bearer("/nolimit/", tok)[0] == 200,
+                             5, "gateway ready")
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(
+                lambda i: gws[i % 2].bearer("/shared/", tok)[0], range(300)))
+        assert set(statuses) <= {200, 429}
+        assert statuses.count(200) == 100
+    finally:
+        for g in gws:
+            g.destroy()
