@@ -897,3 +897,75 @@ class Nginx:
         if self.proc is not None:
             _stop_popen(self.proc, signal.SIGTERM, 10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- nginx from a configuration text ----------------------------------------
+
+NGINX_HTTP_PREAMBLE = """
+    access_log off;
+    client_body_temp_path {prefix}/tmp;
+    proxy_temp_path {prefix}/tmp;
+    fastcgi_temp_path {prefix}/tmp;
+    uwsgi_temp_path {prefix}/tmp;
+    scgi_temp_path {prefix}/tmp;
+"""
+
+
+class NginxConf:
+    """nginx run from a configuration template of the test's own, in a
+    fresh prefix, on a free port. The template is str.format()ed with
+    module (the built .so), prefix, port, preamble (temp paths, no access
+    log: put it inside http {{}}) and **values."""
+
+    def __init__(self, template, name="conf", **values):
+        self.prefix = make_tmpdir("omni-test-%s-" % name)
+        (self.prefix / "tmp").mkdir()
+        self.port = values.pop("port", None) or free_port()
+        fill = dict(module=BUILD / "ngx_http_omni_module.so",
+                    prefix=self.prefix, port=self.port)
+        fill["preamble"] = NGINX_HTTP_PREAMBLE.format(**fill)
+        fill.update(values)
+        self.conf = self.prefix / "nginx.conf"
+        self.conf.write_text(template.format(**fill))
+        self.proc = None
+
+    @property
+    def error_log(self):
+        return self.prefix / "error.log"
+
+    def start(self, probe="/"):
+        """Starts nginx and waits until `probe` answers at all."""
+        _register(self)
+        self.proc = subprocess.Popen(
+            ["nginx", "-p", str(self.prefix), "-c", str(self.conf),
+             "-e", str(self.error_log), "-g", "daemon off;"],
+            start_new_session=True, stdin=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError("nginx exited %d:\n%s" % (
+                    self.proc.returncode, tail(self.error_log)))
+            try:
+                self.get(probe)
+                return True
+            except OSError:
+                return False
+        wait_until(up, 10, "nginx on port %d" % self.port)
+        return self
+
+    def get(self, path, headers=None):
+        """GET on a new connection: (status, headers dict, body bytes)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            conn.close()
+
+    def destroy(self):
+        _unregister(self)
+        if self.proc is not None:
+            _stop_popen(self.proc, signal.SIGTERM, 10)
+        shutil.rmtree(self.prefix, ignore_errors=True)

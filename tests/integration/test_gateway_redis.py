@@ -2,8 +2,6 @@
 the worker, reconnected by itself; its address validated by `nginx -t`."""
 
 import json
-import shutil
-import subprocess
 
 import pytest
 
@@ -17,12 +15,7 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log info;
 events {{ worker_connections 256; }}
 http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp;
-    proxy_temp_path {prefix}/tmp;
-    fastcgi_temp_path {prefix}/tmp;
-    uwsgi_temp_path {prefix}/tmp;
-    scgi_temp_path {prefix}/tmp;
+    {preamble}
     omni_redis {redis} {params};
     server {{
         listen 127.0.0.1:{port};
@@ -32,37 +25,13 @@ http {{
 """
 
 
-class Gateway:
+class Gateway(stack.NginxConf):
     def __init__(self, redis_addr, params=""):
-        self.prefix = stack.make_tmpdir("omni-test-gwredis-")
-        (self.prefix / "tmp").mkdir()
-        self.port = stack.free_port()
-        (self.prefix / "nginx.conf").write_text(CONF.format(
-            module=stack.BUILD / "ngx_http_omni_module.so",
-            prefix=self.prefix, redis=redis_addr, params=params,
-            port=self.port))
-        self.proc = subprocess.Popen(
-            ["nginx", "-p", str(self.prefix), "-c",
-             str(self.prefix / "nginx.conf"), "-e",
-             str(self.prefix / "error.log"), "-g", "daemon off;"],
-            start_new_session=True, stderr=subprocess.DEVNULL)
-        stack.wait_until(self._up, 10, "nginx")
-
-    def _up(self):
-        try:
-            self.status()
-            return True
-        except OSError:
-            return False
+        super().__init__(CONF, "gwredis", redis=redis_addr, params=params)
+        self.start("/omni/status")
 
     def status(self):
-        import http.client
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            conn.request("GET", "/omni/status")
-            return json.loads(conn.getresponse().read())
-        finally:
-            conn.close()
+        return json.loads(self.get("/omni/status")[2])
 
     def redis_connected(self, answers=8):
         """Whether every worker that answers says it is connected (the two
@@ -75,10 +44,6 @@ class Gateway:
         states = {self.status()["configured"]["redis"]["connected"]
                   for _ in range(answers)}
         return states == {False}
-
-    def destroy(self):
-        stack._stop_popen(self.proc, 15, 10)
-        shutil.rmtree(self.prefix, ignore_errors=True)
 
 
 @pytest.fixture

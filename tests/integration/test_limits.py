@@ -2,9 +2,7 @@
 in one EVALSHA per request, and what happens when Redis fails."""
 
 import hashlib
-import http.client
 import json
-import shutil
 import subprocess
 import time
 
@@ -23,12 +21,7 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log info;
 events {{ worker_connections 512; }}
 http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp;
-    proxy_temp_path {prefix}/tmp;
-    fastcgi_temp_path {prefix}/tmp;
-    uwsgi_temp_path {prefix}/tmp;
-    scgi_temp_path {prefix}/tmp;
+    {preamble}
     omni_redis {redis} timeout=200ms;
     omni_jwt_key file={prefix}/hs.secret alg=HS256;
     omni_limit_zone per_user rate=10r/m burst=4;
@@ -122,46 +115,16 @@ def token(sub="user-1", jti=None, role="user", lifetime=300):
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
-class Gateway:
+class Gateway(stack.NginxConf):
     def __init__(self, redis_addr):
-        self.prefix = stack.make_tmpdir("omni-test-limits-")
-        (self.prefix / "tmp").mkdir()
+        super().__init__(CONF, "limits", redis=redis_addr)
         (self.prefix / "hs.secret").write_bytes(SECRET)
-        self.port = stack.free_port()
-        (self.prefix / "nginx.conf").write_text(CONF.format(
-            module=stack.BUILD / "ngx_http_omni_module.so",
-            prefix=self.prefix, redis=redis_addr, port=self.port))
-        self.proc = subprocess.Popen(
-            ["nginx", "-p", str(self.prefix), "-c",
-             str(self.prefix / "nginx.conf"), "-e",
-             str(self.prefix / "error.log"), "-g", "daemon off;"],
-            start_new_session=True, stderr=subprocess.DEVNULL)
-        stack.wait_until(self._up, 10, "nginx")
-
-    def _up(self):
-        try:
-            self.get("/omni/metrics")
-            return True
-        except OSError:
-            return False
-
-    def get(self, path, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", path, headers=headers or {})
-            r = conn.getresponse()
-            return r.status, dict(r.getheaders()), r.read()
-        finally:
-            conn.close()
+        self.start("/omni/metrics")
 
     def bearer(self, path, tok, extra=None):
         h = {"Authorization": "Bearer " + tok}
         h.update(extra or {})
         return self.get(path, h)
-
-    def destroy(self):
-        stack._stop_popen(self.proc, 15, 10)
-        shutil.rmtree(self.prefix, ignore_errors=True)
 
 
 @pytest.fixture
