@@ -81,6 +81,33 @@ typedef struct {
 } ngx_http_omni_limit_t;
 
 
+/* ngx_http_omni_shm.c: a shared-memory map, bytes to bytes, LRU */
+typedef struct {
+    ngx_rbtree_t                rbtree;
+    ngx_rbtree_node_t           sentinel;
+    ngx_queue_t                 queue;          /* most recent first */
+} ngx_http_omni_shm_sh_t;
+
+
+typedef struct {
+    ngx_http_omni_shm_sh_t     *sh;
+    ngx_slab_pool_t            *shpool;
+} ngx_http_omni_shm_t;
+
+
+typedef struct {
+    u_char                      color;
+    u_char                      pad;
+    u_short                     key_len;
+    uint32_t                    value_len;
+    ngx_queue_t                 queue;
+    int64_t                     expires;        /* ms since the epoch */
+    u_char                      data[1];        /* key, then value */
+} ngx_http_omni_shm_entry_t;
+
+#define ngx_http_omni_shm_value(e)  ((e)->data + (e)->key_len)
+
+
 /* what an identity field is made of */
 typedef enum {
     NGX_HTTP_OMNI_CLAIM_PATH = 0,      /* a claim by dotted path */
@@ -237,6 +264,14 @@ ngx_int_t ngx_http_omni_headers_strip(ngx_http_request_t *r,
 ngx_int_t ngx_http_omni_headers_inject(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx);
 ngx_int_t ngx_http_omni_headers_remove_authorization(ngx_http_request_t *r);
+
+/* ngx_http_omni_shm.c */
+int64_t ngx_http_omni_shm_now(void);
+ngx_int_t ngx_http_omni_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+ngx_http_omni_shm_entry_t *ngx_http_omni_shm_get(ngx_http_omni_shm_t *shm,
+    u_char *key, size_t len, int64_t now);
+ngx_http_omni_shm_entry_t *ngx_http_omni_shm_add(ngx_http_omni_shm_t *shm,
+    u_char *key, size_t len, size_t value_len, int64_t expires, int64_t now);
 
 /* ngx_http_omni_cache.c */
 char *ngx_http_omni_jwt_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
