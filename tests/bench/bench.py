@@ -20,7 +20,6 @@ import re
 import statistics
 import subprocess
 import sys
-import shutil
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -41,12 +40,7 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp;
-    proxy_temp_path {prefix}/tmp;
-    fastcgi_temp_path {prefix}/tmp;
-    uwsgi_temp_path {prefix}/tmp;
-    scgi_temp_path {prefix}/tmp;
+    {preamble}
     upstream trivial {{
         server unix:{prefix}/trivial.sock;
         keepalive 64;
@@ -142,7 +136,7 @@ def row(name, s, base=None, target=None):
 def main():
     pg = stack.Postgres().init()
     redis = stack.Redis().start()
-    worker = nginx = base_nginx = prefix = None
+    worker = nginx = base_nginx = None
     try:
         res = stack.migrate(["up"], pg.url(),
                             binary=stack.BUILD / "omni-worker")
@@ -163,19 +157,11 @@ def main():
                             redis_addr=redis.addr,
                             api_rate="1000000r/s").start()
 
-        prefix = stack.make_tmpdir("omni-bench-nginx-")
-        (prefix / "tmp").mkdir()
-        port, proxy_port = stack.free_port(), stack.free_port()
-        (prefix / "nginx.conf").write_text(BASELINE_CONF.format(
-            workers=WORKERS, prefix=prefix, port=port,
-            proxy_port=proxy_port))
-        base_nginx = subprocess.Popen(
-            ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
-             "-e", str(prefix / "error.log"), "-g", "daemon off;"],
-            start_new_session=True)
-        stack.wait_until(lambda: subprocess.run(
-            ["curl", "-sf", "http://127.0.0.1:%d/" % port],
-            capture_output=True).returncode == 0, 10, "baseline nginx")
+        proxy_port = stack.free_port()
+        base_nginx = stack.NginxConf(BASELINE_CONF, "bench-nginx",
+                                     workers=WORKERS,
+                                     proxy_port=proxy_port).start()
+        port = base_nginx.port
 
         ret200 = summary(repeat(wrk, "http://127.0.0.1:%d/" % port))
         proxied = summary(repeat(wrk, "http://127.0.0.1:%d/" % proxy_port))
@@ -214,16 +200,14 @@ def main():
                 point, pgb, ">= 70%"),
         ]
         lines += gateway.run(lambda target: repeat(wrk, target), summary,
-                             row, WORKERS, prefix / "trivial.sock",
+                             row, WORKERS,
+                             base_nginx.prefix / "trivial.sock",
                              redis.addr)
         text = "\n".join(lines) + "\n"
         (HERE / "results.md").write_text(text)
         print(text)
     finally:
-        if base_nginx is not None:
-            stack._stop_popen(base_nginx, 15, 10)
-            shutil.rmtree(prefix, ignore_errors=True)
-        for svc in (nginx, worker, redis, pg):
+        for svc in (base_nginx, nginx, worker, redis, pg):
             if svc is not None:
                 svc.destroy()
 

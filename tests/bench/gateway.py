@@ -32,12 +32,7 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp;
-    proxy_temp_path {prefix}/tmp;
-    fastcgi_temp_path {prefix}/tmp;
-    uwsgi_temp_path {prefix}/tmp;
-    scgi_temp_path {prefix}/tmp;
+    {preamble}
     {cache}
     omni_redis {redis} timeout=100ms;
     omni_limit_zone l1 rate=1000000r/s burst=1000;
@@ -118,25 +113,14 @@ def make_keys(keydir):
 
 
 def start(workers, upstream, keys, cached, redis):
-    prefix = stack.make_tmpdir("omni-bench-gw-")
-    (prefix / "tmp").mkdir()
-    port = stack.free_port()
+    """The gateway nginx, with or without the token cache."""
     locations = "\n".join(
         LOCATION.format(name=name, key=keys[name], alg=ALGS[name][0])
         for name in ALGS)
     cache = "omni_jwt_cache zone=bench:32m ttl=10m;" if cached else ""
-    (prefix / "nginx.conf").write_text(CONF.format(
-        module=stack.BUILD / "ngx_http_omni_module.so", workers=workers,
-        prefix=prefix, cache=cache, upstream=upstream, port=port,
-        locations=locations, redis=redis, rs_key=keys["rs256"]))
-    proc = subprocess.Popen(
-        ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
-         "-e", str(prefix / "error.log"), "-g", "daemon off;"],
-        start_new_session=True)
-    stack.wait_until(lambda: subprocess.run(
-        ["curl", "-sf", "http://127.0.0.1:%d/plain" % port],
-        capture_output=True).returncode == 0, 10, "gateway nginx")
-    return proc, prefix, port
+    return stack.NginxConf(CONF, "bench-gw", workers=workers, cache=cache,
+                           upstream=upstream, locations=locations,
+                           redis=redis, rs_key=keys["rs256"]).start("/plain")
 
 
 def run(measure, summary, row, workers, upstream, redis):
@@ -146,10 +130,9 @@ def run(measure, summary, row, workers, upstream, redis):
     lines = []
     try:
         for cached in (False, True):
-            proc, prefix, port = start(workers, upstream, keys, cached,
-                                       redis)
+            gw = start(workers, upstream, keys, cached, redis)
             try:
-                url = "http://127.0.0.1:%d/" % port
+                url = "http://127.0.0.1:%d/" % gw.port
                 plain = summary(measure(url + "plain"))
                 mode = "cache on" if cached else "cache off"
                 lines.append(row("plain `proxy_pass` (%s nginx)" % mode,
@@ -173,8 +156,7 @@ def run(measure, summary, row, workers, upstream, redis):
                         % (n, "s" if n > 1 else "", mode), s, plain,
                         ">= 85%" if cached else ""))
             finally:
-                stack._stop_popen(proc, 15, 10)
-                shutil.rmtree(prefix, ignore_errors=True)
+                gw.destroy()
     finally:
         shutil.rmtree(keydir, ignore_errors=True)
     return lines
