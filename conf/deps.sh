@@ -11,7 +11,8 @@ packages=(
     postgresql redis-server libnginx-mod-nchan openssl
     # test, benchmark, fuzz
     python3-pytest python3-requests python3-jwt python3-websocket
-    python3-psycopg2 python3-redis wrk clang libclang-rt-14-dev
+    python3-psycopg2 python3-redis python3-passlib wrk clang
+    libclang-rt-14-dev
 )
 
 missing=()
