@@ -133,8 +133,6 @@ ngx_http_omni_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto bad_rate;
             }
 
-            zone->rate = value[i];
-            zone->per_second = (double) requests * 1000000 / period;
             continue;
         }
 

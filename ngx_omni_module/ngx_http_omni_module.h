@@ -66,8 +66,6 @@ typedef enum {
 /* omni_limit_zone: a GCRA limit, its state in Redis per key */
 typedef struct {
     ngx_str_t                   name;
-    ngx_str_t                   rate;       /* as configured */
-    double                      per_second;
     omni_gcra_limit_t           limit;
     ngx_http_complex_value_t   *key;        /* NULL: user, else client */
 } ngx_http_omni_zone_t;
