@@ -515,14 +515,35 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# --- signing keys ------------------------------------------------------------
+
+_dev_keys = []
+
+
+def dev_keys():
+    """The test session's token signing key pair (conf/keys.sh: RS256), made
+    once: the directory holding jwt-private.pem and jwt-public.pem. Workers
+    sign with it and gateways verify with it unless a test says otherwise."""
+    if not _dev_keys:
+        path = make_tmpdir("omni-test-keys-")
+        subprocess.run(["bash", str(CONF_DIR / "keys.sh"), str(path)],
+                       check=True, capture_output=True)
+        path.chmod(0o755)   # nginx's user reads the public key
+        atexit.register(shutil.rmtree, path, True)
+        _dev_keys.append(path)
+    return _dev_keys[0]
+
+
 # --- omni-worker -------------------------------------------------------------
 
 def worker_env(overrides=None):
     """The process environment without the caller's OMNI_* settings (a
-    developer's own stack must not leak in), plus sanitizer options and
-    `overrides` (a value of None removes the variable)."""
+    developer's own stack must not leak in), plus sanitizer options, the
+    session's signing key and `overrides` (a value of None removes the
+    variable)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMNI_")}
     env.update(SANITIZER_ENV)
+    env["OMNI_JWT_PRIVATE_KEY"] = str(dev_keys() / "jwt-private.pem")
     for key, value in (overrides or {}).items():
         if value is None:
             env.pop(key, None)
@@ -748,7 +769,7 @@ class Nginx:
         self.prefix = self.dir / "nginx"
         self.conf_path = self.prefix / "nginx.conf"
         self.tls_dir = self.dir / "tls"
-        self.keys_dir = self.dir / "keys"
+        self.keys_dir = dev_keys()
         self.redis_addr = redis_addr
         self.api_rate = api_rate
         self.worker_socket = Path(worker_socket)

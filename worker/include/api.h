@@ -15,6 +15,18 @@ struct evbuffer;
 int omni_api_query(omni_req_t *r, int stmt, int nparams,
     const char *const *values);
 
+/* Redis commands for request r whose replies are awaited together: begin,
+ * add commands, end. Once every reply is in (or timeout_ms has passed) the
+ * route's handler is called again with r->redis_failed = the number of
+ * commands that failed, were not sent (Redis down) or did not answer in
+ * time. A reply that arrives after the deadline is dropped. begin returns
+ * NULL only when out of memory, after answering 503: return at once. */
+typedef struct omni_api_redis omni_api_redis_t;
+
+omni_api_redis_t *omni_api_redis_begin(omni_req_t *r);
+void omni_api_redis_cmd(omni_api_redis_t *b, int argc, const char **argv);
+void omni_api_redis_end(omni_api_redis_t *b, int timeout_ms);
+
 /* Answers a failed query: 503 database_unavailable / database_timeout, or
  * 500 internal_error for a statement Postgres rejected (logged, never
  * shown to the client). */

@@ -20,6 +20,16 @@ typedef struct {
     int   drain_timeout_ms;  /* OMNI_DRAIN_TIMEOUT_MS, default 10000 */
     int   metrics_flush_ms;  /* OMNI_METRICS_FLUSH_MS, default 5000 */
     int   log_level;         /* OMNI_LOG_LEVEL: debug|info|warn|error */
+    char *jwt_private_key;   /* OMNI_JWT_PRIVATE_KEY: PEM path (required) */
+    char *jwt_kid;           /* OMNI_JWT_KID, default the key's thumbprint */
+    char *jwt_issuer;        /* OMNI_JWT_ISSUER, default "omni" */
+    char *jwt_audience;      /* OMNI_JWT_AUDIENCE, default "omni-api" */
+    char *jwks_file;         /* OMNI_JWKS_FILE: written for the gateway */
+    int   access_token_ttl;  /* OMNI_ACCESS_TOKEN_TTL seconds, 900 */
+    int   refresh_token_ttl; /* OMNI_REFRESH_TOKEN_TTL seconds, 14 days */
+    int   password_iterations;   /* OMNI_PASSWORD_ITERATIONS, 29000 */
+    int   auth_threads;      /* OMNI_AUTH_THREADS per process, default 1 */
+    int   auth_queue_max;    /* OMNI_AUTH_QUEUE_MAX per process, 64 */
 } omni_config_t;
 
 /* Loads the configuration: variables from the file named by OMNI_CONFIG

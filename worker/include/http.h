@@ -27,6 +27,8 @@ struct omni_req {
     void                   *data;         /* handler's own state (arena) */
     int                     db_status;    /* omni_db_status_t of the last */
     struct pg_result       *db_res;       /* query, valid during re-entry */
+    int                     redis_failed; /* commands of the last batch that
+                                             failed or timed out */
 };
 
 /* Serves every request of `http` with the route table. */

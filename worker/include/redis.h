@@ -23,6 +23,11 @@ int omni_redis_connected(omni_redis_t *r);
 int omni_redis_command(omni_redis_t *r, redisCallbackFn *fn, void *privdata,
     const char *fmt, ...);
 
+/* The same with an argument vector (binary-safe; argvlen may be NULL for
+ * NUL-terminated arguments). */
+int omni_redis_command_argv(omni_redis_t *r, redisCallbackFn *fn,
+    void *privdata, int argc, const char **argv, const size_t *argvlen);
+
 /* PINGs with a deadline (hiredis 0.14 has no async timeouts: we arm our
  * own timer). cb gets 1 for PONG in time, else 0; always called exactly
  * once, possibly before this returns when not connected. */

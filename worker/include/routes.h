@@ -18,8 +18,26 @@ void omni_metrics_endpoint(omni_req_t *r);
 void omni_config_list(omni_req_t *r);
 void omni_config_get(omni_req_t *r);
 void omni_config_put(omni_req_t *r);
+void omni_auth_register(omni_req_t *r);
+void omni_auth_login(omni_req_t *r);
+void omni_auth_refresh(omni_req_t *r);
+void omni_auth_logout(omni_req_t *r);
+void omni_auth_me(omni_req_t *r);
+void omni_auth_jwks(omni_req_t *r);
+void omni_apikeys_create(omni_req_t *r);
+void omni_apikeys_list(omni_req_t *r);
+void omni_apikeys_delete(omni_req_t *r);
+void omni_users_list(omni_req_t *r);
+void omni_users_update(omni_req_t *r);
 
 int omni_health_init(void);
 int omni_dashboard_init(void);
+int omni_auth_init(void);
+int omni_apikeys_init(void);
+int omni_users_init(void);
+
+/* Starts the periodic re-sync of the API-key mirror in Redis. */
+struct event_base;
+int omni_apikeys_start_sync(struct event_base *base);
 
 #endif

@@ -3,6 +3,9 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <hiredis/hiredis.h>
 
 #include "api.h"
 #include "log.h"
@@ -36,6 +39,104 @@ omni_api_query(omni_req_t *r, int stmt, int nparams,
         return -1;
     }
     return 0;
+}
+
+
+struct omni_api_redis {
+    omni_req_t    *r;         /* NULL once answered */
+    int            pending;   /* sent, no reply yet */
+    int            failed;
+    int            ended;
+    struct event   timer;
+};
+
+
+static void
+omni_api_redis_finish(omni_api_redis_t *b, int failed)
+{
+    omni_req_t *r = b->r;
+
+    evtimer_del(&b->timer);
+    b->r = NULL;
+    if (b->pending == 0) {
+        free(b);
+    }
+    r->redis_failed = failed;
+    omni_routes[r->route].handler(r);
+}
+
+
+static void
+omni_api_redis_reply(redisAsyncContext *c, void *reply, void *arg)
+{
+    omni_api_redis_t  *b = arg;
+    redisReply        *rep = reply;
+
+    b->pending--;
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+        b->failed++;
+    }
+    if (b->r == NULL) {
+        if (b->pending == 0) {
+            free(b);
+        }
+        return;
+    }
+    if (b->ended && b->pending == 0) {
+        omni_api_redis_finish(b, b->failed);
+    }
+}
+
+
+static void
+omni_api_redis_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    omni_api_redis_t *b = arg;
+
+    omni_api_redis_finish(b, b->failed + b->pending);
+}
+
+
+omni_api_redis_t *
+omni_api_redis_begin(omni_req_t *r)
+{
+    omni_api_redis_t *b = calloc(1, sizeof(*b));
+
+    if (b == NULL) {
+        omni_respond_error(r, 503, "overloaded", "out of memory");
+        return NULL;
+    }
+    b->r = r;
+    evtimer_assign(&b->timer, omni_server.base, omni_api_redis_deadline, b);
+    return b;
+}
+
+
+void
+omni_api_redis_cmd(omni_api_redis_t *b, int argc, const char **argv)
+{
+    if (omni_redis_command_argv(omni_server.redis, omni_api_redis_reply, b,
+                                argc, argv, NULL) != 0)
+    {
+        b->failed++;
+        return;
+    }
+    b->pending++;
+}
+
+
+void
+omni_api_redis_end(omni_api_redis_t *b, int timeout_ms)
+{
+    struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+
+    b->ended = 1;
+    if (b->pending == 0) {
+        /* nothing to wait for: re-enter from the loop, not from here */
+        tv.tv_sec = 0;
+        tv.tv_usec = 0;
+    }
+    evtimer_add(&b->timer, &tv);
 }
 
 

@@ -223,7 +223,29 @@ omni_config_load(omni_config_t *cfg, int need_server, char *err,
         || omni_config_int(&cfg->drain_timeout_ms, "OMNI_DRAIN_TIMEOUT_MS",
                            10000, 0, 3600000, 10, err, errlen)
         || omni_config_int(&cfg->metrics_flush_ms, "OMNI_METRICS_FLUSH_MS",
-                           5000, 50, 3600000, 10, err, errlen))
+                           5000, 50, 3600000, 10, err, errlen)
+        || omni_config_str(&cfg->jwt_private_key, "OMNI_JWT_PRIVATE_KEY",
+                           NULL, need_server, err, errlen)
+        || omni_config_str(&cfg->jwt_kid, "OMNI_JWT_KID", NULL, 0,
+                           err, errlen)
+        || omni_config_str(&cfg->jwt_issuer, "OMNI_JWT_ISSUER", "omni", 0,
+                           err, errlen)
+        || omni_config_str(&cfg->jwt_audience, "OMNI_JWT_AUDIENCE",
+                           "omni-api", 0, err, errlen)
+        || omni_config_str(&cfg->jwks_file, "OMNI_JWKS_FILE", NULL, 0,
+                           err, errlen)
+        || omni_config_int(&cfg->access_token_ttl, "OMNI_ACCESS_TOKEN_TTL",
+                           900, 10, 86400, 10, err, errlen)
+        || omni_config_int(&cfg->refresh_token_ttl,
+                           "OMNI_REFRESH_TOKEN_TTL", 1209600, 60, 31536000,
+                           10, err, errlen)
+        || omni_config_int(&cfg->password_iterations,
+                           "OMNI_PASSWORD_ITERATIONS", 29000, 29000,
+                           10000000, 10, err, errlen)
+        || omni_config_int(&cfg->auth_threads, "OMNI_AUTH_THREADS", 1, 1, 64,
+                           10, err, errlen)
+        || omni_config_int(&cfg->auth_queue_max, "OMNI_AUTH_QUEUE_MAX", 64, 1,
+                           100000, 10, err, errlen))
     {
         return -1;
     }

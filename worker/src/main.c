@@ -6,6 +6,7 @@
 #include "log.h"
 #include "master.h"
 #include "migrate.h"
+#include "usercli.h"
 
 
 static void
@@ -14,6 +15,8 @@ omni_usage(FILE *f)
     fprintf(f,
         "usage: omni-worker [serve]\n"
         "       omni-worker migrate [up | down N | status]\n"
+        "       omni-worker user create --email E --password-file F "
+        "--role R [--username U]\n"
         "       omni-worker --version\n"
         "Settings come from the environment (and the KEY=VALUE file named by\n"
         "OMNI_CONFIG); see conf/worker.env.example.\n");
@@ -36,7 +39,7 @@ main(int argc, char **argv)
         omni_usage(stdout);
         return 0;
     }
-    if (!serve && strcmp(cmd, "migrate") != 0) {
+    if (!serve && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "user") != 0) {
         omni_usage(stderr);
         return 2;
     }
@@ -46,6 +49,10 @@ main(int argc, char **argv)
         return 1;
     }
     omni_log_set_level((omni_log_level_t) cfg.log_level);
+
+    if (strcmp(cmd, "user") == 0) {
+        return omni_usercli_main(&cfg, argc - 2, argv + 2);
+    }
 
     if (!serve) {
         if (cfg.database_url == NULL) {

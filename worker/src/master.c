@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "auth.h"
 #include "log.h"
 #include "master.h"
 #include "metrics.h"
@@ -399,7 +400,9 @@ omni_master_sighup(evutil_socket_t fd, short what, void *arg)
     }
 
     cfg = malloc(sizeof(omni_config_t));
-    if (cfg == NULL || omni_config_load(cfg, 1, err, sizeof(err)) != 0) {
+    if (cfg == NULL || omni_config_load(cfg, 1, err, sizeof(err)) != 0
+        || omni_auth_configure(cfg, err, sizeof(err)) != 0)
+    {
         omni_log(OMNI_LOG_ERROR, "reload refused: bad configuration",
                  "\"error\":\"%s\"", cfg ? err : "out of memory");
         free(cfg);
@@ -449,6 +452,10 @@ omni_master_run(omni_config_t *cfg)
         omni_log(OMNI_LOG_ERROR, "start-up failed: statement or metrics "
                  "table", NULL);
         return 1;
+    }
+    if (omni_auth_configure(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "omni-worker: %s\n", err);
+        return OMNI_EXIT_CONFIG;
     }
 
     omni_master.listen_fd = strncmp(cfg->listen, "unix:", 5) == 0

@@ -247,6 +247,18 @@ omni_redis_command(omni_redis_t *r, redisCallbackFn *fn, void *privdata,
 }
 
 
+int
+omni_redis_command_argv(omni_redis_t *r, redisCallbackFn *fn, void *privdata,
+    int argc, const char **argv, const size_t *argvlen)
+{
+    if (!r->connected || r->ctx == NULL) {
+        return -1;
+    }
+    return redisAsyncCommandArgv(r->ctx, fn, privdata, argc, argv, argvlen)
+           == REDIS_OK ? 0 : -1;
+}
+
+
 static void
 omni_redis_ping_timeout(evutil_socket_t fd, short what, void *arg)
 {

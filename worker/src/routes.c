@@ -11,6 +11,22 @@ const omni_route_t omni_routes[] = {
     { "GET", "/api/v1/config/{key}", omni_config_get,       0 },
     { "PUT", "/api/v1/config/{key}", omni_config_put,
       OMNI_ROUTE_JSON_BODY },
+    { "POST", "/auth/register",           omni_auth_register,
+      OMNI_ROUTE_JSON_BODY },
+    { "POST", "/auth/login",              omni_auth_login,
+      OMNI_ROUTE_JSON_BODY },
+    { "POST", "/auth/refresh",            omni_auth_refresh,
+      OMNI_ROUTE_JSON_BODY },
+    { "POST", "/auth/logout",             omni_auth_logout,      0 },
+    { "GET",  "/auth/me",                 omni_auth_me,          0 },
+    { "GET",  "/.well-known/jwks.json",   omni_auth_jwks,        0 },
+    { "POST", "/api/v1/api-keys",         omni_apikeys_create,
+      OMNI_ROUTE_JSON_BODY },
+    { "GET",  "/api/v1/api-keys",         omni_apikeys_list,     0 },
+    { "DELETE", "/api/v1/api-keys/{id}",  omni_apikeys_delete,   0 },
+    { "GET",  "/api/v1/users",            omni_users_list,       0 },
+    { "PATCH", "/api/v1/users/{id}",      omni_users_update,
+      OMNI_ROUTE_JSON_BODY },
 };
 
 const int omni_nroutes = sizeof(omni_routes) / sizeof(omni_routes[0]);
@@ -21,7 +37,10 @@ omni_routes_init(void)
 {
     if (omni_rollup_register() != 0
         || omni_health_init() != 0
-        || omni_dashboard_init() != 0)
+        || omni_dashboard_init() != 0
+        || omni_auth_init() != 0
+        || omni_apikeys_init() != 0
+        || omni_users_init() != 0)
     {
         return -1;
     }

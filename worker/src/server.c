@@ -12,6 +12,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "offload.h"
 #include "rollup.h"
 #include "routes.h"
 #include "server.h"
@@ -169,6 +170,14 @@ omni_server_run(const omni_config_t *cfg, int listen_fd, int slot)
     omni_rollup_start(omni_server.base, omni_server.db,
                       cfg->metrics_flush_ms);
 
+    if (omni_offload_start(omni_server.base, cfg->auth_threads,
+                           cfg->auth_queue_max) != 0
+        || omni_apikeys_start_sync(omni_server.base) != 0)
+    {
+        omni_log(OMNI_LOG_ERROR, "cannot start the auth threads", NULL);
+        goto failed;
+    }
+
     evsignal_assign(&omni_proc.sigterm, omni_server.base, SIGTERM,
                     omni_server_sigterm, NULL);
     evsignal_add(&omni_proc.sigterm, NULL);
@@ -185,6 +194,8 @@ omni_server_run(const omni_config_t *cfg, int listen_fd, int slot)
     rc = 0;
 
 failed:
+
+    omni_offload_stop();
 
     /* Postgres first: its callbacks still answer through evhttp */
     if (omni_server.db) {
