@@ -40,6 +40,8 @@ worker_settings=(
     OMNI_LISTEN_MODE OMNI_WORKERS OMNI_PG_POOL_SIZE OMNI_PG_QUEUE_MAX
     OMNI_PG_QUERY_TIMEOUT_MS OMNI_MAX_BODY_BYTES OMNI_JSON_MAX_DEPTH
     OMNI_HTTP_TIMEOUT_MS OMNI_DRAIN_TIMEOUT_MS OMNI_METRICS_FLUSH_MS
+    OMNI_ACCESS_TOKEN_TTL OMNI_REFRESH_TOKEN_TTL OMNI_PASSWORD_ITERATIONS
+    OMNI_AUTH_THREADS OMNI_AUTH_QUEUE_MAX
 )
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -171,6 +173,8 @@ worker_env_file() {
     echo "OMNI_REDIS_ADDR=127.0.0.1:$redis_port"
     echo "OMNI_SQL_DIR=$repo/sql"
     echo "OMNI_LOG_LEVEL=${OMNI_LOG_LEVEL:-info}"
+    echo "OMNI_JWT_PRIVATE_KEY=$run/keys/jwt-private.pem"
+    echo "OMNI_JWKS_FILE=$run/keys/jwks.json"
 
     for v in "${worker_settings[@]}"; do
         if [ -n "${!v:-}" ]; then
@@ -312,8 +316,9 @@ start_worker() {
         (umask 077 && openssl rand -base64 18 | tr -d '\n' | tr '+/' '-_' \
                       > "$pw_tmp")
         if (cd "$run" && exec "${worker_argv[@]}" user create \
-                --email admin@localhost --password-file "$pw_tmp" \
-                --role admin) >> "$logs/admin.log" 2>&1
+                --email admin@localhost --username admin \
+                --password-file "$pw_tmp" --role admin) \
+                >> "$logs/admin.log" 2>&1
         then
             mv -f "$pw_tmp" "$run/admin-password"
         else
