@@ -59,11 +59,13 @@ omni_apikeys_init(void)
         " WHERE c.id = $2::uuid AND c.user_id = $1::uuid))"
         " ORDER BY k.created_at DESC, k.id DESC LIMIT $3::int");
 
-    /* a key deleted before stays deleted: the repeat clears Redis again */
+    /* a key deleted before is 404 again, but its mirror entry is deleted
+     * once more: that repairs a delete whose Redis step failed */
     omni_apikey_delete_stmt = omni_db_statement("apikey_delete",
         "UPDATE auth_service.api_keys"
         " SET revoked_at = coalesce(revoked_at, now())"
-        " WHERE id = $1::uuid AND user_id = $2::uuid RETURNING key_hash");
+        " WHERE id = $1::uuid AND user_id = $2::uuid"
+        " RETURNING key_hash, revoked_at = now()");
 
     omni_apikey_undo_stmt = omni_db_statement("apikey_undo",
         "DELETE FROM auth_service.api_keys WHERE id = $1::uuid");
@@ -154,6 +156,19 @@ omni_apikey_rfc3339(const char *s)
 }
 
 
+/* characters (code points) of a valid UTF-8 string */
+static size_t
+omni_apikey_chars(const char *s)
+{
+    size_t n = 0;
+
+    for ( ; *s; s++) {
+        n += ((unsigned char) *s & 0xc0) != 0x80;
+    }
+    return n;
+}
+
+
 typedef struct {
     char   id[40];
     char   key[OMNI_APIKEY_LEN + 1];
@@ -209,8 +224,7 @@ omni_apikeys_create(omni_req_t *r)
         {
             return;
         }
-        if (*name == '\0' || omni_json_get(r->json, "name")->u.str.len > 100)
-        {
+        if (*name == '\0' || omni_apikey_chars(name) > 100) {
             omni_respond_error(r, 422, "invalid_value",
                                "name: expected 1 to 100 characters");
             return;
@@ -439,11 +453,11 @@ omni_apikeys_delete(omni_req_t *r)
         argv[0] = "DEL";
         argv[1] = key;
         omni_api_redis_cmd(b, 2, argv);
-        r->state = 2;
+        r->state = PQgetvalue(r->db_res, 0, 1)[0] == 't' ? 2 : 3;
         omni_api_redis_end(b, OMNI_AUTH_REDIS_TIMEOUT_MS);
         return;
 
-    default:
+    case 2:
         if (r->redis_failed) {
             omni_respond_error(r, 503, "redis_unavailable",
                                "the key is revoked but the gateway may still "
@@ -453,6 +467,10 @@ omni_apikeys_delete(omni_req_t *r)
         omni_log(OMNI_LOG_INFO, "api key deleted",
                  "\"key_id\":\"%s\",\"user_id\":\"%s\"", id, user);
         omni_respond(r, 204, "application/json", NULL);
+        return;
+
+    default:
+        omni_respond_error(r, 404, "not_found", "no such API key");
         return;
     }
 }
