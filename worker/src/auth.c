@@ -79,6 +79,15 @@ omni_auth_configure(const omni_config_t *cfg, char *err, size_t errlen)
     }
     s = omni_signer_load(cfg->jwt_private_key, cfg->jwt_kid, err, errlen);
     if (s == NULL) {
+        /* name the setting: "OMNI_JWT_PRIVATE_KEY=/path: why" */
+        if (strncmp(err, cfg->jwt_private_key, strlen(cfg->jwt_private_key))
+            == 0)
+        {
+            char why[512];
+
+            snprintf(why, sizeof(why), "%s", err);
+            snprintf(err, errlen, "OMNI_JWT_PRIVATE_KEY=%s", why);
+        }
         return -1;
     }
     if (cfg->jwks_file
