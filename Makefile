@@ -24,7 +24,8 @@ UNIT_SRC   := $(filter-out worker/src/main.c,$(WORKER_SRC))
 
 MODULE_SRC := config $(wildcard ngx_omni_module/*.c ngx_omni_module/*.h)
 
-.PHONY: all build deps worker module unit test run up down bench fuzz lint clean
+.PHONY: all build deps worker module unit test run up down bench soak drills \
+        fuzz lint clean
 
 all: build
 build: $(WORKER) $(WORKER_SAN) $(MODULE)
@@ -78,6 +79,15 @@ down:
 
 bench: deps build
 	@bash tests/bench/run.sh
+
+# 1M mixed requests (SOAK_REQUESTS) through nginx + worker, RSS sampled
+soak: deps build
+	@/usr/bin/python3 tests/bench/soak.py
+
+# fault drills under load, measured (tests/drills/results.md)
+drills: deps build
+	@/usr/bin/python3 -m pytest tests/drills -q -p no:cacheprovider \
+	    -o console_output_style=classic
 
 fuzz: deps
 	@bash tests/fuzz/run.sh

@@ -13,6 +13,9 @@ packages=(
     python3-pytest python3-requests python3-jwt python3-websocket
     python3-psycopg2 python3-redis python3-passlib wrk clang
     libclang-rt-14-dev
+    # the auth_request baseline's auth service (tests/bench/authservice.py),
+    # with what `pip install uvicorn[standard]` adds: uvloop, httptools
+    python3-fastapi python3-uvicorn python3-uvloop python3-httptools
 )
 
 missing=()

@@ -6,17 +6,25 @@ same run on the same machine (SPEC section 9).
   JSON point read from Postgres through vs  pgbench -S -M prepared
   nginx + worker                            at equal connections
   gateway: JWT (HS256, RS256, ES256,    vs  plain `proxy_pass` to the same
-  EdDSA) + headers, cache off and on        upstream in the same nginx
-                                            (tests/bench/gateway.py)
+  EdDSA) + headers, cache off and on,       upstream in the same nginx
+  0, 1 and 3 Redis limits                   (tests/bench/gateway.py)
+  gateway RS256 rows                    vs  nginx `auth_request` to a Python
+                                            auth service, then `proxy_pass`
+                                            (tests/bench/authrequest.py)
 
-Each row is run BENCH_RUNS times (default 3) after a warm-up; the table shows
-the median and the spread (min-max) of requests/s, and p50/p99 latency.
+Method: the servers (nginx, omni-worker, Postgres, Redis, uvicorn) are
+pinned to all CPUs but the last, the load generator (wrk, pgbench) to the
+last (BENCH_PIN=0: no pinning; with one CPU nothing is pinned). Each row
+gets a 2 s warm-up, then BENCH_RUNS runs (default 3) of BENCH_SECONDS
+(default 5); the table shows the median requests/s of the runs with their
+spread (min-max), and the medians of the runs' p50/p99 latencies.
 Writes the table to tests/bench/results.md and prints it.
 """
 
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,14 +33,32 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
+import authrequest  # noqa: E402
 import gateway  # noqa: E402
 import stack  # noqa: E402
 
+
+def cpu_split():
+    """(load generator CPUs, server CPUs): the last CPU for the load
+    generator, the others for the servers; (None, all) unpinned."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if os.environ.get("BENCH_PIN", "1") == "0" or len(cpus) < 2:
+        return None, cpus
+    return cpus[-1:], cpus[:-1]
+
+
+CLIENT_CPUS, SERVER_CPUS = cpu_split()
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+WARMUP = 2
 CONNS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
-WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+# one process per server CPU: nginx workers, omni-worker processes
+WORKERS = int(os.environ.get("BENCH_WORKERS", str(len(SERVER_CPUS))))
+# uvicorn --workers as commonly set: the machine's core count
+AUTH_WORKERS = int(os.environ.get("BENCH_AUTH_WORKERS",
+                                  str(os.cpu_count())))
 PG_POOL = max(1, CONNS // WORKERS)
+THREADS = len(CLIENT_CPUS) if CLIENT_CPUS else 1
 
 BASELINE_CONF = """
 worker_processes {workers};
@@ -65,6 +91,13 @@ http {{
 """
 
 
+def client(cmd):
+    """cmd run on the load generator's CPUs."""
+    if CLIENT_CPUS is None:
+        return cmd
+    return ["taskset", "-c", ",".join(map(str, CLIENT_CPUS))] + cmd
+
+
 def wrk(target, seconds=SECONDS, conns=CONNS):
     """Runs wrk on target (a URL, or (URL, headers)); returns (requests/s,
     p50 ms, p99 ms). Any non-2xx answer or socket error fails the run."""
@@ -73,8 +106,8 @@ def wrk(target, seconds=SECONDS, conns=CONNS):
     for name, value in headers.items():
         args += ["-H", "%s: %s" % (name, value)]
     out = subprocess.run(
-        ["wrk", "-t", "1", "-c", str(conns), "-d", "%ds" % seconds,
-         "--latency"] + args + [url],
+        client(["wrk", "-t", str(THREADS), "-c", str(conns),
+                "-d", "%ds" % seconds, "--latency"] + args + [url]),
         capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
@@ -95,9 +128,9 @@ def to_ms(text):
 def pgbench(pg, seconds=SECONDS, conns=CONNS):
     env = dict(os.environ, PGPASSWORD=pg.password)
     out = subprocess.run(
-        ["pgbench", "-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user,
-         "-S", "-M", "prepared", "-c", str(conns), "-j", "1",
-         "-T", str(seconds), "bench"],
+        client(["pgbench", "-h", "127.0.0.1", "-p", str(pg.port),
+                "-U", pg.user, "-S", "-M", "prepared", "-c", str(conns),
+                "-j", str(THREADS), "-T", str(seconds), "bench"]),
         capture_output=True, text=True, check=True, env=env).stdout
     tps = float(re.search(r"tps = ([\d.]+) \(without initial", out).group(1))
     lat = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))
@@ -105,8 +138,17 @@ def pgbench(pg, seconds=SECONDS, conns=CONNS):
 
 
 def repeat(fn, target):
-    fn(target, seconds=2)       # warm-up: connections, caches
+    what = target[0] if isinstance(target, tuple) else target
+    print("bench: %s" % (what if isinstance(what, str) else fn.__name__),
+          file=sys.stderr, flush=True)
+    fn(target, seconds=WARMUP)      # warm-up: connections, caches
     return [fn(target) for _ in range(RUNS)]
+
+
+def measure(target):
+    """wrk's samples of target (see repeat()): what gateway.run() and the
+    other row modules call."""
+    return repeat(wrk, target)
 
 
 def summary(samples):
@@ -126,17 +168,89 @@ def fmt_ms(v):
     return "-" if v is None else "%.2f" % v
 
 
-def row(name, s, base=None, target=None):
-    ratio = "%.0f%%" % (100 * s["rps"] / base["rps"]) if base else "1.00 (baseline)"
+def row(name, s, base=None, target=None, times=False):
+    """A table line; the ratio to base as a percentage, or as a multiple
+    when `times`."""
+    if base is None:
+        ratio = "1.00 (baseline)"
+    elif times:
+        ratio = "%.1fx" % (s["rps"] / base["rps"])
+    else:
+        ratio = "%.0f%%" % (100 * s["rps"] / base["rps"])
     return "| %s | %.0f | %.0f-%.0f | %s | %s | %s | %s |" % (
         name, s["rps"], s["min"], s["max"], fmt_ms(s["p50"]),
         fmt_ms(s["p99"]), ratio, target or "")
 
 
+class Product:
+    """The product: nginx from conf/nginx.conf.in (its per-user API limit
+    out of the way) in front of omni-worker (release build), which signs
+    with the gateway's dev key."""
+
+    def __init__(self, pg, redis):
+        self.dir = stack.make_tmpdir("omni-bench-product-")
+        self.nginx = self.worker = None
+        try:
+            self.nginx = stack.Nginx(self.dir / "worker.sock",
+                                     workers=WORKERS, redis_addr=redis.addr,
+                                     api_rate="1000000r/s").start()
+            self.worker = stack.Worker(
+                pg, redis, workdir=self.dir, workers=WORKERS,
+                binary=stack.BUILD / "omni-worker",
+                env={"OMNI_LOG_LEVEL": "warn",
+                     "OMNI_PG_POOL_SIZE": PG_POOL,
+                     "OMNI_JWT_PRIVATE_KEY":
+                         self.nginx.keys_dir / "jwt-private.pem"}).start()
+        except BaseException:
+            self.destroy()
+            raise
+
+    def destroy(self):
+        for svc in (self.nginx, self.worker):
+            if svc is not None:
+                svc.destroy()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def machine():
+    cpu = platform.processor() or "unknown cpu"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return "%s, %d cores" % (cpu, os.cpu_count())
+
+
+def method():
+    """The results' header: how they were measured."""
+    if CLIENT_CPUS is None:
+        pinning = "the load generator and the servers share the cores"
+    else:
+        pinning = ("servers pinned to CPU %s, the load generator (wrk -t%d, "
+                   "pgbench -j%d) to CPU %s (taskset)"
+                   % (",".join(map(str, SERVER_CPUS)), THREADS, THREADS,
+                      ",".join(map(str, CLIENT_CPUS))))
+    return ("Machine: %s. Method: %s; nginx workers: %d, omni-worker "
+            "processes: %d (x %d Postgres connections), uvicorn workers: %d; "
+            "%d client connections; per row a %d s warm-up, then %d run%s of "
+            "%d s: req/s is the median with the spread (min-max), p50/p99 "
+            "the medians of the runs' wrk percentiles; every ratio is to the "
+            "baseline measured just before it in the same run."
+            % (machine(), pinning, WORKERS, WORKERS, PG_POOL, AUTH_WORKERS,
+               CONNS, WARMUP, RUNS, "s" if RUNS > 1 else "", SECONDS))
+
+
 def main():
+    if CLIENT_CPUS is not None:
+        # every server started from here inherits the servers' CPUs
+        os.sched_setaffinity(0, SERVER_CPUS)
     pg = stack.Postgres().init()
     redis = stack.Redis().start()
-    worker = nginx = base_nginx = None
+    product = base_nginx = None
+    keydir = stack.make_tmpdir("omni-bench-keys-")
     try:
         res = stack.migrate(["up"], pg.url(),
                             binary=stack.BUILD / "omni-worker")
@@ -148,50 +262,31 @@ def main():
                        check=True, capture_output=True,
                        env=dict(os.environ, PGPASSWORD=pg.password))
 
-        worker = stack.Worker(pg, redis, workers=WORKERS,
-                              binary=stack.BUILD / "omni-worker",
-                              env={"OMNI_LOG_LEVEL": "warn",
-                                   "OMNI_PG_POOL_SIZE": PG_POOL}).start()
-        # the product configuration, its per-user API limit out of the way
-        nginx = stack.Nginx(worker.socket_path, workers=WORKERS,
-                            redis_addr=redis.addr,
-                            api_rate="1000000r/s").start()
+        product = Product(pg, redis)
+        nginx = product.nginx
 
         proxy_port = stack.free_port()
         base_nginx = stack.NginxConf(BASELINE_CONF, "bench-nginx",
                                      workers=WORKERS,
                                      proxy_port=proxy_port).start()
+        upstream = base_nginx.prefix / "trivial.sock"
         port = base_nginx.port
 
-        ret200 = summary(repeat(wrk, "http://127.0.0.1:%d/" % port))
-        proxied = summary(repeat(wrk, "http://127.0.0.1:%d/" % proxy_port))
-        nodb = summary(repeat(wrk, nginx.http_url("/health/live")))
-        pgb = summary(repeat(pgbench, pg))
-        point = summary(repeat(
-            wrk, (nginx.http_url("/api/v1/config/refresh_interval"),
-                  nginx.bearer(role="user", lifetime=3600))))
-
-        cpu = platform.processor() or "unknown cpu"
-        try:
-            for line in open("/proc/cpuinfo"):
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        head = ("| benchmark | req/s (median) | spread | p50 ms | p99 ms "
-                "| vs baseline | target |\n|---|---|---|---|---|---|---|")
+        ret200 = summary(measure("http://127.0.0.1:%d/" % port))
+        proxied = summary(measure("http://127.0.0.1:%d/" % proxy_port))
         lines = [
-            "Machine: %s, %d cores; %d nginx workers, %d omni-worker "
-            "processes x %d Postgres connections; %d client connections, "
-            "%d runs of %ds (median), wrk and the servers share the cores."
-            % (cpu, os.cpu_count(), WORKERS, WORKERS, PG_POOL, CONNS, RUNS,
-               SECONDS),
-            "",
-            head,
             row("nginx `return 200` (baseline)", ret200),
             row("nginx `proxy_pass` (keepalive, unix socket) to nginx "
                 "`return 200`", proxied, ret200),
+        ]
+
+        # worker endpoints through the gateway (the product configuration)
+        nodb = summary(measure(nginx.http_url("/health/live")))
+        pgb = summary(repeat(pgbench, pg))
+        point = summary(measure(
+            (nginx.http_url("/api/v1/config/refresh_interval"),
+             nginx.bearer(role="user", lifetime=3600))))
+        lines += [
             row("worker no-DB `GET /health/live` through nginx", nodb, ret200),
             row("  the same, vs that `proxy_pass` (the worker's own cost)",
                 nodb, proxied),
@@ -199,17 +294,30 @@ def main():
             row("worker point read `GET /api/v1/config/{key}` through nginx",
                 point, pgb, ">= 70%"),
         ]
-        lines += gateway.run(lambda target: repeat(wrk, target), summary,
-                             row, WORKERS,
-                             base_nginx.prefix / "trivial.sock",
-                             redis.addr)
-        text = "\n".join(lines) + "\n"
+
+        # the gateway alone, then the pattern it replaces
+        keys, tokens = gateway.make_keys(keydir)
+        gw_lines, gw_rows = gateway.run(measure, summary, row, WORKERS,
+                                        upstream, redis.addr, keys, tokens)
+        lines += gw_lines
+        lines += authrequest.run(measure, summary, row, WORKERS,
+                                 AUTH_WORKERS, upstream, keys, tokens,
+                                 gw_rows)
+
+        text = "\n".join([
+            method(),
+            "",
+            "| benchmark | req/s (median) | spread | p50 ms | p99 ms "
+            "| vs baseline | target |",
+            "|---|---|---|---|---|---|---|",
+        ] + lines) + "\n"
         (HERE / "results.md").write_text(text)
         print(text)
     finally:
-        for svc in (base_nginx, nginx, worker, redis, pg):
+        for svc in (base_nginx, product, redis, pg):
             if svc is not None:
                 svc.destroy()
+        shutil.rmtree(keydir, ignore_errors=True)
 
 
 if __name__ == "__main__":

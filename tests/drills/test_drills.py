@@ -1,0 +1,181 @@
+"""Fault drills under steady load through the gateway (tests/drills/drill.py):
+each breaks one thing, repairs it if it does not heal by itself, and
+measures which requests failed, the longest request and the time to
+recover. Only the documented failures are allowed (SPEC 10: 503
+database_unavailable while Postgres is down, and /health saying so);
+every acknowledged write must survive.
+
+The short checks of the same faults live in tests/integration
+(test_resilience.py, test_processes.py, test_postgres_outage.py,
+test_gateway_redis.py); these are the measured, long form.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import drill
+import stack
+
+STEADY = 2.0        # load before the fault, s
+HOLD = 3.0          # how long Redis / Postgres stay down or stalled, s
+AFTER = 2.0         # load after recovery, s
+LONGEST = 1.0       # bound on any request, s
+RECOVERY = 10.0     # bound on the recovery, s
+
+
+def nothing_allowed(record):
+    return False
+
+
+def run_drill(s, report, title, fault, inject, repair=None, healthy=None,
+              allowed=nothing_allowed, allowed_text="none allowed",
+              crashes=0):
+    """Load, inject(), after HOLD s repair() (if any), wait for healthy(),
+    load a little longer; then report and assert."""
+    crashes_before = len(s.nginx_crashes())
+    load = drill.Load(s.nginx).start()
+    try:
+        time.sleep(STEADY)
+        fault_at = time.monotonic()
+        inject()
+        if repair is not None:
+            time.sleep(HOLD)
+            repair()
+        repair_at = time.monotonic() if repair is not None else fault_at
+        stack.wait_until(healthy, 30, "recovery after: " + title,
+                         interval=0.05)
+        healthy_at = time.monotonic()
+        time.sleep(AFTER)
+    finally:
+        records = load.stop()
+    outcome = drill.Outcome(records, fault_at, repair_at, healthy_at)
+    report.append((outcome.summary(title),
+                   outcome.table(title, fault, allowed_text,
+                                 (LONGEST, RECOVERY))))
+
+    seconds = STEADY + AFTER + (HOLD if repair is not None else 0)
+    expected = seconds * (drill.CLIENTS * drill.READ_RATE + drill.WRITE_RATE)
+    assert len(records) > expected / 2, "too little load: %d requests" % (
+        len(records))
+    assert outcome.unexpected(allowed) == {}
+    longest = outcome.longest
+    assert longest.end - longest.start < LONGEST, longest
+    assert outcome.recovery < RECOVERY
+    acked, sent = outcome.acknowledged()
+    stored = load.stored_value()
+    assert acked is not None and stored >= acked and stored in sent, \
+        "acknowledged write lost: stored %s, last acknowledged %s" % (
+            stored, acked)
+    assert len(s.nginx_crashes()) - crashes_before == crashes, \
+        s.nginx_crashes()
+
+
+def redis_healthy(s):
+    return lambda: (s.gateway_redis_connected()
+                    and s.health()[1]["redis"] == "up")
+
+
+def test_redis_stop_and_restart(drill_stack, drill_report):
+    s = drill_stack
+    port = s.redis.port
+
+    def restart():
+        s.redis = stack.Redis(port=port).start()
+    run_drill(s, drill_report, "Redis stopped, restarted %.0f s later" % HOLD,
+              "redis-server is stopped (SIGTERM) and started again on the "
+              "same port; the gateway runs `omni_redis_fail local`.",
+              s.redis.destroy, restart, redis_healthy(s))
+
+
+def test_redis_stall(drill_stack, drill_report):
+    s = drill_stack
+    pid = s.redis.proc.pid
+    try:
+        run_drill(s, drill_report, "Redis stalled (SIGSTOP) for %.0f s"
+                  % HOLD,
+                  "redis-server is frozen with SIGSTOP (connections stay "
+                  "open, nothing answers), then resumed with SIGCONT.",
+                  lambda: os.kill(pid, signal.SIGSTOP),
+                  lambda: os.kill(pid, signal.SIGCONT), redis_healthy(s))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def postgres_down_answer(record):
+    """While Postgres is down: 503 database_unavailable from the worker's
+    database endpoints, and /health answering 503."""
+    if record.path == "/health":
+        return record.status == 503
+    return (record.path in (drill.CONFIG, drill.WRITE_KEY)
+            and record.status == 503
+            and record.error == "database_unavailable")
+
+
+def test_postgres_stop_and_restart(drill_stack, drill_report):
+    s = drill_stack
+    run_drill(s, drill_report,
+              "Postgres stopped, restarted %.0f s later" % HOLD,
+              "`pg_ctl stop -m fast` (open connections are terminated), "
+              "then the same cluster started again.",
+              lambda: s.pg.stop("fast"), s.pg.start,
+              lambda: s.health()[0] == 200, postgres_down_answer,
+              "503 database_unavailable (config GET/PUT), 503 from /health")
+
+
+def test_worker_process_kill9(drill_stack, drill_report):
+    s = drill_stack
+    victim = s.worker.children()[0]
+    run_drill(s, drill_report, "omni-worker process killed (SIGKILL)",
+              "One of the worker's 2 processes gets SIGKILL; the master "
+              "starts a new one, nginx retries idempotent requests on the "
+              "other.",
+              lambda: os.kill(victim, signal.SIGKILL),
+              healthy=lambda: (len(s.worker.children()) == s.worker.workers
+                               and victim not in s.worker.children()))
+
+
+def test_nginx_worker_kill9(drill_stack, drill_report):
+    s = drill_stack
+    victim = s.nginx_workers()[0]
+    run_drill(s, drill_report, "nginx worker killed (SIGKILL)",
+              "One of nginx's 2 worker processes gets SIGKILL; the nginx "
+              "master starts a new one. Requests in flight there lose "
+              "their connection; clients send them again on a new one.",
+              lambda: os.kill(victim, signal.SIGKILL),
+              healthy=lambda: (len(s.nginx_workers()) == 2
+                               and victim not in s.nginx_workers()),
+              crashes=1)
+
+
+def test_nginx_reload_under_load(drill_stack, drill_report):
+    s = drill_stack
+    before = set(s.nginx_workers())
+
+    def reload():
+        subprocess.run(["nginx", "-p", str(s.nginx.prefix),
+                        "-c", str(s.nginx.conf_path),
+                        "-e", str(s.nginx.error_log), "-s", "reload"],
+                       check=True, capture_output=True, timeout=30)
+
+    def replaced():
+        now = set(s.nginx_workers())
+        return len(now) == 2 and not now & before
+    run_drill(s, drill_report, "`nginx -s reload` under load",
+              "nginx re-reads its configuration: new workers start, the "
+              "old ones finish their requests and exit.",
+              reload, healthy=replaced)
+
+
+def test_worker_sighup_under_load(drill_stack, drill_report):
+    s = drill_stack
+    before = set(s.worker.children())
+
+    def replaced():
+        now = set(s.worker.children())
+        return len(now) == s.worker.workers and not now & before
+    run_drill(s, drill_report, "omni-worker SIGHUP under load",
+              "The worker's master re-reads its configuration and replaces "
+              "every process; the old ones drain.",
+              lambda: s.worker.kill(signal.SIGHUP), healthy=replaced)
