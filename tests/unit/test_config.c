@@ -24,6 +24,11 @@ static void free_cfg(void)
     free(cfg.redis_addr);
     free(cfg.redis_password);
     free(cfg.sql_dir);
+    free(cfg.jwt_private_key);
+    free(cfg.jwt_kid);
+    free(cfg.jwt_issuer);
+    free(cfg.jwt_audience);
+    free(cfg.jwks_file);
     memset(&cfg, 0, sizeof(cfg));
 }
 
@@ -63,6 +68,7 @@ static void set_server_env(void)
     clear_env();
     setenv("OMNI_DATABASE_URL", "postgres://omni@localhost/omni", 1);
     setenv("OMNI_REDIS_ADDR", "127.0.0.1:6379", 1);
+    setenv("OMNI_JWT_PRIVATE_KEY", "/etc/omni/jwt.pem", 1);
 }
 
 static void remove_config(void)
@@ -337,6 +343,7 @@ static void test_config_file_supplies_values(void)
                               "OMNI_DATABASE_URL=postgres:///fromfile\n"
                               "   # an indented comment\n"
                               "OMNI_REDIS_ADDR=unix:/run/redis.sock\n"
+                              "OMNI_JWT_PRIVATE_KEY=/etc/omni/jwt.pem\n"
                               "export OMNI_PG_POOL_SIZE=8\n"
                               "  OMNI_LOG_LEVEL=warn  \n"
                               "\t\n"
@@ -384,6 +391,7 @@ static void test_environment_overrides_the_file(void)
     clear_env();
     CHECK_EQ_INT(write_config("OMNI_DATABASE_URL=postgres:///fromfile\n"
                               "OMNI_REDIS_ADDR=127.0.0.1:1\n"
+                              "OMNI_JWT_PRIVATE_KEY=/etc/omni/jwt.pem\n"
                               "OMNI_PG_POOL_SIZE=8\n"),
         0);
     setenv("OMNI_PG_POOL_SIZE", "12", 1);
@@ -442,6 +450,7 @@ static void test_reload_reads_the_file_afresh(void)
     clear_env();
     CHECK_EQ_INT(write_config("OMNI_DATABASE_URL=postgres:///one\n"
                               "OMNI_REDIS_ADDR=127.0.0.1:6379\n"
+                              "OMNI_JWT_PRIVATE_KEY=/etc/omni/jwt.pem\n"
                               "OMNI_PG_POOL_SIZE=8\n"
                               "OMNI_LOG_LEVEL=debug\n"),
         0);
@@ -453,6 +462,7 @@ static void test_reload_reads_the_file_afresh(void)
     /* the second file drops two settings and changes one */
     CHECK_EQ_INT(write_config("OMNI_DATABASE_URL=postgres:///two\n"
                               "OMNI_REDIS_ADDR=127.0.0.1:6379\n"
+                              "OMNI_JWT_PRIVATE_KEY=/etc/omni/jwt.pem\n"
                               "OMNI_PG_QUEUE_MAX=64\n"),
         0);
     CHECK_EQ_INT(load(1), 0);
