@@ -12,6 +12,7 @@
 #include <hiredis/hiredis.h>
 
 #include "auth.h"
+#include "auth_input.h"
 #include "encode.h"
 #include "log.h"
 #include "routes.h"
@@ -113,62 +114,6 @@ omni_apikey_mirror(omni_api_redis_t *b, const char *hash, const char *id,
 }
 
 
-/* RFC 3339 date-time ("2026-01-02T03:04:05Z", fraction and offset allowed)
- * to unix seconds; -1 when malformed. */
-static int64_t
-omni_apikey_rfc3339(const char *s)
-{
-    struct tm   tm;
-    const char *p;
-    int64_t     t;
-    int         n = 0, oh, om;
-
-    memset(&tm, 0, sizeof(tm));
-    if (sscanf(s, "%4d-%2d-%2d%*1[Tt]%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
-               &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6
-        || n != 19 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1
-        || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59
-        || tm.tm_sec > 60)
-    {
-        return -1;
-    }
-    p = s + 19;
-    if (*p == '.') {
-        do {
-            p++;
-        } while (*p >= '0' && *p <= '9');
-        if (p == s + 20) {
-            return -1;
-        }
-    }
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    t = (int64_t) timegm(&tm);
-    if (*p == 'Z' || *p == 'z') {
-        return p[1] == '\0' ? t : -1;
-    }
-    if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':'
-        && sscanf(p + 1, "%2d:%2d", &oh, &om) == 2 && oh < 24 && om < 60)
-    {
-        return *p == '+' ? t - (oh * 3600 + om * 60) : t + oh * 3600 + om * 60;
-    }
-    return -1;
-}
-
-
-/* characters (code points) of a valid UTF-8 string */
-static size_t
-omni_apikey_chars(const char *s)
-{
-    size_t n = 0;
-
-    for ( ; *s; s++) {
-        n += ((unsigned char) *s & 0xc0) != 0x80;
-    }
-    return n;
-}
-
-
 typedef struct {
     char   id[40];
     char   key[OMNI_APIKEY_LEN + 1];
@@ -224,7 +169,7 @@ omni_apikeys_create(omni_req_t *r)
         {
             return;
         }
-        if (*name == '\0' || omni_apikey_chars(name) > 100) {
+        if (*name == '\0' || omni_auth_chars(name) > 100) {
             omni_respond_error(r, 422, "invalid_value",
                                "name: expected 1 to 100 characters");
             return;
@@ -246,8 +191,7 @@ omni_apikeys_create(omni_req_t *r)
         }
         t = 0;
         if (exp) {
-            t = omni_apikey_rfc3339(exp);
-            if (t < 0) {
+            if (omni_auth_rfc3339(exp, &t) != 0) {
                 omni_respond_error(r, 422, "invalid_value", "expires_at: "
                                    "expected an RFC 3339 date-time such as "
                                    "2030-01-01T00:00:00Z");
@@ -308,8 +252,8 @@ omni_apikeys_create(omni_req_t *r)
         snprintf(expires, sizeof(expires), "%s", "0");
         if (t) {
             omni_auth_field_string(r, "expires_at", 0, &exp);
-            snprintf(expires, sizeof(expires), "%lld",
-                     (long long) omni_apikey_rfc3339(exp));
+            omni_auth_rfc3339(exp, &t);
+            snprintf(expires, sizeof(expires), "%lld", (long long) t);
         }
         omni_apikey_mirror(b, c->hash, c->id, user, PQgetvalue(res, 0, 6),
                            PQgetvalue(res, 0, 3), expires);

@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 
 #include "auth.h"
+#include "auth_input.h"
 #include "encode.h"
 #include "log.h"
 #include "offload.h"
@@ -19,7 +20,7 @@
 
 
 #define OMNI_REFRESH_PREFIX  "omr_"
-#define OMNI_REFRESH_LEN     (4 + OMNI_B64URL_LEN(32))
+#define OMNI_REFRESH_LEN     (4 + OMNI_B64URL_LEN(32))  /* 47 */
 #define OMNI_JTI_BYTES       16
 /* a revoked jti outlives its token by the gateways' clock leeway */
 #define OMNI_REVOKE_MARGIN   60
@@ -227,26 +228,6 @@ omni_auth_revoke_one(omni_api_redis_t *b, const char *jti, int64_t exp)
     snprintf(key, sizeof(key), "omni:revoked:%s", jti);
     snprintf(ttl, sizeof(ttl), "%lld", (long long) left);
     omni_api_redis_cmd(b, 5, argv);
-}
-
-
-/* Next element of a Postgres text array of simple values ({a,b,c}). */
-static const char *
-omni_auth_array_next(const char *p, char *out, size_t outlen)
-{
-    size_t n = 0;
-
-    if (*p == '{' || *p == ',') {
-        p++;
-    }
-    while (*p && *p != ',' && *p != '}') {
-        if (n + 1 < outlen) {
-            out[n++] = *p;
-        }
-        p++;
-    }
-    out[n] = '\0';
-    return n ? p : NULL;
 }
 
 
@@ -506,57 +487,6 @@ omni_auth_init(void)
 
 /* --- POST /auth/register -------------------------------------------------- */
 
-/* Accepts what mail systems deliver to in practice, without trying to be
- * RFC 5321's full grammar: local@domain, no spaces or controls, a dot in
- * the domain. */
-static const char *
-omni_auth_email_problem(const char *e)
-{
-    const char  *at = strchr(e, '@'), *p;
-    size_t       n = strlen(e);
-
-    if (n > 254) {
-        return "longer than 254 characters";
-    }
-    if (at == NULL || at == e || strchr(at + 1, '@') != NULL) {
-        return "expected one @ between a local part and a domain";
-    }
-    for (p = e; *p; p++) {
-        if ((unsigned char) *p <= ' ' || *p == 0x7f) {
-            return "must not contain spaces or control characters";
-        }
-    }
-    if (at - e > 64) {
-        return "local part longer than 64 characters";
-    }
-    p = strchr(at + 1, '.');
-    if (p == NULL || p == at + 1 || e[n - 1] == '.' || strstr(at, "..")) {
-        return "expected a domain such as example.com after the @";
-    }
-    return NULL;
-}
-
-
-static const char *
-omni_auth_username_problem(const char *u)
-{
-    size_t i, n = strlen(u);
-
-    if (n < 3 || n > 64) {
-        return "expected 3 to 64 characters";
-    }
-    for (i = 0; i < n; i++) {
-        if (!((u[i] >= 'a' && u[i] <= 'z') || (u[i] >= 'A' && u[i] <= 'Z')
-              || (u[i] >= '0' && u[i] <= '9') || u[i] == '_' || u[i] == '.'
-              || u[i] == '-'))
-        {
-            return "only letters, digits, '_', '.' and '-' are allowed";
-        }
-    }
-    return NULL;
-}
-
-
 static int
 omni_auth_unique_violation(omni_req_t *r)
 {
@@ -773,25 +703,6 @@ omni_auth_login(omni_req_t *r)
 
 /* --- POST /auth/refresh ----------------------------------------------------- */
 
-static int
-omni_auth_refresh_format(const char *t)
-{
-    size_t i, n = strlen(t), p = sizeof(OMNI_REFRESH_PREFIX) - 1;
-
-    if (n != OMNI_REFRESH_LEN || strncmp(t, OMNI_REFRESH_PREFIX, p) != 0) {
-        return 0;
-    }
-    for (i = p; i < n; i++) {
-        if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z')
-              || (t[i] >= '0' && t[i] <= '9') || t[i] == '-' || t[i] == '_'))
-        {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-
 void
 omni_auth_refresh(omni_req_t *r)
 {
@@ -817,7 +728,7 @@ omni_auth_refresh(omni_req_t *r)
         if (omni_auth_field_string(r, "refresh_token", 1, &token) != 0) {
             return;
         }
-        if (!omni_auth_refresh_format(token)) {
+        if (!omni_auth_token_format(token, OMNI_REFRESH_PREFIX)) {
             omni_respond_error(r, 401, "invalid_token",
                                "refresh_token: not a refresh token");
             return;
