@@ -156,8 +156,9 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       offsetof(ngx_http_omni_loc_conf_t, roles_claim),
       NULL },
 
+    /* also inside limit_except: a role for the methods that change data */
     { ngx_string("omni_require_role"),
-      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_HTTP_LMT_CONF|NGX_CONF_1MORE,
       ngx_http_omni_require_role,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,

@@ -99,9 +99,26 @@ def test_non_admin_gets_403_on_config_put_and_nothing_changes(
         gateway, role):
     before = _get(gateway, ALERTS).json()
     r = _put(gateway, ALERTS, dict(GOOD_ALERTS, p95_ms=1), role=role)
+    # refused at the gateway (limit_except + omni_require_role admin)
     assert r.status_code == 403, r.text
-    assert r.json()["error"] in ("forbidden", "insufficient_role")
+    assert r.json()["error"] == "insufficient_role"
+    assert 'error="insufficient_scope"' in r.headers["WWW-Authenticate"]
     assert _get(gateway, ALERTS).json() == before
+
+
+@pytest.mark.parametrize("role", ["user", "viewer", "developer", None])
+def test_worker_rechecks_the_admin_role_on_config_put(worker, role):
+    """Straight to the worker, as if the gateway's check were missing."""
+    headers = {"Content-Type": "application/json", "X-User-Id": "someone"}
+    if role:
+        headers["X-User-Role"] = role
+    before = worker.request("GET", "/api/v1/config/alert_thresholds").json()
+    r = worker.request("PUT", "/api/v1/config/alert_thresholds", headers,
+                       json.dumps(dict(GOOD_ALERTS, p95_ms=1)))
+    assert r.status == 403, r
+    assert r.json()["error"] == "forbidden"
+    after = worker.request("GET", "/api/v1/config/alert_thresholds").json()
+    assert after == before
 
 
 @pytest.mark.parametrize("change, field", [
