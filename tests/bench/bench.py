@@ -5,6 +5,11 @@ same run on the same machine (SPEC section 9).
                                             `proxy_pass` to a trivial upstream
   JSON point read from Postgres through vs  pgbench -S -M prepared
   nginx + worker                            at equal connections
+  dashboard stats, 1k vs 1M requests    vs  each other, cached and not
+  recorded                                  (tests/bench/dashboard.py)
+  logins/s, and /health/live p99 with   vs  Python hashlib PBKDF2, and the
+  and without a login burst                 p99 without the burst
+                                            (tests/bench/login.py)
   gateway: JWT (HS256, RS256, ES256,    vs  plain `proxy_pass` to the same
   EdDSA) + headers, cache off and on,       upstream in the same nginx
   0, 1 and 3 Redis limits                   (tests/bench/gateway.py)
@@ -34,7 +39,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import authrequest  # noqa: E402
+import dashboard  # noqa: E402
 import gateway  # noqa: E402
+import login  # noqa: E402
 import stack  # noqa: E402
 
 
@@ -199,6 +206,9 @@ class Product:
                 binary=stack.BUILD / "omni-worker",
                 env={"OMNI_LOG_LEVEL": "warn",
                      "OMNI_PG_POOL_SIZE": PG_POOL,
+                     # the product's default: a rollup flush invalidates
+                     # the dashboard cache
+                     "OMNI_METRICS_FLUSH_MS": 5000,
                      "OMNI_JWT_PRIVATE_KEY":
                          self.nginx.keys_dir / "jwt-private.pem"}).start()
         except BaseException:
@@ -294,6 +304,8 @@ def main():
             row("worker point read `GET /api/v1/config/{key}` through nginx",
                 point, pgb, ">= 70%"),
         ]
+        lines += dashboard.run(measure, summary, row, pg, nginx)
+        lines += login.run(measure, summary, row, pg, redis, CLIENT_CPUS)
 
         # the gateway alone, then the pattern it replaces
         keys, tokens = gateway.make_keys(keydir)
