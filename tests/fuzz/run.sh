@@ -9,8 +9,9 @@ cd "$(dirname "$0")/../.."
 
 # target -> the worker sources it links with (only those: a fuzz binary
 # must not drag in the event loop, libpq or main), the pkg-config packages
-# and any extra include directories
+# (if any) and any extra include directories
 declare -A SOURCES=(
+    [auth_input]="worker/src/auth_input.c"
     [json]="worker/src/arena.c worker/src/json.c"
     [jwt]="ngx_omni_module/omni_jwt.c"
 )
@@ -45,9 +46,11 @@ for src in tests/fuzz/fuzz_*.c; do
 
     bin="$OUT/fuzz_$name"
     # shellcheck disable=SC2086 # word splitting of the lists is intended
-    if ! $CC $CFLAGS ${INCLUDES[$name]:-} $(pkg-config --cflags ${PKGS[$name]}) \
+    if ! $CC $CFLAGS ${INCLUDES[$name]:-} \
+        ${PKGS[$name]:+$(pkg-config --cflags ${PKGS[$name]})} \
         -o "$bin" "$src" \
-        ${SOURCES[$name]} $(pkg-config --libs ${PKGS[$name]}) -lm; then
+        ${SOURCES[$name]} \
+        ${PKGS[$name]:+$(pkg-config --libs ${PKGS[$name]})} -lm; then
         echo "fuzz: $name: build failed" >&2
         status=1
         continue
