@@ -20,6 +20,8 @@ CLANG_FORMAT_FILES=(
     tests/unit/test_json.c
     tests/unit/test_log.c
     tests/fuzz/fuzz_json.c
+    tests/fuzz/fuzz_auth_input.c
+    tests/unit/test_auth_parse.c
 )
 
 status=0

@@ -31,11 +31,19 @@
 #define OMNI_STABLE_MS               2000   /* lived this long: not crashing */
 
 typedef struct {
-    pid_t      pid;          /* 0: free */
-    int        position;     /* which of the N workers it is */
-    int        retiring;     /* replaced on reload: not restarted */
-    uint64_t   started_ms;
+    pid_t         pid;          /* 0: free */
+    int           position;     /* which of the N workers it is */
+    int           retiring;     /* replaced on reload: not restarted */
+    int           told;         /* retiring and sent SIGTERM */
+    int           ready;        /* accepting (said so on its ready pipe) */
+    int           ready_fd;     /* read end of the ready pipe, or -1 */
+    struct event  ready_ev;
+    uint64_t      started_ms;
 } omni_proc_t;
+
+/* how long a reload waits for the new generation before retiring the old
+ * one anyway */
+#define OMNI_TAKEOVER_MS  (OMNI_SERVER_WARMUP_MS + 2000)
 
 typedef struct {
     int           backoff_ms;
@@ -54,7 +62,74 @@ static struct {
     int                  exit_code;
     struct event         sig[5];
     struct event         kill_timer;
+    struct event         takeover_timer;
 } omni_master;
+
+
+static void
+omni_master_retire(int force)
+{
+    int i;
+
+    if (!force) {
+        for (i = 0; i < OMNI_METRICS_MAX_PROCS; i++) {
+            if (omni_master.procs[i].pid && !omni_master.procs[i].retiring
+                && !omni_master.procs[i].ready)
+            {
+                return;     /* the new generation is not all in yet */
+            }
+        }
+    }
+    evtimer_del(&omni_master.takeover_timer);
+    for (i = 0; i < OMNI_METRICS_MAX_PROCS; i++) {
+        if (omni_master.procs[i].pid && omni_master.procs[i].retiring
+            && !omni_master.procs[i].told)
+        {
+            omni_master.procs[i].told = 1;
+            kill(omni_master.procs[i].pid, SIGTERM);
+        }
+    }
+}
+
+
+static void
+omni_master_takeover(evutil_socket_t fd, short what, void *arg)
+{
+    omni_log(OMNI_LOG_WARN, "new workers not ready in time; retiring the "
+             "old ones anyway", NULL);
+    omni_master_retire(1);
+}
+
+
+static void
+omni_master_ready_close(omni_proc_t *p)
+{
+    if (p->ready_fd >= 0) {
+        event_del(&p->ready_ev);
+        close(p->ready_fd);
+        p->ready_fd = -1;
+    }
+}
+
+
+/* A byte: the process accepts. EOF without one: it died first. */
+static void
+omni_master_ready(evutil_socket_t fd, short what, void *arg)
+{
+    omni_proc_t  *p = arg;
+    char          b;
+    ssize_t       n;
+
+    n = read(fd, &b, 1);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+        return;
+    }
+    p->ready = n == 1;
+    omni_master_ready_close(p);
+    if (p->ready) {
+        omni_master_retire(0);
+    }
+}
 
 
 static uint64_t
@@ -198,7 +273,7 @@ omni_master_listen_tcp(const char *addr, char *err, size_t errlen)
 static void
 omni_master_spawn(int position)
 {
-    int     slot;
+    int     slot, fds[2];
     pid_t   pid;
 
     for (slot = 0; slot < OMNI_METRICS_MAX_PROCS; slot++) {
@@ -211,15 +286,24 @@ omni_master_spawn(int position)
         return;
     }
 
+    if (pipe(fds) != 0) {
+        omni_log(OMNI_LOG_ERROR, "pipe failed", "\"error\":\"%s\"",
+                 strerror(errno));
+        return;
+    }
+
     pid = fork();
     if (pid < 0) {
         omni_log(OMNI_LOG_ERROR, "fork failed", "\"error\":\"%s\"",
                  strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
         return;
     }
 
     if (pid == 0) {
         sigset_t all;
+        int      i;
 
         /* The master's loop and signal handlers are not ours. The epoll
          * instance is shared across fork: reinit first, so freeing the
@@ -231,8 +315,25 @@ omni_master_spawn(int position)
         if (getppid() == 1) {
             _exit(0);
         }
-        _exit(omni_server_run(omni_master.cfg, omni_master.listen_fd, slot));
+        /* the other processes' ready pipes are the master's business */
+        for (i = 0; i < OMNI_METRICS_MAX_PROCS; i++) {
+            if (omni_master.procs[i].ready_fd >= 0) {
+                close(omni_master.procs[i].ready_fd);
+            }
+        }
+        close(fds[0]);
+        _exit(omni_server_run(omni_master.cfg, omni_master.listen_fd, slot,
+                              fds[1]));
     }
+
+    close(fds[1]);
+    omni_master.procs[slot].ready = 0;
+    omni_master.procs[slot].told = 0;
+    omni_master.procs[slot].ready_fd = fds[0];
+    event_assign(&omni_master.procs[slot].ready_ev, omni_master.base, fds[0],
+                 EV_READ | EV_PERSIST, omni_master_ready,
+                 &omni_master.procs[slot]);
+    event_add(&omni_master.procs[slot].ready_ev, NULL);
 
     omni_master.procs[slot].pid = pid;
     omni_master.procs[slot].position = position;
@@ -293,7 +394,9 @@ omni_master_reaped(omni_proc_t *p, int status)
              (unsigned long long) lived);
 
     omni_metrics_release((int) (p - omni_master.procs));
+    omni_master_ready_close(p);
     p->pid = 0;
+    p->ready = 0;
 
     if (p->retiring || omni_master.stopping) {
         return;
@@ -393,7 +496,8 @@ omni_master_sighup(evutil_socket_t fd, short what, void *arg)
 {
     omni_config_t  *cfg;
     char            err[512];
-    int             i, old[OMNI_METRICS_MAX_PROCS], nold = 0;
+    int             i, nold = 0;
+    struct timeval  tv;
 
     if (omni_master.stopping) {
         return;
@@ -420,7 +524,7 @@ omni_master_sighup(evutil_socket_t fd, short what, void *arg)
     for (i = 0; i < OMNI_METRICS_MAX_PROCS; i++) {
         if (omni_master.procs[i].pid && !omni_master.procs[i].retiring) {
             omni_master.procs[i].retiring = 1;
-            old[nold++] = i;
+            nold++;
         }
     }
     /* the new generation shares the socket before the old one lets go, so
@@ -430,8 +534,12 @@ omni_master_sighup(evutil_socket_t fd, short what, void *arg)
         omni_master.positions[i].backoff_ms = 0;
         omni_master_spawn(i);
     }
-    for (i = 0; i < nold; i++) {
-        kill(omni_master.procs[old[i]].pid, SIGTERM);
+    /* the old generation goes once the new one accepts */
+    if (nold > 0) {
+        tv.tv_sec = OMNI_TAKEOVER_MS / 1000;
+        tv.tv_usec = (OMNI_TAKEOVER_MS % 1000) * 1000;
+        evtimer_add(&omni_master.takeover_timer, &tv);
+        omni_master_retire(0);
     }
 }
 
@@ -445,6 +553,9 @@ omni_master_run(omni_config_t *cfg)
 
     omni_master.cfg = cfg;
     omni_master.npositions = cfg->workers;
+    for (i = 0; i < OMNI_METRICS_MAX_PROCS; i++) {
+        omni_master.procs[i].ready_fd = -1;
+    }
 
     if (omni_routes_init() != 0
         || omni_metrics_init(omni_routes, omni_nroutes) != 0)
@@ -481,6 +592,8 @@ omni_master_run(omni_config_t *cfg)
         return 1;
     }
 
+    evtimer_assign(&omni_master.takeover_timer, omni_master.base,
+                   omni_master_takeover, NULL);
     evsignal_assign(&omni_master.sig[0], omni_master.base, SIGCHLD,
                     omni_master_sigchld, NULL);
     for (i = 1; i <= 3; i++) {

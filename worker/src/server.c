@@ -1,4 +1,5 @@
 /* server.c: a worker process: one libevent loop serving HTTP, Postgres, Redis. */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,11 @@ static struct {
     struct event                  deadline;
     struct event                  quiet;
     struct event                  gauges;
+    struct event                  warmup;
+    int                           warmup_ticks;
+    int                           listen_fd;
+    int                           ready_fd;
+    int                           slot;
     int                           draining;
 } omni_proc;
 
@@ -101,8 +107,11 @@ omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
              omni_http_inflight());
 
     /* stop accepting: the other processes take new connections */
-    evhttp_del_accept_socket(omni_proc.http, omni_proc.bound);
-    omni_proc.bound = NULL;
+    evtimer_del(&omni_proc.warmup);
+    if (omni_proc.bound) {
+        evhttp_del_accept_socket(omni_proc.http, omni_proc.bound);
+        omni_proc.bound = NULL;
+    }
 
     evtimer_assign(&omni_proc.deadline, omni_server.base,
                    omni_server_deadline, NULL);
@@ -113,8 +122,55 @@ omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
 }
 
 
+#define OMNI_WARMUP_TICK_MS 5
+
+/* Starts accepting once a Postgres connection can take the first request:
+ * until then the previous generation (on reload) or the listen backlog
+ * (at start-up) holds the connections, instead of this process queueing
+ * them behind connection set-up. */
+static void
+omni_server_warmup(evutil_socket_t fd, short what, void *arg)
+{
+    struct timeval   tv = { 0, OMNI_WARMUP_TICK_MS * 1000 };
+    omni_db_stats_t  st;
+    char             one = 1;
+    ssize_t          n;
+
+    omni_db_stats(omni_server.db, &st);
+    if (st.ready - st.busy <= 0 && !omni_proc.draining
+        && ++omni_proc.warmup_ticks
+           < OMNI_SERVER_WARMUP_MS / OMNI_WARMUP_TICK_MS)
+    {
+        evtimer_add(&omni_proc.warmup, &tv);
+        return;
+    }
+    if (omni_proc.draining) {
+        return;
+    }
+
+    omni_proc.bound = evhttp_accept_socket_with_handle(omni_proc.http,
+                                                       omni_proc.listen_fd);
+    if (omni_proc.bound == NULL) {
+        omni_log(OMNI_LOG_ERROR, "cannot accept on the listening socket",
+                 NULL);
+        event_base_loopbreak(omni_server.base);
+        return;
+    }
+    if (omni_proc.ready_fd >= 0) {
+        do {
+            n = write(omni_proc.ready_fd, &one, 1);
+        } while (n < 0 && errno == EINTR);
+        close(omni_proc.ready_fd);
+        omni_proc.ready_fd = -1;
+    }
+    omni_log(OMNI_LOG_INFO, "worker ready", "\"slot\":%d,\"postgres\":%s",
+             omni_proc.slot, st.ready > 0 ? "true" : "false");
+}
+
+
 int
-omni_server_run(const omni_config_t *cfg, int listen_fd, int slot)
+omni_server_run(const omni_config_t *cfg, int listen_fd, int slot,
+    int ready_fd)
 {
     char            err[256];
     struct timeval  tv;
@@ -159,14 +215,6 @@ omni_server_run(const omni_config_t *cfg, int listen_fd, int slot)
     tv.tv_usec = (cfg->http_timeout_ms % 1000) * 1000;
     evhttp_set_timeout_tv(omni_proc.http, &tv);
 
-    omni_proc.bound = evhttp_accept_socket_with_handle(omni_proc.http,
-                                                       listen_fd);
-    if (omni_proc.bound == NULL) {
-        omni_log(OMNI_LOG_ERROR, "cannot accept on the listening socket",
-                 NULL);
-        goto failed;
-    }
-
     omni_rollup_start(omni_server.base, omni_server.db,
                       cfg->metrics_flush_ms);
 
@@ -188,7 +236,12 @@ omni_server_run(const omni_config_t *cfg, int listen_fd, int slot)
                  omni_server_publish, NULL);
     event_add(&omni_proc.gauges, &tv);
 
-    omni_log(OMNI_LOG_INFO, "worker ready", "\"slot\":%d", slot);
+    omni_proc.listen_fd = listen_fd;
+    omni_proc.ready_fd = ready_fd;
+    evtimer_assign(&omni_proc.warmup, omni_server.base, omni_server_warmup,
+                   NULL);
+    omni_proc.slot = slot;
+    omni_server_warmup(-1, 0, NULL);
 
     event_base_dispatch(omni_server.base);
     rc = 0;
