@@ -294,8 +294,9 @@ def test_stats_match_the_requests_the_worker_served(
     for _ in range(STATUS_MIX[404]):
         gw.request("GET", "/api/v1/config/no_such_key", headers=user)
     for _ in range(STATUS_MIX[403]):
-        gw.request("PUT", "/api/v1/config/dev_mode", headers=user,
-                   json={"enabled": True})
+        # refused by the worker (the token's sub is no registered user)
+        gw.request("POST", "/api/v1/api-keys", headers=user,
+                   json={"name": "dash-mix"})
     for _ in range(STATUS_MIX[422]):
         gw.request("PUT", "/api/v1/config/alert_thresholds", headers=admin,
                    json={"error_rate_percent": 500})

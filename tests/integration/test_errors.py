@@ -1,6 +1,7 @@
 """Bad requests get a clear JSON 4xx, from the worker or from nginx."""
 
 import json
+import uuid
 
 import pytest
 
@@ -81,19 +82,23 @@ def test_put_with_non_admin_role_gets_403_forbidden(worker):
 
 
 def test_forged_admin_role_never_reaches_the_worker_through_nginx(gateway):
+    """Asking for an admin API key is decided by the worker from
+    X-User-Role: forged copies of that header must not get one."""
     conn = gateway.connection()
     try:
-        body = b'{"v": 1}'
-        conn.putrequest("PUT", PUT_PATH)
+        body = b'{"name": "forged", "role": "admin"}'
+        conn.putrequest("POST", "/api/v1/api-keys")
         # a real user's token: the forged copies must not make it admin
-        conn.putheader("Authorization",
-                       gateway.bearer(role="user")["Authorization"])
+        conn.putheader("Authorization", gateway.bearer(
+            role="user", sub=str(uuid.uuid4()))["Authorization"])
         conn.putheader("x-USER-role", "admin")
         conn.putheader("X-User-Role", "admin")
         conn.putheader("Content-Type", "application/json")
         conn.putheader("Content-Length", str(len(body)))
         conn.endheaders(body)
         r = conn.getresponse()
-        _assert_error(r.status, r.read(), 403, "forbidden")
+        doc = _assert_error(r.status, r.read(), 403, "insufficient_role")
+        # the worker's refusal, not the gateway's
+        assert doc["message"].startswith("role:"), doc
     finally:
         conn.close()
