@@ -39,6 +39,16 @@ void omni_api_json(omni_req_t *r, int status, struct evbuffer *body);
 int omni_api_put_text(struct evbuffer *out, struct pg_result *res, int row,
     int col);
 
+/* Answers 200 {"items":[...],"next_cursor":...} from r->db_res, a query
+ * asked for limit + 1 rows: the extra row only says a next page exists,
+ * and next_cursor is then column cursor_col of the last item shown. row
+ * writes one item (a JSON value). */
+typedef void (*omni_api_row_pt)(omni_req_t *r, struct evbuffer *b,
+    struct pg_result *res, int row);
+
+void omni_api_list(omni_req_t *r, int limit, int cursor_col,
+    omni_api_row_pt row);
+
 /* Parses a list's `limit` argument (default 50, 1..500). Returns the limit,
  * or -1 after answering 400 naming the parameter. */
 int omni_api_limit(omni_req_t *r);

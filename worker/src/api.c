@@ -204,3 +204,28 @@ omni_api_limit(omni_req_t *r)
     }
     return (int) n;
 }
+
+
+void
+omni_api_list(omni_req_t *r, int limit, int cursor_col, omni_api_row_pt row)
+{
+    struct evbuffer  *b = evbuffer_new();
+    int               i, rows = PQntuples(r->db_res);
+
+    evbuffer_add(b, "{\"items\":[", 10);
+    for (i = 0; i < rows && i < limit; i++) {
+        if (i) {
+            evbuffer_add(b, ",", 1);
+        }
+        row(r, b, r->db_res, i);
+    }
+    evbuffer_add(b, "],\"next_cursor\":", 16);
+    if (rows > limit) {
+        omni_api_put_text(b, r->db_res, limit - 1, cursor_col);
+    } else {
+        evbuffer_add(b, "null", 4);
+    }
+    evbuffer_add(b, "}\n", 2);
+    omni_api_json(r, 200, b);
+    evbuffer_free(b);
+}

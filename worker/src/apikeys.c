@@ -294,14 +294,22 @@ omni_apikeys_create(omni_req_t *r)
 }
 
 
+static void
+omni_apikey_item(omni_req_t *r, struct evbuffer *b, PGresult *res, int row)
+{
+    evbuffer_add(b, "{", 1);
+    omni_apikey_json(b, res, row);
+    evbuffer_add(b, "}", 1);
+}
+
+
 /* GET /api/v1/api-keys: the caller's live keys, newest first */
 void
 omni_apikeys_list(omni_req_t *r)
 {
     const char       *user = omni_auth_caller(r), *values[3];
     char              limit[16];
-    int               n, i, rows;
-    struct evbuffer  *b;
+    int               n;
 
     n = omni_api_limit(r);
     if (n < 0) {
@@ -334,23 +342,7 @@ omni_apikeys_list(omni_req_t *r)
             omni_api_db_failed(r);
             return;
         }
-        rows = PQntuples(r->db_res);
-        b = evbuffer_new();
-        evbuffer_add(b, "{\"items\":[", 10);
-        for (i = 0; i < rows && i < n; i++) {
-            evbuffer_add(b, i ? ",{" : "{", i ? 2 : 1);
-            omni_apikey_json(b, r->db_res, i);
-            evbuffer_add(b, "}", 1);
-        }
-        evbuffer_add(b, "],\"next_cursor\":", 16);
-        if (rows > n) {
-            omni_api_put_text(b, r->db_res, n - 1, 0);
-        } else {
-            evbuffer_add(b, "null", 4);
-        }
-        evbuffer_add(b, "}\n", 2);
-        omni_api_json(r, 200, b);
-        evbuffer_free(b);
+        omni_api_list(r, n, 0, omni_apikey_item);
         return;
     }
 }

@@ -195,13 +195,19 @@ omni_config_get(omni_req_t *r)
 }
 
 
+static void
+omni_config_item(omni_req_t *r, struct evbuffer *b, PGresult *res, int row)
+{
+    omni_config_row(r, b, res, row, omni_dashboard_admin(r));
+}
+
+
 void
 omni_config_list(omni_req_t *r)
 {
     const char       *values[2];
     char              limit[16];
-    int               n, i, rows, admin;
-    struct evbuffer  *b;
+    int               n;
 
     n = omni_api_limit(r);
     if (n < 0) {
@@ -224,25 +230,7 @@ omni_config_list(omni_req_t *r)
             omni_api_db_failed(r);
             return;
         }
-        rows = PQntuples(r->db_res);
-        admin = omni_dashboard_admin(r);
-        b = evbuffer_new();
-        evbuffer_add(b, "{\"items\":[", 10);
-        for (i = 0; i < rows && i < n; i++) {
-            if (i) {
-                evbuffer_add(b, ",", 1);
-            }
-            omni_config_row(r, b, r->db_res, i, admin);
-        }
-        evbuffer_add(b, "],\"next_cursor\":", 16);
-        if (rows > n) {
-            omni_api_put_text(b, r->db_res, n - 1, 0);
-        } else {
-            evbuffer_add(b, "null", 4);
-        }
-        evbuffer_add(b, "}\n", 2);
-        omni_api_json(r, 200, b);
-        evbuffer_free(b);
+        omni_api_list(r, n, 0, omni_config_item);
         return;
     }
 }

@@ -59,14 +59,20 @@ omni_users_admin(omni_req_t *r)
 }
 
 
+static void
+omni_users_item(omni_req_t *r, struct evbuffer *b, PGresult *res, int row)
+{
+    omni_auth_user_json(b, res, row);
+}
+
+
 /* GET /api/v1/users */
 void
 omni_users_list(omni_req_t *r)
 {
     const char       *values[2];
     char              limit[16];
-    int               n, i, rows;
-    struct evbuffer  *b;
+    int               n;
 
     n = omni_api_limit(r);
     if (n < 0) {
@@ -96,24 +102,7 @@ omni_users_list(omni_req_t *r)
             omni_api_db_failed(r);
             return;
         }
-        rows = PQntuples(r->db_res);
-        b = evbuffer_new();
-        evbuffer_add(b, "{\"items\":[", 10);
-        for (i = 0; i < rows && i < n; i++) {
-            if (i) {
-                evbuffer_add(b, ",", 1);
-            }
-            omni_auth_user_json(b, r->db_res, i);
-        }
-        evbuffer_add(b, "],\"next_cursor\":", 16);
-        if (rows > n) {
-            omni_api_put_text(b, r->db_res, n - 1, 0);
-        } else {
-            evbuffer_add(b, "null", 4);
-        }
-        evbuffer_add(b, "}\n", 2);
-        omni_api_json(r, 200, b);
-        evbuffer_free(b);
+        omni_api_list(r, n, 0, omni_users_item);
         return;
     }
 }
