@@ -65,6 +65,7 @@ ngx_http_omni_local_check(ngx_http_request_t *r,
     size_t                      i, n;
     u_char                     *key;
     int64_t                     now, now_ms;
+    struct timeval              tv;
     omni_gcra_item_t            items[NGX_HTTP_OMNI_MAX_LIMITS];
     omni_gcra_result_t          res;
     ngx_http_omni_shm_t        *local;
@@ -78,8 +79,12 @@ ngx_http_omni_local_check(ngx_http_request_t *r,
     n = olcf->limits ? olcf->limits->nelts : 0;
     limits = n ? olcf->limits->elts : NULL;
 
-    now_ms = ngx_http_omni_shm_now();
-    now = now_ms * 1000;
+    /* the GCRA needs microseconds: nginx's cached time moves once per
+     * event-loop pass, and a pass that serves a batch of requests would
+     * see them all arrive at the same instant */
+    ngx_gettimeofday(&tv);
+    now = (int64_t) tv.tv_sec * 1000000 + tv.tv_usec;
+    now_ms = now / 1000;
 
     ngx_shmtx_lock(&local->shpool->mutex);
 
