@@ -208,9 +208,12 @@ omni_users_update(omni_req_t *r)
             return;
         }
         if (strcmp(PQgetvalue(res, 0, 0), "self") == 0) {
+            omni_auth_field_string(r, "role", 0, &role);
             omni_respond_error(r, 422, "invalid_value",
-                               "is_active: an admin cannot deactivate or "
-                               "demote their own account");
+                               "%s: an admin cannot deactivate or demote "
+                               "their own account",
+                               role && strcmp(role, "admin") != 0
+                               ? "role" : "is_active");
             return;
         }
         b = omni_api_redis_begin(r);
