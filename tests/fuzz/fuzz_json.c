@@ -142,7 +142,9 @@ static void check_unpaired(
     if (v == NULL && strncmp(err, prefix, sizeof(prefix) - 1) == 0
         && strtol(err + sizeof(prefix) - 1, NULL, 10) != at)
         abort();
-    if (v == NULL && strstr(err, "internal error") != NULL)
+    /* a duplicate-key message quotes the key, which may say anything */
+    if (v == NULL && strstr(err, "internal error") != NULL
+        && strncmp(err, "duplicate key", 13) != 0)
         abort();
 }
 
