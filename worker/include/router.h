@@ -8,6 +8,8 @@ typedef struct omni_req omni_req_t;
 typedef void (*omni_handler_pt)(omni_req_t *r);
 
 #define OMNI_ROUTE_JSON_BODY  0x1   /* parse the body as JSON first */
+#define OMNI_ROUTE_JSON_OBJECT 0x3  /* ... and it must be an object (else
+                                       400 invalid_json) */
 
 typedef struct {
     const char      *method;    /* "GET", "PUT", ...; GET also serves HEAD */

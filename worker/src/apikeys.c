@@ -158,11 +158,6 @@ omni_apikeys_create(omni_req_t *r)
                                "API keys belong to registered users");
             return;
         }
-        if (r->json->type != OMNI_JSON_OBJECT) {
-            omni_respond_error(r, 400, "invalid_json",
-                               "expected a JSON object");
-            return;
-        }
         if (omni_auth_field_string(r, "name", 1, &name) != 0
             || omni_auth_field_string(r, "role", 0, &role) != 0
             || omni_auth_field_string(r, "expires_at", 0, &exp) != 0)

@@ -524,11 +524,6 @@ omni_auth_register(omni_req_t *r)
     switch (r->state) {
 
     case 0:
-        if (r->json->type != OMNI_JSON_OBJECT) {
-            omni_respond_error(r, 400, "invalid_json",
-                               "expected a JSON object");
-            return;
-        }
         if (omni_auth_field_string(r, "email", 1, &email) != 0
             || omni_auth_field_string(r, "password", 1, &password) != 0
             || omni_auth_field_string(r, "username", 0, &username) != 0)
@@ -606,11 +601,6 @@ omni_auth_login(omni_req_t *r)
     switch (r->state) {
 
     case 0:
-        if (r->json->type != OMNI_JSON_OBJECT) {
-            omni_respond_error(r, 400, "invalid_json",
-                               "expected a JSON object");
-            return;
-        }
         if (omni_auth_field_string(r, "email", 0, &email) != 0
             || omni_auth_field_string(r, "username", 0, &username) != 0)
         {
@@ -720,11 +710,6 @@ omni_auth_refresh(omni_req_t *r)
     switch (r->state) {
 
     case 0:
-        if (r->json->type != OMNI_JSON_OBJECT) {
-            omni_respond_error(r, 400, "invalid_json",
-                               "expected a JSON object");
-            return;
-        }
         if (omni_auth_field_string(r, "refresh_token", 1, &token) != 0) {
             return;
         }

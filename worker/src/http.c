@@ -307,6 +307,12 @@ omni_http_parse_body(omni_req_t *r)
         omni_respond_error(r, 400, "invalid_json", "%s", err);
         return -1;
     }
+    if ((omni_http.routes[r->route].flags & OMNI_ROUTE_JSON_OBJECT)
+        == OMNI_ROUTE_JSON_OBJECT && r->json->type != OMNI_JSON_OBJECT)
+    {
+        omni_respond_error(r, 400, "invalid_json", "expected a JSON object");
+        return -1;
+    }
     return 0;
 }
 

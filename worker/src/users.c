@@ -165,11 +165,6 @@ omni_users_update(omni_req_t *r)
             omni_respond_error(r, 404, "not_found", "no such user");
             return;
         }
-        if (r->json->type != OMNI_JSON_OBJECT) {
-            omni_respond_error(r, 400, "invalid_json",
-                               "expected a JSON object");
-            return;
-        }
         if (omni_auth_field_string(r, "role", 0, &role) != 0) {
             return;
         }
