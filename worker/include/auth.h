@@ -31,6 +31,11 @@ int omni_auth_role_rank(const char *role);
  * a UUID (a registered user), else NULL. */
 const char *omni_auth_caller(omni_req_t *r);
 
+/* The `cursor` argument of a list keyed by UUID: 0 and *out set (NULL
+ * when absent); otherwise it has answered 400 invalid_parameter and
+ * returns -1. */
+int omni_auth_cursor(omni_req_t *r, const char **out);
+
 /* A body field: 0 and *out set (NULL when absent and optional); otherwise
  * it has answered 400 missing_field / invalid_field naming the field and
  * returns -1. */

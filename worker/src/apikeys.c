@@ -319,10 +319,7 @@ omni_apikeys_list(omni_req_t *r)
                                "API keys belong to registered users");
             return;
         }
-        values[1] = omni_req_arg(r, "cursor");
-        if (values[1] && !omni_auth_uuid(values[1])) {
-            omni_respond_error(r, 400, "invalid_parameter",
-                               "cursor: not a cursor from next_cursor");
+        if (omni_auth_cursor(r, &values[1]) != 0) {
             return;
         }
         snprintf(limit, sizeof(limit), "%d", n + 1);

@@ -172,6 +172,19 @@ omni_auth_caller(omni_req_t *r)
 
 
 int
+omni_auth_cursor(omni_req_t *r, const char **out)
+{
+    *out = omni_req_arg(r, "cursor");
+    if (*out && !omni_auth_uuid(*out)) {
+        omni_respond_error(r, 400, "invalid_parameter",
+                           "cursor: not a cursor from next_cursor");
+        return -1;
+    }
+    return 0;
+}
+
+
+int
 omni_auth_field_string(omni_req_t *r, const char *name, int required,
     const char **out)
 {

@@ -85,10 +85,7 @@ omni_users_list(omni_req_t *r)
         if (!omni_users_admin(r)) {
             return;
         }
-        values[0] = omni_req_arg(r, "cursor");
-        if (values[0] && !omni_auth_uuid(values[0])) {
-            omni_respond_error(r, 400, "invalid_parameter",
-                               "cursor: not a cursor from next_cursor");
+        if (omni_auth_cursor(r, &values[0]) != 0) {
             return;
         }
         snprintf(limit, sizeof(limit), "%d", n + 1);
