@@ -62,6 +62,11 @@ $(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(UNIT_SRC) $(WORKER_HDR)
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(CFLAGS_SAN) -Itests/unit -o $@ $< $(UNIT_SRC) $(LIBS)
 
+# the benchmarks' paced latency client
+$(BUILD)/paced: tests/bench/paced.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_REL) -o $@ $<
+
 unit: $(UNIT_TESTS)
 	@bash tests/unit/run.sh $(UNIT_TESTS)
 
@@ -77,7 +82,7 @@ up: deps build
 down:
 	@bash conf/stack.sh down
 
-bench: deps build
+bench: deps build $(BUILD)/paced
 	@bash tests/bench/run.sh
 
 # 1M mixed requests (SOAK_REQUESTS) through nginx + worker, RSS sampled

@@ -63,6 +63,7 @@ struct omni_db {
     int                   connect_failed;   /* last attempt failed, none up */
     int                   queued;
     omni_db_query_t      *head, *tail;
+    struct event          send;       /* sends the queue at low priority */
     unsigned long long    queries, errors, timeouts, unavailable;
     omni_db_conn_t        conns[];
 };
@@ -80,6 +81,7 @@ static void omni_db_conn_io(evutil_socket_t fd, short what, void *arg);
 static void omni_db_conn_timer(evutil_socket_t fd, short what, void *arg);
 static void omni_db_query_timeout(evutil_socket_t fd, short what, void *arg);
 static void omni_db_dispatch(omni_db_t *db);
+static void omni_db_send_queued(evutil_socket_t fd, short what, void *arg);
 
 
 int
@@ -119,6 +121,8 @@ omni_db_create(struct event_base *base, const char *conninfo, int size,
     /* the server abandons what we have stopped waiting for */
     snprintf(db->options, sizeof(db->options), "-c statement_timeout=%d",
              timeout_ms);
+    event_assign(&db->send, base, -1, 0, omni_db_send_queued, db);
+    event_priority_set(&db->send, event_base_get_npriorities(base) - 1);
 
     for (i = 0; i < size; i++) {
         omni_db_conn_t *c = &db->conns[i];
@@ -544,10 +548,27 @@ omni_db_start_query(omni_db_conn_t *c, omni_db_query_t *q)
 }
 
 
+/* Sends queued queries once the loop has nothing of higher priority to do.
+ * Sending a query wakes its backend, and when Postgres shares our core the
+ * backend preempts this thread at once and runs the whole query (a
+ * millisecond and more) while responses the loop has ready wait for their
+ * socket write. So queries leave only after those writes: the send event
+ * has the base's lowest priority, below HTTP and everything else, and
+ * libevent runs it only when no higher-priority event is active. */
 static void
 omni_db_dispatch(omni_db_t *db)
 {
-    int i;
+    if (db->head) {
+        event_active(&db->send, EV_TIMEOUT, 1);    /* once if already so */
+    }
+}
+
+
+static void
+omni_db_send_queued(evutil_socket_t fd, short what, void *arg)
+{
+    omni_db_t  *db = arg;
+    int         i;
 
     for (i = 0; i < db->size && db->head; i++) {
         omni_db_conn_t   *c = &db->conns[i];
@@ -745,6 +766,7 @@ omni_db_free(omni_db_t *db)
         db->head = q->next;
         omni_db_finish_query(q, OMNI_DB_UNAVAILABLE, NULL);
     }
+    event_del(&db->send);
     free(db->conninfo);
     free(db);
 }
