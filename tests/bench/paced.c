@@ -7,8 +7,10 @@
  * saturating) cannot show and Debian packages no wrk2 or vegeta for. In C
  * rather than Python because an interpreter's own pauses (allocation,
  * another thread's GIL, page faults in a forked child) land in exactly the
- * percentile being measured. Expects 200 answers with Content-Length, as
- * omni-worker gives; anything else ends it with exit status 1. */
+ * percentile being measured. The figures are kept in memory and printed
+ * at the end: writing them as it goes would block on a full pipe. Expects
+ * 200 answers with Content-Length, as omni-worker gives; anything else
+ * ends it with exit status 1. */
 #define _GNU_SOURCE             /* strcasestr */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -86,7 +88,7 @@ main(int argc, char **argv)
 {
     struct sockaddr_in  sin = { .sin_family = AF_INET };
     struct timespec     due_ts;
-    long long           start, period, due, t0, n;
+    long long           start, period, due, t0, n, i, total, *sent, *took;
     double              rate, seconds;
     char                req[512], buf[16384];
     int                 fd, one = 1, len, status;
@@ -113,12 +115,16 @@ main(int argc, char **argv)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
     period = (long long) (1e9 / rate);
+    total = (long long) (seconds * 1e9 + period - 1) / period;
+    sent = malloc(total * sizeof(long long));
+    took = malloc(total * sizeof(long long));
+    if (sent == NULL || took == NULL) {
+        return paced_fail("malloc");
+    }
+
     start = paced_now();
-    for (n = 0; ; n++) {
+    for (n = 0; n < total; n++) {
         due = start + n * period;
-        if (due - start >= (long long) (seconds * 1e9)) {
-            break;
-        }
         due_ts.tv_sec = due / 1000000000LL;
         due_ts.tv_nsec = due % 1000000000LL;
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due_ts, NULL)
@@ -135,7 +141,12 @@ main(int argc, char **argv)
             fprintf(stderr, "paced: request %lld answered %d\n", n, status);
             return 1;
         }
-        printf("%lld %lld\n", t0, paced_now() - t0);
+        took[n] = paced_now() - t0;
+        sent[n] = t0;
+    }
+
+    for (i = 0; i < total; i++) {
+        printf("%lld %lld\n", sent[i], took[i]);
     }
     return fflush(stdout) == 0 ? 0 : paced_fail("stdout");
 }
