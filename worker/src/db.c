@@ -63,7 +63,7 @@ struct omni_db {
     int                   connect_failed;   /* last attempt failed, none up */
     int                   queued;
     omni_db_query_t      *head, *tail;
-    struct event          send;       /* sends the queue at low priority */
+    struct event          send;       /* sends the queue on the next turn */
     unsigned long long    queries, errors, timeouts, unavailable;
     omni_db_conn_t        conns[];
 };
@@ -121,8 +121,7 @@ omni_db_create(struct event_base *base, const char *conninfo, int size,
     /* the server abandons what we have stopped waiting for */
     snprintf(db->options, sizeof(db->options), "-c statement_timeout=%d",
              timeout_ms);
-    event_assign(&db->send, base, -1, 0, omni_db_send_queued, db);
-    event_priority_set(&db->send, event_base_get_npriorities(base) - 1);
+    evtimer_assign(&db->send, base, omni_db_send_queued, db);
 
     for (i = 0; i < size; i++) {
         omni_db_conn_t *c = &db->conns[i];
@@ -548,18 +547,21 @@ omni_db_start_query(omni_db_conn_t *c, omni_db_query_t *q)
 }
 
 
-/* Sends queued queries once the loop has nothing of higher priority to do.
- * Sending a query wakes its backend, and when Postgres shares our core the
- * backend preempts this thread at once and runs the whole query (a
- * millisecond and more) while responses the loop has ready wait for their
- * socket write. So queries leave only after those writes: the send event
- * has the base's lowest priority, below HTTP and everything else, and
- * libevent runs it only when no higher-priority event is active. */
+/* Sends queued queries on the loop's next turn, after the socket writes
+ * that turn brings. Sending a query wakes its backend, and when Postgres
+ * shares our core the backend preempts this thread at once and runs the
+ * whole query (a millisecond and more) while responses the loop has ready
+ * wait for their write. A zero timer does it: libevent activates expired
+ * timers after the I/O events of the same epoll_wait, so the writes (and
+ * reads) that come back with it run first, and the send is never delayed
+ * by more than one turn however busy the loop is. */
 static void
 omni_db_dispatch(omni_db_t *db)
 {
-    if (db->head) {
-        event_active(&db->send, EV_TIMEOUT, 1);    /* once if already so */
+    static const struct timeval now = { 0, 0 };
+
+    if (db->head && !evtimer_pending(&db->send, NULL)) {
+        evtimer_add(&db->send, &now);
     }
 }
 

@@ -186,12 +186,8 @@ omni_server_run(const omni_config_t *cfg, int listen_fd, int slot,
     omni_server.cfg = cfg;
     omni_metrics_attach(slot);
 
-    /* three priorities: events get the middle one; the lowest is for work
-     * that must wait for the responses ready to go (omni_db's sends) */
     omni_server.base = event_base_new();
-    if (omni_server.base == NULL
-        || event_base_priority_init(omni_server.base, 3) != 0)
-    {
+    if (omni_server.base == NULL) {
         omni_log(OMNI_LOG_ERROR, "cannot create event loop", NULL);
         return 1;
     }
