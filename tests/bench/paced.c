@@ -88,7 +88,7 @@ main(int argc, char **argv)
 {
     struct sockaddr_in  sin = { .sin_family = AF_INET };
     struct timespec     due_ts;
-    long long           start, period, due, t0, n, i, total, *sent, *took;
+    long long           start, period, due, t0, n, total, *sent, *took;
     double              rate, seconds;
     char                req[512], buf[16384];
     int                 fd, one = 1, len, status;
@@ -135,7 +135,6 @@ main(int argc, char **argv)
         if (write(fd, req, len) != len) {
             return paced_fail("write");
         }
-        errno = 0;
         status = paced_response(fd, buf, sizeof(buf));
         if (status != 200) {
             fprintf(stderr, "paced: request %lld answered %d\n", n, status);
@@ -145,8 +144,8 @@ main(int argc, char **argv)
         sent[n] = t0;
     }
 
-    for (i = 0; i < total; i++) {
-        printf("%lld %lld\n", sent[i], took[i]);
+    for (n = 0; n < total; n++) {
+        printf("%lld %lld\n", sent[n], took[n]);
     }
     return fflush(stdout) == 0 ? 0 : paced_fail("stdout");
 }
