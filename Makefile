@@ -5,17 +5,21 @@ WORKER     := $(BUILD)/omni-worker
 WORKER_SAN := $(BUILD)/omni-worker-asan
 MODULE     := $(BUILD)/ngx_http_omni_module.so
 
+# Recursive (=) on purpose: pkg-config runs when a compiling recipe runs,
+# after `deps` (an order-only prerequisite of everything that compiles) has
+# installed the libraries, not when make reads this file. Read at parse
+# time, a fresh machine's first `make run` compiled without include paths.
 PKGS       := libpq libevent yajl hiredis openssl
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS))
 
 CC         ?= cc
-CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-                 -Iworker/include $(PKG_CFLAGS)
-CFLAGS_REL := $(CFLAGS_COMMON) -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
-CFLAGS_SAN := $(CFLAGS_COMMON) -O1 -g -fno-omit-frame-pointer \
+CFLAGS_COMMON = -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+                -Iworker/include $(PKG_CFLAGS)
+CFLAGS_REL  = $(CFLAGS_COMMON) -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+CFLAGS_SAN  = $(CFLAGS_COMMON) -O1 -g -fno-omit-frame-pointer \
               -fsanitize=address,undefined -fno-sanitize-recover=undefined
-LIBS       := $(PKG_LIBS) -levent_pthreads -lpthread -lm
+LIBS        = $(PKG_LIBS) -levent_pthreads -lpthread -lm
 
 WORKER_SRC := $(wildcard worker/src/*.c)
 WORKER_HDR := $(wildcard worker/include/*.h)
@@ -35,15 +39,15 @@ module: $(MODULE)
 deps:
 	@bash conf/deps.sh
 
-$(WORKER): $(WORKER_SRC) $(WORKER_HDR)
+$(WORKER): $(WORKER_SRC) $(WORKER_HDR) | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_REL) -o $@ $(WORKER_SRC) $(LIBS)
 
-$(WORKER_SAN): $(WORKER_SRC) $(WORKER_HDR)
+$(WORKER_SAN): $(WORKER_SRC) $(WORKER_HDR) | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_SAN) -o $@ $(WORKER_SRC) $(LIBS)
 
-$(MODULE): $(MODULE_SRC)
+$(MODULE): $(MODULE_SRC) | deps
 	@bash ngx_omni_module/build.sh $(BUILD)
 
 # C unit tests, each one binary built with ASan/UBSan: tests/unit/test_*.c
@@ -54,16 +58,16 @@ MOD_PURE_HDR := $(wildcard ngx_omni_module/omni_*.h)
 MOD_TESTS    := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_mod_*.c))
 UNIT_TESTS   := $(filter-out $(MOD_TESTS),$(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))) $(MOD_TESTS)
 
-$(BUILD)/unit/test_mod_%: tests/unit/test_mod_%.c tests/unit/unit.h $(MOD_PURE_SRC) $(MOD_PURE_HDR)
+$(BUILD)/unit/test_mod_%: tests/unit/test_mod_%.c tests/unit/unit.h $(MOD_PURE_SRC) $(MOD_PURE_HDR) | deps
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(CFLAGS_SAN) -Itests/unit -Ingx_omni_module -o $@ $< $(MOD_PURE_SRC) -lyajl -lcrypto
 
-$(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(UNIT_SRC) $(WORKER_HDR)
+$(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(UNIT_SRC) $(WORKER_HDR) | deps
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(CFLAGS_SAN) -Itests/unit -o $@ $< $(UNIT_SRC) $(LIBS)
 
 # the benchmarks' paced latency client
-$(BUILD)/paced: tests/bench/paced.c
+$(BUILD)/paced: tests/bench/paced.c | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_REL) -o $@ $<
 
