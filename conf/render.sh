@@ -50,7 +50,9 @@ if [ -n "$left" ]; then
     exit 1
 fi
 
+# it holds secrets (the Redis password): only nginx's master reads it, as
+# root or as the user who starts nginx
 tmp=$(mktemp "$out.XXXXXX")
 printf '%s' "$text" > "$tmp"
-chmod 644 "$tmp"
+chmod 600 "$tmp"
 mv -f "$tmp" "$out"

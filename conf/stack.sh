@@ -17,12 +17,6 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 
-case ${OMNI_RUN_DIR:-} in
-    "") run=$repo/.run ;;
-    /*) run=$OMNI_RUN_DIR ;;
-    *)  run=$PWD/$OMNI_RUN_DIR ;;
-esac
-
 http_port=${OMNI_HTTP_PORT:-8080}
 https_port=${OMNI_HTTPS_PORT:-8443}
 pg_port=${OMNI_PG_PORT:-55432}
@@ -30,10 +24,6 @@ redis_port=${OMNI_REDIS_PORT:-56379}
 worker_bin=${OMNI_WORKER_BIN:-$repo/build/omni-worker}
 module=$repo/build/ngx_http_omni_module.so
 pg_bin=/usr/lib/postgresql/15/bin
-
-logs=$run/logs
-pgdir=$run/pg
-pgdata=$pgdir/data
 
 # worker settings passed on from the environment into worker.env
 worker_settings=(
@@ -61,6 +51,30 @@ else
     nginx_user=$(id -un)
     nginx_group=
 fi
+
+# When root, a clone in a directory other users cannot enter (a 0700 home
+# such as /root) gets its run directory here instead, with .run a link to
+# it: Postgres runs as postgres and nginx's workers as $nginx_user, and
+# both must reach their files and the worker's socket.
+shared_base=/var/lib/omni
+default_run=$repo/.run
+
+case ${OMNI_RUN_DIR:-} in
+    "") run=$default_run ;;
+    /*) run=$OMNI_RUN_DIR ;;
+    *)  run=$PWD/$OMNI_RUN_DIR ;;
+esac
+
+set_run_paths() {
+    logs=$run/logs
+    pgdir=$run/pg
+    pgdata=$pgdir/data
+}
+
+if [ -L "$run" ]; then
+    run=$(readlink -f -- "$run")
+fi
+set_run_paths
 
 
 say() {
@@ -171,6 +185,7 @@ worker_env_file() {
     fi
     echo "OMNI_DATABASE_URL=postgresql://omni:$pw@127.0.0.1:$pg_port/omni"
     echo "OMNI_REDIS_ADDR=127.0.0.1:$redis_port"
+    echo "OMNI_REDIS_PASSWORD=$(cat "$run/redis-password")"
     echo "OMNI_SQL_DIR=$repo/sql"
     echo "OMNI_LOG_LEVEL=${OMNI_LOG_LEVEL:-info}"
     echo "OMNI_JWT_PRIVATE_KEY=$run/keys/jwt-private.pem"
@@ -200,6 +215,84 @@ set_worker_argv() {
 }
 
 
+# reachable DIR: the users the services run as can enter DIR
+reachable() {
+    if [ $root -eq 0 ]; then
+        return 0
+    fi
+    (cd / && runuser -u postgres -- test -x "$1") \
+        && (cd / && runuser -u "$nginx_user" -- test -x "$1")
+}
+
+
+# closed DIR: DIR and those of its parents that other users cannot enter
+closed() {
+    local d=$1 mode
+
+    while [ "$d" != / ]; do
+        if [ -d "$d" ]; then
+            mode=$(stat -c %A "$d")
+            case ${mode:9:1} in
+                x|t) ;;
+                *) echo "$d" ;;
+            esac
+        fi
+        d=$(dirname "$d")
+    done | tac
+}
+
+
+# Puts the run directory where Postgres and nginx's workers can reach it:
+# in place when they can, else (the default .run only) under $shared_base.
+place_run() {
+    local target shared blocked
+
+    if [ -d "$run" ]; then
+        target=$run
+    else
+        target=$(dirname "$run")
+    fi
+    if reachable "$target"; then
+        return 0
+    fi
+
+    blocked=$(closed "$target" | tr '\n' ' ')
+    if [ "$run" != "$default_run" ] || [ -L "$default_run" ]; then
+        warn "postgres and $nginx_user cannot enter $run; either let them"
+        warn "pass through (not list) its parents:  chmod o+x ${blocked% }"
+        warn "or choose another OMNI_RUN_DIR"
+        exit 1
+    fi
+
+    shared=$shared_base/$(basename "$repo")-$(printf '%s' "$repo" \
+        | sha256sum | cut -c 1-8)
+    install -d -m 755 "$shared_base"
+    if [ -d "$default_run" ]; then
+        # left by an earlier try; nothing in it ever reached Postgres
+        [ ! -e "$shared" ] \
+            || { warn "both $default_run and $shared exist: remove one";
+                 exit 1; }
+        mv "$default_run" "$shared"
+    fi
+    mkdir -p "$shared"
+    ln -sfn "$shared" "$default_run"
+    run=$shared
+    set_run_paths
+    say "postgres and $nginx_user cannot enter ${blocked% }:"
+    say "the run directory (Postgres' data too) is $run; .run links to it"
+}
+
+
+# secret NAME: $run/NAME (mode 600), a random password made at the first up
+secret() {
+    if [ ! -s "$run/$1" ]; then
+        (umask 077 && openssl rand -hex 24 > "$run/$1.tmp")
+        mv -f "$run/$1.tmp" "$run/$1"
+    fi
+    chmod 600 "$run/$1"
+}
+
+
 start_postgres() {
     local pw opts
 
@@ -208,8 +301,7 @@ start_postgres() {
         chown postgres:postgres "$pgdir"
         chmod 700 "$pgdir"
         as_pg test -w "$pgdir" \
-            || fail "the postgres user cannot reach $pgdir:" \
-                    "OMNI_RUN_DIR must be in directories it can traverse"
+            || fail "the postgres user cannot write $pgdir"
     fi
 
     if [ ! -f "$pgdata/PG_VERSION" ]; then
@@ -232,11 +324,7 @@ start_postgres() {
 
     head -n 1 "$pgdata/postmaster.pid" > "$run/postgres.pid"
 
-    if [ ! -s "$run/pg-password" ]; then
-        (umask 077 && openssl rand -hex 24 > "$run/pg-password.tmp")
-        mv -f "$run/pg-password.tmp" "$run/pg-password"
-    fi
-    chmod 600 "$run/pg-password"
+    secret pg-password
     pw=$(cat "$run/pg-password")
 
     # the password goes on stdin, not on a command line
@@ -258,28 +346,33 @@ EOF
 }
 
 
+# the password goes in the environment, not on a command line
 redis_ready() {
     alive redis redis-server \
-        && [ "$(redis-cli -h 127.0.0.1 -p "$redis_port" ping 2> /dev/null)" \
-             = PONG ]
+        && [ "$(REDISCLI_AUTH=$(cat "$run/redis-password") redis-cli \
+                  -h 127.0.0.1 -p "$redis_port" ping 2> /dev/null)" = PONG ]
 }
 
 
 start_redis() {
     mkdir -p "$run/redis"
+    # whoever can write Redis can mint API keys: it gets a password
+    secret redis-password
 
     if ! alive redis redis-server; then
-        cat > "$run/redis/redis.conf" <<EOF
+        (umask 077 && cat > "$run/redis/redis.conf") <<EOF
 # written by conf/stack.sh at each start
 bind 127.0.0.1
 port $redis_port
 protected-mode yes
+requirepass $(cat "$run/redis-password")
 daemonize yes
 pidfile "$run/redis.pid"
 logfile "$logs/redis.log"
 dir "$run/redis"
 appendonly yes
 EOF
+        chmod 600 "$run/redis/redis.conf"
         rm -f "$run/redis.pid"
         redis-server "$run/redis/redis.conf" >> "$logs/redis.log" 2>&1 \
             || fail "redis-server did not start"
@@ -365,6 +458,7 @@ start_nginx() {
         CONF_DIR="$repo/conf" \
         JWT_PUBLIC_KEY="$run/keys/jwt-public.pem" \
         REDIS_ADDR="127.0.0.1:$redis_port" \
+        REDIS_PASSWORD="$(cat "$run/redis-password")" \
         API_RATE="${OMNI_API_RATE:-20r/s}" \
         AUTH_RATE="${OMNI_AUTH_RATE:-10r/m}" \
         || fail "could not render $run/nginx/nginx.conf"
@@ -408,6 +502,7 @@ up() {
         exit 1
     fi
 
+    place_run
     mkdir -p "$run" "$logs"
     chmod a+x "$run"
 
@@ -496,7 +591,7 @@ EOF
     cat <<EOF
   postgres  psql postgresql://omni@127.0.0.1:$pg_port/omni
             (password in $run/pg-password)
-  redis     redis-cli -p $redis_port
+  redis     REDISCLI_AUTH=\$(cat $run/redis-password) redis-cli -p $redis_port
   keys      $run/keys/jwt-private.pem, $run/keys/jwt-public.pem
   logs      $logs/
 
