@@ -33,7 +33,7 @@ events {{ worker_connections 4096; }}
 http {{
     {preamble}
     {cache}
-    omni_redis {redis} timeout=100ms;
+    omni_redis {redis} password={redis_password} timeout=100ms;
     omni_limit_zone l1 rate=1000000r/s burst=1000;
     omni_limit_zone l2 rate=1000000r/s burst=1000 key=$remote_addr;
     omni_limit_zone l3 rate=1000000r/s burst=1000 key=$http_user_agent;

@@ -467,8 +467,14 @@ class Postgres:
 
 # --- Redis -------------------------------------------------------------------
 
+# Every test Redis requires it, as the local stack's does (whoever can write
+# Redis can mint API keys). One per run: a Redis restarted on the same port
+# takes the same password.
+REDIS_PASSWORD = secrets.token_hex(16)
+
+
 class Redis:
-    """A throwaway redis-server without persistence."""
+    """A throwaway redis-server without persistence, with REDIS_PASSWORD."""
 
     def __init__(self, port=None):
         self.port = port or free_port()
@@ -480,10 +486,10 @@ class Redis:
     def addr(self):
         return "127.0.0.1:%d" % self.port
 
-    def client(self):
+    def client(self, db=0):
         import redis
-        return redis.Redis(host="127.0.0.1", port=self.port,
-                           socket_timeout=5)
+        return redis.Redis(host="127.0.0.1", port=self.port, db=db,
+                           password=REDIS_PASSWORD, socket_timeout=5)
 
     def _ping(self):
         if self.proc.poll() is not None:
@@ -492,14 +498,18 @@ class Redis:
         try:
             with socket.create_connection(("127.0.0.1", self.port), 1) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(64).startswith(b"+PONG")
+                return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
     def start(self):
         _register(self)
+        conf = self.dir / "redis.conf"
+        conf.write_text("requirepass %s\n" % REDIS_PASSWORD)
+        conf.chmod(0o600)
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            ["redis-server", str(conf),
+             "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", str(self.dir),
              "--logfile", str(self.log_path), "--daemonize", "no"],
             cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -625,6 +635,7 @@ class Worker:
             "OMNI_LISTEN": "unix:%s" % self.socket_path,
             "OMNI_DATABASE_URL": self.pg.url() if self.pg else None,
             "OMNI_REDIS_ADDR": self.redis.addr if self.redis else None,
+            "OMNI_REDIS_PASSWORD": REDIS_PASSWORD if self.redis else None,
             "OMNI_WORKERS": self.workers,
             "OMNI_SQL_DIR": SQL_DIR,
             "OMNI_LOG_LEVEL": "info",
@@ -855,6 +866,7 @@ class Nginx:
         values = {
             "JWT_PUBLIC_KEY": self.keys_dir / "jwt-public.pem",
             "REDIS_ADDR": self.redis_addr,
+            "REDIS_PASSWORD": REDIS_PASSWORD,
             "API_RATE": self.api_rate,
             "AUTH_RATE": "10r/m",
             "MODULE_PATH": self.module,
@@ -935,15 +947,16 @@ NGINX_HTTP_PREAMBLE = """
 class NginxConf:
     """nginx run from a configuration template of the test's own, in a
     fresh prefix, on a free port. The template is str.format()ed with
-    module (the built .so), prefix, port, preamble (temp paths, no access
-    log: put it inside http {{}}) and **values."""
+    module (the built .so), prefix, port, redis_password, preamble (temp
+    paths, no access log: put it inside http {{}}) and **values."""
 
     def __init__(self, template, name="conf", **values):
         self.prefix = make_tmpdir("omni-test-%s-" % name)
         (self.prefix / "tmp").mkdir()
         self.port = values.pop("port", None) or free_port()
         fill = dict(module=BUILD / "ngx_http_omni_module.so",
-                    prefix=self.prefix, port=self.port)
+                    prefix=self.prefix, port=self.port,
+                    redis_password=REDIS_PASSWORD)
         fill["preamble"] = NGINX_HTTP_PREAMBLE.format(**fill)
         fill.update(values)
         self.conf = self.prefix / "nginx.conf"

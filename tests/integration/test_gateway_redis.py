@@ -26,7 +26,9 @@ http {{
 
 
 class Gateway(stack.NginxConf):
-    def __init__(self, redis_addr, params=""):
+    def __init__(self, redis_addr, params=None):
+        if params is None:
+            params = "password=" + stack.REDIS_PASSWORD
         super().__init__(CONF, "gwredis", redis=redis_addr, params=params)
         self.start("/omni/status")
 

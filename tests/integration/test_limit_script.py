@@ -26,8 +26,7 @@ DB = 9                      # away from whatever else uses this Redis
 
 @pytest.fixture
 def r(redis_server):
-    client = redis_py.Redis(host="127.0.0.1", port=redis_server.port, db=DB,
-                            socket_timeout=5)
+    client = redis_server.client(db=DB)
     client.flushdb()
     yield client
     client.flushdb()

@@ -22,7 +22,7 @@ error_log {prefix}/error.log info;
 events {{ worker_connections 512; }}
 http {{
     {preamble}
-    omni_redis {redis} timeout=200ms;
+    omni_redis {redis} password={redis_password} timeout=200ms;
     omni_jwt_key file={prefix}/hs.secret alg=HS256;
     omni_limit_zone per_user rate=10r/m burst=4;
     omni_limit_zone per_ip rate=1r/s burst=2 key=$remote_addr;
@@ -191,6 +191,9 @@ def _monitor(redis_server, action):
     import threading
     seen, ready = [], threading.Event()
     client = redis_server.client()
+    # connected (and its AUTH sent) before MONITOR starts
+    stopper = redis_server.client()
+    stopper.ping()
 
     def watch():
         with client.monitor() as m:
@@ -206,7 +209,7 @@ def _monitor(redis_server, action):
     ready.wait(5)
     time.sleep(0.1)
     action()
-    redis_server.client().execute_command("PING", "stop")
+    stopper.execute_command("PING", "stop")
     t.join(5)
     return seen
 
