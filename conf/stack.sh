@@ -12,7 +12,9 @@
 # OMNI_WORKER_BIN (build/omni-worker; e.g. build/omni-worker-asan). Worker
 # settings from conf/worker.env.example set in the environment (OMNI_WORKERS,
 # OMNI_PG_POOL_SIZE, ...) go into $RUN/worker.env, which the worker reads.
-# Data, keys, certificates and passwords survive `down` and a new `up`.
+# Data, keys, certificates and passwords (Postgres, Redis, the admin's)
+# survive `down` and a new `up`. As root, a default .run that the postgres
+# and www-data users cannot reach becomes a link to /var/lib/omni/NAME-HASH.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
