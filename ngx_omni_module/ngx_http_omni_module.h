@@ -210,6 +210,7 @@ typedef struct {
     unsigned                    replied:1;
     unsigned                    resumed:1;
     unsigned                    via_apikey:1;
+    unsigned                    jti_unknown:1;  /* Redis erred on its check */
     ngx_uint_t                  failed;         /* NGX_HTTP_OMNI_REDIS_* */
     int64_t                     verdict;
     int64_t                     remaining;
