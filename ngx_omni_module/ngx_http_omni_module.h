@@ -145,6 +145,7 @@ typedef struct {
     ngx_shm_zone_t             *metrics_zone;
 
     ngx_array_t                 claim_vars;     /* $omni_jwt_claim_X: "X" */
+    ngx_array_t                 claim_headers;  /* every omni_claim's */
 
     ngx_uint_t                  redis_configured;
     ngx_str_t                   redis_addr;     /* as configured */

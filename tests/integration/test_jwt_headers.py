@@ -241,6 +241,20 @@ def test_spoofed_claim_header_is_removed_when_the_claim_is_absent(
     assert echo.absent("X-Claim-Org"), echo
 
 
+@pytest.mark.parametrize("path", ["/hs256/", "/off/", "/optional/"])
+def test_claim_headers_of_other_locations_are_stripped_here(jwt_gateway,
+                                                            jwt_keys, path):
+    """X-Claim-Email is the gateway's at /types/: a client must not get a
+    forged copy to the upstream through a location that does not set it."""
+    lines = [("Authorization", "Bearer " + sign(jwt_keys)),
+             ("X-Claim-Email", "ceo@example.com"),
+             ("x-realm-roles", "admin"),
+             ("X-Token-Id", "forged")]
+    echo = passed(jwt_gateway.send(path, lines))
+    for name in ("X-Claim-Email", "X-Realm-Roles", "X-Token-Id"):
+        assert echo.absent(name), echo
+
+
 def test_dotted_roles_claim_reaches_its_header_comma_joined(jwt_gateway,
                                                             jwt_keys):
     c = claims(role=None, realm_access={"roles": ["viewer", "developer"]})
