@@ -301,7 +301,14 @@ def test_access_log_records_decision_and_user(jwt_gateway, jwt_keys):
     t = int(time.time())
     assert_401(jwt_gateway.get("/hs256/log-expired", sign(
         jwt_keys, payload=claims(iat=t - 600, exp=t - 300))), "token_expired")
-    lines = {l["uri"]: l for l in jwt_gateway.access_log_lines()}
+    import stack
+    lines = {}
+
+    def logged():
+        # nginx writes the line after the response: it may trail it
+        lines.update((l["uri"], l) for l in jwt_gateway.access_log_lines())
+        return {"/hs256/log-ok", "/hs256/log-expired"} <= set(lines)
+    stack.wait_until(logged, 5, "both requests in the access log")
     ok, expired = lines["/hs256/log-ok"], lines["/hs256/log-expired"]
     assert ok["user_id"] == c["sub"]
     assert ok["auth_method"] == "jwt"
