@@ -4,7 +4,8 @@
  * revocation, API-key lookup and every GCRA limit of the location go to
  * Redis as one EVALSHA of omni_limit.lua; the request waits in the
  * preaccess phase, under its own timer, and resumes with the decision.
- * When Redis is slow or down, "omni_redis_fail" decides.
+ * When Redis is slow or down, "omni_redis_fail" decides; when it answers
+ * without a decision, a jti is still checked, on its own.
  */
 
 
