@@ -455,6 +455,25 @@ def test_revoked_token_is_refused_when_redis_refuses_the_script(gw,
     assert gw.bearer("/closed/", live)[0] == 503
 
 
+def test_a_redis_that_refuses_script_load_still_answers_for_revocation(
+        gw, own_redis):
+    """The gateway reconnects to a Redis that refuses SCRIPT LOAD: it
+    stays connected (without the script) instead of giving up the link,
+    which would leave every token to the fail mode."""
+    c = own_redis.client()
+    c.set("omni:revoked:sl-jti", "1", ex=60)
+    _refuse(c, "script", "evalsha", "eval")
+    c.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    revoked = token("sl-user", jti="sl-jti")
+    stack.wait_until(lambda: gw.bearer("/open/", revoked)[0] == 401, 5,
+                     "the revoked token refused after the reconnect",
+                     interval=0.2)
+    time.sleep(0.5)         # past a reconnect's first backoff
+    status, _, body = gw.bearer("/open/", revoked)
+    assert (status, _error(body)) == (401, "token_revoked")
+    assert "SCRIPT LOAD failed" in gw.error_log.read_text()
+
+
 def test_revoked_token_is_refused_when_the_script_is_flushed_and_eval_refused(
         gw, own_redis):
     c = own_redis.client()
