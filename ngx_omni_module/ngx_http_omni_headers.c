@@ -1,9 +1,11 @@
 
 /*
- * Omni gateway module: identity headers. Every client-sent X-User-* and
- * every header an omni_claim names is removed (any case, every copy),
- * then the verified values are added, so the upstream sees exactly one
- * copy of each, set by the gateway.
+ * Omni gateway module: identity headers. Every header the gateway owns
+ * is removed from the client's request (any case, every copy): X-User-*,
+ * X-Token-*, every header an omni_claim names anywhere in the
+ * configuration, and, where the module reads it, the API key. Then the
+ * verified values are added, so the upstream sees exactly one copy of
+ * each, set by the gateway.
  */
 
 
@@ -15,33 +17,52 @@
 
 
 /* SPEC rule 3: no client-sent X-User-* reaches the upstream, whatever
- * follows the prefix */
-static ngx_str_t  ngx_http_omni_identity_prefix = ngx_string("x-user-");
+ * follows the prefix; X-Token-* tell the worker about the token */
+static ngx_str_t  ngx_http_omni_owned_prefixes[] = {
+    ngx_string("x-user-"),
+    ngx_string("x-token-")
+};
 
 
 static ngx_uint_t
-ngx_http_omni_is_identity(ngx_http_omni_loc_conf_t *olcf, ngx_table_elt_t *h)
+ngx_http_omni_is_owned(ngx_http_request_t *r, ngx_http_omni_loc_conf_t *olcf,
+    ngx_table_elt_t *h)
 {
-    ngx_uint_t              i;
-    ngx_http_omni_claim_t  *c;
+    ngx_str_t                  *name;
+    ngx_uint_t                  i;
+    ngx_http_omni_main_conf_t  *omcf;
 
-    if (h->key.len >= ngx_http_omni_identity_prefix.len
-        && ngx_strncasecmp(h->key.data, ngx_http_omni_identity_prefix.data,
-                           ngx_http_omni_identity_prefix.len) == 0)
+    if ((olcf->auth & NGX_HTTP_OMNI_AUTH_APIKEY)
+        && h->key.len == olcf->apikey_header.len
+        && ngx_strncasecmp(h->key.data, olcf->apikey_header.data,
+                           h->key.len) == 0)
     {
         return 1;
     }
 
-    if (olcf->claims == NULL) {
+    if (!olcf->headers) {
         return 0;
     }
 
-    c = olcf->claims->elts;
+    for (i = 0; i < sizeof(ngx_http_omni_owned_prefixes)
+                    / sizeof(ngx_str_t); i++)
+    {
+        name = &ngx_http_omni_owned_prefixes[i];
 
-    for (i = 0; i < olcf->claims->nelts; i++) {
-        if (h->key.len == c[i].lowcase.len
-            && ngx_strncasecmp(h->key.data, c[i].lowcase.data,
-                               c[i].lowcase.len) == 0)
+        if (h->key.len >= name->len
+            && ngx_strncasecmp(h->key.data, name->data, name->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    /* a claim header of another location is no less forgeable here */
+    omcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
+    name = omcf->claim_headers.elts;
+
+    for (i = 0; i < omcf->claim_headers.nelts; i++) {
+        if (h->key.len == name[i].len
+            && ngx_strncasecmp(h->key.data, name[i].data, name[i].len) == 0)
         {
             return 1;
         }
@@ -51,8 +72,8 @@ ngx_http_omni_is_identity(ngx_http_omni_loc_conf_t *olcf, ngx_table_elt_t *h)
 }
 
 
-typedef ngx_uint_t (*ngx_http_omni_header_pt)(ngx_http_omni_loc_conf_t *olcf,
-    ngx_table_elt_t *h);
+typedef ngx_uint_t (*ngx_http_omni_header_pt)(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_table_elt_t *h);
 
 
 /*
@@ -86,7 +107,7 @@ ngx_http_omni_headers_drop(ngx_http_request_t *r,
             i = 0;
         }
 
-        if (drop(olcf, &h[i])) {
+        if (drop(r, olcf, &h[i])) {
             found = 1;
             break;
         }
@@ -117,10 +138,10 @@ ngx_http_omni_headers_drop(ngx_http_request_t *r,
             i = 0;
         }
 
-        if (drop(olcf, &h[i])) {
-            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "omni: removed header \"%V: %V\"",
-                           &h[i].key, &h[i].value);
+        if (drop(r, olcf, &h[i])) {
+            /* the name alone: the value may be a credential */
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "omni: removed header \"%V\"", &h[i].key);
             continue;
         }
 
@@ -147,7 +168,7 @@ ngx_int_t
 ngx_http_omni_headers_strip(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf)
 {
-    return ngx_http_omni_headers_drop(r, olcf, ngx_http_omni_is_identity);
+    return ngx_http_omni_headers_drop(r, olcf, ngx_http_omni_is_owned);
 }
 
 
@@ -208,8 +229,8 @@ ngx_http_omni_headers_inject(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx)
 
 
 static ngx_uint_t
-ngx_http_omni_is_authorization(ngx_http_omni_loc_conf_t *olcf,
-    ngx_table_elt_t *h)
+ngx_http_omni_is_authorization(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_table_elt_t *h)
 {
     return h->key.len == sizeof("Authorization") - 1
            && ngx_strncasecmp(h->key.data, (u_char *) "Authorization",

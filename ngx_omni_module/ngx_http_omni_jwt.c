@@ -22,8 +22,8 @@ static ngx_int_t ngx_http_omni_after_redis(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
 static ngx_int_t ngx_http_omni_complete(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
-static ngx_int_t ngx_http_omni_find_apikey(ngx_http_request_t *r,
-    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
+static void ngx_http_omni_find_apikey(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_str_t *key);
 static ngx_int_t ngx_http_omni_find_token(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_str_t *token);
 static ngx_int_t ngx_http_omni_verify(ngx_http_request_t *r,
@@ -53,7 +53,7 @@ ngx_int_t
 ngx_http_omni_access_handler(ngx_http_request_t *r)
 {
     ngx_int_t                  rc;
-    ngx_str_t                  token;
+    ngx_str_t                  token, apikey;
     const char                *why;
     ngx_http_omni_ctx_t       *ctx;
     ngx_http_omni_loc_conf_t  *olcf;
@@ -91,8 +91,15 @@ ngx_http_omni_access_handler(ngx_http_request_t *r)
 
     ctx->done = 1;
 
-    /* SPEC rule 3: identity headers come from the gateway only */
-    if (olcf->headers
+    ngx_str_null(&apikey);
+
+    if (olcf->auth & NGX_HTTP_OMNI_AUTH_APIKEY) {
+        ngx_http_omni_find_apikey(r, olcf, &apikey);
+    }
+
+    /* SPEC rule 3: identity headers come from the gateway only; the API
+     * key, read above, stays here */
+    if ((olcf->headers || (olcf->auth & NGX_HTTP_OMNI_AUTH_APIKEY))
         && ngx_http_omni_headers_strip(r, olcf) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -143,10 +150,16 @@ ngx_http_omni_access_handler(ngx_http_request_t *r)
                                         "a required role is missing");
         }
 
-    } else if ((olcf->auth & NGX_HTTP_OMNI_AUTH_APIKEY)
-               && ngx_http_omni_find_apikey(r, olcf, ctx) == NGX_OK)
-    {
-        /* resolved by Redis, in the round trip below */
+    } else if (apikey.len) {
+        /* kept as its SHA-256, never logged; resolved by Redis in the
+         * round trip below */
+        ctx->apikey.data = ngx_pnalloc(r->pool, SHA256_DIGEST_LENGTH);
+        if (ctx->apikey.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        SHA256(apikey.data, apikey.len, ctx->apikey.data);
+        ctx->apikey.len = SHA256_DIGEST_LENGTH;
 
     } else if (olcf->auth != NGX_HTTP_OMNI_AUTH_OFF
                && !((olcf->auth & NGX_HTTP_OMNI_AUTH_OPTIONAL)
@@ -260,11 +273,11 @@ ngx_http_omni_complete(ngx_http_request_t *r, ngx_http_omni_loc_conf_t *olcf,
 }
 
 
-/* The API key header's first copy, kept as its SHA-256 (never logged). */
+/* The API key: the first non-empty copy of its header, else "". */
 
-static ngx_int_t
+static void
 ngx_http_omni_find_apikey(ngx_http_request_t *r,
-    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx)
+    ngx_http_omni_loc_conf_t *olcf, ngx_str_t *key)
 {
     ngx_uint_t        i;
     ngx_list_part_t  *part;
@@ -277,7 +290,7 @@ ngx_http_omni_find_apikey(ngx_http_request_t *r,
 
         if (i >= part->nelts) {
             if (part->next == NULL) {
-                return NGX_DECLINED;
+                return;
             }
 
             part = part->next;
@@ -290,19 +303,11 @@ ngx_http_omni_find_apikey(ngx_http_request_t *r,
                                h[i].key.len) == 0
             && h[i].value.len > 0)
         {
-            break;
+            /* in the request's header buffers: it outlives the header */
+            *key = h[i].value;
+            return;
         }
     }
-
-    ctx->apikey.data = ngx_pnalloc(r->pool, SHA256_DIGEST_LENGTH);
-    if (ctx->apikey.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    SHA256(h[i].value.data, h[i].value.len, ctx->apikey.data);
-    ctx->apikey.len = SHA256_DIGEST_LENGTH;
-
-    return NGX_OK;
 }
 
 

@@ -4,7 +4,8 @@
  * revocation, API-key lookup and every GCRA limit of the location go to
  * Redis as one EVALSHA of omni_limit.lua; the request waits in the
  * preaccess phase, under its own timer, and resumes with the decision.
- * When Redis is slow or down, "omni_redis_fail" decides.
+ * When Redis is slow or down, "omni_redis_fail" decides; when it answers
+ * without a decision, a jti is still checked, on its own.
  */
 
 
@@ -21,16 +22,38 @@
 #include "omni_limit_lua.h"
 
 
+/*
+ * What a request has in flight. EVALSHA is the round trip; the others
+ * follow only a failure, or stand for it when a jti is all to check:
+ *
+ *   EVALSHA --NOSCRIPT--> EVAL
+ *   EVALSHA, EVAL --error or no decision, with a jti--> REVOKED
+ *   EXISTS: no limits, no API key
+ */
+typedef enum {
+    NGX_HTTP_OMNI_SENT_EVALSHA = 0,
+    NGX_HTTP_OMNI_SENT_EVAL,
+    NGX_HTTP_OMNI_SENT_EXISTS,
+    NGX_HTTP_OMNI_SENT_REVOKED
+} ngx_http_omni_sent_e;
+
+
 /* the request a Redis reply belongs to; NULL once the request gave up */
 typedef struct {
     ngx_http_request_t         *r;
-    ngx_uint_t                  eval;       /* EVAL sent after NOSCRIPT */
-    ngx_msec_t                  sent;
+    ngx_http_omni_sent_e        sent;
+    ngx_msec_t                  start;
 } ngx_http_omni_pending_t;
 
 
+static ngx_int_t ngx_http_omni_limit_send(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, ngx_http_omni_pending_t *pending);
 static void ngx_http_omni_limit_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
+static void ngx_http_omni_limit_failure(ngx_http_request_t *r,
+    ngx_http_omni_pending_t *pending, redisReply *rep);
+static ngx_int_t ngx_http_omni_limit_decision(ngx_http_request_t *r,
+    ngx_http_omni_ctx_t *ctx, redisReply *rep);
 static void ngx_http_omni_limit_timeout(ngx_event_t *ev);
 static void ngx_http_omni_limit_resume(ngx_http_request_t *r);
 static void ngx_http_omni_limit_cleanup(void *data);
@@ -442,29 +465,28 @@ static ngx_int_t
 ngx_http_omni_limit_send(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_http_omni_pending_t *pending)
 {
-    size_t       len;
-    ngx_uint_t   argc;
+    size_t  len;
 
-    argc = ctx->argc;
+    switch (pending->sent) {
 
-    if (ctx->argc == 6 && ctx->argvlen[4] == 0) {
-        /* only a jti to check: EXISTS is the whole script's answer, for a
-         * fraction of its cost in Redis */
+    case NGX_HTTP_OMNI_SENT_EXISTS:
+    case NGX_HTTP_OMNI_SENT_REVOKED:
+        /* KEYS[1] alone: the numkeys slot before it becomes the command */
         ctx->argv[2] = "EXISTS";
         ctx->argvlen[2] = 6;
 
         return ngx_http_omni_redis_command(ngx_http_omni_limit_reply,
                                            pending, 2, &ctx->argv[2],
                                            &ctx->argvlen[2]);
-    }
 
-    if (pending->eval) {
+    case NGX_HTTP_OMNI_SENT_EVAL:
         ctx->argv[0] = "EVAL";
         ctx->argvlen[0] = 4;
         ctx->argv[1] = (char *) ngx_http_omni_limit_script(&len);
         ctx->argvlen[1] = len;
+        break;
 
-    } else {
+    default: /* NGX_HTTP_OMNI_SENT_EVALSHA */
         ctx->argv[0] = "EVALSHA";
         ctx->argvlen[0] = 7;
         ctx->argv[1] = (char *) ngx_http_omni_limit_sha;
@@ -472,7 +494,79 @@ ngx_http_omni_limit_send(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     }
 
     return ngx_http_omni_redis_command(ngx_http_omni_limit_reply, pending,
-                                       argc, ctx->argv, ctx->argvlen);
+                                       ctx->argc, ctx->argv, ctx->argvlen);
+}
+
+
+/* Whether a limit is keyed by the user an API key resolves to, which
+ * only Redis knows: the script completes its key. */
+
+static ngx_uint_t
+ngx_http_omni_limit_by_user(ngx_http_omni_ctx_t *ctx,
+    ngx_http_omni_zone_t *zone)
+{
+    return zone->key == NULL
+           && !(ctx->authenticated
+                && ctx->values[NGX_HTTP_OMNI_F_USER_ID].len)
+           && ctx->apikey.len;
+}
+
+
+/*
+ * What a limit's state is keyed by: the zone's key= value, else the
+ * verified user, else nothing yet (by_user above). An empty key= value
+ * and an anonymous request count by client address, as
+ * $binary_remote_addr: one shared bucket for every request without the
+ * header would throttle them all together, and skipping the limit, as
+ * limit_req does, would let a client opt out of it by leaving the
+ * header out.
+ */
+
+static ngx_int_t
+ngx_http_omni_limit_key(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    ngx_http_omni_zone_t *zone, ngx_str_t *key)
+{
+    if (zone->key) {
+        if (ngx_http_complex_value(r, zone->key, key) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (key->len) {
+            return NGX_OK;
+        }
+
+    } else if (ngx_http_omni_limit_by_user(ctx, zone)) {
+        ngx_str_null(key);
+        return NGX_OK;
+
+    } else if (ctx->authenticated
+               && ctx->values[NGX_HTTP_OMNI_F_USER_ID].len)
+    {
+        *key = ctx->values[NGX_HTTP_OMNI_F_USER_ID];
+        return NGX_OK;
+    }
+
+    switch (r->connection->sockaddr->sa_family) {
+
+    case AF_INET:
+        key->data = (u_char *) &((struct sockaddr_in *)
+                                 r->connection->sockaddr)->sin_addr;
+        key->len = 4;
+        break;
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        key->data = (u_char *) &((struct sockaddr_in6 *)
+                                 r->connection->sockaddr)->sin6_addr;
+        key->len = 16;
+        break;
+#endif
+
+    default:
+        *key = r->connection->addr_text;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -494,15 +588,13 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
     ngx_http_omni_pending_t    *pending;
     ngx_http_omni_main_conf_t  *omcf;
 
-    static ngx_str_t  user_marker = ngx_string("\1user");
-
     omcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
 
     nlimits = olcf->limits ? olcf->limits->nelts : 0;
     limits = olcf->limits ? olcf->limits->elts : NULL;
 
     /* EVALSHA sha numkeys KEYS... now ARGV... */
-    n = 3 + 2 + nlimits + 1 + 3 * nlimits;
+    n = 3 + 2 + nlimits + 1 + 4 * nlimits;
 
     ctx->argv = ngx_palloc(r->pool, n * sizeof(char *));
     ctx->argvlen = ngx_palloc(r->pool, n * sizeof(size_t));
@@ -560,41 +652,8 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
     /* KEYS[3..]: one state per limit */
     for (n = 0; n < nlimits; n++) {
 
-        if (limits[n].zone->key) {
-            if (ngx_http_complex_value(r, limits[n].zone->key, &key)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-        } else if (ctx->authenticated
-                   && ctx->values[NGX_HTTP_OMNI_F_USER_ID].len)
-        {
-            key = ctx->values[NGX_HTTP_OMNI_F_USER_ID];
-
-        } else if (ctx->apikey.len) {
-            /* the user is known only once Redis resolved the key */
-            key = user_marker;
-
-        } else {
-            /* anonymous: by client address, as $binary_remote_addr */
-            switch (r->connection->sockaddr->sa_family) {
-            case AF_INET:
-                key.data = (u_char *) &((struct sockaddr_in *)
-                               r->connection->sockaddr)->sin_addr;
-                key.len = 4;
-                break;
-#if (NGX_HAVE_INET6)
-            case AF_INET6:
-                key.data = (u_char *) &((struct sockaddr_in6 *)
-                               r->connection->sockaddr)->sin6_addr;
-                key.len = 16;
-                break;
-#endif
-            default:
-                key.data = r->connection->addr_text.data;
-                key.len = r->connection->addr_text.len;
-            }
+        if (ngx_http_omni_limit_key(r, ctx, limits[n].zone, &key) != NGX_OK) {
+            return NGX_ERROR;
         }
 
         p = ngx_pnalloc(r->pool, sizeof("omni:rl:") + limits[n].zone->name.len
@@ -635,6 +694,11 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
 
         ctx->argv[i] = (char *) p;
         ctx->argvlen[i++] = ngx_sprintf(p, "%ui", limits[n].cost) - p;
+
+        /* keyed by the user an API key resolves to: Redis completes it */
+        ctx->argv[i] = ngx_http_omni_limit_by_user(ctx, limits[n].zone)
+                       ? "1" : "0";
+        ctx->argvlen[i++] = 1;
     }
 
     ctx->argc = i;
@@ -651,8 +715,12 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
     }
 
     pending->r = r;
-    pending->eval = 0;
-    pending->sent = ngx_current_msec;
+    pending->start = ngx_current_msec;
+
+    /* only a jti to check: EXISTS is the whole script's answer, for a
+     * fraction of its cost in Redis */
+    pending->sent = (nlimits == 0 && ctx->apikey.len == 0)
+                    ? NGX_HTTP_OMNI_SENT_EXISTS : NGX_HTTP_OMNI_SENT_EVALSHA;
 
     if (ngx_http_omni_limit_send(r, ctx, pending) != NGX_OK) {
         ngx_free(pending);
@@ -708,31 +776,13 @@ ngx_http_omni_limit_cleanup(void *data)
 }
 
 
-static ngx_str_t
-ngx_http_omni_reply_str(redisReply *e)
-{
-    ngx_str_t  s;
-
-    if (e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS) {
-        s.data = (u_char *) e->str;
-        s.len = e->len;
-
-    } else {
-        ngx_str_null(&s);
-    }
-
-    return s;
-}
-
-
 static void
 ngx_http_omni_limit_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     ngx_http_omni_pending_t *pending = privdata;
 
-    size_t                i;
-    ngx_str_t             s;
-    redisReply           *rep = reply, **e;
+    ngx_uint_t            again;
+    redisReply           *rep = reply;
     ngx_http_request_t   *r;
     ngx_http_omni_ctx_t  *ctx;
 
@@ -745,20 +795,82 @@ ngx_http_omni_limit_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_omni_module);
 
-    ngx_http_omni_metrics_redis_latency(ngx_current_msec - pending->sent);
+    ngx_http_omni_metrics_redis_latency(ngx_current_msec - pending->start);
 
-    if (rep != NULL && rep->type == REDIS_REPLY_ERROR && !pending->eval
-        && rep->len >= 8 && ngx_strncmp(rep->str, "NOSCRIPT", 8) == 0)
-    {
-        /* SCRIPT FLUSH, a restart or a failover: send the text, which
-         * caches the script again */
-        pending->eval = 1;
+    again = 0;
 
+    switch (pending->sent) {
+
+    case NGX_HTTP_OMNI_SENT_EVALSHA:
+        if (rep != NULL && rep->type == REDIS_REPLY_ERROR && rep->len >= 8
+            && ngx_strncmp(rep->str, "NOSCRIPT", 8) == 0)
+        {
+            /* SCRIPT FLUSH, a restart or a failover: send the text,
+             * which caches the script again */
+            pending->sent = NGX_HTTP_OMNI_SENT_EVAL;
+            again = 1;
+            break;
+        }
+
+        /* fall through */
+
+    case NGX_HTTP_OMNI_SENT_EVAL:
+        if (ngx_http_omni_limit_decision(r, ctx, rep) == NGX_OK) {
+            break;
+        }
+
+        ngx_http_omni_limit_failure(r, pending, rep);
+
+        if (rep != NULL && ctx->argvlen[3] > 0) {
+            /* Redis answers, but with no decision: the limits fall to
+             * omni_redis_fail, the token's revocation must not */
+            pending->sent = NGX_HTTP_OMNI_SENT_REVOKED;
+            again = 1;
+            break;
+        }
+
+        ctx->failed = rep ? NGX_HTTP_OMNI_REDIS_ERROR
+                          : NGX_HTTP_OMNI_REDIS_DOWN;
+        break;
+
+    default: /* NGX_HTTP_OMNI_SENT_EXISTS, NGX_HTTP_OMNI_SENT_REVOKED */
+
+        if (rep != NULL && rep->type == REDIS_REPLY_INTEGER) {
+            if (rep->integer) {
+                ctx->verdict = 2;
+
+            } else if (pending->sent == NGX_HTTP_OMNI_SENT_REVOKED) {
+                /* not revoked; the limits are still undecided */
+                ctx->failed = NGX_HTTP_OMNI_REDIS_ERROR;
+
+            } else {
+                ctx->verdict = 1;
+            }
+
+            break;
+        }
+
+        ngx_http_omni_limit_failure(r, pending, rep);
+
+        if (rep == NULL) {
+            ctx->failed = NGX_HTTP_OMNI_REDIS_DOWN;
+            break;
+        }
+
+        /* Redis answers, but not whether the token is revoked: no fail
+         * mode may let it through */
+        ctx->failed = NGX_HTTP_OMNI_REDIS_ERROR;
+        ctx->jti_unknown = 1;
+    }
+
+    if (again) {
         if (ngx_http_omni_limit_send(r, ctx, pending) == NGX_OK) {
             return;
         }
 
-        rep = NULL;
+        /* the link is going down */
+        ngx_http_omni_metrics_redis(NGX_HTTP_OMNI_REDIS_DOWN);
+        ctx->failed = NGX_HTTP_OMNI_REDIS_DOWN;
     }
 
     ctx->pending = NULL;
@@ -768,60 +880,112 @@ ngx_http_omni_limit_reply(redisAsyncContext *ac, void *reply, void *privdata)
         ngx_del_timer(&ctx->timer);
     }
 
-    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER) {
-        /* the EXISTS of a revocation-only check */
-        ctx->verdict = rep->integer ? 2 : 1;
-        ngx_http_omni_limit_resume(r);
+    ngx_http_omni_limit_resume(r);
+}
+
+
+/* A reply that is no answer: logged (never the keys) and counted. */
+
+static void
+ngx_http_omni_limit_failure(ngx_http_request_t *r,
+    ngx_http_omni_pending_t *pending, redisReply *rep)
+{
+    static const char  *commands[] = { "EVALSHA", "EVAL", "EXISTS",
+                                       "EXISTS" };
+
+    if (rep == NULL) {
+        /* the connection went down with the command queued; the adapter
+         * logs why */
+        ngx_http_omni_metrics_redis(NGX_HTTP_OMNI_REDIS_DOWN);
         return;
     }
+
+    if (rep->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "omni: redis %s failed: %*s", commands[pending->sent],
+                      (size_t) rep->len, rep->str);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "omni: redis %s: unexpected reply of type %d",
+                      commands[pending->sent], rep->type);
+    }
+
+    ngx_http_omni_metrics_redis(NGX_HTTP_OMNI_REDIS_ERROR);
+}
+
+
+/*
+ * The script's reply into ctx. NGX_ERROR: it is no decision (an error,
+ * or a reply of another shape than omni_limit.lua's).
+ */
+
+static ngx_int_t
+ngx_http_omni_limit_decision(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
+    redisReply *rep)
+{
+    size_t        i;
+    ngx_str_t     s;
+    redisReply  **e;
 
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1
         || rep->element[0]->type != REDIS_REPLY_INTEGER)
     {
-        if (rep && rep->type == REDIS_REPLY_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "omni: redis script error: %*s",
-                          (size_t) rep->len, rep->str);
-        }
-
-        ngx_http_omni_metrics_redis(NGX_HTTP_OMNI_REDIS_ERROR);
-        ctx->failed = NGX_HTTP_OMNI_REDIS_ERROR;
-        ngx_http_omni_limit_resume(r);
-        return;
+        return NGX_ERROR;
     }
 
     e = rep->element;
-    ctx->verdict = e[0]->integer;
 
-    if (ctx->verdict <= 1 && rep->elements >= 9) {
-        ctx->remaining = e[1]->type == REDIS_REPLY_INTEGER ? e[1]->integer : 0;
-        ctx->retry_after = e[2]->type == REDIS_REPLY_INTEGER
-                           ? e[2]->integer : 0;
-        ctx->reset = e[3]->type == REDIS_REPLY_INTEGER ? e[3]->integer : 0;
-        ctx->tightest = e[4]->type == REDIS_REPLY_INTEGER
-                        ? e[4]->integer : 0;
+    switch (e[0]->integer) {
 
-        if (ctx->apikey.len) {
-            /* key_id, user_id, username, role: copied, the reply goes */
-            for (i = 0; i < 4; i++) {
-                s = ngx_http_omni_reply_str(e[5 + i]);
+    case 2:
+    case 3:
+    case 4:
+        ctx->verdict = e[0]->integer;
+        return NGX_OK;
 
-                ctx->key_fields[i].data = ngx_pnalloc(r->pool, s.len + 1);
-                if (ctx->key_fields[i].data == NULL) {
-                    ctx->failed = NGX_HTTP_OMNI_REDIS_ERROR;
-                    break;
-                }
+    case 0:
+    case 1:
+        break;
 
-                ngx_memcpy(ctx->key_fields[i].data, s.data, s.len);
-                ctx->key_fields[i].len = s.len;
-            }
-        }
-
-    } else if (ctx->verdict <= 1) {
-        ctx->failed = NGX_HTTP_OMNI_REDIS_ERROR;
+    default:
+        return NGX_ERROR;
     }
 
-    ngx_http_omni_limit_resume(r);
+    if (rep->elements != 9) {
+        return NGX_ERROR;
+    }
+
+    for (i = 1; i < 9; i++) {
+        if (e[i]->type != (i < 5 ? REDIS_REPLY_INTEGER : REDIS_REPLY_STRING))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ctx->apikey.len) {
+        /* key_id, user_id, username, role: copied, the reply goes */
+        for (i = 0; i < 4; i++) {
+            s.data = (u_char *) e[5 + i]->str;
+            s.len = e[5 + i]->len;
+
+            ctx->key_fields[i].data = ngx_pnalloc(r->pool, s.len + 1);
+            if (ctx->key_fields[i].data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(ctx->key_fields[i].data, s.data, s.len);
+            ctx->key_fields[i].len = s.len;
+        }
+    }
+
+    ctx->verdict = e[0]->integer;
+    ctx->remaining = e[1]->integer;
+    ctx->retry_after = e[2]->integer;
+    ctx->reset = e[3]->integer;
+    ctx->tightest = e[4]->integer;
+
+    return NGX_OK;
 }
 
 
@@ -958,11 +1122,20 @@ ngx_http_omni_limit_finish(ngx_http_request_t *r,
     u_char           *p;
     ngx_table_elt_t  *h;
 
+    if (ctx->jti_unknown) {
+        /* Redis answers, but could not say whether the token is revoked;
+         * the fail modes are for a Redis out of reach */
+        return ngx_http_omni_reject(r, ctx, NGX_HTTP_OMNI_DENY_UNAVAILABLE,
+                                    "token revocation cannot be checked "
+                                    "now");
+    }
+
     if (ctx->failed && olcf->redis_fail == NGX_HTTP_OMNI_FAIL_LOCAL
         && !ctx->apikey.len)
     {
-        /* this node enforces its share of every limit on its own; the
-         * revocation list is out of reach meanwhile */
+        /* this node enforces its share of every limit on its own; a jti
+         * was checked when Redis answered at all, else the revocation
+         * list is out of reach */
         ngx_http_omni_metrics_fail(NGX_HTTP_OMNI_FAIL_LOCAL);
 
         if (ngx_http_omni_local_check(r, olcf, ctx) != NGX_OK) {

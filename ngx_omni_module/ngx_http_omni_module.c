@@ -269,7 +269,10 @@ ngx_http_omni_create_main_conf(ngx_conf_t *cf)
     }
 
     if (ngx_array_init(&omcf->claim_vars, cf->pool, 4, sizeof(ngx_str_t))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&omcf->claim_headers, cf->pool, 4,
+                          sizeof(ngx_str_t))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -721,10 +724,11 @@ ngx_http_omni_claim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_omni_loc_conf_t *olcf = conf;
 
-    u_char                 *p;
-    ngx_str_t              *value;
-    ngx_uint_t              i;
-    ngx_http_omni_claim_t  *c;
+    u_char                     *p;
+    ngx_str_t                  *value, *owned;
+    ngx_uint_t                  i;
+    ngx_http_omni_claim_t      *c;
+    ngx_http_omni_main_conf_t  *omcf;
 
     value = cf->args->elts;
 
@@ -773,6 +777,25 @@ ngx_http_omni_claim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_strlow(c->lowcase.data, value[2].data, value[2].len);
     c->lowcase.data[c->lowcase.len] = '\0';
     c->hash = ngx_hash_key(c->lowcase.data, c->lowcase.len);
+
+    /* stripped from every request, not only where this claim is set */
+    omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
+    owned = omcf->claim_headers.elts;
+
+    for (i = 0; i < omcf->claim_headers.nelts; i++) {
+        if (owned[i].len == c->lowcase.len
+            && ngx_strcmp(owned[i].data, c->lowcase.data) == 0)
+        {
+            return NGX_CONF_OK;
+        }
+    }
+
+    owned = ngx_array_push(&omcf->claim_headers);
+    if (owned == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *owned = c->lowcase;
 
     return NGX_CONF_OK;
 }

@@ -145,6 +145,7 @@ typedef struct {
     ngx_shm_zone_t             *metrics_zone;
 
     ngx_array_t                 claim_vars;     /* $omni_jwt_claim_X: "X" */
+    ngx_array_t                 claim_headers;  /* every omni_claim's */
 
     ngx_uint_t                  redis_configured;
     ngx_str_t                   redis_addr;     /* as configured */
@@ -210,6 +211,7 @@ typedef struct {
     unsigned                    replied:1;
     unsigned                    resumed:1;
     unsigned                    via_apikey:1;
+    unsigned                    jti_unknown:1;  /* Redis erred on its check */
     ngx_uint_t                  failed;         /* NGX_HTTP_OMNI_REDIS_* */
     int64_t                     verdict;
     int64_t                     remaining;

@@ -41,6 +41,8 @@ static void ngx_http_omni_redis_schedule(ngx_http_omni_redis_t *rd);
 /* one per worker process */
 static ngx_http_omni_redis_t  ngx_http_omni_redis;
 
+static char  ngx_http_omni_redis_script_load[] = "SCRIPT LOAD";
+
 
 char *
 ngx_http_omni_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -329,7 +331,12 @@ ngx_http_omni_redis_setup_done(redisAsyncContext *ctx, void *reply,
                       rep ? ": " : "", rep ? (size_t) rep->len : 0,
                       rep ? rep->str : "");
 
-        redisAsyncDisconnect(ctx);
+        /* without AUTH or SELECT no command would be right; without the
+         * script, EVALSHA's NOSCRIPT sends its text, and a Redis that
+         * refuses it still answers for revoked tokens */
+        if (rep == NULL || privdata != ngx_http_omni_redis_script_load) {
+            redisAsyncDisconnect(ctx);
+        }
     }
 }
 
@@ -409,8 +416,9 @@ ngx_http_omni_redis_connect(ngx_http_omni_redis_t *rd)
 
     /* so that the first EVALSHA finds it; NOSCRIPT later is handled too */
     script = ngx_http_omni_limit_script(&len);
-    redisAsyncCommand(ctx, ngx_http_omni_redis_setup_done, "SCRIPT LOAD",
-                      "SCRIPT LOAD %b", script, len);
+    redisAsyncCommand(ctx, ngx_http_omni_redis_setup_done,
+                      ngx_http_omni_redis_script_load, "SCRIPT LOAD %b",
+                      script, len);
 }
 
 

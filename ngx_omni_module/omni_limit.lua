@@ -7,14 +7,16 @@
 --
 -- KEYS[1]   'omni:revoked:<jti>', or '' when the request has no jti
 -- KEYS[2]   'omni:apikey:<sha256 hex of the key>', or '' (no API key)
--- KEYS[3..] 'omni:rl:<zone>:<key>', one per limit. A key ending in
---           the byte 0x01 then 'user' ('omni:rl:<zone>:\1user') is
---           keyed by the user_id KEYS[2] resolves to. Each key at
---           most once.
+-- KEYS[3..] one per limit, 'omni:rl:<zone>:<key>'; for a limit keyed
+--           by the API key's user, 'omni:rl:<zone>:', completed with
+--           the user_id KEYS[2] resolves to. Key bytes are only key
+--           bytes: what a limit is keyed by is said in ARGV. Each
+--           completed key at most once.
 -- ARGV[1]   now, unix microseconds, for tests; '' = Redis TIME
--- ARGV[2..] three per limit, in KEYS order: T (emission interval, us,
+-- ARGV[2..] four per limit, in KEYS order: T (emission interval, us,
 --           >= 1), B (burst, >= 0), c (cost, 1..1000000), with
---           (B + 1) * T <= 2^50 (OMNI_GCRA_MAX_SPAN)
+--           (B + 1) * T <= 2^50 (OMNI_GCRA_MAX_SPAN), and u: '1' when
+--           the limit is keyed by the API key's user, else '0'
 --
 -- Replies, integers and strings only:
 --   {2}  KEYS[1] exists: the token is revoked
@@ -42,20 +44,22 @@
 -- the request is denied; a value that is not a decimal integer counts
 -- as no state. Lua numbers are doubles: every value stays below 2^53,
 -- where they are exact (now <= 2^52).
--- A malformed call (counts, ranges, a repeated key, \1user without
--- KEYS[2]) or a key of the wrong type gives an error reply.
+-- Revocation is answered first, before anything that can fail: a
+-- revoked jti gets {2} whatever else is wrong with the call. Then a
+-- malformed call (counts, ranges, a repeated key, a user-keyed limit
+-- without KEYS[2]) or a key of the wrong type gives an error reply;
+-- the module then asks EXISTS KEYS[1] on its own.
 --
 -- The gateway loads the script with SCRIPT LOAD when it connects and
 -- calls EVALSHA; on a NOSCRIPT error (SCRIPT FLUSH, restart,
 -- failover) it sends EVAL with the text, which caches the script
--- again. \1user keys are not declared in KEYS: standalone Redis
--- only, not Cluster.
+-- again. User-keyed limit keys are completed here, not declared in
+-- KEYS: standalone Redis only, not Cluster.
 
 local MAX_SPAN = 1125899906842624  -- 2^50
 local MAX_COST = 1000000
 local MAX_NOW = 4503599627370496   -- 2^52: every sum stays below 2^53
 local MAX_INT = 9007199254740992   -- 2^53: doubles are exact below
-local MARK = '\1user'
 
 local function fail(what)
   return redis.error_reply('ERR omni_limit: ' .. what)
@@ -91,8 +95,13 @@ local function ms(us)
   return div(us + 999, 1000)
 end
 
+-- first: no later error may hide a revoked token
+if (KEYS[1] or '') ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
+  return {2}
+end
+
 local n = #KEYS - 2
-if n < 0 or #ARGV ~= 1 + 3 * n then
+if n < 0 or #ARGV ~= 1 + 4 * n then
   return fail('wrong number of keys or arguments')
 end
 
@@ -109,20 +118,18 @@ end
 
 local lim = {}
 for i = 1, n do
-  local t = int(ARGV[3 * i - 1], 1, MAX_SPAN)
-  local b = int(ARGV[3 * i], 0, MAX_SPAN)
-  local c = int(ARGV[3 * i + 1], 1, MAX_COST)
-  if not (t and b and c) or (b + 1) * t > MAX_SPAN then
+  local t = int(ARGV[4 * i - 2], 1, MAX_SPAN)
+  local b = int(ARGV[4 * i - 1], 0, MAX_SPAN)
+  local c = int(ARGV[4 * i], 1, MAX_COST)
+  local u = ARGV[4 * i + 1]
+  if not (t and b and c) or (b + 1) * t > MAX_SPAN
+      or (u ~= '0' and u ~= '1') then
     return fail('bad limit ' .. i)
   end
-  if KEYS[2] == '' and KEYS[i + 2]:sub(-#MARK) == MARK then
+  if u == '1' and KEYS[2] == '' then
     return fail('user key without an API key')
   end
-  lim[i] = {t = t, b = b, c = c}
-end
-
-if KEYS[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
-  return {2}
+  lim[i] = {t = t, b = b, c = c, user = u == '1'}
 end
 
 local id = {'', '', '', ''}
@@ -142,8 +149,8 @@ end
 local keys, seen = {}, {}
 for i = 1, n do
   local k = KEYS[i + 2]
-  if k:sub(-#MARK) == MARK then
-    k = k:sub(1, -#MARK - 1) .. id[2]
+  if lim[i].user then
+    k = k .. id[2]
   end
   if seen[k] then
     return fail('repeated limit key')

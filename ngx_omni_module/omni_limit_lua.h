@@ -19,14 +19,16 @@
     "--\n"                                                                    \
     "-- KEYS[1]   'omni:revoked:<jti>', or '' when the request has no jti\n"  \
     "-- KEYS[2]   'omni:apikey:<sha256 hex of the key>', or '' (no API key)\n"\
-    "-- KEYS[3..] 'omni:rl:<zone>:<key>', one per limit. A key ending in\n"   \
-    "--           the byte 0x01 then 'user' ('omni:rl:<zone>:\\1user') is\n"  \
-    "--           keyed by the user_id KEYS[2] resolves to. Each key at\n"    \
-    "--           most once.\n"                                               \
+    "-- KEYS[3..] one per limit, 'omni:rl:<zone>:<key>'; for a limit keyed\n" \
+    "--           by the API key's user, 'omni:rl:<zone>:', completed with\n" \
+    "--           the user_id KEYS[2] resolves to. Key bytes are only key\n"  \
+    "--           bytes: what a limit is keyed by is said in ARGV. Each\n"    \
+    "--           completed key at most once.\n"                              \
     "-- ARGV[1]   now, unix microseconds, for tests; '' = Redis TIME\n"       \
-    "-- ARGV[2..] three per limit, in KEYS order: T (emission interval, us,\n"\
+    "-- ARGV[2..] four per limit, in KEYS order: T (emission interval, us,\n" \
     "--           >= 1), B (burst, >= 0), c (cost, 1..1000000), with\n"       \
-    "--           (B + 1) * T <= 2^50 (OMNI_GCRA_MAX_SPAN)\n"                 \
+    "--           (B + 1) * T <= 2^50 (OMNI_GCRA_MAX_SPAN), and u: '1' when\n"\
+    "--           the limit is keyed by the API key's user, else '0'\n"       \
     "--\n"                                                                    \
     "-- Replies, integers and strings only:\n"                                \
     "--   {2}  KEYS[1] exists: the token is revoked\n"                        \
@@ -54,20 +56,22 @@
     "-- the request is denied; a value that is not a decimal integer counts\n"\
     "-- as no state. Lua numbers are doubles: every value stays below 2^53,\n"\
     "-- where they are exact (now <= 2^52).\n"                                \
-    "-- A malformed call (counts, ranges, a repeated key, \\1user without\n"  \
-    "-- KEYS[2]) or a key of the wrong type gives an error reply.\n"          \
+    "-- Revocation is answered first, before anything that can fail: a\n"     \
+    "-- revoked jti gets {2} whatever else is wrong with the call. Then a\n"  \
+    "-- malformed call (counts, ranges, a repeated key, a user-keyed limit\n" \
+    "-- without KEYS[2]) or a key of the wrong type gives an error reply;\n"  \
+    "-- the module then asks EXISTS KEYS[1] on its own.\n"                    \
     "--\n"                                                                    \
     "-- The gateway loads the script with SCRIPT LOAD when it connects and\n" \
     "-- calls EVALSHA; on a NOSCRIPT error (SCRIPT FLUSH, restart,\n"         \
     "-- failover) it sends EVAL with the text, which caches the script\n"     \
-    "-- again. \\1user keys are not declared in KEYS: standalone Redis\n"     \
-    "-- only, not Cluster.\n"                                                 \
+    "-- again. User-keyed limit keys are completed here, not declared in\n"   \
+    "-- KEYS: standalone Redis only, not Cluster.\n"                          \
     "\n"                                                                      \
     "local MAX_SPAN = 1125899906842624  -- 2^50\n"                            \
     "local MAX_COST = 1000000\n"                                              \
     "local MAX_NOW = 4503599627370496   -- 2^52: every sum stays below 2^53\n"\
     "local MAX_INT = 9007199254740992   -- 2^53: doubles are exact below\n"   \
-    "local MARK = '\\1user'\n"                                                \
     "\n"                                                                      \
     "local function fail(what)\n"                                             \
     "  return redis.error_reply('ERR omni_limit: ' .. what)\n"                \
@@ -103,8 +107,13 @@
     "  return div(us + 999, 1000)\n"                                          \
     "end\n"                                                                   \
     "\n"                                                                      \
+    "-- first: no later error may hide a revoked token\n"                     \
+    "if (KEYS[1] or '') ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then\n"  \
+    "  return {2}\n"                                                          \
+    "end\n"                                                                   \
+    "\n"                                                                      \
     "local n = #KEYS - 2\n"                                                   \
-    "if n < 0 or #ARGV ~= 1 + 3 * n then\n"                                   \
+    "if n < 0 or #ARGV ~= 1 + 4 * n then\n"                                   \
     "  return fail('wrong number of keys or arguments')\n"                    \
     "end\n"                                                                   \
     "\n"                                                                      \
@@ -121,20 +130,18 @@
     "\n"                                                                      \
     "local lim = {}\n"                                                        \
     "for i = 1, n do\n"                                                       \
-    "  local t = int(ARGV[3 * i - 1], 1, MAX_SPAN)\n"                         \
-    "  local b = int(ARGV[3 * i], 0, MAX_SPAN)\n"                             \
-    "  local c = int(ARGV[3 * i + 1], 1, MAX_COST)\n"                         \
-    "  if not (t and b and c) or (b + 1) * t > MAX_SPAN then\n"               \
+    "  local t = int(ARGV[4 * i - 2], 1, MAX_SPAN)\n"                         \
+    "  local b = int(ARGV[4 * i - 1], 0, MAX_SPAN)\n"                         \
+    "  local c = int(ARGV[4 * i], 1, MAX_COST)\n"                             \
+    "  local u = ARGV[4 * i + 1]\n"                                           \
+    "  if not (t and b and c) or (b + 1) * t > MAX_SPAN\n"                    \
+    "      or (u ~= '0' and u ~= '1') then\n"                                 \
     "    return fail('bad limit ' .. i)\n"                                    \
     "  end\n"                                                                 \
-    "  if KEYS[2] == '' and KEYS[i + 2]:sub(-#MARK) == MARK then\n"           \
+    "  if u == '1' and KEYS[2] == '' then\n"                                  \
     "    return fail('user key without an API key')\n"                        \
     "  end\n"                                                                 \
-    "  lim[i] = {t = t, b = b, c = c}\n"                                      \
-    "end\n"                                                                   \
-    "\n"                                                                      \
-    "if KEYS[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then\n"          \
-    "  return {2}\n"                                                          \
+    "  lim[i] = {t = t, b = b, c = c, user = u == '1'}\n"                     \
     "end\n"                                                                   \
     "\n"                                                                      \
     "local id = {'', '', '', ''}\n"                                           \
@@ -154,8 +161,8 @@
     "local keys, seen = {}, {}\n"                                             \
     "for i = 1, n do\n"                                                       \
     "  local k = KEYS[i + 2]\n"                                               \
-    "  if k:sub(-#MARK) == MARK then\n"                                       \
-    "    k = k:sub(1, -#MARK - 1) .. id[2]\n"                                 \
+    "  if lim[i].user then\n"                                                 \
+    "    k = k .. id[2]\n"                                                    \
     "  end\n"                                                                 \
     "  if seen[k] then\n"                                                     \
     "    return fail('repeated limit key')\n"                                 \

@@ -1,8 +1,8 @@
 """ngx_omni_module/omni_limit.lua against a real redis-server, called the
 way the module calls it: SCRIPT LOAD once, then one EVALSHA per request
 with KEYS = [revoked jti key or "", API-key key or "", limit keys...] and
-ARGV = [now or "", T, B, cost per limit]. ARGV[1] pins the clock where a
-test needs exact figures; the rest run on Redis TIME.
+ARGV = [now or "", T, B, cost, by-user flag per limit]. ARGV[1] pins the
+clock where a test needs exact figures; the rest run on Redis TIME.
 
 The script must agree with omni_gcra.c, its C twin used by the module's
 local fallback: a random request sequence goes through both (the C side
@@ -18,7 +18,6 @@ import redis as redis_py
 import stack
 
 SCRIPT = (stack.REPO / "ngx_omni_module" / "omni_limit.lua").read_bytes()
-USER = b"\x01user"          # the user-id marker at the end of a limit key
 SEC = 1_000_000             # microseconds
 T0 = 1_700_000_000 * SEC    # a pinned "now", unix microseconds
 DB = 9                      # away from whatever else uses this Redis
@@ -55,12 +54,19 @@ class Reply:
         return "Reply(%r)" % (self.raw,)
 
 
+class ByUser(bytes):
+    """A limit key prefix that the API key's user_id completes
+    (ARGV flag u = 1)."""
+
+
 def call(r, sha, limits=(), revoked="", apikey="", now=None):
-    """One EVALSHA; limits are (key, T, B, cost). Returns the raw reply."""
+    """One EVALSHA; limits are (key, T, B, cost), the key a ByUser for a
+    limit keyed by the API key's user. Returns the raw reply."""
     keys = [revoked, apikey] + [k for k, _, _, _ in limits]
     args = ["" if now is None else str(now)]
-    for _, t, b, c in limits:
-        args += [str(t), str(b), str(c)]
+    for k, t, b, c in limits:
+        args += [str(t), str(b), str(c),
+                 "1" if isinstance(k, ByUser) else "0"]
     return r.evalsha(sha, len(keys), *keys, *args)
 
 
@@ -136,15 +142,15 @@ def test_valid_api_key_returns_its_identity(r, sha):
         "k-forever", "u-42", "", "")
 
 
-def test_user_marker_keys_resolve_to_the_api_keys_user(r, sha):
+def test_user_keyed_limits_resolve_to_the_api_keys_user(r, sha):
     key = api_key(r, "m", user_id="u-7")
-    lim = [(b"omni:rl:api:" + USER, SEC, 1, 1),
+    lim = [(ByUser(b"omni:rl:api:"), SEC, 1, 1),
            (b"omni:rl:ip:127.0.0.1", SEC, 5, 1)]
     reply = decide(r, sha, lim, apikey=key, now=T0)
     assert reply.allowed == 1 and reply.user_id == "u-7"
     assert state(r, "omni:rl:api:u-7") == T0 + SEC
     assert state(r, "omni:rl:ip:127.0.0.1") == T0 + SEC
-    assert r.exists(b"omni:rl:api:" + USER) == 0
+    assert r.exists(b"omni:rl:api:") == 0
     # the same user's second key shares the limit
     other = api_key(r, "m2", user_id="u-7")
     assert decide(r, sha, lim, apikey=other, now=T0).allowed == 1
@@ -152,13 +158,27 @@ def test_user_marker_keys_resolve_to_the_api_keys_user(r, sha):
     assert reply.allowed == 0 and reply.index == 1
 
 
-def test_user_marker_without_an_api_key_is_an_error(r, sha):
+def test_user_keyed_limit_without_an_api_key_is_an_error(r, sha):
     with pytest.raises(redis_py.ResponseError, match="user key"):
-        call(r, sha, [(b"omni:rl:api:" + USER, SEC, 1, 1)], now=T0)
+        call(r, sha, [(ByUser(b"omni:rl:api:"), SEC, 1, 1)], now=T0)
+
+
+def test_key_bytes_never_mark_a_limit_as_user_keyed(r, sha):
+    """Whatever a client puts in a key (key=$http_x_client), it is the
+    key: the old in-band marker 0x01 'user' is two ordinary bytes now."""
+    key = api_key(r, "mk", user_id="u-8")
+    forged = b"omni:rl:hdr:x\x01user"
+    reply = decide(r, sha, [(forged, SEC, 1, 1)], now=T0)
+    assert reply.allowed == 1
+    assert state(r, forged) == T0 + SEC
+    reply = decide(r, sha, [(forged, SEC, 1, 1)], apikey=key, now=T0)
+    assert reply.allowed == 1 and reply.user_id == "u-8"
+    assert state(r, forged) == T0 + 2 * SEC
+    assert r.exists(b"omni:rl:hdr:xu-8") == 0
 
 
 def test_unknown_or_expired_api_key_consumes_nothing(r, sha):
-    lim = [(b"omni:rl:api:" + USER, SEC, 0, 1),
+    lim = [(ByUser(b"omni:rl:api:"), SEC, 0, 1),
            ("omni:rl:ip:1.2.3.4", SEC, 0, 1)]
     assert call(r, sha, lim, apikey="omni:apikey:none", now=T0) == [3]
     key = api_key(r, "x", expires_at=1)
@@ -312,23 +332,42 @@ def test_no_limits_allow_with_index_0(r, sha):
 
 @pytest.mark.parametrize("keys,args,match", [
     ([""], [""], "wrong number"),
-    (["", "", "omni:rl:z:k"], ["", "1000", "0"], "wrong number"),
-    (["", "", "omni:rl:z:k"], ["", "0", "0", "1"], "bad limit 1"),
-    (["", "", "omni:rl:z:k"], ["", "1000", "-1", "1"], "bad limit 1"),
-    (["", "", "omni:rl:z:k"], ["", "1000", "0", "0"], "bad limit 1"),
-    (["", "", "omni:rl:z:k"], ["", "1000", "0", "1000001"], "bad limit 1"),
-    (["", "", "omni:rl:z:k"], ["", "1.5", "0", "1"], "bad limit 1"),
-    (["", "", "omni:rl:z:k"], ["", str(2**40), str(2**10), "1"],
+    (["", "", "omni:rl:z:k"], ["", "1000", "0", "1"], "wrong number"),
+    (["", "", "omni:rl:z:k"], ["", "0", "0", "1", "0"], "bad limit 1"),
+    (["", "", "omni:rl:z:k"], ["", "1000", "-1", "1", "0"], "bad limit 1"),
+    (["", "", "omni:rl:z:k"], ["", "1000", "0", "0", "0"], "bad limit 1"),
+    (["", "", "omni:rl:z:k"], ["", "1000", "0", "1000001", "0"],
      "bad limit 1"),
-    (["", "", "omni:rl:z:k"], ["soon", "1000", "0", "1"], "bad now"),
-    (["", "", "omni:rl:z:k"], [str(2**52 + 1), "1000", "0", "1"], "bad now"),
+    (["", "", "omni:rl:z:k"], ["", "1.5", "0", "1", "0"], "bad limit 1"),
+    (["", "", "omni:rl:z:k"], ["", str(2**40), str(2**10), "1", "0"],
+     "bad limit 1"),
+    (["", "", "omni:rl:z:k"], ["", "1000", "0", "1", "2"], "bad limit 1"),
+    (["", "", "omni:rl:z:k"], ["", "1000", "0", "1", ""], "bad limit 1"),
+    (["", "", "omni:rl:z:k"], ["soon", "1000", "0", "1", "0"], "bad now"),
+    (["", "", "omni:rl:z:k"], [str(2**52 + 1), "1000", "0", "1", "0"],
+     "bad now"),
     (["", "", "omni:rl:z:k", "omni:rl:z:k"],
-     ["", "1000", "0", "1", "1000", "0", "1"], "repeated"),
+     ["", "1000", "0", "1", "0", "1000", "0", "1", "0"], "repeated"),
 ])
 def test_malformed_call_is_an_error_reply(r, sha, keys, args, match):
     with pytest.raises(redis_py.ResponseError, match=match):
         r.evalsha(sha, len(keys), *keys, *args)
     assert r.dbsize() == 0
+
+
+def test_revocation_is_answered_before_any_error(r, sha):
+    """A revoked jti gets {2} even from a call that then fails: a limit
+    key of the wrong type or a malformed call cannot hide it."""
+    r.set("omni:revoked:jr", "1", ex=60)
+    r.hset("omni:rl:z:wrong", "a", "b")
+    lim = [("omni:rl:z:wrong", SEC, 1, 1)]
+    assert call(r, sha, lim, revoked="omni:revoked:jr", now=T0) == [2]
+    keys = ["omni:revoked:jr", "", "omni:rl:z:k"]
+    assert r.evalsha(sha, len(keys), *keys, "", "0", "0", "1", "0") == [2]
+    assert r.evalsha(sha, 1, "omni:revoked:jr") == [2]
+    # a live jti: the wrong type is an error the module answers itself
+    with pytest.raises(redis_py.ResponseError, match="WRONGTYPE"):
+        call(r, sha, lim, revoked="omni:revoked:live", now=T0)
 
 
 def test_largest_limit_stays_exact(r, sha):
@@ -350,7 +389,7 @@ def test_script_flush_gives_noscript_and_eval_caches_it_again(r, sha):
     with pytest.raises(redis_py.exceptions.NoScriptError):
         call(r, sha, lim, now=T0)
     keys = ["", ""] + [k for k, _, _, _ in lim]
-    raw = r.eval(SCRIPT, len(keys), *keys, str(T0), str(SEC), "1", "1")
+    raw = r.eval(SCRIPT, len(keys), *keys, str(T0), str(SEC), "1", "1", "0")
     assert Reply(raw).allowed == 1 and Reply(raw).remaining == 0
     assert r.script_exists(sha) == [True]
     assert decide(r, sha, lim, now=T0).allowed == 0
@@ -358,7 +397,7 @@ def test_script_flush_gives_noscript_and_eval_caches_it_again(r, sha):
 
 def test_one_evalsha_is_the_only_command_a_request_sends(r, sha):
     key = api_key(r, "one")
-    lim = [(b"omni:rl:a:" + USER, SEC, 3, 1), ("omni:rl:b:ip", SEC, 3, 1),
+    lim = [(ByUser(b"omni:rl:a:"), SEC, 3, 1), ("omni:rl:b:ip", SEC, 3, 1),
            ("omni:rl:c:ip", SEC, 3, 1)]
     r.config_resetstat()
     decide(r, sha, lim, revoked="omni:revoked:j", apikey=key)

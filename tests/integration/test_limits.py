@@ -30,6 +30,7 @@ http {{
     omni_limit_zone slow rate=1r/m burst=2 key=$remote_addr;
     omni_limit_zone shared rate=1r/m burst=99;
     omni_limit_zone slow2 rate=1r/m burst=2 key=$remote_addr;
+    omni_limit_zone hdr rate=1r/m burst=1 key=$http_x_client;
     server {{
         listen 127.0.0.1:{port};
         default_type application/json;
@@ -98,6 +99,16 @@ http {{
         location /anon/ {{
             omni_auth off;
             omni_limit zone=per_ip;
+            proxy_pass http://127.0.0.1:{port}/echo/;
+        }}
+        location /hdr/ {{
+            omni_auth jwt apikey;
+            omni_limit zone=hdr;
+            proxy_pass http://127.0.0.1:{port}/echo/;
+        }}
+        location /hdr-anon/ {{
+            omni_auth off;
+            omni_limit zone=hdr;
             proxy_pass http://127.0.0.1:{port}/echo/;
         }}
     }}
@@ -372,3 +383,164 @@ def test_two_gateways_sharing_redis_admit_the_limit_together(own_redis):
     finally:
         for g in gws:
             g.destroy()
+
+
+# --- revocation is never a limiter's casualty --------------------------------
+#
+# A Redis that answers, even with an error, is asked about the jti: only a
+# Redis out of reach (down, or slower than the timeout) leaves a token's
+# revocation to omni_redis_fail.
+
+def _wrong_type(redis_client, key):
+    """A limit state that is a hash: the script's GET fails (WRONGTYPE)."""
+    redis_client.delete(key)
+    redis_client.hset(key, "not", "a TAT")
+
+
+def _refuse(redis_client, *commands):
+    """Takes commands away from the Redis user the gateway logs in as: it
+    still answers, with a NOPERM error."""
+    redis_client.execute_command("ACL", "SETUSER", "default",
+                                 *("-" + c for c in commands))
+
+
+def _error(body):
+    return json.loads(body).get("error")
+
+
+@pytest.mark.parametrize("path,state", [
+    ("/open/", "omni:rl:wide:wt-user"),
+    ("/closed/", "omni:rl:wide:wt-user"),
+    ("/local1/", "omni:rl:slow:127.0.0.1"),
+])
+def test_revoked_token_is_refused_when_its_limit_key_has_the_wrong_type(
+        gw, own_redis, path, state):
+    c = own_redis.client()
+    _wrong_type(c, state)
+    c.set("omni:revoked:wt-jti", "1", ex=60)
+    status, _, body = gw.bearer(path, token("wt-user", jti="wt-jti"))
+    assert status == 401, body
+    assert _error(body) == "token_revoked"
+
+
+def test_live_token_with_a_broken_limit_key_is_checked_then_fail_mode(
+        gw, own_redis):
+    c = own_redis.client()
+    _wrong_type(c, "omni:rl:wide:bk-user")
+    _wrong_type(c, "omni:rl:slow:127.0.0.1")
+    tok = token("bk-user", jti="bk-jti")
+    statuses = []
+    seen = _monitor(own_redis,
+                    lambda: statuses.append(gw.bearer("/open/", tok)[0]))
+    assert statuses == [200]
+    # the script failed: the jti alone, then omni_redis_fail for the limits
+    assert [cmd for cmd in seen if cmd != "PING"] == ["EVALSHA", "EXISTS"]
+    status, _, body = gw.bearer("/closed/", tok)
+    assert status == 503 and _error(body) == "limiter_unavailable"
+    # local: burst 2 on this node
+    assert [gw.bearer("/local1/", tok)[0] for _ in range(4)] == \
+        [200, 200, 200, 429]
+    _, _, metrics = gw.get("/omni/metrics")
+    assert 'omni_gateway_redis_failures_total{reason="error"} 6' in \
+        metrics.decode()
+
+
+def test_revoked_token_is_refused_when_redis_refuses_the_script(gw,
+                                                                own_redis):
+    c = own_redis.client()
+    c.set("omni:revoked:ns-jti", "1", ex=60)
+    _refuse(c, "evalsha", "eval")
+    for path in ("/open/", "/closed/", "/local1/", "/hdr/"):
+        status, _, body = gw.bearer(path, token("ns-user", jti="ns-jti"))
+        assert (status, _error(body)) == (401, "token_revoked"), path
+    live = token("ns-user", jti="ns-live")
+    assert gw.bearer("/open/", live)[0] == 200
+    assert gw.bearer("/closed/", live)[0] == 503
+
+
+def test_a_redis_that_refuses_script_load_still_answers_for_revocation(
+        gw, own_redis):
+    """The gateway reconnects to a Redis that refuses SCRIPT LOAD: it
+    stays connected (without the script) instead of giving up the link,
+    which would leave every token to the fail mode."""
+    c = own_redis.client()
+    c.set("omni:revoked:sl-jti", "1", ex=60)
+    _refuse(c, "script", "evalsha", "eval")
+    c.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    revoked = token("sl-user", jti="sl-jti")
+    stack.wait_until(lambda: gw.bearer("/open/", revoked)[0] == 401, 5,
+                     "the revoked token refused after the reconnect",
+                     interval=0.2)
+    time.sleep(0.5)         # past a reconnect's first backoff
+    status, _, body = gw.bearer("/open/", revoked)
+    assert (status, _error(body)) == (401, "token_revoked")
+    assert "SCRIPT LOAD failed" in gw.error_log.read_text()
+
+
+def test_revoked_token_is_refused_when_the_script_is_flushed_and_eval_refused(
+        gw, own_redis):
+    c = own_redis.client()
+    c.set("omni:revoked:fl-jti", "1", ex=60)
+    c.script_flush()
+    _refuse(c, "eval")
+    status, _, body = gw.bearer("/open/", token("fl-user", jti="fl-jti"))
+    assert (status, _error(body)) == (401, "token_revoked")
+    assert gw.bearer("/open/", token("fl-user", jti="fl-live"))[0] == 200
+
+
+def test_token_is_refused_when_redis_cannot_say_whether_it_is_revoked(
+        gw, own_redis):
+    """Redis answers, but refuses even EXISTS: no fail mode passes a
+    token whose revocation is unknown; a request without a jti still
+    gets the fail mode."""
+    _refuse(own_redis.client(), "evalsha", "eval", "exists")
+    tok = token("nx-user", jti="nx-jti")
+    for path in ("/open/", "/local1/", "/nolimit/"):
+        status, _, body = gw.bearer(path, tok)
+        assert (status, _error(body)) == (503, "limiter_unavailable"), path
+        assert "revocation" in json.loads(body)["message"]
+    assert gw.bearer("/open/", token("nx-user"))[0] == 200
+
+
+def test_revoked_token_is_refused_whatever_its_limit_key_holds(gw,
+                                                              own_redis):
+    own_redis.client().set("omni:revoked:mk-jti", "1", ex=60)
+    status, _, body = gw.bearer("/hdr/", token("mk-user", jti="mk-jti"),
+                                {"X-Client": "a\x01user"})
+    assert (status, _error(body)) == (401, "token_revoked")
+
+
+# --- limit keys are only key bytes --------------------------------------------
+
+def test_client_key_ending_in_the_old_user_marker_is_an_ordinary_key(
+        gw, own_redis):
+    """The API-key user marker was the bytes 0x01 'user' at the end of a
+    key; a client that sent them got the script's error and fail open."""
+    tok = token("mk-user")
+    statuses = [gw.bearer("/hdr/", tok, {"X-Client": "a\x01user"})[0]
+                for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert own_redis.client().exists(b"omni:rl:hdr:a\x01user")
+
+
+def test_api_key_request_keeps_a_client_header_key_as_sent(gw, own_redis):
+    c = own_redis.client()
+    _add_key(c, "omni_live_mk", user="u-42")
+    status, _, body = gw.get("/hdr/", {"X-API-Key": "omni_live_mk",
+                                       "X-Client": "k\x01user"})
+    assert status == 200, body
+    assert c.exists(b"omni:rl:hdr:k\x01user")
+    assert not c.exists(b"omni:rl:hdr:ku-42")
+
+
+def test_empty_limit_key_counts_by_client_address_not_one_shared_bucket(
+        gw, own_redis):
+    """key=$http_x_client without the header: the client's own address
+    bucket ($binary_remote_addr), not 'omni:rl:hdr:' shared by everyone
+    who leaves the header out, and not unlimited."""
+    c = own_redis.client()
+    assert [gw.get("/hdr-anon/")[0] for _ in range(3)] == [200, 200, 429]
+    assert c.keys("omni:rl:hdr:*") == [b"omni:rl:hdr:\x7f\x00\x00\x01"]
+    # a token does not change what an empty key= counts by
+    assert gw.bearer("/hdr/", token("ek-user"))[0] == 429
+    assert gw.get("/hdr-anon/", {"X-Client": "ek"})[0] == 200
