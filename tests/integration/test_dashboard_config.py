@@ -7,8 +7,10 @@ import uuid
 import pytest
 
 ALERTS = "/api/v1/config/alert_thresholds"
-GOOD_ALERTS = {"error_rate_percent": 5, "p95_ms": 1000, "p99_ms": 3000,
-               "mcp_failure_count": 3}
+GOOD_ALERTS = {"cost_daily": 100, "error_rate": 0.05,
+               "response_time_p99": 5000}
+GOOD_DEV = {"websocket_debug": True, "quick_login": False,
+            "quick_login_email": "", "quick_login_password": ""}
 
 
 def _who(role):
@@ -66,7 +68,7 @@ def scratch_key(migrated):
 def test_admin_writes_config_and_every_role_reads_it(gateway,
                                                      restore_config):
     restore_config("alert_thresholds")
-    value = dict(GOOD_ALERTS, p95_ms=750)
+    value = dict(GOOD_ALERTS, response_time_p99=7500, response_time_p95=750)
     r = _put(gateway, ALERTS, value)
     assert r.status_code == 200, r.text
     assert r.json()["value"] == value
@@ -81,7 +83,7 @@ def test_config_put_records_who_when_old_and_new_in_the_audit(
     restore_config("alert_thresholds")
     admin = _who("admin")
     before = _get(gateway, ALERTS).json()["value"]
-    value = dict(GOOD_ALERTS, error_rate_percent=7.5)
+    value = dict(GOOD_ALERTS, error_rate=0.075)
     r = _put(gateway, ALERTS, value, sub=admin)
     assert r.status_code == 200, r.text
     assert r.json()["updated_by"] == admin
@@ -98,7 +100,7 @@ def test_config_put_records_who_when_old_and_new_in_the_audit(
 def test_non_admin_gets_403_on_config_put_and_nothing_changes(
         gateway, role):
     before = _get(gateway, ALERTS).json()
-    r = _put(gateway, ALERTS, dict(GOOD_ALERTS, p95_ms=1), role=role)
+    r = _put(gateway, ALERTS, dict(GOOD_ALERTS, error_rate=0.5), role=role)
     # refused at the gateway (limit_except + omni_require_role admin)
     assert r.status_code == 403, r.text
     assert r.json()["error"] == "insufficient_role"
@@ -114,7 +116,7 @@ def test_worker_rechecks_the_admin_role_on_config_put(worker, role):
         headers["X-User-Role"] = role
     before = worker.request("GET", "/api/v1/config/alert_thresholds").json()
     r = worker.request("PUT", "/api/v1/config/alert_thresholds", headers,
-                       json.dumps(dict(GOOD_ALERTS, p95_ms=1)))
+                       json.dumps(dict(GOOD_ALERTS, error_rate=0.5)))
     assert r.status == 403, r
     assert r.json()["error"] == "forbidden"
     after = worker.request("GET", "/api/v1/config/alert_thresholds").json()
@@ -122,12 +124,16 @@ def test_worker_rechecks_the_admin_role_on_config_put(worker, role):
 
 
 @pytest.mark.parametrize("change, field", [
-    ({"error_rate_percent": 150}, "alert_thresholds.error_rate_percent"),
-    ({"error_rate_percent": -1}, "alert_thresholds.error_rate_percent"),
-    ({"p95_ms": "fast"}, "alert_thresholds.p95_ms"),
-    ({"p99_ms": 500}, "alert_thresholds.p99_ms"),
+    ({"error_rate": 1.5}, "alert_thresholds.error_rate"),
+    ({"error_rate": -0.1}, "alert_thresholds.error_rate"),
+    ({"error_rate": "5%"}, "alert_thresholds.error_rate"),
+    ({"cost_daily": None}, "alert_thresholds.cost_daily"),
+    ({"response_time_p99": "fast"}, "alert_thresholds.response_time_p99"),
+    ({"response_time_p95": 6000}, "alert_thresholds.response_time_p95"),
     ({"mcp_failure_count": 2.5}, "alert_thresholds.mcp_failure_count"),
-    ({"mcp_failure_count": None}, "alert_thresholds.mcp_failure_count"),
+    # the names Omni used before 007 are refused, not kept as extras
+    ({"error_rate_percent": 5}, "alert_thresholds.error_rate_percent"),
+    ({"p95_ms": 1000}, "alert_thresholds.p95_ms"),
 ])
 def test_invalid_alert_thresholds_get_422_naming_the_field(gateway, change,
                                                            field):
@@ -143,24 +149,100 @@ def test_invalid_alert_thresholds_get_422_naming_the_field(gateway, change,
     assert _get(gateway, ALERTS).json() == before
 
 
+CHARTS = {"cost_period": "today", "queries_hours": 24,
+          "response_time_hours": 24}
+REFRESH = {"stats": 5, "charts": 30, "activity": 5}
+
+
 @pytest.mark.parametrize("key, value, field", [
-    ("chart_settings", {"default_hours": 24, "bucket": "10m",
-                        "max_points": 288}, "chart_settings.bucket"),
-    ("chart_settings", {"default_hours": 48, "bucket": "5m",
-                        "max_points": 288}, "chart_settings.max_points"),
-    ("dev_features", {"show_debug_panel": "yes"},
-     "dev_features.show_debug_panel"),
-    ("dev_mode", {}, "dev_mode.enabled"),
-    ("live_updates", {"enabled": True, "max_stored_events": 0,
-                      "channels": ["activity"]},
+    ("chart_settings", dict(CHARTS, bucket="10m"), "chart_settings.bucket"),
+    ("chart_settings", dict(CHARTS, queries_hours=48, bucket="5m"),
+     "chart_settings.queries_hours"),
+    ("chart_settings", dict(CHARTS, cost_period="month"),
+     "chart_settings.cost_period"),
+    ("chart_settings", {"default_hours": 24, "bucket": "5m",
+                        "max_points": 288}, "chart_settings.default_hours"),
+    ("dev_features", dict(GOOD_DEV, websocket_debug="yes"),
+     "dev_features.websocket_debug"),
+    ("dev_features", {"websocket_debug": False, "quick_login": False},
+     "dev_features.quick_login_email"),
+    ("dev_features", dict(GOOD_DEV, quick_login_password=1234),
+     "dev_features.quick_login_password"),
+    ("dev_mode", {"enabled": True}, "dev_mode"),
+    ("dev_mode", True, "dev_mode"),
+    ("dev_mode", "yes", "dev_mode"),
+    ("live_updates", {"max_stored_events": 0},
      "live_updates.max_stored_events"),
-    ("refresh_interval", {"seconds": 0}, "refresh_interval.seconds"),
+    ("live_updates", {"enabled": True, "channels": ["activity"]},
+     "live_updates.max_stored_events"),
+    ("refresh_interval", dict(REFRESH, stats=0), "refresh_interval.stats"),
+    ("refresh_interval", dict(REFRESH, charts=3601),
+     "refresh_interval.charts"),
+    ("refresh_interval", {"stats": 5, "charts": 30},
+     "refresh_interval.activity"),
+    ("refresh_interval", {"seconds": 30}, "refresh_interval.seconds"),
     ("refresh_interval", [30], "refresh_interval"),
 ])
 def test_other_known_keys_are_validated(gateway, key, value, field):
+    before = _get(gateway, "/api/v1/config/" + key, role="admin").json()
     r = _put(gateway, "/api/v1/config/" + key, value)
     assert r.status_code == 422, r.text
+    assert r.json()["error"] == "invalid_value"
     assert r.json()["field"] == field
+    assert r.json()["message"].startswith(field + ": ")
+    assert _get(gateway, "/api/v1/config/" + key,
+                role="admin").json() == before
+
+
+@pytest.mark.parametrize("key, value", [
+    ("alert_thresholds", dict(GOOD_ALERTS, response_time_p95=1500,
+                              mcp_failure_count=4, team="ops")),
+    ("chart_settings", {"cost_period": "7d", "queries_hours": 168,
+                        "response_time_hours": 6, "max_points": 288}),
+    ("dev_features", dict(GOOD_DEV, quick_login=True,
+                          quick_login_email="dev@example.com",
+                          quick_login_password="pw-123",
+                          show_debug_panel=True)),
+    ("dev_mode", "true"),
+    ("live_updates", {"max_stored_events": 200, "enabled": False,
+                      "channels": ["activity"]}),
+    ("refresh_interval", {"stats": 10, "charts": 60, "activity": 2,
+                          "ui": "compact"}),
+])
+def test_the_platforms_shapes_with_extras_are_accepted_and_kept(
+        gateway, restore_config, key, value):
+    restore_config(key)
+    r = _put(gateway, "/api/v1/config/" + key, value)
+    assert r.status_code == 200, r.text
+    assert r.json()["value"] == value
+    r = _get(gateway, "/api/v1/config/" + key, role="admin")
+    assert r.json()["value"] == value
+
+
+def test_the_quick_login_password_is_hidden_but_from_admins(
+        gateway, restore_config):
+    restore_config("dev_features")
+    value = dict(GOOD_DEV, quick_login=True,
+                 quick_login_email="dev@example.com",
+                 quick_login_password="pw-" + uuid.uuid4().hex)
+    r = _put(gateway, "/api/v1/config/dev_features", value)
+    assert r.status_code == 200, r.text
+    hidden = dict(value, quick_login_password="[redacted]")
+    for role in ("user", "viewer", "developer"):
+        r = _get(gateway, "/api/v1/config/dev_features", role=role)
+        assert r.json()["value"] == hidden, role
+        assert value["quick_login_password"] not in r.text
+        items = _get(gateway, "/api/v1/config", role=role,
+                     params={"limit": 500}).json()["items"]
+        assert [i["value"] for i in items if i["key"] == "dev_features"] \
+            == [hidden]
+    assert _get(gateway, "/api/v1/config/dev_features",
+                role="admin").json()["value"] == value
+    # the feed goes to every role, admins included
+    r = _get(gateway, "/api/v1/dashboard/activity", role="admin",
+             params={"limit": 1})
+    assert r.json()["items"][0]["detail"]["new"] == hidden
+    assert value["quick_login_password"] not in r.text
 
 
 def test_unknown_key_takes_any_object(gateway, scratch_key):
@@ -281,8 +363,8 @@ def test_config_changes_appear_in_the_activity_feed_newest_first(
     restore_config("dev_features")
     admin = _who("admin")
     marker = "flag_" + uuid.uuid4().hex[:8]
-    first = {"show_debug_panel": True, "mock_data": False, marker: True}
-    second = {"show_debug_panel": True, "mock_data": True, marker: False}
+    first = dict(GOOD_DEV, websocket_debug=False, **{marker: True})
+    second = dict(GOOD_DEV, **{marker: False})
     for value in (first, second):
         r = _put(gateway, "/api/v1/config/dev_features", value, sub=admin)
         assert r.status_code == 200, r.text
@@ -292,20 +374,25 @@ def test_config_changes_appear_in_the_activity_feed_newest_first(
     assert [i["actor"] for i in items] == [admin, admin]
     assert items[0]["id"] > items[1]["id"]
     assert items[0]["created_at"] >= items[1]["created_at"]
-    assert items[0]["detail"] == {"key": "dev_features", "old": first,
-                                  "new": second}
-    assert items[1]["detail"]["new"] == first
+    # (the feed never holds the quick login password)
+    assert items[0]["detail"] == {
+        "key": "dev_features",
+        "old": dict(first, quick_login_password="[redacted]"),
+        "new": dict(second, quick_login_password="[redacted]")}
+    assert items[1]["detail"]["new"] \
+        == dict(first, quick_login_password="[redacted]")
     assert "dev_features" in items[0]["summary"]
 
 
 def test_an_unchanged_value_is_not_a_change(gateway, restore_config):
-    restore_config("dev_mode")
+    restore_config("dev_features")
     admin = _who("admin")
-    value = {"enabled": True, "marker": admin}
-    assert _put(gateway, "/api/v1/config/dev_mode", value,
+    value = dict(GOOD_DEV, marker=admin)
+    assert _put(gateway, "/api/v1/config/dev_features", value,
                 sub=admin).status_code == 200
     top = _activity(gateway, limit=1)["items"][0]
-    assert _put(gateway, "/api/v1/config/dev_mode", value).status_code == 200
+    assert _put(gateway, "/api/v1/config/dev_features",
+                value).status_code == 200
     assert _activity(gateway, limit=1)["items"][0]["id"] == top["id"]
 
 

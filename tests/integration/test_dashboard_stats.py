@@ -299,7 +299,8 @@ def test_stats_match_the_requests_the_worker_served(
                    json={"name": "dash-mix"})
     for _ in range(STATUS_MIX[422]):
         gw.request("PUT", "/api/v1/config/alert_thresholds", headers=admin,
-                   json={"error_rate_percent": 500})
+                   json={"cost_daily": 100, "error_rate": 5,
+                         "response_time_p99": 5000})
     # a statement Postgres refuses is a 500 internal_error
     pg.sql("REVOKE SELECT ON omni2_dashboard.user_preferences FROM omni",
            dbname=dash_db)
@@ -374,8 +375,8 @@ def test_a_configuration_change_invalidates_the_cache(
     admin = dash_gateway.bearer(sub="dash-cache-admin", role="admin")
     r = dash_gateway.request("PUT", "/api/v1/config/chart_settings",
                              headers=admin,
-                             json={"default_hours": 6, "bucket": "1h",
-                                   "max_points": 288})
+                             json=dict(CHART_DEFAULTS, queries_hours=6,
+                                       bucket="1h"))
     assert r.status_code == 200, r.text
     try:
         doc = _get(dash_gateway, path)
@@ -383,29 +384,80 @@ def test_a_configuration_change_invalidates_the_cache(
         assert (doc.json()["hours"], doc.json()["bucket"]) == (6, "1h")
         assert len(doc.json()["points"]) == 6
     finally:
-        dash_gateway.request("PUT", "/api/v1/config/chart_settings",
-                             headers=admin,
-                             json={"default_hours": 24, "bucket": "5m",
-                                   "max_points": 288})
+        _put_config(dash_gateway, "chart_settings", CHART_DEFAULTS)
 
 
-def test_cached_stats_expire_after_refresh_interval(dash_gateway,
-                                                    dash_worker):
-    dash_worker()
-    admin = dash_gateway.bearer(sub="dash-ttl-admin", role="admin")
-    r = dash_gateway.request("PUT", "/api/v1/config/refresh_interval",
-                             headers=admin, json={"seconds": 1})
+CHART_DEFAULTS = {"cost_period": "today", "queries_hours": 24,
+                  "response_time_hours": 24}
+REFRESH_DEFAULTS = {"stats": 5, "charts": 30, "activity": 5}
+
+
+def _put_config(gw, key, value):
+    r = gw.request("PUT", "/api/v1/config/" + key, json=value,
+                   headers=gw.bearer(sub="dash-config-admin", role="admin"))
     assert r.status_code == 200, r.text
+
+
+def test_each_chart_takes_its_default_hours_from_chart_settings(
+        pg, dash_db, dash_gateway, dash_worker):
+    dash_worker()
+    _put_config(dash_gateway, "chart_settings",
+                {"cost_period": "7d", "queries_hours": 6,
+                 "response_time_hours": 12})
     try:
-        seen = [_get(dash_gateway, "/api/v1/dashboard/stats",
-                     period="7d").headers["X-Omni-Cache"] for _ in range(2)]
-        time.sleep(1.2)
-        seen.append(_get(dash_gateway, "/api/v1/dashboard/stats",
-                         period="7d").headers["X-Omni-Cache"])
-        assert seen == ["miss", "hit", "miss"]
+        got = {m: _get(dash_gateway, "/api/v1/dashboard/charts/" + m).json()
+               for m in ("queries", "errors", "response_time", "cost")}
+        # without a bucket: 5m while that fits max_points (288), else 1h
+        assert {m: (d["hours"], d["bucket"], len(d["points"]))
+                for m, d in got.items()} \
+            == {"queries": (6, "5m", 72), "errors": (6, "5m", 72),
+                "response_time": (12, "5m", 144), "cost": (168, "1h", 168)}
+
+        # "today": the hours since 00:00 UTC, begun ones included
+        _put_config(dash_gateway, "chart_settings", CHART_DEFAULTS)
+        before = pg.sql("SELECT ceil(extract(epoch FROM now()"
+                        " - date_trunc('day', now(), 'UTC')) / 3600)::int",
+                        dbname=dash_db)[0][0]
+        cost = _get(dash_gateway, "/api/v1/dashboard/charts/cost").json()
+        assert cost["hours"] in (max(before, 1), before + 1)
+        # an explicit ?hours= wins
+        assert _get(dash_gateway, "/api/v1/dashboard/charts/cost",
+                    hours=2).json()["hours"] == 2
     finally:
-        dash_gateway.request("PUT", "/api/v1/config/refresh_interval",
-                             headers=admin, json={"seconds": 30})
+        _put_config(dash_gateway, "chart_settings", CHART_DEFAULTS)
+
+
+def _cache(gw, path, **params):
+    return _get(gw, path, **params).headers["X-Omni-Cache"]
+
+
+def test_cached_stats_and_charts_expire_after_their_refresh_interval(
+        dash_gateway, dash_worker):
+    """Stats are reused for refresh_interval.stats seconds, charts for
+    refresh_interval.charts."""
+    dash_worker()
+    stats, chart = "/api/v1/dashboard/stats", "/api/v1/dashboard/charts/cost"
+    try:
+        _put_config(dash_gateway, "refresh_interval",
+                    dict(REFRESH_DEFAULTS, stats=1, charts=3600))
+        seen = [_cache(dash_gateway, stats, period="7d") for _ in range(2)]
+        seen += [_cache(dash_gateway, chart, hours=1) for _ in range(2)]
+        time.sleep(1.2)
+        seen += [_cache(dash_gateway, stats, period="7d"),
+                 _cache(dash_gateway, chart, hours=1)]
+        assert seen == ["miss", "hit", "miss", "hit", "miss", "hit"]
+
+        # the change itself makes every cached answer stale
+        _put_config(dash_gateway, "refresh_interval",
+                    dict(REFRESH_DEFAULTS, stats=3600, charts=1))
+        seen = [_cache(dash_gateway, stats, period="7d") for _ in range(2)]
+        seen += [_cache(dash_gateway, chart, hours=1) for _ in range(2)]
+        time.sleep(1.2)
+        seen += [_cache(dash_gateway, stats, period="7d"),
+                 _cache(dash_gateway, chart, hours=1)]
+        assert seen == ["miss", "hit", "miss", "hit", "hit", "miss"]
+    finally:
+        _put_config(dash_gateway, "refresh_interval", REFRESH_DEFAULTS)
 
 
 # --- parameters --------------------------------------------------------------

@@ -80,8 +80,18 @@ SELECT 'extension', extname FROM pg_extension
 """
 
 
+# and the seeded data a migration may rewrite
+CONFIG_SQL = """
+SELECT 'config ' || key, value::text || ' -- ' || coalesce(description, '')
+FROM omni2_dashboard.dashboard_config
+"""
+
+
 def _snapshot(pg, db):
-    return set(pg.sql(SNAPSHOT_SQL, dbname=db))
+    found = set(pg.sql(SNAPSHOT_SQL, dbname=db))
+    if ("relation r", "omni2_dashboard.dashboard_config") in found:
+        found |= set(pg.sql(CONFIG_SQL, dbname=db))
+    return found
 
 
 def test_migrate_status_lists_every_migration_pending(pg, fresh_db):

@@ -37,96 +37,198 @@ static const char *check(const char *key, const char *text)
     return field;
 }
 
-static void test_seeded_values_are_valid(void)
+/* SPEC section 6: the platform's shapes and defaults */
+#define ALERTS_OK                                                             \
+    "{\"cost_daily\": 100, \"error_rate\": 0.05, "                            \
+    "\"response_time_p99\": 5000"
+#define CHARTS_OK                                                             \
+    "{\"cost_period\": \"today\", \"queries_hours\": 24, "                    \
+    "\"response_time_hours\": 24"
+#define DEV_OK                                                                \
+    "{\"websocket_debug\": true, \"quick_login\": false, "                    \
+    "\"quick_login_email\": \"\", \"quick_login_password\": \"\""
+
+static void test_contract_defaults_are_valid(void)
 {
-    CHECK_STR_EQ(check("alert_thresholds",
-                     "{\"error_rate_percent\": 5, \"p95_ms\": 1000, "
-                     "\"p99_ms\": 3000, \"mcp_failure_count\": 3}"),
+    CHECK_STR_EQ(check("alert_thresholds", ALERTS_OK "}"), "");
+    CHECK_STR_EQ(check("chart_settings", CHARTS_OK "}"), "");
+    CHECK_STR_EQ(check("dev_features", DEV_OK "}"), "");
+    CHECK_STR_EQ(check("dev_mode", "\"false\""), "");
+    CHECK_STR_EQ(check("dev_mode", "\"true\""), "");
+    CHECK_STR_EQ(check("live_updates", "{\"max_stored_events\": 1000}"), "");
+    CHECK_STR_EQ(check("refresh_interval",
+                     "{\"stats\": 5, \"charts\": 30, \"activity\": 5}"),
         "");
-    CHECK_STR_EQ(check("chart_settings",
-                     "{\"default_hours\": 24, \"bucket\": \"5m\", "
-                     "\"max_points\": 288}"),
-        "");
-    CHECK_STR_EQ(check("dev_features",
-                     "{\"show_debug_panel\": false, \"mock_data\": false}"),
-        "");
-    CHECK_STR_EQ(check("dev_mode", "{\"enabled\": false}"), "");
-    CHECK_STR_EQ(check("live_updates",
-                     "{\"enabled\": true, \"max_stored_events\": 1000, "
-                     "\"channels\": [\"activity\", \"mcp_health\"]}"),
-        "");
-    CHECK_STR_EQ(check("refresh_interval", "{\"seconds\": 30}"), "");
     omni_arena_free(&arena);
 }
 
-static void test_bad_alert_thresholds_name_their_field(void)
+static void test_omni_additions_are_optional_and_checked(void)
 {
     CHECK_STR_EQ(check("alert_thresholds",
-                     "{\"error_rate_percent\": 150, \"p95_ms\": 1000, "
-                     "\"p99_ms\": 3000, \"mcp_failure_count\": 3}"),
-        "alert_thresholds.error_rate_percent");
+                     ALERTS_OK ", \"response_time_p95\": 1000, "
+                               "\"mcp_failure_count\": 3}"),
+        "");
     CHECK_STR_EQ(check("alert_thresholds",
-                     "{\"error_rate_percent\": 5, \"p95_ms\": \"fast\", "
-                     "\"p99_ms\": 3000, \"mcp_failure_count\": 3}"),
-        "alert_thresholds.p95_ms");
+                     ALERTS_OK ", \"response_time_p95\": 6000}"),
+        "alert_thresholds.response_time_p95");
     CHECK_STR_EQ(check("alert_thresholds",
-                     "{\"error_rate_percent\": 5, \"p95_ms\": 1000, "
-                     "\"p99_ms\": 3000}"),
+                     ALERTS_OK ", \"response_time_p95\": \"fast\"}"),
+        "alert_thresholds.response_time_p95");
+    CHECK_STR_EQ(check("alert_thresholds",
+                     ALERTS_OK ", \"mcp_failure_count\": 2.5}"),
         "alert_thresholds.mcp_failure_count");
-    CHECK_STR_EQ(check("alert_thresholds",
-                     "{\"error_rate_percent\": 5, \"p95_ms\": 1000, "
-                     "\"p99_ms\": 3000, \"mcp_failure_count\": 2.5}"),
-        "alert_thresholds.mcp_failure_count");
-    CHECK_STR_EQ(check("alert_thresholds",
-                     "{\"error_rate_percent\": 5, \"p95_ms\": 1000, "
-                     "\"p99_ms\": 500, \"mcp_failure_count\": 3}"),
-        "alert_thresholds.p99_ms");
-    CHECK_STR_EQ(check("alert_thresholds", "[1, 2]"), "alert_thresholds");
-    omni_arena_free(&arena);
-}
-
-static void test_other_known_keys_are_checked(void)
-{
     CHECK_STR_EQ(check("chart_settings",
-                     "{\"default_hours\": 24, \"bucket\": \"10m\", "
-                     "\"max_points\": 288}"),
+                     CHARTS_OK ", \"bucket\": \"1h\", \"max_points\": 288}"),
+        "");
+    CHECK_STR_EQ(check("chart_settings", CHARTS_OK ", \"bucket\": \"10m\"}"),
         "chart_settings.bucket");
-    /* 48 hours of 5-minute buckets is 576 points */
-    CHECK_STR_EQ(check("chart_settings",
-                     "{\"default_hours\": 48, \"bucket\": \"5m\", "
-                     "\"max_points\": 288}"),
-        "chart_settings.max_points");
-    CHECK_STR_EQ(check("chart_settings",
-                     "{\"default_hours\": 48, \"bucket\": \"1h\", "
-                     "\"max_points\": 288}"),
+    CHECK_STR_EQ(check("live_updates",
+                     "{\"max_stored_events\": 10, \"enabled\": false, "
+                     "\"channels\": [\"activity\"]}"),
         "");
-    CHECK_STR_EQ(check("dev_features", "{\"a\": true, \"b\": 1}"),
-        "dev_features.b");
-    CHECK_STR_EQ(check("dev_mode", "{}"), "dev_mode.enabled");
     CHECK_STR_EQ(check("live_updates",
-                     "{\"enabled\": true, \"max_stored_events\": 0, "
-                     "\"channels\": []}"),
-        "live_updates.max_stored_events");
+                     "{\"max_stored_events\": 10, \"enabled\": 1}"),
+        "live_updates.enabled");
     CHECK_STR_EQ(check("live_updates",
-                     "{\"enabled\": true, \"max_stored_events\": 10, "
+                     "{\"max_stored_events\": 10, "
                      "\"channels\": [\"a\", \"a\"]}"),
         "live_updates.channels");
     CHECK_STR_EQ(check("live_updates",
-                     "{\"enabled\": true, \"max_stored_events\": 10, "
-                     "\"channels\": [\"\"]}"),
+                     "{\"max_stored_events\": 10, \"channels\": [\"\"]}"),
         "live_updates.channels");
-    CHECK_STR_EQ(check("refresh_interval", "{\"seconds\": 0}"),
+    omni_arena_free(&arena);
+}
+
+static void test_bad_contract_members_name_their_field(void)
+{
+    CHECK_STR_EQ(check("alert_thresholds",
+                     "{\"cost_daily\": 100, \"error_rate\": 5, "
+                     "\"response_time_p99\": 5000}"),
+        "alert_thresholds.error_rate");
+    CHECK_STR_EQ(check("alert_thresholds",
+                     "{\"cost_daily\": -1, \"error_rate\": 0.05, "
+                     "\"response_time_p99\": 5000}"),
+        "alert_thresholds.cost_daily");
+    CHECK_STR_EQ(check("alert_thresholds",
+                     "{\"cost_daily\": 100, \"error_rate\": 0.05}"),
+        "alert_thresholds.response_time_p99");
+    CHECK_STR_EQ(check("alert_thresholds", "[1, 2]"), "alert_thresholds");
+    CHECK_STR_EQ(check("chart_settings",
+                     "{\"cost_period\": \"month\", \"queries_hours\": 24, "
+                     "\"response_time_hours\": 24}"),
+        "chart_settings.cost_period");
+    CHECK_STR_EQ(check("chart_settings",
+                     "{\"cost_period\": \"today\", \"queries_hours\": 169, "
+                     "\"response_time_hours\": 24}"),
+        "chart_settings.queries_hours");
+    CHECK_STR_EQ(check("chart_settings",
+                     "{\"cost_period\": \"today\", \"queries_hours\": 24, "
+                     "\"response_time_hours\": \"24\"}"),
+        "chart_settings.response_time_hours");
+    CHECK_STR_EQ(check("dev_features",
+                     "{\"websocket_debug\": \"yes\", \"quick_login\": false, "
+                     "\"quick_login_email\": \"\", "
+                     "\"quick_login_password\": \"\"}"),
+        "dev_features.websocket_debug");
+    CHECK_STR_EQ(check("dev_features",
+                     "{\"websocket_debug\": true, \"quick_login\": true, "
+                     "\"quick_login_email\": \"a@b\"}"),
+        "dev_features.quick_login_password");
+    CHECK_STR_EQ(check("dev_features",
+                     "{\"websocket_debug\": true, \"quick_login\": true, "
+                     "\"quick_login_email\": 5, "
+                     "\"quick_login_password\": \"\"}"),
+        "dev_features.quick_login_email");
+    CHECK_STR_EQ(check("dev_mode", "true"), "dev_mode");
+    CHECK_STR_EQ(check("dev_mode", "\"yes\""), "dev_mode");
+    CHECK_STR_EQ(check("dev_mode", "{\"enabled\": true}"), "dev_mode");
+    CHECK_STR_EQ(check("live_updates", "{\"max_stored_events\": 0}"),
+        "live_updates.max_stored_events");
+    CHECK_STR_EQ(check("live_updates", "{\"enabled\": true}"),
+        "live_updates.max_stored_events");
+    CHECK_STR_EQ(check("refresh_interval",
+                     "{\"stats\": 0, \"charts\": 30, \"activity\": 5}"),
+        "refresh_interval.stats");
+    CHECK_STR_EQ(check("refresh_interval",
+                     "{\"stats\": 5, \"charts\": 3601, \"activity\": 5}"),
+        "refresh_interval.charts");
+    CHECK_STR_EQ(check("refresh_interval", "{\"stats\": 5, \"charts\": 30}"),
+        "refresh_interval.activity");
+    omni_arena_free(&arena);
+}
+
+static void test_names_used_before_007_are_refused(void)
+{
+    /* the old seeds, and old names next to the new ones */
+    CHECK_STR_EQ(check("alert_thresholds",
+                     "{\"error_rate_percent\": 5, \"p95_ms\": 1000, "
+                     "\"p99_ms\": 3000, \"mcp_failure_count\": 3}"),
+        "alert_thresholds.error_rate_percent");
+    CHECK_STR_EQ(check("alert_thresholds", ALERTS_OK ", \"p95_ms\": 1000}"),
+        "alert_thresholds.p95_ms");
+    CHECK_STR_EQ(check("alert_thresholds", ALERTS_OK ", \"p99_ms\": 1000}"),
+        "alert_thresholds.p99_ms");
+    CHECK_STR_EQ(check("chart_settings",
+                     "{\"default_hours\": 24, \"bucket\": \"5m\", "
+                     "\"max_points\": 288}"),
+        "chart_settings.default_hours");
+    CHECK_STR_EQ(check("refresh_interval", "{\"seconds\": 30}"),
         "refresh_interval.seconds");
-    CHECK_STR_EQ(check("refresh_interval", "{\"seconds\": 3601}"),
-        "refresh_interval.seconds");
+    /* members Omni invented but did not rename are extras */
+    CHECK_STR_EQ(check("dev_features",
+                     DEV_OK ", \"show_debug_panel\": true, "
+                            "\"mock_data\": false}"),
+        "");
+    omni_arena_free(&arena);
+}
+
+static void test_a_renamed_member_is_named_with_its_replacement(void)
+{
+    char field[128], msg[256];
+
+    CHECK_EQ_INT(omni_config_check("refresh_interval",
+                     parse("{\"seconds\": 30}"), field, sizeof(field), msg,
+                     sizeof(msg)),
+        -1);
+    CHECK_STR_EQ(msg, "refresh_interval.seconds: no longer read: use stats, "
+                      "charts and activity");
+    omni_arena_free(&arena);
+}
+
+static void test_charts_must_fit_max_points(void)
+{
+    /* 48 hours of 5-minute buckets is 576 points */
+    CHECK_STR_EQ(check("chart_settings",
+                     "{\"cost_period\": \"today\", \"queries_hours\": 48, "
+                     "\"response_time_hours\": 24, \"bucket\": \"5m\"}"),
+        "chart_settings.queries_hours");
+    CHECK_STR_EQ(check("chart_settings",
+                     "{\"cost_period\": \"today\", \"queries_hours\": 24, "
+                     "\"response_time_hours\": 48, \"bucket\": \"5m\"}"),
+        "chart_settings.response_time_hours");
+    CHECK_STR_EQ(check("chart_settings",
+                     "{\"cost_period\": \"7d\", \"queries_hours\": 24, "
+                     "\"response_time_hours\": 24, \"bucket\": \"5m\"}"),
+        "chart_settings.cost_period");
+    /* without a bucket the chart picks 1h when 5m would not fit */
+    CHECK_STR_EQ(check("chart_settings",
+                     "{\"cost_period\": \"7d\", \"queries_hours\": 168, "
+                     "\"response_time_hours\": 48}"),
+        "");
+    CHECK_STR_EQ(check("chart_settings",
+                     "{\"cost_period\": \"today\", \"queries_hours\": 168, "
+                     "\"response_time_hours\": 24, \"max_points\": 100}"),
+        "chart_settings.queries_hours");
     omni_arena_free(&arena);
 }
 
 static void test_known_keys_keep_members_they_do_not_name(void)
 {
-    CHECK_STR_EQ(
-        check("refresh_interval", "{\"seconds\": 30, \"ui_hint\": \"x\"}"),
+    CHECK_STR_EQ(check("refresh_interval",
+                     "{\"stats\": 5, \"charts\": 30, \"activity\": 5, "
+                     "\"ui_hint\": \"x\"}"),
         "");
+    CHECK_STR_EQ(check("dev_features", DEV_OK ", \"x\": [1, \"y\"]}"), "");
     omni_arena_free(&arena);
 }
 
@@ -143,8 +245,9 @@ static void test_numbers_beyond_a_double_are_refused_with_their_path(void)
 {
     CHECK_STR_EQ(check("my_setting", "{\"a\": {\"b\": [1, 1e999]}}"),
         "my_setting.a.b[1]");
-    CHECK_STR_EQ(check("dev_mode", "{\"enabled\": true, \"x\": -1e400}"),
-        "dev_mode.x");
+    CHECK_STR_EQ(check("live_updates",
+                     "{\"max_stored_events\": 5, \"x\": -1e400}"),
+        "live_updates.x");
     omni_arena_free(&arena);
 }
 
@@ -465,9 +568,12 @@ static void test_activity_record_refuses_bad_events_without_a_pool(void)
     CHECK_EQ_INT(omni_activity_record("ok", NULL, NULL, NULL, NULL, NULL), -1);
 }
 
-UNIT_MAIN(UNIT_TEST(test_seeded_values_are_valid),
-    UNIT_TEST(test_bad_alert_thresholds_name_their_field),
-    UNIT_TEST(test_other_known_keys_are_checked),
+UNIT_MAIN(UNIT_TEST(test_contract_defaults_are_valid),
+    UNIT_TEST(test_omni_additions_are_optional_and_checked),
+    UNIT_TEST(test_bad_contract_members_name_their_field),
+    UNIT_TEST(test_names_used_before_007_are_refused),
+    UNIT_TEST(test_a_renamed_member_is_named_with_its_replacement),
+    UNIT_TEST(test_charts_must_fit_max_points),
     UNIT_TEST(test_known_keys_keep_members_they_do_not_name),
     UNIT_TEST(test_other_keys_take_any_object),
     UNIT_TEST(test_numbers_beyond_a_double_are_refused_with_their_path),

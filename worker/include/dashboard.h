@@ -29,13 +29,16 @@ int omni_activity_init(void);
 
 /* --- configuration rules (dashboard_rules.c) ---------------------------- */
 
-/* Checks value for configuration key `key`. The seeded keys have a schema
- * (required members, their types and ranges; see README; other members
- * are allowed); any other key takes any JSON object. Every number must fit
- * a double. Returns 0 when valid; otherwise -1 with the dotted path of the
- * offending field in field ("alert_thresholds.p95_ms", or the key itself
- * when the whole value is wrong) and a message naming it in msg; both
- * always NUL-terminated. */
+/* Checks value for configuration key `key`. The seeded keys have the
+ * platform's shapes (SPEC section 6; README): its members are required with
+ * their types and ranges, Omni's additions are optional and checked when
+ * present, other members are allowed, and the names Omni used before
+ * migration 007 ("error_rate_percent", "seconds", ...) are refused;
+ * dev_mode is the JSON string "true" or "false". Any other key takes any
+ * JSON object. Every number must fit a double. Returns 0 when valid;
+ * otherwise -1 with the dotted path of the offending field in field
+ * ("alert_thresholds.error_rate", or the key itself when the whole value is
+ * wrong) and a message naming it in msg; both always NUL-terminated. */
 int omni_config_check(const char *key, const omni_json_t *value, char *field,
     size_t fieldlen, char *msg, size_t msglen);
 

@@ -13,14 +13,20 @@ typedef enum {
     OMNI_CF_NUMBER,
     OMNI_CF_INT,
     OMNI_CF_BOOL,
+    OMNI_CF_STRING,             /* at most max bytes */
     OMNI_CF_BUCKET,             /* "5m" or "1h" */
-    OMNI_CF_NAMES               /* array of distinct strings, 1-64 bytes */
+    OMNI_CF_PERIOD,             /* "today", "24h" or "7d" */
+    OMNI_CF_FLAG,               /* the JSON string "true" or "false" */
+    OMNI_CF_NAMES,              /* array of distinct strings, 1-64 bytes */
+    OMNI_CF_RENAMED             /* a name the contract replaced: refused */
 } omni_config_kind_t;
 
 typedef struct {
     const char          *name;
     omni_config_kind_t   kind;
+    int                  optional;
     double               min, max;
+    const char          *hint;      /* OMNI_CF_RENAMED: what to use */
 } omni_config_field_t;
 
 typedef struct {
@@ -34,9 +40,13 @@ typedef struct {
 typedef int (*omni_config_rule_pt)(const char *key, const omni_json_t *v,
     omni_config_err_t *e);
 
+/* A seeded key: either an object (fields; members they do not name are
+ * kept as they are, the UI may store more than the server reads) or one
+ * value of its own (value). */
 typedef struct {
     const char                  *key;
-    const omni_config_field_t   *fields;    /* NULL: any members, booleans */
+    const omni_config_field_t   *fields;
+    const omni_config_field_t   *value;
     omni_config_rule_pt          rule;
 } omni_config_schema_t;
 
@@ -47,46 +57,77 @@ static int omni_config_chart_rule(const char *key, const omni_json_t *v,
     omni_config_err_t *e);
 
 
+/* The platform's members (SPEC section 6) are required; Omni's additions
+ * are optional; the names Omni used before 007 are refused rather than
+ * kept as extras nothing reads. Renamed ones come first: a value of the
+ * old shape is told what replaced them. */
 static const omni_config_field_t omni_config_alert_fields[] = {
-    { "error_rate_percent", OMNI_CF_NUMBER, 0, 100 },
-    { "p95_ms",             OMNI_CF_NUMBER, 0, 3600000 },
-    { "p99_ms",             OMNI_CF_NUMBER, 0, 3600000 },
-    { "mcp_failure_count",  OMNI_CF_INT,    1, 1000 },
-    { NULL, 0, 0, 0 }
+    { "error_rate_percent", OMNI_CF_RENAMED, 0, 0, 0,
+      "use error_rate, a fraction from 0 to 1" },
+    { "p95_ms",            OMNI_CF_RENAMED, 0, 0, 0,
+      "use response_time_p95" },
+    { "p99_ms",            OMNI_CF_RENAMED, 0, 0, 0,
+      "use response_time_p99" },
+    { "cost_daily",        OMNI_CF_NUMBER,  0, 0, 1e9, NULL },
+    { "error_rate",        OMNI_CF_NUMBER,  0, 0, 1, NULL },
+    { "response_time_p99", OMNI_CF_NUMBER,  0, 0, 3600000, NULL },
+    { "response_time_p95", OMNI_CF_NUMBER,  1, 0, 3600000, NULL },
+    { "mcp_failure_count", OMNI_CF_INT,     1, 1, 1000, NULL },
+    { NULL, 0, 0, 0, 0, NULL }
 };
 
 static const omni_config_field_t omni_config_chart_fields[] = {
-    { "default_hours", OMNI_CF_INT,    1, OMNI_CHART_MAX_HOURS },
-    { "bucket",        OMNI_CF_BUCKET, 0, 0 },
-    { "max_points",    OMNI_CF_INT,    1, OMNI_CHART_MAX_HOURS * 12 },
-    { NULL, 0, 0, 0 }
+    { "default_hours",       OMNI_CF_RENAMED, 0, 0, 0,
+      "use queries_hours and response_time_hours" },
+    { "cost_period",         OMNI_CF_PERIOD,  0, 0, 0, NULL },
+    { "queries_hours",       OMNI_CF_INT,     0, 1, OMNI_CHART_MAX_HOURS,
+      NULL },
+    { "response_time_hours", OMNI_CF_INT,     0, 1, OMNI_CHART_MAX_HOURS,
+      NULL },
+    { "bucket",              OMNI_CF_BUCKET,  1, 0, 0, NULL },
+    { "max_points",          OMNI_CF_INT,     1, 1, OMNI_CHART_MAX_HOURS * 12,
+      NULL },
+    { NULL, 0, 0, 0, 0, NULL }
 };
 
-static const omni_config_field_t omni_config_dev_mode_fields[] = {
-    { "enabled", OMNI_CF_BOOL, 0, 0 },
-    { NULL, 0, 0, 0 }
+static const omni_config_field_t omni_config_dev_fields[] = {
+    { "websocket_debug",      OMNI_CF_BOOL,   0, 0, 0, NULL },
+    { "quick_login",          OMNI_CF_BOOL,   0, 0, 0, NULL },
+    { "quick_login_email",    OMNI_CF_STRING, 0, 0, 254, NULL },
+    { "quick_login_password", OMNI_CF_STRING, 0, 0, 1024, NULL },
+    { NULL, 0, 0, 0, 0, NULL }
+};
+
+static const omni_config_field_t omni_config_dev_mode = {
+    NULL, OMNI_CF_FLAG, 0, 0, 0, NULL
 };
 
 static const omni_config_field_t omni_config_live_fields[] = {
-    { "enabled",           OMNI_CF_BOOL,  0, 0 },
-    { "max_stored_events", OMNI_CF_INT,   1, 100000 },
-    { "channels",          OMNI_CF_NAMES, 0, 0 },
-    { NULL, 0, 0, 0 }
+    { "max_stored_events", OMNI_CF_INT,   0, 1, 100000, NULL },
+    { "enabled",           OMNI_CF_BOOL,  1, 0, 0, NULL },
+    { "channels",          OMNI_CF_NAMES, 1, 0, 0, NULL },
+    { NULL, 0, 0, 0, 0, NULL }
 };
 
 static const omni_config_field_t omni_config_refresh_fields[] = {
-    { "seconds", OMNI_CF_INT, 1, 3600 },
-    { NULL, 0, 0, 0 }
+    { "seconds",  OMNI_CF_RENAMED, 0, 0, 0,
+      "use stats, charts and activity" },
+    { "stats",    OMNI_CF_INT,     0, 1, 3600, NULL },
+    { "charts",   OMNI_CF_INT,     0, 1, 3600, NULL },
+    { "activity", OMNI_CF_INT,     0, 1, 3600, NULL },
+    { NULL, 0, 0, 0, 0, NULL }
 };
 
 static const omni_config_schema_t omni_config_schemas[] = {
-    { "alert_thresholds", omni_config_alert_fields, omni_config_alert_rule },
-    { "chart_settings",   omni_config_chart_fields, omni_config_chart_rule },
-    { "dev_features",     NULL,                     NULL },
-    { "dev_mode",         omni_config_dev_mode_fields, NULL },
-    { "live_updates",     omni_config_live_fields,  NULL },
-    { "refresh_interval", omni_config_refresh_fields, NULL },
-    { NULL, NULL, NULL }
+    { "alert_thresholds", omni_config_alert_fields, NULL,
+      omni_config_alert_rule },
+    { "chart_settings",   omni_config_chart_fields, NULL,
+      omni_config_chart_rule },
+    { "dev_features",     omni_config_dev_fields,   NULL, NULL },
+    { "dev_mode",         NULL, &omni_config_dev_mode, NULL },
+    { "live_updates",     omni_config_live_fields,  NULL, NULL },
+    { "refresh_interval", omni_config_refresh_fields, NULL, NULL },
+    { NULL, NULL, NULL, NULL }
 };
 
 
@@ -115,13 +156,29 @@ omni_config_fail(omni_config_err_t *e, const char *key, const char *name,
 
 
 static int
+omni_config_string_is(const omni_json_t *v, const char *const *allowed)
+{
+    const char *s = omni_json_string(v);
+
+    for ( /* void */ ; s && *allowed; allowed++) {
+        if (strcmp(s, *allowed) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+static int
 omni_config_field(const char *key, const omni_config_field_t *f,
     const omni_json_t *v, omni_config_err_t *e)
 {
-    double   d;
-    int64_t  i;
-    int      b;
-    size_t   k, j;
+    static const char *const  periods[] = { "today", "24h", "7d", NULL };
+    static const char *const  flags[] = { "true", "false", NULL };
+    double                    d;
+    int64_t                   i;
+    int                       b;
+    size_t                    k, j;
 
     switch (f->kind) {
 
@@ -148,6 +205,14 @@ omni_config_field(const char *key, const omni_config_field_t *f,
         }
         return 0;
 
+    case OMNI_CF_STRING:
+        if (v->type != OMNI_JSON_STRING || v->u.str.len > f->max) {
+            return omni_config_fail(e, key, f->name,
+                                    "expected a string of at most %g bytes",
+                                    f->max);
+        }
+        return 0;
+
     case OMNI_CF_BUCKET:
         if (omni_json_string(v) == NULL
             || omni_chart_bucket(omni_json_string(v)) < 0)
@@ -156,6 +221,25 @@ omni_config_field(const char *key, const omni_config_field_t *f,
                                     "expected \"5m\" or \"1h\"");
         }
         return 0;
+
+    case OMNI_CF_PERIOD:
+        if (!omni_config_string_is(v, periods)) {
+            return omni_config_fail(e, key, f->name,
+                                    "expected \"today\", \"24h\" or \"7d\"");
+        }
+        return 0;
+
+    case OMNI_CF_FLAG:
+        if (!omni_config_string_is(v, flags)) {
+            return omni_config_fail(e, key, f->name,
+                                    "expected the string \"true\" or "
+                                    "\"false\"");
+        }
+        return 0;
+
+    case OMNI_CF_RENAMED:
+        return omni_config_fail(e, key, f->name, "no longer read: %s",
+                                f->hint);
 
     case OMNI_CF_NAMES:
         if (v->type != OMNI_JSON_ARRAY) {
@@ -196,11 +280,39 @@ omni_config_alert_rule(const char *key, const omni_json_t *v,
 {
     double p95, p99;
 
-    omni_json_double(omni_json_get(v, "p95_ms"), &p95);
-    omni_json_double(omni_json_get(v, "p99_ms"), &p99);
-    if (p99 < p95) {
-        return omni_config_fail(e, key, "p99_ms",
-                                "must be at least p95_ms (%g)", p95);
+    if (!omni_json_double(omni_json_get(v, "response_time_p95"), &p95)) {
+        return 0;
+    }
+    omni_json_double(omni_json_get(v, "response_time_p99"), &p99);
+    if (p95 > p99) {
+        return omni_config_fail(e, key, "response_time_p95",
+                                "must be at most response_time_p99 (%g)",
+                                p99);
+    }
+    return 0;
+}
+
+
+/* A chart of `hours` with chart_settings' bucket (or, without one, 5m
+ * buckets when they fit max_points and 1h ones otherwise, as the chart
+ * handler picks) must fit max_points. */
+static int
+omni_config_chart_fits(const char *key, const char *name, int64_t hours,
+    int width, int64_t max_points, omni_config_err_t *e)
+{
+    int64_t points;
+
+    if (width < 0) {
+        width = hours * 12 <= max_points ? 300 : 3600;
+    }
+    points = hours * 3600 / width;
+    if (points > max_points) {
+        return omni_config_fail(e, key, name,
+                                "%lld hours of %s buckets make %lld points, "
+                                "more than max_points (%lld)",
+                                (long long) hours,
+                                omni_chart_bucket_name(width),
+                                (long long) points, (long long) max_points);
     }
     return 0;
 }
@@ -210,18 +322,28 @@ static int
 omni_config_chart_rule(const char *key, const omni_json_t *v,
     omni_config_err_t *e)
 {
-    int64_t  hours, max_points, points;
-    int      width;
+    const char  *period;
+    int64_t      queries, response, max_points = 288;
+    int          width = -1;
 
-    omni_json_int(omni_json_get(v, "default_hours"), &hours);
+    omni_json_int(omni_json_get(v, "queries_hours"), &queries);
+    omni_json_int(omni_json_get(v, "response_time_hours"), &response);
     omni_json_int(omni_json_get(v, "max_points"), &max_points);
-    width = omni_chart_bucket(omni_json_string(omni_json_get(v, "bucket")));
-    points = hours * 3600 / width;
-    if (points > max_points) {
-        return omni_config_fail(e, key, "max_points",
-                                "default_hours and bucket make %lld points, "
-                                "more than %lld", (long long) points,
-                                (long long) max_points);
+    if (omni_json_get(v, "bucket") != NULL) {
+        width = omni_chart_bucket(omni_json_string(omni_json_get(v,
+                                                                 "bucket")));
+    }
+    period = omni_json_string(omni_json_get(v, "cost_period"));
+
+    if (omni_config_chart_fits(key, "queries_hours", queries, width,
+                               max_points, e) != 0
+        || omni_config_chart_fits(key, "response_time_hours", response,
+                                  width, max_points, e) != 0
+        || omni_config_chart_fits(key, "cost_period",
+                                  strcmp(period, "7d") == 0 ? 168 : 24,
+                                  width, max_points, e) != 0)
+    {
+        return -1;
     }
     return 0;
 }
@@ -286,41 +408,35 @@ omni_config_check(const char *key, const omni_json_t *value, char *field,
     const omni_config_field_t    *f;
     const omni_json_t            *v;
     char                          path[128] = "";
-    size_t                        i;
-    int                           b;
-
-    if (value == NULL || value->type != OMNI_JSON_OBJECT) {
-        return omni_config_fail(&e, key, NULL, "expected a JSON object");
-    }
-    if (omni_config_numbers(key, value, path, 0, sizeof(path), &e) != 0) {
-        return -1;
-    }
 
     for (s = omni_config_schemas; s->key; s++) {
         if (strcmp(s->key, key) == 0) {
             break;
         }
     }
+    if (value == NULL) {
+        return omni_config_fail(&e, key, NULL, "expected a JSON value");
+    }
+    if (s->value != NULL) {
+        return omni_config_field(key, s->value, value, &e);
+    }
+    if (value->type != OMNI_JSON_OBJECT) {
+        return omni_config_fail(&e, key, NULL, "expected a JSON object");
+    }
+    if (omni_config_numbers(key, value, path, 0, sizeof(path), &e) != 0) {
+        return -1;
+    }
     if (s->key == NULL) {
         return 0;
     }
 
-    if (s->fields == NULL) {
-        for (i = 0; i < value->u.obj.len; i++) {
-            if (!omni_json_bool(value->u.obj.values[i], &b)) {
-                return omni_config_fail(&e, key, value->u.obj.keys[i],
-                                        "expected true or false");
-            }
-        }
-        return 0;
-    }
-
-    /* members the schema does not name are kept as they are: the UI may
-     * store more than the server reads */
     for (f = s->fields; f->name; f++) {
         v = omni_json_get(value, f->name);
         if (v == NULL) {
-            return omni_config_fail(&e, key, f->name, "required");
+            if (!f->optional && f->kind != OMNI_CF_RENAMED) {
+                return omni_config_fail(&e, key, f->name, "required");
+            }
+            continue;
         }
         if (omni_config_field(key, f, v, &e) != 0) {
             return -1;

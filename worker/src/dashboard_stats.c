@@ -14,8 +14,9 @@
 #include "server.h"
 
 
-/* A cached answer is served while it is younger than refresh_interval and
- * no rollup or configuration change has bumped the cache generation. */
+/* A cached answer is served while it is younger than refresh_interval's
+ * stats (or charts) seconds and no rollup or configuration change has
+ * bumped the cache generation. */
 #define OMNI_CACHE_FRESH(t)                                                  \
     " " t "expires_at > now() AND " t "generation ="                         \
     " (SELECT generation FROM omni2_dashboard.cache_state)"
@@ -65,6 +66,7 @@ typedef struct {
     int          width;
     int          hours;
     const char  *key;           /* in dashboard_cache */
+    const char  *refresh;       /* its refresh_interval member */
     char        *body;          /* the answer computed (arena) */
 } omni_stats_req_t;
 
@@ -87,29 +89,47 @@ omni_dashboard_stats_init(void)
 
     omni_stats_stmt = omni_db_statement("dashboard_stats", omni_stats_sql);
 
-    /* an answer of an older generation never replaces a newer one */
+    /* kept as long as the dashboard waits between polls ($4: "stats" or
+     * "charts"); an answer of an older generation never replaces a newer
+     * one */
     omni_cache_store_stmt = omni_db_statement("dashboard_cache_put",
         "INSERT INTO omni2_dashboard.dashboard_cache AS c"
         " (key, value, expires_at, generation)"
         " SELECT $1, $2::jsonb, now() + make_interval(secs => coalesce(("
-        "  SELECT (value->>'seconds')::int"
+        "  SELECT (value->>$4::text)::int"
         "  FROM omni2_dashboard.dashboard_config"
-        "  WHERE key = 'refresh_interval'), 30)), $3::bigint"
+        "  WHERE key = 'refresh_interval'),"
+        "  CASE $4::text WHEN 'stats' THEN 5 ELSE 30 END)), $3::bigint"
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
         " expires_at = excluded.expires_at, generation = excluded.generation"
         " WHERE c.generation <= excluded.generation");
 
-    /* defaults from chart_settings; the key names the resolved chart */
+    /* defaults from chart_settings: hours per chart (cost: cost_period,
+     * "today" being the hours since 00:00 UTC), the bucket, else 5m when
+     * that fits max_points and 1h when not; the key names the resolved
+     * chart */
     omni_chart_lookup_stmt = omni_db_statement("dashboard_chart_get",
-        "WITH s AS ("
-        " SELECT coalesce($2::int, (v->>'default_hours')::int, 24) AS hours,"
-        " coalesce($3::text, v->>'bucket', '5m') AS bucket,"
-        " coalesce((v->>'max_points')::int, 288) AS max_points"
-        " FROM (SELECT (SELECT value FROM omni2_dashboard.dashboard_config"
-        "  WHERE key = 'chart_settings') AS v) AS c"
+        "WITH c AS ("
+        " SELECT (SELECT value FROM omni2_dashboard.dashboard_config"
+        "  WHERE key = 'chart_settings') AS v"
+        "), s AS ("
+        " SELECT coalesce($2::int, CASE $1::text"
+        "  WHEN 'cost' THEN CASE v->>'cost_period' WHEN '24h' THEN 24"
+        "   WHEN '7d' THEN 168"
+        "   ELSE greatest(ceil(extract(epoch FROM now()"
+        "    - date_trunc('day', now(), 'UTC')) / 3600)::int, 1) END"
+        "  WHEN 'response_time' THEN (v->>'response_time_hours')::int"
+        "  ELSE (v->>'queries_hours')::int END, 24) AS hours,"
+        " coalesce((v->>'max_points')::int, 288) AS max_points,"
+        " v->>'bucket' AS bucket"
+        " FROM c"
+        "), b AS ("
+        " SELECT hours, coalesce($3::text, bucket,"
+        "  CASE WHEN hours * 12 <= max_points THEN '5m' ELSE '1h' END)"
+        " AS bucket, max_points FROM s"
         "), k AS ("
         " SELECT *, 'chart:' || $1::text || ':' || hours || ':' || bucket"
-        " AS key FROM s"
+        " AS key FROM b"
         ")"
         " SELECT k.hours, k.bucket, k.max_points, k.key, d.value::text"
         " FROM k LEFT JOIN omni2_dashboard.dashboard_cache AS d"
@@ -180,7 +200,7 @@ static void
 omni_stats_answer(omni_req_t *r, struct evbuffer *b, const char *generation)
 {
     omni_stats_req_t    *s = r->data;
-    const char          *values[3];
+    const char          *values[4];
     size_t               len = evbuffer_get_length(b);
 
     s->body = omni_arena_alloc(&r->arena, len + 1);
@@ -196,7 +216,8 @@ omni_stats_answer(omni_req_t *r, struct evbuffer *b, const char *generation)
     values[0] = s->key;
     values[1] = s->body;
     values[2] = generation;
-    if (omni_db_query(omni_server.db, omni_cache_store_stmt, 3, values,
+    values[3] = s->refresh;
+    if (omni_db_query(omni_server.db, omni_cache_store_stmt, 4, values,
                       omni_cache_stored, r) != OMNI_DB_OK)
     {
         omni_stats_send(r);
@@ -279,6 +300,7 @@ omni_dashboard_stats(omni_req_t *r)
         s->seconds = n;
         s->key = n == 0 ? "stats:today" : n == 86400 ? "stats:24h"
                                                      : "stats:7d";
+        s->refresh = "stats";
         r->state = 1;
         omni_api_query(r, omni_stats_lookup_stmt, 1, &s->key);
         return;
@@ -365,6 +387,7 @@ omni_dashboard_chart(omni_req_t *r)
         if (s == NULL) {
             return;
         }
+        s->refresh = "charts";
         s->metric = omni_chart_metric(omni_req_param(r, 0));
         if (s->metric < 0) {
             omni_respond_error(r, 404, "not_found",
