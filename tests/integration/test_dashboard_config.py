@@ -164,7 +164,7 @@ REFRESH = {"stats": 5, "charts": 30, "activity": 5}
                         "max_points": 288}, "chart_settings.default_hours"),
     ("dev_features", dict(GOOD_DEV, websocket_debug="yes"),
      "dev_features.websocket_debug"),
-    ("dev_features", {"websocket_debug": False, "quick_login": False},
+    ("dev_features", {"websocket_debug": False, "quick_login": True},
      "dev_features.quick_login_email"),
     ("dev_features", dict(GOOD_DEV, quick_login_password=1234),
      "dev_features.quick_login_password"),
@@ -203,6 +203,8 @@ def test_other_known_keys_are_validated(gateway, key, value, field):
                           quick_login_email="dev@example.com",
                           quick_login_password="pw-123",
                           show_debug_panel=True)),
+    # the platform's "turn dev features off": no quick-login credentials
+    ("dev_features", {"websocket_debug": False, "quick_login": False}),
     ("dev_mode", "true"),
     ("live_updates", {"max_stored_events": 200, "enabled": False,
                       "channels": ["activity"]}),

@@ -53,6 +53,10 @@ static void test_contract_defaults_are_valid(void)
     CHECK_STR_EQ(check("alert_thresholds", ALERTS_OK "}"), "");
     CHECK_STR_EQ(check("chart_settings", CHARTS_OK "}"), "");
     CHECK_STR_EQ(check("dev_features", DEV_OK "}"), "");
+    /* the platform's "dev features off" writes two members */
+    CHECK_STR_EQ(check("dev_features",
+                     "{\"websocket_debug\": false, \"quick_login\": false}"),
+        "");
     CHECK_STR_EQ(check("dev_mode", "\"false\""), "");
     CHECK_STR_EQ(check("dev_mode", "\"true\""), "");
     CHECK_STR_EQ(check("live_updates", "{\"max_stored_events\": 1000}"), "");

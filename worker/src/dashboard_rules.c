@@ -55,6 +55,8 @@ static int omni_config_alert_rule(const char *key, const omni_json_t *v,
     omni_config_err_t *e);
 static int omni_config_chart_rule(const char *key, const omni_json_t *v,
     omni_config_err_t *e);
+static int omni_config_dev_rule(const char *key, const omni_json_t *v,
+    omni_config_err_t *e);
 
 
 /* The platform's members (SPEC section 6) are required; Omni's additions
@@ -93,8 +95,8 @@ static const omni_config_field_t omni_config_chart_fields[] = {
 static const omni_config_field_t omni_config_dev_fields[] = {
     { "websocket_debug",      OMNI_CF_BOOL,   0, 0, 0, NULL },
     { "quick_login",          OMNI_CF_BOOL,   0, 0, 0, NULL },
-    { "quick_login_email",    OMNI_CF_STRING, 0, 0, 254, NULL },
-    { "quick_login_password", OMNI_CF_STRING, 0, 0, 1024, NULL },
+    { "quick_login_email",    OMNI_CF_STRING, 1, 0, 254, NULL },
+    { "quick_login_password", OMNI_CF_STRING, 1, 0, 1024, NULL },
     { NULL, 0, 0, 0, 0, NULL }
 };
 
@@ -123,7 +125,8 @@ static const omni_config_schema_t omni_config_schemas[] = {
       omni_config_alert_rule },
     { "chart_settings",   omni_config_chart_fields, NULL,
       omni_config_chart_rule },
-    { "dev_features",     omni_config_dev_fields,   NULL, NULL },
+    { "dev_features",     omni_config_dev_fields,   NULL,
+      omni_config_dev_rule },
     { "dev_mode",         NULL, &omni_config_dev_mode, NULL },
     { "live_updates",     omni_config_live_fields,  NULL, NULL },
     { "refresh_interval", omni_config_refresh_fields, NULL, NULL },
@@ -288,6 +291,29 @@ omni_config_alert_rule(const char *key, const omni_json_t *v,
         return omni_config_fail(e, key, "response_time_p95",
                                 "must be at most response_time_p99 (%g)",
                                 p99);
+    }
+    return 0;
+}
+
+
+/* The platform writes {"websocket_debug", "quick_login"} alone to turn the
+ * dev features off: the credentials are needed only with quick_login on. */
+static int
+omni_config_dev_rule(const char *key, const omni_json_t *v,
+    omni_config_err_t *e)
+{
+    static const char *needed[] = { "quick_login_email",
+                                    "quick_login_password" };
+    int                on, i;
+
+    if (!omni_json_bool(omni_json_get(v, "quick_login"), &on) || !on) {
+        return 0;
+    }
+    for (i = 0; i < 2; i++) {
+        if (omni_json_get(v, needed[i]) == NULL) {
+            return omni_config_fail(e, key, needed[i],
+                                    "required when quick_login is true");
+        }
     }
     return 0;
 }
