@@ -94,6 +94,7 @@ fi
 
 if [ -n "$secret_file" ]; then
     tmp=$(mktemp "$secret_file.XXXXXX")
+    # shellcheck disable=SC2016 # nginx variables, not the shell's
     printf 'map $host $omni_gateway_secret { default "%s"; }\n' "$secret" \
         > "$tmp"
     chmod 600 "$tmp"
