@@ -185,6 +185,7 @@ worker_env_file() {
     if [ -n "$nginx_group" ]; then
         echo "OMNI_LISTEN_GROUP=$nginx_group"
     fi
+    echo "OMNI_GATEWAY_USER=$nginx_user"
     echo "OMNI_DATABASE_URL=postgresql://omni:$pw@127.0.0.1:$pg_port/omni"
     echo "OMNI_REDIS_ADDR=127.0.0.1:$redis_port"
     echo "OMNI_REDIS_PASSWORD=$(cat "$run/redis-password")"

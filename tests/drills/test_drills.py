@@ -11,8 +11,10 @@ test_gateway_redis.py); these are the measured, long form.
 """
 
 import os
+import re
 import signal
 import subprocess
+import threading
 import time
 
 import drill
@@ -179,3 +181,153 @@ def test_worker_sighup_under_load(drill_stack, drill_report):
               "The worker's master re-reads its configuration and replaces "
               "every process; the old ones drain.",
               lambda: s.worker.kill(signal.SIGHUP), healthy=replaced)
+
+
+# --- the worker's own Redis connection under a stall -------------------------
+
+STALL = 10.0        # Redis frozen this long, s
+PROBES = 32         # threads asking /health (one PING each) straight away
+RSS_GROWTH = 16     # bound on the worker's RSS growth during the stall, MiB
+
+
+def _rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                total += int(next(line for line in f
+                                  if line.startswith("VmRSS:")).split()[1])
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def _per_process_sum(text, name):
+    return sum(int(v) for v in re.findall(
+        r'^%s\{pid="\d+"\} (\d+)$' % re.escape(name), text, re.M))
+
+
+def test_worker_redis_stall_stays_bounded(drill_stack, drill_report):
+    """Redis frozen (SIGSTOP) while the worker is asked for it as fast as
+    it answers: each command has a deadline (OMNI_REDIS_TIMEOUT_MS, 1 s),
+    after which the connection is torn down and opened again, and at most
+    OMNI_REDIS_PENDING_MAX (1024) wait per process; so the pending count
+    and the processes' memory stay flat, and after SIGCONT the same
+    processes talk to Redis again. The release build: ASan's quarantine
+    would hide what the memory does."""
+    s = drill_stack
+    w = stack.Worker(s.pg, s.redis, workers=2,
+                     binary=stack.BUILD / "omni-worker").start()
+    redis_pid = s.redis.proc.pid
+    stop, answers, samples = threading.Event(), [], []
+    kept = False
+
+    def probe():
+        conn = w.connection(timeout=10)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                r = stack.http_request(conn, "GET", "/health")
+                answers.append((started, time.monotonic() - started,
+                                r.status, r.json()["redis"]))
+            except Exception as e:       # judged below
+                answers.append((started, time.monotonic() - started,
+                                None, repr(e)))
+                conn.close()
+        conn.close()
+
+    def sample(phase):
+        text = w.request("GET", "/metrics").text
+        samples.append((phase, time.monotonic(), _rss_kib(w.children()),
+                        _per_process_sum(text, "omni_worker_redis_pending"),
+                        _per_process_sum(text,
+                                         "omni_worker_redis_timeouts_total"),
+                        _per_process_sum(text,
+                                         "omni_worker_redis_rejected_total")))
+
+    def sample_for(phase, seconds):
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            sample(phase)
+            time.sleep(0.25)
+
+    threads = [threading.Thread(target=probe) for _ in range(PROBES)]
+    try:
+        processes = set(w.children())
+        for t in threads:
+            t.start()
+        sample_for("before", STEADY)
+        stalled_at = time.monotonic()
+        os.kill(redis_pid, signal.SIGSTOP)
+        try:
+            sample_for("stalled", STALL)
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
+        resumed_at = time.monotonic()
+        stack.wait_until(
+            lambda: w.request("GET", "/health").json()["redis"] == "up",
+            RECOVERY, "the worker's Redis back after SIGCONT", interval=0.05)
+        recovery = time.monotonic() - resumed_at
+        sample_for("after", AFTER)
+        kept = set(w.children()) == processes
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        report = w.sanitizer_report()
+        w.destroy()
+
+    before = [x for x in samples if x[0] == "before"]
+    stalled = [x for x in samples if x[0] == "stalled"]
+    base_rss = max(x[2] for x in before)
+    peak_rss = max(x[2] for x in stalled)
+    peak_pending = max(x[3] for x in stalled)
+    timeouts = samples[-1][4]
+    rejected = samples[-1][5]
+    during = [a for a in answers if stalled_at <= a[0] < resumed_at]
+    longest = max(a[1] for a in answers)
+    errors = [a for a in answers if a[2] != 200]
+
+    title = "omni-worker's Redis stalled (SIGSTOP) for %.0f s" % STALL
+    drill_report.append((
+        "| %s | %d | %d | 0 | %.0f ms | %.2f s |" % (
+            title, len(answers), len(errors), 1000 * longest, recovery),
+        "\n".join([
+            "### " + title,
+            "",
+            "redis-server is frozen with SIGSTOP while %d threads ask the "
+            "worker (release build, 2 processes, default "
+            "OMNI_REDIS_TIMEOUT_MS=1000 and OMNI_REDIS_PENDING_MAX=1024) "
+            "for /health straight on its socket, each a Redis PING; then "
+            "SIGCONT. Sampled every 0.25 s from /proc and /metrics."
+            % PROBES,
+            "",
+            "| measure | value | asserted |",
+            "|---|---|---|",
+            "| /health answered | %d (%d while stalled), %d failed | none "
+            "failed |" % (len(answers), len(during), len(errors)),
+            "| longest /health | %.0f ms | < %.0f ms |" % (
+                1000 * longest, 1000 * LONGEST),
+            "| worker RSS, both processes | %.1f MiB before, peak %.1f MiB "
+            "stalled | growth < %d MiB |" % (base_rss / 1024,
+                                            peak_rss / 1024, RSS_GROWTH),
+            "| Redis commands pending, peak | %d | <= 2 x 1024 |"
+            % peak_pending,
+            "| connections torn down at the deadline | %d | >= 1 |"
+            % timeouts,
+            "| commands failed at once (bound reached) | %d | |" % rejected,
+            "| Redis back in /health after SIGCONT | %.2f s | < %.0f s |" % (
+                recovery, RECOVERY),
+            "",
+        ])))
+
+    assert report is None, report
+    assert kept, "the worker's processes were replaced"
+    assert errors == [], errors[:5]
+    assert len(during) > STALL * PROBES, len(during)
+    assert longest < LONGEST, longest
+    assert {a[3] for a in during if a[0] > stalled_at + 2} == {"down"}
+    assert peak_pending <= 2 * 1024, samples
+    assert peak_rss - base_rss < RSS_GROWTH * 1024, samples
+    assert timeouts >= 1, samples
+    assert recovery < RECOVERY

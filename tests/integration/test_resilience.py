@@ -1,6 +1,7 @@
 """Slow Postgres, Redis outages and crashed processes behind the gateway."""
 
 import os
+import re
 import signal
 import threading
 import time
@@ -149,4 +150,72 @@ def test_gateway_retries_idempotent_requests_when_a_process_is_killed(
     finally:
         if gw is not None:
             gw.destroy()
+        w.destroy()
+
+
+def _per_process(text, name):
+    """A per-process metric from /metrics: {pid: value}."""
+    return {int(pid): int(v) for pid, v in re.findall(
+        r'^%s\{pid="(\d+)"\} (\d+)$' % re.escape(name), text, re.M)}
+
+
+def test_stalled_redis_fails_commands_fast_and_is_reconnected(migrated,
+                                                              own_redis):
+    """SIGSTOP: the connection stays open and nothing answers. Commands
+    waiting past OMNI_REDIS_TIMEOUT_MS tear it down; no more than
+    OMNI_REDIS_PENDING_MAX wait at once (the rest fail at once); after
+    SIGCONT the same process talks to Redis again."""
+    w = stack.Worker(migrated, own_redis, workers=1,
+                     env={"OMNI_REDIS_TIMEOUT_MS": 500,
+                          "OMNI_REDIS_PENDING_MAX": 8})
+    redis_pid = own_redis.proc.pid
+    try:
+        w.start()
+        assert w.request("GET", "/health").json()["redis"] == "up"
+        process = w.children()
+        stop, answers, pending = threading.Event(), [], []
+
+        def probe():
+            while not stop.is_set():
+                started = time.monotonic()
+                r = w.request("GET", "/health", timeout=10)
+                answers.append((time.monotonic() - started,
+                                r.json()["redis"]))
+        threads = [threading.Thread(target=probe) for _ in range(12)]
+        os.kill(redis_pid, signal.SIGSTOP)
+        try:
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 3.5
+            while time.monotonic() < deadline:
+                pending += _per_process(w.request("GET", "/metrics").text,
+                                        "omni_worker_redis_pending").values()
+                time.sleep(0.1)
+            stop.set()
+            for t in threads:
+                t.join(15)
+            stalled = w.request("GET", "/metrics").text
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
+
+        # every probe answered promptly, saying Redis is down
+        assert len(answers) > 50, len(answers)
+        assert max(a[0] for a in answers) < 2.0, max(answers)
+        assert {a[1] for a in answers[len(answers) // 2:]} == {"down"}
+        # the bound held, was reached, and stalls tore the connection down
+        assert pending and max(pending) <= 8, pending
+        assert sum(_per_process(stalled, "omni_worker_redis_rejected_total")
+                   .values()) > 0, stalled
+        assert sum(_per_process(stalled, "omni_worker_redis_timeouts_total")
+                   .values()) >= 2, stalled
+        assert w.log_contains("redis did not answer in time; reconnecting")
+        assert w.log_contains("OMNI_REDIS_PENDING_MAX")
+
+        stack.wait_until(
+            lambda: w.request("GET", "/health").json()["redis"] == "up",
+            10, "/health to report redis up after SIGCONT", interval=0.2)
+        assert w.children() == process
+        assert w.sanitizer_report() is None, w.sanitizer_report()
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
         w.destroy()

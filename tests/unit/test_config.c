@@ -29,6 +29,7 @@ static void free_cfg(void)
     free(cfg.jwt_issuer);
     free(cfg.jwt_audience);
     free(cfg.jwks_file);
+    free(cfg.gateway_secret);
     memset(&cfg, 0, sizeof(cfg));
 }
 
@@ -308,6 +309,7 @@ static void test_listen_with_empty_port_is_rejected(void)
 static void test_listen_accepts_host_port_and_unix(void)
 {
     set_server_env();
+    setenv("OMNI_GATEWAY_SECRET", "0123456789abcdef0123", 1);
     setenv("OMNI_LISTEN", "0.0.0.0:8080", 1);
     CHECK_EQ_INT(load(1), 0);
     CHECK_STR_EQ(cfg.listen, "0.0.0.0:8080");
@@ -489,6 +491,119 @@ static void test_reload_after_a_bad_file_forgets_it(void)
     CHECK(cfg.database_url == NULL);
 }
 
+static void test_listen_beyond_loopback_needs_the_gateway_secret(void)
+{
+    static const char *exposed[] = {"0.0.0.0:9000", ":9000", "[::]:9000",
+        "10.1.2.3:9000", "omni-worker:9000", "128.0.0.1:9000"};
+    size_t i;
+
+    for (i = 0; i < sizeof(exposed) / sizeof(exposed[0]); i++) {
+        set_server_env();
+        setenv("OMNI_LISTEN", exposed[i], 1);
+        CHECK_EQ_INT(load(1), -1);
+        CHECK(err_has("OMNI_GATEWAY_SECRET"));
+        CHECK(err_has(exposed[i]));
+    }
+    /* the migrate and user commands do not listen */
+    CHECK_EQ_INT(load(0), 0);
+}
+
+static void test_loopback_and_unix_need_no_secret(void)
+{
+    static const char *local[] = {"127.0.0.1:9000", "127.9.9.9:9000",
+        "localhost:9000", "[::1]:9000", "unix:/tmp/omni.sock"};
+    size_t i;
+
+    for (i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+        set_server_env();
+        setenv("OMNI_LISTEN", local[i], 1);
+        CHECK_EQ_INT(load(1), 0);
+        CHECK(cfg.gateway_secret == NULL);
+    }
+}
+
+static void test_gateway_secret_is_validated(void)
+{
+    set_server_env();
+    setenv("OMNI_GATEWAY_SECRET", "short", 1);
+    CHECK_EQ_INT(load(1), -1);
+    CHECK(err_has("OMNI_GATEWAY_SECRET"));
+    CHECK(err_has("16"));
+    setenv("OMNI_GATEWAY_SECRET", "0123456789abcdef\"; evil", 1);
+    CHECK_EQ_INT(load(1), -1);
+    CHECK(err_has("OMNI_GATEWAY_SECRET"));
+    /* the secret itself is never echoed */
+    CHECK(!err_has("evil"));
+    setenv("OMNI_GATEWAY_SECRET", "Zm9vYmFyYmF6cXV4Cg==-._~+/", 1);
+    CHECK_EQ_INT(load(1), 0);
+    CHECK_STR_EQ(cfg.gateway_secret, "Zm9vYmFyYmF6cXV4Cg==-._~+/");
+}
+
+static void test_gateway_secret_file_is_read_afresh(void)
+{
+    char file[] = "/tmp/omni-test-secret-XXXXXX";
+    int fd = mkstemp(file);
+    FILE *f;
+
+    CHECK(fd >= 0);
+    close(fd);
+    set_server_env();
+    setenv("OMNI_GATEWAY_SECRET_FILE", file, 1);
+    setenv("OMNI_LISTEN", "0.0.0.0:9000", 1);
+
+    f = fopen(file, "w");
+    fputs("first-secret-0123456789\n", f);
+    fclose(f);
+    CHECK_EQ_INT(load(1), 0);
+    CHECK_STR_EQ(cfg.gateway_secret, "first-secret-0123456789");
+
+    f = fopen(file, "w");
+    fputs("second-secret-0123456789", f);
+    fclose(f);
+    CHECK_EQ_INT(load(1), 0);
+    CHECK_STR_EQ(cfg.gateway_secret, "second-secret-0123456789");
+
+    /* an empty file is no secret: refused beyond loopback */
+    f = fopen(file, "w");
+    fclose(f);
+    CHECK_EQ_INT(load(1), -1);
+    CHECK(err_has("OMNI_GATEWAY_SECRET_FILE"));
+
+    unlink(file);
+    CHECK_EQ_INT(load(1), -1);
+    CHECK(err_has("OMNI_GATEWAY_SECRET_FILE"));
+    CHECK(err_has(file));
+
+    setenv("OMNI_GATEWAY_SECRET", "0123456789abcdef0123", 1);
+    CHECK_EQ_INT(load(1), -1);
+    CHECK(err_has("both"));
+}
+
+static void test_gateway_user_is_a_name_or_a_uid(void)
+{
+    set_server_env();
+    setenv("OMNI_GATEWAY_USER", "root", 1);
+    CHECK_EQ_INT(load(1), 0);
+    CHECK_EQ_INT(cfg.gateway_uid, 0);
+    setenv("OMNI_GATEWAY_USER", "4242", 1);
+    CHECK_EQ_INT(load(1), 0);
+    CHECK_EQ_INT(cfg.gateway_uid, 4242);
+    setenv("OMNI_GATEWAY_USER", "no-such-user-omni", 1);
+    CHECK_EQ_INT(load(1), -1);
+    CHECK(err_has("OMNI_GATEWAY_USER=no-such-user-omni"));
+}
+
+static void test_redis_deadline_and_bound_have_defaults(void)
+{
+    set_server_env();
+    CHECK_EQ_INT(load(1), 0);
+    CHECK_EQ_INT(cfg.redis_timeout_ms, 1000);
+    CHECK_EQ_INT(cfg.redis_pending_max, 1024);
+    setenv("OMNI_REDIS_PENDING_MAX", "0", 1);
+    CHECK_EQ_INT(load(1), -1);
+    CHECK(err_has("OMNI_REDIS_PENDING_MAX"));
+}
+
 UNIT_MAIN(UNIT_TEST(test_missing_database_url_is_named),
     UNIT_TEST(test_nothing_set_names_the_database_first),
     UNIT_TEST(test_missing_redis_addr_is_named),
@@ -512,4 +627,10 @@ UNIT_MAIN(UNIT_TEST(test_missing_database_url_is_named),
     UNIT_TEST(test_malformed_line_names_file_and_line),
     UNIT_TEST(test_missing_config_file_is_reported),
     UNIT_TEST(test_reload_reads_the_file_afresh),
-    UNIT_TEST(test_reload_after_a_bad_file_forgets_it))
+    UNIT_TEST(test_reload_after_a_bad_file_forgets_it),
+    UNIT_TEST(test_listen_beyond_loopback_needs_the_gateway_secret),
+    UNIT_TEST(test_loopback_and_unix_need_no_secret),
+    UNIT_TEST(test_gateway_secret_is_validated),
+    UNIT_TEST(test_gateway_secret_file_is_read_afresh),
+    UNIT_TEST(test_gateway_user_is_a_name_or_a_uid),
+    UNIT_TEST(test_redis_deadline_and_bound_have_defaults))

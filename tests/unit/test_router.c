@@ -1,6 +1,8 @@
-/* test_router.c: route matching, {param} capture, 405 Allow, url decoding. */
+/* test_router.c: route matching, {param} capture, 405 Allow, url decoding,
+ * and the raw paths refused before routing (http.c). */
 #include <string.h>
 
+#include "http.h"
 #include "router.h"
 #include "unit.h"
 
@@ -343,6 +345,76 @@ static void test_url_decode_rejects_bad_hex(void)
     CHECK(decode("%\xc3\xa9", dst, &n) == NULL);
 }
 
+/* What nginx forwards unchanged while it picks a location from the
+ * normalised path: each must be refused before routing. */
+static void test_path_tricks_are_refused(void)
+{
+    static const char *tricks[] = {
+        "/api/v1/../v1/users",
+        "/api/v1/config/..",
+        "/api/v1/./config",
+        "/api/v1/config/.",
+        "/..",
+        "/api/v1/..?x=1",
+        "/api//v1/config",
+        "//api/v1/config",
+        "/api/v1/%2e%2e/v1/users",
+        "/api/v1/%2E%2E/v1/users",
+        "/api/v1/config/%2e",
+        "/api/v1/config/a%2fb",
+        "/api/v1/users%2F1",
+        "/api/v1/config/a%5cb",
+        "/api/v1/config/a%5Cb",
+        "/api/v1/config/a\\b",
+        "api/v1/config",
+        "http://evil/api/v1/config",
+        "",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(tricks) / sizeof(tricks[0]); i++) {
+        if (omni_http_path_problem(tricks[i]) == NULL) {
+            fprintf(stderr, "    accepted: \"%s\"\n", tricks[i]);
+            CHECK(omni_http_path_problem(tricks[i]) != NULL);
+        }
+    }
+    CHECK(omni_http_path_problem(NULL) != NULL);
+}
+
+static void test_path_problem_names_what_is_wrong(void)
+{
+    CHECK(strstr(omni_http_path_problem("/a//b"), "'//'") != NULL);
+    CHECK(strstr(omni_http_path_problem("/a/../b"), "'..'") != NULL);
+    CHECK(strstr(omni_http_path_problem("/a/%2F"), "percent-encoded") != NULL);
+    CHECK(strstr(omni_http_path_problem("a"), "start with '/'") != NULL);
+}
+
+static void test_plain_paths_pass(void)
+{
+    static const char *plain[] = {
+        "/",
+        "/health",
+        "/.well-known/jwks.json",
+        "/api/v1/config/refresh_interval",
+        "/api/v1/config/a.b",
+        "/api/v1/config/...",
+        "/api/v1/config/..x",
+        "/api/v1/config/x..",
+        "/api/v1/users/%41%42",
+        "/api/v1/config/a%20b",
+        "/api/v1/config?next=/../x%2F%2e%5c//",
+        "/api/v1/config/%",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        if (omni_http_path_problem(plain[i]) != NULL) {
+            fprintf(stderr, "    refused: \"%s\"\n", plain[i]);
+            CHECK(omni_http_path_problem(plain[i]) == NULL);
+        }
+    }
+}
+
 UNIT_MAIN(UNIT_TEST(test_exact_path_matches_its_route),
     UNIT_TEST(test_prefix_or_longer_path_does_not_match),
     UNIT_TEST(test_path_len_bounds_the_path),
@@ -367,4 +439,7 @@ UNIT_MAIN(UNIT_TEST(test_exact_path_matches_its_route),
     UNIT_TEST(test_url_decode_respects_len),
     UNIT_TEST(test_url_decode_rejects_encoded_slash_and_nul),
     UNIT_TEST(test_url_decode_rejects_truncated_escapes),
-    UNIT_TEST(test_url_decode_rejects_bad_hex))
+    UNIT_TEST(test_url_decode_rejects_bad_hex),
+    UNIT_TEST(test_path_tricks_are_refused),
+    UNIT_TEST(test_path_problem_names_what_is_wrong),
+    UNIT_TEST(test_plain_paths_pass))

@@ -9,6 +9,12 @@ typedef struct {
     char *database_url;      /* OMNI_DATABASE_URL (required) */
     char *redis_addr;        /* OMNI_REDIS_ADDR: host:port | unix:/path (required) */
     char *redis_password;    /* OMNI_REDIS_PASSWORD (optional) */
+    int   redis_timeout_ms;  /* OMNI_REDIS_TIMEOUT_MS per command, 1000 */
+    int   redis_pending_max; /* OMNI_REDIS_PENDING_MAX per process, 1024 */
+    char *gateway_secret;    /* OMNI_GATEWAY_SECRET, or the contents of
+                                OMNI_GATEWAY_SECRET_FILE; NULL: none */
+    long  gateway_uid;       /* OMNI_GATEWAY_USER's uid (default www-data's
+                                if it exists), or -1 */
     char *sql_dir;           /* OMNI_SQL_DIR: migrations (migrate only) */
     int   workers;           /* OMNI_WORKERS, default = online cores */
     int   pg_pool_size;      /* OMNI_PG_POOL_SIZE per process, default 4 */
@@ -34,10 +40,16 @@ typedef struct {
 
 /* Loads the configuration: variables from the file named by OMNI_CONFIG
  * (KEY=VALUE lines, '#' comments) first, the environment overriding them.
- * `need_server` requires the settings the server needs (database, Redis).
+ * `need_server` requires the settings the server needs (database, Redis,
+ * and a gateway secret when OMNI_LISTEN is a TCP address beyond loopback).
  * Returns 0, or -1 after writing one line naming the missing or bad setting
  * to err. Strings are malloc'd and live for the process. */
 int omni_config_load(omni_config_t *cfg, int need_server, char *err,
     size_t errlen);
+
+/* Whether OMNI_LISTEN is a unix socket, or a TCP address on loopback
+ * (127.0.0.0/8, ::1, localhost). */
+int omni_config_listen_unix(const char *listen);
+int omni_config_listen_loopback(const char *listen);
 
 #endif

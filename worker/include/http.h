@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include "arena.h"
+#include "config.h"
 #include "json.h"
 #include "router.h"
 
@@ -31,9 +32,19 @@ struct omni_req {
                                              failed or timed out */
 };
 
-/* Serves every request of `http` with the route table. */
-void omni_http_attach(struct evhttp *http, const omni_route_t *routes,
-    int nroutes, int max_body, int json_max_depth);
+/* Serves every request of `http` with the route table, believing only the
+ * gateway: on a unix socket (cfg->listen) a peer that is not root, this
+ * process's user or cfg->gateway_uid has its connection closed; with
+ * cfg->gateway_secret set, a request without it in X-Omni-Gateway-Secret
+ * loses its X-User-* and X-Token-* headers and OMNI_ROUTE_IDENTITY routes
+ * answer it 401. Returns 0, or -1 when the secret cannot be digested. */
+int omni_http_attach(struct evhttp *http, const omni_route_t *routes,
+    int nroutes, const omni_config_t *cfg);
+
+/* NULL when a request target is a plain absolute path, else what is wrong
+ * with it (for a 400): a '.' or '..' segment, '//', a percent-encoded '/',
+ * '.' or '\', or a '\'. The query string is not looked at. */
+const char *omni_http_path_problem(const char *target);
 
 /* Route parameter by position in the pattern. */
 #define omni_req_param(r, i)  ((r)->params[i])

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include "db.h"
+#include "redis.h"
 #include "router.h"
 
 struct evbuffer;
@@ -24,7 +25,12 @@ void omni_metrics_request(int route, int status, uint64_t us);
 
 /* Publishes this process's gauges. */
 void omni_metrics_gauges(const omni_db_stats_t *db, int inflight,
-    int redis_up);
+    const omni_redis_stats_t *redis);
+
+/* Counts a unix-socket peer refused, a request without the gateway's
+ * secret. Lock-free; never fail. */
+void omni_metrics_gateway_refused(void);
+void omni_metrics_gateway_untrusted(void);
 
 /* Clears a dead process's gauges (master, after reaping it). */
 void omni_metrics_release(int slot);

@@ -3,6 +3,7 @@
 #define OMNI_REDIS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <hiredis/async.h>
 
 struct event_base;
@@ -11,15 +12,30 @@ typedef struct omni_redis omni_redis_t;
 /* Parses addr ("host:port" or "unix:/path"), resolves a host name once,
  * here at start-up (hiredis 0.14 resolves with blocking getaddrinfo), and
  * starts connecting in the background; reconnects with backoff for ever.
- * Returns NULL with err set when addr is malformed or does not resolve. */
+ * A connect, or a command's reply, that takes longer than timeout_ms tears
+ * the connection down (every waiting command fails) and reconnects; at
+ * most pending_max commands wait for replies at a time. Returns NULL with
+ * err set when addr is malformed or does not resolve. */
 omni_redis_t *omni_redis_create(struct event_base *base, const char *addr,
-    const char *password, char *err, size_t errlen);
+    const char *password, int timeout_ms, int pending_max, char *err,
+    size_t errlen);
 
 int omni_redis_connected(omni_redis_t *r);
 
+typedef struct {
+    int        connected;
+    int        pending;         /* sent, not answered yet */
+    int        pending_max;
+    uint64_t   timeouts;        /* connections torn down at a deadline */
+    uint64_t   rejected;        /* commands refused: pending_max reached */
+} omni_redis_stats_t;
+
+void omni_redis_stats(omni_redis_t *r, omni_redis_stats_t *st);
+
 /* Sends a command (hiredis format). Returns 0 when sent (fn is called with
- * the reply, or with NULL if the connection drops first), -1 when not
- * connected (fn is not called). */
+ * the reply, or with NULL if the connection drops or stalls first), -1
+ * when not connected or pending_max commands already wait (fn is not
+ * called): the caller fails at once. */
 int omni_redis_command(omni_redis_t *r, redisCallbackFn *fn, void *privdata,
     const char *fmt, ...);
 

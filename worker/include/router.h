@@ -10,6 +10,9 @@ typedef void (*omni_handler_pt)(omni_req_t *r);
 #define OMNI_ROUTE_JSON_BODY  0x1   /* parse the body as JSON first */
 #define OMNI_ROUTE_JSON_OBJECT 0x3  /* ... and it must be an object (else
                                        400 invalid_json) */
+#define OMNI_ROUTE_IDENTITY   0x4   /* acts for the caller the gateway
+                                       identified: a request not from the
+                                       gateway gets 401 missing_credentials */
 
 typedef struct {
     const char      *method;    /* "GET", "PUT", ...; GET also serves HEAD */

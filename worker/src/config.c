@@ -1,7 +1,10 @@
 /* config.c: reads the worker's settings from an env file and the environment. */
 #include <ctype.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <limits.h>
+#include <pwd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,6 +169,161 @@ omni_config_port_valid(const char *colon)
 }
 
 
+#define OMNI_GATEWAY_SECRET_MIN  16
+#define OMNI_GATEWAY_SECRET_MAX  1024
+
+
+int
+omni_config_listen_unix(const char *listen)
+{
+    return strncmp(listen, "unix:", 5) == 0;
+}
+
+
+int
+omni_config_listen_loopback(const char *listen)
+{
+    const char      *colon = strrchr(listen, ':');
+    char             host[256];
+    size_t           n;
+    struct in_addr   a4;
+    struct in6_addr  a6;
+
+    if (omni_config_listen_unix(listen) || colon == NULL
+        || (size_t) (colon - listen) >= sizeof(host))
+    {
+        return 0;
+    }
+    n = (size_t) (colon - listen);
+    memcpy(host, listen, n);
+    host[n] = '\0';
+    if (n > 2 && host[0] == '[' && host[n - 1] == ']') {
+        memmove(host, host + 1, n - 2);
+        host[n - 2] = '\0';
+    }
+    if (strcmp(host, "localhost") == 0) {
+        return 1;
+    }
+    if (inet_pton(AF_INET, host, &a4) == 1) {
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    }
+    return inet_pton(AF_INET6, host, &a6) == 1
+           && memcmp(&a6, &in6addr_loopback, sizeof(a6)) == 0;
+}
+
+
+/* The secret goes into an nginx string and an HTTP header: base64 or hex
+ * characters only, so neither needs escaping. */
+static int
+omni_config_secret_valid(const char *key, const char *s, char *err,
+    size_t errlen)
+{
+    size_t n = strlen(s), i;
+
+    if (n < OMNI_GATEWAY_SECRET_MIN || n > OMNI_GATEWAY_SECRET_MAX) {
+        snprintf(err, errlen, "%s: expected %d to %d characters (e.g. "
+                 "`openssl rand -hex 32`), got %zu", key,
+                 OMNI_GATEWAY_SECRET_MIN, OMNI_GATEWAY_SECRET_MAX, n);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (!isalnum((unsigned char) s[i]) && strchr("-._~+/=", s[i]) == NULL)
+        {
+            snprintf(err, errlen, "%s: only letters, digits and -._~+/= "
+                     "may be used (e.g. `openssl rand -hex 32`)", key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+
+/* OMNI_GATEWAY_SECRET, or OMNI_GATEWAY_SECRET_FILE's contents (a mounted
+ * Kubernetes Secret: trailing white space dropped), read afresh on every
+ * load so SIGHUP picks up a rotated file. */
+static int
+omni_config_gateway_secret(omni_config_t *cfg, char *err, size_t errlen)
+{
+    const char  *v = omni_config_get("OMNI_GATEWAY_SECRET");
+    const char  *file = omni_config_get("OMNI_GATEWAY_SECRET_FILE");
+    char         buf[OMNI_GATEWAY_SECRET_MAX + 2];
+    size_t       n;
+    FILE        *f;
+    int          rc;
+
+    if (v != NULL && file != NULL) {
+        snprintf(err, errlen, "OMNI_GATEWAY_SECRET and "
+                 "OMNI_GATEWAY_SECRET_FILE are both set: set one");
+        return -1;
+    }
+    if (file != NULL) {
+        f = fopen(file, "r");
+        if (f == NULL) {
+            snprintf(err, errlen, "OMNI_GATEWAY_SECRET_FILE: cannot open "
+                     "%s: %s", file, strerror(errno));
+            return -1;
+        }
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        while (n > 0 && isspace((unsigned char) buf[n - 1])) {
+            buf[--n] = '\0';
+        }
+        if (strlen(buf) != n) {
+            snprintf(err, errlen, "OMNI_GATEWAY_SECRET_FILE: %s holds a NUL "
+                     "byte", file);
+            return -1;
+        }
+        v = buf;
+    }
+    if (v == NULL) {
+        return 0;
+    }
+    rc = omni_config_secret_valid(file ? "OMNI_GATEWAY_SECRET_FILE"
+                                       : "OMNI_GATEWAY_SECRET",
+                                  v, err, errlen);
+    if (rc == 0) {
+        cfg->gateway_secret = strdup(v);
+    }
+    explicit_bzero(buf, sizeof(buf));
+    return rc;
+}
+
+
+/* The nginx workers' user: a name or a uid; www-data when unset and such a
+ * user exists. */
+static int
+omni_config_gateway_user(omni_config_t *cfg, char *err, size_t errlen)
+{
+    const char      *v = omni_config_get("OMNI_GATEWAY_USER");
+    struct passwd   *pw;
+    char            *end;
+    long             uid;
+
+    cfg->gateway_uid = -1;
+    if (v == NULL) {
+        pw = getpwnam("www-data");
+        if (pw != NULL) {
+            cfg->gateway_uid = (long) pw->pw_uid;
+        }
+        return 0;
+    }
+    errno = 0;
+    uid = strtol(v, &end, 10);
+    if (*end == '\0' && errno == 0 && uid >= 0 && uid < (long) UINT32_MAX) {
+        cfg->gateway_uid = uid;
+        return 0;
+    }
+    pw = getpwnam(v);
+    if (pw == NULL) {
+        snprintf(err, errlen, "OMNI_GATEWAY_USER=%s: no such user", v);
+        return -1;
+    }
+    cfg->gateway_uid = (long) pw->pw_uid;
+    return 0;
+}
+
+
 int
 omni_config_load(omni_config_t *cfg, int need_server, char *err,
     size_t errlen)
@@ -202,6 +360,12 @@ omni_config_load(omni_config_t *cfg, int need_server, char *err,
                            need_server, err, errlen)
         || omni_config_str(&cfg->redis_password, "OMNI_REDIS_PASSWORD", NULL,
                            0, err, errlen)
+        || omni_config_int(&cfg->redis_timeout_ms, "OMNI_REDIS_TIMEOUT_MS",
+                           1000, 10, 60000, 10, err, errlen)
+        || omni_config_int(&cfg->redis_pending_max, "OMNI_REDIS_PENDING_MAX",
+                           1024, 1, 1000000, 10, err, errlen)
+        || omni_config_gateway_secret(cfg, err, errlen)
+        || omni_config_gateway_user(cfg, err, errlen)
         || omni_config_str(&cfg->sql_dir, "OMNI_SQL_DIR", "sql", 0,
                            err, errlen)
         || omni_config_int(&cfg->workers, "OMNI_WORKERS",
@@ -267,6 +431,20 @@ omni_config_load(omni_config_t *cfg, int need_server, char *err,
     {
         snprintf(err, errlen,
                  "OMNI_LISTEN=%s: expected unix:/path or host:port",
+                 cfg->listen);
+        return -1;
+    }
+
+    /* whoever reaches a TCP port could claim any identity: beyond loopback
+     * only requests carrying the gateway's secret are believed */
+    if (need_server && cfg->gateway_secret == NULL
+        && !omni_config_listen_unix(cfg->listen)
+        && !omni_config_listen_loopback(cfg->listen))
+    {
+        snprintf(err, errlen,
+                 "OMNI_LISTEN=%s is reachable beyond loopback: set "
+                 "OMNI_GATEWAY_SECRET (or OMNI_GATEWAY_SECRET_FILE) to the "
+                 "secret the gateway sends, or listen on a unix socket",
                  cfg->listen);
         return -1;
     }

@@ -1,22 +1,38 @@
-/* http.c: request lifecycle on libevent's evhttp: route, parse, answer, account. */
+/* http.c: request lifecycle on libevent's evhttp: who may ask, route, parse,
+ * answer, account. */
+#define _GNU_SOURCE             /* struct ucred */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "rollup.h"
 
+
+#define OMNI_HTTP_SECRET_HEADER    "X-Omni-Gateway-Secret"
+#define OMNI_HTTP_REFUSED_UIDS     16
+#define OMNI_HTTP_REFUSED_LOG_S    60
+
+typedef struct {
+    long      uid;
+    time_t    logged;
+} omni_http_refused_t;
 
 static struct {
     const omni_route_t  *routes;
@@ -27,6 +43,15 @@ static struct {
     void               (*drained)(void *);
     void                *drained_arg;
     uint64_t             rng[2];
+
+    /* who is believed: the peer of a unix socket by its uid, and with a
+     * secret configured, only requests carrying it */
+    int                  unix_socket;
+    long                 gateway_uid;
+    long                 self_uid;
+    int                  has_secret;
+    unsigned char        secret_md[EVP_MAX_MD_SIZE];
+    omni_http_refused_t  refused[OMNI_HTTP_REFUSED_UIDS];
 } omni_http;
 
 
@@ -178,6 +203,179 @@ omni_req_arg(omni_req_t *r, const char *name)
 }
 
 
+const char *
+omni_http_path_problem(const char *target)
+{
+    const char  *p;
+    int          hi, lo;
+
+    if (target == NULL || target[0] != '/') {
+        return "the path must start with '/'";
+    }
+    for (p = target; *p != '\0' && *p != '?'; p++) {
+        switch (*p) {
+
+        case '/':
+            if (p[1] == '/') {
+                return "the path has an empty segment ('//')";
+            }
+            if (p[1] == '.') {
+                size_t dots = p[2] == '.' ? 2 : 1;
+
+                if (strchr("/?#", p[1 + dots]) != NULL) {
+                    return "the path has a '.' or '..' segment";
+                }
+            }
+            break;
+
+        case '%':
+            hi = omni_http_hex(p[1]);
+            lo = hi < 0 ? -1 : omni_http_hex(p[2]);
+            if ((hi == 2 && (lo == 0xe || lo == 0xf)) || (hi == 5 && lo == 0xc))
+            {
+                return "the path has a percent-encoded '/', '.' or '\\'";
+            }
+            break;
+
+        case '\\':
+            return "the path has a '\\'";
+
+        default:
+            break;
+        }
+    }
+    return NULL;
+}
+
+
+static int
+omni_http_peer_allowed(long uid)
+{
+    return uid == 0 || uid == omni_http.self_uid
+           || (omni_http.gateway_uid >= 0 && uid == omni_http.gateway_uid);
+}
+
+
+/* Logs a refused peer at most once a minute per uid: a misconfigured
+ * gateway would otherwise log every request. */
+static void
+omni_http_log_refused(long uid, long pid)
+{
+    time_t                now = time(NULL);
+    omni_http_refused_t  *e = &omni_http.refused[0];
+    int                   i;
+
+    for (i = 0; i < OMNI_HTTP_REFUSED_UIDS; i++) {
+        omni_http_refused_t *c = &omni_http.refused[i];
+
+        if (c->logged != 0 && c->uid == uid) {
+            if (now - c->logged < OMNI_HTTP_REFUSED_LOG_S) {
+                return;
+            }
+            e = c;
+            break;
+        }
+        if (c->logged < e->logged) {
+            e = c;
+        }
+    }
+    e->uid = uid;
+    e->logged = now;
+    omni_log(OMNI_LOG_WARN, "connection refused: the peer is not the gateway",
+             "\"peer_uid\":%ld,\"peer_pid\":%ld,\"setting\":"
+             "\"OMNI_GATEWAY_USER\"", uid, pid);
+}
+
+
+/* A unix-socket peer that is not root, us or the gateway's user gets its
+ * connection closed unanswered. evhttp (libevent 2.1) has no hook at
+ * accept, so this runs on each request, before anything reads it. Returns
+ * 0 when the peer may ask, -1 after refusing it. */
+static int
+omni_http_check_peer(struct evhttp_request *ev)
+{
+    struct evhttp_connection  *evcon = evhttp_request_get_connection(ev);
+    struct ucred               cred = { 0, (uid_t) -1, (gid_t) -1 };
+    socklen_t                  len = sizeof(cred);
+    evutil_socket_t            fd;
+
+    if (!omni_http.unix_socket || evcon == NULL) {
+        return 0;
+    }
+    fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+    if (fd >= 0
+        && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0
+        && omni_http_peer_allowed((long) cred.uid))
+    {
+        return 0;
+    }
+
+    omni_metrics_gateway_refused();
+    omni_http_log_refused((long) cred.uid, (long) cred.pid);
+    /* the reply fails to go out and libevent frees the connection */
+    if (fd >= 0) {
+        shutdown(fd, SHUT_RDWR);
+    }
+    evhttp_send_error(ev, 403, NULL);
+    return -1;
+}
+
+
+static int
+omni_http_secret_matches(const char *v)
+{
+    unsigned char  md[EVP_MAX_MD_SIZE];
+    unsigned int   n = 0;
+
+    /* digests of equal length: the comparison's time says nothing */
+    return v != NULL
+           && EVP_Digest(v, strlen(v), md, &n, EVP_sha256(), NULL) == 1
+           && CRYPTO_memcmp(md, omni_http.secret_md, n) == 0;
+}
+
+
+static int
+omni_http_identity_header(const char *name)
+{
+    return strncasecmp(name, "X-User-", 7) == 0
+           || strncasecmp(name, "X-Token-", 8) == 0;
+}
+
+
+/* Whether the request comes from the gateway; the secret header is gone
+ * either way, and an untrusted request's X-User-* and X-Token-* too, so no
+ * handler can read an identity the gateway did not vouch for. */
+static int
+omni_http_trusted(omni_req_t *r)
+{
+    struct evkeyvalq  *h = evhttp_request_get_input_headers(r->ev);
+    struct evkeyval   *kv;
+    int                trusted = 1;
+
+    if (omni_http.has_secret) {
+        trusted = omni_http_secret_matches(
+            evhttp_find_header(h, OMNI_HTTP_SECRET_HEADER));
+    }
+    while (evhttp_remove_header(h, OMNI_HTTP_SECRET_HEADER) == 0) {
+        /* every copy */
+    }
+    if (trusted) {
+        return 1;
+    }
+
+    omni_metrics_gateway_untrusted();
+    for (kv = TAILQ_FIRST(h); kv != NULL; ) {
+        if (omni_http_identity_header(kv->key)) {
+            evhttp_remove_header(h, kv->key);
+            kv = TAILQ_FIRST(h);
+            continue;
+        }
+        kv = TAILQ_NEXT(kv, next);
+    }
+    return 0;
+}
+
+
 static void
 omni_http_finish(omni_req_t *r, int status)
 {
@@ -322,9 +520,13 @@ omni_http_handle(struct evhttp_request *ev, void *arg)
 {
     omni_req_t                  *r;
     const struct evhttp_uri     *uri = evhttp_request_get_evhttp_uri(ev);
-    const char                  *path;
+    const char                  *path, *problem;
     omni_route_match_t           m;
-    int                          i;
+    int                          i, trusted;
+
+    if (omni_http_check_peer(ev) != 0) {
+        return;
+    }
 
     r = calloc(1, sizeof(omni_req_t));
     if (r == NULL) {
@@ -341,6 +543,15 @@ omni_http_handle(struct evhttp_request *ev, void *arg)
     r->path = path && *path ? path : "/";
     r->query = uri ? evhttp_uri_get_query(uri) : NULL;
     omni_http_request_id(r);
+    trusted = omni_http_trusted(r);
+
+    /* nginx picks the location from the normalised path but forwards the
+     * raw one: a path the two could read differently is not served */
+    problem = omni_http_path_problem(evhttp_request_get_uri(ev));
+    if (problem != NULL) {
+        omni_respond_error(r, 400, "invalid_path", "%s", problem);
+        return;
+    }
 
     switch (omni_router_match(omni_http.routes, omni_http.nroutes, r->method,
                               r->path, strlen(r->path), &m))
@@ -363,6 +574,13 @@ omni_http_handle(struct evhttp_request *ev, void *arg)
     }
 
     r->route = m.index;
+    if (!trusted && (omni_http.routes[m.index].flags & OMNI_ROUTE_IDENTITY)) {
+        omni_respond_error(r, 401, "missing_credentials",
+                           "this route needs the caller's identity from the "
+                           "gateway (X-Omni-Gateway-Secret missing or "
+                           "wrong)");
+        return;
+    }
     for (i = 0; i < m.nparams; i++) {
         char *v = omni_arena_alloc(&r->arena, m.params[i].value_len + 1);
 
@@ -388,14 +606,28 @@ omni_http_handle(struct evhttp_request *ev, void *arg)
 }
 
 
-void
+int
 omni_http_attach(struct evhttp *http, const omni_route_t *routes,
-    int nroutes, int max_body, int json_max_depth)
+    int nroutes, const omni_config_t *cfg)
 {
+    const char     *secret = cfg->gateway_secret;
+    int             max_body = cfg->max_body_bytes;
+    unsigned int    n = 0;
+
     omni_http.routes = routes;
     omni_http.nroutes = nroutes;
     omni_http.limits.max_bytes = (size_t) max_body;
-    omni_http.limits.max_depth = json_max_depth;
+    omni_http.limits.max_depth = cfg->json_max_depth;
+    omni_http.unix_socket = omni_config_listen_unix(cfg->listen);
+    omni_http.gateway_uid = cfg->gateway_uid;
+    omni_http.self_uid = (long) getuid();
+    omni_http.has_secret = secret != NULL;
+    if (secret != NULL
+        && EVP_Digest(secret, strlen(secret), omni_http.secret_md, &n,
+                      EVP_sha256(), NULL) != 1)
+    {
+        return -1;
+    }
     if (getrandom(omni_http.rng, sizeof(omni_http.rng), 0)
         != sizeof(omni_http.rng))
     {
@@ -410,6 +642,7 @@ omni_http_attach(struct evhttp *http, const omni_route_t *routes,
                                | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT
                                | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS
                                | EVHTTP_REQ_PATCH);
+    return 0;
 }
 
 

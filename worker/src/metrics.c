@@ -20,9 +20,13 @@ typedef struct {
     int32_t   pg_size, pg_ready, pg_busy, pg_connecting, pg_queued;
     int32_t   pg_queue_max;
     uint64_t  pg_queries, pg_errors, pg_timeouts, pg_unavailable;
+    int32_t   redis_pending, redis_pending_max;
+    uint64_t  redis_timeouts, redis_rejected;
 } omni_metrics_proc_t;
 
 typedef struct {
+    uint64_t  gateway_refused;           /* unix peers not the gateway */
+    uint64_t  gateway_untrusted;         /* requests without the secret */
     uint64_t  requests[OMNI_METRICS_MAX_ROUTES + 1][OMNI_METRICS_STATUSES];
     uint64_t  hist[OMNI_METRICS_MAX_ROUTES + 1][OMNI_HIST_BUCKETS];
     uint64_t  sum_us[OMNI_METRICS_MAX_ROUTES + 1];
@@ -102,12 +106,31 @@ omni_metrics_request(int route, int status, uint64_t us)
 
 
 void
-omni_metrics_gauges(const omni_db_stats_t *db, int inflight, int redis_up)
+omni_metrics_gateway_refused(void)
+{
+    __atomic_fetch_add(&omni_shm->gateway_refused, 1, __ATOMIC_RELAXED);
+}
+
+
+void
+omni_metrics_gateway_untrusted(void)
+{
+    __atomic_fetch_add(&omni_shm->gateway_untrusted, 1, __ATOMIC_RELAXED);
+}
+
+
+void
+omni_metrics_gauges(const omni_db_stats_t *db, int inflight,
+    const omni_redis_stats_t *redis)
 {
     omni_metrics_proc_t *p = &omni_shm->procs[omni_metrics_slot];
 
     p->inflight = inflight;
-    p->redis_up = redis_up;
+    p->redis_up = redis->connected;
+    p->redis_pending = redis->pending;
+    p->redis_pending_max = redis->pending_max;
+    p->redis_timeouts = redis->timeouts;
+    p->redis_rejected = redis->rejected;
     p->pg_size = db->size;
     p->pg_ready = db->ready;
     p->pg_busy = db->busy;
@@ -248,8 +271,34 @@ omni_metrics_prometheus(struct evbuffer *out)
                     "Requests being served.", "gauge", inflight, "%d")
     OMNI_PROC_GAUGE("omni_worker_redis_up", "Redis connection state.",
                     "gauge", redis_up, "%d")
+    OMNI_PROC_GAUGE("omni_worker_redis_pending",
+                    "Redis commands sent and not answered yet.", "gauge",
+                    redis_pending, "%d")
+    OMNI_PROC_GAUGE("omni_worker_redis_pending_max",
+                    "Bound on them (OMNI_REDIS_PENDING_MAX).", "gauge",
+                    redis_pending_max, "%d")
+    OMNI_PROC_GAUGE("omni_worker_redis_timeouts_total",
+                    "Times a command passed its deadline and the "
+                    "connection was torn down.", "counter", redis_timeouts,
+                    "%lu")
+    OMNI_PROC_GAUGE("omni_worker_redis_rejected_total",
+                    "Commands failed at once: pending bound reached.",
+                    "counter", redis_rejected, "%lu")
 
 #undef OMNI_PROC_GAUGE
+
+    rc |= evbuffer_add_printf(out,
+        "# HELP omni_worker_gateway_refused_total Unix-socket connections "
+        "refused: the peer is not the gateway's user.\n"
+        "# TYPE omni_worker_gateway_refused_total counter\n"
+        "omni_worker_gateway_refused_total %llu\n"
+        "# HELP omni_worker_gateway_untrusted_total Requests without the "
+        "gateway's secret: identity headers dropped.\n"
+        "# TYPE omni_worker_gateway_untrusted_total counter\n"
+        "omni_worker_gateway_untrusted_total %llu\n",
+        (unsigned long long) omni_metrics_load(&omni_shm->gateway_refused),
+        (unsigned long long) omni_metrics_load(&omni_shm->gateway_untrusted))
+        < 0;
 
     return rc ? -1 : 0;
 }

@@ -42,11 +42,12 @@ static struct {
 static void
 omni_server_publish(evutil_socket_t fd, short what, void *arg)
 {
-    omni_db_stats_t st;
+    omni_db_stats_t     st;
+    omni_redis_stats_t  rs;
 
     omni_db_stats(omni_server.db, &st);
-    omni_metrics_gauges(&st, omni_http_inflight(),
-                        omni_redis_connected(omni_server.redis));
+    omni_redis_stats(omni_server.redis, &rs);
+    omni_metrics_gauges(&st, omni_http_inflight(), &rs);
 }
 
 
@@ -196,7 +197,9 @@ omni_server_run(const omni_config_t *cfg, int listen_fd, int slot,
                                     cfg->pg_pool_size, cfg->pg_queue_max,
                                     cfg->pg_query_timeout_ms);
     omni_server.redis = omni_redis_create(omni_server.base, cfg->redis_addr,
-                                          cfg->redis_password, err,
+                                          cfg->redis_password,
+                                          cfg->redis_timeout_ms,
+                                          cfg->redis_pending_max, err,
                                           sizeof(err));
     if (omni_server.redis == NULL) {
         omni_log(OMNI_LOG_ERROR, "bad Redis setting", "\"error\":\"%s\"",
@@ -209,8 +212,12 @@ omni_server_run(const omni_config_t *cfg, int listen_fd, int slot,
         goto failed;
     }
 
-    omni_http_attach(omni_proc.http, omni_routes, omni_nroutes,
-                     cfg->max_body_bytes, cfg->json_max_depth);
+    if (omni_http_attach(omni_proc.http, omni_routes, omni_nroutes, cfg)
+        != 0)
+    {
+        omni_log(OMNI_LOG_ERROR, "cannot digest OMNI_GATEWAY_SECRET", NULL);
+        goto failed;
+    }
     tv.tv_sec = cfg->http_timeout_ms / 1000;
     tv.tv_usec = (cfg->http_timeout_ms % 1000) * 1000;
     evhttp_set_timeout_tv(omni_proc.http, &tv);
