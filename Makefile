@@ -5,20 +5,20 @@ WORKER     := $(BUILD)/omni-worker
 WORKER_SAN := $(BUILD)/omni-worker-asan
 MODULE     := $(BUILD)/ngx_http_omni_module.so
 
-PKGS       := libpq libevent yajl hiredis openssl
+PKGS       := libpq libevent yajl hiredis openssl libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CC         ?= cc
 CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-                 -Iworker/include $(PKG_CFLAGS)
+                 -Iworker/include -Iworker/src $(PKG_CFLAGS)
 CFLAGS_REL := $(CFLAGS_COMMON) -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 CFLAGS_SAN := $(CFLAGS_COMMON) -O1 -g -fno-omit-frame-pointer \
               -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LIBS       := $(PKG_LIBS) -levent_pthreads -lpthread -lm
 
-WORKER_SRC := $(wildcard worker/src/*.c)
-WORKER_HDR := $(wildcard worker/include/*.h)
+WORKER_SRC := $(wildcard worker/src/*.c worker/src/*/*.c)
+WORKER_HDR := $(wildcard worker/include/*.h worker/src/*/*.h)
 # pure-logic sources the unit tests link against (no main, no I/O loop)
 UNIT_SRC   := $(filter-out worker/src/main.c,$(WORKER_SRC))
 
