@@ -62,6 +62,14 @@ $(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(UNIT_SRC) $(WORKER_HDR)
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(CFLAGS_SAN) -Itests/unit -o $@ $< $(UNIT_SRC) $(LIBS)
 
+# the outbound client's harness for tests/integration/test_outbound.py
+PROBE_SRC := tests/integration/fixtures/outbound_probe.c \
+             worker/src/io/outbound.c worker/src/lib/sse.c worker/src/log.c \
+             worker/src/json.c worker/src/arena.c worker/src/hist.c
+$(BUILD)/outbound-probe: $(PROBE_SRC) $(WORKER_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_SAN) -o $@ $(PROBE_SRC) $(LIBS)
+
 # the benchmarks' paced latency client
 $(BUILD)/paced: tests/bench/paced.c
 	@mkdir -p $(@D)
@@ -70,7 +78,7 @@ $(BUILD)/paced: tests/bench/paced.c
 unit: $(UNIT_TESTS)
 	@bash tests/unit/run.sh $(UNIT_TESTS)
 
-test: deps build $(UNIT_TESTS)
+test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe
 	@bash tests/run.sh $(UNIT_TESTS)
 
 run: deps build
