@@ -64,7 +64,7 @@ class Run:
         return h
 
 
-def probe(*args, env=None, timeout=60):
+def probe(*args, env=None, timeout=60, inflight=0):
     """Runs the harness; checks it exited cleanly without a sanitizer
     report or a callback after cancel; returns its events."""
     run_env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
@@ -77,7 +77,7 @@ def probe(*args, env=None, timeout=60):
     assert not stack.SANITIZER_REPORT.search(proc.stderr), proc.stderr
     assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
     run = Run(proc)
-    assert run.stats["inflight"] == 0
+    assert run.stats["inflight"] == inflight
     return run
 
 
@@ -128,6 +128,17 @@ def test_sequential_http2_requests_share_one_tls_connection(nginx):
     assert len({r["conn"] for r in rows}) == 1, rows
     assert [r["n"] for r in rows] == [1, 2, 3, 4, 5]
     assert {r["protocol"] for r in rows} == {"HTTP/2.0"}
+
+
+def test_parallel_http2_requests_are_multiplexed_on_one_connection(nginx):
+    since = len(nginx.access_log())
+    run = probe("--ca", nginx.ca, "--parallel",
+                *[nginx.url("good", "/hello")] * 5)
+    assert [run.done(i)["http_version"] for i in range(5)] == [2] * 5
+    rows = stack.wait_until(
+        lambda: len(_nginx_rows(nginx, nginx.ports["good"], since)) == 5
+        and _nginx_rows(nginx, nginx.ports["good"], since), 5, "5 log lines")
+    assert len({r["conn"] for r in rows}) == 1, rows
 
 
 def test_sequential_http1_requests_share_one_connection(upstream):
@@ -230,6 +241,7 @@ def test_sse_events_arrive_as_the_upstream_sends_them(upstream):
     assert [(e["type"], e["data"], e["id"]) for e in events] == [
         ("delta", "one", "1"), ("message", "two", "2"),
         ("message", "three", "3"), ("done", "[DONE]", "3")]
+    assert run.of(0, "headers")[0]["content_type"] == "text/event-stream"
     # the pieces are 200 ms apart: each event is seen when its last piece
     # arrives, not at the end of the stream
     times = [e["t"] for e in events]
@@ -270,6 +282,8 @@ def test_per_host_cap_answers_overloaded_at_once(upstream):
                 *[upstream.url("/slow")] * 4)
     errors = [run.done(i)["error"] for i in range(4)]
     assert errors == ["ok", "ok", "overloaded", "overloaded"]
+    # the two admitted ones ran side by side on two connections
+    assert run.done(0)["ms"] < 550 and run.done(1)["ms"] < 550
     assert run.done(2)["ms"] < 100 and run.done(3)["ms"] < 100
     assert "max_per_host" in run.done(2)["detail"]
     host = run.host("http://127.0.0.1:%d" % upstream.port)
@@ -325,6 +339,18 @@ def test_cancel_from_inside_on_headers(upstream):
     assert run.of(0, "cancel")[0]["from"] == "on_headers"
     assert run.of(0, "data") == [] and run.of(0, "done") == []
     assert _closed_after_start(upstream) < 1.0
+
+
+def test_destroy_with_requests_in_flight_calls_nothing(upstream):
+    run = probe("--parallel", "--exit-after", "400",
+                upstream.url("/sse-forever"), upstream.url("/stall"),
+                inflight=2)
+    assert run.events[-1] == {"ev": "destroyed"}
+    assert run.of(0, "done") == [] and run.of(1, "done") == []
+    assert run.of(0, "data")
+    stack.wait_until(lambda: all(c["closed"] for c in upstream.connections)
+                     and len(upstream.connections) == 2, 5,
+                     "both connections to close")
 
 
 # --- exactly once --------------------------------------------------------------

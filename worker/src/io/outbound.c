@@ -541,7 +541,11 @@ static int out_setup(omni_out_req_t *q, const omni_out_spec_t *spec)
         OUT_SET(CURLOPT_PROXY_CAINFO, o->ca_file);
     }
     OUT_SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    OUT_SET(CURLOPT_PIPEWAIT, 1L);
+    /* over TLS, wait for ALPN and share an HTTP/2 connection rather than
+     * open one per request; libcurl 7.88 wakes waiters of a plain HTTP/1.1
+     * connection only when its transfer ends (a stream may never end) */
+    if (strncasecmp(spec->url, "https:", 6) == 0)
+        OUT_SET(CURLOPT_PIPEWAIT, 1L);
     OUT_SET(CURLOPT_TCP_KEEPALIVE, 1L);
     OUT_SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     OUT_SET(CURLOPT_HEADERFUNCTION, out_header_cb);
