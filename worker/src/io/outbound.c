@@ -257,7 +257,11 @@ static void out_finish(omni_out_req_t *q, CURLcode code)
     out_count(q, res.error, res.latency_us);
     out_detach(q);
     if (res.error != OMNI_OUT_OK) {
-        omni_log(OMNI_LOG_WARN, "outbound request failed",
+        /* refusals are counted; a line each would flood the log when
+         * overloaded, when it can least afford it */
+        omni_log(
+            res.error == OMNI_OUT_OVERLOADED ? OMNI_LOG_DEBUG : OMNI_LOG_WARN,
+            "outbound request failed",
             "\"upstream\":\"%s\",\"error\":\"%s\",\"detail\":\"%s\","
             "\"curl\":%d,\"status\":%ld,\"ms\":%llu",
             omni_log_escape(host, sizeof(host), q->host->host),
@@ -533,7 +537,8 @@ static int out_setup(omni_out_req_t *q, const omni_out_spec_t *spec)
         OUT_SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
         OUT_SET(CURLOPT_LOW_SPEED_TIME, idle_s);
     }
-    OUT_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)q->max_bytes);
+    if (q->max_bytes <= (size_t)INT64_MAX)
+        OUT_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)q->max_bytes);
     OUT_SET(CURLOPT_SSL_VERIFYPEER, 1L);
     OUT_SET(CURLOPT_SSL_VERIFYHOST, 2L);
     if (o->ca_file != NULL) {
