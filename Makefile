@@ -9,20 +9,20 @@ MODULE     := $(BUILD)/ngx_http_omni_module.so
 # after `deps` (an order-only prerequisite of everything that compiles) has
 # installed the libraries, not when make reads this file. Read at parse
 # time, a fresh machine's first `make run` compiled without include paths.
-PKGS       := libpq libevent yajl hiredis openssl
+PKGS       := libpq libevent yajl hiredis openssl libcurl
 PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS    = $(shell pkg-config --libs $(PKGS))
 
 CC         ?= cc
 CFLAGS_COMMON = -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-                -Iworker/include $(PKG_CFLAGS)
+                -Iworker/include -Iworker/src $(PKG_CFLAGS)
 CFLAGS_REL  = $(CFLAGS_COMMON) -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 CFLAGS_SAN  = $(CFLAGS_COMMON) -O1 -g -fno-omit-frame-pointer \
               -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LIBS        = $(PKG_LIBS) -levent_pthreads -lpthread -lm
 
-WORKER_SRC := $(wildcard worker/src/*.c)
-WORKER_HDR := $(wildcard worker/include/*.h)
+WORKER_SRC := $(wildcard worker/src/*.c worker/src/*/*.c)
+WORKER_HDR := $(wildcard worker/include/*.h worker/src/*/*.h)
 # pure-logic sources the unit tests link against (no main, no I/O loop)
 UNIT_SRC   := $(filter-out worker/src/main.c,$(WORKER_SRC))
 
@@ -66,6 +66,14 @@ $(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(UNIT_SRC) $(WORKER_HDR) | de
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(CFLAGS_SAN) -Itests/unit -o $@ $< $(UNIT_SRC) $(LIBS)
 
+# the outbound client's harness for tests/integration/test_outbound.py
+PROBE_SRC := tests/integration/fixtures/outbound_probe.c \
+             worker/src/io/outbound.c worker/src/lib/sse.c worker/src/log.c \
+             worker/src/json.c worker/src/arena.c worker/src/hist.c
+$(BUILD)/outbound-probe: $(PROBE_SRC) $(WORKER_HDR) | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_SAN) -o $@ $(PROBE_SRC) $(LIBS)
+
 # the benchmarks' paced latency client
 $(BUILD)/paced: tests/bench/paced.c | deps
 	@mkdir -p $(@D)
@@ -74,7 +82,7 @@ $(BUILD)/paced: tests/bench/paced.c | deps
 unit: $(UNIT_TESTS)
 	@bash tests/unit/run.sh $(UNIT_TESTS)
 
-test: deps build $(UNIT_TESTS)
+test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe
 	@bash tests/run.sh $(UNIT_TESTS)
 
 run: deps build

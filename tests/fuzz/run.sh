@@ -14,6 +14,7 @@ declare -A SOURCES=(
     [auth_input]="worker/src/auth_input.c"
     [json]="worker/src/arena.c worker/src/json.c"
     [jwt]="ngx_omni_module/omni_jwt.c"
+    [sse]="worker/src/lib/sse.c"
 )
 declare -A PKGS=(
     [json]="libevent yajl"
@@ -21,6 +22,7 @@ declare -A PKGS=(
 )
 declare -A INCLUDES=(
     [jwt]="-Ingx_omni_module"
+    [sse]="-Iworker/src"
 )
 
 CC=${FUZZ_CC:-clang}
