@@ -22,6 +22,13 @@ CLANG_FORMAT_FILES=(
     tests/fuzz/fuzz_json.c
     tests/fuzz/fuzz_auth_input.c
     tests/unit/test_auth_parse.c
+    worker/src/io/outbound.c
+    worker/src/io/outbound.h
+    worker/src/lib/sse.c
+    worker/src/lib/sse.h
+    tests/unit/test_sse.c
+    tests/fuzz/fuzz_sse.c
+    tests/integration/fixtures/outbound_probe.c
 )
 
 status=0
