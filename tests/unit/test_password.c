@@ -315,8 +315,7 @@ static unsigned long rounds_of(const char *hash, size_t *salt_chars)
  * whatever that count is. */
 static void test_dummy_uses_the_configured_rounds_and_salt_length(void)
 {
-    static const unsigned counts[] = {29000, 31337, 100000, 600000,
-        10000000};
+    static const unsigned counts[] = {29000, 31337, 100000, 600000, 10000000};
     char real[OMNI_PASSWORD_HASH_MAX];
     size_t real_salt, dummy_salt;
     size_t i;

@@ -31,8 +31,8 @@ static unsigned password_iterations = OMNI_PASSWORD_MIN_ITERATIONS;
  * result is thrown away anyway. Rewritten with password_iterations. */
 #define DUMMY_SALT_AB64 "b21uaS1kdW1teS1zYWx0IQ"
 #define DUMMY_CHECKSUM_AB64 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-static char dummy_hash[OMNI_PASSWORD_HASH_MAX] = PASSWORD_PREFIX "29000$"
-    DUMMY_SALT_AB64 "$" DUMMY_CHECKSUM_AB64;
+static char dummy_hash[OMNI_PASSWORD_HASH_MAX] =
+    PASSWORD_PREFIX "29000$" DUMMY_SALT_AB64 "$" DUMMY_CHECKSUM_AB64;
 
 
 /* Writes the ab64 form of in[0..n) and a NUL; out holds 4 * n / 3 + 2. */
