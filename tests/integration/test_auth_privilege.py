@@ -4,10 +4,13 @@ grant is checked against the actor's role in the database at that moment,
 not the role a token or key still says."""
 
 import hashlib
+import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 
+import stack
 from auth_support import (  # noqa: F401
     PASSWORD, User, admin, assert_error, assert_gateway_401, auth_gw,
     auth_nginx, claims, cli_create_user, create_key, direct_json, login,
@@ -235,3 +238,43 @@ def test_role_change_records_the_revoked_tokens_in_postgres(auth_gw, admin,
                         " FROM auth_service.revoked_tokens WHERE jti = %s",
                         (jti,), dbname="omni")
     assert rows == [(exp,)]
+
+
+# --- migration 006 goes down to exactly 004's functions ----------------------
+
+REPLACED = ("auth_service.update_user(uuid,uuid,text,boolean)",
+            "auth_service.rotate_refresh(text,text,text,bigint,bigint)",
+            "auth_service.revoke_family(uuid)")
+
+
+def _sql_up_to(version, into):
+    into.mkdir()
+    for path in Path(stack.SQL_DIR).iterdir():
+        if path.name[:3].isdigit() and int(path.name[:3]) <= version:
+            shutil.copy(path, into / path.name)
+    return into
+
+
+def _definitions(pg, db):
+    return [pg.sql("SELECT pg_get_functiondef(%s::regprocedure)", (f,),
+                   dbname=db)[0][0] for f in REPLACED]
+
+
+def test_migration_006_down_restores_the_004_functions(migrated, fresh_db,
+                                                       tmp_path):
+    before = fresh_db()
+    res = stack.migrate(["up"], migrated.url(before),
+                        sql_dir=_sql_up_to(5, tmp_path / "to5"))
+    assert res.returncode == 0, res.stderr
+    after = fresh_db()
+    sql6 = _sql_up_to(6, tmp_path / "to6")
+    res = stack.migrate(["up"], migrated.url(after), sql_dir=sql6)
+    assert res.returncode == 0, res.stderr
+    replaced = _definitions(migrated, after)
+    assert all(a != b for a, b in zip(replaced,
+                                      _definitions(migrated, before)))
+    res = stack.migrate(["down", "1"], migrated.url(after), sql_dir=sql6)
+    assert res.returncode == 0, res.stderr
+    assert _definitions(migrated, after) == _definitions(migrated, before)
+    assert migrated.sql("SELECT to_regclass('auth_service.revoked_tokens')",
+                        dbname=after) == [(None,)]
