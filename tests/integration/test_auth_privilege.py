@@ -5,6 +5,8 @@ not the role a token or key still says."""
 
 import hashlib
 import shutil
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -12,9 +14,9 @@ import pytest
 
 import stack
 from auth_support import (  # noqa: F401
-    PASSWORD, User, admin, assert_error, assert_gateway_401, auth_gw,
+    PASSWORD, RSA_ARGS, User, admin, assert_error, assert_gateway_401, auth_gw,
     auth_nginx, claims, cli_create_user, create_key, direct_json, login,
-    new_user, refresh, register, set_role, unique_email)
+    new_user, openssl_key, refresh, register, set_role, unique_email)
 
 
 def patch(client, token, user_id, body):
@@ -278,3 +280,58 @@ def test_migration_006_down_restores_the_004_functions(migrated, fresh_db,
     assert _definitions(migrated, after) == _definitions(migrated, before)
     assert migrated.sql("SELECT to_regclass('auth_service.revoked_tokens')",
                         dbname=after) == [(None,)]
+
+
+# --- a demotion racing a key's creation --------------------------------------
+
+def test_key_lowered_between_insert_and_mirror_is_taken_back(migrated,
+                                                             admin,
+                                                             tmp_path):
+    """The demotion commits after the key's INSERT but its Redis step runs
+    before the key's HSET (found nothing to lower): the creation sees the
+    change when it checks again and takes the key back (409), so no
+    mirror entry keeps the old role. Redis writes are paused (CLIENT PAUSE
+    WRITE, under the worker's 1 s Redis deadline) to hold the HSET."""
+    key = openssl_key(tmp_path / "jwt.pem", *RSA_ARGS)
+    redis = stack.Redis().start()
+    w = report = None
+    try:
+        w = stack.Worker(migrated, redis, workers=1,
+                         env={"OMNI_JWT_PRIVATE_KEY": key}).start()
+        email = unique_email("race")
+        r = direct_json(w, "POST", "/auth/register",
+                        {"email": email, "password": PASSWORD})
+        assert r.status == 201, r
+        uid = r.json()["id"]
+        migrated.sql("UPDATE auth_service.users SET role = 'developer'"
+                     " WHERE id = %s", (uid,), dbname="omni")
+        result = {}
+
+        def create():
+            result["r"] = direct_json(
+                w, "POST", "/api/v1/api-keys",
+                {"name": "race", "role": "developer"},
+                {"X-User-Id": uid, "X-User-Username": email,
+                 "X-User-Role": "developer"})
+        redis.client().execute_command("CLIENT", "PAUSE", "800", "WRITE")
+        t = threading.Thread(target=create)
+        t.start()
+        time.sleep(0.3)
+        assert migrated.sql("SELECT outcome FROM auth_service.update_user("
+                            "%s, %s, 'user', NULL)", (admin.id, uid),
+                            dbname="omni") == [("ok",)]
+        t.join(10)
+        r = result["r"]
+        assert r.status == 409, r
+        assert r.json()["error"] == "conflict", r
+        assert migrated.sql("SELECT count(*) FROM auth_service.api_keys"
+                            " WHERE user_id = %s", (uid,),
+                            dbname="omni") == [(0,)]
+        assert redis.client().keys("omni:apikey:[0-9a-f]*") == []
+    finally:
+        if w is not None:
+            w.stop()
+            report = w.sanitizer_report()
+            w.destroy()
+        redis.destroy()
+    assert report is None, report

@@ -35,7 +35,7 @@
 
 static int omni_apikey_create_stmt, omni_apikey_list_stmt,
     omni_apikey_delete_stmt, omni_apikey_undo_stmt, omni_apikey_page_stmt,
-    omni_apikey_dead_stmt, omni_revoked_page_stmt;
+    omni_apikey_dead_stmt, omni_revoked_page_stmt, omni_apikey_recheck_stmt;
 
 
 int
@@ -83,6 +83,13 @@ omni_apikeys_init(void)
     omni_apikey_undo_stmt = omni_db_statement("apikey_undo",
         "DELETE FROM auth_service.api_keys WHERE id = $1::uuid");
 
+    /* whether the new key is still live with the role just mirrored */
+    omni_apikey_recheck_stmt = omni_db_statement("apikey_recheck",
+        "SELECT k.role = $2 AND k.revoked_at IS NULL AND u.is_active"
+        " FROM auth_service.api_keys k"
+        " JOIN auth_service.users u ON u.id = k.user_id"
+        " WHERE k.id = $1::uuid");
+
     omni_apikey_page_stmt = omni_db_statement("apikey_sync_page",
         "SELECT k.key_hash, k.id, k.user_id, coalesce(u.username, u.email),"
         " k.role, coalesce(extract(epoch FROM k.expires_at)::bigint, 0)"
@@ -110,7 +117,8 @@ omni_apikeys_init(void)
     return omni_apikey_create_stmt < 0 || omni_apikey_list_stmt < 0
            || omni_apikey_delete_stmt < 0 || omni_apikey_undo_stmt < 0
            || omni_apikey_page_stmt < 0 || omni_apikey_dead_stmt < 0
-           || omni_revoked_page_stmt < 0 ? -1 : 0;
+           || omni_revoked_page_stmt < 0 || omni_apikey_recheck_stmt < 0
+           ? -1 : 0;
 }
 
 
@@ -138,6 +146,7 @@ typedef struct {
     char   id[40];
     char   key[OMNI_APIKEY_LEN + 1];
     char   hash[65];
+    char   role[16];        /* as mirrored */
     char  *answer;          /* the 201 body, once the row exists */
 } omni_apikey_ctx_t;
 
@@ -156,7 +165,10 @@ omni_apikey_json(struct evbuffer *b, PGresult *res, int row)
 }
 
 
-/* POST /api/v1/api-keys {name, role?, expires_at?} */
+/* POST /api/v1/api-keys {name, role?, expires_at?}: 0 checks the input ->
+ * 1 inserted (checked against the creator's current role) -> 2 mirrored ->
+ * 4 rechecked -> 201. Redis failed: 3 taken back -> 503. The key died or
+ * was lowered meanwhile: 5 unpublished -> 6 taken back -> 409. */
 void
 omni_apikeys_create(omni_req_t *r)
 {
@@ -164,7 +176,7 @@ omni_apikeys_create(omni_req_t *r)
     const char         *user = omni_auth_caller(r), *name, *role, *exp;
     const char         *caller_role = omni_req_header(r, "X-User-Role");
     const char         *values[7];
-    char                expires[24];
+    char                expires[24], key[96];
     int64_t             t;
     omni_api_redis_t   *b;
     struct evbuffer    *out;
@@ -284,8 +296,9 @@ omni_apikeys_create(omni_req_t *r)
             omni_auth_rfc3339(exp, &t);
             snprintf(expires, sizeof(expires), "%lld", (long long) t);
         }
+        snprintf(c->role, sizeof(c->role), "%s", PQgetvalue(res, 0, 3));
         omni_apikey_mirror(b, c->hash, c->id, user, PQgetvalue(res, 0, 6),
-                           PQgetvalue(res, 0, 3), expires);
+                           c->role, expires);
         c->answer = omni_arena_strndup(&r->arena,
                                        (char *) evbuffer_pullup(out, -1),
                                        evbuffer_get_length(out));
@@ -295,29 +308,68 @@ omni_apikeys_create(omni_req_t *r)
         return;
 
     case 2:
+        values[0] = c->id;
         if (r->redis_failed) {
             /* never shown, never usable: take it back */
-            values[0] = c->id;
             r->state = 3;
             omni_api_query(r, omni_apikey_undo_stmt, 1, values);
             return;
         }
-        if (c->answer == NULL) {
-            omni_respond_error(r, 503, "overloaded", "out of memory");
-            return;
-        }
-        out = evbuffer_new();
-        evbuffer_add(out, c->answer, strlen(c->answer));
-        omni_log(OMNI_LOG_INFO, "api key created",
-                 "\"key_id\":\"%s\",\"user_id\":\"%s\"", c->id, user);
-        omni_api_json(r, 201, out);
-        evbuffer_free(out);
+        /* a role change or deactivation that committed after our insert
+         * may have updated the mirror before our HSET reached it */
+        values[1] = c->role;
+        r->state = 4;
+        omni_api_query(r, omni_apikey_recheck_stmt, 2, values);
         return;
 
-    default:
+    case 3:
         omni_respond_error(r, 503, "redis_unavailable",
                            "the key could not be published to the gateway; "
                            "retry");
+        return;
+
+    case 4:
+        if (r->db_status != OMNI_DB_OK) {
+            omni_api_db_failed(r);
+            return;
+        }
+        if (PQntuples(r->db_res) == 1 && PQgetvalue(r->db_res, 0, 0)[0] == 't')
+        {
+            if (c->answer == NULL) {
+                omni_respond_error(r, 503, "overloaded", "out of memory");
+                return;
+            }
+            out = evbuffer_new();
+            evbuffer_add(out, c->answer, strlen(c->answer));
+            omni_log(OMNI_LOG_INFO, "api key created",
+                     "\"key_id\":\"%s\",\"user_id\":\"%s\"", c->id, user);
+            omni_api_json(r, 201, out);
+            evbuffer_free(out);
+            return;
+        }
+        /* never shown: unpublish it and take it back */
+        b = omni_api_redis_begin(r);
+        if (b == NULL) {
+            return;
+        }
+        snprintf(key, sizeof(key), "omni:apikey:%s", c->hash);
+        values[0] = "DEL";
+        values[1] = key;
+        omni_api_redis_cmd(b, 2, values);
+        r->state = 5;
+        omni_api_redis_end(b, OMNI_AUTH_REDIS_TIMEOUT_MS);
+        return;
+
+    case 5:
+        values[0] = c->id;
+        r->state = 6;
+        omni_api_query(r, omni_apikey_undo_stmt, 1, values);
+        return;
+
+    default:
+        omni_respond_error(r, 409, "conflict",
+                           "role: your role or status changed while the key "
+                           "was being created; retry");
         return;
     }
 }
