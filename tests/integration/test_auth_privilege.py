@@ -335,3 +335,43 @@ def test_key_lowered_between_insert_and_mirror_is_taken_back(migrated,
             w.destroy()
         redis.destroy()
     assert report is None, report
+
+
+def test_login_racing_a_role_change_issues_no_stale_token(worker_factory,
+                                                          migrated, admin,
+                                                          tmp_path):
+    """The role is read before the password check (slow on purpose here:
+    2,000,000 rounds) and the change commits during it: the token signed
+    with the old role is not issued (409), so none escapes the
+    revocation."""
+    key = openssl_key(tmp_path / "jwt.pem", *RSA_ARGS)
+    w = worker_factory(workers=1, env={"OMNI_JWT_PRIVATE_KEY": key,
+                                       "OMNI_PASSWORD_ITERATIONS":
+                                       "2000000"})
+    email = unique_email("slow")
+    r = direct_json(w, "POST", "/auth/register",
+                    {"email": email, "password": PASSWORD}, timeout=60)
+    assert r.status == 201, r
+    uid = r.json()["id"]
+    result = {}
+
+    def sign_in():
+        result["r"] = direct_json(w, "POST", "/auth/login",
+                                  {"email": email, "password": PASSWORD},
+                                  timeout=60)
+    t = threading.Thread(target=sign_in)
+    start = time.monotonic()
+    t.start()
+    time.sleep(0.2)
+    assert migrated.sql("SELECT outcome FROM auth_service.update_user("
+                        "%s, %s, 'viewer', NULL)", (admin.id, uid),
+                        dbname="omni") == [("ok",)]
+    t.join(60)
+    assert time.monotonic() - start > 0.3, "the check was too fast to race"
+    r = result["r"]
+    assert r.status == 409, r
+    assert r.json()["error"] == "conflict", r
+    r = direct_json(w, "POST", "/auth/login",
+                    {"email": email, "password": PASSWORD}, timeout=60)
+    assert r.status == 200, r
+    assert claims(r.json()["access_token"])["role"] == "viewer"
