@@ -89,7 +89,9 @@ $$;
 -- As in 004, but the user row is read FOR SHARE: a role change or
 -- deactivation committing meanwhile is either seen here (the new token
 -- carries the new role, or none is issued) or waits for this rotation and
--- then revokes the access token issued here.
+-- then revokes the access token issued here. The user row is locked
+-- before the token row, in update_user's order, so a refresh and a
+-- deactivation cannot deadlock.
 CREATE OR REPLACE FUNCTION auth_service.rotate_refresh(old_hash text,
     new_hash text, new_jti text, access_exp bigint, refresh_exp bigint,
     OUT outcome text, OUT user_id uuid, OUT email text, OUT username text,
@@ -101,11 +103,14 @@ DECLARE
     u auth_service.users;
 BEGIN
     SELECT * INTO t FROM auth_service.refresh_tokens
-    WHERE token_hash = old_hash FOR UPDATE;
+    WHERE token_hash = old_hash;
     IF NOT FOUND THEN
         outcome := 'invalid';
         RETURN;
     END IF;
+    SELECT * INTO u FROM auth_service.users WHERE id = t.user_id FOR SHARE;
+    SELECT * INTO t FROM auth_service.refresh_tokens
+    WHERE token_hash = old_hash FOR UPDATE;
     IF t.revoked_at IS NOT NULL THEN
         outcome := 'revoked';
         RETURN;
@@ -120,7 +125,6 @@ BEGIN
         outcome := 'expired';
         RETURN;
     END IF;
-    SELECT * INTO u FROM auth_service.users WHERE id = t.user_id FOR SHARE;
     IF NOT u.is_active THEN
         outcome := 'revoked';
         SELECT f.jtis, f.exps INTO jtis, exps
