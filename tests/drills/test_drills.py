@@ -331,3 +331,66 @@ def test_worker_redis_stall_stays_bounded(drill_stack, drill_report):
     assert peak_rss - base_rss < RSS_GROWTH * 1024, samples
     assert timeouts >= 1, samples
     assert recovery < RECOVERY
+
+# --- Redis FLUSHALL: revocations and API keys written back (issue 12) -------
+
+RESTORE_BOUND = 4.0     # s: the worker's 2 s sync tick plus the write-back
+
+
+def test_redis_flushall_restores_revocations_and_keys(drill_stack,
+                                                      drill_report):
+    """Redis loses everything at once; the worker's mirror sync (every
+    process checks the marker every 2 s) writes the revoked access tokens
+    and the live API keys back from Postgres. Until then the gateway knows
+    neither: the revoked token is accepted and the key refused, the gap
+    this bounds."""
+    import uuid
+
+    s = drill_stack
+    gw = s.nginx
+    body = {"email": "drill-%s@example.com" % uuid.uuid4().hex,
+            "password": "correct horse battery staple"}
+    assert gw.request("POST", "/auth/register", json=body).status_code == 201
+
+    def sign_in():
+        r = gw.request("POST", "/auth/login", json=body)
+        assert r.status_code == 200, r.text
+        return {"Authorization": "Bearer " + r.json()["access_token"]}
+    revoked, live = sign_in(), sign_in()
+    r = gw.request("POST", "/api/v1/api-keys", headers=live,
+                   json={"name": "drill"})
+    assert r.status_code == 201, r.text
+    key = {"X-API-Key": r.json()["key"]}
+    assert gw.request("POST", "/auth/logout",
+                      headers=revoked).status_code == 204
+
+    def restored():
+        me = gw.request("GET", "/auth/me", headers=revoked)
+        return (me.status_code == 401
+                and me.json()["error"] == "token_revoked"
+                and gw.request("GET", "/api/v1/api-keys",
+                               headers=key).status_code == 200
+                and gw.request("GET", "/auth/me",
+                               headers=live).status_code == 200)
+    assert restored()
+    times = {}
+
+    def flush():
+        times["fault"] = time.monotonic()
+        s.redis.client().flushall()
+
+    def healthy():
+        if restored():
+            times.setdefault("restored", time.monotonic())
+            return True
+        return False
+    run_drill(s, drill_report, "Redis FLUSHALL: revocations and API keys "
+              "written back",
+              "`FLUSHALL` empties Redis (revoked jtis, API-key mirror, "
+              "limit state); recovery = until a logged-out token is refused "
+              "(401 token_revoked) and a live API key accepted again, "
+              "asserted < %.0f s." % RESTORE_BOUND,
+              flush, healthy=healthy)
+    took = times["restored"] - times["fault"]
+    print("revocations and keys back %.2f s after FLUSHALL" % took)
+    assert took < RESTORE_BOUND, took

@@ -175,6 +175,36 @@ def test_unknown_account_costs_the_same_pbkdf2_work_as_a_wrong_password(
     assert mu >= 0.5 * pbkdf2, (mu, pbkdf2)
 
 
+def test_unknown_account_costs_the_configured_rounds_too(worker_factory,
+                                                         tmp_path):
+    """With OMNI_PASSWORD_ITERATIONS at 4x the default, an unknown account
+    still costs what a wrong password costs (a dummy stuck at 29000 rounds
+    would answer 4x faster), and at least half of one PBKDF2 at that
+    count."""
+    rounds = 116000
+    key = openssl_key(tmp_path / "signing.pem", *RSA_ARGS)
+    w = worker_factory(workers=1, env={"OMNI_JWT_PRIVATE_KEY": key,
+                                       "OMNI_PASSWORD_ITERATIONS":
+                                       str(rounds)})
+    email = unique_email()
+    r = direct_json(w, "POST", "/auth/register",
+                    {"email": email, "password": PASSWORD})
+    assert r.status == 201, r
+    wrong, unknown = [], []
+    for _ in range(7):
+        wrong.append(_login_seconds(w, {"email": email,
+                                        "password": "wrong password"}))
+        unknown.append(_login_seconds(
+            w, {"email": unique_email("ghost"),
+                "password": "wrong password"}))
+    pbkdf2 = statistics.median(_pbkdf2_seconds(rounds) for _ in range(3))
+    mw, mu = statistics.median(wrong), statistics.median(unknown)
+    print("%d rounds: median wrong %.1f ms, unknown %.1f ms, pbkdf2 %.1f ms"
+          % (rounds, mw * 1e3, mu * 1e3, pbkdf2 * 1e3))
+    assert 0.6 <= mu / mw <= 1.67, (mu, mw)
+    assert mu >= 0.5 * pbkdf2, (mu, pbkdf2)
+
+
 # --- PBKDF2 off the event loop -----------------------------------------------
 
 def _register_direct(worker):

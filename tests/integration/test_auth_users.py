@@ -1,6 +1,8 @@
 """User administration (issue 5): `omni-worker user create`, admin-only
 GET/PATCH /api/v1/users at the gateway and in the worker, role changes
-from the next token, and deactivation revoking tokens and API keys."""
+from the next token (the old one revoked), and deactivation revoking
+tokens and API keys. The privilege exploits of issue 12 are in
+test_auth_privilege.py."""
 
 import hashlib
 import uuid
@@ -271,16 +273,16 @@ def test_admin_cannot_deactivate_or_demote_themself(auth_gw, migrated,
     assert r.json()["role"] == "admin" and r.json()["is_active"] is True
 
 
-# --- role changes apply from the next token ----------------------------------
+# --- role changes apply from the next token; the old one is revoked ---------
 
 def test_role_change_applies_from_the_next_token(auth_gw, admin):
     user = new_user(auth_gw)
     old = user.access
     set_role(auth_gw, admin, user, "developer")
-    # the token in hand still says what it said ...
+    # the token in hand says a role the user no longer has: revoked
     assert claims(old)["role"] == "user"
-    # ... /auth/me reads the database
-    assert auth_gw.get("/auth/me", token=old).json()["role"] == "developer"
+    assert_gateway_401(auth_gw.get("/auth/me", token=old), "token_revoked")
+    # the session is kept: a refresh brings a token with the new role
     refresh(auth_gw, user)
     assert claims(user.access)["role"] == "developer"
     # and the gateway now lets it do what developers do

@@ -605,6 +605,32 @@ static void test_array_next_reads_jtis_and_expiries_in_step(void)
     CHECK(omni_auth_array_next(exps, exp, sizeof(exp)) == NULL);
 }
 
+/* exp as logout gets it from the gateway: the claim as written */
+static void test_numeric_date_takes_plain_integers(void)
+{
+    int64_t t = -1;
+
+    CHECK_EQ_INT(omni_auth_numeric_date("1900000000", &t), 0);
+    CHECK_EQ_INT(t, 1900000000);
+    CHECK_EQ_INT(omni_auth_numeric_date("0", &t), 0);
+    CHECK_EQ_INT(t, 0);
+    CHECK_EQ_INT(omni_auth_numeric_date("999999999999999999", &t), 0);
+    CHECK_EQ_INT(t, 999999999999999999LL);
+}
+
+static void test_numeric_date_refuses_anything_else(void)
+{
+    static const char *bad[] = {"1.9e9", "1900000000.5", "1e3", "-1", "+5",
+        " 5", "5 ", "", "0x10", "1000000000000000000", "12a"};
+    int64_t t = 7;
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_EQ_INT(omni_auth_numeric_date(bad[i], &t), -1);
+        CHECK_EQ_INT(t, 7);
+    }
+}
+
 UNIT_MAIN(UNIT_TEST(test_canonical_uuids_are_accepted),
     UNIT_TEST(test_uuids_in_any_hex_case_are_accepted),
     UNIT_TEST(test_uuids_of_the_wrong_length_are_refused),
@@ -648,4 +674,6 @@ UNIT_MAIN(UNIT_TEST(test_canonical_uuids_are_accepted),
     UNIT_TEST(test_array_next_truncates_long_elements_and_skips_the_rest),
     UNIT_TEST(test_array_next_stops_at_an_sql_null),
     UNIT_TEST(test_array_next_stops_at_an_empty_element),
-    UNIT_TEST(test_array_next_reads_jtis_and_expiries_in_step))
+    UNIT_TEST(test_array_next_reads_jtis_and_expiries_in_step),
+    UNIT_TEST(test_numeric_date_takes_plain_integers),
+    UNIT_TEST(test_numeric_date_refuses_anything_else))

@@ -297,6 +297,78 @@ static void test_dummy_verify_never_matches(void)
     CHECK_EQ_INT(omni_password_dummy_verify("", 0), 0);
 }
 
+/* "$pbkdf2-sha256$<rounds>$<salt>$..." -> rounds, and the salt's length
+ * in ab64 characters in *salt_chars. */
+static unsigned long rounds_of(const char *hash, size_t *salt_chars)
+{
+    const char *p = hash + strlen("$pbkdf2-sha256$");
+    char *end;
+    unsigned long rounds = strtoul(p, &end, 10);
+
+    *salt_chars = strcspn(end + 1, "$");
+    return rounds;
+}
+
+/* An unknown account must cost what a known one costs: the dummy is
+ * checked through omni_password_verify() against a hash with the rounds
+ * and salt length omni_password_hash() writes at the configured count,
+ * whatever that count is. */
+static void test_dummy_uses_the_configured_rounds_and_salt_length(void)
+{
+    static const unsigned counts[] = {29000, 31337, 100000, 600000, 10000000};
+    char real[OMNI_PASSWORD_HASH_MAX];
+    size_t real_salt, dummy_salt;
+    size_t i;
+
+    CHECK_EQ_INT(omni_password_hash("pw", 2, 29000, real, sizeof(real)), 0);
+    (void)rounds_of(real, &real_salt);
+    for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        CHECK_EQ_INT(omni_password_set_iterations(counts[i]), 0);
+        CHECK_EQ_INT(
+            rounds_of(omni_password_dummy_hash(), &dummy_salt), counts[i]);
+        CHECK_EQ_INT(dummy_salt, real_salt);
+    }
+    /* well formed, so verify does the whole PBKDF2 and says no */
+    CHECK_EQ_INT(omni_password_set_iterations(29000), 0);
+    CHECK_EQ_INT(omni_password_verify("pw", 2, omni_password_dummy_hash()), 0);
+    CHECK_EQ_INT(omni_password_verify("", 0, omni_password_dummy_hash()), 0);
+}
+
+/* The rounds the dummy spends, measured: 4x the rounds take well over
+ * twice the time (a dummy stuck at a fixed count would not). */
+static double seconds_of_dummy(void)
+{
+    struct timespec a, b;
+
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    omni_password_dummy_verify("wrong password", 14);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+}
+
+/* fastest of three, against a loaded machine */
+static double seconds_of_dummy_at(unsigned rounds)
+{
+    double best = 1e9, t;
+    int i;
+
+    omni_password_set_iterations(rounds);
+    for (i = 0; i < 3; i++) {
+        t = seconds_of_dummy();
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+static void test_dummy_work_follows_the_configured_rounds(void)
+{
+    double low = seconds_of_dummy_at(29000);
+    double high = seconds_of_dummy_at(116000);
+
+    CHECK_EQ_INT(omni_password_set_iterations(29000), 0);
+    CHECK(high > 2.0 * low);
+}
+
 static void test_strength_accepts_eight_characters(void)
 {
     const char *why = NULL;
@@ -385,6 +457,8 @@ UNIT_MAIN(UNIT_TEST(test_hash_then_verify_round_trips),
     UNIT_TEST(test_malformed_hashes_are_rejected),
     UNIT_TEST(test_set_iterations_refuses_out_of_range),
     UNIT_TEST(test_dummy_verify_never_matches),
+    UNIT_TEST(test_dummy_uses_the_configured_rounds_and_salt_length),
+    UNIT_TEST(test_dummy_work_follows_the_configured_rounds),
     UNIT_TEST(test_strength_accepts_eight_characters),
     UNIT_TEST(test_strength_counts_code_points_not_bytes),
     UNIT_TEST(test_strength_refuses_seven_characters),

@@ -63,6 +63,11 @@ int omni_auth_revoke_arrays(omni_api_redis_t *b, const char *jtis,
 /* Adds the revocation of one access token (jti, exp unix seconds). */
 void omni_auth_revoke_one(omni_api_redis_t *b, const char *jti, int64_t exp);
 
+/* Seconds omni:revoked:<jti> is kept for a token expiring at exp: its
+ * remaining lifetime plus the gateways' clock leeway; <= 0 when there is
+ * nothing left to revoke. */
+int64_t omni_auth_revoke_ttl(int64_t exp);
+
 /* How long Redis commands of an auth request may take. */
 #define OMNI_AUTH_REDIS_TIMEOUT_MS 1000
 

@@ -30,6 +30,12 @@ size_t omni_auth_chars(const char *s);
  * 9999; a leap second (:60) is refused, as most systems do. */
 int omni_auth_rfc3339(const char *s, int64_t *out);
 
+/* A JWT NumericDate as the gateway passes it on (the claim as written):
+ * only a plain decimal integer of 1 to 18 digits is one here; "1.9e9",
+ * "1900000000.5", "-1", "+5", " 5" or "" are not. Returns 0 and sets *out,
+ * or -1. */
+int omni_auth_numeric_date(const char *s, int64_t *out);
+
 /* Next element of a Postgres array of simple unquoted values ("{a,b,c}"),
  * copied into out (truncated to outlen - 1). p is the array text, then the
  * returned position. Returns NULL at the end of the array, at an empty

@@ -46,6 +46,12 @@ int omni_password_verify(const char *password, size_t len, const char *stored);
  * unknown account takes as long as a wrong password. Always returns 0. */
 int omni_password_dummy_verify(const char *password, size_t len);
 
+/* The stored hash omni_password_dummy_verify() checks against with
+ * omni_password_verify(): the configured rounds and a salt as long as the
+ * ones omni_password_hash() writes. Static; changes with
+ * omni_password_set_iterations(). */
+const char *omni_password_dummy_hash(void);
+
 /* Returns 0 when password is acceptable for a new account, else -1 and
  * sets *why (when why is not NULL) to a static English sentence: more than
  * OMNI_PASSWORD_MAX_BYTES bytes, contains NUL, is not valid UTF-8, or has

@@ -35,22 +35,34 @@
 
 static int omni_apikey_create_stmt, omni_apikey_list_stmt,
     omni_apikey_delete_stmt, omni_apikey_undo_stmt, omni_apikey_page_stmt,
-    omni_apikey_dead_stmt;
+    omni_apikey_dead_stmt, omni_revoked_page_stmt, omni_apikey_recheck_stmt;
 
 
 int
 omni_apikeys_init(void)
 {
-    /* only an active user's keys: a deactivated one's token may still be
-     * cached at the gateway for a moment */
+    /* The creator's role and active flag are read here, under a share
+     * lock (a concurrent role change or deactivation commits before this,
+     * and is seen, or after, and lowers or revokes the new key), never
+     * taken from the token: the key may not rank above the lower of the
+     * creator's current role and the role of the token or key presented
+     * ($7), which is also its default. No row: no such user; k.id NULL:
+     * refused, the last columns say why. */
     omni_apikey_create_stmt = omni_db_statement("apikey_create",
-        "WITH k AS (INSERT INTO auth_service.api_keys"
+        "WITH u AS (SELECT u.id, u.role, u.is_active,"
+        " coalesce(u.username, u.email) AS name,"
+        " CASE WHEN auth_service.role_rank($7) < auth_service.role_rank(u.role)"
+        " THEN $7 ELSE u.role END AS cap"
+        " FROM auth_service.users u WHERE u.id = $1::uuid FOR SHARE),"
+        " k AS (INSERT INTO auth_service.api_keys"
         " (user_id, name, prefix, key_hash, role, expires_at)"
-        " SELECT u.id, $2, $3, $4, $5, to_timestamp($6::bigint)"
-        " FROM auth_service.users u WHERE u.id = $1::uuid AND u.is_active"
+        " SELECT u.id, $2, $3, $4, coalesce($5, u.cap),"
+        " to_timestamp($6::bigint) FROM u WHERE u.is_active"
+        " AND auth_service.role_rank(coalesce($5, u.cap))"
+        " <= auth_service.role_rank(u.cap)"
         " RETURNING *)"
-        " SELECT " OMNI_APIKEY_COLUMNS ", coalesce(u.username, u.email)"
-        " FROM k JOIN auth_service.users u ON u.id = k.user_id");
+        " SELECT " OMNI_APIKEY_COLUMNS ", u.name, u.is_active, u.role"
+        " FROM u LEFT JOIN k ON true");
 
     omni_apikey_list_stmt = omni_db_statement("apikey_list",
         "SELECT " OMNI_APIKEY_COLUMNS " FROM auth_service.api_keys k"
@@ -71,6 +83,13 @@ omni_apikeys_init(void)
     omni_apikey_undo_stmt = omni_db_statement("apikey_undo",
         "DELETE FROM auth_service.api_keys WHERE id = $1::uuid");
 
+    /* whether the new key is still live with the role just mirrored */
+    omni_apikey_recheck_stmt = omni_db_statement("apikey_recheck",
+        "SELECT k.role = $2 AND k.revoked_at IS NULL AND u.is_active"
+        " FROM auth_service.api_keys k"
+        " JOIN auth_service.users u ON u.id = k.user_id"
+        " WHERE k.id = $1::uuid");
+
     omni_apikey_page_stmt = omni_db_statement("apikey_sync_page",
         "SELECT k.key_hash, k.id, k.user_id, coalesce(u.username, u.email),"
         " k.role, coalesce(extract(epoch FROM k.expires_at)::bigint, 0)"
@@ -87,9 +106,18 @@ omni_apikeys_init(void)
         " WHERE k.key_hash = h AND k.revoked_at IS NULL AND u.is_active"
         " AND (k.expires_at IS NULL OR k.expires_at > now()))");
 
+    /* rows a little past their exp too: the TTL written adds the
+     * gateways' leeway (omni_auth_revoke_ttl skips what is over) */
+    omni_revoked_page_stmt = omni_db_statement("revoked_sync_page",
+        "SELECT r.jti, extract(epoch FROM r.expires_at)::bigint"
+        " FROM auth_service.revoked_tokens r"
+        " WHERE r.expires_at > now() - interval '1 hour' AND r.jti > $1"
+        " ORDER BY r.jti LIMIT $2::int");
+
     return omni_apikey_create_stmt < 0 || omni_apikey_list_stmt < 0
            || omni_apikey_delete_stmt < 0 || omni_apikey_undo_stmt < 0
            || omni_apikey_page_stmt < 0 || omni_apikey_dead_stmt < 0
+           || omni_revoked_page_stmt < 0 || omni_apikey_recheck_stmt < 0
            ? -1 : 0;
 }
 
@@ -118,6 +146,7 @@ typedef struct {
     char   id[40];
     char   key[OMNI_APIKEY_LEN + 1];
     char   hash[65];
+    char   role[16];        /* as mirrored */
     char  *answer;          /* the 201 body, once the row exists */
 } omni_apikey_ctx_t;
 
@@ -136,15 +165,18 @@ omni_apikey_json(struct evbuffer *b, PGresult *res, int row)
 }
 
 
-/* POST /api/v1/api-keys {name, role?, expires_at?} */
+/* POST /api/v1/api-keys {name, role?, expires_at?}: 0 checks the input ->
+ * 1 inserted (checked against the creator's current role) -> 2 mirrored ->
+ * 4 rechecked -> 201. Redis failed: 3 taken back -> 503. The key died or
+ * was lowered meanwhile: 5 unpublished -> 6 taken back -> 409. */
 void
 omni_apikeys_create(omni_req_t *r)
 {
     omni_apikey_ctx_t  *c = r->data;
     const char         *user = omni_auth_caller(r), *name, *role, *exp;
     const char         *caller_role = omni_req_header(r, "X-User-Role");
-    const char         *values[6];
-    char                expires[24];
+    const char         *values[7];
+    char                expires[24], key[96];
     int64_t             t;
     omni_api_redis_t   *b;
     struct evbuffer    *out;
@@ -169,15 +201,16 @@ omni_apikeys_create(omni_req_t *r)
                                "name: expected 1 to 100 characters");
             return;
         }
-        if (role == NULL) {
-            role = caller_role;
-        } else if (omni_auth_role_rank(role) == 0) {
+        if (role && omni_auth_role_rank(role) == 0) {
             omni_respond_error(r, 422, "invalid_value", "role: expected "
                                "admin, developer, user or viewer");
             return;
         }
-        if (omni_auth_role_rank(role) == 0
-            || omni_auth_role_rank(role) > omni_auth_role_rank(caller_role))
+        /* the presented token or key's role bounds the key first; the
+         * creator's current role is checked in SQL */
+        if (omni_auth_role_rank(caller_role) == 0
+            || omni_auth_role_rank(role ? role : caller_role)
+               > omni_auth_role_rank(caller_role))
         {
             omni_respond_error(r, 403, "insufficient_role",
                                "role: a key cannot have more rights than "
@@ -216,8 +249,9 @@ omni_apikeys_create(omni_req_t *r)
         values[3] = c->hash;
         values[4] = role;
         values[5] = t ? expires : NULL;
+        values[6] = caller_role;
         r->state = 1;
-        omni_api_query(r, omni_apikey_create_stmt, 6, values);
+        omni_api_query(r, omni_apikey_create_stmt, 7, values);
         return;
 
     case 1:
@@ -227,8 +261,20 @@ omni_apikeys_create(omni_req_t *r)
         }
         res = r->db_res;
         if (PQntuples(res) == 0) {
-            omni_respond_error(r, 403, "forbidden", "this account is "
-                               "deactivated");
+            omni_respond_error(r, 403, "forbidden",
+                               "API keys belong to registered users");
+            return;
+        }
+        if (PQgetisnull(res, 0, 0)) {
+            if (PQgetvalue(res, 0, 7)[0] != 't') {
+                omni_respond_error(r, 403, "forbidden", "this account is "
+                                   "deactivated");
+            } else {
+                omni_respond_error(r, 403, "insufficient_role",
+                                   "role: a key cannot have more rights "
+                                   "than its creator's current role (%s)",
+                                   PQgetvalue(res, 0, 8));
+            }
             return;
         }
         /* the answer needs the row after Redis: keep it in the arena */
@@ -250,8 +296,9 @@ omni_apikeys_create(omni_req_t *r)
             omni_auth_rfc3339(exp, &t);
             snprintf(expires, sizeof(expires), "%lld", (long long) t);
         }
+        snprintf(c->role, sizeof(c->role), "%s", PQgetvalue(res, 0, 3));
         omni_apikey_mirror(b, c->hash, c->id, user, PQgetvalue(res, 0, 6),
-                           PQgetvalue(res, 0, 3), expires);
+                           c->role, expires);
         c->answer = omni_arena_strndup(&r->arena,
                                        (char *) evbuffer_pullup(out, -1),
                                        evbuffer_get_length(out));
@@ -261,29 +308,68 @@ omni_apikeys_create(omni_req_t *r)
         return;
 
     case 2:
+        values[0] = c->id;
         if (r->redis_failed) {
             /* never shown, never usable: take it back */
-            values[0] = c->id;
             r->state = 3;
             omni_api_query(r, omni_apikey_undo_stmt, 1, values);
             return;
         }
-        if (c->answer == NULL) {
-            omni_respond_error(r, 503, "overloaded", "out of memory");
-            return;
-        }
-        out = evbuffer_new();
-        evbuffer_add(out, c->answer, strlen(c->answer));
-        omni_log(OMNI_LOG_INFO, "api key created",
-                 "\"key_id\":\"%s\",\"user_id\":\"%s\"", c->id, user);
-        omni_api_json(r, 201, out);
-        evbuffer_free(out);
+        /* a role change or deactivation that committed after our insert
+         * may have updated the mirror before our HSET reached it */
+        values[1] = c->role;
+        r->state = 4;
+        omni_api_query(r, omni_apikey_recheck_stmt, 2, values);
         return;
 
-    default:
+    case 3:
         omni_respond_error(r, 503, "redis_unavailable",
                            "the key could not be published to the gateway; "
                            "retry");
+        return;
+
+    case 4:
+        if (r->db_status != OMNI_DB_OK) {
+            omni_api_db_failed(r);
+            return;
+        }
+        if (PQntuples(r->db_res) == 1 && PQgetvalue(r->db_res, 0, 0)[0] == 't')
+        {
+            if (c->answer == NULL) {
+                omni_respond_error(r, 503, "overloaded", "out of memory");
+                return;
+            }
+            out = evbuffer_new();
+            evbuffer_add(out, c->answer, strlen(c->answer));
+            omni_log(OMNI_LOG_INFO, "api key created",
+                     "\"key_id\":\"%s\",\"user_id\":\"%s\"", c->id, user);
+            omni_api_json(r, 201, out);
+            evbuffer_free(out);
+            return;
+        }
+        /* never shown: unpublish it and take it back */
+        b = omni_api_redis_begin(r);
+        if (b == NULL) {
+            return;
+        }
+        snprintf(key, sizeof(key), "omni:apikey:%s", c->hash);
+        values[0] = "DEL";
+        values[1] = key;
+        omni_api_redis_cmd(b, 2, values);
+        r->state = 5;
+        omni_api_redis_end(b, OMNI_AUTH_REDIS_TIMEOUT_MS);
+        return;
+
+    case 5:
+        values[0] = c->id;
+        r->state = 6;
+        omni_api_query(r, omni_apikey_undo_stmt, 1, values);
+        return;
+
+    default:
+        omni_respond_error(r, 409, "conflict",
+                           "role: your role or status changed while the key "
+                           "was being created; retry");
         return;
     }
 }
@@ -409,15 +495,21 @@ omni_apikeys_delete(omni_req_t *r)
  * Redis may lose its data (restart without persistence, FLUSHALL). Every
  * process checks every OMNI_APIKEY_SYNC_MS that the marker
  * omni:apikey:synced exists; when it does not, the one that takes the lock
- * writes every live key back, page by page, then sets the marker. A key
- * revoked while its page was being written could be written back after its
- * own DEL: so each page is checked again after writing, and keys that died
- * meanwhile are deleted (their revocation committed before that check, or
- * their own DEL comes after our write). */
+ * writes back, page by page, first every live revoked access token
+ * (omni:revoked:<jti> from auth_service.revoked_tokens: a revocation is
+ * never undone, so nothing is checked again), then every live key, then
+ * sets the marker. A key revoked while its page was being written could be
+ * written back after its own DEL: so each key page is checked again after
+ * writing, and keys that died meanwhile are deleted (their revocation
+ * committed before that check, or their own DEL comes after our write).
+ *
+ *   IDLE -> CHECK -> LOCK -> (JTI_PAGE -> JTI_WRITE)* ->
+ *   (PAGE -> WRITE -> RECHECK -> DELETE)* -> FINISH -> IDLE */
 
 typedef enum {
-    OMNI_SYNC_IDLE, OMNI_SYNC_CHECK, OMNI_SYNC_LOCK, OMNI_SYNC_PAGE,
-    OMNI_SYNC_WRITE, OMNI_SYNC_RECHECK, OMNI_SYNC_DELETE, OMNI_SYNC_FINISH
+    OMNI_SYNC_IDLE, OMNI_SYNC_CHECK, OMNI_SYNC_LOCK, OMNI_SYNC_JTI_PAGE,
+    OMNI_SYNC_JTI_WRITE, OMNI_SYNC_PAGE, OMNI_SYNC_WRITE, OMNI_SYNC_RECHECK,
+    OMNI_SYNC_DELETE, OMNI_SYNC_FINISH
 } omni_sync_state_t;
 
 static struct {
@@ -426,9 +518,11 @@ static struct {
     int                 pending;
     int                 failed;
     char                after[65];      /* last hash of the previous page */
+    char                after_jti[129]; /* last jti of the previous page */
     char               *page;           /* this page's hashes: {h1,h2} */
     int                 page_rows;
     unsigned long       written;
+    unsigned long       revoked;
     char                lock_value[32];
 } omni_sync;
 
@@ -477,8 +571,10 @@ omni_sync_reply(redisAsyncContext *ctx, void *reply, void *arg)
         if (rep && rep->type == REDIS_REPLY_STATUS) {
             omni_log(OMNI_LOG_INFO, "API key mirror sync started", NULL);
             omni_sync.after[0] = '\0';
+            omni_sync.after_jti[0] = '\0';
             omni_sync.written = 0;
-            omni_sync.state = OMNI_SYNC_PAGE;
+            omni_sync.revoked = 0;
+            omni_sync.state = OMNI_SYNC_JTI_PAGE;
             omni_sync_step(NULL);
         } else {
             omni_sync_reset();   /* another process is syncing */
@@ -532,9 +628,10 @@ omni_sync_query(int stmt, int n, const char **values)
 static void
 omni_sync_step(PGresult *res)
 {
-    char              limit[16], key[96];
+    char              limit[16], key[160], ttl[24];
     const char       *values[2], *argv[12];
-    int               i, rows;
+    int               i, rows, sent;
+    int64_t           left;
     struct evbuffer  *b;
 
     omni_sync.failed = 0;
@@ -553,6 +650,47 @@ omni_sync_step(PGresult *res)
             omni_sync_reset();
         }
         return;
+
+    case OMNI_SYNC_JTI_PAGE:
+        snprintf(limit, sizeof(limit), "%d", OMNI_APIKEY_SYNC_PAGE);
+        values[0] = omni_sync.after_jti;
+        values[1] = limit;
+        omni_sync.state = OMNI_SYNC_JTI_WRITE;
+        omni_sync_query(omni_revoked_page_stmt, 2, values);
+        return;
+
+    case OMNI_SYNC_JTI_WRITE:
+        rows = PQntuples(res);
+        omni_sync.state = rows ? OMNI_SYNC_JTI_PAGE : OMNI_SYNC_PAGE;
+        for (i = 0, sent = 0; i < rows; i++) {
+            left = omni_auth_revoke_ttl(strtoll(PQgetvalue(res, i, 1), NULL,
+                                                10));
+            if (left <= 0 || PQgetlength(res, i, 0) > 128) {
+                continue;
+            }
+            snprintf(key, sizeof(key), "omni:revoked:%s",
+                     PQgetvalue(res, i, 0));
+            snprintf(ttl, sizeof(ttl), "%lld", (long long) left);
+            argv[0] = "SET";
+            argv[1] = key;
+            argv[2] = "1";
+            argv[3] = "EX";
+            argv[4] = ttl;
+            if (omni_sync_redis(5, argv) != 0) {
+                omni_sync_abort("Redis unavailable");
+                return;
+            }
+            sent++;
+        }
+        if (rows) {
+            snprintf(omni_sync.after_jti, sizeof(omni_sync.after_jti), "%s",
+                     PQgetvalue(res, rows - 1, 0));
+            omni_sync.revoked += (unsigned long) sent;
+        }
+        if (sent == 0) {
+            omni_sync_step(NULL);
+        }
+        return;   /* else the replies call us again */
 
     case OMNI_SYNC_PAGE:
         snprintf(limit, sizeof(limit), "%d", OMNI_APIKEY_SYNC_PAGE);
@@ -647,7 +785,8 @@ omni_sync_step(PGresult *res)
 
     case OMNI_SYNC_FINISH:
         omni_log(OMNI_LOG_INFO, "API key mirror synced",
-                 "\"keys\":%lu", omni_sync.written);
+                 "\"keys\":%lu,\"revoked_tokens\":%lu", omni_sync.written,
+                 omni_sync.revoked);
         omni_sync_reset();
         return;
 

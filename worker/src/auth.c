@@ -228,12 +228,19 @@ omni_auth_user_json(struct evbuffer *b, PGresult *res, int row)
 }
 
 
+int64_t
+omni_auth_revoke_ttl(int64_t exp)
+{
+    return exp - (int64_t) time(NULL) + OMNI_REVOKE_MARGIN;
+}
+
+
 void
 omni_auth_revoke_one(omni_api_redis_t *b, const char *jti, int64_t exp)
 {
     char         key[160], ttl[24];
     const char  *argv[5] = { "SET", key, "1", "EX", ttl };
-    int64_t      left = exp - (int64_t) time(NULL) + OMNI_REVOKE_MARGIN;
+    int64_t      left = omni_auth_revoke_ttl(exp);
 
     if (left <= 0 || strlen(jti) > 128) {
         return;
@@ -465,13 +472,18 @@ omni_auth_init(void)
         " u.password_hash FROM auth_service.users u"
         " WHERE lower(u.username) = lower($1)");
 
+    /* issued only if the user is still active with the role the token
+     * carries: a role change or deactivation since the password was
+     * checked is seen here, or waits for this row and then revokes it */
     omni_login_issue_stmt = omni_db_statement("auth_login_issue",
-        "WITH t AS (INSERT INTO auth_service.refresh_tokens"
+        "WITH u AS (SELECT id FROM auth_service.users WHERE id = $1::uuid"
+        " AND is_active AND role = $6 FOR SHARE),"
+        " t AS (INSERT INTO auth_service.refresh_tokens"
         " (family_id, user_id, token_hash, access_jti, access_expires_at,"
-        " expires_at) VALUES (gen_random_uuid(), $1::uuid, $2, $3,"
-        " to_timestamp($4::bigint), to_timestamp($5::bigint)))"
+        " expires_at) SELECT gen_random_uuid(), u.id, $2, $3,"
+        " to_timestamp($4::bigint), to_timestamp($5::bigint) FROM u)"
         " UPDATE auth_service.users SET last_login_at = now()"
-        " WHERE id = $1::uuid");
+        " WHERE id = (SELECT id FROM u) RETURNING id");
 
     omni_register_stmt = omni_db_statement("auth_register",
         "INSERT INTO auth_service.users AS u (email, username, password_hash)"
@@ -483,9 +495,8 @@ omni_auth_init(void)
         " $5::bigint)");
 
     omni_logout_stmt = omni_db_statement("auth_logout",
-        "SELECT f.jtis, f.exps FROM auth_service.refresh_tokens t,"
-        " auth_service.revoke_family(t.family_id) f"
-        " WHERE t.access_jti = $1 AND t.user_id = $2::uuid");
+        "SELECT jtis, exps FROM auth_service.logout($1, $2::uuid,"
+        " $3::bigint)");
 
     omni_me_stmt = omni_db_statement("auth_me",
         "SELECT " OMNI_USER_COLUMNS " FROM auth_service.users u"
@@ -603,7 +614,7 @@ void
 omni_auth_login(omni_req_t *r)
 {
     omni_auth_ctx_t  *c = omni_auth_ctx(r);
-    const char       *email, *username, *password, *values[5];
+    const char       *email, *username, *password, *values[6];
     char              exp[24], rexp[24];
 
     if (c == NULL) {
@@ -687,13 +698,20 @@ omni_auth_login(omni_req_t *r)
         values[2] = c->jti;
         values[3] = exp;
         values[4] = rexp;
+        values[5] = c->role;
         r->state = 3;
-        omni_api_query(r, omni_login_issue_stmt, 5, values);
+        omni_api_query(r, omni_login_issue_stmt, 6, values);
         return;
 
     default:
         if (r->db_status != OMNI_DB_OK) {
             omni_api_db_failed(r);
+            return;
+        }
+        if (PQntuples(r->db_res) == 0) {
+            omni_respond_error(r, 409, "conflict",
+                               "the account's role or status changed while "
+                               "signing in; sign in again");
             return;
         }
         omni_log(OMNI_LOG_INFO, "login", "\"user_id\":\"%s\",\"jti\":\"%s\"",
@@ -825,21 +843,31 @@ omni_auth_refresh(omni_req_t *r)
 
 /* --- POST /auth/logout -------------------------------------------------------- */
 
+/* The token's jti and exp come from the gateway (X-Token-Id,
+ * X-Token-Expires). An exp that is not a whole number of seconds is
+ * refused rather than guessed: a revocation shorter than the token's life
+ * would answer 204 and let the token work again later. */
 void
 omni_auth_logout(omni_req_t *r)
 {
     const char        *jti = omni_req_header(r, "X-Token-Id");
     const char        *exp = omni_req_header(r, "X-Token-Expires");
-    const char        *user = omni_auth_caller(r), *values[2];
+    const char        *values[3];
+    char               until[24];
     omni_api_redis_t  *b;
-    int64_t            e;
+    int64_t            e = 0;
 
     if (jti == NULL || *jti == '\0' || strlen(jti) > 128) {
         omni_respond_error(r, 400, "invalid_request",
                            "logout needs a bearer token with a jti");
         return;
     }
-    e = exp ? strtoll(exp, NULL, 10) : 0;
+    if (exp && *exp && omni_auth_numeric_date(exp, &e) != 0) {
+        omni_respond_error(r, 400, "invalid_request",
+                           "exp: the token's expiry is not a whole number "
+                           "of seconds since 1970; it cannot be revoked");
+        return;
+    }
     if (e <= 0) {
         /* no exp: revoke for as long as a token of ours could live */
         e = (int64_t) time(NULL) + omni_auth.cfg->access_token_ttl;
@@ -848,21 +876,15 @@ omni_auth_logout(omni_req_t *r)
     switch (r->state) {
 
     case 0:
-        if (user == NULL) {
-            r->state = 2;
-            r->db_status = OMNI_DB_OK;
-            r->db_res = NULL;
-            omni_auth_logout(r);
-            return;
-        }
+        snprintf(until, sizeof(until), "%lld", (long long) e);
         values[0] = jti;
-        values[1] = user;
+        values[1] = omni_auth_caller(r);
+        values[2] = until;
         r->state = 1;
-        omni_api_query(r, omni_logout_stmt, 2, values);
+        omni_api_query(r, omni_logout_stmt, 3, values);
         return;
 
     case 1:
-    case 2:
         if (r->db_status != OMNI_DB_OK) {
             omni_api_db_failed(r);
             return;
@@ -872,11 +894,9 @@ omni_auth_logout(omni_req_t *r)
             return;
         }
         omni_auth_revoke_one(b, jti, e);
-        if (r->db_res && PQntuples(r->db_res) == 1) {
-            omni_auth_revoke_arrays(b, PQgetvalue(r->db_res, 0, 0),
-                                    PQgetvalue(r->db_res, 0, 1));
-        }
-        r->state = 3;
+        omni_auth_revoke_arrays(b, PQgetvalue(r->db_res, 0, 0),
+                                PQgetvalue(r->db_res, 0, 1));
+        r->state = 2;
         omni_api_redis_end(b, OMNI_AUTH_REDIS_TIMEOUT_MS);
         return;
 

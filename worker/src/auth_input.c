@@ -168,6 +168,26 @@ omni_auth_rfc3339(const char *s, int64_t *out)
 }
 
 
+int
+omni_auth_numeric_date(const char *s, int64_t *out)
+{
+    int64_t  v = 0;
+    int      n;
+
+    for (n = 0; s[n] >= '0' && s[n] <= '9'; n++) {
+        if (n == 18) {
+            return -1;
+        }
+        v = v * 10 + (s[n] - '0');
+    }
+    if (n == 0 || s[n] != '\0') {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+
 const char *
 omni_auth_array_next(const char *p, char *out, size_t outlen)
 {

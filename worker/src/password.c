@@ -24,12 +24,15 @@ static const char ab64_alphabet[] =
 /* Written only at start-up (password.h), so threads read it unlocked. */
 static unsigned password_iterations = OMNI_PASSWORD_MIN_ITERATIONS;
 
-/* Stands in for an account that does not exist; the checksum matches no
- * password we care about and the result is thrown away anyway. */
-static const unsigned char dummy_salt[PASSWORD_SALT_BYTES] = {0x6f, 0x6d, 0x6e,
-    0x69, 0x2d, 0x64, 0x75, 0x6d, 0x6d, 0x79, 0x2d, 0x73, 0x61, 0x6c, 0x74,
-    0x21};
-static const unsigned char dummy_checksum[PASSWORD_CHECKSUM_BYTES];
+/* Stands in for an account that does not exist: a stored hash like the
+ * ones omni_password_hash() writes at the configured rounds (a 16-byte
+ * salt, "omni-dummy-salt!"), checked by the very code that checks a real
+ * one. The checksum (zeros) matches no password we care about and the
+ * result is thrown away anyway. Rewritten with password_iterations. */
+#define DUMMY_SALT_AB64 "b21uaS1kdW1teS1zYWx0IQ"
+#define DUMMY_CHECKSUM_AB64 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+static char dummy_hash[OMNI_PASSWORD_HASH_MAX] =
+    PASSWORD_PREFIX "29000$" DUMMY_SALT_AB64 "$" DUMMY_CHECKSUM_AB64;
 
 
 /* Writes the ab64 form of in[0..n) and a NUL; out holds 4 * n / 3 + 2. */
@@ -180,6 +183,9 @@ int omni_password_set_iterations(unsigned iterations)
         || iterations > OMNI_PASSWORD_MAX_ITERATIONS)
         return -1;
     password_iterations = iterations;
+    snprintf(dummy_hash, sizeof(dummy_hash),
+        PASSWORD_PREFIX "%u$" DUMMY_SALT_AB64 "$" DUMMY_CHECKSUM_AB64,
+        iterations);
     return 0;
 }
 
@@ -229,9 +235,13 @@ int omni_password_verify(const char *password, size_t len, const char *stored)
 
 int omni_password_dummy_verify(const char *password, size_t len)
 {
-    (void)password_check(password, len, dummy_salt, sizeof(dummy_salt),
-        password_iterations, dummy_checksum);
+    (void)omni_password_verify(password, len, dummy_hash);
     return 0;
+}
+
+const char *omni_password_dummy_hash(void)
+{
+    return dummy_hash;
 }
 
 /* Length of the UTF-8 sequence at s (RFC 3629: no overlong forms, no

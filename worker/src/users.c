@@ -1,5 +1,6 @@
 /* users.c: user administration (admin only): list users, change a user's
- * role or deactivate them, which revokes their sessions and API keys. */
+ * role (which revokes their live access tokens and lowers their API keys)
+ * or deactivate them (which revokes their sessions and API keys). */
 #include <stdio.h>
 #include <string.h>
 
@@ -134,6 +135,36 @@ omni_users_keys(omni_api_redis_t *b, const char *arr, const char *role)
 }
 
 
+/* Answers the refusals of auth_service.update_user; 0 when outcome is ok.
+ * The actor's role is the one in the database at the time of the change,
+ * never the one their token or key still carries. */
+static int
+omni_users_refused(omni_req_t *r, const char *outcome)
+{
+    if (strcmp(outcome, "ok") == 0) {
+        return 0;
+    }
+    if (strcmp(outcome, "not_found") == 0) {
+        omni_respond_error(r, 404, "not_found", "no such user");
+    } else if (strcmp(outcome, "forbidden") == 0) {
+        omni_respond_error(r, 403, "forbidden",
+                           "user administration needs an active admin; "
+                           "your account is no longer one");
+    } else if (strcmp(outcome, "above") == 0) {
+        omni_respond_error(r, 403, "insufficient_role",
+                           "role: above your own current role");
+    } else if (strcmp(outcome, "self_role") == 0) {
+        omni_respond_error(r, 422, "invalid_value",
+                           "role: an admin cannot change their own role");
+    } else {
+        omni_respond_error(r, 422, "invalid_value",
+                           "is_active: an admin cannot deactivate their "
+                           "own account");
+    }
+    return 1;
+}
+
+
 /* PATCH /api/v1/users/{id} {role?, is_active?} */
 void
 omni_users_update(omni_req_t *r)
@@ -195,17 +226,7 @@ omni_users_update(omni_req_t *r)
             return;
         }
         res = r->db_res;
-        if (strcmp(PQgetvalue(res, 0, 0), "not_found") == 0) {
-            omni_respond_error(r, 404, "not_found", "no such user");
-            return;
-        }
-        if (strcmp(PQgetvalue(res, 0, 0), "self") == 0) {
-            omni_auth_field_string(r, "role", 0, &role);
-            omni_respond_error(r, 422, "invalid_value",
-                               "%s: an admin cannot deactivate or demote "
-                               "their own account",
-                               role && strcmp(role, "admin") != 0
-                               ? "role" : "is_active");
+        if (omni_users_refused(r, PQgetvalue(res, 0, 0))) {
             return;
         }
         b = omni_api_redis_begin(r);
