@@ -1,7 +1,9 @@
 /*
  * omni_jwt.h: JWT (RFC 7519/7515) parsing and verification with keys parsed
  * once. Plain C over OpenSSL 3 and yajl, no nginx types, so unit tests and
- * fuzz targets reach it directly; the module wraps it.
+ * fuzz targets reach it directly; the module wraps it. One file a step:
+ * omni_b64url.c, omni_jwt_keys.c (key files), omni_jwks.c, omni_jwt_json.c
+ * (strict JSON), omni_jwt_parse.c, omni_jwt_verify.c, omni_jwt_claims.c.
  */
 
 

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 declare -A SOURCES=(
     [auth_input]="worker/src/auth_input.c"
     [json]="worker/src/arena.c worker/src/json.c"
-    [jwt]="ngx_omni_module/omni_jwt.c"
+    [jwt]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
     [sse]="worker/src/lib/sse.c"
 )
 declare -A PKGS=(

@@ -1,6 +1,6 @@
 /* test_mod_jwt.c: JWT parsing, key loading, signatures and claims
- * (ngx_omni_module/omni_jwt.c) against tokens made by PyJWT. Fixtures come
- * from tests/unit/fixtures/jwt/make.py. */
+ * (ngx_omni_module/omni_jwt_*.c, omni_jwks.c, omni_b64url.c) against tokens
+ * made by PyJWT. Fixtures come from tests/unit/fixtures/jwt/make.py. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
