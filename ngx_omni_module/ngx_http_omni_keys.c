@@ -154,7 +154,7 @@ ngx_http_omni_keys_add(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_pool_cleanup_t         *cln;
     ngx_http_omni_main_conf_t  *omcf;
 
-    if (olcf->keys == NULL) {
+    if (olcf->keys == NGX_CONF_UNSET_PTR) {
         olcf->keys = ngx_array_create(cf->pool, 4, sizeof(omni_jwt_key_t));
         if (olcf->keys == NULL) {
             return NGX_ERROR;

@@ -16,12 +16,18 @@
 static ngx_int_t ngx_http_omni_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_omni_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_omni_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_omni_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_omni_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_omni_merge_fields(ngx_conf_t *cf,
     ngx_http_omni_loc_conf_t *conf);
+static ngx_uint_t ngx_http_omni_conf_enum(ngx_conf_t *cf,
+    ngx_command_t *cmd, ngx_str_t *value, ngx_conf_enum_t *e,
+    const char *expected);
 static char *ngx_http_omni_auth(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_omni_redis_fail(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_omni_strings(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -29,10 +35,41 @@ static char *ngx_http_omni_jwt_token(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_omni_claim(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_omni_require_role(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static char *ngx_http_omni_headers(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+
+/* omni_auth: "jwt apikey" is the one pair, the values' union */
+static ngx_conf_enum_t  ngx_http_omni_auth_modes[] = {
+    { ngx_string("off"), NGX_HTTP_OMNI_AUTH_OFF },
+    { ngx_string("jwt"), NGX_CONF_BITMASK_SET|NGX_HTTP_OMNI_AUTH_JWT },
+    { ngx_string("apikey"), NGX_CONF_BITMASK_SET|NGX_HTTP_OMNI_AUTH_APIKEY },
+    { ngx_string("optional"), NGX_CONF_BITMASK_SET|NGX_HTTP_OMNI_AUTH_JWT
+                              |NGX_HTTP_OMNI_AUTH_OPTIONAL },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_omni_redis_fail_modes[] = {
+    { ngx_string("open"), NGX_HTTP_OMNI_FAIL_OPEN },
+    { ngx_string("closed"), NGX_HTTP_OMNI_FAIL_CLOSED },
+    { ngx_string("local"), NGX_HTTP_OMNI_FAIL_LOCAL },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_omni_headers_modes[] = {
+    { ngx_string("on"), 1 },
+    { ngx_string("off"), 0 },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_omni_authorization_modes[] = {
+    { ngx_string("authorization=keep"), 0 },
+    { ngx_string("authorization=remove"), 1 },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_http_omni_commands[] = {
@@ -55,8 +92,8 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_omni_auth,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
+      offsetof(ngx_http_omni_loc_conf_t, auth),
+      &ngx_http_omni_auth_modes },
 
     { ngx_string("omni_jwt_key"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
@@ -132,8 +169,8 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_omni_redis_fail,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
+      offsetof(ngx_http_omni_loc_conf_t, redis_fail),
+      &ngx_http_omni_redis_fail_modes },
 
     { ngx_string("omni_apikey_header"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -168,8 +205,8 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_omni_headers,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
+      offsetof(ngx_http_omni_loc_conf_t, headers),
+      &ngx_http_omni_headers_modes },
 
       ngx_null_command
 };
@@ -180,7 +217,7 @@ static ngx_http_module_t  ngx_http_omni_module_ctx = {
     ngx_http_omni_postconfiguration,       /* postconfiguration */
 
     ngx_http_omni_create_main_conf,        /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_omni_init_main_conf,          /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -258,7 +295,6 @@ ngx_http_omni_create_main_conf(ngx_conf_t *cf)
      *
      *     omcf->status_locations = 0;
      *     omcf->cache_zone = NULL;
-     *     omcf->policies = 0;
      */
 
     omcf->cache_ttl = NGX_CONF_UNSET;
@@ -281,6 +317,52 @@ ngx_http_omni_create_main_conf(ngx_conf_t *cf)
 }
 
 
+/*
+ * The $omni_jwt_claim_NAME variables referenced anywhere are known once the
+ * http block is read, before its locations are merged.
+ */
+
+static char *
+ngx_http_omni_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_omni_main_conf_t *omcf = conf;
+
+    ngx_str_t                  *var;
+    ngx_uint_t                  i;
+    ngx_http_variable_t        *v;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    static ngx_str_t  prefix = ngx_string("omni_jwt_claim_");
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    v = cmcf->variables.elts;
+
+    for (i = 0; i < cmcf->variables.nelts; i++) {
+        if (v[i].name.len <= prefix.len
+            || ngx_strncmp(v[i].name.data, prefix.data, prefix.len) != 0)
+        {
+            continue;
+        }
+
+        var = ngx_array_push(&omcf->claim_vars);
+        if (var == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        var->len = v[i].name.len - prefix.len;
+        var->data = ngx_pnalloc(cf->pool, var->len + 1);
+        if (var->data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(var->data, v[i].name.data + prefix.len, var->len);
+        var->data[var->len] = '\0';
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static void *
 ngx_http_omni_create_loc_conf(ngx_conf_t *cf)
 {
@@ -294,25 +376,26 @@ ngx_http_omni_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     conf->keys = NULL;
-     *     conf->issuers = NULL;
-     *     conf->audiences = NULL;
-     *     conf->token_sources = NULL;
-     *     conf->claims = NULL;
+     *     conf->auth = 0;
      *     conf->roles_claim = { 0, NULL };
-     *     conf->require_roles = NULL;
+     *     conf->apikey_header = { 0, NULL };
      *     conf->fields = NULL;
      */
 
     conf->status = NGX_CONF_UNSET;
     conf->metrics = NGX_CONF_UNSET;
-    conf->auth = NGX_CONF_UNSET_UINT;
-    conf->headers = NGX_CONF_UNSET;
-    conf->remove_authorization = NGX_CONF_UNSET;
+    conf->headers = NGX_CONF_UNSET_UINT;
+    conf->remove_authorization = NGX_CONF_UNSET_UINT;
     conf->redis_fail = NGX_CONF_UNSET_UINT;
     conf->redis_nodes = NGX_CONF_UNSET_UINT;
     conf->leeway = NGX_CONF_UNSET;
-    conf->roles_claim.data = NULL;
+    conf->keys = NGX_CONF_UNSET_PTR;
+    conf->issuers = NGX_CONF_UNSET_PTR;
+    conf->audiences = NGX_CONF_UNSET_PTR;
+    conf->token_sources = NGX_CONF_UNSET_PTR;
+    conf->claims = NGX_CONF_UNSET_PTR;
+    conf->require_roles = NGX_CONF_UNSET_PTR;
+    conf->limits = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -324,45 +407,30 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_omni_loc_conf_t *prev = parent;
     ngx_http_omni_loc_conf_t *conf = child;
 
+    ngx_uint_t                  roles_here;
     ngx_http_core_loc_conf_t   *clcf;
     ngx_http_omni_main_conf_t  *omcf;
 
+    roles_here = conf->require_roles != NGX_CONF_UNSET_PTR
+                 && conf->require_roles != NULL;
+
     ngx_conf_merge_value(conf->status, prev->status, 0);
     ngx_conf_merge_value(conf->metrics, prev->metrics, 0);
-    ngx_conf_merge_uint_value(conf->auth, prev->auth, NGX_HTTP_OMNI_AUTH_OFF);
-    ngx_conf_merge_value(conf->headers, prev->headers, 1);
-    ngx_conf_merge_value(conf->remove_authorization,
-                         prev->remove_authorization, 0);
+    ngx_conf_merge_bitmask_value(conf->auth, prev->auth,
+                                 NGX_HTTP_OMNI_AUTH_OFF);
+    ngx_conf_merge_uint_value(conf->headers, prev->headers, 1);
+    ngx_conf_merge_uint_value(conf->remove_authorization,
+                              prev->remove_authorization, 0);
     ngx_conf_merge_sec_value(conf->leeway, prev->leeway, 0);
     ngx_conf_merge_str_value(conf->roles_claim, prev->roles_claim, "");
 
-    if (conf->keys == NULL) {
-        conf->keys = prev->keys;
-    }
-
-    if (conf->issuers == NULL) {
-        conf->issuers = prev->issuers;
-    }
-
-    if (conf->audiences == NULL) {
-        conf->audiences = prev->audiences;
-    }
-
-    if (conf->token_sources == NULL) {
-        conf->token_sources = prev->token_sources;
-    }
-
-    if (conf->claims == NULL) {
-        conf->claims = prev->claims;
-    }
-
-    if (conf->require_roles == NULL) {
-        conf->require_roles = prev->require_roles;
-    }
-
-    if (conf->limits == NULL) {
-        conf->limits = prev->limits;
-    }
+    ngx_conf_merge_ptr_value(conf->keys, prev->keys, NULL);
+    ngx_conf_merge_ptr_value(conf->issuers, prev->issuers, NULL);
+    ngx_conf_merge_ptr_value(conf->audiences, prev->audiences, NULL);
+    ngx_conf_merge_ptr_value(conf->token_sources, prev->token_sources, NULL);
+    ngx_conf_merge_ptr_value(conf->claims, prev->claims, NULL);
+    ngx_conf_merge_ptr_value(conf->require_roles, prev->require_roles, NULL);
+    ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);
 
     if (conf->redis_fail == NGX_CONF_UNSET_UINT) {
         conf->redis_fail = prev->redis_fail;
@@ -384,7 +452,7 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     /*
      * a content handler is not inherited by nested locations, but the
      * implicit location of "limit_except" must keep answering like its
-     * parent, as with proxy_pass
+     * parent: installed here, as ngx_http_proxy_merge_loc_conf() does
      */
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
@@ -394,9 +462,7 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (conf->auth == NGX_HTTP_OMNI_AUTH_OFF) {
-        if (conf->require_roles != NULL
-            && conf->require_roles != prev->require_roles)
-        {
+        if (roles_here) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"omni_require_role\" needs \"omni_auth jwt\" "
                                "or \"omni_auth optional\"");
@@ -427,8 +493,6 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    /* a cached verification is reused only under the same checks */
-    conf->policy = ++omcf->policies;
     omcf->jwt_locations++;
 
     return ngx_http_omni_merge_fields(cf, conf);
@@ -446,42 +510,10 @@ ngx_http_omni_merge_fields(ngx_conf_t *cf, ngx_http_omni_loc_conf_t *conf)
 {
     ngx_str_t                  *var;
     ngx_uint_t                  i, j, n;
-    ngx_http_variable_t        *v;
     ngx_http_omni_claim_t      *f, *c;
-    ngx_http_core_main_conf_t  *cmcf;
     ngx_http_omni_main_conf_t  *omcf;
 
-    static ngx_str_t  prefix = ngx_string("omni_jwt_claim_");
-
     omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
-
-    /* the variables referenced anywhere are known once the block is read */
-    if (omcf->claim_vars.nelts == 0) {
-        cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
-        v = cmcf->variables.elts;
-
-        for (i = 0; i < cmcf->variables.nelts; i++) {
-            if (v[i].name.len <= prefix.len
-                || ngx_strncmp(v[i].name.data, prefix.data, prefix.len) != 0)
-            {
-                continue;
-            }
-
-            var = ngx_array_push(&omcf->claim_vars);
-            if (var == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            var->len = v[i].name.len - prefix.len;
-            var->data = ngx_pnalloc(cf->pool, var->len + 1);
-            if (var->data == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            ngx_memcpy(var->data, v[i].name.data + prefix.len, var->len);
-            var->data[var->len] = '\0';
-        }
-    }
 
     n = NGX_HTTP_OMNI_NFIELDS + omcf->claim_vars.nelts
         + (conf->claims ? conf->claims->nelts : 0);
@@ -569,57 +601,121 @@ ngx_http_omni_merge_fields(ngx_conf_t *cf, ngx_http_omni_loc_conf_t *conf)
 }
 
 
+/*
+ * A value of the table e, NGX_CONF_UNSET_UINT after a message naming the
+ * directive and what it takes, which ngx_conf_set_enum_slot() does not.
+ */
+
+static ngx_uint_t
+ngx_http_omni_conf_enum(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *value,
+    ngx_conf_enum_t *e, const char *expected)
+{
+    for ( /* void */ ; e->name.len; e++) {
+        if (e->name.len == value->len
+            && ngx_strcmp(e->name.data, value->data) == 0)
+        {
+            return e->value;
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\": expected %s",
+                       value, &cmd->name, expected);
+
+    return NGX_CONF_UNSET_UINT;
+}
+
+
+/* omni_auth off | jwt | apikey | jwt apikey | optional */
+
 static char *
 ngx_http_omni_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_omni_loc_conf_t *olcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t   *value;
+    ngx_uint_t   i, mode;
 
-    if (olcf->auth != NGX_CONF_UNSET_UINT) {
+    static const char  expected[] = "off, jwt, apikey, \"jwt apikey\" or "
+                                    "optional";
+
+    if (olcf->auth != 0) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
-    if (cf->args->nelts == 3) {
-        if ((ngx_strcmp(value[1].data, "jwt") == 0
-             && ngx_strcmp(value[2].data, "apikey") == 0)
-            || (ngx_strcmp(value[1].data, "apikey") == 0
-                && ngx_strcmp(value[2].data, "jwt") == 0))
-        {
-            olcf->auth = NGX_HTTP_OMNI_AUTH_JWT|NGX_HTTP_OMNI_AUTH_APIKEY;
-            return NGX_CONF_OK;
+    for (i = 1; i < cf->args->nelts; i++) {
+        mode = ngx_http_omni_conf_enum(cf, cmd, &value[i], cmd->post,
+                                       expected);
+        if (mode == NGX_CONF_UNSET_UINT) {
+            return NGX_CONF_ERROR;
         }
 
+        olcf->auth |= mode;
+    }
+
+    if (cf->args->nelts == 3
+        && olcf->auth != (NGX_CONF_BITMASK_SET|NGX_HTTP_OMNI_AUTH_JWT
+                          |NGX_HTTP_OMNI_AUTH_APIKEY))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V %V\" in \"%V\": expected %s",
+                           &value[1], &value[2], &cmd->name, expected);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* omni_redis_fail open | closed | local [nodes=N] */
+
+static char *
+ngx_http_omni_redis_fail(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_omni_loc_conf_t *olcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (olcf->redis_fail != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    olcf->redis_fail = ngx_http_omni_conf_enum(cf, cmd, &value[1], cmd->post,
+                                               "open, closed or local");
+    if (olcf->redis_fail == NGX_CONF_UNSET_UINT) {
+        return NGX_CONF_ERROR;
+    }
+
+    olcf->redis_nodes = 1;
+
+    if (cf->args->nelts == 2) {
+        return NGX_CONF_OK;
+    }
+
+    if (olcf->redis_fail != NGX_HTTP_OMNI_FAIL_LOCAL
+        || ngx_strncmp(value[2].data, "nodes=", 6) != 0)
+    {
         goto invalid;
     }
 
-    if (ngx_strcmp(value[1].data, "off") == 0) {
-        olcf->auth = NGX_HTTP_OMNI_AUTH_OFF;
-
-    } else if (ngx_strcmp(value[1].data, "jwt") == 0) {
-        olcf->auth = NGX_HTTP_OMNI_AUTH_JWT;
-
-    } else if (ngx_strcmp(value[1].data, "apikey") == 0) {
-        olcf->auth = NGX_HTTP_OMNI_AUTH_APIKEY;
-
-    } else if (ngx_strcmp(value[1].data, "optional") == 0) {
-        olcf->auth = NGX_HTTP_OMNI_AUTH_JWT|NGX_HTTP_OMNI_AUTH_OPTIONAL;
-
-    } else {
+    n = ngx_atoi(value[2].data + 6, value[2].len - 6);
+    if (n == NGX_ERROR || n == 0 || n > 1000) {
         goto invalid;
     }
+
+    olcf->redis_nodes = n;
 
     return NGX_CONF_OK;
 
 invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid value \"%V%s%s\" in \"%V\": expected off, "
-                       "jwt, apikey, \"jwt apikey\" or optional", &value[1],
-                       cf->args->nelts == 3 ? " " : "",
-                       cf->args->nelts == 3 ? (char *) value[2].data : "",
+                       "invalid parameter \"%V\" in \"%V\"", &value[2],
                        &cmd->name);
     return NGX_CONF_ERROR;
 }
@@ -639,7 +735,7 @@ ngx_http_omni_strings(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     a = (ngx_array_t **) (p + cmd->offset);
 
-    if (*a != NULL) {
+    if (*a != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
     }
 
@@ -678,7 +774,7 @@ ngx_http_omni_jwt_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_complex_value_t          *cv;
     ngx_http_compile_complex_value_t   ccv;
 
-    if (olcf->token_sources != NULL) {
+    if (olcf->token_sources != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
     }
 
@@ -749,7 +845,7 @@ ngx_http_omni_claim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "has an empty value";
     }
 
-    if (olcf->claims == NULL) {
+    if (olcf->claims == NGX_CONF_UNSET_PTR) {
         olcf->claims = ngx_array_create(cf->pool, 4,
                                         sizeof(ngx_http_omni_claim_t));
         if (olcf->claims == NULL) {
@@ -801,43 +897,6 @@ ngx_http_omni_claim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-static char *
-ngx_http_omni_require_role(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_omni_loc_conf_t *olcf = conf;
-
-    ngx_str_t   *value, *role;
-    ngx_uint_t   i;
-
-    if (olcf->require_roles != NULL) {
-        return "is duplicate";
-    }
-
-    olcf->require_roles = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                           sizeof(ngx_str_t));
-    if (olcf->require_roles == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        if (value[i].len == 0) {
-            return "has an empty value";
-        }
-
-        role = ngx_array_push(olcf->require_roles);
-        if (role == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        *role = value[i];
-    }
-
-    return NGX_CONF_OK;
-}
-
-
 /* omni_headers on | off [authorization=keep|remove] */
 
 static char *
@@ -847,22 +906,15 @@ ngx_http_omni_headers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_t  *value;
 
-    if (olcf->headers != NGX_CONF_UNSET) {
+    if (olcf->headers != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
-    if (ngx_strcmp(value[1].data, "on") == 0) {
-        olcf->headers = 1;
-
-    } else if (ngx_strcmp(value[1].data, "off") == 0) {
-        olcf->headers = 0;
-
-    } else {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\" in \"%V\": expected on "
-                           "or off", &value[1], &cmd->name);
+    olcf->headers = ngx_http_omni_conf_enum(cf, cmd, &value[1], cmd->post,
+                                            "on or off");
+    if (olcf->headers == NGX_CONF_UNSET_UINT) {
         return NGX_CONF_ERROR;
     }
 
@@ -870,17 +922,11 @@ ngx_http_omni_headers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    if (ngx_strcmp(value[2].data, "authorization=keep") == 0) {
-        olcf->remove_authorization = 0;
-
-    } else if (ngx_strcmp(value[2].data, "authorization=remove") == 0) {
-        olcf->remove_authorization = 1;
-
-    } else {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\" in \"%V\": expected "
-                           "authorization=keep or authorization=remove",
-                           &value[2], &cmd->name);
+    olcf->remove_authorization = ngx_http_omni_conf_enum(cf, cmd, &value[2],
+                                     ngx_http_omni_authorization_modes,
+                                     "authorization=keep or "
+                                     "authorization=remove");
+    if (olcf->remove_authorization == NGX_CONF_UNSET_UINT) {
         return NGX_CONF_ERROR;
     }
 

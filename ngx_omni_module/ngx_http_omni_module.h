@@ -22,11 +22,11 @@ struct redisAsyncContext;
 #define NGX_HTTP_OMNI_VERSION  "0.2.0"
 
 
-/* omni_auth: what authenticates a location */
-#define NGX_HTTP_OMNI_AUTH_OFF       0x00
-#define NGX_HTTP_OMNI_AUTH_JWT       0x01
-#define NGX_HTTP_OMNI_AUTH_APIKEY    0x02
-#define NGX_HTTP_OMNI_AUTH_OPTIONAL  0x04
+/* omni_auth: what authenticates a location; 0 is unset, as in a bitmask */
+#define NGX_HTTP_OMNI_AUTH_OFF       NGX_CONF_BITMASK_SET
+#define NGX_HTTP_OMNI_AUTH_JWT       0x02
+#define NGX_HTTP_OMNI_AUTH_APIKEY    0x04
+#define NGX_HTTP_OMNI_AUTH_OPTIONAL  0x08
 
 
 /* decisions, counted in shared memory by outcome and reason */
@@ -138,7 +138,6 @@ typedef struct {
     ngx_uint_t                  jwt_locations;
     ngx_uint_t                  keys_loaded;
     ngx_uint_t                  key_parses;     /* at configuration time */
-    ngx_uint_t                  policies;       /* ids handed out */
 
     ngx_shm_zone_t             *cache_zone;
     time_t                      cache_ttl;
@@ -158,8 +157,9 @@ typedef struct {
     ngx_array_t                 zones;          /* ngx_http_omni_zone_t */
     ngx_shm_zone_t             *local_zone;     /* omni_redis_fail local */
 
-    /* new for every configuration load: policy ids restart at 1, so the
-     * cache must not match entries a previous configuration wrote */
+    /* new for every configuration load: a location's configuration may
+     * be at the same address as one of the last, and the cache must not
+     * match entries that one wrote */
     u_char                      cache_salt[16];
 } ngx_http_omni_main_conf_t;
 
@@ -167,9 +167,9 @@ typedef struct {
 typedef struct {
     ngx_flag_t                  status;
     ngx_flag_t                  metrics;
-    ngx_uint_t                  auth;
-    ngx_flag_t                  headers;
-    ngx_flag_t                  remove_authorization;
+    ngx_uint_t                  auth;           /* NGX_HTTP_OMNI_AUTH_* */
+    ngx_uint_t                  headers;
+    ngx_uint_t                  remove_authorization;
     time_t                      leeway;
 
     ngx_array_t                *keys;           /* omni_jwt_key_t */
@@ -178,7 +178,7 @@ typedef struct {
     ngx_array_t                *token_sources;  /* complex values */
     ngx_array_t                *claims;         /* ngx_http_omni_claim_t */
     ngx_str_t                   roles_claim;    /* "" = "role", then "roles" */
-    ngx_array_t                *require_roles;  /* ngx_str_t */
+    ngx_array_t                *require_roles;  /* ngx_str_t; NULL: off */
     ngx_array_t                *limits;         /* ngx_http_omni_limit_t */
     ngx_uint_t                  redis_fail;
     ngx_uint_t                  redis_nodes;
@@ -186,13 +186,27 @@ typedef struct {
 
     /* merged: every field a verified request carries, built-ins first */
     ngx_array_t                *fields;         /* ngx_http_omni_claim_t */
-    ngx_uint_t                  policy;         /* cache key namespace */
 } ngx_http_omni_loc_conf_t;
 
 
+/*
+ * Where a main request is, in the preaccess phase and after it:
+ *
+ *   START --local decision--> DONE
+ *   START --round trip--> REDIS --reply, failure or timer--> REPLIED --> DONE
+ *
+ * An internal redirect runs the phase again in DONE.
+ */
+typedef enum {
+    NGX_HTTP_OMNI_STATE_START = 0,
+    NGX_HTTP_OMNI_STATE_REDIS,
+    NGX_HTTP_OMNI_STATE_REPLIED,
+    NGX_HTTP_OMNI_STATE_DONE
+} ngx_http_omni_state_e;
+
+
 typedef struct {
-    ngx_uint_t                  done;
-    ngx_int_t                   rc;
+    ngx_http_omni_state_e       state;
     ngx_uint_t                  decision;       /* ngx_http_omni_decision_e */
     ngx_uint_t                  authenticated;
     ngx_str_t                  *values;         /* per lcf->fields */
@@ -207,9 +221,6 @@ typedef struct {
     ngx_uint_t                  argc;
     void                       *pending;
     ngx_event_t                 timer;
-    unsigned                    waiting:1;
-    unsigned                    replied:1;
-    unsigned                    resumed:1;
     unsigned                    via_apikey:1;
     unsigned                    jti_unknown:1;  /* Redis erred on its check */
     ngx_uint_t                  failed;         /* NGX_HTTP_OMNI_REDIS_* */
@@ -236,25 +247,44 @@ ngx_int_t ngx_http_omni_send_json(ngx_http_request_t *r, ngx_uint_t status,
 char *ngx_http_omni_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_omni_jwt_jwks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
-/* ngx_http_omni_jwt.c */
+/* ngx_http_omni_access.c */
 ngx_int_t ngx_http_omni_access_handler(ngx_http_request_t *r);
+ngx_http_omni_ctx_t *ngx_http_omni_get_ctx(ngx_http_request_t *r);
+
+/* ngx_http_omni_jwt.c */
+ngx_int_t ngx_http_omni_jwt_find_token(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_str_t *token);
+ngx_int_t ngx_http_omni_jwt_verify(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx,
+    ngx_str_t *token, const char **why);
+
+/* ngx_http_omni_rbac.c */
+char *ngx_http_omni_require_role(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_uint_t ngx_http_omni_rbac_allows(ngx_http_omni_loc_conf_t *olcf,
+    ngx_str_t *roles);
+
+/* ngx_http_omni_reject.c */
 ngx_int_t ngx_http_omni_reject(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_uint_t decision, const char *why);
 
-/* ngx_http_omni_limit.c */
+/* ngx_http_omni_limit_conf.c */
 char *ngx_http_omni_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_omni_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_omni_redis_fail(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 ngx_int_t ngx_http_omni_limit_merge(ngx_conf_t *cf,
     ngx_http_omni_loc_conf_t *conf);
+
+/* ngx_http_omni_limit.c */
 void ngx_http_omni_limit_init_sha(void);
 const char *ngx_http_omni_limit_script(size_t *len);
 ngx_uint_t ngx_http_omni_limit_needed(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
 ngx_int_t ngx_http_omni_limit_start(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
+void ngx_http_omni_limit_abandon(ngx_http_omni_ctx_t *ctx);
+
+/* ngx_http_omni_limit_verdict.c */
 ngx_int_t ngx_http_omni_limit_finish(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
 

@@ -76,12 +76,14 @@ ngx_http_omni_add_variables(ngx_conf_t *cf)
 }
 
 
+/* The verified identity of the main request, if any. */
+
 static ngx_http_omni_ctx_t *
-ngx_http_omni_get_ctx(ngx_http_request_t *r)
+ngx_http_omni_identity(ngx_http_request_t *r)
 {
     ngx_http_omni_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_omni_module);
+    ctx = ngx_http_omni_get_ctx(r);
 
     if (ctx == NULL || ctx->values == NULL || !ctx->authenticated) {
         return NULL;
@@ -108,7 +110,7 @@ ngx_http_omni_field_variable(ngx_http_request_t *r,
 {
     ngx_http_omni_ctx_t  *ctx;
 
-    ctx = ngx_http_omni_get_ctx(r);
+    ctx = ngx_http_omni_identity(r);
 
     if (ctx == NULL || ctx->values[data].len == 0) {
         v->not_found = 1;
@@ -128,10 +130,11 @@ ngx_http_omni_remaining_variable(ngx_http_request_t *r,
     u_char               *p;
     ngx_http_omni_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_omni_module);
+    ctx = ngx_http_omni_get_ctx(r);
 
-    /* only after Redis has answered for this request's limits */
-    if (ctx == NULL || !ctx->replied || ctx->failed || ctx->tightest < 1) {
+    /* only after Redis (or the local fallback) decided this request's
+     * limits */
+    if (ctx == NULL || ctx->failed || ctx->tightest < 1) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -161,7 +164,7 @@ ngx_http_omni_method_variable(ngx_http_request_t *r,
     static ngx_str_t  apikey = ngx_string("apikey");
     static ngx_str_t  none = ngx_string("none");
 
-    ctx = ngx_http_omni_get_ctx(r);
+    ctx = ngx_http_omni_identity(r);
 
     ngx_http_omni_set(v, ctx == NULL ? &none
                          : ctx->via_apikey ? &apikey : &jwt);
@@ -176,7 +179,7 @@ ngx_http_omni_decision_variable(ngx_http_request_t *r,
 {
     ngx_http_omni_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_omni_module);
+    ctx = ngx_http_omni_get_ctx(r);
 
     if (ctx == NULL || ctx->values == NULL) {
         v->not_found = 1;
@@ -198,7 +201,7 @@ ngx_http_omni_claim_variable(ngx_http_request_t *r,
     ngx_http_omni_ctx_t    *ctx;
     ngx_http_omni_claim_t  *f;
 
-    ctx = ngx_http_omni_get_ctx(r);
+    ctx = ngx_http_omni_identity(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
