@@ -275,3 +275,57 @@ def test_missing_arguments_fail(nginx_t, directive):
 def test_token_source_that_is_not_a_variable_fails(nginx_t):
     assert_fails(nginx_t(location="omni_jwt_token cookie_omni_token;"),
                  "omni_jwt_token")
+
+
+# --- omni_auth, omni_redis_fail, omni_headers values; "off" ------------------
+
+@pytest.mark.parametrize("value", ["off jwt", "jwt jwt", "optional apikey",
+                                   "jwt optional"])
+def test_omni_auth_pair_other_than_jwt_apikey_fails(nginx_t, value):
+    assert_fails(nginx_t(location="omni_auth %s;" % value),
+                 "omni_auth", "invalid value", re.escape(value),
+                 re.escape('"jwt apikey"'))
+
+
+def test_bad_omni_redis_fail_value_fails_naming_the_modes(nginx_t):
+    assert_fails(nginx_t(location="omni_redis_fail sometimes;"),
+                 "omni_redis_fail", "invalid value", "sometimes",
+                 "open, closed or local")
+
+
+def test_nodes_parameter_only_for_local_fail_mode(nginx_t):
+    assert_fails(nginx_t(location="omni_redis_fail open nodes=2;"),
+                 "omni_redis_fail", "invalid parameter", "nodes=2")
+
+
+def test_bad_omni_headers_authorization_value_fails(nginx_t):
+    assert_fails(nginx_t(location="omni_headers on authorization=maybe;"),
+                 "omni_headers", "authorization=maybe",
+                 "authorization=keep or authorization=remove")
+
+
+def test_require_role_off_passes_where_nothing_authenticates(nginx_t):
+    assert_passes(nginx_t(location="omni_auth off; omni_require_role off;"))
+
+
+def test_require_role_off_with_roles_fails(nginx_t):
+    assert_fails(nginx_t(location="omni_auth jwt;"
+                                  " omni_jwt_key file={keys}/rsa.pub;"
+                                  " omni_require_role admin off;"),
+                 "omni_require_role", "off")
+
+
+@pytest.mark.parametrize("limits", ["omni_limit zone=z; omni_limit off;",
+                                    "omni_limit off; omni_limit zone=z;"])
+def test_limit_off_with_zones_in_one_block_fails(nginx_t, limits):
+    assert_fails(nginx_t(http="omni_redis 127.0.0.1:6379;"
+                              " omni_limit_zone z rate=1r/s;",
+                         location=limits),
+                 "omni_limit", "off", "zones")
+
+
+def test_limit_off_passes(nginx_t):
+    assert_passes(nginx_t(http="omni_redis 127.0.0.1:6379;"
+                               " omni_limit_zone z rate=1r/s;",
+                          server="omni_limit zone=z;",
+                          location="omni_limit off;"))
