@@ -28,6 +28,8 @@ static ngx_int_t ngx_http_omni_after_redis(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
 static ngx_int_t ngx_http_omni_complete(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
+static ngx_int_t ngx_http_omni_authorize(ngx_http_request_t *r,
+    ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
 static ngx_uint_t ngx_http_omni_needs_credentials(
     ngx_http_omni_loc_conf_t *olcf);
 static void ngx_http_omni_find_apikey(ngx_http_request_t *r,
@@ -194,12 +196,10 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_loc_conf_t *olcf,
 
         ctx->authenticated = 1;
 
-        if (!ngx_http_omni_rbac_allows(olcf,
-                                       &ctx->values[NGX_HTTP_OMNI_F_ROLES]))
-        {
-            return ngx_http_omni_reject(r, ctx,
-                                        NGX_HTTP_OMNI_DENY_INSUFFICIENT_ROLE,
-                                        "a required role is missing");
+        rc = ngx_http_omni_authorize(r, olcf, ctx);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
         }
 
     } else if (apikey.len) {
@@ -256,16 +256,7 @@ ngx_http_omni_redirected(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx)
 {
     if (ctx->authenticated) {
-
-        if (!ngx_http_omni_rbac_allows(olcf,
-                                       &ctx->values[NGX_HTTP_OMNI_F_ROLES]))
-        {
-            return ngx_http_omni_reject(r, ctx,
-                                        NGX_HTTP_OMNI_DENY_INSUFFICIENT_ROLE,
-                                        "a required role is missing");
-        }
-
-        return NGX_DECLINED;
+        return ngx_http_omni_authorize(r, olcf, ctx);
     }
 
     if (!ngx_http_omni_needs_credentials(olcf)) {
@@ -300,7 +291,8 @@ static ngx_int_t
 ngx_http_omni_complete(ngx_http_request_t *r, ngx_http_omni_loc_conf_t *olcf,
     ngx_http_omni_ctx_t *ctx)
 {
-    u_char  *comma;
+    u_char     *comma;
+    ngx_int_t   rc;
 
     if (ctx->apikey.len && !ctx->failed) {
         ctx->values[NGX_HTTP_OMNI_F_USER_ID] = ctx->key_fields[1];
@@ -319,12 +311,10 @@ ngx_http_omni_complete(ngx_http_request_t *r, ngx_http_omni_loc_conf_t *olcf,
         ctx->authenticated = 1;
         ctx->via_apikey = 1;
 
-        if (!ngx_http_omni_rbac_allows(olcf,
-                                       &ctx->values[NGX_HTTP_OMNI_F_ROLES]))
-        {
-            return ngx_http_omni_reject(r, ctx,
-                                        NGX_HTTP_OMNI_DENY_INSUFFICIENT_ROLE,
-                                        "a required role is missing");
+        rc = ngx_http_omni_authorize(r, olcf, ctx);
+
+        if (rc != NGX_DECLINED) {
+            return rc;
         }
     }
 
@@ -353,6 +343,23 @@ ngx_http_omni_complete(ngx_http_request_t *r, ngx_http_omni_loc_conf_t *olcf,
     ngx_http_omni_metrics_decision(ctx->decision);
 
     return NGX_DECLINED;
+}
+
+
+/* The verified identity against the location's roles: NGX_DECLINED to go
+ * on, or the rejection. */
+
+static ngx_int_t
+ngx_http_omni_authorize(ngx_http_request_t *r, ngx_http_omni_loc_conf_t *olcf,
+    ngx_http_omni_ctx_t *ctx)
+{
+    if (ngx_http_omni_rbac_allows(olcf, &ctx->values[NGX_HTTP_OMNI_F_ROLES]))
+    {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_omni_reject(r, ctx, NGX_HTTP_OMNI_DENY_INSUFFICIENT_ROLE,
+                                "a required role is missing");
 }
 
 

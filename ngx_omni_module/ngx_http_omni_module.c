@@ -25,6 +25,8 @@ static char *ngx_http_omni_merge_fields(ngx_conf_t *cf,
 static ngx_uint_t ngx_http_omni_conf_enum(ngx_conf_t *cf,
     ngx_command_t *cmd, ngx_str_t *value, ngx_conf_enum_t *e,
     const char *expected);
+static char *ngx_http_omni_conf_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf, const char *expected);
 static char *ngx_http_omni_auth(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_omni_redis_fail(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -626,6 +628,31 @@ ngx_http_omni_conf_enum(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *value,
 }
 
 
+/* ngx_conf_set_enum_slot() for the first argument, with that message */
+
+static char *
+ngx_http_omni_conf_set_enum(ngx_conf_t *cf, ngx_command_t *cmd, void *conf,
+    const char *expected)
+{
+    char  *p = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t  *np;
+
+    np = (ngx_uint_t *) (p + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    *np = ngx_http_omni_conf_enum(cf, cmd, &value[1], cmd->post, expected);
+
+    return *np == NGX_CONF_UNSET_UINT ? NGX_CONF_ERROR : NGX_CONF_OK;
+}
+
+
 /* omni_auth off | jwt | apikey | jwt apikey | optional */
 
 static char *
@@ -676,21 +703,16 @@ ngx_http_omni_redis_fail(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_omni_loc_conf_t *olcf = conf;
 
+    char       *rv;
     ngx_int_t   n;
     ngx_str_t  *value;
 
-    if (olcf->redis_fail != NGX_CONF_UNSET_UINT) {
-        return "is duplicate";
+    rv = ngx_http_omni_conf_set_enum(cf, cmd, conf, "open, closed or local");
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     value = cf->args->elts;
-
-    olcf->redis_fail = ngx_http_omni_conf_enum(cf, cmd, &value[1], cmd->post,
-                                               "open, closed or local");
-    if (olcf->redis_fail == NGX_CONF_UNSET_UINT) {
-        return NGX_CONF_ERROR;
-    }
-
     olcf->redis_nodes = 1;
 
     if (cf->args->nelts == 2) {
@@ -904,23 +926,15 @@ ngx_http_omni_headers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_omni_loc_conf_t *olcf = conf;
 
+    char       *rv;
     ngx_str_t  *value;
 
-    if (olcf->headers != NGX_CONF_UNSET_UINT) {
-        return "is duplicate";
+    rv = ngx_http_omni_conf_set_enum(cf, cmd, conf, "on or off");
+    if (rv != NGX_CONF_OK || cf->args->nelts == 2) {
+        return rv;
     }
 
     value = cf->args->elts;
-
-    olcf->headers = ngx_http_omni_conf_enum(cf, cmd, &value[1], cmd->post,
-                                            "on or off");
-    if (olcf->headers == NGX_CONF_UNSET_UINT) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (cf->args->nelts == 2) {
-        return NGX_CONF_OK;
-    }
 
     olcf->remove_authorization = ngx_http_omni_conf_enum(cf, cmd, &value[2],
                                      ngx_http_omni_authorization_modes,

@@ -7,27 +7,18 @@ checked. Nested locations lift what they inherit with
 
 import json
 import re
-import time
 
 import pytest
 
 import stack
-
-SECRET = b"redirects-test-secret-of-32-bytes-or-more"
+import test_limits
+from test_limits import SECRET, token
 
 # Every limited location uses zone "twice": burst=1 admits two requests at
 # once, so a request charged twice leaves nothing for the next one.
-# /echo/ answers from the rewrite phase, before any access check.
-CONF = """
-load_module {module};
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log info;
-events {{ worker_connections 512; }}
-http {{
-    {preamble}
-    omni_redis {redis} password={redis_password} timeout=500ms;
-    omni_jwt_key file={prefix}/hs.secret alg=HS256;
+# /echo/ answers from the rewrite phase, before any access check. The
+# head (module, Redis, the HS256 key) is test_limits's.
+CONF = test_limits.CONF[:test_limits.CONF.index("    omni_limit_zone")] + """
     omni_limit_zone twice rate=1r/h burst=1;
     server {{
         listen 127.0.0.1:{port};
@@ -115,13 +106,6 @@ http {{
 """
 
 
-def token(sub, role="user"):
-    import jwt
-    now = int(time.time())
-    return jwt.encode({"sub": sub, "role": role, "iat": now,
-                       "exp": now + 300}, SECRET, algorithm="HS256")
-
-
 class Gateway(stack.NginxConf):
     def __init__(self, redis_addr):
         super().__init__(CONF, "redirects", redis=redis_addr)
@@ -143,26 +127,13 @@ class Gateway(stack.NginxConf):
 
 
 @pytest.fixture(scope="module")
-def own_redis():
-    server = stack.Redis()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.destroy()
-
-
-@pytest.fixture(scope="module")
-def gw(own_redis):
-    g = Gateway(own_redis.addr)
+def gw(redis_server):
+    """Each test limits users of its own: the session's Redis serves."""
+    g = Gateway(redis_server.addr)
     try:
         yield g
     finally:
         g.destroy()
-
-
-def body(response):
-    return json.loads(response[2])
 
 
 # --- once per main request ---------------------------------------------------
