@@ -15,8 +15,8 @@
 //             rendered ConfigMap, in a temporary root that mirrors the
 //             gateway pod's mounts, prepared by the image's entrypoint
 // A good target passes every check. Each tests/k8s/bad/NN-name is one
-// fault: the checks named in its `expect` file must fail (with a message
-// matching its second line) and every other check must pass.
+// fault: the checks named on the first line of its `expect` file must fail
+// (with messages matching its further lines) and every other check pass.
 // Prints "N passed, N failed".
 
 import fs from "node:fs";
@@ -353,8 +353,11 @@ function good() {
 function bad() {
     const dir = path.join(TESTS, "bad");
     return fs.readdirSync(dir).sort().map((t) => {
-        const [fails, match] = fs.readFileSync(path.join(dir, t, "expect"), "utf8").split("\n");
-        return { name: t, dir: path.join(dir, t), fails: fails.trim().split(/\s+/), match: new RegExp(match.trim()) };
+        // line 1: the checks that must fail; each further line: a pattern
+        // one of their messages must match
+        const [fails, ...match] = fs.readFileSync(path.join(dir, t, "expect"), "utf8").trim().split("\n");
+        return { name: t, dir: path.join(dir, t), fails: fails.trim().split(/\s+/),
+            match: match.map((m) => new RegExp(m.trim())) };
     });
 }
 
@@ -521,22 +524,24 @@ async function main() {
             continue;
         }
         const failing = CHECKS.filter((c) => r.res[c] && r.res[c].length);
-        const expectedText = r.fails.flatMap((c) => r.res[c] || []).join("\n");
         const problems = [];
         if (failing.join(" ") !== CHECKS.filter((c) => r.fails.includes(c)).join(" ")) {
             problems.push(`expected exactly [${r.fails.join(" ")}] to fail; failed: [${failing.join(" ")}]`);
         }
-        if (!r.match.test(expectedText)) {
-            problems.push(`no failure matches /${r.match.source}/`);
+        for (const m of r.match) {
+            if (!r.fails.flatMap((c) => r.res[c] || []).some((l) => m.test(l))) {
+                problems.push(`no failure message matches /${m.source}/`);
+            }
         }
         if (problems.length) {
             for (const c of failing) {
                 problems.push(`${c}:`, ...r.res[c].slice(0, 8).map((l) => `  ${l}`));
             }
         }
-        const first = (r.res[r.fails[0]] || [""])[0];
+        const lines = r.fails.flatMap((c) => r.res[c] || []);
+        const first = lines.find((l) => r.match[0].test(l)) ?? lines[0] ?? "";
         report(problems.length === 0, `bad/${r.name}: rejected by ${r.fails.join("+")}` +
-            (problems.length ? "" : ` (${String(first).slice(0, 110)})`), problems);
+            (problems.length ? "" : ` (${String(first).replace(/^.*\d+#\d+: /, "").slice(0, 120)})`), problems);
     }
     console.log(`${passed} passed, ${failed} failed`);
     process.exitCode = failed === 0 && passed > 0 ? 0 : 1;
