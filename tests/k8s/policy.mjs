@@ -265,6 +265,9 @@ export function policy(objects, { repo }) {
             if (v.configMap) {
                 checkRef("ConfigMap", v.configMap.name, (v.configMap.items || []).map((i) => i.key), `${w.id} volume ${v.name}`);
             }
+            if (v.secret && ((v.secret.defaultMode ?? 0o644) & 0o007) !== 0) {
+                err("secret-mode", `${w.id} volume ${v.name}: Secret files readable by others (defaultMode ${(v.secret.defaultMode ?? 0o644).toString(8)})`);
+            }
             if (v.secret) {
                 checkRef("Secret", v.secret.secretName, (v.secret.items || []).map((i) => i.key), `${w.id} volume ${v.name}`);
             }
