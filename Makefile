@@ -114,3 +114,16 @@ lint:
 
 clean:
 	rm -rf $(BUILD)
+
+# Offline checks of the Kubernetes manifests (tests/k8s): the npm tools
+# pinned by tests/k8s/package-lock.json go to build/k8s
+.PHONY: k8s-check
+K8S_NODE := $(BUILD)/k8s
+$(K8S_NODE)/node_modules/.installed: tests/k8s/package.json tests/k8s/package-lock.json | deps
+	@mkdir -p $(K8S_NODE)
+	@cp tests/k8s/package.json tests/k8s/package-lock.json $(K8S_NODE)/
+	@cd $(K8S_NODE) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+k8s-check: deps $(MODULE) $(K8S_NODE)/node_modules/.installed
+	@bash tests/k8s/run.sh

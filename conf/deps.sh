@@ -13,6 +13,8 @@ packages=(
     python3-pytest python3-requests python3-jwt python3-websocket
     python3-psycopg2 python3-redis python3-passlib wrk clang
     libclang-rt-14-dev
+    # the Kubernetes manifests' checks (tests/k8s)
+    yamllint
     # the auth_request baseline's auth service (tests/bench/authservice.py),
     # with what `pip install uvicorn[standard]` adds: uvloop, httptools
     python3-fastapi python3-uvicorn python3-uvloop python3-httptools
@@ -25,6 +27,13 @@ for p in "${packages[@]}"; do
         missing+=("$p")
     fi
 done
+
+# Node for the npm-pinned test tools (tests/k8s): any node 20 and npm on
+# PATH will do (a machine may carry its own nodejs, which Debian's npm
+# package would conflict with)
+if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
+    missing+=(nodejs npm)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
