@@ -38,14 +38,14 @@ static const char *check(const char *key, const char *text)
 }
 
 /* SPEC section 6: the platform's shapes and defaults */
-#define ALERTS_OK                                                             \
-    "{\"cost_daily\": 100, \"error_rate\": 0.05, "                            \
+#define ALERTS_OK                                                              \
+    "{\"cost_daily\": 100, \"error_rate\": 0.05, "                             \
     "\"response_time_p99\": 5000"
-#define CHARTS_OK                                                             \
-    "{\"cost_period\": \"today\", \"queries_hours\": 24, "                    \
+#define CHARTS_OK                                                              \
+    "{\"cost_period\": \"today\", \"queries_hours\": 24, "                     \
     "\"response_time_hours\": 24"
-#define DEV_OK                                                                \
-    "{\"websocket_debug\": true, \"quick_login\": false, "                    \
+#define DEV_OK                                                                 \
+    "{\"websocket_debug\": true, \"quick_login\": false, "                     \
     "\"quick_login_email\": \"\", \"quick_login_password\": \"\""
 
 static void test_contract_defaults_are_valid(void)
@@ -68,34 +68,33 @@ static void test_contract_defaults_are_valid(void)
 
 static void test_omni_additions_are_optional_and_checked(void)
 {
-    CHECK_STR_EQ(check("alert_thresholds",
-                     ALERTS_OK ", \"response_time_p95\": 1000, "
-                               "\"mcp_failure_count\": 3}"),
+    CHECK_STR_EQ(
+        check("alert_thresholds", ALERTS_OK ", \"response_time_p95\": 1000, "
+                                            "\"mcp_failure_count\": 3}"),
         "");
-    CHECK_STR_EQ(check("alert_thresholds",
-                     ALERTS_OK ", \"response_time_p95\": 6000}"),
+    CHECK_STR_EQ(
+        check("alert_thresholds", ALERTS_OK ", \"response_time_p95\": 6000}"),
         "alert_thresholds.response_time_p95");
     CHECK_STR_EQ(check("alert_thresholds",
                      ALERTS_OK ", \"response_time_p95\": \"fast\"}"),
         "alert_thresholds.response_time_p95");
-    CHECK_STR_EQ(check("alert_thresholds",
-                     ALERTS_OK ", \"mcp_failure_count\": 2.5}"),
+    CHECK_STR_EQ(
+        check("alert_thresholds", ALERTS_OK ", \"mcp_failure_count\": 2.5}"),
         "alert_thresholds.mcp_failure_count");
     CHECK_STR_EQ(check("chart_settings",
                      CHARTS_OK ", \"bucket\": \"1h\", \"max_points\": 288}"),
         "");
     CHECK_STR_EQ(check("chart_settings", CHARTS_OK ", \"bucket\": \"10m\"}"),
         "chart_settings.bucket");
-    CHECK_STR_EQ(check("live_updates",
-                     "{\"max_stored_events\": 10, \"enabled\": false, "
-                     "\"channels\": [\"activity\"]}"),
+    CHECK_STR_EQ(
+        check("live_updates", "{\"max_stored_events\": 10, \"enabled\": false, "
+                              "\"channels\": [\"activity\"]}"),
         "");
-    CHECK_STR_EQ(check("live_updates",
-                     "{\"max_stored_events\": 10, \"enabled\": 1}"),
+    CHECK_STR_EQ(
+        check("live_updates", "{\"max_stored_events\": 10, \"enabled\": 1}"),
         "live_updates.enabled");
-    CHECK_STR_EQ(check("live_updates",
-                     "{\"max_stored_events\": 10, "
-                     "\"channels\": [\"a\", \"a\"]}"),
+    CHECK_STR_EQ(check("live_updates", "{\"max_stored_events\": 10, "
+                                       "\"channels\": [\"a\", \"a\"]}"),
         "live_updates.channels");
     CHECK_STR_EQ(check("live_updates",
                      "{\"max_stored_events\": 10, \"channels\": [\"\"]}"),
@@ -105,13 +104,13 @@ static void test_omni_additions_are_optional_and_checked(void)
 
 static void test_bad_contract_members_name_their_field(void)
 {
-    CHECK_STR_EQ(check("alert_thresholds",
-                     "{\"cost_daily\": 100, \"error_rate\": 5, "
-                     "\"response_time_p99\": 5000}"),
+    CHECK_STR_EQ(
+        check("alert_thresholds", "{\"cost_daily\": 100, \"error_rate\": 5, "
+                                  "\"response_time_p99\": 5000}"),
         "alert_thresholds.error_rate");
-    CHECK_STR_EQ(check("alert_thresholds",
-                     "{\"cost_daily\": -1, \"error_rate\": 0.05, "
-                     "\"response_time_p99\": 5000}"),
+    CHECK_STR_EQ(
+        check("alert_thresholds", "{\"cost_daily\": -1, \"error_rate\": 0.05, "
+                                  "\"response_time_p99\": 5000}"),
         "alert_thresholds.cost_daily");
     CHECK_STR_EQ(check("alert_thresholds",
                      "{\"cost_daily\": 100, \"error_rate\": 0.05}"),
@@ -172,16 +171,15 @@ static void test_names_used_before_007_are_refused(void)
         "alert_thresholds.p95_ms");
     CHECK_STR_EQ(check("alert_thresholds", ALERTS_OK ", \"p99_ms\": 1000}"),
         "alert_thresholds.p99_ms");
-    CHECK_STR_EQ(check("chart_settings",
-                     "{\"default_hours\": 24, \"bucket\": \"5m\", "
-                     "\"max_points\": 288}"),
+    CHECK_STR_EQ(
+        check("chart_settings", "{\"default_hours\": 24, \"bucket\": \"5m\", "
+                                "\"max_points\": 288}"),
         "chart_settings.default_hours");
     CHECK_STR_EQ(check("refresh_interval", "{\"seconds\": 30}"),
         "refresh_interval.seconds");
     /* members Omni invented but did not rename are extras */
-    CHECK_STR_EQ(check("dev_features",
-                     DEV_OK ", \"show_debug_panel\": true, "
-                            "\"mock_data\": false}"),
+    CHECK_STR_EQ(check("dev_features", DEV_OK ", \"show_debug_panel\": true, "
+                                              "\"mock_data\": false}"),
         "");
     omni_arena_free(&arena);
 }
@@ -190,9 +188,9 @@ static void test_a_renamed_member_is_named_with_its_replacement(void)
 {
     char field[128], msg[256];
 
-    CHECK_EQ_INT(omni_config_check("refresh_interval",
-                     parse("{\"seconds\": 30}"), field, sizeof(field), msg,
-                     sizeof(msg)),
+    CHECK_EQ_INT(
+        omni_config_check("refresh_interval", parse("{\"seconds\": 30}"), field,
+            sizeof(field), msg, sizeof(msg)),
         -1);
     CHECK_STR_EQ(msg, "refresh_interval.seconds: no longer read: use stats, "
                       "charts and activity");
@@ -239,8 +237,7 @@ static void test_known_keys_keep_members_they_do_not_name(void)
 static void test_other_keys_take_any_object(void)
 {
     CHECK_STR_EQ(
-        check("my_setting", "{\"a\": [1, {\"b\": null}], \"c\": \"x\"}"),
-        "");
+        check("my_setting", "{\"a\": [1, {\"b\": null}], \"c\": \"x\"}"), "");
     CHECK_STR_EQ(check("my_setting", "\"text\""), "my_setting");
     omni_arena_free(&arena);
 }
@@ -249,8 +246,8 @@ static void test_numbers_beyond_a_double_are_refused_with_their_path(void)
 {
     CHECK_STR_EQ(check("my_setting", "{\"a\": {\"b\": [1, 1e999]}}"),
         "my_setting.a.b[1]");
-    CHECK_STR_EQ(check("live_updates",
-                     "{\"max_stored_events\": 5, \"x\": -1e400}"),
+    CHECK_STR_EQ(
+        check("live_updates", "{\"max_stored_events\": 5, \"x\": -1e400}"),
         "live_updates.x");
     omni_arena_free(&arena);
 }
@@ -308,8 +305,8 @@ static void test_redaction_hides_secret_members_at_any_depth(void)
 
 static void test_redaction_hides_a_secret_key_or_unparsable_text_whole(void)
 {
-    CHECK_STR_EQ(redacted("smtp_password", "{\"value\": \"x\"}"),
-        "\"[redacted]\"");
+    CHECK_STR_EQ(
+        redacted("smtp_password", "{\"value\": \"x\"}"), "\"[redacted]\"");
     CHECK_STR_EQ(redacted("smtp", "{\"value\": "), "\"[redacted]\"");
     CHECK_STR_EQ(redacted("smtp", "{\"value\": \"x\"}"), "{\"value\":\"x\"}");
     omni_arena_free(&arena);
@@ -391,8 +388,8 @@ static void test_quantiles_are_within_an_eighth_of_the_exact_ones(void)
             double est = omni_hist_quantile(h, max, q[k]);
 
             if (fabs(est - exact) > 0.125 * exact)
-                fprintf(stderr, "    n %d q %u exact %.0f estimate %.1f\n",
-                    n, q[k], exact, est);
+                fprintf(stderr, "    n %d q %u exact %.0f estimate %.1f\n", n,
+                    q[k], exact, est);
             CHECK(fabs(est - exact) <= 0.125 * exact);
         }
     }
@@ -446,16 +443,15 @@ static void test_stats_json(void)
     t.hist[omni_hist_bucket(500)] = 1;
     t.hist[omni_hist_bucket(1000)] = 1;
     t.hist[omni_hist_bucket(1500)] = 1;
-    omni_stats_write(b, "24h", "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z",
-        &t);
+    omni_stats_write(
+        b, "24h", "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z", &t);
     v = rendered(b);
     CHECK(v != NULL);
     CHECK_STR_EQ(omni_json_string(omni_json_get(v, "period")), "24h");
     CHECK(omni_json_int(omni_json_get(v, "requests"), &i) && i == 3);
     CHECK(omni_json_int(omni_json_get(v, "errors"), &i) && i == 1);
     CHECK(omni_json_int(omni_json_get(v, "client_errors"), &i) && i == 1);
-    CHECK(omni_json_double(omni_json_get(v, "error_rate"), &d)
-          && d == 1.0 / 3);
+    CHECK(omni_json_double(omni_json_get(v, "error_rate"), &d) && d == 1.0 / 3);
     CHECK(omni_json_double(omni_json_get(v, "avg_ms"), &d) && d == 1.0);
     CHECK(omni_json_double(omni_json_get(v, "max_ms"), &d) && d == 1.5);
     CHECK(omni_json_double(omni_json_get(v, "p50_ms"), &d)
@@ -465,8 +461,8 @@ static void test_stats_json(void)
     CHECK(omni_json_int(omni_json_get(v, "cost"), &i) && i == 0);
     CHECK(omni_json_int(omni_json_get(v, "tokens"), &i) && i == 0);
     CHECK(omni_json_int(omni_json_get(v, "active_mcp_servers"), &i) && i == 0);
-    CHECK(omni_json_int(omni_json_get(v, "open_circuit_breakers"), &i)
-          && i == 0);
+    CHECK(
+        omni_json_int(omni_json_get(v, "open_circuit_breakers"), &i) && i == 0);
 
     memset(&t, 0, sizeof(t));
     omni_stats_write(b, "today", "a", "b", &t);
@@ -592,7 +588,6 @@ UNIT_MAIN(UNIT_TEST(test_contract_defaults_are_valid),
     UNIT_TEST(test_last_bucket_reports_the_largest_latency),
     UNIT_TEST(test_stats_json),
     UNIT_TEST(test_error_rate_is_written_exactly_and_short),
-    UNIT_TEST(test_chart_points),
-    UNIT_TEST(test_query_parameters),
+    UNIT_TEST(test_chart_points), UNIT_TEST(test_query_parameters),
     UNIT_TEST(test_activity_types),
     UNIT_TEST(test_activity_record_refuses_bad_events_without_a_pool))

@@ -24,36 +24,48 @@ static void test_up_and_down_file_names_parse(void)
     char name[64];
     int version = 0, is_down = -1;
 
-    CHECK_EQ_INT(omni_migrate_parse_filename("001_schemas.sql", &version,
-                     name, sizeof(name), &is_down), 1);
+    CHECK_EQ_INT(omni_migrate_parse_filename(
+                     "001_schemas.sql", &version, name, sizeof(name), &is_down),
+        1);
     CHECK_EQ_INT(version, 1);
     CHECK_STR_EQ(name, "schemas");
     CHECK_EQ_INT(is_down, 0);
 
     CHECK_EQ_INT(omni_migrate_parse_filename("042_request-rollups_v2.down.sql",
-                     &version, name, sizeof(name), &is_down), 1);
+                     &version, name, sizeof(name), &is_down),
+        1);
     CHECK_EQ_INT(version, 42);
     CHECK_STR_EQ(name, "request-rollups_v2");
     CHECK_EQ_INT(is_down, 1);
 
     CHECK_EQ_INT(omni_migrate_parse_filename("123456789_big.sql", &version,
-                     name, sizeof(name), &is_down), 1);
+                     name, sizeof(name), &is_down),
+        1);
     CHECK_EQ_INT(version, 123456789);
 }
 
 static void test_non_sql_and_hidden_files_are_ignored(void)
 {
     static const char *ignored[] = {
-        ".", "..", "README.md", "001_schemas.sql~", "001_schemas.sql.orig",
-        ".001_schemas.sql.swp", ".#001_schemas.sql", ".down.sql", "sql", "",
+        ".",
+        "..",
+        "README.md",
+        "001_schemas.sql~",
+        "001_schemas.sql.orig",
+        ".001_schemas.sql.swp",
+        ".#001_schemas.sql",
+        ".down.sql",
+        "sql",
+        "",
     };
     char name[64];
     int version, is_down;
     size_t i;
 
     for (i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++) {
-        if (omni_migrate_parse_filename(ignored[i], &version, name,
-                sizeof(name), &is_down) != 0) {
+        if (omni_migrate_parse_filename(
+                ignored[i], &version, name, sizeof(name), &is_down)
+            != 0) {
             fprintf(stderr, "    not ignored: \"%s\"\n", ignored[i]);
             CHECK(0);
         }
@@ -63,18 +75,28 @@ static void test_non_sql_and_hidden_files_are_ignored(void)
 static void test_malformed_sql_names_are_rejected(void)
 {
     static const char *bad[] = {
-        "schemas.sql", "001.sql", "001_.sql", "001_.down.sql", "000_zero.sql",
-        "001-schemas.sql", "001_schemas.up.sql", "001_a b.sql",
-        "001_caf\xc3\xa9.sql", "1234567890_too_many_digits.sql", "_x.sql",
-        "001_schemas.DOWN.sql", "x001_schemas.sql",
+        "schemas.sql",
+        "001.sql",
+        "001_.sql",
+        "001_.down.sql",
+        "000_zero.sql",
+        "001-schemas.sql",
+        "001_schemas.up.sql",
+        "001_a b.sql",
+        "001_caf\xc3\xa9.sql",
+        "1234567890_too_many_digits.sql",
+        "_x.sql",
+        "001_schemas.DOWN.sql",
+        "x001_schemas.sql",
     };
     char name[64];
     int version, is_down;
     size_t i;
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        if (omni_migrate_parse_filename(bad[i], &version, name, sizeof(name),
-                &is_down) != -1) {
+        if (omni_migrate_parse_filename(
+                bad[i], &version, name, sizeof(name), &is_down)
+            != -1) {
             fprintf(stderr, "    accepted: \"%s\"\n", bad[i]);
             CHECK(0);
         }
@@ -86,10 +108,12 @@ static void test_name_longer_than_the_buffer_is_rejected(void)
     char name[8];
     int version, is_down;
 
-    CHECK_EQ_INT(omni_migrate_parse_filename("001_1234567.sql", &version,
-                     name, sizeof(name), &is_down), 1);
-    CHECK_EQ_INT(omni_migrate_parse_filename("001_12345678.sql", &version,
-                     name, sizeof(name), &is_down), -1);
+    CHECK_EQ_INT(omni_migrate_parse_filename(
+                     "001_1234567.sql", &version, name, sizeof(name), &is_down),
+        1);
+    CHECK_EQ_INT(omni_migrate_parse_filename("001_12345678.sql", &version, name,
+                     sizeof(name), &is_down),
+        -1);
 }
 
 static void test_list_add_names_a_malformed_file(void)
@@ -107,7 +131,10 @@ static void test_list_add_names_a_malformed_file(void)
 static void test_down_file_before_its_up_file_pairs_with_it(void)
 {
     static const char *files[] = {
-        "002_b.down.sql", "001_a.sql", "002_b.sql", "001_a.down.sql",
+        "002_b.down.sql",
+        "001_a.sql",
+        "002_b.sql",
+        "001_a.down.sql",
     };
     omni_migration_list_t l = {0};
     const omni_migration_t *m;
@@ -129,8 +156,17 @@ static void test_down_file_before_its_up_file_pairs_with_it(void)
 static void test_list_is_ordered_numerically_not_by_name(void)
 {
     static const char *files[] = {
-        "10_j.sql", "9_i.sql", "1_a.sql", "2_b.sql", "3_c.sql", "4_d.sql",
-        "5_e.sql", "6_f.sql", "7_g.sql", "8_h.sql", "11_k.sql",
+        "10_j.sql",
+        "9_i.sql",
+        "1_a.sql",
+        "2_b.sql",
+        "3_c.sql",
+        "4_d.sql",
+        "5_e.sql",
+        "6_f.sql",
+        "7_g.sql",
+        "8_h.sql",
+        "11_k.sql",
     };
     omni_migration_list_t l = {0};
     char err[512] = "";
@@ -147,9 +183,9 @@ static void test_list_is_ordered_numerically_not_by_name(void)
 
 static void test_duplicate_number_is_an_error_naming_both_files(void)
 {
-    static const char *two_names[] = { "002_a.sql", "002_b.sql" };
-    static const char *two_spellings[] = { "1_a.sql", "001_a.sql" };
-    static const char *mismatched_pair[] = { "1_a.sql", "001_a.down.sql" };
+    static const char *two_names[] = {"002_a.sql", "002_b.sql"};
+    static const char *two_spellings[] = {"1_a.sql", "001_a.sql"};
+    static const char *mismatched_pair[] = {"1_a.sql", "001_a.down.sql"};
     omni_migration_list_t l = {0};
     char err[512] = "";
 
@@ -172,7 +208,10 @@ static void test_duplicate_number_is_an_error_naming_both_files(void)
 static void test_gap_is_an_error_naming_its_neighbours(void)
 {
     static const char *files[] = {
-        "001_a.sql", "001_a.down.sql", "003_c.sql", "003_c.down.sql",
+        "001_a.sql",
+        "001_a.down.sql",
+        "003_c.sql",
+        "003_c.down.sql",
     };
     omni_migration_list_t l = {0};
     char err[512] = "";
@@ -187,7 +226,7 @@ static void test_gap_is_an_error_naming_its_neighbours(void)
 
 static void test_numbering_must_start_at_001(void)
 {
-    static const char *files[] = { "002_b.sql", "002_b.down.sql" };
+    static const char *files[] = {"002_b.sql", "002_b.down.sql"};
     omni_migration_list_t l = {0};
     char err[512] = "";
 
@@ -200,7 +239,9 @@ static void test_numbering_must_start_at_001(void)
 static void test_missing_down_file_is_an_error_only_when_needed(void)
 {
     static const char *files[] = {
-        "001_a.sql", "001_a.down.sql", "002_b.sql",
+        "001_a.sql",
+        "001_a.down.sql",
+        "002_b.sql",
     };
     omni_migration_list_t l = {0};
     char err[512] = "";
@@ -214,7 +255,7 @@ static void test_missing_down_file_is_an_error_only_when_needed(void)
 
 static void test_down_file_without_up_file_is_an_error(void)
 {
-    static const char *files[] = { "001_a.down.sql" };
+    static const char *files[] = {"001_a.down.sql"};
     omni_migration_list_t l = {0};
     char err[512] = "";
 
@@ -251,8 +292,8 @@ static void test_lock_key_is_the_sha256_prefix_of_omni_migrate(void)
     char hex[65], key[17];
 
     CHECK_EQ_INT(omni_migrate_sha256_hex("omni.migrate", 12, hex), 0);
-    snprintf(key, sizeof(key), "%016llx",
-        (unsigned long long)OMNI_MIGRATE_LOCK_KEY);
+    snprintf(
+        key, sizeof(key), "%016llx", (unsigned long long)OMNI_MIGRATE_LOCK_KEY);
     CHECK(strncmp(hex, key, 16) == 0);
     CHECK(OMNI_MIGRATE_LOCK_KEY == INT64_C(5318736359852896277));
 }
@@ -260,7 +301,16 @@ static void test_lock_key_is_the_sha256_prefix_of_omni_migrate(void)
 static void test_down_count_accepts_only_positive_integers(void)
 {
     static const char *bad[] = {
-        "", "0", "-1", "+1", " 3", "3 ", "2x", "0x10", "1.0", "2147483648",
+        "",
+        "0",
+        "-1",
+        "+1",
+        " 3",
+        "3 ",
+        "2x",
+        "0x10",
+        "1.0",
+        "2147483648",
         "99999999999999999999",
     };
     size_t i;
@@ -304,20 +354,24 @@ static void test_redact_hides_every_occurrence_of_the_secret(void)
 
 static void test_bad_arguments_exit_2_before_connecting(void)
 {
-    char *down_zero[] = { "down", "0" };
-    char *down_bare[] = { "down" };
-    char *up_extra[] = { "up", "1" };
-    char *unknown[] = { "sideways" };
+    char *down_zero[] = {"down", "0"};
+    char *down_bare[] = {"down"};
+    char *up_extra[] = {"up", "1"};
+    char *unknown[] = {"sideways"};
 
     /* an unroutable URL: reaching the network would hang or fail with 1 */
-    CHECK_EQ_INT(omni_migrate_main("postgres://u:pw@192.0.2.1/db", "sql", 2,
-                     down_zero), 2);
-    CHECK_EQ_INT(omni_migrate_main("postgres://u:pw@192.0.2.1/db", "sql", 1,
-                     down_bare), 2);
-    CHECK_EQ_INT(omni_migrate_main("postgres://u:pw@192.0.2.1/db", "sql", 2,
-                     up_extra), 2);
-    CHECK_EQ_INT(omni_migrate_main("postgres://u:pw@192.0.2.1/db", "sql", 1,
-                     unknown), 2);
+    CHECK_EQ_INT(
+        omni_migrate_main("postgres://u:pw@192.0.2.1/db", "sql", 2, down_zero),
+        2);
+    CHECK_EQ_INT(
+        omni_migrate_main("postgres://u:pw@192.0.2.1/db", "sql", 1, down_bare),
+        2);
+    CHECK_EQ_INT(
+        omni_migrate_main("postgres://u:pw@192.0.2.1/db", "sql", 2, up_extra),
+        2);
+    CHECK_EQ_INT(
+        omni_migrate_main("postgres://u:pw@192.0.2.1/db", "sql", 1, unknown),
+        2);
 }
 
 static void test_missing_database_url_exits_1(void)
@@ -326,8 +380,7 @@ static void test_missing_database_url_exits_1(void)
     CHECK_EQ_INT(omni_migrate_main("", "sql", 0, NULL), 1);
 }
 
-UNIT_MAIN(
-    UNIT_TEST(test_up_and_down_file_names_parse),
+UNIT_MAIN(UNIT_TEST(test_up_and_down_file_names_parse),
     UNIT_TEST(test_non_sql_and_hidden_files_are_ignored),
     UNIT_TEST(test_malformed_sql_names_are_rejected),
     UNIT_TEST(test_name_longer_than_the_buffer_is_rejected),

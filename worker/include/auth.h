@@ -39,15 +39,15 @@ int omni_auth_cursor(omni_req_t *r, const char **out);
 /* A body field: 0 and *out set (NULL when absent and optional); otherwise
  * it has answered 400 missing_field / invalid_field naming the field and
  * returns -1. */
-int omni_auth_field_string(omni_req_t *r, const char *name, int required,
-    const char **out);
+int omni_auth_field_string(
+    omni_req_t *r, const char *name, int required, const char **out);
 
 /* The user columns every user answer renders, in this order, and how. */
-#define OMNI_USER_COLUMNS                                                    \
-    "u.id, u.email, u.username, u.role, u.is_active,"                        \
-    " to_char(u.created_at AT TIME ZONE 'UTC',"                              \
-    " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"                                 \
-    " to_char(u.last_login_at AT TIME ZONE 'UTC',"                           \
+#define OMNI_USER_COLUMNS                                                      \
+    "u.id, u.email, u.username, u.role, u.is_active,"                          \
+    " to_char(u.created_at AT TIME ZONE 'UTC',"                                \
+    " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"                                   \
+    " to_char(u.last_login_at AT TIME ZONE 'UTC',"                             \
     " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 #define OMNI_USER_NCOLUMNS 7
 
@@ -57,8 +57,8 @@ void omni_auth_user_json(struct evbuffer *b, struct pg_result *res, int row);
  * each access token of the Postgres text arrays jtis / exps (as returned
  * by auth_service.revoke_family), skipping expired ones. Returns the
  * number of commands added. */
-int omni_auth_revoke_arrays(omni_api_redis_t *b, const char *jtis,
-    const char *exps);
+int omni_auth_revoke_arrays(
+    omni_api_redis_t *b, const char *jtis, const char *exps);
 
 /* Adds the revocation of one access token (jti, exp unix seconds). */
 void omni_auth_revoke_one(omni_api_redis_t *b, const char *jti, int64_t exp);

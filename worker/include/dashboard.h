@@ -14,7 +14,7 @@
 struct evbuffer;
 
 /* SQL: a timestamptz column as RFC 3339 UTC text with microseconds. */
-#define OMNI_SQL_TIMESTAMP(col)                                              \
+#define OMNI_SQL_TIMESTAMP(col)                                                \
     "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 /* What a secret's value is replaced with for readers who may not see it. */
@@ -67,13 +67,13 @@ int omni_redact_write(struct evbuffer *out, const char *key, const char *text,
 
 /* Requests over a span, from omni_metrics.request_summary. */
 typedef struct {
-    uint64_t  count;
-    uint64_t  errors;           /* status >= 500 */
-    uint64_t  client_errors;    /* status 400..499 */
-    uint64_t  sum_us;
-    uint64_t  max_us;
-    int       has_hist;         /* hist is filled in */
-    uint64_t  hist[OMNI_HIST_BUCKETS];
+    uint64_t count;
+    uint64_t errors;        /* status >= 500 */
+    uint64_t client_errors; /* status 400..499 */
+    uint64_t sum_us;
+    uint64_t max_us;
+    int has_hist; /* hist is filled in */
+    uint64_t hist[OMNI_HIST_BUCKETS];
 } omni_dash_totals_t;
 
 /* Parses Postgres' text form of an array of OMNI_HIST_BUCKETS
@@ -87,8 +87,8 @@ int omni_hist_parse(const char *text, uint64_t *hist);
  * smallest, exact for buckets 0-3, never above max_us (max_us for the open
  * last bucket). Within 12.5% of the true value in every bucket but the
  * last. permille is 1..1000. Returns -1 when hist is empty. Pure. */
-double omni_hist_quantile(const uint64_t *hist, uint64_t max_us,
-    unsigned permille);
+double omni_hist_quantile(
+    const uint64_t *hist, uint64_t max_us, unsigned permille);
 
 /* ?period= of /api/v1/dashboard/stats: "today" -> 0 (since 00:00 UTC),
  * "24h" -> 86400, "7d" -> 604800; -1 for anything else. */
@@ -113,8 +113,8 @@ int omni_chart_hours(const char *v);
 
 /* Appends the body of GET /api/v1/dashboard/stats (see README) for totals
  * t over [from, to] (RFC 3339 text). 0, or -1 when out cannot grow. */
-int omni_stats_write(struct evbuffer *out, const char *period,
-    const char *from, const char *to, const omni_dash_totals_t *t);
+int omni_stats_write(struct evbuffer *out, const char *period, const char *from,
+    const char *to, const omni_dash_totals_t *t);
 
 /* Appends one chart point {"t":...,...} of `metric` for bucket start t.
  * response_time needs v->has_hist. 0, or -1 when out cannot grow. */

@@ -1,4 +1,5 @@
-/* db.h: per-process pool of non-blocking libpq connections on the event loop. */
+/* db.h: per-process pool of non-blocking libpq connections on the event loop.
+ */
 #ifndef OMNI_DB_H
 #define OMNI_DB_H
 
@@ -8,11 +9,11 @@ struct event_base;
 typedef struct omni_db omni_db_t;
 
 typedef enum {
-    OMNI_DB_OK,           /* res is the statement's result */
-    OMNI_DB_ERROR,        /* Postgres rejected the statement; res says why */
-    OMNI_DB_UNAVAILABLE,  /* no connection to Postgres, or it was lost */
-    OMNI_DB_TIMEOUT,      /* not done within the query timeout */
-    OMNI_DB_BUSY          /* the wait queue is full */
+    OMNI_DB_OK,          /* res is the statement's result */
+    OMNI_DB_ERROR,       /* Postgres rejected the statement; res says why */
+    OMNI_DB_UNAVAILABLE, /* no connection to Postgres, or it was lost */
+    OMNI_DB_TIMEOUT,     /* not done within the query timeout */
+    OMNI_DB_BUSY         /* the wait queue is full */
 } omni_db_status_t;
 
 #define OMNI_DB_MAX_PARAMS 16
@@ -21,16 +22,16 @@ typedef enum {
 /* Called exactly once per accepted query, never from inside
  * omni_db_query(). res is NULL unless status is OK or ERROR, and is freed
  * by the pool when the callback returns. */
-typedef void (*omni_db_cb_pt)(void *arg, omni_db_status_t status,
-    PGresult *res);
+typedef void (*omni_db_cb_pt)(
+    void *arg, omni_db_status_t status, PGresult *res);
 
 typedef struct {
-    int         size;         /* connections configured */
-    int         ready;        /* idle + busy */
-    int         busy;
-    int         connecting;   /* connecting or preparing statements */
-    int         queued;       /* queries waiting for a connection */
-    int         queue_max;
+    int size;  /* connections configured */
+    int ready; /* idle + busy */
+    int busy;
+    int connecting; /* connecting or preparing statements */
+    int queued;     /* queries waiting for a connection */
+    int queue_max;
     unsigned long long queries, errors, timeouts, unavailable;
 } omni_db_stats_t;
 

@@ -5,7 +5,7 @@
 #include <stddef.h>
 
 /* Length of the unpadded base64url form of n bytes. */
-#define OMNI_B64URL_LEN(n)  (((n) * 4 + 2) / 3)
+#define OMNI_B64URL_LEN(n) (((n)*4 + 2) / 3)
 
 /* Writes the unpadded base64url (RFC 4648 section 5) form of in[0..n) and
  * a NUL to out, which holds OMNI_B64URL_LEN(n) + 1 bytes. Returns the
@@ -23,7 +23,7 @@ int omni_sha256_hex(const void *in, size_t n, char out[65]);
 /* A random opaque token: prefix followed by the base64url form of `bytes`
  * random bytes from RAND_bytes, NUL-terminated, in out[outlen]. Returns 0,
  * or -1 when out is too small or the random generator fails. */
-int omni_random_token(const char *prefix, size_t bytes, char *out,
-    size_t outlen);
+int omni_random_token(
+    const char *prefix, size_t bytes, char *out, size_t outlen);
 
 #endif

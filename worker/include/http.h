@@ -13,23 +13,23 @@ struct evhttp_request;
 struct evbuffer;
 
 struct omni_req {
-    struct evhttp_request  *ev;
-    omni_arena_t            arena;        /* freed when the response is sent */
-    int                     route;        /* index into omni_routes, or -1 */
-    const char             *method;
-    const char             *path;         /* raw, without the query */
-    const char             *query;        /* raw, or NULL */
-    const char             *params[OMNI_ROUTE_MAX_PARAMS];  /* decoded */
-    omni_json_t            *json;         /* body, with OMNI_ROUTE_JSON_BODY */
-    char                    request_id[130];
-    uint64_t                start_ns;
-    int                     state;        /* the handler's state machine */
-    int                     pending;      /* outstanding I/O of the handler */
-    void                   *data;         /* handler's own state (arena) */
-    int                     db_status;    /* omni_db_status_t of the last */
-    struct pg_result       *db_res;       /* query, valid during re-entry */
-    int                     redis_failed; /* commands of the last batch that
-                                             failed or timed out */
+    struct evhttp_request *ev;
+    omni_arena_t arena; /* freed when the response is sent */
+    int route;          /* index into omni_routes, or -1 */
+    const char *method;
+    const char *path;                          /* raw, without the query */
+    const char *query;                         /* raw, or NULL */
+    const char *params[OMNI_ROUTE_MAX_PARAMS]; /* decoded */
+    omni_json_t *json; /* body, with OMNI_ROUTE_JSON_BODY */
+    char request_id[130];
+    uint64_t start_ns;
+    int state;                /* the handler's state machine */
+    int pending;              /* outstanding I/O of the handler */
+    void *data;               /* handler's own state (arena) */
+    int db_status;            /* omni_db_status_t of the last */
+    struct pg_result *db_res; /* query, valid during re-entry */
+    int redis_failed;         /* commands of the last batch that
+                                 failed or timed out */
 };
 
 /* Serves every request of `http` with the route table, believing only the
@@ -47,7 +47,7 @@ int omni_http_attach(struct evhttp *http, const omni_route_t *routes,
 const char *omni_http_path_problem(const char *target);
 
 /* Route parameter by position in the pattern. */
-#define omni_req_param(r, i)  ((r)->params[i])
+#define omni_req_param(r, i) ((r)->params[i])
 
 /* Request header value, or NULL. */
 const char *omni_req_header(omni_req_t *r, const char *name);
@@ -57,8 +57,8 @@ const char *omni_req_arg(omni_req_t *r, const char *name);
 
 /* Answers with a JSON body (drained from `body`, which the caller still
  * owns and frees). The request object is freed: do not touch r after. */
-void omni_respond(omni_req_t *r, int status, const char *content_type,
-    struct evbuffer *body);
+void omni_respond(
+    omni_req_t *r, int status, const char *content_type, struct evbuffer *body);
 
 /* {"error":code,"message":...} with the given status; message is printf. */
 void omni_respond_error(omni_req_t *r, int status, const char *code,

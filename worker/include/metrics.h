@@ -9,8 +9,8 @@
 
 struct evbuffer;
 
-#define OMNI_METRICS_MAX_ROUTES  64
-#define OMNI_METRICS_MAX_PROCS   256
+#define OMNI_METRICS_MAX_ROUTES 64
+#define OMNI_METRICS_MAX_PROCS 256
 
 /* Maps the shared region; call in the master before forking. Returns 0, or
  * -1 when mmap fails (fatal at start-up). */
@@ -24,8 +24,8 @@ void omni_metrics_attach(int slot);
 void omni_metrics_request(int route, int status, uint64_t us);
 
 /* Publishes this process's gauges. */
-void omni_metrics_gauges(const omni_db_stats_t *db, int inflight,
-    const omni_redis_stats_t *redis);
+void omni_metrics_gauges(
+    const omni_db_stats_t *db, int inflight, const omni_redis_stats_t *redis);
 
 /* Counts a unix-socket peer refused, a request without the gateway's
  * secret. Lock-free; never fail. */

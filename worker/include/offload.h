@@ -18,8 +18,7 @@ int omni_offload_start(struct event_base *base, int threads, int queue_max);
  * or -1 (neither is called) when queue_max jobs already wait or the pool
  * is not running: the caller answers 503. work must not touch the loop or
  * anything the loop uses. */
-int omni_offload_submit(omni_offload_fn work, omni_offload_fn done,
-    void *arg);
+int omni_offload_submit(omni_offload_fn work, omni_offload_fn done, void *arg);
 
 /* Jobs waiting for a thread now. */
 int omni_offload_queued(void);

@@ -23,11 +23,11 @@ omni_redis_t *omni_redis_create(struct event_base *base, const char *addr,
 int omni_redis_connected(omni_redis_t *r);
 
 typedef struct {
-    int        connected;
-    int        pending;         /* sent, not answered yet */
-    int        pending_max;
-    uint64_t   timeouts;        /* connections torn down at a deadline */
-    uint64_t   rejected;        /* commands refused: pending_max reached */
+    int connected;
+    int pending; /* sent, not answered yet */
+    int pending_max;
+    uint64_t timeouts; /* connections torn down at a deadline */
+    uint64_t rejected; /* commands refused: pending_max reached */
 } omni_redis_stats_t;
 
 void omni_redis_stats(omni_redis_t *r, omni_redis_stats_t *st);
@@ -36,8 +36,8 @@ void omni_redis_stats(omni_redis_t *r, omni_redis_stats_t *st);
  * the reply, or with NULL if the connection drops or stalls first), -1
  * when not connected or pending_max commands already wait (fn is not
  * called): the caller fails at once. */
-int omni_redis_command(omni_redis_t *r, redisCallbackFn *fn, void *privdata,
-    const char *fmt, ...);
+int omni_redis_command(
+    omni_redis_t *r, redisCallbackFn *fn, void *privdata, const char *fmt, ...);
 
 /* The same with an argument vector (binary-safe; argvlen may be NULL for
  * NUL-terminated arguments). */
@@ -48,8 +48,8 @@ int omni_redis_command_argv(omni_redis_t *r, redisCallbackFn *fn,
  * own timer). cb gets 1 for PONG in time, else 0; always called exactly
  * once, possibly before this returns when not connected. */
 typedef void (*omni_redis_ping_pt)(void *arg, int ok);
-void omni_redis_ping(omni_redis_t *r, int timeout_ms, omni_redis_ping_pt cb,
-    void *arg);
+void omni_redis_ping(
+    omni_redis_t *r, int timeout_ms, omni_redis_ping_pt cb, void *arg);
 
 void omni_redis_free(omni_redis_t *r);
 

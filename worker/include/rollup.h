@@ -10,22 +10,22 @@ struct event_base;
 struct evbuffer;
 typedef struct omni_db omni_db_t;
 
-#define OMNI_ROLLUP_MAX 256     /* distinct (minute, route, status) per batch */
+#define OMNI_ROLLUP_MAX 256 /* distinct (minute, route, status) per batch */
 
 typedef struct {
-    int64_t   minute;           /* unix seconds, multiple of 60; 0 = empty */
-    int       route;
-    int       status;
-    uint64_t  count;
-    uint64_t  sum_us;
-    uint64_t  max_us;
-    uint64_t  hist[OMNI_HIST_BUCKETS];
+    int64_t minute; /* unix seconds, multiple of 60; 0 = empty */
+    int route;
+    int status;
+    uint64_t count;
+    uint64_t sum_us;
+    uint64_t max_us;
+    uint64_t hist[OMNI_HIST_BUCKETS];
 } omni_rollup_entry_t;
 
 typedef struct {
-    omni_rollup_entry_t  e[OMNI_ROLLUP_MAX];
-    int                  used;
-    uint64_t             dropped;   /* requests not counted: table full */
+    omni_rollup_entry_t e[OMNI_ROLLUP_MAX];
+    int used;
+    uint64_t dropped; /* requests not counted: table full */
 } omni_rollup_table_t;
 
 /* Pure accumulation, unit-tested without a loop. */
@@ -34,8 +34,8 @@ void omni_rollup_add(omni_rollup_table_t *t, int64_t minute, int route,
     const uint64_t *hist);
 void omni_rollup_record(omni_rollup_table_t *t, int64_t now_sec, int route,
     int status, uint64_t us);
-void omni_rollup_merge(omni_rollup_table_t *dst,
-    const omni_rollup_table_t *src);
+void omni_rollup_merge(
+    omni_rollup_table_t *dst, const omni_rollup_table_t *src);
 
 /* Renders the batch as the seven array parameters of the flush statement
  * (Postgres array literals), each a NUL-terminated string in out[i]. */

@@ -4,8 +4,8 @@
 
 #include "router.h"
 
-extern const omni_route_t  omni_routes[];
-extern const int           omni_nroutes;
+extern const omni_route_t omni_routes[];
+extern const int omni_nroutes;
 
 /* Registers every handler's prepared statements (before the pools are
  * created). Returns 0, or -1 when the statement table is full. */

@@ -9,10 +9,10 @@
 struct event_base;
 
 typedef struct {
-    const omni_config_t  *cfg;
-    struct event_base    *base;
-    omni_db_t            *db;
-    omni_redis_t         *redis;
+    const omni_config_t *cfg;
+    struct event_base *base;
+    omni_db_t *db;
+    omni_redis_t *redis;
 } omni_server_t;
 
 /* This process's loop and clients, for handlers. */
@@ -29,7 +29,7 @@ extern omni_server_t omni_server;
  * master retires the previous generation only then. */
 #define OMNI_SERVER_WARMUP_MS 1000
 
-int omni_server_run(const omni_config_t *cfg, int listen_fd, int slot,
-    int ready_fd);
+int omni_server_run(
+    const omni_config_t *cfg, int listen_fd, int slot, int ready_fd);
 
 #endif

@@ -11,8 +11,8 @@ typedef struct omni_signer omni_signer_t;
  * NULL or "" means the RFC 7638 JWK thumbprint of the public key. Returns
  * NULL with a one-line reason naming the file in err on an unreadable file,
  * a public or encrypted key, another key type or a short RSA key. */
-omni_signer_t *omni_signer_load(const char *path, const char *kid,
-    char *err, size_t errlen);
+omni_signer_t *omni_signer_load(
+    const char *path, const char *kid, char *err, size_t errlen);
 
 const char *omni_signer_alg(const omni_signer_t *s);
 const char *omni_signer_kid(const omni_signer_t *s);
@@ -25,8 +25,7 @@ const char *omni_signer_jwks(const omni_signer_t *s);
  * "header.payload.signature" with header {"alg","typ":"JWT","kid"}.
  * Returns a malloc'd NUL-terminated string the caller frees, or NULL when
  * OpenSSL fails (out of memory). Thread-safe: the key is only read. */
-char *omni_signer_sign(const omni_signer_t *s, const char *payload,
-    size_t len);
+char *omni_signer_sign(const omni_signer_t *s, const char *payload, size_t len);
 
 void omni_signer_free(omni_signer_t *s);
 

@@ -14,19 +14,18 @@
 #include "server.h"
 
 
-#define OMNI_ACTIVITY_TYPE_MAX     64
-#define OMNI_ACTIVITY_SUMMARY_MAX  500
+#define OMNI_ACTIVITY_TYPE_MAX 64
+#define OMNI_ACTIVITY_SUMMARY_MAX 500
 
 typedef struct {
-    omni_activity_done_pt   done;
-    void                   *arg;
+    omni_activity_done_pt done;
+    void *arg;
 } omni_activity_pending_t;
 
 static int omni_activity_record_stmt, omni_activity_list_stmt;
 
 
-int
-omni_activity_init(void)
+int omni_activity_init(void)
 {
     omni_activity_record_stmt = omni_db_statement("activity_record",
         "SELECT omni2_dashboard.record_activity($1, $2, $3, $4::jsonb)");
@@ -34,27 +33,29 @@ omni_activity_init(void)
     /* never more than live_updates.max_stored_events, even while a prune
      * is racing an insert */
     omni_activity_list_stmt = omni_db_statement("activity_list",
-        "SELECT a.id, " OMNI_SQL_TIMESTAMP("a.created_at") ","
-        " a.type, a.actor, a.summary,"
-        " a.detail::text, k.n"
-        " FROM (SELECT least($1::int, coalesce((SELECT (value->>"
-        "  'max_stored_events')::int FROM omni2_dashboard.dashboard_config"
-        "  WHERE key = 'live_updates'), 1000)) AS n) AS k,"
-        " LATERAL (SELECT * FROM omni2_dashboard.activity"
-        "  WHERE $2::bigint IS NULL OR id < $2::bigint"
-        "  ORDER BY id DESC LIMIT k.n + 1) AS a"
-        " ORDER BY a.id DESC");
+        "SELECT a.id, " OMNI_SQL_TIMESTAMP(
+            "a.created_at") ","
+                            " a.type, a.actor, a.summary,"
+                            " a.detail::text, k.n"
+                            " FROM (SELECT least($1::int, coalesce((SELECT "
+                            "(value->>"
+                            "  'max_stored_events')::int FROM "
+                            "omni2_dashboard.dashboard_config"
+                            "  WHERE key = 'live_updates'), 1000)) AS n) AS k,"
+                            " LATERAL (SELECT * FROM omni2_dashboard.activity"
+                            "  WHERE $2::bigint IS NULL OR id < $2::bigint"
+                            "  ORDER BY id DESC LIMIT k.n + 1) AS a"
+                            " ORDER BY a.id DESC");
 
-    return omni_activity_record_stmt < 0 || omni_activity_list_stmt < 0
-           ? -1 : 0;
+    return omni_activity_record_stmt < 0 || omni_activity_list_stmt < 0 ? -1
+                                                                        : 0;
 }
 
 
-int
-omni_activity_type_valid(const char *type)
+int omni_activity_type_valid(const char *type)
 {
-    size_t  i, n = strlen(type);
-    int     start = 1;
+    size_t i, n = strlen(type);
+    int start = 1;
 
     if (n == 0 || n > OMNI_ACTIVITY_TYPE_MAX) {
         return 0;
@@ -79,22 +80,21 @@ omni_activity_type_valid(const char *type)
 }
 
 
-static void
-omni_activity_stored(void *arg, omni_db_status_t status, PGresult *res)
+static void omni_activity_stored(
+    void *arg, omni_db_status_t status, PGresult *res)
 {
-    omni_activity_pending_t  *p = arg;
-    omni_activity_done_pt     done = p->done;
-    void                     *done_arg = p->arg;
-    char                      buf[256];
+    omni_activity_pending_t *p = arg;
+    omni_activity_done_pt done = p->done;
+    void *done_arg = p->arg;
+    char buf[256];
 
     free(p);
     if (status != OMNI_DB_OK) {
-        omni_log(OMNI_LOG_WARN, "activity event not stored",
-                 "\"error\":\"%s\"",
-                 status == OMNI_DB_ERROR
-                 ? omni_log_escape(buf, sizeof(buf),
-                                   PQresultErrorMessage(res))
-                 : status == OMNI_DB_TIMEOUT ? "timeout" : "unavailable");
+        omni_log(OMNI_LOG_WARN, "activity event not stored", "\"error\":\"%s\"",
+            status == OMNI_DB_ERROR
+                ? omni_log_escape(buf, sizeof(buf), PQresultErrorMessage(res))
+            : status == OMNI_DB_TIMEOUT ? "timeout"
+                                        : "unavailable");
     }
     if (done) {
         done(done_arg, status == OMNI_DB_OK);
@@ -102,21 +102,18 @@ omni_activity_stored(void *arg, omni_db_status_t status, PGresult *res)
 }
 
 
-int
-omni_activity_record(const char *type, const char *actor,
+int omni_activity_record(const char *type, const char *actor,
     const char *summary, const char *detail_json, omni_activity_done_pt done,
     void *arg)
 {
-    omni_activity_pending_t  *p;
-    const char               *values[4] = { type, actor, summary,
-                                            detail_json };
-    size_t                    n = summary ? strlen(summary) : 0;
+    omni_activity_pending_t *p;
+    const char *values[4] = {type, actor, summary, detail_json};
+    size_t n = summary ? strlen(summary) : 0;
 
     if (type == NULL || !omni_activity_type_valid(type) || n == 0
-        || n > OMNI_ACTIVITY_SUMMARY_MAX)
-    {
-        omni_log(OMNI_LOG_WARN, "activity event refused: bad type or summary",
-                 NULL);
+        || n > OMNI_ACTIVITY_SUMMARY_MAX) {
+        omni_log(
+            OMNI_LOG_WARN, "activity event refused: bad type or summary", NULL);
         return -1;
     }
     p = malloc(sizeof(*p));
@@ -126,11 +123,11 @@ omni_activity_record(const char *type, const char *actor,
     p->done = done;
     p->arg = arg;
     if (omni_db_query(omni_server.db, omni_activity_record_stmt, 4, values,
-                      omni_activity_stored, p) != OMNI_DB_OK)
-    {
+            omni_activity_stored, p)
+        != OMNI_DB_OK) {
         free(p);
         omni_log(OMNI_LOG_WARN, "activity event not stored",
-                 "\"error\":\"database unavailable or busy\"");
+            "\"error\":\"database unavailable or busy\"");
         return -1;
     }
     return 0;
@@ -138,12 +135,11 @@ omni_activity_record(const char *type, const char *actor,
 
 
 /* ?cursor= is the id of the last item of the previous page. */
-static int
-omni_activity_cursor(omni_req_t *r, const char **cursor)
+static int omni_activity_cursor(omni_req_t *r, const char **cursor)
 {
-    const char  *v = omni_req_arg(r, "cursor");
-    char        *end;
-    long long    n;
+    const char *v = omni_req_arg(r, "cursor");
+    char *end;
+    long long n;
 
     *cursor = v;
     if (v == NULL) {
@@ -152,22 +148,21 @@ omni_activity_cursor(omni_req_t *r, const char **cursor)
     n = strtoll(v, &end, 10);
     if (*v < '1' || *v > '9' || *end != '\0' || n <= 0) {
         omni_respond_error(r, 400, "invalid_parameter",
-                           "cursor must be the next_cursor of a previous "
-                           "page");
+            "cursor must be the next_cursor of a previous "
+            "page");
         return -1;
     }
     return 0;
 }
 
 
-void
-omni_dashboard_activity(omni_req_t *r)
+void omni_dashboard_activity(omni_req_t *r)
 {
-    const char       *values[2];
-    char              limit[16];
-    int               n, i, rows;
-    PGresult         *res = r->db_res;
-    struct evbuffer  *b;
+    const char *values[2];
+    char limit[16];
+    int n, i, rows;
+    PGresult *res = r->db_res;
+    struct evbuffer *b;
 
     switch (r->state) {
 
@@ -194,7 +189,7 @@ omni_dashboard_activity(omni_req_t *r)
         evbuffer_add(b, "{\"items\":[", 10);
         for (i = 0; i < rows && i < n; i++) {
             evbuffer_add_printf(b, "%s{\"id\":%s,\"created_at\":", i ? "," : "",
-                                PQgetvalue(res, i, 0));
+                PQgetvalue(res, i, 0));
             omni_api_put_text(b, res, i, 1);
             evbuffer_add(b, ",\"type\":", 8);
             omni_api_put_text(b, res, i, 2);

@@ -19,18 +19,18 @@
 #include "server.h"
 
 
-#define OMNI_APIKEY_PREFIX       "omk_"
-#define OMNI_APIKEY_LEN          (4 + OMNI_B64URL_LEN(32))
-#define OMNI_APIKEY_SHOWN        12     /* characters kept as the prefix */
-#define OMNI_APIKEY_SYNC_MS      2000   /* how often the marker is checked */
-#define OMNI_APIKEY_SYNC_PAGE    500
+#define OMNI_APIKEY_PREFIX "omk_"
+#define OMNI_APIKEY_LEN (4 + OMNI_B64URL_LEN(32))
+#define OMNI_APIKEY_SHOWN 12     /* characters kept as the prefix */
+#define OMNI_APIKEY_SYNC_MS 2000 /* how often the marker is checked */
+#define OMNI_APIKEY_SYNC_PAGE 500
 #define OMNI_APIKEY_SYNC_LOCK_MS 30000
 
-#define OMNI_APIKEY_COLUMNS                                                  \
-    "k.id, k.name, k.prefix, k.role,"                                        \
-    " to_char(k.created_at AT TIME ZONE 'UTC',"                              \
-    " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"                                 \
-    " to_char(k.expires_at AT TIME ZONE 'UTC',"                              \
+#define OMNI_APIKEY_COLUMNS                                                    \
+    "k.id, k.name, k.prefix, k.role,"                                          \
+    " to_char(k.created_at AT TIME ZONE 'UTC',"                                \
+    " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"                                   \
+    " to_char(k.expires_at AT TIME ZONE 'UTC',"                                \
     " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 static int omni_apikey_create_stmt, omni_apikey_list_stmt,
@@ -38,8 +38,7 @@ static int omni_apikey_create_stmt, omni_apikey_list_stmt,
     omni_apikey_dead_stmt, omni_revoked_page_stmt, omni_apikey_recheck_stmt;
 
 
-int
-omni_apikeys_init(void)
+int omni_apikeys_init(void)
 {
     /* The creator's role and active flag are read here, under a share
      * lock (a concurrent role change or deactivation commits before this,
@@ -80,8 +79,8 @@ omni_apikeys_init(void)
         " WHERE id = $1::uuid AND user_id = $2::uuid"
         " RETURNING key_hash, revoked_at = now()");
 
-    omni_apikey_undo_stmt = omni_db_statement("apikey_undo",
-        "DELETE FROM auth_service.api_keys WHERE id = $1::uuid");
+    omni_apikey_undo_stmt = omni_db_statement(
+        "apikey_undo", "DELETE FROM auth_service.api_keys WHERE id = $1::uuid");
 
     /* whether the new key is still live with the role just mirrored */
     omni_apikey_recheck_stmt = omni_db_statement("apikey_recheck",
@@ -115,24 +114,23 @@ omni_apikeys_init(void)
         " ORDER BY r.jti LIMIT $2::int");
 
     return omni_apikey_create_stmt < 0 || omni_apikey_list_stmt < 0
-           || omni_apikey_delete_stmt < 0 || omni_apikey_undo_stmt < 0
-           || omni_apikey_page_stmt < 0 || omni_apikey_dead_stmt < 0
-           || omni_revoked_page_stmt < 0 || omni_apikey_recheck_stmt < 0
-           ? -1 : 0;
+                   || omni_apikey_delete_stmt < 0 || omni_apikey_undo_stmt < 0
+                   || omni_apikey_page_stmt < 0 || omni_apikey_dead_stmt < 0
+                   || omni_revoked_page_stmt < 0 || omni_apikey_recheck_stmt < 0
+               ? -1
+               : 0;
 }
 
 
 /* Adds the mirror entry of one key: HSET + EXPIREAT when it expires. */
-static void
-omni_apikey_mirror(omni_api_redis_t *b, const char *hash, const char *id,
-    const char *user_id, const char *username, const char *role,
+static void omni_apikey_mirror(omni_api_redis_t *b, const char *hash,
+    const char *id, const char *user_id, const char *username, const char *role,
     const char *expires_at)
 {
-    char         key[96];
-    const char  *hset[] = { "HSET", key, "key_id", id, "user_id", user_id,
-                            "username", username, "role", role,
-                            "expires_at", expires_at };
-    const char  *expire[] = { "EXPIREAT", key, expires_at };
+    char key[96];
+    const char *hset[] = {"HSET", key, "key_id", id, "user_id", user_id,
+        "username", username, "role", role, "expires_at", expires_at};
+    const char *expire[] = {"EXPIREAT", key, expires_at};
 
     snprintf(key, sizeof(key), "omni:apikey:%s", hash);
     omni_api_redis_cmd(b, 12, hset);
@@ -143,20 +141,19 @@ omni_apikey_mirror(omni_api_redis_t *b, const char *hash, const char *id,
 
 
 typedef struct {
-    char   id[40];
-    char   key[OMNI_APIKEY_LEN + 1];
-    char   hash[65];
-    char   role[16];        /* as mirrored */
-    char  *answer;          /* the 201 body, once the row exists */
+    char id[40];
+    char key[OMNI_APIKEY_LEN + 1];
+    char hash[65];
+    char role[16]; /* as mirrored */
+    char *answer;  /* the 201 body, once the row exists */
 } omni_apikey_ctx_t;
 
 
-static void
-omni_apikey_json(struct evbuffer *b, PGresult *res, int row)
+static void omni_apikey_json(struct evbuffer *b, PGresult *res, int row)
 {
-    static const char *names[] = { "id", "name", "prefix", "role",
-                                   "created_at", "expires_at" };
-    int                i;
+    static const char *names[] = {
+        "id", "name", "prefix", "role", "created_at", "expires_at"};
+    int i;
 
     for (i = 0; i < 6; i++) {
         evbuffer_add_printf(b, "%s\"%s\":", i ? "," : "", names[i]);
@@ -169,80 +166,78 @@ omni_apikey_json(struct evbuffer *b, PGresult *res, int row)
  * 1 inserted (checked against the creator's current role) -> 2 mirrored ->
  * 4 rechecked -> 201. Redis failed: 3 taken back -> 503. The key died or
  * was lowered meanwhile: 5 unpublished -> 6 taken back -> 409. */
-void
-omni_apikeys_create(omni_req_t *r)
+void omni_apikeys_create(omni_req_t *r)
 {
-    omni_apikey_ctx_t  *c = r->data;
-    const char         *user = omni_auth_caller(r), *name, *role, *exp;
-    const char         *caller_role = omni_req_header(r, "X-User-Role");
-    const char         *values[7];
-    char                expires[24], key[96];
-    int64_t             t;
-    omni_api_redis_t   *b;
-    struct evbuffer    *out;
-    PGresult           *res;
+    omni_apikey_ctx_t *c = r->data;
+    const char *user = omni_auth_caller(r), *name, *role, *exp;
+    const char *caller_role = omni_req_header(r, "X-User-Role");
+    const char *values[7];
+    char expires[24], key[96];
+    int64_t t;
+    omni_api_redis_t *b;
+    struct evbuffer *out;
+    PGresult *res;
 
     switch (r->state) {
 
     case 0:
         if (user == NULL) {
-            omni_respond_error(r, 403, "forbidden",
-                               "API keys belong to registered users");
+            omni_respond_error(
+                r, 403, "forbidden", "API keys belong to registered users");
             return;
         }
         if (omni_auth_field_string(r, "name", 1, &name) != 0
             || omni_auth_field_string(r, "role", 0, &role) != 0
-            || omni_auth_field_string(r, "expires_at", 0, &exp) != 0)
-        {
+            || omni_auth_field_string(r, "expires_at", 0, &exp) != 0) {
             return;
         }
         if (*name == '\0' || omni_auth_chars(name) > 100) {
-            omni_respond_error(r, 422, "invalid_value",
-                               "name: expected 1 to 100 characters");
+            omni_respond_error(
+                r, 422, "invalid_value", "name: expected 1 to 100 characters");
             return;
         }
         if (role && omni_auth_role_rank(role) == 0) {
-            omni_respond_error(r, 422, "invalid_value", "role: expected "
-                               "admin, developer, user or viewer");
+            omni_respond_error(r, 422, "invalid_value",
+                "role: expected "
+                "admin, developer, user or viewer");
             return;
         }
         /* the presented token or key's role bounds the key first; the
          * creator's current role is checked in SQL */
         if (omni_auth_role_rank(caller_role) == 0
             || omni_auth_role_rank(role ? role : caller_role)
-               > omni_auth_role_rank(caller_role))
-        {
+                   > omni_auth_role_rank(caller_role)) {
             omni_respond_error(r, 403, "insufficient_role",
-                               "role: a key cannot have more rights than "
-                               "its creator");
+                "role: a key cannot have more rights than "
+                "its creator");
             return;
         }
         t = 0;
         if (exp) {
             if (omni_auth_rfc3339(exp, &t) != 0) {
-                omni_respond_error(r, 422, "invalid_value", "expires_at: "
-                                   "expected an RFC 3339 date-time such as "
-                                   "2030-01-01T00:00:00Z");
+                omni_respond_error(r, 422, "invalid_value",
+                    "expires_at: "
+                    "expected an RFC 3339 date-time such as "
+                    "2030-01-01T00:00:00Z");
                 return;
             }
-            if (t <= (int64_t) time(NULL)) {
+            if (t <= (int64_t)time(NULL)) {
                 omni_respond_error(r, 422, "invalid_value",
-                                   "expires_at: must be in the future");
+                    "expires_at: must be in the future");
                 return;
             }
         }
 
         c = omni_arena_alloc(&r->arena, sizeof(*c));
         if (c == NULL
-            || omni_random_token(OMNI_APIKEY_PREFIX, 32, c->key,
-                                 sizeof(c->key)) != 0
-            || omni_sha256_hex(c->key, strlen(c->key), c->hash) != 0)
-        {
+            || omni_random_token(OMNI_APIKEY_PREFIX, 32, c->key, sizeof(c->key))
+                   != 0
+            || omni_sha256_hex(c->key, strlen(c->key), c->hash) != 0) {
             omni_respond_error(r, 503, "overloaded", "out of memory");
             return;
         }
         r->data = c;
-        snprintf(expires, sizeof(expires), "%lld", (long long) t);
+        snprintf(expires, sizeof(expires), "%lld", (long long)t);
         values[0] = user;
         values[1] = name;
         values[2] = omni_arena_strndup(&r->arena, c->key, OMNI_APIKEY_SHOWN);
@@ -261,19 +256,20 @@ omni_apikeys_create(omni_req_t *r)
         }
         res = r->db_res;
         if (PQntuples(res) == 0) {
-            omni_respond_error(r, 403, "forbidden",
-                               "API keys belong to registered users");
+            omni_respond_error(
+                r, 403, "forbidden", "API keys belong to registered users");
             return;
         }
         if (PQgetisnull(res, 0, 0)) {
             if (PQgetvalue(res, 0, 7)[0] != 't') {
-                omni_respond_error(r, 403, "forbidden", "this account is "
-                                   "deactivated");
+                omni_respond_error(r, 403, "forbidden",
+                    "this account is "
+                    "deactivated");
             } else {
                 omni_respond_error(r, 403, "insufficient_role",
-                                   "role: a key cannot have more rights "
-                                   "than its creator's current role (%s)",
-                                   PQgetvalue(res, 0, 8));
+                    "role: a key cannot have more rights "
+                    "than its creator's current role (%s)",
+                    PQgetvalue(res, 0, 8));
             }
             return;
         }
@@ -294,14 +290,13 @@ omni_apikeys_create(omni_req_t *r)
         if (t) {
             omni_auth_field_string(r, "expires_at", 0, &exp);
             omni_auth_rfc3339(exp, &t);
-            snprintf(expires, sizeof(expires), "%lld", (long long) t);
+            snprintf(expires, sizeof(expires), "%lld", (long long)t);
         }
         snprintf(c->role, sizeof(c->role), "%s", PQgetvalue(res, 0, 3));
-        omni_apikey_mirror(b, c->hash, c->id, user, PQgetvalue(res, 0, 6),
-                           c->role, expires);
+        omni_apikey_mirror(
+            b, c->hash, c->id, user, PQgetvalue(res, 0, 6), c->role, expires);
         c->answer = omni_arena_strndup(&r->arena,
-                                       (char *) evbuffer_pullup(out, -1),
-                                       evbuffer_get_length(out));
+            (char *)evbuffer_pullup(out, -1), evbuffer_get_length(out));
         evbuffer_free(out);
         r->state = 2;
         omni_api_redis_end(b, OMNI_AUTH_REDIS_TIMEOUT_MS);
@@ -324,8 +319,8 @@ omni_apikeys_create(omni_req_t *r)
 
     case 3:
         omni_respond_error(r, 503, "redis_unavailable",
-                           "the key could not be published to the gateway; "
-                           "retry");
+            "the key could not be published to the gateway; "
+            "retry");
         return;
 
     case 4:
@@ -333,8 +328,8 @@ omni_apikeys_create(omni_req_t *r)
             omni_api_db_failed(r);
             return;
         }
-        if (PQntuples(r->db_res) == 1 && PQgetvalue(r->db_res, 0, 0)[0] == 't')
-        {
+        if (PQntuples(r->db_res) == 1
+            && PQgetvalue(r->db_res, 0, 0)[0] == 't') {
             if (c->answer == NULL) {
                 omni_respond_error(r, 503, "overloaded", "out of memory");
                 return;
@@ -342,7 +337,7 @@ omni_apikeys_create(omni_req_t *r)
             out = evbuffer_new();
             evbuffer_add(out, c->answer, strlen(c->answer));
             omni_log(OMNI_LOG_INFO, "api key created",
-                     "\"key_id\":\"%s\",\"user_id\":\"%s\"", c->id, user);
+                "\"key_id\":\"%s\",\"user_id\":\"%s\"", c->id, user);
             omni_api_json(r, 201, out);
             evbuffer_free(out);
             return;
@@ -368,15 +363,15 @@ omni_apikeys_create(omni_req_t *r)
 
     default:
         omni_respond_error(r, 409, "conflict",
-                           "role: your role or status changed while the key "
-                           "was being created; retry");
+            "role: your role or status changed while the key "
+            "was being created; retry");
         return;
     }
 }
 
 
-static void
-omni_apikey_item(omni_req_t *r, struct evbuffer *b, PGresult *res, int row)
+static void omni_apikey_item(
+    omni_req_t *r, struct evbuffer *b, PGresult *res, int row)
 {
     evbuffer_add(b, "{", 1);
     omni_apikey_json(b, res, row);
@@ -385,12 +380,11 @@ omni_apikey_item(omni_req_t *r, struct evbuffer *b, PGresult *res, int row)
 
 
 /* GET /api/v1/api-keys: the caller's live keys, newest first */
-void
-omni_apikeys_list(omni_req_t *r)
+void omni_apikeys_list(omni_req_t *r)
 {
-    const char       *user = omni_auth_caller(r), *values[3];
-    char              limit[16];
-    int               n;
+    const char *user = omni_auth_caller(r), *values[3];
+    char limit[16];
+    int n;
 
     n = omni_api_limit(r);
     if (n < 0) {
@@ -401,8 +395,8 @@ omni_apikeys_list(omni_req_t *r)
 
     case 0:
         if (user == NULL) {
-            omni_respond_error(r, 403, "forbidden",
-                               "API keys belong to registered users");
+            omni_respond_error(
+                r, 403, "forbidden", "API keys belong to registered users");
             return;
         }
         if (omni_auth_cursor(r, &values[1]) != 0) {
@@ -428,13 +422,12 @@ omni_apikeys_list(omni_req_t *r)
 
 /* DELETE /api/v1/api-keys/{id}: revoked in Postgres first, then removed
  * from Redis; a retry after a Redis failure clears the mirror again. */
-void
-omni_apikeys_delete(omni_req_t *r)
+void omni_apikeys_delete(omni_req_t *r)
 {
-    const char        *user = omni_auth_caller(r), *id = omni_req_param(r, 0);
-    const char        *values[2], *argv[2];
-    char               key[96];
-    omni_api_redis_t  *b;
+    const char *user = omni_auth_caller(r), *id = omni_req_param(r, 0);
+    const char *values[2], *argv[2];
+    char key[96];
+    omni_api_redis_t *b;
 
     switch (r->state) {
 
@@ -462,8 +455,8 @@ omni_apikeys_delete(omni_req_t *r)
         if (b == NULL) {
             return;
         }
-        snprintf(key, sizeof(key), "omni:apikey:%s",
-                 PQgetvalue(r->db_res, 0, 0));
+        snprintf(
+            key, sizeof(key), "omni:apikey:%s", PQgetvalue(r->db_res, 0, 0));
         argv[0] = "DEL";
         argv[1] = key;
         omni_api_redis_cmd(b, 2, argv);
@@ -474,12 +467,12 @@ omni_apikeys_delete(omni_req_t *r)
     case 2:
         if (r->redis_failed) {
             omni_respond_error(r, 503, "redis_unavailable",
-                               "the key is revoked but the gateway may still "
-                               "accept it; retry the delete");
+                "the key is revoked but the gateway may still "
+                "accept it; retry the delete");
             return;
         }
         omni_log(OMNI_LOG_INFO, "api key deleted",
-                 "\"key_id\":\"%s\",\"user_id\":\"%s\"", id, user);
+            "\"key_id\":\"%s\",\"user_id\":\"%s\"", id, user);
         omni_respond(r, 204, "application/json", NULL);
         return;
 
@@ -507,30 +500,36 @@ omni_apikeys_delete(omni_req_t *r)
  *   (PAGE -> WRITE -> RECHECK -> DELETE)* -> FINISH -> IDLE */
 
 typedef enum {
-    OMNI_SYNC_IDLE, OMNI_SYNC_CHECK, OMNI_SYNC_LOCK, OMNI_SYNC_JTI_PAGE,
-    OMNI_SYNC_JTI_WRITE, OMNI_SYNC_PAGE, OMNI_SYNC_WRITE, OMNI_SYNC_RECHECK,
-    OMNI_SYNC_DELETE, OMNI_SYNC_FINISH
+    OMNI_SYNC_IDLE,
+    OMNI_SYNC_CHECK,
+    OMNI_SYNC_LOCK,
+    OMNI_SYNC_JTI_PAGE,
+    OMNI_SYNC_JTI_WRITE,
+    OMNI_SYNC_PAGE,
+    OMNI_SYNC_WRITE,
+    OMNI_SYNC_RECHECK,
+    OMNI_SYNC_DELETE,
+    OMNI_SYNC_FINISH
 } omni_sync_state_t;
 
 static struct {
-    omni_sync_state_t   state;
-    struct event        timer;
-    int                 pending;
-    int                 failed;
-    char                after[65];      /* last hash of the previous page */
-    char                after_jti[129]; /* last jti of the previous page */
-    char               *page;           /* this page's hashes: {h1,h2} */
-    int                 page_rows;
-    unsigned long       written;
-    unsigned long       revoked;
-    char                lock_value[32];
+    omni_sync_state_t state;
+    struct event timer;
+    int pending;
+    int failed;
+    char after[65];      /* last hash of the previous page */
+    char after_jti[129]; /* last jti of the previous page */
+    char *page;          /* this page's hashes: {h1,h2} */
+    int page_rows;
+    unsigned long written;
+    unsigned long revoked;
+    char lock_value[32];
 } omni_sync;
 
 static void omni_sync_step(PGresult *res);
 
 
-static void
-omni_sync_reset(void)
+static void omni_sync_reset(void)
 {
     free(omni_sync.page);
     omni_sync.page = NULL;
@@ -538,17 +537,15 @@ omni_sync_reset(void)
 }
 
 
-static void
-omni_sync_abort(const char *why)
+static void omni_sync_abort(const char *why)
 {
     omni_log(OMNI_LOG_WARN, "API key mirror sync stopped; will retry",
-             "\"reason\":\"%s\"", why);
+        "\"reason\":\"%s\"", why);
     omni_sync_reset();
 }
 
 
-static void
-omni_sync_reply(redisAsyncContext *ctx, void *reply, void *arg)
+static void omni_sync_reply(redisAsyncContext *ctx, void *reply, void *arg)
 {
     redisReply *rep = reply;
 
@@ -577,7 +574,7 @@ omni_sync_reply(redisAsyncContext *ctx, void *reply, void *arg)
             omni_sync.state = OMNI_SYNC_JTI_PAGE;
             omni_sync_step(NULL);
         } else {
-            omni_sync_reset();   /* another process is syncing */
+            omni_sync_reset(); /* another process is syncing */
         }
         return;
     }
@@ -589,12 +586,11 @@ omni_sync_reply(redisAsyncContext *ctx, void *reply, void *arg)
 }
 
 
-static int
-omni_sync_redis(int argc, const char **argv)
+static int omni_sync_redis(int argc, const char **argv)
 {
-    if (omni_redis_command_argv(omni_server.redis, omni_sync_reply, NULL,
-                                argc, argv, NULL) != 0)
-    {
+    if (omni_redis_command_argv(
+            omni_server.redis, omni_sync_reply, NULL, argc, argv, NULL)
+        != 0) {
         return -1;
     }
     omni_sync.pending++;
@@ -602,8 +598,7 @@ omni_sync_redis(int argc, const char **argv)
 }
 
 
-static void
-omni_sync_db_done(void *arg, omni_db_status_t status, PGresult *res)
+static void omni_sync_db_done(void *arg, omni_db_status_t status, PGresult *res)
 {
     if (status != OMNI_DB_OK) {
         omni_sync_abort("query failed");
@@ -613,26 +608,23 @@ omni_sync_db_done(void *arg, omni_db_status_t status, PGresult *res)
 }
 
 
-static void
-omni_sync_query(int stmt, int n, const char **values)
+static void omni_sync_query(int stmt, int n, const char **values)
 {
-    if (omni_db_query(omni_server.db, stmt, n, values, omni_sync_db_done,
-                      NULL) != OMNI_DB_OK)
-    {
+    if (omni_db_query(omni_server.db, stmt, n, values, omni_sync_db_done, NULL)
+        != OMNI_DB_OK) {
         omni_sync_abort("database unavailable");
     }
 }
 
 
 /* Advances the sync by one step; res is the last query's result, if any. */
-static void
-omni_sync_step(PGresult *res)
+static void omni_sync_step(PGresult *res)
 {
-    char              limit[16], key[160], ttl[24];
-    const char       *values[2], *argv[12];
-    int               i, rows, sent;
-    int64_t           left;
-    struct evbuffer  *b;
+    char limit[16], key[160], ttl[24];
+    const char *values[2], *argv[12];
+    int i, rows, sent;
+    int64_t left;
+    struct evbuffer *b;
 
     omni_sync.failed = 0;
 
@@ -663,14 +655,14 @@ omni_sync_step(PGresult *res)
         rows = PQntuples(res);
         omni_sync.state = rows ? OMNI_SYNC_JTI_PAGE : OMNI_SYNC_PAGE;
         for (i = 0, sent = 0; i < rows; i++) {
-            left = omni_auth_revoke_ttl(strtoll(PQgetvalue(res, i, 1), NULL,
-                                                10));
+            left =
+                omni_auth_revoke_ttl(strtoll(PQgetvalue(res, i, 1), NULL, 10));
             if (left <= 0 || PQgetlength(res, i, 0) > 128) {
                 continue;
             }
-            snprintf(key, sizeof(key), "omni:revoked:%s",
-                     PQgetvalue(res, i, 0));
-            snprintf(ttl, sizeof(ttl), "%lld", (long long) left);
+            snprintf(
+                key, sizeof(key), "omni:revoked:%s", PQgetvalue(res, i, 0));
+            snprintf(ttl, sizeof(ttl), "%lld", (long long)left);
             argv[0] = "SET";
             argv[1] = key;
             argv[2] = "1";
@@ -684,13 +676,13 @@ omni_sync_step(PGresult *res)
         }
         if (rows) {
             snprintf(omni_sync.after_jti, sizeof(omni_sync.after_jti), "%s",
-                     PQgetvalue(res, rows - 1, 0));
-            omni_sync.revoked += (unsigned long) sent;
+                PQgetvalue(res, rows - 1, 0));
+            omni_sync.revoked += (unsigned long)sent;
         }
         if (sent == 0) {
             omni_sync_step(NULL);
         }
-        return;   /* else the replies call us again */
+        return; /* else the replies call us again */
 
     case OMNI_SYNC_PAGE:
         snprintf(limit, sizeof(limit), "%d", OMNI_APIKEY_SYNC_PAGE);
@@ -719,8 +711,7 @@ omni_sync_step(PGresult *res)
         b = evbuffer_new();
         evbuffer_add(b, "{", 1);
         for (i = 0; i < rows; i++) {
-            snprintf(key, sizeof(key), "omni:apikey:%s",
-                     PQgetvalue(res, i, 0));
+            snprintf(key, sizeof(key), "omni:apikey:%s", PQgetvalue(res, i, 0));
             argv[0] = "HSET";
             argv[1] = key;
             argv[2] = "key_id";
@@ -741,23 +732,22 @@ omni_sync_step(PGresult *res)
                 argv[2] = argv[11];
                 omni_sync_redis(3, argv);
             }
-            evbuffer_add_printf(b, "%s%s", i ? "," : "",
-                                PQgetvalue(res, i, 0));
+            evbuffer_add_printf(b, "%s%s", i ? "," : "", PQgetvalue(res, i, 0));
         }
         evbuffer_add(b, "}", 2);
         free(omni_sync.page);
-        omni_sync.page = strdup((char *) evbuffer_pullup(b, -1));
+        omni_sync.page = strdup((char *)evbuffer_pullup(b, -1));
         evbuffer_free(b);
         snprintf(omni_sync.after, sizeof(omni_sync.after), "%s",
-                 PQgetvalue(res, rows - 1, 0));
+            PQgetvalue(res, rows - 1, 0));
         omni_sync.page_rows = rows;
-        omni_sync.written += (unsigned long) rows;
+        omni_sync.written += (unsigned long)rows;
         if (i < rows || omni_sync.page == NULL) {
             omni_sync_abort("Redis unavailable");
             return;
         }
         omni_sync.state = OMNI_SYNC_RECHECK;
-        return;   /* the replies call us again */
+        return; /* the replies call us again */
 
     case OMNI_SYNC_RECHECK:
         values[0] = omni_sync.page;
@@ -769,8 +759,7 @@ omni_sync_step(PGresult *res)
         rows = PQntuples(res);
         omni_sync.state = OMNI_SYNC_PAGE;
         for (i = 0; i < rows; i++) {
-            snprintf(key, sizeof(key), "omni:apikey:%s",
-                     PQgetvalue(res, i, 0));
+            snprintf(key, sizeof(key), "omni:apikey:%s", PQgetvalue(res, i, 0));
             argv[0] = "DEL";
             argv[1] = key;
             if (omni_sync_redis(2, argv) != 0) {
@@ -785,8 +774,8 @@ omni_sync_step(PGresult *res)
 
     case OMNI_SYNC_FINISH:
         omni_log(OMNI_LOG_INFO, "API key mirror synced",
-                 "\"keys\":%lu,\"revoked_tokens\":%lu", omni_sync.written,
-                 omni_sync.revoked);
+            "\"keys\":%lu,\"revoked_tokens\":%lu", omni_sync.written,
+            omni_sync.revoked);
         omni_sync_reset();
         return;
 
@@ -796,15 +785,13 @@ omni_sync_step(PGresult *res)
 }
 
 
-static void
-omni_sync_tick(evutil_socket_t fd, short what, void *arg)
+static void omni_sync_tick(evutil_socket_t fd, short what, void *arg)
 {
-    const char *argv[2] = { "EXISTS", "omni:apikey:synced" };
+    const char *argv[2] = {"EXISTS", "omni:apikey:synced"};
 
     if (omni_sync.state != OMNI_SYNC_IDLE || omni_sync.pending > 0
         || !omni_redis_connected(omni_server.redis)
-        || !omni_db_available(omni_server.db))
-    {
+        || !omni_db_available(omni_server.db)) {
         return;
     }
     omni_sync.state = OMNI_SYNC_CHECK;
@@ -814,15 +801,13 @@ omni_sync_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 
-int
-omni_apikeys_start_sync(struct event_base *base)
+int omni_apikeys_start_sync(struct event_base *base)
 {
-    struct timeval tv = { OMNI_APIKEY_SYNC_MS / 1000,
-                          (OMNI_APIKEY_SYNC_MS % 1000) * 1000 };
+    struct timeval tv = {
+        OMNI_APIKEY_SYNC_MS / 1000, (OMNI_APIKEY_SYNC_MS % 1000) * 1000};
 
     snprintf(omni_sync.lock_value, sizeof(omni_sync.lock_value), "%d",
-             (int) getpid());
-    event_assign(&omni_sync.timer, base, -1, EV_PERSIST, omni_sync_tick,
-                 NULL);
+        (int)getpid());
+    event_assign(&omni_sync.timer, base, -1, EV_PERSIST, omni_sync_tick, NULL);
     return event_add(&omni_sync.timer, &tv);
 }

@@ -19,15 +19,15 @@
 #include "server.h"
 
 
-#define OMNI_REFRESH_PREFIX  "omr_"
-#define OMNI_REFRESH_LEN     (4 + OMNI_B64URL_LEN(32))  /* 47 */
-#define OMNI_JTI_BYTES       16
+#define OMNI_REFRESH_PREFIX "omr_"
+#define OMNI_REFRESH_LEN (4 + OMNI_B64URL_LEN(32)) /* 47 */
+#define OMNI_JTI_BYTES 16
 /* a revoked jti outlives its token by the gateways' clock leeway */
-#define OMNI_REVOKE_MARGIN   60
+#define OMNI_REVOKE_MARGIN 60
 
 static struct {
-    const omni_config_t  *cfg;
-    omni_signer_t        *signer;
+    const omni_config_t *cfg;
+    omni_signer_t *signer;
 } omni_auth;
 
 static int omni_login_email_stmt, omni_login_username_stmt,
@@ -37,31 +37,29 @@ static int omni_login_email_stmt, omni_login_username_stmt,
 
 /* --- configuration ------------------------------------------------------ */
 
-static int
-omni_auth_write_jwks(const char *path, const char *jwks, char *err,
-    size_t errlen)
+static int omni_auth_write_jwks(
+    const char *path, const char *jwks, char *err, size_t errlen)
 {
-    char     tmp[4096];
-    FILE    *f;
-    int      ok;
+    char tmp[4096];
+    FILE *f;
+    int ok;
 
-    if (snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int) getpid())
-        >= (int) sizeof(tmp))
-    {
+    if (snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid())
+        >= (int)sizeof(tmp)) {
         snprintf(err, errlen, "OMNI_JWKS_FILE: path too long");
         return -1;
     }
     f = fopen(tmp, "w");
     if (f == NULL) {
         snprintf(err, errlen, "OMNI_JWKS_FILE=%s: cannot write: %s", path,
-                 strerror(errno));
+            strerror(errno));
         return -1;
     }
     ok = fprintf(f, "%s\n", jwks) > 0;
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, path) != 0) {
         snprintf(err, errlen, "OMNI_JWKS_FILE=%s: cannot write: %s", path,
-                 strerror(errno));
+            strerror(errno));
         unlink(tmp);
         return -1;
     }
@@ -69,8 +67,7 @@ omni_auth_write_jwks(const char *path, const char *jwks, char *err,
 }
 
 
-int
-omni_auth_configure(const omni_config_t *cfg, char *err, size_t errlen)
+int omni_auth_configure(const omni_config_t *cfg, char *err, size_t errlen)
 {
     omni_signer_t *s;
 
@@ -82,8 +79,7 @@ omni_auth_configure(const omni_config_t *cfg, char *err, size_t errlen)
     if (s == NULL) {
         /* name the setting: "OMNI_JWT_PRIVATE_KEY=/path: why" */
         if (strncmp(err, cfg->jwt_private_key, strlen(cfg->jwt_private_key))
-            == 0)
-        {
+            == 0) {
             char why[512];
 
             snprintf(why, sizeof(why), "%s", err);
@@ -92,15 +88,13 @@ omni_auth_configure(const omni_config_t *cfg, char *err, size_t errlen)
         return -1;
     }
     if (cfg->jwks_file
-        && omni_auth_write_jwks(cfg->jwks_file, omni_signer_jwks(s), err,
-                                errlen) != 0)
-    {
+        && omni_auth_write_jwks(
+               cfg->jwks_file, omni_signer_jwks(s), err, errlen)
+               != 0) {
         omni_signer_free(s);
         return -1;
     }
-    if (omni_password_set_iterations((unsigned) cfg->password_iterations)
-        != 0)
-    {
+    if (omni_password_set_iterations((unsigned)cfg->password_iterations) != 0) {
         snprintf(err, errlen, "OMNI_PASSWORD_ITERATIONS out of range");
         omni_signer_free(s);
         return -1;
@@ -114,8 +108,7 @@ omni_auth_configure(const omni_config_t *cfg, char *err, size_t errlen)
 }
 
 
-const omni_signer_t *
-omni_auth_signer(void)
+const omni_signer_t *omni_auth_signer(void)
 {
     return omni_auth.signer;
 }
@@ -123,8 +116,7 @@ omni_auth_signer(void)
 
 /* --- shared helpers ----------------------------------------------------- */
 
-int
-omni_auth_uuid(const char *s)
+int omni_auth_uuid(const char *s)
 {
     int i;
 
@@ -137,9 +129,8 @@ omni_auth_uuid(const char *s)
                 return 0;
             }
         } else if (!((s[i] >= '0' && s[i] <= '9')
-                     || (s[i] >= 'a' && s[i] <= 'f')
-                     || (s[i] >= 'A' && s[i] <= 'F')))
-        {
+                       || (s[i] >= 'a' && s[i] <= 'f')
+                       || (s[i] >= 'A' && s[i] <= 'F'))) {
             return 0;
         }
     }
@@ -147,11 +138,10 @@ omni_auth_uuid(const char *s)
 }
 
 
-int
-omni_auth_role_rank(const char *role)
+int omni_auth_role_rank(const char *role)
 {
-    static const char *roles[] = { "viewer", "user", "developer", "admin" };
-    int                i;
+    static const char *roles[] = {"viewer", "user", "developer", "admin"};
+    int i;
 
     for (i = 0; role && i < 4; i++) {
         if (strcmp(role, roles[i]) == 0) {
@@ -162,8 +152,7 @@ omni_auth_role_rank(const char *role)
 }
 
 
-const char *
-omni_auth_caller(omni_req_t *r)
+const char *omni_auth_caller(omni_req_t *r)
 {
     const char *id = omni_req_header(r, "X-User-Id");
 
@@ -171,22 +160,20 @@ omni_auth_caller(omni_req_t *r)
 }
 
 
-int
-omni_auth_cursor(omni_req_t *r, const char **out)
+int omni_auth_cursor(omni_req_t *r, const char **out)
 {
     *out = omni_req_arg(r, "cursor");
     if (*out && !omni_auth_uuid(*out)) {
         omni_respond_error(r, 400, "invalid_parameter",
-                           "cursor: not a cursor from next_cursor");
+            "cursor: not a cursor from next_cursor");
         return -1;
     }
     return 0;
 }
 
 
-int
-omni_auth_field_string(omni_req_t *r, const char *name, int required,
-    const char **out)
+int omni_auth_field_string(
+    omni_req_t *r, const char *name, int required, const char **out)
 {
     const omni_json_t *v = omni_json_get(r->json, name);
 
@@ -199,8 +186,8 @@ omni_auth_field_string(omni_req_t *r, const char *name, int required,
         return 0;
     }
     if (v->type != OMNI_JSON_STRING) {
-        omni_respond_error(r, 400, "invalid_field", "%s: expected a string",
-                           name);
+        omni_respond_error(
+            r, 400, "invalid_field", "%s: expected a string", name);
         return -1;
     }
     *out = v->u.str.ptr;
@@ -208,8 +195,7 @@ omni_auth_field_string(omni_req_t *r, const char *name, int required,
 }
 
 
-void
-omni_auth_user_json(struct evbuffer *b, PGresult *res, int row)
+void omni_auth_user_json(struct evbuffer *b, PGresult *res, int row)
 {
     evbuffer_add(b, "{\"id\":", 6);
     omni_api_put_text(b, res, row, 0);
@@ -220,7 +206,7 @@ omni_auth_user_json(struct evbuffer *b, PGresult *res, int row)
     evbuffer_add(b, ",\"role\":", 8);
     omni_api_put_text(b, res, row, 3);
     evbuffer_add_printf(b, ",\"is_active\":%s,\"created_at\":",
-                        PQgetvalue(res, row, 4)[0] == 't' ? "true" : "false");
+        PQgetvalue(res, row, 4)[0] == 't' ? "true" : "false");
     omni_api_put_text(b, res, row, 5);
     evbuffer_add(b, ",\"last_login_at\":", 17);
     omni_api_put_text(b, res, row, 6);
@@ -228,40 +214,36 @@ omni_auth_user_json(struct evbuffer *b, PGresult *res, int row)
 }
 
 
-int64_t
-omni_auth_revoke_ttl(int64_t exp)
+int64_t omni_auth_revoke_ttl(int64_t exp)
 {
-    return exp - (int64_t) time(NULL) + OMNI_REVOKE_MARGIN;
+    return exp - (int64_t)time(NULL) + OMNI_REVOKE_MARGIN;
 }
 
 
-void
-omni_auth_revoke_one(omni_api_redis_t *b, const char *jti, int64_t exp)
+void omni_auth_revoke_one(omni_api_redis_t *b, const char *jti, int64_t exp)
 {
-    char         key[160], ttl[24];
-    const char  *argv[5] = { "SET", key, "1", "EX", ttl };
-    int64_t      left = omni_auth_revoke_ttl(exp);
+    char key[160], ttl[24];
+    const char *argv[5] = {"SET", key, "1", "EX", ttl};
+    int64_t left = omni_auth_revoke_ttl(exp);
 
     if (left <= 0 || strlen(jti) > 128) {
         return;
     }
     snprintf(key, sizeof(key), "omni:revoked:%s", jti);
-    snprintf(ttl, sizeof(ttl), "%lld", (long long) left);
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)left);
     omni_api_redis_cmd(b, 5, argv);
 }
 
 
-int
-omni_auth_revoke_arrays(omni_api_redis_t *b, const char *jtis,
-    const char *exps)
+int omni_auth_revoke_arrays(
+    omni_api_redis_t *b, const char *jtis, const char *exps)
 {
-    char  jti[160], exp[32];
-    int   n = 0;
+    char jti[160], exp[32];
+    int n = 0;
 
     while (jtis && exps
            && (jtis = omni_auth_array_next(jtis, jti, sizeof(jti))) != NULL
-           && (exps = omni_auth_array_next(exps, exp, sizeof(exp))) != NULL)
-    {
+           && (exps = omni_auth_array_next(exps, exp, sizeof(exp))) != NULL) {
         omni_auth_revoke_one(b, jti, strtoll(exp, NULL, 10));
         n++;
     }
@@ -272,37 +254,37 @@ omni_auth_revoke_arrays(omni_api_redis_t *b, const char *jtis,
 /* --- off-loop work: password hashing and token signing -------------------- */
 
 typedef struct {
-    omni_req_t  *r;
-    const char  *password;      /* hash it, or verify it against stored */
-    size_t       plen;
-    int          make_hash;
-    const char  *stored;        /* NULL: unknown account, dummy work */
-    const char  *claims;        /* sign these once verified (or if no
-                                   password) */
-    size_t       clen;
-    int          verified;
-    int          failed;
-    char        *token;         /* malloc'd by the signer */
-    char         hash[OMNI_PASSWORD_HASH_MAX];
+    omni_req_t *r;
+    const char *password; /* hash it, or verify it against stored */
+    size_t plen;
+    int make_hash;
+    const char *stored; /* NULL: unknown account, dummy work */
+    const char *claims; /* sign these once verified (or if no
+                           password) */
+    size_t clen;
+    int verified;
+    int failed;
+    char *token; /* malloc'd by the signer */
+    char hash[OMNI_PASSWORD_HASH_MAX];
 } omni_auth_job_t;
 
 
-static void
-omni_auth_job_work(void *arg)
+static void omni_auth_job_work(void *arg)
 {
     omni_auth_job_t *j = arg;
 
     if (j->make_hash) {
         j->failed = omni_password_hash(j->password, j->plen,
-                        (unsigned) omni_auth.cfg->password_iterations,
-                        j->hash, sizeof(j->hash)) != 0;
+                        (unsigned)omni_auth.cfg->password_iterations, j->hash,
+                        sizeof(j->hash))
+                    != 0;
         return;
     }
     if (j->password == NULL) {
         j->verified = 1;
     } else if (j->stored) {
-        j->verified = omni_password_verify(j->password, j->plen, j->stored)
-                      == 1;
+        j->verified =
+            omni_password_verify(j->password, j->plen, j->stored) == 1;
     } else {
         omni_password_dummy_verify(j->password, j->plen);
     }
@@ -313,11 +295,10 @@ omni_auth_job_work(void *arg)
 }
 
 
-static void
-omni_auth_job_done(void *arg)
+static void omni_auth_job_done(void *arg)
 {
     omni_auth_job_t *j = arg;
-    char            *t = j->token;
+    char *t = j->token;
 
     /* keep the token in the request's arena, free the signer's copy */
     if (t) {
@@ -330,13 +311,11 @@ omni_auth_job_done(void *arg)
 
 
 /* Starts j; on a full queue answers 503 and returns -1. */
-static int
-omni_auth_job_submit(omni_auth_job_t *j)
+static int omni_auth_job_submit(omni_auth_job_t *j)
 {
-    if (omni_offload_submit(omni_auth_job_work, omni_auth_job_done, j) != 0)
-    {
+    if (omni_offload_submit(omni_auth_job_work, omni_auth_job_done, j) != 0) {
         omni_respond_error(j->r, 503, "overloaded",
-                           "too many sign-ins in progress; retry shortly");
+            "too many sign-ins in progress; retry shortly");
         return -1;
     }
     return 0;
@@ -346,28 +325,27 @@ omni_auth_job_submit(omni_auth_job_t *j)
 /* --- token pairs ---------------------------------------------------------- */
 
 typedef struct {
-    omni_auth_job_t  job;
-    char             user_id[40];
-    char             username[256];     /* preferred_username */
-    char             role[16];
-    int              active;
-    char             jti[OMNI_B64URL_LEN(OMNI_JTI_BYTES) + 1];
-    char             refresh[OMNI_REFRESH_LEN + 1];
-    char             refresh_hash[65];
-    char             old_hash[65];
-    int64_t          iat, exp, refresh_exp;
-    const char      *outcome;
+    omni_auth_job_t job;
+    char user_id[40];
+    char username[256]; /* preferred_username */
+    char role[16];
+    int active;
+    char jti[OMNI_B64URL_LEN(OMNI_JTI_BYTES) + 1];
+    char refresh[OMNI_REFRESH_LEN + 1];
+    char refresh_hash[65];
+    char old_hash[65];
+    int64_t iat, exp, refresh_exp;
+    const char *outcome;
 } omni_auth_ctx_t;
 
 
-static omni_auth_ctx_t *
-omni_auth_ctx(omni_req_t *r)
+static omni_auth_ctx_t *omni_auth_ctx(omni_req_t *r)
 {
     if (r->data == NULL) {
         r->data = omni_arena_alloc(&r->arena, sizeof(omni_auth_ctx_t));
         if (r->data) {
             memset(r->data, 0, sizeof(omni_auth_ctx_t));
-            ((omni_auth_ctx_t *) r->data)->job.r = r;
+            ((omni_auth_ctx_t *)r->data)->job.r = r;
         }
     }
     return r->data;
@@ -375,20 +353,19 @@ omni_auth_ctx(omni_req_t *r)
 
 
 /* Fresh jti, refresh token and lifetimes for a new pair. */
-static int
-omni_auth_new_pair(omni_auth_ctx_t *c)
+static int omni_auth_new_pair(omni_auth_ctx_t *c)
 {
     unsigned char raw[OMNI_JTI_BYTES];
 
-    c->iat = (int64_t) time(NULL);
+    c->iat = (int64_t)time(NULL);
     c->exp = c->iat + omni_auth.cfg->access_token_ttl;
     c->refresh_exp = c->iat + omni_auth.cfg->refresh_token_ttl;
     if (omni_random_token("", sizeof(raw), c->jti, sizeof(c->jti)) != 0
-        || omni_random_token(OMNI_REFRESH_PREFIX, 32, c->refresh,
-                             sizeof(c->refresh)) != 0
+        || omni_random_token(
+               OMNI_REFRESH_PREFIX, 32, c->refresh, sizeof(c->refresh))
+               != 0
         || omni_sha256_hex(c->refresh, strlen(c->refresh), c->refresh_hash)
-           != 0)
-    {
+               != 0) {
         return -1;
     }
     return 0;
@@ -396,13 +373,12 @@ omni_auth_new_pair(omni_auth_ctx_t *c)
 
 
 /* The access token's claims (SPEC 6) as JSON in the arena. */
-static int
-omni_auth_claims(omni_req_t *r, omni_auth_ctx_t *c)
+static int omni_auth_claims(omni_req_t *r, omni_auth_ctx_t *c)
 {
-    const omni_config_t  *cfg = omni_auth.cfg;
-    struct evbuffer      *b = evbuffer_new();
-    size_t                n;
-    int                   rc = -1;
+    const omni_config_t *cfg = omni_auth.cfg;
+    struct evbuffer *b = evbuffer_new();
+    size_t n;
+    int rc = -1;
 
     if (b == NULL) {
         return -1;
@@ -411,15 +387,16 @@ omni_auth_claims(omni_req_t *r, omni_auth_ctx_t *c)
     omni_json_put_string(b, cfg->jwt_issuer, strlen(cfg->jwt_issuer));
     evbuffer_add(b, ",\"aud\":", 7);
     omni_json_put_string(b, cfg->jwt_audience, strlen(cfg->jwt_audience));
-    evbuffer_add_printf(b, ",\"sub\":\"%s\",\"preferred_username\":",
-                        c->user_id);
+    evbuffer_add_printf(
+        b, ",\"sub\":\"%s\",\"preferred_username\":", c->user_id);
     omni_json_put_string(b, c->username, strlen(c->username));
-    evbuffer_add_printf(b, ",\"role\":\"%s\",\"jti\":\"%s\",\"iat\":%lld,"
-                        "\"exp\":%lld}", c->role, c->jti,
-                        (long long) c->iat, (long long) c->exp);
+    evbuffer_add_printf(b,
+        ",\"role\":\"%s\",\"jti\":\"%s\",\"iat\":%lld,"
+        "\"exp\":%lld}",
+        c->role, c->jti, (long long)c->iat, (long long)c->exp);
     n = evbuffer_get_length(b);
-    c->job.claims = omni_arena_strndup(&r->arena,
-                                       (char *) evbuffer_pullup(b, -1), n);
+    c->job.claims =
+        omni_arena_strndup(&r->arena, (char *)evbuffer_pullup(b, -1), n);
     c->job.clen = n;
     if (c->job.claims) {
         rc = 0;
@@ -429,27 +406,25 @@ omni_auth_claims(omni_req_t *r, omni_auth_ctx_t *c)
 }
 
 
-static void
-omni_auth_respond_pair(omni_req_t *r, omni_auth_ctx_t *c)
+static void omni_auth_respond_pair(omni_req_t *r, omni_auth_ctx_t *c)
 {
     struct evbuffer *b = evbuffer_new();
 
-    evbuffer_add_printf(b, "{\"access_token\":\"%s\",\"refresh_token\":\"%s\","
-                        "\"token_type\":\"Bearer\",\"expires_in\":%d}\n",
-                        c->job.token, c->refresh,
-                        omni_auth.cfg->access_token_ttl);
+    evbuffer_add_printf(b,
+        "{\"access_token\":\"%s\",\"refresh_token\":\"%s\","
+        "\"token_type\":\"Bearer\",\"expires_in\":%d}\n",
+        c->job.token, c->refresh, omni_auth.cfg->access_token_ttl);
     omni_api_json(r, 200, b);
     evbuffer_free(b);
 }
 
 
 /* Copies the identity columns (id, email, username, role) of a row. */
-static void
-omni_auth_ctx_user(omni_auth_ctx_t *c, PGresult *res, int col)
+static void omni_auth_ctx_user(omni_auth_ctx_t *c, PGresult *res, int col)
 {
     const char *username = PQgetisnull(res, 0, col + 2)
-                           ? PQgetvalue(res, 0, col + 1)
-                           : PQgetvalue(res, 0, col + 2);
+                               ? PQgetvalue(res, 0, col + 1)
+                               : PQgetvalue(res, 0, col + 2);
 
     snprintf(c->user_id, sizeof(c->user_id), "%s", PQgetvalue(res, 0, col));
     snprintf(c->username, sizeof(c->username), "%s", username);
@@ -459,8 +434,7 @@ omni_auth_ctx_user(omni_auth_ctx_t *c, PGresult *res, int col)
 
 /* --- statements ----------------------------------------------------------- */
 
-int
-omni_auth_init(void)
+int omni_auth_init(void)
 {
     omni_login_email_stmt = omni_db_statement("auth_login_email",
         "SELECT u.id, u.email, u.username, u.role, u.is_active,"
@@ -503,16 +477,17 @@ omni_auth_init(void)
         " WHERE u.id = $1::uuid");
 
     return omni_login_email_stmt < 0 || omni_login_username_stmt < 0
-           || omni_login_issue_stmt < 0 || omni_register_stmt < 0
-           || omni_refresh_stmt < 0 || omni_logout_stmt < 0
-           || omni_me_stmt < 0 ? -1 : 0;
+                   || omni_login_issue_stmt < 0 || omni_register_stmt < 0
+                   || omni_refresh_stmt < 0 || omni_logout_stmt < 0
+                   || omni_me_stmt < 0
+               ? -1
+               : 0;
 }
 
 
 /* --- POST /auth/register -------------------------------------------------- */
 
-static int
-omni_auth_unique_violation(omni_req_t *r)
+static int omni_auth_unique_violation(omni_req_t *r)
 {
     const char *state, *constraint;
 
@@ -533,12 +508,11 @@ omni_auth_unique_violation(omni_req_t *r)
 }
 
 
-void
-omni_auth_register(omni_req_t *r)
+void omni_auth_register(omni_req_t *r)
 {
-    omni_auth_ctx_t  *c = omni_auth_ctx(r);
-    const char       *email, *username, *password, *why, *values[3];
-    struct evbuffer  *b;
+    omni_auth_ctx_t *c = omni_auth_ctx(r);
+    const char *email, *username, *password, *why, *values[3];
+    struct evbuffer *b;
 
     if (c == NULL) {
         omni_respond_error(r, 503, "overloaded", "out of memory");
@@ -550,16 +524,14 @@ omni_auth_register(omni_req_t *r)
     case 0:
         if (omni_auth_field_string(r, "email", 1, &email) != 0
             || omni_auth_field_string(r, "password", 1, &password) != 0
-            || omni_auth_field_string(r, "username", 0, &username) != 0)
-        {
+            || omni_auth_field_string(r, "username", 0, &username) != 0) {
             return;
         }
         if ((why = omni_auth_email_problem(email)) != NULL) {
             omni_respond_error(r, 422, "invalid_value", "email: %s", why);
             return;
         }
-        if (username && (why = omni_auth_username_problem(username)) != NULL)
-        {
+        if (username && (why = omni_auth_username_problem(username)) != NULL) {
             omni_respond_error(r, 422, "invalid_value", "username: %s", why);
             return;
         }
@@ -577,8 +549,7 @@ omni_auth_register(omni_req_t *r)
     case 1:
         if (c->job.failed) {
             omni_respond_error(r, 500, "internal_error",
-                               "cannot hash the password (request id %s)",
-                               r->request_id);
+                "cannot hash the password (request id %s)", r->request_id);
             return;
         }
         omni_auth_field_string(r, "email", 1, &values[0]);
@@ -597,7 +568,7 @@ omni_auth_register(omni_req_t *r)
             return;
         }
         omni_log(OMNI_LOG_INFO, "user registered", "\"user_id\":\"%s\"",
-                 PQgetvalue(r->db_res, 0, 0));
+            PQgetvalue(r->db_res, 0, 0));
         b = evbuffer_new();
         omni_auth_user_json(b, r->db_res, 0);
         evbuffer_add(b, "\n", 1);
@@ -608,14 +579,14 @@ omni_auth_register(omni_req_t *r)
 }
 
 
-/* --- POST /auth/login ------------------------------------------------------- */
+/* --- POST /auth/login -------------------------------------------------------
+ */
 
-void
-omni_auth_login(omni_req_t *r)
+void omni_auth_login(omni_req_t *r)
 {
-    omni_auth_ctx_t  *c = omni_auth_ctx(r);
-    const char       *email, *username, *password, *values[6];
-    char              exp[24], rexp[24];
+    omni_auth_ctx_t *c = omni_auth_ctx(r);
+    const char *email, *username, *password, *values[6];
+    char exp[24], rexp[24];
 
     if (c == NULL) {
         omni_respond_error(r, 503, "overloaded", "out of memory");
@@ -626,22 +597,21 @@ omni_auth_login(omni_req_t *r)
 
     case 0:
         if (omni_auth_field_string(r, "email", 0, &email) != 0
-            || omni_auth_field_string(r, "username", 0, &username) != 0)
-        {
+            || omni_auth_field_string(r, "username", 0, &username) != 0) {
             return;
         }
         if (email == NULL && username == NULL) {
-            omni_respond_error(r, 400, "missing_field",
-                               "email: required (or username)");
+            omni_respond_error(
+                r, 400, "missing_field", "email: required (or username)");
             return;
         }
         if (omni_auth_field_string(r, "password", 1, &password) != 0) {
             return;
         }
         r->state = 1;
-        omni_api_query(r, email ? omni_login_email_stmt
-                                : omni_login_username_stmt,
-                       1, email ? &email : &username);
+        omni_api_query(r,
+            email ? omni_login_email_stmt : omni_login_username_stmt, 1,
+            email ? &email : &username);
         return;
 
     case 1:
@@ -655,18 +625,16 @@ omni_auth_login(omni_req_t *r)
             omni_auth_ctx_user(c, r->db_res, 0);
             c->active = PQgetvalue(r->db_res, 0, 4)[0] == 't';
             c->job.stored = omni_arena_strndup(&r->arena,
-                                PQgetvalue(r->db_res, 0, 5),
-                                PQgetlength(r->db_res, 0, 5));
+                PQgetvalue(r->db_res, 0, 5), PQgetlength(r->db_res, 0, 5));
             if (c->job.stored == NULL) {
                 omni_respond_error(r, 503, "overloaded", "out of memory");
                 return;
             }
             if (c->active
-                && (omni_auth_new_pair(c) != 0 || omni_auth_claims(r, c) != 0))
-            {
+                && (omni_auth_new_pair(c) != 0
+                    || omni_auth_claims(r, c) != 0)) {
                 omni_respond_error(r, 500, "internal_error",
-                                   "cannot issue a token (request id %s)",
-                                   r->request_id);
+                    "cannot issue a token (request id %s)", r->request_id);
                 return;
             }
         }
@@ -677,22 +645,21 @@ omni_auth_login(omni_req_t *r)
     case 2:
         if (!c->job.verified) {
             omni_respond_error(r, 401, "invalid_credentials",
-                               "wrong email/username or password");
+                "wrong email/username or password");
             return;
         }
         if (!c->active) {
-            omni_respond_error(r, 403, "account_disabled",
-                               "this account is deactivated");
+            omni_respond_error(
+                r, 403, "account_disabled", "this account is deactivated");
             return;
         }
         if (c->job.failed) {
             omni_respond_error(r, 500, "internal_error",
-                               "cannot sign the token (request id %s)",
-                               r->request_id);
+                "cannot sign the token (request id %s)", r->request_id);
             return;
         }
-        snprintf(exp, sizeof(exp), "%lld", (long long) c->exp);
-        snprintf(rexp, sizeof(rexp), "%lld", (long long) c->refresh_exp);
+        snprintf(exp, sizeof(exp), "%lld", (long long)c->exp);
+        snprintf(rexp, sizeof(rexp), "%lld", (long long)c->refresh_exp);
         values[0] = c->user_id;
         values[1] = c->refresh_hash;
         values[2] = c->jti;
@@ -710,28 +677,28 @@ omni_auth_login(omni_req_t *r)
         }
         if (PQntuples(r->db_res) == 0) {
             omni_respond_error(r, 409, "conflict",
-                               "the account's role or status changed while "
-                               "signing in; sign in again");
+                "the account's role or status changed while "
+                "signing in; sign in again");
             return;
         }
         omni_log(OMNI_LOG_INFO, "login", "\"user_id\":\"%s\",\"jti\":\"%s\"",
-                 c->user_id, c->jti);
+            c->user_id, c->jti);
         omni_auth_respond_pair(r, c);
         return;
     }
 }
 
 
-/* --- POST /auth/refresh ----------------------------------------------------- */
+/* --- POST /auth/refresh -----------------------------------------------------
+ */
 
-void
-omni_auth_refresh(omni_req_t *r)
+void omni_auth_refresh(omni_req_t *r)
 {
-    omni_auth_ctx_t   *c = omni_auth_ctx(r);
-    const char        *token, *values[5];
-    char               exp[24], rexp[24];
-    omni_api_redis_t  *b;
-    PGresult          *res;
+    omni_auth_ctx_t *c = omni_auth_ctx(r);
+    const char *token, *values[5];
+    char exp[24], rexp[24];
+    omni_api_redis_t *b;
+    PGresult *res;
 
     if (c == NULL) {
         omni_respond_error(r, 503, "overloaded", "out of memory");
@@ -745,18 +712,17 @@ omni_auth_refresh(omni_req_t *r)
             return;
         }
         if (!omni_auth_token_format(token, OMNI_REFRESH_PREFIX)) {
-            omni_respond_error(r, 401, "invalid_token",
-                               "refresh_token: not a refresh token");
+            omni_respond_error(
+                r, 401, "invalid_token", "refresh_token: not a refresh token");
             return;
         }
         if (omni_sha256_hex(token, strlen(token), c->old_hash) != 0
-            || omni_auth_new_pair(c) != 0)
-        {
+            || omni_auth_new_pair(c) != 0) {
             omni_respond_error(r, 503, "overloaded", "out of memory");
             return;
         }
-        snprintf(exp, sizeof(exp), "%lld", (long long) c->exp);
-        snprintf(rexp, sizeof(rexp), "%lld", (long long) c->refresh_exp);
+        snprintf(exp, sizeof(exp), "%lld", (long long)c->exp);
+        snprintf(rexp, sizeof(rexp), "%lld", (long long)c->refresh_exp);
         values[0] = c->old_hash;
         values[1] = c->refresh_hash;
         values[2] = c->jti;
@@ -772,8 +738,8 @@ omni_auth_refresh(omni_req_t *r)
             return;
         }
         res = r->db_res;
-        c->outcome = omni_arena_strndup(&r->arena, PQgetvalue(res, 0, 0),
-                                        PQgetlength(res, 0, 0));
+        c->outcome = omni_arena_strndup(
+            &r->arena, PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0));
         if (c->outcome == NULL) {
             omni_respond_error(r, 503, "overloaded", "out of memory");
             return;
@@ -789,13 +755,13 @@ omni_auth_refresh(omni_req_t *r)
             return;
         }
         if (strcmp(c->outcome, "invalid") == 0) {
-            omni_respond_error(r, 401, "invalid_token",
-                               "refresh_token: unknown");
+            omni_respond_error(
+                r, 401, "invalid_token", "refresh_token: unknown");
             return;
         }
         if (strcmp(c->outcome, "expired") == 0) {
             omni_respond_error(r, 401, "token_expired",
-                               "refresh_token: expired; sign in again");
+                "refresh_token: expired; sign in again");
             return;
         }
         /* reused or revoked: the family's access tokens go too */
@@ -803,8 +769,8 @@ omni_auth_refresh(omni_req_t *r)
         if (b == NULL) {
             return;
         }
-        omni_auth_revoke_arrays(b, PQgetvalue(res, 0, 5),
-                                PQgetvalue(res, 0, 6));
+        omni_auth_revoke_arrays(
+            b, PQgetvalue(res, 0, 5), PQgetvalue(res, 0, 6));
         r->state = 3;
         omni_api_redis_end(b, OMNI_AUTH_REDIS_TIMEOUT_MS);
         return;
@@ -812,8 +778,7 @@ omni_auth_refresh(omni_req_t *r)
     case 2:
         if (c->job.failed || c->job.token == NULL) {
             omni_respond_error(r, 500, "internal_error",
-                               "cannot sign the token (request id %s)",
-                               r->request_id);
+                "cannot sign the token (request id %s)", r->request_id);
             return;
         }
         omni_auth_respond_pair(r, c);
@@ -821,62 +786,63 @@ omni_auth_refresh(omni_req_t *r)
 
     default:
         if (r->redis_failed) {
-            omni_log(OMNI_LOG_WARN, "refresh family revoked but Redis did not "
-                     "take every access token",
-                     "\"request_id\":\"%s\",\"failed\":%d", r->request_id,
-                     r->redis_failed);
+            omni_log(OMNI_LOG_WARN,
+                "refresh family revoked but Redis did not "
+                "take every access token",
+                "\"request_id\":\"%s\",\"failed\":%d", r->request_id,
+                r->redis_failed);
         }
         if (strcmp(c->outcome, "reused") == 0) {
             omni_log(OMNI_LOG_WARN, "refresh token reused: family revoked",
-                     "\"request_id\":\"%s\"", r->request_id);
+                "\"request_id\":\"%s\"", r->request_id);
             omni_respond_error(r, 401, "token_reused",
-                               "refresh_token: already used; every token "
-                               "of this session is revoked");
+                "refresh_token: already used; every token "
+                "of this session is revoked");
             return;
         }
-        omni_respond_error(r, 401, "token_revoked",
-                           "refresh_token: revoked; sign in again");
+        omni_respond_error(
+            r, 401, "token_revoked", "refresh_token: revoked; sign in again");
         return;
     }
 }
 
 
-/* --- POST /auth/logout -------------------------------------------------------- */
+/* --- POST /auth/logout
+ * -------------------------------------------------------- */
 
 /* The token's jti and exp come from the gateway (X-Token-Id,
  * X-Token-Expires). An exp that is not a whole number of seconds is
  * refused rather than guessed: a revocation shorter than the token's life
  * would answer 204 and let the token work again later. */
-void
-omni_auth_logout(omni_req_t *r)
+void omni_auth_logout(omni_req_t *r)
 {
-    const char        *jti = omni_req_header(r, "X-Token-Id");
-    const char        *exp = omni_req_header(r, "X-Token-Expires");
-    const char        *values[3];
-    char               until[24];
-    omni_api_redis_t  *b;
-    int64_t            e = 0;
+    const char *jti = omni_req_header(r, "X-Token-Id");
+    const char *exp = omni_req_header(r, "X-Token-Expires");
+    const char *values[3];
+    char until[24];
+    omni_api_redis_t *b;
+    int64_t e = 0;
 
     if (jti == NULL || *jti == '\0' || strlen(jti) > 128) {
         omni_respond_error(r, 400, "invalid_request",
-                           "logout needs a bearer token with a jti");
+            "logout needs a bearer token with a jti");
         return;
     }
     if (exp && *exp && omni_auth_numeric_date(exp, &e) != 0) {
         omni_respond_error(r, 400, "invalid_request",
-                           "exp: the token's expiry is not a whole number "
-                           "of seconds since 1970; it cannot be revoked");
+            "exp: the token's expiry is not a whole number "
+            "of seconds since 1970; it cannot be revoked");
         return;
     }
     if (e <= 0) {
         /* no exp: revoke for as long as a token of ours could live */
-        e = (int64_t) time(NULL) + omni_auth.cfg->access_token_ttl;
+        e = (int64_t)time(NULL) + omni_auth.cfg->access_token_ttl;
     }
 
     switch (r->state) {
 
     case 0:
-        snprintf(until, sizeof(until), "%lld", (long long) e);
+        snprintf(until, sizeof(until), "%lld", (long long)e);
         values[0] = jti;
         values[1] = omni_auth_caller(r);
         values[2] = until;
@@ -894,8 +860,8 @@ omni_auth_logout(omni_req_t *r)
             return;
         }
         omni_auth_revoke_one(b, jti, e);
-        omni_auth_revoke_arrays(b, PQgetvalue(r->db_res, 0, 0),
-                                PQgetvalue(r->db_res, 0, 1));
+        omni_auth_revoke_arrays(
+            b, PQgetvalue(r->db_res, 0, 0), PQgetvalue(r->db_res, 0, 1));
         r->state = 2;
         omni_api_redis_end(b, OMNI_AUTH_REDIS_TIMEOUT_MS);
         return;
@@ -903,7 +869,7 @@ omni_auth_logout(omni_req_t *r)
     default:
         if (r->redis_failed) {
             omni_respond_error(r, 503, "redis_unavailable",
-                               "the token could not be revoked; retry");
+                "the token could not be revoked; retry");
             return;
         }
         omni_log(OMNI_LOG_INFO, "logout", "\"jti\":\"%s\"", jti);
@@ -913,20 +879,20 @@ omni_auth_logout(omni_req_t *r)
 }
 
 
-/* --- GET /auth/me ------------------------------------------------------------- */
+/* --- GET /auth/me
+ * ------------------------------------------------------------- */
 
-void
-omni_auth_me(omni_req_t *r)
+void omni_auth_me(omni_req_t *r)
 {
-    const char       *user = omni_auth_caller(r);
-    struct evbuffer  *b;
+    const char *user = omni_auth_caller(r);
+    struct evbuffer *b;
 
     switch (r->state) {
 
     case 0:
         if (user == NULL) {
-            omni_respond_error(r, 404, "not_found",
-                               "the caller is not a registered user");
+            omni_respond_error(
+                r, 404, "not_found", "the caller is not a registered user");
             return;
         }
         r->state = 1;
@@ -939,8 +905,8 @@ omni_auth_me(omni_req_t *r)
             return;
         }
         if (PQntuples(r->db_res) == 0) {
-            omni_respond_error(r, 404, "not_found",
-                               "the caller is not a registered user");
+            omni_respond_error(
+                r, 404, "not_found", "the caller is not a registered user");
             return;
         }
         b = evbuffer_new();
@@ -953,10 +919,10 @@ omni_auth_me(omni_req_t *r)
 }
 
 
-/* --- GET /.well-known/jwks.json ------------------------------------------------ */
+/* --- GET /.well-known/jwks.json
+ * ------------------------------------------------ */
 
-void
-omni_auth_jwks(omni_req_t *r)
+void omni_auth_jwks(omni_req_t *r)
 {
     struct evbuffer *b = evbuffer_new();
 

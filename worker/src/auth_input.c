@@ -5,11 +5,10 @@
 #include "auth_input.h"
 
 
-const char *
-omni_auth_email_problem(const char *e)
+const char *omni_auth_email_problem(const char *e)
 {
-    const char  *at = strchr(e, '@'), *p;
-    size_t       n = strlen(e);
+    const char *at = strchr(e, '@'), *p;
+    size_t n = strlen(e);
 
     if (n > 254) {
         return "longer than 254 characters";
@@ -18,7 +17,7 @@ omni_auth_email_problem(const char *e)
         return "expected one @ between a local part and a domain";
     }
     for (p = e; *p; p++) {
-        if ((unsigned char) *p <= ' ' || *p == 0x7f) {
+        if ((unsigned char)*p <= ' ' || *p == 0x7f) {
             return "must not contain spaces or control characters";
         }
     }
@@ -33,8 +32,7 @@ omni_auth_email_problem(const char *e)
 }
 
 
-const char *
-omni_auth_username_problem(const char *u)
+const char *omni_auth_username_problem(const char *u)
 {
     size_t i, n = strlen(u);
 
@@ -43,9 +41,8 @@ omni_auth_username_problem(const char *u)
     }
     for (i = 0; i < n; i++) {
         if (!((u[i] >= 'a' && u[i] <= 'z') || (u[i] >= 'A' && u[i] <= 'Z')
-              || (u[i] >= '0' && u[i] <= '9') || u[i] == '_' || u[i] == '.'
-              || u[i] == '-'))
-        {
+                || (u[i] >= '0' && u[i] <= '9') || u[i] == '_' || u[i] == '.'
+                || u[i] == '-')) {
             return "only letters, digits, '_', '.' and '-' are allowed";
         }
     }
@@ -53,8 +50,7 @@ omni_auth_username_problem(const char *u)
 }
 
 
-int
-omni_auth_token_format(const char *t, const char *prefix)
+int omni_auth_token_format(const char *t, const char *prefix)
 {
     size_t i, p = strlen(prefix), n = strlen(t);
 
@@ -63,8 +59,8 @@ omni_auth_token_format(const char *t, const char *prefix)
     }
     for (i = p; i < n; i++) {
         if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z')
-              || (t[i] >= '0' && t[i] <= '9') || t[i] == '-' || t[i] == '_'))
-        {
+                || (t[i] >= '0' && t[i] <= '9') || t[i] == '-'
+                || t[i] == '_')) {
             return 0;
         }
     }
@@ -72,21 +68,19 @@ omni_auth_token_format(const char *t, const char *prefix)
 }
 
 
-size_t
-omni_auth_chars(const char *s)
+size_t omni_auth_chars(const char *s)
 {
     size_t n = 0;
 
-    for ( ; *s; s++) {
-        n += ((unsigned char) *s & 0xc0) != 0x80;
+    for (; *s; s++) {
+        n += ((unsigned char)*s & 0xc0) != 0x80;
     }
     return n;
 }
 
 
 /* n digits at s as a number, or -1 when one is not a digit */
-static int
-omni_auth_digits(const char *s, int n)
+static int omni_auth_digits(const char *s, int n)
 {
     int i, v = 0;
 
@@ -100,19 +94,16 @@ omni_auth_digits(const char *s, int n)
 }
 
 
-int
-omni_auth_rfc3339(const char *s, int64_t *out)
+int omni_auth_rfc3339(const char *s, int64_t *out)
 {
-    static const int  mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31,
-                                  30, 31 };
-    struct tm         tm;
-    const char       *p;
-    int               y, mo, d, h, mi, sec, leap, oh, om;
-    int64_t           t;
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    struct tm tm;
+    const char *p;
+    int y, mo, d, h, mi, sec, leap, oh, om;
+    int64_t t;
 
     if (strlen(s) < 20 || s[4] != '-' || s[7] != '-'
-        || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
-    {
+        || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':') {
         return -1;
     }
     y = omni_auth_digits(s, 4);
@@ -122,8 +113,7 @@ omni_auth_rfc3339(const char *s, int64_t *out)
     mi = omni_auth_digits(s + 14, 2);
     sec = omni_auth_digits(s + 17, 2);
     if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0
-        || mi > 59 || sec < 0 || sec > 59)
-    {
+        || mi > 59 || sec < 0 || sec > 59) {
         return -1;
     }
     leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -148,7 +138,7 @@ omni_auth_rfc3339(const char *s, int64_t *out)
     tm.tm_hour = h;
     tm.tm_min = mi;
     tm.tm_sec = sec;
-    t = (int64_t) timegm(&tm);
+    t = (int64_t)timegm(&tm);
 
     if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
         *out = t;
@@ -168,11 +158,10 @@ omni_auth_rfc3339(const char *s, int64_t *out)
 }
 
 
-int
-omni_auth_numeric_date(const char *s, int64_t *out)
+int omni_auth_numeric_date(const char *s, int64_t *out)
 {
-    int64_t  v = 0;
-    int      n;
+    int64_t v = 0;
+    int n;
 
     for (n = 0; s[n] >= '0' && s[n] <= '9'; n++) {
         if (n == 18) {
@@ -188,8 +177,7 @@ omni_auth_numeric_date(const char *s, int64_t *out)
 }
 
 
-const char *
-omni_auth_array_next(const char *p, char *out, size_t outlen)
+const char *omni_auth_array_next(const char *p, char *out, size_t outlen)
 {
     size_t n = 0;
 

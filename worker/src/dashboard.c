@@ -12,9 +12,9 @@
 #include "routes.h"
 
 
-#define OMNI_CONFIG_COLUMNS                                                  \
-    "key, value::text, description, "                                        \
-    OMNI_SQL_TIMESTAMP("updated_at") ", updated_by"
+#define OMNI_CONFIG_COLUMNS                                                    \
+    "key, value::text, description, " OMNI_SQL_TIMESTAMP(                      \
+        "updated_at") ", updated_by"
 
 /* serialized preferences per user */
 #define OMNI_PREFERENCES_MAX 65536
@@ -23,16 +23,14 @@ static int omni_config_get_stmt, omni_config_list_stmt, omni_config_put_stmt;
 static int omni_prefs_get_stmt, omni_prefs_put_stmt;
 
 
-int
-omni_dashboard_init(void)
+int omni_dashboard_init(void)
 {
     omni_config_get_stmt = omni_db_statement("config_get",
         "SELECT " OMNI_CONFIG_COLUMNS
         " FROM omni2_dashboard.dashboard_config WHERE key = $1");
 
     omni_config_list_stmt = omni_db_statement("config_list",
-        "SELECT " OMNI_CONFIG_COLUMNS
-        " FROM omni2_dashboard.dashboard_config"
+        "SELECT " OMNI_CONFIG_COLUMNS " FROM omni2_dashboard.dashboard_config"
         " WHERE $1::text IS NULL OR key > $1"
         " ORDER BY key LIMIT $2::int");
 
@@ -41,8 +39,9 @@ omni_dashboard_init(void)
         " FROM omni2_dashboard.put_config($1, $2::jsonb, $3)");
 
     omni_prefs_get_stmt = omni_db_statement("preferences_get",
-        "SELECT preferences::text, " OMNI_SQL_TIMESTAMP("updated_at")
-        " FROM omni2_dashboard.user_preferences WHERE user_id = $1");
+        "SELECT preferences::text, " OMNI_SQL_TIMESTAMP(
+            "updated_at") " FROM omni2_dashboard.user_preferences WHERE "
+                          "user_id = $1");
 
     omni_prefs_put_stmt = omni_db_statement("preferences_put",
         "INSERT INTO omni2_dashboard.user_preferences AS p"
@@ -53,17 +52,15 @@ omni_dashboard_init(void)
 
     if (omni_config_get_stmt < 0 || omni_config_list_stmt < 0
         || omni_config_put_stmt < 0 || omni_prefs_get_stmt < 0
-        || omni_prefs_put_stmt < 0)
-    {
+        || omni_prefs_put_stmt < 0) {
         return -1;
     }
-    return omni_dashboard_stats_init() != 0 || omni_activity_init() != 0
-           ? -1 : 0;
+    return omni_dashboard_stats_init() != 0 || omni_activity_init() != 0 ? -1
+                                                                         : 0;
 }
 
 
-static int
-omni_dashboard_admin(omni_req_t *r)
+static int omni_dashboard_admin(omni_req_t *r)
 {
     const char *role = omni_req_header(r, "X-User-Role");
 
@@ -72,8 +69,8 @@ omni_dashboard_admin(omni_req_t *r)
 
 
 /* 422 {"error":"invalid_value","message":...,"field":...} */
-static void
-omni_dashboard_invalid(omni_req_t *r, const char *field, const char *msg)
+static void omni_dashboard_invalid(
+    omni_req_t *r, const char *field, const char *msg)
 {
     struct evbuffer *b = evbuffer_new();
 
@@ -93,17 +90,15 @@ omni_dashboard_invalid(omni_req_t *r, const char *field, const char *msg)
 
 /* The request body as compact JSON text in the arena, or NULL after
  * answering 503. */
-static const char *
-omni_dashboard_body(omni_req_t *r, size_t *len)
+static const char *omni_dashboard_body(omni_req_t *r, size_t *len)
 {
-    struct evbuffer  *b = evbuffer_new();
-    const char       *text = NULL;
+    struct evbuffer *b = evbuffer_new();
+    const char *text = NULL;
 
     if (b != NULL && omni_json_write(b, r->json) == 0) {
         *len = evbuffer_get_length(b);
-        text = omni_arena_strndup(&r->arena,
-                                  (const char *) evbuffer_pullup(b, -1),
-                                  *len);
+        text = omni_arena_strndup(
+            &r->arena, (const char *)evbuffer_pullup(b, -1), *len);
     }
     if (b != NULL) {
         evbuffer_free(b);
@@ -119,9 +114,8 @@ omni_dashboard_body(omni_req_t *r, size_t *len)
 
 /* One row as {"key":..,"value":<jsonb>,...}; secrets in the value are
  * hidden unless `admin`. */
-static void
-omni_config_row(omni_req_t *r, struct evbuffer *b, PGresult *res, int row,
-    int admin)
+static void omni_config_row(
+    omni_req_t *r, struct evbuffer *b, PGresult *res, int row, int admin)
 {
     evbuffer_add(b, "{\"key\":", 7);
     omni_api_put_text(b, res, row, 0);
@@ -131,7 +125,7 @@ omni_config_row(omni_req_t *r, struct evbuffer *b, PGresult *res, int row,
         evbuffer_add(b, PQgetvalue(res, row, 1), PQgetlength(res, row, 1));
     } else {
         omni_redact_write(b, PQgetvalue(res, row, 0), PQgetvalue(res, row, 1),
-                          (size_t) PQgetlength(res, row, 1), &r->arena);
+            (size_t)PQgetlength(res, row, 1), &r->arena);
     }
     evbuffer_add(b, ",\"description\":", 15);
     omni_api_put_text(b, res, row, 2);
@@ -143,8 +137,7 @@ omni_config_row(omni_req_t *r, struct evbuffer *b, PGresult *res, int row,
 }
 
 
-static int
-omni_config_key_valid(const char *k)
+static int omni_config_key_valid(const char *k)
 {
     size_t i, n = strlen(k);
 
@@ -153,8 +146,7 @@ omni_config_key_valid(const char *k)
     }
     for (i = 1; i < n; i++) {
         if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= '0' && k[i] <= '9')
-              || k[i] == '_'))
-        {
+                || k[i] == '_')) {
             return 0;
         }
     }
@@ -162,11 +154,10 @@ omni_config_key_valid(const char *k)
 }
 
 
-void
-omni_config_get(omni_req_t *r)
+void omni_config_get(omni_req_t *r)
 {
-    const char       *key = omni_req_param(r, 0);
-    struct evbuffer  *b;
+    const char *key = omni_req_param(r, 0);
+    struct evbuffer *b;
 
     switch (r->state) {
 
@@ -181,8 +172,8 @@ omni_config_get(omni_req_t *r)
             return;
         }
         if (PQntuples(r->db_res) == 0) {
-            omni_respond_error(r, 404, "not_found",
-                               "no configuration key \"%.64s\"", key);
+            omni_respond_error(
+                r, 404, "not_found", "no configuration key \"%.64s\"", key);
             return;
         }
         b = evbuffer_new();
@@ -195,19 +186,18 @@ omni_config_get(omni_req_t *r)
 }
 
 
-static void
-omni_config_item(omni_req_t *r, struct evbuffer *b, PGresult *res, int row)
+static void omni_config_item(
+    omni_req_t *r, struct evbuffer *b, PGresult *res, int row)
 {
     omni_config_row(r, b, res, row, omni_dashboard_admin(r));
 }
 
 
-void
-omni_config_list(omni_req_t *r)
+void omni_config_list(omni_req_t *r)
 {
-    const char       *values[2];
-    char              limit[16];
-    int               n;
+    const char *values[2];
+    char limit[16];
+    int n;
 
     n = omni_api_limit(r);
     if (n < 0) {
@@ -238,8 +228,7 @@ omni_config_list(omni_req_t *r)
 
 /* The change is committed whether or not its event could be stored (a
  * failure is logged by activity.c): answer either way. */
-static void
-omni_config_recorded(void *arg, int ok)
+static void omni_config_recorded(void *arg, int ok)
 {
     omni_config_put(arg);
 }
@@ -248,14 +237,13 @@ omni_config_recorded(void *arg, int ok)
 /* Queues the feed event of a change: {"key","old","new"} with secrets
  * hidden (the feed goes to every role); the full values are in
  * config_audit. 0 when queued (the handler is called again). */
-static int
-omni_config_record(omni_req_t *r, PGresult *res)
+static int omni_config_record(omni_req_t *r, PGresult *res)
 {
-    const char       *key = PQgetvalue(res, 0, 0);
-    const char       *user = omni_req_header(r, "X-User-Id");
-    struct evbuffer  *b = evbuffer_new();
-    char              summary[128];
-    int               rc = -1;
+    const char *key = PQgetvalue(res, 0, 0);
+    const char *user = omni_req_header(r, "X-User-Id");
+    struct evbuffer *b = evbuffer_new();
+    char summary[128];
+    int rc = -1;
 
     if (b == NULL) {
         return -1;
@@ -267,29 +255,27 @@ omni_config_record(omni_req_t *r, PGresult *res)
         evbuffer_add(b, "null", 4);
     } else {
         omni_redact_write(b, key, PQgetvalue(res, 0, 5),
-                          (size_t) PQgetlength(res, 0, 5), &r->arena);
+            (size_t)PQgetlength(res, 0, 5), &r->arena);
     }
     evbuffer_add(b, ",\"new\":", 7);
     omni_redact_write(b, key, PQgetvalue(res, 0, 1),
-                      (size_t) PQgetlength(res, 0, 1), &r->arena);
+        (size_t)PQgetlength(res, 0, 1), &r->arena);
     if (evbuffer_add(b, "}", 2) == 0) {
         snprintf(summary, sizeof(summary), "configuration %s changed", key);
         rc = omni_activity_record("config.updated", user, summary,
-                                  (const char *) evbuffer_pullup(b, -1),
-                                  omni_config_recorded, r);
+            (const char *)evbuffer_pullup(b, -1), omni_config_recorded, r);
     }
     evbuffer_free(b);
     return rc;
 }
 
 
-void
-omni_config_put(omni_req_t *r)
+void omni_config_put(omni_req_t *r)
 {
-    const char       *key = omni_req_param(r, 0), *values[3];
-    char              field[128], msg[256];
-    size_t            len;
-    struct evbuffer  *b;
+    const char *key = omni_req_param(r, 0), *values[3];
+    char field[128], msg[256];
+    size_t len;
+    struct evbuffer *b;
 
     switch (r->state) {
 
@@ -297,18 +283,18 @@ omni_config_put(omni_req_t *r)
         /* whatever the gateway checked, the worker checks the role */
         if (!omni_dashboard_admin(r)) {
             omni_respond_error(r, 403, "forbidden",
-                               "changing configuration needs the admin role");
+                "changing configuration needs the admin role");
             return;
         }
         if (!omni_config_key_valid(key)) {
             omni_dashboard_invalid(r, "key",
-                                   "key: expected 1-64 characters of a-z, "
-                                   "0-9 and _, starting with a letter");
+                "key: expected 1-64 characters of a-z, "
+                "0-9 and _, starting with a letter");
             return;
         }
-        if (omni_config_check(key, r->json, field, sizeof(field), msg,
-                              sizeof(msg)) != 0)
-        {
+        if (omni_config_check(
+                key, r->json, field, sizeof(field), msg, sizeof(msg))
+            != 0) {
             omni_dashboard_invalid(r, field, msg);
             return;
         }
@@ -331,12 +317,10 @@ omni_config_put(omni_req_t *r)
         omni_config_row(r, b, r->db_res, 0, 1);
         evbuffer_add(b, "\n", 1);
         r->data = omni_arena_strndup(&r->arena,
-                                     (const char *) evbuffer_pullup(b, -1),
-                                     evbuffer_get_length(b));
+            (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
         r->state = 2;
         if (r->data != NULL && PQgetvalue(r->db_res, 0, 6)[0] == 't'
-            && omni_config_record(r, r->db_res) == 0)
-        {
+            && omni_config_record(r, r->db_res) == 0) {
             /* answered once the event is in the feed: a client reading
              * the feed next finds it */
             evbuffer_free(b);
@@ -358,8 +342,7 @@ omni_config_put(omni_req_t *r)
 
 /* --- preferences -------------------------------------------------------- */
 
-static void
-omni_prefs_answer(omni_req_t *r, const char *user)
+static void omni_prefs_answer(omni_req_t *r, const char *user)
 {
     struct evbuffer *b = evbuffer_new();
 
@@ -369,8 +352,8 @@ omni_prefs_answer(omni_req_t *r, const char *user)
     if (PQntuples(r->db_res) == 0) {
         evbuffer_add(b, "{},\"updated_at\":null}\n", 22);
     } else {
-        evbuffer_add(b, PQgetvalue(r->db_res, 0, 0),
-                     PQgetlength(r->db_res, 0, 0));
+        evbuffer_add(
+            b, PQgetvalue(r->db_res, 0, 0), PQgetlength(r->db_res, 0, 0));
         evbuffer_add(b, ",\"updated_at\":", 14);
         omni_api_put_text(b, r->db_res, 0, 1);
         evbuffer_add(b, "}\n", 2);
@@ -381,23 +364,21 @@ omni_prefs_answer(omni_req_t *r, const char *user)
 
 
 /* The caller's user id, or NULL after answering 401. */
-static const char *
-omni_prefs_user(omni_req_t *r)
+static const char *omni_prefs_user(omni_req_t *r)
 {
     const char *user = omni_req_header(r, "X-User-Id");
 
     if (user == NULL || *user == '\0') {
         omni_respond_error(r, 401, "missing_credentials",
-                           "preferences belong to a user: no X-User-Id "
-                           "from the gateway");
+            "preferences belong to a user: no X-User-Id "
+            "from the gateway");
         return NULL;
     }
     return user;
 }
 
 
-void
-omni_preferences_get(omni_req_t *r)
+void omni_preferences_get(omni_req_t *r)
 {
     const char *user = omni_prefs_user(r);
 
@@ -422,11 +403,10 @@ omni_preferences_get(omni_req_t *r)
 }
 
 
-void
-omni_preferences_put(omni_req_t *r)
+void omni_preferences_put(omni_req_t *r)
 {
-    const char  *user = omni_prefs_user(r), *values[2];
-    size_t       len;
+    const char *user = omni_prefs_user(r), *values[2];
+    size_t len;
 
     if (user == NULL) {
         return;
@@ -435,8 +415,8 @@ omni_preferences_put(omni_req_t *r)
 
     case 0:
         if (r->json->type != OMNI_JSON_OBJECT) {
-            omni_dashboard_invalid(r, "preferences",
-                                   "preferences: expected a JSON object");
+            omni_dashboard_invalid(
+                r, "preferences", "preferences: expected a JSON object");
             return;
         }
         values[0] = user;
@@ -446,8 +426,8 @@ omni_preferences_put(omni_req_t *r)
         }
         if (len > OMNI_PREFERENCES_MAX) {
             omni_respond_error(r, 413, "payload_too_large",
-                               "preferences: %zu bytes, more than %d", len,
-                               OMNI_PREFERENCES_MAX);
+                "preferences: %zu bytes, more than %d", len,
+                OMNI_PREFERENCES_MAX);
             return;
         }
         r->state = 1;

@@ -17,8 +17,8 @@
 /* A cached answer is served while it is younger than refresh_interval's
  * stats (or charts) seconds and no rollup or configuration change has
  * bumped the cache generation. */
-#define OMNI_CACHE_FRESH(t)                                                  \
-    " " t "expires_at > now() AND " t "generation ="                         \
+#define OMNI_CACHE_FRESH(t)                                                    \
+    " " t "expires_at > now() AND " t "generation ="                           \
     " (SELECT generation FROM omni2_dashboard.cache_state)"
 
 /* Period start: midnight UTC, or now - $1 seconds rounded down to the
@@ -39,12 +39,17 @@ static const char omni_stats_head[] =
     " SELECT s.* FROM omni_metrics.request_summary AS s, b"
     " WHERE s.width = 300 AND s.start >= b.start AND s.start < b.hour"
     ")"
-    " SELECT " OMNI_SQL_TIMESTAMP("(SELECT start FROM b)") ","
-    " " OMNI_SQL_TIMESTAMP("now()") ","
-    " coalesce(sum(s.count), 0), coalesce(sum(s.errors), 0),"
-    " coalesce(sum(s.client_errors), 0), coalesce(sum(s.sum_us), 0),"
-    " coalesce(max(s.max_us), 0),"
-    " CASE WHEN count(*) > 0 THEN (ARRAY[";
+    " SELECT " OMNI_SQL_TIMESTAMP(
+        "(SELECT start FROM b)") ","
+                                 " " OMNI_SQL_TIMESTAMP(
+                                     "now()") ","
+                                              " coalesce(sum(s.count), 0), "
+                                              "coalesce(sum(s.errors), 0),"
+                                              " coalesce(sum(s.client_errors), "
+                                              "0), coalesce(sum(s.sum_us), 0),"
+                                              " coalesce(max(s.max_us), 0),"
+                                              " CASE WHEN count(*) > 0 THEN "
+                                              "(ARRAY[";
 
 static const char omni_stats_tail[] =
     "])::text END,"
@@ -60,22 +65,21 @@ static int omni_stats_lookup_stmt, omni_stats_stmt, omni_cache_store_stmt;
 static int omni_chart_lookup_stmt, omni_chart_stmt;
 
 typedef struct {
-    const char  *name;          /* stats: the period */
-    int          seconds;       /* stats: the period */
-    int          metric;        /* charts */
-    int          width;
-    int          hours;
-    const char  *key;           /* in dashboard_cache */
-    const char  *refresh;       /* its refresh_interval member */
-    char        *body;          /* the answer computed (arena) */
+    const char *name; /* stats: the period */
+    int seconds;      /* stats: the period */
+    int metric;       /* charts */
+    int width;
+    int hours;
+    const char *key;     /* in dashboard_cache */
+    const char *refresh; /* its refresh_interval member */
+    char *body;          /* the answer computed (arena) */
 } omni_stats_req_t;
 
 
-int
-omni_dashboard_stats_init(void)
+int omni_dashboard_stats_init(void)
 {
-    char   *p = omni_stats_sql;
-    int     b;
+    char *p = omni_stats_sql;
+    int b;
 
     p += sprintf(p, "%s", omni_stats_head);
     for (b = 1; b <= OMNI_HIST_BUCKETS; b++) {
@@ -143,51 +147,54 @@ omni_dashboard_stats_init(void)
         " FROM (SELECT to_timestamp(floor(extract(epoch FROM now())"
         "  / $1::int) * $1::int) AS last) AS n"
         ")"
-        " SELECT " OMNI_SQL_TIMESTAMP("t") ","
-        " coalesce(s.count, 0), coalesce(s.errors, 0),"
-        " coalesce(s.client_errors, 0), coalesce(s.sum_us, 0),"
-        " coalesce(s.max_us, 0), CASE WHEN $3::boolean THEN s.hist::text END,"
-        " (SELECT generation FROM omni2_dashboard.cache_state),"
-        " " OMNI_SQL_TIMESTAMP("now()")
-        " FROM g, generate_series(g.first, g.last,"
-        "  make_interval(secs => $1::int)) AS t"
-        " LEFT JOIN (SELECT s.* FROM omni_metrics.request_summary AS s, g"
-        "  WHERE s.width = $1::int AND s.start BETWEEN g.first AND g.last)"
-        "  AS s ON s.start = t"
-        " ORDER BY t");
+        " SELECT " OMNI_SQL_TIMESTAMP(
+            "t") ","
+                 " coalesce(s.count, 0), coalesce(s.errors, 0),"
+                 " coalesce(s.client_errors, 0), coalesce(s.sum_us, 0),"
+                 " coalesce(s.max_us, 0), CASE WHEN $3::boolean THEN "
+                 "s.hist::text END,"
+                 " (SELECT generation FROM omni2_dashboard.cache_state),"
+                 " " OMNI_SQL_TIMESTAMP(
+                     "now()") " FROM g, generate_series(g.first, g.last,"
+                              "  make_interval(secs => $1::int)) AS t"
+                              " LEFT JOIN (SELECT s.* FROM "
+                              "omni_metrics.request_summary AS s, g"
+                              "  WHERE s.width = $1::int AND s.start BETWEEN "
+                              "g.first AND g.last)"
+                              "  AS s ON s.start = t"
+                              " ORDER BY t");
 
     return omni_stats_lookup_stmt < 0 || omni_stats_stmt < 0
-           || omni_cache_store_stmt < 0 || omni_chart_lookup_stmt < 0
-           || omni_chart_stmt < 0 ? -1 : 0;
+                   || omni_cache_store_stmt < 0 || omni_chart_lookup_stmt < 0
+                   || omni_chart_stmt < 0
+               ? -1
+               : 0;
 }
 
 
 /* Sends the answer computed for this request (s->body). */
-static void
-omni_stats_send(omni_req_t *r)
+static void omni_stats_send(omni_req_t *r)
 {
-    omni_stats_req_t    *s = r->data;
-    struct evbuffer     *b = evbuffer_new();
+    omni_stats_req_t *s = r->data;
+    struct evbuffer *b = evbuffer_new();
 
     evbuffer_add(b, s->body, strlen(s->body));
     evbuffer_add(b, "\n", 1);
-    evhttp_add_header(evhttp_request_get_output_headers(r->ev),
-                      "X-Omni-Cache", "miss");
+    evhttp_add_header(
+        evhttp_request_get_output_headers(r->ev), "X-Omni-Cache", "miss");
     omni_api_json(r, 200, b);
     evbuffer_free(b);
 }
 
 
-static void
-omni_cache_stored(void *arg, omni_db_status_t status, PGresult *res)
+static void omni_cache_stored(void *arg, omni_db_status_t status, PGresult *res)
 {
     char buf[256];
 
     if (status == OMNI_DB_ERROR) {
         omni_log(OMNI_LOG_WARN, "dashboard cache not stored",
-                 "\"error\":\"%s\"",
-                 omni_log_escape(buf, sizeof(buf),
-                                 PQresultErrorMessage(res)));
+            "\"error\":\"%s\"",
+            omni_log_escape(buf, sizeof(buf), PQresultErrorMessage(res)));
     }
     omni_stats_send(arg);
 }
@@ -196,12 +203,12 @@ omni_cache_stored(void *arg, omni_db_status_t status, PGresult *res)
 /* Keeps the answer computed now for the next readers, then sends it: the
  * client's next read finds it. When it cannot be stored it is sent all
  * the same (the next read computes again). */
-static void
-omni_stats_answer(omni_req_t *r, struct evbuffer *b, const char *generation)
+static void omni_stats_answer(
+    omni_req_t *r, struct evbuffer *b, const char *generation)
 {
-    omni_stats_req_t    *s = r->data;
-    const char          *values[4];
-    size_t               len = evbuffer_get_length(b);
+    omni_stats_req_t *s = r->data;
+    const char *values[4];
+    size_t len = evbuffer_get_length(b);
 
     s->body = omni_arena_alloc(&r->arena, len + 1);
     if (s->body == NULL) {
@@ -218,22 +225,21 @@ omni_stats_answer(omni_req_t *r, struct evbuffer *b, const char *generation)
     values[2] = generation;
     values[3] = s->refresh;
     if (omni_db_query(omni_server.db, omni_cache_store_stmt, 4, values,
-                      omni_cache_stored, r) != OMNI_DB_OK)
-    {
+            omni_cache_stored, r)
+        != OMNI_DB_OK) {
         omni_stats_send(r);
     }
 }
 
 
-static void
-omni_stats_cached(omni_req_t *r, PGresult *res, int col)
+static void omni_stats_cached(omni_req_t *r, PGresult *res, int col)
 {
     struct evbuffer *b = evbuffer_new();
 
     evbuffer_add(b, PQgetvalue(res, 0, col), PQgetlength(res, 0, col));
     evbuffer_add(b, "\n", 1);
-    evhttp_add_header(evhttp_request_get_output_headers(r->ev),
-                      "X-Omni-Cache", "hit");
+    evhttp_add_header(
+        evhttp_request_get_output_headers(r->ev), "X-Omni-Cache", "hit");
     omni_api_json(r, 200, b);
     evbuffer_free(b);
 }
@@ -241,8 +247,8 @@ omni_stats_cached(omni_req_t *r, PGresult *res, int col)
 
 /* count, errors, client_errors, sum_us, max_us, hist text from column col
  * on; -1 when the histogram is malformed. */
-static int
-omni_stats_totals(PGresult *res, int row, int col, omni_dash_totals_t *t)
+static int omni_stats_totals(
+    PGresult *res, int row, int col, omni_dash_totals_t *t)
 {
     t->count = strtoull(PQgetvalue(res, row, col), NULL, 10);
     t->errors = strtoull(PQgetvalue(res, row, col + 1), NULL, 10);
@@ -250,14 +256,12 @@ omni_stats_totals(PGresult *res, int row, int col, omni_dash_totals_t *t)
     t->sum_us = strtoull(PQgetvalue(res, row, col + 3), NULL, 10);
     t->max_us = strtoull(PQgetvalue(res, row, col + 4), NULL, 10);
     t->has_hist = !PQgetisnull(res, row, col + 5);
-    return t->has_hist ? omni_hist_parse(PQgetvalue(res, row, col + 5),
-                                         t->hist)
+    return t->has_hist ? omni_hist_parse(PQgetvalue(res, row, col + 5), t->hist)
                        : 0;
 }
 
 
-static omni_stats_req_t *
-omni_stats_req(omni_req_t *r)
+static omni_stats_req_t *omni_stats_req(omni_req_t *r)
 {
     omni_stats_req_t *s = omni_arena_alloc(&r->arena, sizeof(*s));
 
@@ -271,15 +275,14 @@ omni_stats_req(omni_req_t *r)
 }
 
 
-void
-omni_dashboard_stats(omni_req_t *r)
+void omni_dashboard_stats(omni_req_t *r)
 {
-    omni_stats_req_t    *s = r->data;
-    omni_dash_totals_t   t;
-    struct evbuffer     *b;
-    const char          *period;
-    char                 secs[16];
-    int                  n;
+    omni_stats_req_t *s = r->data;
+    omni_dash_totals_t t;
+    struct evbuffer *b;
+    const char *period;
+    char secs[16];
+    int n;
 
     switch (r->state) {
 
@@ -288,8 +291,8 @@ omni_dashboard_stats(omni_req_t *r)
         period = period ? period : "24h";
         n = omni_stats_period(period);
         if (n < 0) {
-            omni_respond_error(r, 400, "invalid_parameter",
-                               "period must be today, 24h or 7d");
+            omni_respond_error(
+                r, 400, "invalid_parameter", "period must be today, 24h or 7d");
             return;
         }
         s = omni_stats_req(r);
@@ -298,8 +301,7 @@ omni_dashboard_stats(omni_req_t *r)
         }
         s->name = n == 0 ? "today" : n == 86400 ? "24h" : "7d";
         s->seconds = n;
-        s->key = n == 0 ? "stats:today" : n == 86400 ? "stats:24h"
-                                                     : "stats:7d";
+        s->key = n == 0 ? "stats:today" : n == 86400 ? "stats:24h" : "stats:7d";
         s->refresh = "stats";
         r->state = 1;
         omni_api_query(r, omni_stats_lookup_stmt, 1, &s->key);
@@ -327,39 +329,37 @@ omni_dashboard_stats(omni_req_t *r)
         }
         if (omni_stats_totals(r->db_res, 0, 2, &t) != 0) {
             omni_respond_error(r, 500, "internal_error",
-                               "internal error (request id %s)",
-                               r->request_id);
+                "internal error (request id %s)", r->request_id);
             return;
         }
         b = evbuffer_new();
         omni_stats_write(b, s->name, PQgetvalue(r->db_res, 0, 0),
-                         PQgetvalue(r->db_res, 0, 1), &t);
+            PQgetvalue(r->db_res, 0, 1), &t);
         omni_stats_answer(r, b, PQgetvalue(r->db_res, 0, 8));
         return;
     }
 }
 
 
-static void
-omni_chart_render(omni_req_t *r, PGresult *res)
+static void omni_chart_render(omni_req_t *r, PGresult *res)
 {
-    omni_stats_req_t    *s = r->data;
-    omni_dash_totals_t   t;
-    struct evbuffer     *b;
-    int                  i, rows = PQntuples(res);
+    omni_stats_req_t *s = r->data;
+    omni_dash_totals_t t;
+    struct evbuffer *b;
+    int i, rows = PQntuples(res);
 
     b = evbuffer_new();
-    evbuffer_add_printf(b, "{\"metric\":\"%s\",\"hours\":%d,\"bucket\":\"%s\","
-                        "\"from\":\"%s\",\"to\":\"%s\",\"points\":[",
-                        omni_chart_metric_name(s->metric), s->hours,
-                        omni_chart_bucket_name(s->width),
-                        PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 8));
+    evbuffer_add_printf(b,
+        "{\"metric\":\"%s\",\"hours\":%d,\"bucket\":\"%s\","
+        "\"from\":\"%s\",\"to\":\"%s\",\"points\":[",
+        omni_chart_metric_name(s->metric), s->hours,
+        omni_chart_bucket_name(s->width), PQgetvalue(res, 0, 0),
+        PQgetvalue(res, 0, 8));
     for (i = 0; i < rows; i++) {
         if (omni_stats_totals(res, i, 1, &t) != 0) {
             evbuffer_free(b);
             omni_respond_error(r, 500, "internal_error",
-                               "internal error (request id %s)",
-                               r->request_id);
+                "internal error (request id %s)", r->request_id);
             return;
         }
         if (i) {
@@ -372,13 +372,12 @@ omni_chart_render(omni_req_t *r, PGresult *res)
 }
 
 
-void
-omni_dashboard_chart(omni_req_t *r)
+void omni_dashboard_chart(omni_req_t *r)
 {
-    omni_stats_req_t  *s = r->data;
-    const char        *values[3], *hours, *bucket;
-    char               width[16], points[16];
-    int                max_points;
+    omni_stats_req_t *s = r->data;
+    const char *values[3], *hours, *bucket;
+    char width[16], points[16];
+    int max_points;
 
     switch (r->state) {
 
@@ -391,22 +390,21 @@ omni_dashboard_chart(omni_req_t *r)
         s->metric = omni_chart_metric(omni_req_param(r, 0));
         if (s->metric < 0) {
             omni_respond_error(r, 404, "not_found",
-                               "no chart \"%.64s\"; charts: queries, cost, "
-                               "response_time, errors",
-                               omni_req_param(r, 0));
+                "no chart \"%.64s\"; charts: queries, cost, "
+                "response_time, errors",
+                omni_req_param(r, 0));
             return;
         }
         hours = omni_req_arg(r, "hours");
         if (hours && omni_chart_hours(hours) < 0) {
             omni_respond_error(r, 400, "invalid_parameter",
-                               "hours must be an integer from 1 to %d",
-                               OMNI_CHART_MAX_HOURS);
+                "hours must be an integer from 1 to %d", OMNI_CHART_MAX_HOURS);
             return;
         }
         bucket = omni_req_arg(r, "bucket");
         if (bucket && omni_chart_bucket(bucket) < 0) {
-            omni_respond_error(r, 400, "invalid_parameter",
-                               "bucket must be 5m or 1h");
+            omni_respond_error(
+                r, 400, "invalid_parameter", "bucket must be 5m or 1h");
             return;
         }
         values[0] = omni_req_param(r, 0);
@@ -426,18 +424,17 @@ omni_dashboard_chart(omni_req_t *r)
         max_points = atoi(PQgetvalue(r->db_res, 0, 2));
         if (s->width < 0 || s->hours < 1 || s->hours > OMNI_CHART_MAX_HOURS) {
             omni_log(OMNI_LOG_ERROR, "chart_settings holds a bad default",
-                     "\"request_id\":\"%s\"", r->request_id);
+                "\"request_id\":\"%s\"", r->request_id);
             omni_respond_error(r, 500, "internal_error",
-                               "internal error (request id %s)",
-                               r->request_id);
+                "internal error (request id %s)", r->request_id);
             return;
         }
         if (s->hours * 3600 / s->width > max_points) {
             omni_respond_error(r, 400, "invalid_parameter",
-                               "hours: %d hours of %s buckets make %d points,"
-                               " more than chart_settings.max_points (%d)",
-                               s->hours, omni_chart_bucket_name(s->width),
-                               s->hours * 3600 / s->width, max_points);
+                "hours: %d hours of %s buckets make %d points,"
+                " more than chart_settings.max_points (%d)",
+                s->hours, omni_chart_bucket_name(s->width),
+                s->hours * 3600 / s->width, max_points);
             return;
         }
         if (!PQgetisnull(r->db_res, 0, 4)) {
@@ -445,7 +442,7 @@ omni_dashboard_chart(omni_req_t *r)
             return;
         }
         s->key = omni_arena_strndup(&r->arena, PQgetvalue(r->db_res, 0, 3),
-                                    (size_t) PQgetlength(r->db_res, 0, 3));
+            (size_t)PQgetlength(r->db_res, 0, 3));
         if (s->key == NULL) {
             omni_respond_error(r, 503, "overloaded", "out of memory");
             return;

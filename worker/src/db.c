@@ -1,4 +1,5 @@
-/* db.c: non-blocking libpq connection pool driven by the process's event loop. */
+/* db.c: non-blocking libpq connection pool driven by the process's event loop.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,62 +11,62 @@
 #include "log.h"
 
 
-#define OMNI_DB_CONNECT_TIMEOUT_MS  3000
-#define OMNI_DB_BACKOFF_MIN_MS      100
-#define OMNI_DB_BACKOFF_MAX_MS      2000
+#define OMNI_DB_CONNECT_TIMEOUT_MS 3000
+#define OMNI_DB_BACKOFF_MIN_MS 100
+#define OMNI_DB_BACKOFF_MAX_MS 2000
 
 typedef enum {
-    OMNI_DB_CONN_DOWN,        /* waiting for the reconnect timer */
+    OMNI_DB_CONN_DOWN, /* waiting for the reconnect timer */
     OMNI_DB_CONN_CONNECTING,
-    OMNI_DB_CONN_PREPARING,   /* preparing statement prep_idx */
+    OMNI_DB_CONN_PREPARING, /* preparing statement prep_idx */
     OMNI_DB_CONN_IDLE,
     OMNI_DB_CONN_BUSY
 } omni_db_conn_state_t;
 
-typedef struct omni_db_query  omni_db_query_t;
-typedef struct omni_db_conn   omni_db_conn_t;
+typedef struct omni_db_query omni_db_query_t;
+typedef struct omni_db_conn omni_db_conn_t;
 
 struct omni_db_query {
-    omni_db_query_t  *next;           /* wait queue */
-    omni_db_t        *db;
-    omni_db_conn_t   *conn;           /* set while running */
-    int               stmt;
-    int               nparams;
-    const char       *values[OMNI_DB_MAX_PARAMS];
-    omni_db_cb_pt     cb;
-    void             *arg;
-    struct event      timer;          /* query timeout, queued or running */
-    char              buf[];          /* copies of the parameters */
+    omni_db_query_t *next; /* wait queue */
+    omni_db_t *db;
+    omni_db_conn_t *conn; /* set while running */
+    int stmt;
+    int nparams;
+    const char *values[OMNI_DB_MAX_PARAMS];
+    omni_db_cb_pt cb;
+    void *arg;
+    struct event timer; /* query timeout, queued or running */
+    char buf[];         /* copies of the parameters */
 };
 
 struct omni_db_conn {
-    omni_db_t            *db;
-    PGconn               *pg;
-    omni_db_conn_state_t  state;
-    int                   fd;
-    short                 watching;   /* EV_READ / EV_WRITE we wait for */
-    int                   flushing;   /* PQflush() still has output */
-    int                   prep_idx;
-    int                   backoff_ms;
-    omni_db_query_t      *q;
-    PGresult             *res;        /* first result of the running query */
-    struct event          io;
-    struct event          timer;      /* reconnect backoff or connect timeout */
+    omni_db_t *db;
+    PGconn *pg;
+    omni_db_conn_state_t state;
+    int fd;
+    short watching; /* EV_READ / EV_WRITE we wait for */
+    int flushing;   /* PQflush() still has output */
+    int prep_idx;
+    int backoff_ms;
+    omni_db_query_t *q;
+    PGresult *res; /* first result of the running query */
+    struct event io;
+    struct event timer; /* reconnect backoff or connect timeout */
 };
 
 struct omni_db {
-    struct event_base    *base;
-    char                 *conninfo;
-    char                  options[64];
-    int                   size;
-    int                   queue_max;
-    int                   timeout_ms;
-    int                   connect_failed;   /* last attempt failed, none up */
-    int                   queued;
-    omni_db_query_t      *head, *tail;
-    struct event          send;       /* sends the queue on the next turn */
-    unsigned long long    queries, errors, timeouts, unavailable;
-    omni_db_conn_t        conns[];
+    struct event_base *base;
+    char *conninfo;
+    char options[64];
+    int size;
+    int queue_max;
+    int timeout_ms;
+    int connect_failed; /* last attempt failed, none up */
+    int queued;
+    omni_db_query_t *head, *tail;
+    struct event send; /* sends the queue on the next turn */
+    unsigned long long queries, errors, timeouts, unavailable;
+    omni_db_conn_t conns[];
 };
 
 static struct {
@@ -84,8 +85,7 @@ static void omni_db_dispatch(omni_db_t *db);
 static void omni_db_send_queued(evutil_socket_t fd, short what, void *arg);
 
 
-int
-omni_db_statement(const char *name, const char *sql)
+int omni_db_statement(const char *name, const char *sql)
 {
     if (omni_db_nstatements == OMNI_DB_MAX_STATEMENTS) {
         return -1;
@@ -96,12 +96,11 @@ omni_db_statement(const char *name, const char *sql)
 }
 
 
-omni_db_t *
-omni_db_create(struct event_base *base, const char *conninfo, int size,
-    int queue_max, int timeout_ms)
+omni_db_t *omni_db_create(struct event_base *base, const char *conninfo,
+    int size, int queue_max, int timeout_ms)
 {
-    omni_db_t  *db;
-    int         i;
+    omni_db_t *db;
+    int i;
 
     db = calloc(1, sizeof(omni_db_t) + size * sizeof(omni_db_conn_t));
     if (db == NULL) {
@@ -120,7 +119,7 @@ omni_db_create(struct event_base *base, const char *conninfo, int size,
     db->timeout_ms = timeout_ms;
     /* the server abandons what we have stopped waiting for */
     snprintf(db->options, sizeof(db->options), "-c statement_timeout=%d",
-             timeout_ms);
+        timeout_ms);
     evtimer_assign(&db->send, base, omni_db_send_queued, db);
 
     for (i = 0; i < size; i++) {
@@ -136,18 +135,16 @@ omni_db_create(struct event_base *base, const char *conninfo, int size,
 }
 
 
-static void
-omni_db_notice(void *arg, const char *message)
+static void omni_db_notice(void *arg, const char *message)
 {
-    char  buf[512];
+    char buf[512];
 
     omni_log(OMNI_LOG_WARN, "postgres notice", "\"detail\":\"%s\"",
-             omni_log_escape(buf, sizeof(buf), message));
+        omni_log_escape(buf, sizeof(buf), message));
 }
 
 
-static void
-omni_db_watch(omni_db_conn_t *c, short what)
+static void omni_db_watch(omni_db_conn_t *c, short what)
 {
     int fd = PQsocket(c->pg);
 
@@ -159,14 +156,13 @@ omni_db_watch(omni_db_conn_t *c, short what)
     }
     c->fd = fd;
     c->watching = what;
-    event_assign(&c->io, c->db->base, fd, what | EV_PERSIST,
-                 omni_db_conn_io, c);
+    event_assign(
+        &c->io, c->db->base, fd, what | EV_PERSIST, omni_db_conn_io, c);
     event_add(&c->io, NULL);
 }
 
 
-static void
-omni_db_unwatch(omni_db_conn_t *c)
+static void omni_db_unwatch(omni_db_conn_t *c)
 {
     if (c->watching) {
         event_del(&c->io);
@@ -176,26 +172,22 @@ omni_db_unwatch(omni_db_conn_t *c)
 }
 
 
-static void
-omni_db_timer_ms(struct event *ev, int ms)
+static void omni_db_timer_ms(struct event *ev, int ms)
 {
-    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
     evtimer_add(ev, &tv);
 }
 
 
-static void
-omni_db_connect(omni_db_conn_t *c)
+static void omni_db_connect(omni_db_conn_t *c)
 {
-    const char *keys[] = { "dbname", "application_name", "options", NULL };
-    const char *vals[] = { c->db->conninfo, "omni-worker", c->db->options,
-                           NULL };
+    const char *keys[] = {"dbname", "application_name", "options", NULL};
+    const char *vals[] = {c->db->conninfo, "omni-worker", c->db->options, NULL};
 
     c->pg = PQconnectStartParams(keys, vals, 1);
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD
-        || PQsocket(c->pg) < 0 || PQsetnonblocking(c->pg, 1) != 0)
-    {
+        || PQsocket(c->pg) < 0 || PQsetnonblocking(c->pg, 1) != 0) {
         omni_db_conn_fail(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
         return;
     }
@@ -208,9 +200,8 @@ omni_db_connect(omni_db_conn_t *c)
 }
 
 
-static void
-omni_db_finish_query(omni_db_query_t *q, omni_db_status_t status,
-    PGresult *res)
+static void omni_db_finish_query(
+    omni_db_query_t *q, omni_db_status_t status, PGresult *res)
 {
     omni_db_t *db = q->db;
 
@@ -234,8 +225,7 @@ omni_db_finish_query(omni_db_query_t *q, omni_db_status_t status,
 
 
 /* Fails every waiting query once no connection can take it. */
-static void
-omni_db_drain_queue(omni_db_t *db)
+static void omni_db_drain_queue(omni_db_t *db)
 {
     omni_db_query_t *q;
 
@@ -251,17 +241,16 @@ omni_db_drain_queue(omni_db_t *db)
 }
 
 
-static void
-omni_db_conn_fail(omni_db_conn_t *c, const char *why)
+static void omni_db_conn_fail(omni_db_conn_t *c, const char *why)
 {
-    char              buf[512];
-    omni_db_query_t  *q = c->q;
-    int               was_ready = c->state == OMNI_DB_CONN_IDLE
-                                  || c->state == OMNI_DB_CONN_BUSY;
+    char buf[512];
+    omni_db_query_t *q = c->q;
+    int was_ready =
+        c->state == OMNI_DB_CONN_IDLE || c->state == OMNI_DB_CONN_BUSY;
 
     omni_log(OMNI_LOG_WARN, "postgres connection lost",
-             "\"state\":%d,\"error\":\"%s\"", (int) c->state,
-             omni_log_escape(buf, sizeof(buf), why));
+        "\"state\":%d,\"error\":\"%s\"", (int)c->state,
+        omni_log_escape(buf, sizeof(buf), why));
 
     omni_db_unwatch(c);
     evtimer_del(&c->timer);
@@ -282,16 +271,16 @@ omni_db_conn_fail(omni_db_conn_t *c, const char *why)
         c->backoff_ms = 0;
     } else {
         c->db->connect_failed = 1;
-        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2
-                                      : OMNI_DB_BACKOFF_MIN_MS;
+        c->backoff_ms =
+            c->backoff_ms ? c->backoff_ms * 2 : OMNI_DB_BACKOFF_MIN_MS;
         if (c->backoff_ms > OMNI_DB_BACKOFF_MAX_MS) {
             c->backoff_ms = OMNI_DB_BACKOFF_MAX_MS;
         }
     }
 
     /* jitter of up to a quarter spreads the processes' reconnects */
-    omni_db_timer_ms(&c->timer, c->backoff_ms
-                     + (c->backoff_ms ? rand() % (c->backoff_ms / 4 + 1) : 0));
+    omni_db_timer_ms(&c->timer,
+        c->backoff_ms + (c->backoff_ms ? rand() % (c->backoff_ms / 4 + 1) : 0));
 
     if (q) {
         q->conn = NULL;
@@ -301,8 +290,7 @@ omni_db_conn_fail(omni_db_conn_t *c, const char *why)
 }
 
 
-static void
-omni_db_conn_timer(evutil_socket_t fd, short what, void *arg)
+static void omni_db_conn_timer(evutil_socket_t fd, short what, void *arg)
 {
     omni_db_conn_t *c = arg;
 
@@ -314,14 +302,12 @@ omni_db_conn_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 
-static int
-omni_db_send_prepare(omni_db_conn_t *c)
+static int omni_db_send_prepare(omni_db_conn_t *c)
 {
     int i = c->prep_idx;
 
     if (!PQsendPrepare(c->pg, omni_db_statements[i].name,
-                       omni_db_statements[i].sql, 0, NULL))
-    {
+            omni_db_statements[i].sql, 0, NULL)) {
         return -1;
     }
     c->flushing = 1;
@@ -329,8 +315,7 @@ omni_db_send_prepare(omni_db_conn_t *c)
 }
 
 
-static void
-omni_db_conn_ready(omni_db_conn_t *c)
+static void omni_db_conn_ready(omni_db_conn_t *c)
 {
     evtimer_del(&c->timer);
     c->state = OMNI_DB_CONN_IDLE;
@@ -341,8 +326,7 @@ omni_db_conn_ready(omni_db_conn_t *c)
 }
 
 
-static void
-omni_db_start_preparing(omni_db_conn_t *c)
+static void omni_db_start_preparing(omni_db_conn_t *c)
 {
     c->state = OMNI_DB_CONN_PREPARING;
     c->prep_idx = 0;
@@ -361,8 +345,7 @@ omni_db_start_preparing(omni_db_conn_t *c)
 
 /* Reads what arrived; returns 1 when the current command's results are all
  * in (c->res holds the first), 0 when more is to come, -1 on a dead link. */
-static int
-omni_db_read_results(omni_db_conn_t *c)
+static int omni_db_read_results(omni_db_conn_t *c)
 {
     PGresult *res;
 
@@ -387,8 +370,7 @@ omni_db_read_results(omni_db_conn_t *c)
 /* What a finished statement means for the caller: Postgres cancelling it
  * for statement_timeout is our timeout, a server going away is an outage,
  * anything else it rejected is an error. */
-static omni_db_status_t
-omni_db_result_status(PGresult *res)
+static omni_db_status_t omni_db_result_status(PGresult *res)
 {
     const char *state;
 
@@ -414,13 +396,12 @@ omni_db_result_status(PGresult *res)
 }
 
 
-static void
-omni_db_conn_io(evutil_socket_t fd, short what, void *arg)
+static void omni_db_conn_io(evutil_socket_t fd, short what, void *arg)
 {
-    omni_db_conn_t     *c = arg;
-    omni_db_query_t    *q;
-    PGresult           *res;
-    int                 rc;
+    omni_db_conn_t *c = arg;
+    omni_db_query_t *q;
+    PGresult *res;
+    int rc;
 
     switch (c->state) {
 
@@ -485,8 +466,8 @@ omni_db_conn_io(evutil_socket_t fd, short what, void *arg)
             char msg[512];
 
             snprintf(msg, sizeof(msg), "prepare %s: %s",
-                     omni_db_statements[c->prep_idx].name,
-                     res ? PQresultErrorMessage(res) : "no result");
+                omni_db_statements[c->prep_idx].name,
+                res ? PQresultErrorMessage(res) : "no result");
             PQclear(res);
             /* a broken statement is a bug or a missing migration: never
              * serve from this connection, and say why */
@@ -522,14 +503,12 @@ omni_db_conn_io(evutil_socket_t fd, short what, void *arg)
 }
 
 
-static int
-omni_db_start_query(omni_db_conn_t *c, omni_db_query_t *q)
+static int omni_db_start_query(omni_db_conn_t *c, omni_db_query_t *q)
 {
     int rc;
 
     if (!PQsendQueryPrepared(c->pg, omni_db_statements[q->stmt].name,
-                             q->nparams, q->values, NULL, NULL, 0))
-    {
+            q->nparams, q->values, NULL, NULL, 0)) {
         return -1;
     }
     c->state = OMNI_DB_CONN_BUSY;
@@ -555,10 +534,9 @@ omni_db_start_query(omni_db_conn_t *c, omni_db_query_t *q)
  * timers after the I/O events of the same epoll_wait, so the writes (and
  * reads) that come back with it run first, and the send is never delayed
  * by more than one turn however busy the loop is. */
-static void
-omni_db_dispatch(omni_db_t *db)
+static void omni_db_dispatch(omni_db_t *db)
 {
-    static const struct timeval now = { 0, 0 };
+    static const struct timeval now = {0, 0};
 
     if (db->head && !evtimer_pending(&db->send, NULL)) {
         evtimer_add(&db->send, &now);
@@ -566,15 +544,14 @@ omni_db_dispatch(omni_db_t *db)
 }
 
 
-static void
-omni_db_send_queued(evutil_socket_t fd, short what, void *arg)
+static void omni_db_send_queued(evutil_socket_t fd, short what, void *arg)
 {
-    omni_db_t  *db = arg;
-    int         i;
+    omni_db_t *db = arg;
+    int i;
 
     for (i = 0; i < db->size && db->head; i++) {
-        omni_db_conn_t   *c = &db->conns[i];
-        omni_db_query_t  *q;
+        omni_db_conn_t *c = &db->conns[i];
+        omni_db_query_t *q;
 
         if (c->state != OMNI_DB_CONN_IDLE) {
             continue;
@@ -595,8 +572,7 @@ omni_db_send_queued(evutil_socket_t fd, short what, void *arg)
 }
 
 
-int
-omni_db_available(omni_db_t *db)
+int omni_db_available(omni_db_t *db)
 {
     int i, connecting = 0;
 
@@ -617,14 +593,13 @@ omni_db_available(omni_db_t *db)
 }
 
 
-omni_db_status_t
-omni_db_query(omni_db_t *db, int stmt, int nparams, const char *const *values,
-    omni_db_cb_pt cb, void *arg)
+omni_db_status_t omni_db_query(omni_db_t *db, int stmt, int nparams,
+    const char *const *values, omni_db_cb_pt cb, void *arg)
 {
-    omni_db_query_t  *q;
-    size_t            need = 0, len;
-    char             *p;
-    int               i;
+    omni_db_query_t *q;
+    size_t need = 0, len;
+    char *p;
+    int i;
 
     if (!omni_db_available(db)) {
         db->unavailable++;
@@ -677,12 +652,11 @@ omni_db_query(omni_db_t *db, int stmt, int nparams, const char *const *values,
 }
 
 
-static void
-omni_db_query_timeout(evutil_socket_t fd, short what, void *arg)
+static void omni_db_query_timeout(evutil_socket_t fd, short what, void *arg)
 {
-    omni_db_query_t  *q = arg, **pp, *prev;
-    omni_db_t        *db = q->db;
-    omni_db_conn_t   *c = q->conn;
+    omni_db_query_t *q = arg, **pp, *prev;
+    omni_db_t *db = q->db;
+    omni_db_conn_t *c = q->conn;
 
     if (c != NULL) {
         /* the connection is stuck mid-query: drop it (the server's
@@ -710,8 +684,7 @@ omni_db_query_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 
-void
-omni_db_stats(omni_db_t *db, omni_db_stats_t *st)
+void omni_db_stats(omni_db_t *db, omni_db_stats_t *st)
 {
     int i;
 
@@ -743,11 +716,10 @@ omni_db_stats(omni_db_t *db, omni_db_stats_t *st)
 }
 
 
-void
-omni_db_free(omni_db_t *db)
+void omni_db_free(omni_db_t *db)
 {
     omni_db_query_t *q;
-    int              i;
+    int i;
 
     for (i = 0; i < db->size; i++) {
         omni_db_conn_t *c = &db->conns[i];

@@ -11,12 +11,11 @@ static const char omni_b64url_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 
-size_t
-omni_b64url_encode(const unsigned char *in, size_t n, char *out)
+size_t omni_b64url_encode(const unsigned char *in, size_t n, char *out)
 {
-    size_t    i, o = 0;
-    unsigned  acc = 0;
-    int       bits = 0;
+    size_t i, o = 0;
+    unsigned acc = 0;
+    int bits = 0;
 
     for (i = 0; i < n; i++) {
         acc = (acc << 8) | in[i];
@@ -34,11 +33,10 @@ omni_b64url_encode(const unsigned char *in, size_t n, char *out)
 }
 
 
-void
-omni_hex_encode(const unsigned char *in, size_t n, char *out)
+void omni_hex_encode(const unsigned char *in, size_t n, char *out)
 {
-    static const char  digits[] = "0123456789abcdef";
-    size_t             i;
+    static const char digits[] = "0123456789abcdef";
+    size_t i;
 
     for (i = 0; i < n; i++) {
         out[2 * i] = digits[in[i] >> 4];
@@ -48,15 +46,13 @@ omni_hex_encode(const unsigned char *in, size_t n, char *out)
 }
 
 
-int
-omni_sha256_hex(const void *in, size_t n, char out[65])
+int omni_sha256_hex(const void *in, size_t n, char out[65])
 {
-    unsigned char  md[32];
-    unsigned int   mdlen = 0;
+    unsigned char md[32];
+    unsigned int mdlen = 0;
 
     if (EVP_Digest(in, n, md, &mdlen, EVP_sha256(), NULL) != 1
-        || mdlen != sizeof(md))
-    {
+        || mdlen != sizeof(md)) {
         return -1;
     }
     omni_hex_encode(md, sizeof(md), out);
@@ -64,16 +60,14 @@ omni_sha256_hex(const void *in, size_t n, char out[65])
 }
 
 
-int
-omni_random_token(const char *prefix, size_t bytes, char *out,
-    size_t outlen)
+int omni_random_token(
+    const char *prefix, size_t bytes, char *out, size_t outlen)
 {
-    unsigned char  raw[64];
-    size_t         plen = strlen(prefix);
+    unsigned char raw[64];
+    size_t plen = strlen(prefix);
 
     if (bytes > sizeof(raw) || plen + OMNI_B64URL_LEN(bytes) + 1 > outlen
-        || RAND_bytes(raw, (int) bytes) != 1)
-    {
+        || RAND_bytes(raw, (int)bytes) != 1) {
         return -1;
     }
     memcpy(out, prefix, plen);

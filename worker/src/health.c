@@ -21,37 +21,35 @@ typedef struct {
 } omni_health_t;
 
 
-int
-omni_health_init(void)
+int omni_health_init(void)
 {
     omni_health_stmt = omni_db_statement("health_ping", "SELECT 1");
     return omni_health_stmt < 0 ? -1 : 0;
 }
 
 
-static void
-omni_health_respond(omni_req_t *r)
+static void omni_health_respond(omni_req_t *r)
 {
-    omni_health_t   *h = r->data;
+    omni_health_t *h = r->data;
     struct evbuffer *b = evbuffer_new();
 
     evbuffer_add_printf(b,
         "{\"status\":\"%s\",\"postgres\":\"%s\",\"redis\":\"%s\","
         "\"pid\":%d,\"version\":\"" OMNI_VERSION "\"}\n",
-        !h->pg_up ? "unavailable" : h->redis_up ? "ok" : "degraded",
-        h->pg_up ? "up" : "down", h->redis_up ? "up" : "down",
-        (int) getpid());
+        !h->pg_up     ? "unavailable"
+        : h->redis_up ? "ok"
+                      : "degraded",
+        h->pg_up ? "up" : "down", h->redis_up ? "up" : "down", (int)getpid());
     /* without Postgres nothing useful can be served: not ready */
     omni_api_json(r, h->pg_up ? 200 : 503, b);
     evbuffer_free(b);
 }
 
 
-static void
-omni_health_pong(void *arg, int ok)
+static void omni_health_pong(void *arg, int ok)
 {
-    omni_req_t      *r = arg;
-    omni_health_t   *h = r->data;
+    omni_req_t *r = arg;
+    omni_health_t *h = r->data;
 
     h->redis_up = ok;
     if (--r->pending == 0) {
@@ -60,11 +58,11 @@ omni_health_pong(void *arg, int ok)
 }
 
 
-static void
-omni_health_pg_done(void *arg, omni_db_status_t status, PGresult *res)
+static void omni_health_pg_done(
+    void *arg, omni_db_status_t status, PGresult *res)
 {
-    omni_req_t      *r = arg;
-    omni_health_t   *h = r->data;
+    omni_req_t *r = arg;
+    omni_health_t *h = r->data;
 
     h->pg_up = status == OMNI_DB_OK;
     if (--r->pending == 0) {
@@ -73,8 +71,7 @@ omni_health_pg_done(void *arg, omni_db_status_t status, PGresult *res)
 }
 
 
-void
-omni_health(omni_req_t *r)
+void omni_health(omni_req_t *r)
 {
     omni_health_t *h;
 
@@ -90,13 +87,13 @@ omni_health(omni_req_t *r)
      * complete before this returns */
     r->pending = 3;
 
-    if (omni_db_query(omni_server.db, omni_health_stmt, 0, NULL,
-                      omni_health_pg_done, r) != OMNI_DB_OK)
-    {
+    if (omni_db_query(
+            omni_server.db, omni_health_stmt, 0, NULL, omni_health_pg_done, r)
+        != OMNI_DB_OK) {
         r->pending--;
     }
-    omni_redis_ping(omni_server.redis, OMNI_HEALTH_REDIS_TIMEOUT_MS,
-                    omni_health_pong, r);
+    omni_redis_ping(
+        omni_server.redis, OMNI_HEALTH_REDIS_TIMEOUT_MS, omni_health_pong, r);
 
     if (--r->pending == 0) {
         omni_health_respond(r);
@@ -104,20 +101,17 @@ omni_health(omni_req_t *r)
 }
 
 
-void
-omni_health_live(omni_req_t *r)
+void omni_health_live(omni_req_t *r)
 {
     struct evbuffer *b = evbuffer_new();
 
-    evbuffer_add_printf(b, "{\"status\":\"ok\",\"pid\":%d}\n",
-                        (int) getpid());
+    evbuffer_add_printf(b, "{\"status\":\"ok\",\"pid\":%d}\n", (int)getpid());
     omni_api_json(r, 200, b);
     evbuffer_free(b);
 }
 
 
-void
-omni_metrics_endpoint(omni_req_t *r)
+void omni_metrics_endpoint(omni_req_t *r)
 {
     struct evbuffer *b = evbuffer_new();
 

@@ -9,8 +9,7 @@
 #include "usercli.h"
 
 
-static void
-omni_usage(FILE *f)
+static void omni_usage(FILE *f)
 {
     fprintf(f,
         "usage: omni-worker [serve]\n"
@@ -23,13 +22,12 @@ omni_usage(FILE *f)
 }
 
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
-    omni_config_t   cfg;
-    char            err[512];
-    const char     *cmd = argc > 1 ? argv[1] : "serve";
-    int             serve = strcmp(cmd, "serve") == 0;
+    omni_config_t cfg;
+    char err[512];
+    const char *cmd = argc > 1 ? argv[1] : "serve";
+    int serve = strcmp(cmd, "serve") == 0;
 
     if (strcmp(cmd, "--version") == 0) {
         printf("omni-worker 0.1.0\n");
@@ -48,7 +46,7 @@ main(int argc, char **argv)
         fprintf(stderr, "omni-worker: %s\n", err);
         return 1;
     }
-    omni_log_set_level((omni_log_level_t) cfg.log_level);
+    omni_log_set_level((omni_log_level_t)cfg.log_level);
 
     if (strcmp(cmd, "user") == 0) {
         return omni_usercli_main(&cfg, argc - 2, argv + 2);
@@ -57,11 +55,11 @@ main(int argc, char **argv)
     if (!serve) {
         if (cfg.database_url == NULL) {
             fprintf(stderr, "omni-worker: OMNI_DATABASE_URL is required but "
-                    "not set\n");
+                            "not set\n");
             return 1;
         }
-        return omni_migrate_main(cfg.database_url, cfg.sql_dir, argc - 2,
-                                 argv + 2);
+        return omni_migrate_main(
+            cfg.database_url, cfg.sql_dir, argc - 2, argv + 2);
     }
 
     return omni_master_run(&cfg);

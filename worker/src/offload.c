@@ -22,35 +22,35 @@
 typedef struct omni_job omni_job_t;
 
 struct omni_job {
-    omni_offload_fn   work;
-    omni_offload_fn   done;
-    void             *arg;
-    omni_job_t       *next;
+    omni_offload_fn work;
+    omni_offload_fn done;
+    void *arg;
+    omni_job_t *next;
 };
 
 typedef struct {
-    omni_job_t  *head;
-    omni_job_t  *tail;
+    omni_job_t *head;
+    omni_job_t *tail;
 } omni_job_list_t;
 
 static struct {
-    pthread_mutex_t   lock;
-    pthread_cond_t    wake;
-    omni_job_list_t   waiting;
-    omni_job_list_t   finished;
-    int               queued;
-    int               queue_max;
-    int               stopping;
-    int               nthreads;
-    pthread_t         threads[OMNI_OFFLOAD_MAX_THREADS];
-    int               efd;
-    struct event     *ev;
-} omni_offload = { .lock = PTHREAD_MUTEX_INITIALIZER,
-                   .wake = PTHREAD_COND_INITIALIZER, .efd = -1 };
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    omni_job_list_t waiting;
+    omni_job_list_t finished;
+    int queued;
+    int queue_max;
+    int stopping;
+    int nthreads;
+    pthread_t threads[OMNI_OFFLOAD_MAX_THREADS];
+    int efd;
+    struct event *ev;
+} omni_offload = {.lock = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+    .efd = -1};
 
 
-static void
-omni_job_push(omni_job_list_t *l, omni_job_t *j)
+static void omni_job_push(omni_job_list_t *l, omni_job_t *j)
 {
     j->next = NULL;
     if (l->tail) {
@@ -62,8 +62,7 @@ omni_job_push(omni_job_list_t *l, omni_job_t *j)
 }
 
 
-static omni_job_t *
-omni_job_pop(omni_job_list_t *l)
+static omni_job_t *omni_job_pop(omni_job_list_t *l)
 {
     omni_job_t *j = l->head;
 
@@ -77,17 +76,16 @@ omni_job_pop(omni_job_list_t *l)
 }
 
 
-static void *
-omni_offload_thread(void *unused)
+static void *omni_offload_thread(void *unused)
 {
-    omni_job_t  *j;
-    uint64_t     one = 1;
-    ssize_t      n;
+    omni_job_t *j;
+    uint64_t one = 1;
+    ssize_t n;
 
-    setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid), OMNI_OFFLOAD_NICE);
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), OMNI_OFFLOAD_NICE);
 
     pthread_mutex_lock(&omni_offload.lock);
-    for ( ;; ) {
+    for (;;) {
         while (omni_offload.waiting.head == NULL && !omni_offload.stopping) {
             pthread_cond_wait(&omni_offload.wake, &omni_offload.lock);
         }
@@ -111,18 +109,17 @@ omni_offload_thread(void *unused)
 }
 
 
-static void
-omni_offload_collect(evutil_socket_t fd, short what, void *unused)
+static void omni_offload_collect(evutil_socket_t fd, short what, void *unused)
 {
-    omni_job_t  *j;
-    uint64_t     count;
-    ssize_t      n;
+    omni_job_t *j;
+    uint64_t count;
+    ssize_t n;
 
     do {
         n = read(fd, &count, sizeof(count));
     } while (n < 0 && errno == EINTR);
 
-    for ( ;; ) {
+    for (;;) {
         pthread_mutex_lock(&omni_offload.lock);
         j = omni_job_pop(&omni_offload.finished);
         pthread_mutex_unlock(&omni_offload.lock);
@@ -135,8 +132,7 @@ omni_offload_collect(evutil_socket_t fd, short what, void *unused)
 }
 
 
-int
-omni_offload_start(struct event_base *base, int threads, int queue_max)
+int omni_offload_start(struct event_base *base, int threads, int queue_max)
 {
     int i;
 
@@ -149,14 +145,14 @@ omni_offload_start(struct event_base *base, int threads, int queue_max)
         return -1;
     }
     omni_offload.ev = event_new(base, omni_offload.efd, EV_READ | EV_PERSIST,
-                                omni_offload_collect, NULL);
+        omni_offload_collect, NULL);
     if (omni_offload.ev == NULL || event_add(omni_offload.ev, NULL) != 0) {
         return -1;
     }
     for (i = 0; i < threads; i++) {
-        if (pthread_create(&omni_offload.threads[i], NULL,
-                           omni_offload_thread, NULL) != 0)
-        {
+        if (pthread_create(
+                &omni_offload.threads[i], NULL, omni_offload_thread, NULL)
+            != 0) {
             return -1;
         }
         omni_offload.nthreads++;
@@ -165,15 +161,13 @@ omni_offload_start(struct event_base *base, int threads, int queue_max)
 }
 
 
-int
-omni_offload_submit(omni_offload_fn work, omni_offload_fn done, void *arg)
+int omni_offload_submit(omni_offload_fn work, omni_offload_fn done, void *arg)
 {
     omni_job_t *j;
 
     pthread_mutex_lock(&omni_offload.lock);
     if (omni_offload.nthreads == 0 || omni_offload.stopping
-        || omni_offload.queued >= omni_offload.queue_max)
-    {
+        || omni_offload.queued >= omni_offload.queue_max) {
         pthread_mutex_unlock(&omni_offload.lock);
         return -1;
     }
@@ -193,8 +187,7 @@ omni_offload_submit(omni_offload_fn work, omni_offload_fn done, void *arg)
 }
 
 
-int
-omni_offload_queued(void)
+int omni_offload_queued(void)
 {
     int n;
 
@@ -205,11 +198,10 @@ omni_offload_queued(void)
 }
 
 
-void
-omni_offload_stop(void)
+void omni_offload_stop(void)
 {
-    omni_job_t  *j;
-    int          i;
+    omni_job_t *j;
+    int i;
 
     pthread_mutex_lock(&omni_offload.lock);
     omni_offload.stopping = 1;

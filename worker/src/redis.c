@@ -18,63 +18,62 @@
 #include "redis.h"
 
 
-#define OMNI_REDIS_BACKOFF_MIN_MS  100
-#define OMNI_REDIS_BACKOFF_MAX_MS  2000
-#define OMNI_REDIS_CAP_LOG_S       10
+#define OMNI_REDIS_BACKOFF_MIN_MS 100
+#define OMNI_REDIS_BACKOFF_MAX_MS 2000
+#define OMNI_REDIS_CAP_LOG_S 10
 
 typedef struct {
-    redisCallbackFn    *fn;
-    void               *privdata;
-    uint64_t            sent_ms;
+    redisCallbackFn *fn;
+    void *privdata;
+    uint64_t sent_ms;
 } omni_redis_cmd_t;
 
 struct omni_redis {
-    struct event_base  *base;
-    redisAsyncContext  *ctx;
-    char               *host;       /* numeric address, or NULL for unix */
-    char               *path;       /* unix socket path */
-    int                 port;
-    char               *password;
-    int                 connected;
-    int                 closing;
-    int                 torn_down;  /* we are closing it: no "closed" log */
-    int                 backoff_ms;
-    struct event        retry;
+    struct event_base *base;
+    redisAsyncContext *ctx;
+    char *host; /* numeric address, or NULL for unix */
+    char *path; /* unix socket path */
+    int port;
+    char *password;
+    int connected;
+    int closing;
+    int torn_down; /* we are closing it: no "closed" log */
+    int backoff_ms;
+    struct event retry;
 
     /* Redis answers in the order it was asked: the commands in flight,
      * oldest first, in a ring of `cap`; the oldest one's deadline is the
      * connection's (hiredis 0.14 has no async timeouts) */
-    int                 timeout_ms;
-    omni_redis_cmd_t   *ring;
-    int                 cap;
-    int                 head;
-    int                 count;
-    uint64_t            connect_ms;
-    struct event        deadline;
-    uint64_t            timeouts;
-    uint64_t            rejected;
-    time_t              cap_logged;
+    int timeout_ms;
+    omni_redis_cmd_t *ring;
+    int cap;
+    int head;
+    int count;
+    uint64_t connect_ms;
+    struct event deadline;
+    uint64_t timeouts;
+    uint64_t rejected;
+    time_t cap_logged;
 };
 
 typedef struct {
-    omni_redis_ping_pt  cb;
-    void               *arg;
-    int                 done;       /* cb already called (timed out) */
-    struct event        timer;
+    omni_redis_ping_pt cb;
+    void *arg;
+    int done; /* cb already called (timed out) */
+    struct event timer;
 } omni_redis_ping_t;
 
 
 static void omni_redis_connect(omni_redis_t *r);
 
 
-static void
-omni_redis_schedule(omni_redis_t *r)
+static void omni_redis_schedule(omni_redis_t *r)
 {
-    struct timeval  tv;
-    int             ms;
+    struct timeval tv;
+    int ms;
 
-    r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2
-                                  : OMNI_REDIS_BACKOFF_MIN_MS;
+    r->backoff_ms =
+        r->backoff_ms ? r->backoff_ms * 2 : OMNI_REDIS_BACKOFF_MIN_MS;
     if (r->backoff_ms > OMNI_REDIS_BACKOFF_MAX_MS) {
         r->backoff_ms = OMNI_REDIS_BACKOFF_MAX_MS;
     }
@@ -85,28 +84,24 @@ omni_redis_schedule(omni_redis_t *r)
 }
 
 
-static void
-omni_redis_retry(evutil_socket_t fd, short what, void *arg)
+static void omni_redis_retry(evutil_socket_t fd, short what, void *arg)
 {
     omni_redis_connect(arg);
 }
 
 
-static uint64_t
-omni_redis_now_ms(void)
+static uint64_t omni_redis_now_ms(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 
-static void
-omni_redis_arm(omni_redis_t *r, uint64_t ms)
+static void omni_redis_arm(omni_redis_t *r, uint64_t ms)
 {
-    struct timeval tv = { (time_t) (ms / 1000),
-                          (suseconds_t) (ms % 1000) * 1000 };
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 
     evtimer_add(&r->deadline, &tv);
 }
@@ -114,15 +109,14 @@ omni_redis_arm(omni_redis_t *r, uint64_t ms)
 
 /* Redis stalls (SIGSTOP, a partition, a slow script): close the connection
  * so every command waiting on it fails now, and connect afresh. */
-static void
-omni_redis_tear_down(omni_redis_t *r, const char *waiting_for)
+static void omni_redis_tear_down(omni_redis_t *r, const char *waiting_for)
 {
     redisAsyncContext *ctx = r->ctx;
 
     r->timeouts++;
     omni_log(OMNI_LOG_WARN, "redis did not answer in time; reconnecting",
-             "\"waiting_for\":\"%s\",\"pending\":%d,\"timeout_ms\":%d",
-             waiting_for, r->count, r->timeout_ms);
+        "\"waiting_for\":\"%s\",\"pending\":%d,\"timeout_ms\":%d", waiting_for,
+        r->count, r->timeout_ms);
     r->ctx = NULL;
     r->connected = 0;
     r->torn_down = 1;
@@ -136,17 +130,16 @@ omni_redis_tear_down(omni_redis_t *r, const char *waiting_for)
 }
 
 
-static void
-omni_redis_deadline(evutil_socket_t fd, short what, void *arg)
+static void omni_redis_deadline(evutil_socket_t fd, short what, void *arg)
 {
-    omni_redis_t  *r = arg;
-    uint64_t       now = omni_redis_now_ms(), due;
+    omni_redis_t *r = arg;
+    uint64_t now = omni_redis_now_ms(), due;
 
     if (r->ctx == NULL) {
         return;
     }
     if (!r->connected) {
-        due = r->connect_ms + (uint64_t) r->timeout_ms;
+        due = r->connect_ms + (uint64_t)r->timeout_ms;
         if (now >= due) {
             omni_redis_tear_down(r, "connect");
         } else {
@@ -158,7 +151,7 @@ omni_redis_deadline(evutil_socket_t fd, short what, void *arg)
         return;
     }
     /* armed lazily: the command it was armed for may be answered */
-    due = r->ring[r->head].sent_ms + (uint64_t) r->timeout_ms;
+    due = r->ring[r->head].sent_ms + (uint64_t)r->timeout_ms;
     if (now >= due) {
         omni_redis_tear_down(r, "reply");
     } else {
@@ -167,11 +160,11 @@ omni_redis_deadline(evutil_socket_t fd, short what, void *arg)
 }
 
 
-static void
-omni_redis_reply(redisAsyncContext *ctx, void *reply, void *privdata)
+static void omni_redis_reply(
+    redisAsyncContext *ctx, void *reply, void *privdata)
 {
-    omni_redis_t      *r = privdata;
-    omni_redis_cmd_t   c;
+    omni_redis_t *r = privdata;
+    omni_redis_cmd_t c;
 
     if (r->count == 0) {
         return;
@@ -190,8 +183,7 @@ omni_redis_reply(redisAsyncContext *ctx, void *reply, void *privdata)
 
 /* 0 when a command may be sent now; -1 when not connected or when `cap`
  * commands already wait for their replies (logged now and then). */
-static int
-omni_redis_admit(omni_redis_t *r)
+static int omni_redis_admit(omni_redis_t *r)
 {
     time_t now;
 
@@ -205,17 +197,17 @@ omni_redis_admit(omni_redis_t *r)
     now = time(NULL);
     if (now - r->cap_logged >= OMNI_REDIS_CAP_LOG_S) {
         r->cap_logged = now;
-        omni_log(OMNI_LOG_WARN, "redis: too many commands waiting for "
-                 "replies; failing new ones",
-                 "\"pending\":%d,\"setting\":\"OMNI_REDIS_PENDING_MAX\"",
-                 r->count);
+        omni_log(OMNI_LOG_WARN,
+            "redis: too many commands waiting for "
+            "replies; failing new ones",
+            "\"pending\":%d,\"setting\":\"OMNI_REDIS_PENDING_MAX\"", r->count);
     }
     return -1;
 }
 
 
-static void
-omni_redis_sent(omni_redis_t *r, redisCallbackFn *fn, void *privdata)
+static void omni_redis_sent(
+    omni_redis_t *r, redisCallbackFn *fn, void *privdata)
 {
     omni_redis_cmd_t *c = &r->ring[(r->head + r->count) % r->cap];
 
@@ -224,35 +216,34 @@ omni_redis_sent(omni_redis_t *r, redisCallbackFn *fn, void *privdata)
     c->sent_ms = omni_redis_now_ms();
     r->count++;
     if (!evtimer_pending(&r->deadline, NULL)) {
-        omni_redis_arm(r, (uint64_t) r->timeout_ms);
+        omni_redis_arm(r, (uint64_t)r->timeout_ms);
     }
 }
 
 
-static void
-omni_redis_auth_done(redisAsyncContext *ctx, void *reply, void *privdata)
+static void omni_redis_auth_done(
+    redisAsyncContext *ctx, void *reply, void *privdata)
 {
     redisReply *rep = reply;
 
     /* NULL: the connection is gone already */
     if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
         omni_log(OMNI_LOG_ERROR, "redis AUTH failed",
-                 "\"setting\":\"OMNI_REDIS_PASSWORD\"");
+            "\"setting\":\"OMNI_REDIS_PASSWORD\"");
         redisAsyncDisconnect(ctx);
     }
 }
 
 
-static void
-omni_redis_on_connect(const redisAsyncContext *ctx, int status)
+static void omni_redis_on_connect(const redisAsyncContext *ctx, int status)
 {
     omni_redis_t *r = ctx->data;
-    char          buf[256];
+    char buf[256];
 
     if (status != REDIS_OK) {
         /* hiredis frees the context after this callback */
         omni_log(OMNI_LOG_WARN, "redis connect failed", "\"error\":\"%s\"",
-                 omni_log_escape(buf, sizeof(buf), ctx->errstr));
+            omni_log_escape(buf, sizeof(buf), ctx->errstr));
         r->ctx = NULL;
         if (!r->closing) {
             omni_redis_schedule(r);
@@ -267,11 +258,10 @@ omni_redis_on_connect(const redisAsyncContext *ctx, int status)
 }
 
 
-static void
-omni_redis_on_disconnect(const redisAsyncContext *ctx, int status)
+static void omni_redis_on_disconnect(const redisAsyncContext *ctx, int status)
 {
     omni_redis_t *r = ctx->data;
-    char          buf[256];
+    char buf[256];
 
     r->ctx = NULL;
     r->connected = 0;
@@ -280,16 +270,14 @@ omni_redis_on_disconnect(const redisAsyncContext *ctx, int status)
     }
     if (!r->torn_down) {
         omni_log(OMNI_LOG_WARN, "redis disconnected", "\"error\":\"%s\"",
-                 omni_log_escape(buf, sizeof(buf),
-                                 status == REDIS_OK ? "closed"
-                                                    : ctx->errstr));
+            omni_log_escape(
+                buf, sizeof(buf), status == REDIS_OK ? "closed" : ctx->errstr));
     }
     omni_redis_schedule(r);
 }
 
 
-static void
-omni_redis_connect(omni_redis_t *r)
+static void omni_redis_connect(omni_redis_t *r)
 {
     redisAsyncContext *ctx;
 
@@ -299,8 +287,8 @@ omni_redis_connect(omni_redis_t *r)
         char buf[256];
 
         omni_log(OMNI_LOG_WARN, "redis connect failed", "\"error\":\"%s\"",
-                 omni_log_escape(buf, sizeof(buf),
-                                 ctx ? ctx->errstr : "out of memory"));
+            omni_log_escape(
+                buf, sizeof(buf), ctx ? ctx->errstr : "out of memory"));
         if (ctx) {
             redisAsyncFree(ctx);
         }
@@ -311,29 +299,28 @@ omni_redis_connect(omni_redis_t *r)
     ctx->data = r;
     r->ctx = ctx;
     r->connect_ms = omni_redis_now_ms();
-    omni_redis_arm(r, (uint64_t) r->timeout_ms);
+    omni_redis_arm(r, (uint64_t)r->timeout_ms);
     redisLibeventAttach(ctx, r->base);
     redisAsyncSetConnectCallback(ctx, omni_redis_on_connect);
     redisAsyncSetDisconnectCallback(ctx, omni_redis_on_disconnect);
 
     /* queued before anything else, so every command runs authenticated */
     if (r->password) {
-        redisAsyncCommand(ctx, omni_redis_auth_done, NULL, "AUTH %s",
-                          r->password);
+        redisAsyncCommand(
+            ctx, omni_redis_auth_done, NULL, "AUTH %s", r->password);
     }
 }
 
 
-omni_redis_t *
-omni_redis_create(struct event_base *base, const char *addr,
+omni_redis_t *omni_redis_create(struct event_base *base, const char *addr,
     const char *password, int timeout_ms, int pending_max, char *err,
     size_t errlen)
 {
-    omni_redis_t     *r;
-    struct addrinfo   hints, *res = NULL;
-    char              host[256], ip[64];
-    const char       *colon;
-    int               rc;
+    omni_redis_t *r;
+    struct addrinfo hints, *res = NULL;
+    char host[256], ip[64];
+    const char *colon;
+    int rc;
 
     r = calloc(1, sizeof(omni_redis_t));
     if (r == NULL) {
@@ -346,7 +333,7 @@ omni_redis_create(struct event_base *base, const char *addr,
     r->password = password ? strdup(password) : NULL;
     r->timeout_ms = timeout_ms;
     r->cap = pending_max;
-    r->ring = calloc((size_t) pending_max, sizeof(omni_redis_cmd_t));
+    r->ring = calloc((size_t)pending_max, sizeof(omni_redis_cmd_t));
     if (r->ring == NULL) {
         snprintf(err, errlen, "out of memory");
         goto failed;
@@ -359,10 +346,11 @@ omni_redis_create(struct event_base *base, const char *addr,
 
     colon = strrchr(addr, ':');
     if (colon == NULL || colon == addr
-        || (size_t) (colon - addr) >= sizeof(host))
-    {
-        snprintf(err, errlen, "OMNI_REDIS_ADDR=%s: expected host:port or "
-                 "unix:/path", addr);
+        || (size_t)(colon - addr) >= sizeof(host)) {
+        snprintf(err, errlen,
+            "OMNI_REDIS_ADDR=%s: expected host:port or "
+            "unix:/path",
+            addr);
         goto failed;
     }
     memcpy(host, addr, colon - addr);
@@ -376,11 +364,12 @@ omni_redis_create(struct event_base *base, const char *addr,
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
     rc = getaddrinfo(host, NULL, &hints, &res);
-    if (rc != 0 || getnameinfo(res->ai_addr, res->ai_addrlen, ip, sizeof(ip),
-                               NULL, 0, NI_NUMERICHOST) != 0)
-    {
-        snprintf(err, errlen, "OMNI_REDIS_ADDR=%s: cannot resolve %s: %s",
-                 addr, host, rc ? gai_strerror(rc) : "no address");
+    if (rc != 0
+        || getnameinfo(res->ai_addr, res->ai_addrlen, ip, sizeof(ip), NULL, 0,
+               NI_NUMERICHOST)
+               != 0) {
+        snprintf(err, errlen, "OMNI_REDIS_ADDR=%s: cannot resolve %s: %s", addr,
+            host, rc ? gai_strerror(rc) : "no address");
         goto failed;
     }
     freeaddrinfo(res);
@@ -404,15 +393,13 @@ failed:
 }
 
 
-int
-omni_redis_connected(omni_redis_t *r)
+int omni_redis_connected(omni_redis_t *r)
 {
     return r->connected;
 }
 
 
-void
-omni_redis_stats(omni_redis_t *r, omni_redis_stats_t *st)
+void omni_redis_stats(omni_redis_t *r, omni_redis_stats_t *st)
 {
     st->connected = r->connected;
     st->pending = r->count;
@@ -422,12 +409,11 @@ omni_redis_stats(omni_redis_t *r, omni_redis_stats_t *st)
 }
 
 
-int
-omni_redis_command(omni_redis_t *r, redisCallbackFn *fn, void *privdata,
-    const char *fmt, ...)
+int omni_redis_command(
+    omni_redis_t *r, redisCallbackFn *fn, void *privdata, const char *fmt, ...)
 {
-    va_list  ap;
-    int      rc;
+    va_list ap;
+    int rc;
 
     if (omni_redis_admit(r) != 0) {
         return -1;
@@ -443,14 +429,13 @@ omni_redis_command(omni_redis_t *r, redisCallbackFn *fn, void *privdata,
 }
 
 
-int
-omni_redis_command_argv(omni_redis_t *r, redisCallbackFn *fn, void *privdata,
-    int argc, const char **argv, const size_t *argvlen)
+int omni_redis_command_argv(omni_redis_t *r, redisCallbackFn *fn,
+    void *privdata, int argc, const char **argv, const size_t *argvlen)
 {
     if (omni_redis_admit(r) != 0
-        || redisAsyncCommandArgv(r->ctx, omni_redis_reply, r, argc, argv,
-                                 argvlen) != REDIS_OK)
-    {
+        || redisAsyncCommandArgv(
+               r->ctx, omni_redis_reply, r, argc, argv, argvlen)
+               != REDIS_OK) {
         return -1;
     }
     omni_redis_sent(r, fn, privdata);
@@ -458,8 +443,7 @@ omni_redis_command_argv(omni_redis_t *r, redisCallbackFn *fn, void *privdata,
 }
 
 
-static void
-omni_redis_ping_timeout(evutil_socket_t fd, short what, void *arg)
+static void omni_redis_ping_timeout(evutil_socket_t fd, short what, void *arg)
 {
     omni_redis_ping_t *p = arg;
 
@@ -469,11 +453,10 @@ omni_redis_ping_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 
-static void
-omni_redis_pong(redisAsyncContext *ctx, void *reply, void *privdata)
+static void omni_redis_pong(redisAsyncContext *ctx, void *reply, void *privdata)
 {
-    omni_redis_ping_t  *p = privdata;
-    redisReply         *rep = reply;
+    omni_redis_ping_t *p = privdata;
+    redisReply *rep = reply;
 
     if (!p->done) {
         evtimer_del(&p->timer);
@@ -483,12 +466,11 @@ omni_redis_pong(redisAsyncContext *ctx, void *reply, void *privdata)
 }
 
 
-void
-omni_redis_ping(omni_redis_t *r, int timeout_ms, omni_redis_ping_pt cb,
-    void *arg)
+void omni_redis_ping(
+    omni_redis_t *r, int timeout_ms, omni_redis_ping_pt cb, void *arg)
 {
-    omni_redis_ping_t  *p;
-    struct timeval      tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+    omni_redis_ping_t *p;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
 
     p = calloc(1, sizeof(omni_redis_ping_t));
     if (p == NULL) {
@@ -507,8 +489,7 @@ omni_redis_ping(omni_redis_t *r, int timeout_ms, omni_redis_ping_pt cb,
 }
 
 
-void
-omni_redis_free(omni_redis_t *r)
+void omni_redis_free(omni_redis_t *r)
 {
     r->closing = 1;
     evtimer_del(&r->retry);

@@ -4,18 +4,18 @@
 #include "router.h"
 
 
-static int omni_router_listed(const char *allow, const char *method,
-    size_t len);
+static int omni_router_listed(
+    const char *allow, const char *method, size_t len);
 static int omni_router_match_path(const char *pattern, const char *path,
     size_t path_len, omni_route_match_t *m);
 
 
-omni_route_result_t
-omni_router_match(const omni_route_t *routes, size_t n, const char *method,
-    const char *path, size_t path_len, omni_route_match_t *m)
+omni_route_result_t omni_router_match(const omni_route_t *routes, size_t n,
+    const char *method, const char *path, size_t path_len,
+    omni_route_match_t *m)
 {
-    size_t  i, alen;
-    int     path_known = 0;
+    size_t i, alen;
+    int path_known = 0;
 
     m->allow[0] = '\0';
     alen = 0;
@@ -27,17 +27,15 @@ omni_router_match(const omni_route_t *routes, size_t n, const char *method,
 
         if (strcmp(routes[i].method, method) == 0
             || (strcmp(method, "HEAD") == 0
-                && strcmp(routes[i].method, "GET") == 0))
-        {
-            m->index = (int) i;
+                && strcmp(routes[i].method, "GET") == 0)) {
+            m->index = (int)i;
             return OMNI_ROUTE_FOUND;
         }
 
         /* remember the methods this path accepts, for Allow on 405 */
         size_t mlen = strlen(routes[i].method);
         if (alen + mlen + 3 < sizeof(m->allow)
-            && !omni_router_listed(m->allow, routes[i].method, mlen))
-        {
+            && !omni_router_listed(m->allow, routes[i].method, mlen)) {
             if (alen) {
                 memcpy(m->allow + alen, ", ", 2);
                 alen += 2;
@@ -55,14 +53,12 @@ omni_router_match(const omni_route_t *routes, size_t n, const char *method,
 
 
 /* whether method is already in the ", "-separated allow list */
-static int
-omni_router_listed(const char *allow, const char *method, size_t len)
+static int omni_router_listed(const char *allow, const char *method, size_t len)
 {
     const char *p = allow;
 
     while ((p = strstr(p, method)) != NULL) {
-        if ((p == allow || p[-1] == ' ') && (p[len] == ',' || p[len] == '\0'))
-        {
+        if ((p == allow || p[-1] == ' ') && (p[len] == ',' || p[len] == '\0')) {
             return 1;
         }
         p += len;
@@ -71,9 +67,8 @@ omni_router_listed(const char *allow, const char *method, size_t len)
 }
 
 
-static int
-omni_router_match_path(const char *pattern, const char *path, size_t path_len,
-    omni_route_match_t *m)
+static int omni_router_match_path(const char *pattern, const char *path,
+    size_t path_len, omni_route_match_t *m)
 {
     const char *p = pattern, *s = path, *end = path + path_len;
 
@@ -94,9 +89,9 @@ omni_router_match_path(const char *pattern, const char *path, size_t path_len,
                 return 0;
             }
             m->params[m->nparams].name = name;
-            m->params[m->nparams].name_len = (size_t) (close - name);
+            m->params[m->nparams].name_len = (size_t)(close - name);
             m->params[m->nparams].value = seg;
-            m->params[m->nparams].value_len = (size_t) (s - seg);
+            m->params[m->nparams].value_len = (size_t)(s - seg);
             m->nparams++;
             p = close + 1;
             continue;
@@ -113,8 +108,7 @@ omni_router_match_path(const char *pattern, const char *path, size_t path_len,
 }
 
 
-static int
-omni_hex(char c)
+static int omni_hex(char c)
 {
     if (c >= '0' && c <= '9') {
         return c - '0';
@@ -127,11 +121,10 @@ omni_hex(char c)
 }
 
 
-int
-omni_url_decode(char *dst, const char *src, size_t len)
+int omni_url_decode(char *dst, const char *src, size_t len)
 {
-    size_t  i;
-    int     n = 0, hi, lo;
+    size_t i;
+    int n = 0, hi, lo;
 
     for (i = 0; i < len; i++) {
         if (src[i] != '%') {
@@ -143,12 +136,10 @@ omni_url_decode(char *dst, const char *src, size_t len)
         }
         hi = omni_hex(src[i + 1]);
         lo = omni_hex(src[i + 2]);
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)
-            || (hi == 2 && lo == 15))
-        {
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0) || (hi == 2 && lo == 15)) {
             return -1;
         }
-        dst[n++] = (char) (hi << 4 | lo);
+        dst[n++] = (char)(hi << 4 | lo);
         i += 2;
     }
 

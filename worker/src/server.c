@@ -1,4 +1,5 @@
-/* server.c: a worker process: one libevent loop serving HTTP, Postgres, Redis. */
+/* server.c: a worker process: one libevent loop serving HTTP, Postgres, Redis.
+ */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -24,26 +25,25 @@
 omni_server_t omni_server;
 
 static struct {
-    struct evhttp                *http;
-    struct evhttp_bound_socket   *bound;
-    struct event                  sigterm;
-    struct event                  deadline;
-    struct event                  quiet;
-    struct event                  gauges;
-    struct event                  warmup;
-    int                           warmup_ticks;
-    int                           listen_fd;
-    int                           ready_fd;
-    int                           slot;
-    int                           draining;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    struct event sigterm;
+    struct event deadline;
+    struct event quiet;
+    struct event gauges;
+    struct event warmup;
+    int warmup_ticks;
+    int listen_fd;
+    int ready_fd;
+    int slot;
+    int draining;
 } omni_proc;
 
 
-static void
-omni_server_publish(evutil_socket_t fd, short what, void *arg)
+static void omni_server_publish(evutil_socket_t fd, short what, void *arg)
 {
-    omni_db_stats_t     st;
-    omni_redis_stats_t  rs;
+    omni_db_stats_t st;
+    omni_redis_stats_t rs;
 
     omni_db_stats(omni_server.db, &st);
     omni_redis_stats(omni_server.redis, &rs);
@@ -51,8 +51,7 @@ omni_server_publish(evutil_socket_t fd, short what, void *arg)
 }
 
 
-static void
-omni_server_stop(void *arg)
+static void omni_server_stop(void *arg)
 {
     event_base_loopbreak(omni_server.base);
 }
@@ -64,8 +63,7 @@ static void omni_server_drained(void *arg);
 /* Nothing in flight for a while: a connection accepted just before the
  * drain, or a request already on its way over a keepalive connection, has
  * had its chance to arrive. */
-static void
-omni_server_quiet(evutil_socket_t fd, short what, void *arg)
+static void omni_server_quiet(evutil_socket_t fd, short what, void *arg)
 {
     if (omni_http_inflight() > 0) {
         omni_http_drain(omni_server_drained, NULL);
@@ -76,36 +74,33 @@ omni_server_quiet(evutil_socket_t fd, short what, void *arg)
 }
 
 
-static void
-omni_server_drained(void *arg)
+static void omni_server_drained(void *arg)
 {
-    struct timeval tv = { 0, OMNI_DRAIN_QUIET_MS * 1000 };
+    struct timeval tv = {0, OMNI_DRAIN_QUIET_MS * 1000};
 
     evtimer_add(&omni_proc.quiet, &tv);
 }
 
 
-static void
-omni_server_deadline(evutil_socket_t fd, short what, void *arg)
+static void omni_server_deadline(evutil_socket_t fd, short what, void *arg)
 {
-    omni_log(OMNI_LOG_WARN, "drain deadline passed, exiting",
-             "\"inflight\":%d", omni_http_inflight());
+    omni_log(OMNI_LOG_WARN, "drain deadline passed, exiting", "\"inflight\":%d",
+        omni_http_inflight());
     event_base_loopbreak(omni_server.base);
 }
 
 
-static void
-omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
+static void omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
 {
-    int             ms = omni_server.cfg->drain_timeout_ms;
-    struct timeval  tv = { ms / 1000, (ms % 1000) * 1000 };
+    int ms = omni_server.cfg->drain_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
     if (omni_proc.draining) {
         return;
     }
     omni_proc.draining = 1;
-    omni_log(OMNI_LOG_INFO, "draining", "\"inflight\":%d",
-             omni_http_inflight());
+    omni_log(
+        OMNI_LOG_INFO, "draining", "\"inflight\":%d", omni_http_inflight());
 
     /* stop accepting: the other processes take new connections */
     evtimer_del(&omni_proc.warmup);
@@ -114,11 +109,10 @@ omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
         omni_proc.bound = NULL;
     }
 
-    evtimer_assign(&omni_proc.deadline, omni_server.base,
-                   omni_server_deadline, NULL);
+    evtimer_assign(
+        &omni_proc.deadline, omni_server.base, omni_server_deadline, NULL);
     evtimer_add(&omni_proc.deadline, &tv);
-    evtimer_assign(&omni_proc.quiet, omni_server.base, omni_server_quiet,
-                   NULL);
+    evtimer_assign(&omni_proc.quiet, omni_server.base, omni_server_quiet, NULL);
     omni_http_drain(omni_server_drained, NULL);
 }
 
@@ -129,19 +123,17 @@ omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
  * until then the previous generation (on reload) or the listen backlog
  * (at start-up) holds the connections, instead of this process queueing
  * them behind connection set-up. */
-static void
-omni_server_warmup(evutil_socket_t fd, short what, void *arg)
+static void omni_server_warmup(evutil_socket_t fd, short what, void *arg)
 {
-    struct timeval   tv = { 0, OMNI_WARMUP_TICK_MS * 1000 };
-    omni_db_stats_t  st;
-    char             one = 1;
-    ssize_t          n;
+    struct timeval tv = {0, OMNI_WARMUP_TICK_MS * 1000};
+    omni_db_stats_t st;
+    char one = 1;
+    ssize_t n;
 
     omni_db_stats(omni_server.db, &st);
     if (st.ready - st.busy <= 0 && !omni_proc.draining
         && ++omni_proc.warmup_ticks
-           < OMNI_SERVER_WARMUP_MS / OMNI_WARMUP_TICK_MS)
-    {
+               < OMNI_SERVER_WARMUP_MS / OMNI_WARMUP_TICK_MS) {
         evtimer_add(&omni_proc.warmup, &tv);
         return;
     }
@@ -149,11 +141,10 @@ omni_server_warmup(evutil_socket_t fd, short what, void *arg)
         return;
     }
 
-    omni_proc.bound = evhttp_accept_socket_with_handle(omni_proc.http,
-                                                       omni_proc.listen_fd);
+    omni_proc.bound =
+        evhttp_accept_socket_with_handle(omni_proc.http, omni_proc.listen_fd);
     if (omni_proc.bound == NULL) {
-        omni_log(OMNI_LOG_ERROR, "cannot accept on the listening socket",
-                 NULL);
+        omni_log(OMNI_LOG_ERROR, "cannot accept on the listening socket", NULL);
         event_base_loopbreak(omni_server.base);
         return;
     }
@@ -165,17 +156,16 @@ omni_server_warmup(evutil_socket_t fd, short what, void *arg)
         omni_proc.ready_fd = -1;
     }
     omni_log(OMNI_LOG_INFO, "worker ready", "\"slot\":%d,\"postgres\":%s",
-             omni_proc.slot, st.ready > 0 ? "true" : "false");
+        omni_proc.slot, st.ready > 0 ? "true" : "false");
 }
 
 
-int
-omni_server_run(const omni_config_t *cfg, int listen_fd, int slot,
-    int ready_fd)
+int omni_server_run(
+    const omni_config_t *cfg, int listen_fd, int slot, int ready_fd)
 {
-    char            err[256];
-    struct timeval  tv;
-    int             rc = 1;
+    char err[256];
+    struct timeval tv;
+    int rc = 1;
 
     /* the master decides when we stop; die with it if it is killed */
     signal(SIGINT, SIG_IGN);
@@ -183,7 +173,7 @@ omni_server_run(const omni_config_t *cfg, int listen_fd, int slot,
     signal(SIGPIPE, SIG_IGN);
     prctl(PR_SET_PDEATHSIG, SIGTERM);
 
-    srand((unsigned) getpid());
+    srand((unsigned)getpid());
     omni_server.cfg = cfg;
     omni_metrics_attach(slot);
 
@@ -194,16 +184,12 @@ omni_server_run(const omni_config_t *cfg, int listen_fd, int slot,
     }
 
     omni_server.db = omni_db_create(omni_server.base, cfg->database_url,
-                                    cfg->pg_pool_size, cfg->pg_queue_max,
-                                    cfg->pg_query_timeout_ms);
+        cfg->pg_pool_size, cfg->pg_queue_max, cfg->pg_query_timeout_ms);
     omni_server.redis = omni_redis_create(omni_server.base, cfg->redis_addr,
-                                          cfg->redis_password,
-                                          cfg->redis_timeout_ms,
-                                          cfg->redis_pending_max, err,
-                                          sizeof(err));
+        cfg->redis_password, cfg->redis_timeout_ms, cfg->redis_pending_max, err,
+        sizeof(err));
     if (omni_server.redis == NULL) {
-        omni_log(OMNI_LOG_ERROR, "bad Redis setting", "\"error\":\"%s\"",
-                 err);
+        omni_log(OMNI_LOG_ERROR, "bad Redis setting", "\"error\":\"%s\"", err);
         return OMNI_EXIT_CONFIG;
     }
     omni_proc.http = evhttp_new(omni_server.base);
@@ -212,9 +198,7 @@ omni_server_run(const omni_config_t *cfg, int listen_fd, int slot,
         goto failed;
     }
 
-    if (omni_http_attach(omni_proc.http, omni_routes, omni_nroutes, cfg)
-        != 0)
-    {
+    if (omni_http_attach(omni_proc.http, omni_routes, omni_nroutes, cfg) != 0) {
         omni_log(OMNI_LOG_ERROR, "cannot digest OMNI_GATEWAY_SECRET", NULL);
         goto failed;
     }
@@ -222,31 +206,30 @@ omni_server_run(const omni_config_t *cfg, int listen_fd, int slot,
     tv.tv_usec = (cfg->http_timeout_ms % 1000) * 1000;
     evhttp_set_timeout_tv(omni_proc.http, &tv);
 
-    omni_rollup_start(omni_server.base, omni_server.db,
-                      cfg->metrics_flush_ms);
+    omni_rollup_start(omni_server.base, omni_server.db, cfg->metrics_flush_ms);
 
-    if (omni_offload_start(omni_server.base, cfg->auth_threads,
-                           cfg->auth_queue_max) != 0
-        || omni_apikeys_start_sync(omni_server.base) != 0)
-    {
+    if (omni_offload_start(
+            omni_server.base, cfg->auth_threads, cfg->auth_queue_max)
+            != 0
+        || omni_apikeys_start_sync(omni_server.base) != 0) {
         omni_log(OMNI_LOG_ERROR, "cannot start the auth threads", NULL);
         goto failed;
     }
 
     evsignal_assign(&omni_proc.sigterm, omni_server.base, SIGTERM,
-                    omni_server_sigterm, NULL);
+        omni_server_sigterm, NULL);
     evsignal_add(&omni_proc.sigterm, NULL);
 
     tv.tv_sec = 1;
     tv.tv_usec = 0;
     event_assign(&omni_proc.gauges, omni_server.base, -1, EV_PERSIST,
-                 omni_server_publish, NULL);
+        omni_server_publish, NULL);
     event_add(&omni_proc.gauges, &tv);
 
     omni_proc.listen_fd = listen_fd;
     omni_proc.ready_fd = ready_fd;
-    evtimer_assign(&omni_proc.warmup, omni_server.base, omni_server_warmup,
-                   NULL);
+    evtimer_assign(
+        &omni_proc.warmup, omni_server.base, omni_server_warmup, NULL);
     omni_proc.slot = slot;
     omni_server_warmup(-1, 0, NULL);
 

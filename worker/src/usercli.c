@@ -11,23 +11,21 @@
 #include "usercli.h"
 
 
-static int
-omni_usercli_usage(void)
+static int omni_usercli_usage(void)
 {
     fprintf(stderr, "usage: omni-worker user create --email E "
-            "--password-file F --role admin|developer|user|viewer "
-            "[--username U]\n");
+                    "--password-file F --role admin|developer|user|viewer "
+                    "[--username U]\n");
     return 2;
 }
 
 
 /* The password is the file's first line, without its line ending. */
-static int
-omni_usercli_read_password(const char *path, char *buf, size_t size,
-    size_t *len)
+static int omni_usercli_read_password(
+    const char *path, char *buf, size_t size, size_t *len)
 {
-    FILE   *f = fopen(path, "r");
-    size_t  n;
+    FILE *f = fopen(path, "r");
+    size_t n;
 
     if (f == NULL) {
         fprintf(stderr, "omni-worker: --password-file %s: %m\n", path);
@@ -43,17 +41,16 @@ omni_usercli_read_password(const char *path, char *buf, size_t size,
 }
 
 
-int
-omni_usercli_main(const omni_config_t *cfg, int argc, char **argv)
+int omni_usercli_main(const omni_config_t *cfg, int argc, char **argv)
 {
-    const char  *email = NULL, *file = NULL, *role = NULL, *username = NULL;
-    const char  *why, *values[4];
-    char         password[OMNI_PASSWORD_MAX_BYTES + 2];
-    char         hash[OMNI_PASSWORD_HASH_MAX];
-    size_t       plen = 0;
-    int          i, rc = 1;
-    PGconn      *conn = NULL;
-    PGresult    *res = NULL;
+    const char *email = NULL, *file = NULL, *role = NULL, *username = NULL;
+    const char *why, *values[4];
+    char password[OMNI_PASSWORD_MAX_BYTES + 2];
+    char hash[OMNI_PASSWORD_HASH_MAX];
+    size_t plen = 0;
+    int i, rc = 1;
+    PGconn *conn = NULL;
+    PGresult *res = NULL;
 
     if (argc < 1 || strcmp(argv[0], "create") != 0) {
         return omni_usercli_usage();
@@ -75,30 +72,29 @@ omni_usercli_main(const omni_config_t *cfg, int argc, char **argv)
         return omni_usercli_usage();
     }
     if (strcmp(role, "admin") != 0 && strcmp(role, "developer") != 0
-        && strcmp(role, "user") != 0 && strcmp(role, "viewer") != 0)
-    {
-        fprintf(stderr, "omni-worker: --role %s: expected admin, developer, "
-                "user or viewer\n", role);
+        && strcmp(role, "user") != 0 && strcmp(role, "viewer") != 0) {
+        fprintf(stderr,
+            "omni-worker: --role %s: expected admin, developer, "
+            "user or viewer\n",
+            role);
         return 1;
     }
     if (cfg->database_url == NULL) {
         fprintf(stderr, "omni-worker: OMNI_DATABASE_URL is required but not "
-                "set\n");
+                        "set\n");
         return 1;
     }
     if (omni_usercli_read_password(file, password, sizeof(password), &plen)
-        != 0)
-    {
+        != 0) {
         return 1;
     }
     if (omni_password_strength(password, plen, &why) != 0) {
         fprintf(stderr, "omni-worker: password: %s\n", why);
         goto done;
     }
-    if (omni_password_hash(password, plen,
-                           (unsigned) cfg->password_iterations, hash,
-                           sizeof(hash)) != 0)
-    {
+    if (omni_password_hash(password, plen, (unsigned)cfg->password_iterations,
+            hash, sizeof(hash))
+        != 0) {
         fprintf(stderr, "omni-worker: cannot hash the password\n");
         goto done;
     }
@@ -106,7 +102,7 @@ omni_usercli_main(const omni_config_t *cfg, int argc, char **argv)
     conn = PQconnectdb(cfg->database_url);
     if (PQstatus(conn) != CONNECTION_OK) {
         fprintf(stderr, "omni-worker: cannot connect to Postgres: %s",
-                PQerrorMessage(conn));
+            PQerrorMessage(conn));
         goto done;
     }
     values[0] = email;
@@ -115,11 +111,11 @@ omni_usercli_main(const omni_config_t *cfg, int argc, char **argv)
     values[3] = role;
     res = PQexecParams(conn,
         "INSERT INTO auth_service.users (email, username, password_hash, role)"
-        " VALUES ($1, $2, $3, $4) RETURNING id", 4, NULL, values, NULL, NULL,
-        0);
+        " VALUES ($1, $2, $3, $4) RETURNING id",
+        4, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         fprintf(stderr, "omni-worker: cannot create %s: %s", email,
-                PQresultErrorMessage(res));
+            PQresultErrorMessage(res));
         goto done;
     }
     printf("%s\n", PQgetvalue(res, 0, 0));

@@ -21,8 +21,7 @@ static const char omni_users_lower_key_lua[] =
     "return redis.call('HSET', KEYS[1], 'role', ARGV[1]) end return 0";
 
 
-int
-omni_users_init(void)
+int omni_users_init(void)
 {
     omni_users_list_stmt = omni_db_statement("users_list",
         "SELECT " OMNI_USER_COLUMNS " FROM auth_service.users u"
@@ -41,39 +40,39 @@ omni_users_init(void)
         " WHERE u.id = $1::uuid");
 
     return omni_users_list_stmt < 0 || omni_users_update_stmt < 0
-           || omni_users_get_stmt < 0 ? -1 : 0;
+                   || omni_users_get_stmt < 0
+               ? -1
+               : 0;
 }
 
 
 /* the gateway requires the role; the worker checks it again */
-static int
-omni_users_admin(omni_req_t *r)
+static int omni_users_admin(omni_req_t *r)
 {
     const char *role = omni_req_header(r, "X-User-Role");
 
     if (role == NULL || strcmp(role, "admin") != 0) {
-        omni_respond_error(r, 403, "forbidden",
-                           "user administration needs the admin role");
+        omni_respond_error(
+            r, 403, "forbidden", "user administration needs the admin role");
         return 0;
     }
     return 1;
 }
 
 
-static void
-omni_users_item(omni_req_t *r, struct evbuffer *b, PGresult *res, int row)
+static void omni_users_item(
+    omni_req_t *r, struct evbuffer *b, PGresult *res, int row)
 {
     omni_auth_user_json(b, res, row);
 }
 
 
 /* GET /api/v1/users */
-void
-omni_users_list(omni_req_t *r)
+void omni_users_list(omni_req_t *r)
 {
-    const char       *values[2];
-    char              limit[16];
-    int               n;
+    const char *values[2];
+    char limit[16];
+    int n;
 
     n = omni_api_limit(r);
     if (n < 0) {
@@ -107,17 +106,17 @@ omni_users_list(omni_req_t *r)
 
 
 /* Adds one command per element of a Postgres array of key hashes. */
-static void
-omni_users_keys(omni_api_redis_t *b, const char *arr, const char *role)
+static void omni_users_keys(
+    omni_api_redis_t *b, const char *arr, const char *role)
 {
-    char         key[96], hash[80];
-    const char  *p = arr, *del[2] = { "DEL", key };
-    const char  *lower[6] = { "EVAL", omni_users_lower_key_lua, "1", key,
-                              role, NULL };
-    size_t       n;
+    char key[96], hash[80];
+    const char *p = arr, *del[2] = {"DEL", key};
+    const char *lower[6] = {
+        "EVAL", omni_users_lower_key_lua, "1", key, role, NULL};
+    size_t n;
 
     while (p && *p && *p != '}') {
-        p++;    /* '{' or ',' */
+        p++; /* '{' or ',' */
         n = strcspn(p, ",}");
         if (n == 0 || n >= sizeof(hash)) {
             return;
@@ -138,8 +137,7 @@ omni_users_keys(omni_api_redis_t *b, const char *arr, const char *role)
 /* Answers the refusals of auth_service.update_user; 0 when outcome is ok.
  * The actor's role is the one in the database at the time of the change,
  * never the one their token or key still carries. */
-static int
-omni_users_refused(omni_req_t *r, const char *outcome)
+static int omni_users_refused(omni_req_t *r, const char *outcome)
 {
     if (strcmp(outcome, "ok") == 0) {
         return 0;
@@ -148,34 +146,33 @@ omni_users_refused(omni_req_t *r, const char *outcome)
         omni_respond_error(r, 404, "not_found", "no such user");
     } else if (strcmp(outcome, "forbidden") == 0) {
         omni_respond_error(r, 403, "forbidden",
-                           "user administration needs an active admin; "
-                           "your account is no longer one");
+            "user administration needs an active admin; "
+            "your account is no longer one");
     } else if (strcmp(outcome, "above") == 0) {
-        omni_respond_error(r, 403, "insufficient_role",
-                           "role: above your own current role");
+        omni_respond_error(
+            r, 403, "insufficient_role", "role: above your own current role");
     } else if (strcmp(outcome, "self_role") == 0) {
         omni_respond_error(r, 422, "invalid_value",
-                           "role: an admin cannot change their own role");
+            "role: an admin cannot change their own role");
     } else {
         omni_respond_error(r, 422, "invalid_value",
-                           "is_active: an admin cannot deactivate their "
-                           "own account");
+            "is_active: an admin cannot deactivate their "
+            "own account");
     }
     return 1;
 }
 
 
 /* PATCH /api/v1/users/{id} {role?, is_active?} */
-void
-omni_users_update(omni_req_t *r)
+void omni_users_update(omni_req_t *r)
 {
-    const char         *id = omni_req_param(r, 0), *role = NULL;
-    const char         *values[4];
-    const omni_json_t  *v;
-    omni_api_redis_t   *b;
-    PGresult           *res;
-    struct evbuffer    *out;
-    int                 active = -1;
+    const char *id = omni_req_param(r, 0), *role = NULL;
+    const char *values[4];
+    const omni_json_t *v;
+    omni_api_redis_t *b;
+    PGresult *res;
+    struct evbuffer *out;
+    int active = -1;
 
     switch (r->state) {
 
@@ -185,8 +182,8 @@ omni_users_update(omni_req_t *r)
         }
         if (omni_auth_caller(r) == NULL) {
             omni_respond_error(r, 403, "forbidden",
-                               "user administration needs a registered "
-                               "admin");
+                "user administration needs a registered "
+                "admin");
             return;
         }
         if (!omni_auth_uuid(id)) {
@@ -197,19 +194,20 @@ omni_users_update(omni_req_t *r)
             return;
         }
         if (role && omni_auth_role_rank(role) == 0) {
-            omni_respond_error(r, 422, "invalid_value", "role: expected "
-                               "admin, developer, user or viewer");
+            omni_respond_error(r, 422, "invalid_value",
+                "role: expected "
+                "admin, developer, user or viewer");
             return;
         }
         v = omni_json_get(r->json, "is_active");
         if (v && v->type != OMNI_JSON_NULL && !omni_json_bool(v, &active)) {
-            omni_respond_error(r, 400, "invalid_field",
-                               "is_active: expected true or false");
+            omni_respond_error(
+                r, 400, "invalid_field", "is_active: expected true or false");
             return;
         }
         if (role == NULL && active < 0) {
             omni_respond_error(r, 422, "invalid_value",
-                               "role: expected role and/or is_active");
+                "role: expected role and/or is_active");
             return;
         }
         values[0] = omni_auth_caller(r);
@@ -233,9 +231,9 @@ omni_users_update(omni_req_t *r)
         if (b == NULL) {
             return;
         }
-        omni_auth_revoke_arrays(b, PQgetisnull(res, 0, 1)
-                                   ? NULL : PQgetvalue(res, 0, 1),
-                                PQgetvalue(res, 0, 2));
+        omni_auth_revoke_arrays(b,
+            PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1),
+            PQgetvalue(res, 0, 2));
         if (!PQgetisnull(res, 0, 3)) {
             omni_users_keys(b, PQgetvalue(res, 0, 3), NULL);
         }
@@ -250,14 +248,13 @@ omni_users_update(omni_req_t *r)
     case 2:
         if (r->redis_failed) {
             omni_respond_error(r, 503, "redis_unavailable",
-                               "the change is saved but the gateway may "
-                               "still accept the user's tokens or keys; "
-                               "repeat the request");
+                "the change is saved but the gateway may "
+                "still accept the user's tokens or keys; "
+                "repeat the request");
             return;
         }
         omni_log(OMNI_LOG_INFO, "user updated",
-                 "\"user_id\":\"%s\",\"by\":\"%s\"", id,
-                 omni_auth_caller(r));
+            "\"user_id\":\"%s\",\"by\":\"%s\"", id, omni_auth_caller(r));
         r->state = 3;
         omni_api_query(r, omni_users_get_stmt, 1, &id);
         return;
