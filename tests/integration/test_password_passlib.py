@@ -1,4 +1,4 @@
-"""worker/src/password.c against an independent implementation, Debian's
+"""worker/src/services/auth/password.c against an independent implementation, Debian's
 python3-passlib: a hash the worker writes verifies in passlib, and a hash
 passlib writes verifies in the worker (SPEC 6: passwords are stored in the
 passlib format). The C side is a small CLI compiled here from password.c

@@ -26,7 +26,7 @@
 #include <event2/event_struct.h>
 
 #include "io/outbound.h"
-#include "log.h"
+#include "io/log.h"
 
 #define OUT_MAX_HOSTS 64
 
