@@ -18,12 +18,11 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
-#include "services/auth/auth.h"
 #include "io/log.h"
-#include "core/master.h"
 #include "http/metrics.h"
-#include "core/routes.h"
+#include "core/master.h"
 #include "core/server.h"
+#include "core/services.h"
 
 
 #define OMNI_RESTART_BACKOFF_MIN_MS 100
@@ -491,7 +490,7 @@ static void omni_master_sighup(evutil_socket_t fd, short what, void *arg)
 
     cfg = malloc(sizeof(omni_config_t));
     if (cfg == NULL || omni_config_load(cfg, 1, err, sizeof(err)) != 0
-        || omni_auth_configure(cfg, err, sizeof(err)) != 0) {
+        || omni_services_configure(cfg, err, sizeof(err)) != 0) {
         omni_log(OMNI_LOG_ERROR, "reload refused: bad configuration",
             "\"error\":\"%s\"", cfg ? err : "out of memory");
         free(cfg);
@@ -531,8 +530,9 @@ static void omni_master_sighup(evutil_socket_t fd, short what, void *arg)
 
 int omni_master_run(omni_config_t *cfg)
 {
+    const omni_route_t *routes;
     char err[512];
-    int i;
+    int i, nroutes;
     int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP};
 
     omni_master.cfg = cfg;
@@ -541,15 +541,15 @@ int omni_master_run(omni_config_t *cfg)
         omni_master.procs[i].ready_fd = -1;
     }
 
-    if (omni_routes_init() != 0
-        || omni_metrics_init(omni_routes, omni_nroutes) != 0) {
-        omni_log(OMNI_LOG_ERROR,
-            "start-up failed: statement or metrics "
-            "table",
-            NULL);
+    if (omni_services_init() != 0) {
         return 1;
     }
-    if (omni_auth_configure(cfg, err, sizeof(err)) != 0) {
+    routes = omni_services_routes(&nroutes);
+    if (omni_metrics_init(routes, nroutes) != 0) {
+        omni_log(OMNI_LOG_ERROR, "start-up failed: metrics table", NULL);
+        return 1;
+    }
+    if (omni_services_configure(cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "omni-worker: %s\n", err);
         return OMNI_EXIT_CONFIG;
     }

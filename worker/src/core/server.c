@@ -11,18 +11,16 @@
 #include <event2/event_struct.h>
 #include <event2/http.h>
 
-#include "http/http.h"
+#include "io/clients.h"
 #include "io/log.h"
-#include "http/metrics.h"
 #include "io/offload.h"
-#include "services/dashboard/rollup.h"
-#include "core/routes.h"
+#include "http/http.h"
+#include "http/metrics.h"
 #include "core/server.h"
+#include "core/services.h"
 
 
 #define OMNI_DRAIN_QUIET_MS 200
-
-omni_server_t omni_server;
 
 static struct {
     struct evhttp *http;
@@ -45,15 +43,15 @@ static void omni_server_publish(evutil_socket_t fd, short what, void *arg)
     omni_db_stats_t st;
     omni_redis_stats_t rs;
 
-    omni_db_stats(omni_server.db, &st);
-    omni_redis_stats(omni_server.redis, &rs);
+    omni_db_stats(omni_clients.db, &st);
+    omni_redis_stats(omni_clients.redis, &rs);
     omni_metrics_gauges(&st, omni_http_inflight(), &rs);
 }
 
 
 static void omni_server_stop(void *arg)
 {
-    event_base_loopbreak(omni_server.base);
+    event_base_loopbreak(omni_clients.base);
 }
 
 
@@ -70,7 +68,7 @@ static void omni_server_quiet(evutil_socket_t fd, short what, void *arg)
         return;
     }
     omni_log(OMNI_LOG_INFO, "drained", NULL);
-    omni_rollup_final_flush(omni_server_stop, NULL);
+    omni_services_stop(omni_server_stop, NULL);
 }
 
 
@@ -86,13 +84,13 @@ static void omni_server_deadline(evutil_socket_t fd, short what, void *arg)
 {
     omni_log(OMNI_LOG_WARN, "drain deadline passed, exiting", "\"inflight\":%d",
         omni_http_inflight());
-    event_base_loopbreak(omni_server.base);
+    event_base_loopbreak(omni_clients.base);
 }
 
 
 static void omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
 {
-    int ms = omni_server.cfg->drain_timeout_ms;
+    int ms = omni_clients.cfg->drain_timeout_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
     if (omni_proc.draining) {
@@ -110,9 +108,10 @@ static void omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
     }
 
     evtimer_assign(
-        &omni_proc.deadline, omni_server.base, omni_server_deadline, NULL);
+        &omni_proc.deadline, omni_clients.base, omni_server_deadline, NULL);
     evtimer_add(&omni_proc.deadline, &tv);
-    evtimer_assign(&omni_proc.quiet, omni_server.base, omni_server_quiet, NULL);
+    evtimer_assign(
+        &omni_proc.quiet, omni_clients.base, omni_server_quiet, NULL);
     omni_http_drain(omni_server_drained, NULL);
 }
 
@@ -130,7 +129,7 @@ static void omni_server_warmup(evutil_socket_t fd, short what, void *arg)
     char one = 1;
     ssize_t n;
 
-    omni_db_stats(omni_server.db, &st);
+    omni_db_stats(omni_clients.db, &st);
     if (st.ready - st.busy <= 0 && !omni_proc.draining
         && ++omni_proc.warmup_ticks
                < OMNI_SERVER_WARMUP_MS / OMNI_WARMUP_TICK_MS) {
@@ -145,7 +144,7 @@ static void omni_server_warmup(evutil_socket_t fd, short what, void *arg)
         evhttp_accept_socket_with_handle(omni_proc.http, omni_proc.listen_fd);
     if (omni_proc.bound == NULL) {
         omni_log(OMNI_LOG_ERROR, "cannot accept on the listening socket", NULL);
-        event_base_loopbreak(omni_server.base);
+        event_base_loopbreak(omni_clients.base);
         return;
     }
     if (omni_proc.ready_fd >= 0) {
@@ -163,9 +162,10 @@ static void omni_server_warmup(evutil_socket_t fd, short what, void *arg)
 int omni_server_run(
     const omni_config_t *cfg, int listen_fd, int slot, int ready_fd)
 {
+    const omni_route_t *routes;
     char err[256];
     struct timeval tv;
-    int rc = 1;
+    int rc = 1, nroutes;
 
     /* the master decides when we stop; die with it if it is killed */
     signal(SIGINT, SIG_IGN);
@@ -174,31 +174,32 @@ int omni_server_run(
     prctl(PR_SET_PDEATHSIG, SIGTERM);
 
     srand((unsigned)getpid());
-    omni_server.cfg = cfg;
+    omni_clients.cfg = cfg;
     omni_metrics_attach(slot);
 
-    omni_server.base = event_base_new();
-    if (omni_server.base == NULL) {
+    omni_clients.base = event_base_new();
+    if (omni_clients.base == NULL) {
         omni_log(OMNI_LOG_ERROR, "cannot create event loop", NULL);
         return 1;
     }
 
-    omni_server.db = omni_db_create(omni_server.base, cfg->database_url,
+    omni_clients.db = omni_db_create(omni_clients.base, cfg->database_url,
         cfg->pg_pool_size, cfg->pg_queue_max, cfg->pg_query_timeout_ms);
-    omni_server.redis = omni_redis_create(omni_server.base, cfg->redis_addr,
+    omni_clients.redis = omni_redis_create(omni_clients.base, cfg->redis_addr,
         cfg->redis_password, cfg->redis_timeout_ms, cfg->redis_pending_max, err,
         sizeof(err));
-    if (omni_server.redis == NULL) {
+    if (omni_clients.redis == NULL) {
         omni_log(OMNI_LOG_ERROR, "bad Redis setting", "\"error\":\"%s\"", err);
         return OMNI_EXIT_CONFIG;
     }
-    omni_proc.http = evhttp_new(omni_server.base);
-    if (omni_server.db == NULL || omni_proc.http == NULL) {
+    omni_proc.http = evhttp_new(omni_clients.base);
+    if (omni_clients.db == NULL || omni_proc.http == NULL) {
         omni_log(OMNI_LOG_ERROR, "out of memory at start-up", NULL);
         goto failed;
     }
 
-    if (omni_http_attach(omni_proc.http, omni_routes, omni_nroutes, cfg) != 0) {
+    routes = omni_services_routes(&nroutes);
+    if (omni_http_attach(omni_proc.http, routes, nroutes, cfg) != 0) {
         omni_log(OMNI_LOG_ERROR, "cannot digest OMNI_GATEWAY_SECRET", NULL);
         goto failed;
     }
@@ -206,34 +207,34 @@ int omni_server_run(
     tv.tv_usec = (cfg->http_timeout_ms % 1000) * 1000;
     evhttp_set_timeout_tv(omni_proc.http, &tv);
 
-    omni_rollup_start(omni_server.base, omni_server.db, cfg->metrics_flush_ms);
-
     if (omni_offload_start(
-            omni_server.base, cfg->auth_threads, cfg->auth_queue_max)
-            != 0
-        || omni_apikeys_start_sync(omni_server.base) != 0) {
+            omni_clients.base, cfg->auth_threads, cfg->auth_queue_max)
+        != 0) {
         omni_log(OMNI_LOG_ERROR, "cannot start the auth threads", NULL);
         goto failed;
     }
+    if (omni_services_start() != 0) {
+        goto failed;
+    }
 
-    evsignal_assign(&omni_proc.sigterm, omni_server.base, SIGTERM,
+    evsignal_assign(&omni_proc.sigterm, omni_clients.base, SIGTERM,
         omni_server_sigterm, NULL);
     evsignal_add(&omni_proc.sigterm, NULL);
 
     tv.tv_sec = 1;
     tv.tv_usec = 0;
-    event_assign(&omni_proc.gauges, omni_server.base, -1, EV_PERSIST,
+    event_assign(&omni_proc.gauges, omni_clients.base, -1, EV_PERSIST,
         omni_server_publish, NULL);
     event_add(&omni_proc.gauges, &tv);
 
     omni_proc.listen_fd = listen_fd;
     omni_proc.ready_fd = ready_fd;
     evtimer_assign(
-        &omni_proc.warmup, omni_server.base, omni_server_warmup, NULL);
+        &omni_proc.warmup, omni_clients.base, omni_server_warmup, NULL);
     omni_proc.slot = slot;
     omni_server_warmup(-1, 0, NULL);
 
-    event_base_dispatch(omni_server.base);
+    event_base_dispatch(omni_clients.base);
     rc = 0;
 
 failed:
@@ -241,16 +242,16 @@ failed:
     omni_offload_stop();
 
     /* Postgres first: its callbacks still answer through evhttp */
-    if (omni_server.db) {
-        omni_db_free(omni_server.db);
+    if (omni_clients.db) {
+        omni_db_free(omni_clients.db);
     }
-    if (omni_server.redis) {
-        omni_redis_free(omni_server.redis);
+    if (omni_clients.redis) {
+        omni_redis_free(omni_clients.redis);
     }
     if (omni_proc.http) {
         evhttp_free(omni_proc.http);
     }
-    event_base_free(omni_server.base);
+    event_base_free(omni_clients.base);
     omni_log(OMNI_LOG_INFO, "worker exit", "\"code\":%d", rc);
     return rc;
 }

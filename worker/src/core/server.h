@@ -3,20 +3,6 @@
 #define OMNI_SERVER_H
 
 #include "io/config.h"
-#include "io/db.h"
-#include "io/redis.h"
-
-struct event_base;
-
-typedef struct {
-    const omni_config_t *cfg;
-    struct event_base *base;
-    omni_db_t *db;
-    omni_redis_t *redis;
-} omni_server_t;
-
-/* This process's loop and clients, for handlers. */
-extern omni_server_t omni_server;
 
 /* Exit code a worker uses for a configuration it cannot run with: the
  * master stops instead of restarting it (sysexits EX_CONFIG). */

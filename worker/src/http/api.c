@@ -7,10 +7,10 @@
 #include <event2/event_struct.h>
 #include <hiredis/hiredis.h>
 
-#include "http/api.h"
+#include "lib/uuid.h"
+#include "io/clients.h"
 #include "io/log.h"
-#include "core/routes.h"
-#include "core/server.h"
+#include "http/api.h"
 
 
 static void omni_api_db_done(void *arg, omni_db_status_t status, PGresult *res)
@@ -19,7 +19,7 @@ static void omni_api_db_done(void *arg, omni_db_status_t status, PGresult *res)
 
     r->db_status = status;
     r->db_res = res;
-    omni_routes[r->route].handler(r);
+    omni_http_resume(r);
 }
 
 
@@ -29,7 +29,7 @@ int omni_api_query(
     omni_db_status_t st;
 
     st = omni_db_query(
-        omni_server.db, stmt, nparams, values, omni_api_db_done, r);
+        omni_clients.db, stmt, nparams, values, omni_api_db_done, r);
     if (st != OMNI_DB_OK) {
         r->db_status = st;
         r->db_res = NULL;
@@ -59,7 +59,7 @@ static void omni_api_redis_finish(omni_api_redis_t *b, int failed)
         free(b);
     }
     r->redis_failed = failed;
-    omni_routes[r->route].handler(r);
+    omni_http_resume(r);
 }
 
 
@@ -101,7 +101,7 @@ omni_api_redis_t *omni_api_redis_begin(omni_req_t *r)
         return NULL;
     }
     b->r = r;
-    evtimer_assign(&b->timer, omni_server.base, omni_api_redis_deadline, b);
+    evtimer_assign(&b->timer, omni_clients.base, omni_api_redis_deadline, b);
     return b;
 }
 
@@ -109,7 +109,7 @@ omni_api_redis_t *omni_api_redis_begin(omni_req_t *r)
 void omni_api_redis_cmd(omni_api_redis_t *b, int argc, const char **argv)
 {
     if (omni_redis_command_argv(
-            omni_server.redis, omni_api_redis_reply, b, argc, argv, NULL)
+            omni_clients.redis, omni_api_redis_reply, b, argc, argv, NULL)
         != 0) {
         b->failed++;
         return;
@@ -215,4 +215,39 @@ void omni_api_list(
     evbuffer_add(b, "}\n", 2);
     omni_api_json(r, 200, b);
     evbuffer_free(b);
+}
+
+
+int omni_api_cursor(omni_req_t *r, const char **out)
+{
+    *out = omni_req_arg(r, "cursor");
+    if (*out && !omni_uuid_valid(*out)) {
+        omni_respond_error(r, 400, "invalid_parameter",
+            "cursor: not a cursor from next_cursor");
+        return -1;
+    }
+    return 0;
+}
+
+
+int omni_api_field_string(
+    omni_req_t *r, const char *name, int required, const char **out)
+{
+    const omni_json_t *v = omni_json_get(r->json, name);
+
+    if (v == NULL || (!required && v->type == OMNI_JSON_NULL)) {
+        if (required) {
+            omni_respond_error(r, 400, "missing_field", "%s: required", name);
+            return -1;
+        }
+        *out = NULL;
+        return 0;
+    }
+    if (v->type != OMNI_JSON_STRING) {
+        omni_respond_error(
+            r, 400, "invalid_field", "%s: expected a string", name);
+        return -1;
+    }
+    *out = v->u.str.ptr;
+    return 0;
 }

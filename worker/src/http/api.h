@@ -49,6 +49,17 @@ typedef void (*omni_api_row_pt)(
 void omni_api_list(
     omni_req_t *r, int limit, int cursor_col, omni_api_row_pt row);
 
+/* The `cursor` argument of a list keyed by UUID: 0 and *out set (NULL
+ * when absent); otherwise it has answered 400 invalid_parameter and
+ * returns -1. */
+int omni_api_cursor(omni_req_t *r, const char **out);
+
+/* A string field of the JSON body: 0 and *out set (NULL when absent and
+ * optional); otherwise it has answered 400 missing_field / invalid_field
+ * naming the field and returns -1. */
+int omni_api_field_string(
+    omni_req_t *r, const char *name, int required, const char **out);
+
 /* Parses a list's `limit` argument (default 50, 1..500). Returns the limit,
  * or -1 after answering 400 naming the parameter. */
 int omni_api_limit(omni_req_t *r);

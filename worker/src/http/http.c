@@ -19,10 +19,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "http/http.h"
 #include "io/log.h"
+#include "http/http.h"
 #include "http/metrics.h"
-#include "services/dashboard/rollup.h"
 
 
 #define OMNI_HTTP_SECRET_HEADER "X-Omni-Gateway-Secret"
@@ -43,6 +42,8 @@ static struct {
     void (*drained)(void *);
     void *drained_arg;
     uint64_t rng[2];
+    omni_observer_pt observers[OMNI_HTTP_MAX_OBSERVERS];
+    int nobservers;
 
     /* who is believed: the peer of a unix socket by its uid, and with a
      * secret configured, only requests carrying it */
@@ -326,9 +327,12 @@ static void omni_http_finish(omni_req_t *r, int status)
 {
     char path[256];
     uint64_t us = (omni_http_now_ns() - r->start_ns) / 1000;
+    int i;
 
     omni_metrics_request(r->route, status, us);
-    omni_rollup_request(r->route, status, us);
+    for (i = 0; i < omni_http.nobservers; i++) {
+        omni_http.observers[i](r->route, status, us);
+    }
 
     omni_log(OMNI_LOG_INFO, "request",
         "\"request_id\":\"%s\",\"method\":\"%s\",\"path\":\"%s\","
@@ -591,4 +595,20 @@ void omni_http_drain(void (*cb)(void *arg), void *arg)
     }
     omni_http.drained = cb;
     omni_http.drained_arg = arg;
+}
+
+
+int omni_http_observe(omni_observer_pt fn)
+{
+    if (omni_http.nobservers == OMNI_HTTP_MAX_OBSERVERS) {
+        return -1;
+    }
+    omni_http.observers[omni_http.nobservers++] = fn;
+    return 0;
+}
+
+
+void omni_http_resume(omni_req_t *r)
+{
+    omni_http.routes[r->route].handler(r);
 }

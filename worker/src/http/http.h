@@ -4,9 +4,11 @@
 
 #include <stdint.h>
 #include "lib/arena.h"
-#include "io/config.h"
 #include "lib/json.h"
 #include "lib/router.h"
+#include "io/config.h"
+#include "http/identity.h"
+#include "http/service.h"
 
 struct evhttp;
 struct evhttp_request;
@@ -15,7 +17,7 @@ struct evbuffer;
 struct omni_req {
     struct evhttp_request *ev;
     omni_arena_t arena; /* freed when the response is sent */
-    int route;          /* index into omni_routes, or -1 */
+    int route;          /* index into the route table, or -1 */
     const char *method;
     const char *path;                          /* raw, without the query */
     const char *query;                         /* raw, or NULL */
@@ -30,6 +32,8 @@ struct omni_req {
     struct pg_result *db_res; /* query, valid during re-entry */
     int redis_failed;         /* commands of the last batch that
                                  failed or timed out */
+    omni_identity_t identity; /* omni_req_identity(), once read */
+    int identity_read;
 };
 
 /* Serves every request of `http` with the route table, believing only the
@@ -40,6 +44,15 @@ struct omni_req {
  * answer it 401. Returns 0, or -1 when the secret cannot be digested. */
 int omni_http_attach(struct evhttp *http, const omni_route_t *routes,
     int nroutes, const omni_config_t *cfg);
+
+/* Calls the request's route handler again: how a handler is re-entered
+ * when the I/O it waits for completes. */
+void omni_http_resume(omni_req_t *r);
+
+/* Adds fn to the observers told of every answered request (service.h),
+ * in this process. 0, or -1 when OMNI_HTTP_MAX_OBSERVERS are registered. */
+#define OMNI_HTTP_MAX_OBSERVERS 4
+int omni_http_observe(omni_observer_pt fn);
 
 /* Route parameter by position in the pattern. */
 #define omni_req_param(r, i) ((r)->params[i])

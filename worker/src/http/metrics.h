@@ -3,9 +3,9 @@
 #define OMNI_METRICS_H
 
 #include <stdint.h>
+#include "lib/router.h"
 #include "io/db.h"
 #include "io/redis.h"
-#include "lib/router.h"
 
 struct evbuffer;
 

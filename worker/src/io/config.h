@@ -2,6 +2,8 @@
 #ifndef OMNI_CONFIG_H
 #define OMNI_CONFIG_H
 
+#include <stddef.h>
+
 typedef struct {
     char *listen;       /* OMNI_LISTEN: unix:/path | host:port */
     char *listen_group; /* OMNI_LISTEN_GROUP: unix socket's group */

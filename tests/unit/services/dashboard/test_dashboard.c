@@ -20,7 +20,7 @@ static omni_json_t *parse(const char *text)
     return omni_json_parse(&arena, text, strlen(text), NULL, err, sizeof(err));
 }
 
-/* omni_config_check on text; the field it names, or "" when valid. */
+/* omni_settings_check on text; the field it names, or "" when valid. */
 static const char *check(const char *key, const char *text)
 {
     static char field[128];
@@ -29,7 +29,8 @@ static const char *check(const char *key, const char *text)
 
     if (v == NULL)
         return "(unparsable test input)";
-    if (omni_config_check(key, v, field, sizeof(field), msg, sizeof(msg)) == 0)
+    if (omni_settings_check(key, v, field, sizeof(field), msg, sizeof(msg))
+        == 0)
         return "";
     /* the message names the field too */
     if (strstr(msg, field) != msg)
@@ -189,8 +190,8 @@ static void test_a_renamed_member_is_named_with_its_replacement(void)
     char field[128], msg[256];
 
     CHECK_EQ_INT(
-        omni_config_check("refresh_interval", parse("{\"seconds\": 30}"), field,
-            sizeof(field), msg, sizeof(msg)),
+        omni_settings_check("refresh_interval", parse("{\"seconds\": 30}"),
+            field, sizeof(field), msg, sizeof(msg)),
         -1);
     CHECK_STR_EQ(msg, "refresh_interval.seconds: no longer read: use stats, "
                       "charts and activity");

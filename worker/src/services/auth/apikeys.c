@@ -11,12 +11,12 @@
 #include <event2/event_struct.h>
 #include <hiredis/hiredis.h>
 
+#include "lib/encode.h"
+#include "lib/uuid.h"
+#include "io/clients.h"
+#include "io/log.h"
 #include "services/auth/auth.h"
 #include "services/auth/auth_input.h"
-#include "lib/encode.h"
-#include "io/log.h"
-#include "core/routes.h"
-#include "core/server.h"
 
 
 #define OMNI_APIKEY_PREFIX "omk_"
@@ -169,8 +169,8 @@ static void omni_apikey_json(struct evbuffer *b, PGresult *res, int row)
 void omni_apikeys_create(omni_req_t *r)
 {
     omni_apikey_ctx_t *c = r->data;
-    const char *user = omni_auth_caller(r), *name, *role, *exp;
-    const char *caller_role = omni_req_header(r, "X-User-Role");
+    const char *user = omni_req_identity(r)->user_id, *name, *role, *exp;
+    const omni_identity_t *caller = omni_req_identity(r);
     const char *values[7];
     char expires[24], key[96];
     int64_t t;
@@ -186,9 +186,9 @@ void omni_apikeys_create(omni_req_t *r)
                 r, 403, "forbidden", "API keys belong to registered users");
             return;
         }
-        if (omni_auth_field_string(r, "name", 1, &name) != 0
-            || omni_auth_field_string(r, "role", 0, &role) != 0
-            || omni_auth_field_string(r, "expires_at", 0, &exp) != 0) {
+        if (omni_api_field_string(r, "name", 1, &name) != 0
+            || omni_api_field_string(r, "role", 0, &role) != 0
+            || omni_api_field_string(r, "expires_at", 0, &exp) != 0) {
             return;
         }
         if (*name == '\0' || omni_auth_chars(name) > 100) {
@@ -196,7 +196,7 @@ void omni_apikeys_create(omni_req_t *r)
                 r, 422, "invalid_value", "name: expected 1 to 100 characters");
             return;
         }
-        if (role && omni_auth_role_rank(role) == 0) {
+        if (role && omni_role_rank(role) == 0) {
             omni_respond_error(r, 422, "invalid_value",
                 "role: expected "
                 "admin, developer, user or viewer");
@@ -204,9 +204,8 @@ void omni_apikeys_create(omni_req_t *r)
         }
         /* the presented token or key's role bounds the key first; the
          * creator's current role is checked in SQL */
-        if (omni_auth_role_rank(caller_role) == 0
-            || omni_auth_role_rank(role ? role : caller_role)
-                   > omni_auth_role_rank(caller_role)) {
+        if (caller->rank == 0
+            || omni_role_rank(role ? role : caller->role) > caller->rank) {
             omni_respond_error(r, 403, "insufficient_role",
                 "role: a key cannot have more rights than "
                 "its creator");
@@ -244,7 +243,7 @@ void omni_apikeys_create(omni_req_t *r)
         values[3] = c->hash;
         values[4] = role;
         values[5] = t ? expires : NULL;
-        values[6] = caller_role;
+        values[6] = caller->role;
         r->state = 1;
         omni_api_query(r, omni_apikey_create_stmt, 7, values);
         return;
@@ -288,7 +287,7 @@ void omni_apikeys_create(omni_req_t *r)
         t = PQgetisnull(res, 0, 5) ? 0 : 1;
         snprintf(expires, sizeof(expires), "%s", "0");
         if (t) {
-            omni_auth_field_string(r, "expires_at", 0, &exp);
+            omni_api_field_string(r, "expires_at", 0, &exp);
             omni_auth_rfc3339(exp, &t);
             snprintf(expires, sizeof(expires), "%lld", (long long)t);
         }
@@ -382,7 +381,7 @@ static void omni_apikey_item(
 /* GET /api/v1/api-keys: the caller's live keys, newest first */
 void omni_apikeys_list(omni_req_t *r)
 {
-    const char *user = omni_auth_caller(r), *values[3];
+    const char *user = omni_req_identity(r)->user_id, *values[3];
     char limit[16];
     int n;
 
@@ -399,7 +398,7 @@ void omni_apikeys_list(omni_req_t *r)
                 r, 403, "forbidden", "API keys belong to registered users");
             return;
         }
-        if (omni_auth_cursor(r, &values[1]) != 0) {
+        if (omni_api_cursor(r, &values[1]) != 0) {
             return;
         }
         snprintf(limit, sizeof(limit), "%d", n + 1);
@@ -424,7 +423,8 @@ void omni_apikeys_list(omni_req_t *r)
  * from Redis; a retry after a Redis failure clears the mirror again. */
 void omni_apikeys_delete(omni_req_t *r)
 {
-    const char *user = omni_auth_caller(r), *id = omni_req_param(r, 0);
+    const char *user = omni_req_identity(r)->user_id,
+               *id = omni_req_param(r, 0);
     const char *values[2], *argv[2];
     char key[96];
     omni_api_redis_t *b;
@@ -432,7 +432,7 @@ void omni_apikeys_delete(omni_req_t *r)
     switch (r->state) {
 
     case 0:
-        if (user == NULL || !omni_auth_uuid(id)) {
+        if (user == NULL || !omni_uuid_valid(id)) {
             omni_respond_error(r, 404, "not_found", "no such API key");
             return;
         }
@@ -589,7 +589,7 @@ static void omni_sync_reply(redisAsyncContext *ctx, void *reply, void *arg)
 static int omni_sync_redis(int argc, const char **argv)
 {
     if (omni_redis_command_argv(
-            omni_server.redis, omni_sync_reply, NULL, argc, argv, NULL)
+            omni_clients.redis, omni_sync_reply, NULL, argc, argv, NULL)
         != 0) {
         return -1;
     }
@@ -610,7 +610,7 @@ static void omni_sync_db_done(void *arg, omni_db_status_t status, PGresult *res)
 
 static void omni_sync_query(int stmt, int n, const char **values)
 {
-    if (omni_db_query(omni_server.db, stmt, n, values, omni_sync_db_done, NULL)
+    if (omni_db_query(omni_clients.db, stmt, n, values, omni_sync_db_done, NULL)
         != OMNI_DB_OK) {
         omni_sync_abort("database unavailable");
     }
@@ -790,8 +790,8 @@ static void omni_sync_tick(evutil_socket_t fd, short what, void *arg)
     const char *argv[2] = {"EXISTS", "omni:apikey:synced"};
 
     if (omni_sync.state != OMNI_SYNC_IDLE || omni_sync.pending > 0
-        || !omni_redis_connected(omni_server.redis)
-        || !omni_db_available(omni_server.db)) {
+        || !omni_redis_connected(omni_clients.redis)
+        || !omni_db_available(omni_clients.db)) {
         return;
     }
     omni_sync.state = OMNI_SYNC_CHECK;

@@ -9,14 +9,13 @@
 
 #include <event2/buffer.h>
 
-#include "services/auth/auth.h"
-#include "services/auth/auth_input.h"
 #include "lib/encode.h"
+#include "io/clients.h"
 #include "io/log.h"
 #include "io/offload.h"
+#include "services/auth/auth.h"
+#include "services/auth/auth_input.h"
 #include "services/auth/password.h"
-#include "core/routes.h"
-#include "core/server.h"
 
 
 #define OMNI_REFRESH_PREFIX "omr_"
@@ -114,86 +113,7 @@ const omni_signer_t *omni_auth_signer(void)
 }
 
 
-/* --- shared helpers ----------------------------------------------------- */
-
-int omni_auth_uuid(const char *s)
-{
-    int i;
-
-    if (s == NULL || strlen(s) != 36) {
-        return 0;
-    }
-    for (i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-') {
-                return 0;
-            }
-        } else if (!((s[i] >= '0' && s[i] <= '9')
-                       || (s[i] >= 'a' && s[i] <= 'f')
-                       || (s[i] >= 'A' && s[i] <= 'F'))) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-
-int omni_auth_role_rank(const char *role)
-{
-    static const char *roles[] = {"viewer", "user", "developer", "admin"};
-    int i;
-
-    for (i = 0; role && i < 4; i++) {
-        if (strcmp(role, roles[i]) == 0) {
-            return i + 1;
-        }
-    }
-    return 0;
-}
-
-
-const char *omni_auth_caller(omni_req_t *r)
-{
-    const char *id = omni_req_header(r, "X-User-Id");
-
-    return omni_auth_uuid(id) ? id : NULL;
-}
-
-
-int omni_auth_cursor(omni_req_t *r, const char **out)
-{
-    *out = omni_req_arg(r, "cursor");
-    if (*out && !omni_auth_uuid(*out)) {
-        omni_respond_error(r, 400, "invalid_parameter",
-            "cursor: not a cursor from next_cursor");
-        return -1;
-    }
-    return 0;
-}
-
-
-int omni_auth_field_string(
-    omni_req_t *r, const char *name, int required, const char **out)
-{
-    const omni_json_t *v = omni_json_get(r->json, name);
-
-    if (v == NULL || (!required && v->type == OMNI_JSON_NULL)) {
-        if (required) {
-            omni_respond_error(r, 400, "missing_field", "%s: required", name);
-            return -1;
-        }
-        *out = NULL;
-        return 0;
-    }
-    if (v->type != OMNI_JSON_STRING) {
-        omni_respond_error(
-            r, 400, "invalid_field", "%s: expected a string", name);
-        return -1;
-    }
-    *out = v->u.str.ptr;
-    return 0;
-}
-
+/* --- shared by the auth handlers ---------------------------------------- */
 
 void omni_auth_user_json(struct evbuffer *b, PGresult *res, int row)
 {
@@ -306,7 +226,7 @@ static void omni_auth_job_done(void *arg)
         j->failed = j->token == NULL;
         free(t);
     }
-    omni_routes[j->r->route].handler(j->r);
+    omni_http_resume(j->r);
 }
 
 
@@ -522,9 +442,9 @@ void omni_auth_register(omni_req_t *r)
     switch (r->state) {
 
     case 0:
-        if (omni_auth_field_string(r, "email", 1, &email) != 0
-            || omni_auth_field_string(r, "password", 1, &password) != 0
-            || omni_auth_field_string(r, "username", 0, &username) != 0) {
+        if (omni_api_field_string(r, "email", 1, &email) != 0
+            || omni_api_field_string(r, "password", 1, &password) != 0
+            || omni_api_field_string(r, "username", 0, &username) != 0) {
             return;
         }
         if ((why = omni_auth_email_problem(email)) != NULL) {
@@ -552,8 +472,8 @@ void omni_auth_register(omni_req_t *r)
                 "cannot hash the password (request id %s)", r->request_id);
             return;
         }
-        omni_auth_field_string(r, "email", 1, &values[0]);
-        omni_auth_field_string(r, "username", 0, &values[1]);
+        omni_api_field_string(r, "email", 1, &values[0]);
+        omni_api_field_string(r, "username", 0, &values[1]);
         values[2] = c->job.hash;
         r->state = 2;
         omni_api_query(r, omni_register_stmt, 3, values);
@@ -596,8 +516,8 @@ void omni_auth_login(omni_req_t *r)
     switch (r->state) {
 
     case 0:
-        if (omni_auth_field_string(r, "email", 0, &email) != 0
-            || omni_auth_field_string(r, "username", 0, &username) != 0) {
+        if (omni_api_field_string(r, "email", 0, &email) != 0
+            || omni_api_field_string(r, "username", 0, &username) != 0) {
             return;
         }
         if (email == NULL && username == NULL) {
@@ -605,7 +525,7 @@ void omni_auth_login(omni_req_t *r)
                 r, 400, "missing_field", "email: required (or username)");
             return;
         }
-        if (omni_auth_field_string(r, "password", 1, &password) != 0) {
+        if (omni_api_field_string(r, "password", 1, &password) != 0) {
             return;
         }
         r->state = 1;
@@ -619,7 +539,7 @@ void omni_auth_login(omni_req_t *r)
             omni_api_db_failed(r);
             return;
         }
-        omni_auth_field_string(r, "password", 1, &c->job.password);
+        omni_api_field_string(r, "password", 1, &c->job.password);
         c->job.plen = omni_json_get(r->json, "password")->u.str.len;
         if (PQntuples(r->db_res) == 1) {
             omni_auth_ctx_user(c, r->db_res, 0);
@@ -708,7 +628,7 @@ void omni_auth_refresh(omni_req_t *r)
     switch (r->state) {
 
     case 0:
-        if (omni_auth_field_string(r, "refresh_token", 1, &token) != 0) {
+        if (omni_api_field_string(r, "refresh_token", 1, &token) != 0) {
             return;
         }
         if (!omni_auth_token_format(token, OMNI_REFRESH_PREFIX)) {
@@ -816,8 +736,8 @@ void omni_auth_refresh(omni_req_t *r)
  * would answer 204 and let the token work again later. */
 void omni_auth_logout(omni_req_t *r)
 {
-    const char *jti = omni_req_header(r, "X-Token-Id");
-    const char *exp = omni_req_header(r, "X-Token-Expires");
+    const char *jti = omni_req_identity(r)->jti;
+    const char *exp = omni_req_identity(r)->exp;
     const char *values[3];
     char until[24];
     omni_api_redis_t *b;
@@ -844,7 +764,7 @@ void omni_auth_logout(omni_req_t *r)
     case 0:
         snprintf(until, sizeof(until), "%lld", (long long)e);
         values[0] = jti;
-        values[1] = omni_auth_caller(r);
+        values[1] = omni_req_identity(r)->user_id;
         values[2] = until;
         r->state = 1;
         omni_api_query(r, omni_logout_stmt, 3, values);
@@ -884,7 +804,7 @@ void omni_auth_logout(omni_req_t *r)
 
 void omni_auth_me(omni_req_t *r)
 {
-    const char *user = omni_auth_caller(r);
+    const char *user = omni_req_identity(r)->user_id;
     struct evbuffer *b;
 
     switch (r->state) {
@@ -930,3 +850,49 @@ void omni_auth_jwks(omni_req_t *r)
     omni_api_json(r, 200, b);
     evbuffer_free(b);
 }
+
+
+/* --- the service ------------------------------------------------------- */
+
+static const omni_route_t omni_auth_routes[] = {
+    {"POST", "/auth/register", omni_auth_register, OMNI_ROUTE_JSON_OBJECT},
+    {"POST", "/auth/login", omni_auth_login, OMNI_ROUTE_JSON_OBJECT},
+    {"POST", "/auth/refresh", omni_auth_refresh, OMNI_ROUTE_JSON_OBJECT},
+    {"POST", "/auth/logout", omni_auth_logout, OMNI_ROUTE_IDENTITY},
+    {"GET", "/auth/me", omni_auth_me, OMNI_ROUTE_IDENTITY},
+    {"GET", "/.well-known/jwks.json", omni_auth_jwks, 0},
+    {"POST", "/api/v1/api-keys", omni_apikeys_create,
+        OMNI_ROUTE_IDENTITY | OMNI_ROUTE_JSON_OBJECT},
+    {"GET", "/api/v1/api-keys", omni_apikeys_list, OMNI_ROUTE_IDENTITY},
+    {"DELETE", "/api/v1/api-keys/{id}", omni_apikeys_delete,
+        OMNI_ROUTE_IDENTITY},
+    {"GET", "/api/v1/users", omni_users_list, OMNI_ROUTE_IDENTITY},
+    {"PATCH", "/api/v1/users/{id}", omni_users_update,
+        OMNI_ROUTE_IDENTITY | OMNI_ROUTE_JSON_OBJECT},
+};
+
+
+static int omni_auth_service_init(void)
+{
+    return omni_auth_init() != 0 || omni_apikeys_init() != 0
+                   || omni_users_init() != 0
+               ? -1
+               : 0;
+}
+
+
+static int omni_auth_start(void)
+{
+    return omni_apikeys_start_sync(omni_clients.base);
+}
+
+
+const omni_service_t omni_auth_service = {
+    "auth",
+    omni_auth_routes,
+    sizeof(omni_auth_routes) / sizeof(omni_auth_routes[0]),
+    omni_auth_service_init,
+    omni_auth_configure,
+    omni_auth_start,
+    NULL,
+};

@@ -1,13 +1,17 @@
-/* auth.h: what the auth handlers (auth.c, apikeys.c, users.c) share. */
+/* auth.h: the auth service (its table, for core/services.c) and what its
+ * handlers (auth.c, apikeys.c, users.c) share. */
 #ifndef OMNI_AUTH_H
 #define OMNI_AUTH_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http/api.h"
 #include "io/config.h"
+#include "http/api.h"
+#include "http/service.h"
 #include "services/auth/signer.h"
+
+extern const omni_service_t omni_auth_service;
 
 /* Loads the signing key and the auth settings of cfg and, when
  * OMNI_JWKS_FILE is set, writes the JWKS there (atomically). Called by the
@@ -15,32 +19,32 @@
  * and err names the bad setting. */
 int omni_auth_configure(const omni_config_t *cfg, char *err, size_t errlen);
 
-/* Registers the auth statements; before the pools are created. */
+/* Register the statements of each part; before the pools are created. 0,
+ * or -1 when the statement table is full. */
 int omni_auth_init(void);
+int omni_apikeys_init(void);
+int omni_users_init(void);
+
+/* Starts this process's periodic re-sync of the API-key mirror in Redis.
+ * 0, or -1 when the timer cannot be armed. */
+struct event_base;
+int omni_apikeys_start_sync(struct event_base *base);
+
+/* handlers (the routes in auth.c) */
+void omni_auth_register(omni_req_t *r);
+void omni_auth_login(omni_req_t *r);
+void omni_auth_refresh(omni_req_t *r);
+void omni_auth_logout(omni_req_t *r);
+void omni_auth_me(omni_req_t *r);
+void omni_auth_jwks(omni_req_t *r);
+void omni_apikeys_create(omni_req_t *r);
+void omni_apikeys_list(omni_req_t *r);
+void omni_apikeys_delete(omni_req_t *r);
+void omni_users_list(omni_req_t *r);
+void omni_users_update(omni_req_t *r);
 
 /* The signing key in use (loaded by the master, inherited by workers). */
 const omni_signer_t *omni_auth_signer(void);
-
-/* 1 when s is a UUID in its canonical text form (any hex case). */
-int omni_auth_uuid(const char *s);
-
-/* Rank of a role: viewer 1, user 2, developer 3, admin 4, else 0. */
-int omni_auth_role_rank(const char *role);
-
-/* The caller's identity from the gateway's headers: the user id when it is
- * a UUID (a registered user), else NULL. */
-const char *omni_auth_caller(omni_req_t *r);
-
-/* The `cursor` argument of a list keyed by UUID: 0 and *out set (NULL
- * when absent); otherwise it has answered 400 invalid_parameter and
- * returns -1. */
-int omni_auth_cursor(omni_req_t *r, const char **out);
-
-/* A body field: 0 and *out set (NULL when absent and optional); otherwise
- * it has answered 400 missing_field / invalid_field naming the field and
- * returns -1. */
-int omni_auth_field_string(
-    omni_req_t *r, const char *name, int required, const char **out);
 
 /* The user columns every user answer renders, in this order, and how. */
 #define OMNI_USER_COLUMNS                                                      \

@@ -6,10 +6,10 @@
 
 #include <event2/buffer.h>
 
-#include "services/auth/auth.h"
+#include "lib/uuid.h"
+#include "io/clients.h"
 #include "io/log.h"
-#include "core/routes.h"
-#include "core/server.h"
+#include "services/auth/auth.h"
 
 
 static int omni_users_list_stmt, omni_users_update_stmt, omni_users_get_stmt;
@@ -49,9 +49,7 @@ int omni_users_init(void)
 /* the gateway requires the role; the worker checks it again */
 static int omni_users_admin(omni_req_t *r)
 {
-    const char *role = omni_req_header(r, "X-User-Role");
-
-    if (role == NULL || strcmp(role, "admin") != 0) {
+    if (omni_req_identity(r)->rank != OMNI_ROLE_ADMIN) {
         omni_respond_error(
             r, 403, "forbidden", "user administration needs the admin role");
         return 0;
@@ -85,7 +83,7 @@ void omni_users_list(omni_req_t *r)
         if (!omni_users_admin(r)) {
             return;
         }
-        if (omni_auth_cursor(r, &values[0]) != 0) {
+        if (omni_api_cursor(r, &values[0]) != 0) {
             return;
         }
         snprintf(limit, sizeof(limit), "%d", n + 1);
@@ -180,20 +178,20 @@ void omni_users_update(omni_req_t *r)
         if (!omni_users_admin(r)) {
             return;
         }
-        if (omni_auth_caller(r) == NULL) {
+        if (omni_req_identity(r)->user_id == NULL) {
             omni_respond_error(r, 403, "forbidden",
                 "user administration needs a registered "
                 "admin");
             return;
         }
-        if (!omni_auth_uuid(id)) {
+        if (!omni_uuid_valid(id)) {
             omni_respond_error(r, 404, "not_found", "no such user");
             return;
         }
-        if (omni_auth_field_string(r, "role", 0, &role) != 0) {
+        if (omni_api_field_string(r, "role", 0, &role) != 0) {
             return;
         }
-        if (role && omni_auth_role_rank(role) == 0) {
+        if (role && omni_role_rank(role) == 0) {
             omni_respond_error(r, 422, "invalid_value",
                 "role: expected "
                 "admin, developer, user or viewer");
@@ -210,7 +208,7 @@ void omni_users_update(omni_req_t *r)
                 "role: expected role and/or is_active");
             return;
         }
-        values[0] = omni_auth_caller(r);
+        values[0] = omni_req_identity(r)->user_id;
         values[1] = id;
         values[2] = role;
         values[3] = active < 0 ? NULL : active ? "true" : "false";
@@ -238,7 +236,7 @@ void omni_users_update(omni_req_t *r)
             omni_users_keys(b, PQgetvalue(res, 0, 3), NULL);
         }
         if (!PQgetisnull(res, 0, 4)) {
-            omni_auth_field_string(r, "role", 0, &role);
+            omni_api_field_string(r, "role", 0, &role);
             omni_users_keys(b, PQgetvalue(res, 0, 4), role);
         }
         r->state = 2;
@@ -254,7 +252,8 @@ void omni_users_update(omni_req_t *r)
             return;
         }
         omni_log(OMNI_LOG_INFO, "user updated",
-            "\"user_id\":\"%s\",\"by\":\"%s\"", id, omni_auth_caller(r));
+            "\"user_id\":\"%s\",\"by\":\"%s\"", id,
+            omni_req_identity(r)->user_id);
         r->state = 3;
         omni_api_query(r, omni_users_get_stmt, 1, &id);
         return;

@@ -6,12 +6,11 @@
 
 #include <event2/buffer.h>
 
-#include "services/dashboard/activity.h"
-#include "http/api.h"
-#include "services/dashboard/dashboard.h"
+#include "io/clients.h"
 #include "io/log.h"
-#include "core/routes.h"
-#include "core/server.h"
+#include "http/api.h"
+#include "services/dashboard/activity.h"
+#include "services/dashboard/dashboard.h"
 
 
 #define OMNI_ACTIVITY_TYPE_MAX 64
@@ -122,7 +121,7 @@ int omni_activity_record(const char *type, const char *actor,
     }
     p->done = done;
     p->arg = arg;
-    if (omni_db_query(omni_server.db, omni_activity_record_stmt, 4, values,
+    if (omni_db_query(omni_clients.db, omni_activity_record_stmt, 4, values,
             omni_activity_stored, p)
         != OMNI_DB_OK) {
         free(p);

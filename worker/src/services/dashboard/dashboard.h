@@ -1,6 +1,7 @@
-/* dashboard.h: the dashboard's pure logic (configuration rules, secret
- * redaction, histogram quantiles, stats and chart JSON) and the start-up of
- * its handlers. Nothing here does I/O; the handlers are in routes.h. */
+/* dashboard.h: the dashboard service (its table, for core/services.c), its
+ * handlers and their start-up, and its pure logic (settings rules, secret
+ * redaction, histogram quantiles, stats and chart JSON), which does no
+ * I/O. */
 #ifndef OMNI_DASHBOARD_H
 #define OMNI_DASHBOARD_H
 
@@ -10,8 +11,11 @@
 #include "lib/arena.h"
 #include "lib/hist.h"
 #include "lib/json.h"
+#include "http/service.h"
 
 struct evbuffer;
+
+extern const omni_service_t omni_dashboard_service;
 
 /* SQL: a timestamptz column as RFC 3339 UTC text with microseconds. */
 #define OMNI_SQL_TIMESTAMP(col)                                                \
@@ -20,14 +24,25 @@ struct evbuffer;
 /* What a secret's value is replaced with for readers who may not see it. */
 #define OMNI_REDACTED "[redacted]"
 
-/* Registers the statements of the stats/charts handlers and of the
- * activity feed (called by omni_dashboard_init). 0, or -1 when the
- * statement table is full. */
+/* Register the statements of the settings, stats/charts and activity
+ * handlers (called by the service's init). 0, or -1 when the statement
+ * table is full. */
+int omni_settings_init(void);
 int omni_dashboard_stats_init(void);
 int omni_activity_init(void);
 
+/* handlers (the routes in dashboard.c) */
+void omni_settings_list(omni_req_t *r);
+void omni_settings_get(omni_req_t *r);
+void omni_settings_put(omni_req_t *r);
+void omni_preferences_get(omni_req_t *r);
+void omni_preferences_put(omni_req_t *r);
+void omni_dashboard_stats(omni_req_t *r);
+void omni_dashboard_chart(omni_req_t *r);
+void omni_dashboard_activity(omni_req_t *r);
 
-/* --- configuration rules (dashboard_rules.c) ---------------------------- */
+
+/* --- settings rules (dashboard_rules.c) ---------------------------- */
 
 /* Checks value for configuration key `key`. The seeded keys have the
  * platform's shapes (SPEC section 6; README): its members are required with
@@ -39,7 +54,7 @@ int omni_activity_init(void);
  * otherwise -1 with the dotted path of the offending field in field
  * ("alert_thresholds.error_rate", or the key itself when the whole value is
  * wrong) and a message naming it in msg; both always NUL-terminated. */
-int omni_config_check(const char *key, const omni_json_t *value, char *field,
+int omni_settings_check(const char *key, const omni_json_t *value, char *field,
     size_t fieldlen, char *msg, size_t msglen);
 
 /* 1 when an object member or configuration key called name[0..len) holds a

@@ -19,51 +19,51 @@ typedef enum {
     OMNI_CF_FLAG,   /* the JSON string "true" or "false" */
     OMNI_CF_NAMES,  /* array of distinct strings, 1-64 bytes */
     OMNI_CF_RENAMED /* a name the contract replaced: refused */
-} omni_config_kind_t;
+} omni_settings_kind_t;
 
 typedef struct {
     const char *name;
-    omni_config_kind_t kind;
+    omni_settings_kind_t kind;
     int optional;
     double min, max;
     const char *hint; /* OMNI_CF_RENAMED: what to use */
-} omni_config_field_t;
+} omni_settings_field_t;
 
 typedef struct {
     char *field;
     size_t fieldlen;
     char *msg;
     size_t msglen;
-} omni_config_err_t;
+} omni_settings_err_t;
 
 /* A check across fields, after each has passed its own. */
-typedef int (*omni_config_rule_pt)(
-    const char *key, const omni_json_t *v, omni_config_err_t *e);
+typedef int (*omni_settings_rule_pt)(
+    const char *key, const omni_json_t *v, omni_settings_err_t *e);
 
 /* A seeded key: either an object (fields; members they do not name are
  * kept as they are, the UI may store more than the server reads) or one
  * value of its own (value). */
 typedef struct {
     const char *key;
-    const omni_config_field_t *fields;
-    const omni_config_field_t *value;
-    omni_config_rule_pt rule;
-} omni_config_schema_t;
+    const omni_settings_field_t *fields;
+    const omni_settings_field_t *value;
+    omni_settings_rule_pt rule;
+} omni_settings_schema_t;
 
 
-static int omni_config_alert_rule(
-    const char *key, const omni_json_t *v, omni_config_err_t *e);
-static int omni_config_chart_rule(
-    const char *key, const omni_json_t *v, omni_config_err_t *e);
-static int omni_config_dev_rule(
-    const char *key, const omni_json_t *v, omni_config_err_t *e);
+static int omni_settings_alert_rule(
+    const char *key, const omni_json_t *v, omni_settings_err_t *e);
+static int omni_settings_chart_rule(
+    const char *key, const omni_json_t *v, omni_settings_err_t *e);
+static int omni_settings_dev_rule(
+    const char *key, const omni_json_t *v, omni_settings_err_t *e);
 
 
 /* The platform's members (SPEC section 6) are required; Omni's additions
  * are optional; the names Omni used before 007 are refused rather than
  * kept as extras nothing reads. Renamed ones come first: a value of the
  * old shape is told what replaced them. */
-static const omni_config_field_t omni_config_alert_fields[] = {
+static const omni_settings_field_t omni_settings_alert_fields[] = {
     {"error_rate_percent", OMNI_CF_RENAMED, 0, 0, 0,
         "use error_rate, a fraction from 0 to 1"},
     {"p95_ms", OMNI_CF_RENAMED, 0, 0, 0, "use response_time_p95"},
@@ -75,7 +75,7 @@ static const omni_config_field_t omni_config_alert_fields[] = {
     {"mcp_failure_count", OMNI_CF_INT, 1, 1, 1000, NULL},
     {NULL, 0, 0, 0, 0, NULL}};
 
-static const omni_config_field_t omni_config_chart_fields[] = {
+static const omni_settings_field_t omni_settings_chart_fields[] = {
     {"default_hours", OMNI_CF_RENAMED, 0, 0, 0,
         "use queries_hours and response_time_hours"},
     {"cost_period", OMNI_CF_PERIOD, 0, 0, 0, NULL},
@@ -85,43 +85,44 @@ static const omni_config_field_t omni_config_chart_fields[] = {
     {"max_points", OMNI_CF_INT, 1, 1, OMNI_CHART_MAX_HOURS * 12, NULL},
     {NULL, 0, 0, 0, 0, NULL}};
 
-static const omni_config_field_t omni_config_dev_fields[] = {
+static const omni_settings_field_t omni_settings_dev_fields[] = {
     {"websocket_debug", OMNI_CF_BOOL, 0, 0, 0, NULL},
     {"quick_login", OMNI_CF_BOOL, 0, 0, 0, NULL},
     {"quick_login_email", OMNI_CF_STRING, 1, 0, 254, NULL},
     {"quick_login_password", OMNI_CF_STRING, 1, 0, 1024, NULL},
     {NULL, 0, 0, 0, 0, NULL}};
 
-static const omni_config_field_t omni_config_dev_mode = {
+static const omni_settings_field_t omni_settings_dev_mode = {
     NULL, OMNI_CF_FLAG, 0, 0, 0, NULL};
 
-static const omni_config_field_t omni_config_live_fields[] = {
+static const omni_settings_field_t omni_settings_live_fields[] = {
     {"max_stored_events", OMNI_CF_INT, 0, 1, 100000, NULL},
     {"enabled", OMNI_CF_BOOL, 1, 0, 0, NULL},
     {"channels", OMNI_CF_NAMES, 1, 0, 0, NULL}, {NULL, 0, 0, 0, 0, NULL}};
 
-static const omni_config_field_t omni_config_refresh_fields[] = {
+static const omni_settings_field_t omni_settings_refresh_fields[] = {
     {"seconds", OMNI_CF_RENAMED, 0, 0, 0, "use stats, charts and activity"},
     {"stats", OMNI_CF_INT, 0, 1, 3600, NULL},
     {"charts", OMNI_CF_INT, 0, 1, 3600, NULL},
     {"activity", OMNI_CF_INT, 0, 1, 3600, NULL}, {NULL, 0, 0, 0, 0, NULL}};
 
-static const omni_config_schema_t omni_config_schemas[] = {
-    {"alert_thresholds", omni_config_alert_fields, NULL,
-        omni_config_alert_rule},
-    {"chart_settings", omni_config_chart_fields, NULL, omni_config_chart_rule},
-    {"dev_features", omni_config_dev_fields, NULL, omni_config_dev_rule},
-    {"dev_mode", NULL, &omni_config_dev_mode, NULL},
-    {"live_updates", omni_config_live_fields, NULL, NULL},
-    {"refresh_interval", omni_config_refresh_fields, NULL, NULL},
+static const omni_settings_schema_t omni_settings_schemas[] = {
+    {"alert_thresholds", omni_settings_alert_fields, NULL,
+        omni_settings_alert_rule},
+    {"chart_settings", omni_settings_chart_fields, NULL,
+        omni_settings_chart_rule},
+    {"dev_features", omni_settings_dev_fields, NULL, omni_settings_dev_rule},
+    {"dev_mode", NULL, &omni_settings_dev_mode, NULL},
+    {"live_updates", omni_settings_live_fields, NULL, NULL},
+    {"refresh_interval", omni_settings_refresh_fields, NULL, NULL},
     {NULL, NULL, NULL, NULL}};
 
 
-static int omni_config_fail(omni_config_err_t *e, const char *key,
+static int omni_settings_fail(omni_settings_err_t *e, const char *key,
     const char *name, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static int omni_config_fail(omni_config_err_t *e, const char *key,
+static int omni_settings_fail(omni_settings_err_t *e, const char *key,
     const char *name, const char *fmt, ...)
 {
     char what[256];
@@ -140,7 +141,7 @@ static int omni_config_fail(omni_config_err_t *e, const char *key,
 }
 
 
-static int omni_config_string_is(
+static int omni_settings_string_is(
     const omni_json_t *v, const char *const *allowed)
 {
     const char *s = omni_json_string(v);
@@ -154,8 +155,8 @@ static int omni_config_string_is(
 }
 
 
-static int omni_config_field(const char *key, const omni_config_field_t *f,
-    const omni_json_t *v, omni_config_err_t *e)
+static int omni_settings_field(const char *key, const omni_settings_field_t *f,
+    const omni_json_t *v, omni_settings_err_t *e)
 {
     static const char *const periods[] = {"today", "24h", "7d", NULL};
     static const char *const flags[] = {"true", "false", NULL};
@@ -168,27 +169,28 @@ static int omni_config_field(const char *key, const omni_config_field_t *f,
 
     case OMNI_CF_NUMBER:
         if (!omni_json_double(v, &d) || d < f->min || d > f->max) {
-            return omni_config_fail(e, key, f->name,
+            return omni_settings_fail(e, key, f->name,
                 "expected a number from %g to %g", f->min, f->max);
         }
         return 0;
 
     case OMNI_CF_INT:
         if (!omni_json_int(v, &i) || i < f->min || i > f->max) {
-            return omni_config_fail(e, key, f->name,
+            return omni_settings_fail(e, key, f->name,
                 "expected an integer from %g to %g", f->min, f->max);
         }
         return 0;
 
     case OMNI_CF_BOOL:
         if (!omni_json_bool(v, &b)) {
-            return omni_config_fail(e, key, f->name, "expected true or false");
+            return omni_settings_fail(
+                e, key, f->name, "expected true or false");
         }
         return 0;
 
     case OMNI_CF_STRING:
         if (v->type != OMNI_JSON_STRING || v->u.str.len > f->max) {
-            return omni_config_fail(e, key, f->name,
+            return omni_settings_fail(e, key, f->name,
                 "expected a string of at most %g bytes", f->max);
         }
         return 0;
@@ -196,28 +198,29 @@ static int omni_config_field(const char *key, const omni_config_field_t *f,
     case OMNI_CF_BUCKET:
         if (omni_json_string(v) == NULL
             || omni_chart_bucket(omni_json_string(v)) < 0) {
-            return omni_config_fail(
+            return omni_settings_fail(
                 e, key, f->name, "expected \"5m\" or \"1h\"");
         }
         return 0;
 
     case OMNI_CF_PERIOD:
-        if (!omni_config_string_is(v, periods)) {
-            return omni_config_fail(
+        if (!omni_settings_string_is(v, periods)) {
+            return omni_settings_fail(
                 e, key, f->name, "expected \"today\", \"24h\" or \"7d\"");
         }
         return 0;
 
     case OMNI_CF_FLAG:
-        if (!omni_config_string_is(v, flags)) {
-            return omni_config_fail(e, key, f->name,
+        if (!omni_settings_string_is(v, flags)) {
+            return omni_settings_fail(e, key, f->name,
                 "expected the string \"true\" or "
                 "\"false\"");
         }
         return 0;
 
     case OMNI_CF_RENAMED:
-        return omni_config_fail(e, key, f->name, "no longer read: %s", f->hint);
+        return omni_settings_fail(
+            e, key, f->name, "no longer read: %s", f->hint);
 
     case OMNI_CF_NAMES:
         if (v->type != OMNI_JSON_ARRAY) {
@@ -245,14 +248,14 @@ static int omni_config_field(const char *key, const omni_config_field_t *f,
         break;
     }
 
-    return omni_config_fail(e, key, f->name,
+    return omni_settings_fail(e, key, f->name,
         "expected an array of distinct strings of 1 to "
         "64 characters");
 }
 
 
-static int omni_config_alert_rule(
-    const char *key, const omni_json_t *v, omni_config_err_t *e)
+static int omni_settings_alert_rule(
+    const char *key, const omni_json_t *v, omni_settings_err_t *e)
 {
     double p95, p99;
 
@@ -261,7 +264,7 @@ static int omni_config_alert_rule(
     }
     omni_json_double(omni_json_get(v, "response_time_p99"), &p99);
     if (p95 > p99) {
-        return omni_config_fail(e, key, "response_time_p95",
+        return omni_settings_fail(e, key, "response_time_p95",
             "must be at most response_time_p99 (%g)", p99);
     }
     return 0;
@@ -270,8 +273,8 @@ static int omni_config_alert_rule(
 
 /* The platform writes {"websocket_debug", "quick_login"} alone to turn the
  * dev features off: the credentials are needed only with quick_login on. */
-static int omni_config_dev_rule(
-    const char *key, const omni_json_t *v, omni_config_err_t *e)
+static int omni_settings_dev_rule(
+    const char *key, const omni_json_t *v, omni_settings_err_t *e)
 {
     static const char *needed[] = {"quick_login_email", "quick_login_password"};
     int on, i;
@@ -281,7 +284,7 @@ static int omni_config_dev_rule(
     }
     for (i = 0; i < 2; i++) {
         if (omni_json_get(v, needed[i]) == NULL) {
-            return omni_config_fail(
+            return omni_settings_fail(
                 e, key, needed[i], "required when quick_login is true");
         }
     }
@@ -292,8 +295,8 @@ static int omni_config_dev_rule(
 /* A chart of `hours` with chart_settings' bucket (or, without one, 5m
  * buckets when they fit max_points and 1h ones otherwise, as the chart
  * handler picks) must fit max_points. */
-static int omni_config_chart_fits(const char *key, const char *name,
-    int64_t hours, int width, int64_t max_points, omni_config_err_t *e)
+static int omni_settings_chart_fits(const char *key, const char *name,
+    int64_t hours, int width, int64_t max_points, omni_settings_err_t *e)
 {
     int64_t points;
 
@@ -302,7 +305,7 @@ static int omni_config_chart_fits(const char *key, const char *name,
     }
     points = hours * 3600 / width;
     if (points > max_points) {
-        return omni_config_fail(e, key, name,
+        return omni_settings_fail(e, key, name,
             "%lld hours of %s buckets make %lld points, "
             "more than max_points (%lld)",
             (long long)hours, omni_chart_bucket_name(width), (long long)points,
@@ -312,8 +315,8 @@ static int omni_config_chart_fits(const char *key, const char *name,
 }
 
 
-static int omni_config_chart_rule(
-    const char *key, const omni_json_t *v, omni_config_err_t *e)
+static int omni_settings_chart_rule(
+    const char *key, const omni_json_t *v, omni_settings_err_t *e)
 {
     const char *period;
     int64_t queries, response, max_points = 288;
@@ -327,13 +330,13 @@ static int omni_config_chart_rule(
     }
     period = omni_json_string(omni_json_get(v, "cost_period"));
 
-    if (omni_config_chart_fits(
+    if (omni_settings_chart_fits(
             key, "queries_hours", queries, width, max_points, e)
             != 0
-        || omni_config_chart_fits(
+        || omni_settings_chart_fits(
                key, "response_time_hours", response, width, max_points, e)
                != 0
-        || omni_config_chart_fits(key, "cost_period",
+        || omni_settings_chart_fits(key, "cost_period",
                strcmp(period, "7d") == 0 ? 168 : 24, width, max_points, e)
                != 0) {
         return -1;
@@ -344,8 +347,8 @@ static int omni_config_chart_rule(
 
 /* Every number anywhere in v must fit a double: Postgres would refuse
  * bigger ones (numeric overflow) with an internal error. */
-static int omni_config_numbers(const char *key, const omni_json_t *v,
-    char *path, size_t len, size_t cap, omni_config_err_t *e)
+static int omni_settings_numbers(const char *key, const omni_json_t *v,
+    char *path, size_t len, size_t cap, omni_settings_err_t *e)
 {
     size_t i;
     int n;
@@ -354,7 +357,7 @@ static int omni_config_numbers(const char *key, const omni_json_t *v,
 
     case OMNI_JSON_NUMBER:
         if (!isfinite(v->u.num.d)) {
-            return omni_config_fail(
+            return omni_settings_fail(
                 e, key, len ? path + 1 : NULL, "number out of range");
         }
         return 0;
@@ -362,7 +365,7 @@ static int omni_config_numbers(const char *key, const omni_json_t *v,
     case OMNI_JSON_ARRAY:
         for (i = 0; i < v->u.arr.len; i++) {
             n = snprintf(path + len, cap - len, "[%zu]", i);
-            if (omni_config_numbers(key, v->u.arr.items[i], path,
+            if (omni_settings_numbers(key, v->u.arr.items[i], path,
                     len + (size_t)n < cap ? len + (size_t)n : cap - 1, cap, e)
                 != 0) {
                 return -1;
@@ -374,7 +377,7 @@ static int omni_config_numbers(const char *key, const omni_json_t *v,
     case OMNI_JSON_OBJECT:
         for (i = 0; i < v->u.obj.len; i++) {
             n = snprintf(path + len, cap - len, ".%s", v->u.obj.keys[i]);
-            if (omni_config_numbers(key, v->u.obj.values[i], path,
+            if (omni_settings_numbers(key, v->u.obj.values[i], path,
                     len + (size_t)n < cap ? len + (size_t)n : cap - 1, cap, e)
                 != 0) {
                 return -1;
@@ -389,30 +392,30 @@ static int omni_config_numbers(const char *key, const omni_json_t *v,
 }
 
 
-int omni_config_check(const char *key, const omni_json_t *value, char *field,
+int omni_settings_check(const char *key, const omni_json_t *value, char *field,
     size_t fieldlen, char *msg, size_t msglen)
 {
-    omni_config_err_t e = {field, fieldlen, msg, msglen};
-    const omni_config_schema_t *s;
-    const omni_config_field_t *f;
+    omni_settings_err_t e = {field, fieldlen, msg, msglen};
+    const omni_settings_schema_t *s;
+    const omni_settings_field_t *f;
     const omni_json_t *v;
     char path[128] = "";
 
-    for (s = omni_config_schemas; s->key; s++) {
+    for (s = omni_settings_schemas; s->key; s++) {
         if (strcmp(s->key, key) == 0) {
             break;
         }
     }
     if (value == NULL) {
-        return omni_config_fail(&e, key, NULL, "expected a JSON value");
+        return omni_settings_fail(&e, key, NULL, "expected a JSON value");
     }
     if (s->value != NULL) {
-        return omni_config_field(key, s->value, value, &e);
+        return omni_settings_field(key, s->value, value, &e);
     }
     if (value->type != OMNI_JSON_OBJECT) {
-        return omni_config_fail(&e, key, NULL, "expected a JSON object");
+        return omni_settings_fail(&e, key, NULL, "expected a JSON object");
     }
-    if (omni_config_numbers(key, value, path, 0, sizeof(path), &e) != 0) {
+    if (omni_settings_numbers(key, value, path, 0, sizeof(path), &e) != 0) {
         return -1;
     }
     if (s->key == NULL) {
@@ -423,11 +426,11 @@ int omni_config_check(const char *key, const omni_json_t *value, char *field,
         v = omni_json_get(value, f->name);
         if (v == NULL) {
             if (!f->optional && f->kind != OMNI_CF_RENAMED) {
-                return omni_config_fail(&e, key, f->name, "required");
+                return omni_settings_fail(&e, key, f->name, "required");
             }
             continue;
         }
-        if (omni_config_field(key, f, v, &e) != 0) {
+        if (omni_settings_field(key, f, v, &e) != 0) {
             return -1;
         }
     }

@@ -7,11 +7,10 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 
+#include "io/clients.h"
+#include "io/log.h"
 #include "http/api.h"
 #include "services/dashboard/dashboard.h"
-#include "io/log.h"
-#include "core/routes.h"
-#include "core/server.h"
 
 
 /* A cached answer is served while it is younger than refresh_interval's
@@ -224,7 +223,7 @@ static void omni_stats_answer(
     values[1] = s->body;
     values[2] = generation;
     values[3] = s->refresh;
-    if (omni_db_query(omni_server.db, omni_cache_store_stmt, 4, values,
+    if (omni_db_query(omni_clients.db, omni_cache_store_stmt, 4, values,
             omni_cache_stored, r)
         != OMNI_DB_OK) {
         omni_stats_send(r);

@@ -1,41 +1,42 @@
-/* dashboard.c: the dashboard's configuration store and per-user
- * preferences (omni2_dashboard), and the start-up of the dashboard. */
+/* settings.c: the dashboard's key-value settings store
+ * (omni2_dashboard.dashboard_config, /api/v1/config) and per-user
+ * preferences. */
 #include <stdio.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 
-#include "services/dashboard/activity.h"
-#include "http/api.h"
-#include "services/dashboard/dashboard.h"
 #include "io/log.h"
-#include "core/routes.h"
+#include "http/api.h"
+#include "services/dashboard/activity.h"
+#include "services/dashboard/dashboard.h"
 
 
-#define OMNI_CONFIG_COLUMNS                                                    \
+#define OMNI_SETTINGS_COLUMNS                                                  \
     "key, value::text, description, " OMNI_SQL_TIMESTAMP(                      \
         "updated_at") ", updated_by"
 
 /* serialized preferences per user */
 #define OMNI_PREFERENCES_MAX 65536
 
-static int omni_config_get_stmt, omni_config_list_stmt, omni_config_put_stmt;
+static int omni_settings_get_stmt, omni_settings_list_stmt,
+    omni_settings_put_stmt;
 static int omni_prefs_get_stmt, omni_prefs_put_stmt;
 
 
-int omni_dashboard_init(void)
+int omni_settings_init(void)
 {
-    omni_config_get_stmt = omni_db_statement("config_get",
-        "SELECT " OMNI_CONFIG_COLUMNS
+    omni_settings_get_stmt = omni_db_statement("config_get",
+        "SELECT " OMNI_SETTINGS_COLUMNS
         " FROM omni2_dashboard.dashboard_config WHERE key = $1");
 
-    omni_config_list_stmt = omni_db_statement("config_list",
-        "SELECT " OMNI_CONFIG_COLUMNS " FROM omni2_dashboard.dashboard_config"
+    omni_settings_list_stmt = omni_db_statement("config_list",
+        "SELECT " OMNI_SETTINGS_COLUMNS " FROM omni2_dashboard.dashboard_config"
         " WHERE $1::text IS NULL OR key > $1"
         " ORDER BY key LIMIT $2::int");
 
-    omni_config_put_stmt = omni_db_statement("config_put",
-        "SELECT " OMNI_CONFIG_COLUMNS ", old_value::text, changed"
+    omni_settings_put_stmt = omni_db_statement("config_put",
+        "SELECT " OMNI_SETTINGS_COLUMNS ", old_value::text, changed"
         " FROM omni2_dashboard.put_config($1, $2::jsonb, $3)");
 
     omni_prefs_get_stmt = omni_db_statement("preferences_get",
@@ -50,26 +51,23 @@ int omni_dashboard_init(void)
         " preferences = excluded.preferences, updated_at = now()"
         " RETURNING preferences::text, " OMNI_SQL_TIMESTAMP("updated_at"));
 
-    if (omni_config_get_stmt < 0 || omni_config_list_stmt < 0
-        || omni_config_put_stmt < 0 || omni_prefs_get_stmt < 0
+    if (omni_settings_get_stmt < 0 || omni_settings_list_stmt < 0
+        || omni_settings_put_stmt < 0 || omni_prefs_get_stmt < 0
         || omni_prefs_put_stmt < 0) {
         return -1;
     }
-    return omni_dashboard_stats_init() != 0 || omni_activity_init() != 0 ? -1
-                                                                         : 0;
+    return 0;
 }
 
 
-static int omni_dashboard_admin(omni_req_t *r)
+static int omni_settings_admin(omni_req_t *r)
 {
-    const char *role = omni_req_header(r, "X-User-Role");
-
-    return role != NULL && strcmp(role, "admin") == 0;
+    return omni_req_identity(r)->rank == OMNI_ROLE_ADMIN;
 }
 
 
 /* 422 {"error":"invalid_value","message":...,"field":...} */
-static void omni_dashboard_invalid(
+static void omni_settings_invalid(
     omni_req_t *r, const char *field, const char *msg)
 {
     struct evbuffer *b = evbuffer_new();
@@ -90,7 +88,7 @@ static void omni_dashboard_invalid(
 
 /* The request body as compact JSON text in the arena, or NULL after
  * answering 503. */
-static const char *omni_dashboard_body(omni_req_t *r, size_t *len)
+static const char *omni_settings_body(omni_req_t *r, size_t *len)
 {
     struct evbuffer *b = evbuffer_new();
     const char *text = NULL;
@@ -114,7 +112,7 @@ static const char *omni_dashboard_body(omni_req_t *r, size_t *len)
 
 /* One row as {"key":..,"value":<jsonb>,...}; secrets in the value are
  * hidden unless `admin`. */
-static void omni_config_row(
+static void omni_settings_row(
     omni_req_t *r, struct evbuffer *b, PGresult *res, int row, int admin)
 {
     evbuffer_add(b, "{\"key\":", 7);
@@ -137,7 +135,7 @@ static void omni_config_row(
 }
 
 
-static int omni_config_key_valid(const char *k)
+static int omni_settings_key_valid(const char *k)
 {
     size_t i, n = strlen(k);
 
@@ -154,7 +152,7 @@ static int omni_config_key_valid(const char *k)
 }
 
 
-void omni_config_get(omni_req_t *r)
+void omni_settings_get(omni_req_t *r)
 {
     const char *key = omni_req_param(r, 0);
     struct evbuffer *b;
@@ -163,7 +161,7 @@ void omni_config_get(omni_req_t *r)
 
     case 0:
         r->state = 1;
-        omni_api_query(r, omni_config_get_stmt, 1, &key);
+        omni_api_query(r, omni_settings_get_stmt, 1, &key);
         return;
 
     default:
@@ -177,7 +175,7 @@ void omni_config_get(omni_req_t *r)
             return;
         }
         b = evbuffer_new();
-        omni_config_row(r, b, r->db_res, 0, omni_dashboard_admin(r));
+        omni_settings_row(r, b, r->db_res, 0, omni_settings_admin(r));
         evbuffer_add(b, "\n", 1);
         omni_api_json(r, 200, b);
         evbuffer_free(b);
@@ -186,14 +184,14 @@ void omni_config_get(omni_req_t *r)
 }
 
 
-static void omni_config_item(
+static void omni_settings_item(
     omni_req_t *r, struct evbuffer *b, PGresult *res, int row)
 {
-    omni_config_row(r, b, res, row, omni_dashboard_admin(r));
+    omni_settings_row(r, b, res, row, omni_settings_admin(r));
 }
 
 
-void omni_config_list(omni_req_t *r)
+void omni_settings_list(omni_req_t *r)
 {
     const char *values[2];
     char limit[16];
@@ -212,7 +210,7 @@ void omni_config_list(omni_req_t *r)
         values[0] = omni_req_arg(r, "cursor");
         values[1] = limit;
         r->state = 1;
-        omni_api_query(r, omni_config_list_stmt, 2, values);
+        omni_api_query(r, omni_settings_list_stmt, 2, values);
         return;
 
     default:
@@ -220,7 +218,7 @@ void omni_config_list(omni_req_t *r)
             omni_api_db_failed(r);
             return;
         }
-        omni_api_list(r, n, 0, omni_config_item);
+        omni_api_list(r, n, 0, omni_settings_item);
         return;
     }
 }
@@ -228,19 +226,19 @@ void omni_config_list(omni_req_t *r)
 
 /* The change is committed whether or not its event could be stored (a
  * failure is logged by activity.c): answer either way. */
-static void omni_config_recorded(void *arg, int ok)
+static void omni_settings_recorded(void *arg, int ok)
 {
-    omni_config_put(arg);
+    omni_settings_put(arg);
 }
 
 
 /* Queues the feed event of a change: {"key","old","new"} with secrets
  * hidden (the feed goes to every role); the full values are in
  * config_audit. 0 when queued (the handler is called again). */
-static int omni_config_record(omni_req_t *r, PGresult *res)
+static int omni_settings_record(omni_req_t *r, PGresult *res)
 {
     const char *key = PQgetvalue(res, 0, 0);
-    const char *user = omni_req_header(r, "X-User-Id");
+    const char *user = omni_req_identity(r)->id;
     struct evbuffer *b = evbuffer_new();
     char summary[128];
     int rc = -1;
@@ -263,14 +261,14 @@ static int omni_config_record(omni_req_t *r, PGresult *res)
     if (evbuffer_add(b, "}", 2) == 0) {
         snprintf(summary, sizeof(summary), "configuration %s changed", key);
         rc = omni_activity_record("config.updated", user, summary,
-            (const char *)evbuffer_pullup(b, -1), omni_config_recorded, r);
+            (const char *)evbuffer_pullup(b, -1), omni_settings_recorded, r);
     }
     evbuffer_free(b);
     return rc;
 }
 
 
-void omni_config_put(omni_req_t *r)
+void omni_settings_put(omni_req_t *r)
 {
     const char *key = omni_req_param(r, 0), *values[3];
     char field[128], msg[256];
@@ -281,31 +279,31 @@ void omni_config_put(omni_req_t *r)
 
     case 0:
         /* whatever the gateway checked, the worker checks the role */
-        if (!omni_dashboard_admin(r)) {
+        if (!omni_settings_admin(r)) {
             omni_respond_error(r, 403, "forbidden",
                 "changing configuration needs the admin role");
             return;
         }
-        if (!omni_config_key_valid(key)) {
-            omni_dashboard_invalid(r, "key",
+        if (!omni_settings_key_valid(key)) {
+            omni_settings_invalid(r, "key",
                 "key: expected 1-64 characters of a-z, "
                 "0-9 and _, starting with a letter");
             return;
         }
-        if (omni_config_check(
+        if (omni_settings_check(
                 key, r->json, field, sizeof(field), msg, sizeof(msg))
             != 0) {
-            omni_dashboard_invalid(r, field, msg);
+            omni_settings_invalid(r, field, msg);
             return;
         }
         values[0] = key;
-        values[1] = omni_dashboard_body(r, &len);
+        values[1] = omni_settings_body(r, &len);
         if (values[1] == NULL) {
             return;
         }
-        values[2] = omni_req_header(r, "X-User-Id");
+        values[2] = omni_req_identity(r)->id;
         r->state = 1;
-        omni_api_query(r, omni_config_put_stmt, 3, values);
+        omni_api_query(r, omni_settings_put_stmt, 3, values);
         return;
 
     case 1:
@@ -314,13 +312,13 @@ void omni_config_put(omni_req_t *r)
             return;
         }
         b = evbuffer_new();
-        omni_config_row(r, b, r->db_res, 0, 1);
+        omni_settings_row(r, b, r->db_res, 0, 1);
         evbuffer_add(b, "\n", 1);
         r->data = omni_arena_strndup(&r->arena,
             (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
         r->state = 2;
         if (r->data != NULL && PQgetvalue(r->db_res, 0, 6)[0] == 't'
-            && omni_config_record(r, r->db_res) == 0) {
+            && omni_settings_record(r, r->db_res) == 0) {
             /* answered once the event is in the feed: a client reading
              * the feed next finds it */
             evbuffer_free(b);
@@ -366,7 +364,7 @@ static void omni_prefs_answer(omni_req_t *r, const char *user)
 /* The caller's user id, or NULL after answering 401. */
 static const char *omni_prefs_user(omni_req_t *r)
 {
-    const char *user = omni_req_header(r, "X-User-Id");
+    const char *user = omni_req_identity(r)->id;
 
     if (user == NULL || *user == '\0') {
         omni_respond_error(r, 401, "missing_credentials",
@@ -415,12 +413,12 @@ void omni_preferences_put(omni_req_t *r)
 
     case 0:
         if (r->json->type != OMNI_JSON_OBJECT) {
-            omni_dashboard_invalid(
+            omni_settings_invalid(
                 r, "preferences", "preferences: expected a JSON object");
             return;
         }
         values[0] = user;
-        values[1] = omni_dashboard_body(r, &len);
+        values[1] = omni_settings_body(r, &len);
         if (values[1] == NULL) {
             return;
         }

@@ -4,10 +4,10 @@
 
 #include <event2/buffer.h>
 
+#include "io/clients.h"
 #include "http/api.h"
 #include "http/metrics.h"
-#include "core/routes.h"
-#include "core/server.h"
+#include "services/health/health.h"
 
 
 #define OMNI_VERSION "0.1.0"
@@ -21,7 +21,7 @@ typedef struct {
 } omni_health_t;
 
 
-int omni_health_init(void)
+static int omni_health_init(void)
 {
     omni_health_stmt = omni_db_statement("health_ping", "SELECT 1");
     return omni_health_stmt < 0 ? -1 : 0;
@@ -71,7 +71,7 @@ static void omni_health_pg_done(
 }
 
 
-void omni_health(omni_req_t *r)
+static void omni_health(omni_req_t *r)
 {
     omni_health_t *h;
 
@@ -88,12 +88,12 @@ void omni_health(omni_req_t *r)
     r->pending = 3;
 
     if (omni_db_query(
-            omni_server.db, omni_health_stmt, 0, NULL, omni_health_pg_done, r)
+            omni_clients.db, omni_health_stmt, 0, NULL, omni_health_pg_done, r)
         != OMNI_DB_OK) {
         r->pending--;
     }
     omni_redis_ping(
-        omni_server.redis, OMNI_HEALTH_REDIS_TIMEOUT_MS, omni_health_pong, r);
+        omni_clients.redis, OMNI_HEALTH_REDIS_TIMEOUT_MS, omni_health_pong, r);
 
     if (--r->pending == 0) {
         omni_health_respond(r);
@@ -101,7 +101,7 @@ void omni_health(omni_req_t *r)
 }
 
 
-void omni_health_live(omni_req_t *r)
+static void omni_health_live(omni_req_t *r)
 {
     struct evbuffer *b = evbuffer_new();
 
@@ -111,7 +111,7 @@ void omni_health_live(omni_req_t *r)
 }
 
 
-void omni_metrics_endpoint(omni_req_t *r)
+static void omni_health_metrics(omni_req_t *r)
 {
     struct evbuffer *b = evbuffer_new();
 
@@ -119,3 +119,22 @@ void omni_metrics_endpoint(omni_req_t *r)
     omni_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", b);
     evbuffer_free(b);
 }
+
+
+/* open to anyone who reaches the worker: the gateway decides who may */
+static const omni_route_t omni_health_routes[] = {
+    {"GET", "/health", omni_health, 0},
+    {"GET", "/health/live", omni_health_live, 0},
+    {"GET", "/metrics", omni_health_metrics, 0},
+};
+
+
+const omni_service_t omni_health_service = {
+    "health",
+    omni_health_routes,
+    sizeof(omni_health_routes) / sizeof(omni_health_routes[0]),
+    omni_health_init,
+    NULL,
+    NULL,
+    NULL,
+};
