@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Style lint (STYLE.md). The nginx module: no tabs, no // comments, no line
 # over 80 columns, no trailing whitespace, reported as file:line. Worker
-# code: clang-format --dry-run --Werror against the repo's .clang-format.
-# Exits non-zero on any finding.
+# code: clang-format --dry-run --Werror against the repo's .clang-format,
+# and its includes run one way (lib <- io <- http <- services <- core;
+# see include_allowed below). Exits non-zero on any finding.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -88,6 +89,50 @@ if [ -f .clang-format ]; then
         done
     fi
 fi
+
+# Which worker header a worker file may include: a folder sees only the
+# folders below it (SPEC section 2), and a service sees another service
+# only through that service's public header, services/<name>/<name>.h.
+include_allowed() {
+    local from=$1 inc=$2 layer svc
+    layer=${from#worker/src/}
+    layer=${layer%%/*}
+    case $layer in
+    lib) [[ $inc == lib/* ]] ;;
+    io) [[ $inc == lib/* || $inc == io/* ]] ;;
+    http) [[ $inc == lib/* || $inc == io/* || $inc == http/* ]] ;;
+    services)
+        svc=${from#worker/src/services/}
+        svc=${svc%%/*}
+        [[ $inc == lib/* || $inc == io/* || $inc == http/* \
+            || $inc == services/$svc/* ]] && return 0
+        [[ $inc =~ ^services/([a-z_]+)/([a-z_]+)\.h$ ]] \
+            && [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ]
+        ;;
+    cli) [[ $inc != core/* ]] ;;
+    core) true ;;
+    *) false ;;
+    esac
+}
+
+while IFS= read -r -d '' f; do
+    n=0
+    while IFS= read -r line; do
+        n=$((n + 1))
+        [[ $line =~ ^#[[:space:]]*include[[:space:]]+\"([^\"]+)\" ]] || continue
+        inc=${BASH_REMATCH[1]}
+        if [[ $inc != */* ]]; then
+            echo "$f:$n: include \"$inc\" without its folder"
+            status=1
+        elif [ ! -f "worker/src/$inc" ]; then
+            echo "$f:$n: include \"$inc\": no such worker header"
+            status=1
+        elif ! include_allowed "$f" "$inc"; then
+            echo "$f:$n: include \"$inc\" goes against the layers"
+            status=1
+        fi
+    done <"$f"
+done < <(find worker/src -name '*.[ch]' -print0)
 
 if [ $status -eq 0 ]; then
     echo "lint: ok"
