@@ -1,5 +1,6 @@
 /* auth.h: the auth service (its table, for core/services.c) and what its
- * handlers (auth.c, apikeys.c, users.c) share. */
+ * parts share: auth.c (settings, JWKS), accounts.c (register, login, me),
+ * sessions.c (refresh, logout), apikeys.c, users.c. */
 #ifndef OMNI_AUTH_H
 #define OMNI_AUTH_H
 
@@ -21,7 +22,8 @@ int omni_auth_configure(const omni_config_t *cfg, char *err, size_t errlen);
 
 /* Register the statements of each part; before the pools are created. 0,
  * or -1 when the statement table is full. */
-int omni_auth_init(void);
+int omni_accounts_init(void);
+int omni_sessions_init(void);
 int omni_apikeys_init(void);
 int omni_users_init(void);
 
@@ -45,6 +47,9 @@ void omni_users_update(omni_req_t *r);
 
 /* The signing key in use (loaded by the master, inherited by workers). */
 const omni_signer_t *omni_auth_signer(void);
+
+/* The settings the last successful omni_auth_configure took. */
+const omni_config_t *omni_auth_settings(void);
 
 /* The user columns every user answer renders, in this order, and how. */
 #define OMNI_USER_COLUMNS                                                      \
