@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/migrate.h"
+#include "cli/migrate_plan.h"
 #include "unit.h"
 
 static int add_all(omni_migration_list_t *l, const char **files, size_t n,
