@@ -39,6 +39,11 @@ typedef struct {
     void (*stop)(void (*done)(void *arg), void *arg);
 } omni_service_t;
 
+/* .routes and .nroutes of a table's designated initializer, from an array
+ * of routes. */
+#define OMNI_SERVICE_ROUTES(a)                                                 \
+    .routes = (a), .nroutes = (int)(sizeof(a) / sizeof((a)[0]))
+
 /* Told of every answered request: its route index (-1 when none matched),
  * status and duration. Runs on the request's path: it must not block. */
 typedef void (*omni_observer_pt)(int route, int status, uint64_t us);

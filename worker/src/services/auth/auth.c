@@ -213,12 +213,8 @@ static int omni_auth_start(void)
 }
 
 
-const omni_service_t omni_auth_service = {
-    "auth",
-    omni_auth_routes,
-    sizeof(omni_auth_routes) / sizeof(omni_auth_routes[0]),
-    omni_auth_service_init,
-    omni_auth_configure,
-    omni_auth_start,
-    NULL,
-};
+const omni_service_t omni_auth_service = {.name = "auth",
+    OMNI_SERVICE_ROUTES(omni_auth_routes),
+    .init = omni_auth_service_init,
+    .configure = omni_auth_configure,
+    .start = omni_auth_start};

@@ -45,12 +45,8 @@ static int omni_dashboard_start(void)
 }
 
 
-const omni_service_t omni_dashboard_service = {
-    "dashboard",
-    omni_dashboard_routes,
-    sizeof(omni_dashboard_routes) / sizeof(omni_dashboard_routes[0]),
-    omni_dashboard_init,
-    NULL,
-    omni_dashboard_start,
-    omni_rollup_final_flush,
-};
+const omni_service_t omni_dashboard_service = {.name = "dashboard",
+    OMNI_SERVICE_ROUTES(omni_dashboard_routes),
+    .init = omni_dashboard_init,
+    .start = omni_dashboard_start,
+    .stop = omni_rollup_final_flush};

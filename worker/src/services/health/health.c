@@ -129,12 +129,6 @@ static const omni_route_t omni_health_routes[] = {
 };
 
 
-const omni_service_t omni_health_service = {
-    "health",
-    omni_health_routes,
-    sizeof(omni_health_routes) / sizeof(omni_health_routes[0]),
-    omni_health_init,
-    NULL,
-    NULL,
-    NULL,
-};
+const omni_service_t omni_health_service = {.name = "health",
+    OMNI_SERVICE_ROUTES(omni_health_routes),
+    .init = omni_health_init};
