@@ -14,17 +14,48 @@ PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS    = $(shell pkg-config --libs $(PKGS))
 
 CC         ?= cc
+# Headers sit beside their sources and are included with their folder
+# ("lib/json.h", "io/db.h"); -MMD writes each object's header dependencies.
 CFLAGS_COMMON = -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-                -Iworker/include -Iworker/src $(PKG_CFLAGS)
+                -Iworker/src $(PKG_CFLAGS)
 CFLAGS_REL  = $(CFLAGS_COMMON) -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 CFLAGS_SAN  = $(CFLAGS_COMMON) -O1 -g -fno-omit-frame-pointer \
               -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LIBS        = $(PKG_LIBS) -levent_pthreads -lpthread -lm
+# what lib/ may use: libevent's evbuffer (no loop), yajl, libcrypto
+LIB_LIBS    = -levent -lyajl -lcrypto -lm
 
-WORKER_SRC := $(wildcard worker/src/*.c worker/src/*/*.c)
-WORKER_HDR := $(wildcard worker/include/*.h worker/src/*/*.h)
-# pure-logic sources the unit tests link against (no main, no I/O loop)
-UNIT_SRC   := $(filter-out worker/src/main.c,$(WORKER_SRC))
+# worker/src/<layer>/[<service>/]*.c; each compiled once per flavour into
+# build/obj/{rel,san}/ and linked from there
+WORKER_SRC := $(wildcard worker/src/*/*.c worker/src/*/*/*.c)
+LIB_SRC    := $(wildcard worker/src/lib/*.c)
+MAIN_SRC   := worker/src/core/main.c
+REST_SRC   := $(filter-out $(LIB_SRC) $(MAIN_SRC),$(WORKER_SRC))
+obj         = $(patsubst worker/src/%.c,$(BUILD)/obj/$(1)/%.o,$(2))
+
+$(BUILD)/obj/rel/%.o: worker/src/%.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_REL) -MMD -MP -c -o $@ $<
+
+$(BUILD)/obj/san/%.o: worker/src/%.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_SAN) -MMD -MP -c -o $@ $<
+
+-include $(patsubst %.o,%.d,$(call obj,rel,$(WORKER_SRC)) $(call obj,san,$(WORKER_SRC)))
+
+# the sanitized libraries the unit tests, fuzz-free probes and the ASan
+# worker link: lib/ alone (pure: no loop, no Postgres, no Redis), then
+# everything else but main
+LIB_A    := $(BUILD)/libomni-lib.a
+WORKER_A := $(BUILD)/libomni-worker.a
+
+$(LIB_A): $(call obj,san,$(LIB_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(WORKER_A): $(call obj,san,$(REST_SRC))
+	@rm -f $@
+	ar rcs $@ $^
 
 MODULE_SRC := config $(wildcard ngx_omni_module/*.c ngx_omni_module/*.h)
 
@@ -39,40 +70,46 @@ module: $(MODULE)
 deps:
 	@bash conf/deps.sh
 
-$(WORKER): $(WORKER_SRC) $(WORKER_HDR) | deps
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_REL) -o $@ $(WORKER_SRC) $(LIBS)
+$(WORKER): $(call obj,rel,$(WORKER_SRC)) | deps
+	$(CC) $(CFLAGS_REL) -o $@ $^ $(LIBS)
 
-$(WORKER_SAN): $(WORKER_SRC) $(WORKER_HDR) | deps
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_SAN) -o $@ $(WORKER_SRC) $(LIBS)
+$(WORKER_SAN): $(call obj,san,$(MAIN_SRC)) $(WORKER_A) $(LIB_A) | deps
+	$(CC) $(CFLAGS_SAN) -o $@ $^ $(LIBS)
 
 $(MODULE): $(MODULE_SRC) | deps
 	@bash ngx_omni_module/build.sh $(BUILD)
 
-# C unit tests, each one binary built with ASan/UBSan: tests/unit/test_*.c
-# link the worker's sources; tests/unit/test_mod_*.c link the module's
-# nginx-free code (ngx_omni_module/omni_*.c).
+# C unit tests, each one binary built with ASan/UBSan. tests/unit mirrors
+# worker/src: tests/unit/lib/test_*.c link only libomni-lib.a (which proves
+# lib/ does no I/O), the others the worker's library as well;
+# tests/unit/test_mod_*.c link the module's nginx-free code
+# (ngx_omni_module/omni_*.c).
 MOD_PURE_SRC := $(wildcard ngx_omni_module/omni_*.c)
 MOD_PURE_HDR := $(wildcard ngx_omni_module/omni_*.h)
 MOD_TESTS    := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_mod_*.c))
-UNIT_TESTS   := $(filter-out $(MOD_TESTS),$(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/test_*.c))) $(MOD_TESTS)
+LIB_TESTS    := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/lib/test_*.c))
+REST_TESTS   := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/*/test_*.c tests/unit/*/*/test_*.c))
+UNIT_TESTS   := $(LIB_TESTS) $(filter-out $(LIB_TESTS),$(REST_TESTS)) $(MOD_TESTS)
+UNIT_CFLAGS   = $(CFLAGS_SAN) -Itests/unit
 
 $(BUILD)/unit/test_mod_%: tests/unit/test_mod_%.c tests/unit/unit.h $(MOD_PURE_SRC) $(MOD_PURE_HDR) | deps
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(CFLAGS_SAN) -Itests/unit -Ingx_omni_module -o $@ $< $(MOD_PURE_SRC) -lyajl -lcrypto
 
-$(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(UNIT_SRC) $(WORKER_HDR) | deps
-	@mkdir -p $(BUILD)/unit
-	$(CC) $(CFLAGS_SAN) -Itests/unit -o $@ $< $(UNIT_SRC) $(LIBS)
+$(BUILD)/unit/lib/%: tests/unit/lib/%.c tests/unit/unit.h $(LIB_A) | deps
+	@mkdir -p $(@D)
+	$(CC) $(UNIT_CFLAGS) -MMD -MP -o $@ $< $(LIB_A) $(LIB_LIBS)
+
+$(filter-out $(LIB_TESTS),$(REST_TESTS)): $(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(WORKER_A) $(LIB_A) | deps
+	@mkdir -p $(@D)
+	$(CC) $(UNIT_CFLAGS) -MMD -MP -o $@ $< $(WORKER_A) $(LIB_A) $(LIBS)
+
+-include $(addsuffix .d,$(LIB_TESTS) $(REST_TESTS))
 
 # the outbound client's harness for tests/integration/test_outbound.py
-PROBE_SRC := tests/integration/fixtures/outbound_probe.c \
-             worker/src/io/outbound.c worker/src/lib/sse.c worker/src/log.c \
-             worker/src/json.c worker/src/arena.c worker/src/hist.c
-$(BUILD)/outbound-probe: $(PROBE_SRC) $(WORKER_HDR) | deps
+$(BUILD)/outbound-probe: tests/integration/fixtures/outbound_probe.c $(WORKER_A) $(LIB_A) | deps
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_SAN) -o $@ $(PROBE_SRC) $(LIBS)
+	$(CC) $(CFLAGS_SAN) -o $@ $^ $(LIBS)
 
 # the benchmarks' paced latency client
 $(BUILD)/paced: tests/bench/paced.c | deps

@@ -1,35 +1,25 @@
 #!/usr/bin/env bash
 # Style lint (STYLE.md). The nginx module: no tabs, no // comments, no line
 # over 80 columns, no trailing whitespace, reported as file:line. Worker
-# code: clang-format --dry-run --Werror against the repo's .clang-format.
-# Exits non-zero on any finding.
+# code: clang-format --dry-run --Werror against the repo's .clang-format,
+# and its includes run one way (lib <- io <- http <- services <- core;
+# see include_allowed below). Exits non-zero on any finding.
 set -u
 cd "$(dirname "$0")/.."
 
-# Worker files held to .clang-format so far; widen to worker/src/*.c and
-# worker/include/*.h once the whole tree has been formatted.
+# Every worker file is held to .clang-format, and the unit tests, fuzz
+# targets and fixtures that build against it (the module's tests follow
+# the module's style instead).
+shopt -s nullglob globstar
 CLANG_FORMAT_FILES=(
-    worker/include/arena.h
-    worker/include/json.h
-    worker/include/log.h
-    worker/src/arena.c
-    worker/src/json.c
-    worker/src/log.c
+    worker/**/*.[ch]
     tests/unit/unit.h
-    tests/unit/test_arena.c
-    tests/unit/test_json.c
-    tests/unit/test_log.c
-    tests/fuzz/fuzz_json.c
-    tests/fuzz/fuzz_auth_input.c
-    tests/unit/test_auth_parse.c
-    worker/src/io/outbound.c
-    worker/src/io/outbound.h
-    worker/src/lib/sse.c
-    worker/src/lib/sse.h
-    tests/unit/test_sse.c
-    tests/fuzz/fuzz_sse.c
-    tests/integration/fixtures/outbound_probe.c
+    tests/unit/**/test_*.c
+    tests/fuzz/fuzz_*.c
+    tests/integration/fixtures/*.c
 )
+shopt -u globstar
+MODULE_STYLE_TESTS=(tests/unit/test_mod_*.c tests/fuzz/fuzz_jwt.c)
 
 status=0
 
@@ -94,10 +84,55 @@ if [ -f .clang-format ]; then
     else
         for f in "${CLANG_FORMAT_FILES[@]}"; do
             [ -f "$f" ] || continue
+            case " ${MODULE_STYLE_TESTS[*]} " in *" $f "*) continue ;; esac
             clang-format --dry-run --Werror "$f" || status=1
         done
     fi
 fi
+
+# Which worker header a worker file may include: a folder sees only the
+# folders below it (SPEC section 2), and a service sees another service
+# only through that service's public header, services/<name>/<name>.h.
+include_allowed() {
+    local from=$1 inc=$2 layer svc
+    layer=${from#worker/src/}
+    layer=${layer%%/*}
+    case $layer in
+    lib) [[ $inc == lib/* ]] ;;
+    io) [[ $inc == lib/* || $inc == io/* ]] ;;
+    http) [[ $inc == lib/* || $inc == io/* || $inc == http/* ]] ;;
+    services)
+        svc=${from#worker/src/services/}
+        svc=${svc%%/*}
+        [[ $inc == lib/* || $inc == io/* || $inc == http/* \
+            || $inc == services/$svc/* ]] && return 0
+        [[ $inc =~ ^services/([a-z_]+)/([a-z_]+)\.h$ ]] \
+            && [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ]
+        ;;
+    cli) [[ $inc != core/* ]] ;;
+    core) true ;;
+    *) false ;;
+    esac
+}
+
+while IFS= read -r -d '' f; do
+    n=0
+    while IFS= read -r line; do
+        n=$((n + 1))
+        [[ $line =~ ^#[[:space:]]*include[[:space:]]+\"([^\"]+)\" ]] || continue
+        inc=${BASH_REMATCH[1]}
+        if [[ $inc != */* ]]; then
+            echo "$f:$n: include \"$inc\" without its folder"
+            status=1
+        elif [ ! -f "worker/src/$inc" ]; then
+            echo "$f:$n: include \"$inc\": no such worker header"
+            status=1
+        elif ! include_allowed "$f" "$inc"; then
+            echo "$f:$n: include \"$inc\" goes against the layers"
+            status=1
+        fi
+    done <"$f"
+done < <(find worker/src -name '*.[ch]' -print0)
 
 if [ $status -eq 0 ]; then
     echo "lint: ok"

@@ -3,7 +3,7 @@
 # integration suite against real nginx, Postgres and Redis. Ends with one
 # line "N passed, N failed" over both; exits non-zero if anything failed.
 #
-#   bash tests/run.sh build/unit/test_*
+#   bash tests/run.sh build/unit/lib/test_json build/unit/test_mod_jwt ...
 set -u
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

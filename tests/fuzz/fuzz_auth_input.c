@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "auth_input.h"
+#include "services/auth/auth_input.h"
 
 static int is_digit(char c)
 {

@@ -14,8 +14,8 @@
 
 #include <event2/buffer.h>
 
-#include "arena.h"
-#include "json.h"
+#include "lib/arena.h"
+#include "lib/json.h"
 
 static const omni_json_limits_t limits = {1048576, 32};
 

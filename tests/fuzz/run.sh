@@ -11,8 +11,8 @@ cd "$(dirname "$0")/../.."
 # must not drag in the event loop, libpq or main), the pkg-config packages
 # (if any) and any extra include directories
 declare -A SOURCES=(
-    [auth_input]="worker/src/auth_input.c"
-    [json]="worker/src/arena.c worker/src/json.c"
+    [auth_input]="worker/src/services/auth/auth_input.c"
+    [json]="worker/src/lib/arena.c worker/src/lib/json.c"
     [jwt]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
     [sse]="worker/src/lib/sse.c"
 )
@@ -22,13 +22,12 @@ declare -A PKGS=(
 )
 declare -A INCLUDES=(
     [jwt]="-Ingx_omni_module"
-    [sse]="-Iworker/src"
 )
 
 CC=${FUZZ_CC:-clang}
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 OUT=build/fuzz
-CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -Iworker/include
+CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -Iworker/src
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"

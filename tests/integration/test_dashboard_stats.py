@@ -110,7 +110,7 @@ def _time(text):
 # --- the exact computation ---------------------------------------------------
 
 def _bucket(us):
-    """worker/src/hist.c's bucket of a latency in microseconds."""
+    """worker/src/lib/hist.c's bucket of a latency in microseconds."""
     if us < 4:
         return us
     k = us.bit_length() - 1

@@ -1,7 +1,7 @@
-"""worker/src/password.c against an independent implementation, Debian's
-python3-passlib: a hash the worker writes verifies in passlib, and a hash
-passlib writes verifies in the worker (SPEC 6: passwords are stored in the
-passlib format). The C side is a small CLI compiled here from password.c
+"""worker/src/services/auth/password.c against an independent
+implementation, Debian's python3-passlib: a hash the worker writes verifies
+in passlib, and a hash passlib writes verifies in the worker (SPEC 6:
+passwords are stored in the passlib format). The C side is a small CLI compiled here from password.c
 alone, so no database, Redis or nginx is involved."""
 
 import subprocess
@@ -15,7 +15,7 @@ CLI_SOURCE = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "password.h"
+#include "services/auth/password.h"
 
 /* stdin: the password, every byte of it. "hash ROUNDS" prints the hash;
  * "verify HASH" prints omni_password_verify()'s answer (1, 0 or -1). */
@@ -57,9 +57,10 @@ def password_cli(tmp_path_factory):
                              capture_output=True, text=True, check=True)
     res = subprocess.run(
         ["gcc", "-std=gnu11", "-O1", "-Wall", "-Wextra", "-Werror",
-         "-I", str(stack.REPO / "worker" / "include"),
+         "-I", str(stack.REPO / "worker" / "src"),
          "-o", str(d / "cli"), str(d / "cli.c"),
-         str(stack.REPO / "worker" / "src" / "password.c")]
+         str(stack.REPO / "worker" / "src" / "services" / "auth"
+             / "password.c")]
         + openssl.stdout.split(),
         capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs each unit-test binary given as an argument (default: build/unit/test_*)
+# Runs each unit-test binary given as an argument (default: every
+# build/unit/**/test_* binary)
 # and prints "unit: N passed, N failed". A binary that crashes, prints no
 # summary, or exits non-zero with nothing failed (LeakSanitizer exits 23
 # after main returns) counts as one more failure.
@@ -9,7 +10,8 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
 if [ $# -eq 0 ]; then
-    set -- build/unit/test_*
+    mapfile -t bins < <(find build/unit -type f -name 'test_*' ! -name '*.d' | sort)
+    set -- "${bins[@]}"
 fi
 
 passed=0

@@ -25,8 +25,8 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "io/log.h"
 #include "io/outbound.h"
-#include "log.h"
 
 #define OUT_MAX_HOSTS 64
 

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hist.h"
+#include "lib/hist.h"
 
 struct event_base;
 

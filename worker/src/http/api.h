@@ -1,0 +1,67 @@
+/* api.h: what every API handler shares: queries that re-enter the handler,
+ * and how database failures are answered. */
+#ifndef OMNI_API_H
+#define OMNI_API_H
+
+#include "io/db.h"
+#include "http/http.h"
+
+struct evbuffer;
+
+/* Runs a prepared statement for request r. On completion the route's
+ * handler is called again with r->db_status and r->db_res set (res is valid
+ * only during that call). Returns 0 when queued; otherwise it has already
+ * answered 503 and returns -1: the handler must return at once. */
+int omni_api_query(
+    omni_req_t *r, int stmt, int nparams, const char *const *values);
+
+/* Redis commands for request r whose replies are awaited together: begin,
+ * add commands, end. Once every reply is in (or timeout_ms has passed) the
+ * route's handler is called again with r->redis_failed = the number of
+ * commands that failed, were not sent (Redis down) or did not answer in
+ * time. A reply that arrives after the deadline is dropped. begin returns
+ * NULL only when out of memory, after answering 503: return at once. */
+typedef struct omni_api_redis omni_api_redis_t;
+
+omni_api_redis_t *omni_api_redis_begin(omni_req_t *r);
+void omni_api_redis_cmd(omni_api_redis_t *b, int argc, const char **argv);
+void omni_api_redis_end(omni_api_redis_t *b, int timeout_ms);
+
+/* Answers a failed query: 503 database_unavailable / database_timeout, or
+ * 500 internal_error for a statement Postgres rejected (logged, never
+ * shown to the client). */
+void omni_api_db_failed(omni_req_t *r);
+
+/* Answers 200 (or status) with a JSON body built by the handler. */
+void omni_api_json(omni_req_t *r, int status, struct evbuffer *body);
+
+/* Writes a text column as a JSON string, or null when it is SQL NULL. */
+int omni_api_put_text(
+    struct evbuffer *out, struct pg_result *res, int row, int col);
+
+/* Answers 200 {"items":[...],"next_cursor":...} from r->db_res, a query
+ * asked for limit + 1 rows: the extra row only says a next page exists,
+ * and next_cursor is then column cursor_col of the last item shown. row
+ * writes one item (a JSON value). */
+typedef void (*omni_api_row_pt)(
+    omni_req_t *r, struct evbuffer *b, struct pg_result *res, int row);
+
+void omni_api_list(
+    omni_req_t *r, int limit, int cursor_col, omni_api_row_pt row);
+
+/* The `cursor` argument of a list keyed by UUID: 0 and *out set (NULL
+ * when absent); otherwise it has answered 400 invalid_parameter and
+ * returns -1. */
+int omni_api_cursor(omni_req_t *r, const char **out);
+
+/* A string field of the JSON body: 0 and *out set (NULL when absent and
+ * optional); otherwise it has answered 400 missing_field / invalid_field
+ * naming the field and returns -1. */
+int omni_api_field_string(
+    omni_req_t *r, const char *name, int required, const char **out);
+
+/* Parses a list's `limit` argument (default 50, 1..500). Returns the limit,
+ * or -1 after answering 400 naming the parameter. */
+int omni_api_limit(omni_req_t *r);
+
+#endif

@@ -1,0 +1,82 @@
+/* http.h: the request object handlers see, and how they answer. */
+#ifndef OMNI_HTTP_H
+#define OMNI_HTTP_H
+
+#include <stdint.h>
+#include "lib/arena.h"
+#include "lib/json.h"
+#include "lib/router.h"
+#include "io/config.h"
+#include "http/identity.h"
+#include "http/service.h"
+
+struct evhttp;
+struct evhttp_request;
+struct evbuffer;
+
+struct omni_req {
+    struct evhttp_request *ev;
+    omni_arena_t arena; /* freed when the response is sent */
+    int route;          /* index into the route table, or -1 */
+    const char *method;
+    const char *path;                          /* raw, without the query */
+    const char *query;                         /* raw, or NULL */
+    const char *params[OMNI_ROUTE_MAX_PARAMS]; /* decoded */
+    omni_json_t *json; /* body, with OMNI_ROUTE_JSON_BODY */
+    char request_id[130];
+    uint64_t start_ns;
+    int state;                /* the handler's state machine */
+    int pending;              /* outstanding I/O of the handler */
+    void *data;               /* handler's own state (arena) */
+    int db_status;            /* omni_db_status_t of the last */
+    struct pg_result *db_res; /* query, valid during re-entry */
+    int redis_failed;         /* commands of the last batch that
+                                 failed or timed out */
+    omni_identity_t identity; /* omni_req_identity(), once read */
+    int identity_read;
+};
+
+/* Serves every request of `http` with the route table, believing only the
+ * gateway: on a unix socket (cfg->listen) a peer that is not root, this
+ * process's user or cfg->gateway_uid has its connection closed; with
+ * cfg->gateway_secret set, a request without it in X-Omni-Gateway-Secret
+ * loses its X-User-* and X-Token-* headers and OMNI_ROUTE_IDENTITY routes
+ * answer it 401. Returns 0, or -1 when the secret cannot be digested. */
+int omni_http_attach(struct evhttp *http, const omni_route_t *routes,
+    int nroutes, const omni_config_t *cfg);
+
+/* Calls the request's route handler again: how a handler is re-entered
+ * when the I/O it waits for completes. */
+void omni_http_resume(omni_req_t *r);
+
+/* Adds fn to the observers told of every answered request (service.h),
+ * in this process. 0, or -1 when OMNI_HTTP_MAX_OBSERVERS are registered. */
+#define OMNI_HTTP_MAX_OBSERVERS 4
+int omni_http_observe(omni_observer_pt fn);
+
+/* Route parameter by position in the pattern. */
+#define omni_req_param(r, i) ((r)->params[i])
+
+/* Request header value, or NULL. */
+const char *omni_req_header(omni_req_t *r, const char *name);
+
+/* Decoded query-string argument (in the arena), or NULL when absent. */
+const char *omni_req_arg(omni_req_t *r, const char *name);
+
+/* Answers with a JSON body (drained from `body`, which the caller still
+ * owns and frees). The request object is freed: do not touch r after. */
+void omni_respond(
+    omni_req_t *r, int status, const char *content_type, struct evbuffer *body);
+
+/* {"error":code,"message":...} with the given status; message is printf. */
+void omni_respond_error(omni_req_t *r, int status, const char *code,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Requests being served now by this process. */
+int omni_http_inflight(void);
+
+/* From now on every response says Connection: close; cb runs when the last
+ * in-flight request is answered (at once if none). */
+void omni_http_drain(void (*cb)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,505 @@
+/* redis.c: hiredis async connection with reconnect, deadlines and a bound
+ * on commands in flight, on the libevent loop. */
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/adapters/libevent.h>
+
+#include "io/log.h"
+#include "io/redis.h"
+
+
+#define OMNI_REDIS_BACKOFF_MIN_MS 100
+#define OMNI_REDIS_BACKOFF_MAX_MS 2000
+#define OMNI_REDIS_CAP_LOG_S 10
+
+typedef struct {
+    redisCallbackFn *fn;
+    void *privdata;
+    uint64_t sent_ms;
+} omni_redis_cmd_t;
+
+struct omni_redis {
+    struct event_base *base;
+    redisAsyncContext *ctx;
+    char *host; /* numeric address, or NULL for unix */
+    char *path; /* unix socket path */
+    int port;
+    char *password;
+    int connected;
+    int closing;
+    int torn_down; /* we are closing it: no "closed" log */
+    int backoff_ms;
+    struct event retry;
+
+    /* Redis answers in the order it was asked: the commands in flight,
+     * oldest first, in a ring of `cap`; the oldest one's deadline is the
+     * connection's (hiredis 0.14 has no async timeouts) */
+    int timeout_ms;
+    omni_redis_cmd_t *ring;
+    int cap;
+    int head;
+    int count;
+    uint64_t connect_ms;
+    struct event deadline;
+    uint64_t timeouts;
+    uint64_t rejected;
+    time_t cap_logged;
+};
+
+typedef struct {
+    omni_redis_ping_pt cb;
+    void *arg;
+    int done; /* cb already called (timed out) */
+    struct event timer;
+} omni_redis_ping_t;
+
+
+static void omni_redis_connect(omni_redis_t *r);
+
+
+static void omni_redis_schedule(omni_redis_t *r)
+{
+    struct timeval tv;
+    int ms;
+
+    r->backoff_ms =
+        r->backoff_ms ? r->backoff_ms * 2 : OMNI_REDIS_BACKOFF_MIN_MS;
+    if (r->backoff_ms > OMNI_REDIS_BACKOFF_MAX_MS) {
+        r->backoff_ms = OMNI_REDIS_BACKOFF_MAX_MS;
+    }
+    ms = r->backoff_ms + rand() % (r->backoff_ms / 4 + 1);
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    evtimer_add(&r->retry, &tv);
+}
+
+
+static void omni_redis_retry(evutil_socket_t fd, short what, void *arg)
+{
+    omni_redis_connect(arg);
+}
+
+
+static uint64_t omni_redis_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+
+static void omni_redis_arm(omni_redis_t *r, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+    evtimer_add(&r->deadline, &tv);
+}
+
+
+/* Redis stalls (SIGSTOP, a partition, a slow script): close the connection
+ * so every command waiting on it fails now, and connect afresh. */
+static void omni_redis_tear_down(omni_redis_t *r, const char *waiting_for)
+{
+    redisAsyncContext *ctx = r->ctx;
+
+    r->timeouts++;
+    omni_log(OMNI_LOG_WARN, "redis did not answer in time; reconnecting",
+        "\"waiting_for\":\"%s\",\"pending\":%d,\"timeout_ms\":%d", waiting_for,
+        r->count, r->timeout_ms);
+    r->ctx = NULL;
+    r->connected = 0;
+    r->torn_down = 1;
+    /* calls every waiting callback with a NULL reply, then
+     * omni_redis_on_disconnect if it had connected */
+    redisAsyncFree(ctx);
+    r->torn_down = 0;
+    if (!r->closing && !evtimer_pending(&r->retry, NULL)) {
+        omni_redis_schedule(r);
+    }
+}
+
+
+static void omni_redis_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    omni_redis_t *r = arg;
+    uint64_t now = omni_redis_now_ms(), due;
+
+    if (r->ctx == NULL) {
+        return;
+    }
+    if (!r->connected) {
+        due = r->connect_ms + (uint64_t)r->timeout_ms;
+        if (now >= due) {
+            omni_redis_tear_down(r, "connect");
+        } else {
+            omni_redis_arm(r, due - now);
+        }
+        return;
+    }
+    if (r->count == 0) {
+        return;
+    }
+    /* armed lazily: the command it was armed for may be answered */
+    due = r->ring[r->head].sent_ms + (uint64_t)r->timeout_ms;
+    if (now >= due) {
+        omni_redis_tear_down(r, "reply");
+    } else {
+        omni_redis_arm(r, due - now);
+    }
+}
+
+
+static void omni_redis_reply(
+    redisAsyncContext *ctx, void *reply, void *privdata)
+{
+    omni_redis_t *r = privdata;
+    omni_redis_cmd_t c;
+
+    if (r->count == 0) {
+        return;
+    }
+    c = r->ring[r->head];
+    r->head = (r->head + 1) % r->cap;
+    r->count--;
+    if (reply != NULL) {
+        r->backoff_ms = 0;
+    }
+    if (c.fn != NULL) {
+        c.fn(ctx, reply, c.privdata);
+    }
+}
+
+
+/* 0 when a command may be sent now; -1 when not connected or when `cap`
+ * commands already wait for their replies (logged now and then). */
+static int omni_redis_admit(omni_redis_t *r)
+{
+    time_t now;
+
+    if (!r->connected || r->ctx == NULL) {
+        return -1;
+    }
+    if (r->count < r->cap) {
+        return 0;
+    }
+    r->rejected++;
+    now = time(NULL);
+    if (now - r->cap_logged >= OMNI_REDIS_CAP_LOG_S) {
+        r->cap_logged = now;
+        omni_log(OMNI_LOG_WARN,
+            "redis: too many commands waiting for "
+            "replies; failing new ones",
+            "\"pending\":%d,\"setting\":\"OMNI_REDIS_PENDING_MAX\"", r->count);
+    }
+    return -1;
+}
+
+
+static void omni_redis_sent(
+    omni_redis_t *r, redisCallbackFn *fn, void *privdata)
+{
+    omni_redis_cmd_t *c = &r->ring[(r->head + r->count) % r->cap];
+
+    c->fn = fn;
+    c->privdata = privdata;
+    c->sent_ms = omni_redis_now_ms();
+    r->count++;
+    if (!evtimer_pending(&r->deadline, NULL)) {
+        omni_redis_arm(r, (uint64_t)r->timeout_ms);
+    }
+}
+
+
+static void omni_redis_auth_done(
+    redisAsyncContext *ctx, void *reply, void *privdata)
+{
+    redisReply *rep = reply;
+
+    /* NULL: the connection is gone already */
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
+        omni_log(OMNI_LOG_ERROR, "redis AUTH failed",
+            "\"setting\":\"OMNI_REDIS_PASSWORD\"");
+        redisAsyncDisconnect(ctx);
+    }
+}
+
+
+static void omni_redis_on_connect(const redisAsyncContext *ctx, int status)
+{
+    omni_redis_t *r = ctx->data;
+    char buf[256];
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        omni_log(OMNI_LOG_WARN, "redis connect failed", "\"error\":\"%s\"",
+            omni_log_escape(buf, sizeof(buf), ctx->errstr));
+        r->ctx = NULL;
+        if (!r->closing) {
+            omni_redis_schedule(r);
+        }
+        return;
+    }
+
+    /* the backoff resets with the first reply: a stalled Redis still
+     * accepts connections */
+    r->connected = 1;
+    omni_log(OMNI_LOG_INFO, "redis connected", NULL);
+}
+
+
+static void omni_redis_on_disconnect(const redisAsyncContext *ctx, int status)
+{
+    omni_redis_t *r = ctx->data;
+    char buf[256];
+
+    r->ctx = NULL;
+    r->connected = 0;
+    if (r->closing) {
+        return;
+    }
+    if (!r->torn_down) {
+        omni_log(OMNI_LOG_WARN, "redis disconnected", "\"error\":\"%s\"",
+            omni_log_escape(
+                buf, sizeof(buf), status == REDIS_OK ? "closed" : ctx->errstr));
+    }
+    omni_redis_schedule(r);
+}
+
+
+static void omni_redis_connect(omni_redis_t *r)
+{
+    redisAsyncContext *ctx;
+
+    ctx = r->path ? redisAsyncConnectUnix(r->path)
+                  : redisAsyncConnect(r->host, r->port);
+    if (ctx == NULL || ctx->err) {
+        char buf[256];
+
+        omni_log(OMNI_LOG_WARN, "redis connect failed", "\"error\":\"%s\"",
+            omni_log_escape(
+                buf, sizeof(buf), ctx ? ctx->errstr : "out of memory"));
+        if (ctx) {
+            redisAsyncFree(ctx);
+        }
+        omni_redis_schedule(r);
+        return;
+    }
+
+    ctx->data = r;
+    r->ctx = ctx;
+    r->connect_ms = omni_redis_now_ms();
+    omni_redis_arm(r, (uint64_t)r->timeout_ms);
+    redisLibeventAttach(ctx, r->base);
+    redisAsyncSetConnectCallback(ctx, omni_redis_on_connect);
+    redisAsyncSetDisconnectCallback(ctx, omni_redis_on_disconnect);
+
+    /* queued before anything else, so every command runs authenticated */
+    if (r->password) {
+        redisAsyncCommand(
+            ctx, omni_redis_auth_done, NULL, "AUTH %s", r->password);
+    }
+}
+
+
+omni_redis_t *omni_redis_create(struct event_base *base, const char *addr,
+    const char *password, int timeout_ms, int pending_max, char *err,
+    size_t errlen)
+{
+    omni_redis_t *r;
+    struct addrinfo hints, *res = NULL;
+    char host[256], ip[64];
+    const char *colon;
+    int rc;
+
+    r = calloc(1, sizeof(omni_redis_t));
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->base = base;
+    evtimer_assign(&r->retry, base, omni_redis_retry, r);
+    evtimer_assign(&r->deadline, base, omni_redis_deadline, r);
+    r->password = password ? strdup(password) : NULL;
+    r->timeout_ms = timeout_ms;
+    r->cap = pending_max;
+    r->ring = calloc((size_t)pending_max, sizeof(omni_redis_cmd_t));
+    if (r->ring == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto failed;
+    }
+
+    if (strncmp(addr, "unix:", 5) == 0) {
+        r->path = strdup(addr + 5);
+        goto connect;
+    }
+
+    colon = strrchr(addr, ':');
+    if (colon == NULL || colon == addr
+        || (size_t)(colon - addr) >= sizeof(host)) {
+        snprintf(err, errlen,
+            "OMNI_REDIS_ADDR=%s: expected host:port or "
+            "unix:/path",
+            addr);
+        goto failed;
+    }
+    memcpy(host, addr, colon - addr);
+    host[colon - addr] = '\0';
+    r->port = atoi(colon + 1);
+    if (r->port <= 0 || r->port > 65535) {
+        snprintf(err, errlen, "OMNI_REDIS_ADDR=%s: bad port", addr);
+        goto failed;
+    }
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0
+        || getnameinfo(res->ai_addr, res->ai_addrlen, ip, sizeof(ip), NULL, 0,
+               NI_NUMERICHOST)
+               != 0) {
+        snprintf(err, errlen, "OMNI_REDIS_ADDR=%s: cannot resolve %s: %s", addr,
+            host, rc ? gai_strerror(rc) : "no address");
+        goto failed;
+    }
+    freeaddrinfo(res);
+    r->host = strdup(ip);
+
+connect:
+
+    omni_redis_connect(r);
+    return r;
+
+failed:
+
+    if (res) {
+        freeaddrinfo(res);
+    }
+    free(r->ring);
+    free(r->path);
+    free(r->password);
+    free(r);
+    return NULL;
+}
+
+
+int omni_redis_connected(omni_redis_t *r)
+{
+    return r->connected;
+}
+
+
+void omni_redis_stats(omni_redis_t *r, omni_redis_stats_t *st)
+{
+    st->connected = r->connected;
+    st->pending = r->count;
+    st->pending_max = r->cap;
+    st->timeouts = r->timeouts;
+    st->rejected = r->rejected;
+}
+
+
+int omni_redis_command(
+    omni_redis_t *r, redisCallbackFn *fn, void *privdata, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    if (omni_redis_admit(r) != 0) {
+        return -1;
+    }
+    va_start(ap, fmt);
+    rc = redisvAsyncCommand(r->ctx, omni_redis_reply, r, fmt, ap);
+    va_end(ap);
+    if (rc != REDIS_OK) {
+        return -1;
+    }
+    omni_redis_sent(r, fn, privdata);
+    return 0;
+}
+
+
+int omni_redis_command_argv(omni_redis_t *r, redisCallbackFn *fn,
+    void *privdata, int argc, const char **argv, const size_t *argvlen)
+{
+    if (omni_redis_admit(r) != 0
+        || redisAsyncCommandArgv(
+               r->ctx, omni_redis_reply, r, argc, argv, argvlen)
+               != REDIS_OK) {
+        return -1;
+    }
+    omni_redis_sent(r, fn, privdata);
+    return 0;
+}
+
+
+static void omni_redis_ping_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    omni_redis_ping_t *p = arg;
+
+    /* the reply may still come: omni_redis_pong frees p then */
+    p->done = 1;
+    p->cb(p->arg, 0);
+}
+
+
+static void omni_redis_pong(redisAsyncContext *ctx, void *reply, void *privdata)
+{
+    omni_redis_ping_t *p = privdata;
+    redisReply *rep = reply;
+
+    if (!p->done) {
+        evtimer_del(&p->timer);
+        p->cb(p->arg, rep != NULL && rep->type == REDIS_REPLY_STATUS);
+    }
+    free(p);
+}
+
+
+void omni_redis_ping(
+    omni_redis_t *r, int timeout_ms, omni_redis_ping_pt cb, void *arg)
+{
+    omni_redis_ping_t *p;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+
+    p = calloc(1, sizeof(omni_redis_ping_t));
+    if (p == NULL) {
+        cb(arg, 0);
+        return;
+    }
+    p->cb = cb;
+    p->arg = arg;
+    if (omni_redis_command(r, omni_redis_pong, p, "PING") != 0) {
+        free(p);
+        cb(arg, 0);
+        return;
+    }
+    evtimer_assign(&p->timer, r->base, omni_redis_ping_timeout, p);
+    evtimer_add(&p->timer, &tv);
+}
+
+
+void omni_redis_free(omni_redis_t *r)
+{
+    r->closing = 1;
+    evtimer_del(&r->retry);
+    evtimer_del(&r->deadline);
+    if (r->ctx) {
+        redisAsyncFree(r->ctx);
+    }
+    free(r->ring);
+    free(r->host);
+    free(r->path);
+    free(r->password);
+    free(r);
+}
