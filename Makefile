@@ -111,6 +111,11 @@ $(BUILD)/outbound-probe: tests/integration/fixtures/outbound_probe.c $(WORKER_A)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_SAN) -o $@ $^ $(LIBS)
 
+# the benchmark's relay through the outbound client (release objects)
+$(BUILD)/outbound-relay: tests/bench/outbound_relay.c $(call obj,rel,worker/src/io/outbound.c worker/src/io/log.c worker/src/lib/hist.c worker/src/lib/json.c worker/src/lib/arena.c) | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_REL) -o $@ $^ $(LIBS)
+
 # the benchmarks' paced latency client
 $(BUILD)/paced: tests/bench/paced.c | deps
 	@mkdir -p $(@D)
@@ -131,7 +136,7 @@ up: deps build
 down:
 	@bash conf/stack.sh down
 
-bench: deps build $(BUILD)/paced
+bench: deps build $(BUILD)/paced $(BUILD)/outbound-relay
 	@bash tests/bench/run.sh
 
 # 1M mixed requests (SOAK_REQUESTS) through nginx + worker, RSS sampled

@@ -17,6 +17,7 @@ CLANG_FORMAT_FILES=(
     tests/unit/**/test_*.c
     tests/fuzz/fuzz_*.c
     tests/integration/fixtures/*.c
+    tests/bench/outbound_relay.c
 )
 shopt -u globstar
 MODULE_STYLE_TESTS=(tests/unit/test_mod_*.c tests/fuzz/fuzz_jwt.c)

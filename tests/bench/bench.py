@@ -5,6 +5,8 @@ same run on the same machine (SPEC section 9).
                                             `proxy_pass` to a trivial upstream
   JSON point read from Postgres through vs  pgbench -S -M prepared
   nginx + worker                            at equal connections
+  a relay through the outbound HTTP      vs  nginx `proxy_pass` to the same
+  client (evhttp in, libcurl multi out)     upstream (tests/bench/outbound.py)
   dashboard stats, 1k vs 1M requests    vs  each other, cached and not
   recorded                                  (tests/bench/dashboard.py)
   logins/s, and /health/live p99 with   vs  Python hashlib PBKDF2, and the
@@ -42,6 +44,7 @@ import authrequest  # noqa: E402
 import dashboard  # noqa: E402
 import gateway  # noqa: E402
 import login  # noqa: E402
+import outbound  # noqa: E402
 import stack  # noqa: E402
 
 
@@ -289,6 +292,9 @@ def main():
             row("nginx `proxy_pass` (keepalive, unix socket) to nginx "
                 "`return 200`", proxied, ret200),
         ]
+
+        # the outbound client (MCP servers, LLM providers) vs nginx's own
+        lines += outbound.run(measure, summary, row, port)
 
         # worker endpoints through the gateway (the product configuration)
         nodb = summary(measure(nginx.http_url("/health/live")))
