@@ -169,6 +169,34 @@ def test_secret_file_is_read_again_on_sighup(worker_factory, tmp_path):
     assert tcp_request(w, "GET", "/api/v1/config", with_old).status == 401
 
 
+def test_rotation_accepts_both_secrets_while_the_gateway_moves(
+        worker_factory, tmp_path):
+    """The rotation without a 401 window: the worker's file holds the old
+    and the new secret while the gateway switches, then only the new."""
+    path = tmp_path / "gateway-secret"
+    old, new = secrets.token_hex(24), secrets.token_hex(24)
+    path.write_text(old + "\n" + new + "\n")
+    w = start_tcp_worker(worker_factory, secret=None, host="0.0.0.0",
+                         env={"OMNI_GATEWAY_SECRET_FILE": path})
+    with_old = dict(FORGED, **{HEADER: old})
+    with_new = dict(FORGED, **{HEADER: new})
+    with_other = dict(FORGED, **{HEADER: secrets.token_hex(24)})
+    assert tcp_request(w, "GET", "/api/v1/config", with_old).status == 200
+    assert tcp_request(w, "GET", "/api/v1/config", with_new).status == 200
+    assert tcp_request(w, "GET", "/api/v1/config", with_other).status == 401
+
+    path.write_text(new + "\n")
+    before = set(w.children())
+    w.kill(signal.SIGHUP)
+    stack.wait_until(lambda: (lambda now: len(now) == 1 and not now & before)(
+        set(w.children())), 20, "the processes replaced after SIGHUP")
+    stack.wait_until(
+        lambda: tcp_request(w, "GET", "/api/v1/config",
+                            with_old).status == 401,
+        10, "the old secret retired")
+    assert tcp_request(w, "GET", "/api/v1/config", with_new).status == 200
+
+
 # --- TCP through the gateway -------------------------------------------------
 
 def gateway_to(w, redis_server, **extra):

@@ -579,6 +579,42 @@ static void test_gateway_secret_file_is_read_afresh(void)
     CHECK(err_has("both"));
 }
 
+static void test_two_gateway_secrets_are_accepted_during_a_rotation(void)
+{
+    char file[] = "/tmp/omni-test-secret-XXXXXX";
+    int fd = mkstemp(file);
+    FILE *f;
+
+    CHECK(fd >= 0);
+    close(fd);
+    set_server_env();
+    setenv("OMNI_GATEWAY_SECRET", "old-secret-0123456789,new-secret-0123456789",
+        1);
+    CHECK_EQ_INT(load(1), 0);
+    CHECK_STR_EQ(
+        cfg.gateway_secret, "old-secret-0123456789\nnew-secret-0123456789");
+    /* each one is checked on its own */
+    setenv("OMNI_GATEWAY_SECRET", "old-secret-0123456789,short", 1);
+    CHECK_EQ_INT(load(1), -1);
+    CHECK(err_has("16"));
+    setenv("OMNI_GATEWAY_SECRET",
+        "a-secret-0123456789,b-secret-0123456789,c-secret-0123456789", 1);
+    CHECK_EQ_INT(load(1), -1);
+    CHECK(err_has("at most 2"));
+    unsetenv("OMNI_GATEWAY_SECRET");
+
+    /* a mounted file: one per line */
+    setenv("OMNI_GATEWAY_SECRET_FILE", file, 1);
+    f = fopen(file, "w");
+    fputs("new-secret-0123456789\nold-secret-0123456789\n", f);
+    fclose(f);
+    CHECK_EQ_INT(load(1), 0);
+    CHECK_STR_EQ(
+        cfg.gateway_secret, "new-secret-0123456789\nold-secret-0123456789");
+    unlink(file);
+    unsetenv("OMNI_GATEWAY_SECRET_FILE");
+}
+
 static void test_gateway_user_is_a_name_or_a_uid(void)
 {
     set_server_env();
@@ -632,5 +668,6 @@ UNIT_MAIN(UNIT_TEST(test_missing_database_url_is_named),
     UNIT_TEST(test_loopback_and_unix_need_no_secret),
     UNIT_TEST(test_gateway_secret_is_validated),
     UNIT_TEST(test_gateway_secret_file_is_read_afresh),
+    UNIT_TEST(test_two_gateway_secrets_are_accepted_during_a_rotation),
     UNIT_TEST(test_gateway_user_is_a_name_or_a_uid),
     UNIT_TEST(test_redis_deadline_and_bound_have_defaults))

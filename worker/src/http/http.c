@@ -50,8 +50,8 @@ static struct {
     int unix_socket;
     long gateway_uid;
     long self_uid;
-    int has_secret;
-    unsigned char secret_md[EVP_MAX_MD_SIZE];
+    int nsecrets;
+    unsigned char secret_md[OMNI_GATEWAY_SECRETS_MAX][EVP_MAX_MD_SIZE];
     omni_http_refused_t refused[OMNI_HTTP_REFUSED_UIDS];
 } omni_http;
 
@@ -275,11 +275,18 @@ static int omni_http_secret_matches(const char *v)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
+    int i, match = 0;
 
-    /* digests of equal length: the comparison's time says nothing */
-    return v != NULL
-           && EVP_Digest(v, strlen(v), md, &n, EVP_sha256(), NULL) == 1
-           && CRYPTO_memcmp(md, omni_http.secret_md, n) == 0;
+    if (v == NULL
+        || EVP_Digest(v, strlen(v), md, &n, EVP_sha256(), NULL) != 1) {
+        return 0;
+    }
+    /* digests of equal length, every one compared: the time says nothing
+     * about the secret nor about which of them matched */
+    for (i = 0; i < omni_http.nsecrets; i++) {
+        match |= CRYPTO_memcmp(md, omni_http.secret_md[i], n) == 0;
+    }
+    return match;
 }
 
 
@@ -299,7 +306,7 @@ static int omni_http_trusted(omni_req_t *r)
     struct evkeyval *kv;
     int trusted = 1;
 
-    if (omni_http.has_secret) {
+    if (omni_http.nsecrets > 0) {
         trusted = omni_http_secret_matches(
             evhttp_find_header(h, OMNI_HTTP_SECRET_HEADER));
     }
@@ -557,12 +564,18 @@ int omni_http_attach(struct evhttp *http, const omni_route_t *routes,
     omni_http.unix_socket = omni_config_listen_unix(cfg->listen);
     omni_http.gateway_uid = cfg->gateway_uid;
     omni_http.self_uid = (long)getuid();
-    omni_http.has_secret = secret != NULL;
-    if (secret != NULL
-        && EVP_Digest(secret, strlen(secret), omni_http.secret_md, &n,
-               EVP_sha256(), NULL)
-               != 1) {
-        return -1;
+    omni_http.nsecrets = 0;
+    while (secret != NULL && *secret != '\0'
+           && omni_http.nsecrets < OMNI_GATEWAY_SECRETS_MAX) {
+        size_t len = strcspn(secret, "\n");
+
+        if (EVP_Digest(secret, len, omni_http.secret_md[omni_http.nsecrets], &n,
+                EVP_sha256(), NULL)
+            != 1) {
+            return -1;
+        }
+        omni_http.nsecrets++;
+        secret += len + (secret[len] == '\n');
     }
     if (getrandom(omni_http.rng, sizeof(omni_http.rng), 0)
         != sizeof(omni_http.rng)) {

@@ -231,15 +231,55 @@ static int omni_config_secret_valid(
 }
 
 
-/* OMNI_GATEWAY_SECRET, or OMNI_GATEWAY_SECRET_FILE's contents (a mounted
- * Kubernetes Secret: trailing white space dropped), read afresh on every
- * load so SIGHUP picks up a rotated file. */
+/* Checks each secret of list (separated by any of seps) and stores them
+ * in cfg->gateway_secret one per line. Two may be given so that a rotation
+ * has no window: the worker accepts both while the gateway moves to the
+ * new one. */
+static int omni_config_secret_list(omni_config_t *cfg, const char *key,
+    char *list, const char *seps, char *err, size_t errlen)
+{
+    char *one, *save = NULL, out[2 * (OMNI_GATEWAY_SECRET_MAX + 1)];
+    size_t used = 0, n;
+    int count = 0;
+
+    for (one = strtok_r(list, seps, &save); one != NULL;
+         one = strtok_r(NULL, seps, &save)) {
+        if (++count > OMNI_GATEWAY_SECRETS_MAX) {
+            snprintf(err, errlen,
+                "%s: at most %d secrets (the current one and the next or "
+                "previous, during a rotation)",
+                key, OMNI_GATEWAY_SECRETS_MAX);
+            return -1;
+        }
+        if (omni_config_secret_valid(key, one, err, errlen) != 0) {
+            return -1;
+        }
+        n = strlen(one);
+        memcpy(out + used, one, n);
+        used += n;
+        out[used++] = '\n';
+    }
+    if (count == 0) {
+        snprintf(err, errlen, "%s: empty", key);
+        return -1;
+    }
+    out[used - 1] = '\0';
+    cfg->gateway_secret = strdup(out);
+    explicit_bzero(out, sizeof(out));
+    return cfg->gateway_secret ? 0 : -1;
+}
+
+
+/* OMNI_GATEWAY_SECRET (one secret, or two separated by a comma), or
+ * OMNI_GATEWAY_SECRET_FILE's contents (a mounted Kubernetes Secret: one
+ * secret per line), read afresh on every load so SIGHUP picks up a
+ * rotated file. */
 static int omni_config_gateway_secret(
     omni_config_t *cfg, char *err, size_t errlen)
 {
     const char *v = omni_config_get("OMNI_GATEWAY_SECRET");
     const char *file = omni_config_get("OMNI_GATEWAY_SECRET_FILE");
-    char buf[OMNI_GATEWAY_SECRET_MAX + 2];
+    char buf[OMNI_GATEWAY_SECRETS_MAX * (OMNI_GATEWAY_SECRET_MAX + 2) + 1];
     size_t n;
     FILE *f;
     int rc;
@@ -262,9 +302,6 @@ static int omni_config_gateway_secret(
         n = fread(buf, 1, sizeof(buf) - 1, f);
         fclose(f);
         buf[n] = '\0';
-        while (n > 0 && isspace((unsigned char)buf[n - 1])) {
-            buf[--n] = '\0';
-        }
         if (strlen(buf) != n) {
             snprintf(err, errlen,
                 "OMNI_GATEWAY_SECRET_FILE: %s holds a NUL "
@@ -272,16 +309,14 @@ static int omni_config_gateway_secret(
                 file);
             return -1;
         }
-        v = buf;
-    }
-    if (v == NULL) {
+        rc = omni_config_secret_list(
+            cfg, "OMNI_GATEWAY_SECRET_FILE", buf, " \t\r\n", err, errlen);
+    } else if (v != NULL) {
+        snprintf(buf, sizeof(buf), "%s", v);
+        rc = omni_config_secret_list(
+            cfg, "OMNI_GATEWAY_SECRET", buf, ",", err, errlen);
+    } else {
         return 0;
-    }
-    rc = omni_config_secret_valid(
-        file ? "OMNI_GATEWAY_SECRET_FILE" : "OMNI_GATEWAY_SECRET", v, err,
-        errlen);
-    if (rc == 0) {
-        cfg->gateway_secret = strdup(v);
     }
     explicit_bzero(buf, sizeof(buf));
     return rc;

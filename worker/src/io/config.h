@@ -4,6 +4,10 @@
 
 #include <stddef.h>
 
+/* secrets the worker accepts at once: the current and, during a
+ * rotation, the next or the previous one */
+#define OMNI_GATEWAY_SECRETS_MAX 2
+
 typedef struct {
     char *listen;       /* OMNI_LISTEN: unix:/path | host:port */
     char *listen_group; /* OMNI_LISTEN_GROUP: unix socket's group */
@@ -14,7 +18,9 @@ typedef struct {
     int redis_timeout_ms;    /* OMNI_REDIS_TIMEOUT_MS per command, 1000 */
     int redis_pending_max;   /* OMNI_REDIS_PENDING_MAX per process, 1024 */
     char *gateway_secret;    /* OMNI_GATEWAY_SECRET, or the contents of
-                                OMNI_GATEWAY_SECRET_FILE; NULL: none */
+                                OMNI_GATEWAY_SECRET_FILE: one secret per
+                                line (at most OMNI_GATEWAY_SECRETS_MAX);
+                                NULL: none */
     long gateway_uid;        /* OMNI_GATEWAY_USER's uid (default www-data's
                                 if it exists), or -1 */
     char *sql_dir;           /* OMNI_SQL_DIR: migrations (migrate only) */
