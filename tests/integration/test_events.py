@@ -69,7 +69,7 @@ def test_sse_subscriber_gets_a_config_change_within_200ms(gateway,
               headers=_bearer(gateway, "viewer"))
     try:
         assert sub.status == 200
-        assert sub.resp.getheader("Content-Type").startswith(
+        assert sub.getheader("Content-Type").startswith(
             "text/event-stream")
         key = scratch_key()
         _, t0 = _change(gateway, key, {"n": 1})
@@ -264,3 +264,125 @@ def test_client_frame_on_read_only_channel_closes_with_1008(gateway):
         assert sub.status == 200
     finally:
         sub.close()
+
+
+# --- history, resume, debug --------------------------------------------------
+
+@pytest.fixture
+def restore_setting(gateway):
+    """Puts back the configuration keys the test changes."""
+    saved = {}
+
+    def remember(key):
+        r = gateway.request("GET", "/api/v1/config/" + key,
+                            headers=_bearer(gateway, "admin"))
+        assert r.status_code == 200, r.text
+        saved.setdefault(key, r.json()["value"])
+
+    yield remember
+    for key, value in saved.items():
+        _change(gateway, key, value)
+
+
+def _keys_of(events):
+    return [json.loads(ev["data"])["data"]["detail"].get("key")
+            for ev in events]
+
+
+def test_resume_with_last_event_id_gets_exactly_the_missed_events(
+        gateway, scratch_key):
+    sub = Sse(gateway.http_port, "/events/activity",
+              headers=_bearer(gateway))
+    try:
+        first = scratch_key()
+        _change(gateway, first, {"n": 0})
+        seen, _ = _wait_for_key(sub.next_event, first)
+    finally:
+        sub.close()
+    missed = [scratch_key() for _ in range(4)]
+    for i, key in enumerate(missed):
+        _change(gateway, key, {"n": i})
+    sub = Sse(gateway.http_port, "/events/activity",
+              headers=dict(_bearer(gateway), **{"Last-Event-ID": seen["id"]}))
+    try:
+        assert sub.status == 200
+        got = sub.events(4)
+        assert _keys_of(got) == missed
+        assert sub.next_event(0.5) is None     # and nothing more
+    finally:
+        sub.close()
+    # a WebSocket resumes the same way with ?last_event_id=
+    ws = ws_connect(gateway.http_port,
+                    "/ws/activity?last_event_id=" + got[1]["id"],
+                    headers=_bearer(gateway))
+    try:
+        ws.settimeout(5)
+        ids = [ws_message(ws) for _ in range(2)]
+        assert [m["data"]["detail"]["key"] for _, m in ids] == missed[2:]
+        assert ids[-1][0] == got[3]["id"]
+    finally:
+        ws.close()
+
+
+def test_history_is_bounded_by_max_stored_events(gateway, scratch_key,
+                                                 restore_setting):
+    restore_setting("live_updates")
+    _change(gateway, "live_updates", {"max_stored_events": 3})
+    time.sleep(2.5)     # every publisher reads it within 2 s
+    sub = Sse(gateway.http_port, "/events/activity",
+              headers=_bearer(gateway))
+    try:
+        start = scratch_key()
+        _change(gateway, start, {"n": 0})
+        seen, _ = _wait_for_key(sub.next_event, start)
+    finally:
+        sub.close()
+    keys = [scratch_key() for _ in range(5)]
+    for i, key in enumerate(keys):
+        _change(gateway, key, {"n": i})
+    sub = Sse(gateway.http_port, "/events/activity",
+              headers=dict(_bearer(gateway), **{"Last-Event-ID": seen["id"]}))
+    try:
+        assert _keys_of(sub.events(3)) == keys[2:]
+        assert sub.next_event(0.5) is None
+    finally:
+        sub.close()
+
+
+def test_debug_channel_echoes_events_with_timings_when_switched_on(
+        gateway, scratch_key, restore_setting):
+    restore_setting("dev_features")
+    dev = {"websocket_debug": True, "quick_login": False,
+           "quick_login_email": "", "quick_login_password": ""}
+    _change(gateway, "dev_features", dev)
+    time.sleep(2.5)
+    sub = Sse(gateway.http_port, "/events/debug",
+              headers=_bearer(gateway, "admin"))
+    act = Sse(gateway.http_port, "/events/activity",
+              headers=_bearer(gateway))
+    try:
+        key = scratch_key()
+        _change(gateway, key, {"n": 1})
+        _, msg = _wait_for_key(act.next_event, key)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            ev = sub.next_event(1)
+            assert ev is not None, "no debug echo"
+            echo = json.loads(ev["data"])
+            if echo["data"].get("event_id") == msg["id"]:
+                break
+        assert echo["type"] == "debug.published"
+        assert echo["data"]["channel"] == "activity"
+        assert echo["data"]["type"] == "config.updated"
+        assert echo["data"]["queued_ms"] >= 0
+        assert echo["data"]["publish_ms"] >= 0
+
+        _change(gateway, "dev_features", dict(dev, websocket_debug=False))
+        time.sleep(2.5)
+        while sub.next_event(0.3) is not None:
+            pass
+        _change(gateway, scratch_key(), {"n": 2})
+        assert sub.next_event(1) is None
+    finally:
+        sub.close()
+        act.close()
