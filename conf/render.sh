@@ -16,6 +16,18 @@
 #                           is sent (a unix socket needs no secret).
 #   GATEWAY_SECRET_CONF=F   instead, a file of your own defining
 #                           $omni_gateway_secret (a mounted Kubernetes Secret)
+#   EVENTS_PUBLISH=ADDR     where nginx takes the worker's events (the
+#                           worker's OMNI_EVENTS_PUBLISH): unix:/path or
+#                           host:port; default unix:events.sock beside OUT
+#   EVENTS_REDIS_URL=U      nchan keeps events in this Redis, shared by the
+#                           gateways using it (redis://:password@host:port);
+#                           unset: in this nginx's shared memory
+#   EVENTS_RECHECK=T        a subscriber is disconnected after T (default
+#                           60s) and must reconnect with a valid token
+#                           (resuming where it left off)
+#   EVENTS_CONF=F           instead of the two above, a file of your own
+#                           with nchan's http-level settings
+#   Both generated files are written (mode 0600) beside OUT.
 set -euo pipefail
 
 template=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/nginx.conf.in
@@ -33,8 +45,16 @@ worker_socket=
 worker_addr=
 secret=
 secret_conf=
+events_publish=
+events_redis=
+events_recheck=60s
+events_conf=
 for kv in "$@"; do
     case $kv in
+        EVENTS_PUBLISH=*) events_publish=${kv#*=} ;;
+        EVENTS_REDIS_URL=*) events_redis=${kv#*=} ;;
+        EVENTS_RECHECK=*) events_recheck=${kv#*=} ;;
+        EVENTS_CONF=*) events_conf=${kv#*=} ;;
         WORKER_SOCKET=*) worker_socket=${kv#*=} ;;
         WORKER_ADDR=*) worker_addr=${kv#*=} ;;
         GATEWAY_SECRET=*) secret=${kv#*=} ;;
@@ -59,6 +79,25 @@ if [ -z "$secret_conf" ]; then
     secret_conf=$secret_file
 fi
 args+=("GATEWAY_SECRET_CONF=$secret_conf")
+
+out_dir=$(cd "$(dirname "$out")" && pwd -P)
+args+=("EVENTS_PUBLISH=${events_publish:-unix:$out_dir/events.sock}")
+events_file=
+if [ -z "$events_conf" ]; then
+    if [[ ! $events_recheck =~ ^[1-9][0-9]*[sm]?$ ]]; then
+        echo "render.sh: EVENTS_RECHECK: expected a time such as 60s" >&2
+        exit 2
+    fi
+    if [ -n "$events_redis" ] \
+        && [[ ! $events_redis =~ ^redis://[A-Za-z0-9._~+/=!%:@-]+$ ]]; then
+        echo "render.sh: EVENTS_REDIS_URL: expected" \
+            "redis://[:password@]host:port[/db]" >&2
+        exit 2
+    fi
+    events_file=$out_dir/events.conf
+    events_conf=$events_file
+fi
+args+=("EVENTS_CONF=$events_conf")
 
 # bash 5.2 would otherwise read '&' in a replacement as the matched text
 shopt -u patsub_replacement 2> /dev/null || true
@@ -99,6 +138,22 @@ if [ -n "$secret_file" ]; then
         > "$tmp"
     chmod 600 "$tmp"
     mv -f "$tmp" "$secret_file"
+fi
+
+if [ -n "$events_file" ]; then
+    tmp=$(mktemp "$events_file.XXXXXX")
+    {
+        echo "# nchan's settings, written by conf/render.sh"
+        echo "nchan_subscriber_timeout $events_recheck;"
+        if [ -n "$events_redis" ]; then
+            echo "upstream omni_events_redis {"
+            echo "    nchan_redis_server \"$events_redis\";"
+            echo "}"
+            echo "nchan_redis_pass omni_events_redis;"
+        fi
+    } > "$tmp"
+    chmod 600 "$tmp"
+    mv -f "$tmp" "$events_file"
 fi
 
 # it holds secrets (the Redis password): only nginx's master reads it, as

@@ -193,6 +193,7 @@ worker_env_file() {
     echo "OMNI_LOG_LEVEL=${OMNI_LOG_LEVEL:-info}"
     echo "OMNI_JWT_PRIVATE_KEY=$run/keys/jwt-private.pem"
     echo "OMNI_JWKS_FILE=$run/keys/jwks.json"
+    echo "OMNI_EVENTS_PUBLISH=unix:$run/nginx/events.sock"
 
     for v in "${worker_settings[@]}"; do
         if [ -n "${!v:-}" ]; then
@@ -464,6 +465,7 @@ start_nginx() {
         REDIS_PASSWORD="$(cat "$run/redis-password")" \
         API_RATE="${OMNI_API_RATE:-20r/s}" \
         AUTH_RATE="${OMNI_AUTH_RATE:-10r/m}" \
+        EVENTS_PUBLISH="unix:$run/nginx/events.sock" \
         || fail "could not render $run/nginx/nginx.conf"
 
     ln -sfn ../nginx/error.log "$logs/nginx-error.log"

@@ -12,6 +12,8 @@
 #   nginx starts (a Service's ClusterIP is fixed for its lifetime, so the
 #   upstream keeps its keepalive pool; kube-proxy spreads the connections
 #   over the worker pods);
+# - the worker publishes events to port 8081 (checked with the gateway
+#   secret), not to a unix socket;
 # - `omni_redis` carries the Redis password, which must not sit in a
 #   ConfigMap: its line becomes omni-redis.conf.in, which the image's
 #   entrypoint fills at start from OMNI_REDIS_ADDR and the mounted Secret
@@ -46,7 +48,9 @@ bash "$repo/conf/render.sh" "$tmp/nginx.conf" \
     REDIS_ADDR=__OMNI_REDIS_ADDR__ \
     REDIS_PASSWORD=__OMNI_REDIS_PASSWORD__ \
     API_RATE=20r/s \
-    AUTH_RATE=10r/m
+    AUTH_RATE=10r/m \
+    EVENTS_CONF=/etc/omni/nginx/events.conf \
+    EVENTS_PUBLISH=0.0.0.0:8081
 
 n=$(grep -c '__OMNI_REDIS_ADDR__' "$tmp/nginx.conf" || true)
 if [ "$n" != 1 ]; then
@@ -78,4 +82,11 @@ fi
 } > "$out/nginx.conf"
 cp "$tmp/omni-redis.conf.in" "$out/omni-redis.conf.in"
 cp "$repo/conf/omni-proxy.conf" "$out/omni-proxy.conf"
+cp "$repo/conf/omni-events.conf" "$out/omni-events.conf"
+# events in each gateway's memory (nchan's Redis storage cannot run beside
+# the module yet: README "Events"); subscribers re-show a token every 60s
+{
+    echo "# nchan's settings (conf/render.sh EVENTS_CONF), from k8s/render-nginx.sh"
+    echo "nchan_subscriber_timeout 60s;"
+} > "$out/events.conf"
 chmod 644 "$out"/*

@@ -15,6 +15,9 @@ same run on the same machine (SPEC section 9).
   gateway: JWT (HS256, RS256, ES256,    vs  plain `proxy_pass` to the same
   EdDSA) + headers, cache off and on,       upstream in the same nginx
   0, 1 and 3 Redis limits                   (tests/bench/gateway.py)
+  events: 1,000 idle subscribers + 100  vs  the 200 ms target; subscribing
+  events/s, delivery p50/p99, RSS          with vs without the authorization
+                                            subrequest (tests/bench/events.py)
   gateway RS256 rows                    vs  nginx `auth_request` to a Python
                                             auth service, then `proxy_pass`
                                             (tests/bench/authrequest.py)
@@ -42,6 +45,7 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 
 import authrequest  # noqa: E402
 import dashboard  # noqa: E402
+import events  # noqa: E402
 import gateway  # noqa: E402
 import login  # noqa: E402
 import outbound  # noqa: E402
@@ -312,6 +316,7 @@ def main():
         ]
         lines += dashboard.run(measure, summary, row, pg, nginx)
         lines += login.run(measure, summary, row, pg, redis, CLIENT_CPUS)
+        lines += events.run(pg, redis)
 
         # the gateway alone, then the pattern it replaces
         keys, tokens = gateway.make_keys(keydir)

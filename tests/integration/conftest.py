@@ -147,7 +147,8 @@ def _finish_worker(w, show_log):
 @pytest.fixture(scope="session")
 def worker(migrated, redis_server, shared_dir):
     """The shared omni-worker (2 processes) for tests that break nothing."""
-    w = stack.Worker(migrated, redis_server, workdir=shared_dir)
+    w = stack.Worker(migrated, redis_server, workdir=shared_dir, env={
+        "OMNI_EVENTS_PUBLISH": "unix:%s" % (shared_dir / "events.sock")})
     try:
         w.start()
     except Exception:
@@ -192,7 +193,8 @@ def nginx(shared_dir, redis_server):
     """nginx + ngx_http_omni_module, proxying to the shared worker's socket,
     with the session's Redis for limits and revocation."""
     server = stack.Nginx(worker_socket=shared_dir / "worker.sock",
-                         redis_addr=redis_server.addr)
+                         redis_addr=redis_server.addr,
+                         events_socket=shared_dir / "events.sock")
     try:
         server.start()
         yield server

@@ -775,8 +775,10 @@ class Nginx:
     """nginx rendered from conf/nginx.conf.in, loading the module."""
 
     def __init__(self, worker_socket, module=None, max_body="1m", workers=2,
-                 extra=None, redis_addr="127.0.0.1:6379", api_rate="20r/s"):
+                 extra=None, redis_addr="127.0.0.1:6379", api_rate="20r/s",
+                 events_socket=None):
         self.dir = make_tmpdir("omni-test-nginx-")
+        self._events_socket = events_socket
         self.prefix = self.dir / "nginx"
         self.conf_path = self.prefix / "nginx.conf"
         self.tls_dir = self.dir / "tls"
@@ -792,6 +794,11 @@ class Nginx:
         self.https_port = free_port()
         self.extra = dict(extra or {})
         self.proc = None
+
+    @property
+    def events_socket(self):
+        """Where the worker publishes events (OMNI_EVENTS_PUBLISH=unix:)."""
+        return Path(self._events_socket or self.dir / "events.sock")
 
     @property
     def error_log(self):
@@ -881,6 +888,7 @@ class Nginx:
             "TLS_CERT": cert,
             "TLS_KEY": key,
             "CONF_DIR": CONF_DIR,
+            "EVENTS_PUBLISH": "unix:%s" % self.events_socket,
         }
         values.update(self.extra)
         self.prefix.mkdir(mode=0o755)

@@ -519,7 +519,8 @@ export function policy(objects, { repo }) {
                 for (const a of d.args) {
                     const f = /^(?:file=)?(\/[\w./-]+)$/.exec(a)?.[1];
                     if (f && d.name !== "location" && !f.startsWith("/_omni") && d.name !== "return" &&
-                        f !== "/usr/lib/nginx/modules/ngx_http_omni_module.so" && !where(f) &&
+                        f !== "/usr/lib/nginx/modules/ngx_http_omni_module.so" &&
+                        f !== "/usr/lib/nginx/modules/ngx_nchan_module.so" && !where(f) &&
                         !["/dev/stderr", "/dev/stdout"].includes(f)) {
                         err("nginx-paths", `nginx ${d.name} ${f}: in no mount of the gateway container`);
                     }

@@ -4,6 +4,7 @@
 #include "http/metrics.h"
 #include "services/auth/auth.h"
 #include "services/dashboard/dashboard.h"
+#include "services/events/events.h"
 #include "services/health/health.h"
 #include "core/services.h"
 
@@ -12,6 +13,7 @@ static const omni_service_t *const omni_services[] = {
     &omni_health_service,
     &omni_dashboard_service,
     &omni_auth_service,
+    &omni_events_service,
 };
 
 #define OMNI_NSERVICES (int)(sizeof(omni_services) / sizeof(omni_services[0]))

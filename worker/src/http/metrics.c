@@ -27,6 +27,7 @@ typedef struct {
 typedef struct {
     uint64_t gateway_refused;   /* unix peers not the gateway */
     uint64_t gateway_untrusted; /* requests without the secret */
+    uint64_t events[3];         /* by omni_publish_outcome_t */
     uint64_t requests[OMNI_METRICS_MAX_ROUTES + 1][OMNI_METRICS_STATUSES];
     uint64_t hist[OMNI_METRICS_MAX_ROUTES + 1][OMNI_HIST_BUCKETS];
     uint64_t sum_us[OMNI_METRICS_MAX_ROUTES + 1];
@@ -109,6 +110,14 @@ void omni_metrics_gateway_refused(void)
 void omni_metrics_gateway_untrusted(void)
 {
     __atomic_fetch_add(&omni_shm->gateway_untrusted, 1, __ATOMIC_RELAXED);
+}
+
+
+void omni_metrics_event(omni_publish_outcome_t outcome)
+{
+    if ((unsigned)outcome < 3) {
+        __atomic_fetch_add(&omni_shm->events[outcome], 1, __ATOMIC_RELAXED);
+    }
 }
 
 
@@ -298,9 +307,22 @@ int omni_metrics_prometheus(struct evbuffer *out)
             "# HELP omni_worker_gateway_untrusted_total Requests without the "
             "gateway's secret: identity headers dropped.\n"
             "# TYPE omni_worker_gateway_untrusted_total counter\n"
-            "omni_worker_gateway_untrusted_total %llu\n",
+            "omni_worker_gateway_untrusted_total %llu\n"
+            "# HELP omni_worker_events_total Events for subscribers by fate: "
+            "sent to nchan, dropped (queue full), failed (refused or lost "
+            "with a connection).\n"
+            "# TYPE omni_worker_events_total counter\n"
+            "omni_worker_events_total{outcome=\"sent\"} %llu\n"
+            "omni_worker_events_total{outcome=\"dropped\"} %llu\n"
+            "omni_worker_events_total{outcome=\"failed\"} %llu\n",
             (unsigned long long)omni_metrics_load(&omni_shm->gateway_refused),
-            (unsigned long long)omni_metrics_load(&omni_shm->gateway_untrusted))
+            (unsigned long long)omni_metrics_load(&omni_shm->gateway_untrusted),
+            (unsigned long long)omni_metrics_load(
+                &omni_shm->events[OMNI_PUBLISH_SENT]),
+            (unsigned long long)omni_metrics_load(
+                &omni_shm->events[OMNI_PUBLISH_DROPPED]),
+            (unsigned long long)omni_metrics_load(
+                &omni_shm->events[OMNI_PUBLISH_FAILED]))
         < 0;
 
     return rc ? -1 : 0;

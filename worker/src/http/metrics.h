@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include "lib/router.h"
 #include "io/db.h"
+#include "io/publish.h"
 #include "io/redis.h"
 
 struct evbuffer;
@@ -31,6 +32,9 @@ void omni_metrics_gauges(
  * secret. Lock-free; never fail. */
 void omni_metrics_gateway_refused(void);
 void omni_metrics_gateway_untrusted(void);
+
+/* Counts one event's fate (io/publish.h). Lock-free; never fails. */
+void omni_metrics_event(omni_publish_outcome_t outcome);
 
 /* Clears a dead process's gauges (master, after reaping it). */
 void omni_metrics_release(int slot);

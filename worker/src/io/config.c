@@ -434,7 +434,11 @@ int omni_config_load(
         || omni_config_int(
             &cfg->auth_threads, "OMNI_AUTH_THREADS", 1, 1, 64, 10, err, errlen)
         || omni_config_int(&cfg->auth_queue_max, "OMNI_AUTH_QUEUE_MAX", 64, 1,
-            100000, 10, err, errlen)) {
+            100000, 10, err, errlen)
+        || omni_config_str(
+            &cfg->events_publish, "OMNI_EVENTS_PUBLISH", NULL, 0, err, errlen)
+        || omni_config_int(&cfg->events_queue_max, "OMNI_EVENTS_QUEUE_MAX",
+            4096, 1, 1000000, 10, err, errlen)) {
         return -1;
     }
 

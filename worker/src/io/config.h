@@ -44,6 +44,10 @@ typedef struct {
     int password_iterations; /* OMNI_PASSWORD_ITERATIONS, 29000 */
     int auth_threads;        /* OMNI_AUTH_THREADS per process, default 1 */
     int auth_queue_max;      /* OMNI_AUTH_QUEUE_MAX per process, 64 */
+    char *events_publish;    /* OMNI_EVENTS_PUBLISH: the gateway's nchan
+                                publisher, unix:/path | host:port; NULL:
+                                no events */
+    int events_queue_max;    /* OMNI_EVENTS_QUEUE_MAX per process, 4096 */
 } omni_config_t;
 
 /* Loads the configuration: variables from the file named by OMNI_CONFIG

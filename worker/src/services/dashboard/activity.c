@@ -8,6 +8,7 @@
 
 #include "io/clients.h"
 #include "io/log.h"
+#include "io/publish.h"
 #include "http/api.h"
 #include "services/dashboard/activity.h"
 #include "services/dashboard/dashboard.h"
@@ -19,6 +20,8 @@
 typedef struct {
     omni_activity_done_pt done;
     void *arg;
+    char type[OMNI_ACTIVITY_TYPE_MAX + 1];
+    char *event; /* "actor":..,"summary":..,"detail":.. for the channel */
 } omni_activity_pending_t;
 
 static int omni_activity_record_stmt, omni_activity_list_stmt;
@@ -79,6 +82,53 @@ int omni_activity_type_valid(const char *type)
 }
 
 
+/* The stored event, as the feed lists it, to the "activity" channel. */
+static void omni_activity_publish(omni_activity_pending_t *p, const char *id)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b == NULL) {
+        return;
+    }
+    evbuffer_add_printf(b, "{\"id\":%s,%s}", id, p->event);
+    if (evbuffer_add(b, "", 1) == 0) {
+        omni_publish("activity", p->type, (const char *)evbuffer_pullup(b, -1));
+    }
+    evbuffer_free(b);
+}
+
+
+/* The members after "id" of the event's channel message, malloc'd. */
+static char *omni_activity_event(
+    const char *actor, const char *summary, const char *detail_json)
+{
+    struct evbuffer *b = evbuffer_new();
+    char *s = NULL;
+    size_t n;
+
+    if (b == NULL) {
+        return NULL;
+    }
+    evbuffer_add(b, "\"actor\":", 8);
+    if (actor) {
+        omni_json_put_string(b, actor, strlen(actor));
+    } else {
+        evbuffer_add(b, "null", 4);
+    }
+    evbuffer_add(b, ",\"summary\":", 11);
+    omni_json_put_string(b, summary, strlen(summary));
+    evbuffer_add_printf(b, ",\"detail\":%s", detail_json ? detail_json : "{}");
+    n = evbuffer_get_length(b);
+    s = malloc(n + 1);
+    if (s != NULL) {
+        evbuffer_remove(b, s, n);
+        s[n] = '\0';
+    }
+    evbuffer_free(b);
+    return s;
+}
+
+
 static void omni_activity_stored(
     void *arg, omni_db_status_t status, PGresult *res)
 {
@@ -87,6 +137,10 @@ static void omni_activity_stored(
     void *done_arg = p->arg;
     char buf[256];
 
+    if (status == OMNI_DB_OK && p->event != NULL) {
+        omni_activity_publish(p, PQgetvalue(res, 0, 0));
+    }
+    free(p->event);
     free(p);
     if (status != OMNI_DB_OK) {
         omni_log(OMNI_LOG_WARN, "activity event not stored", "\"error\":\"%s\"",
@@ -121,6 +175,8 @@ int omni_activity_record(const char *type, const char *actor,
     }
     p->done = done;
     p->arg = arg;
+    strcpy(p->type, type);
+    p->event = omni_activity_event(actor, summary, detail_json);
     if (omni_db_query(omni_clients.db, omni_activity_record_stmt, 4, values,
             omni_activity_stored, p)
         != OMNI_DB_OK) {
