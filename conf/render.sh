@@ -149,6 +149,9 @@ if [ -n "$events_file" ]; then
             echo "upstream omni_events_redis {"
             echo "    nchan_redis_server \"$events_redis\";"
             echo "}"
+            # without this nchan 1.3.6 keeps http-level redis_pass from
+            # its locations: every channel would stay in this node's memory
+            echo "nchan_redis_pass_inheritable on;"
             echo "nchan_redis_pass omni_events_redis;"
         fi
     } > "$tmp"

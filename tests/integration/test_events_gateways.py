@@ -1,10 +1,12 @@
 """Event channels with nginx of the test's own: subscribers sent away when
 their token must be shown again (EVENTS_RECHECK; README "Events")."""
 
+import json
 import time
 import uuid
 from pathlib import Path
 
+import psycopg2
 import pytest
 import websocket
 
@@ -72,3 +74,39 @@ def test_subscriber_must_show_a_valid_token_again_within_recheck(gateways):
     again = Sse(gw.http_port, "/events/activity", headers=headers)
     assert again.status == 401
     assert again.json()["error"] == "token_expired"
+
+
+def test_gateways_sharing_redis_share_channels(gateways, redis_server,
+                                               migrated):
+    """EVENTS_REDIS_URL: nchan keeps the channels in Redis, so an event the
+    worker publishes through the first gateway reaches a subscriber of the
+    second (SPEC 11). Needs the module's hiredis kept to itself: nchan has
+    its own copy (see `config`)."""
+    url = "redis://:%s@%s" % (stack.REDIS_PASSWORD, redis_server.addr)
+    first, second = gateways(2, EVENTS_REDIS_URL=url)
+    key = "evgw_shared_%s" % uuid.uuid4().hex[:10]
+    sub = Sse(second.http_port, "/events/activity", headers=_bearer(second))
+    try:
+        assert sub.status == 200
+        t0 = time.monotonic()
+        r = first.request("PUT", "/api/v1/config/" + key, json={"n": 1},
+                          headers=_bearer(first, "admin"))
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 5
+        seen = None
+        while seen is None and time.monotonic() < deadline:
+            ev = sub.next_event(max(0.05, deadline - time.monotonic()))
+            if ev is None:
+                break
+            msg = json.loads(ev["data"])
+            if msg["data"].get("detail", {}).get("key") == key:
+                seen = ev
+        assert seen is not None, "the second gateway's subscriber got nothing"
+        assert seen["at"] - t0 < 1.0
+    finally:
+        sub.close()
+        with psycopg2.connect(migrated.url()) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM omni2_dashboard.dashboard_config"
+                        " WHERE key = %s", (key,))
+    for gw in (first, second):
+        assert "corrupted" not in gw.error_log.read_text()
