@@ -1,0 +1,11 @@
+-- 008_mcp_registry (down): drops what 008_mcp_registry.sql created, in
+-- reverse order.
+
+DROP TABLE mcp_performance.tool_calls;
+DROP TABLE omni2.mcp_audit;
+DROP TABLE omni2.mcp_probe_leases;
+DROP TABLE omni2.circuit_breakers;
+DROP TABLE omni2.mcp_tools;
+DROP TABLE omni2.mcp_servers;
+DROP SCHEMA mcp_performance;
+DROP SCHEMA omni2;
