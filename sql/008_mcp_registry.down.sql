@@ -2,6 +2,7 @@
 -- reverse order.
 
 DROP TABLE mcp_performance.tool_calls;
+DROP FUNCTION omni2.mcp_server_json(omni2.mcp_servers);
 DROP TABLE omni2.mcp_audit;
 DROP TABLE omni2.mcp_probe_leases;
 DROP TABLE omni2.circuit_breakers;

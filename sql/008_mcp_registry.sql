@@ -118,6 +118,28 @@ COMMENT ON TABLE omni2.mcp_audit IS
     'the server is deleted. Header values never appear here.';
 
 
+-- A server as the API shows it: header names with "[redacted]" values,
+-- never headers_enc; the breaker's state beside the registry fields.
+CREATE FUNCTION omni2.mcp_server_json(s omni2.mcp_servers)
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object(
+        'id', s.id, 'name', s.name, 'url', s.url, 'transport', s.transport,
+        'headers', (SELECT coalesce(jsonb_object_agg(h, '[redacted]'), '{}')
+                    FROM unnest(s.header_names) AS h),
+        'timeout_ms', s.timeout_ms, 'enabled', s.enabled,
+        'roles', to_jsonb(s.roles), 'tool_roles', s.tool_roles,
+        'health', s.health, 'protocol', s.protocol,
+        'state', coalesce((SELECT b.state FROM omni2.circuit_breakers AS b
+                           WHERE b.server_id = s.id), 'closed'),
+        'created_at', to_char(s.created_at AT TIME ZONE 'UTC',
+                              'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'updated_at', to_char(s.updated_at AT TIME ZONE 'UTC',
+                              'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+$$;
+
+
 CREATE TABLE mcp_performance.tool_calls (
     id         bigserial   PRIMARY KEY,
     at         timestamptz NOT NULL,

@@ -5,6 +5,7 @@
 #include "services/auth/auth.h"
 #include "services/dashboard/dashboard.h"
 #include "services/health/health.h"
+#include "services/mcp/mcp.h"
 #include "core/services.h"
 
 
@@ -12,6 +13,7 @@ static const omni_service_t *const omni_services[] = {
     &omni_health_service,
     &omni_dashboard_service,
     &omni_auth_service,
+    &omni_mcp_service,
 };
 
 #define OMNI_NSERVICES (int)(sizeof(omni_services) / sizeof(omni_services[0]))

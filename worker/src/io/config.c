@@ -399,7 +399,11 @@ int omni_config_load(
         || omni_config_int(
             &cfg->auth_threads, "OMNI_AUTH_THREADS", 1, 1, 64, 10, err, errlen)
         || omni_config_int(&cfg->auth_queue_max, "OMNI_AUTH_QUEUE_MAX", 64, 1,
-            100000, 10, err, errlen)) {
+            100000, 10, err, errlen)
+        || omni_config_str(&cfg->mcp_secret_key_file,
+            "OMNI_MCP_SECRET_KEY_FILE", NULL, 0, err, errlen)
+        || omni_config_str(
+            &cfg->mcp_ca_file, "OMNI_MCP_CA_FILE", NULL, 0, err, errlen)) {
         return -1;
     }
 

@@ -38,6 +38,11 @@ typedef struct {
     int password_iterations; /* OMNI_PASSWORD_ITERATIONS, 29000 */
     int auth_threads;        /* OMNI_AUTH_THREADS per process, default 1 */
     int auth_queue_max;      /* OMNI_AUTH_QUEUE_MAX per process, 64 */
+
+    char *mcp_secret_key_file; /* OMNI_MCP_SECRET_KEY_FILE: the key that
+                                  seals MCP servers' headers; NULL: none */
+    char *mcp_ca_file;         /* OMNI_MCP_CA_FILE: CAs for upstreams; NULL:
+                                  the system's */
 } omni_config_t;
 
 /* Loads the configuration: variables from the file named by OMNI_CONFIG
