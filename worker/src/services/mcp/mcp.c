@@ -7,9 +7,13 @@
 #include "lib/seal.h"
 #include "io/clients.h"
 #include "http/http.h"
+#include "services/mcp/call.h"
+#include "services/mcp/catalog.h"
+#include "services/mcp/client.h"
 #include "services/mcp/mcp.h"
 #include "services/mcp/mcp_int.h"
 #include "services/mcp/registry.h"
+#include "services/mcp/upstream.h"
 
 
 static const omni_route_t omni_mcp_routes[] = {
@@ -22,6 +26,16 @@ static const omni_route_t omni_mcp_routes[] = {
         OMNI_ROUTE_IDENTITY | OMNI_ROUTE_JSON_OBJECT},
     {"DELETE", "/api/v1/mcp/servers/{id}", omni_mcp_server_delete,
         OMNI_ROUTE_IDENTITY},
+    {"GET", "/api/v1/mcp/servers/{id}/tools", omni_mcp_server_tools,
+        OMNI_ROUTE_IDENTITY},
+    {"POST", "/api/v1/mcp/servers/{id}/health", omni_mcp_server_probe,
+        OMNI_ROUTE_IDENTITY},
+    {"POST", "/api/v1/mcp/servers/{id}/tools/{tool}/approve",
+        omni_mcp_tool_approve, OMNI_ROUTE_IDENTITY},
+    {"GET", "/api/v1/mcp/circuit-breakers", omni_mcp_breakers_list,
+        OMNI_ROUTE_IDENTITY},
+    {"POST", "/api/v1/mcp/tools/call", omni_mcp_tools_call,
+        OMNI_ROUTE_IDENTITY | OMNI_ROUTE_JSON_OBJECT},
 };
 
 static unsigned char omni_mcp_key[OMNI_SEAL_KEY_LEN];
@@ -29,7 +43,11 @@ static unsigned char omni_mcp_key[OMNI_SEAL_KEY_LEN];
 
 static int omni_mcp_init(void)
 {
-    return omni_mcp_registry_init();
+    return omni_mcp_registry_init() != 0 || omni_mcp_upstream_init() != 0
+                   || omni_mcp_catalog_init() != 0
+                   || omni_mcp_breakers_init() != 0 || omni_mcp_call_init() != 0
+               ? -1
+               : 0;
 }
 
 
@@ -70,10 +88,31 @@ static int omni_mcp_configure(
 
 void omni_mcp_changed(const char *id)
 {
+    omni_mcp_client_forget(id);
+}
+
+
+static int omni_mcp_start(void)
+{
+    return omni_mcp_client_start(
+               omni_clients.base, omni_clients.cfg->mcp_ca_file)
+                       != 0
+                   || omni_mcp_perf_start() != 0
+               ? -1
+               : 0;
+}
+
+
+static void omni_mcp_stop(void (*done)(void *arg), void *arg)
+{
+    omni_mcp_perf_stop();
+    done(arg);
 }
 
 
 const omni_service_t omni_mcp_service = {.name = "mcp",
     OMNI_SERVICE_ROUTES(omni_mcp_routes),
     .init = omni_mcp_init,
-    .configure = omni_mcp_configure};
+    .configure = omni_mcp_configure,
+    .start = omni_mcp_start,
+    .stop = omni_mcp_stop};
