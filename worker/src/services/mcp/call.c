@@ -1,7 +1,7 @@
 /* call.c: POST /api/v1/mcp/tools/call {server, tool, arguments} -> the
  * upstream's CallToolResult.
  *
- *   LOAD ──row, allowed──> CALL ──reply──────────────────────> ANSWER
+ *   LOAD ──row, allowed──> CALL ──reply──> SAVE (breaker) ──> ANSWER
  *                           ^  └─failure, retryable, time left──> WAIT
  *                           └─────────────── backoff timer ───────┘
  *
@@ -30,7 +30,8 @@ enum {
     OMNI_CALL_LOAD = 0,
     OMNI_CALL_LOADED,
     OMNI_CALL_CALLED,
-    OMNI_CALL_WAITED
+    OMNI_CALL_WAITED,
+    OMNI_CALL_SAVED
 };
 
 typedef struct {
@@ -215,16 +216,18 @@ static int omni_call_send(omni_req_t *r, omni_call_t *c)
 }
 
 
+static void omni_call_saved(void *arg)
+{
+    omni_http_resume(arg);
+}
+
+
 static void omni_call_answer(omni_req_t *r, omni_call_t *c)
 {
     const omni_mcp_reply_t *rep = &c->rep;
     struct evbuffer *b;
     const omni_json_t *is_error;
     int failed = rep->failure != NULL;
-
-    if (omni_mcp_breaker_outcome(&c->u, !failed)) {
-        omni_mcp_breaker_save(&c->u);
-    }
     if (failed) {
         omni_perf_add(r, c, rep->timeout ? "timeout" : "upstream_error");
         omni_respond_error(r, rep->timeout ? 504 : 502,
@@ -378,6 +381,17 @@ void omni_mcp_tools_call(omni_req_t *r)
                 return;
             }
         }
+        /* the breaker is stored before the answer, so the caller's next
+         * call (on any process) meets the state this one left */
+        r->state = OMNI_CALL_SAVED;
+        if (omni_mcp_breaker_outcome(&c->u, c->rep.failure == NULL)
+            && omni_mcp_breaker_save(&c->u, omni_call_saved, r) == 0) {
+            return;
+        }
+        omni_call_answer(r, c);
+        return;
+
+    case OMNI_CALL_SAVED:
         omni_call_answer(r, c);
         return;
 

@@ -42,6 +42,8 @@ typedef struct {
     int ntools;
 } omni_probe_t;
 
+static void omni_probe_write(omni_req_t *r, omni_probe_t *p);
+
 static int omni_cat_load_stmt, omni_cat_store_stmt, omni_cat_tools_stmt,
     omni_cat_approve_stmt;
 
@@ -105,13 +107,29 @@ static void omni_probe_replied(void *arg, const omni_mcp_reply_t *rep)
 }
 
 
+static void omni_probe_saved(void *arg)
+{
+    omni_http_resume(arg);
+}
+
+
+/* The breaker is stored before the answer: whoever reads it next (any
+ * process) sees what the probe found. */
 static void omni_probe_answer(omni_req_t *r, omni_probe_t *p)
+{
+    r->state = OMNI_PROBE_ANSWER;
+    if (omni_mcp_breaker_outcome(&p->u, p->ok)
+        && omni_mcp_breaker_save(&p->u, omni_probe_saved, r) == 0) {
+        return;
+    }
+    omni_probe_write(r, p);
+}
+
+
+static void omni_probe_write(omni_req_t *r, omni_probe_t *p)
 {
     struct evbuffer *b = evbuffer_new();
 
-    if (omni_mcp_breaker_outcome(&p->u, p->ok)) {
-        omni_mcp_breaker_save(&p->u);
-    }
     evbuffer_add(b, "{\"server\":", 10);
     omni_json_put_string(b, p->u.name, strlen(p->u.name));
     evbuffer_add_printf(b,
@@ -300,7 +318,7 @@ void omni_mcp_server_probe(omni_req_t *r)
         }
         return;
 
-    default:
+    case OMNI_PROBE_STORE:
         if (r->db_status != OMNI_DB_OK) {
             evbuffer_free(p->tools);
             p->tools = NULL;
@@ -309,6 +327,10 @@ void omni_mcp_server_probe(omni_req_t *r)
         }
         omni_probe_quarantined(r, p);
         omni_probe_answer(r, p);
+        return;
+
+    default:
+        omni_probe_write(r, p);
         return;
     }
 }

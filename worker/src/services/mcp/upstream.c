@@ -151,20 +151,34 @@ int omni_mcp_breaker_outcome(omni_mcp_upstream_t *u, int ok)
 }
 
 
+typedef struct {
+    void (*done)(void *arg);
+    void *arg;
+} omni_mcp_saving_t;
+
+
 static void omni_mcp_breaker_saved(
     void *arg, omni_db_status_t st, PGresult *res)
 {
+    omni_mcp_saving_t *s = arg;
+
     if (st != OMNI_DB_OK) {
         omni_log(OMNI_LOG_WARN, "cannot store an MCP circuit breaker", NULL);
+    }
+    if (s != NULL) {
+        s->done(s->arg);
+        free(s);
     }
 }
 
 
-void omni_mcp_breaker_save(omni_mcp_upstream_t *u)
+int omni_mcp_breaker_save(
+    omni_mcp_upstream_t *u, void (*done)(void *arg), void *arg)
 {
+    omni_mcp_saving_t *s = NULL;
     const char *values[5];
     char failures[16], opened[24], next[24], detail[160], summary[128];
-    int down;
+    int down, rc;
 
     snprintf(failures, sizeof(failures), "%d", u->breaker.failures);
     snprintf(
@@ -175,14 +189,28 @@ void omni_mcp_breaker_save(omni_mcp_upstream_t *u)
     values[2] = failures;
     values[3] = opened;
     values[4] = next;
-    omni_db_query(omni_clients.db, omni_mcp_breaker_stmt, 5, values,
-        omni_mcp_breaker_saved, NULL);
+    if (done != NULL) {
+        s = malloc(sizeof(*s));
+        if (s == NULL) {
+            return -1;
+        }
+        s->done = done;
+        s->arg = arg;
+    }
+    rc = omni_db_query(omni_clients.db, omni_mcp_breaker_stmt, 5, values,
+             omni_mcp_breaker_saved,
+             s) == OMNI_DB_OK
+             ? 0
+             : -1;
+    if (rc != 0) {
+        free(s);
+    }
     /* up and down are announced; half-open is a step between */
     if (u->breaker.state == u->before.state
         || u->breaker.state == OMNI_BREAKER_HALF_OPEN
         || (u->before.state == OMNI_BREAKER_HALF_OPEN
             && u->breaker.state == OMNI_BREAKER_OPEN)) {
-        return;
+        return rc;
     }
     down = u->breaker.state == OMNI_BREAKER_OPEN;
     snprintf(detail, sizeof(detail),
@@ -192,4 +220,5 @@ void omni_mcp_breaker_save(omni_mcp_upstream_t *u)
         down ? "down" : "up");
     omni_activity_record(down ? "mcp.server.down" : "mcp.server.up", NULL,
         summary, detail, NULL, NULL);
+    return rc;
 }

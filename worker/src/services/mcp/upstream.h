@@ -45,8 +45,11 @@ int64_t omni_mcp_now_ms(void);
  * written (the state or the failure count changed). */
 int omni_mcp_breaker_outcome(omni_mcp_upstream_t *u, int ok);
 
-/* Writes u's breaker (fire and forget) and, when its state changed,
- * publishes mcp.server.down / mcp.server.up. */
-void omni_mcp_breaker_save(omni_mcp_upstream_t *u);
+/* Writes u's breaker and, when its state changed, publishes
+ * mcp.server.down / mcp.server.up. done (may be NULL) is called once the
+ * write is over (stored or not; never from inside this call); returns 0,
+ * or -1 when the write could not be queued (done is not called). */
+int omni_mcp_breaker_save(
+    omni_mcp_upstream_t *u, void (*done)(void *arg), void *arg);
 
 #endif
