@@ -312,6 +312,12 @@ static void omni_mcp_finish(omni_mcp_rpc_t *c)
         break;
 
     case OMNI_MCP_INIT:
+        if (!c->have_msg && c->status / 100 != 2) {
+            snprintf(why, sizeof(why),
+                "initialize failed: the upstream answered HTTP %ld", c->status);
+            omni_mcp_fail(c, why);
+            return;
+        }
         if (!c->have_msg || c->msg.kind != OMNI_RPC_RESULT) {
             snprintf(why, sizeof(why), "initialize failed: %s",
                 c->have_msg     ? c->msg.message
