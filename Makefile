@@ -124,7 +124,7 @@ $(BUILD)/paced: tests/bench/paced.c | deps
 unit: $(UNIT_TESTS)
 	@bash tests/unit/run.sh $(UNIT_TESTS)
 
-test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe
+test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe mcp-node
 	@bash tests/run.sh $(UNIT_TESTS)
 
 run: deps build
@@ -169,3 +169,14 @@ $(K8S_NODE)/node_modules/.installed: tests/k8s/package.json tests/k8s/package-lo
 
 k8s-check: deps $(MODULE) $(K8S_NODE)/node_modules/.installed
 	@bash tests/k8s/run.sh
+
+# the MCP upstreams the integration tests run (server-everything and the
+# SDK fixtures), from the committed lock file
+MCP_NODE := $(BUILD)/mcp-node
+$(MCP_NODE)/node_modules/.package-lock.json: tests/integration/fixtures/mcp/package.json tests/integration/fixtures/mcp/package-lock.json
+	@mkdir -p $(MCP_NODE)
+	cp tests/integration/fixtures/mcp/package.json tests/integration/fixtures/mcp/package-lock.json $(MCP_NODE)/
+	cd $(MCP_NODE) && npm ci --no-audit --no-fund
+
+mcp-node: $(MCP_NODE)/node_modules/.package-lock.json
+.PHONY: mcp-node

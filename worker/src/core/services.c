@@ -6,6 +6,7 @@
 #include "services/dashboard/dashboard.h"
 #include "services/events/events.h"
 #include "services/health/health.h"
+#include "services/mcp/mcp.h"
 #include "core/services.h"
 
 
@@ -14,6 +15,7 @@ static const omni_service_t *const omni_services[] = {
     &omni_dashboard_service,
     &omni_auth_service,
     &omni_events_service,
+    &omni_mcp_service,
 };
 
 #define OMNI_NSERVICES (int)(sizeof(omni_services) / sizeof(omni_services[0]))

@@ -438,7 +438,11 @@ int omni_config_load(
         || omni_config_str(
             &cfg->events_publish, "OMNI_EVENTS_PUBLISH", NULL, 0, err, errlen)
         || omni_config_int(&cfg->events_queue_max, "OMNI_EVENTS_QUEUE_MAX",
-            4096, 1, 1000000, 10, err, errlen)) {
+            4096, 1, 1000000, 10, err, errlen)
+        || omni_config_str(&cfg->mcp_secret_key_file,
+            "OMNI_MCP_SECRET_KEY_FILE", NULL, 0, err, errlen)
+        || omni_config_str(
+            &cfg->mcp_ca_file, "OMNI_MCP_CA_FILE", NULL, 0, err, errlen)) {
         return -1;
     }
 

@@ -48,6 +48,11 @@ typedef struct {
                                 publisher, unix:/path | host:port; NULL:
                                 no events */
     int events_queue_max;    /* OMNI_EVENTS_QUEUE_MAX per process, 4096 */
+
+    char *mcp_secret_key_file; /* OMNI_MCP_SECRET_KEY_FILE: the key that
+                                  seals MCP servers' headers; NULL: none */
+    char *mcp_ca_file;         /* OMNI_MCP_CA_FILE: CAs for upstreams; NULL:
+                                  the system's */
 } omni_config_t;
 
 /* Loads the configuration: variables from the file named by OMNI_CONFIG

@@ -12,6 +12,7 @@
 #include "lib/hist.h"
 #include "lib/json.h"
 #include "http/service.h"
+#include "services/dashboard/activity.h"
 
 struct evbuffer;
 

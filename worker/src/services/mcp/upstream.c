@@ -1,0 +1,224 @@
+/* upstream.c: loading a registered server for a call or a probe, and
+ * keeping its circuit breaker (lib/breaker.c) in Postgres. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <openssl/rand.h>
+
+#include "lib/seal.h"
+#include "io/clients.h"
+#include "io/log.h"
+#include "services/dashboard/dashboard.h"
+#include "services/mcp/registry.h"
+#include "services/mcp/upstream.h"
+
+static int omni_mcp_breaker_stmt;
+
+
+int omni_mcp_upstream_init(void)
+{
+    omni_mcp_breaker_stmt = omni_db_statement("mcp_breaker_save",
+        "UPDATE omni2.circuit_breakers SET state = $2, failures = $3::int,"
+        " opened_at = CASE WHEN $4::bigint > 0"
+        "  THEN to_timestamp($4::bigint / 1000.0) END,"
+        " next_probe_at = CASE WHEN $5::bigint > 0"
+        "  THEN to_timestamp($5::bigint / 1000.0) END,"
+        " updated_at = now() WHERE server_id = $1::uuid");
+    return omni_mcp_breaker_stmt < 0 ? -1 : 0;
+}
+
+
+int64_t omni_mcp_now_ms(void)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+
+static int omni_mcp_unhex(const char *s, size_t n, unsigned char *out)
+{
+    size_t i;
+    unsigned v;
+
+    for (i = 0; i < n / 2; i++) {
+        if (sscanf(s + 2 * i, "%2x", &v) != 1) {
+            return -1;
+        }
+        out[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+
+/* The sealed headers as "Name: value" lines, or NULL when none. */
+static int omni_mcp_open_headers(omni_req_t *r, const char *id, const char *hex,
+    size_t hexlen, const char *const **out)
+{
+    unsigned char *sealed, *plain;
+    const omni_json_t *obj;
+    const char **lines;
+    char err[64];
+    size_t n = hexlen / 2, plen, i, len;
+
+    *out = NULL;
+    if (hexlen == 0) {
+        return 0;
+    }
+    sealed = omni_arena_alloc(&r->arena, n);
+    plain = omni_arena_alloc(&r->arena, n + 1);
+    if (sealed == NULL || plain == NULL || omni_mcp_secret_key == NULL
+        || omni_mcp_unhex(hex, hexlen, sealed) != 0
+        || omni_unseal(
+               omni_mcp_secret_key, id, strlen(id), sealed, n, plain, &plen)
+               != 0) {
+        return -1;
+    }
+    obj = omni_json_parse(
+        &r->arena, (const char *)plain, plen, NULL, err, sizeof(err));
+    if (obj == NULL || obj->type != OMNI_JSON_OBJECT) {
+        return -1;
+    }
+    lines = omni_arena_alloc(&r->arena, (obj->u.obj.len + 1) * sizeof(char *));
+    if (lines == NULL) {
+        return -1;
+    }
+    for (i = 0; i < obj->u.obj.len; i++) {
+        len = strlen(obj->u.obj.keys[i]) + obj->u.obj.values[i]->u.str.len + 3;
+        lines[i] = omni_arena_alloc(&r->arena, len);
+        if (lines[i] == NULL) {
+            return -1;
+        }
+        snprintf((char *)lines[i], len, "%s: %s", obj->u.obj.keys[i],
+            obj->u.obj.values[i]->u.str.ptr);
+    }
+    lines[i] = NULL;
+    *out = lines;
+    return 0;
+}
+
+
+int omni_mcp_upstream_read(
+    omni_req_t *r, PGresult *res, int row, omni_mcp_upstream_t *u)
+{
+    memset(u, 0, sizeof(*u));
+    snprintf(u->id, sizeof(u->id), "%s", PQgetvalue(res, row, 0));
+    u->name = omni_arena_strndup(
+        &r->arena, PQgetvalue(res, row, 1), (size_t)PQgetlength(res, row, 1));
+    u->target.id = u->id;
+    u->target.url = omni_arena_strndup(
+        &r->arena, PQgetvalue(res, row, 2), (size_t)PQgetlength(res, row, 2));
+    if (omni_mcp_open_headers(r, u->id, PQgetvalue(res, row, 3),
+            (size_t)PQgetlength(res, row, 3), &u->target.headers)
+        != 0) {
+        omni_log(OMNI_LOG_ERROR, "cannot open an MCP server's headers",
+            "\"server\":\"%s\"", u->id);
+        omni_respond_error(r, 500, "internal_error",
+            "the server's stored headers cannot be opened with the "
+            "configured OMNI_MCP_SECRET_KEY_FILE");
+        return -1;
+    }
+    u->target.timeout_ms = atol(PQgetvalue(res, row, 4));
+    u->enabled = PQgetvalue(res, row, 5)[0] == 't';
+    u->conf.failure_threshold = atoi(PQgetvalue(res, row, 6));
+    u->conf.cooldown_ms = atol(PQgetvalue(res, row, 7));
+    u->conf.jitter_pct = 10;
+    omni_breaker_init(&u->breaker);
+    omni_breaker_state_parse(PQgetvalue(res, row, 8), &u->breaker.state);
+    u->breaker.failures = atoi(PQgetvalue(res, row, 9));
+    u->breaker.opened_at_ms = atoll(PQgetvalue(res, row, 10));
+    u->breaker.next_probe_ms = atoll(PQgetvalue(res, row, 11));
+    u->before = u->breaker;
+    return 0;
+}
+
+
+int omni_mcp_breaker_outcome(omni_mcp_upstream_t *u, int ok)
+{
+    uint32_t rnd = 0;
+
+    if (ok) {
+        omni_breaker_success(&u->breaker);
+    } else {
+        RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
+        omni_breaker_failure(&u->breaker, &u->conf, omni_mcp_now_ms(), rnd);
+    }
+    return u->breaker.state != u->before.state
+           || u->breaker.failures != u->before.failures;
+}
+
+
+typedef struct {
+    void (*done)(void *arg);
+    void *arg;
+} omni_mcp_saving_t;
+
+
+static void omni_mcp_breaker_saved(
+    void *arg, omni_db_status_t st, PGresult *res)
+{
+    omni_mcp_saving_t *s = arg;
+
+    if (st != OMNI_DB_OK) {
+        omni_log(OMNI_LOG_WARN, "cannot store an MCP circuit breaker", NULL);
+    }
+    if (s != NULL) {
+        s->done(s->arg);
+        free(s);
+    }
+}
+
+
+int omni_mcp_breaker_save(
+    omni_mcp_upstream_t *u, void (*done)(void *arg), void *arg)
+{
+    omni_mcp_saving_t *s = NULL;
+    const char *values[5];
+    char failures[16], opened[24], next[24], detail[160], summary[128];
+    int down, rc;
+
+    snprintf(failures, sizeof(failures), "%d", u->breaker.failures);
+    snprintf(
+        opened, sizeof(opened), "%lld", (long long)u->breaker.opened_at_ms);
+    snprintf(next, sizeof(next), "%lld", (long long)u->breaker.next_probe_ms);
+    values[0] = u->id;
+    values[1] = omni_breaker_state_name(u->breaker.state);
+    values[2] = failures;
+    values[3] = opened;
+    values[4] = next;
+    if (done != NULL) {
+        s = malloc(sizeof(*s));
+        if (s == NULL) {
+            return -1;
+        }
+        s->done = done;
+        s->arg = arg;
+    }
+    rc = omni_db_query(omni_clients.db, omni_mcp_breaker_stmt, 5, values,
+             omni_mcp_breaker_saved,
+             s) == OMNI_DB_OK
+             ? 0
+             : -1;
+    if (rc != 0) {
+        free(s);
+    }
+    /* up and down are announced; half-open is a step between */
+    if (u->breaker.state == u->before.state
+        || u->breaker.state == OMNI_BREAKER_HALF_OPEN
+        || (u->before.state == OMNI_BREAKER_HALF_OPEN
+            && u->breaker.state == OMNI_BREAKER_OPEN)) {
+        return rc;
+    }
+    down = u->breaker.state == OMNI_BREAKER_OPEN;
+    snprintf(detail, sizeof(detail),
+        "{\"server_id\":\"%s\",\"server\":\"%s\",\"state\":\"%s\"}", u->id,
+        u->name, omni_breaker_state_name(u->breaker.state));
+    snprintf(summary, sizeof(summary), "MCP server %s is %s", u->name,
+        down ? "down" : "up");
+    omni_activity_record(down ? "mcp.server.down" : "mcp.server.up", NULL,
+        summary, detail, NULL, NULL);
+    return rc;
+}
