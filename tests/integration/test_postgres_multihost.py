@@ -2,7 +2,7 @@
 (SPEC 11, issue 19): it skips a host that refuses connections and, with
 target_session_attrs=read-write, a read-only standby, by itself. The
 measured primary switch under load is tests/drills/
-test_drill_pg_failover.py."""
+test_drills_pg_failover.py."""
 
 import json
 import uuid
