@@ -19,6 +19,7 @@ READY_WITHIN = 10.0     # s; a pool that cannot reach the host never is
 @pytest.fixture(scope="module")
 def standby(migrated):
     """A hot standby of the session's Postgres (asynchronous)."""
+    migrated.ensure_running()
     server = stack.PostgresStandby(migrated)
     try:
         server.init()

@@ -57,6 +57,7 @@ def finish_worker(w):
 def scaled(migrated, redis_server):
     """(A, B): Clients of two gateways, each before its own worker."""
     started, clients = [], []
+    migrated.ensure_running()
     try:
         for _ in range(2):
             w = stack.Worker(migrated, redis_server)
