@@ -35,7 +35,8 @@ def run_drill(s, report, title, fault, inject, repair=None, healthy=None,
               allowed=nothing_allowed, allowed_text="none allowed",
               crashes=0):
     """Load, inject(), after HOLD s repair() (if any), wait for healthy(),
-    load a little longer; then report and assert."""
+    load a little longer; then report and assert. Returns the Outcome
+    (its records) for a drill's own checks."""
     crashes_before = len(s.nginx_crashes())
     load = drill.Load(s.nginx).start()
     try:
@@ -72,6 +73,7 @@ def run_drill(s, report, title, fault, inject, repair=None, healthy=None,
             stored, acked)
     assert len(s.nginx_crashes()) - crashes_before == crashes, \
         s.nginx_crashes()
+    return outcome
 
 
 def redis_healthy(s):

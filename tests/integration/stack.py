@@ -1011,3 +1011,90 @@ class NginxConf:
         if self.proc is not None:
             _stop_popen(self.proc, signal.SIGTERM, 10)
         shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+# --- Postgres streaming replication (primary switch drills) -----------------
+
+def multi_host_url(servers, **params):
+    """A libpq multi-host URL for the omni role over the servers, in that
+    order, with query parameters (e.g. target_session_attrs="read-write");
+    the servers share role, password and database (replicas of one)."""
+    first = servers[0]
+    url = "postgresql://%s:%s@%s/%s" % (
+        first.user, first.password,
+        ",".join("127.0.0.1:%d" % s.port for s in servers), first.dbname)
+    if params:
+        url += "?" + "&".join("%s=%s" % kv for kv in params.items())
+    return url
+
+
+class PostgresStandby(Postgres):
+    """A hot standby of `primary` on a port of its own: pg_basebackup over
+    the primary's unix socket as postgres, which with -R writes
+    standby.signal and a primary_conninfo; it streams from then on. Same
+    role, password and database as the primary (they are replicated)."""
+
+    def __init__(self, primary, port=None):
+        super().__init__(port)
+        self.primary = primary
+        self.user = primary.user
+        self.password = primary.password
+        self.dbname = primary.dbname
+
+    def init(self):
+        _register(self)
+        self.dir.mkdir(mode=0o700)
+        self.sockdir.mkdir(mode=0o755)
+        if IS_ROOT:
+            shutil.chown(self.dir, "postgres", "postgres")
+            shutil.chown(self.sockdir, "postgres", "postgres")
+        self._run([PG_BIN / "pg_basebackup", "-h", self.primary.sockdir,
+                   "-p", self.primary.port, "-U", "postgres",
+                   "-D", self.data, "-X", "stream", "-R",
+                   "--checkpoint=fast", "--no-sync"], timeout=120)
+        # the copied postgresql.conf names the primary's port and socket
+        # dir. Once promoted it has no standby of its own: never wait for
+        # one (a real deployment attaches a new standby, or lets Patroni's
+        # synchronous_mode manage this setting)
+        settings = {
+            "port": str(self.port),
+            "unix_socket_directories": "'%s'" % self.sockdir,
+            "synchronous_standby_names": "''",
+        }
+        conf = "".join("%s = %s\n" % kv for kv in settings.items())
+        subprocess.run(as_postgres(["tee", "-a",
+                                    self.data / "postgresql.conf"]),
+                       input=conf, text=True, check=True, cwd=self.base,
+                       stdout=subprocess.DEVNULL)
+        self.start()
+        wait_until(self.streaming, 30,
+                   "standby on port %d streaming from %d"
+                   % (self.port, self.primary.port), interval=0.1)
+        return self
+
+    def replication(self):
+        """The primary's pg_stat_replication rows: (state, sync_state)."""
+        return self.primary.sql(
+            "SELECT state, sync_state FROM pg_catalog.pg_stat_replication")
+
+    def streaming(self):
+        return any(state == "streaming" for state, _ in self.replication())
+
+    def make_synchronous(self):
+        """The primary answers a commit only once this standby has flushed
+        its WAL (synchronous_commit on = remote flush): an acknowledged
+        write is on both."""
+        self.primary.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        self.primary.sql("ALTER SYSTEM SET synchronous_commit = 'on'")
+        self.primary.sql("SELECT pg_catalog.pg_reload_conf()")
+        wait_until(lambda: ("streaming", "sync") in self.replication(), 30,
+                   "standby on port %d synchronous" % self.port,
+                   interval=0.1)
+
+    def in_recovery(self):
+        return self.sql("SELECT pg_catalog.pg_is_in_recovery()")[0][0]
+
+    def promote(self):
+        """pg_ctl promote -w: returns once it accepts writes."""
+        self._run([PG_BIN / "pg_ctl", "-D", self.data, "-w", "-t", "60",
+                   "promote"], timeout=90)

@@ -148,7 +148,11 @@ static void omni_db_watch(omni_db_conn_t *c, short what)
 {
     int fd = PQsocket(c->pg);
 
-    if (fd == c->fd && what == c->watching) {
+    /* while connecting, libpq closes a host's socket and opens the next
+     * one's (a multi-host URL, target_session_attrs), often under the same
+     * number: epoll dropped the closed one, so register the new one */
+    if (fd == c->fd && what == c->watching
+        && c->state != OMNI_DB_CONN_CONNECTING) {
         return;
     }
     if (c->watching) {
