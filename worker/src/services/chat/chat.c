@@ -60,9 +60,9 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
     case 0:
         id = omni_req_identity(r);
         if ((flags & OMNI_CHAT_ADMIN) && id->rank != OMNI_ROLE_ADMIN) {
-            omni_respond_error(
-                r, 403, "forbidden", "LLM providers and budgets need the "
-                                     "admin role");
+            omni_respond_error(r, 403, "forbidden",
+                "LLM providers and budgets need the "
+                "admin role");
             return;
         }
         values[0] = op;
@@ -127,10 +127,10 @@ OMNI_CHAT_ROUTE(omni_chat_providers_create, "providers.create",
 OMNI_CHAT_ROUTE(omni_chat_providers_get, "providers.get", OMNI_CHAT_ADMIN)
 OMNI_CHAT_ROUTE(omni_chat_providers_update, "providers.update",
     OMNI_CHAT_ADMIN | OMNI_CHAT_BODY)
-OMNI_CHAT_ROUTE(omni_chat_budgets_list, "budgets.list",
-    OMNI_CHAT_ADMIN | OMNI_CHAT_LIST)
-OMNI_CHAT_ROUTE(omni_chat_budgets_write, "budgets.write",
-    OMNI_CHAT_ADMIN | OMNI_CHAT_BODY)
+OMNI_CHAT_ROUTE(
+    omni_chat_budgets_list, "budgets.list", OMNI_CHAT_ADMIN | OMNI_CHAT_LIST)
+OMNI_CHAT_ROUTE(
+    omni_chat_budgets_write, "budgets.write", OMNI_CHAT_ADMIN | OMNI_CHAT_BODY)
 OMNI_CHAT_ROUTE(omni_chat_projects_list, "projects.list", OMNI_CHAT_LIST)
 OMNI_CHAT_ROUTE(omni_chat_projects_create, "projects.create", OMNI_CHAT_BODY)
 OMNI_CHAT_ROUTE(omni_chat_projects_get, "projects.get", 0)
