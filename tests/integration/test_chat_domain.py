@@ -9,8 +9,9 @@ import json
 import uuid
 
 import pytest
+import websocket
 
-from events_support import Sse
+from events_support import Sse, ws_connect
 
 PROVIDERS = "/api/v1/llm/providers"
 
@@ -310,7 +311,12 @@ def test_conversation_channel_is_open_to_its_owner_only(gateway, alice):
         assert sub.status == 200, sub.body
     finally:
         sub.close()
-    other = {"Authorization": "Bearer "
-             + gateway.token(sub=str(uuid.uuid4()), role="user")}
-    sub = Sse(gateway.http_port, path, headers=other)
-    assert sub.status == 403, sub.body
+    for role in ("user", "admin"):
+        other = {"Authorization": "Bearer "
+                 + gateway.token(sub=str(uuid.uuid4()), role=role)}
+        sub = Sse(gateway.http_port, path, headers=other)
+        assert sub.status == 403, (role, sub.body)
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        ws_connect(gateway.http_port, "/ws/conversation-"
+                   + alice.conversation["id"], headers=other)
+    assert e.value.status_code == 403
