@@ -779,11 +779,12 @@ END
 $$;
 
 
-CREATE FUNCTION omnichat.api(p_op text, p_user text, p_id text, b jsonb,
-    p_limit int, p_cursor uuid, OUT status int, OUT body text)
+CREATE FUNCTION omnichat.api(p_op text, p_user text, p_id text,
+    p_body text, p_limit int, p_cursor uuid, OUT status int, OUT body text)
     LANGUAGE plpgsql
 AS $$
 DECLARE
+    b jsonb;
     r jsonb;
     p omnichat.projects;
     pr omnichat.prompts;
@@ -796,9 +797,12 @@ DECLARE
     v_model text;
 BEGIN
     status := 200;
-    IF p_user IS NULL THEN
-        PERFORM omnichat.fail('OC400', '', 'no caller identity');
-    END IF;
+    BEGIN
+        b := p_body::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM omnichat.fail('OC400', '', 'the body is JSON Postgres '
+            'cannot hold (a number out of range)');
+    END;
     CASE p_op
     WHEN 'providers.list' THEN
         SELECT omnichat.page(array_agg(omnichat.provider_json(x)
@@ -1004,7 +1008,8 @@ EXCEPTION
             fld = PG_EXCEPTION_DETAIL;
         status := substr(st, 3)::int;
         body := (jsonb_build_object('error', CASE status
-                WHEN 400 THEN 'invalid_field' WHEN 404 THEN 'not_found'
+                WHEN 400 THEN CASE WHEN fld = '' THEN 'invalid_json'
+                    ELSE 'invalid_field' END WHEN 404 THEN 'not_found'
                 ELSE 'invalid_value' END, 'message', msg)
             || CASE WHEN fld <> '' THEN jsonb_build_object('field', fld)
                ELSE '{}' END)::text;
@@ -1019,7 +1024,7 @@ EXCEPTION
 END
 $$;
 
-COMMENT ON FUNCTION omnichat.api(text, text, text, jsonb, int, uuid) IS
+COMMENT ON FUNCTION omnichat.api(text, text, text, text, int, uuid) IS
     'The chat API: op, the caller (every object is filtered by user_id), '
     'the route''s {id}, the JSON body, limit and cursor of lists; returns '
     'the HTTP status and the JSON body (errors name the field).';

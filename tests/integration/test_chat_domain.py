@@ -320,3 +320,17 @@ def test_conversation_channel_is_open_to_its_owner_only(gateway, alice):
         ws_connect(gateway.http_port, "/ws/conversation-"
                    + alice.conversation["id"], headers=other)
     assert e.value.status_code == 403
+
+
+def test_a_number_postgres_cannot_hold_is_400_not_500(alice):
+    r = alice.w.request("POST", "/api/v1/projects",
+                        {"X-User-Role": "user", "X-User-Id": alice.id,
+                         "Content-Type": "application/json"},
+                        b'{"name":"n","description":1e999999}', timeout=30)
+    assert r.status == 400 and r.json()["error"] == "invalid_json", r.body
+
+
+def test_a_caller_without_a_user_id_is_401(worker):
+    r = worker.request("GET", "/api/v1/projects", {"X-User-Role": "user"},
+                       None, timeout=30)
+    assert r.status == 401, r.body

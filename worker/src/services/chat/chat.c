@@ -21,7 +21,7 @@ static int omni_chat_api_stmt;
 static int omni_chat_init(void)
 {
     omni_chat_api_stmt = omni_db_statement("chat_api",
-        "SELECT a.status, a.body FROM omnichat.api($1, $2, $3, $4::jsonb,"
+        "SELECT a.status, a.body FROM omnichat.api($1, $2, $3, $4,"
         " $5::int, $6::uuid) AS a");
     return omni_chat_api_stmt < 0 ? -1 : 0;
 }
@@ -59,6 +59,11 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
 
     case 0:
         id = omni_req_identity(r);
+        if (id->id == NULL) {
+            omni_respond_error(
+                r, 401, "missing_credentials", "this route needs a user");
+            return;
+        }
         if ((flags & OMNI_CHAT_ADMIN) && id->rank != OMNI_ROLE_ADMIN) {
             omni_respond_error(r, 403, "forbidden",
                 "LLM providers and budgets need the "
