@@ -779,8 +779,80 @@ END
 $$;
 
 
+-- A time argument: RFC 3339 (a date alone is its midnight; a time without
+-- an offset is UTC), never the words
+-- timestamptz also reads (now, yesterday, infinity).
+CREATE FUNCTION omnichat.time_arg(b jsonb, k text, dflt timestamptz)
+    RETURNS timestamptz
+    LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF b->>k IS NULL THEN
+        RETURN dflt;
+    END IF;
+    IF (b->>k) !~ ('^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d{1,6})?)?'
+                   '(Z|[+-]\d\d(:?\d\d)?)?)?$') THEN
+        PERFORM omnichat.fail('OC400', k, k || ': not an RFC 3339 time');
+    END IF;
+    IF (b->>k) ~ '[T ].*(Z|[+-]\d\d(:?\d\d)?)$' THEN
+        RETURN (b->>k)::timestamptz;
+    END IF;
+    RETURN (b->>k)::timestamp AT TIME ZONE 'UTC';
+EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
+    OR invalid_text_representation THEN
+    PERFORM omnichat.fail('OC400', k, k || ': not an RFC 3339 time');
+END
+$$;
+
+
+-- Totals of the ledger per user, project, model or provider over
+-- [from, to): everyone's for an admin, the caller's own otherwise.
+CREATE FUNCTION omnichat.usage_summary(p_user text, p_admin boolean,
+    b jsonb)
+    RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v_to timestamptz := omnichat.time_arg(b, 'to', now());
+    v_from timestamptz := omnichat.time_arg(b, 'from',
+        v_to - interval '1 day');
+    g text := coalesce(b->>'group_by', 'model');
+    r jsonb;
+BEGIN
+    IF g NOT IN ('user', 'project', 'model', 'provider') THEN
+        PERFORM omnichat.fail('OC400', 'group_by',
+            'group_by: user, project, model or provider');
+    END IF;
+    IF v_from >= v_to OR v_to - v_from > interval '366 days' THEN
+        PERFORM omnichat.fail('OC400', 'from',
+            'from: before to, at most 366 days before');
+    END IF;
+    SELECT coalesce(jsonb_agg(jsonb_build_object(g, x.key,
+            'requests', x.requests, 'input_tokens', x.input_tokens,
+            'output_tokens', x.output_tokens,
+            'cached_tokens', x.cached_tokens, 'cost', x.cost,
+            'errors', x.errors) ORDER BY x.cost DESC, x.key), '[]')
+    INTO r
+    FROM (SELECT CASE g WHEN 'user' THEN u.user_id
+                        WHEN 'project' THEN u.project_id::text
+                        WHEN 'model' THEN u.model ELSE u.provider END AS key,
+                 count(*) AS requests, sum(u.input_tokens) AS input_tokens,
+                 sum(u.output_tokens) AS output_tokens,
+                 sum(u.cached_tokens) AS cached_tokens, sum(u.cost) AS cost,
+                 count(*) FILTER (WHERE u.status <> 'ok') AS errors
+          FROM omnichat.llm_usage AS u
+          WHERE u.at >= v_from AND u.at < v_to
+            AND (p_admin OR u.user_id = p_user)
+          GROUP BY 1) AS x;
+    RETURN jsonb_build_object('from', omnichat.ts(v_from),
+        'to', omnichat.ts(v_to), 'group_by', g, 'items', r);
+END
+$$;
+
+
 CREATE FUNCTION omnichat.api(p_op text, p_user text, p_id text,
-    p_body text, p_limit int, p_cursor uuid, OUT status int, OUT body text)
+    p_body text, p_limit int, p_cursor uuid, p_admin boolean,
+    OUT status int, OUT body text)
     LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -804,6 +876,8 @@ BEGIN
             'cannot hold (a number out of range)');
     END;
     CASE p_op
+    WHEN 'usage.summary' THEN
+        r := omnichat.usage_summary(p_user, p_admin, b);
     WHEN 'providers.list' THEN
         SELECT omnichat.page(array_agg(omnichat.provider_json(x)
                                        ORDER BY x.name),
@@ -1009,6 +1083,7 @@ EXCEPTION
         status := substr(st, 3)::int;
         body := (jsonb_build_object('error', CASE status
                 WHEN 400 THEN CASE WHEN fld = '' THEN 'invalid_json'
+                    WHEN p_op = 'usage.summary' THEN 'invalid_parameter'
                     ELSE 'invalid_field' END WHEN 404 THEN 'not_found'
                 ELSE 'invalid_value' END, 'message', msg)
             || CASE WHEN fld <> '' THEN jsonb_build_object('field', fld)
@@ -1024,7 +1099,9 @@ EXCEPTION
 END
 $$;
 
-COMMENT ON FUNCTION omnichat.api(text, text, text, text, int, uuid) IS
+COMMENT ON FUNCTION omnichat.api(text, text, text, text, int, uuid,
+    boolean) IS
     'The chat API: op, the caller (every object is filtered by user_id), '
-    'the route''s {id}, the JSON body, limit and cursor of lists; returns '
+    'the route''s {id}, the JSON body (or query arguments), limit and '
+    'cursor of lists, whether the caller is an admin; returns '
     'the HTTP status and the JSON body (errors name the field).';

@@ -233,3 +233,41 @@ def test_invalid_budgets_are_refused_naming_the_field(worker, body, field):
     r = call(worker, "POST", BUDGETS, body)
     assert r.status in (400, 422), r.body
     assert r.json()["field"] == field
+
+
+def test_usage_summary_is_everyones_for_admins_and_own_for_others(
+        worker, migrated):
+    me, other, model_name = str(uuid.uuid4()), str(uuid.uuid4()), unique("m")
+    migrated.sql(
+        "INSERT INTO omnichat.llm_usage (user_id, provider, model,"
+        " input_tokens, output_tokens, cost, status)"
+        " VALUES (%s, 'pv', %s, 10, 2, 0.5, 'ok'),"
+        "        (%s, 'pv', %s, 5, 0, 0.25, 'error'),"
+        "        (%s, 'pv', %s, 7, 1, 1, 'ok')",
+        (me, model_name, me, model_name, other, model_name), dbname="omni")
+    mine = call(worker, "GET", "/api/v1/llm/usage?group_by=model",
+                role="user", user=me)
+    assert mine.status == 200, mine.body
+    rows = [x for x in mine.json()["items"] if x["model"] == model_name]
+    assert rows == [{"model": model_name, "requests": 2, "input_tokens": 15,
+                     "output_tokens": 2, "cached_tokens": 0, "cost": 0.75,
+                     "errors": 1}]
+    everyone = call(worker, "GET", "/api/v1/llm/usage?group_by=user")
+    users = {x["user"]: x["requests"] for x in everyone.json()["items"]}
+    assert users[me] == 2 and users[other] == 1
+    old = call(worker, "GET", "/api/v1/llm/usage?from=2020-01-01T00:00:00Z"
+               "&to=2020-01-02T00:00:00Z", role="user", user=me)
+    assert old.status == 200 and old.json()["items"] == []
+
+
+@pytest.mark.parametrize("query,field", [
+    ("group_by=colour", "group_by"), ("from=yesterday", "from"),
+    ("to=2020-13-45", "to"),
+    ("from=2020-01-02T00:00:00Z&to=2020-01-01T00:00:00Z", "from"),
+])
+def test_usage_summary_bad_arguments_are_400_naming_them(worker, query,
+                                                         field):
+    r = call(worker, "GET", "/api/v1/llm/usage?" + query, role="user")
+    assert r.status == 400, r.body
+    assert r.json()["error"] == "invalid_parameter"
+    assert r.json()["field"] == field

@@ -14,6 +14,7 @@
 #define OMNI_CHAT_ADMIN 0x1 /* admin role only */
 #define OMNI_CHAT_BODY 0x2  /* passes the JSON body */
 #define OMNI_CHAT_LIST 0x4  /* passes limit and cursor */
+#define OMNI_CHAT_ARGS 0x8  /* passes from, to, group_by as the body */
 
 static int omni_chat_api_stmt;
 
@@ -22,7 +23,7 @@ static int omni_chat_init(void)
 {
     omni_chat_api_stmt = omni_db_statement("chat_api",
         "SELECT a.status, a.body FROM omnichat.api($1, $2, $3, $4,"
-        " $5::int, $6::uuid) AS a");
+        " $5::int, $6::uuid, $7::boolean) AS a");
     return omni_chat_api_stmt < 0 ? -1 : 0;
 }
 
@@ -47,10 +48,46 @@ static const char *omni_chat_body(omni_req_t *r)
 }
 
 
+/* The query arguments of a usage summary as a JSON object in the arena,
+ * or NULL after answering 503. */
+static const char *omni_chat_args(omni_req_t *r)
+{
+    static const char *const names[] = {"from", "to", "group_by"};
+    struct evbuffer *b = evbuffer_new();
+    const char *text = NULL, *v, *sep = "";
+    size_t i;
+
+    if (b == NULL) {
+        goto failed;
+    }
+    evbuffer_add(b, "{", 1);
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        v = omni_req_arg(r, names[i]);
+        if (v != NULL) {
+            evbuffer_add_printf(b, "%s\"%s\":", sep, names[i]);
+            omni_json_put_string(b, v, strlen(v));
+            sep = ",";
+        }
+    }
+    evbuffer_add(b, "}", 1);
+    text = omni_arena_strndup(&r->arena, (const char *)evbuffer_pullup(b, -1),
+        evbuffer_get_length(b));
+
+failed:
+    if (b != NULL) {
+        evbuffer_free(b);
+    }
+    if (text == NULL) {
+        omni_respond_error(r, 503, "overloaded", "out of memory");
+    }
+    return text;
+}
+
+
 static void omni_chat_call(omni_req_t *r, const char *op, int flags)
 {
     const omni_identity_t *id;
-    const char *values[6];
+    const char *values[7];
     struct evbuffer *b;
     char limit[16];
     int n, status;
@@ -82,6 +119,12 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
                 return;
             }
         }
+        if (flags & OMNI_CHAT_ARGS) {
+            values[3] = omni_chat_args(r);
+            if (values[3] == NULL) {
+                return;
+            }
+        }
         if (flags & OMNI_CHAT_LIST) {
             n = omni_api_limit(r);
             if (n < 0 || omni_api_cursor(r, &values[5]) != 0) {
@@ -90,8 +133,9 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
             snprintf(limit, sizeof(limit), "%d", n);
             values[4] = limit;
         }
+        values[6] = id->rank == OMNI_ROLE_ADMIN ? "true" : "false";
         r->state = 1;
-        omni_api_query(r, omni_chat_api_stmt, 6, values);
+        omni_api_query(r, omni_chat_api_stmt, 7, values);
         return;
 
     default:
@@ -136,6 +180,7 @@ OMNI_CHAT_ROUTE(
     omni_chat_budgets_list, "budgets.list", OMNI_CHAT_ADMIN | OMNI_CHAT_LIST)
 OMNI_CHAT_ROUTE(
     omni_chat_budgets_write, "budgets.write", OMNI_CHAT_ADMIN | OMNI_CHAT_BODY)
+OMNI_CHAT_ROUTE(omni_chat_usage_summary, "usage.summary", OMNI_CHAT_ARGS)
 OMNI_CHAT_ROUTE(omni_chat_projects_list, "projects.list", OMNI_CHAT_LIST)
 OMNI_CHAT_ROUTE(omni_chat_projects_create, "projects.create", OMNI_CHAT_BODY)
 OMNI_CHAT_ROUTE(omni_chat_projects_get, "projects.get", 0)
@@ -165,6 +210,7 @@ static const omni_route_t omni_chat_routes[] = {
         OMNI_CHAT_JSON},
     {"GET", "/api/v1/llm/budgets", omni_chat_budgets_list, OMNI_CHAT_ID},
     {"POST", "/api/v1/llm/budgets", omni_chat_budgets_write, OMNI_CHAT_JSON},
+    {"GET", "/api/v1/llm/usage", omni_chat_usage_summary, OMNI_CHAT_ID},
     {"GET", "/api/v1/projects", omni_chat_projects_list, OMNI_CHAT_ID},
     {"POST", "/api/v1/projects", omni_chat_projects_create, OMNI_CHAT_JSON},
     {"GET", "/api/v1/projects/{id}", omni_chat_projects_get, OMNI_CHAT_ID},
