@@ -196,7 +196,7 @@ CREATE INDEX messages_user_created_idx
 
 
 CREATE TABLE omnichat.llm_usage (
-    id                  bigserial   PRIMARY KEY,
+    id                  uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
     at                  timestamptz NOT NULL DEFAULT now(),
     user_id             text,
     api_key_id          uuid,
@@ -223,14 +223,16 @@ CREATE TABLE omnichat.llm_usage (
 CREATE INDEX llm_usage_user_at_idx ON omnichat.llm_usage (user_id, at);
 CREATE INDEX llm_usage_project_at_idx ON omnichat.llm_usage (project_id, at);
 CREATE INDEX llm_usage_conversation_at_idx
-    ON omnichat.llm_usage (conversation_id, at);
+    ON omnichat.llm_usage (conversation_id, at, id);
 CREATE INDEX llm_usage_api_key_at_idx ON omnichat.llm_usage (api_key_id, at);
 CREATE INDEX llm_usage_at_idx ON omnichat.llm_usage (at);
 
 COMMENT ON TABLE omnichat.llm_usage IS
     'One row per provider attempt, appended in batches; (model_id, '
     'price_version) names the prices the cost was computed with; estimated: '
-    'output counted from what arrived, not reported by the provider.';
+    'output counted from what arrived, not reported by the provider. The id '
+    'is a UUID so that its lists page with the same cursors as the others.';
+
 
 
 -- Validation raises SQLSTATE OC400 (missing or wrongly typed member) or
@@ -748,6 +750,22 @@ AS $$
 $$;
 
 
+CREATE FUNCTION omnichat.usage_json(u omnichat.llm_usage)
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object('id', u.id, 'at', omnichat.ts(u.at),
+        'provider', u.provider, 'model', u.model,
+        'provider_request_id', u.provider_request_id,
+        'message_id', u.message_id,
+        'usage', jsonb_build_object('input_tokens', u.input_tokens,
+            'output_tokens', u.output_tokens,
+            'cached_tokens', u.cached_tokens),
+        'cost', u.cost, 'price_version', u.price_version,
+        'status', u.status, 'estimated', u.estimated,
+        'latency_ms', u.latency_ms)
+$$;
+
 -- {"items":[...],"next_cursor":...} from rows fetched limit + 1: the
 -- extra row only tells that a next page exists.
 CREATE FUNCTION omnichat.page(items jsonb[], ids uuid[], lim int)
@@ -1057,6 +1075,22 @@ BEGIN
                 || left(p_id, 64) || '"');
         END IF;
         status := 204;
+    WHEN 'conversations.usage' THEN
+        SELECT * INTO c FROM omnichat.conversations
+        WHERE id = omnichat.uuid_or_null(p_id) AND user_id = p_user;
+        IF NOT FOUND THEN
+            PERFORM omnichat.fail('OC404', '', 'no conversation "'
+                || left(p_id, 64) || '"');
+        END IF;
+        SELECT omnichat.page(array_agg(omnichat.usage_json(x)
+                                       ORDER BY x.at, x.id),
+                             array_agg(x.id ORDER BY x.at, x.id), p_limit)
+        INTO r FROM (SELECT * FROM omnichat.llm_usage AS y
+            WHERE y.conversation_id = c.id AND y.user_id = p_user
+              AND (p_cursor IS NULL OR (y.at, y.id) > (SELECT at, id
+                  FROM omnichat.llm_usage
+                  WHERE id = p_cursor AND user_id = p_user))
+            ORDER BY y.at, y.id LIMIT p_limit + 1) AS x;
     WHEN 'messages.list' THEN
         SELECT * INTO c FROM omnichat.conversations
         WHERE id = omnichat.uuid_or_null(p_id) AND user_id = p_user;

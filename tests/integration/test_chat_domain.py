@@ -334,3 +334,29 @@ def test_a_caller_without_a_user_id_is_401(worker):
     r = worker.request("GET", "/api/v1/projects", {"X-User-Role": "user"},
                        None, timeout=30)
     assert r.status == 401, r.body
+
+
+def test_conversation_usage_lists_its_ledger_rows_to_its_owner_only(
+        alice, bob, migrated):
+    cid = alice.conversation["id"]
+    migrated.sql(
+        "INSERT INTO omnichat.llm_usage (at, user_id, conversation_id,"
+        " provider, model, provider_request_id, input_tokens,"
+        " output_tokens, cost, price_version, status, estimated)"
+        " VALUES (now() - interval '1 second', %s, %s, 'a', 'm', 'req_a',"
+        "         9, 0, 0.01, 1, 'fallback', false),"
+        "        (now(), %s, %s, 'b', 'm', 'req_b', 9, 4, 0.02, 3, 'ok',"
+        "         true)", (alice.id, cid, alice.id, cid), dbname="omni")
+    first = alice.call("GET", "/api/v1/conversations/%s/usage?limit=1"
+                       % cid).json()
+    assert [u["provider_request_id"] for u in first["items"]] == ["req_a"]
+    assert first["items"][0]["status"] == "fallback"
+    rest = alice.call("GET", "/api/v1/conversations/%s/usage?cursor=%s"
+                      % (cid, first["next_cursor"])).json()
+    u = rest["items"][0]
+    assert u["provider_request_id"] == "req_b" and u["estimated"] is True
+    assert u["usage"] == {"input_tokens": 9, "output_tokens": 4,
+                          "cached_tokens": 0}
+    assert u["price_version"] == 3 and rest["next_cursor"] is None
+    r = bob.call("GET", "/api/v1/conversations/%s/usage" % cid)
+    assert r.status == 404

@@ -196,6 +196,8 @@ OMNI_CHAT_ROUTE(
 OMNI_CHAT_ROUTE(omni_chat_conversations_get, "conversations.get", 0)
 OMNI_CHAT_ROUTE(omni_chat_conversations_delete, "conversations.delete", 0)
 OMNI_CHAT_ROUTE(omni_chat_messages_list, "messages.list", OMNI_CHAT_LIST)
+OMNI_CHAT_ROUTE(
+    omni_chat_conversations_usage, "conversations.usage", OMNI_CHAT_LIST)
 
 #define OMNI_CHAT_ID OMNI_ROUTE_IDENTITY
 #define OMNI_CHAT_JSON (OMNI_ROUTE_IDENTITY | OMNI_ROUTE_JSON_OBJECT)
@@ -233,6 +235,8 @@ static const omni_route_t omni_chat_routes[] = {
     {"DELETE", "/api/v1/conversations/{id}", omni_chat_conversations_delete,
         OMNI_CHAT_ID},
     {"GET", "/api/v1/conversations/{id}/messages", omni_chat_messages_list,
+        OMNI_CHAT_ID},
+    {"GET", "/api/v1/conversations/{id}/usage", omni_chat_conversations_usage,
         OMNI_CHAT_ID},
 };
 
