@@ -103,8 +103,7 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
         }
         if ((flags & OMNI_CHAT_ADMIN) && id->rank != OMNI_ROLE_ADMIN) {
             omni_respond_error(r, 403, "forbidden",
-                "LLM providers and budgets need the "
-                "admin role");
+                "LLM providers and budgets need the admin role");
             return;
         }
         values[0] = op;
