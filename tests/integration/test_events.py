@@ -164,66 +164,12 @@ def test_channel_with_path_characters_is_400(gateway, path):
 
 # --- conversation channels ---------------------------------------------------
 
-@pytest.fixture
-def conversations(migrated):
-    """omnichat.conversations as the chat service will hold it (id, owner),
-    made here while that service does not exist; returns add(owner) ->
-    conversation id."""
-    made = migrated.sql("SELECT to_regclass('omnichat.conversations')",
-                        dbname="omni")[0][0] is None
-    if made:
-        migrated.sql("CREATE SCHEMA IF NOT EXISTS omnichat;"
-                     " CREATE TABLE omnichat.conversations"
-                     " (id uuid PRIMARY KEY, user_id text NOT NULL);"
-                     " GRANT USAGE ON SCHEMA omnichat TO omni;"
-                     " GRANT SELECT ON omnichat.conversations TO omni",
-                     dbname="omni")
-    added = []
-
-    def add(owner):
-        cid = str(uuid.uuid4())
-        migrated.sql("INSERT INTO omnichat.conversations (id, user_id)"
-                     " VALUES (%s, %s)", (cid, owner), dbname="omni")
-        added.append(cid)
-        return cid
-
-    yield add
-    if made:
-        migrated.sql("DROP TABLE omnichat.conversations", dbname="omni")
-    else:
-        for cid in added:
-            migrated.sql("DELETE FROM omnichat.conversations WHERE id = %s",
-                         (cid,), dbname="omni")
-
-
-def test_conversation_channel_is_refused_while_no_chat_tables(gateway,
-                                                              migrated):
-    assert migrated.sql("SELECT to_regclass('omnichat.conversations')",
-                        dbname="omni")[0][0] is None
+def test_conversation_channel_of_no_conversation_is_refused(gateway):
+    """(Its owner's access is tested with real conversations in
+    test_chat_domain.py.)"""
     sub = Sse(gateway.http_port, "/events/conversation-%s" % uuid.uuid4(),
               headers=_bearer(gateway, "admin"))
     assert sub.status == 403
-
-
-def test_conversation_channel_is_open_to_its_owner_only(gateway, worker,
-                                                        conversations):
-    owner, other = str(uuid.uuid4()), str(uuid.uuid4())
-    cid = conversations(owner)
-    path = "/events/conversation-" + cid
-    sub = Sse(gateway.http_port, path, headers=_bearer(gateway, "user",
-                                                       sub=owner))
-    try:
-        assert sub.status == 200, worker.log_text()[-3000:]
-    finally:
-        sub.close()
-    for who, role in ((other, "user"), (other, "admin")):
-        sub = Sse(gateway.http_port, path,
-                  headers=_bearer(gateway, role, sub=who))
-        assert sub.status == 403, (role, sub.body)
-    with pytest.raises(websocket.WebSocketBadStatusException) as e:
-        ws_connect(gateway.http_port, "/ws/conversation-" + cid,
-                   headers=_bearer(gateway, "user", sub=other))
-    assert e.value.status_code == 403
 
 
 # --- bad input ---------------------------------------------------------------

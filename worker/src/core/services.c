@@ -3,6 +3,7 @@
 #include "io/log.h"
 #include "http/metrics.h"
 #include "services/auth/auth.h"
+#include "services/chat/chat.h"
 #include "services/dashboard/dashboard.h"
 #include "services/events/events.h"
 #include "services/health/health.h"
@@ -16,6 +17,7 @@ static const omni_service_t *const omni_services[] = {
     &omni_auth_service,
     &omni_events_service,
     &omni_mcp_service,
+    &omni_chat_service,
 };
 
 #define OMNI_NSERVICES (int)(sizeof(omni_services) / sizeof(omni_services[0]))
