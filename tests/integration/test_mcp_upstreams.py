@@ -227,3 +227,26 @@ def test_calls_are_recorded_in_batches(mcp_worker, modern, migrated):
                          (s["id"],), dbname="omni")[0][0]
         return n == 3
     stack.wait_until(rows, 5, "3 call records")
+
+
+def test_concurrent_failures_all_count_and_one_process_announces_down(
+        mcp_worker, migrated):
+    """Two worker processes probing the same dead server at once: the
+    breaker's row is moved by the statement, not by a read-modify-write of
+    each process's copy, so no failure is lost and exactly one of them sees
+    (and announces) the opening."""
+    import concurrent.futures
+    s = register(mcp_worker, Upstream("legacy.cjs"),
+                 health={"failure_threshold": 24, "cooldown_ms": 60000})
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        oks = list(pool.map(lambda _: probe(mcp_worker, s)["ok"], range(24)))
+    assert oks == [False] * 24
+    state, failures = migrated.sql(
+        "SELECT state, failures FROM omni2.circuit_breakers"
+        " WHERE server_id = %s", (s["id"],), dbname="omni")[0]
+    assert (state, failures) == ("open", 24)
+    downs = migrated.sql(
+        "SELECT count(*) FROM omni2_dashboard.activity"
+        " WHERE type = 'mcp.server.down' AND detail->>'server_id' = %s",
+        (s["id"],), dbname="omni")[0][0]
+    assert downs == 1

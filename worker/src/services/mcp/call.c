@@ -385,7 +385,9 @@ void omni_mcp_tools_call(omni_req_t *r)
          * call (on any process) meets the state this one left */
         r->state = OMNI_CALL_SAVED;
         if (omni_mcp_breaker_outcome(&c->u, c->rep.failure == NULL)
-            && omni_mcp_breaker_save(&c->u, omni_call_saved, r) == 0) {
+            && omni_mcp_breaker_save(
+                   &c->u, c->rep.failure == NULL, omni_call_saved, r)
+                   == 0) {
             return;
         }
         omni_call_answer(r, c);

@@ -119,7 +119,7 @@ static void omni_probe_answer(omni_req_t *r, omni_probe_t *p)
 {
     r->state = OMNI_PROBE_ANSWER;
     if (omni_mcp_breaker_outcome(&p->u, p->ok)
-        && omni_mcp_breaker_save(&p->u, omni_probe_saved, r) == 0) {
+        && omni_mcp_breaker_save(&p->u, p->ok, omni_probe_saved, r) == 0) {
         return;
     }
     omni_probe_write(r, p);
