@@ -250,3 +250,38 @@ def test_concurrent_failures_all_count_and_one_process_announces_down(
         " WHERE type = 'mcp.server.down' AND detail->>'server_id' = %s",
         (s["id"],), dbname="omni")[0][0]
     assert downs == 1
+
+
+def test_every_process_refuses_an_open_server_within_a_second_without_a_query(
+        mcp_worker, migrated, legacy):
+    """The breaker opens through one process; within a second every process
+    (its copy reloaded when omni:mcp:gen moves in Redis) refuses calls with
+    503 mcp_server_unavailable without reading Postgres: the breakers'
+    table is locked while the calls are made."""
+    import concurrent.futures
+    import time
+    from mcp_support import who
+    s = register(mcp_worker, legacy,
+                 health={"failure_threshold": 1, "cooldown_ms": 60000})
+    probe(mcp_worker, s)
+    ctl(legacy, "fail?on=1")
+    assert probe(mcp_worker, s)["state"] == "open"
+    time.sleep(1.0)
+    conn = migrated.admin_connect("omni", autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("LOCK TABLE omni2.circuit_breakers"
+                        " IN ACCESS EXCLUSIVE MODE")
+
+        def one(_):
+            r = mcp_worker.request(
+                "POST", CALL, who("user"),
+                json.dumps({"server": s["name"], "tool": "echo",
+                            "arguments": {"text": "a"}}), timeout=3)
+            return r.status, r.json()["error"]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            got = set(pool.map(one, range(40)))
+    finally:
+        conn.rollback()
+        conn.close()
+    assert got == {(503, "mcp_server_unavailable")}

@@ -21,6 +21,7 @@
 #include "io/log.h"
 #include "http/api.h"
 #include "services/mcp/call.h"
+#include "services/mcp/state.h"
 #include "services/mcp/upstream.h"
 
 #define OMNI_CALL_ATTEMPTS 3
@@ -287,6 +288,13 @@ void omni_mcp_tools_call(omni_req_t *r)
         if (args != NULL && args->type != OMNI_JSON_OBJECT) {
             omni_respond_error(r, 400, "invalid_field",
                 "arguments: expected an object of the tool's arguments");
+            return;
+        }
+        /* known to be down (this process's copy, at most ~250 ms old):
+         * refused without a query */
+        if (omni_mcp_state_down(server->u.str.ptr, &values[0])) {
+            omni_respond_error(r, 503, "mcp_server_unavailable",
+                "MCP server %.64s is down (circuit open)", server->u.str.ptr);
             return;
         }
         c = omni_arena_alloc(&r->arena, sizeof(*c));

@@ -12,6 +12,7 @@
 #include "io/log.h"
 #include "services/dashboard/dashboard.h"
 #include "services/mcp/registry.h"
+#include "services/mcp/state.h"
 #include "services/mcp/upstream.h"
 
 static int omni_mcp_breaker_stmt;
@@ -210,6 +211,9 @@ static void omni_mcp_breaker_saved(
                && omni_breaker_state_parse(PQgetvalue(res, 0, 0), &before) == 0
                && omni_breaker_state_parse(PQgetvalue(res, 0, 1), &after)
                       == 0) {
+        if (before != after) {
+            omni_mcp_state_bump();
+        }
         omni_mcp_breaker_announce(s->id, s->name, before, after);
         if (s->u != NULL) {
             s->u->breaker.state = after;
