@@ -10,6 +10,7 @@
 #include "services/mcp/call.h"
 #include "services/mcp/catalog.h"
 #include "services/mcp/client.h"
+#include "services/mcp/health.h"
 #include "services/mcp/mcp.h"
 #include "services/mcp/mcp_int.h"
 #include "services/mcp/registry.h"
@@ -47,7 +48,7 @@ static int omni_mcp_init(void)
     return omni_mcp_registry_init() != 0 || omni_mcp_upstream_init() != 0
                    || omni_mcp_catalog_init() != 0
                    || omni_mcp_breakers_init() != 0 || omni_mcp_call_init() != 0
-                   || omni_mcp_state_init() != 0
+                   || omni_mcp_state_init() != 0 || omni_mcp_health_init() != 0
                ? -1
                : 0;
 }
@@ -101,6 +102,7 @@ static int omni_mcp_start(void)
                omni_clients.base, omni_clients.cfg->mcp_ca_file)
                        != 0
                    || omni_mcp_perf_start() != 0 || omni_mcp_state_start() != 0
+                   || omni_mcp_health_start() != 0
                ? -1
                : 0;
 }
@@ -109,6 +111,7 @@ static int omni_mcp_start(void)
 static void omni_mcp_stop(void (*done)(void *arg), void *arg)
 {
     omni_mcp_perf_stop();
+    omni_mcp_health_stop();
     omni_mcp_state_stop();
     done(arg);
 }

@@ -73,8 +73,8 @@ static int omni_mcp_unhex(const char *s, size_t n, unsigned char *out)
 
 
 /* The sealed headers as "Name: value" lines, or NULL when none. */
-static int omni_mcp_open_headers(omni_req_t *r, const char *id, const char *hex,
-    size_t hexlen, const char *const **out)
+static int omni_mcp_open_headers(omni_arena_t *arena, const char *id,
+    const char *hex, size_t hexlen, const char *const **out)
 {
     unsigned char *sealed, *plain;
     const omni_json_t *obj;
@@ -86,8 +86,8 @@ static int omni_mcp_open_headers(omni_req_t *r, const char *id, const char *hex,
     if (hexlen == 0) {
         return 0;
     }
-    sealed = omni_arena_alloc(&r->arena, n);
-    plain = omni_arena_alloc(&r->arena, n + 1);
+    sealed = omni_arena_alloc(arena, n);
+    plain = omni_arena_alloc(arena, n + 1);
     if (sealed == NULL || plain == NULL || omni_mcp_secret_key == NULL
         || omni_mcp_unhex(hex, hexlen, sealed) != 0
         || omni_unseal(
@@ -96,17 +96,17 @@ static int omni_mcp_open_headers(omni_req_t *r, const char *id, const char *hex,
         return -1;
     }
     obj = omni_json_parse(
-        &r->arena, (const char *)plain, plen, NULL, err, sizeof(err));
+        arena, (const char *)plain, plen, NULL, err, sizeof(err));
     if (obj == NULL || obj->type != OMNI_JSON_OBJECT) {
         return -1;
     }
-    lines = omni_arena_alloc(&r->arena, (obj->u.obj.len + 1) * sizeof(char *));
+    lines = omni_arena_alloc(arena, (obj->u.obj.len + 1) * sizeof(char *));
     if (lines == NULL) {
         return -1;
     }
     for (i = 0; i < obj->u.obj.len; i++) {
         len = strlen(obj->u.obj.keys[i]) + obj->u.obj.values[i]->u.str.len + 3;
-        lines[i] = omni_arena_alloc(&r->arena, len);
+        lines[i] = omni_arena_alloc(arena, len);
         if (lines[i] == NULL) {
             return -1;
         }
@@ -119,26 +119,16 @@ static int omni_mcp_open_headers(omni_req_t *r, const char *id, const char *hex,
 }
 
 
-int omni_mcp_upstream_read(
-    omni_req_t *r, PGresult *res, int row, omni_mcp_upstream_t *u)
+int omni_mcp_upstream_parse(
+    omni_arena_t *arena, PGresult *res, int row, omni_mcp_upstream_t *u)
 {
     memset(u, 0, sizeof(*u));
     snprintf(u->id, sizeof(u->id), "%s", PQgetvalue(res, row, 0));
     u->name = omni_arena_strndup(
-        &r->arena, PQgetvalue(res, row, 1), (size_t)PQgetlength(res, row, 1));
+        arena, PQgetvalue(res, row, 1), (size_t)PQgetlength(res, row, 1));
     u->target.id = u->id;
     u->target.url = omni_arena_strndup(
-        &r->arena, PQgetvalue(res, row, 2), (size_t)PQgetlength(res, row, 2));
-    if (omni_mcp_open_headers(r, u->id, PQgetvalue(res, row, 3),
-            (size_t)PQgetlength(res, row, 3), &u->target.headers)
-        != 0) {
-        omni_log(OMNI_LOG_ERROR, "cannot open an MCP server's headers",
-            "\"server\":\"%s\"", u->id);
-        omni_respond_error(r, 500, "internal_error",
-            "the server's stored headers cannot be opened with the "
-            "configured OMNI_MCP_SECRET_KEY_FILE");
-        return -1;
-    }
+        arena, PQgetvalue(res, row, 2), (size_t)PQgetlength(res, row, 2));
     u->target.timeout_ms = atol(PQgetvalue(res, row, 4));
     u->enabled = PQgetvalue(res, row, 5)[0] == 't';
     u->conf.failure_threshold = atoi(PQgetvalue(res, row, 6));
@@ -150,6 +140,27 @@ int omni_mcp_upstream_read(
     u->breaker.opened_at_ms = atoll(PQgetvalue(res, row, 10));
     u->breaker.next_probe_ms = atoll(PQgetvalue(res, row, 11));
     u->before = u->breaker;
+    if (u->name == NULL || u->target.url == NULL
+        || omni_mcp_open_headers(arena, u->id, PQgetvalue(res, row, 3),
+               (size_t)PQgetlength(res, row, 3), &u->target.headers)
+               != 0) {
+        omni_log(OMNI_LOG_ERROR, "cannot open an MCP server's headers",
+            "\"server\":\"%s\"", u->id);
+        return -1;
+    }
+    return 0;
+}
+
+
+int omni_mcp_upstream_read(
+    omni_req_t *r, PGresult *res, int row, omni_mcp_upstream_t *u)
+{
+    if (omni_mcp_upstream_parse(&r->arena, res, row, u) != 0) {
+        omni_respond_error(r, 500, "internal_error",
+            "the server's stored headers cannot be opened with the "
+            "configured OMNI_MCP_SECRET_KEY_FILE");
+        return -1;
+    }
     return 0;
 }
 

@@ -38,6 +38,10 @@ int omni_mcp_upstream_init(void);
 int omni_mcp_upstream_read(
     omni_req_t *r, PGresult *res, int row, omni_mcp_upstream_t *u);
 
+/* The same into any arena, answering nothing: 0, or -1 (logged). */
+int omni_mcp_upstream_parse(
+    omni_arena_t *arena, PGresult *res, int row, omni_mcp_upstream_t *u);
+
 /* Wall-clock milliseconds. */
 int64_t omni_mcp_now_ms(void);
 
