@@ -341,3 +341,38 @@ def test_a_failing_server_is_found_down_and_back_up_without_a_human(
     assert tool_call(mcp_worker, s, "echo", {"text": "a"}).status == 200
     assert events("mcp.server.down") == 1 and events("mcp.server.up") == 1
     print("opened after %.1fs, closed after %.1fs" % (opened, closed))
+
+
+def test_metrics_count_calls_probes_and_show_each_breaker(mcp_worker, legacy):
+    import re
+
+    def metrics():
+        r = mcp_worker.request("GET", "/metrics", {}, None, timeout=10)
+        assert r.status == 200
+        return r.body.decode()
+
+    def value(text, name):
+        m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+        return float(m.group(1)) if m else None
+
+    ok = 'omni_worker_mcp_calls_total{outcome="ok"}'
+    unavailable = 'omni_worker_mcp_calls_total{outcome="unavailable"}'
+    probes = 'omni_worker_mcp_probes_total{result="ok"}'
+    opened = 'omni_worker_mcp_breaker_transitions_total{to="open"}'
+    before = metrics()
+    s = register(mcp_worker, legacy, health={
+        "failure_threshold": 1, "cooldown_ms": 60000, "interval_ms": 3600000})
+    probe(mcp_worker, s)
+    assert tool_call(mcp_worker, s, "echo", {"text": "a"}).status == 200
+    ctl(legacy, "fail?on=1")
+    assert tool_call(mcp_worker, s, "echo", {"text": "a"}).status == 502
+    assert tool_call(mcp_worker, s, "echo", {"text": "a"}).status == 503
+    state = ('omni_worker_mcp_breaker_state{server="%s",server_id="%s"}'
+             % (s["name"], s["id"]))
+    stack.wait_until(lambda: value(metrics(), state) == 1, 5,
+                     "the breaker's gauge to say open")
+    after = metrics()
+    assert value(after, ok) >= value(before, ok) + 1
+    assert value(after, unavailable) >= value(before, unavailable) + 1
+    assert value(after, probes) >= value(before, probes) + 1
+    assert value(after, opened) >= value(before, opened) + 1

@@ -16,6 +16,7 @@
 
 #include "io/log.h"
 #include "http/api.h"
+#include "http/metrics.h"
 #include "services/dashboard/dashboard.h"
 #include "services/mcp/catalog.h"
 #include "services/mcp/mcp_int.h"
@@ -118,6 +119,7 @@ static void omni_probe_saved(void *arg)
 static void omni_probe_answer(omni_req_t *r, omni_probe_t *p)
 {
     r->state = OMNI_PROBE_ANSWER;
+    omni_metrics_mcp_probe(p->ok);
     if (omni_mcp_breaker_outcome(&p->u, p->ok)
         && omni_mcp_breaker_save(&p->u, p->ok, omni_probe_saved, r) == 0) {
         return;

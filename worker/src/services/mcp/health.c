@@ -15,6 +15,7 @@
 
 #include "io/clients.h"
 #include "io/log.h"
+#include "http/metrics.h"
 #include "services/mcp/health.h"
 #include "services/mcp/upstream.h"
 
@@ -72,6 +73,7 @@ static void omni_health_replied(void *arg, const omni_mcp_reply_t *rep)
     omni_health_probe_t *p = arg;
     int ok = rep->failure == NULL;
 
+    omni_metrics_mcp_probe(ok);
     if (!ok) {
         omni_log(OMNI_LOG_WARN, "MCP server probe failed", "\"server\":\"%s\"",
             p->u.id);

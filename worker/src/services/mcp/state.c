@@ -8,11 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
 #include "io/clients.h"
 #include "io/log.h"
+#include "http/metrics.h"
+#include "lib/breaker.h"
 #include "services/mcp/state.h"
 #include "services/mcp/upstream.h"
 
@@ -21,7 +24,7 @@
 typedef struct {
     char id[37];
     char name[33];
-    int open;
+    omni_breaker_state_t state;
     int64_t next_probe_ms;
 } omni_state_server_t;
 
@@ -40,7 +43,7 @@ static int omni_state_stmt;
 int omni_mcp_state_init(void)
 {
     omni_state_stmt = omni_db_statement("mcp_state_load",
-        "SELECT s.id, s.name, b.state = 'open',"
+        "SELECT s.id, s.name, b.state,"
         " coalesce((extract(epoch FROM b.next_probe_at) * 1000)::bigint, 0)"
         " FROM omni2.mcp_servers AS s"
         " JOIN omni2.circuit_breakers AS b ON b.server_id = s.id");
@@ -69,7 +72,7 @@ static void omni_state_loaded(void *arg, omni_db_status_t st, PGresult *res)
             servers[i].id, sizeof(servers[i].id), "%s", PQgetvalue(res, i, 0));
         snprintf(servers[i].name, sizeof(servers[i].name), "%s",
             PQgetvalue(res, i, 1));
-        servers[i].open = PQgetvalue(res, i, 2)[0] == 't';
+        omni_breaker_state_parse(PQgetvalue(res, i, 2), &servers[i].state);
         servers[i].next_probe_ms = atoll(PQgetvalue(res, i, 3));
     }
     free(omni_state.servers);
@@ -128,6 +131,28 @@ static void omni_state_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 
+/* omni_worker_mcp_breaker_state per server, from this process's copy */
+static int omni_state_metrics(struct evbuffer *out)
+{
+    int i, rc;
+
+    rc = evbuffer_add_printf(out,
+             "# HELP omni_worker_mcp_breaker_state Each MCP server's circuit "
+             "breaker: 0 closed, 1 open, 2 half-open (at most 250 ms old).\n"
+             "# TYPE omni_worker_mcp_breaker_state gauge\n")
+         < 0;
+    for (i = 0; i < omni_state.n; i++) {
+        rc |= evbuffer_add_printf(out,
+                  "omni_worker_mcp_breaker_state{server=\"%s\","
+                  "server_id=\"%s\"} %d\n",
+                  omni_state.servers[i].name, omni_state.servers[i].id,
+                  (int)omni_state.servers[i].state)
+              < 0;
+    }
+    return rc ? -1 : 0;
+}
+
+
 int omni_mcp_state_start(void)
 {
     struct timeval tv = {0, 250 * 1000};
@@ -138,6 +163,7 @@ int omni_mcp_state_start(void)
         return -1;
     }
     event_add(omni_state.timer, &tv);
+    omni_metrics_extra(omni_state_metrics);
     omni_state_load();
     return 0;
 }
@@ -189,7 +215,7 @@ int omni_mcp_state_down(const char *ref, const char **id)
         if (strcmp(omni_state.servers[i].id, ref) == 0
             || strcmp(omni_state.servers[i].name, ref) == 0) {
             *id = omni_state.servers[i].id;
-            return omni_state.servers[i].open
+            return omni_state.servers[i].state == OMNI_BREAKER_OPEN
                    && omni_mcp_now_ms() < omni_state.servers[i].next_probe_ms;
         }
     }

@@ -10,6 +10,7 @@
 #include "lib/seal.h"
 #include "io/clients.h"
 #include "io/log.h"
+#include "http/metrics.h"
 #include "services/dashboard/dashboard.h"
 #include "services/mcp/registry.h"
 #include "services/mcp/state.h"
@@ -200,6 +201,7 @@ static void omni_mcp_breaker_announce(const char *id, const char *name,
         return;
     }
     down = after == OMNI_BREAKER_OPEN;
+    omni_metrics_mcp_breaker(down);
     snprintf(detail, sizeof(detail),
         "{\"server_id\":\"%s\",\"server\":\"%s\",\"state\":\"%s\"}", id, name,
         omni_breaker_state_name(after));
