@@ -11,17 +11,23 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "io/clients.h"
 #include "io/log.h"
 #include "http/metrics.h"
+#include "services/mcp/catalog.h"
 #include "services/mcp/health.h"
 #include "services/mcp/upstream.h"
+
+#define OMNI_HEALTH_MAX_PAGES 100
 
 typedef struct {
     omni_arena_t arena;
     omni_mcp_upstream_t u;
+    struct evbuffer *tools; /* "[t,t,..." so far */
+    int ntools, pages;
 } omni_health_probe_t;
 
 static struct {
@@ -31,7 +37,7 @@ static struct {
     int inflight; /* probes not answered yet */
 } omni_health;
 
-static int omni_health_stmt;
+static int omni_health_stmt, omni_health_forget_stmt;
 
 
 int omni_mcp_health_init(void)
@@ -56,15 +62,112 @@ int omni_mcp_health_init(void)
         " SELECT " OMNI_MCP_UPSTREAM_COLUMNS " FROM omni2.mcp_servers AS s"
         " JOIN won ON won.server_id = s.id"
         " LEFT JOIN omni2.circuit_breakers AS b ON b.server_id = s.id");
-    return omni_health_stmt < 0 ? -1 : 0;
+    omni_health_forget_stmt = omni_db_statement("mcp_health_forget",
+        "DELETE FROM omni2.mcp_probe_leases WHERE server_id = $1::uuid");
+    return omni_health_stmt < 0 || omni_health_forget_stmt < 0 ? -1 : 0;
+}
+
+
+static void omni_health_forgotten(void *arg, omni_db_status_t st, PGresult *res)
+{
+}
+
+
+void omni_mcp_health_soon(const char *id)
+{
+    const char *values[1] = {id};
+
+    omni_db_query(omni_clients.db, omni_health_forget_stmt, 1, values,
+        omni_health_forgotten, NULL);
 }
 
 
 static void omni_health_done(omni_health_probe_t *p)
 {
+    if (p->tools != NULL) {
+        evbuffer_free(p->tools);
+    }
     omni_arena_free(&p->arena);
     free(p);
     omni_health.inflight--;
+}
+
+
+static void omni_health_stored(void *arg, omni_db_status_t st, PGresult *res)
+{
+    omni_health_probe_t *p = arg;
+
+    if (st == OMNI_DB_OK) {
+        omni_mcp_catalog_quarantined(&p->u, res);
+    } else {
+        omni_log(OMNI_LOG_WARN, "cannot store an MCP server's tools",
+            "\"server\":\"%s\"", p->u.id);
+    }
+    omni_health_done(p);
+}
+
+
+static void omni_health_listed(void *arg, const omni_mcp_reply_t *rep);
+
+
+/* 0 when the page was asked for */
+static int omni_health_list(omni_health_probe_t *p, const char *cursor)
+{
+    struct evbuffer *b;
+    const char *params = NULL;
+
+    if (cursor != NULL) {
+        b = evbuffer_new();
+        if (b == NULL) {
+            return -1;
+        }
+        evbuffer_add(b, "{\"cursor\":", 10);
+        omni_json_put_string(b, cursor, strlen(cursor));
+        evbuffer_add(b, "}", 1);
+        params = omni_arena_strndup(&p->arena,
+            (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+        evbuffer_free(b);
+    }
+    return omni_mcp_rpc(&p->u.target, "tools/list", NULL, params, 1, &p->arena,
+               NULL, omni_health_listed,
+               p) != NULL
+               ? 0
+               : -1;
+}
+
+
+/* Up: the catalog is read again, every page, and stored (a changed tool
+ * is quarantined); a page that cannot be read keeps the old catalog. */
+static void omni_health_listed(void *arg, const omni_mcp_reply_t *rep)
+{
+    omni_health_probe_t *p = arg;
+    const char *cursor, *values[3];
+
+    if (rep->failure != NULL || rep->result == NULL) {
+        omni_log(OMNI_LOG_WARN, "cannot read an MCP server's tools",
+            "\"server\":\"%s\"", p->u.id);
+        omni_health_done(p);
+        return;
+    }
+    cursor = omni_mcp_catalog_page(rep, p->tools, &p->ntools);
+    if (cursor != NULL && ++p->pages < OMNI_HEALTH_MAX_PAGES) {
+        if (omni_health_list(p, cursor) != 0) {
+            omni_health_done(p);
+        }
+        return;
+    }
+    if (p->ntools == 0) {
+        evbuffer_add(p->tools, "[", 1);
+    }
+    evbuffer_add(p->tools, "]", 2);
+    values[0] = p->u.id;
+    values[1] = (const char *)evbuffer_pullup(p->tools, -1);
+    values[2] = rep->protocol;
+    if (omni_db_query(omni_clients.db, omni_mcp_catalog_store_stmt(), 3, values,
+            omni_health_stored, p)
+        != OMNI_DB_OK) {
+        omni_health_done(p);
+    }
 }
 
 
@@ -81,7 +184,10 @@ static void omni_health_replied(void *arg, const omni_mcp_reply_t *rep)
     if (omni_mcp_breaker_outcome(&p->u, ok)) {
         omni_mcp_breaker_save(&p->u, ok, NULL, NULL);
     }
-    omni_health_done(p);
+    p->tools = ok ? evbuffer_new() : NULL;
+    if (p->tools == NULL || omni_health_list(p, NULL) != 0) {
+        omni_health_done(p);
+    }
 }
 
 

@@ -93,6 +93,7 @@ void omni_mcp_changed(const char *id)
 {
     omni_mcp_client_forget(id);
     omni_mcp_state_bump();
+    omni_mcp_health_soon(id);
 }
 
 
