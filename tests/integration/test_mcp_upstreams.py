@@ -398,3 +398,32 @@ def test_the_catalog_is_read_at_registration_and_by_the_periodic_probe(
         "SELECT count(*) FROM omni2.mcp_audit WHERE server_id = %s"
         " AND action = 'tool.changed'", (s["id"],), dbname="omni")[0][0]
     assert changed == 1
+
+
+def test_dashboard_stats_count_active_servers_and_open_breakers(
+        mcp_worker, migrated, modern):
+    s = register(mcp_worker, Upstream("legacy.cjs"), health={
+        "failure_threshold": 1, "cooldown_ms": 60000})
+    probe(mcp_worker, s)
+    assert probe(mcp_worker, register(mcp_worker, modern))["ok"]
+
+    def counts():
+        return tuple(x for x in migrated.sql(
+            "SELECT (SELECT count(*) FROM omni2.mcp_servers AS m"
+            "  JOIN omni2.circuit_breakers AS c ON c.server_id = m.id"
+            "  WHERE m.enabled AND c.state <> 'open'),"
+            " (SELECT count(*) FROM omni2.circuit_breakers"
+            "  WHERE state = 'open')", dbname="omni")[0])
+
+    def stats():
+        r = call(mcp_worker, "GET", "/api/v1/dashboard/stats?period=today",
+                 role="viewer")
+        assert r.status == 200, r.body
+        doc = r.json()
+        return doc["active_mcp_servers"], doc["open_circuit_breakers"]
+
+    # the stats answer is cached for the refresh interval (5 s)
+    stack.wait_until(lambda: stats() == counts(), 10,
+                     "the stats to count the MCP servers")
+    active, opened = stats()
+    assert opened >= 1 and active >= 1
