@@ -232,13 +232,24 @@ static void omni_health_leased(void *arg, omni_db_status_t st, PGresult *res)
 }
 
 
+/* Background work yields to requests: it only runs on an idle
+ * connection, never waiting in the queue a request may need. */
+static int omni_mcp_pool_idle(void)
+{
+    omni_db_stats_t st;
+
+    omni_db_stats(omni_clients.db, &st);
+    return st.queued == 0 && st.ready - st.busy >= 1;
+}
+
+
 static void omni_health_tick(evutil_socket_t fd, short what, void *arg)
 {
     const char *values[1];
 
     /* a process still waiting on its last probes takes no new leases:
      * another process will */
-    if (omni_health.busy || omni_health.inflight > 0) {
+    if (omni_health.busy || omni_health.inflight > 0 || !omni_mcp_pool_idle()) {
         return;
     }
     values[0] = omni_health.holder;

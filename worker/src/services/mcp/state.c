@@ -81,9 +81,26 @@ static void omni_state_loaded(void *arg, omni_db_status_t st, PGresult *res)
 }
 
 
+/* Background work yields to requests: it only runs on an idle
+ * connection, never waiting in the queue a request may need. */
+static int omni_mcp_pool_idle(void)
+{
+    omni_db_stats_t st;
+
+    omni_db_stats(omni_clients.db, &st);
+    return st.queued == 0 && st.ready - st.busy >= 1;
+}
+
+
+/* A load that cannot run now (no idle connection) is retried at the next
+ * tick: gen is forgotten. */
 static void omni_state_load(void)
 {
     omni_state.loaded_ms = omni_mcp_now_ms();
+    if (!omni_mcp_pool_idle()) {
+        omni_state.gen = -1;
+        return;
+    }
     if (omni_db_query(
             omni_clients.db, omni_state_stmt, 0, NULL, omni_state_loaded, NULL)
         == OMNI_DB_OK) {
