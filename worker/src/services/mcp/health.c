@@ -247,9 +247,10 @@ static void omni_health_tick(evutil_socket_t fd, short what, void *arg)
 {
     const char *values[1];
 
-    /* a process still waiting on its last probes takes no new leases:
-     * another process will */
-    if (omni_health.busy || omni_health.inflight > 0 || !omni_mcp_pool_idle()) {
+    /* a stalled server holds one probe for its timeout_ms, not the
+     * others: new leases are taken while fewer than 64 probes wait */
+    if (omni_health.busy || omni_health.inflight >= 64
+        || !omni_mcp_pool_idle()) {
         return;
     }
     values[0] = omni_health.holder;
