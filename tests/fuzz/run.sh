@@ -13,11 +13,13 @@ cd "$(dirname "$0")/../.."
 declare -A SOURCES=(
     [auth_input]="worker/src/services/auth/auth_input.c"
     [json]="worker/src/lib/arena.c worker/src/lib/json.c"
+    [jsonrpc]="worker/src/lib/arena.c worker/src/lib/json.c worker/src/lib/jsonrpc.c"
     [jwt]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
     [sse]="worker/src/lib/sse.c"
 )
 declare -A PKGS=(
     [json]="libevent yajl"
+    [jsonrpc]="libevent yajl"
     [jwt]="yajl libcrypto"
 )
 declare -A INCLUDES=(

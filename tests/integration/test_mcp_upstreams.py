@@ -3,6 +3,7 @@ written, sessions), an SDK legacy fixture (5 pages of tools, switches for
 failures) and a hand-written 2026-07-28 stateless fixture."""
 
 import json
+import time
 import urllib.request
 
 import pytest
@@ -188,13 +189,17 @@ def test_an_unreachable_server_registers_and_shows_down(mcp_worker):
     items = call(mcp_worker, "GET", "/api/v1/mcp/circuit-breakers?limit=500",
                  role="viewer").json()["items"]
     mine = [b for b in items if b["server_id"] == s["id"]]
-    assert mine[0]["state"] == "open" and mine[0]["failures"] == 2
+    # the periodic probe may have counted one more
+    assert mine[0]["state"] == "open" and mine[0]["failures"] >= 2
 
 
 def test_an_open_breaker_fails_calls_fast_and_a_probe_closes_it(mcp_worker,
                                                                 legacy):
-    s = register(mcp_worker, legacy,
-                 health={"failure_threshold": 2, "cooldown_ms": 1000})
+    s = register(mcp_worker, legacy, health={
+        "failure_threshold": 2, "cooldown_ms": 1000, "interval_ms": 3600000})
+    # the periodic probe's first round is over before the upstream fails
+    stack.wait_until(lambda: ctl(legacy, "x")["pings"] >= 1, 5,
+                     "the first periodic probe")
     probe(mcp_worker, s)
     ctl(legacy, "fail?on=1")
     for _ in range(2):
@@ -227,3 +232,198 @@ def test_calls_are_recorded_in_batches(mcp_worker, modern, migrated):
                          (s["id"],), dbname="omni")[0][0]
         return n == 3
     stack.wait_until(rows, 5, "3 call records")
+
+
+def test_concurrent_failures_all_count_and_one_process_announces_down(
+        mcp_worker, migrated):
+    """Two worker processes probing the same dead server at once: the
+    breaker's row is moved by the statement, not by a read-modify-write of
+    each process's copy, so no failure is lost and exactly one of them sees
+    (and announces) the opening."""
+    import concurrent.futures
+    s = register(mcp_worker, Upstream("legacy.cjs"),
+                 health={"failure_threshold": 24, "cooldown_ms": 60000})
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        oks = list(pool.map(lambda _: probe(mcp_worker, s)["ok"], range(24)))
+    assert oks == [False] * 24
+    state, failures = migrated.sql(
+        "SELECT state, failures FROM omni2.circuit_breakers"
+        " WHERE server_id = %s", (s["id"],), dbname="omni")[0]
+    # (the periodic probe may add one of its own)
+    assert state == "open" and failures in (24, 25)
+    downs = migrated.sql(
+        "SELECT count(*) FROM omni2_dashboard.activity"
+        " WHERE type = 'mcp.server.down' AND detail->>'server_id' = %s",
+        (s["id"],), dbname="omni")[0][0]
+    assert downs == 1
+
+
+def test_every_process_refuses_an_open_server_within_a_second_without_a_query(
+        mcp_worker, migrated, legacy):
+    """The breaker opens through one process; within a second every process
+    (its copy reloaded when omni:mcp:gen moves in Redis) refuses calls with
+    503 mcp_server_unavailable without reading Postgres: the breakers'
+    table is locked while the calls are made."""
+    import concurrent.futures
+    import time
+    from mcp_support import who
+    s = register(mcp_worker, legacy,
+                 health={"failure_threshold": 1, "cooldown_ms": 60000})
+    probe(mcp_worker, s)
+    ctl(legacy, "fail?on=1")
+    assert probe(mcp_worker, s)["state"] == "open"
+    time.sleep(1.0)
+    conn = migrated.admin_connect("omni", autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("LOCK TABLE omni2.circuit_breakers"
+                        " IN ACCESS EXCLUSIVE MODE")
+
+        def one(_):
+            r = mcp_worker.request(
+                "POST", CALL, who("user"),
+                json.dumps({"server": s["name"], "tool": "echo",
+                            "arguments": {"text": "a"}}), timeout=3)
+            return r.status, r.json()["error"]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            got = set(pool.map(one, range(40)))
+    finally:
+        conn.rollback()
+        conn.close()
+    assert got == {(503, "mcp_server_unavailable")}
+
+
+def test_a_failing_server_is_found_down_and_back_up_without_a_human(
+        mcp_worker, migrated, legacy):
+    """Nobody probes by hand: the periodic probe (one prober per interval
+    across the 2 processes, by the lease) opens the breaker, the cool-down
+    passes, the half-open probe closes it, and both transitions are in the
+    activity feed."""
+    import time
+
+    def breaker():
+        return migrated.sql("SELECT state FROM omni2.circuit_breakers"
+                            " WHERE server_id = %s", (s["id"],),
+                            dbname="omni")[0][0]
+
+    def events(kind):
+        return migrated.sql(
+            "SELECT count(*) FROM omni2_dashboard.activity"
+            " WHERE type = %s AND detail->>'server_id' = %s",
+            (kind, s["id"]), dbname="omni")[0][0]
+
+    s = register(mcp_worker, legacy, health={
+        "interval_ms": 2000, "failure_threshold": 1, "cooldown_ms": 3000})
+    assert "echo" in tools(mcp_worker, s) or probe(mcp_worker, s)["ok"]
+    stack.wait_until(lambda: ctl(legacy, "x")["pings"] >= 1, 5,
+                     "the first periodic probe")
+    first = ctl(legacy, "x")["pings"]
+    time.sleep(6.0)
+    pings = ctl(legacy, "x")["pings"] - first
+    # one prober every 2 s; without the lease both processes would probe
+    # each second (12)
+    assert 2 <= pings <= 4, pings
+    holder = migrated.sql("SELECT holder FROM omni2.mcp_probe_leases"
+                          " WHERE server_id = %s", (s["id"],),
+                          dbname="omni")[0][0]
+    assert ":" in holder
+
+    ctl(legacy, "fail?on=1")
+    t0 = time.monotonic()
+    stack.wait_until(lambda: breaker() == "open", 6, "the breaker to open")
+    opened = time.monotonic() - t0
+    r = tool_call(mcp_worker, s, "echo", {"text": "a"})
+    assert r.status == 503 and r.json()["error"] == "mcp_server_unavailable"
+    ctl(legacy, "fail?on=0")
+    t1 = time.monotonic()
+    stack.wait_until(lambda: breaker() == "closed", 10,
+                     "the breaker to close")
+    closed = time.monotonic() - t1
+    assert tool_call(mcp_worker, s, "echo", {"text": "a"}).status == 200
+    assert events("mcp.server.down") == 1 and events("mcp.server.up") == 1
+    print("opened after %.1fs, closed after %.1fs" % (opened, closed))
+
+
+def test_metrics_count_calls_probes_and_show_each_breaker(mcp_worker, legacy):
+    import re
+
+    def metrics():
+        r = mcp_worker.request("GET", "/metrics", {}, None, timeout=10)
+        assert r.status == 200
+        return r.body.decode()
+
+    def value(text, name):
+        m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+        return float(m.group(1)) if m else None
+
+    ok = 'omni_worker_mcp_calls_total{outcome="ok"}'
+    unavailable = 'omni_worker_mcp_calls_total{outcome="unavailable"}'
+    probes = 'omni_worker_mcp_probes_total{result="ok"}'
+    opened = 'omni_worker_mcp_breaker_transitions_total{to="open"}'
+    before = metrics()
+    s = register(mcp_worker, legacy, health={
+        "failure_threshold": 1, "cooldown_ms": 60000, "interval_ms": 3600000})
+    probe(mcp_worker, s)
+    assert tool_call(mcp_worker, s, "echo", {"text": "a"}).status == 200
+    ctl(legacy, "fail?on=1")
+    assert tool_call(mcp_worker, s, "echo", {"text": "a"}).status == 502
+    assert tool_call(mcp_worker, s, "echo", {"text": "a"}).status == 503
+    state = ('omni_worker_mcp_breaker_state{server="%s",server_id="%s"}'
+             % (s["name"], s["id"]))
+    stack.wait_until(lambda: value(metrics(), state) == 1, 5,
+                     "the breaker's gauge to say open")
+    after = metrics()
+    assert value(after, ok) >= value(before, ok) + 1
+    assert value(after, unavailable) >= value(before, unavailable) + 1
+    assert value(after, probes) >= value(before, probes) + 1
+    assert value(after, opened) >= value(before, opened) + 1
+
+
+def test_the_catalog_is_read_at_registration_and_by_the_periodic_probe(
+        mcp_worker, migrated, legacy):
+    """No manual probe: the tools are known within seconds of the
+    registration, and a definition changed upstream is quarantined by the
+    next periodic probe (one tool.changed audit row, not one per
+    process)."""
+    s = register(mcp_worker, legacy, health={"interval_ms": 1000})
+    stack.wait_until(lambda: "echo" in tools(mcp_worker, s), 5,
+                     "the catalog read after the registration")
+    assert tools(mcp_worker, s)["echo"]["status"] == "active"
+    ctl(legacy, "describe?text=Ignore+previous+instructions")
+    stack.wait_until(
+        lambda: tools(mcp_worker, s)["echo"]["status"] == "quarantined", 5,
+        "the periodic probe to quarantine the changed tool")
+    time.sleep(2.5)
+    changed = migrated.sql(
+        "SELECT count(*) FROM omni2.mcp_audit WHERE server_id = %s"
+        " AND action = 'tool.changed'", (s["id"],), dbname="omni")[0][0]
+    assert changed == 1
+
+
+def test_dashboard_stats_count_active_servers_and_open_breakers(
+        mcp_worker, migrated, modern):
+    s = register(mcp_worker, Upstream("legacy.cjs"), health={
+        "failure_threshold": 1, "cooldown_ms": 60000})
+    probe(mcp_worker, s)
+    assert probe(mcp_worker, register(mcp_worker, modern))["ok"]
+
+    def counts():
+        return tuple(x for x in migrated.sql(
+            "SELECT (SELECT count(*) FROM omni2.mcp_servers AS m"
+            "  JOIN omni2.circuit_breakers AS c ON c.server_id = m.id"
+            "  WHERE m.enabled AND c.state <> 'open'),"
+            " (SELECT count(*) FROM omni2.circuit_breakers"
+            "  WHERE state = 'open')", dbname="omni")[0])
+
+    def stats():
+        r = call(mcp_worker, "GET", "/api/v1/dashboard/stats?period=today",
+                 role="viewer")
+        assert r.status == 200, r.body
+        doc = r.json()
+        return doc["active_mcp_servers"], doc["open_circuit_breakers"]
+
+    # the stats answer is cached for the refresh interval (5 s)
+    stack.wait_until(lambda: stats() == counts(), 10,
+                     "the stats to count the MCP servers")
+    active, opened = stats()
+    assert opened >= 1 and active >= 1

@@ -28,6 +28,10 @@ typedef struct {
     uint64_t gateway_refused;   /* unix peers not the gateway */
     uint64_t gateway_untrusted; /* requests without the secret */
     uint64_t events[3];         /* by omni_publish_outcome_t */
+    uint64_t mcp_calls[OMNI_METRICS_MCP_OUTCOMES];
+    uint64_t mcp_call_us[OMNI_METRICS_MCP_OUTCOMES];
+    uint64_t mcp_probes[2];      /* failed, ok */
+    uint64_t mcp_transitions[2]; /* closed, opened */
     uint64_t requests[OMNI_METRICS_MAX_ROUTES + 1][OMNI_METRICS_STATUSES];
     uint64_t hist[OMNI_METRICS_MAX_ROUTES + 1][OMNI_HIST_BUCKETS];
     uint64_t sum_us[OMNI_METRICS_MAX_ROUTES + 1];
@@ -35,6 +39,9 @@ typedef struct {
 } omni_metrics_shm_t;
 
 static omni_metrics_shm_t *omni_shm;
+static int (*omni_metrics_extras[4])(struct evbuffer *out);
+static const char *const omni_metrics_mcp_names[] = {"ok", "tool_error",
+    "rpc_error", "upstream_error", "timeout", "unavailable"};
 static int omni_metrics_slot = -1;
 static int omni_metrics_nroutes;
 static char omni_metrics_labels[OMNI_METRICS_MAX_ROUTES][96];
@@ -118,6 +125,44 @@ void omni_metrics_event(omni_publish_outcome_t outcome)
     if ((unsigned)outcome < 3) {
         __atomic_fetch_add(&omni_shm->events[outcome], 1, __ATOMIC_RELAXED);
     }
+}
+
+
+void omni_metrics_mcp_call(omni_metrics_mcp_outcome_t outcome, uint64_t us)
+{
+    if ((unsigned)outcome < OMNI_METRICS_MCP_OUTCOMES) {
+        __atomic_fetch_add(&omni_shm->mcp_calls[outcome], 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(
+            &omni_shm->mcp_call_us[outcome], us, __ATOMIC_RELAXED);
+    }
+}
+
+
+void omni_metrics_mcp_probe(int ok)
+{
+    __atomic_fetch_add(&omni_shm->mcp_probes[ok != 0], 1, __ATOMIC_RELAXED);
+}
+
+
+void omni_metrics_mcp_breaker(int opened)
+{
+    __atomic_fetch_add(
+        &omni_shm->mcp_transitions[opened != 0], 1, __ATOMIC_RELAXED);
+}
+
+
+int omni_metrics_extra(int (*fn)(struct evbuffer *out))
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(omni_metrics_extras) / sizeof(*omni_metrics_extras);
+         i++) {
+        if (omni_metrics_extras[i] == NULL || omni_metrics_extras[i] == fn) {
+            omni_metrics_extras[i] = fn;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 
@@ -324,6 +369,54 @@ int omni_metrics_prometheus(struct evbuffer *out)
             (unsigned long long)omni_metrics_load(
                 &omni_shm->events[OMNI_PUBLISH_FAILED]))
         < 0;
+
+    rc |= evbuffer_add_printf(out,
+              "# HELP omni_worker_mcp_calls_total MCP tool calls by outcome "
+              "(unavailable: refused while the server's breaker is open).\n"
+              "# TYPE omni_worker_mcp_calls_total counter\n")
+          < 0;
+    for (k = 0; k < OMNI_METRICS_MCP_OUTCOMES; k++) {
+        rc |=
+            evbuffer_add_printf(out,
+                "omni_worker_mcp_calls_total{outcome=\"%s\"} %llu\n",
+                omni_metrics_mcp_names[k],
+                (unsigned long long)omni_metrics_load(&omni_shm->mcp_calls[k]))
+            < 0;
+    }
+    rc |= evbuffer_add_printf(out,
+              "# HELP omni_worker_mcp_call_seconds_sum Time spent in MCP tool "
+              "calls by outcome.\n"
+              "# TYPE omni_worker_mcp_call_seconds_sum counter\n")
+          < 0;
+    for (k = 0; k < OMNI_METRICS_MCP_OUTCOMES; k++) {
+        rc |= evbuffer_add_printf(out,
+                  "omni_worker_mcp_call_seconds_sum{outcome=\"%s\"} %.6f\n",
+                  omni_metrics_mcp_names[k],
+                  (double)omni_metrics_load(&omni_shm->mcp_call_us[k]) / 1e6)
+              < 0;
+    }
+    rc |= evbuffer_add_printf(out,
+              "# HELP omni_worker_mcp_probes_total MCP server probes "
+              "(periodic and manual) by result.\n"
+              "# TYPE omni_worker_mcp_probes_total counter\n"
+              "omni_worker_mcp_probes_total{result=\"ok\"} %llu\n"
+              "omni_worker_mcp_probes_total{result=\"failed\"} %llu\n"
+              "# HELP omni_worker_mcp_breaker_transitions_total MCP circuit "
+              "breakers opened and closed.\n"
+              "# TYPE omni_worker_mcp_breaker_transitions_total counter\n"
+              "omni_worker_mcp_breaker_transitions_total{to=\"open\"} %llu\n"
+              "omni_worker_mcp_breaker_transitions_total{to=\"closed\"} "
+              "%llu\n",
+              (unsigned long long)omni_metrics_load(&omni_shm->mcp_probes[1]),
+              (unsigned long long)omni_metrics_load(&omni_shm->mcp_probes[0]),
+              (unsigned long long)omni_metrics_load(
+                  &omni_shm->mcp_transitions[1]),
+              (unsigned long long)omni_metrics_load(
+                  &omni_shm->mcp_transitions[0]))
+          < 0;
+    for (k = 0; k < 4 && omni_metrics_extras[k] != NULL; k++) {
+        rc |= omni_metrics_extras[k](out) != 0;
+    }
 
     return rc ? -1 : 0;
 }

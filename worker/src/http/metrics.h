@@ -36,6 +36,26 @@ void omni_metrics_gateway_untrusted(void);
 /* Counts one event's fate (io/publish.h). Lock-free; never fails. */
 void omni_metrics_event(omni_publish_outcome_t outcome);
 
+/* MCP gateway counters (services/mcp): a tool call's outcome (an
+ * omni_metrics_mcp_outcome_t) and latency, a probe's result, a breaker
+ * transition seen by the process that made it. Lock-free; never fail. */
+typedef enum {
+    OMNI_METRICS_MCP_OK = 0,
+    OMNI_METRICS_MCP_TOOL_ERROR,
+    OMNI_METRICS_MCP_RPC_ERROR,
+    OMNI_METRICS_MCP_UPSTREAM_ERROR,
+    OMNI_METRICS_MCP_TIMEOUT,
+    OMNI_METRICS_MCP_UNAVAILABLE,
+    OMNI_METRICS_MCP_OUTCOMES
+} omni_metrics_mcp_outcome_t;
+void omni_metrics_mcp_call(omni_metrics_mcp_outcome_t outcome, uint64_t us);
+void omni_metrics_mcp_probe(int ok);
+void omni_metrics_mcp_breaker(int opened);
+
+/* A writer of more lines, called at the end of omni_metrics_prometheus in
+ * the answering process (at most 4; 0, or -1 when full). */
+int omni_metrics_extra(int (*fn)(struct evbuffer *out));
+
 /* Clears a dead process's gauges (master, after reaping it). */
 void omni_metrics_release(int slot);
 

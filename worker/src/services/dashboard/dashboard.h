@@ -90,6 +90,8 @@ typedef struct {
     uint64_t max_us;
     int has_hist; /* hist is filled in */
     uint64_t hist[OMNI_HIST_BUCKETS];
+    int64_t mcp_active; /* stats: enabled MCP servers not open */
+    int64_t mcp_open;   /* stats: MCP servers whose breaker is open */
 } omni_dash_totals_t;
 
 /* Parses Postgres' text form of an array of OMNI_HIST_BUCKETS

@@ -224,10 +224,11 @@ int omni_stats_write(struct evbuffer *out, const char *period, const char *from,
     rc |= omni_put_latency(out, t);
     rc |= evbuffer_add(out, ",\"max_ms\":", 10);
     rc |= omni_put_ms(out, t->count ? (double)t->max_us : -1);
-    /* chat (cost, tokens) and the MCP gateway are not built yet */
+    /* chat (cost, tokens) is not built yet */
     rc |= evbuffer_add_printf(out,
-              ",\"cost\":0,\"tokens\":0,\"active_mcp_servers\":0,"
-              "\"open_circuit_breakers\":0}")
+              ",\"cost\":0,\"tokens\":0,\"active_mcp_servers\":%lld,"
+              "\"open_circuit_breakers\":%lld}",
+              (long long)t->mcp_active, (long long)t->mcp_open)
           < 0;
     return rc ? -1 : 0;
 }

@@ -52,7 +52,13 @@ static const char omni_stats_head[] =
 
 static const char omni_stats_tail[] =
     "])::text END,"
-    " (SELECT generation FROM omni2_dashboard.cache_state)"
+    " (SELECT generation FROM omni2_dashboard.cache_state),"
+    " (SELECT count(*) FROM omni2.mcp_servers AS m"
+    "  LEFT JOIN omni2.circuit_breakers AS c ON c.server_id = m.id"
+    "  WHERE m.enabled AND c.state IS DISTINCT FROM 'open'),"
+    " (SELECT count(*) FROM omni2.mcp_servers AS m"
+    "  JOIN omni2.circuit_breakers AS c ON c.server_id = m.id"
+    "  WHERE c.state = 'open')"
     " FROM s";
 
 /* head + 120 "sum(s.hist[i])," + tail, built at start-up: summing each
@@ -331,6 +337,8 @@ void omni_dashboard_stats(omni_req_t *r)
                 "internal error (request id %s)", r->request_id);
             return;
         }
+        t.mcp_active = strtoll(PQgetvalue(r->db_res, 0, 9), NULL, 10);
+        t.mcp_open = strtoll(PQgetvalue(r->db_res, 0, 10), NULL, 10);
         b = evbuffer_new();
         omni_stats_write(b, s->name, PQgetvalue(r->db_res, 0, 0),
             PQgetvalue(r->db_res, 0, 1), &t);

@@ -19,8 +19,10 @@
 #include "lib/uuid.h"
 #include "io/clients.h"
 #include "io/log.h"
+#include "http/metrics.h"
 #include "http/api.h"
 #include "services/mcp/call.h"
+#include "services/mcp/state.h"
 #include "services/mcp/upstream.h"
 
 #define OMNI_CALL_ATTEMPTS 3
@@ -148,8 +150,21 @@ void omni_mcp_perf_stop(void)
 
 static void omni_perf_add(omni_req_t *r, omni_call_t *c, const char *outcome)
 {
+    static const char *const names[] = {"ok", "tool_error", "rpc_error",
+        "upstream_error", "timeout", "unavailable"};
     struct evbuffer *b = omni_perf.rows;
     const char *user = omni_req_identity(r)->id;
+    int k;
+
+    for (k = 0; k < OMNI_METRICS_MCP_OUTCOMES; k++) {
+        if (strcmp(outcome, names[k]) == 0) {
+            omni_metrics_mcp_call((omni_metrics_mcp_outcome_t)k,
+                c->start_ms
+                    ? (uint64_t)(omni_mcp_now_ms() - (int64_t)c->start_ms)
+                          * 1000
+                    : 0);
+        }
+    }
 
     if (b == NULL) {
         return;
@@ -289,6 +304,14 @@ void omni_mcp_tools_call(omni_req_t *r)
                 "arguments: expected an object of the tool's arguments");
             return;
         }
+        /* known to be down (this process's copy, at most ~250 ms old):
+         * refused without a query */
+        if (omni_mcp_state_down(server->u.str.ptr, &values[0])) {
+            omni_metrics_mcp_call(OMNI_METRICS_MCP_UNAVAILABLE, 0);
+            omni_respond_error(r, 503, "mcp_server_unavailable",
+                "MCP server %.64s is down (circuit open)", server->u.str.ptr);
+            return;
+        }
         c = omni_arena_alloc(&r->arena, sizeof(*c));
         b = evbuffer_new();
         if (c == NULL || b == NULL) {
@@ -385,7 +408,9 @@ void omni_mcp_tools_call(omni_req_t *r)
          * call (on any process) meets the state this one left */
         r->state = OMNI_CALL_SAVED;
         if (omni_mcp_breaker_outcome(&c->u, c->rep.failure == NULL)
-            && omni_mcp_breaker_save(&c->u, omni_call_saved, r) == 0) {
+            && omni_mcp_breaker_save(
+                   &c->u, c->rep.failure == NULL, omni_call_saved, r)
+                   == 0) {
             return;
         }
         omni_call_answer(r, c);

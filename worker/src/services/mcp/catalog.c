@@ -16,6 +16,7 @@
 
 #include "io/log.h"
 #include "http/api.h"
+#include "http/metrics.h"
 #include "services/dashboard/dashboard.h"
 #include "services/mcp/catalog.h"
 #include "services/mcp/mcp_int.h"
@@ -118,8 +119,9 @@ static void omni_probe_saved(void *arg)
 static void omni_probe_answer(omni_req_t *r, omni_probe_t *p)
 {
     r->state = OMNI_PROBE_ANSWER;
+    omni_metrics_mcp_probe(p->ok);
     if (omni_mcp_breaker_outcome(&p->u, p->ok)
-        && omni_mcp_breaker_save(&p->u, omni_probe_saved, r) == 0) {
+        && omni_mcp_breaker_save(&p->u, p->ok, omni_probe_saved, r) == 0) {
         return;
     }
     omni_probe_write(r, p);
@@ -151,10 +153,10 @@ static void omni_probe_write(omni_req_t *r, omni_probe_t *p)
 }
 
 
-/* Adds the page's tools to p->tools; the next cursor, or NULL. */
-static const char *omni_probe_page(omni_req_t *r, omni_probe_t *p)
+const char *omni_mcp_catalog_page(
+    const omni_mcp_reply_t *rep, struct evbuffer *tools, int *ntools)
 {
-    const omni_json_t *list = omni_json_get(p->rep.result, "tools");
+    const omni_json_t *list = omni_json_get(rep->result, "tools");
     const char *cursor;
     size_t i;
 
@@ -166,11 +168,24 @@ static const char *omni_probe_page(omni_req_t *r, omni_probe_t *p)
                    == NULL) {
             continue;
         }
-        evbuffer_add(p->tools, p->ntools++ ? "," : "[", 1);
-        omni_json_write(p->tools, list->u.arr.items[i]);
+        evbuffer_add(tools, (*ntools)++ ? "," : "[", 1);
+        omni_json_write(tools, list->u.arr.items[i]);
     }
-    cursor = omni_json_string(omni_json_get(p->rep.result, "nextCursor"));
+    cursor = omni_json_string(omni_json_get(rep->result, "nextCursor"));
     return cursor != NULL && cursor[0] != '\0' ? cursor : NULL;
+}
+
+
+/* Adds the page's tools to p->tools; the next cursor, or NULL. */
+static const char *omni_probe_page(omni_req_t *r, omni_probe_t *p)
+{
+    return omni_mcp_catalog_page(&p->rep, p->tools, &p->ntools);
+}
+
+
+int omni_mcp_catalog_store_stmt(void)
+{
+    return omni_cat_store_stmt;
 }
 
 
@@ -194,17 +209,16 @@ static int omni_probe_list(omni_req_t *r, omni_probe_t *p, const char *cursor)
 }
 
 
-static void omni_probe_quarantined(omni_req_t *r, omni_probe_t *p)
+void omni_mcp_catalog_quarantined(const omni_mcp_upstream_t *u, PGresult *res)
 {
-    PGresult *res = r->db_res;
     char summary[200];
     struct evbuffer *b;
     int i;
 
     for (i = 0; i < PQntuples(res); i++) {
         b = evbuffer_new();
-        evbuffer_add_printf(b, "{\"server_id\":\"%s\",\"server\":", p->u.id);
-        omni_json_put_string(b, p->u.name, strlen(p->u.name));
+        evbuffer_add_printf(b, "{\"server_id\":\"%s\",\"server\":", u->id);
+        omni_json_put_string(b, u->name, strlen(u->name));
         evbuffer_add(b, ",\"tool\":", 8);
         omni_json_put_string(
             b, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0));
@@ -214,11 +228,17 @@ static void omni_probe_quarantined(omni_req_t *r, omni_probe_t *p)
             PQgetvalue(res, i, 3));
         snprintf(summary, sizeof(summary),
             "MCP tool %.64s of %s changed: quarantined", PQgetvalue(res, i, 0),
-            p->u.name);
+            u->name);
         omni_activity_record("mcp.tool.quarantined", NULL, summary,
             (const char *)evbuffer_pullup(b, -1), NULL, NULL);
         evbuffer_free(b);
     }
+}
+
+
+static void omni_probe_quarantined(omni_req_t *r, omni_probe_t *p)
+{
+    omni_mcp_catalog_quarantined(&p->u, r->db_res);
 }
 
 

@@ -10,9 +10,11 @@
 #include "services/mcp/call.h"
 #include "services/mcp/catalog.h"
 #include "services/mcp/client.h"
+#include "services/mcp/health.h"
 #include "services/mcp/mcp.h"
 #include "services/mcp/mcp_int.h"
 #include "services/mcp/registry.h"
+#include "services/mcp/state.h"
 #include "services/mcp/upstream.h"
 
 
@@ -46,6 +48,7 @@ static int omni_mcp_init(void)
     return omni_mcp_registry_init() != 0 || omni_mcp_upstream_init() != 0
                    || omni_mcp_catalog_init() != 0
                    || omni_mcp_breakers_init() != 0 || omni_mcp_call_init() != 0
+                   || omni_mcp_state_init() != 0 || omni_mcp_health_init() != 0
                ? -1
                : 0;
 }
@@ -89,6 +92,8 @@ static int omni_mcp_configure(
 void omni_mcp_changed(const char *id)
 {
     omni_mcp_client_forget(id);
+    omni_mcp_state_bump();
+    omni_mcp_health_soon(id);
 }
 
 
@@ -97,7 +102,8 @@ static int omni_mcp_start(void)
     return omni_mcp_client_start(
                omni_clients.base, omni_clients.cfg->mcp_ca_file)
                        != 0
-                   || omni_mcp_perf_start() != 0
+                   || omni_mcp_perf_start() != 0 || omni_mcp_state_start() != 0
+                   || omni_mcp_health_start() != 0
                ? -1
                : 0;
 }
@@ -106,6 +112,8 @@ static int omni_mcp_start(void)
 static void omni_mcp_stop(void (*done)(void *arg), void *arg)
 {
     omni_mcp_perf_stop();
+    omni_mcp_health_stop();
+    omni_mcp_state_stop();
     done(arg);
 }
 

@@ -10,8 +10,10 @@
 #include "lib/seal.h"
 #include "io/clients.h"
 #include "io/log.h"
+#include "http/metrics.h"
 #include "services/dashboard/dashboard.h"
 #include "services/mcp/registry.h"
+#include "services/mcp/state.h"
 #include "services/mcp/upstream.h"
 
 static int omni_mcp_breaker_stmt;
@@ -19,13 +21,30 @@ static int omni_mcp_breaker_stmt;
 
 int omni_mcp_upstream_init(void)
 {
-    omni_mcp_breaker_stmt = omni_db_statement("mcp_breaker_save",
-        "UPDATE omni2.circuit_breakers SET state = $2, failures = $3::int,"
-        " opened_at = CASE WHEN $4::bigint > 0"
-        "  THEN to_timestamp($4::bigint / 1000.0) END,"
-        " next_probe_at = CASE WHEN $5::bigint > 0"
-        "  THEN to_timestamp($5::bigint / 1000.0) END,"
-        " updated_at = now() WHERE server_id = $1::uuid");
+    /* The transition is made by the statement on the row as it is now
+     * (locked), not as this process loaded it: concurrent outcomes from
+     * many processes each count, and exactly one of them sees (and
+     * announces) the state change. Same rules as lib/breaker.c. */
+    omni_mcp_breaker_stmt = omni_db_statement("mcp_breaker_outcome",
+        "UPDATE omni2.circuit_breakers AS b SET"
+        " state = CASE WHEN $2::boolean THEN 'closed'"
+        "  WHEN o.trips THEN 'open' ELSE o.state END,"
+        " failures = CASE WHEN $2::boolean THEN 0 ELSE o.failures + 1 END,"
+        " opened_at = CASE WHEN o.trips THEN now() ELSE o.opened_at END,"
+        " next_probe_at = CASE WHEN $2::boolean THEN NULL"
+        "  WHEN o.trips THEN now() + $4::bigint * interval '1 millisecond'"
+        "  ELSE o.next_probe_at END,"
+        " updated_at = now()"
+        " FROM (SELECT x.server_id, x.state, x.failures, x.opened_at,"
+        "  x.next_probe_at, NOT $2::boolean AND (x.state = 'half_open'"
+        "   OR x.state = 'open' AND x.next_probe_at <= now()"
+        "   OR x.state = 'closed' AND x.failures + 1 >= $3::int) AS trips"
+        "  FROM omni2.circuit_breakers AS x WHERE x.server_id = $1::uuid"
+        "  FOR UPDATE) AS o"
+        " WHERE b.server_id = o.server_id"
+        " RETURNING o.state, b.state, b.failures,"
+        " coalesce((extract(epoch FROM b.opened_at) * 1000)::bigint, 0),"
+        " coalesce((extract(epoch FROM b.next_probe_at) * 1000)::bigint, 0)");
     return omni_mcp_breaker_stmt < 0 ? -1 : 0;
 }
 
@@ -55,8 +74,8 @@ static int omni_mcp_unhex(const char *s, size_t n, unsigned char *out)
 
 
 /* The sealed headers as "Name: value" lines, or NULL when none. */
-static int omni_mcp_open_headers(omni_req_t *r, const char *id, const char *hex,
-    size_t hexlen, const char *const **out)
+static int omni_mcp_open_headers(omni_arena_t *arena, const char *id,
+    const char *hex, size_t hexlen, const char *const **out)
 {
     unsigned char *sealed, *plain;
     const omni_json_t *obj;
@@ -68,8 +87,8 @@ static int omni_mcp_open_headers(omni_req_t *r, const char *id, const char *hex,
     if (hexlen == 0) {
         return 0;
     }
-    sealed = omni_arena_alloc(&r->arena, n);
-    plain = omni_arena_alloc(&r->arena, n + 1);
+    sealed = omni_arena_alloc(arena, n);
+    plain = omni_arena_alloc(arena, n + 1);
     if (sealed == NULL || plain == NULL || omni_mcp_secret_key == NULL
         || omni_mcp_unhex(hex, hexlen, sealed) != 0
         || omni_unseal(
@@ -78,17 +97,17 @@ static int omni_mcp_open_headers(omni_req_t *r, const char *id, const char *hex,
         return -1;
     }
     obj = omni_json_parse(
-        &r->arena, (const char *)plain, plen, NULL, err, sizeof(err));
+        arena, (const char *)plain, plen, NULL, err, sizeof(err));
     if (obj == NULL || obj->type != OMNI_JSON_OBJECT) {
         return -1;
     }
-    lines = omni_arena_alloc(&r->arena, (obj->u.obj.len + 1) * sizeof(char *));
+    lines = omni_arena_alloc(arena, (obj->u.obj.len + 1) * sizeof(char *));
     if (lines == NULL) {
         return -1;
     }
     for (i = 0; i < obj->u.obj.len; i++) {
         len = strlen(obj->u.obj.keys[i]) + obj->u.obj.values[i]->u.str.len + 3;
-        lines[i] = omni_arena_alloc(&r->arena, len);
+        lines[i] = omni_arena_alloc(arena, len);
         if (lines[i] == NULL) {
             return -1;
         }
@@ -101,26 +120,16 @@ static int omni_mcp_open_headers(omni_req_t *r, const char *id, const char *hex,
 }
 
 
-int omni_mcp_upstream_read(
-    omni_req_t *r, PGresult *res, int row, omni_mcp_upstream_t *u)
+int omni_mcp_upstream_parse(
+    omni_arena_t *arena, PGresult *res, int row, omni_mcp_upstream_t *u)
 {
     memset(u, 0, sizeof(*u));
     snprintf(u->id, sizeof(u->id), "%s", PQgetvalue(res, row, 0));
     u->name = omni_arena_strndup(
-        &r->arena, PQgetvalue(res, row, 1), (size_t)PQgetlength(res, row, 1));
+        arena, PQgetvalue(res, row, 1), (size_t)PQgetlength(res, row, 1));
     u->target.id = u->id;
     u->target.url = omni_arena_strndup(
-        &r->arena, PQgetvalue(res, row, 2), (size_t)PQgetlength(res, row, 2));
-    if (omni_mcp_open_headers(r, u->id, PQgetvalue(res, row, 3),
-            (size_t)PQgetlength(res, row, 3), &u->target.headers)
-        != 0) {
-        omni_log(OMNI_LOG_ERROR, "cannot open an MCP server's headers",
-            "\"server\":\"%s\"", u->id);
-        omni_respond_error(r, 500, "internal_error",
-            "the server's stored headers cannot be opened with the "
-            "configured OMNI_MCP_SECRET_KEY_FILE");
-        return -1;
-    }
+        arena, PQgetvalue(res, row, 2), (size_t)PQgetlength(res, row, 2));
     u->target.timeout_ms = atol(PQgetvalue(res, row, 4));
     u->enabled = PQgetvalue(res, row, 5)[0] == 't';
     u->conf.failure_threshold = atoi(PQgetvalue(res, row, 6));
@@ -132,6 +141,27 @@ int omni_mcp_upstream_read(
     u->breaker.opened_at_ms = atoll(PQgetvalue(res, row, 10));
     u->breaker.next_probe_ms = atoll(PQgetvalue(res, row, 11));
     u->before = u->breaker;
+    if (u->name == NULL || u->target.url == NULL
+        || omni_mcp_open_headers(arena, u->id, PQgetvalue(res, row, 3),
+               (size_t)PQgetlength(res, row, 3), &u->target.headers)
+               != 0) {
+        omni_log(OMNI_LOG_ERROR, "cannot open an MCP server's headers",
+            "\"server\":\"%s\"", u->id);
+        return -1;
+    }
+    return 0;
+}
+
+
+int omni_mcp_upstream_read(
+    omni_req_t *r, PGresult *res, int row, omni_mcp_upstream_t *u)
+{
+    if (omni_mcp_upstream_parse(&r->arena, res, row, u) != 0) {
+        omni_respond_error(r, 500, "internal_error",
+            "the server's stored headers cannot be opened with the "
+            "configured OMNI_MCP_SECRET_KEY_FILE");
+        return -1;
+    }
     return 0;
 }
 
@@ -152,73 +182,99 @@ int omni_mcp_breaker_outcome(omni_mcp_upstream_t *u, int ok)
 
 
 typedef struct {
+    omni_mcp_upstream_t *u; /* NULL when nobody waits */
+    char id[37], name[64];
     void (*done)(void *arg);
     void *arg;
 } omni_mcp_saving_t;
+
+
+/* up and down are announced; half-open is a step between */
+static void omni_mcp_breaker_announce(const char *id, const char *name,
+    omni_breaker_state_t before, omni_breaker_state_t after)
+{
+    char detail[200], summary[128];
+    int down;
+
+    if (before == after || after == OMNI_BREAKER_HALF_OPEN
+        || (before == OMNI_BREAKER_HALF_OPEN && after == OMNI_BREAKER_OPEN)) {
+        return;
+    }
+    down = after == OMNI_BREAKER_OPEN;
+    omni_metrics_mcp_breaker(down);
+    snprintf(detail, sizeof(detail),
+        "{\"server_id\":\"%s\",\"server\":\"%s\",\"state\":\"%s\"}", id, name,
+        omni_breaker_state_name(after));
+    snprintf(summary, sizeof(summary), "MCP server %s is %s", name,
+        down ? "down" : "up");
+    omni_activity_record(down ? "mcp.server.down" : "mcp.server.up", NULL,
+        summary, detail, NULL, NULL);
+}
 
 
 static void omni_mcp_breaker_saved(
     void *arg, omni_db_status_t st, PGresult *res)
 {
     omni_mcp_saving_t *s = arg;
+    omni_breaker_state_t before, after;
 
     if (st != OMNI_DB_OK) {
         omni_log(OMNI_LOG_WARN, "cannot store an MCP circuit breaker", NULL);
+    } else if (PQntuples(res) == 1
+               && omni_breaker_state_parse(PQgetvalue(res, 0, 0), &before) == 0
+               && omni_breaker_state_parse(PQgetvalue(res, 0, 1), &after)
+                      == 0) {
+        if (before != after) {
+            omni_mcp_state_bump();
+        }
+        omni_mcp_breaker_announce(s->id, s->name, before, after);
+        if (s->u != NULL) {
+            s->u->breaker.state = after;
+            s->u->breaker.failures = atoi(PQgetvalue(res, 0, 2));
+            s->u->breaker.opened_at_ms = atoll(PQgetvalue(res, 0, 3));
+            s->u->breaker.next_probe_ms = atoll(PQgetvalue(res, 0, 4));
+        }
     }
-    if (s != NULL) {
+    if (s->done != NULL) {
         s->done(s->arg);
-        free(s);
     }
+    free(s);
 }
 
 
 int omni_mcp_breaker_save(
-    omni_mcp_upstream_t *u, void (*done)(void *arg), void *arg)
+    omni_mcp_upstream_t *u, int ok, void (*done)(void *arg), void *arg)
 {
-    omni_mcp_saving_t *s = NULL;
-    const char *values[5];
-    char failures[16], opened[24], next[24], detail[160], summary[128];
-    int down, rc;
+    omni_mcp_saving_t *s;
+    const char *values[4];
+    char threshold[16], cooldown[24];
+    uint32_t rnd = 0;
+    int64_t jitter;
 
-    snprintf(failures, sizeof(failures), "%d", u->breaker.failures);
-    snprintf(
-        opened, sizeof(opened), "%lld", (long long)u->breaker.opened_at_ms);
-    snprintf(next, sizeof(next), "%lld", (long long)u->breaker.next_probe_ms);
+    s = malloc(sizeof(*s));
+    if (s == NULL) {
+        return -1;
+    }
+    s->u = done != NULL ? u : NULL;
+    snprintf(s->id, sizeof(s->id), "%s", u->id);
+    snprintf(s->name, sizeof(s->name), "%s", u->name);
+    s->done = done;
+    s->arg = arg;
+    RAND_bytes((unsigned char *)&rnd, sizeof(rnd));
+    jitter = u->conf.cooldown_ms * u->conf.jitter_pct / 100;
+    snprintf(threshold, sizeof(threshold), "%d", u->conf.failure_threshold);
+    snprintf(cooldown, sizeof(cooldown), "%lld",
+        (long long)(u->conf.cooldown_ms
+                    + (int64_t)(rnd % (uint64_t)(1 + jitter))));
     values[0] = u->id;
-    values[1] = omni_breaker_state_name(u->breaker.state);
-    values[2] = failures;
-    values[3] = opened;
-    values[4] = next;
-    if (done != NULL) {
-        s = malloc(sizeof(*s));
-        if (s == NULL) {
-            return -1;
-        }
-        s->done = done;
-        s->arg = arg;
-    }
-    rc = omni_db_query(omni_clients.db, omni_mcp_breaker_stmt, 5, values,
-             omni_mcp_breaker_saved,
-             s) == OMNI_DB_OK
-             ? 0
-             : -1;
-    if (rc != 0) {
+    values[1] = ok ? "true" : "false";
+    values[2] = threshold;
+    values[3] = cooldown;
+    if (omni_db_query(omni_clients.db, omni_mcp_breaker_stmt, 4, values,
+            omni_mcp_breaker_saved, s)
+        != OMNI_DB_OK) {
         free(s);
+        return -1;
     }
-    /* up and down are announced; half-open is a step between */
-    if (u->breaker.state == u->before.state
-        || u->breaker.state == OMNI_BREAKER_HALF_OPEN
-        || (u->before.state == OMNI_BREAKER_HALF_OPEN
-            && u->breaker.state == OMNI_BREAKER_OPEN)) {
-        return rc;
-    }
-    down = u->breaker.state == OMNI_BREAKER_OPEN;
-    snprintf(detail, sizeof(detail),
-        "{\"server_id\":\"%s\",\"server\":\"%s\",\"state\":\"%s\"}", u->id,
-        u->name, omni_breaker_state_name(u->breaker.state));
-    snprintf(summary, sizeof(summary), "MCP server %s is %s", u->name,
-        down ? "down" : "up");
-    omni_activity_record(down ? "mcp.server.down" : "mcp.server.up", NULL,
-        summary, detail, NULL, NULL);
-    return rc;
+    return 0;
 }

@@ -38,6 +38,10 @@ int omni_mcp_upstream_init(void);
 int omni_mcp_upstream_read(
     omni_req_t *r, PGresult *res, int row, omni_mcp_upstream_t *u);
 
+/* The same into any arena, answering nothing: 0, or -1 (logged). */
+int omni_mcp_upstream_parse(
+    omni_arena_t *arena, PGresult *res, int row, omni_mcp_upstream_t *u);
+
 /* Wall-clock milliseconds. */
 int64_t omni_mcp_now_ms(void);
 
@@ -45,11 +49,14 @@ int64_t omni_mcp_now_ms(void);
  * written (the state or the failure count changed). */
 int omni_mcp_breaker_outcome(omni_mcp_upstream_t *u, int ok);
 
-/* Writes u's breaker and, when its state changed, publishes
- * mcp.server.down / mcp.server.up. done (may be NULL) is called once the
- * write is over (stored or not; never from inside this call); returns 0,
- * or -1 when the write could not be queued (done is not called). */
+/* Stores an outcome (ok or a failure) in u's breaker row: the statement
+ * applies the state machine to the row as it stands, so concurrent
+ * outcomes from every process count. Whoever changed the state to open or
+ * closed publishes mcp.server.down / mcp.server.up. done (may be NULL) is
+ * called once the write is over (stored or not; never from inside this
+ * call), u->breaker then holding the stored state; returns 0, or -1 when
+ * the write could not be queued (done is not called). */
 int omni_mcp_breaker_save(
-    omni_mcp_upstream_t *u, void (*done)(void *arg), void *arg);
+    omni_mcp_upstream_t *u, int ok, void (*done)(void *arg), void *arg);
 
 #endif

@@ -1,0 +1,22 @@
+/* state.h: each process's copy of every server's breaker, so a call to a
+ * server that is down is refused without a query. Changes are announced
+ * by bumping a generation number in Redis, which each process polls. */
+#ifndef OMNI_MCP_STATE_H
+#define OMNI_MCP_STATE_H
+
+#include <stdint.h>
+
+int omni_mcp_state_init(void);
+int omni_mcp_state_start(void);
+void omni_mcp_state_stop(void);
+
+/* A server's breaker or registration changed in Postgres: every process
+ * reloads its copy within one poll (250 ms). */
+void omni_mcp_state_bump(void);
+
+/* 1 when the server (by id, else by name) is known to be open and its
+ * cool-down has not passed, so a call must fail fast; else 0. *id is set
+ * to its id (or NULL). */
+int omni_mcp_state_down(const char *ref, const char **id);
+
+#endif
