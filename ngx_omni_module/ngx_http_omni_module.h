@@ -305,10 +305,10 @@ ngx_http_omni_shm_entry_t *ngx_http_omni_shm_add(ngx_http_omni_shm_t *shm,
 
 /* ngx_http_omni_cache.c */
 char *ngx_http_omni_jwt_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-ngx_int_t ngx_http_omni_cache_get(ngx_http_request_t *r, u_char *key,
-    ngx_http_omni_ctx_t *ctx);
-void ngx_http_omni_cache_put(ngx_http_request_t *r, u_char *key,
-    time_t expires, ngx_http_omni_ctx_t *ctx);
+ngx_int_t ngx_http_omni_cache_get(ngx_http_request_t *r, void *olcf,
+    ngx_str_t *token, ngx_http_omni_ctx_t *ctx, u_char *key);
+void ngx_http_omni_cache_put(ngx_http_request_t *r, void *olcf,
+    ngx_str_t *token, u_char *key, time_t expires, ngx_http_omni_ctx_t *ctx);
 
 /* ngx_http_omni_metrics.c */
 ngx_int_t ngx_http_omni_metrics_init_conf(ngx_conf_t *cf);
