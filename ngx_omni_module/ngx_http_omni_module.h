@@ -219,6 +219,7 @@ typedef struct {
     char                      **argv;
     size_t                     *argvlen;
     ngx_uint_t                  argc;
+    ngx_uint_t                  nlimits;
     void                       *pending;
     ngx_event_t                 timer;
     unsigned                    via_apikey:1;
