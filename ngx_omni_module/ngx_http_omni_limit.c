@@ -59,15 +59,16 @@ typedef struct {
 } ngx_http_omni_pending_t;
 
 
-/* One script call for several requests, malloc'd with its own copy of
- * the command: a NOSCRIPT answer sends it again as EVAL, when some of
- * its requests may be gone. */
+/* One script call for several requests, malloc'd with the command in
+ * Redis's protocol: a NOSCRIPT answer sends it again as EVAL, when some
+ * of its requests may be gone. */
 typedef struct {
     ngx_uint_t                  n;
     ngx_uint_t                  eval;
     ngx_uint_t                  argc;
-    char                      **argv;
-    size_t                     *argvlen;
+    u_char                     *cmd;            /* EVALSHA sha args */
+    size_t                      len;
+    u_char                     *args;           /* past the sha */
     ngx_http_omni_pending_t    *pending[NGX_HTTP_OMNI_BATCH_MAX];
 } ngx_http_omni_batch_t;
 
@@ -76,6 +77,11 @@ static void ngx_http_omni_limit_enqueue(ngx_http_request_t *r,
     ngx_http_omni_pending_t *pending);
 static void ngx_http_omni_limit_flush(ngx_event_t *ev);
 static ngx_http_omni_batch_t *ngx_http_omni_limit_batch(void);
+static u_char *ngx_http_omni_limit_uint(u_char *p, size_t n);
+static u_char *ngx_http_omni_limit_arg(u_char *p, u_char *data, size_t len);
+static u_char *ngx_http_omni_limit_int_arg(u_char *p, ngx_uint_t n);
+static ngx_int_t ngx_http_omni_limit_send_batch(
+    ngx_http_omni_batch_t *batch);
 static void ngx_http_omni_limit_batch_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static ngx_int_t ngx_http_omni_limit_send(ngx_http_request_t *r,
@@ -238,7 +244,7 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx)
 {
     u_char                     *p;
-    size_t                      n, i, nlimits;
+    size_t                      n, i, j, nlimits;
     ngx_str_t                   key;
     ngx_http_omni_limit_t      *limits;
     ngx_http_omni_pending_t    *pending;
@@ -260,15 +266,10 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /* argv[2], numkeys, is EXISTS's slot alone: a batch counts its own */
     i = 2;
-
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->argv[i] = (char *) p;
-    ctx->argvlen[i++] = ngx_sprintf(p, "%uz", 2 + nlimits) - p;
+    ctx->argv[i] = "";
+    ctx->argvlen[i++] = 0;
 
     /* KEYS[1]: revocation of the JWT's jti */
     if (ctx->authenticated && ctx->values[NGX_HTTP_OMNI_F_JTI].len) {
@@ -335,23 +336,10 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
     ctx->argvlen[i++] = 0;
 
     for (n = 0; n < nlimits; n++) {
-        p = ngx_pnalloc(r->pool, 3 * (NGX_INT64_LEN + 1));
-        if (p == NULL) {
-            return NGX_ERROR;
+        for (j = 0; j < 3; j++) {
+            ctx->argv[i] = (char *) limits[n].args[j].data;
+            ctx->argvlen[i++] = limits[n].args[j].len;
         }
-
-        ctx->argv[i] = (char *) p;
-        ctx->argvlen[i++] = ngx_sprintf(p, "%L", limits[n].zone->limit.interval)
-                            - p;
-        p += NGX_INT64_LEN + 1;
-
-        ctx->argv[i] = (char *) p;
-        ctx->argvlen[i++] = ngx_sprintf(p, "%L", limits[n].zone->limit.burst)
-                            - p;
-        p += NGX_INT64_LEN + 1;
-
-        ctx->argv[i] = (char *) p;
-        ctx->argvlen[i++] = ngx_sprintf(p, "%ui", limits[n].cost) - p;
 
         /* keyed by the user an API key resolves to: Redis completes it */
         ctx->argv[i] = ngx_http_omni_limit_by_user(ctx, limits[n].zone)
@@ -476,11 +464,7 @@ ngx_http_omni_limit_flush(ngx_event_t *ev)
 
         batch = ngx_http_omni_limit_batch();
 
-        if (batch != NULL
-            && ngx_http_omni_redis_command(ngx_http_omni_limit_batch_reply,
-                                           batch, batch->argc, batch->argv,
-                                           batch->argvlen)
-               == NGX_OK)
+        if (batch != NULL && ngx_http_omni_limit_send_batch(batch) == NGX_OK)
         {
             continue;
         }
@@ -522,17 +506,22 @@ static ngx_http_omni_batch_t *
 ngx_http_omni_limit_batch(void)
 {
     u_char                   *p;
-    size_t                    size, len;
-    ngx_uint_t                n, i, j, k, a, argc, nkeys, first;
+    size_t                    size;
+    ngx_uint_t                n, i, j, argc, nkeys, first;
     ngx_queue_t              *q;
     ngx_http_omni_ctx_t      *ctx;
     ngx_http_omni_batch_t    *batch;
     ngx_http_omni_pending_t  *pending, *taken[NGX_HTTP_OMNI_BATCH_MAX];
 
+    /* an argument is "$<len>\r\n<bytes>\r\n" */
+#define NGX_HTTP_OMNI_ARG_SIZE  (1 + NGX_INT_T_LEN + 4)
+
     /* EVALSHA sha numkeys KEYS... now, then per request n and its ARGV */
     argc = 4;
     nkeys = 0;
-    size = 2 * NGX_INT_T_LEN;
+    size = 1 + NGX_INT_T_LEN + 2
+           + sizeof("EVALSHA") + SHA_DIGEST_LENGTH * 2
+           + 4 * NGX_HTTP_OMNI_ARG_SIZE + NGX_INT_T_LEN;
     n = 0;
 
     for (q = ngx_queue_head(&ngx_http_omni_limit_queue);
@@ -543,22 +532,19 @@ ngx_http_omni_limit_batch(void)
         pending = ngx_queue_data(q, ngx_http_omni_pending_t, queue);
         ctx = ngx_http_get_module_ctx(pending->r, ngx_http_omni_module);
 
-        /* KEYS from argv[3], then now, then ARGV */
-        k = 2 + ctx->nlimits;
-        argc += k + 1 + 4 * ctx->nlimits;
-        nkeys += k;
-        size += NGX_INT_T_LEN;
+        /* its KEYS from argv[3], then its now (dropped), then its ARGV */
+        argc += 2 + ctx->nlimits + 1 + 4 * ctx->nlimits;
+        nkeys += 2 + ctx->nlimits;
+        size += NGX_HTTP_OMNI_ARG_SIZE + NGX_INT_T_LEN;
 
         for (i = 3; i < ctx->argc; i++) {
-            size += ctx->argvlen[i];
+            size += NGX_HTTP_OMNI_ARG_SIZE + ctx->argvlen[i];
         }
 
         taken[n++] = pending;
     }
 
-    batch = ngx_alloc(sizeof(ngx_http_omni_batch_t)
-                      + argc * (sizeof(char *) + sizeof(size_t)) + size,
-                      ngx_cycle->log);
+    batch = ngx_alloc(sizeof(ngx_http_omni_batch_t) + size, ngx_cycle->log);
     if (batch == NULL) {
         return NULL;
     }
@@ -566,48 +552,41 @@ ngx_http_omni_limit_batch(void)
     batch->n = n;
     batch->eval = 0;
     batch->argc = argc;
-    batch->argv = (char **) (batch + 1);
-    batch->argvlen = (size_t *) (batch->argv + argc);
-    p = (u_char *) (batch->argvlen + argc);
+    batch->cmd = (u_char *) (batch + 1);
 
-    batch->argv[0] = "EVALSHA";
-    batch->argvlen[0] = 7;
-    batch->argv[1] = (char *) ngx_http_omni_limit_sha;
-    batch->argvlen[1] = SHA_DIGEST_LENGTH * 2;
+    p = ngx_sprintf(batch->cmd, "*%ui\r\n", argc);
+    p = ngx_http_omni_limit_arg(p, (u_char *) "EVALSHA", 7);
+    p = ngx_http_omni_limit_arg(p, ngx_http_omni_limit_sha,
+                                SHA_DIGEST_LENGTH * 2);
+    batch->args = p;
 
-    batch->argv[2] = (char *) p;
-    batch->argvlen[2] = ngx_sprintf(p, "%ui", nkeys) - p;
-    p += batch->argvlen[2];
+    p = ngx_http_omni_limit_int_arg(p, nkeys);
 
-    /* KEYS, in request order, then ARGV[1] (now: Redis's), then ARGV */
-    k = 3;
-    a = 3 + nkeys;
+    /* KEYS, in request order */
+    for (j = 0; j < n; j++) {
+        ctx = ngx_http_get_module_ctx(taken[j]->r, ngx_http_omni_module);
 
-    batch->argv[a] = "";
-    batch->argvlen[a++] = 0;
+        for (i = 3; i < 3 + 2 + ctx->nlimits; i++) {
+            p = ngx_http_omni_limit_arg(p, (u_char *) ctx->argv[i],
+                                        ctx->argvlen[i]);
+        }
+    }
+
+    /* ARGV[1], now: Redis's own; then each request's n and ARGV */
+    p = ngx_http_omni_limit_arg(p, NULL, 0);
 
     for (j = 0; j < n; j++) {
         pending = taken[j];
         ctx = ngx_http_get_module_ctx(pending->r, ngx_http_omni_module);
 
-        first = 3 + 2 + ctx->nlimits;
-
-        for (i = 3; i < first; i++) {
-            batch->argv[k] = (char *) p;
-            batch->argvlen[k++] = ctx->argvlen[i];
-            p = ngx_cpymem(p, ctx->argv[i], ctx->argvlen[i]);
-        }
-
-        batch->argv[a] = (char *) p;
-        len = ngx_sprintf(p, "%ui", ctx->nlimits) - p;
-        batch->argvlen[a++] = len;
-        p += len;
+        p = ngx_http_omni_limit_int_arg(p, ctx->nlimits);
 
         /* past argv[first], omni_limit.lua's own ARGV[1] */
+        first = 3 + 2 + ctx->nlimits;
+
         for (i = first + 1; i < ctx->argc; i++) {
-            batch->argv[a] = (char *) p;
-            batch->argvlen[a++] = ctx->argvlen[i];
-            p = ngx_cpymem(p, ctx->argv[i], ctx->argvlen[i]);
+            p = ngx_http_omni_limit_arg(p, (u_char *) ctx->argv[i],
+                                        ctx->argvlen[i]);
         }
 
         ngx_queue_remove(&pending->queue);
@@ -615,7 +594,89 @@ ngx_http_omni_limit_batch(void)
         batch->pending[j] = pending;
     }
 
+    batch->len = p - batch->cmd;
+
     return batch;
+}
+
+
+/* a decimal number: ngx_sprintf() costs ten times as much, per argument */
+
+static u_char *
+ngx_http_omni_limit_uint(u_char *p, size_t n)
+{
+    u_char  *last, buf[NGX_INT_T_LEN];
+
+    last = buf + NGX_INT_T_LEN;
+
+    do {
+        *--last = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, last, buf + NGX_INT_T_LEN - last);
+}
+
+
+static u_char *
+ngx_http_omni_limit_arg(u_char *p, u_char *data, size_t len)
+{
+    *p++ = '$';
+    p = ngx_http_omni_limit_uint(p, len);
+    *p++ = CR;
+    *p++ = LF;
+    p = ngx_cpymem(p, data, len);
+    *p++ = CR;
+    *p++ = LF;
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_omni_limit_int_arg(u_char *p, ngx_uint_t n)
+{
+    u_char  buf[NGX_INT_T_LEN];
+
+    return ngx_http_omni_limit_arg(p, buf,
+                                   ngx_http_omni_limit_uint(buf, n) - buf);
+}
+
+
+/* EVALSHA, or with the text (EVAL) once Redis has said NOSCRIPT */
+
+static ngx_int_t
+ngx_http_omni_limit_send_batch(ngx_http_omni_batch_t *batch)
+{
+    u_char      *cmd, *p;
+    size_t       len, script_len;
+    ngx_int_t    rc;
+    const char  *script;
+
+    if (!batch->eval) {
+        return ngx_http_omni_redis_formatted(ngx_http_omni_limit_batch_reply,
+                                             batch, batch->cmd, batch->len);
+    }
+
+    script = ngx_http_omni_limit_script(&script_len);
+    len = 1 + NGX_INT_T_LEN + 2 + 2 * NGX_HTTP_OMNI_ARG_SIZE + 4 + script_len
+          + batch->len - (batch->args - batch->cmd);
+
+    cmd = ngx_alloc(len, ngx_cycle->log);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(cmd, "*%ui\r\n", batch->argc);
+    p = ngx_http_omni_limit_arg(p, (u_char *) "EVAL", 4);
+    p = ngx_http_omni_limit_arg(p, (u_char *) script, script_len);
+    p = ngx_cpymem(p, batch->args, batch->len - (batch->args - batch->cmd));
+
+    rc = ngx_http_omni_redis_formatted(ngx_http_omni_limit_batch_reply, batch,
+                                       cmd, p - cmd);
+    ngx_free(cmd);
+
+    return rc;
 }
 
 
@@ -628,7 +689,6 @@ ngx_http_omni_limit_batch_reply(redisAsyncContext *ac, void *reply,
 {
     ngx_http_omni_batch_t *batch = privdata;
 
-    size_t       len;
     ngx_uint_t   i;
     redisReply  *rep = reply;
 
@@ -638,16 +698,8 @@ ngx_http_omni_limit_batch_reply(redisAsyncContext *ac, void *reply,
         /* SCRIPT FLUSH, a restart or a failover: send the text, which
          * caches the script again */
         batch->eval = 1;
-        batch->argv[0] = "EVAL";
-        batch->argvlen[0] = 4;
-        batch->argv[1] = (char *) ngx_http_omni_limit_script(&len);
-        batch->argvlen[1] = len;
 
-        if (ngx_http_omni_redis_command(ngx_http_omni_limit_batch_reply,
-                                        batch, batch->argc, batch->argv,
-                                        batch->argvlen)
-            == NGX_OK)
-        {
+        if (ngx_http_omni_limit_send_batch(batch) == NGX_OK) {
             return;
         }
 

@@ -76,6 +76,12 @@ typedef struct {
     ngx_str_t                   zone_name;
     ngx_http_omni_zone_t       *zone;
     ngx_uint_t                  cost;
+
+    /* made once when merged: the script's T, B and cost, and the
+     * header values that do not change per request */
+    ngx_str_t                   args[3];
+    ngx_str_t                   capacity;       /* X-RateLimit-Limit */
+    ngx_str_t                   policy;         /* RateLimit-Policy */
 } ngx_http_omni_limit_t;
 
 
@@ -337,6 +343,8 @@ ngx_uint_t ngx_http_omni_redis_connected(void);
 ngx_int_t ngx_http_omni_redis_command(void (*cb)(struct redisAsyncContext *,
     void *, void *), void *privdata, ngx_uint_t argc, char **argv,
     size_t *argvlen);
+ngx_int_t ngx_http_omni_redis_formatted(void (*cb)(struct redisAsyncContext *,
+    void *, void *), void *privdata, u_char *cmd, size_t len);
 void ngx_http_omni_redis_teardown(void);
 
 /* ngx_http_omni_variables.c */

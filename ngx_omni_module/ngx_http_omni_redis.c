@@ -524,6 +524,28 @@ ngx_http_omni_redis_command(void (*cb)(redisAsyncContext *, void *, void *),
 }
 
 
+/* A command already in Redis's protocol. */
+
+ngx_int_t
+ngx_http_omni_redis_formatted(void (*cb)(redisAsyncContext *, void *,
+    void *), void *privdata, u_char *cmd, size_t len)
+{
+    ngx_http_omni_redis_t  *rd = &ngx_http_omni_redis;
+
+    if (!rd->connected || rd->ctx == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (redisAsyncFormattedCommand(rd->ctx, cb, privdata, (char *) cmd, len)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /*
  * A command overdue: the link is stuck (commands are answered in order).
  * Every command still queued gets a NULL reply; a new connection follows.
