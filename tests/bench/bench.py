@@ -262,7 +262,7 @@ def gateway_rows(redis, base_nginx, keydir):
     keys, tokens = gateway.make_keys(keydir)
     lines, rows = gateway.run(
         wrk, RUNS, SECONDS, WORKERS, base_nginx.prefix / "trivial.sock",
-        redis, taskset, keys, tokens)
+        redis, taskset, keys, tokens, client([]))
     return keys, tokens, lines, rows
 
 

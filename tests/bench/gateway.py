@@ -18,6 +18,12 @@ connection count (32, then 8):
   case's minus the baseline's (its `proxy_pass` is the same work). For the
   limit rows Redis's own CPU per request is shown too: it falls as load
   rises when concurrent requests share script calls;
+- latency below saturation: build/paced (tests/bench/paced.c) sends at a
+  fixed total rate, 70% of the baseline's saturation rate at 32
+  connections, over 32 connections, each latency counted from the
+  request's scheduled send time; the baseline then the case, the same
+  requests; "added p99" is the case's p99 minus the baseline's (SPEC 9:
+  <= 1 ms);
 - the RSA ceiling is measured in the same run (`openssl speed -seconds 3
   rsa2048` on the servers' CPU): one RSA-2048 verification per request on
   top of the baseline's wall time per request caps RS256 uncached at
@@ -31,6 +37,7 @@ import re
 import statistics
 import subprocess
 import time
+from urllib.parse import urlsplit
 
 import stack
 
@@ -242,6 +249,40 @@ def rounds(wrk, plain, case, conns, runs, seconds):
     return s
 
 
+PACED = stack.BUILD / "paced"
+PACED_CONNECTIONS = 32
+# the cases whose latency below saturation is measured too
+PACED_CASES = ("HS256 + RBAC + headers, cache on",
+               "RS256 + RBAC + headers, cache on",
+               "RS256 + RBAC + 1 Redis limit + headers, cache on")
+
+
+def paced(taskset, url, headers, rate, seconds):
+    """(p50 ms, p99 ms) of GET url at `rate` requests/s over
+    PACED_CONNECTIONS connections for `seconds`, each from its scheduled
+    send time."""
+    u = urlsplit(url)
+    cmd = taskset + [str(PACED), "-c", str(PACED_CONNECTIONS)]
+    for name, value in headers.items():
+        cmd += ["-H", "%s: %s" % (name, value)]
+    cmd += [str(u.port), u.path or "/", "%.0f" % rate, str(seconds)]
+    out = subprocess.run(cmd, capture_output=True, text=True,
+                         timeout=seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError("paced %s: %s" % (url, out.stderr.strip()))
+    lat = sorted(int(line.split()[1]) / 1e6
+                 for line in out.stdout.splitlines())
+    return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+PACED_HEADER = [
+    "| case (paced, %d connections) | rate req/s (70%% of plain's "
+    "saturation) | plain p50 / p99 ms | case p50 / p99 ms | added p99 ms "
+    "| target |" % PACED_CONNECTIONS,
+    "|---|---|---|---|---|---|",
+]
+
+
 HEADER = [
     "| case | conns | plain req/s | req/s | vs plain: median (spread) "
     "| p99 ms | worker CPU µs/req (plain) | module µs/req "
@@ -261,7 +302,7 @@ def line(case, s, target):
 
 
 def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
-        tokens):
+        tokens, client_taskset=()):
     """Measures every gateway row (keys and tokens from make_keys());
     returns the table's lines and a dict: the old row names (cache off/on)
     -> {"rps", ...} at 8 connections, for the `auth_request`
@@ -270,13 +311,14 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
     base = stack.NginxConf(PLAIN_CONF, "bench-plain", workers=workers,
                            upstream=upstream).start()
     try:
-        lines, results, ceiling = [], {}, None
+        lines, results, ceiling, paced_lines = [], {}, None, []
         plain = Case("plain", "http://127.0.0.1:%d/" % base.port, {},
                      base.proc.pid)
         for cached in (True, False):
             ceiling = run_gateway(wrk, runs, seconds, workers, upstream,
                                   redis, keys, tokens, plain, cached,
-                                  verify_us, lines, results) or ceiling
+                                  verify_us, lines, results, paced_lines,
+                                  list(client_taskset)) or ceiling
     finally:
         base.destroy()
     lines.append("")
@@ -286,11 +328,12 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
                      verify_us, verify_us,
                      "" if ceiling is None else
                      " = %.2f at 8 connections" % ceiling))
-    return HEADER + lines, results
+    return HEADER + lines + [""] + PACED_HEADER + paced_lines, results
 
 
 def run_gateway(wrk, runs, seconds, workers, upstream, redis, keys, tokens,
-                plain, cached, verify_us, lines, results):
+                plain, cached, verify_us, lines, results, paced_lines,
+                client_taskset):
     """One gateway nginx's cases; returns the RSA ceiling when measured."""
     ceiling = None
     gw = start(workers, upstream, keys, cached, redis.addr)
@@ -328,6 +371,16 @@ def run_gateway(wrk, runs, seconds, workers, upstream, redis, keys, tokens,
                 if conns == 8:
                     results[case.name.replace(" + RBAC + headers",
                                               " + headers")] = s
+                if conns == PACED_CONNECTIONS and case.name in PACED_CASES:
+                    rate = 0.7 * s["plain_rps"]
+                    base = paced(client_taskset, plain.url, case.headers,
+                                 rate, seconds)
+                    got = paced(client_taskset, case.url, case.headers,
+                                rate, seconds)
+                    paced_lines.append(
+                        "| %s | %.0f | %.2f / %.2f | %.2f / %.2f | %.2f "
+                        "| <= 1 ms |" % (case.name, rate, base[0], base[1],
+                                         got[0], got[1], got[1] - base[1]))
     finally:
         gw.destroy()
     return ceiling
