@@ -19,6 +19,9 @@ BATCH = (MODULE / "omni_limit_batch.lua").read_bytes().replace(
     b"--@omni_limit.lua@\n", ONE)
 SEC = 1_000_000
 SINGLE_DB, BATCH_DB = 9, 10
+# how far apart in real time the two paths may set or read an expiry on
+# a loaded machine
+SLACK_MS = 2000
 
 
 @pytest.fixture
@@ -135,11 +138,16 @@ def test_batch_decides_as_one_call_per_request(dbs, seed):
             kinds.add(type(w).__name__ if isinstance(w, Exception)
                       else w[0])
         s1, s2 = state(one_db), state(batch_db)
-        assert s1.keys() == s2.keys(), step
-        for k in s1:
+        for k in s1.keys() | s2.keys():
+            # Redis expires keys in real time, and the two paths ran a
+            # moment apart: a key about to go may be gone from one only
+            if k not in s1 or k not in s2:
+                left = (s1.get(k) or s2.get(k))[2]
+                assert 0 <= left < SLACK_MS, (step, k, s1.get(k), s2.get(k))
+                continue
             (t1, v1, p1), (t2, v2, p2) = s1[k], s2[k]
-            # expiries are set a few ms apart by the two paths
-            assert (t1, v1) == (t2, v2) and abs(p1 - p2) < 500, (step, k)
+            assert (t1, v1) == (t2, v2) and abs(p1 - p2) < SLACK_MS, (
+                step, k, s1[k], s2[k])
     # every kind of answer came up: allowed, denied, revoked, unknown and
     # expired keys, and errors
     assert kinds >= {0, 1, 2, 3, 4, "ResponseError"}, kinds
