@@ -11,8 +11,11 @@ same run on the same machine (SPEC section 9).
   and without a login burst                 p99 without the burst
                                             (tests/bench/login.py)
   gateway: JWT (HS256, RS256, ES256,    vs  plain `proxy_pass` to the same
-  EdDSA) + headers, cache off and on,       upstream in the same nginx
-  0, 1 and 3 Redis limits                   (tests/bench/gateway.py)
+  EdDSA) + RBAC + headers, cache off        upstream in a module-free nginx,
+  and on, 0, 1 and 3 Redis limits           alternating rounds, CPU per
+                                            request, paced p99
+                                            (tests/bench/gateway.py; alone:
+                                            `bench.py gateway`)
   gateway RS256 rows                    vs  nginx `auth_request` to a Python
                                             auth service, then `proxy_pass`
                                             (tests/bench/authrequest.py)
