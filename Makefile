@@ -59,7 +59,7 @@ $(WORKER_A): $(call obj,san,$(REST_SRC))
 
 MODULE_SRC := config $(wildcard ngx_omni_module/*.c ngx_omni_module/*.h)
 
-.PHONY: all build deps worker module unit test run up down bench soak drills \
+.PHONY: all build deps worker module unit test run up down bench bench-gateway soak drills \
         fuzz lint clean
 
 all: build
@@ -138,6 +138,10 @@ down:
 
 bench: deps build $(BUILD)/paced $(BUILD)/outbound-relay
 	@bash tests/bench/run.sh
+
+# the gateway rows alone (tests/bench/results-gateway.md)
+bench-gateway: deps build $(BUILD)/paced
+	@bash tests/bench/run.sh gateway
 
 # 1M mixed requests (SOAK_REQUESTS) through nginx + worker, RSS sampled
 soak: deps build

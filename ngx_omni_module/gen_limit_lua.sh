@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates omni_limit_lua.h from omni_limit.lua, byte for byte: run it
-# by hand after editing the script (make unit fails while the two differ).
+# Regenerates omni_limit_lua.h from omni_limit.lua and
+# omni_limit_batch.lua, byte for byte: run it by hand after editing
+# either (make unit fails while they differ). The batch script is split
+# at its marker line, where the module puts omni_limit.lua's text.
 # Refuses tabs, non-ASCII bytes and lines too long for 80 columns once
 # escaped, leaving the header as it was.
 set -eu
@@ -10,42 +12,70 @@ tmp=$(mktemp omni_limit_lua.h.XXXXXX)
 trap 'rm -f "$tmp"' EXIT
 
 LC_ALL=C perl -e '
-    my ($src) = @ARGV;
-    open(my $in, "<", $src) or die "$src: $!\n";
-    binmode($in);
     my $bad = 0;
-    my @out;
-    while (my $line = <$in>) {
-        my $nl = $line =~ s/\n\z// ? "\\n" : "";
-        if ($line =~ /[^\x20-\x7e]/) {
-            print STDERR "$src:$.: tab, control or non-ASCII byte\n";
-            $bad = 1;
+
+    # the C string literal lines of a file, "" when it is split
+    sub literals {
+        my ($src, $split) = @_;
+        open(my $in, "<", $src) or die "$src: $!\n";
+        binmode($in);
+        my @parts = ([]);
+        while (my $line = <$in>) {
+            if (defined $split && $line eq "$split\n") {
+                push @parts, [];
+                next;
+            }
+            my $nl = $line =~ s/\n\z// ? "\\n" : "";
+            if ($line =~ /[^\x20-\x7e]/) {
+                print STDERR "$src:$.: tab, control or non-ASCII byte\n";
+                $bad = 1;
+            }
+            (my $esc = $line) =~ s/([\\"])/\\$1/g;
+            my $lit = "    \"$esc$nl\"";
+            if (length($lit) > 78) {
+                printf STDERR "$src:$.: %d columns once escaped (max 70)\n",
+                    length($esc);
+                $bad = 1;
+            }
+            push @{$parts[-1]}, $lit;
         }
-        (my $esc = $line) =~ s/([\\"])/\\$1/g;
-        my $lit = "    \"$esc$nl\"";
-        if (length($lit) > 78) {
-            printf STDERR "$src:$.: %d columns once escaped (max 70)\n",
-                length($esc);
-            $bad = 1;
+        die "$src: expected the line \"$split\" once\n"
+            if defined $split && @parts != 2;
+        for (@parts) {
+            die "$src: empty part\n" unless @$_;
         }
-        push @out, $lit;
+        return @parts;
     }
+
+    sub define {
+        my ($name, @lits) = @_;
+        for my $lit ("#define $name", @lits[0 .. $#lits - 1]) {
+            printf "%-78s\\\n", $lit;
+        }
+        print $lits[-1], "\n\n\n";
+    }
+
+    my ($one) = literals("omni_limit.lua");
+    my ($head, $tail) = literals("omni_limit_batch.lua",
+                                 "--\@omni_limit.lua\@");
     exit 1 if $bad;
-    die "$src: empty\n" unless @out;
 
     print "/*\n",
-        " * omni_limit_lua.h: omni_limit.lua as a C string literal, made by\n",
-        " * gen_limit_lua.sh. Edit the .lua and run the script, never this\n",
-        " * file: the unit tests compare the two byte for byte.\n",
+        " * omni_limit_lua.h: omni_limit.lua as a C string literal, and\n",
+        " * omni_limit_batch.lua in two, before and after its marker line;\n",
+        " * made by gen_limit_lua.sh. Edit the .lua files and run the\n",
+        " * script, never this file: the unit tests compare them byte for\n",
+        " * byte.\n",
         " */\n\n\n",
         "#ifndef OMNI_LIMIT_LUA_H_INCLUDED_\n",
         "#define OMNI_LIMIT_LUA_H_INCLUDED_\n\n\n";
-    my $def = "#define OMNI_LIMIT_LUA";
-    for my $lit ($def, @out[0 .. $#out - 1]) {
-        printf "%-78s\\\n", $lit;
-    }
-    print $out[-1], "\n\n\n#endif /* OMNI_LIMIT_LUA_H_INCLUDED_ */\n";
-' omni_limit.lua > "$tmp"
+    define("OMNI_LIMIT_LUA", @$one);
+    define("OMNI_LIMIT_BATCH_HEAD", @$head);
+    define("OMNI_LIMIT_BATCH_TAIL", @$tail);
+    printf "%-78s\\\n", "#define OMNI_LIMIT_BATCH_LUA";
+    print "    OMNI_LIMIT_BATCH_HEAD OMNI_LIMIT_LUA OMNI_LIMIT_BATCH_TAIL\n",
+        "\n\n#endif /* OMNI_LIMIT_LUA_H_INCLUDED_ */\n";
+' > "$tmp"
 
 chmod 644 "$tmp"
 mv "$tmp" omni_limit_lua.h

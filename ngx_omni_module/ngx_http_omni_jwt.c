@@ -110,9 +110,6 @@ ngx_http_omni_jwt_verify(ngx_http_request_t *r,
     ngx_str_t *token, const char **why)
 {
     u_char                      key[SHA256_DIGEST_LENGTH];
-    u_char                     *p;
-    u_char                      buf[16 + sizeof(void *)
-                                    + OMNI_JWT_MAX_TOKEN];
     time_t                      now, expires;
     ngx_int_t                   rc;
     omni_jwt_t                  jwt;
@@ -128,14 +125,7 @@ ngx_http_omni_jwt_verify(ngx_http_request_t *r,
     ngx_memzero(key, sizeof(key));
 
     if (omcf->cache_zone) {
-        /* the location's configuration is part of the key: the same token
-         * may be valid under one location's checks and not another's */
-        p = ngx_cpymem(buf, omcf->cache_salt, sizeof(omcf->cache_salt));
-        p = ngx_cpymem(p, &olcf, sizeof(olcf));
-        p = ngx_cpymem(p, token->data, token->len);
-        SHA256(buf, p - buf, key);
-
-        rc = ngx_http_omni_cache_get(r, key, ctx);
+        rc = ngx_http_omni_cache_get(r, olcf, token, ctx, key);
 
         if (rc == NGX_OK) {
             ngx_http_omni_metrics_cache(1);
@@ -190,7 +180,7 @@ ngx_http_omni_jwt_verify(ngx_http_request_t *r,
     }
 
     if (omcf->cache_zone && expires > now) {
-        ngx_http_omni_cache_put(r, key, expires, ctx);
+        ngx_http_omni_cache_put(r, olcf, token, key, expires, ctx);
     }
 
     return NGX_HTTP_OMNI_ALLOW;

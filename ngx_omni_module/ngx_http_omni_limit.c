@@ -2,10 +2,17 @@
 /*
  * Omni gateway module: the one Redis round trip of a request. jti
  * revocation, API-key lookup and every GCRA limit of the location go to
- * Redis as one EVALSHA of omni_limit.lua; the request waits in the
- * preaccess phase, under its own timer, and resumes with the decision.
- * When Redis is slow or down, "omni_redis_fail" decides; when it answers
- * without a decision, a jti is still checked, on its own.
+ * Redis in one call of omni_limit.lua; the request waits in the preaccess
+ * phase, under its own timer, and resumes with the decision. When Redis is
+ * slow or down, "omni_redis_fail" decides; when it answers without a
+ * decision, a jti is still checked, on its own.
+ *
+ * The requests of this worker that need the script in one pass of the
+ * event loop share one call (omni_limit_batch.lua): they are queued, and a
+ * posted event, which runs after the pass's I/O events, sends them
+ * together. An idle gateway thus sends each request's call in the pass
+ * that made it, and a busy one sends fewer, larger calls, so Redis's work
+ * per request falls as the load rises.
  */
 
 
@@ -22,17 +29,21 @@
 #include "omni_limit_lua.h"
 
 
+/* at most this many requests in one call: its keys and arguments stay
+ * bounded, and so does the time Redis spends on it */
+#define NGX_HTTP_OMNI_BATCH_MAX  32
+
+
 /*
- * What a request has in flight. EVALSHA is the round trip; the others
- * follow only a failure, or stand for it when a jti is all to check:
+ * What a request has in flight. The script is the round trip; EXISTS
+ * follows only a failure, or stands for it when a jti is all to check:
  *
- *   EVALSHA --NOSCRIPT--> EVAL
- *   EVALSHA, EVAL --error or no decision, with a jti--> REVOKED
+ *   SCRIPT (queued, then in a batch) --error or no decision,
+ *                                      with a jti--> REVOKED
  *   EXISTS: no limits, no API key
  */
 typedef enum {
-    NGX_HTTP_OMNI_SENT_EVALSHA = 0,
-    NGX_HTTP_OMNI_SENT_EVAL,
+    NGX_HTTP_OMNI_SENT_SCRIPT = 0,
     NGX_HTTP_OMNI_SENT_EXISTS,
     NGX_HTTP_OMNI_SENT_REVOKED
 } ngx_http_omni_sent_e;
@@ -43,9 +54,36 @@ typedef struct {
     ngx_http_request_t         *r;
     ngx_http_omni_sent_e        sent;
     ngx_msec_t                  start;
+    ngx_queue_t                 queue;          /* while queued */
+    ngx_uint_t                  queued;
 } ngx_http_omni_pending_t;
 
 
+/* One script call for several requests, malloc'd with the command in
+ * Redis's protocol: a NOSCRIPT answer sends it again as EVAL, when some
+ * of its requests may be gone. */
+typedef struct {
+    ngx_uint_t                  n;
+    ngx_uint_t                  eval;
+    ngx_uint_t                  argc;
+    u_char                     *cmd;            /* EVALSHA sha args */
+    size_t                      len;
+    u_char                     *args;           /* past the sha */
+    ngx_http_omni_pending_t    *pending[NGX_HTTP_OMNI_BATCH_MAX];
+} ngx_http_omni_batch_t;
+
+
+static void ngx_http_omni_limit_enqueue(ngx_http_request_t *r,
+    ngx_http_omni_pending_t *pending);
+static void ngx_http_omni_limit_flush(ngx_event_t *ev);
+static ngx_http_omni_batch_t *ngx_http_omni_limit_batch(void);
+static u_char *ngx_http_omni_limit_uint(u_char *p, size_t n);
+static u_char *ngx_http_omni_limit_arg(u_char *p, u_char *data, size_t len);
+static u_char *ngx_http_omni_limit_int_arg(u_char *p, ngx_uint_t n);
+static ngx_int_t ngx_http_omni_limit_send_batch(
+    ngx_http_omni_batch_t *batch);
+static void ngx_http_omni_limit_batch_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
 static ngx_int_t ngx_http_omni_limit_send(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_http_omni_pending_t *pending);
 static void ngx_http_omni_limit_reply(redisAsyncContext *ac, void *reply,
@@ -60,13 +98,18 @@ static void ngx_http_omni_limit_resume(ngx_http_request_t *r);
 
 static u_char  ngx_http_omni_limit_sha[SHA_DIGEST_LENGTH * 2 + 1];
 
+/* this worker's requests waiting for the end of the pass */
+static ngx_queue_t  ngx_http_omni_limit_queue;
+static ngx_event_t  ngx_http_omni_limit_flush_event;
+
 
 void
 ngx_http_omni_limit_init_sha(void)
 {
     u_char  md[SHA_DIGEST_LENGTH];
 
-    SHA1((u_char *) OMNI_LIMIT_LUA, sizeof(OMNI_LIMIT_LUA) - 1, md);
+    SHA1((u_char *) OMNI_LIMIT_BATCH_LUA, sizeof(OMNI_LIMIT_BATCH_LUA) - 1,
+         md);
     ngx_hex_dump(ngx_http_omni_limit_sha, md, SHA_DIGEST_LENGTH);
     ngx_http_omni_limit_sha[SHA_DIGEST_LENGTH * 2] = '\0';
 }
@@ -75,8 +118,8 @@ ngx_http_omni_limit_init_sha(void)
 const char *
 ngx_http_omni_limit_script(size_t *len)
 {
-    *len = sizeof(OMNI_LIMIT_LUA) - 1;
-    return OMNI_LIMIT_LUA;
+    *len = sizeof(OMNI_LIMIT_BATCH_LUA) - 1;
+    return OMNI_LIMIT_BATCH_LUA;
 }
 
 
@@ -104,40 +147,17 @@ ngx_http_omni_limit_needed(ngx_http_request_t *r,
 }
 
 
+/* EXISTS KEYS[1] alone: the numkeys slot before it becomes the command */
+
 static ngx_int_t
 ngx_http_omni_limit_send(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
     ngx_http_omni_pending_t *pending)
 {
-    size_t  len;
-
-    switch (pending->sent) {
-
-    case NGX_HTTP_OMNI_SENT_EXISTS:
-    case NGX_HTTP_OMNI_SENT_REVOKED:
-        /* KEYS[1] alone: the numkeys slot before it becomes the command */
-        ctx->argv[2] = "EXISTS";
-        ctx->argvlen[2] = 6;
-
-        return ngx_http_omni_redis_command(ngx_http_omni_limit_reply,
-                                           pending, 2, &ctx->argv[2],
-                                           &ctx->argvlen[2]);
-
-    case NGX_HTTP_OMNI_SENT_EVAL:
-        ctx->argv[0] = "EVAL";
-        ctx->argvlen[0] = 4;
-        ctx->argv[1] = (char *) ngx_http_omni_limit_script(&len);
-        ctx->argvlen[1] = len;
-        break;
-
-    default: /* NGX_HTTP_OMNI_SENT_EVALSHA */
-        ctx->argv[0] = "EVALSHA";
-        ctx->argvlen[0] = 7;
-        ctx->argv[1] = (char *) ngx_http_omni_limit_sha;
-        ctx->argvlen[1] = SHA_DIGEST_LENGTH * 2;
-    }
+    ctx->argv[2] = "EXISTS";
+    ctx->argvlen[2] = 6;
 
     return ngx_http_omni_redis_command(ngx_http_omni_limit_reply, pending,
-                                       ctx->argc, ctx->argv, ctx->argvlen);
+                                       2, &ctx->argv[2], &ctx->argvlen[2]);
 }
 
 
@@ -224,7 +244,7 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx)
 {
     u_char                     *p;
-    size_t                      n, i, nlimits;
+    size_t                      n, i, j, nlimits;
     ngx_str_t                   key;
     ngx_http_omni_limit_t      *limits;
     ngx_http_omni_pending_t    *pending;
@@ -235,8 +255,10 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
     nlimits = olcf->limits ? olcf->limits->nelts : 0;
     limits = olcf->limits ? olcf->limits->elts : NULL;
 
-    /* EVALSHA sha numkeys KEYS... now ARGV... */
+    /* as a call of its own: EVALSHA sha numkeys KEYS... now ARGV...; a
+     * batch copies KEYS and ARGV from here */
     n = 3 + 2 + nlimits + 1 + 4 * nlimits;
+    ctx->nlimits = nlimits;
 
     ctx->argv = ngx_palloc(r->pool, n * sizeof(char *));
     ctx->argvlen = ngx_palloc(r->pool, n * sizeof(size_t));
@@ -244,15 +266,10 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /* argv[2], numkeys, is EXISTS's slot alone: a batch counts its own */
     i = 2;
-
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->argv[i] = (char *) p;
-    ctx->argvlen[i++] = ngx_sprintf(p, "%uz", 2 + nlimits) - p;
+    ctx->argv[i] = "";
+    ctx->argvlen[i++] = 0;
 
     /* KEYS[1]: revocation of the JWT's jti */
     if (ctx->authenticated && ctx->values[NGX_HTTP_OMNI_F_JTI].len) {
@@ -319,23 +336,10 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
     ctx->argvlen[i++] = 0;
 
     for (n = 0; n < nlimits; n++) {
-        p = ngx_pnalloc(r->pool, 3 * (NGX_INT64_LEN + 1));
-        if (p == NULL) {
-            return NGX_ERROR;
+        for (j = 0; j < 3; j++) {
+            ctx->argv[i] = (char *) limits[n].args[j].data;
+            ctx->argvlen[i++] = limits[n].args[j].len;
         }
-
-        ctx->argv[i] = (char *) p;
-        ctx->argvlen[i++] = ngx_sprintf(p, "%L", limits[n].zone->limit.interval)
-                            - p;
-        p += NGX_INT64_LEN + 1;
-
-        ctx->argv[i] = (char *) p;
-        ctx->argvlen[i++] = ngx_sprintf(p, "%L", limits[n].zone->limit.burst)
-                            - p;
-        p += NGX_INT64_LEN + 1;
-
-        ctx->argv[i] = (char *) p;
-        ctx->argvlen[i++] = ngx_sprintf(p, "%ui", limits[n].cost) - p;
 
         /* keyed by the user an API key resolves to: Redis completes it */
         ctx->argv[i] = ngx_http_omni_limit_by_user(ctx, limits[n].zone)
@@ -359,15 +363,22 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
     pending->r = r;
     pending->start = ngx_current_msec;
 
-    /* only a jti to check: EXISTS is the whole script's answer, for a
-     * fraction of its cost in Redis */
-    pending->sent = (nlimits == 0 && ctx->apikey.len == 0)
-                    ? NGX_HTTP_OMNI_SENT_EXISTS : NGX_HTTP_OMNI_SENT_EVALSHA;
+    pending->queued = 0;
 
-    if (ngx_http_omni_limit_send(r, ctx, pending) != NGX_OK) {
-        ngx_free(pending);
-        ctx->failed = NGX_HTTP_OMNI_REDIS_DOWN;
-        return NGX_DECLINED;
+    if (nlimits == 0 && ctx->apikey.len == 0) {
+        /* only a jti to check: EXISTS is the whole script's answer, for a
+         * fraction of its cost in Redis */
+        pending->sent = NGX_HTTP_OMNI_SENT_EXISTS;
+
+        if (ngx_http_omni_limit_send(r, ctx, pending) != NGX_OK) {
+            ngx_free(pending);
+            ctx->failed = NGX_HTTP_OMNI_REDIS_DOWN;
+            return NGX_DECLINED;
+        }
+
+    } else {
+        pending->sent = NGX_HTTP_OMNI_SENT_SCRIPT;
+        ngx_http_omni_limit_enqueue(r, pending);
     }
 
     ctx->pending = pending;
@@ -382,19 +393,330 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
 }
 
 
-/* The request goes (or gives up): a reply still on its way finds nobody. */
+/*
+ * The request goes (or gives up): still queued, it leaves the queue; sent,
+ * the reply on its way finds nobody.
+ */
 
 void
 ngx_http_omni_limit_abandon(ngx_http_omni_ctx_t *ctx)
 {
+    ngx_http_omni_pending_t  *pending;
+
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
     }
 
-    if (ctx->pending) {
-        ((ngx_http_omni_pending_t *) ctx->pending)->r = NULL;
-        ctx->pending = NULL;
+    pending = ctx->pending;
+
+    if (pending == NULL) {
+        return;
     }
+
+    if (pending->queued) {
+        ngx_queue_remove(&pending->queue);
+        ngx_free(pending);
+
+    } else {
+        pending->r = NULL;
+    }
+
+    ctx->pending = NULL;
+}
+
+
+static void
+ngx_http_omni_limit_enqueue(ngx_http_request_t *r,
+    ngx_http_omni_pending_t *pending)
+{
+    ngx_event_t  *ev;
+
+    ev = &ngx_http_omni_limit_flush_event;
+
+    if (ev->handler == NULL) {
+        ngx_queue_init(&ngx_http_omni_limit_queue);
+        ev->handler = ngx_http_omni_limit_flush;
+        ev->log = ngx_cycle->log;
+    }
+
+    ngx_queue_insert_tail(&ngx_http_omni_limit_queue, &pending->queue);
+    pending->queued = 1;
+
+    if (!ev->posted) {
+        ngx_post_event(ev, &ngx_posted_events);
+    }
+}
+
+
+/* The end of the pass: every queued request goes, in calls of at most
+ * NGX_HTTP_OMNI_BATCH_MAX. */
+
+static void
+ngx_http_omni_limit_flush(ngx_event_t *ev)
+{
+    ngx_uint_t                i;
+    ngx_http_request_t       *r;
+    ngx_http_omni_ctx_t      *ctx;
+    ngx_http_omni_batch_t    *batch;
+    ngx_http_omni_pending_t  *pending;
+
+    while (!ngx_queue_empty(&ngx_http_omni_limit_queue)) {
+
+        batch = ngx_http_omni_limit_batch();
+
+        if (batch != NULL && ngx_http_omni_limit_send_batch(batch) == NGX_OK)
+        {
+            continue;
+        }
+
+        /* no memory, or the link went down since the requests came */
+
+        for (i = 0; batch && i < batch->n; i++) {
+            pending = batch->pending[i];
+            r = pending->r;
+            ngx_free(pending);
+
+            ctx = ngx_http_get_module_ctx(r, ngx_http_omni_module);
+            ctx->pending = NULL;
+            ctx->failed = NGX_HTTP_OMNI_REDIS_DOWN;
+
+            if (ctx->timer.timer_set) {
+                ngx_del_timer(&ctx->timer);
+            }
+
+            ngx_http_omni_metrics_redis(NGX_HTTP_OMNI_REDIS_DOWN);
+            ngx_http_omni_limit_resume(r);
+        }
+
+        if (batch == NULL) {
+            return;
+        }
+
+        ngx_free(batch);
+    }
+}
+
+
+/*
+ * The call for the first NGX_HTTP_OMNI_BATCH_MAX queued requests, which
+ * leave the queue; NULL when there is no memory for it (they stay).
+ */
+
+static ngx_http_omni_batch_t *
+ngx_http_omni_limit_batch(void)
+{
+    u_char                   *p;
+    size_t                    size;
+    ngx_uint_t                n, i, j, argc, nkeys, first;
+    ngx_queue_t              *q;
+    ngx_http_omni_ctx_t      *ctx;
+    ngx_http_omni_batch_t    *batch;
+    ngx_http_omni_pending_t  *pending, *taken[NGX_HTTP_OMNI_BATCH_MAX];
+
+    /* an argument is "$<len>\r\n<bytes>\r\n" */
+#define NGX_HTTP_OMNI_ARG_SIZE  (1 + NGX_INT_T_LEN + 4)
+
+    /* EVALSHA sha numkeys KEYS... now, then per request n and its ARGV */
+    argc = 4;
+    nkeys = 0;
+    size = 1 + NGX_INT_T_LEN + 2
+           + sizeof("EVALSHA") + SHA_DIGEST_LENGTH * 2
+           + 4 * NGX_HTTP_OMNI_ARG_SIZE + NGX_INT_T_LEN;
+    n = 0;
+
+    for (q = ngx_queue_head(&ngx_http_omni_limit_queue);
+         q != ngx_queue_sentinel(&ngx_http_omni_limit_queue)
+         && n < NGX_HTTP_OMNI_BATCH_MAX;
+         q = ngx_queue_next(q))
+    {
+        pending = ngx_queue_data(q, ngx_http_omni_pending_t, queue);
+        ctx = ngx_http_get_module_ctx(pending->r, ngx_http_omni_module);
+
+        /* its KEYS from argv[3], then its now (dropped), then its ARGV */
+        argc += 2 + ctx->nlimits + 1 + 4 * ctx->nlimits;
+        nkeys += 2 + ctx->nlimits;
+        size += NGX_HTTP_OMNI_ARG_SIZE + NGX_INT_T_LEN;
+
+        for (i = 3; i < ctx->argc; i++) {
+            size += NGX_HTTP_OMNI_ARG_SIZE + ctx->argvlen[i];
+        }
+
+        taken[n++] = pending;
+    }
+
+    batch = ngx_alloc(sizeof(ngx_http_omni_batch_t) + size, ngx_cycle->log);
+    if (batch == NULL) {
+        return NULL;
+    }
+
+    batch->n = n;
+    batch->eval = 0;
+    batch->argc = argc;
+    batch->cmd = (u_char *) (batch + 1);
+
+    p = ngx_sprintf(batch->cmd, "*%ui\r\n", argc);
+    p = ngx_http_omni_limit_arg(p, (u_char *) "EVALSHA", 7);
+    p = ngx_http_omni_limit_arg(p, ngx_http_omni_limit_sha,
+                                SHA_DIGEST_LENGTH * 2);
+    batch->args = p;
+
+    p = ngx_http_omni_limit_int_arg(p, nkeys);
+
+    /* KEYS, in request order */
+    for (j = 0; j < n; j++) {
+        ctx = ngx_http_get_module_ctx(taken[j]->r, ngx_http_omni_module);
+
+        for (i = 3; i < 3 + 2 + ctx->nlimits; i++) {
+            p = ngx_http_omni_limit_arg(p, (u_char *) ctx->argv[i],
+                                        ctx->argvlen[i]);
+        }
+    }
+
+    /* ARGV[1], now: Redis's own; then each request's n and ARGV */
+    p = ngx_http_omni_limit_arg(p, NULL, 0);
+
+    for (j = 0; j < n; j++) {
+        pending = taken[j];
+        ctx = ngx_http_get_module_ctx(pending->r, ngx_http_omni_module);
+
+        p = ngx_http_omni_limit_int_arg(p, ctx->nlimits);
+
+        /* past argv[first], omni_limit.lua's own ARGV[1] */
+        first = 3 + 2 + ctx->nlimits;
+
+        for (i = first + 1; i < ctx->argc; i++) {
+            p = ngx_http_omni_limit_arg(p, (u_char *) ctx->argv[i],
+                                        ctx->argvlen[i]);
+        }
+
+        ngx_queue_remove(&pending->queue);
+        pending->queued = 0;
+        batch->pending[j] = pending;
+    }
+
+    batch->len = p - batch->cmd;
+
+    return batch;
+}
+
+
+/* a decimal number: ngx_sprintf() costs ten times as much, per argument */
+
+static u_char *
+ngx_http_omni_limit_uint(u_char *p, size_t n)
+{
+    u_char  *last, buf[NGX_INT_T_LEN];
+
+    last = buf + NGX_INT_T_LEN;
+
+    do {
+        *--last = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, last, buf + NGX_INT_T_LEN - last);
+}
+
+
+static u_char *
+ngx_http_omni_limit_arg(u_char *p, u_char *data, size_t len)
+{
+    *p++ = '$';
+    p = ngx_http_omni_limit_uint(p, len);
+    *p++ = CR;
+    *p++ = LF;
+    p = ngx_cpymem(p, data, len);
+    *p++ = CR;
+    *p++ = LF;
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_omni_limit_int_arg(u_char *p, ngx_uint_t n)
+{
+    u_char  buf[NGX_INT_T_LEN];
+
+    return ngx_http_omni_limit_arg(p, buf,
+                                   ngx_http_omni_limit_uint(buf, n) - buf);
+}
+
+
+/* EVALSHA, or with the text (EVAL) once Redis has said NOSCRIPT */
+
+static ngx_int_t
+ngx_http_omni_limit_send_batch(ngx_http_omni_batch_t *batch)
+{
+    u_char      *cmd, *p;
+    size_t       len, script_len;
+    ngx_int_t    rc;
+    const char  *script;
+
+    if (!batch->eval) {
+        return ngx_http_omni_redis_formatted(ngx_http_omni_limit_batch_reply,
+                                             batch, batch->cmd, batch->len);
+    }
+
+    script = ngx_http_omni_limit_script(&script_len);
+    len = 1 + NGX_INT_T_LEN + 2 + 2 * NGX_HTTP_OMNI_ARG_SIZE + 4 + script_len
+          + batch->len - (batch->args - batch->cmd);
+
+    cmd = ngx_alloc(len, ngx_cycle->log);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(cmd, "*%ui\r\n", batch->argc);
+    p = ngx_http_omni_limit_arg(p, (u_char *) "EVAL", 4);
+    p = ngx_http_omni_limit_arg(p, (u_char *) script, script_len);
+    p = ngx_cpymem(p, batch->args, batch->len - (batch->args - batch->cmd));
+
+    rc = ngx_http_omni_redis_formatted(ngx_http_omni_limit_batch_reply, batch,
+                                       cmd, p - cmd);
+    ngx_free(cmd);
+
+    return rc;
+}
+
+
+/* A batch's reply: each request gets its element, or, when the call as a
+ * whole failed, the failure. */
+
+static void
+ngx_http_omni_limit_batch_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_omni_batch_t *batch = privdata;
+
+    ngx_uint_t   i;
+    redisReply  *rep = reply;
+
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR && rep->len >= 8
+        && ngx_strncmp(rep->str, "NOSCRIPT", 8) == 0 && !batch->eval)
+    {
+        /* SCRIPT FLUSH, a restart or a failover: send the text, which
+         * caches the script again */
+        batch->eval = 1;
+
+        if (ngx_http_omni_limit_send_batch(batch) == NGX_OK) {
+            return;
+        }
+
+        /* the link is going down */
+        rep = NULL;
+    }
+
+    for (i = 0; i < batch->n; i++) {
+        ngx_http_omni_limit_reply(ac,
+                                  (rep != NULL
+                                   && rep->type == REDIS_REPLY_ARRAY
+                                   && rep->elements == batch->n)
+                                  ? rep->element[i] : rep,
+                                  batch->pending[i]);
+    }
+
+    ngx_free(batch);
 }
 
 
@@ -423,20 +745,7 @@ ngx_http_omni_limit_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
     switch (pending->sent) {
 
-    case NGX_HTTP_OMNI_SENT_EVALSHA:
-        if (rep != NULL && rep->type == REDIS_REPLY_ERROR && rep->len >= 8
-            && ngx_strncmp(rep->str, "NOSCRIPT", 8) == 0)
-        {
-            /* SCRIPT FLUSH, a restart or a failover: send the text,
-             * which caches the script again */
-            pending->sent = NGX_HTTP_OMNI_SENT_EVAL;
-            again = 1;
-            break;
-        }
-
-        /* fall through */
-
-    case NGX_HTTP_OMNI_SENT_EVAL:
+    case NGX_HTTP_OMNI_SENT_SCRIPT:
         if (ngx_http_omni_limit_decision(r, ctx, rep) == NGX_OK) {
             break;
         }
@@ -512,7 +821,7 @@ static void
 ngx_http_omni_limit_failure(ngx_http_request_t *r,
     ngx_http_omni_pending_t *pending, redisReply *rep)
 {
-    static const char  *commands[] = { "EVALSHA", "EVAL", "EXISTS",
+    static const char  *commands[] = { "omni_limit.lua", "EXISTS",
                                        "EXISTS" };
 
     if (rep == NULL) {

@@ -15,6 +15,10 @@
 #include "omni_gcra.h"
 
 
+static ngx_int_t ngx_http_omni_limit_texts(ngx_conf_t *cf,
+    ngx_http_omni_limit_t *l);
+
+
 /* omni_limit_zone NAME rate=Nr/s|Nr/m|Nr/h [burst=B] [key=$var] */
 
 char *
@@ -316,7 +320,51 @@ ngx_http_omni_limit_merge(ngx_conf_t *cf, ngx_http_omni_loc_conf_t *conf)
                                l[i].cost, &l[i].zone_name);
             return NGX_ERROR;
         }
+
+        if (ngx_http_omni_limit_texts(cf, &l[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_omni_limit_texts(ngx_conf_t *cf, ngx_http_omni_limit_t *l)
+{
+    u_char   *p;
+    int64_t   capacity;
+    time_t    window;
+
+    p = ngx_pnalloc(cf->pool, 5 * NGX_INT64_LEN + sizeof(";w="));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    capacity = l->zone->limit.burst + 1;
+    window = (time_t) ((capacity * l->zone->limit.interval + 999999)
+                       / 1000000);
+
+    l->args[0].data = p;
+    p = ngx_sprintf(p, "%L", l->zone->limit.interval);
+    l->args[0].len = p - l->args[0].data;
+
+    l->args[1].data = p;
+    p = ngx_sprintf(p, "%L", l->zone->limit.burst);
+    l->args[1].len = p - l->args[1].data;
+
+    l->args[2].data = p;
+    p = ngx_sprintf(p, "%ui", l->cost);
+    l->args[2].len = p - l->args[2].data;
+
+    l->capacity.data = p;
+    p = ngx_sprintf(p, "%L", capacity);
+    l->capacity.len = p - l->capacity.data;
+
+    l->policy.data = p;
+    p = ngx_sprintf(p, "%L;w=%T", capacity, window);
+    l->policy.len = p - l->policy.data;
 
     return NGX_OK;
 }

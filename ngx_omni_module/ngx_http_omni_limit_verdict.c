@@ -134,8 +134,8 @@ ngx_http_omni_limit_headers(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx)
 {
     u_char                 *p;
-    time_t                  reset, window;
-    int64_t                 capacity;
+    time_t                  reset;
+    ngx_str_t               values[5];
     ngx_uint_t              i;
     ngx_table_elt_t        *h;
     ngx_http_omni_limit_t  *limit;
@@ -156,10 +156,32 @@ ngx_http_omni_limit_headers(ngx_http_request_t *r,
 
     limit = (ngx_http_omni_limit_t *) olcf->limits->elts + ctx->tightest - 1;
 
-    capacity = limit->zone->limit.burst + 1;
-    window = (time_t) ((capacity * limit->zone->limit.interval + 999999)
-                       / 1000000);
     reset = (time_t) ((ctx->reset + 999) / 1000);
+
+    p = ngx_pnalloc(r->pool, 2 * NGX_INT64_LEN + NGX_TIME_T_LEN
+                             + sizeof("limit=, remaining=, reset=") - 1
+                             + limit->capacity.len + NGX_INT64_LEN
+                             + NGX_TIME_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    values[0] = limit->capacity;
+
+    values[1].data = p;
+    p = ngx_sprintf(p, "%L", ctx->remaining);
+    values[1].len = p - values[1].data;
+
+    values[2].data = p;
+    p = ngx_sprintf(p, "%T", reset);
+    values[2].len = p - values[2].data;
+
+    values[3] = limit->policy;
+
+    values[4].data = p;
+    p = ngx_sprintf(p, "limit=%V, remaining=%V, reset=%V", &values[0],
+                    &values[1], &values[2]);
+    values[4].len = p - values[4].data;
 
     for (i = 0; i < 5; i++) {
         h = ngx_list_push(&r->headers_out.headers);
@@ -169,33 +191,7 @@ ngx_http_omni_limit_headers(ngx_http_request_t *r,
 
         h->hash = 1;
         h->key = names[i];
-
-        p = ngx_pnalloc(r->pool, 128);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->value.data = p;
-
-        switch (i) {
-        case 0:
-            p = ngx_sprintf(p, "%L", capacity);
-            break;
-        case 1:
-            p = ngx_sprintf(p, "%L", ctx->remaining);
-            break;
-        case 2:
-            p = ngx_sprintf(p, "%T", reset);
-            break;
-        case 3:
-            p = ngx_sprintf(p, "%L;w=%T", capacity, window);
-            break;
-        default:
-            p = ngx_sprintf(p, "limit=%L, remaining=%L, reset=%T", capacity,
-                            ctx->remaining, reset);
-        }
-
-        h->value.len = p - h->value.data;
+        h->value = values[i];
     }
 
     return NGX_OK;

@@ -76,6 +76,12 @@ typedef struct {
     ngx_str_t                   zone_name;
     ngx_http_omni_zone_t       *zone;
     ngx_uint_t                  cost;
+
+    /* made once when merged: the script's T, B and cost, and the
+     * header values that do not change per request */
+    ngx_str_t                   args[3];
+    ngx_str_t                   capacity;       /* X-RateLimit-Limit */
+    ngx_str_t                   policy;         /* RateLimit-Policy */
 } ngx_http_omni_limit_t;
 
 
@@ -219,6 +225,7 @@ typedef struct {
     char                      **argv;
     size_t                     *argvlen;
     ngx_uint_t                  argc;
+    ngx_uint_t                  nlimits;
     void                       *pending;
     ngx_event_t                 timer;
     unsigned                    via_apikey:1;
@@ -305,10 +312,10 @@ ngx_http_omni_shm_entry_t *ngx_http_omni_shm_add(ngx_http_omni_shm_t *shm,
 
 /* ngx_http_omni_cache.c */
 char *ngx_http_omni_jwt_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-ngx_int_t ngx_http_omni_cache_get(ngx_http_request_t *r, u_char *key,
-    ngx_http_omni_ctx_t *ctx);
-void ngx_http_omni_cache_put(ngx_http_request_t *r, u_char *key,
-    time_t expires, ngx_http_omni_ctx_t *ctx);
+ngx_int_t ngx_http_omni_cache_get(ngx_http_request_t *r, void *olcf,
+    ngx_str_t *token, ngx_http_omni_ctx_t *ctx, u_char *key);
+void ngx_http_omni_cache_put(ngx_http_request_t *r, void *olcf,
+    ngx_str_t *token, u_char *key, time_t expires, ngx_http_omni_ctx_t *ctx);
 
 /* ngx_http_omni_metrics.c */
 ngx_int_t ngx_http_omni_metrics_init_conf(ngx_conf_t *cf);
@@ -336,6 +343,8 @@ ngx_uint_t ngx_http_omni_redis_connected(void);
 ngx_int_t ngx_http_omni_redis_command(void (*cb)(struct redisAsyncContext *,
     void *, void *), void *privdata, ngx_uint_t argc, char **argv,
     size_t *argvlen);
+ngx_int_t ngx_http_omni_redis_formatted(void (*cb)(struct redisAsyncContext *,
+    void *, void *), void *privdata, u_char *cmd, size_t len);
 void ngx_http_omni_redis_teardown(void);
 
 /* ngx_http_omni_variables.c */

@@ -29,6 +29,8 @@ typedef struct {
     ngx_msec_t                  backoff;
     ngx_uint_t                  connected;
     ngx_uint_t                  closing;
+    ngx_uint_t                  writing;        /* a command being queued */
+    ngx_uint_t                  want_write;
     ngx_log_t                  *log;
     ngx_http_omni_main_conf_t  *omcf;
 } ngx_http_omni_redis_t;
@@ -36,6 +38,7 @@ typedef struct {
 
 static void ngx_http_omni_redis_connect(ngx_http_omni_redis_t *rd);
 static void ngx_http_omni_redis_schedule(ngx_http_omni_redis_t *rd);
+static void ngx_http_omni_redis_write_now(ngx_http_omni_redis_t *rd);
 
 
 /* one per worker process */
@@ -193,12 +196,17 @@ ngx_http_omni_redis_del_read(void *data)
 }
 
 
+/* A command queued by ngx_http_omni_redis_send() is written at once
+ * there; write interest is asked for only when the socket takes less. */
+
 static void
 ngx_http_omni_redis_add_write(void *data)
 {
     ngx_http_omni_redis_t  *rd = data;
 
-    if (!rd->conn->write->active) {
+    rd->want_write = 1;
+
+    if (!rd->writing && !rd->conn->write->active) {
         (void) ngx_add_event(rd->conn->write, NGX_WRITE_EVENT,
                              NGX_LEVEL_EVENT);
     }
@@ -209,6 +217,8 @@ static void
 ngx_http_omni_redis_del_write(void *data)
 {
     ngx_http_omni_redis_t  *rd = data;
+
+    rd->want_write = 0;
 
     if (rd->conn->write->active) {
         (void) ngx_del_event(rd->conn->write, NGX_WRITE_EVENT, 0);
@@ -507,18 +517,79 @@ ngx_int_t
 ngx_http_omni_redis_command(void (*cb)(redisAsyncContext *, void *, void *),
     void *privdata, ngx_uint_t argc, char **argv, size_t *argvlen)
 {
+    int                     rc;
     ngx_http_omni_redis_t  *rd = &ngx_http_omni_redis;
 
     if (!rd->connected || rd->ctx == NULL) {
         return NGX_DECLINED;
     }
 
-    if (redisAsyncCommandArgv(rd->ctx, cb, privdata, (int) argc,
-                              (const char **) argv, argvlen)
-        != REDIS_OK)
-    {
+    rd->writing = 1;
+    rc = redisAsyncCommandArgv(rd->ctx, cb, privdata, (int) argc,
+                               (const char **) argv, argvlen);
+    rd->writing = 0;
+
+    if (rc != REDIS_OK) {
         return NGX_ERROR;
     }
+
+    ngx_http_omni_redis_write_now(rd);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The command just queued goes out now rather than in the next pass of
+ * the loop: no write event to add and delete for each call. What the
+ * socket does not take waits for the write event. A failed write tears
+ * the link down here, answering every queued command with NULL, which
+ * hiredis must not do inside one of its reply callbacks: there, the
+ * write event is asked for as before.
+ */
+
+static void
+ngx_http_omni_redis_write_now(ngx_http_omni_redis_t *rd)
+{
+    if (rd->ctx == NULL || !rd->want_write) {
+        return;
+    }
+
+    if (!(rd->ctx->c.flags & REDIS_IN_CALLBACK)) {
+        redisAsyncHandleWrite(rd->ctx);
+    }
+
+    if (rd->ctx != NULL && rd->want_write && rd->conn != NULL
+        && !rd->conn->write->active)
+    {
+        (void) ngx_add_event(rd->conn->write, NGX_WRITE_EVENT,
+                             NGX_LEVEL_EVENT);
+    }
+}
+
+
+/* A command already in Redis's protocol. */
+
+ngx_int_t
+ngx_http_omni_redis_formatted(void (*cb)(redisAsyncContext *, void *,
+    void *), void *privdata, u_char *cmd, size_t len)
+{
+    int                     rc;
+    ngx_http_omni_redis_t  *rd = &ngx_http_omni_redis;
+
+    if (!rd->connected || rd->ctx == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rd->writing = 1;
+    rc = redisAsyncFormattedCommand(rd->ctx, cb, privdata, (char *) cmd, len);
+    rd->writing = 0;
+
+    if (rc != REDIS_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_omni_redis_write_now(rd);
 
     return NGX_OK;
 }

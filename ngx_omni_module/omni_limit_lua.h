@@ -1,7 +1,9 @@
 /*
- * omni_limit_lua.h: omni_limit.lua as a C string literal, made by
- * gen_limit_lua.sh. Edit the .lua and run the script, never this
- * file: the unit tests compare the two byte for byte.
+ * omni_limit_lua.h: omni_limit.lua as a C string literal, and
+ * omni_limit_batch.lua in two, before and after its marker line;
+ * made by gen_limit_lua.sh. Edit the .lua files and run the
+ * script, never this file: the unit tests compare them byte for
+ * byte.
  */
 
 
@@ -236,6 +238,116 @@
     "\n"                                                                      \
     "return {best.ok, best.rem, ms(best.retry), ms(best.reset), best.i,\n"    \
     "  id[1], id[2], id[3], id[4]}\n"
+
+
+#define OMNI_LIMIT_BATCH_HEAD                                                 \
+    "-- omni_limit_batch.lua: omni_limit.lua for several requests in one\n"   \
+    "-- call, so that the requests of an nginx worker that need Redis in\n"   \
+    "-- the same event-loop pass share one round trip. The module sends\n"    \
+    "-- this text with omni_limit.lua's in place of the marker line below:\n" \
+    "-- each request runs it as a function of its own KEYS and ARGV, in\n"    \
+    "-- order, exactly as a call of its own would (its revocation first,\n"   \
+    "-- its limits all or nothing); the clock is read once for all. The\n"    \
+    "-- module embeds the parts around the marker as OMNI_LIMIT_BATCH_HEAD\n" \
+    "-- and OMNI_LIMIT_BATCH_TAIL (omni_limit_lua.h, gen_limit_lua.sh).\n"    \
+    "--\n"                                                                    \
+    "-- KEYS      every request's KEYS (as omni_limit.lua's), one after the\n"\
+    "--           other\n"                                                    \
+    "-- ARGV[1]   now, unix microseconds, for tests; '' = Redis TIME\n"       \
+    "-- ARGV[2..] per request, in KEYS order: n, its number of limits, then\n"\
+    "--           its 4 * n ARGV (omni_limit.lua's ARGV[2..])\n"              \
+    "--\n"                                                                    \
+    "-- Reply: one element per request, in order: its omni_limit.lua\n"       \
+    "-- reply, or an error element where a call of its own would have got\n"  \
+    "-- an error reply (a malformed request, a key of the wrong type); the\n" \
+    "-- others are unaffected. A malformed envelope is an error reply for\n"  \
+    "-- the whole call, before any request runs.\n"                           \
+    "--\n"                                                                    \
+    "-- The requests see Redis through a view that reads each key once and\n" \
+    "-- writes it once: a read of a key already read or written in this\n"    \
+    "-- call is answered from the view, and each key written is SET at the\n" \
+    "-- end with its last value and expiry. Nothing else runs during the\n"   \
+    "-- script and Redis's clock stands still in it, so every request sees\n" \
+    "-- what it would have seen after the ones before it, and the keys end\n" \
+    "-- as those calls would have left them; requests of one user cost one\n" \
+    "-- GET and one SET per limit together instead of each.\n"                \
+    "\n"                                                                      \
+    "local reads = {EXISTS = {}, GET = {}, HMGET = {}}\n"                     \
+    "local writes, written = {}, {}\n"                                        \
+    "local view = {error_reply = redis.error_reply}\n"                        \
+    "\n"                                                                      \
+    "function view.call(cmd, key, ...)\n"                                     \
+    "  if cmd == 'SET' then\n"                                                \
+    "    local v, _, px = ...\n"                                              \
+    "    if not writes[key] then\n"                                           \
+    "      written[#written + 1] = key\n"                                     \
+    "    end\n"                                                               \
+    "    writes[key] = {v, px}\n"                                             \
+    "    reads.GET[key] = v\n"                                                \
+    "    return\n"                                                            \
+    "  end\n"                                                                 \
+    "  local seen = reads[cmd]\n"                                             \
+    "  if not seen or key == nil then\n"                                      \
+    "    return redis.call(cmd, key, ...)\n"                                  \
+    "  end\n"                                                                 \
+    "  local v = seen[key]\n"                                                 \
+    "  if v == nil then\n"                                                    \
+    "    v = redis.call(cmd, key, ...)\n"                                     \
+    "    seen[key] = v\n"                                                     \
+    "  end\n"                                                                 \
+    "  return v\n"                                                            \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local function one(KEYS, ARGV, redis)\n"
+
+
+#define OMNI_LIMIT_BATCH_TAIL                                                 \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local reqs, k, a = {}, 0, 2\n"                                           \
+    "while a <= #ARGV do\n"                                                   \
+    "  local n = tonumber(ARGV[a])\n"                                         \
+    "  if not n or n < 0 or n ~= math.floor(n) or a + 4 * n > #ARGV\n"        \
+    "      or k + 2 + n > #KEYS then\n"                                       \
+    "    return redis.error_reply('ERR omni_limit: bad batch')\n"             \
+    "  end\n"                                                                 \
+    "  reqs[#reqs + 1] = {k = k, a = a, n = n}\n"                             \
+    "  k, a = k + 2 + n, a + 1 + 4 * n\n"                                     \
+    "end\n"                                                                   \
+    "if k ~= #KEYS or #reqs == 0 then\n"                                      \
+    "  return redis.error_reply('ERR omni_limit: bad batch')\n"               \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local now = ARGV[1]\n"                                                   \
+    "if now == '' then\n"                                                     \
+    "  local t = redis.call('TIME')\n"                                        \
+    "  now = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))\n"\
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local replies = {}\n"                                                    \
+    "for i, q in ipairs(reqs) do\n"                                           \
+    "  local keys, argv = {}, {now}\n"                                        \
+    "  for j = 1, 2 + q.n do\n"                                               \
+    "    keys[j] = KEYS[q.k + j]\n"                                           \
+    "  end\n"                                                                 \
+    "  for j = 1, 4 * q.n do\n"                                               \
+    "    argv[j + 1] = ARGV[q.a + j]\n"                                       \
+    "  end\n"                                                                 \
+    "  local ok, r = pcall(one, keys, argv, view)\n"                          \
+    "  if not ok then\n"                                                      \
+    "    r = redis.error_reply(type(r) == 'table' and r.err or tostring(r))\n"\
+    "  end\n"                                                                 \
+    "  replies[i] = r\n"                                                      \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "for _, key in ipairs(written) do\n"                                      \
+    "  redis.call('SET', key, writes[key][1], 'PX', writes[key][2])\n"        \
+    "end\n"                                                                   \
+    "return replies\n"
+
+
+#define OMNI_LIMIT_BATCH_LUA                                                  \
+    OMNI_LIMIT_BATCH_HEAD OMNI_LIMIT_LUA OMNI_LIMIT_BATCH_TAIL
 
 
 #endif /* OMNI_LIMIT_LUA_H_INCLUDED_ */

@@ -13,8 +13,11 @@ same run on the same machine (SPEC section 9).
   and without a login burst                 p99 without the burst
                                             (tests/bench/login.py)
   gateway: JWT (HS256, RS256, ES256,    vs  plain `proxy_pass` to the same
-  EdDSA) + headers, cache off and on,       upstream in the same nginx
-  0, 1 and 3 Redis limits                   (tests/bench/gateway.py)
+  EdDSA) + RBAC + headers, cache off        upstream in a module-free nginx,
+  and on, 0, 1 and 3 Redis limits           alternating rounds, CPU per
+                                            request, paced p99
+                                            (tests/bench/gateway.py; alone:
+                                            `bench.py gateway`)
   events: 1,000 idle subscribers + 100  vs  the 200 ms target; subscribing
   events/s, delivery p50/p99, RSS          with vs without the authorization
                                             subrequest (tests/bench/events.py)
@@ -114,7 +117,8 @@ def client(cmd):
 
 def wrk(target, seconds=SECONDS, conns=CONNS):
     """Runs wrk on target (a URL, or (URL, headers)); returns (requests/s,
-    p50 ms, p99 ms). Any non-2xx answer or socket error fails the run."""
+    p50 ms, p99 ms, requests). Any non-2xx answer or socket error fails the
+    run."""
     url, headers = target if isinstance(target, tuple) else (target, {})
     args = []
     for name, value in headers.items():
@@ -124,12 +128,13 @@ def wrk(target, seconds=SECONDS, conns=CONNS):
                 "-d", "%ds" % seconds, "--latency"] + args + [url]),
         capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     if bad or errors:
         raise RuntimeError("wrk saw failures on %s:\n%s" % (url, out))
-    return rps, to_ms(lat["50"]), to_ms(lat["99"])
+    return rps, to_ms(lat["50"]), to_ms(lat["99"]), requests
 
 
 def to_ms(text):
@@ -260,15 +265,58 @@ def method():
                CONNS, WARMUP, RUNS, "s" if RUNS > 1 else "", SECONDS))
 
 
+def gateway_rows(redis, base_nginx, keydir):
+    """The gateway table (tests/bench/gateway.py) and its rows by name."""
+    taskset = (["taskset", "-c", ",".join(map(str, SERVER_CPUS))]
+               if CLIENT_CPUS is not None else [])
+    keys, tokens = gateway.make_keys(keydir)
+    lines, rows = gateway.run(
+        wrk, RUNS, SECONDS, WORKERS, base_nginx.prefix / "trivial.sock",
+        redis, taskset, keys, tokens, client([]))
+    return keys, tokens, lines, rows
+
+
+def gateway_method():
+    return ("Gateway rows: servers pinned as above, 1 nginx worker per "
+            "server CPU (%d); per case and connection count, one warm-up "
+            "pair, then %d alternating rounds of plain `proxy_pass` (a "
+            "module-free nginx) and the case, %d s each; ratio = median of "
+            "the rounds' ratios (min-max); CPU = the nginx worker's on-CPU "
+            "time per request (/proc/PID/schedstat), module = case - plain. "
+            "Load average at the start: %s."
+            % (WORKERS, RUNS, SECONDS,
+               " ".join(open("/proc/loadavg").read().split()[:3])))
+
+
 def main():
+    only_gateway = sys.argv[1:] == ["gateway"]
     if CLIENT_CPUS is not None:
         # every server started from here inherits the servers' CPUs
         os.sched_setaffinity(0, SERVER_CPUS)
-    pg = stack.Postgres().init()
+    pg = None if only_gateway else stack.Postgres().init()
     redis = stack.Redis().start()
     product = base_nginx = None
     keydir = stack.make_tmpdir("omni-bench-keys-")
     try:
+        proxy_port = stack.free_port()
+        base_nginx = stack.NginxConf(BASELINE_CONF, "bench-nginx",
+                                     workers=WORKERS,
+                                     proxy_port=proxy_port).start()
+        upstream = base_nginx.prefix / "trivial.sock"
+
+        if only_gateway:
+            keys, tokens, gw_lines, gw_rows = gateway_rows(
+                redis, base_nginx, keydir)
+            auth_lines = authrequest.run(measure, summary, row, WORKERS,
+                                         AUTH_WORKERS, upstream, keys,
+                                         tokens, gw_rows)
+            text = "\n".join([method(), "", gateway_method(), ""]
+                             + gw_lines + ["", TABLE_HEAD, TABLE_RULE]
+                             + auth_lines) + "\n"
+            (HERE / "results-gateway.md").write_text(text)
+            print(text)
+            return
+
         res = stack.migrate(["up"], pg.url(),
                             binary=stack.BUILD / "omni-worker")
         if res.returncode:
@@ -281,12 +329,6 @@ def main():
 
         product = Product(pg, redis)
         nginx = product.nginx
-
-        proxy_port = stack.free_port()
-        base_nginx = stack.NginxConf(BASELINE_CONF, "bench-nginx",
-                                     workers=WORKERS,
-                                     proxy_port=proxy_port).start()
-        upstream = base_nginx.prefix / "trivial.sock"
         port = base_nginx.port
 
         ret200 = summary(measure("http://127.0.0.1:%d/" % port))
@@ -319,21 +361,14 @@ def main():
         lines += events.run(pg, redis)
 
         # the gateway alone, then the pattern it replaces
-        keys, tokens = gateway.make_keys(keydir)
-        gw_lines, gw_rows = gateway.run(measure, summary, row, WORKERS,
-                                        upstream, redis.addr, keys, tokens)
-        lines += gw_lines
+        keys, tokens, gw_lines, gw_rows = gateway_rows(
+            redis, base_nginx, keydir)
         lines += authrequest.run(measure, summary, row, WORKERS,
                                  AUTH_WORKERS, upstream, keys, tokens,
                                  gw_rows)
 
-        text = "\n".join([
-            method(),
-            "",
-            "| benchmark | req/s (median) | spread | p50 ms | p99 ms "
-            "| vs baseline | target |",
-            "|---|---|---|---|---|---|---|",
-        ] + lines) + "\n"
+        text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE] + lines
+                         + ["", gateway_method(), ""] + gw_lines) + "\n"
         (HERE / "results.md").write_text(text)
         print(text)
     finally:
@@ -341,6 +376,11 @@ def main():
             if svc is not None:
                 svc.destroy()
         shutil.rmtree(keydir, ignore_errors=True)
+
+
+TABLE_HEAD = ("| benchmark | req/s (median) | spread | p50 ms | p99 ms "
+              "| vs baseline | target |")
+TABLE_RULE = "|---|---|---|---|---|---|---|"
 
 
 if __name__ == "__main__":

@@ -240,6 +240,35 @@ def test_several_limits_are_checked_in_one_evalsha(gw, own_redis):
     assert [c for c in seen if c != "PING"] == ["EVALSHA"] * 4, seen
 
 
+def test_concurrent_requests_share_script_calls_and_decide_exactly(
+        gw, own_redis):
+    """40 requests arriving together at the one worker: fewer script calls
+    than requests, and the limit (burst 4) admits exactly 5 of them."""
+    import socket
+    tok = token("together-user")
+    raw = ("GET /one/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+           "Authorization: Bearer %s\r\n\r\n" % tok).encode()
+    c = own_redis.client()
+    c.config_resetstat()
+    socks = [socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+             for _ in range(40)]
+    for s in socks:
+        s.sendall(raw)
+    statuses = []
+    for s in socks:
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        statuses.append(int(data.split(b" ", 2)[1]))
+    assert sorted(statuses) == [200] * 5 + [429] * 35
+    calls = c.info("commandstats")["cmdstat_evalsha"]["calls"]
+    assert calls < 40, calls
+
+
 def test_requests_without_limits_or_jti_do_not_touch_redis(gw, own_redis):
     def five():
         for _ in range(5):

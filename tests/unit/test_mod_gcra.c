@@ -580,39 +580,70 @@ static void test_ms_rounds_durations_up(void)
     CHECK_EQ_INT(omni_gcra_ms(OMNI_GCRA_NEVER), -1);
 }
 
-/* The script the module embeds is omni_limit.lua, byte for byte. */
-static void test_embedded_script_matches_omni_limit_lua(void)
+/* The file's bytes next to this test's source or under the working
+ * directory; NULL when neither opens (the caller's CHECK fails). */
+static char *read_module_file(const char *name, size_t *len)
 {
-    static const char embedded[] = OMNI_LIMIT_LUA;
     const char *slash = strrchr(__FILE__, '/');
     int dir = slash ? (int)(slash - __FILE__) : 0;
     char path[512], *buf;
-    size_t n;
+    size_t size = 1 << 16;
     FILE *f;
 
-    snprintf(path, sizeof(path), "%.*s%s../../ngx_omni_module/omni_limit.lua",
-        dir, __FILE__, slash ? "/" : "");
+    snprintf(path, sizeof(path), "%.*s%s../../ngx_omni_module/%s", dir,
+        __FILE__, slash ? "/" : "", name);
     f = fopen(path, "rb");
-    if (f == NULL)
-        f = fopen("ngx_omni_module/omni_limit.lua", "rb");
-    CHECK(f != NULL);
-    buf = malloc(sizeof(embedded) + 1);
-    if (buf == NULL) {
-        fclose(f);
-        CHECK(buf != NULL);
+    if (f == NULL) {
+        snprintf(path, sizeof(path), "ngx_omni_module/%s", name);
+        f = fopen(path, "rb");
     }
-    n = fread(buf, 1, sizeof(embedded) + 1, f);
+    if (f == NULL)
+        return NULL;
+    buf = malloc(size);
+    if (buf != NULL)
+        *len = fread(buf, 1, size, f);
     fclose(f);
-    if (n != sizeof(embedded) - 1 || memcmp(buf, embedded, n) != 0) {
+    return buf;
+}
+
+static void check_embedded(const char *name, const char *embedded,
+    size_t len)
+{
+    size_t n = 0;
+    char *buf = read_module_file(name, &n);
+
+    CHECK(buf != NULL);
+    if (n != len || memcmp(buf, embedded, n) != 0) {
         fprintf(stderr,
             "    %s differs from omni_limit_lua.h: run "
             "ngx_omni_module/gen_limit_lua.sh\n",
-            path);
+            name);
         free(buf);
         CHECK(0);
     }
     free(buf);
-    CHECK(strlen(embedded) == sizeof(embedded) - 1);
+    CHECK(strlen(embedded) == len);
+}
+
+/* The script the module embeds is omni_limit.lua, byte for byte. */
+static void test_embedded_script_matches_omni_limit_lua(void)
+{
+    static const char embedded[] = OMNI_LIMIT_LUA;
+
+    check_embedded("omni_limit.lua", embedded, sizeof(embedded) - 1);
+}
+
+/* The batch script is omni_limit_batch.lua with omni_limit.lua in place
+ * of its marker line. */
+static void test_embedded_batch_matches_omni_limit_batch_lua(void)
+{
+    static const char file[] = OMNI_LIMIT_BATCH_HEAD
+        "--@omni_limit.lua@\n" OMNI_LIMIT_BATCH_TAIL;
+    static const char batch[] = OMNI_LIMIT_BATCH_LUA;
+
+    check_embedded("omni_limit_batch.lua", file, sizeof(file) - 1);
+    CHECK(sizeof(batch) == sizeof(file) - sizeof("--@omni_limit.lua@\n")
+        + sizeof(OMNI_LIMIT_LUA));
 }
 
 UNIT_MAIN(UNIT_TEST(test_burst_of_b_plus_one_is_admitted_then_denied),
@@ -636,4 +667,5 @@ UNIT_MAIN(UNIT_TEST(test_burst_of_b_plus_one_is_admitted_then_denied),
     UNIT_TEST(test_admissions_never_exceed_burst_plus_rate),
     UNIT_TEST(test_per_node_share_divides_rate_and_burst),
     UNIT_TEST(test_ms_rounds_durations_up),
-    UNIT_TEST(test_embedded_script_matches_omni_limit_lua))
+    UNIT_TEST(test_embedded_script_matches_omni_limit_lua),
+    UNIT_TEST(test_embedded_batch_matches_omni_limit_batch_lua))

@@ -1,0 +1,202 @@
+"""ngx_omni_module/omni_limit_batch.lua, the call that checks several
+requests of one nginx worker at once, against omni_limit.lua called once
+per request: on random request sequences (users, API keys, revoked jtis,
+several limits, costs, keys of the wrong type, malformed requests) every
+request gets the same reply either way, and Redis ends in the same state.
+The module sends the batch text with omni_limit.lua's in place of its
+marker line, as built here."""
+
+import random
+
+import pytest
+import redis as redis_py
+
+import stack
+
+MODULE = stack.REPO / "ngx_omni_module"
+ONE = (MODULE / "omni_limit.lua").read_bytes()
+BATCH = (MODULE / "omni_limit_batch.lua").read_bytes().replace(
+    b"--@omni_limit.lua@\n", ONE)
+SEC = 1_000_000
+SINGLE_DB, BATCH_DB = 9, 10
+# how far apart in real time the two paths may set or read an expiry on
+# a loaded machine
+SLACK_MS = 2000
+
+
+@pytest.fixture
+def dbs(redis_server):
+    clients = [redis_server.client(db=db) for db in (SINGLE_DB, BATCH_DB)]
+    for c in clients:
+        c.flushdb()
+    yield clients
+    for c in clients:
+        c.flushdb()
+        c.close()
+
+
+def _args(req):
+    """omni_limit.lua's KEYS and ARGV[2..] for a request."""
+    keys = [req["revoked"], req["apikey"]] + [k for k, *_ in req["limits"]]
+    args = []
+    for _, t, b, c, u in req["limits"]:
+        args += [str(t), str(b), str(c), u]
+    return keys, args
+
+
+def single(r, sha, req, now):
+    keys, args = _args(req)
+    try:
+        return r.evalsha(sha, len(keys), *keys, str(now), *args)
+    except redis_py.ResponseError as e:
+        return e
+
+
+def batch(r, sha, reqs, now):
+    keys, args = [], [str(now)]
+    for req in reqs:
+        k, a = _args(req)
+        keys += k
+        args += [str(len(req["limits"]))] + a
+    return r.evalsha(sha, len(keys), *keys, *args)
+
+
+def same(a, b):
+    """Equal replies; errors alike up to the text Redis appends to a
+    script's own error (its sha and line)."""
+    if isinstance(a, Exception) or isinstance(b, Exception):
+        return (isinstance(a, redis_py.ResponseError)
+                and isinstance(b, redis_py.ResponseError)
+                and str(a).split(" script: ")[0]
+                == str(b).split(" script: ")[0])
+    return a == b
+
+
+ZONES = [(SEC, 2), (SEC // 2, 0), (3 * SEC, 5), (1_333_333, 1)]
+USERS = ["u1", "u2", "u3"]
+
+
+def populate(r):
+    """API keys, a revoked jti and a limit state of the wrong type."""
+    for name, user in (("a1", "u1"), ("a2", "u2")):
+        r.hset("omni:apikey:" + name, mapping={
+            "key_id": "k-" + name, "user_id": user, "username": name,
+            "role": "developer", "expires_at": "0"})
+    r.hset("omni:apikey:old", mapping={
+        "key_id": "k-old", "user_id": "u3", "username": "old",
+        "role": "developer", "expires_at": "1000"})
+    r.set("omni:revoked:bad", "1")
+    r.hset("omni:rl:z0:u3", "not", "a TAT")
+
+
+def request(rng):
+    apikey = rng.choice(["", "", "", "omni:apikey:a1", "omni:apikey:a2",
+                         "omni:apikey:old", "omni:apikey:none"])
+    revoked = "" if apikey else rng.choice(
+        ["", "omni:revoked:ok", "omni:revoked:ok2", "omni:revoked:bad"])
+    user = rng.choice(USERS)
+    limits = []
+    for z in rng.sample(range(len(ZONES)), rng.randint(0, 3)):
+        t, b = ZONES[z]
+        cost = rng.choice([1, 1, 1, 2, b + 2])
+        by_user = bool(apikey) and rng.random() < 0.5
+        key = "omni:rl:z%d:%s" % (z, "" if by_user else user)
+        limits.append((key, t, b, cost, "1" if by_user else "0"))
+    if rng.random() < 0.03:
+        # malformed: a cost out of range
+        k, t, b, _, u = limits[0] if limits else ("omni:rl:z9:x", SEC, 0,
+                                                   0, "0")
+        limits[:1] = [(k, t, b, 0, u)]
+    return {"revoked": revoked, "apikey": apikey, "limits": limits}
+
+
+def state(r):
+    return {k: (r.type(k), r.get(k) if r.type(k) == b"string" else None,
+                r.pttl(k))
+            for k in sorted(r.keys("omni:rl:*"))}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_batch_decides_as_one_call_per_request(dbs, seed):
+    rng = random.Random(seed)
+    one_db, batch_db = dbs
+    for r in dbs:
+        populate(r)
+    sha_one = one_db.script_load(ONE)
+    sha_batch = batch_db.script_load(BATCH)
+    now = 1_700_000_000 * SEC
+    kinds = set()
+    for step in range(150):
+        now += rng.choice([0, 1000, 200_000, SEC, 3 * SEC])
+        reqs = [request(rng) for _ in range(rng.randint(1, 12))]
+        want = [single(one_db, sha_one, q, now) for q in reqs]
+        got = batch(batch_db, sha_batch, reqs, now)
+        assert len(got) == len(reqs)
+        for i, (w, g) in enumerate(zip(want, got)):
+            assert same(w, g), "step %d request %d %r: %r vs %r" % (
+                step, i, reqs[i], w, g)
+            kinds.add(type(w).__name__ if isinstance(w, Exception)
+                      else w[0])
+        s1, s2 = state(one_db), state(batch_db)
+        for k in s1.keys() | s2.keys():
+            # Redis expires keys in real time, and the two paths ran a
+            # moment apart: a key about to go may be gone from one only
+            if k not in s1 or k not in s2:
+                left = (s1.get(k) or s2.get(k))[2]
+                assert 0 <= left < SLACK_MS, (step, k, s1.get(k), s2.get(k))
+                continue
+            (t1, v1, p1), (t2, v2, p2) = s1[k], s2[k]
+            assert (t1, v1) == (t2, v2) and abs(p1 - p2) < SLACK_MS, (
+                step, k, s1[k], s2[k])
+    # every kind of answer came up: allowed, denied, revoked, unknown and
+    # expired keys, and errors
+    assert kinds >= {0, 1, 2, 3, 4, "ResponseError"}, kinds
+
+
+def test_error_in_one_request_leaves_the_others_decided(dbs):
+    r = dbs[1]
+    populate(r)
+    sha = r.script_load(BATCH)
+    ok = {"revoked": "", "apikey": "",
+          "limits": [("omni:rl:z1:u1", SEC, 0, 1, "0")]}
+    wrong = {"revoked": "omni:revoked:live", "apikey": "",
+             "limits": [("omni:rl:z0:u3", SEC, 0, 1, "0")]}
+    revoked = {"revoked": "omni:revoked:bad", "apikey": "",
+               "limits": [("omni:rl:z0:u3", SEC, 0, 1, "0")]}
+    got = batch(r, sha, [ok, wrong, revoked, ok], 1_700_000_000 * SEC)
+    assert got[0][0] == 1
+    assert isinstance(got[1], redis_py.ResponseError)
+    assert "WRONGTYPE" in str(got[1])
+    assert got[2] == [2]
+    assert got[3][0] == 0          # burst 0: the first one took it
+
+
+@pytest.mark.parametrize("keys,args", [
+    ([], [""]),
+    (["", ""], ["", "1"]),
+    (["", "", "omni:rl:z:k"], ["", "1", "1000", "0", "1"]),
+    (["", "", ""], ["", "0"]),
+    (["", ""], ["", "x"]),
+])
+def test_malformed_batch_is_an_error_and_runs_nothing(dbs, keys, args):
+    r = dbs[1]
+    sha = r.script_load(BATCH)
+    with pytest.raises(redis_py.ResponseError, match="bad batch"):
+        r.evalsha(sha, len(keys), *keys, *args)
+    assert r.dbsize() == 0
+
+
+def test_requests_of_one_user_cost_one_get_and_one_set_per_limit(dbs):
+    r = dbs[1]
+    sha = r.script_load(BATCH)
+    req = {"revoked": "omni:revoked:j", "apikey": "",
+           "limits": [("omni:rl:a:u", SEC, 99, 1, "0"),
+                      ("omni:rl:b:u", SEC, 99, 1, "0")]}
+    r.config_resetstat()
+    got = batch(r, sha, [req] * 20, 1_700_000_000 * SEC)
+    assert [g[1] for g in got] == list(range(99, 79, -1))
+    stats = r.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    assert stats["cmdstat_exists"]["calls"] == 1
+    assert stats["cmdstat_get"]["calls"] == 2
+    assert stats["cmdstat_set"]["calls"] == 2
