@@ -146,6 +146,18 @@ def test_loopback_without_a_secret_warns_and_believes_local_callers(
     assert r.status == 200, r
 
 
+def reload_secret_file(w, headers, status, what):
+    """SIGHUP w (one process), wait for its replacement, then until a
+    request with headers gets status."""
+    before = set(w.children())
+    w.kill(signal.SIGHUP)
+    stack.wait_until(lambda: (lambda now: len(now) == 1 and not now & before)(
+        set(w.children())), 20, "the processes replaced after SIGHUP")
+    stack.wait_until(
+        lambda: tcp_request(w, "GET", "/api/v1/config",
+                            headers).status == status, 10, what)
+
+
 def test_secret_file_is_read_again_on_sighup(worker_factory, tmp_path):
     path = tmp_path / "gateway-secret"
     old, new = secrets.token_hex(24), secrets.token_hex(24)
@@ -158,14 +170,7 @@ def test_secret_file_is_read_again_on_sighup(worker_factory, tmp_path):
     assert tcp_request(w, "GET", "/api/v1/config", with_new).status == 401
 
     path.write_text(new + "\n")
-    before = set(w.children())
-    w.kill(signal.SIGHUP)
-    stack.wait_until(lambda: (lambda now: len(now) == 1 and not now & before)(
-        set(w.children())), 20, "the processes replaced after SIGHUP")
-    stack.wait_until(
-        lambda: tcp_request(w, "GET", "/api/v1/config",
-                            with_new).status == 200,
-        10, "the new secret believed")
+    reload_secret_file(w, with_new, 200, "the new secret believed")
     assert tcp_request(w, "GET", "/api/v1/config", with_old).status == 401
 
 
@@ -186,14 +191,7 @@ def test_rotation_accepts_both_secrets_while_the_gateway_moves(
     assert tcp_request(w, "GET", "/api/v1/config", with_other).status == 401
 
     path.write_text(new + "\n")
-    before = set(w.children())
-    w.kill(signal.SIGHUP)
-    stack.wait_until(lambda: (lambda now: len(now) == 1 and not now & before)(
-        set(w.children())), 20, "the processes replaced after SIGHUP")
-    stack.wait_until(
-        lambda: tcp_request(w, "GET", "/api/v1/config",
-                            with_old).status == 401,
-        10, "the old secret retired")
+    reload_secret_file(w, with_old, 401, "the old secret retired")
     assert tcp_request(w, "GET", "/api/v1/config", with_new).status == 200
 
 
