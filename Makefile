@@ -148,7 +148,7 @@ soak: deps build
 	@/usr/bin/python3 tests/bench/soak.py
 
 # fault drills under load, measured (tests/drills/results.md)
-drills: deps build
+drills: deps build mcp-node
 	@/usr/bin/python3 -m pytest tests/drills -q -p no:cacheprovider \
 	    -o console_output_style=classic
 

@@ -747,7 +747,10 @@ class Worker:
         if not m:
             return None
         start = text.rfind("\n", 0, m.start()) + 1
-        return text[start:start + 4000]
+        # the other processes' JSON lines interleave with the report
+        lines = [line for line in text[start:].splitlines()
+                 if not line.startswith('{"ts":')]
+        return "\n".join(lines)[:6000]
 
     # lifecycle
 

@@ -241,12 +241,17 @@ failed:
 
     omni_offload_stop();
 
-    /* Postgres first: its callbacks still answer through evhttp */
+    /* Postgres first: its callbacks still answer through evhttp. Each
+     * client is forgotten as it is freed: freeing Redis calls its pending
+     * callbacks, and one that turns to Postgres (the MCP state reload)
+     * must find no pool rather than a freed one. */
     if (omni_clients.db) {
         omni_db_free(omni_clients.db);
+        omni_clients.db = NULL;
     }
     if (omni_clients.redis) {
         omni_redis_free(omni_clients.redis);
+        omni_clients.redis = NULL;
     }
     if (omni_proc.http) {
         evhttp_free(omni_proc.http);

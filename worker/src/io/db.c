@@ -580,6 +580,9 @@ int omni_db_available(omni_db_t *db)
 {
     int i, connecting = 0;
 
+    if (db == NULL) {
+        return 0;
+    }
     for (i = 0; i < db->size; i++) {
         switch (db->conns[i].state) {
         case OMNI_DB_CONN_IDLE:
@@ -693,6 +696,9 @@ void omni_db_stats(omni_db_t *db, omni_db_stats_t *st)
     int i;
 
     memset(st, 0, sizeof(*st));
+    if (db == NULL) {
+        return;
+    }
     st->size = db->size;
     st->queued = db->queued;
     st->queue_max = db->queue_max;

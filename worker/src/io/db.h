@@ -55,7 +55,10 @@ omni_db_status_t omni_db_query(omni_db_t *db, int stmt, int nparams,
     const char *const *values, omni_db_cb_pt cb, void *arg);
 
 /* 1 when queries are being served or a connection attempt is under way
- * after a success; 0 while Postgres is known to be unreachable. */
+ * after a success; 0 while Postgres is known to be unreachable, and for a
+ * NULL pool (the process freed it: a callback fired by another client's
+ * teardown must find it gone, not freed). omni_db_query() answers such a
+ * pool as unavailable; omni_db_stats() gives zeros. */
 int omni_db_available(omni_db_t *db);
 
 void omni_db_stats(omni_db_t *db, omni_db_stats_t *st);

@@ -187,7 +187,7 @@ static int omni_redis_admit(omni_redis_t *r)
 {
     time_t now;
 
-    if (!r->connected || r->ctx == NULL) {
+    if (r == NULL || !r->connected || r->ctx == NULL) {
         return -1;
     }
     if (r->count < r->cap) {
@@ -395,12 +395,16 @@ failed:
 
 int omni_redis_connected(omni_redis_t *r)
 {
-    return r->connected;
+    return r != NULL && r->connected;
 }
 
 
 void omni_redis_stats(omni_redis_t *r, omni_redis_stats_t *st)
 {
+    if (r == NULL) {
+        memset(st, 0, sizeof(*st));
+        return;
+    }
     st->connected = r->connected;
     st->pending = r->count;
     st->pending_max = r->cap;

@@ -20,6 +20,8 @@ omni_redis_t *omni_redis_create(struct event_base *base, const char *addr,
     const char *password, int timeout_ms, int pending_max, char *err,
     size_t errlen);
 
+/* 0 for a NULL client too (freed by its process), as every call below
+ * treats it: not connected. */
 int omni_redis_connected(omni_redis_t *r);
 
 typedef struct {
