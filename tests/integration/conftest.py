@@ -83,6 +83,19 @@ def redis_server():
         server.destroy()
 
 
+@pytest.fixture
+def private_redis():
+    """A redis-server of one test alone, for tests that count commands:
+    the counts are server-wide, and workers of other tests poll the
+    session's Redis."""
+    server = stack.Redis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
 @pytest.fixture(scope="session")
 def migrated(pg):
     """pg with database omni migrated up (`omni-worker migrate up`)."""

@@ -193,23 +193,9 @@ def test_malformed_batch_is_an_error_and_runs_nothing(dbs, keys, args):
     assert r.dbsize() == 0
 
 
-@pytest.fixture
-def private_redis():
-    """A redis-server of this test alone: command counts are server-wide,
-    and workers of other tests poll the session's Redis."""
-    server = stack.Redis()
-    try:
-        server.start()
-        client = server.client(db=BATCH_DB)
-        yield client
-        client.close()
-    finally:
-        server.destroy()
-
-
 def test_requests_of_one_user_cost_one_get_and_one_set_per_limit(
         private_redis):
-    r = private_redis
+    r = private_redis.client(db=BATCH_DB)
     sha = r.script_load(BATCH)
     req = {"revoked": "omni:revoked:j", "apikey": "",
            "limits": [("omni:rl:a:u", SEC, 99, 1, "0"),

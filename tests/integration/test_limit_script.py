@@ -395,7 +395,9 @@ def test_script_flush_gives_noscript_and_eval_caches_it_again(r, sha):
     assert decide(r, sha, lim, now=T0).allowed == 0
 
 
-def test_one_evalsha_is_the_only_command_a_request_sends(r, sha):
+def test_one_evalsha_is_the_only_command_a_request_sends(private_redis):
+    r = private_redis.client(db=DB)
+    sha = r.script_load(SCRIPT)
     key = api_key(r, "one")
     lim = [(ByUser(b"omni:rl:a:"), SEC, 3, 1), ("omni:rl:b:ip", SEC, 3, 1),
            ("omni:rl:c:ip", SEC, 3, 1)]
