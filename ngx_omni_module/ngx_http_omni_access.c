@@ -32,8 +32,14 @@ static ngx_int_t ngx_http_omni_authorize(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
 static ngx_uint_t ngx_http_omni_needs_credentials(
     ngx_http_omni_loc_conf_t *olcf);
-static void ngx_http_omni_find_apikey(ngx_http_request_t *r,
+static ngx_uint_t ngx_http_omni_find_apikey(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_str_t *key);
+
+
+/* The worker mints API keys with this prefix; a JWT never has it (its
+ * first segment is base64url of "{"), so "Authorization: Bearer omk_..."
+ * (how the OpenAI SDK sends a key) is unambiguous. */
+static ngx_str_t  ngx_http_omni_apikey_prefix = ngx_string("omk_");
 
 
 ngx_int_t
@@ -144,14 +150,23 @@ ngx_http_omni_decide(ngx_http_request_t *r, ngx_http_omni_loc_conf_t *olcf,
 {
     ngx_int_t    rc;
     ngx_str_t    token, apikey;
+    ngx_uint_t   bearer_key;
     const char  *why;
 
     ctx->state = NGX_HTTP_OMNI_STATE_DONE;
 
     ngx_str_null(&apikey);
+    bearer_key = 0;
 
     if (olcf->auth & NGX_HTTP_OMNI_AUTH_APIKEY) {
-        ngx_http_omni_find_apikey(r, olcf, &apikey);
+        bearer_key = ngx_http_omni_find_apikey(r, olcf, &apikey);
+    }
+
+    /* a key presented as a bearer credential stays here too, and is not
+     * then taken for a token */
+    if (bearer_key && ngx_http_omni_headers_remove_authorization(r) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* SPEC rule 3: identity headers come from the gateway only; the API
@@ -375,12 +390,17 @@ ngx_http_omni_needs_credentials(ngx_http_omni_loc_conf_t *olcf)
 }
 
 
-/* The API key: the first non-empty copy of its header, else "". */
+/*
+ * The API key: the first non-empty copy of its header, else a bearer
+ * credential with the key prefix, else "". Returns 1 when Authorization
+ * holds such a credential (used or not: it is never a token).
+ */
 
-static void
+static ngx_uint_t
 ngx_http_omni_find_apikey(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_str_t *key)
 {
+    ngx_str_t         v;
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
@@ -392,7 +412,7 @@ ngx_http_omni_find_apikey(ngx_http_request_t *r,
 
         if (i >= part->nelts) {
             if (part->next == NULL) {
-                return;
+                break;
             }
 
             part = part->next;
@@ -407,7 +427,35 @@ ngx_http_omni_find_apikey(ngx_http_request_t *r,
         {
             /* in the request's header buffers: it outlives the header */
             *key = h[i].value;
-            return;
+            break;
         }
     }
+
+    if (r->headers_in.authorization == NULL) {
+        return 0;
+    }
+
+    v = r->headers_in.authorization->value;
+
+    if (v.len <= sizeof("Bearer ") - 1 + ngx_http_omni_apikey_prefix.len
+        || ngx_strncasecmp(v.data, (u_char *) "Bearer ",
+                           sizeof("Bearer ") - 1) != 0)
+    {
+        return 0;
+    }
+
+    v.data += sizeof("Bearer ") - 1;
+    v.len -= sizeof("Bearer ") - 1;
+
+    if (ngx_strncmp(v.data, ngx_http_omni_apikey_prefix.data,
+                    ngx_http_omni_apikey_prefix.len) != 0)
+    {
+        return 0;
+    }
+
+    if (key->len == 0) {
+        *key = v;
+    }
+
+    return 1;
 }

@@ -134,6 +134,70 @@ def test_api_key_is_not_forwarded_to_the_worker(product_gateway,
         client.delete("omni:apikey:" + digest)
 
 
+def _mirror_key(client, key, user):
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    client.hset("omni:apikey:" + digest, mapping={
+        "key_id": "k-" + user, "user_id": user, "username": user,
+        "role": "viewer", "expires_at": "0"})
+    return "omni:apikey:" + digest
+
+
+def test_api_key_as_a_bearer_credential_is_a_key_and_stays_here(
+        product_gateway, redis_server):
+    """The OpenAI SDK sends its key as "Authorization: Bearer omk_...":
+    where keys are accepted that is an API key, never taken for a JWT, and
+    the key does not reach the upstream."""
+    client = redis_server.client()
+    key = "omk_bearer_" + "b" * 24
+    other = "omk_header_" + "h" * 24
+    mirrored = [_mirror_key(client, key, "u-bearer"),
+                _mirror_key(client, other, "u-header")]
+    try:
+        echo = send(product_gateway, "GET", "/api/v1/config",
+                    [("Authorization", "Bearer " + key)])
+        assert echo.one("X-User-Id") == "u-bearer"
+        assert echo.absent("Authorization"), echo
+        # the scheme is case-insensitive (RFC 7235)
+        echo = send(product_gateway, "GET", "/api/v1/config",
+                    [("Authorization", "bearer " + key)])
+        assert echo.one("X-User-Id") == "u-bearer"
+        # the key header wins over a bearer key; neither is forwarded
+        echo = send(product_gateway, "GET", "/api/v1/config",
+                    [("Authorization", "Bearer " + key),
+                     ("X-API-Key", other)])
+        assert echo.one("X-User-Id") == "u-header"
+        assert echo.absent("Authorization") and echo.absent("X-API-Key")
+    finally:
+        client.delete(*mirrored)
+    # once the key is gone, the bearer key is refused as a key
+    conn = product_gateway.connection()
+    conn.request("GET", "/api/v1/config",
+                 headers={"Authorization": "Bearer " + key})
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    assert resp.status == 401, body
+    assert b"unknown API key" in body, body
+
+
+def test_bearer_key_is_refused_where_only_tokens_are_taken(product_gateway,
+                                                          redis_server):
+    client = redis_server.client()
+    key = "omk_jwtonly_" + "c" * 24
+    mirrored = _mirror_key(client, key, "u-jwtonly")
+    try:
+        conn = product_gateway.connection()
+        conn.request("POST", "/auth/logout",
+                     headers={"Authorization": "Bearer " + key})
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+        assert resp.status == 401, body
+        assert b"invalid_token" in body, body
+    finally:
+        client.delete(mirrored)
+
+
 def test_api_key_passes_where_the_gateway_does_not_read_it(product_gateway):
     """Only where omni_auth takes API keys is the header the gateway's."""
     echo = send(product_gateway, "GET", "/health", [("X-API-Key", "k")])
