@@ -344,7 +344,37 @@ def test_a_failing_server_is_found_down_and_back_up_without_a_human(
     print("opened after %.1fs, closed after %.1fs" % (opened, closed))
 
 
-def test_metrics_count_calls_probes_and_show_each_breaker(mcp_worker, legacy):
+def first_probe_over(migrated, upstream, server):
+    """Waits for the periodic probe that follows a registration (any
+    process of any worker on this database may make it) to have pinged:
+    with interval_ms 3600000 its lease then keeps every other prober away,
+    so the breaker moves only by what the test does."""
+    def leased():
+        return migrated.sql("SELECT count(*) FROM omni2.mcp_probe_leases"
+                            " WHERE server_id = %s", (server["id"],),
+                            dbname="omni")[0][0] == 1
+    stack.wait_until(leased, 5, "the first periodic probe's lease")
+    stack.wait_until(lambda: ctl(upstream, "x")["pings"] >= 1, 5,
+                     "the first periodic probe's ping")
+
+
+def metric_value(text, name):
+    import re
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def worker_metrics(w):
+    r = w.request("GET", "/metrics", {}, None, timeout=10)
+    assert r.status == 200
+    return r.body.decode()
+
+
+OPENED = 'omni_worker_mcp_breaker_transitions_total{to="open"}'
+
+
+def test_metrics_count_calls_probes_and_show_each_breaker(
+        mcp_worker, migrated, legacy):
     import re
 
     def metrics():
@@ -360,9 +390,10 @@ def test_metrics_count_calls_probes_and_show_each_breaker(mcp_worker, legacy):
     unavailable = 'omni_worker_mcp_calls_total{outcome="unavailable"}'
     probes = 'omni_worker_mcp_probes_total{result="ok"}'
     opened = 'omni_worker_mcp_breaker_transitions_total{to="open"}'
-    before = metrics()
     s = register(mcp_worker, legacy, health={
         "failure_threshold": 1, "cooldown_ms": 60000, "interval_ms": 3600000})
+    first_probe_over(migrated, legacy, s)
+    before = metrics()
     probe(mcp_worker, s)
     assert tool_call(mcp_worker, s, "echo", {"text": "a"}).status == 200
     ctl(legacy, "fail?on=1")
@@ -376,10 +407,39 @@ def test_metrics_count_calls_probes_and_show_each_breaker(mcp_worker, legacy):
     assert value(after, ok) >= value(before, ok) + 1
     assert value(after, unavailable) >= value(before, unavailable) + 1
     assert value(after, probes) >= value(before, probes) + 1
-    # the transition counter is exposed; that it counts this opening is
-    # not asserted: once in several runs the opening is recorded as
-    # half-open -> open, which is not counted (issue 14's open work)
-    assert value(after, opened) is not None
+    # this worker's call opened it (no other prober can: the lease)
+    assert value(after, opened) >= value(before, opened) + 1
+
+
+def test_a_failed_half_open_trial_counts_as_an_opening(
+        mcp_worker, migrated, legacy):
+    """Open, cool-down over, the trial call fails: the breaker opened again
+    and the transitions counter says so (the row reads open -> open, the
+    activity feed keeps its single mcp.server.down)."""
+    import time
+    s = register(mcp_worker, legacy, health={
+        "failure_threshold": 1, "cooldown_ms": 1000, "interval_ms": 3600000})
+    first_probe_over(migrated, legacy, s)
+    ctl(legacy, "fail?on=1")
+    before = metric_value(worker_metrics(mcp_worker), OPENED)
+    assert tool_call(mcp_worker, s, "echo", {"text": "a"}).status == 502
+    (opened_at,) = migrated.sql(
+        "SELECT opened_at FROM omni2.circuit_breakers WHERE server_id = %s",
+        (s["id"],), dbname="omni")[0]
+    mid = metric_value(worker_metrics(mcp_worker), OPENED)
+    assert mid >= before + 1
+    time.sleep(1.5)   # the cool-down (1 s + up to 10% jitter) is over
+    assert tool_call(mcp_worker, s, "echo", {"text": "a"}).status == 502
+    state, reopened = migrated.sql(
+        "SELECT state, opened_at FROM omni2.circuit_breakers"
+        " WHERE server_id = %s", (s["id"],), dbname="omni")[0]
+    assert state == "open" and reopened > opened_at
+    assert metric_value(worker_metrics(mcp_worker), OPENED) >= mid + 1
+    downs = migrated.sql(
+        "SELECT count(*) FROM omni2_dashboard.activity"
+        " WHERE type = 'mcp.server.down' AND detail->>'server_id' = %s",
+        (s["id"],), dbname="omni")[0][0]
+    assert downs == 1
 
 
 def test_the_catalog_is_read_at_registration_and_by_the_periodic_probe(

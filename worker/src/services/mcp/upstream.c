@@ -44,7 +44,8 @@ int omni_mcp_upstream_init(void)
         " WHERE b.server_id = o.server_id"
         " RETURNING o.state, b.state, b.failures,"
         " coalesce((extract(epoch FROM b.opened_at) * 1000)::bigint, 0),"
-        " coalesce((extract(epoch FROM b.next_probe_at) * 1000)::bigint, 0)");
+        " coalesce((extract(epoch FROM b.next_probe_at) * 1000)::bigint, 0),"
+        " o.trips");
     return omni_mcp_breaker_stmt < 0 ? -1 : 0;
 }
 
@@ -189,19 +190,25 @@ typedef struct {
 } omni_mcp_saving_t;
 
 
-/* up and down are announced; half-open is a step between */
+/* Every opening is counted, a failed half-open trial's too (the row then
+ * reads open -> open: trips says it opened again); only up and down are
+ * announced, a failed trial leaves the server down as it was. */
 static void omni_mcp_breaker_announce(const char *id, const char *name,
-    omni_breaker_state_t before, omni_breaker_state_t after)
+    omni_breaker_state_t before, omni_breaker_state_t after, int trips)
 {
     char detail[200], summary[128];
     int down;
 
+    if (trips) {
+        omni_metrics_mcp_breaker(1);
+    } else if (before != OMNI_BREAKER_CLOSED && after == OMNI_BREAKER_CLOSED) {
+        omni_metrics_mcp_breaker(0);
+    }
     if (before == after || after == OMNI_BREAKER_HALF_OPEN
         || (before == OMNI_BREAKER_HALF_OPEN && after == OMNI_BREAKER_OPEN)) {
         return;
     }
     down = after == OMNI_BREAKER_OPEN;
-    omni_metrics_mcp_breaker(down);
     snprintf(detail, sizeof(detail),
         "{\"server_id\":\"%s\",\"server\":\"%s\",\"state\":\"%s\"}", id, name,
         omni_breaker_state_name(after));
@@ -227,7 +234,8 @@ static void omni_mcp_breaker_saved(
         if (before != after) {
             omni_mcp_state_bump();
         }
-        omni_mcp_breaker_announce(s->id, s->name, before, after);
+        omni_mcp_breaker_announce(
+            s->id, s->name, before, after, PQgetvalue(res, 0, 5)[0] == 't');
         if (s->u != NULL) {
             s->u->breaker.state = after;
             s->u->breaker.failures = atoi(PQgetvalue(res, 0, 2));
