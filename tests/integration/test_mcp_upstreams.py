@@ -18,8 +18,12 @@ CALL = "/api/v1/mcp/tools/call"
 @pytest.fixture(scope="module")
 def mcp_worker(migrated, redis_server):
     d = stack.make_tmpdir("omni-test-mcp-up-")
+    (d / "secrets").mkdir()
     w = stack.Worker(migrated, redis_server,
-                     env={"OMNI_MCP_SECRET_KEY_FILE": key_file(d)})
+                     env={"OMNI_MCP_SECRET_KEY_FILE": key_file(d),
+                          "OMNI_MCP_SECRETS_DIR": str(d / "secrets"),
+                          "MCP_SECRET_TEST_KEY": "key-from-the-environment"})
+    w.secrets = d / "secrets"
     w.start()
     yield w
     w.stop()
@@ -529,3 +533,44 @@ def test_dashboard_stats_count_active_servers_and_open_breakers(
                      "the stats to count the MCP servers")
     active, opened = stats()
     assert opened >= 1 and active >= 1
+
+
+def test_header_values_by_secret_name_are_read_at_each_call(
+        mcp_worker, legacy):
+    """A header value may name a file in OMNI_MCP_SECRETS_DIR or an
+    MCP_SECRET_* variable instead of being stored: it is read at each call
+    (a rotated file takes effect at once, no reload), never shown, never
+    logged; one that cannot be read fails the call with 502 naming no
+    value."""
+    token = mcp_worker.secrets / "upstream-token"
+    token.write_text("Bearer first-secret-value\n")
+    s = register(mcp_worker, legacy, headers={
+        "Authorization": {"secret_file": "upstream-token"},
+        "X-Api-Key": {"secret_env": "MCP_SECRET_TEST_KEY"},
+        "X-Plain": "sealed-value"})
+    assert s["headers"] == {"Authorization": "[redacted]",
+                            "X-Api-Key": "[redacted]",
+                            "X-Plain": "[redacted]"}
+    got = call(mcp_worker, "GET", SERVERS + "/" + s["id"], role="viewer")
+    assert "upstream-token" not in got.body.decode()
+    probe(mcp_worker, s)
+    assert tool_call(mcp_worker, s, "echo", {"text": "a"}).status == 200
+    assert ctl(legacy, "x")["seen"] == {
+        "authorization": "Bearer first-secret-value",
+        "x-api-key": "key-from-the-environment", "x-plain": "sealed-value"}
+
+    token.write_text("Bearer second-secret-value")
+    assert tool_call(mcp_worker, s, "echo", {"text": "a"}).status == 200
+    assert ctl(legacy, "x")["seen"]["authorization"] == \
+        "Bearer second-secret-value"
+
+    token.unlink()
+    r = tool_call(mcp_worker, s, "echo", {"text": "a"})
+    assert r.status == 502 and r.json()["error"] == "upstream_error", r.body
+    assert "secret" in r.json()["message"]
+    assert "second-secret-value" not in r.body.decode()
+    log = mcp_worker.log_path.read_text(errors="replace")
+    assert "upstream-token" in log      # the reason names the reference
+    for value in ("first-secret-value", "second-secret-value",
+                  "key-from-the-environment", "sealed-value"):
+        assert value not in log

@@ -9,6 +9,7 @@
 
 #include "lib/encode.h"
 #include "lib/uuid.h"
+#include "io/clients.h"
 #include "io/log.h"
 #include "http/api.h"
 #include "services/dashboard/dashboard.h"
@@ -132,6 +133,22 @@ static void omni_reg_invalid(
     evbuffer_add(b, "}\n", 2);
     omni_api_json(r, status, b);
     evbuffer_free(b);
+}
+
+
+/* a secret_file reference needs the directory it names a file in */
+static int omni_reg_secrets_dir(
+    const omni_mcp_server_in_t *in, int *status, char field[64], char msg[256])
+{
+    if (in->secret_files && omni_clients.cfg->mcp_secrets_dir == NULL) {
+        *status = 422;
+        snprintf(field, 64, "headers");
+        snprintf(msg, 256,
+            "headers: a secret_file needs the worker's OMNI_MCP_SECRETS_DIR, "
+            "which is not set");
+        return -1;
+    }
+    return 0;
 }
 
 
@@ -365,7 +382,8 @@ void omni_mcp_server_create(omni_req_t *r)
         }
         if (omni_mcp_server_check(r->json, 0, &r->arena, &in, &status, field,
                 sizeof(field), msg, sizeof(msg))
-            != 0) {
+                != 0
+            || omni_reg_secrets_dir(&in, &status, field, msg) != 0) {
             omni_reg_invalid(r, status, field, msg);
             return;
         }
@@ -423,7 +441,8 @@ void omni_mcp_server_update(omni_req_t *r)
         }
         if (omni_mcp_server_check(r->json, 1, &r->arena, &in, &status, field,
                 sizeof(field), msg, sizeof(msg))
-            != 0) {
+                != 0
+            || omni_reg_secrets_dir(&in, &status, field, msg) != 0) {
             omni_reg_invalid(r, status, field, msg);
             return;
         }
