@@ -11,6 +11,7 @@
 #include "lib/uuid.h"
 #include "io/clients.h"
 #include "io/log.h"
+#include "io/publish.h"
 #include "http/api.h"
 #include "services/dashboard/dashboard.h"
 #include "services/mcp/mcp_int.h"
@@ -259,6 +260,8 @@ static int omni_reg_record(omni_req_t *r, const char *type, const char *id,
     }
     evbuffer_add_printf(
         b, "{\"server_id\":\"%s\",\"server\":\"%s\"}", id, name);
+    evbuffer_add(b, "", 1);
+    omni_publish("mcp", type, (const char *)evbuffer_pullup(b, -1));
     snprintf(summary, sizeof(summary), "MCP server %s %s", name, verb);
     rc = omni_activity_record(type, omni_req_identity(r)->id, summary,
         (const char *)evbuffer_pullup(b, -1), omni_reg_recorded, r);

@@ -13,6 +13,7 @@
 #include "lib/seal.h"
 #include "io/clients.h"
 #include "io/log.h"
+#include "io/publish.h"
 #include "http/metrics.h"
 #include "services/dashboard/dashboard.h"
 #include "services/mcp/registry.h"
@@ -310,6 +311,7 @@ static void omni_mcp_breaker_announce(const char *id, const char *name,
     snprintf(detail, sizeof(detail),
         "{\"server_id\":\"%s\",\"server\":\"%s\",\"state\":\"%s\"}", id, name,
         omni_breaker_state_name(after));
+    omni_publish("mcp", down ? "mcp.server.down" : "mcp.server.up", detail);
     snprintf(summary, sizeof(summary), "MCP server %s is %s", name,
         down ? "down" : "up");
     omni_activity_record(down ? "mcp.server.down" : "mcp.server.up", NULL,
