@@ -290,31 +290,9 @@ static void omni_reg_item(
 
 void omni_mcp_servers_list(omni_req_t *r)
 {
-    const char *values[2];
-    char limit[16];
-    int n = omni_api_limit(r);
+    omni_api_page_t page = {omni_reg_list_stmt, 1, 0, NULL, omni_reg_item};
 
-    if (n < 0) {
-        return;
-    }
-    switch (r->state) {
-
-    case 0:
-        snprintf(limit, sizeof(limit), "%d", n + 1);
-        values[0] = omni_req_arg(r, "cursor");
-        values[1] = limit;
-        r->state = 1;
-        omni_api_query(r, omni_reg_list_stmt, 2, values);
-        return;
-
-    default:
-        if (r->db_status != OMNI_DB_OK) {
-            omni_api_db_failed(r);
-            return;
-        }
-        omni_api_list(r, n, 1, omni_reg_item);
-        return;
-    }
+    omni_api_list_page(r, &page, 0, NULL);
 }
 
 
