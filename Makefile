@@ -59,7 +59,7 @@ $(WORKER_A): $(call obj,san,$(REST_SRC))
 
 MODULE_SRC := config $(wildcard ngx_omni_module/*.c ngx_omni_module/*.h)
 
-.PHONY: all build deps worker module unit test run up down bench bench-gateway soak drills \
+.PHONY: all build deps worker module unit test run up down bench bench-gateway bench-mcp soak drills \
         fuzz lint clean
 
 all: build
@@ -136,8 +136,12 @@ up: deps build
 down:
 	@bash conf/stack.sh down
 
-bench: deps build $(BUILD)/paced $(BUILD)/outbound-relay
+bench: deps build $(BUILD)/paced $(BUILD)/outbound-relay mcp-node
 	@bash tests/bench/run.sh
+
+# the MCP tools/call rows alone (tests/bench/results-mcp.md)
+bench-mcp: deps build mcp-node
+	@bash tests/bench/run.sh mcp
 
 # the gateway rows alone (tests/bench/results-gateway.md)
 bench-gateway: deps build $(BUILD)/paced

@@ -12,8 +12,12 @@
 #   nginx starts (a Service's ClusterIP is fixed for its lifetime, so the
 #   upstream keeps its keepalive pool; kube-proxy spreads the connections
 #   over the worker pods);
-# - the worker publishes events to port 8081 (checked with the gateway
-#   secret), not to a unix socket;
+# - the worker publishes events to port 8081 (the ClusterIP Service
+#   omni-gateway-events; checked with the gateway secret), not to a unix
+#   socket, and nchan keeps channels in Redis, so that an event published
+#   through one gateway reaches the subscribers of every gateway: its
+#   settings (with the Redis password) become events.conf.in, filled in at
+#   start like omni-redis.conf.in;
 # - `omni_redis` carries the Redis password, which must not sit in a
 #   ConfigMap: its line becomes omni-redis.conf.in, which the image's
 #   entrypoint fills at start from OMNI_REDIS_ADDR and the mounted Secret
@@ -49,7 +53,7 @@ bash "$repo/conf/render.sh" "$tmp/nginx.conf" \
     REDIS_PASSWORD=__OMNI_REDIS_PASSWORD__ \
     API_RATE=20r/s \
     AUTH_RATE=10r/m \
-    EVENTS_CONF=/etc/omni/nginx/events.conf \
+    EVENTS_CONF=$prefix/events.conf \
     EVENTS_PUBLISH=0.0.0.0:8081
 
 n=$(grep -c '__OMNI_REDIS_ADDR__' "$tmp/nginx.conf" || true)
@@ -83,10 +87,18 @@ fi
 cp "$tmp/omni-redis.conf.in" "$out/omni-redis.conf.in"
 cp "$repo/conf/omni-proxy.conf" "$out/omni-proxy.conf"
 cp "$repo/conf/omni-events.conf" "$out/omni-events.conf"
-# events in each gateway's memory (nchan's Redis storage cannot run beside
-# the module yet: README "Events"); subscribers re-show a token every 60s
+# channels in Redis, shared by every gateway (as conf/render.sh writes them
+# for EVENTS_REDIS_URL); the image's entrypoint fills in @REDIS_URL@;
+# subscribers re-show a token every 60s
 {
-    echo "# nchan's settings (conf/render.sh EVENTS_CONF), from k8s/render-nginx.sh"
+    echo "# nchan's settings (conf/render.sh EVENTS_CONF), from k8s/render-nginx.sh;"
+    echo "# the image's entrypoint fills in @REDIS_URL@ (OMNI_REDIS_ADDR and the mounted password)"
     echo "nchan_subscriber_timeout 60s;"
-} > "$out/events.conf"
+    echo "upstream omni_events_redis {"
+    echo "    nchan_redis_server \"@REDIS_URL@\";"
+    echo "}"
+    echo "nchan_redis_pass_inheritable on;"
+    echo "nchan_redis_pass omni_events_redis;"
+} > "$out/events.conf.in"
+rm -f "$out/events.conf"
 chmod 644 "$out"/*

@@ -21,6 +21,10 @@ same run on the same machine (SPEC section 9).
   events: 1,000 idle subscribers + 100  vs  the 200 ms target; subscribing
   events/s, delivery p50/p99, RSS          with vs without the authorization
                                             subrequest (tests/bench/events.py)
+  MCP `tools/call` echo through nginx + vs  the same call to server-everything
+  worker (REST), 1/8/32 connections         directly: added p50/p99
+                                            (tests/bench/mcp.py; alone:
+                                            `bench.py mcp`)
   gateway RS256 rows                    vs  nginx `auth_request` to a Python
                                             auth service, then `proxy_pass`
                                             (tests/bench/authrequest.py)
@@ -51,6 +55,7 @@ import dashboard  # noqa: E402
 import events  # noqa: E402
 import gateway  # noqa: E402
 import login  # noqa: E402
+import mcp  # noqa: E402
 import outbound  # noqa: E402
 import stack  # noqa: E402
 
@@ -127,6 +132,12 @@ def wrk(target, seconds=SECONDS, conns=CONNS):
         client(["wrk", "-t", str(THREADS), "-c", str(conns),
                 "-d", "%ds" % seconds, "--latency"] + args + [url]),
         capture_output=True, text=True, check=True).stdout
+    return wrk_parse(out, url)
+
+
+def wrk_parse(out, url):
+    """wrk's output: (requests/s, p50 ms, p99 ms, requests); any non-2xx
+    answer or socket error fails the run."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
@@ -288,8 +299,14 @@ def gateway_method():
                " ".join(open("/proc/loadavg").read().split()[:3])))
 
 
+def mcp_rows(nginx):
+    return mcp.run(wrk_parse, summary, row, fmt_ms, client([]), THREADS, RUNS,
+                   SECONDS, WARMUP, nginx)
+
+
 def main():
     only_gateway = sys.argv[1:] == ["gateway"]
+    only_mcp = sys.argv[1:] == ["mcp"]
     if CLIENT_CPUS is not None:
         # every server started from here inherits the servers' CPUs
         os.sched_setaffinity(0, SERVER_CPUS)
@@ -321,15 +338,24 @@ def main():
                             binary=stack.BUILD / "omni-worker")
         if res.returncode:
             raise RuntimeError(res.stderr)
-        pg.create_database("bench")
-        subprocess.run(["pgbench", "-i", "-q", "-s", "10", "-h", "127.0.0.1",
-                        "-p", str(pg.port), "-U", pg.user, "bench"],
-                       check=True, capture_output=True,
-                       env=dict(os.environ, PGPASSWORD=pg.password))
+        if not only_mcp:
+            pg.create_database("bench")
+            subprocess.run(["pgbench", "-i", "-q", "-s", "10", "-h",
+                            "127.0.0.1", "-p", str(pg.port), "-U", pg.user,
+                            "bench"],
+                           check=True, capture_output=True,
+                           env=dict(os.environ, PGPASSWORD=pg.password))
 
         product = Product(pg, redis)
         nginx = product.nginx
         port = base_nginx.port
+
+        if only_mcp:
+            text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE]
+                             + mcp_rows(nginx)) + "\n"
+            (HERE / "results-mcp.md").write_text(text)
+            print(text)
+            return
 
         ret200 = summary(measure("http://127.0.0.1:%d/" % port))
         proxied = summary(measure("http://127.0.0.1:%d/" % proxy_port))
@@ -359,6 +385,7 @@ def main():
         lines += dashboard.run(measure, summary, row, pg, nginx)
         lines += login.run(measure, summary, row, pg, redis, CLIENT_CPUS)
         lines += events.run(pg, redis)
+        lines += mcp_rows(nginx)
 
         # the gateway alone, then the pattern it replaces
         keys, tokens, gw_lines, gw_rows = gateway_rows(

@@ -209,3 +209,38 @@ def test_list_pages_by_name(mcp_worker):
             break
     assert [n for n in seen if n in names] == names
     assert seen == sorted(seen)
+
+
+@pytest.mark.parametrize("value,status,says", [
+    ({"secret_env": "OMNI_DATABASE_URL"}, 422, "MCP_SECRET_"),
+    ({"secret_env": "MCP_SECRET_"}, 422, "MCP_SECRET_"),
+    ({"secret_env": "MCP_SECRET_a"}, 422, "MCP_SECRET_"),
+    ({"secret_file": "../jwt-private.pem"}, 422, "file name"),
+    ({"secret_file": ".hidden"}, 422, "file name"),
+    ({"secret_file": "a/b"}, 422, "file name"),
+    ({"secret_file": "x" * 129}, 422, "file name"),
+    ({"secret_file": 5}, 400, "secret_file"),
+    ({"secret_vault": "x"}, 400, "secret_file"),
+    ({}, 400, "secret_file"),
+    ({"secret_file": "a", "secret_env": "MCP_SECRET_A"}, 400, "secret_file"),
+    (["x"], 400, "string"),
+])
+def test_bad_header_secret_references_are_refused(mcp_worker, value, status,
+                                                  says):
+    r = create(mcp_worker, headers={"Authorization": value})
+    assert r.status == status, r.body
+    assert r.json()["field"] == "headers"
+    assert "Authorization" in r.json()["message"]
+    assert says in r.json()["message"]
+
+
+def test_a_secret_file_needs_the_secrets_directory(mcp_worker):
+    # this module's worker has no OMNI_MCP_SECRETS_DIR
+    r = create(mcp_worker, headers={"Authorization": {"secret_file": "tok"}})
+    assert r.status == 422, r.body
+    assert r.json()["field"] == "headers"
+    assert "OMNI_MCP_SECRETS_DIR" in r.json()["message"]
+    r = create(mcp_worker,
+               headers={"Authorization": {"secret_env": "MCP_SECRET_TOK"}})
+    assert r.status == 201, r.body
+    assert r.json()["headers"] == {"Authorization": "[redacted]"}

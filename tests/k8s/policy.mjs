@@ -335,9 +335,14 @@ export function policy(objects, { repo }) {
         }
     }
     const svcFor = (d) => of("Service").filter((s) => matches({ matchLabels: s.spec?.selector || {} }, podLabels(d)) === true);
+    // the gateway's publisher port (nchan: the workers' events), by name
+    const eventsPort = (gwC?.ports || []).find((p) => p.name === "events");
+    const isEvents = (p) => eventsPort !== undefined &&
+        ((p.targetPort ?? p.port) === eventsPort.name || (p.targetPort ?? p.port) === eventsPort.containerPort);
     if (gateway) {
         const want = hasRoute ? "ClusterIP" : "LoadBalancer";
-        if (!svcFor(gateway).some((s) => (s.spec?.type || "ClusterIP") === want)) {
+        const front = svcFor(gateway).filter((s) => (s.spec?.ports || []).some((p) => !isEvents(p)));
+        if (!front.some((s) => (s.spec?.type || "ClusterIP") === want)) {
             err("services", `no ${want} Service in front of the gateway${hasRoute ? " (behind an HTTPRoute)" : ""}`);
         }
     }
@@ -376,6 +381,56 @@ export function policy(objects, { repo }) {
                     }
                     if (p.port !== undefined && typeof p.port === "number" && !portOk(p.port)) {
                         err("ports", `${at}: port ${p.port} out of range`);
+                    }
+                }
+            }
+        }
+    }
+
+    // events: the workers publish to the gateways' publisher port through
+    // a ClusterIP Service, and only worker pods may reach that port
+    if (gateway && worker) {
+        const pub = (wkC?.env || []).find((e) => e.name === "OMNI_EVENTS_PUBLISH")?.value;
+        if (!eventsPort) {
+            err("events", "the gateway container has no port named events (nchan's publisher)");
+        } else if (!pub) {
+            err("events", "the worker has no OMNI_EVENTS_PUBLISH: nothing reaches /events and /ws");
+        } else {
+            const [host, port] = String(pub).split(":");
+            const svc = named("Service", host.split(".")[0]);
+            const sp = (svc?.spec?.ports || []).find((p) => p.port === Number(port));
+            if (!svc || !sp || matches({ matchLabels: svc.spec?.selector || {} }, podLabels(gateway)) !== true ||
+                !isEvents(sp)) {
+                err("events", `the worker's OMNI_EVENTS_PUBLISH ${pub}: no Service port to the gateway's events port`);
+            }
+        }
+        for (const s of svcFor(gateway)) {
+            if ((s.spec?.type || "ClusterIP") !== "ClusterIP" && (s.spec?.ports || []).some(isEvents)) {
+                err("events", `${id(s)}: the publisher port on a ${s.spec.type} Service (cluster only)`);
+            }
+        }
+        const gnps = of("NetworkPolicy").filter((n) => matches(n.spec?.podSelector, podLabels(gateway)) !== false &&
+            (n.spec?.policyTypes || ["Ingress"]).includes("Ingress"));
+        if (eventsPort && gnps.length === 0) {
+            err("network-policy", "no NetworkPolicy restricts ingress to the gateway's events port");
+        }
+        const notWorker = of("Deployment").filter((d) => d !== worker).map(podLabels);
+        for (const n of gnps) {
+            for (const [i, rule] of (n.spec?.ingress || []).entries()) {
+                const at = `${id(n)} ingress[${i}]`;
+                const admits = (rule.ports || [{}]).some((p) => p.port === undefined ||
+                    p.port === eventsPort?.containerPort || p.port === eventsPort?.name);
+                if (!admits) {
+                    continue;
+                }
+                if (!rule.from || rule.from.length === 0) {
+                    err("network-policy", `${at}: admits every source to the events port`);
+                }
+                for (const peer of rule.from || []) {
+                    if (peer.ipBlock || peer.namespaceSelector || !peer.podSelector ||
+                        matches(peer.podSelector, podLabels(worker)) !== true ||
+                        notWorker.some((l) => matches(peer.podSelector, l) !== false)) {
+                        err("network-policy", `${at}: the events port admits more than the worker pods`);
                     }
                 }
             }

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The gateway container's entrypoint: prepares nginx's prefix in the pod's
 # writable emptyDir (the root filesystem is read-only), fills in the
-# omni_redis directive, then runs nginx in the foreground as this (non-root)
+# omni_redis directive and nchan's Redis (events.conf), then runs nginx in the foreground as this (non-root)
 # user. Extra arguments go to nginx (e.g. -t).
 #
 #   OMNI_NGINX_CONF            nginx.conf from the ConfigMap
-#   OMNI_NGINX_PREFIX          the emptyDir: pid, temp files, omni-redis.conf
+#   OMNI_NGINX_PREFIX          the emptyDir: pid, temp files, omni-redis.conf,
+#                              events.conf
 #   OMNI_REDIS_ADDR            host:port of Redis (resolved when nginx starts)
 #   OMNI_REDIS_PASSWORD_FILE   a file of a mounted Secret (may be absent:
 #                              no AUTH)
@@ -14,6 +15,7 @@ set -euo pipefail
 conf=${OMNI_NGINX_CONF:-/etc/omni/nginx/nginx.conf}
 prefix=${OMNI_NGINX_PREFIX:-/run/omni-gateway}
 redis_in=$(dirname "$conf")/omni-redis.conf.in
+events_in=$(dirname "$conf")/events.conf.in
 pwfile=${OMNI_REDIS_PASSWORD_FILE:-/etc/omni/redis/password}
 
 fail() {
@@ -46,5 +48,17 @@ text=${text//"@REDIS_PASSWORD@"/"$password"}
 umask 077
 printf '%s\n' "$text" > "$prefix/omni-redis.conf.tmp"
 mv -f "$prefix/omni-redis.conf.tmp" "$prefix/omni-redis.conf"
+
+# nchan's channels in the same Redis
+if [ -f "$events_in" ]; then
+    url="redis://$OMNI_REDIS_ADDR"
+    if [ -n "$password" ]; then
+        url="redis://:$password@$OMNI_REDIS_ADDR"
+    fi
+    text=$(cat "$events_in")
+    text=${text//"@REDIS_URL@"/"$url"}
+    printf '%s\n' "$text" > "$prefix/events.conf.tmp"
+    mv -f "$prefix/events.conf.tmp" "$prefix/events.conf"
+fi
 
 exec nginx -p "$prefix" -c "$conf" -e stderr -g 'daemon off;' "$@"

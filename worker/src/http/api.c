@@ -218,6 +218,50 @@ void omni_api_list(
 }
 
 
+void omni_api_list_page(omni_req_t *r, const omni_api_page_t *page, int nvalues,
+    const char *const *values)
+{
+    const char *params[OMNI_API_PAGE_MAX_VALUES + 2];
+    char limit[16];
+    int i, n = omni_api_limit(r);
+
+    if (n < 0) {
+        return;
+    }
+    switch (r->state) {
+
+    case 0:
+        if (page->allow != NULL && !page->allow(r)) {
+            return;
+        }
+        for (i = 0; i < nvalues && i < OMNI_API_PAGE_MAX_VALUES; i++) {
+            params[i] = values[i];
+        }
+        if (page->uuid_cursor) {
+            if (omni_api_cursor(r, &params[i]) != 0) {
+                return;
+            }
+        } else {
+            params[i] = omni_req_arg(r, "cursor");
+        }
+        /* one row more than asked tells whether there is a next page */
+        snprintf(limit, sizeof(limit), "%d", n + 1);
+        params[i + 1] = limit;
+        r->state = 1;
+        omni_api_query(r, page->stmt, i + 2, params);
+        return;
+
+    default:
+        if (r->db_status != OMNI_DB_OK) {
+            omni_api_db_failed(r);
+            return;
+        }
+        omni_api_list(r, n, page->cursor_col, page->row);
+        return;
+    }
+}
+
+
 int omni_api_cursor(omni_req_t *r, const char **out)
 {
     *out = omni_req_arg(r, "cursor");

@@ -49,6 +49,25 @@ typedef void (*omni_api_row_pt)(
 void omni_api_list(
     omni_req_t *r, int limit, int cursor_col, omni_api_row_pt row);
 
+/* A whole list route (GET with `limit` and `cursor`), called by the
+ * handler in every state: checks limit (400), page->allow (may be NULL;
+ * returns 1, or 0 after answering), the cursor (a UUID when uuid_cursor,
+ * else any text), runs page->stmt with the handler's values (at most
+ * OMNI_API_PAGE_MAX_VALUES, e.g. the owner) followed by the cursor (NULL
+ * when absent) and limit + 1, then answers as omni_api_list. */
+#define OMNI_API_PAGE_MAX_VALUES 6
+
+typedef struct {
+    int stmt;
+    int cursor_col; /* next_cursor's column */
+    int uuid_cursor;
+    int (*allow)(omni_req_t *r);
+    omni_api_row_pt row;
+} omni_api_page_t;
+
+void omni_api_list_page(omni_req_t *r, const omni_api_page_t *page, int nvalues,
+    const char *const *values);
+
 /* The `cursor` argument of a list keyed by UUID: 0 and *out set (NULL
  * when absent); otherwise it has answered 400 invalid_parameter and
  * returns -1. */

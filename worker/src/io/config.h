@@ -53,6 +53,9 @@ typedef struct {
                                   seals MCP servers' headers; NULL: none */
     char *mcp_ca_file;         /* OMNI_MCP_CA_FILE: CAs for upstreams; NULL:
                                   the system's */
+    char *mcp_secrets_dir;     /* OMNI_MCP_SECRETS_DIR: files MCP header
+                                  values may name ({"secret_file": name}),
+                                  read at each call; NULL: none */
 } omni_config_t;
 
 /* Loads the configuration: variables from the file named by OMNI_CONFIG

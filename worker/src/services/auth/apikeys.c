@@ -378,44 +378,25 @@ static void omni_apikey_item(
 }
 
 
+static int omni_apikey_registered(omni_req_t *r)
+{
+    if (omni_req_identity(r)->user_id == NULL) {
+        omni_respond_error(
+            r, 403, "forbidden", "API keys belong to registered users");
+        return 0;
+    }
+    return 1;
+}
+
+
 /* GET /api/v1/api-keys: the caller's live keys, newest first */
 void omni_apikeys_list(omni_req_t *r)
 {
-    const char *user = omni_req_identity(r)->user_id, *values[3];
-    char limit[16];
-    int n;
+    const char *values[1] = {omni_req_identity(r)->user_id};
+    omni_api_page_t page = {
+        omni_apikey_list_stmt, 0, 1, omni_apikey_registered, omni_apikey_item};
 
-    n = omni_api_limit(r);
-    if (n < 0) {
-        return;
-    }
-
-    switch (r->state) {
-
-    case 0:
-        if (user == NULL) {
-            omni_respond_error(
-                r, 403, "forbidden", "API keys belong to registered users");
-            return;
-        }
-        if (omni_api_cursor(r, &values[1]) != 0) {
-            return;
-        }
-        snprintf(limit, sizeof(limit), "%d", n + 1);
-        values[0] = user;
-        values[2] = limit;
-        r->state = 1;
-        omni_api_query(r, omni_apikey_list_stmt, 3, values);
-        return;
-
-    default:
-        if (r->db_status != OMNI_DB_OK) {
-            omni_api_db_failed(r);
-            return;
-        }
-        omni_api_list(r, n, 0, omni_apikey_item);
-        return;
-    }
+    omni_api_list_page(r, &page, 1, values);
 }
 
 

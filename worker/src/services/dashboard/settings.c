@@ -193,34 +193,10 @@ static void omni_settings_item(
 
 void omni_settings_list(omni_req_t *r)
 {
-    const char *values[2];
-    char limit[16];
-    int n;
+    omni_api_page_t page = {
+        omni_settings_list_stmt, 0, 0, NULL, omni_settings_item};
 
-    n = omni_api_limit(r);
-    if (n < 0) {
-        return;
-    }
-
-    switch (r->state) {
-
-    case 0:
-        /* one row more than asked tells whether there is a next page */
-        snprintf(limit, sizeof(limit), "%d", n + 1);
-        values[0] = omni_req_arg(r, "cursor");
-        values[1] = limit;
-        r->state = 1;
-        omni_api_query(r, omni_settings_list_stmt, 2, values);
-        return;
-
-    default:
-        if (r->db_status != OMNI_DB_OK) {
-            omni_api_db_failed(r);
-            return;
-        }
-        omni_api_list(r, n, 0, omni_settings_item);
-        return;
-    }
+    omni_api_list_page(r, &page, 0, NULL);
 }
 
 

@@ -156,6 +156,10 @@ static void omni_perf_add(omni_req_t *r, omni_call_t *c, const char *outcome)
     const char *user = omni_req_identity(r)->id;
     int k;
 
+    if (c->start_ms == 0) { /* refused before it was sent */
+        c->start_ms = (uint64_t)omni_mcp_now_ms();
+    }
+
     for (k = 0; k < OMNI_METRICS_MCP_OUTCOMES; k++) {
         if (strcmp(outcome, names[k]) == 0) {
             omni_metrics_mcp_call((omni_metrics_mcp_outcome_t)k,
@@ -193,6 +197,19 @@ static void omni_perf_add(omni_req_t *r, omni_call_t *c, const char *outcome)
     if (omni_perf.nrows >= 100) {
         omni_perf_flush(-1, 0, NULL);
     }
+}
+
+
+/* A call refused before anything was loaded (the server known down) */
+static void omni_perf_refused(
+    omni_req_t *r, const char *id, const char *tool, const char *outcome)
+{
+    omni_call_t t;
+
+    memset(&t, 0, sizeof(t));
+    snprintf(t.u.id, sizeof(t.u.id), "%s", id);
+    t.tool = tool;
+    omni_perf_add(r, &t, outcome);
 }
 
 
@@ -307,7 +324,7 @@ void omni_mcp_tools_call(omni_req_t *r)
         /* known to be down (this process's copy, at most ~250 ms old):
          * refused without a query */
         if (omni_mcp_state_down(server->u.str.ptr, &values[0])) {
-            omni_metrics_mcp_call(OMNI_METRICS_MCP_UNAVAILABLE, 0);
+            omni_perf_refused(r, values[0], values[3], "unavailable");
             omni_respond_error(r, 503, "mcp_server_unavailable",
                 "MCP server %.64s is down (circuit open)", server->u.str.ptr);
             return;
@@ -358,11 +375,13 @@ void omni_mcp_tools_call(omni_req_t *r)
             return;
         }
         if (PQgetvalue(res, 0, n + 2)[0] != 't') {
+            omni_perf_add(r, c, "forbidden");
             omni_respond_error(r, 403, "forbidden",
                 "your role may not call %.128s on %s", c->tool, c->u.name);
             return;
         }
         if (!c->u.enabled) {
+            omni_perf_add(r, c, "unavailable");
             omni_respond_error(r, 503, "mcp_server_unavailable",
                 "MCP server %s is disabled", c->u.name);
             return;
@@ -373,6 +392,7 @@ void omni_mcp_tools_call(omni_req_t *r)
             return;
         }
         if (strcmp(PQgetvalue(res, 0, n), "quarantined") == 0) {
+            omni_perf_add(r, c, "quarantined");
             omni_respond_error(r, 409, "tool_quarantined",
                 "tool %.128s of %s changed its definition and awaits an "
                 "admin's approval",

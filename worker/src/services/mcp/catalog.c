@@ -15,6 +15,7 @@
 #include <event2/buffer.h>
 
 #include "io/log.h"
+#include "io/publish.h"
 #include "http/api.h"
 #include "http/metrics.h"
 #include "services/dashboard/dashboard.h"
@@ -229,6 +230,9 @@ void omni_mcp_catalog_quarantined(const omni_mcp_upstream_t *u, PGresult *res)
         snprintf(summary, sizeof(summary),
             "MCP tool %.64s of %s changed: quarantined", PQgetvalue(res, i, 0),
             u->name);
+        evbuffer_add(b, "", 1);
+        omni_publish("mcp", "mcp.tool.quarantined",
+            (const char *)evbuffer_pullup(b, -1));
         omni_activity_record("mcp.tool.quarantined", NULL, summary,
             (const char *)evbuffer_pullup(b, -1), NULL, NULL);
         evbuffer_free(b);
@@ -401,7 +405,7 @@ void omni_mcp_server_tools(omni_req_t *r)
 
 void omni_mcp_tool_approve(omni_req_t *r)
 {
-    const char *values[4];
+    const char *values[4], *detail;
     struct evbuffer *b;
     char summary[200];
 
@@ -452,8 +456,13 @@ void omni_mcp_tool_approve(omni_req_t *r)
             b, ",\"hash\":\"%s\"}", PQgetvalue(r->db_res, 0, 2));
         snprintf(summary, sizeof(summary), "MCP tool %.64s of %.32s approved",
             omni_req_param(r, 1), PQgetvalue(r->db_res, 0, 1));
-        omni_activity_record("mcp.tool.approved", omni_req_identity(r)->id,
-            summary, (const char *)evbuffer_pullup(b, -1), NULL, NULL);
+        detail = omni_arena_strndup(&r->arena,
+            (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+        if (detail != NULL) {
+            omni_publish("mcp", "mcp.tool.approved", detail);
+            omni_activity_record("mcp.tool.approved", omni_req_identity(r)->id,
+                summary, detail, NULL, NULL);
+        }
         evbuffer_add(b, "\n", 1);
         omni_api_json(r, 200, b);
         evbuffer_free(b);
@@ -492,29 +501,8 @@ static void omni_cat_breaker_item(
 
 void omni_mcp_breakers_list(omni_req_t *r)
 {
-    const char *values[2];
-    char limit[16];
-    int n = omni_api_limit(r);
+    omni_api_page_t page = {
+        omni_cat_breakers_stmt, 1, 0, NULL, omni_cat_breaker_item};
 
-    if (n < 0) {
-        return;
-    }
-    switch (r->state) {
-
-    case 0:
-        snprintf(limit, sizeof(limit), "%d", n + 1);
-        values[0] = omni_req_arg(r, "cursor");
-        values[1] = limit;
-        r->state = 1;
-        omni_api_query(r, omni_cat_breakers_stmt, 2, values);
-        return;
-
-    default:
-        if (r->db_status != OMNI_DB_OK) {
-            omni_api_db_failed(r);
-            return;
-        }
-        omni_api_list(r, n, 1, omni_cat_breaker_item);
-        return;
-    }
+    omni_api_list_page(r, &page, 0, NULL);
 }

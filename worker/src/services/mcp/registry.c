@@ -9,7 +9,9 @@
 
 #include "lib/encode.h"
 #include "lib/uuid.h"
+#include "io/clients.h"
 #include "io/log.h"
+#include "io/publish.h"
 #include "http/api.h"
 #include "services/dashboard/dashboard.h"
 #include "services/mcp/mcp_int.h"
@@ -135,6 +137,22 @@ static void omni_reg_invalid(
 }
 
 
+/* a secret_file reference needs the directory it names a file in */
+static int omni_reg_secrets_dir(
+    const omni_mcp_server_in_t *in, int *status, char field[64], char msg[256])
+{
+    if (in->secret_files && omni_clients.cfg->mcp_secrets_dir == NULL) {
+        *status = 422;
+        snprintf(field, 64, "headers");
+        snprintf(msg, 256,
+            "headers: a secret_file needs the worker's OMNI_MCP_SECRETS_DIR, "
+            "which is not set");
+        return -1;
+    }
+    return 0;
+}
+
+
 static void omni_reg_new_id(char out[37])
 {
     unsigned char u[16];
@@ -242,6 +260,8 @@ static int omni_reg_record(omni_req_t *r, const char *type, const char *id,
     }
     evbuffer_add_printf(
         b, "{\"server_id\":\"%s\",\"server\":\"%s\"}", id, name);
+    evbuffer_add(b, "", 1);
+    omni_publish("mcp", type, (const char *)evbuffer_pullup(b, -1));
     snprintf(summary, sizeof(summary), "MCP server %s %s", name, verb);
     rc = omni_activity_record(type, omni_req_identity(r)->id, summary,
         (const char *)evbuffer_pullup(b, -1), omni_reg_recorded, r);
@@ -270,31 +290,9 @@ static void omni_reg_item(
 
 void omni_mcp_servers_list(omni_req_t *r)
 {
-    const char *values[2];
-    char limit[16];
-    int n = omni_api_limit(r);
+    omni_api_page_t page = {omni_reg_list_stmt, 1, 0, NULL, omni_reg_item};
 
-    if (n < 0) {
-        return;
-    }
-    switch (r->state) {
-
-    case 0:
-        snprintf(limit, sizeof(limit), "%d", n + 1);
-        values[0] = omni_req_arg(r, "cursor");
-        values[1] = limit;
-        r->state = 1;
-        omni_api_query(r, omni_reg_list_stmt, 2, values);
-        return;
-
-    default:
-        if (r->db_status != OMNI_DB_OK) {
-            omni_api_db_failed(r);
-            return;
-        }
-        omni_api_list(r, n, 1, omni_reg_item);
-        return;
-    }
+    omni_api_list_page(r, &page, 0, NULL);
 }
 
 
@@ -365,7 +363,8 @@ void omni_mcp_server_create(omni_req_t *r)
         }
         if (omni_mcp_server_check(r->json, 0, &r->arena, &in, &status, field,
                 sizeof(field), msg, sizeof(msg))
-            != 0) {
+                != 0
+            || omni_reg_secrets_dir(&in, &status, field, msg) != 0) {
             omni_reg_invalid(r, status, field, msg);
             return;
         }
@@ -423,7 +422,8 @@ void omni_mcp_server_update(omni_req_t *r)
         }
         if (omni_mcp_server_check(r->json, 1, &r->arena, &in, &status, field,
                 sizeof(field), msg, sizeof(msg))
-            != 0) {
+                != 0
+            || omni_reg_secrets_dir(&in, &status, field, msg) != 0) {
             omni_reg_invalid(r, status, field, msg);
             return;
         }

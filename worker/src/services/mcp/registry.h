@@ -30,6 +30,7 @@ typedef struct {
     int has_headers;        /* "headers" present (null clears them) */
     const omni_json_t *headers; /* the object, or NULL */
     const char *header_names;   /* text[] literal */
+    int secret_files;           /* a value is {"secret_file": name} */
     const char *fields;         /* text[] literal of the members given */
 } omni_mcp_server_in_t;
 
@@ -39,6 +40,12 @@ typedef struct {
 int omni_mcp_server_check(const omni_json_t *body, int partial,
     omni_arena_t *arena, omni_mcp_server_in_t *in, int *status, char *field,
     size_t fieldlen, char *msg, size_t msglen);
+
+/* 1 when name may be referenced as kind: "secret_env" (MCP_SECRET_ and
+ * 1-64 of A-Z 0-9 _: no other variable of the worker can be sent
+ * upstream) or "secret_file" (a plain file name in OMNI_MCP_SECRETS_DIR).
+ * Pure. */
+int omni_mcp_secret_name_valid(const char *kind, const char *name);
 
 /* 1 when url is an upstream the gateway may call: https://, or http://
  * to loopback or an in-cluster name (no dot, or ending in .svc or

@@ -234,6 +234,76 @@ static const char *omni_mcp_json_text(omni_arena_t *arena, const omni_json_t *v)
 }
 
 
+int omni_mcp_secret_name_valid(const char *kind, const char *name)
+{
+    size_t i, n = strlen(name);
+
+    if (strcmp(kind, "secret_env") == 0) {
+        if (n <= 11 || n > 75 || strncmp(name, "MCP_SECRET_", 11) != 0) {
+            return 0;
+        }
+        for (i = 11; i < n; i++) {
+            if (!((name[i] >= 'A' && name[i] <= 'Z')
+                    || (name[i] >= '0' && name[i] <= '9') || name[i] == '_')) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    if (strcmp(kind, "secret_file") != 0 || n < 1 || n > 128
+        || name[0] == '.') {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        if (!((name[i] >= 'a' && name[i] <= 'z')
+                || (name[i] >= 'A' && name[i] <= 'Z')
+                || (name[i] >= '0' && name[i] <= '9')
+                || strchr("._-", name[i]))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
+/* {"secret_file": name} or {"secret_env": name}: the value is read when
+ * the server is called, never stored */
+static int omni_mcp_check_secret_ref(const char *header, const omni_json_t *v,
+    omni_mcp_server_in_t *in, omni_mcp_err_t *e)
+{
+    const char *kind, *name;
+
+    if (v->u.obj.len != 1) {
+        return omni_mcp_fail(e, 400, "headers",
+            "%s: the value of %.64s must be a string or one of "
+            "{\"secret_file\": name}, {\"secret_env\": name}",
+            header);
+    }
+    kind = v->u.obj.keys[0];
+    name = omni_json_string(v->u.obj.values[0]);
+    if ((strcmp(kind, "secret_file") != 0 && strcmp(kind, "secret_env") != 0)
+        || name == NULL) {
+        return omni_mcp_fail(e, 400, "headers",
+            "%s: the value of %.64s must be a string or one of "
+            "{\"secret_file\": name}, {\"secret_env\": name}",
+            header);
+    }
+    if (!omni_mcp_secret_name_valid(kind, name)) {
+        return omni_mcp_fail(e, 422, "headers",
+            strcmp(kind, "secret_env") == 0
+                ? "%s: the secret_env of %.64s must be MCP_SECRET_ followed "
+                  "by 1-64 of A-Z, 0-9 and _"
+                : "%s: the secret_file of %.64s must be a file name (1-128 "
+                  "of A-Z, a-z, 0-9, ., _ and -, not starting with .)",
+            header);
+    }
+    if (strcmp(kind, "secret_file") == 0) {
+        in->secret_files = 1;
+    }
+    return 0;
+}
+
+
 static int omni_mcp_check_headers(const omni_json_t *v, omni_arena_t *arena,
     omni_mcp_server_in_t *in, omni_mcp_err_t *e)
 {
@@ -258,10 +328,20 @@ static int omni_mcp_check_headers(const omni_json_t *v, omni_arena_t *arena,
             return omni_mcp_fail(e, 422, "headers",
                 "%s: %.64s is set by the gateway", v->u.obj.keys[i]);
         }
+        if (v->u.obj.values[i]->type == OMNI_JSON_OBJECT) {
+            if (omni_mcp_check_secret_ref(
+                    v->u.obj.keys[i], v->u.obj.values[i], in, e)
+                != 0) {
+                return -1;
+            }
+            continue;
+        }
         val = omni_json_string(v->u.obj.values[i]);
         if (val == NULL) {
             return omni_mcp_fail(e, 400, "headers",
-                "%s: the value of %.64s must be a string", v->u.obj.keys[i]);
+                "%s: the value of %.64s must be a string or a secret "
+                "reference",
+                v->u.obj.keys[i]);
         }
         if (v->u.obj.values[i]->u.str.len > OMNI_MCP_MAX_HEADER_VALUE
             || strpbrk(val, "\r\n") != NULL) {

@@ -34,11 +34,12 @@ int omni_mcp_upstream_init(void);
 
 /* Reads row `row` of res (the columns above, from column 0) into u, in the
  * request's arena. 0, or -1 after answering 500 (headers that no longer
- * open: the key changed). */
+ * open: the key changed) or 502 (a header's secret cannot be read). */
 int omni_mcp_upstream_read(
     omni_req_t *r, PGresult *res, int row, omni_mcp_upstream_t *u);
 
-/* The same into any arena, answering nothing: 0, or -1 (logged). */
+/* The same into any arena, answering nothing: 0, -1 (logged), or -2
+ * when a header's secret reference cannot be read now (logged). */
 int omni_mcp_upstream_parse(
     omni_arena_t *arena, PGresult *res, int row, omni_mcp_upstream_t *u);
 
