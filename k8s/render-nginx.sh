@@ -50,7 +50,8 @@ bash "$repo/conf/render.sh" "$tmp/nginx.conf" \
     API_RATE=20r/s \
     AUTH_RATE=10r/m \
     EVENTS_CONF=/etc/omni/nginx/events.conf \
-    EVENTS_PUBLISH=0.0.0.0:8081
+    EVENTS_PUBLISH=0.0.0.0:8081 \
+    UI_DIR=/usr/share/omni/ui
 
 n=$(grep -c '__OMNI_REDIS_ADDR__' "$tmp/nginx.conf" || true)
 if [ "$n" != 1 ]; then
@@ -83,6 +84,7 @@ fi
 cp "$tmp/omni-redis.conf.in" "$out/omni-redis.conf.in"
 cp "$repo/conf/omni-proxy.conf" "$out/omni-proxy.conf"
 cp "$repo/conf/omni-events.conf" "$out/omni-events.conf"
+cp "$repo/conf/omni-ui-headers.conf" "$out/omni-ui-headers.conf"
 # events in each gateway's memory (nchan's Redis storage cannot run beside
 # the module yet: README "Events"); subscribers re-show a token every 60s
 {
