@@ -34,7 +34,7 @@ const result = await esbuild.build({
     metafile: true,
     legalComments: "linked",
     logLevel: "warning",
-});
+}).catch(() => process.exit(1)); // esbuild has printed the errors
 
 let js, css;
 for (const [file, meta] of Object.entries(result.metafile.outputs)) {
