@@ -44,8 +44,6 @@ await page.evaluateOnNewDocument(() => {
     });
 });
 
-const visible = (sel) => `${sel}`;
-
 async function waitText(selector, text, timeout) {
     await page.waitForFunction((s, t) => [...document.querySelectorAll(s)]
         .some((e) => e.offsetParent !== null && (!t || e.textContent.includes(t))),
@@ -148,6 +146,25 @@ const commands = {
             }
         }
         throw new Error(`no button "${text}"`);
+    },
+    // types into whatever has the focus
+    async type({ text }) {
+        await page.keyboard.type(text);
+        return {};
+    },
+    // whether the page's DOM holds `text` anywhere (attributes and input
+    // values included)
+    async contains({ text }) {
+        return { found: await page.evaluate((t) =>
+            document.documentElement.outerHTML.includes(t) ||
+            [...document.querySelectorAll("input, textarea")]
+                .some((e) => e.value.includes(t)), text) };
+    },
+    async storage() {
+        const cookies = await page.cookies();
+        return await page.evaluate((n) => ({ local: localStorage.length,
+            session: sessionStorage.length, cookie: document.cookie,
+            cookies: n }), cookies.length);
     },
     async key({ key }) {
         await page.keyboard.press(key);
