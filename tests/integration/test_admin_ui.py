@@ -532,6 +532,7 @@ def test_an_api_key_is_shown_once_and_works(ui_stack, gw, viewer, browser):
     assert name in {k["name"] for k in r.json()["items"]}
     # once dismissed it is nowhere in the page, and no list shows it
     browser("click", text="Done")
+    assert browser("contains", text=key)["found"] is False
     browser("nav", label="Dashboard")
     browser("nav", label="API keys")
     browser("wait", selector='tr[data-key="%s"]' % name)
@@ -620,12 +621,15 @@ def test_the_page_refreshes_its_token_before_it_expires(
     browser.open()
     browser.login(admin)
     started = time.monotonic()
+    # a screen that polls nothing: the refresh is the page's own timer
+    browser("nav", label="Users")
     statuses = access_log_wait_for(nginx, "POST", "/auth/refresh",
                                    before + 1, TOKEN_TTL + 5)
     took = time.monotonic() - started
     assert statuses[before:before + 1] == [200]
     assert took < TOKEN_TTL, "refreshed %.1f s after login" % took
     # the page still reads the API with the new token
+    browser("nav", label="API keys")
     browser("nav", label="Users")
     browser("wait", selector='tr[data-user="%s"]' % admin.username)
     assert_clean(browser)
