@@ -189,7 +189,7 @@ mcp-node: $(MCP_NODE)/node_modules/.package-lock.json
 # conf/ui/build.mjs (esbuild, uPlot; pinned by conf/ui/package-lock.json,
 # installed into build/ui-node) into build/ui/, which nginx serves at /
 UI_NODE := $(BUILD)/ui-node
-UI_SRC  := $(wildcard conf/ui/src/*) conf/ui/index.html conf/ui/build.mjs
+UI_SRC  := $(shell find conf/ui/src -type f) conf/ui/index.html conf/ui/build.mjs
 $(UI_NODE)/node_modules/.package-lock.json: conf/ui/package.json conf/ui/package-lock.json | deps
 	@mkdir -p $(UI_NODE)
 	@cp conf/ui/package.json conf/ui/package-lock.json $(UI_NODE)/

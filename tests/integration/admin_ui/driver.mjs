@@ -32,6 +32,8 @@ page.on("console", (m) => {
             url: (m.location() || {}).url || "" });
     }
 });
+// a confirm() (deleting something) is answered yes
+page.on("dialog", (d) => d.accept().catch(() => {}));
 page.on("pageerror", (e) => problems.page.push(String(e && e.message || e)));
 page.on("requestfailed", (r) => problems.requests.push({
     url: r.url().replace(/token=[^&]+/, "token=…"),
@@ -109,6 +111,11 @@ const commands = {
         await waitText(selector, text, timeout);
         return { ms: Date.now() - t0 };
     },
+    async gone({ selector, timeout }) {
+        await page.waitForFunction((s) => !document.querySelector(s),
+            { timeout: timeout || 10000, polling: 50 }, selector);
+        return {};
+    },
     async texts({ selector }) {
         return { texts: await page.$$eval(selector, (es) =>
             es.map((e) => e.textContent.trim())) };
@@ -131,7 +138,6 @@ const commands = {
     },
     // clicks the button whose visible text (or aria-label) is `text`
     async click({ text, selector }) {
-        page.once("dialog", (d) => d.accept());
         if (selector) {
             await page.click(selector);
             return {};

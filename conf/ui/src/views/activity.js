@@ -3,7 +3,7 @@ import { feedList, feedState } from "./feed.js";
 
 export function renderActivity(section, { activity }) {
     const stateBox = h("p", {});
-    const box = h("div", { "aria-live": "polite" });
+    const box = h("div", {});
     section.append(stateBox, box);
     return activity.subscribe(() => {
         clear(stateBox, "Events arrive as they happen: ", feedState(activity));

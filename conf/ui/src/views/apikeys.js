@@ -16,7 +16,7 @@ export function renderApiKeys(section) {
         type: "datetime-local" }), "empty: never");
     const status = h("div", {});
     const shown = h("div", {});
-    const form = h("form", { class: "card form", "aria-label": "Create API key" },
+    const form = h("form", { class: "card form", novalidate: true, "aria-label": "Create API key" },
         h("h3", {}, "Create an API key"), name.wrap, role.wrap, expires.wrap,
         h("div", { class: "actions" },
             h("button", { type: "submit", id: "key-create" }, "Create key")),

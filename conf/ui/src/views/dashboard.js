@@ -43,7 +43,7 @@ function costHours(period) {
 }
 
 export function renderDashboard(section, { activity }) {
-    const statsBox = h("div", { class: "stats", "aria-live": "polite" },
+    const statsBox = h("div", { class: "stats" },
         h("p", {}, "Loading…"));
     const chartsBox = h("div", { class: "charts" });
     const feedBox = h("div", { class: "feed-box" });

@@ -7,7 +7,7 @@ const BASE = "/api/v1/mcp/servers";
 function serverForm(server, done) {
     const f = {
         name: field("Name", h("input", { name: "name", required: true,
-            pattern: "[a-z0-9][a-z0-9-]{0,31}", value: server ? server.name : "" }),
+            value: server ? server.name : "" }),
         "a-z, 0-9 and -, up to 32 characters"),
         url: field("URL", h("input", { name: "url", type: "url", required: true,
             value: server ? server.url : "" }), "Streamable HTTP endpoint"),
@@ -21,7 +21,8 @@ function serverForm(server, done) {
         id: "mcp-enabled-" + (server ? server.id : "new"),
         checked: server ? server.enabled : true });
     const status = h("div", {});
-    const form = h("form", { class: "card form",
+    // the API checks every field and names the one it refuses
+    const form = h("form", { class: "card form", novalidate: true,
         "aria-label": server ? `Edit ${server.name}` : "Add MCP server" },
     h("h4", {}, server ? `Edit ${server.name}` : "Add an MCP server"),
     f.name.wrap, f.url.wrap, f.timeout_ms.wrap, f.roles.wrap,
@@ -90,7 +91,7 @@ export function renderMcp(section) {
     const canProbe = hasRank("developer");
     const toolbar = h("div", { class: "toolbar" });
     const formBox = h("div", {});
-    const list = h("div", { "aria-live": "polite" }, h("p", {}, "Loading…"));
+    const list = h("div", {}, h("p", {}, "Loading…"));
     const breakersBox = h("div", {});
     section.append(toolbar, formBox, list,
         h("h3", {}, "Circuit breakers"), breakersBox);

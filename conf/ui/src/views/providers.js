@@ -21,7 +21,7 @@ function providerForm(done) {
         "prices per million tokens"),
     };
     const status = h("div", {});
-    const form = h("form", { class: "card form", "aria-label": "Add provider" },
+    const form = h("form", { class: "card form", novalidate: true, "aria-label": "Add provider" },
         h("h4", {}, "Add an LLM provider"),
         Object.values(f).map((x) => x.wrap),
         h("div", { class: "actions" },
