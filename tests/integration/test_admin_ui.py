@@ -397,8 +397,9 @@ def test_admin_sees_the_dashboard_fill_and_activity_arrive_live(
     browser("wait", selector=item, text="alert_thresholds", timeout=5000)
     took = time.monotonic() - started
     assert took < 2.0, "the event showed after %.2f s" % took
-    text = browser.texts(item)[0]
-    assert "config.updated" in text and "alert_thresholds" in text
+    # it names the event's type and its subject, the configuration key
+    assert browser.texts(item + " .type") == ["config.updated"]
+    assert browser.texts(item + " .subject") == ["alert_thresholds"]
     browser("nav", label="Activity")
     browser("wait", selector=item, text="alert_thresholds")
     browser.shot("activity")
@@ -540,8 +541,14 @@ def everything_host(server):
 
 
 def test_a_viewer_sees_the_data_but_no_write_controls(
-        ui_stack, gw, viewer, data, browser):
+        ui_stack, gw, viewer, data, pg, ui_db, browser):
     server = data["server"]
+    # a quarantined tool, which only an admin may approve
+    tool = data["tools"][-1]["name"]
+    pg.sql("UPDATE omni2.mcp_tools SET status = 'quarantined',"
+           " pending = definition, pending_hash = hash,"
+           " hash = 'an-older-hash' WHERE server_id = %s AND name = %s",
+           (server["id"], tool), dbname=ui_db)
     browser.open()
     assert browser.login(viewer)["role"] == "viewer"
     seen = {}
@@ -552,6 +559,12 @@ def test_a_viewer_sees_the_data_but_no_write_controls(
     # the read-only views are there
     browser("nav", label="MCP")
     browser("wait", selector='tr[data-server="%s"]' % server["name"])
+    browser("click", text="Tools of %s" % server["name"])
+    browser("wait", selector='tr[data-tool="%s"][data-status="quarantined"]'
+            % tool, text="quarantined")
+    tools_controls = labels(browser.controls())
+    assert all(c.startswith("Tools of ") for c in tools_controls), \
+        tools_controls
     browser("nav", label="Configuration")
     browser("wait", selector='article[data-config="chart_settings"] dl',
             text="queries_hours")

@@ -60,6 +60,22 @@ async function settle() {
     { timeout: 10000, polling: 50 });
 }
 
+async function clickOnce(text, selector) {
+    if (selector) {
+        await page.click(selector);
+        return;
+    }
+    for (const b of await page.$$("button")) {
+        const [t, l] = await b.evaluate((e) =>
+            [e.textContent.trim(), e.getAttribute("aria-label")]);
+        if (t === text || l === text) {
+            await b.click();
+            return;
+        }
+    }
+    throw new Error(`no button "${text}"`);
+}
+
 const commands = {
     async open({ url }) {
         const res = await page.goto(url, { waitUntil: "networkidle0" });
@@ -138,20 +154,19 @@ const commands = {
     },
     // clicks the button whose visible text (or aria-label) is `text`
     async click({ text, selector }) {
-        if (selector) {
-            await page.click(selector);
-            return {};
-        }
-        const buttons = await page.$$("button");
-        for (const b of buttons) {
-            const [t, l] = await b.evaluate((e) =>
-                [e.textContent.trim(), e.getAttribute("aria-label")]);
-            if (t === text || l === text) {
-                await b.click();
+        // a screen that re-renders (the MCP list every 10 s) may replace
+        // the button between finding and clicking it: find it again
+        for (let i = 0; ; i++) {
+            try {
+                await clickOnce(text, selector);
                 return {};
+            } catch (e) {
+                if (i >= 5 || !/detached|not clickable/i.test(String(e))) {
+                    throw e;
+                }
+                await new Promise((r) => setTimeout(r, 100));
             }
         }
-        throw new Error(`no button "${text}"`);
     },
     // types into whatever has the focus
     async type({ text }) {
