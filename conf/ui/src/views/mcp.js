@@ -69,17 +69,19 @@ function toolsPanel(server, reload) {
         h("td", {}, h("span", { class: `badge ${t.status}` }, t.status)),
         h("td", {}, t.status === "quarantined" && isAdmin()
             ? h("button", { type: "button", class: "approve",
+                "aria-label": `Approve ${t.name}`,
                 onclick: async (e) => {
-                    e.target.disabled = true;
+                    const button = e.currentTarget;
+                    button.disabled = true;
                     try {
                         await api("POST", `${BASE}/${server.id}/tools/` +
                             `${encodeURIComponent(t.name)}/approve`, {});
                         reload();
                     } catch (err) {
-                        e.target.disabled = false;
+                        button.disabled = false;
                         box.append(notice("error", err.message));
                     }
-                } }, `Approve ${t.name}`) : "")));
+                } }, "Approve") : "")));
         clear(box, table(`Tools of ${server.name}`,
             ["Tool", "Description", "Status", ""], rows, "No tools."));
     }).catch((e) => clear(box, notice("error", e.message)));
@@ -133,14 +135,17 @@ export function renderMcp(section) {
                     h("td", { class: "actions" },
                         h("button", { type: "button", class: "secondary",
                             "aria-expanded": open.has(s.id) ? "true" : "false",
+                            "aria-label": `Tools of ${s.name}`,
                             onclick: () => {
                                 if (open.has(s.id)) open.delete(s.id);
                                 else open.add(s.id);
                                 load();
-                            } }, `Tools of ${s.name}`),
+                            } }, "Tools"),
                         canProbe ? h("button", { type: "button",
-                            class: "secondary", onclick: async (e) => {
-                                e.target.disabled = true;
+                            class: "secondary", "aria-label": `Probe ${s.name}`,
+                            onclick: async (e) => {
+                                const button = e.currentTarget;
+                                button.disabled = true;
                                 try {
                                     const p = await api("POST",
                                         `${BASE}/${s.id}/health`, {});
@@ -150,11 +155,13 @@ export function renderMcp(section) {
                                 } catch (err) {
                                     probeOut.textContent = err.message;
                                 }
-                                e.target.disabled = false;
-                            } }, `Probe ${s.name}`) : null,
+                                button.disabled = false;
+                            } }, "Probe") : null,
                         admin ? h("button", { type: "button", class: "secondary",
-                            onclick: () => edit(s) }, `Edit ${s.name}`) : null,
+                            "aria-label": `Edit ${s.name}`,
+                            onclick: () => edit(s) }, "Edit") : null,
                         admin ? h("button", { type: "button", class: "danger",
+                            "aria-label": `Delete ${s.name}`,
                             onclick: async () => {
                                 if (!window.confirm(`Delete ${s.name}?`)) return;
                                 try {
@@ -163,7 +170,7 @@ export function renderMcp(section) {
                                 } catch (err) {
                                     list.prepend(notice("error", err.message));
                                 }
-                            } }, `Delete ${s.name}`) : null,
+                            } }, "Delete") : null,
                         probeOut)));
                 if (open.has(s.id)) {
                     rows.push(h("tr", { class: "detail" },

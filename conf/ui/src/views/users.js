@@ -30,7 +30,8 @@ export function renderUsers(section) {
             clear(list, table("Users", ["User", "Email", "Role", "Active",
                 "Last login", "Actions"], r.items.map((u) => {
                 const name = u.username || u.email;
-                const sel = h("select", { "aria-label": `Role of ${name}` },
+                const sel = h("select", { "aria-label": `Role of ${name}`,
+                    class: "role" },
                     ROLES.map((role) => h("option", { value: role,
                         selected: role === u.role }, role)));
                 const self = me && me.id === u.id;
@@ -42,20 +43,23 @@ export function renderUsers(section) {
                     h("td", {}, fmtTime(u.last_login_at)),
                     h("td", { class: "actions" }, self ? "(you)" : [
                         h("button", { type: "button", class: "secondary",
+                            "aria-label": `Save role of ${name}`,
                             onclick: () => change(u, { role: sel.value },
-                                `role ${sel.value}`) }, `Save role of ${name}`),
+                                `role ${sel.value}`) }, "Save role"),
                         u.is_active
                             ? h("button", { type: "button", class: "danger",
+                                "aria-label": `Deactivate ${name}`,
                                 onclick: () => {
                                     if (window.confirm(`Deactivate ${name}? ` +
                                         "Their tokens and keys are revoked.")) {
                                         change(u, { is_active: false },
                                             "deactivated");
                                     }
-                                } }, `Deactivate ${name}`)
+                                } }, "Deactivate")
                             : h("button", { type: "button", class: "secondary",
+                                "aria-label": `Activate ${name}`,
                                 onclick: () => change(u, { is_active: true },
-                                    "activated") }, `Activate ${name}`)]));
+                                    "activated") }, "Activate")]));
             })));
         } catch (e) {
             clear(list, notice("error", e.message));
