@@ -124,13 +124,13 @@ $(BUILD)/paced: tests/bench/paced.c | deps
 unit: $(UNIT_TESTS)
 	@bash tests/unit/run.sh $(UNIT_TESTS)
 
-test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe mcp-node
+test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe mcp-node ui ui-test-node
 	@bash tests/run.sh $(UNIT_TESTS)
 
-run: deps build
+run: deps build ui
 	@bash conf/stack.sh run
 
-up: deps build
+up: deps build ui
 	@bash conf/stack.sh up
 
 down:
@@ -188,3 +188,30 @@ $(MCP_NODE)/node_modules/.package-lock.json: tests/integration/fixtures/mcp/pack
 
 mcp-node: $(MCP_NODE)/node_modules/.package-lock.json
 .PHONY: mcp-node
+
+# The admin page (SPEC 12, README "Admin page"): conf/ui/ bundled by
+# conf/ui/build.mjs (esbuild, uPlot; pinned by conf/ui/package-lock.json,
+# installed into build/ui-node) into build/ui/, which nginx serves at /
+UI_NODE := $(BUILD)/ui-node
+UI_SRC  := $(shell find conf/ui/src -type f) conf/ui/index.html conf/ui/build.mjs
+$(UI_NODE)/node_modules/.package-lock.json: conf/ui/package.json conf/ui/package-lock.json | deps
+	@mkdir -p $(UI_NODE)
+	@cp conf/ui/package.json conf/ui/package-lock.json $(UI_NODE)/
+	@cd $(UI_NODE) && npm ci --no-audit --no-fund --loglevel=error
+
+$(BUILD)/ui/index.html: $(UI_SRC) $(UI_NODE)/node_modules/.package-lock.json
+	@node conf/ui/build.mjs $(UI_NODE) $(BUILD)/ui
+
+ui: $(BUILD)/ui/index.html
+
+# the browser tests' driver (puppeteer-core, pinned by
+# tests/integration/admin_ui/package-lock.json); the browser is Debian's
+# chromium (conf/deps.sh)
+UI_TEST_NODE := $(BUILD)/ui-test-node
+$(UI_TEST_NODE)/node_modules/.package-lock.json: tests/integration/admin_ui/package.json tests/integration/admin_ui/package-lock.json | deps
+	@mkdir -p $(UI_TEST_NODE)
+	@cp tests/integration/admin_ui/package.json tests/integration/admin_ui/package-lock.json $(UI_TEST_NODE)/
+	@cd $(UI_TEST_NODE) && npm ci --no-audit --no-fund --loglevel=error
+
+ui-test-node: $(UI_TEST_NODE)/node_modules/.package-lock.json
+.PHONY: ui ui-test-node

@@ -13,6 +13,8 @@ packages=(
     python3-pytest python3-requests python3-jwt python3-websocket
     python3-psycopg2 python3-redis python3-passlib wrk clang
     libclang-rt-14-dev
+    # the admin page's browser tests (tests/integration/test_admin_ui.py)
+    chromium
     # the Kubernetes manifests' checks (tests/k8s)
     yamllint
     # the auth_request baseline's auth service (tests/bench/authservice.py),

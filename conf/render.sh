@@ -27,6 +27,8 @@
 #                           (resuming where it left off)
 #   EVENTS_CONF=F           instead of the two above, a file of your own
 #                           with nchan's http-level settings
+#   UI_DIR=/path            the admin page's built files (`make ui`);
+#                           default build/ui in this repository
 #   Both generated files are written (mode 0600) beside OUT.
 set -euo pipefail
 
@@ -49,12 +51,14 @@ events_publish=
 events_redis=
 events_recheck=60s
 events_conf=
+ui_dir=
 for kv in "$@"; do
     case $kv in
         EVENTS_PUBLISH=*) events_publish=${kv#*=} ;;
         EVENTS_REDIS_URL=*) events_redis=${kv#*=} ;;
         EVENTS_RECHECK=*) events_recheck=${kv#*=} ;;
         EVENTS_CONF=*) events_conf=${kv#*=} ;;
+        UI_DIR=*) ui_dir=${kv#*=} ;;
         WORKER_SOCKET=*) worker_socket=${kv#*=} ;;
         WORKER_ADDR=*) worker_addr=${kv#*=} ;;
         GATEWAY_SECRET=*) secret=${kv#*=} ;;
@@ -79,6 +83,8 @@ if [ -z "$secret_conf" ]; then
     secret_conf=$secret_file
 fi
 args+=("GATEWAY_SECRET_CONF=$secret_conf")
+
+args+=("UI_DIR=${ui_dir:-$(dirname "$(dirname "$template")")/build/ui}")
 
 out_dir=$(cd "$(dirname "$out")" && pwd -P)
 args+=("EVENTS_PUBLISH=${events_publish:-unix:$out_dir/events.sock}")

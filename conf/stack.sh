@@ -447,6 +447,19 @@ start_nginx() {
         mkdir -p "$run/nginx/tmp/$d"
     done
 
+    # the admin page (make ui), copied where nginx's workers can read it
+    # even when the clone is in a closed home directory
+    if [ -s "$repo/build/ui/index.html" ]; then
+        rm -rf "$run/ui.new"
+        cp -R "$repo/build/ui" "$run/ui.new"
+        chmod -R a+rX "$run/ui.new"
+        rm -rf "$run/ui"
+        mv "$run/ui.new" "$run/ui"
+    else
+        warn "the admin page is not built (make ui): / answers 404"
+        mkdir -p "$run/ui"
+    fi
+
     bash "$repo/conf/render.sh" "$run/nginx/nginx.conf" \
         MODULE_PATH="$module" \
         NGINX_USER="$nginx_user" \
@@ -466,6 +479,7 @@ start_nginx() {
         API_RATE="${OMNI_API_RATE:-20r/s}" \
         AUTH_RATE="${OMNI_AUTH_RATE:-10r/m}" \
         EVENTS_PUBLISH="unix:$run/nginx/events.sock" \
+        UI_DIR="$run/ui" \
         || fail "could not render $run/nginx/nginx.conf"
 
     ln -sfn ../nginx/error.log "$logs/nginx-error.log"
@@ -579,6 +593,8 @@ usage_text() {
 
 Omni is running (run directory $run):
 
+  admin     https://localhost:$https_port/  (the admin page; log in as
+            admin@localhost, password in $run/admin-password)
   gateway   https://localhost:$https_port  (self-signed: curl -k, or
             --cacert $run/tls/cert.pem)  and  http://localhost:$http_port
   status    curl -k https://localhost:$https_port/omni/status

@@ -54,7 +54,8 @@ bash "$repo/conf/render.sh" "$tmp/nginx.conf" \
     API_RATE=20r/s \
     AUTH_RATE=10r/m \
     EVENTS_CONF=$prefix/events.conf \
-    EVENTS_PUBLISH=0.0.0.0:8081
+    EVENTS_PUBLISH=0.0.0.0:8081 \
+    UI_DIR=/usr/share/omni/ui
 
 n=$(grep -c '__OMNI_REDIS_ADDR__' "$tmp/nginx.conf" || true)
 if [ "$n" != 1 ]; then
@@ -87,6 +88,7 @@ fi
 cp "$tmp/omni-redis.conf.in" "$out/omni-redis.conf.in"
 cp "$repo/conf/omni-proxy.conf" "$out/omni-proxy.conf"
 cp "$repo/conf/omni-events.conf" "$out/omni-events.conf"
+cp "$repo/conf/omni-ui-headers.conf" "$out/omni-ui-headers.conf"
 # channels in Redis, shared by every gateway (as conf/render.sh writes them
 # for EVENTS_REDIS_URL); the image's entrypoint fills in @REDIS_URL@;
 # subscribers re-show a token every 60s

@@ -570,10 +570,12 @@ export function policy(objects, { repo }) {
                 if (writes && p?.startsWith("/") && !where(p)?.emptyDir && !["/dev/stderr", "/dev/stdout"].includes(p)) {
                     err("writable", `nginx ${d.name} ${p}: not in an emptyDir (the root is read-only)`);
                 }
-                // every file nginx reads is in the image or a mount
+                // every file nginx reads is in the image or a mount (the
+                // image carries the admin page: k8s/images/gateway)
                 for (const a of d.args) {
                     const f = /^(?:file=)?(\/[\w./-]+)$/.exec(a)?.[1];
                     if (f && d.name !== "location" && !f.startsWith("/_omni") && d.name !== "return" &&
+                        d.name !== "try_files" && f !== "/usr/share/omni/ui" &&
                         f !== "/usr/lib/nginx/modules/ngx_http_omni_module.so" &&
                         f !== "/usr/lib/nginx/modules/ngx_nchan_module.so" && !where(f) &&
                         !["/dev/stderr", "/dev/stdout"].includes(f)) {
