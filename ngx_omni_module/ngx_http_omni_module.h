@@ -85,6 +85,13 @@ typedef struct {
 } ngx_http_omni_limit_t;
 
 
+/* a Sentinel of "omni_redis sentinel://...": numeric, resolved when read */
+typedef struct {
+    ngx_str_t                   host;           /* NUL-terminated */
+    in_port_t                   port;
+} ngx_http_omni_addr_t;
+
+
 /* ngx_http_omni_shm.c: a shared-memory map, bytes to bytes, LRU */
 typedef struct {
     ngx_rbtree_t                rbtree;
@@ -178,6 +185,8 @@ typedef struct {
     in_port_t                   redis_port;
     ngx_str_t                   redis_path;     /* unix socket */
     ngx_str_t                   redis_password;
+    ngx_array_t                *redis_sentinels; /* ngx_http_omni_addr_t */
+    ngx_str_t                   redis_master;   /* NUL-terminated */
     ngx_uint_t                  redis_db;
     ngx_msec_t                  redis_timeout;
     ngx_array_t                 zones;          /* ngx_http_omni_zone_t */
@@ -372,6 +381,7 @@ ngx_int_t ngx_http_omni_redis_command(void (*cb)(struct redisAsyncContext *,
 ngx_int_t ngx_http_omni_redis_formatted(void (*cb)(struct redisAsyncContext *,
     void *, void *), void *privdata, u_char *cmd, size_t len);
 void ngx_http_omni_redis_teardown(void);
+void ngx_http_omni_redis_error(u_char *text, size_t len);
 
 /* ngx_http_omni_variables.c */
 ngx_int_t ngx_http_omni_add_variables(ngx_conf_t *cf);
