@@ -299,3 +299,54 @@ def test_module_follows_a_sentinel_failover_under_load(sentinels):
         assert gw.proc.poll() is None
     finally:
         gw.destroy()
+
+
+def test_worker_and_gateway_revoke_on_the_new_master(sentinels,
+                                                     worker_factory):
+    """A logout writes the revocation through the worker's Redis link and
+    the gateway reads it through its own: both follow the failover."""
+    from auth_support import (
+        Client, assert_gateway_401, claims, login, register)
+    w = worker_factory(env={"OMNI_REDIS_ADDR": sentinels.url})
+    gw = stack.Nginx(w.socket_path, redis_addr=sentinels.url,
+                     extra={"AUTH_RATE": "10000r/s"}).start()
+    client = Client(gw, source="127.0.0.23")
+    try:
+        user = register(client)
+        login(client, user)
+        assert client.get("/auth/me", token=user.access).status_code == 200
+        assert client.post("/auth/logout",
+                           token=user.access).status_code == 204
+        assert_gateway_401(client.get("/auth/me", token=user.access),
+                           "token_revoked")
+
+        sentinels.failover()
+        switched = time.monotonic()
+        while True:
+            login(client, user)
+            assert client.get("/auth/me",
+                              token=user.access).status_code == 200
+            r = client.post("/auth/logout", token=user.access)
+            if r.status_code == 204 and client.get(
+                    "/auth/me", token=user.access).status_code == 401:
+                break
+            assert time.monotonic() - switched < 10, (r.status_code, r.text)
+            time.sleep(0.2)
+        took = time.monotonic() - switched
+        assert_gateway_401(client.get("/auth/me", token=user.access),
+                           "token_revoked")
+        jti = claims(user.access)["jti"]
+        assert sentinels.replica.client().exists("omni:revoked:" + jti), \
+            "the revocation is not on the new master"
+        print("logout + refusal through the new master %.2fs after the "
+              "failover" % took)
+        assert took < 5
+        found = [line for line in w.log_text().splitlines()
+                 if "redis master found through Sentinel" in line
+                 and '"port":%d' % sentinels.replica.port in line]
+        assert found, w.log_text()[-3000:]
+        log = gw.error_log.read_text()
+        assert "[alert]" not in log and "[crit]" not in log, log[-3000:]
+    finally:
+        client.close()
+        gw.destroy()
