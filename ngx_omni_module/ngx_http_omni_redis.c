@@ -7,10 +7,14 @@
  * init_process (never in the master) and reopened with backoff and jitter.
  *
  * With "sentinel://HOST:PORT,.../MASTER" each (re)connection first asks
- * the Sentinels in turn for the master's address (one short-lived link,
+ * the Sentinels in turn for the master's address (one link of its own,
  * same event hooks), connects there and checks with ROLE that it is the
- * master; a -READONLY reply (the master demoted under us) drops the link,
- * so the next connection asks again.
+ * master. The Sentinel's link stays open, subscribed to "+switch-master":
+ * when a failover promotes a replica, the master's link is dropped at once
+ * and the next connection asks again, rather than writing on to the old
+ * master until Sentinel demotes it (seconds later; what it took then is
+ * lost). A -READONLY reply (the master demoted under us) drops the link
+ * too.
  */
 
 
@@ -43,6 +47,7 @@ typedef struct {
 
     /* Sentinel: the link asking, whom, and the answer */
     redisAsyncContext          *sentinel;
+    redisAsyncContext          *watch;          /* subscribed */
     ngx_event_t                 sentinel_timer;
     ngx_uint_t                  sentinel_next;
     ngx_uint_t                  sentinel_tried;
@@ -61,6 +66,8 @@ static void ngx_http_omni_redis_role_done(redisAsyncContext *ctx,
     void *reply, void *privdata);
 static void ngx_http_omni_sentinel_ask(ngx_http_omni_redis_t *rd);
 static void ngx_http_omni_sentinel_failed(ngx_http_omni_redis_t *rd);
+static void ngx_http_omni_sentinel_message(redisAsyncContext *ctx,
+    void *reply, void *privdata);
 static void ngx_http_omni_redis_schedule(ngx_http_omni_redis_t *rd);
 static void ngx_http_omni_redis_write_now(ngx_http_omni_redis_t *rd);
 
@@ -717,6 +724,19 @@ ngx_http_omni_sentinel_on_disconnect(const redisAsyncContext *ctx,
 {
     ngx_http_omni_redis_t  *rd = ctx->data;
 
+    if (rd->watch == ctx) {
+        rd->watch = NULL;
+
+        if (!rd->closing) {
+            ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                          "omni: redis Sentinel %s:%d: the link watching "
+                          "for a failover closed",
+                          ctx->c.tcp.host, ctx->c.tcp.port);
+        }
+
+        return;
+    }
+
     if (rd->sentinel != ctx) {
         return;
     }
@@ -760,8 +780,9 @@ ngx_http_omni_sentinel_reply(redisAsyncContext *ctx, void *reply,
     redisReply             *rep = reply;
     ngx_http_omni_redis_t  *rd = ctx->data;
 
-    ngx_int_t     port;
-    redisReply   *host;
+    ngx_int_t           port;
+    redisReply         *host;
+    redisAsyncContext  *watch;
 #if (NGX_HAVE_INET6)
     u_char        inaddr6[16];
 #endif
@@ -824,7 +845,21 @@ ngx_http_omni_sentinel_reply(redisAsyncContext *ctx, void *reply,
     rd->master_host[host->len] = '\0';
     rd->master_port = (int) port;
 
-    redisAsyncDisconnect(ctx);
+    if (rd->watch) {
+        watch = rd->watch;
+        rd->watch = NULL;
+        redisAsyncDisconnect(watch);
+    }
+
+    if (redisAsyncCommand(ctx, ngx_http_omni_sentinel_message, NULL,
+                          "SUBSCRIBE +switch-master")
+        == REDIS_OK)
+    {
+        rd->watch = ctx;
+
+    } else {
+        redisAsyncDisconnect(ctx);
+    }
 
     rd->sentinel_tried = 0;
     ngx_http_omni_redis_connect_master(rd, (char *) rd->master_host,
@@ -835,6 +870,52 @@ failed:
 
     redisAsyncDisconnect(ctx);
     ngx_http_omni_sentinel_failed(rd);
+}
+
+
+/*
+ * "+switch-master NAME OLD-IP OLD-PORT NEW-IP NEW-PORT": drop the link to
+ * the old master; the next connection asks where the master is now.
+ */
+
+static void
+ngx_http_omni_sentinel_message(redisAsyncContext *ctx, void *reply,
+    void *privdata)
+{
+    redisReply             *rep = reply;
+    ngx_http_omni_redis_t  *rd = ctx->data;
+
+    u_char     *p, *last;
+    ngx_str_t  *name;
+
+    if (rep == NULL || rd->watch != ctx || rep->type != REDIS_REPLY_ARRAY
+        || rep->elements != 3
+        || rep->element[0]->type != REDIS_REPLY_STRING
+        || rep->element[2]->type != REDIS_REPLY_STRING
+        || ngx_strcmp(rep->element[0]->str, "message") != 0)
+    {
+        return;
+    }
+
+    name = &rd->omcf->redis_master;
+    p = (u_char *) rep->element[2]->str;
+    last = p + rep->element[2]->len;
+
+    if ((size_t) (last - p) <= name->len
+        || ngx_strncmp(p, name->data, name->len) != 0
+        || p[name->len] != ' ')
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                  "omni: redis Sentinel: failover of \"%V\": %*s",
+                  name, (size_t) (last - p - name->len - 1),
+                  p + name->len + 1);
+
+    if (rd->ctx && !(rd->ctx->c.flags & REDIS_DISCONNECTING)) {
+        redisAsyncDisconnect(rd->ctx);
+    }
 }
 
 
@@ -1007,6 +1088,12 @@ ngx_http_omni_redis_exit_process(ngx_cycle_t *cycle)
     if (rd->sentinel) {
         ctx = rd->sentinel;
         rd->sentinel = NULL;
+        redisAsyncFree(ctx);
+    }
+
+    if (rd->watch) {
+        ctx = rd->watch;
+        rd->watch = NULL;
         redisAsyncFree(ctx);
     }
 

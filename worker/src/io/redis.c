@@ -1,9 +1,11 @@
 /* redis.c: hiredis async connection with reconnect, deadlines and a bound
  * on commands in flight, on the libevent loop. With
  * "sentinel://HOST:PORT,.../MASTER" every (re)connection first asks the
- * Sentinels in turn where the master is, checks with ROLE that it is, and
- * a -READONLY reply (the master demoted by a failover) drops the link so
- * that the next one asks again. */
+ * Sentinels in turn where the master is and checks with ROLE that it is;
+ * the Sentinel's link stays open, subscribed to "+switch-master", and a
+ * failover drops the master's link at once (the old master takes writes
+ * until Sentinel demotes it, seconds later, and loses them then), as does
+ * a -READONLY reply; the next connection asks again. */
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -66,6 +68,7 @@ struct omni_redis {
     int nsentinels;
     char *master_name;
     redisAsyncContext *sentinel;
+    redisAsyncContext *watch; /* subscribed to +switch-master */
     struct event sentinel_deadline;
     int sentinel_next;
     int sentinel_tried;
@@ -421,6 +424,16 @@ static void omni_redis_sentinel_on_disconnect(
 {
     omni_redis_t *r = ctx->data;
 
+    if (r->watch == ctx) {
+        r->watch = NULL;
+        if (!r->closing) {
+            omni_log(OMNI_LOG_WARN,
+                "redis Sentinel: the link watching for a failover closed",
+                "\"host\":\"%s\",\"port\":%d", ctx->c.tcp.host,
+                ctx->c.tcp.port);
+        }
+        return;
+    }
     if (r->sentinel != ctx) {
         return;
     }
@@ -448,11 +461,39 @@ static void omni_redis_sentinel_timeout(
 }
 
 
+/* "+switch-master NAME OLD-IP OLD-PORT NEW-IP NEW-PORT": drop the link to
+ * the old master; the next connection asks where the master is now. */
+static void omni_redis_sentinel_message(
+    redisAsyncContext *ctx, void *reply, void *privdata)
+{
+    omni_redis_t *r = ctx->data;
+    redisReply *rep = reply;
+    size_t n = strlen(r->master_name);
+    char buf[256];
+
+    if (rep == NULL || r->watch != ctx || rep->type != REDIS_REPLY_ARRAY
+        || rep->elements != 3 || rep->element[0]->type != REDIS_REPLY_STRING
+        || rep->element[2]->type != REDIS_REPLY_STRING
+        || strcmp(rep->element[0]->str, "message") != 0
+        || strncmp(rep->element[2]->str, r->master_name, n) != 0
+        || rep->element[2]->str[n] != ' ') {
+        return;
+    }
+    omni_log(OMNI_LOG_WARN, "redis Sentinel: failover; asking again",
+        "\"master\":\"%s\",\"switch\":\"%s\"", r->master_name,
+        omni_log_escape(buf, sizeof(buf), rep->element[2]->str + n + 1));
+    if (r->ctx != NULL && !(r->ctx->c.flags & REDIS_DISCONNECTING)) {
+        redisAsyncDisconnect(r->ctx);
+    }
+}
+
+
 static void omni_redis_sentinel_reply(
     redisAsyncContext *ctx, void *reply, void *privdata)
 {
     omni_redis_t *r = ctx->data;
     redisReply *rep = reply;
+    redisAsyncContext *watch;
     unsigned char addr[sizeof(struct in6_addr)];
     const char *host;
     int port;
@@ -490,7 +531,18 @@ static void omni_redis_sentinel_reply(
     }
     snprintf(r->master_host, sizeof(r->master_host), "%s", host);
     r->master_port = port;
-    redisAsyncDisconnect(ctx);
+    if (r->watch) {
+        watch = r->watch;
+        r->watch = NULL;
+        redisAsyncDisconnect(watch);
+    }
+    if (redisAsyncCommand(
+            ctx, omni_redis_sentinel_message, NULL, "SUBSCRIBE +switch-master")
+        == REDIS_OK) {
+        r->watch = ctx;
+    } else {
+        redisAsyncDisconnect(ctx);
+    }
     r->sentinel_tried = 0;
     omni_redis_connect_to(r, r->master_host, r->master_port);
     return;
@@ -795,6 +847,11 @@ void omni_redis_free(omni_redis_t *r)
     if (r->sentinel) {
         ctx = r->sentinel;
         r->sentinel = NULL;
+        redisAsyncFree(ctx);
+    }
+    if (r->watch) {
+        ctx = r->watch;
+        r->watch = NULL;
         redisAsyncFree(ctx);
     }
     if (r->ctx) {
