@@ -74,15 +74,24 @@ class Node:
              "dir %s" % self.dir, "logfile %s" % self.log_path] + lines)
             + "\n")
         conf.chmod(0o600)
-        cmd = [sentinel_binary(), str(conf)] if sentinel else [
+        self.cmd = [sentinel_binary(), str(conf)] if sentinel else [
             "redis-server", str(conf)]
+        self.sentinel = sentinel
+        self.name = name
+        self.start()
+
+    def start(self):
         self.proc = subprocess.Popen(
-            cmd, cwd=self.dir, stdin=subprocess.DEVNULL,
+            self.cmd, cwd=self.dir, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=stack._dies_with_us(signal_term()))
-        self.sentinel = sentinel
-        stack.wait_until(self._ping, 20, "%s on %d" % (name, self.port))
+        stack.wait_until(self._ping, 20, "%s on %d" % (self.name, self.port))
+
+    def kill(self):
+        import signal
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
 
     def client(self):
         import redis
@@ -365,4 +374,58 @@ def test_worker_and_gateway_revoke_on_the_new_master(sentinels,
         assert "[alert]" not in log and "[crit]" not in log, log[-3000:]
     finally:
         client.close()
+        gw.destroy()
+
+
+def test_old_master_restarted_empty_is_never_written_to(sentinels):
+    """The master dies; Sentinel promotes the replica; the old master comes
+    back, empty and a master in its own eyes, until Sentinel demotes it
+    (TESTING.md: ~10 s). The gateway writes only to the new one."""
+    gw = stack.NginxConf(CONF, name="sentinel", redis=sentinels.url).start(
+        probe="/many/")
+    try:
+        wait_connected(gw.port)
+        old_master = sentinels.master
+        killed = time.monotonic()
+        old_master.kill()
+
+        def decided_by_new_master():
+            key = "after-" + uuid.uuid4().hex[:8]
+            ok, _ = limit_holds(gw.port, key)
+            # the old master is dead: the replica has it only if it was
+            # written there
+            return ok and any(key.encode() in k
+                              for k in omni_keys(sentinels.replica))
+        stack.wait_until(decided_by_new_master, 20,
+                         "limits decided by the promoted replica",
+                         interval=0.2)
+        recovered = time.monotonic() - killed
+
+        old_master.start()
+        load = Load(gw.port)
+        load.start()
+        as_master = 0
+        restarted = time.monotonic()
+        deadline = restarted + 30
+        while True:
+            role = old_master.client().info("replication")["role"]
+            if role != "master":
+                break
+            as_master += 1
+            assert omni_keys(old_master) == [], \
+                "the restarted old master was written to"
+            assert time.monotonic() < deadline, "never demoted"
+            time.sleep(0.1)
+        demoted = time.monotonic() - restarted
+        results = load.stop()
+        assert as_master > 0, "the old master came back as a replica"
+        ok, statuses = limit_holds(gw.port, "end-" + uuid.uuid4().hex[:8])
+        assert ok, statuses
+        assert [st for _, st in results].count(200) > 0.9 * len(results)
+        print("master killed: limits decided by the promoted replica after "
+              "%.2fs; the old master restarted as an empty master for "
+              "%.1fs and got no write" % (recovered, demoted))
+        log = gw.error_log.read_text()
+        assert "[alert]" not in log and "[crit]" not in log, log[-3000:]
+    finally:
         gw.destroy()
