@@ -51,7 +51,7 @@ typedef struct {
     ngx_event_t                 sentinel_timer;
     ngx_uint_t                  sentinel_next;
     ngx_uint_t                  sentinel_tried;
-    ngx_uint_t                  readonly;       /* link dropped for it */
+    ngx_uint_t                  switched;       /* told where, by a watch */
     u_char                      master_host[NGX_INET6_ADDRSTRLEN + 1];
     int                         master_port;
 } ngx_http_omni_redis_t;
@@ -68,6 +68,8 @@ static void ngx_http_omni_sentinel_ask(ngx_http_omni_redis_t *rd);
 static void ngx_http_omni_sentinel_failed(ngx_http_omni_redis_t *rd);
 static void ngx_http_omni_sentinel_message(redisAsyncContext *ctx,
     void *reply, void *privdata);
+static ngx_int_t ngx_http_omni_sentinel_switch(ngx_http_omni_redis_t *rd,
+    u_char *p, u_char *last);
 static void ngx_http_omni_redis_schedule(ngx_http_omni_redis_t *rd);
 static void ngx_http_omni_redis_write_now(ngx_http_omni_redis_t *rd);
 
@@ -489,6 +491,13 @@ ngx_http_omni_redis_connect(ngx_http_omni_redis_t *rd)
     ngx_http_omni_main_conf_t  *omcf;
 
     omcf = rd->omcf;
+
+    if (omcf->redis_sentinels && rd->switched) {
+        rd->switched = 0;
+        ngx_http_omni_redis_connect_master(rd, (char *) rd->master_host,
+                                           rd->master_port);
+        return;
+    }
 
     if (omcf->redis_sentinels) {
         rd->sentinel_tried = 0;
@@ -913,9 +922,75 @@ ngx_http_omni_sentinel_message(redisAsyncContext *ctx, void *reply,
                   name, (size_t) (last - p - name->len - 1),
                   p + name->len + 1);
 
+    /*
+     * the new address, taken as it is: another Sentinel, asked now, may
+     * not know of the failover yet and name the old master, which is a
+     * master still until it is demoted
+     */
+    if (ngx_http_omni_sentinel_switch(rd, p + name->len + 1, last)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "omni: redis Sentinel: a \"+switch-master\" "
+                      "message not understood; asking the Sentinels");
+    }
+
     if (rd->ctx && !(rd->ctx->c.flags & REDIS_DISCONNECTING)) {
         redisAsyncDisconnect(rd->ctx);
     }
+}
+
+
+/* "OLD-IP OLD-PORT NEW-IP NEW-PORT": the new master is where to connect */
+
+static ngx_int_t
+ngx_http_omni_sentinel_switch(ngx_http_omni_redis_t *rd, u_char *p,
+    u_char *last)
+{
+    u_char      *host, *sp;
+    size_t       len;
+    ngx_int_t    port;
+    ngx_uint_t   i;
+#if (NGX_HAVE_INET6)
+    u_char       inaddr6[16];
+#endif
+
+    for (i = 0; i < 2; i++) {
+        p = ngx_strlchr(p, last, ' ');
+
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        p++;
+    }
+
+    host = p;
+    sp = ngx_strlchr(p, last, ' ');
+
+    if (sp == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = sp - host;
+    port = ngx_atoi(sp + 1, last - sp - 1);
+
+    if (len == 0 || len > NGX_INET6_ADDRSTRLEN || port < 1 || port > 65535
+        || (ngx_inet_addr(host, len) == INADDR_NONE
+#if (NGX_HAVE_INET6)
+            && ngx_inet6_addr(host, len, inaddr6) != NGX_OK
+#endif
+           ))
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(rd->master_host, host, len);
+    rd->master_host[len] = '\0';
+    rd->master_port = (int) port;
+    rd->switched = 1;
+
+    return NGX_OK;
 }
 
 
@@ -1238,6 +1313,5 @@ ngx_http_omni_redis_error(u_char *text, size_t len)
                   "master of \"%V\"; asking the Sentinels again",
                   rd->master_host, rd->master_port, &rd->omcf->redis_master);
 
-    rd->readonly++;
     redisAsyncDisconnect(rd->ctx);
 }

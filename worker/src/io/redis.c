@@ -74,6 +74,7 @@ struct omni_redis {
     int sentinel_tried;
     char master_host[INET6_ADDRSTRLEN];
     int master_port;
+    int switched; /* told where by +switch-master */
 };
 
 typedef struct {
@@ -332,6 +333,11 @@ static void omni_redis_role_done(
 
 static void omni_redis_connect(omni_redis_t *r)
 {
+    if (r->nsentinels > 0 && r->switched) {
+        r->switched = 0;
+        omni_redis_connect_to(r, r->master_host, r->master_port);
+        return;
+    }
     if (r->nsentinels > 0) {
         r->sentinel_tried = 0;
         omni_redis_sentinel_ask(r);
@@ -469,7 +475,9 @@ static void omni_redis_sentinel_message(
     omni_redis_t *r = ctx->data;
     redisReply *rep = reply;
     size_t n = strlen(r->master_name);
-    char buf[256];
+    char buf[256], host[INET6_ADDRSTRLEN];
+    unsigned char addr[sizeof(struct in6_addr)];
+    int port;
 
     if (rep == NULL || r->watch != ctx || rep->type != REDIS_REPLY_ARRAY
         || rep->elements != 3 || rep->element[0]->type != REDIS_REPLY_STRING
@@ -479,9 +487,21 @@ static void omni_redis_sentinel_message(
         || rep->element[2]->str[n] != ' ') {
         return;
     }
-    omni_log(OMNI_LOG_WARN, "redis Sentinel: failover; asking again",
+    omni_log(OMNI_LOG_WARN, "redis Sentinel: failover",
         "\"master\":\"%s\",\"switch\":\"%s\"", r->master_name,
         omni_log_escape(buf, sizeof(buf), rep->element[2]->str + n + 1));
+    /* the new address, taken as it is: another Sentinel, asked now, may not
+     * know of the failover yet and name the old master, which is a master
+     * still until it is demoted */
+    if (sscanf(rep->element[2]->str + n + 1, "%*s %*d %45s %d", host, &port)
+            == 2
+        && port > 0 && port <= 65535
+        && (inet_pton(AF_INET, host, addr) == 1
+            || inet_pton(AF_INET6, host, addr) == 1)) {
+        snprintf(r->master_host, sizeof(r->master_host), "%s", host);
+        r->master_port = port;
+        r->switched = 1;
+    }
     if (r->ctx != NULL && !(r->ctx->c.flags & REDIS_DISCONNECTING)) {
         redisAsyncDisconnect(r->ctx);
     }
