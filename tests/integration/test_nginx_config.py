@@ -361,3 +361,21 @@ def test_limit_off_passes(nginx_t):
                                " omni_limit_zone z rate=1r/s;",
                           server="omni_limit zone=z;",
                           location="omni_limit off;"))
+
+
+# --- omni_redis through Sentinel ----------------------------------------------
+
+def test_redis_through_sentinels_passes(nginx_t):
+    assert_passes(nginx_t(http="omni_redis sentinel://127.0.0.1:26379,"
+                               "localhost,127.0.0.2:26380/mymaster"
+                               " password=x timeout=100ms;"))
+
+
+@pytest.mark.parametrize("addr", ["sentinel://127.0.0.1:26379",
+                                  "sentinel://127.0.0.1:26379/",
+                                  "sentinel:///mymaster",
+                                  "sentinel://127.0.0.1:26379,,x/m",
+                                  "sentinel://no-such-host.invalid/m"])
+def test_bad_sentinel_address_fails_naming_it(nginx_t, addr):
+    assert_fails(nginx_t(http="omni_redis %s;" % addr), "omni_redis",
+                 "sentinel|Sentinel")

@@ -433,3 +433,18 @@ def test_old_master_restarted_empty_is_never_written_to(sentinels):
         assert "[alert]" not in log and "[crit]" not in log, log[-3000:]
     finally:
         gw.destroy()
+
+
+@pytest.mark.parametrize("addr", ["sentinel://127.0.0.1:26379",
+                                  "sentinel:///mymaster",
+                                  "sentinel://127.0.0.1:0/m",
+                                  "sentinel://no-such-host.invalid:1/m"])
+def test_worker_refuses_a_bad_sentinel_address_naming_it(addr):
+    code, out, err = stack.run_worker({
+        "OMNI_LISTEN": "127.0.0.1:%d" % stack.free_port(),
+        "OMNI_DATABASE_URL": "postgresql://omni:x@127.0.0.1:1/omni",
+        "OMNI_REDIS_ADDR": addr,
+        "OMNI_WORKERS": "1",
+    })
+    assert code != 0
+    assert "OMNI_REDIS_ADDR=%s" % addr in err, err
