@@ -8,7 +8,7 @@ packages=(
     nginx nginx-dev libjwt-dev libyajl-dev libhiredis-dev libpq-dev
     libssl-dev libevent-dev libcurl4-openssl-dev pkg-config make gcc
     # run
-    postgresql redis-server libnginx-mod-nchan openssl
+    postgresql redis-server redis-sentinel libnginx-mod-nchan openssl
     # test, benchmark, fuzz
     python3-pytest python3-requests python3-jwt python3-websocket
     python3-psycopg2 python3-redis python3-passlib wrk clang

@@ -172,10 +172,10 @@ ngx_http_omni_jwt_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /*
  * Copies a hit's fields into ctx: from this worker's table, else from the
- * shared zone, whose key (SHA-256 of the salt, the location's configuration
- * and the token) is then left in key for ngx_http_omni_cache_put(). NGX_OK
- * on a live hit, NGX_DECLINED on a miss (an expired entry is removed),
- * NGX_ERROR on allocation failure.
+ * shared zone, whose key (SHA-256 of the salt, the location's configuration,
+ * its key set's version and the token) is then left in key for
+ * ngx_http_omni_cache_put(). NGX_OK on a live hit, NGX_DECLINED on a miss
+ * (an expired entry is removed), NGX_ERROR on allocation failure.
  */
 
 ngx_int_t
@@ -183,12 +183,12 @@ ngx_http_omni_cache_get(ngx_http_request_t *r, void *olcf, ngx_str_t *token,
     ngx_http_omni_ctx_t *ctx, u_char *key)
 {
     u_char                      *p;
-    u_char                       buf[16 + sizeof(void *)
+    u_char                       buf[16 + sizeof(void *) + sizeof(uint64_t)
                                      + OMNI_JWT_MAX_TOKEN];
     size_t                       len;
     int64_t                      now, expires;
     uint32_t                     hash;
-    uint64_t                     salt;
+    uint64_t                     salt, version;
     ngx_http_omni_shm_t         *cache;
     ngx_http_omni_shm_entry_t   *e;
     ngx_http_omni_main_conf_t   *omcf;
@@ -200,6 +200,11 @@ ngx_http_omni_cache_get(ngx_http_request_t *r, void *olcf, ngx_str_t *token,
     /* a configuration of a later load (nginx -s reload in a single
      * process) may sit where this one did: the salt tells them apart */
     ngx_memcpy(&salt, omcf->cache_salt, sizeof(salt));
+
+    /* a JWKS file read again: its verifications made with the keys read
+     * before do not count, so a key taken out stops passing at once */
+    version = ngx_http_omni_keys_version(olcf);
+    salt ^= version;
 
     slot = ngx_http_omni_local_slot(olcf, token, &hash);
 
@@ -224,6 +229,7 @@ ngx_http_omni_cache_get(ngx_http_request_t *r, void *olcf, ngx_str_t *token,
      * be valid under one location's checks and not another's */
     p = ngx_cpymem(buf, omcf->cache_salt, sizeof(omcf->cache_salt));
     p = ngx_cpymem(p, &olcf, sizeof(olcf));
+    p = ngx_cpymem(p, &version, sizeof(version));
     p = ngx_cpymem(p, token->data, token->len);
     SHA256(buf, p - buf, key);
 
@@ -380,6 +386,7 @@ ngx_http_omni_cache_put(ngx_http_request_t *r, void *olcf, ngx_str_t *token,
     (void) ngx_http_omni_cache_encode(p, ctx);
 
     ngx_memcpy(&salt, omcf->cache_salt, sizeof(salt));
+    salt ^= ngx_http_omni_keys_version(olcf);
 
     ngx_http_omni_local_put(olcf, salt, token, p, len,
                             (int64_t) expires * 1000);

@@ -139,7 +139,9 @@ ngx_http_omni_jwt_verify(ngx_http_request_t *r,
         ngx_http_omni_metrics_cache(0);
     }
 
-    if (olcf->keys == NULL || olcf->keys->nelts == 0) {
+    if ((olcf->keys == NULL || olcf->keys->nelts == 0)
+        && olcf->jwks == NULL)
+    {
         *why = "no verification key for this location";
         return NGX_HTTP_OMNI_DENY_BAD_SIGNATURE;
     }
@@ -149,7 +151,7 @@ ngx_http_omni_jwt_verify(ngx_http_request_t *r,
     st = omni_jwt_parse(&jwt, (char *) token->data, token->len, why);
 
     if (st == OMNI_JWT_OK) {
-        st = omni_jwt_verify(&jwt, olcf->keys->elts, olcf->keys->nelts, why);
+        st = ngx_http_omni_keys_verify(olcf, &jwt, why);
     }
 
     if (st == OMNI_JWT_OK) {

@@ -836,6 +836,8 @@ ngx_http_omni_limit_failure(ngx_http_request_t *r,
                       "omni: redis %s failed: %*s", commands[pending->sent],
                       (size_t) rep->len, rep->str);
 
+        ngx_http_omni_redis_error((u_char *) rep->str, rep->len);
+
     } else {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "omni: redis %s: unexpected reply of type %d",

@@ -28,6 +28,7 @@ typedef struct {
     ngx_atomic_t                fail_mode[3];       /* NGX_HTTP_OMNI_FAIL_* */
     ngx_atomic_t                latency[NGX_HTTP_OMNI_LATENCY_BUCKETS];
     ngx_atomic_t                latency_sum_ms;
+    ngx_atomic_t                jwks_reads[2];      /* changed, refused */
 } ngx_http_omni_counters_t;
 
 
@@ -110,6 +111,14 @@ void
 ngx_http_omni_metrics_decision(ngx_uint_t decision)
 {
     (void) ngx_atomic_fetch_add(&ngx_http_omni_counters->decisions[decision],
+                                1);
+}
+
+
+void
+ngx_http_omni_metrics_jwks(ngx_uint_t failed)
+{
+    (void) ngx_atomic_fetch_add(&ngx_http_omni_counters->jwks_reads[failed],
                                 1);
 }
 
@@ -216,7 +225,7 @@ ngx_http_omni_metrics_handler(ngx_http_request_t *r)
     omcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
     ngx_http_omni_metrics_snapshot(decisions, &hits, &misses);
 
-    len = 3072 + NGX_HTTP_OMNI_NDECISIONS * (96 + NGX_ATOMIC_T_LEN);
+    len = 4096 + NGX_HTTP_OMNI_NDECISIONS * (96 + NGX_ATOMIC_T_LEN);
 
     body.data = ngx_pnalloc(r->pool, len);
     if (body.data == NULL) {
@@ -250,8 +259,8 @@ ngx_http_omni_metrics_handler(ngx_http_request_t *r)
             "configuration.\n"
             "# TYPE omni_gateway_keys_loaded gauge\n"
             "omni_gateway_keys_loaded %ui\n"
-            "# HELP omni_gateway_key_parses_total Key files parsed; "
-            "configuration loads only, never per request.\n"
+            "# HELP omni_gateway_key_parses_total Key files parsed at "
+            "configuration loads, never per request.\n"
             "# TYPE omni_gateway_key_parses_total counter\n"
             "omni_gateway_key_parses_total %ui\n",
             hits, misses, omcf->keys_loaded, omcf->key_parses);
@@ -298,6 +307,15 @@ ngx_http_omni_metrics_handler(ngx_http_request_t *r)
     p = ngx_sprintf(p, "omni_gateway_redis_seconds_sum %.3f\n"
                     "omni_gateway_redis_seconds_count %uA\n",
                     (double) c->latency_sum_ms / 1000, cum);
+
+    p = ngx_sprintf(p,
+            "# HELP omni_gateway_jwks_reloads_total JWKS files read again "
+            "after a change, by result; a refused file keeps the keys "
+            "read before.\n"
+            "# TYPE omni_gateway_jwks_reloads_total counter\n"
+            "omni_gateway_jwks_reloads_total{result=\"ok\"} %uA\n"
+            "omni_gateway_jwks_reloads_total{result=\"failed\"} %uA\n",
+            c->jwks_reads[0], c->jwks_reads[1]);
 
     body.len = p - body.data;
 

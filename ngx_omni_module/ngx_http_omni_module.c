@@ -15,6 +15,7 @@
 
 static ngx_int_t ngx_http_omni_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_omni_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_omni_init_process(ngx_cycle_t *cycle);
 static void *ngx_http_omni_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_omni_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_omni_create_loc_conf(ngx_conf_t *cf);
@@ -105,7 +106,7 @@ static ngx_command_t  ngx_http_omni_commands[] = {
       NULL },
 
     { ngx_string("omni_jwt_jwks"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
       ngx_http_omni_jwt_jwks,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -236,13 +237,24 @@ ngx_module_t  ngx_http_omni_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ngx_http_omni_redis_init_process,      /* init process */
+    ngx_http_omni_init_process,            /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_omni_redis_exit_process,      /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_http_omni_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_omni_keys_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_omni_redis_init_process(cycle);
+}
 
 
 static ngx_int_t
@@ -310,6 +322,9 @@ ngx_http_omni_create_main_conf(ngx_conf_t *cf)
         != NGX_OK
         || ngx_array_init(&omcf->claim_headers, cf->pool, 4,
                           sizeof(ngx_str_t))
+           != NGX_OK
+        || ngx_array_init(&omcf->jwks, cf->pool, 1,
+                          sizeof(ngx_http_omni_jwks_t *))
            != NGX_OK)
     {
         return NULL;
@@ -392,6 +407,7 @@ ngx_http_omni_create_loc_conf(ngx_conf_t *cf)
     conf->redis_nodes = NGX_CONF_UNSET_UINT;
     conf->leeway = NGX_CONF_UNSET;
     conf->keys = NGX_CONF_UNSET_PTR;
+    conf->jwks = NGX_CONF_UNSET_PTR;
     conf->issuers = NGX_CONF_UNSET_PTR;
     conf->audiences = NGX_CONF_UNSET_PTR;
     conf->token_sources = NGX_CONF_UNSET_PTR;
@@ -426,7 +442,14 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->leeway, prev->leeway, 0);
     ngx_conf_merge_str_value(conf->roles_claim, prev->roles_claim, "");
 
-    ngx_conf_merge_ptr_value(conf->keys, prev->keys, NULL);
+    /* a location with keys of its own inherits none of either kind */
+    if (conf->keys == NGX_CONF_UNSET_PTR && conf->jwks == NGX_CONF_UNSET_PTR) {
+        conf->keys = prev->keys;
+        conf->jwks = prev->jwks;
+    }
+
+    ngx_conf_merge_ptr_value(conf->keys, NGX_CONF_UNSET_PTR, NULL);
+    ngx_conf_merge_ptr_value(conf->jwks, NGX_CONF_UNSET_PTR, NULL);
     ngx_conf_merge_ptr_value(conf->issuers, prev->issuers, NULL);
     ngx_conf_merge_ptr_value(conf->audiences, prev->audiences, NULL);
     ngx_conf_merge_ptr_value(conf->token_sources, prev->token_sources, NULL);
@@ -485,6 +508,7 @@ ngx_http_omni_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if ((conf->auth & NGX_HTTP_OMNI_AUTH_JWT)
         && (conf->keys == NULL || conf->keys->nelts == 0)
+        && conf->jwks == NULL
         && clcf->name.len != 0)
     {
         /* a server-level omni_auth may leave keys to its locations; a

@@ -85,6 +85,13 @@ typedef struct {
 } ngx_http_omni_limit_t;
 
 
+/* a Sentinel of "omni_redis sentinel://...": numeric, resolved when read */
+typedef struct {
+    ngx_str_t                   host;           /* NUL-terminated */
+    in_port_t                   port;
+} ngx_http_omni_addr_t;
+
+
 /* ngx_http_omni_shm.c: a shared-memory map, bytes to bytes, LRU */
 typedef struct {
     ngx_rbtree_t                rbtree;
@@ -110,6 +117,25 @@ typedef struct {
 } ngx_http_omni_shm_entry_t;
 
 #define ngx_http_omni_shm_value(e)  ((e)->data + (e)->key_len)
+
+
+/*
+ * omni_jwt_jwks: a key set each worker re-reads when its file changes.
+ * The set is swapped between requests (a worker verifies without yielding),
+ * so the old keys are freed at once.
+ */
+typedef struct {
+    ngx_str_t                   path;           /* NUL-terminated */
+    ngx_msec_t                  refresh;
+    ngx_msec_t                  min_refresh;
+    omni_jwt_key_t             *keys;           /* malloc'd */
+    size_t                      nkeys;
+    uint64_t                    version;        /* of the file read */
+    uint64_t                    failed;         /* version refused, or 0 */
+    ngx_msec_t                  checked;
+    ngx_event_t                 timer;
+    void                       *omcf;
+} ngx_http_omni_jwks_t;
 
 
 /* what an identity field is made of */
@@ -144,6 +170,7 @@ typedef struct {
     ngx_uint_t                  jwt_locations;
     ngx_uint_t                  keys_loaded;
     ngx_uint_t                  key_parses;     /* at configuration time */
+    ngx_array_t                 jwks;           /* ngx_http_omni_jwks_t * */
 
     ngx_shm_zone_t             *cache_zone;
     time_t                      cache_ttl;
@@ -158,6 +185,8 @@ typedef struct {
     in_port_t                   redis_port;
     ngx_str_t                   redis_path;     /* unix socket */
     ngx_str_t                   redis_password;
+    ngx_array_t                *redis_sentinels; /* ngx_http_omni_addr_t */
+    ngx_str_t                   redis_master;   /* NUL-terminated */
     ngx_uint_t                  redis_db;
     ngx_msec_t                  redis_timeout;
     ngx_array_t                 zones;          /* ngx_http_omni_zone_t */
@@ -179,6 +208,7 @@ typedef struct {
     time_t                      leeway;
 
     ngx_array_t                *keys;           /* omni_jwt_key_t */
+    ngx_http_omni_jwks_t       *jwks;
     ngx_array_t                *issuers;        /* char * */
     ngx_array_t                *audiences;      /* char * */
     ngx_array_t                *token_sources;  /* complex values */
@@ -253,6 +283,10 @@ ngx_int_t ngx_http_omni_send_json(ngx_http_request_t *r, ngx_uint_t status,
 /* ngx_http_omni_keys.c */
 char *ngx_http_omni_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_omni_jwt_jwks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_omni_keys_init_process(ngx_cycle_t *cycle);
+omni_jwt_status_t ngx_http_omni_keys_verify(ngx_http_omni_loc_conf_t *olcf,
+    omni_jwt_t *jwt, const char **why);
+uint64_t ngx_http_omni_keys_version(ngx_http_omni_loc_conf_t *olcf);
 
 /* ngx_http_omni_access.c */
 ngx_int_t ngx_http_omni_access_handler(ngx_http_request_t *r);
@@ -327,6 +361,7 @@ void ngx_http_omni_metrics_snapshot(ngx_atomic_uint_t *decisions,
 void ngx_http_omni_metrics_redis(ngx_uint_t failure);
 void ngx_http_omni_metrics_redis_latency(ngx_msec_t ms);
 void ngx_http_omni_metrics_fail(ngx_uint_t mode);
+void ngx_http_omni_metrics_jwks(ngx_uint_t failed);
 extern ngx_str_t  ngx_http_omni_decision_names[];
 
 /* ngx_http_omni_local.c */
@@ -346,6 +381,7 @@ ngx_int_t ngx_http_omni_redis_command(void (*cb)(struct redisAsyncContext *,
 ngx_int_t ngx_http_omni_redis_formatted(void (*cb)(struct redisAsyncContext *,
     void *, void *), void *privdata, u_char *cmd, size_t len);
 void ngx_http_omni_redis_teardown(void);
+void ngx_http_omni_redis_error(u_char *text, size_t len);
 
 /* ngx_http_omni_variables.c */
 ngx_int_t ngx_http_omni_add_variables(ngx_conf_t *cf);

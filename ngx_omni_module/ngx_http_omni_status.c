@@ -105,7 +105,7 @@ ngx_http_omni_status_handler(ngx_http_request_t *r)
         p = ngx_cpymem(p, ",\"redis\":null", sizeof(",\"redis\":null") - 1);
     }
 
-    /* keys are parsed when the configuration is loaded, never after */
+    /* at configuration loads; a JWKS file read again counts in metrics */
     p = ngx_sprintf(p, "},\"key_parses\":%ui,"
                     "\"jwt_cache_lookups\":{\"hits\":%uA,\"misses\":%uA},"
                     "\"decisions\":{",

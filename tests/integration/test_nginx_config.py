@@ -216,6 +216,38 @@ def test_jwks_that_is_not_json_fails(nginx_t):
                  "omni_jwt_jwks")
 
 
+def test_jwks_refresh_parameters_pass(nginx_t):
+    assert_passes(nginx_t(location="omni_jwt_jwks {keys}/jwks.json"
+                                   " refresh=5s min_refresh=500ms;"))
+
+
+@pytest.mark.parametrize("param", ["refresh=0", "refresh=soon",
+                                   "min_refresh=-1s", "every=5s"])
+def test_jwks_bad_refresh_parameter_fails(nginx_t, param):
+    assert_fails(nginx_t(location="omni_jwt_jwks {keys}/jwks.json %s;"
+                                  % param), "omni_jwt_jwks",
+                 re.escape(param))
+
+
+def test_jwks_url_is_refused_with_a_reason(nginx_t):
+    assert_fails(nginx_t(location="omni_jwt_jwks"
+                                  " https://idp.example/jwks.json;"),
+                 "omni_jwt_jwks", "URL", "file")
+
+
+def test_second_jwks_in_one_location_fails(nginx_t):
+    assert_fails(nginx_t(location="omni_jwt_jwks {keys}/jwks.json;"
+                                  " omni_jwt_jwks {keys}/jwks.json;"),
+                 "omni_jwt_jwks", "duplicate")
+
+
+def test_key_with_a_kid_of_the_jwks_fails(nginx_t):
+    assert_fails(nginx_t(location="omni_jwt_jwks {keys}/jwks.json;"
+                                  " omni_jwt_key file={keys}/rsa.pub"
+                                  " kid=rsa-1;"),
+                 "omni_jwt_key", "duplicate kid", "rsa-1")
+
+
 # --- durations, modes, cache, arguments --------------------------------------
 
 @pytest.mark.parametrize("value", ["abc", "-5s", "10x"])
@@ -329,3 +361,21 @@ def test_limit_off_passes(nginx_t):
                                " omni_limit_zone z rate=1r/s;",
                           server="omni_limit zone=z;",
                           location="omni_limit off;"))
+
+
+# --- omni_redis through Sentinel ----------------------------------------------
+
+def test_redis_through_sentinels_passes(nginx_t):
+    assert_passes(nginx_t(http="omni_redis sentinel://127.0.0.1:26379,"
+                               "localhost,127.0.0.2:26380/mymaster"
+                               " password=x timeout=100ms;"))
+
+
+@pytest.mark.parametrize("addr", ["sentinel://127.0.0.1:26379",
+                                  "sentinel://127.0.0.1:26379/",
+                                  "sentinel:///mymaster",
+                                  "sentinel://127.0.0.1:26379,,x/m",
+                                  "sentinel://no-such-host.invalid/m"])
+def test_bad_sentinel_address_fails_naming_it(nginx_t, addr):
+    assert_fails(nginx_t(http="omni_redis %s;" % addr), "omni_redis",
+                 "sentinel|Sentinel")

@@ -1,5 +1,12 @@
 /* redis.c: hiredis async connection with reconnect, deadlines and a bound
- * on commands in flight, on the libevent loop. */
+ * on commands in flight, on the libevent loop. With
+ * "sentinel://HOST:PORT,.../MASTER" every (re)connection first asks the
+ * Sentinels in turn where the master is and checks with ROLE that it is;
+ * the Sentinel's link stays open, subscribed to "+switch-master", and a
+ * failover drops the master's link at once (the old master takes writes
+ * until Sentinel demotes it, seconds later, and loses them then), as does
+ * a -READONLY reply; the next connection asks again. */
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -54,6 +61,20 @@ struct omni_redis {
     uint64_t timeouts;
     uint64_t rejected;
     time_t cap_logged;
+
+    /* Sentinel: whom to ask, the link asking, and the answer */
+    char **sentinel_host;
+    int *sentinel_port;
+    int nsentinels;
+    char *master_name;
+    redisAsyncContext *sentinel;
+    redisAsyncContext *watch; /* subscribed to +switch-master */
+    struct event sentinel_deadline;
+    int sentinel_next;
+    int sentinel_tried;
+    char master_host[INET6_ADDRSTRLEN];
+    int master_port;
+    int switched; /* told where by +switch-master */
 };
 
 typedef struct {
@@ -65,6 +86,8 @@ typedef struct {
 
 
 static void omni_redis_connect(omni_redis_t *r);
+static void omni_redis_connect_to(omni_redis_t *r, const char *host, int port);
+static void omni_redis_sentinel_ask(omni_redis_t *r);
 
 
 static void omni_redis_schedule(omni_redis_t *r)
@@ -173,7 +196,19 @@ static void omni_redis_reply(
     r->head = (r->head + 1) % r->cap;
     r->count--;
     if (reply != NULL) {
+        redisReply *rep = reply;
+
         r->backoff_ms = 0;
+        if (rep->type == REDIS_REPLY_ERROR && r->nsentinels > 0
+            && strstr(rep->str, "READONLY") != NULL && r->ctx == ctx
+            && !(ctx->c.flags & REDIS_DISCONNECTING)) {
+            omni_log(OMNI_LOG_WARN,
+                "redis answered READONLY: no longer the master; asking the "
+                "Sentinels again",
+                "\"host\":\"%s\",\"port\":%d", r->master_host, r->master_port);
+            /* after the replies already on their way */
+            redisAsyncDisconnect(ctx);
+        }
     }
     if (c.fn != NULL) {
         c.fn(ctx, reply, c.privdata);
@@ -277,12 +312,47 @@ static void omni_redis_on_disconnect(const redisAsyncContext *ctx, int status)
 }
 
 
+static void omni_redis_role_done(
+    redisAsyncContext *ctx, void *reply, void *privdata)
+{
+    omni_redis_t *r = ctx->data;
+    redisReply *rep = reply;
+
+    if (rep == NULL
+        || (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0
+            && rep->element[0]->type == REDIS_REPLY_STRING
+            && strcmp(rep->element[0]->str, "master") == 0)) {
+        return;
+    }
+    omni_log(OMNI_LOG_WARN,
+        "redis is not the master; asking the Sentinels again",
+        "\"host\":\"%s\",\"port\":%d", r->master_host, r->master_port);
+    redisAsyncDisconnect(ctx);
+}
+
+
 static void omni_redis_connect(omni_redis_t *r)
+{
+    if (r->nsentinels > 0 && r->switched) {
+        r->switched = 0;
+        omni_redis_connect_to(r, r->master_host, r->master_port);
+        return;
+    }
+    if (r->nsentinels > 0) {
+        r->sentinel_tried = 0;
+        omni_redis_sentinel_ask(r);
+        return;
+    }
+    omni_redis_connect_to(r, r->host, r->port);
+}
+
+
+/* host NULL: the unix socket */
+static void omni_redis_connect_to(omni_redis_t *r, const char *host, int port)
 {
     redisAsyncContext *ctx;
 
-    ctx = r->path ? redisAsyncConnectUnix(r->path)
-                  : redisAsyncConnect(r->host, r->port);
+    ctx = host ? redisAsyncConnect(host, port) : redisAsyncConnectUnix(r->path);
     if (ctx == NULL || ctx->err) {
         char buf[256];
 
@@ -309,6 +379,322 @@ static void omni_redis_connect(omni_redis_t *r)
         redisAsyncCommand(
             ctx, omni_redis_auth_done, NULL, "AUTH %s", r->password);
     }
+    /* what a Sentinel said may be stale already */
+    if (r->nsentinels > 0) {
+        redisAsyncCommand(ctx, omni_redis_role_done, NULL, "ROLE");
+    }
+}
+
+
+/* --- Sentinel ------------------------------------------------------------
+ * Whichever of the asking link's callbacks (or its deadline) comes first
+ * while r->sentinel is still that link decides; the others find it gone.
+ */
+
+/* The next Sentinel now; after a round of them, the backoff. */
+static void omni_redis_sentinel_failed(omni_redis_t *r)
+{
+    evtimer_del(&r->sentinel_deadline);
+    if (r->closing) {
+        return;
+    }
+    r->sentinel_next++;
+    if (++r->sentinel_tried >= r->nsentinels) {
+        r->sentinel_tried = 0;
+        omni_redis_schedule(r);
+        return;
+    }
+    omni_redis_sentinel_ask(r);
+}
+
+
+static void omni_redis_sentinel_on_connect(
+    const redisAsyncContext *ctx, int status)
+{
+    omni_redis_t *r = ctx->data;
+    char buf[256];
+
+    if (status == REDIS_OK || r->sentinel != ctx) {
+        return;
+    }
+    omni_log(OMNI_LOG_WARN, "redis Sentinel connect failed",
+        "\"host\":\"%s\",\"port\":%d,\"error\":\"%s\"", ctx->c.tcp.host,
+        ctx->c.tcp.port, omni_log_escape(buf, sizeof(buf), ctx->errstr));
+    r->sentinel = NULL;
+    omni_redis_sentinel_failed(r);
+}
+
+
+static void omni_redis_sentinel_on_disconnect(
+    const redisAsyncContext *ctx, int status)
+{
+    omni_redis_t *r = ctx->data;
+
+    if (r->watch == ctx) {
+        r->watch = NULL;
+        if (!r->closing) {
+            omni_log(OMNI_LOG_WARN,
+                "redis Sentinel: the link watching for a failover closed",
+                "\"host\":\"%s\",\"port\":%d", ctx->c.tcp.host,
+                ctx->c.tcp.port);
+        }
+        return;
+    }
+    if (r->sentinel != ctx) {
+        return;
+    }
+    omni_log(OMNI_LOG_WARN, "redis Sentinel closed before it answered",
+        "\"host\":\"%s\",\"port\":%d", ctx->c.tcp.host, ctx->c.tcp.port);
+    r->sentinel = NULL;
+    omni_redis_sentinel_failed(r);
+}
+
+
+static void omni_redis_sentinel_timeout(
+    evutil_socket_t fd, short what, void *arg)
+{
+    omni_redis_t *r = arg;
+    redisAsyncContext *ctx = r->sentinel;
+
+    if (ctx == NULL) {
+        return;
+    }
+    omni_log(OMNI_LOG_WARN, "redis Sentinel did not answer in time",
+        "\"host\":\"%s\",\"port\":%d", ctx->c.tcp.host, ctx->c.tcp.port);
+    r->sentinel = NULL;
+    redisAsyncFree(ctx);
+    omni_redis_sentinel_failed(r);
+}
+
+
+/* "+switch-master NAME OLD-IP OLD-PORT NEW-IP NEW-PORT": drop the link to
+ * the old master; the next connection asks where the master is now. */
+static void omni_redis_sentinel_message(
+    redisAsyncContext *ctx, void *reply, void *privdata)
+{
+    omni_redis_t *r = ctx->data;
+    redisReply *rep = reply;
+    size_t n = strlen(r->master_name);
+    char buf[256], host[INET6_ADDRSTRLEN];
+    unsigned char addr[sizeof(struct in6_addr)];
+    int port;
+
+    if (rep == NULL || r->watch != ctx || rep->type != REDIS_REPLY_ARRAY
+        || rep->elements != 3 || rep->element[0]->type != REDIS_REPLY_STRING
+        || rep->element[2]->type != REDIS_REPLY_STRING
+        || strcmp(rep->element[0]->str, "message") != 0
+        || strncmp(rep->element[2]->str, r->master_name, n) != 0
+        || rep->element[2]->str[n] != ' ') {
+        return;
+    }
+    omni_log(OMNI_LOG_WARN, "redis Sentinel: failover",
+        "\"master\":\"%s\",\"switch\":\"%s\"", r->master_name,
+        omni_log_escape(buf, sizeof(buf), rep->element[2]->str + n + 1));
+    /* the new address, taken as it is: another Sentinel, asked now, may not
+     * know of the failover yet and name the old master, which is a master
+     * still until it is demoted */
+    if (sscanf(rep->element[2]->str + n + 1, "%*s %*d %45s %d", host, &port)
+            == 2
+        && port > 0 && port <= 65535
+        && (inet_pton(AF_INET, host, addr) == 1
+            || inet_pton(AF_INET6, host, addr) == 1)) {
+        snprintf(r->master_host, sizeof(r->master_host), "%s", host);
+        r->master_port = port;
+        r->switched = 1;
+    }
+    if (r->ctx != NULL && !(r->ctx->c.flags & REDIS_DISCONNECTING)) {
+        redisAsyncDisconnect(r->ctx);
+    }
+}
+
+
+static void omni_redis_sentinel_reply(
+    redisAsyncContext *ctx, void *reply, void *privdata)
+{
+    omni_redis_t *r = ctx->data;
+    redisReply *rep = reply;
+    redisAsyncContext *watch;
+    unsigned char addr[sizeof(struct in6_addr)];
+    const char *host;
+    int port;
+
+    if (r->sentinel != ctx) {
+        return;
+    }
+    r->sentinel = NULL;
+    evtimer_del(&r->sentinel_deadline);
+
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2
+        || rep->element[0]->type != REDIS_REPLY_STRING
+        || rep->element[1]->type != REDIS_REPLY_STRING) {
+        omni_log(OMNI_LOG_WARN, "redis Sentinel does not know the master",
+            "\"host\":\"%s\",\"port\":%d,\"master\":\"%s\"", ctx->c.tcp.host,
+            ctx->c.tcp.port, r->master_name);
+        goto failed;
+    }
+    host = rep->element[0]->str;
+    port = atoi(rep->element[1]->str);
+    /* a name would make hiredis block in getaddrinfo: numeric only */
+    if (port <= 0 || port > 65535
+        || rep->element[0]->len >= sizeof(r->master_host)
+        || (inet_pton(AF_INET, host, addr) != 1
+            && inet_pton(AF_INET6, host, addr) != 1)) {
+        omni_log(OMNI_LOG_WARN,
+            "redis Sentinel names the master by no numeric address",
+            "\"master\":\"%s\"", r->master_name);
+        goto failed;
+    }
+    if (port != r->master_port || strcmp(host, r->master_host) != 0) {
+        omni_log(OMNI_LOG_INFO, "redis master found through Sentinel",
+            "\"master\":\"%s\",\"host\":\"%s\",\"port\":%d", r->master_name,
+            host, port);
+    }
+    snprintf(r->master_host, sizeof(r->master_host), "%s", host);
+    r->master_port = port;
+    if (r->watch) {
+        watch = r->watch;
+        r->watch = NULL;
+        redisAsyncDisconnect(watch);
+    }
+    if (redisAsyncCommand(
+            ctx, omni_redis_sentinel_message, NULL, "SUBSCRIBE +switch-master")
+        == REDIS_OK) {
+        r->watch = ctx;
+    } else {
+        redisAsyncDisconnect(ctx);
+    }
+    r->sentinel_tried = 0;
+    omni_redis_connect_to(r, r->master_host, r->master_port);
+    return;
+
+failed:
+
+    redisAsyncDisconnect(ctx);
+    omni_redis_sentinel_failed(r);
+}
+
+
+static void omni_redis_sentinel_ask(omni_redis_t *r)
+{
+    redisAsyncContext *ctx;
+    int i = r->sentinel_next % r->nsentinels;
+    struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
+
+    ctx = redisAsyncConnect(r->sentinel_host[i], r->sentinel_port[i]);
+    if (ctx == NULL || ctx->err) {
+        omni_log(OMNI_LOG_WARN, "redis Sentinel connect failed",
+            "\"host\":\"%s\",\"port\":%d", r->sentinel_host[i],
+            r->sentinel_port[i]);
+        if (ctx) {
+            redisAsyncFree(ctx);
+        }
+        omni_redis_sentinel_failed(r);
+        return;
+    }
+    ctx->data = r;
+    r->sentinel = ctx;
+    redisLibeventAttach(ctx, r->base);
+    redisAsyncSetConnectCallback(ctx, omni_redis_sentinel_on_connect);
+    redisAsyncSetDisconnectCallback(ctx, omni_redis_sentinel_on_disconnect);
+    redisAsyncCommand(ctx, omni_redis_sentinel_reply, NULL,
+        "SENTINEL get-master-addr-by-name %s", r->master_name);
+    evtimer_add(&r->sentinel_deadline, &tv);
+}
+
+
+/* host:port (or host alone: default_port) resolved once, at start-up, to a
+ * numeric address in ip; 0, or -1 with err naming addr. */
+static int omni_redis_resolve(const char *addr, const char *hostport,
+    size_t len, int default_port, char *ip, size_t iplen, int *port, char *err,
+    size_t errlen)
+{
+    struct addrinfo hints, *res = NULL;
+    char host[256];
+    const char *colon;
+    int rc;
+
+    if (len == 0 || len >= sizeof(host)) {
+        snprintf(err, errlen, "OMNI_REDIS_ADDR=%s: expected host:port", addr);
+        return -1;
+    }
+    memcpy(host, hostport, len);
+    host[len] = '\0';
+    colon = strrchr(host, ':');
+    *port = default_port;
+    if (colon != NULL) {
+        *port = atoi(colon + 1);
+        host[colon - host] = '\0';
+    }
+    if (host[0] == '\0' || *port <= 0 || *port > 65535) {
+        snprintf(err, errlen,
+            "OMNI_REDIS_ADDR=%s: expected host:port or unix:/path", addr);
+        return -1;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0
+        || getnameinfo(res->ai_addr, res->ai_addrlen, ip, (socklen_t)iplen,
+               NULL, 0, NI_NUMERICHOST)
+               != 0) {
+        snprintf(err, errlen, "OMNI_REDIS_ADDR=%s: cannot resolve %s: %s", addr,
+            host, rc ? gai_strerror(rc) : "no address");
+        if (res) {
+            freeaddrinfo(res);
+        }
+        return -1;
+    }
+    freeaddrinfo(res);
+    return 0;
+}
+
+
+/* "sentinel://HOST:PORT[,HOST:PORT...]/MASTER" */
+static int omni_redis_sentinels(
+    omni_redis_t *r, const char *addr, char *err, size_t errlen)
+{
+    const char *p = addr + sizeof("sentinel://") - 1, *slash, *comma;
+    char ip[64];
+    int n = 1, i;
+
+    slash = strchr(p, '/');
+    if (slash == NULL || slash == p || slash[1] == '\0') {
+        snprintf(err, errlen,
+            "OMNI_REDIS_ADDR=%s: expected "
+            "sentinel://HOST:PORT[,HOST:PORT...]/MASTER",
+            addr);
+        return -1;
+    }
+    for (comma = p; comma < slash; comma++) {
+        n += *comma == ',';
+    }
+    r->master_name = strdup(slash + 1);
+    r->sentinel_host = calloc((size_t)n, sizeof(char *));
+    r->sentinel_port = calloc((size_t)n, sizeof(int));
+    if (r->master_name == NULL || r->sentinel_host == NULL
+        || r->sentinel_port == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        comma = memchr(p, ',', (size_t)(slash - p));
+        if (comma == NULL) {
+            comma = slash;
+        }
+        if (omni_redis_resolve(addr, p, (size_t)(comma - p), 26379, ip,
+                sizeof(ip), &r->sentinel_port[i], err, errlen)
+            != 0) {
+            return -1;
+        }
+        r->sentinel_host[i] = strdup(ip);
+        r->nsentinels++;
+        if (r->sentinel_host[i] == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        p = comma + 1;
+    }
+    return 0;
 }
 
 
@@ -317,10 +703,7 @@ omni_redis_t *omni_redis_create(struct event_base *base, const char *addr,
     size_t errlen)
 {
     omni_redis_t *r;
-    struct addrinfo hints, *res = NULL;
-    char host[256], ip[64];
-    const char *colon;
-    int rc;
+    char ip[64];
 
     r = calloc(1, sizeof(omni_redis_t));
     if (r == NULL) {
@@ -330,6 +713,7 @@ omni_redis_t *omni_redis_create(struct event_base *base, const char *addr,
     r->base = base;
     evtimer_assign(&r->retry, base, omni_redis_retry, r);
     evtimer_assign(&r->deadline, base, omni_redis_deadline, r);
+    evtimer_assign(&r->sentinel_deadline, base, omni_redis_sentinel_timeout, r);
     r->password = password ? strdup(password) : NULL;
     r->timeout_ms = timeout_ms;
     r->cap = pending_max;
@@ -341,54 +725,32 @@ omni_redis_t *omni_redis_create(struct event_base *base, const char *addr,
 
     if (strncmp(addr, "unix:", 5) == 0) {
         r->path = strdup(addr + 5);
-        goto connect;
+    } else if (strncmp(addr, "sentinel://", 11) == 0) {
+        if (omni_redis_sentinels(r, addr, err, errlen) != 0) {
+            goto failed;
+        }
+    } else {
+        if (strchr(addr, ':') == NULL) {
+            snprintf(err, errlen,
+                "OMNI_REDIS_ADDR=%s: expected host:port, unix:/path or "
+                "sentinel://HOST:PORT,.../MASTER",
+                addr);
+            goto failed;
+        }
+        if (omni_redis_resolve(addr, addr, strlen(addr), 6379, ip, sizeof(ip),
+                &r->port, err, errlen)
+            != 0) {
+            goto failed;
+        }
+        r->host = strdup(ip);
     }
-
-    colon = strrchr(addr, ':');
-    if (colon == NULL || colon == addr
-        || (size_t)(colon - addr) >= sizeof(host)) {
-        snprintf(err, errlen,
-            "OMNI_REDIS_ADDR=%s: expected host:port or "
-            "unix:/path",
-            addr);
-        goto failed;
-    }
-    memcpy(host, addr, colon - addr);
-    host[colon - addr] = '\0';
-    r->port = atoi(colon + 1);
-    if (r->port <= 0 || r->port > 65535) {
-        snprintf(err, errlen, "OMNI_REDIS_ADDR=%s: bad port", addr);
-        goto failed;
-    }
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
-    rc = getaddrinfo(host, NULL, &hints, &res);
-    if (rc != 0
-        || getnameinfo(res->ai_addr, res->ai_addrlen, ip, sizeof(ip), NULL, 0,
-               NI_NUMERICHOST)
-               != 0) {
-        snprintf(err, errlen, "OMNI_REDIS_ADDR=%s: cannot resolve %s: %s", addr,
-            host, rc ? gai_strerror(rc) : "no address");
-        goto failed;
-    }
-    freeaddrinfo(res);
-    r->host = strdup(ip);
-
-connect:
 
     omni_redis_connect(r);
     return r;
 
 failed:
 
-    if (res) {
-        freeaddrinfo(res);
-    }
-    free(r->ring);
-    free(r->path);
-    free(r->password);
-    free(r);
+    omni_redis_free(r);
     return NULL;
 }
 
@@ -495,12 +857,32 @@ void omni_redis_ping(
 
 void omni_redis_free(omni_redis_t *r)
 {
+    redisAsyncContext *ctx;
+    int i;
+
     r->closing = 1;
     evtimer_del(&r->retry);
     evtimer_del(&r->deadline);
+    evtimer_del(&r->sentinel_deadline);
+    if (r->sentinel) {
+        ctx = r->sentinel;
+        r->sentinel = NULL;
+        redisAsyncFree(ctx);
+    }
+    if (r->watch) {
+        ctx = r->watch;
+        r->watch = NULL;
+        redisAsyncFree(ctx);
+    }
     if (r->ctx) {
         redisAsyncFree(r->ctx);
     }
+    for (i = 0; i < r->nsentinels; i++) {
+        free(r->sentinel_host[i]);
+    }
+    free(r->sentinel_host);
+    free(r->sentinel_port);
+    free(r->master_name);
     free(r->ring);
     free(r->host);
     free(r->path);

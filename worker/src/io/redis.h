@@ -9,9 +9,13 @@
 struct event_base;
 typedef struct omni_redis omni_redis_t;
 
-/* Parses addr ("host:port" or "unix:/path"), resolves a host name once,
+/* Parses addr ("host:port", "unix:/path" or
+ * "sentinel://HOST:PORT[,HOST:PORT...]/MASTER"), resolves host names once,
  * here at start-up (hiredis 0.14 resolves with blocking getaddrinfo), and
  * starts connecting in the background; reconnects with backoff for ever.
+ * With Sentinels, each connection asks them (in turn, each within
+ * timeout_ms) where MASTER is, and a -READONLY reply drops the link so the
+ * next one asks again; the master must be given by a numeric address.
  * A connect, or a command's reply, that takes longer than timeout_ms tears
  * the connection down (every waiting command fails) and reconnects; at
  * most pending_max commands wait for replies at a time. Returns NULL with

@@ -971,6 +971,42 @@ static void test_jwks_of_ed25519_key(void)
     EVP_PKEY_free(k);
 }
 
+static void test_jwks_with_previous_lists_current_then_previous(void)
+{
+    EVP_PKEY *k1 = ec_key("P-256"), *k2 = raw_key("ED25519");
+    omni_signer_t *cur = load(k1, NULL), *prev = load(k2, NULL);
+    omni_arena_t a;
+    const omni_json_t *root, *keys;
+    char why[256], *both, *one;
+
+    CHECK(cur != NULL && prev != NULL);
+    both = omni_signer_jwks_with(cur, prev);
+    one = omni_signer_jwks_with(cur, NULL);
+    CHECK(both != NULL && one != NULL);
+    /* without a previous key: the signer's own set */
+    CHECK_STR_EQ(one, omni_signer_jwks(cur));
+
+    omni_arena_init(&a, 0);
+    root = omni_json_parse(&a, both, strlen(both), NULL, why, sizeof(why));
+    CHECK(root != NULL);
+    keys = omni_json_get(root, "keys");
+    CHECK(keys != NULL && keys->type == OMNI_JSON_ARRAY);
+    CHECK_EQ_INT(keys->u.arr.len, 2);
+    CHECK_STR_EQ(member(keys->u.arr.items[0], "kid"), omni_signer_kid(cur));
+    CHECK_STR_EQ(member(keys->u.arr.items[0], "alg"), "ES256");
+    CHECK_STR_EQ(member(keys->u.arr.items[1], "kid"), omni_signer_kid(prev));
+    CHECK_STR_EQ(member(keys->u.arr.items[1], "alg"), "EdDSA");
+    CHECK(omni_json_get(keys->u.arr.items[1], "d") == NULL);
+    omni_arena_free(&a);
+
+    free(both);
+    free(one);
+    omni_signer_free(cur);
+    omni_signer_free(prev);
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
+}
+
 /* --- signatures ----------------------------------------------------------- */
 
 static void test_tampered_token_does_not_verify(void)
@@ -1182,6 +1218,7 @@ UNIT_MAIN(UNIT_TEST(test_rsa_2048_key_signs_rs256),
     UNIT_TEST(test_kid_of_128_characters_is_accepted),
     UNIT_TEST(test_invalid_kids_are_refused), UNIT_TEST(test_jwks_of_rsa_key),
     UNIT_TEST(test_jwks_of_ec_key), UNIT_TEST(test_jwks_of_ed25519_key),
+    UNIT_TEST(test_jwks_with_previous_lists_current_then_previous),
     UNIT_TEST(test_tampered_token_does_not_verify),
     UNIT_TEST(test_rs256_signature_is_the_modulus_size),
     UNIT_TEST(test_es256_signatures_pad_r_and_s_to_32_bytes),

@@ -2,6 +2,7 @@
  * JWKS the gateway can verify with, and what its handlers share. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,9 +18,16 @@
 /* a revoked jti outlives its token by the gateways' clock leeway */
 #define OMNI_REVOKE_MARGIN 60
 
+/* A SIGHUP with a new key keeps the one it replaces in the JWKS until the
+ * last token it signed has expired (and the gateways' leeway), so tokens
+ * issued before the rotation still verify. A restart publishes the current
+ * key only: the way to cut off a leaked key at once. */
 static struct {
     const omni_config_t *cfg;
     omni_signer_t *signer;
+    omni_signer_t *previous; /* NULL, or retired until previous_until */
+    time_t previous_until;
+    char *jwks; /* the current key, then the previous one */
 } omni_auth;
 
 
@@ -57,7 +65,9 @@ static int omni_auth_write_jwks(
 
 int omni_auth_configure(const omni_config_t *cfg, char *err, size_t errlen)
 {
-    omni_signer_t *s;
+    omni_signer_t *s, *previous, *drop[2] = {NULL, NULL};
+    time_t now = time(NULL), until;
+    char *jwks = NULL;
 
     if (cfg->jwt_private_key == NULL) {
         snprintf(err, errlen, "OMNI_JWT_PRIVATE_KEY is required but not set");
@@ -75,24 +85,52 @@ int omni_auth_configure(const omni_config_t *cfg, char *err, size_t errlen)
         }
         return -1;
     }
+
+    previous = omni_auth.previous;
+    until = omni_auth.previous_until;
+    if (omni_auth.signer
+        && strcmp(omni_signer_kid(omni_auth.signer), omni_signer_kid(s)) != 0) {
+        drop[0] = previous;
+        previous = omni_auth.signer;
+        until = now + cfg->access_token_ttl + OMNI_REVOKE_MARGIN;
+    } else {
+        drop[0] = omni_auth.signer;
+    }
+    if (previous && now >= until) {
+        drop[1] = previous;
+        previous = NULL;
+    }
+
+    jwks = omni_signer_jwks_with(s, previous);
+    if (jwks == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto failed;
+    }
     if (cfg->jwks_file
-        && omni_auth_write_jwks(
-               cfg->jwks_file, omni_signer_jwks(s), err, errlen)
-               != 0) {
-        omni_signer_free(s);
-        return -1;
+        && omni_auth_write_jwks(cfg->jwks_file, jwks, err, errlen) != 0) {
+        goto failed;
     }
     if (omni_password_set_iterations((unsigned)cfg->password_iterations) != 0) {
         snprintf(err, errlen, "OMNI_PASSWORD_ITERATIONS out of range");
-        omni_signer_free(s);
-        return -1;
+        goto failed;
     }
-    /* the old key may still be read by nobody: workers are separate
+    /* the keys dropped may still be read by nobody: workers are separate
      * processes with their own copy */
-    omni_signer_free(omni_auth.signer);
+    omni_signer_free(drop[0]);
+    omni_signer_free(drop[1]);
+    free(omni_auth.jwks);
     omni_auth.signer = s;
+    omni_auth.previous = previous;
+    omni_auth.previous_until = until;
+    omni_auth.jwks = jwks;
     omni_auth.cfg = cfg;
     return 0;
+
+failed:
+
+    free(jwks);
+    omni_signer_free(s);
+    return -1;
 }
 
 
@@ -172,7 +210,12 @@ void omni_auth_jwks(omni_req_t *r)
 {
     struct evbuffer *b = evbuffer_new();
 
-    evbuffer_add_printf(b, "%s\n", omni_signer_jwks(omni_auth.signer));
+    /* the file keeps a retired key until the next reload; this drops it
+     * as soon as its tokens have expired */
+    evbuffer_add_printf(b, "%s\n",
+        omni_auth.previous && time(NULL) < omni_auth.previous_until
+            ? omni_auth.jwks
+            : omni_signer_jwks(omni_auth.signer));
     omni_api_json(r, 200, b);
     evbuffer_free(b);
 }

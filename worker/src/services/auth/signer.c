@@ -26,7 +26,8 @@ struct omni_signer {
     char kid[OMNI_SIGNER_MAX_KID + 1];
     char *header; /* base64url of the JOSE header */
     size_t header_len;
-    char *jwks;
+    char *jwk;  /* the public key as one JWK object */
+    char *jwks; /* {"keys":[jwk]} */
 };
 
 
@@ -245,17 +246,21 @@ omni_signer_t *omni_signer_load(
         s->alg, s->kid);
     s->header = malloc(OMNI_B64URL_LEN((size_t)n) + 1);
     n = (int)strlen(members) + (int)strlen(s->kid) + 96;
-    s->jwks = malloc((size_t)n);
-    if (s->header == NULL || s->jwks == NULL) {
+    s->jwk = malloc((size_t)n);
+    if (s->header == NULL || s->jwk == NULL) {
         snprintf(err, errlen, "out of memory");
         goto failed;
     }
     s->header_len =
         omni_b64url_encode((unsigned char *)hdr, strlen(hdr), s->header);
-    snprintf(s->jwks, (size_t)n,
-        "{\"keys\":[{%s,\"use\":\"sig\","
-        "\"alg\":\"%s\",\"kid\":\"%s\"}]}",
-        members, s->alg, s->kid);
+    snprintf(s->jwk, (size_t)n,
+        "{%s,\"use\":\"sig\",\"alg\":\"%s\",\"kid\":\"%s\"}", members, s->alg,
+        s->kid);
+    s->jwks = omni_signer_jwks_with(s, NULL);
+    if (s->jwks == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto failed;
+    }
 
     free(members);
     free(tp);
@@ -285,6 +290,26 @@ const char *omni_signer_kid(const omni_signer_t *s)
 const char *omni_signer_jwks(const omni_signer_t *s)
 {
     return s->jwks;
+}
+
+
+char *omni_signer_jwks_with(
+    const omni_signer_t *s, const omni_signer_t *previous)
+{
+    size_t n;
+    char *out;
+
+    n = strlen(s->jwk) + (previous ? strlen(previous->jwk) + 1 : 0) + 16;
+    out = malloc(n);
+    if (out == NULL) {
+        return NULL;
+    }
+    if (previous) {
+        snprintf(out, n, "{\"keys\":[%s,%s]}", s->jwk, previous->jwk);
+    } else {
+        snprintf(out, n, "{\"keys\":[%s]}", s->jwk);
+    }
+    return out;
 }
 
 
@@ -357,6 +382,7 @@ void omni_signer_free(omni_signer_t *s)
     }
     EVP_PKEY_free(s->key);
     free(s->header);
+    free(s->jwk);
     free(s->jwks);
     free(s);
 }

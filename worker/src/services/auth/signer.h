@@ -21,6 +21,12 @@ const char *omni_signer_kid(const omni_signer_t *s);
  * the signer. */
 const char *omni_signer_jwks(const omni_signer_t *s);
 
+/* The JWK Set of s and, when previous is not NULL, previous after it (a
+ * key retired by a rotation, whose tokens are still valid): malloc'd,
+ * NUL-terminated, the caller frees; NULL when out of memory. */
+char *omni_signer_jwks_with(
+    const omni_signer_t *s, const omni_signer_t *previous);
+
 /* Signs payload[0..len) (the claims as JSON) into a compact JWS
  * "header.payload.signature" with header {"alg","typ":"JWT","kid"}.
  * Returns a malloc'd NUL-terminated string the caller frees, or NULL when
