@@ -3,6 +3,8 @@ in one EVALSHA per request, and what happens when Redis fails."""
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import time
 
@@ -243,7 +245,9 @@ def test_several_limits_are_checked_in_one_evalsha(gw, own_redis):
 def test_concurrent_requests_share_script_calls_and_decide_exactly(
         gw, own_redis):
     """40 requests arriving together at the one worker: fewer script calls
-    than requests, and the limit (burst 4) admits exactly 5 of them."""
+    than requests, and the limit (burst 4) admits exactly 5 of them. The
+    worker is stopped while they are sent, so that they arrive together
+    however loaded the machine is (a paced sender made this flaky)."""
     import socket
     tok = token("together-user")
     raw = ("GET /one/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
@@ -252,8 +256,14 @@ def test_concurrent_requests_share_script_calls_and_decide_exactly(
     c.config_resetstat()
     socks = [socket.create_connection(("127.0.0.1", gw.port), timeout=10)
              for _ in range(40)]
-    for s in socks:
-        s.sendall(raw)
+    [worker] = stack.children_of(gw.proc.pid)
+    time.sleep(0.2)     # every connection accepted before the stop
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        for s in socks:
+            s.sendall(raw)
+    finally:
+        os.kill(worker, signal.SIGCONT)
     statuses = []
     for s in socks:
         data = b""
@@ -266,7 +276,8 @@ def test_concurrent_requests_share_script_calls_and_decide_exactly(
         statuses.append(int(data.split(b" ", 2)[1]))
     assert sorted(statuses) == [200] * 5 + [429] * 35
     calls = c.info("commandstats")["cmdstat_evalsha"]["calls"]
-    assert calls < 40, calls
+    # arrived in one pass: one batch (two when a pass splits them)
+    assert calls <= 4, calls
 
 
 def test_requests_without_limits_or_jti_do_not_touch_redis(gw, own_redis):
