@@ -53,6 +53,9 @@ typedef struct {
                                   seals MCP servers' headers; NULL: none */
     char *mcp_ca_file;         /* OMNI_MCP_CA_FILE: CAs for upstreams; NULL:
                                   the system's */
+    char *embedding_model;     /* OMNI_EMBEDDING_MODEL: a configured
+                                  provider's model for memories' embeddings;
+                                  NULL: text search only */
 } omni_config_t;
 
 /* Loads the configuration: variables from the file named by OMNI_CONFIG
