@@ -3,7 +3,9 @@
 -- another user's object is simply not found. Embeddings are real[] (Debian
 -- 12 packages no pgvector), stored unit-length with their model's name, so
 -- a cosine similarity is a dot product and vectors of another model or
--- dimension are never compared.
+-- dimension are never compared. The worker ranks them (exact top-k) from
+-- embedding_packed, the same floats as bytes: 7x faster to read than the
+-- array's text and a dot product in C instead of SQL per element.
 
 CREATE SCHEMA IF NOT EXISTS omnex;
 COMMENT ON SCHEMA omnex IS
@@ -40,6 +42,7 @@ CREATE TABLE omnex.memories (
     metadata         jsonb       NOT NULL DEFAULT '{}'
                                  CHECK (jsonb_typeof(metadata) = 'object'),
     embedding        real[],
+    embedding_packed bytea,
     embedding_model  text,
     embed_claimed_at timestamptz,
     tsv              tsvector    GENERATED ALWAYS AS
@@ -48,8 +51,8 @@ CREATE TABLE omnex.memories (
     CHECK ((embedding IS NULL) = (embedding_model IS NULL))
 );
 
-CREATE INDEX memories_owner_ns_idx
-    ON omnex.memories (owner, namespace, created_at);
+CREATE INDEX memories_owner_ns_idx ON omnex.memories (owner, namespace, id);
+CREATE INDEX memories_owner_idx ON omnex.memories (owner, id);
 CREATE INDEX memories_tsv_idx ON omnex.memories USING gin (tsv);
 CREATE INDEX memories_model_idx ON omnex.memories (embedding_model);
 
@@ -353,20 +356,11 @@ END
 $$;
 
 
--- Cosine similarity of two unit vectors.
-CREATE FUNCTION omnex.dot(a real[], b real[])
-    RETURNS double precision
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT sum(x::float8 * y) FROM unnest(a, b) AS t(x, y)
-$$;
-
-
--- Search: text ranks by ts_rank_cd, semantic by cosine similarity to p_vec
--- among p_model's vectors of its dimension, hybrid by reciprocal rank
--- fusion of the two top lists (k = 60, each list 4k long, at least 50).
-CREATE FUNCTION omnex.memory_search(p_owner text, b jsonb, p_vec real[],
-    p_model text)
+-- Search: text ranks by ts_rank_cd; semantic is p_sem, the worker's exact
+-- top list by cosine similarity ([[id, score], ...] best first, of the
+-- configured model's vectors only); hybrid fuses the two lists by
+-- reciprocal rank (k = 60, each list 4k long, at least 50).
+CREATE FUNCTION omnex.memory_search(p_owner text, b jsonb, p_sem jsonb)
     RETURNS jsonb
     LANGUAGE plpgsql STABLE
 AS $$
@@ -375,7 +369,7 @@ DECLARE
     ns text := omnex.name(omnex.str(b, 'namespace', 'namespace', false),
                           'namespace', false);
     mode text := coalesce(omnex.str(b, 'mode', 'mode', false),
-                          CASE WHEN p_vec IS NULL THEN 'text'
+                          CASE WHEN p_sem IS NULL THEN 'text'
                                ELSE 'hybrid' END);
     filter jsonb := coalesce(b -> 'filter', '{}');
     k int := 10;
@@ -415,14 +409,11 @@ BEGIN
           AND x.tsv @@ q
         ORDER BY rk LIMIT CASE WHEN mode = 'text' THEN k ELSE n END),
     v AS (
-        SELECT y.id, y.s, row_number() OVER (ORDER BY y.s DESC, y.id) AS rk
-        FROM (SELECT x.id, omnex.dot(x.embedding, p_vec) AS s
-              FROM omnex.memories AS x
-              WHERE mode <> 'text' AND x.owner = p_owner
-                AND (ns IS NULL OR x.namespace = ns)
-                AND x.metadata @> filter AND x.embedding_model = p_model
-                AND cardinality(x.embedding) = cardinality(p_vec)) AS y
-        ORDER BY rk LIMIT CASE WHEN mode = 'semantic' THEN k ELSE n END),
+        SELECT (e.v ->> 0)::uuid AS id, (e.v ->> 1)::float8 AS s, e.rk
+        FROM jsonb_array_elements(CASE WHEN mode = 'text' THEN '[]'
+                                       ELSE coalesce(p_sem, '[]') END)
+             WITH ORDINALITY AS e(v, rk)
+        ORDER BY e.rk LIMIT CASE WHEN mode = 'semantic' THEN k ELSE n END),
     f AS (
         SELECT coalesce(t.id, v.id) AS id,
                CASE mode WHEN 'text' THEN t.s WHEN 'semantic' THEN v.s
@@ -442,7 +433,7 @@ $$;
 
 
 CREATE FUNCTION omnex.api(p_op text, p_owner text, p_ns text, p_key text,
-    p_body text, p_limit int, p_cursor text, p_vec real[], p_model text,
+    p_body text, p_limit int, p_cursor text, p_sem text, p_model text,
     OUT status int, OUT body text)
     LANGUAGE plpgsql
 AS $$
@@ -507,7 +498,7 @@ BEGIN
         END IF;
         r := omnex.memory_json(m, p_model);
     WHEN 'memories.search' THEN
-        r := omnex.memory_search(p_owner, b, p_vec, p_model);
+        r := omnex.memory_search(p_owner, b, p_sem::jsonb);
     END CASE;
     body := r::text;
 EXCEPTION
@@ -557,10 +548,13 @@ CREATE FUNCTION omnex.embed_store(p_model text, p_items text)
 AS $$
     WITH s AS (
         UPDATE omnex.memories AS m
-        SET embedding = ARRAY(SELECT jsonb_array_elements_text(e -> 'embedding')
-                              ::real),
-            embedding_model = p_model, embed_claimed_at = NULL
-        FROM jsonb_array_elements(p_items::jsonb) AS e
+        SET embedding = v.a, embedding_model = p_model, embed_claimed_at = NULL,
+            embedding_packed = (SELECT string_agg(float4send(x), ''::bytea
+                                                  ORDER BY i)
+                                FROM unnest(v.a) WITH ORDINALITY AS u(x, i))
+        FROM jsonb_array_elements(p_items::jsonb) AS e,
+             LATERAL (SELECT ARRAY(SELECT jsonb_array_elements_text(
+                         e -> 'embedding')::real) AS a) AS v
         WHERE m.id = (e ->> 'id')::uuid
         RETURNING 1)
     SELECT count(*)::int FROM s

@@ -1,12 +1,17 @@
 /* store.c: one operation on the Omnex store, from a REST route or an MCP
  * tool:
  *
- *   start --(search, mode semantic|hybrid)--> EMBED the query --> QUERY
- *         --(otherwise)-----------------------------------------> QUERY
- *   QUERY: omnex.api() --> done(status, body)
+ *   start --(search, semantic|hybrid)--> EMBED the query --> SCAN --> QUERY
+ *         --(otherwise)----------------------------------------------> QUERY
+ *   SCAN: pages of the owner's vectors of the model and dimension (in
+ *         namespace, matching filter), read as bytes in id order, each
+ *         page's cosine similarities folded into a top-n heap: exact, and
+ *         memory bounded by one page whatever the namespace's size
+ *   QUERY: omnex.api() (with the top list) --> done(status, body)
  *
  * A search's query, mode and k are checked here, before a provider is
  * asked for an embedding; everything else is checked by omnex.api(). */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +26,12 @@
 #include "services/memory/store.h"
 
 #define OMNI_MEM_QUERY_MAX 4096
+#define OMNI_MEM_PAGE_BYTES (4 * 1024 * 1024) /* vectors per scan query */
+
+typedef struct {
+    double s;
+    unsigned char id[16];
+} omni_mem_hit_t;
 
 typedef struct {
     omni_arena_t arena;
@@ -30,17 +41,38 @@ typedef struct {
     void *arg;
     int status; /* an answer decided before the query */
     const char *answer;
+    /* a semantic scan */
+    float *q;
+    int dim;
+    const char *ns, *filter;
+    omni_mem_hit_t *heap; /* the n best so far, worst on top */
+    int n, nheap, page;
+    char last[40], bytes[16], page_text[16];
 } omni_mem_op_t;
 
-static int omni_mem_stmt;
+static int omni_mem_stmt, omni_mem_scan_ns, omni_mem_scan_all;
+
+static void omni_mem_scan(omni_mem_op_t *op);
 
 
 int omni_mem_store_init(void)
 {
     omni_mem_stmt = omni_db_statement("memory_api",
         "SELECT a.status, a.body FROM omnex.api($1, $2, $3, $4, $5,"
-        " $6::int, $7, $8::real[], $9) AS a");
-    return omni_mem_stmt < 0 ? -1 : 0;
+        " $6::int, $7, $8, $9) AS a");
+    omni_mem_scan_ns = omni_db_statement_binary("memory_scan_ns",
+        "SELECT id, embedding_packed FROM omnex.memories"
+        " WHERE owner = $1 AND namespace = $2 AND metadata @> $3::jsonb"
+        " AND embedding_model = $4 AND octet_length(embedding_packed) ="
+        " $5::int AND id > $6::uuid ORDER BY id LIMIT $7::int");
+    omni_mem_scan_all = omni_db_statement_binary("memory_scan_all",
+        "SELECT id, embedding_packed FROM omnex.memories"
+        " WHERE owner = $1 AND metadata @> $2::jsonb"
+        " AND embedding_model = $3 AND octet_length(embedding_packed) ="
+        " $4::int AND id > $5::uuid ORDER BY id LIMIT $6::int");
+    return omni_mem_stmt < 0 || omni_mem_scan_ns < 0 || omni_mem_scan_all < 0
+               ? -1
+               : 0;
 }
 
 
@@ -135,12 +167,201 @@ static void omni_mem_query(omni_mem_op_t *op)
 }
 
 
+/* Whether a is worse than b: a lower score, or the same and a later id. */
+static int omni_mem_worse(const omni_mem_hit_t *a, const omni_mem_hit_t *b)
+{
+    return a->s < b->s || (a->s == b->s && memcmp(a->id, b->id, 16) > 0);
+}
+
+
+static void omni_mem_sift_down(omni_mem_hit_t *h, int n, int i)
+{
+    omni_mem_hit_t t;
+    int c;
+
+    for (;;) {
+        c = 2 * i + 1;
+        if (c >= n) {
+            return;
+        }
+        if (c + 1 < n && omni_mem_worse(&h[c + 1], &h[c])) {
+            c++;
+        }
+        if (!omni_mem_worse(&h[c], &h[i])) {
+            return;
+        }
+        t = h[i];
+        h[i] = h[c];
+        h[c] = t;
+        i = c;
+    }
+}
+
+
+static void omni_mem_offer(omni_mem_op_t *op, const omni_mem_hit_t *hit)
+{
+    omni_mem_hit_t *h = op->heap, t;
+    int i, p;
+
+    if (op->nheap < op->n) {
+        i = op->nheap++;
+        h[i] = *hit;
+        while (i > 0) {
+            p = (i - 1) / 2;
+            if (!omni_mem_worse(&h[i], &h[p])) {
+                break;
+            }
+            t = h[i];
+            h[i] = h[p];
+            h[p] = t;
+            i = p;
+        }
+        return;
+    }
+    if (omni_mem_worse(&h[0], hit)) {
+        h[0] = *hit;
+        omni_mem_sift_down(h, op->nheap, 0);
+    }
+}
+
+
+static void omni_mem_uuid_text(const unsigned char *id, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    int i, o = 0;
+
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            out[o++] = '-';
+        }
+        out[o++] = hex[id[i] >> 4];
+        out[o++] = hex[id[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+
+/* The heap, best first, as [["id", score], ...] for omnex.api(). */
+static void omni_mem_top_list(omni_mem_op_t *op)
+{
+    struct evbuffer *b = evbuffer_new();
+    omni_mem_hit_t t;
+    char id[40];
+    int n = op->nheap, i;
+
+    if (b == NULL) {
+        omni_mem_finish(op, 503,
+            "{\"error\":\"overloaded\",\"message\":\"out of memory\"}");
+        return;
+    }
+    /* heap sort: the worst goes to the end each round */
+    for (i = n - 1; i > 0; i--) {
+        t = op->heap[0];
+        op->heap[0] = op->heap[i];
+        op->heap[i] = t;
+        omni_mem_sift_down(op->heap, i, 0);
+    }
+    evbuffer_add(b, "[", 1);
+    for (i = 0; i < n; i++) {
+        omni_mem_uuid_text(op->heap[i].id, id);
+        evbuffer_add_printf(
+            b, "%s[\"%s\",%.9g]", i ? "," : "", id, op->heap[i].s);
+    }
+    evbuffer_add(b, "]", 1);
+    op->values[7] = omni_arena_strndup(&op->arena,
+        (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    evbuffer_free(b);
+    if (op->values[7] == NULL) {
+        omni_mem_finish(op, 503,
+            "{\"error\":\"overloaded\",\"message\":\"out of memory\"}");
+        return;
+    }
+    omni_mem_query(op);
+}
+
+
+static void omni_mem_scanned(void *arg, omni_db_status_t status, PGresult *res)
+{
+    omni_mem_op_t *op = arg;
+    const unsigned char *v;
+    omni_mem_hit_t hit;
+    uint32_t bits;
+    float f;
+    double dot;
+    int rows, i, j;
+
+    if (status != OMNI_DB_OK) {
+        if (status == OMNI_DB_ERROR) {
+            omni_log(OMNI_LOG_ERROR, "memory scan failed", NULL);
+        }
+        omni_mem_finish(op, status == OMNI_DB_ERROR ? 500 : 503,
+            status == OMNI_DB_ERROR
+                ? "{\"error\":\"internal_error\",\"message\":\"internal "
+                  "error\"}"
+                : "{\"error\":\"database_unavailable\",\"message\":\"the "
+                  "database is unavailable\"}");
+        return;
+    }
+    rows = PQntuples(res);
+    for (i = 0; i < rows; i++) {
+        if (PQgetlength(res, i, 0) != 16
+            || PQgetlength(res, i, 1) != 4 * op->dim) {
+            continue;
+        }
+        v = (const unsigned char *)PQgetvalue(res, i, 1);
+        dot = 0;
+        for (j = 0; j < op->dim; j++) {
+            memcpy(&bits, v + 4 * j, 4);
+            bits = ntohl(bits);
+            memcpy(&f, &bits, 4);
+            dot += (double)f * op->q[j];
+        }
+        hit.s = dot;
+        memcpy(hit.id, PQgetvalue(res, i, 0), 16);
+        omni_mem_offer(op, &hit);
+    }
+    if (rows < op->page) {
+        omni_mem_top_list(op);
+        return;
+    }
+    omni_mem_uuid_text(
+        (const unsigned char *)PQgetvalue(res, rows - 1, 0), op->last);
+    omni_mem_scan(op);
+}
+
+
+static void omni_mem_scan(omni_mem_op_t *op)
+{
+    const char *values[7];
+    omni_db_status_t st;
+    int n = 0, stmt;
+
+    values[n++] = op->values[1];
+    if (op->ns != NULL) {
+        values[n++] = op->ns;
+    }
+    values[n++] = op->filter;
+    values[n++] = op->values[8];
+    values[n++] = op->bytes;
+    values[n++] = op->last;
+    values[n++] = op->page_text;
+    stmt = op->ns != NULL ? omni_mem_scan_ns : omni_mem_scan_all;
+    st = omni_db_query(omni_clients.db, stmt, n, values, omni_mem_scanned, op);
+    if (st != OMNI_DB_OK) {
+        omni_mem_finish(op, 503,
+            st == OMNI_DB_BUSY
+                ? "{\"error\":\"overloaded\",\"message\":\"too many queries "
+                  "wait for the database\"}"
+                : "{\"error\":\"database_unavailable\",\"message\":\"the "
+                  "database is unavailable\"}");
+    }
+}
+
+
 static void omni_mem_embedded(
     void *arg, int status, const char *msg, float *const *vecs, int n, int dim)
 {
     omni_mem_op_t *op = arg;
-    struct evbuffer *b;
-    int j;
 
     if (status != 0) {
         omni_mem_finish(op, status,
@@ -154,26 +375,24 @@ static void omni_mem_embedded(
                   "provider failed\"}");
         return;
     }
-    b = evbuffer_new();
-    if (b == NULL) {
+    op->dim = dim;
+    op->q = omni_arena_alloc(&op->arena, sizeof(float) * (size_t)dim);
+    op->heap = omni_arena_alloc(&op->arena, sizeof(omni_mem_hit_t) * op->n);
+    if (op->q == NULL || op->heap == NULL) {
         omni_mem_finish(op, 503,
             "{\"error\":\"overloaded\",\"message\":\"out of memory\"}");
         return;
     }
-    evbuffer_add(b, "{", 1);
-    for (j = 0; j < dim; j++) {
-        evbuffer_add_printf(b, j ? ",%.9g" : "%.9g", (double)vecs[0][j]);
+    memcpy(op->q, vecs[0], sizeof(float) * (size_t)dim);
+    op->page = OMNI_MEM_PAGE_BYTES / (4 * dim);
+    if (op->page < 64) {
+        op->page = 64;
     }
-    evbuffer_add(b, "}", 1);
-    op->values[7] = omni_arena_strndup(&op->arena,
-        (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
-    evbuffer_free(b);
-    if (op->values[7] == NULL) {
-        omni_mem_finish(op, 503,
-            "{\"error\":\"overloaded\",\"message\":\"out of memory\"}");
-        return;
-    }
-    omni_mem_query(op);
+    snprintf(op->bytes, sizeof(op->bytes), "%d", 4 * dim);
+    snprintf(op->page_text, sizeof(op->page_text), "%d", op->page);
+    snprintf(
+        op->last, sizeof(op->last), "00000000-0000-0000-0000-000000000000");
+    omni_mem_scan(op);
 }
 
 
@@ -185,8 +404,10 @@ static int omni_mem_search_check(
     const omni_json_t *q = omni_json_get(body, "query");
     const omni_json_t *m = omni_json_get(body, "mode");
     const omni_json_t *k = omni_json_get(body, "k");
+    const omni_json_t *ns, *filter;
+    struct evbuffer *b;
     const char *mode, *s;
-    int64_t n;
+    int64_t n, kn = 10;
 
     *text = NULL;
     if (q == NULL || q->type == OMNI_JSON_NULL) {
@@ -216,6 +437,9 @@ static int omni_mem_search_check(
             "k", "k: an integer from 1 to 100");
         return -1;
     }
+    if (k != NULL && k->type != OMNI_JSON_NULL) {
+        kn = n;
+    }
     if (m == NULL || m->type == OMNI_JSON_NULL) {
         mode = omni_mem_model() ? "hybrid" : "text";
     } else if (m->type != OMNI_JSON_STRING) {
@@ -238,6 +462,43 @@ static int omni_mem_search_check(
         omni_mem_fail(op, 422, "invalid_value", "mode",
             "mode: semantic and hybrid search need an embedding model and "
             "none is configured (OMNI_EMBEDDING_MODEL); use mode text");
+        return -1;
+    }
+    ns = omni_json_get(body, "namespace");
+    filter = omni_json_get(body, "filter");
+    if ((ns != NULL && ns->type != OMNI_JSON_NULL
+            && (ns->type != OMNI_JSON_STRING || ns->u.str.len > 128
+                || ns->u.str.len == 0
+                || strspn(ns->u.str.ptr, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij"
+                                         "klmnopqrstuvwxyz0123456789._-")
+                       != ns->u.str.len))
+        || (filter != NULL && filter->type != OMNI_JSON_NULL
+            && filter->type != OMNI_JSON_OBJECT)) {
+        return 0; /* omnex.api() names the field */
+    }
+    op->ns = ns != NULL && ns->type == OMNI_JSON_STRING ? ns->u.str.ptr : NULL;
+    op->filter = "{}";
+    if (filter != NULL && filter->type == OMNI_JSON_OBJECT) {
+        b = evbuffer_new();
+        if (b == NULL || omni_json_write(b, filter) != 0) {
+            if (b != NULL) {
+                evbuffer_free(b);
+            }
+            omni_mem_fail(op, 503, "overloaded", NULL, "out of memory");
+            return -1;
+        }
+        op->filter = omni_arena_strndup(&op->arena,
+            (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+        evbuffer_free(b);
+    }
+    op->n = strcmp(mode, "semantic") == 0 ? (int)kn
+                                          : (4 * kn > 50 ? 4 * (int)kn : 50);
+    if (op->ns != NULL) {
+        op->ns = omni_arena_strndup(&op->arena, op->ns, strlen(op->ns));
+    }
+    if (op->filter == NULL
+        || (ns != NULL && ns->type == OMNI_JSON_STRING && op->ns == NULL)) {
+        omni_mem_fail(op, 503, "overloaded", NULL, "out of memory");
         return -1;
     }
     *text = s;
