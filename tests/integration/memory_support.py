@@ -5,6 +5,7 @@ see TESTING.md), so the expected cosine ranking is known exactly."""
 
 import json
 import math
+import random
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,7 +28,11 @@ DIM = 4
 def vector(model, text):
     """The double's vector for text under model ("embed-a-..." or
     "embed-b-..."): word counts per axis, plus a small constant so no
-    vector is zero."""
+    vector is zero. A "bench-..." model answers 384 pseudo-random floats
+    seeded by the text."""
+    if model.startswith("bench"):
+        rnd = random.Random(text)
+        return [rnd.uniform(-1, 1) for _ in range(384)]
     v = [0.01] * DIM
     for word in text.lower().replace(".", " ").split():
         axis = AXES[model[:7]].get(word)
@@ -68,7 +73,8 @@ class EmbeddingsDouble:
                     (body.get("model"), list(inputs),
                      self.headers.get("Authorization")))
                 if self.path != "/v1/embeddings" or \
-                        str(body.get("model"))[:7] not in AXES:
+                        (str(body.get("model"))[:7] not in AXES
+                         and not str(body.get("model")).startswith("bench")):
                     self.send_response(404)
                     self.end_headers()
                     return
