@@ -623,7 +623,9 @@ omni_db_status_t omni_db_query(omni_db_t *db, int stmt, int nparams,
     int i;
 
     if (!omni_db_available(db)) {
-        db->unavailable++;
+        if (db != NULL) {
+            db->unavailable++;
+        }
         return OMNI_DB_UNAVAILABLE;
     }
     if (db->queued >= db->queue_max) {
