@@ -92,3 +92,37 @@ def test_an_unreachable_provider_is_a_502(worker, worker_factory):
     assert r.json()["error"] == "upstream_error"
     assert "127.0.0.1:9" not in r.text
     user.ok("POST", MEM, {"content": "still accepted"}, status=201)
+
+
+def test_postgres_restart_during_batch_adds_loses_nothing_acknowledged(
+        worker, migrated, worker_factory, double):
+    model = "embed-a-%s" % uuid.uuid4().hex[:8]
+    register_provider(worker, model, double.url, "MEMORY_TEST_EMBED_KEY")
+    w = model_worker(worker_factory, model)
+    user, ns = User(w), unique()
+    acked, refused = [], 0
+    try:
+        for b in range(30):
+            if b == 10:
+                migrated.stop("fast")
+            if b == 15:
+                migrated.start()
+                stack.wait_until(
+                    lambda: user.call("GET", "/api/v1/contexts").status
+                    == 200, 15, "the worker back on Postgres", interval=0.2)
+            r = user.call("POST", MEM, {"items": [
+                {"namespace": ns, "content": "kitten %d-%d" % (b, i)}
+                for i in range(20)]})
+            if r.status == 201:
+                acked += [m["id"] for m in r.json()["items"]]
+            else:
+                assert r.status == 503, r.body
+                refused += 1
+    finally:
+        migrated.ensure_running()
+    assert refused >= 5 and len(acked) >= 20 * 20
+    for mid in acked:
+        assert user.call("GET", "%s/%s" % (MEM, mid)).status == 200
+    # a batch claimed when Postgres went away is claimed again (30 s)
+    stack.wait_until(lambda: embedded(user, acked), 60,
+                     "every acknowledged memory embedded", interval=1)
