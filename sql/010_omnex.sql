@@ -47,7 +47,8 @@ CREATE TABLE omnex.memories (
     embed_claimed_at timestamptz,
     tsv              tsvector    GENERATED ALWAYS AS
                                  (to_tsvector('english', content)) STORED,
-    created_at       timestamptz NOT NULL DEFAULT now(),
+    -- a batch's memories in input order: equal ranks list older first
+    created_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
     CHECK ((embedding IS NULL) = (embedding_model IS NULL))
 );
 

@@ -103,8 +103,9 @@ def test_hybrid_is_the_default_and_fuses_both_rankings(corpus):
     res = user.search(query="rocket", namespace=ns, k=4)
     assert res["mode"] == "hybrid"
     got = [h["id"] for h in res["items"]]
-    # found by both: text ranks 1 and 2 (equal rank, older first),
-    # semantic ranks 1 and 2: reciprocal rank fusion with k = 60
+    # found by both: text ranks 1 and 2 (equal rank, older first: a
+    # batch's memories are in input order), semantic ranks 1 and 2:
+    # reciprocal rank fusion with k = 60
     assert got[:2] == [ids[1], ids[3]]
     assert res["items"][0]["score"] == pytest.approx(2 / 61)
     assert res["items"][1]["score"] == pytest.approx(2 / 62)
@@ -123,3 +124,23 @@ def test_semantic_search_is_the_owners_only(corpus, eworker):
     assert other.search(query="puppy", namespace=ns,
                         mode="semantic")["items"] == []
     assert other.search(query="puppy", mode="hybrid")["items"] == []
+
+
+def test_semantic_search_honours_namespace_and_filter(eworker):
+    user = User(eworker)
+    ns1, ns2 = unique(), unique()
+    a = user.ok("POST", MEM, {"items": [
+        {"namespace": ns1, "content": "my kitten sleeps",
+         "metadata": {"room": "attic"}},
+        {"namespace": ns1, "content": "a dog barks",
+         "metadata": {"room": "garden"}}]}, status=201)["items"]
+    (b,) = user.add(ns2, "the cat purrs")
+    wait_embedded(user, [m["id"] for m in a] + [b])
+    hits = user.search(query="puppy", namespace=ns1, mode="semantic",
+                       filter={"room": "garden"})["items"]
+    assert [h["id"] for h in hits] == [a[1]["id"]]
+    hits = user.search(query="puppy", namespace=ns2, mode="semantic")["items"]
+    assert [h["id"] for h in hits] == [b]
+    # without a namespace: every one of the caller's memories
+    hits = user.search(query="puppy", mode="semantic", k=100)["items"]
+    assert {a[0]["id"], a[1]["id"], b} <= {h["id"] for h in hits}
