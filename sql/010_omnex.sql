@@ -52,6 +52,11 @@ CREATE TABLE omnex.memories (
     CHECK ((embedding IS NULL) = (embedding_model IS NULL))
 );
 
+-- The semantic scan reads embedding_packed row after row: keep it in the
+-- row, and the array (the same floats again) out of it.
+ALTER TABLE omnex.memories ALTER COLUMN embedding SET STORAGE EXTERNAL,
+    ALTER COLUMN embedding_packed SET STORAGE MAIN;
+
 CREATE INDEX memories_owner_ns_idx ON omnex.memories (owner, namespace, id);
 CREATE INDEX memories_owner_idx ON omnex.memories (owner, id);
 CREATE INDEX memories_tsv_idx ON omnex.memories USING gin (tsv);

@@ -47,7 +47,7 @@ typedef struct {
     const char *ns, *filter;
     omni_mem_hit_t *heap; /* the n best so far, worst on top */
     int n, nheap, page;
-    char last[40], bytes[16], page_text[16];
+    char last[40], page_text[16];
 } omni_mem_op_t;
 
 static int omni_mem_stmt, omni_mem_scan_ns, omni_mem_scan_all;
@@ -60,16 +60,23 @@ int omni_mem_store_init(void)
     omni_mem_stmt = omni_db_statement("memory_api",
         "SELECT a.status, a.body FROM omnex.api($1, $2, $3, $4, $5,"
         " $6::int, $7, $8, $9) AS a");
+    /* A page is the next rows of the owner (and namespace) in id order,
+     * the index's order, whatever matches: the planner must not see the
+     * model and filter conditions (it guesses them rare, then prefers
+     * sorting every row of the namespace for each page). A row that does
+     * not match comes back without its vector. */
     omni_mem_scan_ns = omni_db_statement_binary("memory_scan_ns",
-        "SELECT id, embedding_packed FROM omnex.memories"
-        " WHERE owner = $1 AND namespace = $2 AND metadata @> $3::jsonb"
-        " AND embedding_model = $4 AND octet_length(embedding_packed) ="
-        " $5::int AND id > $6::uuid ORDER BY id LIMIT $7::int");
+        "SELECT p.id, CASE WHEN p.embedding_model = $4"
+        " AND p.metadata @> $3::jsonb THEN p.embedding_packed END"
+        " FROM (SELECT id, embedding_model, metadata, embedding_packed"
+        " FROM omnex.memories WHERE owner = $1 AND namespace = $2"
+        " AND id > $5::uuid ORDER BY id LIMIT $6::int) AS p ORDER BY p.id");
     omni_mem_scan_all = omni_db_statement_binary("memory_scan_all",
-        "SELECT id, embedding_packed FROM omnex.memories"
-        " WHERE owner = $1 AND metadata @> $2::jsonb"
-        " AND embedding_model = $3 AND octet_length(embedding_packed) ="
-        " $4::int AND id > $5::uuid ORDER BY id LIMIT $6::int");
+        "SELECT p.id, CASE WHEN p.embedding_model = $3"
+        " AND p.metadata @> $2::jsonb THEN p.embedding_packed END"
+        " FROM (SELECT id, embedding_model, metadata, embedding_packed"
+        " FROM omnex.memories WHERE owner = $1"
+        " AND id > $4::uuid ORDER BY id LIMIT $5::int) AS p ORDER BY p.id");
     return omni_mem_stmt < 0 || omni_mem_scan_ns < 0 || omni_mem_scan_all < 0
                ? -1
                : 0;
@@ -304,6 +311,7 @@ static void omni_mem_scanned(void *arg, omni_db_status_t status, PGresult *res)
     }
     rows = PQntuples(res);
     for (i = 0; i < rows; i++) {
+        /* another model's, another dimension, or not matching the filter */
         if (PQgetlength(res, i, 0) != 16
             || PQgetlength(res, i, 1) != 4 * op->dim) {
             continue;
@@ -342,7 +350,6 @@ static void omni_mem_scan(omni_mem_op_t *op)
     }
     values[n++] = op->filter;
     values[n++] = op->values[8];
-    values[n++] = op->bytes;
     values[n++] = op->last;
     values[n++] = op->page_text;
     stmt = op->ns != NULL ? omni_mem_scan_ns : omni_mem_scan_all;
@@ -388,7 +395,6 @@ static void omni_mem_embedded(
     if (op->page < 64) {
         op->page = 64;
     }
-    snprintf(op->bytes, sizeof(op->bytes), "%d", 4 * dim);
     snprintf(op->page_text, sizeof(op->page_text), "%d", op->page);
     snprintf(
         op->last, sizeof(op->last), "00000000-0000-0000-0000-000000000000");
