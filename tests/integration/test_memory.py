@@ -95,6 +95,10 @@ def test_context_bad_input_names_the_field(alice):
     assert r.status == 422 and r.json()["field"] == "key"
     r = alice.call("PUT", "%s/bad%%20ns/k" % CTX, {"value": 1})
     assert r.status == 422 and r.json()["field"] == "namespace"
+    r = alice.call("GET", "%s/bad%%20ns/k" % CTX)
+    assert r.status == 422 and r.json()["field"] == "namespace"
+    r = alice.call("GET", "%s/%s/%s" % (CTX, ns, "k" * 129))
+    assert r.status == 422 and r.json()["field"] == "key"
     r = alice.call("PUT", "%s/%s/k" % (CTX, ns),
                    {"value": "x" * (256 * 1024)})
     assert r.status == 413 and r.json()["field"] == "value"

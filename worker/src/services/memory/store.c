@@ -51,6 +51,7 @@ typedef struct {
 } omni_mem_op_t;
 
 static int omni_mem_stmt, omni_mem_scan_ns, omni_mem_scan_all;
+static int omni_mem_ctx_get, omni_mem_mem_get;
 
 static void omni_mem_scan(omni_mem_op_t *op);
 
@@ -77,7 +78,16 @@ int omni_mem_store_init(void)
         " FROM (SELECT id, embedding_model, metadata, embedding_packed"
         " FROM omnex.memories WHERE owner = $1"
         " AND id > $4::uuid ORDER BY id LIMIT $5::int) AS p ORDER BY p.id");
+    /* the point reads, without omnex.api()'s subtransaction (5x its
+     * cost): their arguments are checked here */
+    omni_mem_ctx_get = omni_db_statement("memory_context_get",
+        "SELECT omnex.context_json(c)::text FROM omnex.contexts AS c"
+        " WHERE c.owner = $1 AND c.namespace = $2 AND c.key = $3");
+    omni_mem_mem_get = omni_db_statement("memory_memory_get",
+        "SELECT omnex.memory_json(m, $3)::text FROM omnex.memories AS m"
+        " WHERE m.owner = $1 AND m.id = $2::uuid");
     return omni_mem_stmt < 0 || omni_mem_scan_ns < 0 || omni_mem_scan_all < 0
+                   || omni_mem_ctx_get < 0 || omni_mem_mem_get < 0
                ? -1
                : 0;
 }
@@ -518,6 +528,111 @@ static const char *omni_mem_copy(omni_mem_op_t *op, const char *s)
 }
 
 
+/* Whether s is a namespace or key: ^[A-Za-z0-9._-]{1,128}$. */
+static int omni_mem_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    return n >= 1 && n <= 128
+           && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                        "0123456789._-")
+                  == n;
+}
+
+
+static int omni_mem_uuid_ok(const char *s)
+{
+    size_t i;
+
+    if (s == NULL || strlen(s) != 36) {
+        return 0;
+    }
+    for (i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23
+                ? s[i] != '-'
+                : strchr("0123456789abcdefABCDEF", s[i]) == NULL
+                      || s[i] == '\0') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
+/* A point read's 404, as omnex.api() words it. */
+static void omni_mem_not_found(omni_mem_op_t *op)
+{
+    char msg[400];
+
+    if (strcmp(op->values[0], "contexts.get") == 0) {
+        snprintf(msg, sizeof(msg), "no context \"%s\" in namespace \"%s\"",
+            op->values[3], op->values[2]);
+    } else {
+        snprintf(msg, sizeof(msg), "no memory \"%.64s\"", op->values[3]);
+    }
+    omni_mem_fail(op, 404, "not_found", NULL, msg);
+}
+
+
+static void omni_mem_got(void *arg, omni_db_status_t status, PGresult *res)
+{
+    omni_mem_op_t *op = arg;
+
+    if (status == OMNI_DB_OK && PQntuples(res) == 0) {
+        omni_mem_not_found(op);
+        return;
+    }
+    if (status != OMNI_DB_OK || PQntuples(res) != 1) {
+        omni_mem_queried(
+            arg, status == OMNI_DB_OK ? OMNI_DB_ERROR : status, NULL);
+        return;
+    }
+    omni_mem_finish(op, 200, PQgetvalue(res, 0, 0));
+}
+
+
+/* contexts.get and memories.get: 0 when handled here, 1 for omnex.api(). */
+static int omni_mem_point_read(omni_mem_op_t *op)
+{
+    const char *values[3];
+    omni_db_status_t st;
+    int stmt;
+
+    if (strcmp(op->values[0], "contexts.get") == 0) {
+        if (!omni_mem_name_ok(op->values[2])
+            || !omni_mem_name_ok(op->values[3])) {
+            return 1; /* omnex.api() names the field */
+        }
+        stmt = omni_mem_ctx_get;
+        values[0] = op->values[1];
+        values[1] = op->values[2];
+        values[2] = op->values[3];
+    } else if (strcmp(op->values[0], "memories.get") == 0) {
+        if (op->values[3] == NULL) {
+            return 1;
+        }
+        if (!omni_mem_uuid_ok(op->values[3])) {
+            omni_mem_not_found(op);
+            return 0;
+        }
+        stmt = omni_mem_mem_get;
+        values[0] = op->values[1];
+        values[1] = op->values[3];
+        values[2] = op->values[8];
+    } else {
+        return 1;
+    }
+    st = omni_db_query(omni_clients.db, stmt, 3, values, omni_mem_got, op);
+    if (st != OMNI_DB_OK) {
+        omni_mem_fail(op, 503,
+            st == OMNI_DB_BUSY ? "overloaded" : "database_unavailable", NULL,
+            st == OMNI_DB_BUSY ? "too many queries wait for the database"
+                               : "the database is unavailable");
+    }
+    return 0;
+}
+
+
 int omni_mem_run(const omni_mem_args_t *a, omni_memory_done_pt done, void *arg)
 {
     omni_mem_op_t *op = calloc(1, sizeof(*op));
@@ -553,6 +668,9 @@ int omni_mem_run(const omni_mem_args_t *a, omni_memory_done_pt done, void *arg)
     }
     if (op->values[0] == NULL || op->values[1] == NULL) {
         goto failed;
+    }
+    if (omni_mem_point_read(op) == 0) {
+        return 0;
     }
     if (strcmp(a->op, "memories.search") == 0) {
         if (omni_mem_search_check(op, a->body, &text) != 0) {
