@@ -45,6 +45,7 @@ CREATE TABLE omnex.memories (
     embedding_packed bytea,
     embedding_model  text,
     embed_claimed_at timestamptz,
+    embed_attempts   int         NOT NULL DEFAULT 0,
     tsv              tsvector    GENERATED ALWAYS AS
                                  (to_tsvector('english', content)) STORED,
     -- a batch's memories in input order: equal ranks list older first
@@ -66,7 +67,8 @@ COMMENT ON TABLE omnex.memories IS
     'Memories: text, searchable by text at once, semantically once the '
     'worker has stored its embedding (unit length) under embedding_model. '
     'A row without one, or with another model''s, is the embedding queue '
-    '(embed_claimed_at: claimed by a worker process, reclaimable later).';
+    '(embed_claimed_at: claimed by a worker process, reclaimable later; '
+    'embed_attempts: claims since the last success).';
 
 
 CREATE FUNCTION omnex.fail(p_state text, p_field text, p_msg text)
@@ -528,21 +530,43 @@ $$;
 
 
 -- The embedding queue, for the worker: claims up to p_limit memories
--- without a p_model vector (none claimed in the last 30 s), oldest first.
+-- without a p_model vector, oldest first, never tried or not since their
+-- last claim; when there are none, one that failed before (alone, so a
+-- text the provider refuses never holds back others), its retries spaced
+-- 30 s, 60 s, ... up to an hour.
 CREATE FUNCTION omnex.embed_claim(p_model text, p_limit int)
     RETURNS TABLE (id uuid, content text)
-    LANGUAGE sql
+    LANGUAGE plpgsql
 AS $$
-    UPDATE omnex.memories AS m SET embed_claimed_at = now()
+BEGIN
+    RETURN QUERY
+    UPDATE omnex.memories AS m
+    SET embed_claimed_at = now(), embed_attempts = m.embed_attempts + 1
     FROM (SELECT x.id FROM omnex.memories AS x
           WHERE (x.embedding_model IS NULL OR x.embedding_model < p_model
                  OR x.embedding_model > p_model)
-            AND (x.embed_claimed_at IS NULL
-                 OR x.embed_claimed_at < now() - interval '30 seconds')
+            AND x.embed_attempts = 0
           ORDER BY x.created_at LIMIT p_limit
           FOR UPDATE SKIP LOCKED) AS c
     WHERE m.id = c.id
-    RETURNING m.id, m.content
+    RETURNING m.id, m.content;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    UPDATE omnex.memories AS m
+    SET embed_claimed_at = now(), embed_attempts = m.embed_attempts + 1
+    FROM (SELECT x.id FROM omnex.memories AS x
+          WHERE (x.embedding_model IS NULL OR x.embedding_model < p_model
+                 OR x.embedding_model > p_model)
+            AND x.embed_attempts > 0
+            AND x.embed_claimed_at < now() - least(interval '1 hour',
+                interval '30 seconds' * 2 ^ least(x.embed_attempts - 1, 7))
+          ORDER BY x.embed_claimed_at LIMIT 1
+          FOR UPDATE SKIP LOCKED) AS c
+    WHERE m.id = c.id
+    RETURNING m.id, m.content;
+END
 $$;
 
 
@@ -555,6 +579,7 @@ AS $$
     WITH s AS (
         UPDATE omnex.memories AS m
         SET embedding = v.a, embedding_model = p_model, embed_claimed_at = NULL,
+            embed_attempts = 0,
             embedding_packed = (SELECT string_agg(float4send(x), ''::bytea
                                                   ORDER BY i)
                                 FROM unnest(v.a) WITH ORDINALITY AS u(x, i))

@@ -50,11 +50,13 @@ def cosine(a, b):
 class EmbeddingsDouble:
     """POST /v1/embeddings {model, input:[...]} -> one vector per input.
     Records (model, inputs, authorization) per request; a request holding
-    a text in `stall` waits until release()."""
+    a text in `stall` waits until release(), one holding a text in
+    `refuse` is answered 400."""
 
     def __init__(self):
         self.requests = []
         self.stall = set()
+        self.refuse = set()    # texts answered 400, as a provider would
         self.released = threading.Event()
         self.released.set()
         double = self
@@ -80,6 +82,16 @@ class EmbeddingsDouble:
                     return
                 if double.stall.intersection(inputs):
                     double.released.wait(20)
+                if double.refuse.intersection(inputs):
+                    out = json.dumps({"error": {
+                        "message": "input too long", "type":
+                        "invalid_request_error"}}).encode()
+                    self.send_response(400)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                    return
                 out = json.dumps({
                     "object": "list", "model": body["model"],
                     "data": [{"object": "embedding", "index": i,

@@ -126,3 +126,22 @@ def test_postgres_restart_during_batch_adds_loses_nothing_acknowledged(
     # a batch claimed when Postgres went away is claimed again (30 s)
     stack.wait_until(lambda: embedded(user, acked), 60,
                      "every acknowledged memory embedded", interval=1)
+
+
+def test_a_text_the_provider_refuses_holds_back_no_other(
+        worker, worker_factory, double):
+    model = "embed-a-%s" % uuid.uuid4().hex[:8]
+    register_provider(worker, model, double.url, "MEMORY_TEST_EMBED_KEY")
+    poison = "poison %s" % uuid.uuid4().hex
+    double.refuse.add(poison)
+    w = model_worker(worker_factory, model)
+    user, ns = User(w), unique()
+    ids = user.add(ns, "my kitten", poison, "bake bread", "a rocket")
+    good = [ids[0], ids[2], ids[3]]
+    # the batch fails; its memories are retried one by one 30 s later
+    stack.wait_until(lambda: embedded(user, good), 60,
+                     "the others embedded", interval=1)
+    assert not user.ok("GET", "%s/%s" % (MEM, ids[1]))["embedded"]
+    # still found by text
+    assert [h["id"] for h in user.search(
+        query="poison", namespace=ns, mode="text")["items"]] == [ids[1]]

@@ -6,7 +6,9 @@
  * replicas share the work), embeds them and stores the vectors; one batch
  * in flight per process, so the work in memory is bounded whatever the
  * backlog. A batch lost to a crash or a provider failure is claimed again
- * 30 s later: an acknowledged memory is never left unembedded. */
+ * from 30 s later, one memory at a time (omnex.embed_claim): an
+ * acknowledged memory is never left unembedded, and one the provider
+ * refuses holds back no other. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -448,8 +450,8 @@ static void omni_queue_stored(void *arg, omni_db_status_t status, PGresult *res)
         omni_queue_idle();
         return;
     }
-    /* a full batch: there may be more waiting */
-    omni_queue.again = omni_queue.again || omni_queue.n == OMNI_EMBED_BATCH;
+    /* there may be more waiting: claim until a claim finds none */
+    omni_queue.again = 1;
     omni_queue_idle();
 }
 
