@@ -408,14 +408,15 @@ BEGIN
     q := websearch_to_tsquery('english', query);
     WITH
     t AS (
-        SELECT x.id, ts_rank_cd(x.tsv, q)::float8 AS s,
-               row_number() OVER (ORDER BY ts_rank_cd(x.tsv, q) DESC,
-                                  x.created_at, x.id) AS rk
-        FROM omnex.memories AS x
-        WHERE mode <> 'semantic' AND x.owner = p_owner
-          AND (ns IS NULL OR x.namespace = ns) AND x.metadata @> filter
-          AND x.tsv @@ q
-        ORDER BY rk LIMIT CASE WHEN mode = 'text' THEN k ELSE n END),
+        SELECT y.id, y.s,
+               row_number() OVER (ORDER BY y.s DESC, y.created_at, y.id) AS rk
+        FROM (SELECT x.id, x.created_at, ts_rank_cd(x.tsv, q)::float8 AS s
+              FROM omnex.memories AS x
+              WHERE mode <> 'semantic' AND x.owner = p_owner
+                AND (ns IS NULL OR x.namespace = ns)
+                AND x.metadata @> filter AND x.tsv @@ q
+              ORDER BY s DESC, x.created_at, x.id
+              LIMIT CASE WHEN mode = 'text' THEN k ELSE n END) AS y),
     v AS (
         SELECT (e.v ->> 0)::uuid AS id, (e.v ->> 1)::float8 AS s, e.rk
         FROM jsonb_array_elements(CASE WHEN mode = 'text' THEN '[]'
