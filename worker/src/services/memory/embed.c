@@ -9,7 +9,6 @@
  * from 30 s later, one memory at a time (omnex.embed_claim): an
  * acknowledged memory is never left unembedded, and one the provider
  * refuses holds back no other. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include "io/log.h"
 #include "io/outbound.h"
 #include "services/memory/embed.h"
+#include "services/memory/vectors.h"
 
 #define OMNI_EMBED_MAX 64
 #define OMNI_EMBED_BATCH 32
@@ -272,67 +272,6 @@ static void omni_embed_headers(void *arg, omni_out_req_t *q, long status)
 }
 
 
-/* Parses {"data":[{"index","embedding":[...]}]} into n unit vectors; NULL
- * with *why set when the answer is not that. */
-static float **omni_embed_parse(
-    omni_embed_call_t *c, int *dim, const char **why)
-{
-    const omni_json_t *root, *data, *item, *emb, *idx;
-    omni_json_limits_t lim = {OMNI_EMBED_MAX_BODY, 8};
-    char err[128];
-    float **vecs;
-    double d, norm;
-    int64_t at;
-    size_t i, j, len = evbuffer_get_length(c->body);
-
-    *why = "the provider's answer is not an embeddings list";
-    root =
-        omni_json_parse(&c->arena, (const char *)evbuffer_pullup(c->body, -1),
-            len, &lim, err, sizeof(err));
-    data = omni_json_get(root, "data");
-    if (data == NULL || data->type != OMNI_JSON_ARRAY
-        || data->u.arr.len != (size_t)c->n) {
-        return NULL;
-    }
-    vecs = omni_arena_alloc(&c->arena, sizeof(float *) * (size_t)c->n);
-    if (vecs == NULL) {
-        return NULL;
-    }
-    memset(vecs, 0, sizeof(float *) * (size_t)c->n);
-    *dim = 0;
-    for (i = 0; i < data->u.arr.len; i++) {
-        item = data->u.arr.items[i];
-        emb = omni_json_get(item, "embedding");
-        idx = omni_json_get(item, "index");
-        at = (int64_t)i;
-        if ((idx != NULL && !omni_json_int(idx, &at)) || at < 0 || at >= c->n
-            || vecs[at] != NULL || emb == NULL || emb->type != OMNI_JSON_ARRAY
-            || emb->u.arr.len == 0 || emb->u.arr.len > 65536
-            || (*dim != 0 && emb->u.arr.len != (size_t)*dim)) {
-            return NULL;
-        }
-        *dim = (int)emb->u.arr.len;
-        vecs[at] = omni_arena_alloc(&c->arena, sizeof(float) * (size_t)*dim);
-        if (vecs[at] == NULL) {
-            return NULL;
-        }
-        norm = 0;
-        for (j = 0; j < emb->u.arr.len; j++) {
-            if (!omni_json_double(emb->u.arr.items[j], &d) || !isfinite(d)) {
-                return NULL;
-            }
-            vecs[at][j] = (float)d;
-            norm += d * d;
-        }
-        norm = sqrt(norm);
-        for (j = 0; norm > 0 && j < emb->u.arr.len; j++) {
-            vecs[at][j] = (float)(vecs[at][j] / norm);
-        }
-    }
-    return vecs;
-}
-
-
 static void omni_embed_done(void *arg, const omni_out_result_t *res)
 {
     omni_embed_call_t *c = arg;
@@ -362,7 +301,9 @@ static void omni_embed_done(void *arg, const omni_out_result_t *res)
         omni_embed_fail(c, 502, msg);
         return;
     }
-    vecs = omni_embed_parse(c, &dim, &why);
+    vecs = omni_vectors_parse(&c->arena,
+        (const char *)evbuffer_pullup(c->body, -1),
+        evbuffer_get_length(c->body), c->n, &dim, &why);
     if (vecs == NULL) {
         omni_embed_fail(c, 502, why);
         return;
