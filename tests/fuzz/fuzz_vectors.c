@@ -25,8 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     n = 1 + data[0] % 4;
     omni_arena_init(&arena, 0);
-    vecs = omni_vectors_parse(&arena, (const char *)data + 1, size - 1, n,
-        &dim, &why);
+    vecs = omni_vectors_parse(
+        &arena, (const char *)data + 1, size - 1, n, &dim, &why);
     if (vecs == NULL) {
         if (why == NULL || why[0] == '\0') {
             abort();
