@@ -59,7 +59,7 @@ $(WORKER_A): $(call obj,san,$(REST_SRC))
 
 MODULE_SRC := config $(wildcard ngx_omni_module/*.c ngx_omni_module/*.h)
 
-.PHONY: all build deps worker module unit test run up down bench bench-gateway soak drills \
+.PHONY: all build deps worker module unit test run up down bench bench-gateway bench-memory soak drills \
         fuzz lint clean
 
 all: build
@@ -142,6 +142,10 @@ bench: deps build $(BUILD)/paced $(BUILD)/outbound-relay
 # the gateway rows alone (tests/bench/results-gateway.md)
 bench-gateway: deps build $(BUILD)/paced
 	@bash tests/bench/run.sh gateway
+
+# contexts and memories vs the same SQL (README "Contexts and memories")
+bench-memory: deps build
+	@/usr/bin/python3 tests/bench/memory.py
 
 # 1M mixed requests (SOAK_REQUESTS) through nginx + worker, RSS sampled
 soak: deps build
