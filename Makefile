@@ -59,7 +59,7 @@ $(WORKER_A): $(call obj,san,$(REST_SRC))
 
 MODULE_SRC := config $(wildcard ngx_omni_module/*.c ngx_omni_module/*.h)
 
-.PHONY: all build deps worker module unit test run up down bench bench-gateway bench-mcp soak drills \
+.PHONY: all build deps worker module unit test run up down bench bench-gateway bench-mcp bench-memory soak drills \
         fuzz lint clean
 
 all: build
@@ -146,6 +146,10 @@ bench-mcp: deps build mcp-node
 # the gateway rows alone (tests/bench/results-gateway.md)
 bench-gateway: deps build $(BUILD)/paced
 	@bash tests/bench/run.sh gateway
+
+# contexts and memories vs the same SQL (README "Contexts and memories")
+bench-memory: deps build
+	@/usr/bin/python3 tests/bench/memory.py
 
 # 1M mixed requests (SOAK_REQUESTS) through nginx + worker, RSS sampled
 soak: deps build

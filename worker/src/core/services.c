@@ -8,6 +8,7 @@
 #include "services/events/events.h"
 #include "services/health/health.h"
 #include "services/mcp/mcp.h"
+#include "services/memory/memory.h"
 #include "core/services.h"
 
 
@@ -18,6 +19,7 @@ static const omni_service_t *const omni_services[] = {
     &omni_events_service,
     &omni_mcp_service,
     &omni_chat_service,
+    &omni_memory_service,
 };
 
 #define OMNI_NSERVICES (int)(sizeof(omni_services) / sizeof(omni_services[0]))

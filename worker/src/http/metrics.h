@@ -10,7 +10,7 @@
 
 struct evbuffer;
 
-#define OMNI_METRICS_MAX_ROUTES 64
+#define OMNI_METRICS_MAX_ROUTES 128
 #define OMNI_METRICS_MAX_PROCS 256
 
 /* Maps the shared region; call in the master before forking. Returns 0, or

@@ -56,6 +56,9 @@ typedef struct {
     char *mcp_secrets_dir;     /* OMNI_MCP_SECRETS_DIR: files MCP header
                                   values may name ({"secret_file": name}),
                                   read at each call; NULL: none */
+    char *embedding_model;     /* OMNI_EMBEDDING_MODEL: a configured
+                                  provider's model for memories' embeddings;
+                                  NULL: text search only */
 } omni_config_t;
 
 /* Loads the configuration: variables from the file named by OMNI_CONFIG

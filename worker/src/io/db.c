@@ -72,6 +72,7 @@ struct omni_db {
 static struct {
     const char *name;
     const char *sql;
+    int binary; /* results in binary format */
 } omni_db_statements[OMNI_DB_MAX_STATEMENTS];
 static int omni_db_nstatements;
 
@@ -92,7 +93,19 @@ int omni_db_statement(const char *name, const char *sql)
     }
     omni_db_statements[omni_db_nstatements].name = name;
     omni_db_statements[omni_db_nstatements].sql = sql;
+    omni_db_statements[omni_db_nstatements].binary = 0;
     return omni_db_nstatements++;
+}
+
+
+int omni_db_statement_binary(const char *name, const char *sql)
+{
+    int i = omni_db_statement(name, sql);
+
+    if (i >= 0) {
+        omni_db_statements[i].binary = 1;
+    }
+    return i;
 }
 
 
@@ -512,7 +525,8 @@ static int omni_db_start_query(omni_db_conn_t *c, omni_db_query_t *q)
     int rc;
 
     if (!PQsendQueryPrepared(c->pg, omni_db_statements[q->stmt].name,
-            q->nparams, q->values, NULL, NULL, 0)) {
+            q->nparams, q->values, NULL, NULL,
+            omni_db_statements[q->stmt].binary)) {
         return -1;
     }
     c->state = OMNI_DB_CONN_BUSY;
@@ -609,7 +623,9 @@ omni_db_status_t omni_db_query(omni_db_t *db, int stmt, int nparams,
     int i;
 
     if (!omni_db_available(db)) {
-        db->unavailable++;
+        if (db != NULL) {
+            db->unavailable++;
+        }
         return OMNI_DB_UNAVAILABLE;
     }
     if (db->queued >= db->queue_max) {

@@ -40,6 +40,10 @@ typedef struct {
  * (a programming error: fatal at start-up). */
 int omni_db_statement(const char *name, const char *sql);
 
+/* The same, for a statement whose results come in binary format (bulk
+ * reads: a bytea arrives as its bytes, a uuid as 16 bytes). */
+int omni_db_statement_binary(const char *name, const char *sql);
+
 /* Creates the pool and starts connecting in the background. conninfo is a
  * libpq URL or key=value string; every connection gets application_name and
  * a server-side statement_timeout equal to timeout_ms. NULL on malloc
