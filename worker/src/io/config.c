@@ -443,8 +443,8 @@ int omni_config_load(
             "OMNI_MCP_SECRET_KEY_FILE", NULL, 0, err, errlen)
         || omni_config_str(
             &cfg->mcp_ca_file, "OMNI_MCP_CA_FILE", NULL, 0, err, errlen)
-        || omni_config_str(&cfg->mcp_secrets_dir, "OMNI_MCP_SECRETS_DIR", NULL,
-            0, err, errlen)
+        || omni_config_str(
+            &cfg->mcp_secrets_dir, "OMNI_MCP_SECRETS_DIR", NULL, 0, err, errlen)
         || omni_config_str(&cfg->embedding_model, "OMNI_EMBEDDING_MODEL", NULL,
             0, err, errlen)) {
         return -1;
