@@ -371,11 +371,90 @@ static void omni_http_written(struct evhttp_request *ev, void *arg)
 }
 
 
+static void omni_http_closed(struct evhttp_connection *evcon, void *arg)
+{
+    omni_req_t *r = arg;
+    void (*cb)(omni_req_t *) = r->on_close;
+
+    r->on_close = NULL;
+    if (cb != NULL) {
+        cb(r);
+    }
+}
+
+
+void omni_req_on_close(omni_req_t *r, void (*cb)(omni_req_t *r))
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+
+    r->on_close = cb;
+    if (evcon != NULL) {
+        evhttp_connection_set_closecb(evcon, cb ? omni_http_closed : NULL, r);
+    }
+}
+
+
+static void omni_http_forget_close(omni_req_t *r)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+
+    if (r->on_close != NULL && evcon != NULL) {
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+    }
+    r->on_close = NULL;
+}
+
+
+void omni_respond_start(omni_req_t *r, int status, const char *content_type)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+
+    evhttp_add_header(h, "Content-Type", content_type);
+    evhttp_add_header(h, "X-Request-Id", r->request_id);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-Accel-Buffering", "no");
+    if (omni_http.draining) {
+        evhttp_add_header(h, "Connection", "close");
+    }
+    r->streaming = 1;
+    r->stream_status = status;
+    if (evhttp_request_get_connection(r->ev) != NULL) {
+        evhttp_send_reply_start(r->ev, status, NULL);
+    }
+}
+
+
+void omni_respond_chunk(omni_req_t *r, struct evbuffer *body)
+{
+    if (evhttp_request_get_connection(r->ev) != NULL) {
+        evhttp_send_reply_chunk(r->ev, body);
+    }
+    evbuffer_drain(body, evbuffer_get_length(body));
+}
+
+
+void omni_respond_end(omni_req_t *r)
+{
+    int gone = evhttp_request_get_connection(r->ev) == NULL;
+
+    omni_http_forget_close(r);
+    if (!gone) {
+        evhttp_request_set_on_complete_cb(r->ev, omni_http_written, NULL);
+    }
+    evhttp_send_reply_end(r->ev);
+    omni_http_finish(r, r->stream_status);
+    if (gone) {
+        omni_http_done();
+    }
+}
+
+
 void omni_respond(
     omni_req_t *r, int status, const char *content_type, struct evbuffer *body)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
 
+    omni_http_forget_close(r);
     evhttp_add_header(h, "Content-Type", content_type);
     evhttp_add_header(h, "X-Request-Id", r->request_id);
     evhttp_add_header(h, "Cache-Control", "no-store");

@@ -34,6 +34,8 @@ struct omni_req {
                                  failed or timed out */
     omni_identity_t identity; /* omni_req_identity(), once read */
     int identity_read;
+    void (*on_close)(omni_req_t *r); /* omni_req_on_close */
+    int streaming, stream_status;     /* omni_respond_start */
 };
 
 /* Serves every request of `http` with the route table, believing only the
@@ -71,6 +73,19 @@ void omni_respond(
 /* {"error":code,"message":...} with the given status; message is printf. */
 void omni_respond_error(omni_req_t *r, int status, const char *code,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* A streamed answer (SSE): the status line and headers (with
+ * X-Accel-Buffering: no) go out now, the body in chunks, each drained from
+ * body (which the caller still owns); end sends the last chunk and frees
+ * r. Chunks for a client that is gone are dropped; end is still owed. */
+void omni_respond_start(omni_req_t *r, int status, const char *content_type);
+void omni_respond_chunk(omni_req_t *r, struct evbuffer *body);
+void omni_respond_end(omni_req_t *r);
+
+/* cb(r) runs once when the client's connection closes before the answer is
+ * complete; r stays valid and must still be answered (the answer goes
+ * nowhere). Cleared by the answer. */
+void omni_req_on_close(omni_req_t *r, void (*cb)(omni_req_t *r));
 
 /* Requests being served now by this process. */
 int omni_http_inflight(void);

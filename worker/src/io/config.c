@@ -442,7 +442,9 @@ int omni_config_load(
         || omni_config_str(&cfg->mcp_secret_key_file,
             "OMNI_MCP_SECRET_KEY_FILE", NULL, 0, err, errlen)
         || omni_config_str(
-            &cfg->mcp_ca_file, "OMNI_MCP_CA_FILE", NULL, 0, err, errlen)) {
+            &cfg->mcp_ca_file, "OMNI_MCP_CA_FILE", NULL, 0, err, errlen)
+        || omni_config_str(&cfg->mcp_origins, "OMNI_MCP_ALLOWED_ORIGINS", NULL,
+            0, err, errlen)) {
         return -1;
     }
 
