@@ -264,13 +264,22 @@ static int omni_call_fail(
 }
 
 
+static void omni_call_note(void *arg, const omni_json_t *note)
+{
+    omni_call_t *c = arg;
+
+    c->note(c->note_arg, note);
+}
+
+
 /* 0 when the call is sent; 1 when it could not be (the outcome is set) */
 static int omni_call_send(omni_call_t *c)
 {
     c->attempts++;
     memset(&c->rep, 0, sizeof(c->rep));
     c->rpc = omni_mcp_rpc(&c->u.target, "tools/call", c->tool, c->params,
-        c->retryable, &c->r->arena, c->note, omni_call_replied, c);
+        c->retryable, &c->r->arena, c->note ? omni_call_note : NULL,
+        omni_call_replied, c);
     if (c->rpc == NULL) {
         return omni_call_fail(
             c, 502, "upstream_error", "cannot send to the server's URL");
