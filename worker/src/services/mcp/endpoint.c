@@ -16,7 +16,7 @@
  * MCP-Protocol-Version and _meta, and Mcp-Method / Mcp-Name agreeing with
  * the body. A legacy call is cancelled by notifications/cancelled (which
  * may reach another process: it is stored in Redis, and each process
- * polls for the calls it runs every 50 ms); any call by the client
+ * polls for the calls it runs every 25 ms); any call by the client
  * closing its connection. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +68,7 @@ struct omni_ep_s {
     int new_session;
     const omni_json_t *root, *id, *params;
     const char *method;
+    const char *scope; /* /mcp/<server>: that server alone, unprefixed */
     int streaming, gone;
     /* Redis and Postgres answers, valid while the handler runs on them */
     int redis_pending, redis_failed;
@@ -110,6 +111,7 @@ int omni_mcp_endpoint_init(void)
         " LEFT JOIN omni2.circuit_breakers AS b ON b.server_id = s.id"
         " WHERE s.enabled AND t.status = 'active'"
         "  AND coalesce(b.state, 'closed') <> 'open' AND" OMNI_EP_ROLE_FILTER
+        "  AND ($2::text IS NULL OR s.name = $2)"
         " ORDER BY s.name, t.name");
     omni_ep_resolve_stmt = omni_db_statement("mcp_endpoint_resolve",
         "SELECT t.name FROM omni2.mcp_servers AS s"
@@ -333,6 +335,16 @@ static int omni_ep_legacy_version(const char *v)
 }
 
 
+/* ^[a-z0-9][a-z0-9-]{0,31}$, the registry's rule */
+static int omni_ep_server_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n >= 1 && n <= 32 && s[0] != '-'
+           && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+
 /* An Origin is allowed when it is the gateway's own (its host is the Host
  * the request came to) or configured. Absent: not a browser. */
 static int omni_ep_origin_ok(omni_req_t *r)
@@ -542,7 +554,7 @@ static void omni_ep_initialize(omni_ep_t *ep)
 
     snprintf(members, sizeof(members),
         "\"protocolVersion\":\"%s\",\"capabilities\":{\"tools\":"
-        "{\"listChanged\":false}},\"serverInfo\":{\"name\":\"omni\","
+        "{\"listChanged\":false},\"logging\":{}},\"serverInfo\":{\"name\":\"omni\","
         "\"title\":\"Omni MCP gateway\",\"version\":\"1.0.0\"},"
         "\"instructions\":\"Tools of every MCP server you may use, named "
         "<server>__<tool>.\"",
@@ -555,7 +567,8 @@ static void omni_ep_discover(omni_ep_t *ep)
 {
     omni_ep_result(ep,
         "\"supportedVersions\":" OMNI_EP_VERSIONS
-        ",\"capabilities\":{\"tools\":{\"listChanged\":false}},"
+        ",\"capabilities\":{\"tools\":{\"listChanged\":false},"
+        "\"logging\":{}},"
         "\"serverInfo\":{\"name\":\"omni\",\"title\":\"Omni MCP gateway\","
         "\"version\":\"1.0.0\"}");
 }
@@ -573,7 +586,10 @@ static void omni_ep_put_tool(
     omni_json_put_string(b, name, strlen(name));
     for (i = 0; d != NULL && d->type == OMNI_JSON_OBJECT && i < d->u.obj.len;
          i++) {
-        if (strcmp(d->u.obj.keys[i], "name") == 0) {
+        /* the catalog stores absent members as null, which clients
+         * reject (annotations must be an object) */
+        if (strcmp(d->u.obj.keys[i], "name") == 0
+            || d->u.obj.values[i]->type == OMNI_JSON_NULL) {
             continue;
         }
         evbuffer_add(b, ",", 1);
@@ -581,7 +597,8 @@ static void omni_ep_put_tool(
         evbuffer_add(b, ":", 1);
         omni_json_write(b, d->u.obj.values[i]);
     }
-    if (omni_json_get(d, "inputSchema") == NULL) {
+    if (omni_json_get(d, "inputSchema") == NULL
+        || omni_json_get(d, "inputSchema")->type == OMNI_JSON_NULL) {
         evbuffer_add(b, ",\"inputSchema\":{\"type\":\"object\"}", 32);
     }
     evbuffer_add(b, "}", 1);
@@ -630,7 +647,12 @@ static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
         if (omni_mcp_state_down(PQgetvalue(res, i, 0), &id)) {
             continue;
         }
-        omni_mcp_tool_name(PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), name);
+        if (ep->scope != NULL) {
+            snprintf(name, sizeof(name), "%s", PQgetvalue(res, i, 1));
+        } else {
+            omni_mcp_tool_name(
+                PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), name);
+        }
         names[k] = omni_arena_alloc(&r->arena, OMNI_MCP_NAME_MAX + 16);
         if (names[k] == NULL) {
             continue;
@@ -1001,10 +1023,16 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
         omni_ep_discover(ep);
         return;
     }
+    if (strcmp(ep->method, "logging/setLevel") == 0) {
+        /* upstreams' log messages are relayed whatever the level */
+        omni_ep_result(ep, "");
+        return;
+    }
     if (strcmp(ep->method, "tools/list") == 0) {
         values[0] = omni_ep_role(r);
+        values[1] = ep->scope;
         r->state = OMNI_EP_LISTED;
-        if (omni_ep_query(ep, omni_ep_list_stmt, 1, values) != 0) {
+        if (omni_ep_query(ep, omni_ep_list_stmt, 2, values) != 0) {
             omni_ep_error(
                 ep, 200, -32603, "the database is unavailable; retry", NULL);
         }
@@ -1015,6 +1043,13 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
         if (name == NULL) {
             omni_ep_error(ep, 200, -32602,
                 "params.name: expected the tool's name", NULL);
+            return;
+        }
+        if (ep->scope != NULL) {
+            /* the call's own checks refuse what the role may not call */
+            ep->server = ep->scope;
+            ep->tool = name;
+            omni_ep_call_start(r, ep);
             return;
         }
         sep = strstr(name, "__");
@@ -1107,6 +1142,12 @@ static void omni_ep_start(omni_req_t *r)
     memset(ep, 0, sizeof(*ep));
     ep->r = r;
     r->data = ep;
+    ep->scope = omni_req_param(r, 0);
+    if (ep->scope != NULL && !omni_ep_server_name(ep->scope)) {
+        omni_respond_error(r, 404, "not_found",
+            "no MCP server may be named %.64s", ep->scope);
+        return;
+    }
     if (omni_ep_parse(r, ep) != 0) {
         return;
     }
@@ -1306,7 +1347,7 @@ void omni_mcp_endpoint_delete(omni_req_t *r)
 
 int omni_mcp_endpoint_start(void)
 {
-    struct timeval tv = {0, 50000};
+    struct timeval tv = {0, 25000};
 
     omni_ep_live.timer =
         event_new(omni_clients.base, -1, EV_PERSIST, omni_ep_poll, NULL);
