@@ -124,7 +124,7 @@ $(BUILD)/paced: tests/bench/paced.c | deps
 unit: $(UNIT_TESTS)
 	@bash tests/unit/run.sh $(UNIT_TESTS)
 
-test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe mcp-node
+test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe mcp-node mcp-conformance
 	@bash tests/run.sh $(UNIT_TESTS)
 
 run: deps build
@@ -184,3 +184,13 @@ $(MCP_NODE)/node_modules/.package-lock.json: tests/integration/fixtures/mcp/pack
 
 mcp-node: $(MCP_NODE)/node_modules/.package-lock.json
 .PHONY: mcp-node
+
+# the official MCP conformance suite and the Node 22 it needs
+MCP_CONFORMANCE := $(BUILD)/mcp-conformance
+$(MCP_CONFORMANCE)/node_modules/.package-lock.json: tests/integration/fixtures/mcp-conformance/package.json tests/integration/fixtures/mcp-conformance/package-lock.json
+	@mkdir -p $(MCP_CONFORMANCE)
+	cp tests/integration/fixtures/mcp-conformance/package.json tests/integration/fixtures/mcp-conformance/package-lock.json $(MCP_CONFORMANCE)/
+	cd $(MCP_CONFORMANCE) && npm ci --no-audit --no-fund
+
+mcp-conformance: $(MCP_CONFORMANCE)/node_modules/.package-lock.json
+.PHONY: mcp-conformance

@@ -283,9 +283,13 @@ def test_a_foreign_origin_is_refused_and_allowed_ones_pass(mcp_worker,
     c.initialize()
     r = c.rpc("ping", headers={"Origin": "https://ide.example"})
     assert r.status == 200, r.body
-    r = c.rpc("ping", headers={"Origin": "http://gw.example:8080",
-                               "Host": "gw.example:8080"})
+    r = c.rpc("ping", headers={"Origin": "http://127.0.0.1:8080",
+                               "Host": "127.0.0.1:8080"})
     assert r.status == 200, r.body
+    # DNS rebinding: a foreign name in both Host and Origin
+    r = c.rpc("ping", headers={"Origin": "http://evil.example:8080",
+                               "Host": "evil.example:8080"})
+    assert r.status == 403
 
 
 def test_an_oversized_body_and_bad_json_are_refused(mcp_worker, servers):

@@ -36,12 +36,13 @@
 #include "services/mcp/endpoint.h"
 #include "services/mcp/registry.h"
 #include "services/mcp/state.h"
+#include "services/mcp/upstream.h"
 
 #define OMNI_EP_MAX_BODY (1024 * 1024)
 #define OMNI_EP_PAGE 100
 #define OMNI_EP_SESSION_TTL "3600"
 #define OMNI_EP_MAX_LIVE 128
-#define OMNI_EP_HEADER_MISMATCH -32001
+#define OMNI_EP_HEADER_MISMATCH -32020
 
 #define OMNI_EP_VERSIONS                                                       \
     "[\"2026-07-28\",\"2025-11-25\",\"2025-06-18\",\"2025-03-26\"]"
@@ -54,6 +55,8 @@ enum {
     OMNI_EP_RESOLVED,
     OMNI_EP_CALLING,
     OMNI_EP_CANCEL_STORED,
+    OMNI_EP_UPSTREAM,
+    OMNI_EP_FORWARDED,
     OMNI_EP_DELETE_READ,
     OMNI_EP_DELETED
 };
@@ -78,6 +81,9 @@ struct omni_ep_s {
     /* tools/call */
     const char *server, *tool;
     omni_mcp_call_t *call;
+    omni_mcp_upstream_t u; /* resources, prompts: the scope's server */
+    omni_mcp_rpc_t *rpc;
+    omni_mcp_reply_t rep;
     const omni_json_t *progress_token;
     char id_text[96];
     omni_ep_t *next;
@@ -85,7 +91,7 @@ struct omni_ep_s {
     int live;
 };
 
-static int omni_ep_list_stmt, omni_ep_resolve_stmt;
+static int omni_ep_list_stmt, omni_ep_resolve_stmt, omni_ep_server_stmt;
 static char **omni_ep_origins;
 
 static struct {
@@ -117,7 +123,16 @@ int omni_mcp_endpoint_init(void)
         "SELECT t.name FROM omni2.mcp_servers AS s"
         " JOIN omni2.mcp_tools AS t ON t.server_id = s.id"
         " WHERE s.name = $2 AND" OMNI_EP_ROLE_FILTER);
-    return omni_ep_list_stmt < 0 || omni_ep_resolve_stmt < 0 ? -1 : 0;
+    omni_ep_server_stmt = omni_db_statement("mcp_endpoint_server",
+        "SELECT " OMNI_MCP_UPSTREAM_COLUMNS ","
+        " $1 = 'admin' OR cardinality(s.roles) = 0 OR $1 = ANY (s.roles)"
+        " FROM omni2.mcp_servers AS s"
+        " LEFT JOIN omni2.circuit_breakers AS b ON b.server_id = s.id"
+        " WHERE s.name = $2");
+    return omni_ep_list_stmt < 0 || omni_ep_resolve_stmt < 0
+                   || omni_ep_server_stmt < 0
+               ? -1
+               : 0;
 }
 
 
@@ -284,6 +299,18 @@ static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
     if (ep->modern) {
         evbuffer_add(b, "\"resultType\":\"complete\"", 23);
         first = 0;
+        /* 2026-07-28 lists and reads carry caching hints: an upstream
+         * that gives none is not cached */
+        if ((strstr(ep->method, "/list") != NULL
+                || strcmp(ep->method, "resources/read") == 0)
+            && omni_json_get(obj, "ttlMs") == NULL) {
+            evbuffer_add_printf(b, ",\"ttlMs\":0");
+        }
+        if ((strstr(ep->method, "/list") != NULL
+                || strcmp(ep->method, "resources/read") == 0)
+            && omni_json_get(obj, "cacheScope") == NULL) {
+            evbuffer_add_printf(b, ",\"cacheScope\":\"private\"");
+        }
     }
     for (i = 0; obj != NULL && obj->type == OMNI_JSON_OBJECT && i < obj->u.obj.len;
          i++) {
@@ -345,8 +372,27 @@ static int omni_ep_server_name(const char *s)
 }
 
 
-/* An Origin is allowed when it is the gateway's own (its host is the Host
- * the request came to) or configured. Absent: not a browser. */
+/* 1 for http(s)://<loopback>[:port] */
+static int omni_ep_loopback_origin(const char *origin)
+{
+    const char *h = strstr(origin, "://");
+    size_t n;
+
+    if (h == NULL) {
+        return 0;
+    }
+    h += 3;
+    n = strcspn(h, ":/");
+    return (n == 9 && strncmp(h, "localhost", 9) == 0)
+           || (n == 9 && strncmp(h, "127.0.0.1", 9) == 0)
+           || strncmp(h, "[::1]", 5) == 0;
+}
+
+
+/* An Origin is allowed when configured (OMNI_MCP_ALLOWED_ORIGINS: the
+ * gateway's public origins), or when it is the loopback origin the
+ * request came to. A foreign Host naming itself in Origin (DNS rebinding)
+ * is not enough. Absent: not a browser. */
 static int omni_ep_origin_ok(omni_req_t *r)
 {
     const char *origin = omni_req_header(r, "Origin");
@@ -366,7 +412,8 @@ static int omni_ep_origin_ok(omni_req_t *r)
         host = omni_req_header(r, "Host");
     }
     p = strstr(origin, "://");
-    return host != NULL && p != NULL && strcasecmp(p + 3, host) == 0;
+    return host != NULL && p != NULL && strcasecmp(p + 3, host) == 0
+           && omni_ep_loopback_origin(origin);
 }
 
 
@@ -455,16 +502,25 @@ static int omni_ep_check_modern(omni_req_t *r, omni_ep_t *ep)
         omni_ep_error(ep, 400, OMNI_EP_HEADER_MISMATCH, msg, NULL);
         return -1;
     }
-    if (strncmp(ep->method, "notifications/", 14) != 0
-        && (pv == NULL || strcmp(pv, OMNI_MCP_MODERN) != 0)) {
-        omni_ep_error(ep, 400, OMNI_EP_HEADER_MISMATCH,
-            pv ? "HeaderMismatch: params._meta "
-                 "io.modelcontextprotocol/protocolVersion disagrees with "
-                 "MCP-Protocol-Version"
-               : "params._meta io.modelcontextprotocol/protocolVersion is "
-                 "required in 2026-07-28",
-            NULL);
-        return -1;
+    if (strncmp(ep->method, "notifications/", 14) != 0) {
+        if (meta == NULL || pv == NULL
+            || omni_json_get(meta, "io.modelcontextprotocol/clientCapabilities")
+                   == NULL) {
+            snprintf(msg, sizeof(msg),
+                "params._meta: io.modelcontextprotocol/%s is required in "
+                "2026-07-28",
+                pv == NULL ? "protocolVersion" : "clientCapabilities");
+            omni_ep_error(ep, 400, -32602, msg, NULL);
+            return -1;
+        }
+        if (strcmp(pv, OMNI_MCP_MODERN) != 0) {
+            omni_ep_error(ep, 400, OMNI_EP_HEADER_MISMATCH,
+                "HeaderMismatch: params._meta "
+                "io.modelcontextprotocol/protocolVersion disagrees with "
+                "MCP-Protocol-Version",
+                NULL);
+            return -1;
+        }
     }
     if (strcmp(ep->method, "tools/call") == 0
         || strcmp(ep->method, "prompts/get") == 0) {
@@ -548,29 +604,44 @@ static const char *omni_ep_role(omni_req_t *r)
 
 /* --- methods -------------------------------------------------------------- */
 
+/* what /mcp offers: tools (and logging, relayed); /mcp/<server> passes
+ * its server's resources, prompts and completions through as well */
+static const char *omni_ep_capabilities(omni_ep_t *ep)
+{
+    return ep->scope != NULL
+               ? "{\"tools\":{\"listChanged\":false},\"logging\":{},"
+                 "\"resources\":{},\"prompts\":{},\"completions\":{}}"
+               : "{\"tools\":{\"listChanged\":false},\"logging\":{}}";
+}
+
+
 static void omni_ep_initialize(omni_ep_t *ep)
 {
-    char members[512];
+    char members[768];
 
     snprintf(members, sizeof(members),
-        "\"protocolVersion\":\"%s\",\"capabilities\":{\"tools\":"
-        "{\"listChanged\":false},\"logging\":{}},\"serverInfo\":{\"name\":\"omni\","
-        "\"title\":\"Omni MCP gateway\",\"version\":\"1.0.0\"},"
-        "\"instructions\":\"Tools of every MCP server you may use, named "
-        "<server>__<tool>.\"",
-        ep->version);
+        "\"protocolVersion\":\"%s\",\"capabilities\":%s,"
+        "\"serverInfo\":{\"name\":\"omni\",\"title\":\"Omni MCP gateway\","
+        "\"version\":\"1.0.0\"},\"instructions\":\"%s\"",
+        ep->version, omni_ep_capabilities(ep),
+        ep->scope ? "One MCP server behind Omni's gateway."
+                  : "Tools of every MCP server you may use, named "
+                    "<server>__<tool>.");
     omni_ep_result(ep, members);
 }
 
 
 static void omni_ep_discover(omni_ep_t *ep)
 {
-    omni_ep_result(ep,
-        "\"supportedVersions\":" OMNI_EP_VERSIONS
-        ",\"capabilities\":{\"tools\":{\"listChanged\":false},"
-        "\"logging\":{}},"
+    char members[768];
+
+    snprintf(members, sizeof(members),
+        "\"ttlMs\":0,\"cacheScope\":\"public\","
+        "\"supportedVersions\":" OMNI_EP_VERSIONS ",\"capabilities\":%s,"
         "\"serverInfo\":{\"name\":\"omni\",\"title\":\"Omni MCP gateway\","
-        "\"version\":\"1.0.0\"}");
+        "\"version\":\"1.0.0\"}",
+        omni_ep_capabilities(ep));
+    omni_ep_result(ep, members);
 }
 
 
@@ -663,7 +734,9 @@ static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
     qsort(names, k, sizeof(char *), omni_ep_name_cmp);
     evbuffer_add(b, ",\"result\":{", 11);
     if (ep->modern) {
-        evbuffer_add(b, "\"resultType\":\"complete\",", 24);
+        /* the list depends on the caller's role */
+        evbuffer_add_printf(b, "\"resultType\":\"complete\",\"ttlMs\":0,"
+                               "\"cacheScope\":\"private\",");
     }
     evbuffer_add(b, "\"tools\":[", 9);
     n = 0;
@@ -992,6 +1065,143 @@ static int omni_ep_cancel(omni_ep_t *ep)
 }
 
 
+/* resources and prompts of /mcp/<server>: passed to that server as they
+ * are (the aggregated /mcp offers tools only). */
+static int omni_ep_forwarded_method(const char *m)
+{
+    return strcmp(m, "resources/list") == 0
+           || strcmp(m, "resources/templates/list") == 0
+           || strcmp(m, "resources/read") == 0
+           || strcmp(m, "prompts/list") == 0 || strcmp(m, "prompts/get") == 0
+           || strcmp(m, "completion/complete") == 0;
+}
+
+
+static void omni_ep_forward_replied(void *arg, const omni_mcp_reply_t *rep)
+{
+    omni_ep_t *ep = arg;
+
+    ep->rpc = NULL;
+    ep->rep = *rep;
+    omni_http_resume(ep->r);
+}
+
+
+static void omni_ep_forward_closed(omni_req_t *r)
+{
+    omni_ep_t *ep = r->data;
+
+    ep->gone = 1;
+    if (ep->rpc != NULL) {
+        omni_mcp_rpc_cancel(ep->rpc);
+        ep->rpc = NULL;
+        memset(&ep->rep, 0, sizeof(ep->rep));
+        ep->rep.failure = "the client went away";
+        omni_http_resume(r);
+    }
+}
+
+
+/* The scope's server is loaded: sends the method on. */
+static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
+{
+    PGresult *res = ep->res;
+    struct evbuffer *b;
+    const char *name = NULL, *params;
+    char msg[200];
+    size_t i;
+    int first = 1;
+
+    if (ep->db_status != OMNI_DB_OK) {
+        omni_ep_error(
+            ep, 200, -32603, "the database is unavailable; retry", NULL);
+        return;
+    }
+    if (PQntuples(res) == 0
+        || PQgetvalue(res, 0, OMNI_MCP_UPSTREAM_NCOLS)[0] != 't') {
+        snprintf(msg, sizeof(msg), "no MCP server %.64s for your role",
+            ep->scope);
+        omni_ep_error(ep, 200, -32602, msg, NULL);
+        return;
+    }
+    if (omni_mcp_upstream_parse(&r->arena, res, 0, &ep->u) != 0) {
+        omni_ep_error(ep, 200, -32603, "the server cannot be reached", NULL);
+        return;
+    }
+    if (!ep->u.enabled
+        || !omni_breaker_allow(&ep->u.breaker, omni_mcp_now_ms(), NULL)) {
+        snprintf(msg, sizeof(msg), "MCP server %s is unavailable", ep->scope);
+        omni_ep_error(ep, 200, -32603, msg, NULL);
+        return;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        omni_ep_error(ep, 200, -32603, "out of memory", NULL);
+        return;
+    }
+    evbuffer_add(b, "{", 1);
+    for (i = 0; ep->params != NULL && i < ep->params->u.obj.len; i++) {
+        if (strcmp(ep->params->u.obj.keys[i], "_meta") == 0) {
+            continue;
+        }
+        if (!first) {
+            evbuffer_add(b, ",", 1);
+        }
+        first = 0;
+        omni_json_put_string(b, ep->params->u.obj.keys[i],
+            strlen(ep->params->u.obj.keys[i]));
+        evbuffer_add(b, ":", 1);
+        omni_json_write(b, ep->params->u.obj.values[i]);
+    }
+    evbuffer_add(b, "}", 1);
+    params = omni_arena_strndup(&r->arena,
+        (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    evbuffer_free(b);
+    if (strcmp(ep->method, "prompts/get") == 0) {
+        name = omni_json_string(omni_json_get(ep->params, "name"));
+    } else if (strcmp(ep->method, "resources/read") == 0) {
+        name = omni_json_string(omni_json_get(ep->params, "uri"));
+    }
+    r->state = OMNI_EP_FORWARDED;
+    ep->rpc = omni_mcp_rpc(&ep->u.target, ep->method, name, params, 1,
+        &r->arena, NULL, omni_ep_forward_replied, ep);
+    if (ep->rpc == NULL) {
+        omni_ep_error(ep, 200, -32603, "cannot send to the server", NULL);
+        return;
+    }
+    omni_req_on_close(r, omni_ep_forward_closed);
+}
+
+
+static void omni_ep_forward_answer(omni_ep_t *ep)
+{
+    struct evbuffer *b;
+    char msg[300];
+
+    if (ep->gone) {
+        omni_ep_send(ep, 200, NULL);
+        return;
+    }
+    if (ep->rep.failure != NULL) {
+        snprintf(msg, sizeof(msg), "MCP server %s: %s", ep->scope,
+            ep->rep.failure);
+        omni_ep_error(ep, 200, -32603, msg, NULL);
+        return;
+    }
+    if (ep->rep.error != NULL) {
+        b = omni_ep_head(ep);
+        if (b != NULL) {
+            evbuffer_add(b, ",\"error\":", 9);
+            omni_json_write(b, ep->rep.error);
+            evbuffer_add(b, "}", 1);
+        }
+        omni_ep_send(ep, 200, b);
+        return;
+    }
+    omni_ep_result_json(ep, ep->rep.result);
+}
+
+
 /* Runs the method; the session (legacy) or headers (modern) are checked. */
 static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
 {
@@ -1009,6 +1219,15 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
             }
         }
         omni_respond(r, 202, "application/json", NULL);
+        return;
+    }
+    if (ep->modern
+        && (strcmp(ep->method, "initialize") == 0
+            || strcmp(ep->method, "ping") == 0
+            || strcmp(ep->method, "logging/setLevel") == 0)) {
+        snprintf(msg, sizeof(msg), "Method not found: %s is not part of %s",
+            ep->method, OMNI_MCP_MODERN);
+        omni_ep_error(ep, 404, -32601, msg, NULL);
         return;
     }
     if (strcmp(ep->method, "ping") == 0) {
@@ -1068,8 +1287,18 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
         }
         return;
     }
+    if (ep->scope != NULL && omni_ep_forwarded_method(ep->method)) {
+        values[0] = omni_ep_role(r);
+        values[1] = ep->scope;
+        r->state = OMNI_EP_UPSTREAM;
+        if (omni_ep_query(ep, omni_ep_server_stmt, 2, values) != 0) {
+            omni_ep_error(
+                ep, 200, -32603, "the database is unavailable; retry", NULL);
+        }
+        return;
+    }
     snprintf(msg, sizeof(msg), "Method not found: %.64s", ep->method);
-    omni_ep_error(ep, 200, -32601, msg, NULL);
+    omni_ep_error(ep, ep->modern ? 404 : 200, -32601, msg, NULL);
 }
 
 
@@ -1152,6 +1381,14 @@ static void omni_ep_start(omni_req_t *r)
         return;
     }
 
+    if (hv != NULL && strcmp(hv, OMNI_MCP_MODERN) == 0) {
+        ep->modern = 1;
+        ep->version = OMNI_MCP_MODERN;
+        if (omni_ep_check_modern(r, ep) == 0) {
+            omni_ep_dispatch(r, ep);
+        }
+        return;
+    }
     if (ep->method != NULL && strcmp(ep->method, "initialize") == 0) {
         r->state = OMNI_EP_CREATED;
         if (omni_ep_new_session(r, ep) != 0) {
@@ -1159,14 +1396,6 @@ static void omni_ep_start(omni_req_t *r)
             omni_ep_error(ep, 503, -32603,
                 "sessions are unavailable (Redis); retry, or use 2026-07-28",
                 NULL);
-        }
-        return;
-    }
-    if (hv != NULL && strcmp(hv, OMNI_MCP_MODERN) == 0) {
-        ep->modern = 1;
-        ep->version = OMNI_MCP_MODERN;
-        if (omni_ep_check_modern(r, ep) == 0) {
-            omni_ep_dispatch(r, ep);
         }
         return;
     }
@@ -1270,6 +1499,14 @@ void omni_mcp_endpoint_post(omni_req_t *r)
         if (omni_mcp_call_step(r, ep->call, &out)) {
             omni_ep_call_answer(ep, out);
         }
+        return;
+
+    case OMNI_EP_UPSTREAM:
+        omni_ep_forward(r, ep);
+        return;
+
+    case OMNI_EP_FORWARDED:
+        omni_ep_forward_answer(ep);
         return;
 
     default: /* CANCEL_STORED */
