@@ -82,23 +82,105 @@ def run_suite(url, out, *args):
     return p, results
 
 
-def test_explore(target):
+def verdicts(results):
+    """scenario -> "pass" (no check FAILURE) or the failing checks' ids."""
+    out = {}
+    for name, checks in results.items():
+        bad = sorted(c["id"] for c in checks if c["status"] == "FAILURE")
+        out[name] = "pass" if not bad else bad
+    return out
+
+
+def scenario(dirname):
+    # server-<scenario>-<timestamp>
+    return dirname[len("server-"):].rsplit("-", 6)[0]
+
+
+def run_and_judge(target, label, *args):
     url, d = target
-    out = Path(d) / "explore"
+    out = Path(d) / label
     out.mkdir()
-    p, results = run_suite(url, out, "--spec-version", "2025-11-25",
-                           "--scenario", "dns-rebinding-protection")
-    for k, v in results.items():
-        for c in v:
-            print(k, c["id"], c["status"], c.get("errorMessage", ""), json.dumps(c.get("details"))[:800])
-    out = Path(d) / "explore2"
-    out.mkdir()
-    p, results = run_suite(url, out, "--requirements", "2026-07-28")
-    for k, v in results.items():
-        for c in v:
-            if c["status"] not in ("SUCCESS", "SKIPPED"):
-                print(k, c["id"], c["status"], c.get("errorMessage", "")[:300])
-    print(p.stdout[-5000:])
-    print(p.stderr[-3000:])
-    for f in sorted(out.rglob("*"))[:20]:
-        print(f)
+    p, results = run_suite(url, out, *args)
+    v = {scenario(k): x for k, x in verdicts(results).items()}
+    assert v, "the suite produced no results:\n" + p.stdout[-3000:] \
+        + p.stderr[-3000:]
+    return v
+
+
+# Why the scenarios Omni does not pass fail (README, "/mcp"): each is
+# asserted to still fail, so fixing one shows here.
+NOT_YET = {
+    # requests an upstream sends to the client (sampling, elicitation,
+    # roots) are not relayed yet
+    "tools-call-sampling", "tools-call-elicitation",
+    "elicitation-sep1034-defaults", "elicitation-sep1330-enums",
+    # resources/subscribe needs the GET notification stream, not built
+    "resources-subscribe", "resources-unsubscribe",
+}
+
+PASS_2025 = {
+    "server-initialize", "server-session-lifecycle", "logging-set-level",
+    "ping", "completion-complete", "tools-list", "tools-call-simple-text",
+    "tools-call-image", "tools-call-audio", "tools-call-embedded-resource",
+    "tools-call-mixed-content", "tools-call-with-logging",
+    "tools-call-error", "tools-call-with-progress",
+    "server-sse-multiple-streams", "resources-list", "resources-read-text",
+    "resources-read-binary", "resources-templates-read", "prompts-list",
+    "prompts-get-simple", "prompts-get-with-args",
+    "prompts-get-embedded-resource", "prompts-get-with-image",
+    "dns-rebinding-protection",
+}
+
+PASS_2026 = {
+    "completion-complete", "tools-list", "tools-call-simple-text",
+    "tools-call-image", "tools-call-audio", "tools-call-embedded-resource",
+    "tools-call-mixed-content", "tools-call-error",
+    "tools-call-with-progress", "server-sse-multiple-streams",
+    "resources-list", "resources-read-text", "resources-read-binary",
+    "resources-templates-read", "sep-2164-resource-not-found",
+    "prompts-list", "prompts-get-simple", "prompts-get-with-args",
+    "prompts-get-embedded-resource", "prompts-get-with-image",
+    "dns-rebinding-protection", "input-required-result-missing-input-response",
+    "input-required-result-ignore-extra-params",
+    "input-required-result-validate-input",
+}
+
+# 2026-07-28 scenarios that need an upstream speaking 2026-07-28 features
+# the SDK fixture (SDK 1.32, 2025-11-25) cannot offer, or relaying Omni
+# does not do yet
+NOT_YET_2026 = {
+    # diagnostic tools (test_missing_capability, test_streaming_elicitation,
+    # test_logging_tool) only a 2026 upstream has
+    "server-stateless",
+    # InputRequiredResult round trips and tasks: a 2026 upstream's
+    "input-required-result-basic-elicitation",
+    "input-required-result-basic-sampling",
+    "input-required-result-basic-list-roots",
+    "input-required-result-request-state",
+    "input-required-result-multiple-input-requests",
+    "input-required-result-multi-round",
+    "input-required-result-non-tool-request",
+    "input-required-result-result-type",
+    "input-required-result-unsupported-methods",
+    "input-required-result-tampered-state",
+    "input-required-result-capability-check",
+    "caching",
+}
+
+
+def test_the_2025_11_25_suite(target):
+    v = run_and_judge(target, "2025-11-25", "--spec-version", "2025-11-25")
+    passed = {k for k, x in v.items() if x == "pass"}
+    assert PASS_2025 <= passed, {k: v.get(k) for k in PASS_2025 - passed}
+    assert set(v) - passed == NOT_YET, {k: v[k] for k in set(v) - passed}
+
+
+def test_the_2026_07_28_requirements(target):
+    v = run_and_judge(target, "2026-07-28", "--requirements", "2026-07-28")
+    passed = {k for k, x in v.items() if x == "pass"}
+    assert PASS_2026 <= passed, {k: v.get(k) for k in PASS_2026 - passed}
+    failing = {k for k in set(v) - passed
+               if not k.startswith("tasks-") and k not in (
+                   "json-schema-2020-12", "http-header-validation",
+                   "http-custom-header-server-validation")}
+    assert failing <= NOT_YET_2026, {k: v[k] for k in failing - NOT_YET_2026}
