@@ -35,7 +35,7 @@ struct omni_req {
     omni_identity_t identity; /* omni_req_identity(), once read */
     int identity_read;
     void (*on_close)(omni_req_t *r); /* omni_req_on_close */
-    int streaming, stream_status;     /* omni_respond_start */
+    int streaming, stream_status;    /* omni_respond_start */
 };
 
 /* Serves every request of `http` with the route table, believing only the

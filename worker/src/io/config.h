@@ -53,8 +53,8 @@ typedef struct {
                                   seals MCP servers' headers; NULL: none */
     char *mcp_ca_file;         /* OMNI_MCP_CA_FILE: CAs for upstreams; NULL:
                                   the system's */
-    char *mcp_origins; /* OMNI_MCP_ALLOWED_ORIGINS: origins /mcp accepts
-                          besides the gateway's own, comma-separated */
+    char *mcp_origins;         /* OMNI_MCP_ALLOWED_ORIGINS: origins /mcp accepts
+                                  besides the gateway's own, comma-separated */
 } omni_config_t;
 
 /* Loads the configuration: variables from the file named by OMNI_CONFIG

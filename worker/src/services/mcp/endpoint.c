@@ -104,7 +104,7 @@ static struct {
 } omni_ep_live;
 
 #define OMNI_EP_ROLE_FILTER                                                    \
-    " ($1 = 'admin' OR ((cardinality(s.roles) = 0 OR $1 = ANY (s.roles))"     \
+    " ($1 = 'admin' OR ((cardinality(s.roles) = 0 OR $1 = ANY (s.roles))"      \
     "  AND (NOT s.tool_roles ? t.name OR s.tool_roles->t.name ? $1)))"
 
 
@@ -252,8 +252,8 @@ static struct evbuffer *omni_ep_head(omni_ep_t *ep)
 }
 
 
-static void omni_ep_error(omni_ep_t *ep, int status, int code,
-    const char *message, const char *data)
+static void omni_ep_error(
+    omni_ep_t *ep, int status, int code, const char *message, const char *data)
 {
     struct evbuffer *b = omni_ep_head(ep);
 
@@ -312,7 +312,8 @@ static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
             evbuffer_add_printf(b, ",\"cacheScope\":\"private\"");
         }
     }
-    for (i = 0; obj != NULL && obj->type == OMNI_JSON_OBJECT && i < obj->u.obj.len;
+    for (i = 0;
+         obj != NULL && obj->type == OMNI_JSON_OBJECT && i < obj->u.obj.len;
          i++) {
         if (strcmp(obj->u.obj.keys[i], "resultType") == 0) {
             continue;
@@ -321,8 +322,7 @@ static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
             evbuffer_add(b, ",", 1);
         }
         first = 0;
-        omni_json_put_string(
-            b, obj->u.obj.keys[i], strlen(obj->u.obj.keys[i]));
+        omni_json_put_string(b, obj->u.obj.keys[i], strlen(obj->u.obj.keys[i]));
         evbuffer_add(b, ":", 1);
         omni_json_write(b, obj->u.obj.values[i]);
     }
@@ -432,8 +432,7 @@ static int omni_ep_parse(omni_req_t *r, omni_ep_t *ep)
         return -1;
     }
     if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0) {
-        omni_ep_refuse(
-            r, 415, -32600, "Content-Type must be application/json");
+        omni_ep_refuse(r, 415, -32600, "Content-Type must be application/json");
         return -1;
     }
     text = len ? (const char *)evbuffer_pullup(in, -1) : "";
@@ -531,8 +530,7 @@ static int omni_ep_check_modern(omni_req_t *r, omni_ep_t *ep)
         return 0;
     }
     if (hname == NULL || name == NULL || strcmp(hname, name) != 0) {
-        snprintf(msg, sizeof(msg),
-            "HeaderMismatch: Mcp-Name %s the body's %s",
+        snprintf(msg, sizeof(msg), "HeaderMismatch: Mcp-Name %s the body's %s",
             hname ? "disagrees with" : "is missing for",
             strcmp(ep->method, "resources/read") == 0 ? "params.uri"
                                                       : "params.name");
@@ -543,7 +541,8 @@ static int omni_ep_check_modern(omni_req_t *r, omni_ep_t *ep)
 }
 
 
-/* --- Redis and Postgres, re-entering the handler ----------------------------- */
+/* --- Redis and Postgres, re-entering the handler -----------------------------
+ */
 
 static void omni_ep_redis_reply(redisAsyncContext *ac, void *reply, void *arg)
 {
@@ -563,8 +562,8 @@ static void omni_ep_redis_reply(redisAsyncContext *ac, void *reply, void *arg)
 
 static int omni_ep_redis(omni_ep_t *ep, int argc, const char **argv)
 {
-    if (omni_redis_command_argv(omni_clients.redis, omni_ep_redis_reply, ep,
-            argc, argv, NULL)
+    if (omni_redis_command_argv(
+            omni_clients.redis, omni_ep_redis_reply, ep, argc, argv, NULL)
         != 0) {
         return -1;
     }
@@ -586,8 +585,7 @@ static void omni_ep_db_done(void *arg, omni_db_status_t st, PGresult *res)
 static int omni_ep_query(
     omni_ep_t *ep, int stmt, int n, const char *const *values)
 {
-    return omni_db_query(
-               omni_clients.db, stmt, n, values, omni_ep_db_done, ep)
+    return omni_db_query(omni_clients.db, stmt, n, values, omni_ep_db_done, ep)
                    == OMNI_DB_OK
                ? 0
                : -1;
@@ -649,8 +647,8 @@ static void omni_ep_discover(omni_ep_t *ep)
 static void omni_ep_put_tool(
     omni_req_t *r, struct evbuffer *b, const char *name, const char *def)
 {
-    const omni_json_t *d = omni_json_parse(
-        &r->arena, def, strlen(def), NULL, NULL, 0);
+    const omni_json_t *d =
+        omni_json_parse(&r->arena, def, strlen(def), NULL, NULL, 0);
     size_t i;
 
     evbuffer_add(b, "{\"name\":", 8);
@@ -693,7 +691,8 @@ static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
     int n = PQntuples(res), i, k;
 
     if (omni_json_get(ep->params, "cursor") != NULL
-        && (cursor == NULL || omni_mcp_cursor_check(role, cursor, &offset) != 0)) {
+        && (cursor == NULL
+            || omni_mcp_cursor_check(role, cursor, &offset) != 0)) {
         omni_ep_error(ep, 200, -32602,
             "params.cursor: not a cursor this server gave out", NULL);
         return;
@@ -841,8 +840,9 @@ static void omni_ep_call_text_error(omni_ep_t *ep, const char *message)
     struct evbuffer *b = omni_ep_head(ep);
 
     if (b != NULL) {
-        evbuffer_add_printf(b, ",\"result\":{%s\"content\":[{\"type\":\"text\","
-                               "\"text\":",
+        evbuffer_add_printf(b,
+            ",\"result\":{%s\"content\":[{\"type\":\"text\","
+            "\"text\":",
             ep->modern ? "\"resultType\":\"complete\"," : "");
         omni_json_put_string(b, message, strlen(message));
         evbuffer_add(b, "}],\"isError\":true}}", 19);
@@ -911,7 +911,8 @@ static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
         return;
     }
     ep->progress_token = omni_json_get(meta, "progressToken");
-    ep->call = omni_mcp_call_new(r, ep->server, ep->tool, args, omni_ep_note, ep);
+    ep->call =
+        omni_mcp_call_new(r, ep->server, ep->tool, args, omni_ep_note, ep);
     if (ep->call == NULL) {
         omni_ep_error(ep, 200, -32603, "out of memory", NULL);
         return;
@@ -1009,8 +1010,8 @@ static void omni_ep_poll(evutil_socket_t fd, short what, void *arg)
     argv[n] = "MGET";
     for (ep = omni_ep_live.head; ep != NULL && n < OMNI_EP_MAX_LIVE;
          ep = ep->next) {
-        snprintf(keys[n], sizeof(keys[n]), "omni:mcp:cancel:%s:%s",
-            ep->session, ep->id_text);
+        snprintf(keys[n], sizeof(keys[n]), "omni:mcp:cancel:%s:%s", ep->session,
+            ep->id_text);
         omni_ep_live.polled[n] = ep->seq;
         argv[n + 1] = keys[n];
         n++;
@@ -1071,8 +1072,8 @@ static int omni_ep_forwarded_method(const char *m)
 {
     return strcmp(m, "resources/list") == 0
            || strcmp(m, "resources/templates/list") == 0
-           || strcmp(m, "resources/read") == 0
-           || strcmp(m, "prompts/list") == 0 || strcmp(m, "prompts/get") == 0
+           || strcmp(m, "resources/read") == 0 || strcmp(m, "prompts/list") == 0
+           || strcmp(m, "prompts/get") == 0
            || strcmp(m, "completion/complete") == 0;
 }
 
@@ -1119,8 +1120,8 @@ static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
     }
     if (PQntuples(res) == 0
         || PQgetvalue(res, 0, OMNI_MCP_UPSTREAM_NCOLS)[0] != 't') {
-        snprintf(msg, sizeof(msg), "no MCP server %.64s for your role",
-            ep->scope);
+        snprintf(
+            msg, sizeof(msg), "no MCP server %.64s for your role", ep->scope);
         omni_ep_error(ep, 200, -32602, msg, NULL);
         return;
     }
@@ -1148,14 +1149,14 @@ static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
             evbuffer_add(b, ",", 1);
         }
         first = 0;
-        omni_json_put_string(b, ep->params->u.obj.keys[i],
-            strlen(ep->params->u.obj.keys[i]));
+        omni_json_put_string(
+            b, ep->params->u.obj.keys[i], strlen(ep->params->u.obj.keys[i]));
         evbuffer_add(b, ":", 1);
         omni_json_write(b, ep->params->u.obj.values[i]);
     }
     evbuffer_add(b, "}", 1);
-    params = omni_arena_strndup(&r->arena,
-        (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    params = omni_arena_strndup(&r->arena, (const char *)evbuffer_pullup(b, -1),
+        evbuffer_get_length(b));
     evbuffer_free(b);
     if (strcmp(ep->method, "prompts/get") == 0) {
         name = omni_json_string(omni_json_get(ep->params, "name"));
@@ -1183,8 +1184,8 @@ static void omni_ep_forward_answer(omni_ep_t *ep)
         return;
     }
     if (ep->rep.failure != NULL) {
-        snprintf(msg, sizeof(msg), "MCP server %s: %s", ep->scope,
-            ep->rep.failure);
+        snprintf(
+            msg, sizeof(msg), "MCP server %s: %s", ep->scope, ep->rep.failure);
         omni_ep_error(ep, 200, -32603, msg, NULL);
         return;
     }
@@ -1260,8 +1261,8 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
     if (strcmp(ep->method, "tools/call") == 0) {
         name = omni_json_string(omni_json_get(ep->params, "name"));
         if (name == NULL) {
-            omni_ep_error(ep, 200, -32602,
-                "params.name: expected the tool's name", NULL);
+            omni_ep_error(
+                ep, 200, -32602, "params.name: expected the tool's name", NULL);
             return;
         }
         if (ep->scope != NULL) {
@@ -1354,8 +1355,8 @@ static void omni_ep_start(omni_req_t *r)
     char key[128], data[320];
 
     if (!omni_ep_origin_ok(r)) {
-        omni_ep_refuse(r, 403, -32600,
-            "Origin is not allowed (OMNI_MCP_ALLOWED_ORIGINS)");
+        omni_ep_refuse(
+            r, 403, -32600, "Origin is not allowed (OMNI_MCP_ALLOWED_ORIGINS)");
         return;
     }
     if (omni_req_identity(r)->id == NULL) {
@@ -1373,8 +1374,8 @@ static void omni_ep_start(omni_req_t *r)
     r->data = ep;
     ep->scope = omni_req_param(r, 0);
     if (ep->scope != NULL && !omni_ep_server_name(ep->scope)) {
-        omni_respond_error(r, 404, "not_found",
-            "no MCP server may be named %.64s", ep->scope);
+        omni_respond_error(
+            r, 404, "not_found", "no MCP server may be named %.64s", ep->scope);
         return;
     }
     if (omni_ep_parse(r, ep) != 0) {
@@ -1425,9 +1426,10 @@ static void omni_ep_start(omni_req_t *r)
             NULL);
         return;
     }
-    if (strlen(sid) >= sizeof(ep->session) || strspn(sid,
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-                                                  != strlen(sid)) {
+    if (strlen(sid) >= sizeof(ep->session)
+        || strspn(sid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012"
+                       "3456789-_")
+               != strlen(sid)) {
         omni_ep_error(ep, 404, -32001, "Session not found", NULL);
         return;
     }
@@ -1442,8 +1444,8 @@ static void omni_ep_start(omni_req_t *r)
         omni_ep_redis(ep, 3, argv);
         return;
     }
-    omni_ep_error(ep, 503, -32603, "sessions are unavailable (Redis); retry",
-        NULL);
+    omni_ep_error(
+        ep, 503, -32603, "sessions are unavailable (Redis); retry", NULL);
 }
 
 

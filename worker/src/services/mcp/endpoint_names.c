@@ -33,9 +33,8 @@ int omni_mcp_cursor_key(const unsigned char *secret, size_t len)
     }
     omni_ep_cursor_random = 0;
     return HMAC(EVP_sha256(), secret, (int)len,
-               (const unsigned char *)"omni mcp cursor", 15,
-               omni_ep_cursor_key, &n)
-                   != NULL
+               (const unsigned char *)"omni mcp cursor", 15, omni_ep_cursor_key,
+               &n) != NULL
                ? 0
                : -1;
 }
@@ -138,7 +137,8 @@ void omni_mcp_cursor_make(
 }
 
 
-int omni_mcp_cursor_check(const char *scope, const char *cursor, unsigned *offset)
+int omni_mcp_cursor_check(
+    const char *scope, const char *cursor, unsigned *offset)
 {
     unsigned char mac[32];
     char want[33];

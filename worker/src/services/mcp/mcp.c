@@ -42,8 +42,7 @@ static const omni_route_t omni_mcp_routes[] = {
     {"POST", "/mcp", omni_mcp_endpoint_post, OMNI_ROUTE_IDENTITY},
     {"DELETE", "/mcp", omni_mcp_endpoint_delete, OMNI_ROUTE_IDENTITY},
     {"POST", "/mcp/{server}", omni_mcp_endpoint_post, OMNI_ROUTE_IDENTITY},
-    {"DELETE", "/mcp/{server}", omni_mcp_endpoint_delete,
-        OMNI_ROUTE_IDENTITY},
+    {"DELETE", "/mcp/{server}", omni_mcp_endpoint_delete, OMNI_ROUTE_IDENTITY},
 };
 
 static unsigned char omni_mcp_key[OMNI_SEAL_KEY_LEN];
