@@ -196,3 +196,44 @@ def test_a_bad_origin_gets_403_through_the_gateway(mcp_gateway, servers):
     r = rpc(n, tok, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, sid,
             headers={"Origin": "http://127.0.0.1:%d" % n.http_port})
     assert r.status_code == 200, r.text
+
+
+def test_a_modern_client_closing_its_stream_cancels_the_upstream_call(
+        mcp_gateway, servers, fixture_up):
+    import socket
+    _, n = mcp_gateway
+    tok = n.token(sub="modern-user", role="developer")
+    fx = servers["fixture"]["name"]
+    name = fx + "__wait"
+    body = json.dumps({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": name, "arguments": {},
+                   "_meta": {"progressToken": 1,
+                             "io.modelcontextprotocol/protocolVersion":
+                                 "2026-07-28",
+                             "io.modelcontextprotocol/clientCapabilities":
+                                 {}}}}).encode()
+    head = ("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+            "Accept: application/json, text/event-stream\r\n"
+            "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\n"
+            "Mcp-Name: %s\r\nContent-Length: %d\r\n\r\n"
+            % (tok, name, len(body))).encode()
+
+    def seen():
+        with urllib.request.urlopen("http://127.0.0.1:%d/ctl/cancelled"
+                                    % fixture_up.port, timeout=5) as r:
+            return json.loads(r.read())
+
+    before = seen()
+    s = socket.create_connection(("127.0.0.1", n.http_port), 5)
+    s.sendall(head + body)
+    stack.wait_until(lambda: seen()["waits"] > before["waits"], 10,
+                     "the upstream to start the call")
+    closed_at = time.time()
+    s.close()
+    stack.wait_until(
+        lambda: seen()["cancelled_at"] > before["cancelled_at"], 5,
+        "the upstream to hear of the cancellation")
+    lag = seen()["cancelled_at"] / 1000.0 - closed_at
+    assert lag < 0.1, "cancellation reached the upstream after %.3f s" % lag

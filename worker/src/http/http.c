@@ -12,8 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <errno.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
@@ -383,13 +386,49 @@ static void omni_http_closed(struct evhttp_connection *evcon, void *arg)
 }
 
 
+/* evhttp stops reading a connection once its request is in, so it would
+ * learn that the peer left only when the answer fails to go out. This
+ * watches the socket: at EOF (a peek reads 0 bytes, so nothing else is
+ * pending) evhttp is handed the EOF its reader would have met: it
+ * detaches the request and closes the connection, which calls
+ * omni_http_closed. */
+static void omni_http_peek(evutil_socket_t fd, short what, void *arg)
+{
+    omni_req_t *r = arg;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        event_add(r->close_ev, NULL);
+        return;
+    }
+    if (n > 0 || evcon == NULL) {
+        return; /* bytes we may not read early, or already detached */
+    }
+    bufferevent_trigger_event(evhttp_connection_get_bufferevent(evcon),
+        BEV_EVENT_READING | BEV_EVENT_EOF, 0);
+}
+
+
 void omni_req_on_close(omni_req_t *r, void (*cb)(omni_req_t *r))
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+    struct bufferevent *bev;
 
     r->on_close = cb;
-    if (evcon != NULL) {
-        evhttp_connection_set_closecb(evcon, cb ? omni_http_closed : NULL, r);
+    if (evcon == NULL) {
+        return;
+    }
+    evhttp_connection_set_closecb(evcon, cb ? omni_http_closed : NULL, r);
+    bev = evhttp_connection_get_bufferevent(evcon);
+    if (cb != NULL && r->close_ev == NULL && bev != NULL
+        && bufferevent_getfd(bev) >= 0) {
+        r->close_ev = event_new(evhttp_connection_get_base(evcon),
+            bufferevent_getfd(bev), EV_READ, omni_http_peek, r);
+        if (r->close_ev != NULL) {
+            event_add(r->close_ev, NULL);
+        }
     }
 }
 
@@ -402,6 +441,10 @@ static void omni_http_forget_close(omni_req_t *r)
         evhttp_connection_set_closecb(evcon, NULL, NULL);
     }
     r->on_close = NULL;
+    if (r->close_ev != NULL) {
+        event_free(r->close_ev);
+        r->close_ev = NULL;
+    }
 }
 
 
@@ -435,17 +478,20 @@ void omni_respond_chunk(omni_req_t *r, struct evbuffer *body)
 
 void omni_respond_end(omni_req_t *r)
 {
-    int gone = evhttp_request_get_connection(r->ev) == NULL;
+    struct evhttp_request *ev = r->ev;
 
     omni_http_forget_close(r);
-    if (!gone) {
-        evhttp_request_set_on_complete_cb(r->ev, omni_http_written, NULL);
-    }
-    evhttp_send_reply_end(r->ev);
-    omni_http_finish(r, r->stream_status);
-    if (gone) {
+    if (evhttp_request_get_connection(ev) == NULL) {
+        /* the client is gone: libevent frees the request (and the path r
+         * points into) in send_reply_end, so r is accounted first */
+        omni_http_finish(r, r->stream_status);
+        evhttp_send_reply_end(ev);
         omni_http_done();
+        return;
     }
+    evhttp_request_set_on_complete_cb(ev, omni_http_written, NULL);
+    evhttp_send_reply_end(ev);
+    omni_http_finish(r, r->stream_status);
 }
 
 
@@ -468,9 +514,12 @@ void omni_respond(
     }
 
     if (evhttp_request_get_connection(r->ev) == NULL) {
-        /* the client is gone: libevent frees the request in send_reply */
-        evhttp_send_reply(r->ev, status, NULL, body);
+        /* the client is gone: libevent frees the request (and the path r
+         * points into) in send_reply, so r is accounted first */
+        struct evhttp_request *ev = r->ev;
+
         omni_http_finish(r, status);
+        evhttp_send_reply(ev, status, NULL, body);
         omni_http_done();
         return;
     }

@@ -13,6 +13,7 @@
 struct evhttp;
 struct evhttp_request;
 struct evbuffer;
+struct event;
 
 struct omni_req {
     struct evhttp_request *ev;
@@ -35,6 +36,7 @@ struct omni_req {
     omni_identity_t identity; /* omni_req_identity(), once read */
     int identity_read;
     void (*on_close)(omni_req_t *r); /* omni_req_on_close */
+    struct event *close_ev;          /* watches for the peer's EOF */
     int streaming, stream_status;    /* omni_respond_start */
 };
 
