@@ -18,6 +18,11 @@ MODERN = "2026-07-28"
 
 
 @pytest.fixture(scope="module")
+def redis(redis_server):
+    return redis_server.client()
+
+
+@pytest.fixture(scope="module")
 def mcp_worker(migrated, redis_server):
     d = stack.make_tmpdir("omni-test-mcp-ep-")
     w = stack.Worker(migrated, redis_server,
@@ -351,6 +356,33 @@ def test_notifications_cancelled_stops_a_long_call_quickly(mcp_worker,
     assert time.monotonic() - t0 < 2.0
     msgs = events(out["r"])
     assert not [m for m in msgs if m.get("id") == call_id]
+
+
+def test_a_cancellation_stored_by_another_replica_stops_the_call(
+        mcp_worker, servers, redis):
+    """The process running the call finds the cancellation another process
+    (or replica) stored in Redis: polled every 25 ms."""
+    c = Client(mcp_worker)
+    c.initialize()
+    ev = servers["everything"]["name"]
+    tool = next(n for n in c.tools() if n.startswith(ev + "__")
+                and "long" in n.lower())
+    call_id = c.next_id
+    out = {}
+
+    def long_call():
+        out["r"] = c.rpc("tools/call", {
+            "name": tool, "arguments": {"duration": 20, "steps": 20}})
+
+    th = threading.Thread(target=long_call)
+    th.start()
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    redis.set("omni:mcp:cancel:%s:%d" % (c.session, call_id), "1", ex=60)
+    th.join(10)
+    assert not th.is_alive()
+    assert time.monotonic() - t0 < 1.0
+    assert not [m for m in events(out["r"]) if m.get("id") == call_id]
 
 
 def test_unknown_methods_get_method_not_found(mcp_worker, servers):
