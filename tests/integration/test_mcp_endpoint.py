@@ -4,6 +4,8 @@ filtered tool list with signed cursors, calls, and the refusals."""
 
 import json
 import re
+import select
+import socket
 import threading
 import time
 
@@ -383,6 +385,76 @@ def test_a_cancellation_stored_by_another_replica_stops_the_call(
     assert not th.is_alive()
     assert time.monotonic() - t0 < 1.0
     assert not [m for m in events(out["r"]) if m.get("id") == call_id]
+
+
+class Stream:
+    """A GET /mcp on a raw socket, read as bytes arrive."""
+
+    def __init__(self, w, c):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(w.socket_path))
+        h = dict(c.h, **{"Mcp-Session-Id": c.session or "",
+                         "MCP-Protocol-Version": "2025-11-25",
+                         "Accept": "text/event-stream"})
+        h.pop("Content-Type", None)
+        head = "GET /mcp HTTP/1.1\r\nHost: localhost\r\n" + "".join(
+            "%s: %s\r\n" % kv for kv in h.items()) + "\r\n"
+        self.sock.sendall(head.encode())
+        self.text = ""
+
+    def read_until(self, text, timeout):
+        """True once text has arrived; False at the deadline or EOF."""
+        deadline = time.monotonic() + timeout
+        while text not in self.text:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                return False
+            data = self.sock.recv(65536)
+            if not data:
+                return False
+            self.text += data.decode(errors="replace")
+        return True
+
+    def close(self):
+        self.sock.close()
+
+
+def test_the_session_stream_says_list_changed_when_the_catalog_changes(
+        mcp_worker, servers, modern):
+    c = Client(mcp_worker)
+    init = c.initialize()
+    assert init["capabilities"]["tools"]["listChanged"] is True
+    st = Stream(mcp_worker, c)
+    try:
+        assert st.read_until("stream open", 5), st.text
+        assert st.text.startswith("HTTP/1.1 200")
+        assert "Content-Type: text/event-stream" in st.text
+        # nothing changed: no notification
+        assert not st.read_until("list_changed", 1.5)
+        register(mcp_worker, modern)
+        assert st.read_until("notifications/tools/list_changed", 5), st.text
+    finally:
+        st.close()
+
+
+def test_the_stream_needs_a_session_and_ends_with_it(mcp_worker, servers):
+    c = Client(mcp_worker)
+    r = mcp_worker.request("GET", "/mcp", dict(c.h, Accept="text/event-stream"))
+    assert r.status == 405
+    c.initialize()
+    st = Stream(mcp_worker, c)
+    try:
+        assert st.read_until("stream open", 5), st.text
+        # DELETE reaches this process or the other one; either way the
+        # session is gone for good
+        h = dict(c.h, **{"Mcp-Session-Id": c.session})
+        assert mcp_worker.request("DELETE", "/mcp", h).status == 204
+        again = Stream(mcp_worker, c)
+        assert again.read_until("\r\n", 5)
+        assert again.text.startswith("HTTP/1.1 404"), again.text
+        again.close()
+    finally:
+        st.close()
 
 
 def test_unknown_methods_get_method_not_found(mcp_worker, servers):

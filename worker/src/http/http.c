@@ -721,6 +721,12 @@ int omni_http_attach(struct evhttp *http, const omni_route_t *routes,
 }
 
 
+int omni_http_draining(void)
+{
+    return omni_http.draining;
+}
+
+
 int omni_http_inflight(void)
 {
     return omni_http.inflight;

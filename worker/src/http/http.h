@@ -89,6 +89,10 @@ void omni_respond_end(omni_req_t *r);
  * nowhere). Cleared by the answer. */
 void omni_req_on_close(omni_req_t *r, void (*cb)(omni_req_t *r));
 
+/* 1 once omni_http_drain has been called: long-lived answers (event
+ * streams) should end so the process can exit. */
+int omni_http_draining(void);
+
 /* Requests being served now by this process. */
 int omni_http_inflight(void);
 

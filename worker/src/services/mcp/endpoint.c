@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -43,6 +44,8 @@
 #define OMNI_EP_SESSION_TTL "3600"
 #define OMNI_EP_MAX_LIVE 128
 #define OMNI_EP_HEADER_MISMATCH -32020
+#define OMNI_EP_MAX_STREAMS 256
+#define OMNI_EP_KEEPALIVE_S 20
 
 #define OMNI_EP_VERSIONS                                                       \
     "[\"2026-07-28\",\"2025-11-25\",\"2025-06-18\",\"2025-03-26\"]"
@@ -58,7 +61,9 @@ enum {
     OMNI_EP_UPSTREAM,
     OMNI_EP_FORWARDED,
     OMNI_EP_DELETE_READ,
-    OMNI_EP_DELETED
+    OMNI_EP_DELETED,
+    OMNI_EP_STREAM_READ,
+    OMNI_EP_STREAMING
 };
 
 typedef struct omni_ep_s omni_ep_t;
@@ -89,6 +94,9 @@ struct omni_ep_s {
     omni_ep_t *next;
     uint64_t seq;
     int live;
+    /* GET: the session's notification stream */
+    omni_ep_t *snext;
+    time_t last_write;
 };
 
 static int omni_ep_list_stmt, omni_ep_resolve_stmt, omni_ep_server_stmt;
@@ -102,6 +110,16 @@ static struct {
     uint64_t polled[OMNI_EP_MAX_LIVE];
     int npolled;
 } omni_ep_live;
+
+/* the open GET streams of this process, told of catalog changes (the
+ * generation in omni:mcp:gen that state.c follows, read here each second
+ * while a stream is open) */
+static struct {
+    omni_ep_t *head;
+    int count, reading;
+    long long gen; /* -1: not read yet */
+    struct event *timer;
+} omni_ep_streams = {.gen = -1};
 
 #define OMNI_EP_ROLE_FILTER                                                    \
     " ($1 = 'admin' OR ((cardinality(s.roles) = 0 OR $1 = ANY (s.roles))"      \
@@ -541,8 +559,7 @@ static int omni_ep_check_modern(omni_req_t *r, omni_ep_t *ep)
 }
 
 
-/* --- Redis and Postgres, re-entering the handler -----------------------------
- */
+/* --- Redis and Postgres, re-entering the handler ------------------------- */
 
 static void omni_ep_redis_reply(redisAsyncContext *ac, void *reply, void *arg)
 {
@@ -607,9 +624,9 @@ static const char *omni_ep_role(omni_req_t *r)
 static const char *omni_ep_capabilities(omni_ep_t *ep)
 {
     return ep->scope != NULL
-               ? "{\"tools\":{\"listChanged\":false},\"logging\":{},"
+               ? "{\"tools\":{\"listChanged\":true},\"logging\":{},"
                  "\"resources\":{},\"prompts\":{},\"completions\":{}}"
-               : "{\"tools\":{\"listChanged\":false},\"logging\":{}}";
+               : "{\"tools\":{\"listChanged\":true},\"logging\":{}}";
 }
 
 
@@ -1518,6 +1535,24 @@ void omni_mcp_endpoint_post(omni_req_t *r)
 }
 
 
+static void omni_ep_stream_unlink(omni_ep_t *ep);
+
+
+/* Ends this process's streams of session (all of them when NULL). */
+static void omni_ep_streams_end(const char *session)
+{
+    omni_ep_t *ep, *next;
+
+    for (ep = omni_ep_streams.head; ep != NULL; ep = next) {
+        next = ep->snext;
+        if (session == NULL || strcmp(ep->session, session) == 0) {
+            omni_ep_stream_unlink(ep);
+            omni_respond_end(ep->r);
+        }
+    }
+}
+
+
 void omni_mcp_endpoint_delete(omni_req_t *r)
 {
     omni_ep_t *ep = r->data;
@@ -1578,7 +1613,174 @@ void omni_mcp_endpoint_delete(omni_req_t *r)
             omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
             return;
         }
+        omni_ep_streams_end(ep->session);
         omni_respond(r, 204, "application/json", NULL);
+        return;
+    }
+}
+
+
+/* --- GET: a legacy session's notification stream ------------------------ */
+
+static void omni_ep_stream_unlink(omni_ep_t *ep)
+{
+    omni_ep_t **pp;
+
+    for (pp = &omni_ep_streams.head; *pp != NULL; pp = &(*pp)->snext) {
+        if (*pp == ep) {
+            *pp = ep->snext;
+            omni_ep_streams.count--;
+            return;
+        }
+    }
+}
+
+
+static void omni_ep_stream_closed(omni_req_t *r)
+{
+    omni_ep_t *ep = r->data;
+
+    omni_ep_stream_unlink(ep);
+    omni_respond_end(r);
+}
+
+
+static void omni_ep_stream_write(omni_ep_t *ep, const char *text)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b != NULL) {
+        evbuffer_add(b, text, strlen(text));
+        omni_respond_chunk(ep->r, b);
+        evbuffer_free(b);
+    }
+    ep->last_write = time(NULL);
+}
+
+
+static void omni_ep_stream_gen(redisAsyncContext *ac, void *reply, void *arg)
+{
+    redisReply *rep = reply;
+    long long gen;
+    omni_ep_t *ep;
+
+    omni_ep_streams.reading = 0;
+    if (rep == NULL
+        || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL)) {
+        return;
+    }
+    gen = rep->type == REDIS_REPLY_NIL ? 0 : atoll(rep->str);
+    if (omni_ep_streams.gen >= 0 && gen != omni_ep_streams.gen) {
+        for (ep = omni_ep_streams.head; ep != NULL; ep = ep->snext) {
+            omni_ep_stream_write(ep,
+                "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":"
+                "\"notifications/tools/list_changed\"}\n\n");
+        }
+    }
+    omni_ep_streams.gen = gen;
+}
+
+
+static void omni_ep_stream_tick(evutil_socket_t fd, short what, void *arg)
+{
+    time_t now = time(NULL);
+    omni_ep_t *ep;
+
+    if (omni_http_draining()) {
+        /* an open stream would keep a draining process alive */
+        omni_ep_streams_end(NULL);
+        return;
+    }
+    if (omni_ep_streams.head == NULL) {
+        omni_ep_streams.gen = -1;
+        return;
+    }
+    for (ep = omni_ep_streams.head; ep != NULL; ep = ep->snext) {
+        if (now - ep->last_write >= OMNI_EP_KEEPALIVE_S) {
+            omni_ep_stream_write(ep, ": keep-alive\n\n");
+        }
+    }
+    if (!omni_ep_streams.reading
+        && omni_redis_command(
+               omni_clients.redis, omni_ep_stream_gen, NULL, "GET omni:mcp:gen")
+               == 0) {
+        omni_ep_streams.reading = 1;
+    }
+}
+
+
+void omni_mcp_endpoint_get(omni_req_t *r)
+{
+    omni_ep_t *ep = r->data;
+    const char *sid = omni_req_header(r, "Mcp-Session-Id");
+    const char *accept = omni_req_header(r, "Accept");
+    const char *argv[2];
+    char key[128];
+
+    switch (r->state) {
+
+    case OMNI_EP_START:
+        if (!omni_ep_origin_ok(r)) {
+            omni_ep_refuse(r, 403, -32600,
+                "Origin is not allowed (OMNI_MCP_ALLOWED_ORIGINS)");
+            return;
+        }
+        if (sid == NULL) {
+            evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Allow",
+                "POST, DELETE");
+            omni_ep_refuse(r, 405, -32600,
+                "GET opens a session's notification stream: "
+                "Mcp-Session-Id is required");
+            return;
+        }
+        if (accept == NULL || strstr(accept, "text/event-stream") == NULL) {
+            omni_ep_refuse(
+                r, 406, -32600, "Accept must include text/event-stream");
+            return;
+        }
+        if (omni_ep_streams.count >= OMNI_EP_MAX_STREAMS) {
+            omni_ep_refuse(r, 503, -32603,
+                "too many notification streams on this process; retry");
+            return;
+        }
+        ep = omni_arena_alloc(&r->arena, sizeof(*ep));
+        if (ep == NULL) {
+            omni_respond_error(r, 503, "overloaded", "out of memory");
+            return;
+        }
+        memset(ep, 0, sizeof(*ep));
+        ep->r = r;
+        r->data = ep;
+        snprintf(ep->session, sizeof(ep->session), "%.63s", sid);
+        snprintf(key, sizeof(key), "omni:mcp:session:%.64s", sid);
+        argv[0] = "GET";
+        argv[1] = key;
+        r->state = OMNI_EP_STREAM_READ;
+        if (omni_ep_redis(ep, 2, argv) != 0) {
+            omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
+        }
+        return;
+
+    case OMNI_EP_STREAM_READ:
+        if (ep->redis_failed) {
+            omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
+            return;
+        }
+        if (!omni_ep_session_ok(r, ep, ep->redis_str)) {
+            omni_ep_refuse(r, 404, -32001, "Session not found");
+            return;
+        }
+        r->state = OMNI_EP_STREAMING;
+        ep->streaming = 1;
+        omni_respond_start(r, 200, "text/event-stream");
+        ep->snext = omni_ep_streams.head;
+        omni_ep_streams.head = ep;
+        omni_ep_streams.count++;
+        omni_ep_stream_write(ep, ": stream open\n\n");
+        omni_req_on_close(r, omni_ep_stream_closed);
+        return;
+
+    default:
         return;
     }
 }
@@ -1586,20 +1788,27 @@ void omni_mcp_endpoint_delete(omni_req_t *r)
 
 int omni_mcp_endpoint_start(void)
 {
-    struct timeval tv = {0, 25000};
+    struct timeval tv = {0, 25000}, second = {1, 0};
 
     omni_ep_live.timer =
         event_new(omni_clients.base, -1, EV_PERSIST, omni_ep_poll, NULL);
-    if (omni_ep_live.timer == NULL) {
+    omni_ep_streams.timer =
+        event_new(omni_clients.base, -1, EV_PERSIST, omni_ep_stream_tick, NULL);
+    if (omni_ep_live.timer == NULL || omni_ep_streams.timer == NULL) {
         return -1;
     }
     event_add(omni_ep_live.timer, &tv);
+    event_add(omni_ep_streams.timer, &second);
     return 0;
 }
 
 
 void omni_mcp_endpoint_stop(void)
 {
+    if (omni_ep_streams.timer != NULL) {
+        event_free(omni_ep_streams.timer);
+        omni_ep_streams.timer = NULL;
+    }
     if (omni_ep_live.timer != NULL) {
         event_free(omni_ep_live.timer);
         omni_ep_live.timer = NULL;

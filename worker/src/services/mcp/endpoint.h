@@ -16,6 +16,7 @@ void omni_mcp_endpoint_stop(void);
 
 void omni_mcp_endpoint_post(omni_req_t *r);
 void omni_mcp_endpoint_delete(omni_req_t *r);
+void omni_mcp_endpoint_get(omni_req_t *r);
 
 /* The cursor key: derived from secret[0..len), or random when secret is
  * NULL (then only the processes forked after share it). 0, or -1. */

@@ -41,7 +41,9 @@ static const omni_route_t omni_mcp_routes[] = {
         OMNI_ROUTE_IDENTITY | OMNI_ROUTE_JSON_OBJECT},
     {"POST", "/mcp", omni_mcp_endpoint_post, OMNI_ROUTE_IDENTITY},
     {"DELETE", "/mcp", omni_mcp_endpoint_delete, OMNI_ROUTE_IDENTITY},
+    {"GET", "/mcp", omni_mcp_endpoint_get, OMNI_ROUTE_IDENTITY},
     {"POST", "/mcp/{server}", omni_mcp_endpoint_post, OMNI_ROUTE_IDENTITY},
+    {"GET", "/mcp/{server}", omni_mcp_endpoint_get, OMNI_ROUTE_IDENTITY},
     {"DELETE", "/mcp/{server}", omni_mcp_endpoint_delete, OMNI_ROUTE_IDENTITY},
 };
 
