@@ -462,3 +462,20 @@ def test_unknown_methods_get_method_not_found(mcp_worker, servers):
     c.initialize()
     r = c.rpc("resources/list")
     assert r.status == 200 and r.json()["error"]["code"] == -32601
+
+
+def test_an_open_stream_does_not_hold_a_stopping_worker(worker_factory):
+    d = stack.make_tmpdir("omni-test-mcp-drain-")
+    w = worker_factory(env={"OMNI_MCP_SECRET_KEY_FILE": key_file(d)})
+    c = Client(w)
+    c.initialize()
+    st = Stream(w, c)
+    try:
+        assert st.read_until("stream open", 5), st.text
+        t = time.monotonic()
+        assert w.stop() == 0
+        assert time.monotonic() - t < 3.0
+        # the stream was ended (the chunked body's last chunk), not cut
+        assert st.read_until("0\r\n\r\n", 2), st.text[-200:]
+    finally:
+        st.close()
