@@ -922,6 +922,11 @@ static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
     const omni_mcp_outcome_t *out;
     struct evbuffer *b;
 
+    if (ep->gone) {
+        /* the client left while the name was resolved: nothing to call */
+        omni_ep_send(ep, 200, NULL);
+        return;
+    }
     if (args != NULL && args->type != OMNI_JSON_OBJECT) {
         omni_ep_error(
             ep, 200, -32602, "params.arguments: expected an object", NULL);
@@ -1282,6 +1287,7 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
                 ep, 200, -32602, "params.name: expected the tool's name", NULL);
             return;
         }
+        omni_req_on_close(r, omni_ep_closed);
         if (ep->scope != NULL) {
             /* the call's own checks refuse what the role may not call */
             ep->server = ep->scope;
