@@ -136,8 +136,12 @@ up: deps build
 down:
 	@bash conf/stack.sh down
 
-bench: deps build $(BUILD)/paced $(BUILD)/outbound-relay
+bench: deps build $(BUILD)/paced $(BUILD)/outbound-relay mcp-node
 	@bash tests/bench/run.sh
+
+# the /mcp rows alone (tests/bench/results-mcp.md)
+bench-mcp: deps build mcp-node
+	@bash tests/bench/run.sh mcp
 
 # the gateway rows alone (tests/bench/results-gateway.md)
 bench-gateway: deps build $(BUILD)/paced

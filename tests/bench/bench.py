@@ -24,6 +24,10 @@ same run on the same machine (SPEC section 9).
   gateway RS256 rows                    vs  nginx `auth_request` to a Python
                                             auth service, then `proxy_pass`
                                             (tests/bench/authrequest.py)
+  MCP `tools/call` echo through /mcp    vs  server-everything directly, 1/8/32
+                                            connections, added p50/p99
+                                            (tests/bench/mcp.py; alone:
+                                            `bench.py mcp`)
 
 Method: the servers (nginx, omni-worker, Postgres, Redis, uvicorn) are
 pinned to all CPUs but the last, the load generator (wrk, pgbench) to the
@@ -51,6 +55,7 @@ import dashboard  # noqa: E402
 import events  # noqa: E402
 import gateway  # noqa: E402
 import login  # noqa: E402
+import mcp  # noqa: E402
 import outbound  # noqa: E402
 import stack  # noqa: E402
 
@@ -288,7 +293,34 @@ def gateway_method():
                " ".join(open("/proc/loadavg").read().split()[:3])))
 
 
+def mcp_only():
+    pg = stack.Postgres().init()
+    redis = stack.Redis().start()
+    product = None
+    try:
+        res = stack.migrate(["up"], pg.url(),
+                            binary=stack.BUILD / "omni-worker")
+        if res.returncode:
+            raise RuntimeError(res.stderr)
+        product = Product(pg, redis)
+        lines = mcp.run(repeat, summary, row, client, THREADS, SECONDS,
+                        product)
+        text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE] + lines) \
+            + "\n"
+        (HERE / "results-mcp.md").write_text(text)
+        print(text)
+    finally:
+        for svc in (product, redis, pg):
+            if svc is not None:
+                svc.destroy()
+
+
 def main():
+    if sys.argv[1:] == ["mcp"]:
+        if CLIENT_CPUS is not None:
+            os.sched_setaffinity(0, SERVER_CPUS)
+        mcp_only()
+        return
     only_gateway = sys.argv[1:] == ["gateway"]
     if CLIENT_CPUS is not None:
         # every server started from here inherits the servers' CPUs
@@ -359,6 +391,8 @@ def main():
         lines += dashboard.run(measure, summary, row, pg, nginx)
         lines += login.run(measure, summary, row, pg, redis, CLIENT_CPUS)
         lines += events.run(pg, redis)
+        lines += mcp.run(repeat, summary, row, client, THREADS, SECONDS,
+                         product)
 
         # the gateway alone, then the pattern it replaces
         keys, tokens, gw_lines, gw_rows = gateway_rows(
