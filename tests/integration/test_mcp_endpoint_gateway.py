@@ -4,6 +4,7 @@ two upstreams: server-everything and an SDK fixture (fixtures/mcp/
 conformance.cjs)."""
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -122,6 +123,26 @@ def session(n, token):
                                                  "version": "1"}}})
     assert r.status_code == 200, r.text
     return r.headers["Mcp-Session-Id"]
+
+
+def test_a_tool_whose_name_needs_hashing_is_listed_and_called(
+        mcp_gateway, servers):
+    _, n = mcp_gateway
+    tok = n.token(sub="hash-user", role="developer")
+    sid = session(n, tok)
+    fx = servers["fixture"]["name"]
+    r = rpc(n, tok, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, sid)
+    names = [t["name"] for t in r.json()["result"]["tools"]]
+    hashed = [x for x in names if x.startswith(fx + "__omni_dotted_name_")]
+    assert len(hashed) == 1, names
+    assert re.match(r"^[A-Za-z0-9_-]{1,64}$", hashed[0])
+    r = rpc(n, tok, {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                     "params": {"name": hashed[0], "arguments": {}}}, sid)
+    assert r.json()["result"]["content"][0]["text"] == "dotted", r.text
+    # the name as the upstream spells it is not a /mcp name
+    r = rpc(n, tok, {"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                     "params": {"name": fx + "__omni.dotted/name"}}, sid)
+    assert r.json()["error"]["code"] == -32602
 
 
 def test_without_credentials_mcp_answers_401(mcp_gateway, servers):

@@ -85,6 +85,7 @@ struct omni_ep_s {
     PGresult *res;
     /* tools/call */
     const char *server, *tool;
+    int direct; /* tool taken from the name as it is */
     omni_mcp_call_t *call;
     omni_mcp_upstream_t u; /* resources, prompts: the scope's server */
     omni_mcp_rpc_t *rpc;
@@ -868,6 +869,9 @@ static void omni_ep_call_text_error(omni_ep_t *ep, const char *message)
 }
 
 
+static void omni_ep_resolve(omni_req_t *r, omni_ep_t *ep);
+
+
 static void omni_ep_call_answer(omni_ep_t *ep, const omni_mcp_outcome_t *out)
 {
     struct evbuffer *b;
@@ -879,8 +883,15 @@ static void omni_ep_call_answer(omni_ep_t *ep, const omni_mcp_outcome_t *out)
         omni_ep_result_json(ep, out->result);
         return;
 
-    case 403:
     case 404:
+        if (ep->direct && !ep->gone) {
+            /* not that literal tool: maybe a hashed name */
+            omni_ep_unlive(ep);
+            omni_ep_resolve(ep->r, ep);
+            return;
+        }
+        /* fall through */
+    case 403:
         snprintf(msg, sizeof(msg), "Unknown tool: %.128s",
             omni_json_string(omni_json_get(ep->params, "name")));
         omni_ep_error(ep, 200, -32602, msg, NULL);
@@ -1225,6 +1236,35 @@ static void omni_ep_forward_answer(omni_ep_t *ep)
 }
 
 
+/* 1 when <server>__<tool> is the name /mcp gives tool (no hashing). */
+static int omni_ep_plain_name(const char *server, const char *tool)
+{
+    char name[OMNI_MCP_NAME_MAX + 1];
+
+    omni_mcp_tool_name(server, tool, name);
+    return strlen(name) == strlen(server) + 2 + strlen(tool)
+           && strcmp(name + strlen(server) + 2, tool) == 0;
+}
+
+
+/* Finds which of the server's tools (that the role may call) has the
+ * requested name: the hashed names need it. */
+static void omni_ep_resolve(omni_req_t *r, omni_ep_t *ep)
+{
+    const char *values[2];
+
+    values[0] = omni_ep_role(r);
+    values[1] = ep->server;
+    ep->direct = 0;
+    ep->call = NULL;
+    r->state = OMNI_EP_RESOLVED;
+    if (omni_ep_query(ep, omni_ep_resolve_stmt, 2, values) != 0) {
+        omni_ep_error(
+            ep, 200, -32603, "the database is unavailable; retry", NULL);
+    }
+}
+
+
 /* Runs the method; the session (legacy) or headers (modern) are checked. */
 static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
 {
@@ -1302,13 +1342,15 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
             return;
         }
         ep->server = omni_arena_strndup(&r->arena, name, sep - name);
-        values[0] = omni_ep_role(r);
-        values[1] = ep->server;
-        r->state = OMNI_EP_RESOLVED;
-        if (omni_ep_query(ep, omni_ep_resolve_stmt, 2, values) != 0) {
-            omni_ep_error(
-                ep, 200, -32603, "the database is unavailable; retry", NULL);
+        if (omni_ep_plain_name(ep->server, sep + 2)) {
+            /* most names are <server>__<tool> as they are: the call's own
+             * query checks them; only a miss needs the resolution */
+            ep->tool = sep + 2;
+            ep->direct = 1;
+            omni_ep_call_start(r, ep);
+            return;
         }
+        omni_ep_resolve(r, ep);
         return;
     }
     if (ep->scope != NULL && omni_ep_forwarded_method(ep->method)) {
