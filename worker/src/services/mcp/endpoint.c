@@ -1,14 +1,22 @@
 /* endpoint.c: /mcp, one MCP server (Streamable HTTP) aggregating every
- * registered server's tools for the caller, speaking both generations.
+ * registered server's tools for the caller, speaking both generations;
+ * /mcp/<server> is one server's, unprefixed, with its resources and
+ * prompts passed through.
  *
- *   START ──legacy, has a session──> SESSION (Redis GET) ──┐
- *     │  ──initialize──> CREATED (Redis SET) ──> answer    │
- *     │  ──modern, or no I/O needed───────────────────────>├─> dispatch
- *     │                                                    v
- *     │          tools/list ──> LISTED (query) ──> answer (a page)
- *     │          tools/call ──> RESOLVED (query) ──> CALLING (call.c's
- *     │                           steps; progress relayed as SSE) ──> answer
- *     └─ notifications/cancelled ──> CANCEL_STORED (Redis SET) ──> 202
+ *   POST: START ──legacy, has a session──> SESSION (Redis GET) ──┐
+ *           │  ──initialize──> CREATED (Redis SET) ──> answer    │
+ *           │  ──modern (headers checked)───────────────────────>├─> dispatch
+ *           │                                                    v
+ *     tools/list ──> LISTED (query) ──> answer (a page)
+ *     tools/call ──plain name──> CALLING (call.c's steps; progress as SSE)
+ *                ──hashed name, or a plain one missed──> RESOLVED (query)
+ *                                                 ──> CALLING ──> answer
+ *     resources/..., prompts/... (/mcp/<server>) ──> UPSTREAM (query)
+ *                                 ──> FORWARDED (the upstream) ──> answer
+ *     notifications/cancelled ──> CANCEL_STORED (Redis SET) ──> 202
+ *
+ *   GET: START ──> STREAM_READ (Redis GET) ──> STREAMING (list_changed)
+ *   DELETE: START ──> DELETE_READ (Redis GET) ──> DELETED (Redis DEL)
  *
  * Legacy (2025-03-26 .. 2025-11-25): initialize mints a session kept in
  * Redis (any process or replica serves its next request), DELETE ends it.
