@@ -124,7 +124,7 @@ $(BUILD)/paced: tests/bench/paced.c | deps
 unit: $(UNIT_TESTS)
 	@bash tests/unit/run.sh $(UNIT_TESTS)
 
-test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe mcp-node ui ui-test-node
+test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe mcp-node mcp-conformance ui ui-test-node
 	@bash tests/run.sh $(UNIT_TESTS)
 
 run: deps build ui
@@ -139,7 +139,7 @@ down:
 bench: deps build $(BUILD)/paced $(BUILD)/outbound-relay mcp-node
 	@bash tests/bench/run.sh
 
-# the MCP tools/call rows alone (tests/bench/results-mcp.md)
+# the MCP rows alone (tests/bench/results-mcp.md)
 bench-mcp: deps build mcp-node
 	@bash tests/bench/run.sh mcp
 
@@ -219,3 +219,13 @@ $(UI_TEST_NODE)/node_modules/.package-lock.json: tests/integration/admin_ui/pack
 
 ui-test-node: $(UI_TEST_NODE)/node_modules/.package-lock.json
 .PHONY: ui ui-test-node
+
+# the official MCP conformance suite and the Node 22 it needs
+MCP_CONFORMANCE := $(BUILD)/mcp-conformance
+$(MCP_CONFORMANCE)/node_modules/.package-lock.json: tests/integration/fixtures/mcp-conformance/package.json tests/integration/fixtures/mcp-conformance/package-lock.json
+	@mkdir -p $(MCP_CONFORMANCE)
+	cp tests/integration/fixtures/mcp-conformance/package.json tests/integration/fixtures/mcp-conformance/package-lock.json $(MCP_CONFORMANCE)/
+	cd $(MCP_CONFORMANCE) && npm ci --no-audit --no-fund
+
+mcp-conformance: $(MCP_CONFORMANCE)/node_modules/.package-lock.json
+.PHONY: mcp-conformance

@@ -21,13 +21,13 @@ same run on the same machine (SPEC section 9).
   events: 1,000 idle subscribers + 100  vs  the 200 ms target; subscribing
   events/s, delivery p50/p99, RSS          with vs without the authorization
                                             subrequest (tests/bench/events.py)
-  MCP `tools/call` echo through nginx + vs  the same call to server-everything
-  worker (REST), 1/8/32 connections         directly: added p50/p99
-                                            (tests/bench/mcp.py; alone:
-                                            `bench.py mcp`)
   gateway RS256 rows                    vs  nginx `auth_request` to a Python
                                             auth service, then `proxy_pass`
                                             (tests/bench/authrequest.py)
+  MCP `tools/call` echo through /mcp    vs  server-everything directly, 1/8/32
+  and through the REST route                connections, added p50/p99
+                                            (tests/bench/mcp.py, mcp_rest.py;
+                                            alone: `bench.py mcp`)
 
 Method: the servers (nginx, omni-worker, Postgres, Redis, uvicorn) are
 pinned to all CPUs but the last, the load generator (wrk, pgbench) to the
@@ -56,6 +56,7 @@ import events  # noqa: E402
 import gateway  # noqa: E402
 import login  # noqa: E402
 import mcp  # noqa: E402
+import mcp_rest  # noqa: E402
 import outbound  # noqa: E402
 import stack  # noqa: E402
 
@@ -300,13 +301,41 @@ def gateway_method():
 
 
 def mcp_rows(nginx):
-    return mcp.run(wrk_parse, summary, row, fmt_ms, client([]), THREADS, RUNS,
-                   SECONDS, WARMUP, nginx)
+    return mcp_rest.run(wrk_parse, summary, row, fmt_ms, client([]), THREADS,
+                        RUNS,
+                        SECONDS, WARMUP, nginx)
+
+
+def mcp_only():
+    pg = stack.Postgres().init()
+    redis = stack.Redis().start()
+    product = None
+    try:
+        res = stack.migrate(["up"], pg.url(),
+                            binary=stack.BUILD / "omni-worker")
+        if res.returncode:
+            raise RuntimeError(res.stderr)
+        product = Product(pg, redis)
+        lines = mcp.run(repeat, summary, row, client, THREADS, SECONDS,
+                        product)
+        lines += mcp_rows(product.nginx)
+        text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE] + lines) \
+            + "\n"
+        (HERE / "results-mcp.md").write_text(text)
+        print(text)
+    finally:
+        for svc in (product, redis, pg):
+            if svc is not None:
+                svc.destroy()
 
 
 def main():
+    if sys.argv[1:] == ["mcp"]:
+        if CLIENT_CPUS is not None:
+            os.sched_setaffinity(0, SERVER_CPUS)
+        mcp_only()
+        return
     only_gateway = sys.argv[1:] == ["gateway"]
-    only_mcp = sys.argv[1:] == ["mcp"]
     if CLIENT_CPUS is not None:
         # every server started from here inherits the servers' CPUs
         os.sched_setaffinity(0, SERVER_CPUS)
@@ -338,24 +367,16 @@ def main():
                             binary=stack.BUILD / "omni-worker")
         if res.returncode:
             raise RuntimeError(res.stderr)
-        if not only_mcp:
-            pg.create_database("bench")
-            subprocess.run(["pgbench", "-i", "-q", "-s", "10", "-h",
-                            "127.0.0.1", "-p", str(pg.port), "-U", pg.user,
-                            "bench"],
-                           check=True, capture_output=True,
-                           env=dict(os.environ, PGPASSWORD=pg.password))
+        pg.create_database("bench")
+        subprocess.run(["pgbench", "-i", "-q", "-s", "10", "-h",
+                        "127.0.0.1", "-p", str(pg.port), "-U", pg.user,
+                        "bench"],
+                       check=True, capture_output=True,
+                       env=dict(os.environ, PGPASSWORD=pg.password))
 
         product = Product(pg, redis)
         nginx = product.nginx
         port = base_nginx.port
-
-        if only_mcp:
-            text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE]
-                             + mcp_rows(nginx)) + "\n"
-            (HERE / "results-mcp.md").write_text(text)
-            print(text)
-            return
 
         ret200 = summary(measure("http://127.0.0.1:%d/" % port))
         proxied = summary(measure("http://127.0.0.1:%d/" % proxy_port))
@@ -385,6 +406,8 @@ def main():
         lines += dashboard.run(measure, summary, row, pg, nginx)
         lines += login.run(measure, summary, row, pg, redis, CLIENT_CPUS)
         lines += events.run(pg, redis)
+        lines += mcp.run(repeat, summary, row, client, THREADS, SECONDS,
+                         product)
         lines += mcp_rows(nginx)
 
         # the gateway alone, then the pattern it replaces

@@ -1,168 +1,111 @@
-"""MCP `tools/call` of server-everything's `echo` through the gateway's
-REST API (`POST /api/v1/mcp/tools/call` through nginx + omni-worker, JWT
-checked, role checked, breaker, catalog row, an mcp_performance record)
-vs the same call sent to server-everything directly (a Streamable HTTP
-POST on one initialized session), each at 1, 8 and 32 connections (wrk,
-closed loop: each connection sends its next call when the last answer is
-in). The figures are the added p50 and p99 (gateway minus direct, the
-medians of the runs' wrk percentiles; SPEC 9: <= 1 ms / <= 3 ms) and both
-rates. server-everything is one Node process: at 32 connections it, not
-the gateway, sets the rate, and its queueing shows in both columns.
-Run by bench.py or alone: /usr/bin/python3 tests/bench/bench.py mcp"""
+"""Bench rows for /mcp (SPEC section 9): `tools/call` of server-everything's
+`echo` through the product (nginx + module + omni-worker, a bearer token,
+an Omni session) vs the same call sent to server-everything directly (its
+own session), at 1, 8 and 32 connections; the rows give both and the
+latency Omni adds (p50, p99). wrk sends the JSON-RPC POST (a Lua script);
+every answer must be 2xx."""
 
-import http.client
 import json
-import os
+import re
 import subprocess
-import tempfile
+import sys
+import urllib.request
+from pathlib import Path
 
-import stack
-from mcp_support import Upstream, unique
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 
-CONCURRENCY = [int(c) for c in
-               os.environ.get("BENCH_MCP_CONNECTIONS", "1,8,32").split(",")]
-PROTOCOL = "2025-06-18"
+import stack  # noqa: E402
+from mcp_support import Upstream  # noqa: E402
 
-
-def _lua(body):
-    """A wrk script POSTing body."""
-    f = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    f.write('wrk.method = "POST"\nwrk.body = %s\n' % json.dumps(json.dumps(body)))
-    f.write('local seen = 0\nfunction response(status, headers, body)\n'
-            '  if status ~= 200 and seen < 1 then seen = seen + 1\n'
-            '    io.stderr:write(status .. " " .. body .. "\\n") end\nend\n')
-    f.close()
-    return f.name
+CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": "bench"}}}
+INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "bench", "version": "1"}}}
 
 
-def _session(port):
-    """An initialized session on server-everything: its Mcp-Session-Id."""
-    head = {"Content-Type": "application/json",
-            "Accept": "application/json, text/event-stream"}
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def _post(url, body, headers):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                 headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.headers.get("Mcp-Session-Id"), r.read()
+
+
+def session(url, headers):
+    """An initialized legacy session at url: the headers a call needs."""
+    h = dict(headers, **{"Content-Type": "application/json",
+                         "Accept": "application/json, text/event-stream"})
+    sid, _ = _post(url, INIT, h)
+    h["Mcp-Session-Id"] = sid
+    h["MCP-Protocol-Version"] = "2025-11-25"
+    _post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, h)
+    return h
+
+
+def wrk_post(client, threads, seconds, conns, url, headers, body, tmp):
+    script = Path(tmp) / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.body = %s\n' % json.dumps(json.dumps(body))
+        + "".join('wrk.headers[%s] = %s\n' % (json.dumps(k), json.dumps(v))
+                  for k, v in headers.items()))
+    out = subprocess.run(
+        client(["wrk", "-t", str(min(threads, conns)), "-c", str(conns),
+                "-d", "%ds" % seconds, "--latency", "-s", str(script),
+                url]),
+        capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    if re.search(r"Non-2xx or 3xx responses|Socket errors", out):
+        raise RuntimeError("wrk saw failures on %s:\n%s" % (url, out))
+    return rps, _ms(lat["50"]), _ms(lat["99"]), 0
+
+
+def _ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+
+def run(repeat, summary, row, client, threads, seconds, product):
+    """Table lines: per concurrency, server-everything directly (baseline)
+    and through /mcp, with the added p50/p99."""
+    tmp = stack.make_tmpdir("omni-bench-mcp-")
+    up = Upstream("everything").start()
+    lines = []
     try:
-        conn.request("POST", "/mcp", json.dumps({
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": PROTOCOL, "capabilities": {},
-                       "clientInfo": {"name": "omni-bench",
-                                      "version": "1"}}}), head)
-        r = conn.getresponse()
-        r.read()
-        sid = r.getheader("Mcp-Session-Id")
-        if r.status != 200 or not sid:
-            raise RuntimeError("server-everything initialize: %d" % r.status)
-        head.update({"Mcp-Session-Id": sid, "MCP-Protocol-Version": PROTOCOL})
-        conn.request("POST", "/mcp", json.dumps({
-            "jsonrpc": "2.0", "method": "notifications/initialized"}), head)
-        r = conn.getresponse()
-        r.read()
-        return sid
-    finally:
-        conn.close()
-
-
-def _register(nginx, upstream):
-    """The upstream registered through the gateway and its catalog read:
-    its name."""
-    name = unique("bench")
-    admin = dict(nginx.bearer(role="admin", lifetime=3600),
-                 **{"Content-Type": "application/json"})
-    conn = http.client.HTTPConnection("127.0.0.1", nginx.http_port,
-                                      timeout=30)
-    try:
-        conn.request("POST", "/api/v1/mcp/servers", json.dumps({
-            "name": name, "url": upstream.url, "timeout_ms": 10000}), admin)
-        r = conn.getresponse()
-        body = json.loads(r.read())
+        w, n = product.worker, product.nginx
+        h = {"X-User-Role": "admin", "X-User-Id": "bench",
+             "Content-Type": "application/json"}
+        r = w.request("POST", "/api/v1/mcp/servers", h, json.dumps(
+            {"name": "bench", "url": up.url, "timeout_ms": 10000}))
         if r.status != 201:
-            raise RuntimeError("register: %d %s" % (r.status, body))
-        conn.request("POST", "/api/v1/mcp/servers/%s/health" % body["id"],
-                     None, admin)
-        r = conn.getresponse()
-        probe = json.loads(r.read())
-        if r.status != 200 or not probe["ok"]:
-            raise RuntimeError("probe: %d %s" % (r.status, probe))
-        return name
-    finally:
-        conn.close()
+            raise RuntimeError(r.body)
+        s = r.json()
+        w.request("POST", "/api/v1/mcp/servers/%s/health" % s["id"], h)
+        direct_h = session(up.url, {})
+        omni_url = n.http_url("/mcp")
+        omni_h = session(omni_url, n.bearer(role="user", lifetime=3600))
+        omni_call = dict(CALL, params={"name": "bench__echo",
+                                       "arguments": {"message": "bench"}})
+        for conns in (1, 8, 32):
+            def direct(_, seconds=seconds, c=conns):
+                return wrk_post(client, threads, seconds, c, up.url,
+                                direct_h, CALL, tmp)
 
-
-def _check(port, path, headers, body):
-    """One call before the load: it must answer 200 with the echo."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("POST", path, json.dumps(body), headers)
-        r = conn.getresponse()
-        text = r.read().decode(errors="replace")
-        if r.status != 200 or "bench" not in text:
-            raise RuntimeError("tools/call through the gateway: %d %s"
-                               % (r.status, text[:500]))
-    finally:
-        conn.close()
-
-
-def _wrk(client, threads, url, headers, script, conns, seconds):
-    args = []
-    for k, v in headers.items():
-        args += ["-H", "%s: %s" % (k, v)]
-    r = subprocess.run(
-        client + ["wrk", "-t", str(min(threads, conns)), "-c", str(conns),
-                  "-d", "%ds" % seconds, "--latency", "-s", script]
-        + args + [url], capture_output=True, text=True, check=True)
-    if r.stderr:
-        print(r.stderr.strip())
-    return r.stdout
-
-
-def run(wrk_parse, summary, row, fmt_ms, client, threads, runs, seconds,
-        warmup, nginx):
-    """Table lines: per concurrency, direct (baseline) and through the
-    gateway, with the added p50/p99 in the target column."""
-    upstream = Upstream("everything").start()
-    scripts = []
-    try:
-        sid = _session(upstream.port)
-        name = _register(nginx, upstream)
-        direct = ("http://127.0.0.1:%d/mcp" % upstream.port,
-                  {"Content-Type": "application/json",
-                   "Accept": "application/json, text/event-stream",
-                   "Mcp-Session-Id": sid, "MCP-Protocol-Version": PROTOCOL},
-                  _lua({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                        "params": {"name": "echo",
-                                   "arguments": {"message": "bench"}}}))
-        gated = (nginx.http_url("/api/v1/mcp/tools/call"),
-                 dict(nginx.bearer(role="user", lifetime=3600),
-                      **{"Content-Type": "application/json"}),
-                 _lua({"server": name, "tool": "echo",
-                       "arguments": {"message": "bench"}}))
-        scripts = [direct[2], gated[2]]
-        _check(nginx.http_port, "/api/v1/mcp/tools/call", gated[1],
-               {"server": name, "tool": "echo",
-                "arguments": {"message": "bench"}})
-        lines = []
-        for conns in CONCURRENCY:
-            got = {}
-            for label, (url, headers, script) in (("direct", direct),
-                                                  ("gateway", gated)):
-                print("bench: mcp tools/call %s c=%d" % (label, conns),
-                      flush=True)
-                _wrk(client, threads, url, headers, script, conns, warmup)
-                got[label] = summary([
-                    wrk_parse(_wrk(client, threads, url, headers, script,
-                                   conns, seconds), url)
-                    for _ in range(runs)])
-            d, g = got["direct"], got["gateway"]
-            added = "added p50 %s ms, p99 %s ms (<= 1 / <= 3)" % (
-                fmt_ms(g["p50"] - d["p50"]), fmt_ms(g["p99"] - d["p99"]))
+            def omni(_, seconds=seconds, c=conns):
+                return wrk_post(client, threads, seconds, c, omni_url,
+                                omni_h, omni_call, tmp)
+            base = summary(repeat(direct, "server-everything c=%d" % conns))
+            via = summary(repeat(omni, "/mcp c=%d" % conns))
+            added = "added p50 %.2f ms, p99 %.2f ms" % (
+                via["p50"] - base["p50"], via["p99"] - base["p99"])
             lines += [
-                row("MCP `tools/call` echo to server-everything directly, "
-                    "%d conn (baseline)" % conns, d),
-                row("  the same through nginx + worker "
-                    "(`POST /api/v1/mcp/tools/call`), %d conn" % conns,
-                    g, d, added),
+                row("MCP `tools/call` echo, server-everything directly, "
+                    "%d conn (baseline)" % conns, base),
+                row("  the same through nginx + module + worker `/mcp` "
+                    "(%s)" % added, via, base,
+                    "added p50 <= 1 ms, p99 <= 3 ms"),
             ]
-        return lines
     finally:
-        upstream.stop()
-        for s in scripts:
-            os.unlink(s)
+        up.stop()
+    return lines

@@ -12,8 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <errno.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
@@ -371,11 +374,133 @@ static void omni_http_written(struct evhttp_request *ev, void *arg)
 }
 
 
+static void omni_http_closed(struct evhttp_connection *evcon, void *arg)
+{
+    omni_req_t *r = arg;
+    void (*cb)(omni_req_t *) = r->on_close;
+
+    r->on_close = NULL;
+    if (cb != NULL) {
+        cb(r);
+    }
+}
+
+
+/* evhttp stops reading a connection once its request is in, so it would
+ * learn that the peer left only when the answer fails to go out. This
+ * watches the socket: at EOF (a peek reads 0 bytes, so nothing else is
+ * pending) evhttp is handed the EOF its reader would have met: it
+ * detaches the request and closes the connection, which calls
+ * omni_http_closed. */
+static void omni_http_peek(evutil_socket_t fd, short what, void *arg)
+{
+    omni_req_t *r = arg;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        event_add(r->close_ev, NULL);
+        return;
+    }
+    if (n > 0 || evcon == NULL) {
+        return; /* bytes we may not read early, or already detached */
+    }
+    bufferevent_trigger_event(evhttp_connection_get_bufferevent(evcon),
+        BEV_EVENT_READING | BEV_EVENT_EOF, 0);
+}
+
+
+void omni_req_on_close(omni_req_t *r, void (*cb)(omni_req_t *r))
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+    struct bufferevent *bev;
+
+    r->on_close = cb;
+    if (evcon == NULL) {
+        return;
+    }
+    evhttp_connection_set_closecb(evcon, cb ? omni_http_closed : NULL, r);
+    bev = evhttp_connection_get_bufferevent(evcon);
+    if (cb != NULL && r->close_ev == NULL && bev != NULL
+        && bufferevent_getfd(bev) >= 0) {
+        r->close_ev = event_new(evhttp_connection_get_base(evcon),
+            bufferevent_getfd(bev), EV_READ, omni_http_peek, r);
+        if (r->close_ev != NULL) {
+            event_add(r->close_ev, NULL);
+        }
+    }
+}
+
+
+static void omni_http_forget_close(omni_req_t *r)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+
+    if (r->on_close != NULL && evcon != NULL) {
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+    }
+    r->on_close = NULL;
+    if (r->close_ev != NULL) {
+        event_free(r->close_ev);
+        r->close_ev = NULL;
+    }
+}
+
+
+void omni_respond_start(omni_req_t *r, int status, const char *content_type)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+
+    evhttp_add_header(h, "Content-Type", content_type);
+    evhttp_add_header(h, "X-Request-Id", r->request_id);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-Accel-Buffering", "no");
+    if (omni_http.draining) {
+        evhttp_add_header(h, "Connection", "close");
+    }
+    r->streaming = 1;
+    r->stream_status = status;
+    if (evhttp_request_get_connection(r->ev) != NULL) {
+        evhttp_send_reply_start(r->ev, status, NULL);
+    }
+}
+
+
+void omni_respond_chunk(omni_req_t *r, struct evbuffer *body)
+{
+    if (evhttp_request_get_connection(r->ev) != NULL) {
+        evhttp_send_reply_chunk(r->ev, body);
+    }
+    evbuffer_drain(body, evbuffer_get_length(body));
+}
+
+
+void omni_respond_end(omni_req_t *r)
+{
+    struct evhttp_request *ev = r->ev;
+
+    omni_http_forget_close(r);
+    if (evhttp_request_get_connection(ev) == NULL) {
+        /* the client is gone: libevent frees the request (and the path r
+         * points into) in send_reply_end, so r is accounted first */
+        omni_http_finish(r, r->stream_status);
+        evhttp_send_reply_end(ev);
+        omni_http_done();
+        return;
+    }
+    evhttp_request_set_on_complete_cb(ev, omni_http_written, NULL);
+    evhttp_send_reply_end(ev);
+    omni_http_finish(r, r->stream_status);
+}
+
+
 void omni_respond(
     omni_req_t *r, int status, const char *content_type, struct evbuffer *body)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
 
+    omni_http_forget_close(r);
     evhttp_add_header(h, "Content-Type", content_type);
     evhttp_add_header(h, "X-Request-Id", r->request_id);
     evhttp_add_header(h, "Cache-Control", "no-store");
@@ -389,9 +514,12 @@ void omni_respond(
     }
 
     if (evhttp_request_get_connection(r->ev) == NULL) {
-        /* the client is gone: libevent frees the request in send_reply */
-        evhttp_send_reply(r->ev, status, NULL, body);
+        /* the client is gone: libevent frees the request (and the path r
+         * points into) in send_reply, so r is accounted first */
+        struct evhttp_request *ev = r->ev;
+
         omni_http_finish(r, status);
+        evhttp_send_reply(ev, status, NULL, body);
         omni_http_done();
         return;
     }
@@ -590,6 +718,12 @@ int omni_http_attach(struct evhttp *http, const omni_route_t *routes,
         EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT
             | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     return 0;
+}
+
+
+int omni_http_draining(void)
+{
+    return omni_http.draining;
 }
 
 

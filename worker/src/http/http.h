@@ -13,6 +13,7 @@
 struct evhttp;
 struct evhttp_request;
 struct evbuffer;
+struct event;
 
 struct omni_req {
     struct evhttp_request *ev;
@@ -34,6 +35,9 @@ struct omni_req {
                                  failed or timed out */
     omni_identity_t identity; /* omni_req_identity(), once read */
     int identity_read;
+    void (*on_close)(omni_req_t *r); /* omni_req_on_close */
+    struct event *close_ev;          /* watches for the peer's EOF */
+    int streaming, stream_status;    /* omni_respond_start */
 };
 
 /* Serves every request of `http` with the route table, believing only the
@@ -71,6 +75,23 @@ void omni_respond(
 /* {"error":code,"message":...} with the given status; message is printf. */
 void omni_respond_error(omni_req_t *r, int status, const char *code,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* A streamed answer (SSE): the status line and headers (with
+ * X-Accel-Buffering: no) go out now, the body in chunks, each drained from
+ * body (which the caller still owns); end sends the last chunk and frees
+ * r. Chunks for a client that is gone are dropped; end is still owed. */
+void omni_respond_start(omni_req_t *r, int status, const char *content_type);
+void omni_respond_chunk(omni_req_t *r, struct evbuffer *body);
+void omni_respond_end(omni_req_t *r);
+
+/* cb(r) runs once when the client's connection closes before the answer is
+ * complete; r stays valid and must still be answered (the answer goes
+ * nowhere). Cleared by the answer. */
+void omni_req_on_close(omni_req_t *r, void (*cb)(omni_req_t *r));
+
+/* 1 once omni_http_drain has been called: long-lived answers (event
+ * streams) should end so the process can exit. */
+int omni_http_draining(void);
 
 /* Requests being served now by this process. */
 int omni_http_inflight(void);

@@ -445,7 +445,9 @@ int omni_config_load(
             &cfg->mcp_ca_file, "OMNI_MCP_CA_FILE", NULL, 0, err, errlen)
         || omni_config_str(
             &cfg->mcp_secrets_dir, "OMNI_MCP_SECRETS_DIR", NULL, 0, err, errlen)
-        || omni_config_str(&cfg->embedding_model, "OMNI_EMBEDDING_MODEL", NULL,
+        || omni_config_str(
+            &cfg->embedding_model, "OMNI_EMBEDDING_MODEL", NULL, 0, err, errlen)
+        || omni_config_str(&cfg->mcp_origins, "OMNI_MCP_ALLOWED_ORIGINS", NULL,
             0, err, errlen)) {
         return -1;
     }

@@ -59,6 +59,8 @@ typedef struct {
     char *embedding_model;     /* OMNI_EMBEDDING_MODEL: a configured
                                   provider's model for memories' embeddings;
                                   NULL: text search only */
+    char *mcp_origins;         /* OMNI_MCP_ALLOWED_ORIGINS: origins /mcp accepts
+                                  besides the gateway's own, comma-separated */
 } omni_config_t;
 
 /* Loads the configuration: variables from the file named by OMNI_CONFIG

@@ -1,5 +1,5 @@
-/* call.c: POST /api/v1/mcp/tools/call {server, tool, arguments} -> the
- * upstream's CallToolResult.
+/* call.c: a tool call, as POST /api/v1/mcp/tools/call {server, tool,
+ * arguments} and /mcp's tools/call (endpoint.c) make it.
  *
  *   LOAD ──row, allowed──> CALL ──reply──> SAVE (breaker) ──> ANSWER
  *                           ^  └─failure, retryable, time left──> WAIT
@@ -10,6 +10,7 @@
  * so it reaches the upstream at most once. The breaker fails the call at
  * once while open; each transport outcome moves it. Every call is queued
  * for mcp_performance.tool_calls, written in batches. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,15 +37,24 @@ enum {
     OMNI_CALL_SAVED
 };
 
-typedef struct {
+struct omni_mcp_call_s {
+    int state;
+    omni_req_t *r;
+    int db_status;
+    PGresult *res;
     omni_mcp_upstream_t u;
-    const char *tool, *params;
-    int retryable, attempts;
+    const char *server, *tool, *params;
+    int retryable, attempts, cancelled;
+    omni_mcp_note_pt note;
+    void *note_arg;
     omni_mcp_rpc_t *rpc;
     omni_mcp_reply_t rep;
     struct event *timer;
     uint64_t start_ms;
-} omni_call_t;
+    omni_mcp_outcome_t out;
+};
+
+typedef omni_mcp_call_t omni_call_t;
 
 static int omni_call_load_stmt, omni_perf_stmt;
 
@@ -217,94 +227,318 @@ static void omni_perf_refused(
 
 static void omni_call_replied(void *arg, const omni_mcp_reply_t *rep)
 {
-    omni_req_t *r = arg;
-    omni_call_t *c = r->data;
+    omni_call_t *c = arg;
 
     c->rpc = NULL;
     c->rep = *rep;
-    omni_http_resume(r);
+    omni_http_resume(c->r);
 }
 
 
 static void omni_call_woken(evutil_socket_t fd, short what, void *arg)
 {
-    omni_http_resume(arg);
-}
+    omni_call_t *c = arg;
 
-
-/* 0 when the call is sent; -1 after answering */
-static int omni_call_send(omni_req_t *r, omni_call_t *c)
-{
-    c->attempts++;
-    memset(&c->rep, 0, sizeof(c->rep));
-    c->rpc = omni_mcp_rpc(&c->u.target, "tools/call", c->tool, c->params,
-        c->retryable, &r->arena, NULL, omni_call_replied, r);
-    if (c->rpc == NULL) {
-        omni_respond_error(
-            r, 502, "upstream_error", "cannot send to the server's URL");
-        return -1;
-    }
-    return 0;
+    omni_http_resume(c->r);
 }
 
 
 static void omni_call_saved(void *arg)
 {
-    omni_http_resume(arg);
+    omni_call_t *c = arg;
+
+    omni_http_resume(c->r);
 }
 
 
-static void omni_call_answer(omni_req_t *r, omni_call_t *c)
+/* The load query's answer: the route's handler runs on it at once (res is
+ * freed when this returns). c may be gone after the resume. */
+static void omni_call_loaded(void *arg, omni_db_status_t st, PGresult *res)
+{
+    omni_call_t *c = arg;
+
+    c->db_status = st;
+    c->res = res;
+    omni_http_resume(c->r);
+}
+
+
+/* Ends the call with an error outcome: 1, for omni_mcp_call_step. */
+static int omni_call_fail(omni_call_t *c, int status, const char *code,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int omni_call_fail(
+    omni_call_t *c, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+
+    c->out.status = status;
+    c->out.code = code;
+    va_start(ap, fmt);
+    vsnprintf(c->out.message, sizeof(c->out.message), fmt, ap);
+    va_end(ap);
+    return 1;
+}
+
+
+static void omni_call_note(void *arg, const omni_json_t *note)
+{
+    omni_call_t *c = arg;
+
+    c->note(c->note_arg, note);
+}
+
+
+/* 0 when the call is sent; 1 when it could not be (the outcome is set) */
+static int omni_call_send(omni_call_t *c)
+{
+    c->attempts++;
+    memset(&c->rep, 0, sizeof(c->rep));
+    c->rpc = omni_mcp_rpc(&c->u.target, "tools/call", c->tool, c->params,
+        c->retryable, &c->r->arena, c->note ? omni_call_note : NULL,
+        omni_call_replied, c);
+    if (c->rpc == NULL) {
+        return omni_call_fail(
+            c, 502, "upstream_error", "cannot send to the server's URL");
+    }
+    return 0;
+}
+
+
+static int omni_call_outcome(omni_call_t *c)
 {
     const omni_mcp_reply_t *rep = &c->rep;
-    struct evbuffer *b;
     const omni_json_t *is_error;
-    int failed = rep->failure != NULL;
-    if (failed) {
-        omni_perf_add(r, c, rep->timeout ? "timeout" : "upstream_error");
-        omni_respond_error(r, rep->timeout ? 504 : 502,
+
+    if (c->cancelled) {
+        omni_perf_add(c->r, c, "cancelled");
+        return omni_call_fail(
+            c, 499, "cancelled", "the call was cancelled by the client");
+    }
+    if (rep->failure != NULL) {
+        omni_perf_add(c->r, c, rep->timeout ? "timeout" : "upstream_error");
+        return omni_call_fail(c, rep->timeout ? 504 : 502,
             rep->timeout ? "upstream_timeout" : "upstream_error",
             "MCP server %s: %s", c->u.name, rep->failure);
-        return;
     }
-    b = evbuffer_new();
     if (rep->error != NULL) {
-        omni_perf_add(r, c, "rpc_error");
-        evbuffer_add(b, "{\"error\":\"upstream_rpc_error\",\"message\":", 40);
-        omni_json_write(b, omni_json_get(rep->error, "message"));
-        evbuffer_add(b, ",\"rpc_error\":", 13);
-        omni_json_write(b, rep->error);
-        evbuffer_add(b, "}\n", 2);
-        omni_api_json(r, 502, b);
-        evbuffer_free(b);
-        return;
+        omni_perf_add(c->r, c, "rpc_error");
+        c->out.rpc_error = rep->error;
+        return omni_call_fail(c, 502, "upstream_rpc_error", "%s",
+            omni_json_string(omni_json_get(rep->error, "message"))
+                ? omni_json_string(omni_json_get(rep->error, "message"))
+                : "the upstream answered an error");
     }
     is_error = omni_json_get(rep->result, "isError");
-    omni_perf_add(r, c,
+    omni_perf_add(c->r, c,
         is_error && is_error->type == OMNI_JSON_BOOL && is_error->u.boolean
             ? "tool_error"
             : "ok");
-    omni_json_write(b, rep->result);
-    evbuffer_add(b, "\n", 1);
-    omni_api_json(r, 200, b);
-    evbuffer_free(b);
+    c->out.status = 200;
+    c->out.result = rep->result;
+    return 1;
 }
 
 
-void omni_mcp_tools_call(omni_req_t *r)
+omni_mcp_call_t *omni_mcp_call_new(omni_req_t *r, const char *server,
+    const char *tool, const omni_json_t *args, omni_mcp_note_pt note,
+    void *note_arg)
 {
-    omni_call_t *c = r->data;
-    const omni_json_t *args, *server;
+    omni_call_t *c = omni_arena_alloc(&r->arena, sizeof(*c));
+    struct evbuffer *b = evbuffer_new();
+
+    if (c == NULL || b == NULL) {
+        if (b != NULL) {
+            evbuffer_free(b);
+        }
+        return NULL;
+    }
+    memset(c, 0, sizeof(*c));
+    c->r = r;
+    c->server = server;
+    c->tool = tool;
+    c->note = note;
+    c->note_arg = note_arg;
+    evbuffer_add(b, "{\"name\":", 8);
+    omni_json_put_string(b, tool, strlen(tool));
+    evbuffer_add(b, ",\"arguments\":", 13);
+    if (args != NULL) {
+        omni_json_write(b, args);
+    } else {
+        evbuffer_add(b, "{}", 2);
+    }
+    evbuffer_add(b, "}", 1);
+    c->params = omni_arena_strndup(&r->arena,
+        (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    evbuffer_free(b);
+    return c->params != NULL ? c : NULL;
+}
+
+
+int omni_mcp_call_step(
+    omni_req_t *r, omni_mcp_call_t *c, const omni_mcp_outcome_t **out)
+{
     const char *values[4];
-    struct evbuffer *b;
     struct timeval tv;
     PGresult *res;
     long left;
     int n = OMNI_MCP_UPSTREAM_NCOLS;
 
-    switch (r->state) {
+    *out = &c->out;
+    switch (c->state) {
 
     case OMNI_CALL_LOAD:
+        /* known to be down (this process's copy, at most ~250 ms old):
+         * refused without a query */
+        if (omni_mcp_state_down(c->server, &values[0])) {
+            omni_perf_refused(r, values[0], c->tool, "unavailable");
+            return omni_call_fail(c, 503, "mcp_server_unavailable",
+                "MCP server %.64s is down (circuit open)", c->server);
+        }
+        values[0] = omni_uuid_valid(c->server) ? c->server : NULL;
+        values[1] = c->server;
+        values[2] =
+            omni_req_identity(r)->role ? omni_req_identity(r)->role : "";
+        values[3] = c->tool;
+        c->state = OMNI_CALL_LOADED;
+        if (omni_db_query(omni_clients.db, omni_call_load_stmt, 4, values,
+                omni_call_loaded, c)
+            != OMNI_DB_OK) {
+            r->db_status = OMNI_DB_UNAVAILABLE;
+            r->db_res = NULL;
+            return omni_call_fail(
+                c, 503, "database", "the database did not answer the call");
+        }
+        return 0;
+
+    case OMNI_CALL_LOADED:
+        res = c->res;
+        if (c->db_status != OMNI_DB_OK) {
+            /* r->db_status and r->db_res say how (omni_api_db_failed) */
+            r->db_status = c->db_status;
+            r->db_res = res;
+            return omni_call_fail(
+                c, 503, "database", "the database did not answer the call");
+        }
+        if (c->cancelled) {
+            return omni_call_outcome(c);
+        }
+        if (PQntuples(res) == 0) {
+            return omni_call_fail(
+                c, 404, "not_found", "server: no MCP server %.64s", c->server);
+        }
+        switch (omni_mcp_upstream_parse(&r->arena, res, 0, &c->u)) {
+        case 0:
+            break;
+        case -2:
+            return omni_call_fail(c, 502, "upstream_error",
+                "MCP server %s: a header's secret cannot be read (the "
+                "worker's log says which and why)",
+                c->u.name);
+        default:
+            return omni_call_fail(c, 500, "internal_error",
+                "the server's stored headers cannot be opened");
+        }
+        if (PQgetvalue(res, 0, n + 2)[0] != 't') {
+            omni_perf_add(r, c, "forbidden");
+            return omni_call_fail(c, 403, "forbidden",
+                "your role may not call %.128s on %s", c->tool, c->u.name);
+        }
+        if (!c->u.enabled) {
+            omni_perf_add(r, c, "unavailable");
+            return omni_call_fail(c, 503, "mcp_server_unavailable",
+                "MCP server %s is disabled", c->u.name);
+        }
+        if (PQgetisnull(res, 0, n)) {
+            return omni_call_fail(c, 404, "not_found",
+                "tool: %s has no tool %.128s", c->u.name, c->tool);
+        }
+        if (strcmp(PQgetvalue(res, 0, n), "quarantined") == 0) {
+            omni_perf_add(r, c, "quarantined");
+            return omni_call_fail(c, 409, "tool_quarantined",
+                "tool %.128s of %s changed its definition and awaits an "
+                "admin's approval",
+                c->tool, c->u.name);
+        }
+        c->retryable = PQgetvalue(res, 0, n + 1)[0] == 't';
+        if (!omni_breaker_allow(&c->u.breaker, omni_mcp_now_ms(), NULL)) {
+            omni_perf_add(r, c, "unavailable");
+            return omni_call_fail(c, 503, "mcp_server_unavailable",
+                "MCP server %s is down (circuit open)", c->u.name);
+        }
+        c->start_ms = (uint64_t)omni_mcp_now_ms();
+        c->state = OMNI_CALL_CALLED;
+        return omni_call_send(c);
+
+    case OMNI_CALL_CALLED:
+        if (c->cancelled) {
+            return omni_call_outcome(c);
+        }
+        left = c->u.target.timeout_ms
+               - (long)((uint64_t)omni_mcp_now_ms() - c->start_ms);
+        if (c->rep.failure != NULL && !c->rep.timeout && c->retryable
+            && c->attempts < OMNI_CALL_ATTEMPTS && left > 100L << c->attempts) {
+            tv.tv_sec = 0;
+            tv.tv_usec = (50L << (2 * c->attempts)) * 1000;
+            c->timer = evtimer_new(omni_clients.base, omni_call_woken, c);
+            if (c->timer != NULL && evtimer_add(c->timer, &tv) == 0) {
+                c->state = OMNI_CALL_WAITED;
+                return 0;
+            }
+        }
+        /* the breaker is stored before the answer, so the caller's next
+         * call (on any process) meets the state this one left */
+        c->state = OMNI_CALL_SAVED;
+        if (omni_mcp_breaker_outcome(&c->u, c->rep.failure == NULL)
+            && omni_mcp_breaker_save(
+                   &c->u, c->rep.failure == NULL, omni_call_saved, c)
+                   == 0) {
+            return 0;
+        }
+        return omni_call_outcome(c);
+
+    case OMNI_CALL_SAVED:
+        return omni_call_outcome(c);
+
+    default:
+        event_free(c->timer);
+        c->timer = NULL;
+        if (c->cancelled) {
+            return omni_call_outcome(c);
+        }
+        c->state = OMNI_CALL_CALLED;
+        return omni_call_send(c);
+    }
+}
+
+
+void omni_mcp_call_cancel(omni_mcp_call_t *c)
+{
+    c->cancelled = 1;
+    if (c->rpc != NULL) {
+        omni_mcp_rpc_cancel(c->rpc);
+        c->rpc = NULL;
+        omni_http_resume(c->r);
+        return;
+    }
+    if (c->timer != NULL) {
+        event_del(c->timer);
+        omni_http_resume(c->r);
+    }
+}
+
+
+/* --- POST /api/v1/mcp/tools/call ------------------------------------------ */
+
+void omni_mcp_tools_call(omni_req_t *r)
+{
+    omni_call_t *c = r->data;
+    const omni_mcp_outcome_t *out;
+    const omni_json_t *args, *server;
+    const char *tool;
+    struct evbuffer *b;
+
+    if (c == NULL) {
         server = omni_json_get(r->json, "server");
         if (omni_json_string(server) == NULL) {
             omni_respond_error(r, 400,
@@ -312,7 +546,7 @@ void omni_mcp_tools_call(omni_req_t *r)
                 "server: expected the server's name or id");
             return;
         }
-        if (omni_api_field_string(r, "tool", 1, &values[3]) != 0) {
+        if (omni_api_field_string(r, "tool", 1, &tool) != 0) {
             return;
         }
         args = omni_json_get(r->json, "arguments");
@@ -321,130 +555,38 @@ void omni_mcp_tools_call(omni_req_t *r)
                 "arguments: expected an object of the tool's arguments");
             return;
         }
-        /* known to be down (this process's copy, at most ~250 ms old):
-         * refused without a query */
-        if (omni_mcp_state_down(server->u.str.ptr, &values[0])) {
-            omni_perf_refused(r, values[0], values[3], "unavailable");
-            omni_respond_error(r, 503, "mcp_server_unavailable",
-                "MCP server %.64s is down (circuit open)", server->u.str.ptr);
-            return;
-        }
-        c = omni_arena_alloc(&r->arena, sizeof(*c));
-        b = evbuffer_new();
-        if (c == NULL || b == NULL) {
+        c = omni_mcp_call_new(r, server->u.str.ptr, tool, args, NULL, NULL);
+        if (c == NULL) {
             omni_respond_error(r, 503, "overloaded", "out of memory");
             return;
         }
-        memset(c, 0, sizeof(*c));
         r->data = c;
-        c->tool = values[3];
-        evbuffer_add(b, "{\"name\":", 8);
-        omni_json_put_string(b, c->tool, strlen(c->tool));
-        evbuffer_add(b, ",\"arguments\":", 13);
-        if (args != NULL) {
-            omni_json_write(b, args);
-        } else {
-            evbuffer_add(b, "{}", 2);
-        }
-        evbuffer_add(b, "}", 1);
-        c->params = omni_arena_strndup(&r->arena,
-            (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
-        evbuffer_free(b);
-        values[0] =
-            omni_uuid_valid(server->u.str.ptr) ? server->u.str.ptr : NULL;
-        values[1] = server->u.str.ptr;
-        values[2] =
-            omni_req_identity(r)->role ? omni_req_identity(r)->role : "";
-        r->state = OMNI_CALL_LOADED;
-        omni_api_query(r, omni_call_load_stmt, 4, values);
-        return;
-
-    case OMNI_CALL_LOADED:
-        if (r->db_status != OMNI_DB_OK) {
-            omni_api_db_failed(r);
-            return;
-        }
-        res = r->db_res;
-        if (PQntuples(res) == 0) {
-            omni_respond_error(r, 404, "not_found",
-                "server: no MCP server %.64s",
-                omni_json_string(omni_json_get(r->json, "server")));
-            return;
-        }
-        if (omni_mcp_upstream_read(r, res, 0, &c->u) != 0) {
-            return;
-        }
-        if (PQgetvalue(res, 0, n + 2)[0] != 't') {
-            omni_perf_add(r, c, "forbidden");
-            omni_respond_error(r, 403, "forbidden",
-                "your role may not call %.128s on %s", c->tool, c->u.name);
-            return;
-        }
-        if (!c->u.enabled) {
-            omni_perf_add(r, c, "unavailable");
-            omni_respond_error(r, 503, "mcp_server_unavailable",
-                "MCP server %s is disabled", c->u.name);
-            return;
-        }
-        if (PQgetisnull(res, 0, n)) {
-            omni_respond_error(r, 404, "not_found",
-                "tool: %s has no tool %.128s", c->u.name, c->tool);
-            return;
-        }
-        if (strcmp(PQgetvalue(res, 0, n), "quarantined") == 0) {
-            omni_perf_add(r, c, "quarantined");
-            omni_respond_error(r, 409, "tool_quarantined",
-                "tool %.128s of %s changed its definition and awaits an "
-                "admin's approval",
-                c->tool, c->u.name);
-            return;
-        }
-        if (!omni_breaker_allow(&c->u.breaker, omni_mcp_now_ms(), NULL)) {
-            omni_perf_add(r, c, "unavailable");
-            omni_respond_error(r, 503, "mcp_server_unavailable",
-                "MCP server %s is down (circuit open)", c->u.name);
-            return;
-        }
-        c->retryable = PQgetvalue(res, 0, n + 1)[0] == 't';
-        c->start_ms = (uint64_t)omni_mcp_now_ms();
-        r->state = OMNI_CALL_CALLED;
-        omni_call_send(r, c);
-        return;
-
-    case OMNI_CALL_CALLED:
-        left = c->u.target.timeout_ms
-               - (long)((uint64_t)omni_mcp_now_ms() - c->start_ms);
-        if (c->rep.failure != NULL && !c->rep.timeout && c->retryable
-            && c->attempts < OMNI_CALL_ATTEMPTS && left > 100L << c->attempts) {
-            tv.tv_sec = 0;
-            tv.tv_usec = (50L << (2 * c->attempts)) * 1000;
-            c->timer = evtimer_new(omni_clients.base, omni_call_woken, r);
-            if (c->timer != NULL && evtimer_add(c->timer, &tv) == 0) {
-                r->state = OMNI_CALL_WAITED;
-                return;
-            }
-        }
-        /* the breaker is stored before the answer, so the caller's next
-         * call (on any process) meets the state this one left */
-        r->state = OMNI_CALL_SAVED;
-        if (omni_mcp_breaker_outcome(&c->u, c->rep.failure == NULL)
-            && omni_mcp_breaker_save(
-                   &c->u, c->rep.failure == NULL, omni_call_saved, r)
-                   == 0) {
-            return;
-        }
-        omni_call_answer(r, c);
-        return;
-
-    case OMNI_CALL_SAVED:
-        omni_call_answer(r, c);
-        return;
-
-    default:
-        event_free(c->timer);
-        c->timer = NULL;
-        r->state = OMNI_CALL_CALLED;
-        omni_call_send(r, c);
+    }
+    if (!omni_mcp_call_step(r, c, &out)) {
         return;
     }
+    if (out->status == 200) {
+        b = evbuffer_new();
+        omni_json_write(b, out->result);
+        evbuffer_add(b, "\n", 1);
+        omni_api_json(r, 200, b);
+        evbuffer_free(b);
+        return;
+    }
+    if (out->rpc_error != NULL) {
+        b = evbuffer_new();
+        evbuffer_add(b, "{\"error\":\"upstream_rpc_error\",\"message\":", 40);
+        omni_json_write(b, omni_json_get(out->rpc_error, "message"));
+        evbuffer_add(b, ",\"rpc_error\":", 13);
+        omni_json_write(b, out->rpc_error);
+        evbuffer_add(b, "}\n", 2);
+        omni_api_json(r, 502, b);
+        evbuffer_free(b);
+        return;
+    }
+    if (strcmp(out->code, "database") == 0) {
+        omni_api_db_failed(r);
+        return;
+    }
+    omni_respond_error(r, out->status, out->code, "%s", out->message);
 }

@@ -21,6 +21,7 @@
 #include "services/dashboard/dashboard.h"
 #include "services/mcp/catalog.h"
 #include "services/mcp/mcp_int.h"
+#include "services/mcp/state.h"
 #include "services/mcp/upstream.h"
 
 #define OMNI_MCP_MAX_PAGES 100
@@ -236,6 +237,9 @@ void omni_mcp_catalog_quarantined(const omni_mcp_upstream_t *u, PGresult *res)
         omni_activity_record("mcp.tool.quarantined", NULL, summary,
             (const char *)evbuffer_pullup(b, -1), NULL, NULL);
         evbuffer_free(b);
+    }
+    if (PQntuples(res) > 0) {
+        omni_mcp_state_bump(); /* /mcp's streams say list_changed */
     }
 }
 
@@ -463,6 +467,7 @@ void omni_mcp_tool_approve(omni_req_t *r)
             omni_activity_record("mcp.tool.approved", omni_req_identity(r)->id,
                 summary, detail, NULL, NULL);
         }
+        omni_mcp_state_bump();
         evbuffer_add(b, "\n", 1);
         omni_api_json(r, 200, b);
         evbuffer_free(b);

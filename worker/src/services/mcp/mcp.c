@@ -10,6 +10,7 @@
 #include "services/mcp/call.h"
 #include "services/mcp/catalog.h"
 #include "services/mcp/client.h"
+#include "services/mcp/endpoint.h"
 #include "services/mcp/health.h"
 #include "services/mcp/mcp.h"
 #include "services/mcp/mcp_int.h"
@@ -38,6 +39,12 @@ static const omni_route_t omni_mcp_routes[] = {
         OMNI_ROUTE_IDENTITY},
     {"POST", "/api/v1/mcp/tools/call", omni_mcp_tools_call,
         OMNI_ROUTE_IDENTITY | OMNI_ROUTE_JSON_OBJECT},
+    {"POST", "/mcp", omni_mcp_endpoint_post, OMNI_ROUTE_IDENTITY},
+    {"DELETE", "/mcp", omni_mcp_endpoint_delete, OMNI_ROUTE_IDENTITY},
+    {"GET", "/mcp", omni_mcp_endpoint_get, OMNI_ROUTE_IDENTITY},
+    {"POST", "/mcp/{server}", omni_mcp_endpoint_post, OMNI_ROUTE_IDENTITY},
+    {"GET", "/mcp/{server}", omni_mcp_endpoint_get, OMNI_ROUTE_IDENTITY},
+    {"DELETE", "/mcp/{server}", omni_mcp_endpoint_delete, OMNI_ROUTE_IDENTITY},
 };
 
 static unsigned char omni_mcp_key[OMNI_SEAL_KEY_LEN];
@@ -49,6 +56,7 @@ static int omni_mcp_init(void)
                    || omni_mcp_catalog_init() != 0
                    || omni_mcp_breakers_init() != 0 || omni_mcp_call_init() != 0
                    || omni_mcp_state_init() != 0 || omni_mcp_health_init() != 0
+                   || omni_mcp_endpoint_init() != 0
                ? -1
                : 0;
 }
@@ -66,7 +74,7 @@ static int omni_mcp_configure(
 
     if (cfg->mcp_secret_key_file == NULL) {
         omni_mcp_secret_key = NULL;
-        return 0;
+        return omni_mcp_endpoint_configure(cfg);
     }
     f = fopen(cfg->mcp_secret_key_file, "r");
     if (f == NULL) {
@@ -85,7 +93,7 @@ static int omni_mcp_configure(
     }
     memcpy(omni_mcp_key, key, sizeof(key));
     omni_mcp_secret_key = omni_mcp_key;
-    return 0;
+    return omni_mcp_endpoint_configure(cfg);
 }
 
 
@@ -104,6 +112,7 @@ static int omni_mcp_start(void)
                        != 0
                    || omni_mcp_perf_start() != 0 || omni_mcp_state_start() != 0
                    || omni_mcp_health_start() != 0
+                   || omni_mcp_endpoint_start() != 0
                ? -1
                : 0;
 }
@@ -114,6 +123,7 @@ static void omni_mcp_stop(void (*done)(void *arg), void *arg)
     omni_mcp_perf_stop();
     omni_mcp_health_stop();
     omni_mcp_state_stop();
+    omni_mcp_endpoint_stop();
     done(arg);
 }
 

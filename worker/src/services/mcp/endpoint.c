@@ -1,0 +1,1872 @@
+/* endpoint.c: /mcp, one MCP server (Streamable HTTP) aggregating every
+ * registered server's tools for the caller, speaking both generations;
+ * /mcp/<server> is one server's, unprefixed, with its resources and
+ * prompts passed through.
+ *
+ *   POST: START ──legacy, has a session──> SESSION (Redis GET) ──┐
+ *           │  ──initialize──> CREATED (Redis SET) ──> answer    │
+ *           │  ──modern (headers checked)───────────────────────>├─> dispatch
+ *           │                                                    v
+ *     tools/list ──> LISTED (query) ──> answer (a page)
+ *     tools/call ──plain name──> CALLING (call.c's steps; progress as SSE)
+ *                ──hashed name, or a plain one missed──> RESOLVED (query)
+ *                                                 ──> CALLING ──> answer
+ *     resources/..., prompts/... (/mcp/<server>) ──> UPSTREAM (query)
+ *                                 ──> FORWARDED (the upstream) ──> answer
+ *     notifications/cancelled ──> CANCEL_STORED (Redis SET) ──> 202
+ *
+ *   GET: START ──> STREAM_READ (Redis GET) ──> STREAMING (list_changed)
+ *   DELETE: START ──> DELETE_READ (Redis GET) ──> DELETED (Redis DEL)
+ *
+ * Legacy (2025-03-26 .. 2025-11-25): initialize mints a session kept in
+ * Redis (any process or replica serves its next request), DELETE ends it.
+ * Modern (2026-07-28): no session; every request carries the version in
+ * MCP-Protocol-Version and _meta, and Mcp-Method / Mcp-Name agreeing with
+ * the body. A legacy call is cancelled by notifications/cancelled (which
+ * may reach another process: it is stored in Redis, and each process
+ * polls for the calls it runs every 25 ms); any call by the client
+ * closing its connection. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <hiredis/hiredis.h>
+
+#include "lib/encode.h"
+#include "io/clients.h"
+#include "io/db.h"
+#include "io/log.h"
+#include "services/mcp/call.h"
+#include "services/mcp/endpoint.h"
+#include "services/mcp/registry.h"
+#include "services/mcp/state.h"
+#include "services/mcp/upstream.h"
+
+#define OMNI_EP_MAX_BODY (1024 * 1024)
+#define OMNI_EP_PAGE 100
+#define OMNI_EP_SESSION_TTL "3600"
+#define OMNI_EP_MAX_LIVE 128
+#define OMNI_EP_HEADER_MISMATCH -32020
+#define OMNI_EP_MAX_STREAMS 256
+#define OMNI_EP_KEEPALIVE_S 20
+
+#define OMNI_EP_VERSIONS                                                       \
+    "[\"2026-07-28\",\"2025-11-25\",\"2025-06-18\",\"2025-03-26\"]"
+
+enum {
+    OMNI_EP_START = 0,
+    OMNI_EP_SESSION,
+    OMNI_EP_CREATED,
+    OMNI_EP_LISTED,
+    OMNI_EP_RESOLVED,
+    OMNI_EP_CALLING,
+    OMNI_EP_CANCEL_STORED,
+    OMNI_EP_UPSTREAM,
+    OMNI_EP_FORWARDED,
+    OMNI_EP_DELETE_READ,
+    OMNI_EP_DELETED,
+    OMNI_EP_STREAM_READ,
+    OMNI_EP_STREAMING
+};
+
+typedef struct omni_ep_s omni_ep_t;
+
+struct omni_ep_s {
+    omni_req_t *r;
+    int modern;
+    const char *version;
+    char session[64];
+    int new_session;
+    const omni_json_t *root, *id, *params;
+    const char *method;
+    const char *scope; /* /mcp/<server>: that server alone, unprefixed */
+    int streaming, gone;
+    /* Redis and Postgres answers, valid while the handler runs on them */
+    int redis_pending, redis_failed;
+    const char *redis_str;
+    int db_status;
+    PGresult *res;
+    /* tools/call */
+    const char *server, *tool;
+    int direct; /* tool taken from the name as it is */
+    omni_mcp_call_t *call;
+    omni_mcp_upstream_t u; /* resources, prompts: the scope's server */
+    omni_mcp_rpc_t *rpc;
+    omni_mcp_reply_t rep;
+    const omni_json_t *progress_token;
+    char id_text[96];
+    omni_ep_t *next;
+    uint64_t seq;
+    int live;
+    /* GET: the session's notification stream */
+    omni_ep_t *snext;
+    time_t last_write;
+};
+
+static int omni_ep_list_stmt, omni_ep_resolve_stmt, omni_ep_server_stmt;
+static char **omni_ep_origins;
+
+static struct {
+    omni_ep_t *head;
+    int count, polling;
+    uint64_t seq;
+    struct event *timer;
+    uint64_t polled[OMNI_EP_MAX_LIVE];
+    int npolled;
+} omni_ep_live;
+
+/* the open GET streams of this process, told of catalog changes (the
+ * generation in omni:mcp:gen that state.c follows, read here each second
+ * while a stream is open) */
+static struct {
+    omni_ep_t *head;
+    int count, reading;
+    long long gen; /* -1: not read yet */
+    struct event *timer;
+} omni_ep_streams = {.gen = -1};
+
+#define OMNI_EP_ROLE_FILTER                                                    \
+    " ($1 = 'admin' OR ((cardinality(s.roles) = 0 OR $1 = ANY (s.roles))"      \
+    "  AND (NOT s.tool_roles ? t.name OR s.tool_roles->t.name ? $1)))"
+
+
+int omni_mcp_endpoint_init(void)
+{
+    omni_ep_list_stmt = omni_db_statement("mcp_endpoint_list",
+        "SELECT s.name, t.name, t.definition::text"
+        " FROM omni2.mcp_servers AS s"
+        " JOIN omni2.mcp_tools AS t ON t.server_id = s.id"
+        " LEFT JOIN omni2.circuit_breakers AS b ON b.server_id = s.id"
+        " WHERE s.enabled AND t.status = 'active'"
+        "  AND coalesce(b.state, 'closed') <> 'open' AND" OMNI_EP_ROLE_FILTER
+        "  AND ($2::text IS NULL OR s.name = $2)"
+        " ORDER BY s.name, t.name");
+    omni_ep_resolve_stmt = omni_db_statement("mcp_endpoint_resolve",
+        "SELECT t.name FROM omni2.mcp_servers AS s"
+        " JOIN omni2.mcp_tools AS t ON t.server_id = s.id"
+        " WHERE s.name = $2 AND" OMNI_EP_ROLE_FILTER);
+    omni_ep_server_stmt = omni_db_statement("mcp_endpoint_server",
+        "SELECT " OMNI_MCP_UPSTREAM_COLUMNS ","
+        " $1 = 'admin' OR cardinality(s.roles) = 0 OR $1 = ANY (s.roles)"
+        " FROM omni2.mcp_servers AS s"
+        " LEFT JOIN omni2.circuit_breakers AS b ON b.server_id = s.id"
+        " WHERE s.name = $2");
+    return omni_ep_list_stmt < 0 || omni_ep_resolve_stmt < 0
+                   || omni_ep_server_stmt < 0
+               ? -1
+               : 0;
+}
+
+
+int omni_mcp_endpoint_configure(const omni_config_t *cfg)
+{
+    const char *p = cfg->mcp_origins;
+    char **list;
+    size_t n = 0, len;
+
+    if (omni_mcp_cursor_key(omni_mcp_secret_key, 32) != 0) {
+        return -1;
+    }
+    list = calloc(64, sizeof(char *));
+    if (list == NULL) {
+        return -1;
+    }
+    if (omni_ep_origins != NULL) {
+        for (n = 0; omni_ep_origins[n] != NULL; n++) {
+            free(omni_ep_origins[n]);
+        }
+        free(omni_ep_origins);
+        n = 0;
+    }
+    while (p != NULL && *p && n < 63) {
+        p += strspn(p, " ,");
+        len = strcspn(p, " ,");
+        if (len > 0) {
+            list[n++] = strndup(p, len);
+        }
+        p += len;
+    }
+    omni_ep_origins = list;
+    return 0;
+}
+
+
+/* --- answers -------------------------------------------------------------- */
+
+static void omni_ep_unlive(omni_ep_t *ep)
+{
+    omni_ep_t **pp;
+
+    if (!ep->live) {
+        return;
+    }
+    for (pp = &omni_ep_live.head; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == ep) {
+            *pp = ep->next;
+            omni_ep_live.count--;
+            break;
+        }
+    }
+    ep->live = 0;
+}
+
+
+static void omni_ep_stream(omni_ep_t *ep)
+{
+    if (!ep->streaming) {
+        ep->streaming = 1;
+        omni_respond_start(ep->r, 200, "text/event-stream");
+    }
+}
+
+
+static void omni_ep_event(omni_ep_t *ep, struct evbuffer *msg)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b == NULL) {
+        return;
+    }
+    evbuffer_add(b, "event: message\ndata: ", 21);
+    evbuffer_add_buffer(b, msg);
+    evbuffer_add(b, "\n\n", 2);
+    omni_respond_chunk(ep->r, b);
+    evbuffer_free(b);
+}
+
+
+/* Sends the JSON-RPC message in b (freed here) and frees the request. */
+static void omni_ep_send(omni_ep_t *ep, int status, struct evbuffer *b)
+{
+    omni_req_t *r = ep->r;
+
+    omni_ep_unlive(ep);
+    if (ep->streaming) {
+        if (b != NULL) {
+            omni_ep_event(ep, b);
+            evbuffer_free(b);
+        }
+        omni_respond_end(r);
+        return;
+    }
+    if (ep->new_session) {
+        evhttp_add_header(evhttp_request_get_output_headers(r->ev),
+            "Mcp-Session-Id", ep->session);
+    }
+    if (b == NULL) {
+        omni_respond(r, status, "application/json", NULL);
+        return;
+    }
+    omni_respond(r, status, "application/json", b);
+    evbuffer_free(b);
+}
+
+
+static struct evbuffer *omni_ep_head(omni_ep_t *ep)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b != NULL) {
+        evbuffer_add(b, "{\"jsonrpc\":\"2.0\",\"id\":", 22);
+        omni_json_write(b, ep->id);
+    }
+    return b;
+}
+
+
+static void omni_ep_error(
+    omni_ep_t *ep, int status, int code, const char *message, const char *data)
+{
+    struct evbuffer *b = omni_ep_head(ep);
+
+    if (b != NULL) {
+        evbuffer_add_printf(b, ",\"error\":{\"code\":%d,\"message\":", code);
+        omni_json_put_string(b, message, strlen(message));
+        if (data != NULL) {
+            evbuffer_add_printf(b, ",\"data\":%s", data);
+        }
+        evbuffer_add(b, "}}", 2);
+    }
+    omni_ep_send(ep, status, b);
+}
+
+
+/* {"jsonrpc","id","result":{ + (modern) resultType + members + }} where
+ * members is JSON text without braces (may be empty). */
+static void omni_ep_result(omni_ep_t *ep, const char *members)
+{
+    struct evbuffer *b = omni_ep_head(ep);
+
+    if (b != NULL) {
+        evbuffer_add_printf(b, ",\"result\":{%s%s%s}}",
+            ep->modern ? "\"resultType\":\"complete\"" : "",
+            ep->modern && *members ? "," : "", members);
+    }
+    omni_ep_send(ep, 200, b);
+}
+
+
+/* The same with an object from an upstream, its resultType replaced. */
+static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
+{
+    struct evbuffer *b = omni_ep_head(ep);
+    size_t i;
+    int first = 1;
+
+    if (b == NULL) {
+        omni_ep_send(ep, 200, NULL);
+        return;
+    }
+    evbuffer_add(b, ",\"result\":{", 11);
+    if (ep->modern) {
+        evbuffer_add(b, "\"resultType\":\"complete\"", 23);
+        first = 0;
+        /* 2026-07-28 lists and reads carry caching hints: an upstream
+         * that gives none is not cached */
+        if ((strstr(ep->method, "/list") != NULL
+                || strcmp(ep->method, "resources/read") == 0)
+            && omni_json_get(obj, "ttlMs") == NULL) {
+            evbuffer_add_printf(b, ",\"ttlMs\":0");
+        }
+        if ((strstr(ep->method, "/list") != NULL
+                || strcmp(ep->method, "resources/read") == 0)
+            && omni_json_get(obj, "cacheScope") == NULL) {
+            evbuffer_add_printf(b, ",\"cacheScope\":\"private\"");
+        }
+    }
+    for (i = 0;
+         obj != NULL && obj->type == OMNI_JSON_OBJECT && i < obj->u.obj.len;
+         i++) {
+        if (strcmp(obj->u.obj.keys[i], "resultType") == 0) {
+            continue;
+        }
+        if (!first) {
+            evbuffer_add(b, ",", 1);
+        }
+        first = 0;
+        omni_json_put_string(b, obj->u.obj.keys[i], strlen(obj->u.obj.keys[i]));
+        evbuffer_add(b, ":", 1);
+        omni_json_write(b, obj->u.obj.values[i]);
+    }
+    evbuffer_add(b, "}}", 2);
+    omni_ep_send(ep, 200, b);
+}
+
+
+/* An HTTP-level refusal that is not a JSON-RPC message's answer. */
+static void omni_ep_refuse(
+    omni_req_t *r, int status, int code, const char *message)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b != NULL) {
+        evbuffer_add_printf(b,
+            "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":%d,"
+            "\"message\":",
+            code);
+        omni_json_put_string(b, message, strlen(message));
+        evbuffer_add(b, "}}", 2);
+    }
+    omni_respond(r, status, "application/json", b);
+    if (b != NULL) {
+        evbuffer_free(b);
+    }
+}
+
+
+/* --- checks --------------------------------------------------------------- */
+
+static int omni_ep_legacy_version(const char *v)
+{
+    return v != NULL
+           && (strcmp(v, "2025-11-25") == 0 || strcmp(v, "2025-06-18") == 0
+               || strcmp(v, "2025-03-26") == 0);
+}
+
+
+/* ^[a-z0-9][a-z0-9-]{0,31}$, the registry's rule */
+static int omni_ep_server_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n >= 1 && n <= 32 && s[0] != '-'
+           && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+
+/* 1 for http(s)://<loopback>[:port] */
+static int omni_ep_loopback_origin(const char *origin)
+{
+    const char *h = strstr(origin, "://");
+    size_t n;
+
+    if (h == NULL) {
+        return 0;
+    }
+    h += 3;
+    n = strcspn(h, ":/");
+    return (n == 9 && strncmp(h, "localhost", 9) == 0)
+           || (n == 9 && strncmp(h, "127.0.0.1", 9) == 0)
+           || strncmp(h, "[::1]", 5) == 0;
+}
+
+
+/* An Origin is allowed when configured (OMNI_MCP_ALLOWED_ORIGINS: the
+ * gateway's public origins), or when it is the loopback origin the
+ * request came to. A foreign Host naming itself in Origin (DNS rebinding)
+ * is not enough. Absent: not a browser. */
+static int omni_ep_origin_ok(omni_req_t *r)
+{
+    const char *origin = omni_req_header(r, "Origin");
+    const char *host = omni_req_header(r, "X-Forwarded-Host");
+    const char *p;
+    int i;
+
+    if (origin == NULL) {
+        return 1;
+    }
+    for (i = 0; omni_ep_origins != NULL && omni_ep_origins[i] != NULL; i++) {
+        if (strcasecmp(origin, omni_ep_origins[i]) == 0) {
+            return 1;
+        }
+    }
+    if (host == NULL) {
+        host = omni_req_header(r, "Host");
+    }
+    p = strstr(origin, "://");
+    return host != NULL && p != NULL && strcasecmp(p + 3, host) == 0
+           && omni_ep_loopback_origin(origin);
+}
+
+
+/* The client's message in ep: 0, or -1 after answering. */
+static int omni_ep_parse(omni_req_t *r, omni_ep_t *ep)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
+    omni_json_limits_t limits = {OMNI_EP_MAX_BODY, 64};
+    size_t len = evbuffer_get_length(in);
+    const char *text, *ct = omni_req_header(r, "Content-Type"), *p;
+    const omni_json_t *v;
+    char err[160];
+
+    if (len > OMNI_EP_MAX_BODY) {
+        omni_ep_refuse(r, 413, -32600, "the request body is larger than 1 MiB");
+        return -1;
+    }
+    if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0) {
+        omni_ep_refuse(r, 415, -32600, "Content-Type must be application/json");
+        return -1;
+    }
+    text = len ? (const char *)evbuffer_pullup(in, -1) : "";
+    for (p = text; p < text + len && strchr(" \t\r\n", *p); p++) {
+    }
+    if (p < text + len && *p == '[') {
+        omni_ep_refuse(r, 400, -32600,
+            "JSON-RPC batches are not supported: send one message per "
+            "request");
+        return -1;
+    }
+    ep->root = omni_json_parse(&r->arena, text, len, &limits, err, sizeof(err));
+    if (ep->root == NULL) {
+        omni_ep_refuse(r, 400, -32700, err);
+        return -1;
+    }
+    if (ep->root->type != OMNI_JSON_OBJECT
+        || omni_json_string(omni_json_get(ep->root, "jsonrpc")) == NULL
+        || strcmp(omni_json_string(omni_json_get(ep->root, "jsonrpc")), "2.0")
+               != 0) {
+        omni_ep_refuse(r, 400, -32600,
+            "expected a JSON-RPC 2.0 message (an object with \"jsonrpc\": "
+            "\"2.0\")");
+        return -1;
+    }
+    ep->id = omni_json_get(ep->root, "id");
+    if (ep->id != NULL && ep->id->type != OMNI_JSON_STRING
+        && !(ep->id->type == OMNI_JSON_NUMBER && ep->id->u.num.is_int)) {
+        omni_ep_refuse(r, 400, -32600, "id: expected a string or an integer");
+        return -1;
+    }
+    v = omni_json_get(ep->root, "method");
+    ep->method = omni_json_string(v);
+    if (v != NULL && ep->method == NULL) {
+        ep->id = NULL;
+        omni_ep_refuse(r, 400, -32600, "method: expected a string");
+        return -1;
+    }
+    ep->params = omni_json_get(ep->root, "params");
+    if (ep->params != NULL && ep->params->type != OMNI_JSON_OBJECT) {
+        omni_ep_error(ep, 400, -32602, "params: expected an object", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+
+/* The 2026-07-28 rules: headers and body agree. 0, or -1 after answering. */
+static int omni_ep_check_modern(omni_req_t *r, omni_ep_t *ep)
+{
+    const char *hmethod = omni_req_header(r, "Mcp-Method");
+    const char *hname = omni_req_header(r, "Mcp-Name");
+    const omni_json_t *meta = omni_json_get(ep->params, "_meta");
+    const char *pv = omni_json_string(
+        omni_json_get(meta, "io.modelcontextprotocol/protocolVersion"));
+    const char *name = NULL;
+    char msg[200];
+
+    if (ep->method == NULL) {
+        return 0;
+    }
+    if (hmethod == NULL || strcmp(hmethod, ep->method) != 0) {
+        snprintf(msg, sizeof(msg),
+            "HeaderMismatch: Mcp-Method %s the body's method %.64s",
+            hmethod ? "disagrees with" : "is missing; expected", ep->method);
+        omni_ep_error(ep, 400, OMNI_EP_HEADER_MISMATCH, msg, NULL);
+        return -1;
+    }
+    if (strncmp(ep->method, "notifications/", 14) != 0) {
+        if (meta == NULL || pv == NULL
+            || omni_json_get(meta, "io.modelcontextprotocol/clientCapabilities")
+                   == NULL) {
+            snprintf(msg, sizeof(msg),
+                "params._meta: io.modelcontextprotocol/%s is required in "
+                "2026-07-28",
+                pv == NULL ? "protocolVersion" : "clientCapabilities");
+            omni_ep_error(ep, 400, -32602, msg, NULL);
+            return -1;
+        }
+        if (strcmp(pv, OMNI_MCP_MODERN) != 0) {
+            omni_ep_error(ep, 400, OMNI_EP_HEADER_MISMATCH,
+                "HeaderMismatch: params._meta "
+                "io.modelcontextprotocol/protocolVersion disagrees with "
+                "MCP-Protocol-Version",
+                NULL);
+            return -1;
+        }
+    }
+    if (strcmp(ep->method, "tools/call") == 0
+        || strcmp(ep->method, "prompts/get") == 0) {
+        name = omni_json_string(omni_json_get(ep->params, "name"));
+    } else if (strcmp(ep->method, "resources/read") == 0) {
+        name = omni_json_string(omni_json_get(ep->params, "uri"));
+    } else {
+        return 0;
+    }
+    if (hname == NULL || name == NULL || strcmp(hname, name) != 0) {
+        snprintf(msg, sizeof(msg), "HeaderMismatch: Mcp-Name %s the body's %s",
+            hname ? "disagrees with" : "is missing for",
+            strcmp(ep->method, "resources/read") == 0 ? "params.uri"
+                                                      : "params.name");
+        omni_ep_error(ep, 400, OMNI_EP_HEADER_MISMATCH, msg, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+
+/* --- Redis and Postgres, re-entering the handler ------------------------- */
+
+static void omni_ep_redis_reply(redisAsyncContext *ac, void *reply, void *arg)
+{
+    omni_ep_t *ep = arg;
+    redisReply *rep = reply;
+
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+        ep->redis_failed++;
+    } else if (rep->type == REDIS_REPLY_STRING && ep->redis_str == NULL) {
+        ep->redis_str = omni_arena_strndup(&ep->r->arena, rep->str, rep->len);
+    }
+    if (--ep->redis_pending == 0) {
+        omni_http_resume(ep->r);
+    }
+}
+
+
+static int omni_ep_redis(omni_ep_t *ep, int argc, const char **argv)
+{
+    if (omni_redis_command_argv(
+            omni_clients.redis, omni_ep_redis_reply, ep, argc, argv, NULL)
+        != 0) {
+        return -1;
+    }
+    ep->redis_pending++;
+    return 0;
+}
+
+
+static void omni_ep_db_done(void *arg, omni_db_status_t st, PGresult *res)
+{
+    omni_ep_t *ep = arg;
+
+    ep->db_status = st;
+    ep->res = res;
+    omni_http_resume(ep->r);
+}
+
+
+static int omni_ep_query(
+    omni_ep_t *ep, int stmt, int n, const char *const *values)
+{
+    return omni_db_query(omni_clients.db, stmt, n, values, omni_ep_db_done, ep)
+                   == OMNI_DB_OK
+               ? 0
+               : -1;
+}
+
+
+static const char *omni_ep_role(omni_req_t *r)
+{
+    const char *role = omni_req_identity(r)->role;
+
+    return role ? role : "";
+}
+
+
+/* --- methods -------------------------------------------------------------- */
+
+/* what /mcp offers: tools (and logging, relayed); /mcp/<server> passes
+ * its server's resources, prompts and completions through as well */
+static const char *omni_ep_capabilities(omni_ep_t *ep)
+{
+    return ep->scope != NULL
+               ? "{\"tools\":{\"listChanged\":true},\"logging\":{},"
+                 "\"resources\":{},\"prompts\":{},\"completions\":{}}"
+               : "{\"tools\":{\"listChanged\":true},\"logging\":{}}";
+}
+
+
+static void omni_ep_initialize(omni_ep_t *ep)
+{
+    char members[768];
+
+    snprintf(members, sizeof(members),
+        "\"protocolVersion\":\"%s\",\"capabilities\":%s,"
+        "\"serverInfo\":{\"name\":\"omni\",\"title\":\"Omni MCP gateway\","
+        "\"version\":\"1.0.0\"},\"instructions\":\"%s\"",
+        ep->version, omni_ep_capabilities(ep),
+        ep->scope ? "One MCP server behind Omni's gateway."
+                  : "Tools of every MCP server you may use, named "
+                    "<server>__<tool>.");
+    omni_ep_result(ep, members);
+}
+
+
+static void omni_ep_discover(omni_ep_t *ep)
+{
+    char members[768];
+
+    snprintf(members, sizeof(members),
+        "\"ttlMs\":0,\"cacheScope\":\"public\","
+        "\"supportedVersions\":" OMNI_EP_VERSIONS ",\"capabilities\":%s,"
+        "\"serverInfo\":{\"name\":\"omni\",\"title\":\"Omni MCP gateway\","
+        "\"version\":\"1.0.0\"}",
+        omni_ep_capabilities(ep));
+    omni_ep_result(ep, members);
+}
+
+
+/* Writes a stored definition with its name replaced. */
+static void omni_ep_put_tool(
+    omni_req_t *r, struct evbuffer *b, const char *name, const char *def)
+{
+    const omni_json_t *d =
+        omni_json_parse(&r->arena, def, strlen(def), NULL, NULL, 0);
+    size_t i;
+
+    evbuffer_add(b, "{\"name\":", 8);
+    omni_json_put_string(b, name, strlen(name));
+    for (i = 0; d != NULL && d->type == OMNI_JSON_OBJECT && i < d->u.obj.len;
+         i++) {
+        /* the catalog stores absent members as null, which clients
+         * reject (annotations must be an object) */
+        if (strcmp(d->u.obj.keys[i], "name") == 0
+            || d->u.obj.values[i]->type == OMNI_JSON_NULL) {
+            continue;
+        }
+        evbuffer_add(b, ",", 1);
+        omni_json_put_string(b, d->u.obj.keys[i], strlen(d->u.obj.keys[i]));
+        evbuffer_add(b, ":", 1);
+        omni_json_write(b, d->u.obj.values[i]);
+    }
+    if (omni_json_get(d, "inputSchema") == NULL
+        || omni_json_get(d, "inputSchema")->type == OMNI_JSON_NULL) {
+        evbuffer_add(b, ",\"inputSchema\":{\"type\":\"object\"}", 32);
+    }
+    evbuffer_add(b, "}", 1);
+}
+
+
+static int omni_ep_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+
+static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
+{
+    PGresult *res = ep->res;
+    const char *cursor = omni_json_string(omni_json_get(ep->params, "cursor"));
+    const char *role = omni_ep_role(r);
+    char **names, cur[OMNI_MCP_CURSOR_LEN + 1];
+    struct evbuffer *b;
+    unsigned offset = 0, shown = 0;
+    int n = PQntuples(res), i, k;
+
+    if (omni_json_get(ep->params, "cursor") != NULL
+        && (cursor == NULL
+            || omni_mcp_cursor_check(role, cursor, &offset) != 0)) {
+        omni_ep_error(ep, 200, -32602,
+            "params.cursor: not a cursor this server gave out", NULL);
+        return;
+    }
+    /* "<exposed name>\0<row>" sorted: a stable order whatever Postgres
+     * returns, and duplicates (two tools mapping to one name) next to
+     * each other so the second is left out */
+    names = omni_arena_alloc(&r->arena, sizeof(char *) * (n + 1));
+    b = omni_ep_head(ep);
+    if (names == NULL || b == NULL) {
+        omni_ep_error(ep, 200, -32603, "out of memory", NULL);
+        if (b != NULL) {
+            evbuffer_free(b);
+        }
+        return;
+    }
+    k = 0;
+    for (i = 0; i < n; i++) {
+        char name[OMNI_MCP_NAME_MAX + 1];
+        const char *id;
+
+        if (omni_mcp_state_down(PQgetvalue(res, i, 0), &id)) {
+            continue;
+        }
+        if (ep->scope != NULL) {
+            snprintf(name, sizeof(name), "%s", PQgetvalue(res, i, 1));
+        } else {
+            omni_mcp_tool_name(
+                PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), name);
+        }
+        names[k] = omni_arena_alloc(&r->arena, OMNI_MCP_NAME_MAX + 16);
+        if (names[k] == NULL) {
+            continue;
+        }
+        snprintf(names[k], OMNI_MCP_NAME_MAX + 16, "%s%c%d", name, '\0', i);
+        k++;
+    }
+    qsort(names, k, sizeof(char *), omni_ep_name_cmp);
+    evbuffer_add(b, ",\"result\":{", 11);
+    if (ep->modern) {
+        /* the list depends on the caller's role */
+        evbuffer_add_printf(b, "\"resultType\":\"complete\",\"ttlMs\":0,"
+                               "\"cacheScope\":\"private\",");
+    }
+    evbuffer_add(b, "\"tools\":[", 9);
+    n = 0;
+    for (i = 0; i < k; i++) {
+        int row = atoi(names[i] + strlen(names[i]) + 1);
+
+        if (i > 0 && strcmp(names[i], names[i - 1]) == 0) {
+            continue;
+        }
+        if ((unsigned)n++ < offset) {
+            continue;
+        }
+        if (shown == OMNI_EP_PAGE) {
+            break;
+        }
+        if (shown++) {
+            evbuffer_add(b, ",", 1);
+        }
+        omni_ep_put_tool(r, b, names[i], PQgetvalue(res, row, 2));
+    }
+    evbuffer_add(b, "]", 1);
+    if (i < k) {
+        omni_mcp_cursor_make(role, offset + shown, cur);
+        evbuffer_add_printf(b, ",\"nextCursor\":\"%s\"", cur);
+    }
+    evbuffer_add(b, "}}", 2);
+    omni_ep_send(ep, 200, b);
+}
+
+
+/* An upstream's notification during a call: progress (with the client's
+ * token) and log messages go to the client on the request's stream. */
+static void omni_ep_note(void *arg, const omni_json_t *note)
+{
+    omni_ep_t *ep = arg;
+    const char *method = omni_json_string(omni_json_get(note, "method"));
+    const omni_json_t *params = omni_json_get(note, "params");
+    const char *accept = omni_req_header(ep->r, "Accept");
+    struct evbuffer *b;
+    size_t i;
+    int first = 1;
+
+    if (method == NULL || ep->gone || accept == NULL
+        || strstr(accept, "text/event-stream") == NULL) {
+        return;
+    }
+    if (strcmp(method, "notifications/progress") != 0
+        && strcmp(method, "notifications/message") != 0) {
+        return;
+    }
+    if (strcmp(method, "notifications/progress") == 0
+        && ep->progress_token == NULL) {
+        return;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        return;
+    }
+    evbuffer_add_printf(
+        b, "{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":{", method);
+    if (strcmp(method, "notifications/progress") == 0) {
+        evbuffer_add(b, "\"progressToken\":", 16);
+        omni_json_write(b, ep->progress_token);
+        first = 0;
+    }
+    for (i = 0; params != NULL && params->type == OMNI_JSON_OBJECT
+                && i < params->u.obj.len;
+         i++) {
+        if (strcmp(params->u.obj.keys[i], "progressToken") == 0) {
+            continue;
+        }
+        if (!first) {
+            evbuffer_add(b, ",", 1);
+        }
+        first = 0;
+        omni_json_put_string(
+            b, params->u.obj.keys[i], strlen(params->u.obj.keys[i]));
+        evbuffer_add(b, ":", 1);
+        omni_json_write(b, params->u.obj.values[i]);
+    }
+    evbuffer_add(b, "}}", 2);
+    omni_ep_stream(ep);
+    omni_ep_event(ep, b);
+    evbuffer_free(b);
+}
+
+
+static void omni_ep_closed(omni_req_t *r)
+{
+    omni_ep_t *ep = r->data;
+
+    ep->gone = 1;
+    if (r->state == OMNI_EP_CALLING && ep->call != NULL) {
+        /* re-enters the handler, which answers (to nobody) */
+        omni_mcp_call_cancel(ep->call);
+    }
+}
+
+
+static void omni_ep_call_text_error(omni_ep_t *ep, const char *message)
+{
+    struct evbuffer *b = omni_ep_head(ep);
+
+    if (b != NULL) {
+        evbuffer_add_printf(b,
+            ",\"result\":{%s\"content\":[{\"type\":\"text\","
+            "\"text\":",
+            ep->modern ? "\"resultType\":\"complete\"," : "");
+        omni_json_put_string(b, message, strlen(message));
+        evbuffer_add(b, "}],\"isError\":true}}", 19);
+    }
+    omni_ep_send(ep, 200, b);
+}
+
+
+static void omni_ep_resolve(omni_req_t *r, omni_ep_t *ep);
+
+
+static void omni_ep_call_answer(omni_ep_t *ep, const omni_mcp_outcome_t *out)
+{
+    struct evbuffer *b;
+    char msg[400];
+
+    switch (out->status) {
+
+    case 200:
+        omni_ep_result_json(ep, out->result);
+        return;
+
+    case 404:
+        if (ep->direct && !ep->gone) {
+            /* not that literal tool: maybe a hashed name */
+            omni_ep_unlive(ep);
+            omni_ep_resolve(ep->r, ep);
+            return;
+        }
+        /* fall through */
+    case 403:
+        snprintf(msg, sizeof(msg), "Unknown tool: %.128s",
+            omni_json_string(omni_json_get(ep->params, "name")));
+        omni_ep_error(ep, 200, -32602, msg, NULL);
+        return;
+
+    case 499:
+        /* a cancelled request gets no response: the stream just ends */
+        omni_ep_stream(ep);
+        omni_ep_send(ep, 200, NULL);
+        return;
+
+    default:
+        if (out->rpc_error != NULL) {
+            b = omni_ep_head(ep);
+            if (b != NULL) {
+                evbuffer_add(b, ",\"error\":", 9);
+                omni_json_write(b, out->rpc_error);
+                evbuffer_add(b, "}", 1);
+            }
+            omni_ep_send(ep, 200, b);
+            return;
+        }
+        if (strcmp(out->code, "database") == 0) {
+            omni_ep_error(
+                ep, 200, -32603, "the database is unavailable; retry", NULL);
+            return;
+        }
+        omni_ep_call_text_error(ep, out->message);
+        return;
+    }
+}
+
+
+/* Starts tools/call once the name is resolved to a server's tool. */
+static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
+{
+    const omni_json_t *args = omni_json_get(ep->params, "arguments");
+    const omni_json_t *meta = omni_json_get(ep->params, "_meta");
+    const omni_mcp_outcome_t *out;
+    struct evbuffer *b;
+
+    if (ep->gone) {
+        /* the client left while the name was resolved: nothing to call */
+        omni_ep_send(ep, 200, NULL);
+        return;
+    }
+    if (args != NULL && args->type != OMNI_JSON_OBJECT) {
+        omni_ep_error(
+            ep, 200, -32602, "params.arguments: expected an object", NULL);
+        return;
+    }
+    ep->progress_token = omni_json_get(meta, "progressToken");
+    ep->call =
+        omni_mcp_call_new(r, ep->server, ep->tool, args, omni_ep_note, ep);
+    if (ep->call == NULL) {
+        omni_ep_error(ep, 200, -32603, "out of memory", NULL);
+        return;
+    }
+    if (!ep->modern && ep->id != NULL && ep->session[0]
+        && omni_ep_live.count < OMNI_EP_MAX_LIVE) {
+        b = evbuffer_new();
+        if (b != NULL) {
+            omni_json_write(b, ep->id);
+            snprintf(ep->id_text, sizeof(ep->id_text), "%.*s",
+                (int)evbuffer_get_length(b),
+                (const char *)evbuffer_pullup(b, -1));
+            evbuffer_free(b);
+            ep->seq = ++omni_ep_live.seq;
+            ep->next = omni_ep_live.head;
+            omni_ep_live.head = ep;
+            omni_ep_live.count++;
+            ep->live = 1;
+        }
+    }
+    omni_req_on_close(r, omni_ep_closed);
+    r->state = OMNI_EP_CALLING;
+    if (omni_mcp_call_step(r, ep->call, &out)) {
+        omni_ep_call_answer(ep, out);
+    }
+}
+
+
+static void omni_ep_resolved(omni_req_t *r, omni_ep_t *ep)
+{
+    PGresult *res = ep->res;
+    const char *want = omni_json_string(omni_json_get(ep->params, "name"));
+    char name[OMNI_MCP_NAME_MAX + 1], msg[200];
+    int i, n;
+
+    if (ep->db_status != OMNI_DB_OK) {
+        omni_ep_error(
+            ep, 200, -32603, "the database is unavailable; retry", NULL);
+        return;
+    }
+    n = PQntuples(res);
+    for (i = 0; i < n; i++) {
+        omni_mcp_tool_name(ep->server, PQgetvalue(res, i, 0), name);
+        if (strcmp(name, want) == 0) {
+            ep->tool = omni_arena_strndup(&r->arena, PQgetvalue(res, i, 0),
+                (size_t)PQgetlength(res, i, 0));
+            omni_ep_call_start(r, ep);
+            return;
+        }
+    }
+    snprintf(msg, sizeof(msg), "Unknown tool: %.128s", want);
+    omni_ep_error(ep, 200, -32602, msg, NULL);
+}
+
+
+/* Polls Redis for notifications/cancelled another process stored for a
+ * call this one runs. */
+static void omni_ep_polled(redisAsyncContext *ac, void *reply, void *arg)
+{
+    redisReply *rep = reply;
+    omni_ep_t *ep;
+    size_t i;
+
+    omni_ep_live.polling = 0;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+    for (i = 0; i < rep->elements && i < (size_t)omni_ep_live.npolled; i++) {
+        if (rep->element[i]->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+        for (ep = omni_ep_live.head; ep != NULL; ep = ep->next) {
+            if (ep->seq == omni_ep_live.polled[i]) {
+                omni_ep_unlive(ep);
+                if (ep->r->state == OMNI_EP_CALLING) {
+                    omni_mcp_call_cancel(ep->call);
+                }
+                break;
+            }
+        }
+    }
+}
+
+
+static void omni_ep_poll(evutil_socket_t fd, short what, void *arg)
+{
+    const char *argv[OMNI_EP_MAX_LIVE + 1];
+    char keys[OMNI_EP_MAX_LIVE][192];
+    omni_ep_t *ep;
+    int n = 0;
+
+    if (omni_ep_live.head == NULL || omni_ep_live.polling) {
+        return;
+    }
+    argv[n] = "MGET";
+    for (ep = omni_ep_live.head; ep != NULL && n < OMNI_EP_MAX_LIVE;
+         ep = ep->next) {
+        snprintf(keys[n], sizeof(keys[n]), "omni:mcp:cancel:%s:%s", ep->session,
+            ep->id_text);
+        omni_ep_live.polled[n] = ep->seq;
+        argv[n + 1] = keys[n];
+        n++;
+    }
+    omni_ep_live.npolled = n;
+    if (omni_redis_command_argv(
+            omni_clients.redis, omni_ep_polled, NULL, n + 1, argv, NULL)
+        == 0) {
+        omni_ep_live.polling = 1;
+    }
+}
+
+
+/* notifications/cancelled: the call here is stopped at once; one
+ * elsewhere learns it from Redis. 0 when a Redis write is under way. */
+static int omni_ep_cancel(omni_ep_t *ep)
+{
+    const omni_json_t *rid = omni_json_get(ep->params, "requestId");
+    struct evbuffer *b;
+    const char *argv[5];
+    char key[192], text[96];
+    omni_ep_t *e;
+
+    if (rid == NULL || ep->session[0] == '\0') {
+        return -1;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        return -1;
+    }
+    omni_json_write(b, rid);
+    snprintf(text, sizeof(text), "%.*s", (int)evbuffer_get_length(b),
+        (const char *)evbuffer_pullup(b, -1));
+    evbuffer_free(b);
+    for (e = omni_ep_live.head; e != NULL; e = e->next) {
+        if (strcmp(e->session, ep->session) == 0
+            && strcmp(e->id_text, text) == 0) {
+            omni_ep_unlive(e);
+            if (e->r->state == OMNI_EP_CALLING) {
+                omni_mcp_call_cancel(e->call);
+            }
+            return -1;
+        }
+    }
+    snprintf(key, sizeof(key), "omni:mcp:cancel:%s:%s", ep->session, text);
+    argv[0] = "SET";
+    argv[1] = key;
+    argv[2] = "1";
+    argv[3] = "EX";
+    argv[4] = "60";
+    return omni_ep_redis(ep, 5, argv);
+}
+
+
+/* resources and prompts of /mcp/<server>: passed to that server as they
+ * are (the aggregated /mcp offers tools only). */
+static int omni_ep_forwarded_method(const char *m)
+{
+    return strcmp(m, "resources/list") == 0
+           || strcmp(m, "resources/templates/list") == 0
+           || strcmp(m, "resources/read") == 0 || strcmp(m, "prompts/list") == 0
+           || strcmp(m, "prompts/get") == 0
+           || strcmp(m, "completion/complete") == 0;
+}
+
+
+static void omni_ep_forward_replied(void *arg, const omni_mcp_reply_t *rep)
+{
+    omni_ep_t *ep = arg;
+
+    ep->rpc = NULL;
+    ep->rep = *rep;
+    omni_http_resume(ep->r);
+}
+
+
+static void omni_ep_forward_closed(omni_req_t *r)
+{
+    omni_ep_t *ep = r->data;
+
+    ep->gone = 1;
+    if (ep->rpc != NULL) {
+        omni_mcp_rpc_cancel(ep->rpc);
+        ep->rpc = NULL;
+        memset(&ep->rep, 0, sizeof(ep->rep));
+        ep->rep.failure = "the client went away";
+        omni_http_resume(r);
+    }
+}
+
+
+/* The scope's server is loaded: sends the method on. */
+static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
+{
+    PGresult *res = ep->res;
+    struct evbuffer *b;
+    const char *name = NULL, *params;
+    char msg[200];
+    size_t i;
+    int first = 1;
+
+    if (ep->db_status != OMNI_DB_OK) {
+        omni_ep_error(
+            ep, 200, -32603, "the database is unavailable; retry", NULL);
+        return;
+    }
+    if (PQntuples(res) == 0
+        || PQgetvalue(res, 0, OMNI_MCP_UPSTREAM_NCOLS)[0] != 't') {
+        snprintf(
+            msg, sizeof(msg), "no MCP server %.64s for your role", ep->scope);
+        omni_ep_error(ep, 200, -32602, msg, NULL);
+        return;
+    }
+    if (omni_mcp_upstream_parse(&r->arena, res, 0, &ep->u) != 0) {
+        omni_ep_error(ep, 200, -32603, "the server cannot be reached", NULL);
+        return;
+    }
+    if (!ep->u.enabled
+        || !omni_breaker_allow(&ep->u.breaker, omni_mcp_now_ms(), NULL)) {
+        snprintf(msg, sizeof(msg), "MCP server %s is unavailable", ep->scope);
+        omni_ep_error(ep, 200, -32603, msg, NULL);
+        return;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        omni_ep_error(ep, 200, -32603, "out of memory", NULL);
+        return;
+    }
+    evbuffer_add(b, "{", 1);
+    for (i = 0; ep->params != NULL && i < ep->params->u.obj.len; i++) {
+        if (strcmp(ep->params->u.obj.keys[i], "_meta") == 0) {
+            continue;
+        }
+        if (!first) {
+            evbuffer_add(b, ",", 1);
+        }
+        first = 0;
+        omni_json_put_string(
+            b, ep->params->u.obj.keys[i], strlen(ep->params->u.obj.keys[i]));
+        evbuffer_add(b, ":", 1);
+        omni_json_write(b, ep->params->u.obj.values[i]);
+    }
+    evbuffer_add(b, "}", 1);
+    params = omni_arena_strndup(&r->arena, (const char *)evbuffer_pullup(b, -1),
+        evbuffer_get_length(b));
+    evbuffer_free(b);
+    if (strcmp(ep->method, "prompts/get") == 0) {
+        name = omni_json_string(omni_json_get(ep->params, "name"));
+    } else if (strcmp(ep->method, "resources/read") == 0) {
+        name = omni_json_string(omni_json_get(ep->params, "uri"));
+    }
+    r->state = OMNI_EP_FORWARDED;
+    ep->rpc = omni_mcp_rpc(&ep->u.target, ep->method, name, params, 1,
+        &r->arena, NULL, omni_ep_forward_replied, ep);
+    if (ep->rpc == NULL) {
+        omni_ep_error(ep, 200, -32603, "cannot send to the server", NULL);
+        return;
+    }
+    omni_req_on_close(r, omni_ep_forward_closed);
+}
+
+
+static void omni_ep_forward_answer(omni_ep_t *ep)
+{
+    struct evbuffer *b;
+    char msg[300];
+
+    if (ep->gone) {
+        omni_ep_send(ep, 200, NULL);
+        return;
+    }
+    if (ep->rep.failure != NULL) {
+        snprintf(
+            msg, sizeof(msg), "MCP server %s: %s", ep->scope, ep->rep.failure);
+        omni_ep_error(ep, 200, -32603, msg, NULL);
+        return;
+    }
+    if (ep->rep.error != NULL) {
+        b = omni_ep_head(ep);
+        if (b != NULL) {
+            evbuffer_add(b, ",\"error\":", 9);
+            omni_json_write(b, ep->rep.error);
+            evbuffer_add(b, "}", 1);
+        }
+        omni_ep_send(ep, 200, b);
+        return;
+    }
+    omni_ep_result_json(ep, ep->rep.result);
+}
+
+
+/* 1 when <server>__<tool> is the name /mcp gives tool (no hashing). */
+static int omni_ep_plain_name(const char *server, const char *tool)
+{
+    char name[OMNI_MCP_NAME_MAX + 1];
+
+    omni_mcp_tool_name(server, tool, name);
+    return strlen(name) == strlen(server) + 2 + strlen(tool)
+           && strcmp(name + strlen(server) + 2, tool) == 0;
+}
+
+
+/* Finds which of the server's tools (that the role may call) has the
+ * requested name: the hashed names need it. */
+static void omni_ep_resolve(omni_req_t *r, omni_ep_t *ep)
+{
+    const char *values[2];
+
+    values[0] = omni_ep_role(r);
+    values[1] = ep->server;
+    ep->direct = 0;
+    ep->call = NULL;
+    r->state = OMNI_EP_RESOLVED;
+    if (omni_ep_query(ep, omni_ep_resolve_stmt, 2, values) != 0) {
+        omni_ep_error(
+            ep, 200, -32603, "the database is unavailable; retry", NULL);
+    }
+}
+
+
+/* Runs the method; the session (legacy) or headers (modern) are checked. */
+static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
+{
+    const char *values[2], *name;
+    const char *sep;
+    char msg[200];
+
+    if (ep->method == NULL || ep->id == NULL) {
+        /* a notification, or the answer to a request we never send */
+        if (ep->method != NULL
+            && strcmp(ep->method, "notifications/cancelled") == 0) {
+            r->state = OMNI_EP_CANCEL_STORED;
+            if (omni_ep_cancel(ep) == 0) {
+                return;
+            }
+        }
+        omni_respond(r, 202, "application/json", NULL);
+        return;
+    }
+    if (ep->modern
+        && (strcmp(ep->method, "initialize") == 0
+            || strcmp(ep->method, "ping") == 0
+            || strcmp(ep->method, "logging/setLevel") == 0)) {
+        snprintf(msg, sizeof(msg), "Method not found: %s is not part of %s",
+            ep->method, OMNI_MCP_MODERN);
+        omni_ep_error(ep, 404, -32601, msg, NULL);
+        return;
+    }
+    if (strcmp(ep->method, "ping") == 0) {
+        omni_ep_result(ep, "");
+        return;
+    }
+    if (strcmp(ep->method, "initialize") == 0) {
+        omni_ep_initialize(ep);
+        return;
+    }
+    if (strcmp(ep->method, "server/discover") == 0) {
+        omni_ep_discover(ep);
+        return;
+    }
+    if (strcmp(ep->method, "logging/setLevel") == 0) {
+        /* upstreams' log messages are relayed whatever the level */
+        omni_ep_result(ep, "");
+        return;
+    }
+    if (strcmp(ep->method, "tools/list") == 0) {
+        values[0] = omni_ep_role(r);
+        values[1] = ep->scope;
+        r->state = OMNI_EP_LISTED;
+        if (omni_ep_query(ep, omni_ep_list_stmt, 2, values) != 0) {
+            omni_ep_error(
+                ep, 200, -32603, "the database is unavailable; retry", NULL);
+        }
+        return;
+    }
+    if (strcmp(ep->method, "tools/call") == 0) {
+        name = omni_json_string(omni_json_get(ep->params, "name"));
+        if (name == NULL) {
+            omni_ep_error(
+                ep, 200, -32602, "params.name: expected the tool's name", NULL);
+            return;
+        }
+        omni_req_on_close(r, omni_ep_closed);
+        if (ep->scope != NULL) {
+            /* the call's own checks refuse what the role may not call */
+            ep->server = ep->scope;
+            ep->tool = name;
+            omni_ep_call_start(r, ep);
+            return;
+        }
+        sep = strstr(name, "__");
+        if (sep == NULL || sep == name || sep - name > 32) {
+            snprintf(msg, sizeof(msg), "Unknown tool: %.128s", name);
+            omni_ep_error(ep, 200, -32602, msg, NULL);
+            return;
+        }
+        ep->server = omni_arena_strndup(&r->arena, name, sep - name);
+        if (omni_ep_plain_name(ep->server, sep + 2)) {
+            /* most names are <server>__<tool> as they are: the call's own
+             * query checks them; only a miss needs the resolution */
+            ep->tool = sep + 2;
+            ep->direct = 1;
+            omni_ep_call_start(r, ep);
+            return;
+        }
+        omni_ep_resolve(r, ep);
+        return;
+    }
+    if (ep->scope != NULL && omni_ep_forwarded_method(ep->method)) {
+        values[0] = omni_ep_role(r);
+        values[1] = ep->scope;
+        r->state = OMNI_EP_UPSTREAM;
+        if (omni_ep_query(ep, omni_ep_server_stmt, 2, values) != 0) {
+            omni_ep_error(
+                ep, 200, -32603, "the database is unavailable; retry", NULL);
+        }
+        return;
+    }
+    snprintf(msg, sizeof(msg), "Method not found: %.64s", ep->method);
+    omni_ep_error(ep, ep->modern ? 404 : 200, -32601, msg, NULL);
+}
+
+
+/* The session's value in Redis: "<version> <user id>". */
+static int omni_ep_session_ok(omni_req_t *r, omni_ep_t *ep, const char *v)
+{
+    const char *user = omni_req_identity(r)->id;
+    const char *sp = v ? strchr(v, ' ') : NULL;
+
+    if (sp == NULL || user == NULL || strcmp(sp + 1, user) != 0) {
+        return 0;
+    }
+    ep->version = omni_arena_strndup(&r->arena, v, sp - v);
+    return ep->version != NULL;
+}
+
+
+static int omni_ep_new_session(omni_req_t *r, omni_ep_t *ep)
+{
+    const omni_json_t *pv = omni_json_get(ep->params, "protocolVersion");
+    const char *argv[6], *user = omni_req_identity(r)->id;
+    char key[96], *value;
+
+    ep->version = omni_ep_legacy_version(omni_json_string(pv))
+                      ? omni_json_string(pv)
+                      : OMNI_MCP_LEGACY;
+    if (omni_random_token("", 24, ep->session, sizeof(ep->session)) != 0) {
+        return -1;
+    }
+    value = omni_arena_alloc(&r->arena, strlen(user) + 32);
+    if (value == NULL) {
+        return -1;
+    }
+    sprintf(value, "%s %s", ep->version, user);
+    snprintf(key, sizeof(key), "omni:mcp:session:%s", ep->session);
+    argv[0] = "SET";
+    argv[1] = key;
+    argv[2] = value;
+    argv[3] = "EX";
+    argv[4] = OMNI_EP_SESSION_TTL;
+    ep->new_session = 1;
+    return omni_ep_redis(ep, 5, argv);
+}
+
+
+/* START: who, which generation, the session. */
+static void omni_ep_start(omni_req_t *r)
+{
+    omni_ep_t *ep;
+    const char *hv = omni_req_header(r, "MCP-Protocol-Version");
+    const char *sid = omni_req_header(r, "Mcp-Session-Id");
+    const char *argv[3];
+    char key[128], data[320];
+
+    if (!omni_ep_origin_ok(r)) {
+        omni_ep_refuse(
+            r, 403, -32600, "Origin is not allowed (OMNI_MCP_ALLOWED_ORIGINS)");
+        return;
+    }
+    if (omni_req_identity(r)->id == NULL) {
+        omni_respond_error(r, 401, "missing_credentials",
+            "/mcp needs a bearer token or an API key");
+        return;
+    }
+    ep = omni_arena_alloc(&r->arena, sizeof(*ep));
+    if (ep == NULL) {
+        omni_respond_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
+    memset(ep, 0, sizeof(*ep));
+    ep->r = r;
+    r->data = ep;
+    ep->scope = omni_req_param(r, 0);
+    if (ep->scope != NULL && !omni_ep_server_name(ep->scope)) {
+        omni_respond_error(
+            r, 404, "not_found", "no MCP server may be named %.64s", ep->scope);
+        return;
+    }
+    if (omni_ep_parse(r, ep) != 0) {
+        return;
+    }
+
+    if (hv != NULL && strcmp(hv, OMNI_MCP_MODERN) == 0) {
+        ep->modern = 1;
+        ep->version = OMNI_MCP_MODERN;
+        if (omni_ep_check_modern(r, ep) == 0) {
+            omni_ep_dispatch(r, ep);
+        }
+        return;
+    }
+    if (ep->method != NULL && strcmp(ep->method, "initialize") == 0) {
+        r->state = OMNI_EP_CREATED;
+        if (omni_ep_new_session(r, ep) != 0) {
+            ep->new_session = 0;
+            omni_ep_error(ep, 503, -32603,
+                "sessions are unavailable (Redis); retry, or use 2026-07-28",
+                NULL);
+        }
+        return;
+    }
+    if (hv != NULL && !omni_ep_legacy_version(hv)) {
+        snprintf(data, sizeof(data),
+            "{\"supported\":" OMNI_EP_VERSIONS ",\"requested\":");
+        {
+            struct evbuffer *b = evbuffer_new();
+
+            if (b != NULL) {
+                evbuffer_add(b, data, strlen(data));
+                omni_json_put_string(b, hv, strlen(hv) < 64 ? strlen(hv) : 64);
+                evbuffer_add(b, "}", 1);
+                snprintf(data, sizeof(data), "%.*s",
+                    (int)evbuffer_get_length(b),
+                    (const char *)evbuffer_pullup(b, -1));
+                evbuffer_free(b);
+            }
+        }
+        omni_ep_error(ep, 400, -32602, "Unsupported protocol version", data);
+        return;
+    }
+    if (sid == NULL) {
+        omni_ep_error(ep, 400, -32600,
+            "Mcp-Session-Id is required (initialize first), or send "
+            "MCP-Protocol-Version: 2026-07-28 for a stateless request",
+            NULL);
+        return;
+    }
+    if (strlen(sid) >= sizeof(ep->session)
+        || strspn(sid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012"
+                       "3456789-_")
+               != strlen(sid)) {
+        omni_ep_error(ep, 404, -32001, "Session not found", NULL);
+        return;
+    }
+    snprintf(ep->session, sizeof(ep->session), "%s", sid);
+    snprintf(key, sizeof(key), "omni:mcp:session:%s", sid);
+    argv[0] = "GET";
+    argv[1] = key;
+    r->state = OMNI_EP_SESSION;
+    if (omni_ep_redis(ep, 2, argv) == 0) {
+        argv[0] = "EXPIRE";
+        argv[2] = OMNI_EP_SESSION_TTL;
+        omni_ep_redis(ep, 3, argv);
+        return;
+    }
+    omni_ep_error(
+        ep, 503, -32603, "sessions are unavailable (Redis); retry", NULL);
+}
+
+
+void omni_mcp_endpoint_post(omni_req_t *r)
+{
+    omni_ep_t *ep = r->data;
+    const omni_mcp_outcome_t *out;
+
+    switch (r->state) {
+
+    case OMNI_EP_START:
+        omni_ep_start(r);
+        return;
+
+    case OMNI_EP_SESSION:
+        if (ep->redis_failed) {
+            omni_ep_error(ep, 503, -32603,
+                "sessions are unavailable (Redis); retry", NULL);
+            return;
+        }
+        if (!omni_ep_session_ok(r, ep, ep->redis_str)) {
+            omni_ep_error(ep, 404, -32001, "Session not found", NULL);
+            return;
+        }
+        omni_ep_dispatch(r, ep);
+        return;
+
+    case OMNI_EP_CREATED:
+        if (ep->redis_failed) {
+            ep->new_session = 0;
+            omni_ep_error(ep, 503, -32603,
+                "sessions are unavailable (Redis); retry, or use 2026-07-28",
+                NULL);
+            return;
+        }
+        omni_ep_initialize(ep);
+        return;
+
+    case OMNI_EP_LISTED:
+        if (ep->db_status != OMNI_DB_OK) {
+            omni_ep_error(
+                ep, 200, -32603, "the database is unavailable; retry", NULL);
+            return;
+        }
+        omni_ep_tools_page(r, ep);
+        return;
+
+    case OMNI_EP_RESOLVED:
+        omni_ep_resolved(r, ep);
+        return;
+
+    case OMNI_EP_CALLING:
+        if (omni_mcp_call_step(r, ep->call, &out)) {
+            omni_ep_call_answer(ep, out);
+        }
+        return;
+
+    case OMNI_EP_UPSTREAM:
+        omni_ep_forward(r, ep);
+        return;
+
+    case OMNI_EP_FORWARDED:
+        omni_ep_forward_answer(ep);
+        return;
+
+    default: /* CANCEL_STORED */
+        omni_respond(r, 202, "application/json", NULL);
+        return;
+    }
+}
+
+
+static void omni_ep_stream_unlink(omni_ep_t *ep);
+
+
+/* Ends this process's streams of session (all of them when NULL). */
+static void omni_ep_streams_end(const char *session)
+{
+    omni_ep_t *ep, *next;
+
+    for (ep = omni_ep_streams.head; ep != NULL; ep = next) {
+        next = ep->snext;
+        if (session == NULL || strcmp(ep->session, session) == 0) {
+            omni_ep_stream_unlink(ep);
+            omni_respond_end(ep->r);
+        }
+    }
+}
+
+
+void omni_mcp_endpoint_delete(omni_req_t *r)
+{
+    omni_ep_t *ep = r->data;
+    const char *sid = omni_req_header(r, "Mcp-Session-Id");
+    const char *argv[2];
+    char key[128];
+
+    switch (r->state) {
+
+    case OMNI_EP_START:
+        if (!omni_ep_origin_ok(r)) {
+            omni_ep_refuse(r, 403, -32600,
+                "Origin is not allowed (OMNI_MCP_ALLOWED_ORIGINS)");
+            return;
+        }
+        if (sid == NULL) {
+            omni_ep_refuse(r, 400, -32600, "Mcp-Session-Id is required");
+            return;
+        }
+        ep = omni_arena_alloc(&r->arena, sizeof(*ep));
+        if (ep == NULL) {
+            omni_respond_error(r, 503, "overloaded", "out of memory");
+            return;
+        }
+        memset(ep, 0, sizeof(*ep));
+        ep->r = r;
+        r->data = ep;
+        snprintf(ep->session, sizeof(ep->session), "%s", sid);
+        snprintf(key, sizeof(key), "omni:mcp:session:%.64s", sid);
+        argv[0] = "GET";
+        argv[1] = key;
+        r->state = OMNI_EP_DELETE_READ;
+        if (omni_ep_redis(ep, 2, argv) != 0) {
+            omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
+        }
+        return;
+
+    case OMNI_EP_DELETE_READ:
+        if (ep->redis_failed) {
+            omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
+            return;
+        }
+        if (!omni_ep_session_ok(r, ep, ep->redis_str)) {
+            omni_ep_refuse(r, 404, -32001, "Session not found");
+            return;
+        }
+        snprintf(key, sizeof(key), "omni:mcp:session:%.64s", ep->session);
+        argv[0] = "DEL";
+        argv[1] = key;
+        r->state = OMNI_EP_DELETED;
+        if (omni_ep_redis(ep, 2, argv) != 0) {
+            omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
+        }
+        return;
+
+    default:
+        if (ep->redis_failed) {
+            omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
+            return;
+        }
+        omni_ep_streams_end(ep->session);
+        omni_respond(r, 204, "application/json", NULL);
+        return;
+    }
+}
+
+
+/* --- GET: a legacy session's notification stream ------------------------ */
+
+static void omni_ep_stream_unlink(omni_ep_t *ep)
+{
+    omni_ep_t **pp;
+
+    for (pp = &omni_ep_streams.head; *pp != NULL; pp = &(*pp)->snext) {
+        if (*pp == ep) {
+            *pp = ep->snext;
+            omni_ep_streams.count--;
+            return;
+        }
+    }
+}
+
+
+static void omni_ep_stream_closed(omni_req_t *r)
+{
+    omni_ep_t *ep = r->data;
+
+    omni_ep_stream_unlink(ep);
+    omni_respond_end(r);
+}
+
+
+static void omni_ep_stream_write(omni_ep_t *ep, const char *text)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b != NULL) {
+        evbuffer_add(b, text, strlen(text));
+        omni_respond_chunk(ep->r, b);
+        evbuffer_free(b);
+    }
+    ep->last_write = time(NULL);
+}
+
+
+static void omni_ep_stream_gen(redisAsyncContext *ac, void *reply, void *arg)
+{
+    redisReply *rep = reply;
+    long long gen;
+    omni_ep_t *ep;
+
+    omni_ep_streams.reading = 0;
+    if (rep == NULL
+        || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL)) {
+        return;
+    }
+    gen = rep->type == REDIS_REPLY_NIL ? 0 : atoll(rep->str);
+    if (omni_ep_streams.gen >= 0 && gen != omni_ep_streams.gen) {
+        for (ep = omni_ep_streams.head; ep != NULL; ep = ep->snext) {
+            omni_ep_stream_write(ep,
+                "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":"
+                "\"notifications/tools/list_changed\"}\n\n");
+        }
+    }
+    omni_ep_streams.gen = gen;
+}
+
+
+static void omni_ep_stream_tick(evutil_socket_t fd, short what, void *arg)
+{
+    time_t now = time(NULL);
+    omni_ep_t *ep;
+
+    if (omni_http_draining()) {
+        /* an open stream would keep a draining process alive */
+        omni_ep_streams_end(NULL);
+        return;
+    }
+    if (omni_ep_streams.head == NULL) {
+        omni_ep_streams.gen = -1;
+        return;
+    }
+    for (ep = omni_ep_streams.head; ep != NULL; ep = ep->snext) {
+        if (now - ep->last_write >= OMNI_EP_KEEPALIVE_S) {
+            omni_ep_stream_write(ep, ": keep-alive\n\n");
+        }
+    }
+    if (!omni_ep_streams.reading
+        && omni_redis_command(
+               omni_clients.redis, omni_ep_stream_gen, NULL, "GET omni:mcp:gen")
+               == 0) {
+        omni_ep_streams.reading = 1;
+    }
+}
+
+
+void omni_mcp_endpoint_get(omni_req_t *r)
+{
+    omni_ep_t *ep = r->data;
+    const char *sid = omni_req_header(r, "Mcp-Session-Id");
+    const char *accept = omni_req_header(r, "Accept");
+    const char *argv[2];
+    char key[128];
+
+    switch (r->state) {
+
+    case OMNI_EP_START:
+        if (!omni_ep_origin_ok(r)) {
+            omni_ep_refuse(r, 403, -32600,
+                "Origin is not allowed (OMNI_MCP_ALLOWED_ORIGINS)");
+            return;
+        }
+        if (sid == NULL) {
+            evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Allow",
+                "POST, DELETE");
+            omni_ep_refuse(r, 405, -32600,
+                "GET opens a session's notification stream: "
+                "Mcp-Session-Id is required");
+            return;
+        }
+        if (accept == NULL || strstr(accept, "text/event-stream") == NULL) {
+            omni_ep_refuse(
+                r, 406, -32600, "Accept must include text/event-stream");
+            return;
+        }
+        if (omni_ep_streams.count >= OMNI_EP_MAX_STREAMS) {
+            omni_ep_refuse(r, 503, -32603,
+                "too many notification streams on this process; retry");
+            return;
+        }
+        ep = omni_arena_alloc(&r->arena, sizeof(*ep));
+        if (ep == NULL) {
+            omni_respond_error(r, 503, "overloaded", "out of memory");
+            return;
+        }
+        memset(ep, 0, sizeof(*ep));
+        ep->r = r;
+        r->data = ep;
+        snprintf(ep->session, sizeof(ep->session), "%.63s", sid);
+        snprintf(key, sizeof(key), "omni:mcp:session:%.64s", sid);
+        argv[0] = "GET";
+        argv[1] = key;
+        r->state = OMNI_EP_STREAM_READ;
+        if (omni_ep_redis(ep, 2, argv) != 0) {
+            omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
+        }
+        return;
+
+    case OMNI_EP_STREAM_READ:
+        if (ep->redis_failed) {
+            omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
+            return;
+        }
+        if (!omni_ep_session_ok(r, ep, ep->redis_str)) {
+            omni_ep_refuse(r, 404, -32001, "Session not found");
+            return;
+        }
+        r->state = OMNI_EP_STREAMING;
+        ep->streaming = 1;
+        omni_respond_start(r, 200, "text/event-stream");
+        ep->snext = omni_ep_streams.head;
+        omni_ep_streams.head = ep;
+        omni_ep_streams.count++;
+        omni_ep_stream_write(ep, ": stream open\n\n");
+        omni_req_on_close(r, omni_ep_stream_closed);
+        return;
+
+    default:
+        return;
+    }
+}
+
+
+int omni_mcp_endpoint_start(void)
+{
+    struct timeval tv = {0, 25000}, second = {1, 0};
+
+    omni_ep_live.timer =
+        event_new(omni_clients.base, -1, EV_PERSIST, omni_ep_poll, NULL);
+    omni_ep_streams.timer =
+        event_new(omni_clients.base, -1, EV_PERSIST, omni_ep_stream_tick, NULL);
+    if (omni_ep_live.timer == NULL || omni_ep_streams.timer == NULL) {
+        return -1;
+    }
+    event_add(omni_ep_live.timer, &tv);
+    event_add(omni_ep_streams.timer, &second);
+    return 0;
+}
+
+
+void omni_mcp_endpoint_stop(void)
+{
+    if (omni_ep_streams.timer != NULL) {
+        event_free(omni_ep_streams.timer);
+        omni_ep_streams.timer = NULL;
+    }
+    if (omni_ep_live.timer != NULL) {
+        event_free(omni_ep_live.timer);
+        omni_ep_live.timer = NULL;
+    }
+}
