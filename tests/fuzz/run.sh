@@ -16,10 +16,12 @@ declare -A SOURCES=(
     [jsonrpc]="worker/src/lib/arena.c worker/src/lib/json.c worker/src/lib/jsonrpc.c"
     [jwt]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
     [sse]="worker/src/lib/sse.c"
+    [wire]="worker/src/services/chat/wire.c worker/src/lib/sse.c worker/src/lib/json.c worker/src/lib/arena.c"
 )
 declare -A PKGS=(
     [json]="libevent yajl"
     [jsonrpc]="libevent yajl"
+    [wire]="libevent yajl"
     [jwt]="yajl libcrypto"
 )
 declare -A INCLUDES=(
