@@ -371,10 +371,41 @@ static void omni_http_written(struct evhttp_request *ev, void *arg)
 }
 
 
+static void omni_http_closed(struct evhttp_connection *evcon, void *arg)
+{
+    omni_req_t *r = arg;
+
+    evhttp_connection_set_closecb(evcon, NULL, NULL);
+    if (r->on_close != NULL) {
+        void (*cb)(void *) = r->on_close;
+
+        r->on_close = NULL;
+        cb(r->on_close_arg);
+    }
+}
+
+
+void omni_req_on_close(omni_req_t *r, void (*cb)(void *arg), void *arg)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+
+    r->on_close = cb;
+    r->on_close_arg = arg;
+    if (evcon != NULL) {
+        evhttp_connection_set_closecb(
+            evcon, cb != NULL ? omni_http_closed : NULL, cb != NULL ? r : NULL);
+    }
+}
+
+
 void omni_respond(
     omni_req_t *r, int status, const char *content_type, struct evbuffer *body)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+
+    if (r->on_close != NULL) {
+        omni_req_on_close(r, NULL, NULL);
+    }
 
     evhttp_add_header(h, "Content-Type", content_type);
     evhttp_add_header(h, "X-Request-Id", r->request_id);
@@ -389,15 +420,65 @@ void omni_respond(
     }
 
     if (evhttp_request_get_connection(r->ev) == NULL) {
-        /* the client is gone: libevent frees the request in send_reply */
-        evhttp_send_reply(r->ev, status, NULL, body);
+        /* the client is gone: libevent frees the request (and the path
+         * r points to) in send_reply, so r goes first */
+        struct evhttp_request *ev = r->ev;
+
         omni_http_finish(r, status);
+        evhttp_send_reply(ev, status, NULL, body);
         omni_http_done();
         return;
     }
     evhttp_request_set_on_complete_cb(r->ev, omni_http_written, NULL);
     evhttp_send_reply(r->ev, status, NULL, body);
     omni_http_finish(r, status);
+}
+
+
+void omni_stream_start(omni_req_t *r, int status, const char *content_type)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+
+    evhttp_add_header(h, "Content-Type", content_type);
+    evhttp_add_header(h, "X-Request-Id", r->request_id);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-Accel-Buffering", "no");
+    if (omni_http.draining) {
+        evhttp_add_header(h, "Connection", "close");
+    }
+    r->stream_status = status;
+    evhttp_send_reply_start(r->ev, status, NULL);
+}
+
+
+void omni_stream_write(omni_req_t *r, struct evbuffer *body)
+{
+    if (evhttp_request_get_connection(r->ev) == NULL) {
+        evbuffer_drain(body, evbuffer_get_length(body));
+        return;
+    }
+    evhttp_send_reply_chunk(r->ev, body);
+}
+
+
+void omni_stream_end(omni_req_t *r)
+{
+    if (r->on_close != NULL) {
+        omni_req_on_close(r, NULL, NULL);
+    }
+    if (evhttp_request_get_connection(r->ev) == NULL) {
+        /* the client is gone: libevent frees the request (and the path
+         * r points to) in reply_end, so r goes first */
+        struct evhttp_request *ev = r->ev;
+
+        omni_http_finish(r, r->stream_status);
+        evhttp_send_reply_end(ev);
+        omni_http_done();
+        return;
+    }
+    evhttp_request_set_on_complete_cb(r->ev, omni_http_written, NULL);
+    evhttp_send_reply_end(r->ev);
+    omni_http_finish(r, r->stream_status);
 }
 
 

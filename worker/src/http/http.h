@@ -34,6 +34,9 @@ struct omni_req {
                                  failed or timed out */
     omni_identity_t identity; /* omni_req_identity(), once read */
     int identity_read;
+    int stream_status;           /* of a streamed answer, once started */
+    void (*on_close)(void *arg); /* omni_req_on_close() */
+    void *on_close_arg;
 };
 
 /* Serves every request of `http` with the route table, believing only the
@@ -71,6 +74,19 @@ void omni_respond(
 /* {"error":code,"message":...} with the given status; message is printf. */
 void omni_respond_error(omni_req_t *r, int status, const char *code,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* A streamed answer (chunked): start sends the status and headers, with
+ * X-Accel-Buffering: no so nginx passes every piece on at once; write
+ * sends what body holds (drained; the caller owns it), a no-op once the
+ * client is gone; end finishes the answer and frees r. */
+void omni_stream_start(omni_req_t *r, int status, const char *content_type);
+void omni_stream_write(omni_req_t *r, struct evbuffer *body);
+void omni_stream_end(omni_req_t *r);
+
+/* cb(arg) runs once, from the loop, if the client's connection closes
+ * before r is answered; r stays valid and must still be answered (the
+ * answer then goes nowhere). One per request; NULL cb removes it. */
+void omni_req_on_close(omni_req_t *r, void (*cb)(void *arg), void *arg);
 
 /* Requests being served now by this process. */
 int omni_http_inflight(void);
