@@ -50,11 +50,13 @@ $$;
 -- Saves the user's message and returns {message_id, project_id, system,
 -- history (oldest first, the newest that fit the first target's context
 -- window less its output tokens, at ~4 characters a token), input_estimate,
--- targets, budgets [{key, tokens_per_day, cost_per_day}], max_tool_rounds}.
+-- targets, budgets [{key, tokens_per_day, cost_per_day}], max_tool_rounds,
+-- tools}. tools are the MCP tools the caller's role may call now, under
+-- their /mcp names (<server>__<tool>), narrowed to p_tools when given.
 -- 404 when the conversation is not the caller's, 422 when no configured
 -- model serves it.
 CREATE FUNCTION omnichat.turn_begin(p_user text, p_conv text, p_content text,
-    OUT status int, OUT body text)
+    p_role text, p_tools jsonb, OUT status int, OUT body text)
     LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -66,6 +68,7 @@ DECLARE
     budget int;
     used int;
     bud jsonb;
+    tools jsonb;
 BEGIN
     SELECT * INTO c FROM omnichat.conversations
     WHERE id = omnichat.uuid_or_null(p_conv) AND user_id = p_user FOR UPDATE;
@@ -120,8 +123,29 @@ BEGIN
     WHERE (b.scope = 'user' AND b.target = p_user)
        OR (b.scope = 'project' AND b.target = c.project_id::text);
 
+    SELECT coalesce(jsonb_agg(x.o ORDER BY x.n), '[]') INTO tools
+    FROM (SELECT s.name || '__' || t.name AS n,
+                 jsonb_build_object('name', s.name || '__' || t.name,
+                     'description',
+                     coalesce(t.definition->>'description', ''),
+                     'input_schema', coalesce(t.definition->'inputSchema',
+                         '{"type":"object"}')) AS o
+          FROM omni2.mcp_servers AS s
+          JOIN omni2.mcp_tools AS t ON t.server_id = s.id
+          LEFT JOIN omni2.circuit_breakers AS br ON br.server_id = s.id
+          WHERE s.enabled AND t.status = 'active'
+            AND coalesce(br.state, 'closed') <> 'open'
+            AND (p_role = 'admin' OR ((cardinality(s.roles) = 0
+                     OR p_role = ANY (s.roles))
+                 AND (NOT s.tool_roles ? t.name
+                      OR s.tool_roles->t.name ? p_role)))
+            AND s.name || '__' || t.name ~ '^[A-Za-z0-9_-]{1,64}$'
+            AND (p_tools IS NULL OR s.name || '__' || t.name IN (
+                SELECT jsonb_array_elements_text(p_tools)))
+          ORDER BY 1 LIMIT 128) AS x;
+
     status := 200;
-    body := jsonb_build_object('message_id', mid, 'project_id', c.project_id,
+    body := jsonb_build_object('message_id', mid, 'tools', tools, 'project_id', c.project_id,
         'system', sys, 'history', hist,
         'input_estimate', used + length(sys) / 4 + 8,
         'targets', t, 'budgets', bud,

@@ -471,3 +471,107 @@ def test_budget_holds_under_50_concurrent_requests(worker, providers,
     assert spent <= 600 + worst, (spent, ok)
     assert len(rows) == ok
 
+
+
+# --- the tool loop through the MCP service ----------------------------------
+
+@pytest.fixture(scope="module")
+def tool_worker(migrated, redis_server):
+    from mcp_support import key_file as mcp_key_file
+    d = stack.make_tmpdir("omni-test-chat-tools-")
+    w = stack.Worker(migrated, redis_server,
+                     env={"OMNI_MCP_SECRET_KEY_FILE": mcp_key_file(d)})
+    w.start()
+    yield w
+    w.stop()
+    report = w.sanitizer_report()
+    w.destroy()
+    assert not report, report
+
+
+@pytest.fixture(scope="module")
+def legacy_mcp():
+    from mcp_support import Upstream
+    u = Upstream("legacy.cjs").start()
+    yield u
+    u.stop()
+
+
+def register_mcp(worker, upstream):
+    """A registered fixture server whose tools are in the catalog."""
+    server = unique("fx")
+    r = direct(worker, "POST", "/api/v1/mcp/servers",
+               {"name": server, "url": upstream.url, "timeout_ms": 5000},
+               role="admin")
+    assert r.status == 201, r.body
+    stack.wait_until(lambda: json.loads(direct(
+        worker, "GET", "/api/v1/mcp/servers/%s/tools" % server,
+        role="admin").body)["items"], 10, "the fixture's tools listed")
+    return server
+
+
+def mcp_count(upstream):
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/ctl/count"
+                                % upstream.port, timeout=5) as r:
+        return json.loads(r.read())["count"]
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_two_round_tool_loop_with_parallel_calls(tool_worker, double,
+                                                 key_file, legacy_mcp, kind):
+    server = register_mcp(tool_worker, legacy_mcp)
+    m = Providers(tool_worker, double, key_file).model("loop", kind)
+    chat = Chat(tool_worker)
+    conv = chat.conversation(m["model"], max_tool_rounds=3)
+    before = mcp_count(legacy_mcp)
+    r = chat.send(conv, "use your tools", stream=True,
+                  tools=[server + "__echo", server + "__count"])
+    assert r.status == 200, r.body
+    events = sse_events(r.text)
+    names = [e for e, _ in events if e != "delta"]
+    assert names == ["tool_call"] * 3 + ["tool_result"] * 3 \
+        + ["tool_call"] * 2 + ["tool_result"] * 2 + ["usage", "done"], names
+    results = {d["id"]: d for e, d in events if e == "tool_result"}
+    assert results["r1_echo"]["content"] == "Echo: round 1"
+    assert results["r1_echo"]["is_error"] is False
+    assert results["r2_echo"]["content"] == "Echo: round 2"
+    # arguments that are not JSON go back to the model as a tool error
+    assert results["r1_bad"]["is_error"] is True
+    assert "JSON" in results["r1_bad"]["content"]
+    # each call reached the upstream once
+    assert mcp_count(legacy_mcp) == before + 2
+    text = "".join(d["text"] for e, d in events if e == "delta")
+    assert text.startswith("Tools said: Echo: round 1")
+    assert "Echo: round 2" in text
+
+    # only the two tools asked for were offered
+    sent = double.requests(m["model"])[0]["body"]["tools"]
+    offered = {t["name"] if kind == "anthropic" else t["function"]["name"]
+               for t in sent}
+    assert offered == {server + "__echo", server + "__count"}
+
+    msgs = chat.messages(conv)
+    assert [x["role"] for x in msgs] == [
+        "user", "assistant", "tool", "tool", "tool", "assistant", "tool",
+        "tool", "assistant"]
+    assert len(msgs[1]["tool_calls"]) == 3
+    assert msgs[2]["tool_call_id"] == "r1_echo"
+    rows = chat.usage(conv, 3)
+    assert [x["status"] for x in rows] == ["ok", "ok", "ok"]
+
+
+def test_tools_are_not_offered_past_max_tool_rounds(tool_worker, double,
+                                                    key_file, legacy_mcp):
+    server = register_mcp(tool_worker, legacy_mcp)
+    m = Providers(tool_worker, double, key_file).model("loop")
+    chat = Chat(tool_worker)
+    conv = chat.conversation(m["model"], max_tool_rounds=1)
+    r = chat.send(conv, "use your tools",
+                  tools=[server + "__echo", server + "__count"])
+    assert r.status == 201, r.body
+    sent = double.requests(m["model"])
+    assert len(sent) == 2
+    assert sent[0]["body"].get("tools")
+    assert not sent[1]["body"].get("tools")
+    assert r.json()["content"].startswith("Tools said: Echo: round 1")

@@ -35,6 +35,7 @@
 #include "http/api.h"
 #include "services/chat/turn.h"
 #include "services/chat/wire.h"
+#include "services/mcp/mcp.h"
 
 #define OMNI_TURN_MAX_CONTENT 100000 /* characters of a user message */
 #define OMNI_TURN_LEDGER_MAX 5000    /* rows held; more are dropped */
@@ -46,6 +47,7 @@ enum {
     OMNI_TURN_RESERVED,
     OMNI_TURN_CALL,
     OMNI_TURN_CALLED,
+    OMNI_TURN_TOOLS,
     OMNI_TURN_SAVED
 };
 
@@ -56,10 +58,26 @@ typedef struct {
     double in, out, cached; /* per million tokens */
 } omni_turn_target_t;
 
+typedef struct omni_turn_s omni_turn_t;
+
 typedef struct {
+    omni_turn_t *t;
+    omni_mcp_tool_call_t *call;
+    const char *text;
+    int is_error, done;
+} omni_turn_result_t;
+
+struct omni_turn_s {
     omni_req_t *r;
-    const char *user, *conv, *content, *project, *system;
+    const char *user, *role, *conv, *content, *project, *system, *only;
     int stream;
+
+    omni_wire_tooldef_t *tools; /* offered to the model */
+    int ntools, round, max_rounds, msgcap;
+    omni_turn_result_t results[OMNI_WIRE_MAX_TOOLS];
+    int nresults, pending_tools;
+    struct evbuffer *saved; /* this turn's messages for turn_save */
+    int64_t sum_in, sum_out, sum_cached;
 
     omni_turn_target_t *targets;
     int ntargets, target;
@@ -78,14 +96,14 @@ typedef struct {
     int sse_body;          /* the provider answered text/event-stream */
     long http_status;
     omni_out_error_t out_error;
-    uint64_t attempt_ms, latency_ms;
+    uint64_t attempt_ms, attempt_wall_us, latency_ms;
 
     int ok;      /* the last attempt succeeded */
     int started; /* the client has had its first byte */
     int gone;    /* the client went away */
     int64_t billed_tokens, billed_cost;
     struct event *wake;
-} omni_turn_t;
+};
 
 static int omni_turn_begin_stmt, omni_turn_save_stmt, omni_turn_ledger_stmt;
 static omni_outbound_t *omni_turn_out;
@@ -118,7 +136,8 @@ static const char omni_turn_reserve_lua[] =
 int omni_turn_init(void)
 {
     omni_turn_begin_stmt = omni_db_statement("chat_turn_begin",
-        "SELECT t.status, t.body FROM omnichat.turn_begin($1, $2, $3) AS t");
+        "SELECT t.status, t.body"
+        " FROM omnichat.turn_begin($1, $2, $3, $4, $5::jsonb) AS t");
     omni_turn_save_stmt = omni_db_statement(
         "chat_turn_save", "SELECT omnichat.turn_save($1, $2::uuid, $3::jsonb)");
     omni_turn_ledger_stmt = omni_db_statement("chat_ledger_insert",
@@ -126,7 +145,7 @@ int omni_turn_init(void)
         " conversation_id, message_id, provider, model, model_id,"
         " price_version, provider_request_id, input_tokens, output_tokens,"
         " cached_tokens, cost, status, estimated, latency_ms)"
-        " SELECT to_timestamp(x.at / 1000.0), x.user_id, x.project_id,"
+        " SELECT to_timestamp(x.at / 1000000.0), x.user_id, x.project_id,"
         "  x.conversation_id, x.message_id, x.provider, x.model, x.model_id,"
         "  x.price_version, x.provider_request_id, x.input_tokens,"
         "  x.output_tokens, x.cached_tokens, x.cost, x.status, x.estimated,"
@@ -153,17 +172,16 @@ static uint64_t omni_turn_now_ms(void)
 }
 
 
-static uint64_t omni_turn_wall_ms(void)
+static uint64_t omni_turn_wall_us(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 
-/* --- the ledger ------------------------------------------------------------
- */
+/* --- the ledger ----------------------------------------------------------- */
 
 static void omni_ledger_flushed(void *arg, omni_db_status_t st, PGresult *res)
 {
@@ -277,6 +295,9 @@ static int64_t omni_ledger_add(
     }
     cost = omni_turn_cost(g, in, out, t->w.cached_tokens);
     t->billed_tokens += in + out;
+    t->sum_in += in;
+    t->sum_out += out;
+    t->sum_cached += t->w.cached_tokens;
     t->billed_cost += cost;
     t->w.input_tokens = in;
     t->w.output_tokens = out;
@@ -288,9 +309,8 @@ static int64_t omni_ledger_add(
         return cost;
     }
     evbuffer_add(b, omni_ledger.nrows++ ? "," : "[", 1);
-    evbuffer_add_printf(b, "{\"at\":%llu",
-        (unsigned long long)(omni_turn_wall_ms()
-                             - (omni_turn_now_ms() - t->attempt_ms)));
+    evbuffer_add_printf(
+        b, "{\"at\":%llu", (unsigned long long)t->attempt_wall_us);
     omni_ledger_str(b, "user_id", t->user);
     omni_ledger_str(b, "project_id", t->project);
     omni_ledger_str(b, "conversation_id", t->conv);
@@ -314,8 +334,7 @@ static int64_t omni_ledger_add(
 }
 
 
-/* --- budgets ----------------------------------------------------------------
- */
+/* --- budgets -------------------------------------------------------------- */
 
 static void omni_turn_budget_key(
     omni_turn_t *t, char *buf, size_t size, const char *key)
@@ -409,8 +428,7 @@ static void omni_turn_settle(omni_turn_t *t)
 }
 
 
-/* --- the body and the plan ---------------------------------------------------
- */
+/* --- the body and the plan ------------------------------------------------ */
 
 static size_t omni_turn_chars(const char *s)
 {
@@ -427,6 +445,7 @@ static size_t omni_turn_chars(const char *s)
 static int omni_turn_read_body(omni_req_t *r, omni_turn_t *t)
 {
     const omni_json_t *j = r->json, *v;
+    struct evbuffer *b;
     size_t i;
 
     for (i = 0; i < j->u.obj.len; i++) {
@@ -481,6 +500,17 @@ static int omni_turn_read_body(omni_req_t *r, omni_turn_t *t)
                 return -1;
             }
         }
+        b = evbuffer_new();
+        if (b == NULL || omni_json_write(b, v) != 0) {
+            if (b != NULL) {
+                evbuffer_free(b);
+            }
+            omni_respond_error(r, 503, "overloaded", "out of memory");
+            return -1;
+        }
+        t->only = omni_arena_strndup(&r->arena,
+            (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+        evbuffer_free(b);
     }
     return 0;
 }
@@ -544,9 +574,34 @@ static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
         g->cached = omni_turn_num(e, "cached");
     }
 
+    if (omni_json_int(omni_json_get(j, "max_tool_rounds"), &n)) {
+        t->max_rounds = (int)n;
+    }
+    arr = omni_json_get(j, "tools");
+    t->ntools = arr != NULL ? (int)arr->u.arr.len : 0;
+    t->tools = omni_arena_alloc(a, sizeof(*t->tools) * (t->ntools + 1));
+    if (t->tools == NULL) {
+        return -1;
+    }
+    for (i = 0; i < (size_t)t->ntools; i++) {
+        struct evbuffer *b = evbuffer_new();
+
+        e = arr->u.arr.items[i];
+        t->tools[i].name = omni_turn_str(e, "name");
+        t->tools[i].description = omni_turn_str(e, "description");
+        if (b == NULL) {
+            return -1;
+        }
+        omni_json_write(b, omni_json_get(e, "input_schema"));
+        t->tools[i].schema = omni_arena_strndup(
+            a, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+        evbuffer_free(b);
+    }
+
     arr = omni_json_get(j, "history");
     t->nmsgs = arr != NULL ? (int)arr->u.arr.len : 0;
-    t->msgs = omni_arena_alloc(a, sizeof(*t->msgs) * (t->nmsgs + 1));
+    t->msgcap = t->nmsgs + 1 + t->max_rounds * (1 + OMNI_WIRE_MAX_TOOLS);
+    t->msgs = omni_arena_alloc(a, sizeof(*t->msgs) * t->msgcap);
     if (t->msgs == NULL) {
         return -1;
     }
@@ -600,8 +655,7 @@ static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
 }
 
 
-/* --- the provider call -------------------------------------------------------
- */
+/* --- the provider call ---------------------------------------------------- */
 
 static void omni_turn_sse(
     omni_turn_t *t, const char *event, const char *fmt, const char *s, size_t n)
@@ -701,8 +755,10 @@ static void omni_turn_woken(evutil_socket_t fd, short what, void *arg)
 }
 
 
-/* The client went away: the provider's transfer is cancelled now; the
- * turn goes on (bills, saves) from the loop. */
+static void omni_turn_free_tools(omni_turn_t *t);
+
+/* The client went away: the provider's transfer and the tool calls are
+ * cancelled now; the turn goes on (bills, saves) from the loop. */
 static void omni_turn_client_gone(void *arg)
 {
     omni_turn_t *t = arg;
@@ -714,6 +770,10 @@ static void omni_turn_client_gone(void *arg)
         t->q = NULL;
         t->out_error = OMNI_OUT_CANCELLED;
         t->latency_ms = omni_turn_now_ms() - t->attempt_ms;
+        event_add(t->wake, &now);
+    }
+    if (t->pending_tools > 0) {
+        omni_turn_free_tools(t);
         event_add(t->wake, &now);
     }
 }
@@ -764,13 +824,16 @@ static int omni_turn_call(omni_turn_t *t)
     t->http_status = 0;
     t->out_error = OMNI_OUT_OK;
     t->attempt_ms = omni_turn_now_ms();
+    t->attempt_wall_us = omni_turn_wall_us();
     t->latency_ms = 0;
 
     key = omni_turn_key(t, g);
     req = evbuffer_new();
     if (req == NULL
         || omni_wire_request(req, kind, g->model, t->system, t->msgs, t->nmsgs,
-               NULL, 0, g->max_output_tokens, t->stream)
+               t->round < t->max_rounds ? t->tools : NULL,
+               t->round < t->max_rounds ? t->ntools : 0, g->max_output_tokens,
+               t->stream)
                != 0) {
         goto failed;
     }
@@ -859,40 +922,53 @@ static int omni_turn_outcome(omni_turn_t *t)
 }
 
 
-/* --- saving and answering
- * ----------------------------------------------------- */
+/* --- saving and answering ------------------------------------------------- */
 
-/* The reply's messages for turn_save: the assistant's, with its usage. */
-static int omni_turn_save(omni_turn_t *t, const char *status)
+/* The model's tool calls as the JSON array [{id, name, arguments}], in
+ * the arena; NULL when there are none. */
+static const char *omni_turn_calls_json(omni_turn_t *t)
+{
+    struct evbuffer *b;
+    const char *s;
+    int i;
+
+    if (t->w.ntools == 0 || (b = evbuffer_new()) == NULL) {
+        return NULL;
+    }
+    evbuffer_add(b, "[", 1);
+    for (i = 0; i < t->w.ntools; i++) {
+        omni_wire_tool_t *c = &t->w.tools[i];
+
+        evbuffer_add_printf(b, "%s{\"id\":", i ? "," : "");
+        omni_json_put_string(b, c->id.buf ? c->id.buf : "", c->id.len);
+        evbuffer_add_printf(b, ",\"name\":");
+        omni_json_put_string(b, c->name.buf ? c->name.buf : "", c->name.len);
+        evbuffer_add_printf(b, ",\"arguments\":");
+        omni_json_put_string(b, c->args.buf ? c->args.buf : "", c->args.len);
+        evbuffer_add(b, "}", 1);
+    }
+    evbuffer_add(b, "]", 1);
+    s = omni_arena_strndup(&t->r->arena, (const char *)evbuffer_pullup(b, -1),
+        evbuffer_get_length(b));
+    evbuffer_free(b);
+    return s;
+}
+
+
+/* Keeps the attempt's assistant message (with its usage) for turn_save. */
+static void omni_turn_keep(
+    omni_turn_t *t, const char *status, const char *calls)
 {
     const omni_turn_target_t *g = &t->targets[t->target];
-    struct evbuffer *b = evbuffer_new();
-    const char *values[3];
+    struct evbuffer *b = t->saved;
     int64_t cost = omni_turn_cost(
         g, t->w.input_tokens, t->w.output_tokens, t->w.cached_tokens);
-    int i, rc;
 
-    if (b == NULL) {
-        return -1;
-    }
-    evbuffer_add_printf(b, "[{\"role\":\"assistant\",\"content\":");
+    evbuffer_add_printf(b, "%s{\"role\":\"assistant\",\"content\":",
+        evbuffer_get_length(b) ? "," : "");
     omni_json_put_string(b, t->w.text.buf ? t->w.text.buf : "", t->w.text.len);
-    if (t->w.ntools > 0) {
-        evbuffer_add_printf(b, ",\"tool_calls\":[");
-        for (i = 0; i < t->w.ntools; i++) {
-            omni_wire_tool_t *c = &t->w.tools[i];
-
-            evbuffer_add_printf(b, "%s{\"id\":", i ? "," : "");
-            omni_json_put_string(b, c->id.buf ? c->id.buf : "", c->id.len);
-            evbuffer_add_printf(b, ",\"name\":");
-            omni_json_put_string(
-                b, c->name.buf ? c->name.buf : "", c->name.len);
-            evbuffer_add_printf(b, ",\"arguments\":");
-            omni_json_put_string(
-                b, c->args.buf ? c->args.buf : "", c->args.len);
-            evbuffer_add(b, "}", 1);
-        }
-        evbuffer_add(b, "]", 1);
+    if (calls != NULL) {
+        evbuffer_add_printf(b, ",\"tool_calls\":%s", calls);
     }
     evbuffer_add_printf(b,
         ",\"input_tokens\":%lld,\"output_tokens\":%lld,\"cached_tokens\":%lld,"
@@ -904,17 +980,156 @@ static int omni_turn_save(omni_turn_t *t, const char *status)
     omni_ledger_str(b, "provider", g->provider);
     omni_ledger_str(b, "model", g->model);
     omni_ledger_str(b, "provider_request_id", t->w.request_id);
-    evbuffer_add(b, "}]", 2);
-    values[0] = t->user;
-    values[1] = t->conv;
-    values[2] = omni_arena_strndup(&t->r->arena,
-        (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
-    evbuffer_free(b);
-    if (values[2] == NULL) {
+    evbuffer_add(b, "}", 1);
+}
+
+
+/* Sends this turn's messages to turn_save: 0, or -1 after answering. */
+static int omni_turn_save(omni_turn_t *t)
+{
+    const char *values[3];
+    size_t n = evbuffer_get_length(t->saved);
+    char *text = omni_arena_alloc(&t->r->arena, n + 3);
+
+    if (text == NULL) {
+        omni_respond_error(t->r, 503, "overloaded", "out of memory");
         return -1;
     }
-    rc = omni_api_query(t->r, omni_turn_save_stmt, 3, values);
-    return rc;
+    text[0] = '[';
+    evbuffer_copyout(t->saved, text + 1, n);
+    text[n + 1] = ']';
+    text[n + 2] = '\0';
+    values[0] = t->user;
+    values[1] = t->conv;
+    values[2] = text;
+    return omni_api_query(t->r, omni_turn_save_stmt, 3, values);
+}
+
+
+static void omni_turn_sse_tool(omni_turn_t *t, const char *event,
+    const char *id, const char *name, const char *key, const char *value,
+    int is_error)
+{
+    struct evbuffer *b;
+
+    if (!t->stream || t->gone) {
+        return;
+    }
+    if (!t->started) {
+        t->started = 1;
+        omni_stream_start(t->r, 200, "text/event-stream");
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        return;
+    }
+    evbuffer_add_printf(b, "event: %s\ndata: {\"id\":", event);
+    omni_json_put_string(b, id ? id : "", id ? strlen(id) : 0);
+    evbuffer_add_printf(b, ",\"name\":");
+    omni_json_put_string(b, name ? name : "", name ? strlen(name) : 0);
+    evbuffer_add_printf(b, ",\"%s\":", key);
+    omni_json_put_string(b, value ? value : "", value ? strlen(value) : 0);
+    if (strcmp(event, "tool_result") == 0) {
+        evbuffer_add_printf(b, ",\"is_error\":%s", is_error ? "true" : "false");
+    }
+    evbuffer_add(b, "}\n\n", 3);
+    omni_stream_write(t->r, b);
+    evbuffer_free(b);
+}
+
+
+static void omni_turn_tool_done(
+    void *arg, int is_error, const char *text, size_t len)
+{
+    omni_turn_result_t *res = arg;
+    omni_turn_t *t = res->t;
+
+    res->call = NULL;
+    res->done = 1;
+    res->is_error = is_error;
+    res->text = omni_arena_strndup(&t->r->arena, text, len);
+    if (res->text == NULL) {
+        res->text = "out of memory";
+        res->is_error = 1;
+    }
+    if (--t->pending_tools == 0) {
+        omni_http_resume(t->r);
+    }
+}
+
+
+/* Starts the model's tool calls, all at once. */
+static void omni_turn_run_tools(omni_turn_t *t, const char *calls)
+{
+    const char *role = t->role != NULL ? t->role : "";
+    omni_wire_msg_t *m = &t->msgs[t->nmsgs++];
+    int i;
+
+    memset(m, 0, sizeof(*m));
+    m->role = "assistant";
+    m->content = omni_arena_strndup(
+        &t->r->arena, t->w.text.buf ? t->w.text.buf : "", t->w.text.len);
+    m->tool_calls = calls;
+    t->nresults = t->w.ntools;
+    t->pending_tools = t->w.ntools;
+    for (i = 0; i < t->w.ntools; i++) {
+        omni_wire_tool_t *c = &t->w.tools[i];
+        omni_turn_result_t *res = &t->results[i];
+
+        memset(res, 0, sizeof(*res));
+        res->t = t;
+        omni_turn_sse_tool(t, "tool_call", c->id.buf, c->name.buf, "arguments",
+            c->args.buf, 0);
+        res->call = omni_mcp_tool_call(
+            role, c->name.buf, c->args.buf, omni_turn_tool_done, res);
+        if (res->call == NULL) {
+            omni_turn_tool_done(res, 1, "out of memory", 13);
+        }
+    }
+}
+
+
+/* Adds the tool results to the history and to what is saved. */
+static void omni_turn_tool_results(omni_turn_t *t)
+{
+    struct evbuffer *b = t->saved;
+    int i;
+
+    for (i = 0; i < t->nresults; i++) {
+        omni_wire_tool_t *c = &t->w.tools[i];
+        omni_turn_result_t *res = &t->results[i];
+        omni_wire_msg_t *m = &t->msgs[t->nmsgs++];
+        const char *id = omni_arena_strndup(
+            &t->r->arena, c->id.buf ? c->id.buf : "", c->id.len);
+
+        memset(m, 0, sizeof(*m));
+        m->role = "tool";
+        m->content = res->text;
+        m->tool_call_id = id;
+        m->is_error = res->is_error;
+        omni_turn_sse_tool(t, "tool_result", c->id.buf, c->name.buf, "content",
+            res->text, res->is_error);
+        evbuffer_add_printf(b, ",{\"role\":\"tool\",\"content\":");
+        omni_json_put_string(b, res->text, strlen(res->text));
+        evbuffer_add_printf(b, ",\"tool_call_id\":");
+        omni_json_put_string(b, id ? id : "", id ? strlen(id) : 0);
+        evbuffer_add_printf(
+            b, ",\"status\":\"%s\"}", res->is_error ? "error" : "ok");
+    }
+}
+
+
+static void omni_turn_free_tools(omni_turn_t *t)
+{
+    int i;
+
+    for (i = 0; i < t->nresults; i++) {
+        if (t->results[i].call != NULL) {
+            omni_mcp_tool_cancel(t->results[i].call);
+            t->results[i].call = NULL;
+        }
+    }
+    t->pending_tools = 0;
 }
 
 
@@ -923,6 +1138,11 @@ static void omni_turn_free(omni_turn_t *t)
     if (t->q != NULL) {
         omni_out_cancel(t->q);
         t->q = NULL;
+    }
+    omni_turn_free_tools(t);
+    if (t->saved != NULL) {
+        evbuffer_free(t->saved);
+        t->saved = NULL;
     }
     omni_turn_settle(t);
     omni_wire_free(&t->w);
@@ -1026,9 +1246,8 @@ static void omni_turn_answer(omni_turn_t *t, const char *msg, int ok)
         evbuffer_add_printf(b,
             "event: usage\ndata: {\"input_tokens\":%lld,\"output_tokens\":%lld,"
             "\"cached_tokens\":%lld,\"cost\":%lld.%09lld}\n\n",
-            (long long)t->w.input_tokens, (long long)t->w.output_tokens,
-            (long long)t->w.cached_tokens,
-            (long long)(t->billed_cost / 1000000000),
+            (long long)t->sum_in, (long long)t->sum_out,
+            (long long)t->sum_cached, (long long)(t->billed_cost / 1000000000),
             (long long)(t->billed_cost % 1000000000));
         if (ok) {
             evbuffer_add_printf(
@@ -1054,8 +1273,8 @@ void omni_turn_post(omni_req_t *r)
 {
     omni_turn_t *t = r->data;
     const omni_identity_t *id;
-    const char *values[3];
-    const char *status;
+    const char *values[5];
+    const char *status, *calls;
     char msg[400];
     int ok;
 
@@ -1081,6 +1300,7 @@ void omni_turn_post(omni_req_t *r)
         memset(t, 0, sizeof(*t));
         t->r = r;
         t->user = id->id;
+        t->role = id->role != NULL ? id->role : "";
         t->conv = omni_req_param(r, 0);
         if (omni_turn_read_body(r, t) != 0) {
             return;
@@ -1091,8 +1311,9 @@ void omni_turn_post(omni_req_t *r)
             return;
         }
         t->body = evbuffer_new();
+        t->saved = evbuffer_new();
         t->wake = event_new(omni_clients.base, -1, 0, omni_turn_woken, t);
-        if (t->body == NULL || t->wake == NULL) {
+        if (t->body == NULL || t->saved == NULL || t->wake == NULL) {
             omni_turn_free(t);
             omni_respond_error(r, 503, "overloaded", "out of memory");
             return;
@@ -1102,8 +1323,10 @@ void omni_turn_post(omni_req_t *r)
         values[0] = t->user;
         values[1] = t->conv;
         values[2] = t->content;
+        values[3] = t->role;
+        values[4] = t->only;
         r->state = OMNI_TURN_BEGUN;
-        if (omni_api_query(r, omni_turn_begin_stmt, 3, values) != 0) {
+        if (omni_api_query(r, omni_turn_begin_stmt, 5, values) != 0) {
             omni_turn_free(t);
         }
         return;
@@ -1208,12 +1431,36 @@ call:
             return;
         }
         omni_ledger_add(t, status, NULL);
+        calls = omni_turn_calls_json(t);
+        omni_turn_keep(t, status, calls);
+        if (ok && calls != NULL && t->ntools > 0 && t->round < t->max_rounds) {
+            r->state = OMNI_TURN_TOOLS;
+            omni_turn_run_tools(t, calls);
+            return;
+        }
         r->state = OMNI_TURN_SAVED;
         t->ok = ok;
-        if (omni_turn_save(t, status) != 0) {
+        if (omni_turn_save(t) != 0) {
             omni_turn_free(t);
         }
         return;
+
+    case OMNI_TURN_TOOLS:
+        if (t->pending_tools > 0 && !t->gone) {
+            return; /* a spurious wake */
+        }
+        if (t->gone) {
+            omni_turn_free_tools(t);
+            r->state = OMNI_TURN_SAVED;
+            t->ok = 0;
+            if (omni_turn_save(t) != 0) {
+                omni_turn_free(t);
+            }
+            return;
+        }
+        omni_turn_tool_results(t);
+        t->round++;
+        goto call;
 
     case OMNI_TURN_SAVED:
         if (r->db_status != OMNI_DB_OK || PQntuples(r->db_res) != 1) {
