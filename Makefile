@@ -124,7 +124,7 @@ $(BUILD)/paced: tests/bench/paced.c | deps
 unit: $(UNIT_TESTS)
 	@bash tests/unit/run.sh $(UNIT_TESTS)
 
-test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe mcp-node
+test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe mcp-node llm-node
 	@bash tests/run.sh $(UNIT_TESTS)
 
 run: deps build
@@ -184,3 +184,14 @@ $(MCP_NODE)/node_modules/.package-lock.json: tests/integration/fixtures/mcp/pack
 
 mcp-node: $(MCP_NODE)/node_modules/.package-lock.json
 .PHONY: mcp-node
+
+# the LLM provider double of the chat tests (@copilotkit/aimock), from the
+# committed lock file
+LLM_NODE := $(BUILD)/llm-node
+$(LLM_NODE)/node_modules/.package-lock.json: tests/integration/fixtures/llm/package.json tests/integration/fixtures/llm/package-lock.json
+	@mkdir -p $(LLM_NODE)
+	cp tests/integration/fixtures/llm/package.json tests/integration/fixtures/llm/package-lock.json $(LLM_NODE)/
+	cd $(LLM_NODE) && npm ci --no-audit --no-fund
+
+llm-node: $(LLM_NODE)/node_modules/.package-lock.json
+.PHONY: llm-node
