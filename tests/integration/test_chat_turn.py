@@ -575,3 +575,31 @@ def test_tools_are_not_offered_past_max_tool_rounds(tool_worker, double,
     assert sent[0]["body"].get("tools")
     assert not sent[1]["body"].get("tools")
     assert r.json()["content"].startswith("Tools said: Echo: round 1")
+
+
+def test_each_tool_round_reserves_budget_and_an_overrun_ends_the_loop(
+        tool_worker, double, key_file, legacy_mcp):
+    server = register_mcp(tool_worker, legacy_mcp)
+    m = Providers(tool_worker, double, key_file).model("loop",
+                                                       max_output=1000)
+    chat = Chat(tool_worker)
+    conv = chat.conversation(m["model"], max_tool_rounds=3)
+    # room for one round's worst case (~1000 + input), not two
+    r = direct(tool_worker, "POST", "/api/v1/llm/budgets",
+               {"scope": "project", "project_id": chat.project["id"],
+                "tokens_per_day": 1500}, role="admin")
+    assert r.status == 201, r.body
+    r = chat.send(conv, "use your tools", stream=True,
+                  tools=[server + "__echo", server + "__count"])
+    assert r.status == 200, r.body
+    events = sse_events(r.text)
+    names = [e for e, _ in events if e != "delta"]
+    assert names == ["tool_call"] * 3 + ["tool_result"] * 3 \
+        + ["usage", "error"], names
+    assert events[-1][1]["error"] == "budget_exceeded"
+    assert len(double.requests(m["model"])) == 1
+    assert [x["role"] for x in chat.messages(conv)] == [
+        "user", "assistant", "tool", "tool", "tool"]
+    # what was spent is settled: the next turn fits again
+    r = chat.send(conv, "again", tools=[])
+    assert r.status == 201, r.body

@@ -76,6 +76,7 @@ struct omni_turn_s {
     int ntools, round, max_rounds, msgcap;
     omni_turn_result_t results[OMNI_WIRE_MAX_TOOLS];
     int nresults, pending_tools;
+    int ran_tools;          /* the last attempt's calls were run (and shown) */
     struct evbuffer *saved; /* this turn's messages for turn_save */
     int64_t sum_in, sum_out, sum_cached;
 
@@ -87,7 +88,8 @@ struct omni_turn_s {
 
     const char *budget_keys[4];
     int64_t budget_tokens[4], budget_cost[4]; /* -1: unlimited */
-    int nbudgets, reserved, budget_reply;     /* reply: 0 ok, >0 over, -1 */
+    int nbudgets, budget_reply;               /* reply: 0 ok, >0 over, -1 */
+    int reserved;                             /* reservations made */
     int64_t reserve_tokens, reserve_cost;     /* cost in 1e-9 units */
 
     omni_out_req_t *q;
@@ -407,11 +409,11 @@ static void omni_turn_settle(omni_turn_t *t)
     if (!t->reserved) {
         return;
     }
-    t->reserved = 0;
     snprintf(dt, sizeof(dt), "%lld",
-        (long long)(t->billed_tokens - t->reserve_tokens));
-    snprintf(
-        dc, sizeof(dc), "%lld", (long long)(t->billed_cost - t->reserve_cost));
+        (long long)(t->billed_tokens - t->reserve_tokens * t->reserved));
+    snprintf(dc, sizeof(dc), "%lld",
+        (long long)(t->billed_cost - t->reserve_cost * t->reserved));
+    t->reserved = 0;
     for (i = 0; i < t->nbudgets; i++) {
         omni_turn_budget_key(t, key, sizeof(key), t->budget_keys[i]);
         argv[0] = "HINCRBY";
@@ -823,6 +825,7 @@ static int omni_turn_call(omni_turn_t *t)
     t->sse_body = 0;
     t->http_status = 0;
     t->out_error = OMNI_OUT_OK;
+    t->ran_tools = 0;
     t->attempt_ms = omni_turn_now_ms();
     t->attempt_wall_us = omni_turn_wall_us();
     t->latency_ms = 0;
@@ -1070,6 +1073,7 @@ static void omni_turn_run_tools(omni_turn_t *t, const char *calls)
     m->content = omni_arena_strndup(
         &t->r->arena, t->w.text.buf ? t->w.text.buf : "", t->w.text.len);
     m->tool_calls = calls;
+    t->ran_tools = 1;
     t->nresults = t->w.ntools;
     t->pending_tools = t->w.ntools;
     for (i = 0; i < t->w.ntools; i++) {
@@ -1190,7 +1194,7 @@ static void omni_turn_tool_events(omni_turn_t *t)
     struct evbuffer *b;
     int i;
 
-    for (i = 0; i < t->w.ntools && t->started; i++) {
+    for (i = 0; i < t->w.ntools && t->started && !t->ran_tools; i++) {
         omni_wire_tool_t *c = &t->w.tools[i];
 
         b = evbuffer_new();
@@ -1372,6 +1376,23 @@ void omni_turn_post(omni_req_t *r)
         /* fall through */
 
     case OMNI_TURN_RESERVED:
+        if (r->state == OMNI_TURN_RESERVED && t->round > 0
+            && t->budget_reply != 0) {
+            /* a later round of the tool loop: the turn ends here, what it
+             * made so far saved */
+            snprintf(t->w.error, sizeof(t->w.error), "%s",
+                t->budget_reply > 0 ? "budget_exceeded" : "budget_unavailable");
+            snprintf(t->w.message, sizeof(t->w.message),
+                "the tool loop stopped: %s",
+                t->budget_reply > 0 ? "the daily budget is spent"
+                                    : "budgets cannot be checked now");
+            r->state = OMNI_TURN_SAVED;
+            t->ok = 0;
+            if (omni_turn_save(t) != 0) {
+                omni_turn_free(t);
+            }
+            return;
+        }
         if (r->state == OMNI_TURN_RESERVED) {
             if (t->budget_reply < 0) {
                 omni_turn_fail(t, 503, "budget_unavailable",
@@ -1387,7 +1408,7 @@ void omni_turn_post(omni_req_t *r)
                 omni_turn_fail(t, 429, "budget_exceeded", msg);
                 return;
             }
-            t->reserved = 1;
+            t->reserved++;
         }
         if (t->gone) {
             omni_turn_fail(t, 499, "client_disconnected", "client gone");
@@ -1460,6 +1481,15 @@ call:
         }
         omni_turn_tool_results(t);
         t->round++;
+        if (t->nbudgets > 0) {
+            /* every round is a call of its own: reserved like the first */
+            r->state = OMNI_TURN_RESERVED;
+            if (omni_turn_reserve(t) != 0) {
+                t->budget_reply = -1;
+                event_add(t->wake, &(struct timeval){0, 0});
+            }
+            return;
+        }
         goto call;
 
     case OMNI_TURN_SAVED:
