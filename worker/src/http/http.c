@@ -385,16 +385,18 @@ static void omni_http_closed(struct evhttp_connection *evcon, void *arg)
 }
 
 
-void omni_req_on_close(omni_req_t *r, void (*cb)(void *arg), void *arg)
+int omni_req_on_close(omni_req_t *r, void (*cb)(void *arg), void *arg)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
 
-    r->on_close = cb;
+    r->on_close = evcon != NULL ? cb : NULL;
     r->on_close_arg = arg;
-    if (evcon != NULL) {
-        evhttp_connection_set_closecb(
-            evcon, cb != NULL ? omni_http_closed : NULL, cb != NULL ? r : NULL);
+    if (evcon == NULL) {
+        return -1;
     }
+    evhttp_connection_set_closecb(
+        evcon, cb != NULL ? omni_http_closed : NULL, cb != NULL ? r : NULL);
+    return 0;
 }
 
 

@@ -85,8 +85,9 @@ void omni_stream_end(omni_req_t *r);
 
 /* cb(arg) runs once, from the loop, if the client's connection closes
  * before r is answered; r stays valid and must still be answered (the
- * answer then goes nowhere). One per request; NULL cb removes it. */
-void omni_req_on_close(omni_req_t *r, void (*cb)(void *arg), void *arg);
+ * answer then goes nowhere). One per request; NULL cb removes it. Returns
+ * 0, or -1 when the client is already gone (cb will not run). */
+int omni_req_on_close(omni_req_t *r, void (*cb)(void *arg), void *arg);
 
 /* Requests being served now by this process. */
 int omni_http_inflight(void);

@@ -283,17 +283,23 @@ static int64_t omni_ledger_add(
     size_t args = 0;
     int estimated = 0, i;
 
-    if (!t->w.have_usage || (t->w.output_tokens == 0 && t->w.text.len > 0)) {
-        /* no usage reported (a cut or abandoned stream): input as
-         * estimated, output counted from what arrived */
+    if (t->w.events > 0
+        && (!t->w.have_usage || !t->w.done || t->w.error[0] != '\0')) {
+        /* a reply that did not finish (cut, abandoned, failed): the
+         * provider's last counts may be partial (Anthropic's message_start
+         * says 1 output token), so output is at least what arrived, input
+         * the estimate when none came */
         for (i = 0; i < t->w.ntools; i++) {
             args += t->w.tools[i].args.len;
         }
-        if (in == 0 && t->w.events > 0) {
+        if (in == 0) {
             in = t->input_estimate;
+            estimated = 1;
         }
-        out = (int64_t)((t->w.text.len + args + 3) / 4);
-        estimated = t->w.events > 0;
+        if ((int64_t)((t->w.text.len + args + 3) / 4) > out) {
+            out = (int64_t)((t->w.text.len + args + 3) / 4);
+            estimated = 1;
+        }
     }
     cost = omni_turn_cost(g, in, out, t->w.cached_tokens);
     t->billed_tokens += in + out;
@@ -987,7 +993,35 @@ static void omni_turn_keep(
 }
 
 
-/* Sends this turn's messages to turn_save: 0, or -1 after answering. */
+static void omni_turn_db_done(void *arg, omni_db_status_t st, PGresult *res)
+{
+    omni_req_t *r = arg;
+
+    r->db_status = st;
+    r->db_res = res;
+    omni_http_resume(r);
+}
+
+
+/* Queues a statement of the turn: 0; or -1 with r->db_status set and
+ * nothing answered (the turn's own resources must go first: they live in
+ * the request's arena, which an answer frees). */
+static int omni_turn_query(
+    omni_req_t *r, int stmt, int nparams, const char *const *values)
+{
+    omni_db_status_t st = omni_db_query(
+        omni_clients.db, stmt, nparams, values, omni_turn_db_done, r);
+
+    if (st != OMNI_DB_OK) {
+        r->db_status = st;
+        r->db_res = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+
+/* Sends this turn's messages to turn_save: 0, or -1 (nothing answered). */
 static int omni_turn_save(omni_turn_t *t)
 {
     const char *values[3];
@@ -995,7 +1029,6 @@ static int omni_turn_save(omni_turn_t *t)
     char *text = omni_arena_alloc(&t->r->arena, n + 3);
 
     if (text == NULL) {
-        omni_respond_error(t->r, 503, "overloaded", "out of memory");
         return -1;
     }
     text[0] = '[';
@@ -1005,7 +1038,7 @@ static int omni_turn_save(omni_turn_t *t)
     values[0] = t->user;
     values[1] = t->conv;
     values[2] = text;
-    return omni_api_query(t->r, omni_turn_save_stmt, 3, values);
+    return omni_turn_query(t->r, omni_turn_save_stmt, 3, values);
 }
 
 
@@ -1330,8 +1363,9 @@ void omni_turn_post(omni_req_t *r)
         values[3] = t->role;
         values[4] = t->only;
         r->state = OMNI_TURN_BEGUN;
-        if (omni_api_query(r, omni_turn_begin_stmt, 5, values) != 0) {
+        if (omni_turn_query(r, omni_turn_begin_stmt, 5, values) != 0) {
             omni_turn_free(t);
+            omni_api_db_failed(r);
         }
         return;
 
@@ -1364,7 +1398,9 @@ void omni_turn_post(omni_req_t *r)
             return;
         }
         /* the user's message is in the history: it went out with turn_begin */
-        omni_req_on_close(r, omni_turn_client_gone, t);
+        if (omni_req_on_close(r, omni_turn_client_gone, t) != 0) {
+            t->gone = 1;
+        }
         if (t->nbudgets > 0) {
             r->state = OMNI_TURN_RESERVED;
             if (omni_turn_reserve(t) != 0) {
@@ -1389,7 +1425,8 @@ void omni_turn_post(omni_req_t *r)
             r->state = OMNI_TURN_SAVED;
             t->ok = 0;
             if (omni_turn_save(t) != 0) {
-                omni_turn_free(t);
+                omni_turn_fail(t, 503, "database_unavailable",
+                    "the reply could not be saved");
             }
             return;
         }
@@ -1462,7 +1499,8 @@ call:
         r->state = OMNI_TURN_SAVED;
         t->ok = ok;
         if (omni_turn_save(t) != 0) {
-            omni_turn_free(t);
+            omni_turn_fail(
+                t, 503, "database_unavailable", "the reply could not be saved");
         }
         return;
 
@@ -1475,7 +1513,8 @@ call:
             r->state = OMNI_TURN_SAVED;
             t->ok = 0;
             if (omni_turn_save(t) != 0) {
-                omni_turn_free(t);
+                omni_turn_fail(t, 503, "database_unavailable",
+                    "the reply could not be saved");
             }
             return;
         }
