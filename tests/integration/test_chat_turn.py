@@ -438,6 +438,55 @@ def test_client_disconnect_closes_the_upstream_and_bills(worker, providers,
     assert msgs[-1]["status"] == "client_disconnected"
 
 
+def test_non_streamed_client_disconnect_cancels_the_provider(
+        worker, providers, double, chat_gw):
+    """Nothing is written while a whole reply is awaited, so libevent would
+    not notice the close: the turn looks every 250 ms. The answer then goes
+    to a client that is gone (libevent frees the request while answering
+    it: the worker logs it first)."""
+    m = providers.model("slow")
+    chat = Chat(worker)
+    conv = chat.conversation(m["model"])
+    token = chat_gw.token(sub=chat.id, role="user")
+    body = json.dumps({"content": "hi"}).encode()
+    s = socket.create_connection(("127.0.0.1", chat_gw.http_port), 10)
+    s.sendall(("POST /api/v1/conversations/%s/messages HTTP/1.1\r\n"
+               "Host: x\r\nAuthorization: Bearer %s\r\n"
+               "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+               % (conv, token, len(body))).encode() + body)
+    stack.wait_until(lambda: double.requests(m["model"]), 5,
+                     "the provider called")
+    s.close()
+    rows = chat.usage(conv, 1)
+    assert [x["status"] for x in rows] == ["client_disconnected"]
+    # cancelled well before the double's 1.2 s answer
+    assert rows[0]["latency_ms"] < 1000, rows[0]
+    assert worker.sanitizer_report() is None
+    r = chat.send(conv, "still there?")
+    assert r.status in (201, 200), r.body
+
+
+def test_deltas_are_published_on_the_conversation_channel(worker, providers,
+                                                         gateway):
+    from events_support import Sse
+    m = providers.model("text")
+    chat = Chat(worker)
+    conv = chat.conversation(m["model"])
+    sub = Sse(gateway.http_port, "/events/conversation-" + conv,
+              headers=gateway.bearer(sub=chat.id, role="user"))
+    try:
+        assert sub.status == 200, sub.body
+        r = chat.send(conv, stream=True)
+        assert r.status == 200, r.body
+        events = sub.events(4, timeout=5)
+        got = [json.loads(e["data"]) for e in events]
+        assert [g["type"] for g in got] == ["chat.delta"] * 4
+        assert "".join(g["data"]["text"] for g in got) == \
+            "Hello from the double."
+    finally:
+        sub.close()
+
+
 # --- budgets ----------------------------------------------------------------
 
 def test_budget_holds_under_50_concurrent_requests(worker, providers,

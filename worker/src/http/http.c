@@ -1,6 +1,7 @@
 /* http.c: request lifecycle on libevent's evhttp: who may ask, route, parse,
  * answer, account. */
 #define _GNU_SOURCE /* struct ucred */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -397,6 +398,29 @@ int omni_req_on_close(omni_req_t *r, void (*cb)(void *arg), void *arg)
     evhttp_connection_set_closecb(
         evcon, cb != NULL ? omni_http_closed : NULL, cb != NULL ? r : NULL);
     return 0;
+}
+
+
+int omni_req_client_gone(omni_req_t *r)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+    struct bufferevent *bev;
+    evutil_socket_t fd;
+    ssize_t n;
+    char c;
+
+    if (evcon == NULL) {
+        return 1;
+    }
+    bev = evhttp_connection_get_bufferevent(evcon);
+    fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+    if (fd < 0) {
+        return 0;
+    }
+    n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0
+           || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
+               && errno != EINTR);
 }
 
 

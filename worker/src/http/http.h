@@ -89,6 +89,11 @@ void omni_stream_end(omni_req_t *r);
  * 0, or -1 when the client is already gone (cb will not run). */
 int omni_req_on_close(omni_req_t *r, void (*cb)(void *arg), void *arg);
 
+/* 1 when the client's connection is gone or its peer has closed it
+ * (looked at now, nothing read: libevent notices a close only when it
+ * writes), else 0. Cheap: one recv(MSG_PEEK). */
+int omni_req_client_gone(omni_req_t *r);
+
 /* Requests being served now by this process. */
 int omni_http_inflight(void);
 

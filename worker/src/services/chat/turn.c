@@ -105,6 +105,8 @@ struct omni_turn_s {
     int gone;    /* the client went away */
     int64_t billed_tokens, billed_cost;
     struct event *wake;
+    struct event *watch; /* looks for a client gone while nothing is
+                            written (a slow first token, a whole reply) */
 };
 
 static int omni_turn_begin_stmt, omni_turn_save_stmt, omni_turn_ledger_stmt;
@@ -764,6 +766,18 @@ static void omni_turn_woken(evutil_socket_t fd, short what, void *arg)
 
 
 static void omni_turn_free_tools(omni_turn_t *t);
+static void omni_turn_client_gone(void *arg);
+
+
+static void omni_turn_watch(evutil_socket_t fd, short what, void *arg)
+{
+    omni_turn_t *t = arg;
+
+    if (!t->gone && omni_req_client_gone(t->r)) {
+        omni_req_on_close(t->r, NULL, NULL);
+        omni_turn_client_gone(t);
+    }
+}
 
 /* The client went away: the provider's transfer and the tool calls are
  * cancelled now; the turn goes on (bills, saves) from the loop. */
@@ -1191,6 +1205,10 @@ static void omni_turn_free(omni_turn_t *t)
         event_free(t->wake);
         t->wake = NULL;
     }
+    if (t->watch != NULL) {
+        event_free(t->watch);
+        t->watch = NULL;
+    }
 }
 
 
@@ -1400,6 +1418,11 @@ void omni_turn_post(omni_req_t *r)
         /* the user's message is in the history: it went out with turn_begin */
         if (omni_req_on_close(r, omni_turn_client_gone, t) != 0) {
             t->gone = 1;
+        }
+        t->watch =
+            event_new(omni_clients.base, -1, EV_PERSIST, omni_turn_watch, t);
+        if (t->watch != NULL) {
+            event_add(t->watch, &(struct timeval){0, 250000});
         }
         if (t->nbudgets > 0) {
             r->state = OMNI_TURN_RESERVED;
