@@ -154,7 +154,7 @@ END
 $$;
 
 
--- Saves the turn's messages ([{role, content, tool_calls?, tool_call_id?,
+-- Saves the turn's messages ([{id?, role, content, tool_calls?, tool_call_id?,
 -- input_tokens, output_tokens, cached_tokens, cost, latency_ms, status,
 -- provider, model, provider_request_id}], in order) and returns the last
 -- as the API shows it; NULL when the conversation is not the caller's
@@ -172,11 +172,12 @@ BEGIN
         RETURN NULL;
     END IF;
     FOR e IN SELECT x FROM jsonb_array_elements(p_msgs) AS x LOOP
-        INSERT INTO omnichat.messages (conversation_id, user_id, role,
+        INSERT INTO omnichat.messages (id, conversation_id, user_id, role,
             content, tool_calls, tool_call_id, input_tokens, output_tokens,
             cached_tokens, cost, latency_ms, status, provider, model,
             provider_request_id)
-        VALUES (p_conv, p_user, e->>'role', coalesce(e->>'content', ''),
+        VALUES (coalesce((e->>'id')::uuid, gen_random_uuid()), p_conv,
+            p_user, e->>'role', coalesce(e->>'content', ''),
             e->'tool_calls', e->>'tool_call_id',
             coalesce((e->>'input_tokens')::int, 0),
             coalesce((e->>'output_tokens')::int, 0),

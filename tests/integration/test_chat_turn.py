@@ -175,6 +175,7 @@ def test_reply_is_saved_with_usage_cost_and_one_ledger_row(
     assert rows[0]["status"] == "ok" and rows[0]["estimated"] is False
     assert rows[0]["usage"]["input_tokens"] == 21
     assert rows[0]["price_version"] == 1
+    assert rows[0]["message_id"] == reply["id"]
 
     sent = double.requests(m["model"])[-1]
     # the system prompt and the history went out; the key by reference
@@ -311,6 +312,8 @@ def test_failure_before_first_byte_falls_back_two_rows_one_charge(
         (bad["model"], "fallback"), (good["model"], "ok")]
     assert Decimal(str(rows[0]["cost"])) == 0
     assert Decimal(str(rows[1]["cost"])) > 0
+    assert rows[0]["message_id"] is None
+    assert rows[1]["message_id"] == chat.messages(conv)[-1]["id"]
 
 
 def test_failure_with_no_fallback_left_is_502(worker, providers):
@@ -348,6 +351,7 @@ def test_mid_stream_failure_ends_with_error_event_partial_saved_and_billed(
     # billed at least for what arrived (Anthropic's message_start said 1)
     assert rows[0]["usage"]["output_tokens"] >= len(partial) // 4 > 1
     assert rows[0]["estimated"] is True
+    assert rows[0]["message_id"] == msgs[-1]["id"]
     assert Decimal(str(rows[0]["cost"])) > 0
 
 

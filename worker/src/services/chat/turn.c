@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -979,16 +980,42 @@ static const char *omni_turn_calls_json(omni_turn_t *t)
 
 
 /* Keeps the attempt's assistant message (with its usage) for turn_save. */
+/* A random (version 4) UUID for a message the turn will save, so that
+ * its ledger row, queued before the save, can name it. */
+static void omni_turn_uuid(char out[37])
+{
+    unsigned char b[16];
+    size_t i, k = 0;
+
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+        /* the kernel's pool never runs dry after boot: only an old kernel */
+        for (i = 0; i < sizeof(b); i++) {
+            b[i] = (unsigned char)random();
+        }
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            out[k++] = '-';
+        }
+        k += (size_t)snprintf(out + k, 3, "%02x", b[i]);
+    }
+    out[36] = '\0';
+}
+
+
 static void omni_turn_keep(
-    omni_turn_t *t, const char *status, const char *calls)
+    omni_turn_t *t, const char *status, const char *calls, const char *id)
 {
     const omni_turn_target_t *g = &t->targets[t->target];
     struct evbuffer *b = t->saved;
     int64_t cost = omni_turn_cost(
         g, t->w.input_tokens, t->w.output_tokens, t->w.cached_tokens);
 
-    evbuffer_add_printf(b, "%s{\"role\":\"assistant\",\"content\":",
-        evbuffer_get_length(b) ? "," : "");
+    evbuffer_add_printf(b,
+        "%s{\"id\":\"%s\",\"role\":\"assistant\",\"content\":",
+        evbuffer_get_length(b) ? "," : "", id);
     omni_json_put_string(b, t->w.text.buf ? t->w.text.buf : "", t->w.text.len);
     if (calls != NULL) {
         evbuffer_add_printf(b, ",\"tool_calls\":%s", calls);
@@ -1330,6 +1357,7 @@ void omni_turn_post(omni_req_t *r)
     const omni_identity_t *id;
     const char *values[5];
     const char *status, *calls;
+    char mid[37];
     char msg[400];
     int ok;
 
@@ -1511,9 +1539,10 @@ call:
                 msg);
             return;
         }
-        omni_ledger_add(t, status, NULL);
+        omni_turn_uuid(mid);
+        omni_ledger_add(t, status, mid);
         calls = omni_turn_calls_json(t);
-        omni_turn_keep(t, status, calls);
+        omni_turn_keep(t, status, calls, mid);
         if (ok && calls != NULL && t->ntools > 0 && t->round < t->max_rounds) {
             r->state = OMNI_TURN_TOOLS;
             omni_turn_run_tools(t, calls);
