@@ -277,6 +277,24 @@ def test_garbage_from_the_provider_is_502(worker, providers):
     assert [x["status"] for x in rows] == ["error"]
 
 
+def test_endless_stream_is_cut_at_the_reply_cap(worker, providers, double):
+    m = providers.model("endless")
+    chat = Chat(worker)
+    conv = chat.conversation(m["model"])
+    t0 = time.monotonic()
+    r = chat.send(conv, stream=True)
+    assert r.status == 200, r.body[:200]
+    assert time.monotonic() - t0 < 10
+    events = sse_events(r.text)
+    assert events[-1][0] == "error", events[-1]
+    assert events[-1][1]["error"] == "bad_response"
+    text = "".join(d["text"] for e, d in events if e == "delta")
+    assert 900 * 1024 <= len(text) <= 1024 * 1024
+    stack.wait_until(lambda: double.requests(m["model"])[-1]["outcome"]
+                     == "disconnected", 5, "the double sees its client go")
+    assert chat.usage(conv, 1)[0]["status"] == "error"
+
+
 def test_viewer_cannot_post_messages_or_create_chat_objects(worker,
                                                             providers):
     m = providers.model("text")
@@ -532,11 +550,12 @@ def test_budget_holds_under_50_concurrent_requests(worker, providers,
 # --- the tool loop through the MCP service ----------------------------------
 
 @pytest.fixture(scope="module")
-def tool_worker(migrated, redis_server):
+def tool_worker(migrated, redis_server, shared_dir):
     from mcp_support import key_file as mcp_key_file
     d = stack.make_tmpdir("omni-test-chat-tools-")
-    w = stack.Worker(migrated, redis_server,
-                     env={"OMNI_MCP_SECRET_KEY_FILE": mcp_key_file(d)})
+    w = stack.Worker(migrated, redis_server, env={
+        "OMNI_MCP_SECRET_KEY_FILE": mcp_key_file(d),
+        "OMNI_EVENTS_PUBLISH": "unix:%s" % (shared_dir / "events.sock")})
     w.start()
     yield w
     w.stop()
@@ -659,3 +678,27 @@ def test_each_tool_round_reserves_budget_and_an_overrun_ends_the_loop(
     # what was spent is settled: the next turn fits again
     r = chat.send(conv, "again", tools=[])
     assert r.status == 201, r.body
+
+
+def test_tool_progress_is_published_on_the_conversation_channel(
+        tool_worker, double, key_file, legacy_mcp, gateway):
+    from events_support import Sse
+    server = register_mcp(tool_worker, legacy_mcp)
+    m = Providers(tool_worker, double, key_file).model("loop")
+    chat = Chat(tool_worker)
+    conv = chat.conversation(m["model"], max_tool_rounds=1)
+    sub = Sse(gateway.http_port, "/events/conversation-" + conv,
+              headers=gateway.bearer(sub=chat.id, role="user"))
+    try:
+        assert sub.status == 200, sub.body
+        r = chat.send(conv, "use your tools",
+                      tools=[server + "__echo", server + "__count"])
+        assert r.status == 201, r.body
+        got = [json.loads(e["data"]) for e in sub.events(6, timeout=5)]
+        assert [g["type"] for g in got] == ["chat.tool_call"] * 3 \
+            + ["chat.tool_result"] * 3
+        assert got[3]["data"] == {"id": "r1_echo", "name": server + "__echo",
+                                  "content": "Echo: round 1",
+                                  "is_error": False}
+    finally:
+        sub.close()

@@ -709,7 +709,7 @@ static int omni_turn_on_text(void *arg, const char *s, size_t n)
     if (b != NULL) {
         evbuffer_add(b, "{\"text\":", 8);
         omni_json_put_string(b, s, n);
-        evbuffer_add(b, "}", 2);
+        evbuffer_add(b, "}", 2); /* with its NUL */
         omni_publish(
             channel, "chat.delta", (const char *)evbuffer_pullup(b, -1));
         evbuffer_free(b);
@@ -729,19 +729,37 @@ static void omni_turn_on_headers(void *arg, omni_out_req_t *q, long status)
 }
 
 
+/* Ends the transfer from inside its own callback: a reply that went wrong
+ * (garbage, an error event, over a cap) is not read to its end, which an
+ * endless stream never reaches. */
+static void omni_turn_stop_reading(omni_turn_t *t, omni_out_error_t e)
+{
+    omni_out_cancel(t->q);
+    t->q = NULL;
+    t->out_error = e;
+    t->latency_ms = omni_turn_now_ms() - t->attempt_ms;
+    event_add(t->wake, &(struct timeval){0, 0});
+}
+
+
 static int omni_turn_on_data(
     void *arg, omni_out_req_t *q, const char *buf, size_t len)
 {
     omni_turn_t *t = arg;
 
     if (!t->sse_body) {
-        if (evbuffer_get_length(t->body) + len <= 4 * 1024 * 1024) {
-            evbuffer_add(t->body, buf, len);
+        if (evbuffer_get_length(t->body) + len > 4 * 1024 * 1024) {
+            snprintf(t->w.error, sizeof(t->w.error), "bad_response");
+            snprintf(t->w.message, sizeof(t->w.message),
+                "the provider's answer is larger than 4 MiB");
+            omni_turn_stop_reading(t, OMNI_OUT_TOO_LARGE);
+            return 0;
         }
+        evbuffer_add(t->body, buf, len);
         return 0;
     }
-    if (t->w.error[0] == '\0') {
-        omni_wire_feed(&t->w, buf, len);
+    if (omni_wire_feed(&t->w, buf, len) != 0 || t->w.error[0] != '\0') {
+        omni_turn_stop_reading(t, OMNI_OUT_PROTOCOL);
     }
     return 0;
 }
@@ -1083,35 +1101,46 @@ static int omni_turn_save(omni_turn_t *t)
 }
 
 
+/* A tool_call or tool_result: an SSE event when streaming, and published
+ * on the conversation's channel (chat.tool_call, chat.tool_result) as the
+ * loop's progress. */
 static void omni_turn_sse_tool(omni_turn_t *t, const char *event,
     const char *id, const char *name, const char *key, const char *value,
     int is_error)
 {
-    struct evbuffer *b;
+    struct evbuffer *j = evbuffer_new(), *b = NULL;
+    char channel[64], type[32];
+    size_t n;
 
-    if (!t->stream || t->gone) {
+    if (j == NULL) {
         return;
     }
-    if (!t->started) {
-        t->started = 1;
-        omni_stream_start(t->r, 200, "text/event-stream");
-    }
-    b = evbuffer_new();
-    if (b == NULL) {
-        return;
-    }
-    evbuffer_add_printf(b, "event: %s\ndata: {\"id\":", event);
-    omni_json_put_string(b, id ? id : "", id ? strlen(id) : 0);
-    evbuffer_add_printf(b, ",\"name\":");
-    omni_json_put_string(b, name ? name : "", name ? strlen(name) : 0);
-    evbuffer_add_printf(b, ",\"%s\":", key);
-    omni_json_put_string(b, value ? value : "", value ? strlen(value) : 0);
+    evbuffer_add_printf(j, "{\"id\":");
+    omni_json_put_string(j, id ? id : "", id ? strlen(id) : 0);
+    evbuffer_add_printf(j, ",\"name\":");
+    omni_json_put_string(j, name ? name : "", name ? strlen(name) : 0);
+    evbuffer_add_printf(j, ",\"%s\":", key);
+    omni_json_put_string(j, value ? value : "", value ? strlen(value) : 0);
     if (strcmp(event, "tool_result") == 0) {
-        evbuffer_add_printf(b, ",\"is_error\":%s", is_error ? "true" : "false");
+        evbuffer_add_printf(j, ",\"is_error\":%s", is_error ? "true" : "false");
     }
-    evbuffer_add(b, "}\n\n", 3);
-    omni_stream_write(t->r, b);
-    evbuffer_free(b);
+    evbuffer_add(j, "}", 2); /* with its NUL */
+    n = evbuffer_get_length(j) - 1;
+    snprintf(channel, sizeof(channel), "conversation-%s", t->conv);
+    snprintf(type, sizeof(type), "chat.%s", event);
+    omni_publish(channel, type, (const char *)evbuffer_pullup(j, -1));
+    if (t->stream && !t->gone && (b = evbuffer_new()) != NULL) {
+        if (!t->started) {
+            t->started = 1;
+            omni_stream_start(t->r, 200, "text/event-stream");
+        }
+        evbuffer_add_printf(b, "event: %s\ndata: ", event);
+        evbuffer_add(b, evbuffer_pullup(j, -1), n);
+        evbuffer_add(b, "\n\n", 2);
+        omni_stream_write(t->r, b);
+        evbuffer_free(b);
+    }
+    evbuffer_free(j);
 }
 
 
