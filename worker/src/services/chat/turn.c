@@ -1,22 +1,25 @@
 /* turn.c: the chat turn, POST /api/v1/conversations/{id}/messages
  * {content, stream?, tools?}.
  *
- *   START ─> BEGUN (user message saved, history, targets, budgets)
- *              └─ budgets ─> RESERVED (Redis, atomic: input + max_tokens)
- *                                 │ over: 429 budget_exceeded
- *              CALL <─ fallback (failed before the client's first byte)
- *               └─> CALLED ─ok/failed/client gone─> SAVED ─> answer, settle
+ *   START ─> BEGUN (user message saved; history, targets, budgets, tools)
+ *              │ budgets?
+ *              ├──────> RESERVED (Redis, atomic: input + max_tokens)
+ *              │           │ over: 429 budget_exceeded
+ *              v           v
+ *            CALL <─ fallback (failed before the client's first byte)
+ *              └─> CALLED ─ tool calls, rounds left ─> TOOLS (MCP, parallel)
+ *                    │                                  │ results
+ *                    │           RESERVED (budgets) or CALL <─┘
+ *                    └─ reply, failure or client gone ─> SAVED ─> answer
  *
  * Every provider attempt is one ledger row (ok, error, fallback,
  * client_disconnected), appended in batches. Streaming answers SSE
- * (delta, usage, done | error) as the provider's text arrives; once the
- * first delta has gone out no other target is tried, and a failure ends
- * the stream with an error event, the partial reply saved and billed. A
- * client that goes away cancels the provider's transfer at once.
- *
- * Tool calls the model asks for are saved with the reply and shown as
- * tool_call events; running them through the MCP service is not wired
- * yet (see README). */
+ * (delta, tool_call, tool_result, usage, done | error) as the provider's
+ * text arrives; once the client has had a byte no other target is tried,
+ * and a failure ends the stream with an error event, the partial reply
+ * saved and billed. A client that goes away cancels the provider's
+ * transfer and the tool calls at once; the turn still saves and bills.
+ * Reservations are settled (spent replaces reserved) when the turn ends. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
