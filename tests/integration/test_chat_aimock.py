@@ -139,6 +139,9 @@ def test_error_with_no_fallback_is_502_with_the_providers_message(
     expected = {"429": "Rate limit exceeded",
                 "500": "The server had an error"}[failure]
     assert expected in r.json()["message"]
+    # aimock's 429 says Retry-After: 2 (the fixture's retryAfter)
+    assert r.headers.get("Retry-After") == ("2" if failure == "429"
+                                            else None)
 
 
 def test_stream_cut_after_chunks_ends_with_error_and_bills(worker, models):

@@ -508,6 +508,12 @@ void omni_stream_end(omni_req_t *r)
 }
 
 
+void omni_respond_header(omni_req_t *r, const char *name, const char *value)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
+}
+
+
 void omni_respond_error(
     omni_req_t *r, int status, const char *code, const char *fmt, ...)
 {

@@ -71,6 +71,9 @@ const char *omni_req_arg(omni_req_t *r, const char *name);
 void omni_respond(
     omni_req_t *r, int status, const char *content_type, struct evbuffer *body);
 
+/* Adds a header to r's answer, before omni_respond* (copied). */
+void omni_respond_header(omni_req_t *r, const char *name, const char *value);
+
 /* {"error":code,"message":...} with the given status; message is printf. */
 void omni_respond_error(omni_req_t *r, int status, const char *code,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));

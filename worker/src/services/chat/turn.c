@@ -101,6 +101,7 @@ struct omni_turn_s {
     struct evbuffer *body; /* a non-streamed or error body */
     int sse_body;          /* the provider answered text/event-stream */
     long http_status;
+    char retry_after[16]; /* the provider's Retry-After of a 429 */
     omni_out_error_t out_error;
     uint64_t attempt_ms, attempt_wall_us, latency_ms;
 
@@ -725,8 +726,13 @@ static void omni_turn_on_headers(void *arg, omni_out_req_t *q, long status)
 {
     omni_turn_t *t = arg;
     const char *ct = omni_out_header(q, "Content-Type");
+    const char *ra = omni_out_header(q, "Retry-After");
 
     t->http_status = status;
+    if (status == 429 && ra != NULL && strlen(ra) < sizeof(t->retry_after)
+        && strspn(ra, "0123456789") == strlen(ra)) {
+        snprintf(t->retry_after, sizeof(t->retry_after), "%s", ra);
+    }
     t->sse_body = status >= 200 && status < 300 && ct != NULL
                   && strncmp(ct, "text/event-stream", 17) == 0;
 }
@@ -866,6 +872,7 @@ static int omni_turn_call(omni_turn_t *t)
     evbuffer_drain(t->body, evbuffer_get_length(t->body));
     t->sse_body = 0;
     t->http_status = 0;
+    t->retry_after[0] = '\0';
     t->out_error = OMNI_OUT_OK;
     t->ran_tools = 0;
     t->attempt_ms = omni_turn_now_ms();
@@ -1565,6 +1572,10 @@ call:
             omni_ledger_add(t, status, NULL);
             snprintf(msg, sizeof(msg), "the provider failed: %s%s%s",
                 t->w.error, t->w.message[0] ? ": " : "", t->w.message);
+            if (t->retry_after[0] != '\0') {
+                /* the provider's own advice, for a client that retries */
+                omni_respond_header(r, "Retry-After", t->retry_after);
+            }
             omni_turn_fail(t, t->out_error == OMNI_OUT_TIMEOUT ? 504 : 502,
                 t->out_error == OMNI_OUT_TIMEOUT ? "upstream_timeout"
                                                  : "upstream_error",
