@@ -232,6 +232,9 @@ int omni_turn_start(void)
 
     cfg.max_bytes = 16 * 1024 * 1024;
     cfg.timeout_ms = 300000;
+    /* streams last seconds to minutes: a provider holds many at once */
+    cfg.max_inflight = 4096;
+    cfg.max_per_host = 2048;
     omni_turn_out = omni_outbound_create(omni_clients.base, &cfg);
     omni_ledger.rows = evbuffer_new();
     omni_ledger.timer =
