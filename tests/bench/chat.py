@@ -150,7 +150,6 @@ def run(pg, redis):
 
         # many slow streams at once on one worker process
         pids = worker.children() or [worker.pid]
-        convs = [conversation("slow") for _ in range(CONCURRENT)]
         rss0 = _rss_kb(pids)
         done, errors = [], []
 
@@ -165,6 +164,8 @@ def run(pg, redis):
                 errors.append(repr(e))
 
         def batch():
+            # fresh conversations: every batch sends the same history
+            convs = [conversation("slow") for _ in range(CONCURRENT)]
             threads = [threading.Thread(target=one, args=(c,))
                        for c in convs]
             t0 = time.monotonic()
