@@ -124,7 +124,7 @@ $(BUILD)/paced: tests/bench/paced.c | deps
 unit: $(UNIT_TESTS)
 	@bash tests/unit/run.sh $(UNIT_TESTS)
 
-test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe mcp-node mcp-conformance ui ui-test-node
+test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe mcp-node mcp-conformance llm-node ui ui-test-node
 	@bash tests/run.sh $(UNIT_TESTS)
 
 run: deps build ui
@@ -229,3 +229,14 @@ $(MCP_CONFORMANCE)/node_modules/.package-lock.json: tests/integration/fixtures/m
 
 mcp-conformance: $(MCP_CONFORMANCE)/node_modules/.package-lock.json
 .PHONY: mcp-conformance
+
+# the LLM provider double of the chat tests (@copilotkit/aimock), from the
+# committed lock file
+LLM_NODE := $(BUILD)/llm-node
+$(LLM_NODE)/node_modules/.package-lock.json: tests/integration/fixtures/llm/package.json tests/integration/fixtures/llm/package-lock.json
+	@mkdir -p $(LLM_NODE)
+	cp tests/integration/fixtures/llm/package.json tests/integration/fixtures/llm/package-lock.json $(LLM_NODE)/
+	cd $(LLM_NODE) && npm ci --no-audit --no-fund
+
+llm-node: $(LLM_NODE)/node_modules/.package-lock.json
+.PHONY: llm-node

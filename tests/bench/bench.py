@@ -21,6 +21,10 @@ same run on the same machine (SPEC section 9).
   events: 1,000 idle subscribers + 100  vs  the 200 ms target; subscribing
   events/s, delivery p50/p99, RSS          with vs without the authorization
                                             subrequest (tests/bench/events.py)
+  chat: a streamed turn through nginx   vs  the provider double directly;
+  + worker, TTFT p50 and gap p99;          1,000 concurrent slow streams on
+  concurrent streams, RSS                   one worker process, RSS by batch
+                                            (tests/bench/chat.py)
   gateway RS256 rows                    vs  nginx `auth_request` to a Python
                                             auth service, then `proxy_pass`
                                             (tests/bench/authrequest.py)
@@ -51,6 +55,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import authrequest  # noqa: E402
+import chat  # noqa: E402
 import dashboard  # noqa: E402
 import events  # noqa: E402
 import gateway  # noqa: E402
@@ -409,6 +414,7 @@ def main():
         lines += mcp.run(repeat, summary, row, client, THREADS, SECONDS,
                          product)
         lines += mcp_rows(nginx)
+        lines += chat.run(pg, redis)
 
         # the gateway alone, then the pattern it replaces
         keys, tokens, gw_lines, gw_rows = gateway_rows(

@@ -17,11 +17,13 @@ declare -A SOURCES=(
     [jwt]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
     [sse]="worker/src/lib/sse.c"
     [vectors]="worker/src/lib/arena.c worker/src/lib/json.c worker/src/services/memory/vectors.c"
+    [wire]="worker/src/services/chat/wire.c worker/src/lib/sse.c worker/src/lib/json.c worker/src/lib/arena.c"
 )
 declare -A PKGS=(
     [json]="libevent yajl"
     [jsonrpc]="libevent yajl"
     [vectors]="libevent yajl"
+    [wire]="libevent yajl"
     [jwt]="yajl libcrypto"
 )
 declare -A INCLUDES=(

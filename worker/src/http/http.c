@@ -1,6 +1,7 @@
 /* http.c: request lifecycle on libevent's evhttp: who may ask, route, parse,
  * answer, account. */
 #define _GNU_SOURCE /* struct ucred */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -377,11 +378,16 @@ static void omni_http_written(struct evhttp_request *ev, void *arg)
 static void omni_http_closed(struct evhttp_connection *evcon, void *arg)
 {
     omni_req_t *r = arg;
-    void (*cb)(omni_req_t *) = r->on_close;
+    void (*cb)(void *) = r->on_close;
 
+    evhttp_connection_set_closecb(evcon, NULL, NULL);
     r->on_close = NULL;
+    if (r->close_ev != NULL) {
+        event_free(r->close_ev);
+        r->close_ev = NULL;
+    }
     if (cb != NULL) {
-        cb(r);
+        cb(r->on_close_arg);
     }
 }
 
@@ -411,16 +417,25 @@ static void omni_http_peek(evutil_socket_t fd, short what, void *arg)
 }
 
 
-void omni_req_on_close(omni_req_t *r, void (*cb)(omni_req_t *r))
+static void omni_http_forget_close(omni_req_t *r);
+
+
+int omni_req_on_close(omni_req_t *r, void (*cb)(void *arg), void *arg)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
     struct bufferevent *bev;
 
-    r->on_close = cb;
     if (evcon == NULL) {
-        return;
+        r->on_close = NULL;
+        return -1;
     }
-    evhttp_connection_set_closecb(evcon, cb ? omni_http_closed : NULL, r);
+    if (cb == NULL) {
+        omni_http_forget_close(r);
+        return 0;
+    }
+    r->on_close = cb;
+    r->on_close_arg = arg;
+    evhttp_connection_set_closecb(evcon, omni_http_closed, r);
     bev = evhttp_connection_get_bufferevent(evcon);
     if (cb != NULL && r->close_ev == NULL && bev != NULL
         && bufferevent_getfd(bev) >= 0) {
@@ -430,6 +445,30 @@ void omni_req_on_close(omni_req_t *r, void (*cb)(omni_req_t *r))
             event_add(r->close_ev, NULL);
         }
     }
+    return 0;
+}
+
+
+int omni_req_client_gone(omni_req_t *r)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+    struct bufferevent *bev;
+    evutil_socket_t fd;
+    ssize_t n;
+    char c;
+
+    if (evcon == NULL) {
+        return 1;
+    }
+    bev = evhttp_connection_get_bufferevent(evcon);
+    fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+    if (fd < 0) {
+        return 0;
+    }
+    n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0
+           || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
+               && errno != EINTR);
 }
 
 
@@ -459,7 +498,6 @@ void omni_respond_start(omni_req_t *r, int status, const char *content_type)
     if (omni_http.draining) {
         evhttp_add_header(h, "Connection", "close");
     }
-    r->streaming = 1;
     r->stream_status = status;
     if (evhttp_request_get_connection(r->ev) != NULL) {
         evhttp_send_reply_start(r->ev, status, NULL);
@@ -526,6 +564,12 @@ void omni_respond(
     evhttp_request_set_on_complete_cb(r->ev, omni_http_written, NULL);
     evhttp_send_reply(r->ev, status, NULL, body);
     omni_http_finish(r, status);
+}
+
+
+void omni_respond_header(omni_req_t *r, const char *name, const char *value)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
 }
 
 

@@ -35,9 +35,10 @@ struct omni_req {
                                  failed or timed out */
     omni_identity_t identity; /* omni_req_identity(), once read */
     int identity_read;
-    void (*on_close)(omni_req_t *r); /* omni_req_on_close */
-    struct event *close_ev;          /* watches for the peer's EOF */
-    int streaming, stream_status;    /* omni_respond_start */
+    void (*on_close)(void *arg); /* omni_req_on_close() */
+    void *on_close_arg;
+    struct event *close_ev; /* watches for the peer's EOF */
+    int stream_status;      /* omni_respond_start */
 };
 
 /* Serves every request of `http` with the route table, believing only the
@@ -72,6 +73,9 @@ const char *omni_req_arg(omni_req_t *r, const char *name);
 void omni_respond(
     omni_req_t *r, int status, const char *content_type, struct evbuffer *body);
 
+/* Adds a header to r's answer, before omni_respond* (copied). */
+void omni_respond_header(omni_req_t *r, const char *name, const char *value);
+
 /* {"error":code,"message":...} with the given status; message is printf. */
 void omni_respond_error(omni_req_t *r, int status, const char *code,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -84,10 +88,16 @@ void omni_respond_start(omni_req_t *r, int status, const char *content_type);
 void omni_respond_chunk(omni_req_t *r, struct evbuffer *body);
 void omni_respond_end(omni_req_t *r);
 
-/* cb(r) runs once when the client's connection closes before the answer is
- * complete; r stays valid and must still be answered (the answer goes
- * nowhere). Cleared by the answer. */
-void omni_req_on_close(omni_req_t *r, void (*cb)(omni_req_t *r));
+/* cb(arg) runs once, from the loop, when the client's connection closes
+ * before the answer is complete (a watch on the socket sees the peer's EOF
+ * even while nothing is written); r stays valid and must still be answered
+ * (the answer goes nowhere). Cleared by the answer; NULL cb removes it.
+ * Returns 0, or -1 when the client is already gone (cb will not run). */
+int omni_req_on_close(omni_req_t *r, void (*cb)(void *arg), void *arg);
+
+/* 1 when the client's connection is gone or its peer has closed it
+ * (looked at now, nothing read). Cheap: one recv(MSG_PEEK). */
+int omni_req_client_gone(omni_req_t *r);
 
 /* 1 once omni_http_drain has been called: long-lived answers (event
  * streams) should end so the process can exit. */

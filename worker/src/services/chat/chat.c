@@ -10,11 +10,13 @@
 
 #include "http/api.h"
 #include "services/chat/chat.h"
+#include "services/chat/turn.h"
 
-#define OMNI_CHAT_ADMIN 0x1 /* admin role only */
-#define OMNI_CHAT_BODY 0x2  /* passes the JSON body */
-#define OMNI_CHAT_LIST 0x4  /* passes limit and cursor */
-#define OMNI_CHAT_ARGS 0x8  /* passes from, to, group_by as the body */
+#define OMNI_CHAT_ADMIN 0x1  /* admin role only */
+#define OMNI_CHAT_BODY 0x2   /* passes the JSON body */
+#define OMNI_CHAT_LIST 0x4   /* passes limit and cursor */
+#define OMNI_CHAT_ARGS 0x8   /* passes from, to, group_by as the body */
+#define OMNI_CHAT_WRITE 0x10 /* changes objects: not for viewers */
 
 static int omni_chat_api_stmt;
 
@@ -24,7 +26,14 @@ static int omni_chat_init(void)
     omni_chat_api_stmt = omni_db_statement("chat_api",
         "SELECT a.status, a.body FROM omnichat.api($1, $2, $3, $4,"
         " $5::int, $6::uuid, $7::boolean) AS a");
-    return omni_chat_api_stmt < 0 ? -1 : 0;
+    return omni_chat_api_stmt < 0 ? -1 : omni_turn_init();
+}
+
+
+static void omni_chat_stop(void (*done)(void *arg), void *arg)
+{
+    omni_turn_stop();
+    done(arg);
 }
 
 
@@ -106,6 +115,11 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
                 "LLM providers and budgets need the admin role");
             return;
         }
+        if ((flags & OMNI_CHAT_WRITE) && id->rank < 2) {
+            omni_respond_error(r, 403, "forbidden",
+                "the viewer role cannot change chat objects");
+            return;
+        }
         values[0] = op;
         values[1] = id->id;
         values[2] = omni_req_param(r, 0);
@@ -181,19 +195,24 @@ OMNI_CHAT_ROUTE(
     omni_chat_budgets_write, "budgets.write", OMNI_CHAT_ADMIN | OMNI_CHAT_BODY)
 OMNI_CHAT_ROUTE(omni_chat_usage_summary, "usage.summary", OMNI_CHAT_ARGS)
 OMNI_CHAT_ROUTE(omni_chat_projects_list, "projects.list", OMNI_CHAT_LIST)
-OMNI_CHAT_ROUTE(omni_chat_projects_create, "projects.create", OMNI_CHAT_BODY)
+OMNI_CHAT_ROUTE(omni_chat_projects_create, "projects.create",
+    OMNI_CHAT_BODY | OMNI_CHAT_WRITE)
 OMNI_CHAT_ROUTE(omni_chat_projects_get, "projects.get", 0)
-OMNI_CHAT_ROUTE(omni_chat_projects_update, "projects.update", OMNI_CHAT_BODY)
-OMNI_CHAT_ROUTE(omni_chat_projects_delete, "projects.delete", 0)
+OMNI_CHAT_ROUTE(omni_chat_projects_update, "projects.update",
+    OMNI_CHAT_BODY | OMNI_CHAT_WRITE)
+OMNI_CHAT_ROUTE(omni_chat_projects_delete, "projects.delete", OMNI_CHAT_WRITE)
 OMNI_CHAT_ROUTE(omni_chat_prompts_list, "prompts.list", OMNI_CHAT_LIST)
-OMNI_CHAT_ROUTE(omni_chat_prompts_create, "prompts.create", OMNI_CHAT_BODY)
-OMNI_CHAT_ROUTE(omni_chat_versions_create, "versions.create", OMNI_CHAT_BODY)
+OMNI_CHAT_ROUTE(omni_chat_prompts_create, "prompts.create",
+    OMNI_CHAT_BODY | OMNI_CHAT_WRITE)
+OMNI_CHAT_ROUTE(omni_chat_versions_create, "versions.create",
+    OMNI_CHAT_BODY | OMNI_CHAT_WRITE)
 OMNI_CHAT_ROUTE(
     omni_chat_conversations_list, "conversations.list", OMNI_CHAT_LIST)
-OMNI_CHAT_ROUTE(
-    omni_chat_conversations_create, "conversations.create", OMNI_CHAT_BODY)
+OMNI_CHAT_ROUTE(omni_chat_conversations_create, "conversations.create",
+    OMNI_CHAT_BODY | OMNI_CHAT_WRITE)
 OMNI_CHAT_ROUTE(omni_chat_conversations_get, "conversations.get", 0)
-OMNI_CHAT_ROUTE(omni_chat_conversations_delete, "conversations.delete", 0)
+OMNI_CHAT_ROUTE(
+    omni_chat_conversations_delete, "conversations.delete", OMNI_CHAT_WRITE)
 OMNI_CHAT_ROUTE(omni_chat_messages_list, "messages.list", OMNI_CHAT_LIST)
 OMNI_CHAT_ROUTE(
     omni_chat_conversations_usage, "conversations.usage", OMNI_CHAT_LIST)
@@ -235,6 +254,8 @@ static const omni_route_t omni_chat_routes[] = {
         OMNI_CHAT_ID},
     {"GET", "/api/v1/conversations/{id}/messages", omni_chat_messages_list,
         OMNI_CHAT_ID},
+    {"POST", "/api/v1/conversations/{id}/messages", omni_turn_post,
+        OMNI_CHAT_JSON},
     {"GET", "/api/v1/conversations/{id}/usage", omni_chat_conversations_usage,
         OMNI_CHAT_ID},
 };
@@ -243,4 +264,6 @@ const omni_service_t omni_chat_service = {
     .name = "chat",
     OMNI_SERVICE_ROUTES(omni_chat_routes),
     .init = omni_chat_init,
+    .start = omni_turn_start,
+    .stop = omni_chat_stop,
 };

@@ -849,8 +849,9 @@ static void omni_ep_note(void *arg, const omni_json_t *note)
 }
 
 
-static void omni_ep_closed(omni_req_t *r)
+static void omni_ep_closed(void *arg)
 {
+    omni_req_t *r = arg;
     omni_ep_t *ep = r->data;
 
     ep->gone = 1;
@@ -974,7 +975,7 @@ static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
             ep->live = 1;
         }
     }
-    omni_req_on_close(r, omni_ep_closed);
+    omni_req_on_close(r, omni_ep_closed, r);
     r->state = OMNI_EP_CALLING;
     if (omni_mcp_call_step(r, ep->call, &out)) {
         omni_ep_call_answer(ep, out);
@@ -1129,8 +1130,9 @@ static void omni_ep_forward_replied(void *arg, const omni_mcp_reply_t *rep)
 }
 
 
-static void omni_ep_forward_closed(omni_req_t *r)
+static void omni_ep_forward_closed(void *arg)
 {
+    omni_req_t *r = arg;
     omni_ep_t *ep = r->data;
 
     ep->gone = 1;
@@ -1211,7 +1213,7 @@ static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
         omni_ep_error(ep, 200, -32603, "cannot send to the server", NULL);
         return;
     }
-    omni_req_on_close(r, omni_ep_forward_closed);
+    omni_req_on_close(r, omni_ep_forward_closed, r);
 }
 
 
@@ -1335,7 +1337,7 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
                 ep, 200, -32602, "params.name: expected the tool's name", NULL);
             return;
         }
-        omni_req_on_close(r, omni_ep_closed);
+        omni_req_on_close(r, omni_ep_closed, r);
         if (ep->scope != NULL) {
             /* the call's own checks refuse what the role may not call */
             ep->server = ep->scope;
@@ -1692,8 +1694,9 @@ static void omni_ep_stream_unlink(omni_ep_t *ep)
 }
 
 
-static void omni_ep_stream_closed(omni_req_t *r)
+static void omni_ep_stream_closed(void *arg)
 {
+    omni_req_t *r = arg;
     omni_ep_t *ep = r->data;
 
     omni_ep_stream_unlink(ep);
@@ -1833,7 +1836,7 @@ void omni_mcp_endpoint_get(omni_req_t *r)
         omni_ep_streams.head = ep;
         omni_ep_streams.count++;
         omni_ep_stream_write(ep, ": stream open\n\n");
-        omni_req_on_close(r, omni_ep_stream_closed);
+        omni_req_on_close(r, omni_ep_stream_closed, r);
         return;
 
     default:

@@ -55,7 +55,8 @@ static int omni_mcp_init(void)
     return omni_mcp_registry_init() != 0 || omni_mcp_upstream_init() != 0
                    || omni_mcp_catalog_init() != 0
                    || omni_mcp_breakers_init() != 0 || omni_mcp_call_init() != 0
-                   || omni_mcp_state_init() != 0 || omni_mcp_health_init() != 0
+                   || omni_mcp_tool_init() != 0 || omni_mcp_state_init() != 0
+                   || omni_mcp_health_init() != 0
                    || omni_mcp_endpoint_init() != 0
                ? -1
                : 0;

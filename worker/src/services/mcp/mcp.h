@@ -7,4 +7,26 @@
 
 extern const omni_service_t omni_mcp_service;
 
+/* A tool call for another service (the chat turn's tool loop), made with
+ * the caller's role: name is "<server>__<tool>" (the /mcp name), args the
+ * JSON object text of its arguments (NULL or blank: {}). The checks of
+ * POST /api/v1/mcp/tools/call apply (role, tool_roles, enabled,
+ * quarantine, breaker); it is sent once, never retried. done(arg,
+ * is_error, text, len) is called exactly once, from the loop, unless
+ * cancelled: text is the result's text content (or its JSON), or why the
+ * call failed or was refused (arguments that are not a JSON object
+ * included). NULL when out of memory (done is not called). */
+typedef void (*omni_mcp_tool_done_pt)(
+    void *arg, int is_error, const char *text, size_t len);
+typedef struct omni_mcp_tool_call_s omni_mcp_tool_call_t;
+
+omni_mcp_tool_call_t *omni_mcp_tool_call(const char *role, const char *name,
+    const char *args, omni_mcp_tool_done_pt done, void *arg);
+
+/* Abandons c: done is not called. Not from inside done. */
+void omni_mcp_tool_cancel(omni_mcp_tool_call_t *c);
+
+/* The service's init registers the call's statement. */
+int omni_mcp_tool_init(void);
+
 #endif

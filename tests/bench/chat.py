@@ -1,0 +1,220 @@
+"""Chat streaming through Omni vs the provider double directly (SPEC 9:
+added time-to-first-token p50 <= 1 ms, added inter-chunk gap p99 <= 1 ms,
+many concurrent streams per worker process with flat RSS).
+
+The double (tests/integration/fixtures/llm_double.py, its own process)
+streams 20 deltas 20 ms apart. Sequential streams are read from raw
+sockets, timestamping each delta as it arrives: directly from the double
+(`POST /v1/chat/completions`, stream) and through nginx + omni-worker
+(`POST /api/v1/conversations/{id}/messages`, stream:true). Then
+BENCH_CHAT_STREAMS slow streams at once through one worker process, its
+RSS before and after. Run alone: /usr/bin/python3 tests/bench/chat.py"""
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "integration"))
+
+import stack  # noqa: E402
+
+STREAMS = int(os.environ.get("BENCH_CHAT_SEQUENTIAL", "40"))
+CONCURRENT = int(os.environ.get("BENCH_CHAT_STREAMS", "1000"))
+BATCHES = int(os.environ.get("BENCH_CHAT_BATCHES", "3"))
+DOUBLE = HERE.parent / "integration" / "fixtures" / "llm_double.py"
+
+
+def _stream(port, path, body, headers, marker):
+    """Sends one POST and reads the chunked answer; returns (ttft, gaps,
+    text) in seconds: the first time `marker` arrives, the gaps between
+    later arrivals of it."""
+    data = json.dumps(body).encode()
+    s = socket.create_connection(("127.0.0.1", port), 30)
+    head = "".join("%s: %s\r\n" % kv for kv in headers.items())
+    t0 = time.perf_counter()
+    s.sendall(("POST %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
+               "Content-Type: application/json\r\nContent-Length: %d\r\n%s"
+               "\r\n" % (path, len(data), head)).encode() + data)
+    times, text = [], b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        now = time.perf_counter()
+        times += [now] * chunk.count(marker)
+        text += chunk
+    s.close()
+    if not times:
+        raise RuntimeError("no delta in %r" % text[:300])
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    return times[0] - t0, gaps, text
+
+
+def _pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(len(v) * p))]
+
+
+def _rss_kb(pids):
+    total = 0
+    for p in pids:
+        try:
+            for line in open("/proc/%d/status" % p):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def _api(port, method, path, token, body=None):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request(method, path, json.dumps(body) if body is not None else None,
+              {"Authorization": "Bearer " + token,
+               "Content-Type": "application/json"})
+    r = c.getresponse()
+    out = json.loads(r.read() or b"null")
+    c.close()
+    if r.status >= 300:
+        raise RuntimeError("%s %s: %s %s" % (method, path, r.status, out))
+    return out
+
+
+def run(pg, redis):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2 * CONCURRENT + 256:
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (min(hard, 2 * CONCURRENT + 1024), hard))
+    d = stack.make_tmpdir("omni-bench-chat-")
+    nginx = worker = double = None
+    try:
+        dport = stack.free_port()
+        double = subprocess.Popen([sys.executable, str(DOUBLE), str(dport)])
+        nginx = stack.Nginx(d / "worker.sock", redis_addr=redis.addr,
+                            api_rate="1000000r/s").start()
+        worker = stack.Worker(
+            pg, redis, workdir=d, workers=1,
+            binary=stack.BUILD / "omni-worker",
+            env={"OMNI_LOG_LEVEL": "warn"}).start()
+        port = nginx.http_port
+        admin = nginx.token(sub=str(uuid.uuid4()), role="admin",
+                            lifetime=3600)
+        user = nginx.token(sub=str(uuid.uuid4()), role="user", lifetime=3600)
+        suffix = uuid.uuid4().hex[:8]
+        (d / "key").write_text("sk-bench\n")
+        _api(port, "POST", "/api/v1/llm/providers", admin, {
+            "name": "bench-" + suffix, "type": "openai",
+            "base_url": "http://127.0.0.1:%d" % dport,
+            "api_key_file": str(d / "key"),
+            "models": [{"name": "%s-%s" % (b, suffix),
+                        "context_window": 100000, "max_output_tokens": 256,
+                        "price": {"input": 1, "output": 2}}
+                       for b in ("bench", "slow")]})
+        project = _api(port, "POST", "/api/v1/projects", user,
+                       {"name": "bench"})["id"]
+        prompt = _api(port, "POST", "/api/v1/projects/%s/prompts" % project,
+                      user, {"name": "p", "content": "Be brief."})
+        version = prompt["latest_version"]["id"]
+
+        def conversation(model):
+            return _api(port, "POST", "/api/v1/conversations", user, {
+                "project_id": project, "prompt_version_id": version,
+                "model": "%s-%s" % (model, suffix)})["id"]
+
+        direct, omni = [], []
+        for i in range(STREAMS):
+            direct.append(_stream(
+                dport, "/v1/chat/completions",
+                {"model": "bench-" + suffix, "stream": True,
+                 "messages": [{"role": "user", "content": "hi"}]},
+                {}, b'"content": "abc'))
+            # a fresh conversation each time: the same history size
+            omni.append(_stream(
+                port, "/api/v1/conversations/%s/messages"
+                % conversation("bench"), {"content": "hi", "stream": True},
+                {"Authorization": "Bearer " + user}, b"event: delta"))
+        d_ttft = statistics.median(x[0] for x in direct) * 1000
+        o_ttft = statistics.median(x[0] for x in omni) * 1000
+        d_gap = _pct([g for x in direct for g in x[1]], 0.99) * 1000
+        o_gap = _pct([g for x in omni for g in x[1]], 0.99) * 1000
+
+        # many slow streams at once on one worker process
+        pids = worker.children() or [worker.pid]
+        rss0 = _rss_kb(pids)
+        done, errors = [], []
+
+        def one(c):
+            try:
+                _, _, text = _stream(
+                    port, "/api/v1/conversations/%s/messages" % c,
+                    {"content": "hi", "stream": True},
+                    {"Authorization": "Bearer " + user}, b"event: delta")
+                done.append(b"event: done" in text)
+            except Exception as e:   # noqa: BLE001 (counted, reported)
+                errors.append(repr(e))
+
+        def batch():
+            # fresh conversations: every batch sends the same history
+            convs = [conversation("slow") for _ in range(CONCURRENT)]
+            threads = [threading.Thread(target=one, args=(c,))
+                       for c in convs]
+            t0 = time.monotonic()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return time.monotonic() - t0
+
+        took = batch()
+        rss1 = _rss_kb(pids)
+        for _ in range(BATCHES - 1):
+            done.clear()
+            took = max(took, batch())
+        rss2 = _rss_kb(pids)
+        return [
+            "| chat: stream from the double directly (20 deltas, 20 ms "
+            "apart), time to first delta p50 / gap p99 | %d streams | | "
+            "%.2f | %.2f | | |" % (STREAMS, d_ttft, d_gap),
+            "| chat: the same through nginx + omni-worker (a turn: user "
+            "message saved, history, provider call, reply saved) | %d "
+            "streams | | %.2f | %.2f | TTFT +%.2f ms, gap p99 +%.2f ms "
+            "| <= 1 ms each |" % (STREAMS, o_ttft, o_gap, o_ttft - d_ttft,
+                                  o_gap - d_gap),
+            "| chat: %d concurrent slow streams (4 deltas, 1.2 s) on one "
+            "worker process, %d batches: done (last batch) / errors, "
+            "slowest batch, worker RSS before -> after the first -> after "
+            "the last | %d / %d | %.1f s | | | %d -> %d -> %d KiB | flat "
+            "|" % (CONCURRENT, BATCHES, sum(done), len(errors), took, rss0,
+                   rss1, rss2),
+        ] + (["first error: " + errors[0]] if errors else [])
+    finally:
+        for svc in (worker, nginx):
+            if svc is not None:
+                svc.destroy()
+        if double is not None:
+            double.terminate()
+            double.wait(10)
+
+
+if __name__ == "__main__":
+    pg = stack.Postgres().init()
+    redis = stack.Redis().start()
+    try:
+        res = stack.migrate(["up"], pg.url(),
+                            binary=stack.BUILD / "omni-worker")
+        if res.returncode:
+            raise RuntimeError(res.stderr)
+        print("\n".join(run(pg, redis)))
+    finally:
+        redis.destroy()
+        pg.destroy()

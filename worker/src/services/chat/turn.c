@@ -1,0 +1,1648 @@
+/* turn.c: the chat turn, POST /api/v1/conversations/{id}/messages
+ * {content, stream?, tools?}.
+ *
+ *   START ─> BEGUN (user message saved; history, targets, budgets, tools)
+ *              │ budgets?
+ *              ├──────> RESERVED (Redis, atomic: input + max_tokens)
+ *              │           │ over: 429 budget_exceeded
+ *              v           v
+ *            CALL <─ fallback (failed before the client's first byte)
+ *              └─> CALLED ─ tool calls, rounds left ─> TOOLS (MCP, parallel)
+ *                    │                                  │ results
+ *                    │           RESERVED (budgets) or CALL <─┘
+ *                    └─ reply, failure or client gone ─> SAVED ─> answer
+ *
+ * Every provider attempt is one ledger row (ok, error, fallback,
+ * client_disconnected), appended in batches. Streaming answers SSE
+ * (delta, tool_call, tool_result, usage, done | error) as the provider's
+ * text arrives; once the client has had a byte no other target is tried,
+ * and a failure ends the stream with an error event, the partial reply
+ * saved and billed. A client that goes away cancels the provider's
+ * transfer and the tool calls at once; the turn still saves and bills.
+ * Reservations are settled (spent replaces reserved) when the turn ends. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "lib/json.h"
+#include "lib/uuid.h"
+#include "io/clients.h"
+#include "io/log.h"
+#include "io/outbound.h"
+#include "io/publish.h"
+#include "http/api.h"
+#include "services/chat/turn.h"
+#include "services/chat/wire.h"
+#include "services/mcp/mcp.h"
+
+#define OMNI_TURN_MAX_CONTENT 100000 /* characters of a user message */
+#define OMNI_TURN_LEDGER_MAX 5000    /* rows held; more are dropped */
+#define OMNI_TURN_LEDGER_BATCH 100
+
+enum {
+    OMNI_TURN_START = 0,
+    OMNI_TURN_BEGUN,
+    OMNI_TURN_RESERVED,
+    OMNI_TURN_CALL,
+    OMNI_TURN_CALLED,
+    OMNI_TURN_TOOLS,
+    OMNI_TURN_SAVED
+};
+
+typedef struct {
+    const char *provider, *type, *base_url, *key_env, *key_file, *model,
+        *model_id;
+    int max_output_tokens, price_version;
+    double in, out, cached; /* per million tokens */
+} omni_turn_target_t;
+
+typedef struct omni_turn_s omni_turn_t;
+
+typedef struct {
+    omni_turn_t *t;
+    omni_mcp_tool_call_t *call;
+    const char *text;
+    int is_error, done;
+} omni_turn_result_t;
+
+struct omni_turn_s {
+    omni_req_t *r;
+    const char *user, *role, *conv, *content, *project, *system, *only;
+    int stream;
+
+    omni_wire_tooldef_t *tools; /* offered to the model */
+    int ntools, round, max_rounds, msgcap;
+    omni_turn_result_t results[OMNI_WIRE_MAX_TOOLS];
+    int nresults, pending_tools;
+    int ran_tools;          /* the last attempt's calls were run (and shown) */
+    struct evbuffer *saved; /* this turn's messages for turn_save */
+    int64_t sum_in, sum_out, sum_cached;
+
+    omni_turn_target_t *targets;
+    int ntargets, target;
+    omni_wire_msg_t *msgs;
+    int nmsgs;
+    int64_t input_estimate;
+
+    const char *budget_keys[4];
+    int64_t budget_tokens[4], budget_cost[4]; /* -1: unlimited */
+    int nbudgets, budget_reply;               /* reply: 0 ok, >0 over, -1 */
+    int reserved;                             /* reservations made */
+    int64_t reserve_tokens, reserve_cost;     /* cost in 1e-9 units */
+
+    omni_out_req_t *q;
+    omni_wire_t w;
+    struct evbuffer *body; /* a non-streamed or error body */
+    int sse_body;          /* the provider answered text/event-stream */
+    long http_status;
+    char retry_after[16]; /* the provider's Retry-After of a 429 */
+    omni_out_error_t out_error;
+    uint64_t attempt_ms, attempt_wall_us, latency_ms;
+
+    int ok;      /* the last attempt succeeded */
+    int started; /* the client has had its first byte */
+    int gone;    /* the client went away */
+    int64_t billed_tokens, billed_cost;
+    struct event *wake;
+    struct event *watch; /* looks for a client gone while nothing is
+                            written (a slow first token, a whole reply) */
+};
+
+static int omni_turn_begin_stmt, omni_turn_save_stmt, omni_turn_ledger_stmt;
+static omni_outbound_t *omni_turn_out;
+
+static struct {
+    struct evbuffer *rows;
+    int nrows, flushing;
+    struct event *timer;
+    unsigned long long dropped;
+} omni_ledger;
+
+static const char omni_turn_reserve_lua[] =
+    "local t, c = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "for i = 1, #KEYS do\n"
+    "  local lt, lc = tonumber(ARGV[2*i+1]), tonumber(ARGV[2*i+2])\n"
+    "  local ut = tonumber(redis.call('HGET', KEYS[i], 't') or '0')\n"
+    "  local uc = tonumber(redis.call('HGET', KEYS[i], 'c') or '0')\n"
+    "  if (lt >= 0 and ut + t > lt) or (lc >= 0 and uc + c > lc) then\n"
+    "    return i\n"
+    "  end\n"
+    "end\n"
+    "for i = 1, #KEYS do\n"
+    "  redis.call('HINCRBY', KEYS[i], 't', t)\n"
+    "  redis.call('HINCRBY', KEYS[i], 'c', c)\n"
+    "  redis.call('EXPIRE', KEYS[i], 172800)\n"
+    "end\n"
+    "return 0\n";
+
+
+int omni_turn_init(void)
+{
+    omni_turn_begin_stmt = omni_db_statement("chat_turn_begin",
+        "SELECT t.status, t.body"
+        " FROM omnichat.turn_begin($1, $2, $3, $4, $5::jsonb) AS t");
+    omni_turn_save_stmt = omni_db_statement(
+        "chat_turn_save", "SELECT omnichat.turn_save($1, $2::uuid, $3::jsonb)");
+    omni_turn_ledger_stmt = omni_db_statement("chat_ledger_insert",
+        "INSERT INTO omnichat.llm_usage (at, user_id, project_id,"
+        " conversation_id, message_id, provider, model, model_id,"
+        " price_version, provider_request_id, input_tokens, output_tokens,"
+        " cached_tokens, cost, status, estimated, latency_ms)"
+        " SELECT to_timestamp(x.at / 1000000.0), x.user_id, x.project_id,"
+        "  x.conversation_id, x.message_id, x.provider, x.model, x.model_id,"
+        "  x.price_version, x.provider_request_id, x.input_tokens,"
+        "  x.output_tokens, x.cached_tokens, x.cost, x.status, x.estimated,"
+        "  x.latency_ms"
+        " FROM jsonb_to_recordset($1::jsonb) AS x(at bigint, user_id text,"
+        "  project_id uuid, conversation_id uuid, message_id uuid,"
+        "  provider text, model text, model_id uuid, price_version int,"
+        "  provider_request_id text, input_tokens int, output_tokens int,"
+        "  cached_tokens int, cost numeric, status text, estimated boolean,"
+        "  latency_ms int)");
+    return omni_turn_begin_stmt < 0 || omni_turn_save_stmt < 0
+                   || omni_turn_ledger_stmt < 0
+               ? -1
+               : 0;
+}
+
+
+static uint64_t omni_turn_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+
+static uint64_t omni_turn_wall_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+
+/* --- the ledger ----------------------------------------------------------- */
+
+static void omni_ledger_flushed(void *arg, omni_db_status_t st, PGresult *res)
+{
+    omni_ledger.flushing = 0;
+    if (st != OMNI_DB_OK) {
+        omni_log(OMNI_LOG_WARN, "cannot store LLM usage rows", "\"status\":%d",
+            (int)st);
+    }
+}
+
+
+static void omni_ledger_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct evbuffer *b = omni_ledger.rows;
+    const char *values[1];
+
+    if (omni_ledger.nrows == 0 || omni_ledger.flushing) {
+        return;
+    }
+    evbuffer_add(b, "]", 2);
+    values[0] = (const char *)evbuffer_pullup(b, -1);
+    if (omni_db_query(omni_clients.db, omni_turn_ledger_stmt, 1, values,
+            omni_ledger_flushed, NULL)
+        == OMNI_DB_OK) {
+        omni_ledger.flushing = 1;
+    } else {
+        omni_log(OMNI_LOG_WARN, "LLM usage rows lost: Postgres unavailable",
+            "\"rows\":%d", omni_ledger.nrows);
+    }
+    evbuffer_drain(b, evbuffer_get_length(b));
+    omni_ledger.nrows = 0;
+}
+
+
+int omni_turn_start(void)
+{
+    struct timeval tv = {0, 500000};
+    omni_outbound_config_t cfg = {0};
+
+    cfg.max_bytes = 16 * 1024 * 1024;
+    cfg.timeout_ms = 300000;
+    /* streams last seconds to minutes: a provider holds many at once */
+    cfg.max_inflight = 4096;
+    cfg.max_per_host = 2048;
+    omni_turn_out = omni_outbound_create(omni_clients.base, &cfg);
+    omni_ledger.rows = evbuffer_new();
+    omni_ledger.timer =
+        event_new(omni_clients.base, -1, EV_PERSIST, omni_ledger_flush, NULL);
+    if (omni_turn_out == NULL || omni_ledger.rows == NULL
+        || omni_ledger.timer == NULL) {
+        return -1;
+    }
+    event_add(omni_ledger.timer, &tv);
+    return 0;
+}
+
+
+void omni_turn_stop(void)
+{
+    if (omni_ledger.timer != NULL) {
+        omni_ledger_flush(-1, 0, NULL);
+        event_free(omni_ledger.timer);
+        omni_ledger.timer = NULL;
+    }
+    omni_outbound_destroy(omni_turn_out);
+    omni_turn_out = NULL;
+}
+
+
+static void omni_ledger_str(struct evbuffer *b, const char *k, const char *v)
+{
+    evbuffer_add_printf(b, ",\"%s\":", k);
+    if (v == NULL || v[0] == '\0') {
+        evbuffer_add(b, "null", 4);
+    } else {
+        omni_json_put_string(b, v, strlen(v));
+    }
+}
+
+
+/* The attempt's cost in 1e-9 currency units. */
+static int64_t omni_turn_cost(
+    const omni_turn_target_t *t, int64_t in, int64_t out, int64_t cached)
+{
+    double c = ((double)(in - cached) * t->in + (double)cached * t->cached
+                   + (double)out * t->out)
+               * 1000.0;
+
+    return c > 0 ? llround(c) : 0;
+}
+
+
+/* Queues the row of the attempt just ended and returns its cost. */
+static int64_t omni_ledger_add(
+    omni_turn_t *t, const char *status, const char *message_id)
+{
+    const omni_turn_target_t *g = &t->targets[t->target];
+    struct evbuffer *b = omni_ledger.rows;
+    int64_t in = t->w.input_tokens, out = t->w.output_tokens, cost;
+    size_t args = 0;
+    int estimated = 0, i;
+
+    if (t->w.events > 0
+        && (!t->w.have_usage || !t->w.done || t->w.error[0] != '\0')) {
+        /* a reply that did not finish (cut, abandoned, failed): the
+         * provider's last counts may be partial (Anthropic's message_start
+         * says 1 output token), so output is at least what arrived, input
+         * the estimate when none came */
+        for (i = 0; i < t->w.ntools; i++) {
+            args += t->w.tools[i].args.len;
+        }
+        if (in == 0) {
+            in = t->input_estimate;
+            estimated = 1;
+        }
+        if ((int64_t)((t->w.text.len + args + 3) / 4) > out) {
+            out = (int64_t)((t->w.text.len + args + 3) / 4);
+            estimated = 1;
+        }
+    }
+    cost = omni_turn_cost(g, in, out, t->w.cached_tokens);
+    t->billed_tokens += in + out;
+    t->sum_in += in;
+    t->sum_out += out;
+    t->sum_cached += t->w.cached_tokens;
+    t->billed_cost += cost;
+    t->w.input_tokens = in;
+    t->w.output_tokens = out;
+    if (b == NULL) {
+        return cost;
+    }
+    if (omni_ledger.nrows >= OMNI_TURN_LEDGER_MAX) {
+        omni_ledger.dropped++;
+        return cost;
+    }
+    evbuffer_add(b, omni_ledger.nrows++ ? "," : "[", 1);
+    evbuffer_add_printf(
+        b, "{\"at\":%llu", (unsigned long long)t->attempt_wall_us);
+    omni_ledger_str(b, "user_id", t->user);
+    omni_ledger_str(b, "project_id", t->project);
+    omni_ledger_str(b, "conversation_id", t->conv);
+    omni_ledger_str(b, "message_id", message_id);
+    omni_ledger_str(b, "provider", g->provider);
+    omni_ledger_str(b, "model", g->model);
+    omni_ledger_str(b, "model_id", g->model_id);
+    omni_ledger_str(b, "provider_request_id", t->w.request_id);
+    evbuffer_add_printf(b,
+        ",\"price_version\":%d,\"input_tokens\":%lld,\"output_tokens\":%lld,"
+        "\"cached_tokens\":%lld,\"cost\":%lld.%09lld,\"status\":\"%s\","
+        "\"estimated\":%s,\"latency_ms\":%llu}",
+        g->price_version, (long long)in, (long long)out,
+        (long long)t->w.cached_tokens, (long long)(cost / 1000000000),
+        (long long)(cost % 1000000000), status, estimated ? "true" : "false",
+        (unsigned long long)t->latency_ms);
+    if (omni_ledger.nrows >= OMNI_TURN_LEDGER_BATCH) {
+        omni_ledger_flush(-1, 0, NULL);
+    }
+    return cost;
+}
+
+
+/* --- budgets -------------------------------------------------------------- */
+
+static void omni_turn_budget_key(
+    omni_turn_t *t, char *buf, size_t size, const char *key)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+
+    gmtime_r(&now, &tm);
+    snprintf(buf, size, "omni:budget:%s:%04d%02d%02d", key, tm.tm_year + 1900,
+        tm.tm_mon + 1, tm.tm_mday);
+}
+
+
+static void omni_turn_ignore(redisAsyncContext *c, void *reply, void *arg)
+{
+}
+
+
+static void omni_turn_reserved(redisAsyncContext *c, void *reply, void *arg)
+{
+    omni_turn_t *t = arg;
+    redisReply *rep = reply;
+
+    t->budget_reply = rep != NULL && rep->type == REDIS_REPLY_INTEGER
+                          ? (int)rep->integer
+                          : -1;
+    omni_http_resume(t->r);
+}
+
+
+/* Sends the reservation; the handler is resumed with its reply. */
+static int omni_turn_reserve(omni_turn_t *t)
+{
+    const char *argv[4 + 4 + 2 + 8];
+    char keys[4][160], nums[2 + 8][24];
+    int argc = 0, i;
+
+    argv[argc++] = "EVAL";
+    argv[argc++] = omni_turn_reserve_lua;
+    snprintf(nums[0], sizeof(nums[0]), "%d", t->nbudgets);
+    argv[argc++] = nums[0];
+    for (i = 0; i < t->nbudgets; i++) {
+        omni_turn_budget_key(t, keys[i], sizeof(keys[i]), t->budget_keys[i]);
+        argv[argc++] = keys[i];
+    }
+    snprintf(nums[1], sizeof(nums[1]), "%lld", (long long)t->reserve_tokens);
+    argv[argc++] = nums[1];
+    snprintf(nums[2], sizeof(nums[2]), "%lld", (long long)t->reserve_cost);
+    argv[argc++] = nums[2];
+    for (i = 0; i < t->nbudgets; i++) {
+        snprintf(nums[3 + 2 * i], sizeof(nums[0]), "%lld",
+            (long long)t->budget_tokens[i]);
+        snprintf(nums[4 + 2 * i], sizeof(nums[0]), "%lld",
+            (long long)t->budget_cost[i]);
+        argv[argc++] = nums[3 + 2 * i];
+        argv[argc++] = nums[4 + 2 * i];
+    }
+    return omni_redis_command_argv(
+        omni_clients.redis, omni_turn_reserved, t, argc, argv, NULL);
+}
+
+
+/* Gives back what was reserved and not spent (never waits). */
+static void omni_turn_settle(omni_turn_t *t)
+{
+    char key[160], dt[24], dc[24];
+    const char *argv[4];
+    int i;
+
+    if (!t->reserved) {
+        return;
+    }
+    snprintf(dt, sizeof(dt), "%lld",
+        (long long)(t->billed_tokens - t->reserve_tokens * t->reserved));
+    snprintf(dc, sizeof(dc), "%lld",
+        (long long)(t->billed_cost - t->reserve_cost * t->reserved));
+    t->reserved = 0;
+    for (i = 0; i < t->nbudgets; i++) {
+        omni_turn_budget_key(t, key, sizeof(key), t->budget_keys[i]);
+        argv[0] = "HINCRBY";
+        argv[1] = key;
+        argv[2] = "t";
+        argv[3] = dt;
+        omni_redis_command_argv(
+            omni_clients.redis, omni_turn_ignore, NULL, 4, argv, NULL);
+        argv[2] = "c";
+        argv[3] = dc;
+        omni_redis_command_argv(
+            omni_clients.redis, omni_turn_ignore, NULL, 4, argv, NULL);
+    }
+}
+
+
+/* --- the body and the plan ------------------------------------------------ */
+
+static size_t omni_turn_chars(const char *s)
+{
+    size_t n = 0;
+
+    for (; *s; s++) {
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    }
+    return n;
+}
+
+
+/* Reads the request body; answers and returns -1 when it is wrong. */
+static int omni_turn_read_body(omni_req_t *r, omni_turn_t *t)
+{
+    const omni_json_t *j = r->json, *v;
+    struct evbuffer *b;
+    size_t i;
+
+    for (i = 0; i < j->u.obj.len; i++) {
+        const char *k = j->u.obj.keys[i];
+
+        if (strcmp(k, "content") != 0 && strcmp(k, "stream") != 0
+            && strcmp(k, "tools") != 0) {
+            omni_respond_error(
+                r, 422, "invalid_value", "%.64s: unknown field", k);
+            return -1;
+        }
+    }
+    v = omni_json_get(j, "content");
+    if (v == NULL || v->type == OMNI_JSON_NULL) {
+        omni_respond_error(r, 400, "missing_field", "content: required");
+        return -1;
+    }
+    t->content = omni_json_string(v);
+    if (t->content == NULL) {
+        omni_respond_error(
+            r, 400, "invalid_field", "content: must be a string");
+        return -1;
+    }
+    if (t->content[strspn(t->content, " \t\r\n")] == '\0') {
+        omni_respond_error(
+            r, 422, "invalid_value", "content: must not be empty");
+        return -1;
+    }
+    if (omni_turn_chars(t->content) > OMNI_TURN_MAX_CONTENT) {
+        omni_respond_error(r, 422, "invalid_value",
+            "content: longer than %d characters", OMNI_TURN_MAX_CONTENT);
+        return -1;
+    }
+    v = omni_json_get(j, "stream");
+    if (v != NULL && v->type != OMNI_JSON_NULL
+        && !omni_json_bool(v, &t->stream)) {
+        omni_respond_error(
+            r, 400, "invalid_field", "stream: must be true or false");
+        return -1;
+    }
+    v = omni_json_get(j, "tools");
+    if (v != NULL && v->type != OMNI_JSON_NULL) {
+        if (v->type != OMNI_JSON_ARRAY) {
+            omni_respond_error(r, 400, "invalid_field",
+                "tools: must be an array of tool names");
+            return -1;
+        }
+        for (i = 0; i < v->u.arr.len; i++) {
+            if (omni_json_string(v->u.arr.items[i]) == NULL) {
+                omni_respond_error(
+                    r, 400, "invalid_field", "tools[%zu]: must be a string", i);
+                return -1;
+            }
+        }
+        b = evbuffer_new();
+        if (b == NULL || omni_json_write(b, v) != 0) {
+            if (b != NULL) {
+                evbuffer_free(b);
+            }
+            omni_respond_error(r, 503, "overloaded", "out of memory");
+            return -1;
+        }
+        t->only = omni_arena_strndup(&r->arena,
+            (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+        evbuffer_free(b);
+    }
+    return 0;
+}
+
+
+static const char *omni_turn_str(const omni_json_t *o, const char *k)
+{
+    return omni_json_string(omni_json_get(o, k));
+}
+
+
+static double omni_turn_num(const omni_json_t *o, const char *k)
+{
+    double d = 0;
+
+    omni_json_double(omni_json_get(o, k), &d);
+    return d;
+}
+
+
+/* Reads turn_begin's answer into t: 0, or -1 when out of memory. */
+static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
+{
+    omni_arena_t *a = &t->r->arena;
+    const omni_json_t *j, *arr, *e;
+    char err[128];
+    int64_t n;
+    size_t i;
+
+    j = omni_json_parse(a, text, len, NULL, err, sizeof(err));
+    if (j == NULL) {
+        return -1;
+    }
+    t->project = omni_turn_str(j, "project_id");
+    t->system = omni_turn_str(j, "system");
+    if (omni_json_int(omni_json_get(j, "input_estimate"), &n)) {
+        t->input_estimate = n;
+    }
+
+    arr = omni_json_get(j, "targets");
+    t->ntargets = arr != NULL ? (int)arr->u.arr.len : 0;
+    t->targets = omni_arena_alloc(a, sizeof(*t->targets) * (t->ntargets + 1));
+    if (t->targets == NULL) {
+        return -1;
+    }
+    for (i = 0; i < (size_t)t->ntargets; i++) {
+        omni_turn_target_t *g = &t->targets[i];
+
+        e = arr->u.arr.items[i];
+        g->provider = omni_turn_str(e, "provider");
+        g->type = omni_turn_str(e, "type");
+        g->base_url = omni_turn_str(e, "base_url");
+        g->key_env = omni_turn_str(e, "api_key_env");
+        g->key_file = omni_turn_str(e, "api_key_file");
+        g->model = omni_turn_str(e, "model");
+        g->model_id = omni_turn_str(e, "model_id");
+        g->max_output_tokens = (int)omni_turn_num(e, "max_output_tokens");
+        g->price_version = (int)omni_turn_num(e, "price_version");
+        g->in = omni_turn_num(e, "input");
+        g->out = omni_turn_num(e, "output");
+        g->cached = omni_turn_num(e, "cached");
+    }
+
+    if (omni_json_int(omni_json_get(j, "max_tool_rounds"), &n)) {
+        t->max_rounds = (int)n;
+    }
+    arr = omni_json_get(j, "tools");
+    t->ntools = arr != NULL ? (int)arr->u.arr.len : 0;
+    t->tools = omni_arena_alloc(a, sizeof(*t->tools) * (t->ntools + 1));
+    if (t->tools == NULL) {
+        return -1;
+    }
+    for (i = 0; i < (size_t)t->ntools; i++) {
+        struct evbuffer *b = evbuffer_new();
+
+        e = arr->u.arr.items[i];
+        t->tools[i].name = omni_turn_str(e, "name");
+        t->tools[i].description = omni_turn_str(e, "description");
+        if (b == NULL) {
+            return -1;
+        }
+        omni_json_write(b, omni_json_get(e, "input_schema"));
+        t->tools[i].schema = omni_arena_strndup(
+            a, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+        evbuffer_free(b);
+    }
+
+    arr = omni_json_get(j, "history");
+    t->nmsgs = arr != NULL ? (int)arr->u.arr.len : 0;
+    t->msgcap = t->nmsgs + 1 + t->max_rounds * (1 + OMNI_WIRE_MAX_TOOLS);
+    t->msgs = omni_arena_alloc(a, sizeof(*t->msgs) * t->msgcap);
+    if (t->msgs == NULL) {
+        return -1;
+    }
+    for (i = 0; i < (size_t)t->nmsgs; i++) {
+        struct evbuffer *b;
+        omni_wire_msg_t *m = &t->msgs[i];
+
+        e = arr->u.arr.items[i];
+        memset(m, 0, sizeof(*m));
+        m->role = omni_turn_str(e, "role");
+        m->content = omni_turn_str(e, "content");
+        m->tool_call_id = omni_turn_str(e, "tool_call_id");
+        if (omni_json_get(e, "tool_calls") != NULL
+            && (b = evbuffer_new()) != NULL) {
+            omni_json_write(b, omni_json_get(e, "tool_calls"));
+            m->tool_calls = omni_arena_strndup(a,
+                (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+            evbuffer_free(b);
+        }
+    }
+
+    arr = omni_json_get(j, "budgets");
+    for (i = 0; arr != NULL && i < arr->u.arr.len && i < 4; i++) {
+        e = arr->u.arr.items[i];
+        t->budget_keys[t->nbudgets] = omni_turn_str(e, "key");
+        t->budget_tokens[t->nbudgets] =
+            omni_json_get(e, "tokens_per_day")->type == OMNI_JSON_NULL
+                ? -1
+                : (int64_t)omni_turn_num(e, "tokens_per_day");
+        t->budget_cost[t->nbudgets] =
+            omni_json_get(e, "cost_per_day")->type == OMNI_JSON_NULL
+                ? -1
+                : llround(omni_turn_num(e, "cost_per_day") * 1e9);
+        t->nbudgets++;
+    }
+
+    /* the worst case of any target: input + max_tokens at list price */
+    for (i = 0; i < (size_t)t->ntargets; i++) {
+        const omni_turn_target_t *g = &t->targets[i];
+        int64_t c =
+            omni_turn_cost(g, t->input_estimate, g->max_output_tokens, 0);
+
+        if (t->input_estimate + g->max_output_tokens > t->reserve_tokens) {
+            t->reserve_tokens = t->input_estimate + g->max_output_tokens;
+        }
+        if (c > t->reserve_cost) {
+            t->reserve_cost = c;
+        }
+    }
+    return 0;
+}
+
+
+/* --- the provider call ---------------------------------------------------- */
+
+static void omni_turn_sse(
+    omni_turn_t *t, const char *event, const char *fmt, const char *s, size_t n)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b == NULL) {
+        return;
+    }
+    evbuffer_add_printf(b, "event: %s\ndata: ", event);
+    if (s != NULL) {
+        evbuffer_add_printf(b, "{\"%s\":", fmt);
+        omni_json_put_string(b, s, n);
+        evbuffer_add(b, "}", 1);
+    } else {
+        evbuffer_add_printf(b, "%s", fmt);
+    }
+    evbuffer_add(b, "\n\n", 2);
+    omni_respond_chunk(t->r, b);
+    evbuffer_free(b);
+}
+
+
+static int omni_turn_on_text(void *arg, const char *s, size_t n)
+{
+    omni_turn_t *t = arg;
+    struct evbuffer *b;
+    char channel[64];
+
+    if (!t->stream || t->gone) {
+        return 0;
+    }
+    if (!t->started) {
+        t->started = 1;
+        omni_respond_start(t->r, 200, "text/event-stream");
+    }
+    omni_turn_sse(t, "delta", "text", s, n);
+    snprintf(channel, sizeof(channel), "conversation-%s", t->conv);
+    b = evbuffer_new();
+    if (b != NULL) {
+        evbuffer_add(b, "{\"text\":", 8);
+        omni_json_put_string(b, s, n);
+        evbuffer_add(b, "}", 2); /* with its NUL */
+        omni_publish(
+            channel, "chat.delta", (const char *)evbuffer_pullup(b, -1));
+        evbuffer_free(b);
+    }
+    return 0;
+}
+
+
+static void omni_turn_on_headers(void *arg, omni_out_req_t *q, long status)
+{
+    omni_turn_t *t = arg;
+    const char *ct = omni_out_header(q, "Content-Type");
+    const char *ra = omni_out_header(q, "Retry-After");
+
+    t->http_status = status;
+    if (status == 429 && ra != NULL && strlen(ra) < sizeof(t->retry_after)
+        && strspn(ra, "0123456789") == strlen(ra)) {
+        snprintf(t->retry_after, sizeof(t->retry_after), "%s", ra);
+    }
+    t->sse_body = status >= 200 && status < 300 && ct != NULL
+                  && strncmp(ct, "text/event-stream", 17) == 0;
+}
+
+
+/* Ends the transfer from inside its own callback: a reply that went wrong
+ * (garbage, an error event, over a cap) is not read to its end, which an
+ * endless stream never reaches. */
+static void omni_turn_stop_reading(omni_turn_t *t, omni_out_error_t e)
+{
+    omni_out_cancel(t->q);
+    t->q = NULL;
+    t->out_error = e;
+    t->latency_ms = omni_turn_now_ms() - t->attempt_ms;
+    event_add(t->wake, &(struct timeval){0, 0});
+}
+
+
+static int omni_turn_on_data(
+    void *arg, omni_out_req_t *q, const char *buf, size_t len)
+{
+    omni_turn_t *t = arg;
+
+    if (!t->sse_body) {
+        if (evbuffer_get_length(t->body) + len > 4 * 1024 * 1024) {
+            snprintf(t->w.error, sizeof(t->w.error), "bad_response");
+            snprintf(t->w.message, sizeof(t->w.message),
+                "the provider's answer is larger than 4 MiB");
+            omni_turn_stop_reading(t, OMNI_OUT_TOO_LARGE);
+            return 0;
+        }
+        evbuffer_add(t->body, buf, len);
+        return 0;
+    }
+    if (omni_wire_feed(&t->w, buf, len) != 0 || t->w.error[0] != '\0') {
+        omni_turn_stop_reading(t, OMNI_OUT_PROTOCOL);
+    }
+    return 0;
+}
+
+
+static void omni_turn_on_done(void *arg, const omni_out_result_t *res)
+{
+    omni_turn_t *t = arg;
+
+    t->q = NULL;
+    t->out_error = res->error;
+    t->latency_ms = omni_turn_now_ms() - t->attempt_ms;
+    omni_http_resume(t->r);
+}
+
+
+static void omni_turn_woken(evutil_socket_t fd, short what, void *arg)
+{
+    omni_turn_t *t = arg;
+
+    omni_http_resume(t->r);
+}
+
+
+static void omni_turn_free_tools(omni_turn_t *t);
+static void omni_turn_client_gone(void *arg);
+
+
+static void omni_turn_watch(evutil_socket_t fd, short what, void *arg)
+{
+    omni_turn_t *t = arg;
+
+    if (!t->gone && omni_req_client_gone(t->r)) {
+        omni_req_on_close(t->r, NULL, NULL);
+        omni_turn_client_gone(t);
+    }
+}
+
+/* The client went away: the provider's transfer and the tool calls are
+ * cancelled now; the turn goes on (bills, saves) from the loop. */
+static void omni_turn_client_gone(void *arg)
+{
+    omni_turn_t *t = arg;
+    struct timeval now = {0, 0};
+
+    t->gone = 1;
+    if (t->q != NULL) {
+        omni_out_cancel(t->q);
+        t->q = NULL;
+        t->out_error = OMNI_OUT_CANCELLED;
+        t->latency_ms = omni_turn_now_ms() - t->attempt_ms;
+        event_add(t->wake, &now);
+    }
+    if (t->pending_tools > 0) {
+        omni_turn_free_tools(t);
+        event_add(t->wake, &now);
+    }
+}
+
+
+/* The provider's key from the environment or a secret file, or NULL. */
+static const char *omni_turn_key(omni_turn_t *t, const omni_turn_target_t *g)
+{
+    char buf[4096];
+    size_t n;
+    FILE *f;
+
+    if (g->key_env != NULL) {
+        return getenv(g->key_env);
+    }
+    if (g->key_file == NULL || (f = fopen(g->key_file, "r")) == NULL) {
+        return NULL;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    while (n > 0
+           && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) {
+        n--;
+    }
+    return omni_arena_strndup(&t->r->arena, buf, n);
+}
+
+
+/* Starts the attempt on t->target: 0, or -1 when it could not start. */
+static int omni_turn_call(omni_turn_t *t)
+{
+    const omni_turn_target_t *g = &t->targets[t->target];
+    omni_wire_kind_t kind = strcmp(g->type, "anthropic") == 0
+                                ? OMNI_WIRE_ANTHROPIC
+                                : OMNI_WIRE_OPENAI;
+    omni_out_spec_t spec = {0};
+    const char *headers[5], *key;
+    struct evbuffer *req;
+    char url[1024], auth[4200];
+    int rc = -1;
+
+    omni_wire_free(&t->w);
+    omni_wire_init(&t->w, kind);
+    t->w.on_text = omni_turn_on_text;
+    t->w.arg = t;
+    evbuffer_drain(t->body, evbuffer_get_length(t->body));
+    t->sse_body = 0;
+    t->http_status = 0;
+    t->retry_after[0] = '\0';
+    t->out_error = OMNI_OUT_OK;
+    t->ran_tools = 0;
+    t->attempt_ms = omni_turn_now_ms();
+    t->attempt_wall_us = omni_turn_wall_us();
+    t->latency_ms = 0;
+
+    key = omni_turn_key(t, g);
+    req = evbuffer_new();
+    if (req == NULL
+        || omni_wire_request(req, kind, g->model, t->system, t->msgs, t->nmsgs,
+               t->round < t->max_rounds ? t->tools : NULL,
+               t->round < t->max_rounds ? t->ntools : 0, g->max_output_tokens,
+               t->stream)
+               != 0) {
+        goto failed;
+    }
+    snprintf(url, sizeof(url), "%s/v1/%s", g->base_url,
+        kind == OMNI_WIRE_OPENAI ? "chat/completions" : "messages");
+    headers[0] = "Content-Type: application/json";
+    if (kind == OMNI_WIRE_OPENAI) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
+            key != NULL ? key : "");
+        headers[1] = auth;
+        headers[2] = NULL;
+    } else {
+        snprintf(auth, sizeof(auth), "x-api-key: %s", key != NULL ? key : "");
+        headers[1] = auth;
+        headers[2] = "anthropic-version: 2023-06-01";
+        headers[3] = NULL;
+    }
+    if (key == NULL) {
+        omni_log(OMNI_LOG_WARN, "LLM provider key not found",
+            "\"provider\":\"%s\",\"request_id\":\"%s\"", g->provider,
+            t->r->request_id);
+    }
+    spec.method = "POST";
+    spec.url = url;
+    spec.headers = headers;
+    spec.body = (const char *)evbuffer_pullup(req, -1);
+    spec.body_len = evbuffer_get_length(req);
+    spec.timeout_ms = 300000;
+    spec.connect_timeout_ms = 5000;
+    spec.idle_timeout_ms = 60000;
+    spec.on_headers = omni_turn_on_headers;
+    spec.on_data = omni_turn_on_data;
+    spec.on_done = omni_turn_on_done;
+    t->q = omni_out_request(omni_turn_out, &spec, t);
+    rc = t->q != NULL ? 0 : -1;
+
+failed:
+    explicit_bzero(auth, sizeof(auth));
+    if (req != NULL) {
+        evbuffer_free(req);
+    }
+    return rc;
+}
+
+
+/* Reads what the attempt left: 1 when it succeeded. */
+static int omni_turn_outcome(omni_turn_t *t)
+{
+    size_t n = evbuffer_get_length(t->body);
+    const char *body = n ? (const char *)evbuffer_pullup(t->body, -1) : "";
+
+    if (t->out_error != OMNI_OUT_OK) {
+        if (t->w.error[0] == '\0') {
+            snprintf(t->w.error, sizeof(t->w.error), "%s",
+                t->out_error == OMNI_OUT_TIMEOUT ? "timeout"
+                                                 : "upstream_error");
+            snprintf(t->w.message, sizeof(t->w.message),
+                "the provider's transfer failed: %s",
+                omni_out_error_name(t->out_error));
+        }
+        return 0;
+    }
+    if (t->http_status < 200 || t->http_status > 299) {
+        omni_wire_error_body(&t->w, t->http_status, body, n);
+        return 0;
+    }
+    if (!t->sse_body) {
+        if (omni_wire_body(&t->w, body, n) != 0) {
+            return 0;
+        }
+        if (t->stream && t->w.text.len > 0) {
+            /* a provider that answered a stream request whole */
+            omni_turn_on_text(t, t->w.text.buf, t->w.text.len);
+        }
+    }
+    if (t->w.error[0] != '\0') {
+        return 0;
+    }
+    if (!t->w.done) {
+        snprintf(t->w.error, sizeof(t->w.error), "upstream_error");
+        snprintf(t->w.message, sizeof(t->w.message),
+            "the provider's stream ended before its end");
+        return 0;
+    }
+    return 1;
+}
+
+
+/* --- saving and answering ------------------------------------------------- */
+
+/* The model's tool calls as the JSON array [{id, name, arguments}], in
+ * the arena; NULL when there are none. */
+static const char *omni_turn_calls_json(omni_turn_t *t)
+{
+    struct evbuffer *b;
+    const char *s;
+    int i;
+
+    if (t->w.ntools == 0 || (b = evbuffer_new()) == NULL) {
+        return NULL;
+    }
+    evbuffer_add(b, "[", 1);
+    for (i = 0; i < t->w.ntools; i++) {
+        omni_wire_tool_t *c = &t->w.tools[i];
+
+        evbuffer_add_printf(b, "%s{\"id\":", i ? "," : "");
+        omni_json_put_string(b, c->id.buf ? c->id.buf : "", c->id.len);
+        evbuffer_add_printf(b, ",\"name\":");
+        omni_json_put_string(b, c->name.buf ? c->name.buf : "", c->name.len);
+        evbuffer_add_printf(b, ",\"arguments\":");
+        omni_json_put_string(b, c->args.buf ? c->args.buf : "", c->args.len);
+        evbuffer_add(b, "}", 1);
+    }
+    evbuffer_add(b, "]", 1);
+    s = omni_arena_strndup(&t->r->arena, (const char *)evbuffer_pullup(b, -1),
+        evbuffer_get_length(b));
+    evbuffer_free(b);
+    return s;
+}
+
+
+/* Keeps the attempt's assistant message (with its usage) for turn_save. */
+/* A random (version 4) UUID for a message the turn will save, so that
+ * its ledger row, queued before the save, can name it. */
+static void omni_turn_uuid(char out[37])
+{
+    unsigned char b[16];
+    size_t i, k = 0;
+
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+        /* the kernel's pool never runs dry after boot: only an old kernel */
+        for (i = 0; i < sizeof(b); i++) {
+            b[i] = (unsigned char)random();
+        }
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            out[k++] = '-';
+        }
+        k += (size_t)snprintf(out + k, 3, "%02x", b[i]);
+    }
+    out[36] = '\0';
+}
+
+
+static void omni_turn_keep(
+    omni_turn_t *t, const char *status, const char *calls, const char *id)
+{
+    const omni_turn_target_t *g = &t->targets[t->target];
+    struct evbuffer *b = t->saved;
+    int64_t cost = omni_turn_cost(
+        g, t->w.input_tokens, t->w.output_tokens, t->w.cached_tokens);
+
+    evbuffer_add_printf(b,
+        "%s{\"id\":\"%s\",\"role\":\"assistant\",\"content\":",
+        evbuffer_get_length(b) ? "," : "", id);
+    omni_json_put_string(b, t->w.text.buf ? t->w.text.buf : "", t->w.text.len);
+    if (calls != NULL) {
+        evbuffer_add_printf(b, ",\"tool_calls\":%s", calls);
+    }
+    evbuffer_add_printf(b,
+        ",\"input_tokens\":%lld,\"output_tokens\":%lld,\"cached_tokens\":%lld,"
+        "\"cost\":%lld.%09lld,\"latency_ms\":%llu,\"status\":\"%s\"",
+        (long long)t->w.input_tokens, (long long)t->w.output_tokens,
+        (long long)t->w.cached_tokens, (long long)(cost / 1000000000),
+        (long long)(cost % 1000000000),
+        (unsigned long long)(omni_turn_now_ms() - t->attempt_ms), status);
+    omni_ledger_str(b, "provider", g->provider);
+    omni_ledger_str(b, "model", g->model);
+    omni_ledger_str(b, "provider_request_id", t->w.request_id);
+    evbuffer_add(b, "}", 1);
+}
+
+
+static void omni_turn_db_done(void *arg, omni_db_status_t st, PGresult *res)
+{
+    omni_req_t *r = arg;
+
+    r->db_status = st;
+    r->db_res = res;
+    omni_http_resume(r);
+}
+
+
+/* Queues a statement of the turn: 0; or -1 with r->db_status set and
+ * nothing answered (the turn's own resources must go first: they live in
+ * the request's arena, which an answer frees). */
+static int omni_turn_query(
+    omni_req_t *r, int stmt, int nparams, const char *const *values)
+{
+    omni_db_status_t st = omni_db_query(
+        omni_clients.db, stmt, nparams, values, omni_turn_db_done, r);
+
+    if (st != OMNI_DB_OK) {
+        r->db_status = st;
+        r->db_res = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+
+/* Sends this turn's messages to turn_save: 0, or -1 (nothing answered). */
+static int omni_turn_save(omni_turn_t *t)
+{
+    const char *values[3];
+    size_t n = evbuffer_get_length(t->saved);
+    char *text = omni_arena_alloc(&t->r->arena, n + 3);
+
+    if (text == NULL) {
+        return -1;
+    }
+    text[0] = '[';
+    evbuffer_copyout(t->saved, text + 1, n);
+    text[n + 1] = ']';
+    text[n + 2] = '\0';
+    values[0] = t->user;
+    values[1] = t->conv;
+    values[2] = text;
+    return omni_turn_query(t->r, omni_turn_save_stmt, 3, values);
+}
+
+
+/* A tool_call or tool_result: an SSE event when streaming, and published
+ * on the conversation's channel (chat.tool_call, chat.tool_result) as the
+ * loop's progress. */
+static void omni_turn_sse_tool(omni_turn_t *t, const char *event,
+    const char *id, const char *name, const char *key, const char *value,
+    int is_error)
+{
+    struct evbuffer *j = evbuffer_new(), *b = NULL;
+    char channel[64], type[32];
+    size_t n;
+
+    if (j == NULL) {
+        return;
+    }
+    evbuffer_add_printf(j, "{\"id\":");
+    omni_json_put_string(j, id ? id : "", id ? strlen(id) : 0);
+    evbuffer_add_printf(j, ",\"name\":");
+    omni_json_put_string(j, name ? name : "", name ? strlen(name) : 0);
+    evbuffer_add_printf(j, ",\"%s\":", key);
+    omni_json_put_string(j, value ? value : "", value ? strlen(value) : 0);
+    if (strcmp(event, "tool_result") == 0) {
+        evbuffer_add_printf(j, ",\"is_error\":%s", is_error ? "true" : "false");
+    }
+    evbuffer_add(j, "}", 2); /* with its NUL */
+    n = evbuffer_get_length(j) - 1;
+    snprintf(channel, sizeof(channel), "conversation-%s", t->conv);
+    snprintf(type, sizeof(type), "chat.%s", event);
+    omni_publish(channel, type, (const char *)evbuffer_pullup(j, -1));
+    if (t->stream && !t->gone && (b = evbuffer_new()) != NULL) {
+        if (!t->started) {
+            t->started = 1;
+            omni_respond_start(t->r, 200, "text/event-stream");
+        }
+        evbuffer_add_printf(b, "event: %s\ndata: ", event);
+        evbuffer_add(b, evbuffer_pullup(j, -1), n);
+        evbuffer_add(b, "\n\n", 2);
+        omni_respond_chunk(t->r, b);
+        evbuffer_free(b);
+    }
+    evbuffer_free(j);
+}
+
+
+static void omni_turn_tool_done(
+    void *arg, int is_error, const char *text, size_t len)
+{
+    omni_turn_result_t *res = arg;
+    omni_turn_t *t = res->t;
+
+    res->call = NULL;
+    res->done = 1;
+    res->is_error = is_error;
+    res->text = omni_arena_strndup(&t->r->arena, text, len);
+    if (res->text == NULL) {
+        res->text = "out of memory";
+        res->is_error = 1;
+    }
+    if (--t->pending_tools == 0) {
+        omni_http_resume(t->r);
+    }
+}
+
+
+/* Starts the model's tool calls, all at once. */
+static void omni_turn_run_tools(omni_turn_t *t, const char *calls)
+{
+    const char *role = t->role != NULL ? t->role : "";
+    omni_wire_msg_t *m = &t->msgs[t->nmsgs++];
+    int i;
+
+    memset(m, 0, sizeof(*m));
+    m->role = "assistant";
+    m->content = omni_arena_strndup(
+        &t->r->arena, t->w.text.buf ? t->w.text.buf : "", t->w.text.len);
+    m->tool_calls = calls;
+    t->ran_tools = 1;
+    t->nresults = t->w.ntools;
+    t->pending_tools = t->w.ntools;
+    for (i = 0; i < t->w.ntools; i++) {
+        omni_wire_tool_t *c = &t->w.tools[i];
+        omni_turn_result_t *res = &t->results[i];
+
+        memset(res, 0, sizeof(*res));
+        res->t = t;
+        omni_turn_sse_tool(t, "tool_call", c->id.buf, c->name.buf, "arguments",
+            c->args.buf, 0);
+        res->call = omni_mcp_tool_call(
+            role, c->name.buf, c->args.buf, omni_turn_tool_done, res);
+        if (res->call == NULL) {
+            omni_turn_tool_done(res, 1, "out of memory", 13);
+        }
+    }
+}
+
+
+/* Adds the tool results to the history and to what is saved. */
+static void omni_turn_tool_results(omni_turn_t *t)
+{
+    struct evbuffer *b = t->saved;
+    int i;
+
+    for (i = 0; i < t->nresults; i++) {
+        omni_wire_tool_t *c = &t->w.tools[i];
+        omni_turn_result_t *res = &t->results[i];
+        omni_wire_msg_t *m = &t->msgs[t->nmsgs++];
+        const char *id = omni_arena_strndup(
+            &t->r->arena, c->id.buf ? c->id.buf : "", c->id.len);
+
+        memset(m, 0, sizeof(*m));
+        m->role = "tool";
+        m->content = res->text;
+        m->tool_call_id = id;
+        m->is_error = res->is_error;
+        omni_turn_sse_tool(t, "tool_result", c->id.buf, c->name.buf, "content",
+            res->text, res->is_error);
+        evbuffer_add_printf(b, ",{\"role\":\"tool\",\"content\":");
+        omni_json_put_string(b, res->text, strlen(res->text));
+        evbuffer_add_printf(b, ",\"tool_call_id\":");
+        omni_json_put_string(b, id ? id : "", id ? strlen(id) : 0);
+        evbuffer_add_printf(
+            b, ",\"status\":\"%s\"}", res->is_error ? "error" : "ok");
+    }
+}
+
+
+static void omni_turn_free_tools(omni_turn_t *t)
+{
+    int i;
+
+    for (i = 0; i < t->nresults; i++) {
+        if (t->results[i].call != NULL) {
+            omni_mcp_tool_cancel(t->results[i].call);
+            t->results[i].call = NULL;
+        }
+    }
+    t->pending_tools = 0;
+}
+
+
+static void omni_turn_free(omni_turn_t *t)
+{
+    if (t->q != NULL) {
+        omni_out_cancel(t->q);
+        t->q = NULL;
+    }
+    omni_turn_free_tools(t);
+    if (t->saved != NULL) {
+        evbuffer_free(t->saved);
+        t->saved = NULL;
+    }
+    omni_turn_settle(t);
+    omni_wire_free(&t->w);
+    if (t->body != NULL) {
+        evbuffer_free(t->body);
+        t->body = NULL;
+    }
+    if (t->wake != NULL) {
+        event_free(t->wake);
+        t->wake = NULL;
+    }
+    if (t->watch != NULL) {
+        event_free(t->watch);
+        t->watch = NULL;
+    }
+}
+
+
+/* Ends the turn with an error: an SSE error event once streaming, else
+ * the JSON answer. */
+static void omni_turn_fail(
+    omni_turn_t *t, int status, const char *code, const char *message)
+{
+    omni_req_t *r = t->r;
+    struct evbuffer *b;
+
+    omni_turn_free(t);
+    if (!t->started) {
+        omni_req_on_close(r, NULL, NULL);
+        omni_respond_error(r, status, code, "%s", message);
+        return;
+    }
+    b = evbuffer_new();
+    if (b != NULL) {
+        evbuffer_add_printf(b, "event: error\ndata: {\"error\":");
+        omni_json_put_string(b, code, strlen(code));
+        evbuffer_add_printf(b, ",\"message\":");
+        omni_json_put_string(b, message, strlen(message));
+        evbuffer_add(b, "}\n\n", 3);
+        omni_respond_chunk(r, b);
+        evbuffer_free(b);
+    }
+    omni_respond_end(r);
+}
+
+
+static void omni_turn_tool_events(omni_turn_t *t)
+{
+    struct evbuffer *b;
+    int i;
+
+    for (i = 0; i < t->w.ntools && t->started && !t->ran_tools; i++) {
+        omni_wire_tool_t *c = &t->w.tools[i];
+
+        b = evbuffer_new();
+        if (b == NULL) {
+            return;
+        }
+        evbuffer_add_printf(b, "event: tool_call\ndata: {\"id\":");
+        omni_json_put_string(b, c->id.buf ? c->id.buf : "", c->id.len);
+        evbuffer_add_printf(b, ",\"name\":");
+        omni_json_put_string(b, c->name.buf ? c->name.buf : "", c->name.len);
+        evbuffer_add_printf(b, ",\"arguments\":");
+        omni_json_put_string(b, c->args.buf ? c->args.buf : "", c->args.len);
+        evbuffer_add(b, "}\n\n", 3);
+        omni_respond_chunk(t->r, b);
+        evbuffer_free(b);
+    }
+}
+
+
+/* The saved reply's answer: 201 with the message, or the stream's last
+ * events. */
+static void omni_turn_answer(omni_turn_t *t, const char *msg, int ok)
+{
+    omni_req_t *r = t->r;
+    struct evbuffer *b;
+    const char *id;
+    char idbuf[40] = "";
+
+    id = msg != NULL ? strstr(msg, "\"id\": \"") : NULL;
+    if (id != NULL && strlen(id) >= 7 + 36) {
+        memcpy(idbuf, id + 7, 36);
+    }
+    if (!t->stream || (!t->started && t->gone)) {
+        omni_turn_free(t);
+        omni_req_on_close(r, NULL, NULL);
+        b = evbuffer_new();
+        if (b == NULL) {
+            omni_respond_error(r, 503, "overloaded", "out of memory");
+            return;
+        }
+        evbuffer_add_printf(b, "%s\n", msg != NULL ? msg : "{}");
+        omni_api_json(r, 201, b);
+        evbuffer_free(b);
+        return;
+    }
+    if (!t->started) {
+        t->started = 1;
+        omni_respond_start(r, 200, "text/event-stream");
+    }
+    omni_turn_tool_events(t);
+    b = evbuffer_new();
+    if (b != NULL) {
+        evbuffer_add_printf(b,
+            "event: usage\ndata: {\"input_tokens\":%lld,\"output_tokens\":%lld,"
+            "\"cached_tokens\":%lld,\"cost\":%lld.%09lld}\n\n",
+            (long long)t->sum_in, (long long)t->sum_out,
+            (long long)t->sum_cached, (long long)(t->billed_cost / 1000000000),
+            (long long)(t->billed_cost % 1000000000));
+        if (ok) {
+            evbuffer_add_printf(
+                b, "event: done\ndata: {\"message_id\":\"%s\"}\n\n", idbuf);
+        } else {
+            evbuffer_add_printf(b, "event: error\ndata: {\"error\":");
+            omni_json_put_string(b, t->w.error, strlen(t->w.error));
+            evbuffer_add_printf(b, ",\"message\":");
+            omni_json_put_string(b, t->w.message, strlen(t->w.message));
+            evbuffer_add(b, "}\n\n", 3);
+        }
+        omni_respond_chunk(r, b);
+        evbuffer_free(b);
+    }
+    omni_turn_free(t);
+    omni_respond_end(r);
+}
+
+
+/* --- the state machine --------------------------------------------------- */
+
+void omni_turn_post(omni_req_t *r)
+{
+    omni_turn_t *t = r->data;
+    const omni_identity_t *id;
+    const char *values[5];
+    const char *status, *calls;
+    char mid[37];
+    char msg[400];
+    int ok;
+
+    switch (r->state) {
+
+    case OMNI_TURN_START:
+        id = omni_req_identity(r);
+        if (id->id == NULL) {
+            omni_respond_error(
+                r, 401, "missing_credentials", "this route needs a user");
+            return;
+        }
+        if (id->rank < 2) {
+            omni_respond_error(r, 403, "forbidden",
+                "the viewer role cannot change chat objects");
+            return;
+        }
+        t = omni_arena_alloc(&r->arena, sizeof(*t));
+        if (t == NULL) {
+            omni_respond_error(r, 503, "overloaded", "out of memory");
+            return;
+        }
+        memset(t, 0, sizeof(*t));
+        t->r = r;
+        t->user = id->id;
+        t->role = id->role != NULL ? id->role : "";
+        t->conv = omni_req_param(r, 0);
+        if (omni_turn_read_body(r, t) != 0) {
+            return;
+        }
+        if (!omni_uuid_valid(t->conv)) {
+            omni_respond_error(
+                r, 404, "not_found", "no conversation \"%.64s\"", t->conv);
+            return;
+        }
+        t->body = evbuffer_new();
+        t->saved = evbuffer_new();
+        t->wake = event_new(omni_clients.base, -1, 0, omni_turn_woken, t);
+        if (t->body == NULL || t->saved == NULL || t->wake == NULL) {
+            omni_turn_free(t);
+            omni_respond_error(r, 503, "overloaded", "out of memory");
+            return;
+        }
+        omni_wire_init(&t->w, OMNI_WIRE_OPENAI);
+        r->data = t;
+        values[0] = t->user;
+        values[1] = t->conv;
+        values[2] = t->content;
+        values[3] = t->role;
+        values[4] = t->only;
+        r->state = OMNI_TURN_BEGUN;
+        if (omni_turn_query(r, omni_turn_begin_stmt, 5, values) != 0) {
+            omni_turn_free(t);
+            omni_api_db_failed(r);
+        }
+        return;
+
+    case OMNI_TURN_BEGUN:
+        if (r->db_status != OMNI_DB_OK || PQntuples(r->db_res) != 1) {
+            omni_turn_free(t);
+            omni_api_db_failed(r);
+            return;
+        }
+        if (atoi(PQgetvalue(r->db_res, 0, 0)) != 200) {
+            struct evbuffer *b = evbuffer_new();
+
+            omni_turn_free(t);
+            if (b == NULL) {
+                omni_respond_error(r, 503, "overloaded", "out of memory");
+                return;
+            }
+            evbuffer_add(
+                b, PQgetvalue(r->db_res, 0, 1), PQgetlength(r->db_res, 0, 1));
+            evbuffer_add(b, "\n", 1);
+            omni_api_json(r, atoi(PQgetvalue(r->db_res, 0, 0)), b);
+            evbuffer_free(b);
+            return;
+        }
+        if (omni_turn_plan(
+                t, PQgetvalue(r->db_res, 0, 1), PQgetlength(r->db_res, 0, 1))
+            != 0) {
+            omni_turn_free(t);
+            omni_respond_error(r, 503, "overloaded", "out of memory");
+            return;
+        }
+        /* the user's message is in the history: it went out with turn_begin */
+        if (omni_req_on_close(r, omni_turn_client_gone, t) != 0) {
+            t->gone = 1;
+        }
+        t->watch =
+            event_new(omni_clients.base, -1, EV_PERSIST, omni_turn_watch, t);
+        if (t->watch != NULL) {
+            event_add(t->watch, &(struct timeval){0, 250000});
+        }
+        if (t->nbudgets > 0) {
+            r->state = OMNI_TURN_RESERVED;
+            if (omni_turn_reserve(t) != 0) {
+                omni_turn_fail(t, 503, "budget_unavailable",
+                    "budgets cannot be checked now (Redis unavailable)");
+            }
+            return;
+        }
+        /* fall through */
+
+    case OMNI_TURN_RESERVED:
+        if (r->state == OMNI_TURN_RESERVED && t->round > 0
+            && t->budget_reply != 0) {
+            /* a later round of the tool loop: the turn ends here, what it
+             * made so far saved */
+            snprintf(t->w.error, sizeof(t->w.error), "%s",
+                t->budget_reply > 0 ? "budget_exceeded" : "budget_unavailable");
+            snprintf(t->w.message, sizeof(t->w.message),
+                "the tool loop stopped: %s",
+                t->budget_reply > 0 ? "the daily budget is spent"
+                                    : "budgets cannot be checked now");
+            r->state = OMNI_TURN_SAVED;
+            t->ok = 0;
+            if (omni_turn_save(t) != 0) {
+                omni_turn_fail(t, 503, "database_unavailable",
+                    "the reply could not be saved");
+            }
+            return;
+        }
+        if (r->state == OMNI_TURN_RESERVED) {
+            if (t->budget_reply < 0) {
+                omni_turn_fail(t, 503, "budget_unavailable",
+                    "budgets cannot be checked now (Redis unavailable)");
+                return;
+            }
+            if (t->budget_reply > 0) {
+                snprintf(msg, sizeof(msg),
+                    "the daily budget of %s is spent (this request may "
+                    "need %lld tokens)",
+                    t->budget_keys[t->budget_reply - 1],
+                    (long long)t->reserve_tokens);
+                omni_turn_fail(t, 429, "budget_exceeded", msg);
+                return;
+            }
+            t->reserved++;
+        }
+        if (t->gone) {
+            omni_turn_fail(t, 499, "client_disconnected", "client gone");
+            return;
+        }
+        /* fall through */
+
+    case OMNI_TURN_CALL:
+call:
+        r->state = OMNI_TURN_CALLED;
+        if (omni_turn_call(t) != 0) {
+            omni_turn_fail(
+                t, 502, "upstream_error", "the provider cannot be called");
+        }
+        return;
+
+    case OMNI_TURN_CALLED:
+        ok = !t->gone && omni_turn_outcome(t);
+        if (t->gone) {
+            status = "client_disconnected";
+        } else if (ok) {
+            status = "ok";
+        } else if (!t->started && t->target + 1 < t->ntargets) {
+            omni_log(OMNI_LOG_WARN, "LLM provider failed, trying the next",
+                "\"provider\":\"%s\",\"error\":\"%s\",\"request_id\":\"%s\"",
+                t->targets[t->target].provider, t->w.error, r->request_id);
+            omni_ledger_add(t, "fallback", NULL);
+            t->target++;
+            goto call;
+        } else {
+            status = "error";
+        }
+        if (!ok && !t->started && !t->gone && t->w.text.len == 0) {
+            omni_ledger_add(t, status, NULL);
+            snprintf(msg, sizeof(msg), "the provider failed: %s%s%s",
+                t->w.error, t->w.message[0] ? ": " : "", t->w.message);
+            if (t->retry_after[0] != '\0') {
+                /* the provider's own advice, for a client that retries */
+                omni_respond_header(r, "Retry-After", t->retry_after);
+            }
+            omni_turn_fail(t, t->out_error == OMNI_OUT_TIMEOUT ? 504 : 502,
+                t->out_error == OMNI_OUT_TIMEOUT ? "upstream_timeout"
+                                                 : "upstream_error",
+                msg);
+            return;
+        }
+        omni_turn_uuid(mid);
+        omni_ledger_add(t, status, mid);
+        calls = omni_turn_calls_json(t);
+        omni_turn_keep(t, status, calls, mid);
+        if (ok && calls != NULL && t->ntools > 0 && t->round < t->max_rounds) {
+            r->state = OMNI_TURN_TOOLS;
+            omni_turn_run_tools(t, calls);
+            return;
+        }
+        r->state = OMNI_TURN_SAVED;
+        t->ok = ok;
+        if (omni_turn_save(t) != 0) {
+            omni_turn_fail(
+                t, 503, "database_unavailable", "the reply could not be saved");
+        }
+        return;
+
+    case OMNI_TURN_TOOLS:
+        if (t->pending_tools > 0 && !t->gone) {
+            return; /* a spurious wake */
+        }
+        if (t->gone) {
+            omni_turn_free_tools(t);
+            r->state = OMNI_TURN_SAVED;
+            t->ok = 0;
+            if (omni_turn_save(t) != 0) {
+                omni_turn_fail(t, 503, "database_unavailable",
+                    "the reply could not be saved");
+            }
+            return;
+        }
+        omni_turn_tool_results(t);
+        t->round++;
+        if (t->nbudgets > 0) {
+            /* every round is a call of its own: reserved like the first */
+            r->state = OMNI_TURN_RESERVED;
+            if (omni_turn_reserve(t) != 0) {
+                t->budget_reply = -1;
+                event_add(t->wake, &(struct timeval){0, 0});
+            }
+            return;
+        }
+        goto call;
+
+    case OMNI_TURN_SAVED:
+        if (r->db_status != OMNI_DB_OK || PQntuples(r->db_res) != 1) {
+            if (t->started) {
+                omni_turn_fail(t, 503, "database_unavailable",
+                    "the reply could not be saved");
+                return;
+            }
+            omni_turn_free(t);
+            omni_api_db_failed(r);
+            return;
+        }
+        omni_turn_answer(t,
+            PQgetisnull(r->db_res, 0, 0) ? NULL : PQgetvalue(r->db_res, 0, 0),
+            t->ok);
+        return;
+    }
+}
