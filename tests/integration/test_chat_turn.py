@@ -509,6 +509,45 @@ def test_deltas_are_published_on_the_conversation_channel(worker, providers,
         sub.close()
 
 
+def test_each_delta_reaches_the_conversation_channel_within_200ms(
+        worker, providers, gateway):
+    """SPEC 6 Events: a subscriber of the conversation sees each delta
+    within 200 ms of the client streaming the turn (the double spaces its
+    chunks 300 ms apart, so each delta is timed on its own)."""
+    from events_support import Sse
+    m = providers.model("slow")
+    chat = Chat(worker)
+    conv = chat.conversation(m["model"])
+    sub = Sse(gateway.http_port, "/events/conversation-" + conv,
+              headers=gateway.bearer(sub=chat.id, role="user"))
+    published = []
+    reader = threading.Thread(
+        target=lambda: published.extend(sub.events(4, timeout=10)))
+    try:
+        assert sub.status == 200, sub.body
+        reader.start()
+        r = gw_send(gateway, chat.id, conv, {"content": "hi", "stream": True},
+                    stream=True)
+        assert r.status_code == 200
+        streamed, buf = [], b""
+        for chunk in r.iter_content(chunk_size=None):
+            now = time.monotonic()
+            buf += chunk
+            while b"\n\n" in buf:
+                block, buf = buf.split(b"\n\n", 1)
+                if block.startswith(b"event: delta"):
+                    streamed.append(now)
+        reader.join(10)
+        assert len(streamed) == 4, streamed
+        assert [json.loads(e["data"])["type"] for e in published] == \
+            ["chat.delta"] * 4, published
+        late = [round((e["at"] - at) * 1000) for at, e in
+                zip(streamed, published)]
+        assert all(ms < 200 for ms in late), late
+    finally:
+        sub.close()
+
+
 # --- budgets ----------------------------------------------------------------
 
 def test_budget_holds_under_50_concurrent_requests(worker, providers,
