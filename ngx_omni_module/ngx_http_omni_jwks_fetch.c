@@ -431,7 +431,7 @@ ngx_http_omni_jwks_load(ngx_http_omni_jwks_t *jwks, ngx_log_t *log)
 
     ngx_http_omni_jwks_swap(jwks, keys, nkeys, version);
 
-    ngx_log_error(NGX_LOG_INFO, log, 0,
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
                   "omni_jwt_jwks: \"%V\": took up %uz keys another worker "
                   "fetched", &jwks->path, nkeys);
 }
