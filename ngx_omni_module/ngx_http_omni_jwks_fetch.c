@@ -42,6 +42,8 @@ static void ngx_http_omni_jwks_fetch_start(ngx_http_omni_jwks_t *jwks,
 static void ngx_http_omni_jwks_fetch_handler(ngx_event_t *ev);
 static void ngx_http_omni_jwks_fetch_run(ngx_http_omni_jwks_t *jwks);
 static void ngx_http_omni_jwks_fetch_handshake(ngx_connection_t *c);
+static ngx_int_t ngx_http_omni_jwks_check_host(ngx_connection_t *c,
+    ngx_str_t *host);
 static void ngx_http_omni_jwks_fetch_timeout(ngx_event_t *ev);
 static ngx_int_t ngx_http_omni_jwks_fetch_header(ngx_http_omni_jwks_t *jwks,
     const char **why);
@@ -381,7 +383,10 @@ ngx_http_omni_jwks_fetch_soon(ngx_http_omni_jwks_t *jwks)
 
     delay = (ngx_msec_t) ((int64_t) sh->next > now ? sh->next - now : 1);
 
-    if (delay < 1000) {
+    /* never later than the tick already armed */
+    if ((ngx_msec_int_t) (jwks->timer.timer.key - ngx_current_msec)
+        > (ngx_msec_int_t) delay)
+    {
         ngx_add_timer(&jwks->timer, delay);
     }
 }
@@ -715,7 +720,7 @@ ngx_http_omni_jwks_fetch_handshake(ngx_connection_t *c)
         return;
     }
 
-    if (ngx_ssl_check_host(c, &jwks->host) != NGX_OK) {
+    if (ngx_http_omni_jwks_check_host(c, &jwks->host) != NGX_OK) {
         ngx_http_omni_jwks_fetch_failed(jwks, "the certificate does not "
                                         "name the host");
         return;
@@ -727,6 +732,45 @@ ngx_http_omni_jwks_fetch_handshake(ngx_connection_t *c)
     jwks->state = NGX_HTTP_OMNI_JWKS_SEND;
 
     ngx_http_omni_jwks_fetch_run(jwks);
+}
+
+
+/* nginx 1.22's ngx_ssl_check_host() matches names only: an address here */
+
+static ngx_int_t
+ngx_http_omni_jwks_check_host(ngx_connection_t *c, ngx_str_t *host)
+{
+    int     rc;
+    char    ip[NGX_SOCKADDR_STRLEN];
+    X509   *cert;
+    size_t  len;
+
+    len = host->len;
+
+    if (len > 2 && host->data[0] == '[') {
+        ngx_memcpy(ip, host->data + 1, ngx_min(len - 2, sizeof(ip) - 1));
+        ip[ngx_min(len - 2, sizeof(ip) - 1)] = '\0';
+
+    } else if (ngx_inet_addr(host->data, len) != INADDR_NONE
+               && len < sizeof(ip))
+    {
+        ngx_memcpy(ip, host->data, len);
+        ip[len] = '\0';
+
+    } else {
+        return ngx_ssl_check_host(c, host);
+    }
+
+    cert = SSL_get_peer_certificate(c->ssl->connection);
+    if (cert == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = X509_check_ip_asc(cert, ip, 0);
+
+    X509_free(cert);
+
+    return rc == 1 ? NGX_OK : NGX_ERROR;
 }
 
 

@@ -183,10 +183,26 @@ ngx_http_omni_jwt_jwks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                jwks->path.len)
                    == 0)
             {
+                if (slot[i]->refresh != jwks->refresh
+                    || slot[i]->min_refresh != jwks->min_refresh
+                    || slot[i]->timeout != jwks->timeout
+                    || slot[i]->ca.len != ca.len
+                    || ngx_strncmp(slot[i]->ca.data, ca.data, ca.len) != 0)
+                {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "\"%V\": \"%V\" is fetched once for "
+                                       "every location: give it the same "
+                                       "parameters everywhere", &cmd->name,
+                                       &jwks->path);
+                    return NGX_CONF_ERROR;
+                }
+
                 olcf->jwks = slot[i];
                 return NGX_CONF_OK;
             }
         }
+
+        jwks->ca = ca;
 
         rv = ngx_http_omni_jwks_url(cf, jwks, &ca);
         if (rv != NGX_CONF_OK) {

@@ -159,6 +159,7 @@ typedef struct {
     /* a URL source */
     ngx_uint_t                  url;
     ngx_msec_t                  timeout;
+    ngx_str_t                   ca;             /* as configured */
     ngx_addr_t                 *addrs;
     ngx_uint_t                  naddrs;
     ngx_str_t                   host;           /* for SNI and the check */

@@ -59,18 +59,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if mode == "stall":
             srv.unstall.wait(30)
             return
+        length = True
         if mode == "500":
             body, status = b'{"error":"down"}', 500
         elif mode == "garbage":
             body, status = b"<html>not a JWKS</html>", 200
+        elif mode == "huge":
+            # a valid JWKS padded past 64 KiB, up to the close
+            body, status = srv.body[:-1] + b" " * 100000 + b"}", 200
+            length = False
+        elif mode == "no-length":
+            body, status, length = srv.body, 200, False
         else:
             body, status = srv.body, 200
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        if length:
+            self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
+        self.close_connection = True
 
     def log_message(self, fmt, *args):
         pass
@@ -81,12 +90,12 @@ class JwksServer:
     plain http; records when each GET came; `mode` makes it answer 500,
     garbage, or stall until stopped."""
 
-    def __init__(self, pki=None, cert="good"):
+    def __init__(self, pki=None, cert="good", port=0):
         self.body = b'{"keys": []}'
         self.mode = "ok"
         self.fetches = []
         self.unstall = threading.Event()
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port),
                                                      _Handler)
         self.httpd.daemon_threads = True
         self.httpd.owner = self
@@ -203,6 +212,38 @@ def test_tokens_verify_after_the_first_fetch_by_one_worker(
     assert "took up 1 keys another worker fetched" in log, log[-2000:]
 
 
+def test_certificate_for_the_address_verifies_an_address_url(
+        jwt_keys, pki, servers, gateways):
+    srv = servers(pki)
+    srv.serve(jwt_keys, "a")
+    gw = gateways(srv.url("127.0.0.1"), "ca=%s" % pki.path("ca.pem"))
+    wait_pass(gw, token(jwt_keys, "a"), 5, "the first fetch by address")
+
+
+def test_body_up_to_the_close_without_content_length_is_taken(
+        jwt_keys, pki, servers, gateways):
+    srv = servers(pki)
+    srv.serve(jwt_keys, "a")
+    srv.mode = "no-length"
+    gw = gateways(srv.url(), "ca=%s" % pki.path("ca.pem"))
+    wait_pass(gw, token(jwt_keys, "a"), 5, "a body ended by the close")
+    assert fetches(gw, "failed") == 0
+
+
+def test_reload_keeps_the_fetched_keys_without_fetching_again(
+        jwt_keys, pki, servers, gateways):
+    srv = servers(pki)
+    srv.serve(jwt_keys, "a")
+    params = "ca=%s refresh=60s" % pki.path("ca.pem")
+    gw = gateways(srv.url(), params)
+    wait_pass(gw, token(jwt_keys, "a"), 5, "the first fetch")
+    gw.reload(JWKS_PARAMS=params + " ")
+    # the new workers took the set from the zone the reload kept
+    for _ in range(20):
+        passed(gw.get("/api/x", token(jwt_keys, "a")))
+    assert len(srv.fetches) == 1, srv.fetches
+
+
 def test_plain_http_to_loopback_is_fetched(jwt_keys, servers, gateways):
     srv = servers()
     srv.serve(jwt_keys, "c")
@@ -270,7 +311,7 @@ def test_unknown_kid_fetches_early_but_not_before_min_refresh(
     assert min(gaps) >= 3 - 0.2, gaps
 
 
-@pytest.mark.parametrize("mode", ["500", "garbage"])
+@pytest.mark.parametrize("mode", ["500", "garbage", "huge", "refused"])
 def test_failed_fetch_keeps_the_last_good_keys_and_is_counted(
         jwt_keys, pki, servers, gateways, mode):
     srv = servers(pki)
@@ -280,7 +321,11 @@ def test_failed_fetch_keeps_the_last_good_keys_and_is_counted(
     old = token(jwt_keys, "a")
     wait_pass(gw, old, 5, "the first fetch")
 
-    srv.mode = mode
+    if mode == "refused":
+        port = srv.port
+        srv.stop()
+    else:
+        srv.mode = mode
     stack.wait_until(lambda: fetches(gw, "failed") >= 2, 8,
                      "failed fetches to be counted")
     for _ in range(20):
@@ -288,12 +333,16 @@ def test_failed_fetch_keeps_the_last_good_keys_and_is_counted(
         passed(r)
         assert took < 1
     log = gw.error_log.read_text()
-    why = ("the response status is not 200" if mode == "500"
-           else "not valid JSON")
+    why = {"500": "the response status is not 200",
+           "garbage": "not valid JSON",
+           "huge": "the response is too large",
+           "refused": "cannot connect"}[mode]
     assert why in log, log[-2000:]
     assert "keeping the 1 keys fetched before" in log
 
     # the source back: its next set is taken
+    if mode == "refused":
+        srv = servers(pki, port=port)
     srv.serve(jwt_keys, "b")
     wait_pass(gw, token(jwt_keys, "b"), 5, "the set after the outage")
     every_worker_passes(gw, token(jwt_keys, "b"))
@@ -343,9 +392,11 @@ def test_startup_with_a_stalled_source_refuses_instead_of_waiting(
     wait_pass(gw, token(jwt_keys, "a"), 6, "the fetch after the stall")
 
 
-@pytest.mark.parametrize("case", ["other CA", "other name"])
+@pytest.mark.parametrize("case", ["other CA", "other name",
+                                  "other address"])
 def test_certificate_that_does_not_verify_loads_no_keys(
         jwt_keys, pki, servers, gateways, case):
+    host = "127.0.0.1" if case == "other address" else "localhost"
     if case == "other CA":
         srv = servers(pki)
         ca, why = pki.path("other-ca.pem"), "the certificate does not verify"
@@ -353,7 +404,7 @@ def test_certificate_that_does_not_verify_loads_no_keys(
         srv = servers(pki, cert="wrong-name")
         ca, why = pki.path("ca.pem"), "the certificate does not name the host"
     srv.serve(jwt_keys, "a")
-    gw = gateways(srv.url(), "ca=%s refresh=1s min_refresh=1s" % ca)
+    gw = gateways(srv.url(host), "ca=%s refresh=1s min_refresh=1s" % ca)
     stack.wait_until(lambda: fetches(gw, "failed") >= 2, 6,
                      "the failed fetches to be counted")
     assert fetches(gw, "ok") == 0
@@ -381,6 +432,25 @@ def test_plain_http_to_another_host_is_refused_by_nginx_t(jwt_keys,
     assert ("http:// is allowed only to a loopback address, and "
             "\"192.0.2.10\" is not one: use https://") in res.stderr, \
         res.stderr
+
+
+def test_one_url_with_other_parameters_is_refused_by_nginx_t(
+        jwt_keys, echo_upstream, tmp_path):
+    gw = jwt_support.JwtGateway(
+        jwt_keys, echo_upstream.port, template=TEMPLATE,
+        values={"JWKS": "https://127.0.0.1:9/jwks.json",
+                "JWKS_PARAMS": "refresh=5s; } location /b/ { omni_auth jwt; "
+                               "omni_jwt_jwks https://127.0.0.1:9/jwks.json "
+                               "refresh=10s"})
+    try:
+        gw.render()
+        res = jwt_support.nginx_t(gw.prefix, gw.conf_path)
+    finally:
+        gw.destroy()
+    assert res.returncode != 0
+    assert ('"https://127.0.0.1:9/jwks.json" is fetched once for every '
+            'location: give it the same parameters everywhere') \
+        in res.stderr, res.stderr
 
 
 def test_ca_that_cannot_be_read_is_refused_by_nginx_t(jwt_keys,
