@@ -67,6 +67,7 @@ ngx_http_omni_jwks_url(ngx_conf_t *cf, ngx_http_omni_jwks_t *jwks,
     ngx_str_t            name, *uri;
     ngx_url_t            u;
     ngx_uint_t           https;
+    ngx_file_info_t      fi;
     ngx_pool_cleanup_t  *cln;
 
     https = (jwks->path.data[4] == 's' || jwks->path.data[4] == 'S');
@@ -103,6 +104,18 @@ ngx_http_omni_jwks_url(ngx_conf_t *cf, ngx_http_omni_jwks_t *jwks,
     if (https) {
         if (ca->len == 0) {
             *ca = ngx_http_omni_jwks_system_ca;
+        }
+
+        if (ngx_conf_full_name(cf->cycle, ca, 1) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_file_info(ca->data, &fi) == NGX_FILE_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "\"omni_jwt_jwks\": the CA bundle \"%V\" "
+                               "for \"%V\" cannot be read", ca,
+                               &jwks->path);
+            return NGX_CONF_ERROR;
         }
 
         jwks->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));

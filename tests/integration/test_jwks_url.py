@@ -459,4 +459,6 @@ def test_ca_that_cannot_be_read_is_refused_by_nginx_t(jwt_keys,
                        "https://127.0.0.1:9/jwks.json",
                        "ca=/nonexistent/ca.pem")
     assert res.returncode != 0
-    assert "/nonexistent/ca.pem" in res.stderr, res.stderr
+    assert ('"omni_jwt_jwks": the CA bundle "/nonexistent/ca.pem" for '
+            '"https://127.0.0.1:9/jwks.json" cannot be read') in res.stderr, \
+        res.stderr
