@@ -9,9 +9,10 @@
  *   CONNECT -> [HANDSHAKE: certificate and host name checked] -> SEND
  *   -> RECV (the response, up to the close or its Content-Length)
  *
- * HTTP/1.0 is asked for so that the body is never chunked; the host is
- * resolved when the configuration is read, as proxy_pass does without a
- * resolver, and again on every reload.
+ * HTTP/1.0 is asked for so that the body is never chunked. The host is
+ * resolved when the configuration is read, as proxy_pass does; with a
+ * "resolver" an https host name is resolved again before every fetch (a
+ * RESOLVE step first), an http:// one never: it must stay on loopback.
  */
 
 
@@ -39,6 +40,9 @@ static void ngx_http_omni_jwks_load(ngx_http_omni_jwks_t *jwks,
     ngx_log_t *log);
 static void ngx_http_omni_jwks_fetch_start(ngx_http_omni_jwks_t *jwks,
     ngx_log_t *log);
+static void ngx_http_omni_jwks_fetch_resolved(ngx_resolver_ctx_t *ctx);
+static void ngx_http_omni_jwks_fetch_connect(ngx_http_omni_jwks_t *jwks,
+    struct sockaddr *sockaddr, socklen_t socklen, ngx_str_t *name);
 static void ngx_http_omni_jwks_fetch_handler(ngx_event_t *ev);
 static void ngx_http_omni_jwks_fetch_run(ngx_http_omni_jwks_t *jwks);
 static void ngx_http_omni_jwks_fetch_handshake(ngx_connection_t *c);
@@ -154,6 +158,10 @@ ngx_http_omni_jwks_url(ngx_conf_t *cf, ngx_http_omni_jwks_t *jwks,
     jwks->addrs = u.addrs;
     jwks->naddrs = u.naddrs;
     jwks->host = u.host;
+    jwks->port = u.port;
+    jwks->clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    jwks->resolve = https && u.host.data[0] != '['
+                    && ngx_inet_addr(u.host.data, u.host.len) == INADDR_NONE;
 
     uri = &u.uri;
 
@@ -326,7 +334,8 @@ ngx_http_omni_jwks_fetch_tick(ngx_http_omni_jwks_t *jwks, ngx_log_t *log)
         ngx_http_omni_jwks_load(jwks, log);
     }
 
-    if (jwks->peer.connection || ngx_exiting) {
+    /* a fetch of this worker's is under way */
+    if (jwks->pool || ngx_exiting) {
         return;
     }
 
@@ -458,10 +467,8 @@ ngx_http_omni_jwks_load(ngx_http_omni_jwks_t *jwks, ngx_log_t *log)
 static void
 ngx_http_omni_jwks_fetch_start(ngx_http_omni_jwks_t *jwks, ngx_log_t *log)
 {
-    ngx_int_t               rc;
-    ngx_addr_t             *addr;
-    ngx_connection_t       *c;
-    ngx_peer_connection_t  *pc;
+    ngx_addr_t          *addr;
+    ngx_resolver_ctx_t  *ctx;
 
     jwks->deadline.handler = ngx_http_omni_jwks_fetch_timeout;
     jwks->deadline.data = jwks;
@@ -486,16 +493,110 @@ ngx_http_omni_jwks_fetch_start(ngx_http_omni_jwks_t *jwks, ngx_log_t *log)
     jwks->length = -1;
     jwks->state = NGX_HTTP_OMNI_JWKS_CONNECT;
 
-    addr = &jwks->addrs[jwks->addr++ % jwks->naddrs];
+    ngx_add_timer(&jwks->deadline, jwks->timeout);
+
+    ctx = NULL;
+
+    if (jwks->resolve && jwks->clcf->resolver) {
+        ctx = ngx_resolve_start(jwks->clcf->resolver, NULL);
+        if (ctx == NULL) {
+            goto failed;
+        }
+    }
+
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        addr = &jwks->addrs[jwks->addr++ % jwks->naddrs];
+        ngx_http_omni_jwks_fetch_connect(jwks, addr->sockaddr, addr->socklen,
+                                         &addr->name);
+        return;
+    }
+
+    ctx->name = jwks->host;
+    ctx->handler = ngx_http_omni_jwks_fetch_resolved;
+    ctx->data = jwks;
+    ctx->timeout = jwks->clcf->resolver_timeout;
+
+    jwks->resolving = ctx;
+
+    /* the handler may have run already, from the resolver's cache */
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        jwks->resolving = NULL;
+        goto failed;
+    }
+
+    return;
+
+failed:
+
+    ngx_http_omni_jwks_fetch_failed(jwks, "cannot start");
+}
+
+
+static void
+ngx_http_omni_jwks_fetch_resolved(ngx_resolver_ctx_t *ctx)
+{
+    ngx_http_omni_jwks_t *jwks = ctx->data;
+
+    u_char               *p;
+    ngx_str_t            *name;
+    socklen_t             socklen;
+    ngx_resolver_addr_t  *addr;
+    struct sockaddr      *sockaddr;
+
+    jwks->resolving = NULL;
+
+    if (ctx->state) {
+        ngx_log_error(NGX_LOG_ERR, jwks->deadline.log, 0,
+                      "omni_jwt_jwks: \"%V\" could not be resolved (%i: %s)",
+                      &ctx->name, ctx->state,
+                      ngx_resolver_strerror(ctx->state));
+        ngx_resolve_name_done(ctx);
+        ngx_http_omni_jwks_fetch_failed(jwks, "cannot resolve the host");
+        return;
+    }
+
+    addr = &ctx->addrs[jwks->addr++ % ctx->naddrs];
+
+    sockaddr = ngx_palloc(jwks->pool, addr->socklen);
+    name = ngx_palloc(jwks->pool, sizeof(ngx_str_t));
+    p = ngx_pnalloc(jwks->pool, NGX_SOCKADDR_STRLEN);
+
+    if (sockaddr == NULL || name == NULL || p == NULL) {
+        ngx_resolve_name_done(ctx);
+        ngx_http_omni_jwks_fetch_failed(jwks, "cannot start");
+        return;
+    }
+
+    socklen = addr->socklen;
+    ngx_memcpy(sockaddr, addr->sockaddr, socklen);
+
+    ngx_resolve_name_done(ctx);
+
+    ngx_inet_set_port(sockaddr, jwks->port);
+
+    name->data = p;
+    name->len = ngx_sock_ntop(sockaddr, socklen, p, NGX_SOCKADDR_STRLEN, 1);
+
+    ngx_http_omni_jwks_fetch_connect(jwks, sockaddr, socklen, name);
+}
+
+
+static void
+ngx_http_omni_jwks_fetch_connect(ngx_http_omni_jwks_t *jwks,
+    struct sockaddr *sockaddr, socklen_t socklen, ngx_str_t *name)
+{
+    ngx_int_t               rc;
+    ngx_connection_t       *c;
+    ngx_peer_connection_t  *pc;
 
     pc = &jwks->peer;
     ngx_memzero(pc, sizeof(ngx_peer_connection_t));
 
-    pc->sockaddr = addr->sockaddr;
-    pc->socklen = addr->socklen;
-    pc->name = &addr->name;
+    pc->sockaddr = sockaddr;
+    pc->socklen = socklen;
+    pc->name = name;
     pc->get = ngx_event_get_peer;
-    pc->log = log;
+    pc->log = jwks->deadline.log;
     pc->log_error = NGX_ERROR_ERR;
     pc->tries = 1;
 
@@ -503,7 +604,8 @@ ngx_http_omni_jwks_fetch_start(ngx_http_omni_jwks_t *jwks, ngx_log_t *log)
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         pc->connection = NULL;
-        goto failed;
+        ngx_http_omni_jwks_fetch_failed(jwks, "cannot connect");
+        return;
     }
 
     c = pc->connection;
@@ -512,15 +614,7 @@ ngx_http_omni_jwks_fetch_start(ngx_http_omni_jwks_t *jwks, ngx_log_t *log)
     c->read->handler = ngx_http_omni_jwks_fetch_handler;
     c->write->handler = ngx_http_omni_jwks_fetch_handler;
 
-    ngx_add_timer(&jwks->deadline, jwks->timeout);
-
     ngx_http_omni_jwks_fetch_run(jwks);
-
-    return;
-
-failed:
-
-    ngx_http_omni_jwks_fetch_failed(jwks, "cannot connect");
 }
 
 
@@ -974,6 +1068,11 @@ ngx_http_omni_jwks_fetch_close(ngx_http_omni_jwks_t *jwks, ngx_msec_t next)
 {
     int64_t            now;
     ngx_connection_t  *c;
+
+    if (jwks->resolving) {
+        ngx_resolve_name_done(jwks->resolving);
+        jwks->resolving = NULL;
+    }
 
     c = jwks->peer.connection;
 

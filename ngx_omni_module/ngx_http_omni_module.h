@@ -163,6 +163,10 @@ typedef struct {
     ngx_addr_t                 *addrs;
     ngx_uint_t                  naddrs;
     ngx_str_t                   host;           /* for SNI and the check */
+    in_port_t                   port;
+    ngx_uint_t                  resolve;        /* a name, over https */
+    ngx_http_core_loc_conf_t   *clcf;           /* its "resolver" */
+    ngx_resolver_ctx_t         *resolving;
     ngx_str_t                   request;
     ngx_ssl_t                  *ssl;            /* NULL for http:// */
     ngx_shm_zone_t             *zone;

@@ -8,7 +8,9 @@ good keys and is counted, and no request waits for a fetch."""
 
 import http.server
 import json
+import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -90,12 +92,12 @@ class JwksServer:
     plain http; records when each GET came; `mode` makes it answer 500,
     garbage, or stall until stopped."""
 
-    def __init__(self, pki=None, cert="good", port=0):
+    def __init__(self, pki=None, cert="good", port=0, host="127.0.0.1"):
         self.body = b'{"keys": []}'
         self.mode = "ok"
         self.fetches = []
         self.unstall = threading.Event()
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port),
+        self.httpd = http.server.ThreadingHTTPServer((host, port),
                                                      _Handler)
         self.httpd.daemon_threads = True
         self.httpd.owner = self
@@ -123,6 +125,49 @@ class JwksServer:
         self.unstall.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class FakeDns(threading.Thread):
+    """A DNS server on UDP 127.0.0.1 answering every A query with
+    `address` (TTL 1s) and any other with no records; keeps the names
+    asked for."""
+
+    def __init__(self, address):
+        super().__init__(daemon=True)
+        self.address = address
+        self.queries = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.start()
+
+    def run(self):
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(512)
+            except OSError:
+                return
+            self.sock.sendto(self.answer(data), peer)
+
+    def answer(self, data):
+        ident = struct.unpack(">H", data[:2])[0]
+        i, labels = 12, []
+        while data[i]:
+            labels.append(data[i + 1:i + 1 + data[i]].decode())
+            i += 1 + data[i]
+        qtype = struct.unpack(">H", data[i + 1:i + 3])[0]
+        question = data[12:i + 5]
+        self.queries.append((".".join(labels), qtype))
+        records = b""
+        if qtype == 1:
+            records = (b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 1, 4)
+                       + socket.inet_aton(self.address))
+        return (struct.pack(">HHHHHH", ident, 0x8180, 1,
+                            1 if records else 0, 0, 0)
+                + question + records)
+
+    def stop(self):
+        self.sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +287,31 @@ def test_reload_keeps_the_fetched_keys_without_fetching_again(
     for _ in range(20):
         passed(gw.get("/api/x", token(jwt_keys, "a")))
     assert len(srv.fetches) == 1, srv.fetches
+
+
+def test_with_a_resolver_the_host_is_resolved_again_for_every_fetch(
+        jwt_keys, pki, servers, gateways):
+    # localhost is 127.0.0.1 to nginx -t; the DNS server says 127.0.0.2,
+    # where the only server listens
+    first = servers(pki, host="127.0.0.2")
+    first.serve(jwt_keys, "a")
+    dns = FakeDns("127.0.0.2")
+    try:
+        gw = gateways(first.url(), "ca=%s refresh=1s min_refresh=1s; "
+                      "resolver 127.0.0.1:%d ipv6=off valid=1s"
+                      % (pki.path("ca.pem"), dns.port))
+        wait_pass(gw, token(jwt_keys, "a"), 5, "a fetch from the address "
+                  "the resolver gave")
+        assert ("localhost", 1) in dns.queries
+
+        # the name moves to another address with the next key set
+        second = servers(pki, port=first.port, host="127.0.0.3")
+        second.serve(jwt_keys, "b")
+        dns.address = "127.0.0.3"
+        wait_pass(gw, token(jwt_keys, "b"), 6, "a fetch from the new address")
+        assert second.fetches
+    finally:
+        dns.stop()
 
 
 def test_plain_http_to_loopback_is_fetched(jwt_keys, servers, gateways):
