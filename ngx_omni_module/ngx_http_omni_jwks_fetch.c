@@ -6,13 +6,13 @@
  * body only once it parses, and every worker's timer parses a newer body
  * off the request path. A request never waits for a fetch:
  *
- *   CONNECT -> [HANDSHAKE: certificate and host name checked] -> SEND
- *   -> RECV (the response, up to the close or its Content-Length)
+ *   [resolve] -> CONNECT -> [HANDSHAKE: certificate and host checked]
+ *   -> SEND -> RECV (the response, up to the close or its Content-Length)
  *
- * HTTP/1.0 is asked for so that the body is never chunked. The host is
- * resolved when the configuration is read, as proxy_pass does; with a
- * "resolver" an https host name is resolved again before every fetch (a
- * RESOLVE step first), an http:// one never: it must stay on loopback.
+ * all within one deadline. HTTP/1.0 is asked for so that the body is never
+ * chunked. The host is resolved when the configuration is read, as
+ * proxy_pass does; with a "resolver" an https host name is resolved again
+ * before every fetch, an http:// one never: it must stay on loopback.
  */
 
 

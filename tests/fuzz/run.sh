@@ -15,15 +15,18 @@ declare -A SOURCES=(
     [json]="worker/src/lib/arena.c worker/src/lib/json.c"
     [jsonrpc]="worker/src/lib/arena.c worker/src/lib/json.c worker/src/lib/jsonrpc.c"
     [jwt]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
+    [jwks]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
     [sse]="worker/src/lib/sse.c"
 )
 declare -A PKGS=(
     [json]="libevent yajl"
     [jsonrpc]="libevent yajl"
     [jwt]="yajl libcrypto"
+    [jwks]="yajl libcrypto"
 )
 declare -A INCLUDES=(
     [jwt]="-Ingx_omni_module"
+    [jwks]="-Ingx_omni_module"
 )
 
 CC=${FUZZ_CC:-clang}
