@@ -5,7 +5,8 @@
  * watched by a timer in each worker (stat(): device, inode, size, mtime, so
  * a Kubernetes Secret's "..data" symlink swap counts) and parsed again, off
  * the request path, only when it changed; a file that does not parse keeps
- * the set read before.
+ * the set read before. A URL's set comes through the same timer from
+ * ngx_http_omni_jwks_fetch.c.
  */
 
 
