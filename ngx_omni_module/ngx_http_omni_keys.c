@@ -482,8 +482,15 @@ ngx_http_omni_keys_init_process(ngx_cycle_t *cycle)
 
         jwks[i]->checked = ngx_current_msec;
 
-        /* a URL: the set another worker stored, or the first fetch */
-        ngx_add_timer(&jwks[i]->timer, jwks[i]->url ? 1 : jwks[i]->refresh);
+        if (jwks[i]->url) {
+            /* before the first request: the set another worker stored
+             * (a reload, a respawn), or the first fetch */
+            ngx_http_omni_jwks_fetch_tick(jwks[i], cycle->log);
+            ngx_add_timer(&jwks[i]->timer, ngx_min(jwks[i]->refresh, 1000));
+            continue;
+        }
+
+        ngx_add_timer(&jwks[i]->timer, jwks[i]->refresh);
     }
 
     return NGX_OK;

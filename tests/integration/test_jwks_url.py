@@ -8,6 +8,8 @@ good keys and is counted, and no request waits for a fetch."""
 
 import http.server
 import json
+import os
+import signal
 import socket
 import ssl
 import struct
@@ -444,6 +446,33 @@ def test_stalled_source_times_out_and_no_request_waits(
     stack.wait_until(lambda: fetches(gw, "failed") >= 1, 5,
                      "the stalled fetch to time out")
     assert "timed out" in gw.error_log.read_text()
+
+
+def test_a_fetching_worker_killed_loses_the_lease_to_the_new_workers(
+        jwt_keys, pki, servers, gateways):
+    srv = servers(pki)
+    srv.serve(jwt_keys, "a")
+    gw = gateways(srv.url(), "ca=%s refresh=1s min_refresh=1s timeout=2s"
+                  % pki.path("ca.pem"))
+    wait_pass(gw, token(jwt_keys, "a"), 5, "the first fetch")
+
+    srv.mode = "stall"
+    n0 = len(srv.fetches)
+    stack.wait_until(lambda: len(srv.fetches) > n0, 5, "a stalled fetch")
+    old = set(gw.workers_pids())
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    stack.wait_until(lambda: len(set(gw.workers_pids()) - old) == 2, 10,
+                     "the master to start new workers")
+    # the new workers take the set from the zone at once
+    passed(gw.get("/api/x", token(jwt_keys, "a")))
+
+    # the dead worker's lease runs out (timeout + 1s) and one of them
+    # fetches: the next set is taken
+    srv.serve(jwt_keys, "b")
+    srv.unstall.set()
+    wait_pass(gw, token(jwt_keys, "b"), 8, "a fetch after the lease ran out")
+    assert gw.alive()
 
 
 def test_startup_with_a_stalled_source_refuses_instead_of_waiting(
