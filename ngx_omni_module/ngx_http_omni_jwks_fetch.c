@@ -43,6 +43,7 @@ static void ngx_http_omni_jwks_fetch_start(ngx_http_omni_jwks_t *jwks,
 static void ngx_http_omni_jwks_fetch_resolved(ngx_resolver_ctx_t *ctx);
 static void ngx_http_omni_jwks_fetch_connect(ngx_http_omni_jwks_t *jwks,
     struct sockaddr *sockaddr, socklen_t socklen, ngx_str_t *name);
+static void ngx_http_omni_jwks_fetch_next(ngx_http_omni_jwks_t *jwks);
 static void ngx_http_omni_jwks_fetch_handler(ngx_event_t *ev);
 static void ngx_http_omni_jwks_fetch_run(ngx_http_omni_jwks_t *jwks);
 static void ngx_http_omni_jwks_fetch_handshake(ngx_connection_t *c);
@@ -504,8 +505,11 @@ ngx_http_omni_jwks_fetch_start(ngx_http_omni_jwks_t *jwks, ngx_log_t *log)
         }
     }
 
+    jwks->addr = 0;
+    jwks->resolved = 0;
+
     if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
-        addr = &jwks->addrs[jwks->addr++ % jwks->naddrs];
+        addr = &jwks->addrs[0];
         ngx_http_omni_jwks_fetch_connect(jwks, addr->sockaddr, addr->socklen,
                                          &addr->name);
         return;
@@ -555,7 +559,9 @@ ngx_http_omni_jwks_fetch_resolved(ngx_resolver_ctx_t *ctx)
         return;
     }
 
-    addr = &ctx->addrs[jwks->addr++ % ctx->naddrs];
+    jwks->resolved = 1;
+
+    addr = &ctx->addrs[ngx_random() % ctx->naddrs];
 
     sockaddr = ngx_palloc(jwks->pool, addr->socklen);
     name = ngx_palloc(jwks->pool, sizeof(ngx_str_t));
@@ -604,7 +610,7 @@ ngx_http_omni_jwks_fetch_connect(ngx_http_omni_jwks_t *jwks,
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         pc->connection = NULL;
-        ngx_http_omni_jwks_fetch_failed(jwks, "cannot connect");
+        ngx_http_omni_jwks_fetch_next(jwks);
         return;
     }
 
@@ -615,6 +621,33 @@ ngx_http_omni_jwks_fetch_connect(ngx_http_omni_jwks_t *jwks,
     c->write->handler = ngx_http_omni_jwks_fetch_handler;
 
     ngx_http_omni_jwks_fetch_run(jwks);
+}
+
+
+/*
+ * A connect that failed: the host's next address of the configuration
+ * (localhost is often ::1 and 127.0.0.1), within the same deadline.
+ */
+
+static void
+ngx_http_omni_jwks_fetch_next(ngx_http_omni_jwks_t *jwks)
+{
+    ngx_addr_t  *addr;
+
+    if (jwks->peer.connection) {
+        ngx_close_connection(jwks->peer.connection);
+        jwks->peer.connection = NULL;
+    }
+
+    if (jwks->resolved || ++jwks->addr >= jwks->naddrs) {
+        ngx_http_omni_jwks_fetch_failed(jwks, "cannot connect");
+        return;
+    }
+
+    addr = &jwks->addrs[jwks->addr];
+
+    ngx_http_omni_jwks_fetch_connect(jwks, addr->sockaddr, addr->socklen,
+                                     &addr->name);
 }
 
 
@@ -665,7 +698,7 @@ ngx_http_omni_jwks_fetch_run(ngx_http_omni_jwks_t *jwks)
                 ngx_log_error(NGX_LOG_ERR, c->log, err,
                               "omni_jwt_jwks: connect() to %V failed",
                               jwks->peer.name);
-                ngx_http_omni_jwks_fetch_failed(jwks, "cannot connect");
+                ngx_http_omni_jwks_fetch_next(jwks);
                 return;
             }
 

@@ -172,7 +172,8 @@ typedef struct {
     ngx_shm_zone_t             *zone;
     ngx_http_omni_jwks_sh_t    *sh;
     ngx_slab_pool_t            *shpool;
-    ngx_uint_t                  addr;           /* the next to try */
+    ngx_uint_t                  addr;           /* the one being tried */
+    ngx_uint_t                  resolved;       /* by the resolver */
     ngx_peer_connection_t       peer;           /* a fetch under way */
     ngx_pool_t                 *pool;
     ngx_buf_t                  *buf;
