@@ -5,7 +5,8 @@
  * watched by a timer in each worker (stat(): device, inode, size, mtime, so
  * a Kubernetes Secret's "..data" symlink swap counts) and parsed again, off
  * the request path, only when it changed; a file that does not parse keeps
- * the set read before.
+ * the set read before. A URL's set comes through the same timer from
+ * ngx_http_omni_jwks_fetch.c.
  */
 
 
@@ -101,9 +102,9 @@ ngx_http_omni_jwt_jwks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_omni_loc_conf_t *olcf = conf;
 
-    char                        err[512];
+    char                        err[512], *rv;
     size_t                      i;
-    ngx_str_t                  *value, s;
+    ngx_str_t                  *value, s, ca;
     ngx_uint_t                  n;
     ngx_msec_t                 *t;
     ngx_file_info_t             fi;
@@ -124,10 +125,28 @@ ngx_http_omni_jwt_jwks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     jwks->refresh = 60000;
     jwks->min_refresh = 10000;
+    jwks->timeout = 5000;
+    ngx_str_null(&ca);
 
     for (n = 2; n < cf->args->nelts; n++) {
 
-        if (ngx_strncmp(value[n].data, "refresh=", 8) == 0) {
+        if (ngx_strncmp(value[n].data, "ca=", 3) == 0) {
+            ca.data = value[n].data + 3;
+            ca.len = value[n].len - 3;
+
+            if (ca.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[n].data, "timeout=", 8) == 0) {
+            s.data = value[n].data + 8;
+            s.len = value[n].len - 8;
+            t = &jwks->timeout;
+
+        } else if (ngx_strncmp(value[n].data, "refresh=", 8) == 0) {
             s.data = value[n].data + 8;
             s.len = value[n].len - 8;
             t = &jwks->refresh;
@@ -148,21 +167,67 @@ ngx_http_omni_jwt_jwks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    /*
-     * a URL source needs a fetcher in one worker and the set in shared
-     * memory; until it is built, say so rather than read it as a path
-     */
+    jwks->path = value[1];
+
     if (ngx_strncasecmp(value[1].data, (u_char *) "http://", 7) == 0
         || ngx_strncasecmp(value[1].data, (u_char *) "https://", 8) == 0)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\": URL sources are not supported yet; "
-                           "give a file (a mounted Secret or ConfigMap is "
-                           "re-read when it changes)", &cmd->name);
-        return NGX_CONF_ERROR;
+        omcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_omni_module);
+
+        /* one fetcher and one shared copy per URL, however many users */
+        slot = omcf->jwks.elts;
+
+        for (i = 0; i < omcf->jwks.nelts; i++) {
+            if (slot[i]->url
+                && slot[i]->path.len == jwks->path.len
+                && ngx_strncmp(slot[i]->path.data, jwks->path.data,
+                               jwks->path.len)
+                   == 0)
+            {
+                if (slot[i]->refresh != jwks->refresh
+                    || slot[i]->min_refresh != jwks->min_refresh
+                    || slot[i]->timeout != jwks->timeout
+                    || slot[i]->ca.len != ca.len
+                    || ngx_strncmp(slot[i]->ca.data, ca.data, ca.len) != 0)
+                {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "\"%V\": \"%V\" is fetched once for "
+                                       "every location: give it the same "
+                                       "parameters everywhere", &cmd->name,
+                                       &jwks->path);
+                    return NGX_CONF_ERROR;
+                }
+
+                olcf->jwks = slot[i];
+                return NGX_CONF_OK;
+            }
+        }
+
+        jwks->ca = ca;
+
+        rv = ngx_http_omni_jwks_url(cf, jwks, &ca);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+
+        slot = ngx_array_push(&omcf->jwks);
+        if (slot == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *slot = jwks;
+        jwks->omcf = omcf;
+        olcf->jwks = jwks;
+
+        return NGX_CONF_OK;
     }
 
-    jwks->path = value[1];
+    if (ca.len || jwks->timeout != 5000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": ca= and timeout= are for a URL, "
+                           "not a file", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
 
     if (ngx_conf_full_name(cf->cycle, &jwks->path, 1) != NGX_OK) {
         return NGX_CONF_ERROR;
@@ -365,6 +430,11 @@ ngx_http_omni_keys_verify(ngx_http_omni_loc_conf_t *olcf, omni_jwt_t *jwt,
             *why = first;
         }
 
+        if (jwks->url) {
+            ngx_http_omni_jwks_fetch_soon(jwks);
+            return st;
+        }
+
         /* a key published ahead of its first token: look again soon */
         if (ngx_current_msec - jwks->checked >= jwks->min_refresh
             && jwks->timer.timer_set && !ngx_exiting)
@@ -411,6 +481,15 @@ ngx_http_omni_keys_init_process(ngx_cycle_t *cycle)
         jwks[i]->timer.cancelable = 1;
 
         jwks[i]->checked = ngx_current_msec;
+
+        if (jwks[i]->url) {
+            /* before the first request: the set another worker stored
+             * (a reload, a respawn), or the first fetch */
+            ngx_http_omni_jwks_fetch_tick(jwks[i], cycle->log);
+            ngx_add_timer(&jwks[i]->timer, ngx_min(jwks[i]->refresh, 1000));
+            continue;
+        }
+
         ngx_add_timer(&jwks[i]->timer, jwks[i]->refresh);
     }
 
@@ -427,6 +506,13 @@ ngx_http_omni_jwks_timer(ngx_event_t *ev)
         return;
     }
 
+    if (jwks->url) {
+        /* cheap when nothing is due: shared memory is read, not locked */
+        ngx_http_omni_jwks_fetch_tick(jwks, ev->log);
+        ngx_add_timer(ev, ngx_min(jwks->refresh, 1000));
+        return;
+    }
+
     ngx_http_omni_jwks_check(jwks, ev->log);
 
     ngx_add_timer(ev, jwks->refresh);
@@ -436,12 +522,11 @@ ngx_http_omni_jwks_timer(ngx_event_t *ev)
 static void
 ngx_http_omni_jwks_check(ngx_http_omni_jwks_t *jwks, ngx_log_t *log)
 {
-    char                        err[512];
-    size_t                      nkeys;
-    uint64_t                    version;
-    omni_jwt_key_t             *keys;
-    ngx_file_info_t             fi;
-    ngx_http_omni_main_conf_t  *omcf;
+    char              err[512];
+    size_t            nkeys;
+    uint64_t          version;
+    omni_jwt_key_t   *keys;
+    ngx_file_info_t   fi;
 
     jwks->checked = ngx_current_msec;
 
@@ -482,6 +567,25 @@ ngx_http_omni_jwks_check(ngx_http_omni_jwks_t *jwks, ngx_log_t *log)
         return;
     }
 
+    ngx_http_omni_jwks_swap(jwks, keys, nkeys, version);
+    jwks->failed = 0;
+
+    ngx_http_omni_metrics_jwks(0);
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "omni_jwt_jwks: \"%V\" changed: %uz keys", &jwks->path,
+                  nkeys);
+}
+
+
+/* The new set in place of the old, between two requests. */
+
+void
+ngx_http_omni_jwks_swap(ngx_http_omni_jwks_t *jwks, omni_jwt_key_t *keys,
+    size_t nkeys, uint64_t version)
+{
+    ngx_http_omni_main_conf_t  *omcf;
+
     omcf = jwks->omcf;
     omcf->keys_loaded += nkeys - jwks->nkeys;
 
@@ -490,13 +594,6 @@ ngx_http_omni_jwks_check(ngx_http_omni_jwks_t *jwks, ngx_log_t *log)
     jwks->keys = keys;
     jwks->nkeys = nkeys;
     jwks->version = version;
-    jwks->failed = 0;
-
-    ngx_http_omni_metrics_jwks(0);
-
-    ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "omni_jwt_jwks: \"%V\" changed: %uz keys", &jwks->path,
-                  nkeys);
 }
 
 

@@ -29,6 +29,7 @@ typedef struct {
     ngx_atomic_t                latency[NGX_HTTP_OMNI_LATENCY_BUCKETS];
     ngx_atomic_t                latency_sum_ms;
     ngx_atomic_t                jwks_reads[2];      /* changed, refused */
+    ngx_atomic_t                jwks_fetches[2];    /* stored, failed */
 } ngx_http_omni_counters_t;
 
 
@@ -120,6 +121,17 @@ ngx_http_omni_metrics_jwks(ngx_uint_t failed)
 {
     (void) ngx_atomic_fetch_add(&ngx_http_omni_counters->jwks_reads[failed],
                                 1);
+}
+
+
+void
+ngx_http_omni_metrics_jwks_fetch(ngx_uint_t failed)
+{
+    ngx_atomic_t  *n;
+
+    n = &ngx_http_omni_counters->jwks_fetches[failed];
+
+    (void) ngx_atomic_fetch_add(n, 1);
 }
 
 
@@ -225,7 +237,7 @@ ngx_http_omni_metrics_handler(ngx_http_request_t *r)
     omcf = ngx_http_get_module_main_conf(r, ngx_http_omni_module);
     ngx_http_omni_metrics_snapshot(decisions, &hits, &misses);
 
-    len = 4096 + NGX_HTTP_OMNI_NDECISIONS * (96 + NGX_ATOMIC_T_LEN);
+    len = 4608 + NGX_HTTP_OMNI_NDECISIONS * (96 + NGX_ATOMIC_T_LEN);
 
     body.data = ngx_pnalloc(r->pool, len);
     if (body.data == NULL) {
@@ -316,6 +328,14 @@ ngx_http_omni_metrics_handler(ngx_http_request_t *r)
             "omni_gateway_jwks_reloads_total{result=\"ok\"} %uA\n"
             "omni_gateway_jwks_reloads_total{result=\"failed\"} %uA\n",
             c->jwks_reads[0], c->jwks_reads[1]);
+
+    p = ngx_sprintf(p,
+            "# HELP omni_gateway_jwks_fetches_total JWKS URL fetches, by "
+            "result; a failed one keeps the last good key set.\n"
+            "# TYPE omni_gateway_jwks_fetches_total counter\n"
+            "omni_gateway_jwks_fetches_total{result=\"ok\"} %uA\n"
+            "omni_gateway_jwks_fetches_total{result=\"failed\"} %uA\n",
+            c->jwks_fetches[0], c->jwks_fetches[1]);
 
     body.len = p - body.data;
 

@@ -119,22 +119,69 @@ typedef struct {
 #define ngx_http_omni_shm_value(e)  ((e)->data + (e)->key_len)
 
 
+/* the largest JWKS a URL may serve */
+#define NGX_HTTP_OMNI_JWKS_MAX  65536
+
+
 /*
- * omni_jwt_jwks: a key set each worker re-reads when its file changes.
- * The set is swapped between requests (a worker verifies without yielding),
- * so the old keys are freed at once.
+ * A URL's JWKS in shared memory: the last good body the fetching worker
+ * stored, and the lease that makes one worker fetch at a time. Times are
+ * milliseconds since the epoch; all but version change under the mutex.
  */
 typedef struct {
-    ngx_str_t                   path;           /* NUL-terminated */
+    ngx_atomic_t                version;        /* of body; 0: none yet */
+    ngx_atomic_t                next;           /* the next fetch is due */
+    ngx_atomic_t                lease;          /* a fetch runs until */
+    ngx_atomic_t                started;        /* the last fetch began */
+    size_t                      len;
+    u_char                      body[NGX_HTTP_OMNI_JWKS_MAX + 1];
+} ngx_http_omni_jwks_sh_t;
+
+
+/*
+ * omni_jwt_jwks: a key set each worker re-reads when its file changes, or
+ * when another worker fetched its URL again. The set is swapped between
+ * requests (a worker verifies without yielding), so the old keys are
+ * freed at once.
+ */
+typedef struct {
+    ngx_str_t                   path;           /* or URL; NUL-terminated */
     ngx_msec_t                  refresh;
     ngx_msec_t                  min_refresh;
     omni_jwt_key_t             *keys;           /* malloc'd */
     size_t                      nkeys;
-    uint64_t                    version;        /* of the file read */
+    uint64_t                    version;        /* of the file or body */
     uint64_t                    failed;         /* version refused, or 0 */
     ngx_msec_t                  checked;
     ngx_event_t                 timer;
     void                       *omcf;
+
+    /* a URL source */
+    ngx_uint_t                  url;
+    ngx_msec_t                  timeout;
+    ngx_str_t                   ca;             /* as configured */
+    ngx_addr_t                 *addrs;
+    ngx_uint_t                  naddrs;
+    ngx_str_t                   host;           /* for SNI and the check */
+    in_port_t                   port;
+    ngx_uint_t                  resolve;        /* a name, over https */
+    ngx_http_core_loc_conf_t   *clcf;           /* its "resolver" */
+    ngx_resolver_ctx_t         *resolving;
+    ngx_str_t                   request;
+    ngx_ssl_t                  *ssl;            /* NULL for http:// */
+    ngx_shm_zone_t             *zone;
+    ngx_http_omni_jwks_sh_t    *sh;
+    ngx_slab_pool_t            *shpool;
+    ngx_uint_t                  addr;           /* the one being tried */
+    ngx_uint_t                  resolved;       /* by the resolver */
+    ngx_peer_connection_t       peer;           /* a fetch under way */
+    ngx_pool_t                 *pool;
+    ngx_buf_t                  *buf;
+    size_t                      sent;
+    u_char                     *body;           /* NULL: in the header */
+    off_t                       length;         /* -1: up to the close */
+    ngx_uint_t                  state;
+    ngx_event_t                 deadline;
 } ngx_http_omni_jwks_t;
 
 
@@ -284,6 +331,15 @@ ngx_int_t ngx_http_omni_send_json(ngx_http_request_t *r, ngx_uint_t status,
 char *ngx_http_omni_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_omni_jwt_jwks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_omni_keys_init_process(ngx_cycle_t *cycle);
+void ngx_http_omni_jwks_swap(ngx_http_omni_jwks_t *jwks,
+    omni_jwt_key_t *keys, size_t nkeys, uint64_t version);
+
+/* ngx_http_omni_jwks_fetch.c: a URL source */
+char *ngx_http_omni_jwks_url(ngx_conf_t *cf, ngx_http_omni_jwks_t *jwks,
+    ngx_str_t *ca);
+void ngx_http_omni_jwks_fetch_tick(ngx_http_omni_jwks_t *jwks,
+    ngx_log_t *log);
+void ngx_http_omni_jwks_fetch_soon(ngx_http_omni_jwks_t *jwks);
 omni_jwt_status_t ngx_http_omni_keys_verify(ngx_http_omni_loc_conf_t *olcf,
     omni_jwt_t *jwt, const char **why);
 uint64_t ngx_http_omni_keys_version(ngx_http_omni_loc_conf_t *olcf);
@@ -362,6 +418,7 @@ void ngx_http_omni_metrics_redis(ngx_uint_t failure);
 void ngx_http_omni_metrics_redis_latency(ngx_msec_t ms);
 void ngx_http_omni_metrics_fail(ngx_uint_t mode);
 void ngx_http_omni_metrics_jwks(ngx_uint_t failed);
+void ngx_http_omni_metrics_jwks_fetch(ngx_uint_t failed);
 extern ngx_str_t  ngx_http_omni_decision_names[];
 
 /* ngx_http_omni_local.c */

@@ -51,14 +51,9 @@ int
 omni_jwt_jwks_load(omni_jwt_key_t **keys, size_t *nkeys, const char *path,
     char *err, size_t errlen)
 {
-    int              rc;
-    char            *nl, kid[80];
-    size_t           len, i, j, n;
-    yajl_val         root, list;
-    const char      *why;
-    unsigned char   *data;
-    omni_jwt_key_t  *arr;
-    char             ebuf[256];
+    int             rc;
+    size_t          len;
+    unsigned char  *data;
 
     *keys = NULL;
     *nkeys = 0;
@@ -76,17 +71,53 @@ omni_jwt_jwks_load(omni_jwt_key_t **keys, size_t *nkeys, const char *path,
         return -1;
     }
 
+    rc = omni_jwt_jwks_parse(keys, nkeys, (const char *) data, len, path,
+                             err, errlen);
+    omni_jwt_free_file(data, len);
+
+    return rc;
+}
+
+
+int
+omni_jwt_jwks_parse(omni_jwt_key_t **keys, size_t *nkeys, const char *text,
+    size_t len, const char *path, char *err, size_t errlen)
+{
+    int              rc;
+    char            *nl, kid[80];
+    size_t           i, j, n;
+    yajl_val         root, list;
+    const char      *why;
+    omni_jwt_key_t  *arr;
+    char             ebuf[256];
+
+    *keys = NULL;
+    *nkeys = 0;
+
+    if (err != NULL && errlen > 0) {
+        err[0] = '\0';
+    }
+
+    if (len == 0) {
+        omni_jwt_err(err, errlen, "%s: empty", path);
+        return -1;
+    }
+
     /* the same strictness as tokens: a JWKS may come from the network */
 
-    if (omni_jwt_json_scan(data, len, &why) != 0) {
-        omni_jwt_free_file(data, len);
+    if (omni_jwt_json_scan((const unsigned char *) text, len, &why) != 0) {
         omni_jwt_err(err, errlen, "%s: not valid JSON: %s", path, why);
         return -1;
     }
 
+    /* yajl reads up to the NUL: a NUL inside is not JSON */
+    if (strlen(text) != len) {
+        omni_jwt_err(err, errlen, "%s: not valid JSON: a NUL byte", path);
+        return -1;
+    }
+
     ebuf[0] = '\0';
-    root = yajl_tree_parse((const char *) data, ebuf, sizeof(ebuf));
-    omni_jwt_free_file(data, len);
+    root = yajl_tree_parse(text, ebuf, sizeof(ebuf));
 
     if (root == NULL) {
         /* yajl's message spans lines: keep the first */

@@ -136,6 +136,14 @@ int omni_jwt_key_load(omni_jwt_key_t *key, const char *path,
 int omni_jwt_jwks_load(omni_jwt_key_t **keys, size_t *nkeys,
     const char *path, char *err, size_t errlen);
 
+/*
+ * The same from memory: text holds len bytes and a NUL after them; name
+ * stands for the source in messages (a URL).
+ */
+int omni_jwt_jwks_parse(omni_jwt_key_t **keys, size_t *nkeys,
+    const char *text, size_t len, const char *name, char *err,
+    size_t errlen);
+
 void omni_jwt_key_free(omni_jwt_key_t *key);
 
 

@@ -15,6 +15,7 @@ declare -A SOURCES=(
     [json]="worker/src/lib/arena.c worker/src/lib/json.c"
     [jsonrpc]="worker/src/lib/arena.c worker/src/lib/json.c worker/src/lib/jsonrpc.c"
     [jwt]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
+    [jwks]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
     [sse]="worker/src/lib/sse.c"
     [vectors]="worker/src/lib/arena.c worker/src/lib/json.c worker/src/services/memory/vectors.c"
     [wire]="worker/src/services/chat/wire.c worker/src/lib/sse.c worker/src/lib/json.c worker/src/lib/arena.c"
@@ -25,9 +26,11 @@ declare -A PKGS=(
     [vectors]="libevent yajl"
     [wire]="libevent yajl"
     [jwt]="yajl libcrypto"
+    [jwks]="yajl libcrypto"
 )
 declare -A INCLUDES=(
     [jwt]="-Ingx_omni_module"
+    [jwks]="-Ingx_omni_module"
 )
 
 CC=${FUZZ_CC:-clang}

@@ -229,10 +229,23 @@ def test_jwks_bad_refresh_parameter_fails(nginx_t, param):
                  re.escape(param))
 
 
-def test_jwks_url_is_refused_with_a_reason(nginx_t):
+def test_jwks_https_url_passes(nginx_t):
+    # nothing is fetched by nginx -t
+    assert_passes(nginx_t(location="omni_jwt_jwks"
+                                   " https://127.0.0.1:9/jwks.json"
+                                   " refresh=5s timeout=2s;"))
+
+
+def test_jwks_plain_http_url_to_another_host_fails(nginx_t):
     assert_fails(nginx_t(location="omni_jwt_jwks"
-                                  " https://idp.example/jwks.json;"),
-                 "omni_jwt_jwks", "URL", "file")
+                                  " http://192.0.2.1/jwks.json;"),
+                 "omni_jwt_jwks", "loopback", re.escape("192.0.2.1"))
+
+
+def test_jwks_ca_for_a_file_fails(nginx_t):
+    assert_fails(nginx_t(location="omni_jwt_jwks {keys}/jwks.json"
+                                  " ca=/etc/ssl/certs/ca-certificates.crt;"),
+                 "omni_jwt_jwks", "URL")
 
 
 def test_second_jwks_in_one_location_fails(nginx_t):

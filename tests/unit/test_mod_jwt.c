@@ -645,6 +645,46 @@ static void test_every_algorithm_verifies_with_the_jwks(void)
     free(keys);
 }
 
+/* A fetched JWKS is parsed from memory; errors name the source given. */
+static void test_jwks_parses_from_memory(void)
+{
+    static char text[16384];
+    const char *name = "https://idp.test/jwks.json";
+    omni_jwt_key_t *keys;
+    size_t n, len;
+    FILE *f;
+
+    f = fopen(fx("jwks.json"), "rb");
+    CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    len = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    CHECK(len > 0 && len < sizeof(text) - 1);
+    text[len] = '\0';
+
+    CHECK(omni_jwt_jwks_parse(&keys, &n, text, len, name, err, sizeof(err))
+        == 0);
+    CHECK_EQ_INT(n, 7);
+    while (n > 0)
+        omni_jwt_key_free(&keys[--n]);
+    free(keys);
+
+    /* cut short, an empty body, a NUL inside: refused, nothing to free */
+    CHECK(omni_jwt_jwks_parse(&keys, &n, text, len / 2, name, err,
+              sizeof(err))
+        == -1);
+    CHECK(strstr(err, name) != NULL && strstr(err, "not valid JSON"));
+    CHECK(keys == NULL && n == 0);
+    CHECK(omni_jwt_jwks_parse(&keys, &n, "", 0, name, err, sizeof(err))
+        == -1);
+    CHECK(strstr(err, "empty") != NULL);
+    CHECK(omni_jwt_jwks_parse(&keys, &n, "{\"keys\":[]}\0 ", 14, name, err,
+              sizeof(err))
+        == -1);
+    CHECK(strstr(err, name) != NULL);
+}
+
 /* token with its segment'th segment decoded, edited and encoded again:
  * a bit flipped in the signature, a member added to header or payload. */
 static const char *tamper(const char *token, int segment)
@@ -1508,6 +1548,7 @@ UNIT_MAIN(UNIT_TEST(test_base64url_decodes_rfc4648_vectors_unpadded),
     UNIT_TEST(test_failed_parse_cannot_be_verified),
     UNIT_TEST(test_every_algorithm_verifies_with_its_pem_key),
     UNIT_TEST(test_every_algorithm_verifies_with_the_jwks),
+    UNIT_TEST(test_jwks_parses_from_memory),
     UNIT_TEST(test_tampered_header_payload_or_signature_fails),
     UNIT_TEST(test_signature_of_the_wrong_length_fails),
     UNIT_TEST(test_token_signed_by_another_key_fails),
