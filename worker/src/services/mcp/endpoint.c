@@ -738,7 +738,7 @@ static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
     const omni_json_t *builtins = omni_ep_builtins(r, ep), *def;
     char **names, cur[OMNI_MCP_CURSOR_LEN + 1];
     struct evbuffer *b;
-    unsigned offset = 0, shown = 0;
+    unsigned offset = 0, shown = 0, seen = 0;
     int n = res != NULL ? PQntuples(res) : 0, i, k, nb;
 
     if (omni_json_get(ep->params, "cursor") != NULL
@@ -811,14 +811,13 @@ static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
                                "\"cacheScope\":\"private\",");
     }
     evbuffer_add(b, "\"tools\":[", 9);
-    n = 0;
     for (i = 0; i < k; i++) {
         int row = atoi(names[i] + strlen(names[i]) + 1);
 
         if (i > 0 && strcmp(names[i], names[i - 1]) == 0) {
             continue;
         }
-        if ((unsigned)n++ < offset) {
+        if (seen++ < offset) {
             continue;
         }
         if (shown == OMNI_EP_PAGE) {
@@ -1091,7 +1090,7 @@ static void omni_ep_builtin_answer(omni_ep_t *ep)
     omni_json_put_string(b, json, ep->builtin_len);
     evbuffer_add(b, "}]", 2);
     if (ep->builtin_len > 0 && json[0] == '{') {
-        evbuffer_add(b, ",\"structuredContent\":", 20);
+        evbuffer_add(b, ",\"structuredContent\":", 21);
         evbuffer_add(b, json, ep->builtin_len);
     }
     evbuffer_add_printf(
