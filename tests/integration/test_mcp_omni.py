@@ -259,3 +259,45 @@ def test_the_registry_refuses_the_builtin_servers_name(gateway, everything):
     assert r.json()["field"] == "name"
     r = call(w, "GET", SERVERS + "/" + everything["id"])
     assert r.json()["name"] == everything["name"]
+
+
+def test_the_builtin_tools_are_paged_with_the_others(gateway, everything,
+                                                     migrated):
+    """120 more tools of a server named to sort before "omni": the
+    built-in ones land on the second page, each name once, in order."""
+    w, n = gateway
+    r = call(w, "POST", SERVERS, {"name": "a-" + unique(),
+                                  "url": everything["url"],
+                                  "timeout_ms": 30000})
+    assert r.status == 201, r.body
+    s = r.json()
+    try:
+        r = call(w, "POST", SERVERS + "/" + s["id"] + "/health")
+        assert r.status == 200 and r.json()["ok"], r.body
+        migrated.sql(
+            "INSERT INTO omni2.mcp_tools (server_id, name, definition, hash)"
+            " SELECT %s, 'many-' || lpad(i::text, 3, '0'),"
+            "  jsonb_build_object('name', 'many-' || lpad(i::text, 3, '0'),"
+            "   'inputSchema', '{\"type\":\"object\"}'::jsonb), 'h'"
+            " FROM generate_series(1, 120) AS i",
+            (s["id"],), dbname=migrated.dbname)
+        tok = user_token(n)
+        pages, cursor = [], None
+        while True:
+            res = rpc(n, tok, "tools/list",
+                      {"cursor": cursor} if cursor else {})["result"]
+            pages.append([t["name"] for t in res["tools"]])
+            cursor = res.get("nextCursor")
+            if not cursor:
+                break
+        names = [x for p in pages for x in p]
+        assert len(pages) >= 2 and len(pages[0]) == 100
+        assert names == sorted(set(names))
+        mine = [x for x in names if x.startswith(s["name"] + "__many-")]
+        assert len(mine) == 120
+        assert [x for x in pages[1] if x.startswith("omni__")] == \
+            ["omni__" + t for t in TOOLS]
+        assert not [x for x in pages[0] if x.startswith("omni__")]
+    finally:
+        r = call(w, "DELETE", SERVERS + "/" + s["id"])
+        assert r.status == 204, r.body
