@@ -9,7 +9,8 @@
  *           │                                                    v
  *     tools/list ──> LISTED (query) ──> answer (a page)
  *     tools/call ──plain name──> CALLING (call.c's steps; progress as SSE)
- *                ──omni__<tool> (/mcp/omni: <tool>)──> BUILTIN (memory)
+ *                ──omni__<tool> (/mcp/omni: <tool>)──> BUILTIN_CALLED
+ *                                     (memory.h's tool call) ──> answer
  *                ──hashed name, or a plain one missed──> RESOLVED (query)
  *                                                 ──> CALLING ──> answer
  *     resources/..., prompts/... (/mcp/<server>) ──> UPSTREAM (query)
