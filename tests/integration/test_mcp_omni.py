@@ -228,6 +228,10 @@ def test_mcp_omni_serves_the_builtin_tools_unprefixed(gateway, everything):
     out = steps(n, tok, [{"call": "omni__context_get",
                           "arguments": {"namespace": ns, "key": "k"}}])
     assert rest(out[0])["value"] == "v"
+    # tools only: no upstream to pass resources or prompts to
+    res = rpc(n, tok, "server/discover", path="/mcp/omni")["result"]
+    assert "resources" not in res["capabilities"]
+    assert "tools" in res["capabilities"]
 
 
 @pytest.mark.parametrize("role", ["admin", "developer", "user", "viewer"])
