@@ -103,11 +103,28 @@ static void test_bad_references_name_the_header(void)
     }
 }
 
+static void test_the_builtin_servers_name_is_reserved(void)
+{
+    omni_mcp_server_in_t in;
+    char *field, *msg;
+
+    CHECK_EQ_INT(check("{\"name\":\"omni\",\"url\":\"http://127.0.0.1/mcp\"}",
+                     &in, &field, &msg),
+        422);
+    CHECK_STR_EQ(field, "name");
+    CHECK(strstr(msg, "reserved") != NULL);
+    /* only that name: one that begins with it is any server's */
+    CHECK_EQ_INT(check("{\"name\":\"omni-2\",\"url\":\"http://127.0.0.1/mcp\"}",
+                     &in, &field, &msg),
+        0);
+}
+
 int main(void)
 {
     static const unit_test_t tests[] = {UNIT_TEST(test_secret_names),
         UNIT_TEST(test_references_are_accepted_beside_values),
-        UNIT_TEST(test_bad_references_name_the_header)};
+        UNIT_TEST(test_bad_references_name_the_header),
+        UNIT_TEST(test_the_builtin_servers_name_is_reserved)};
     int rc;
 
     omni_arena_init(&arena, 1 << 16);

@@ -9,6 +9,8 @@
  *           │                                                    v
  *     tools/list ──> LISTED (query) ──> answer (a page)
  *     tools/call ──plain name──> CALLING (call.c's steps; progress as SSE)
+ *                ──omni__<tool> (/mcp/omni: <tool>)──> BUILTIN_CALLED
+ *                                     (memory.h's tool call) ──> answer
  *                ──hashed name, or a plain one missed──> RESOLVED (query)
  *                                                 ──> CALLING ──> answer
  *     resources/..., prompts/... (/mcp/<server>) ──> UPSTREAM (query)
@@ -46,6 +48,7 @@
 #include "services/mcp/registry.h"
 #include "services/mcp/state.h"
 #include "services/mcp/upstream.h"
+#include "services/memory/memory.h"
 
 #define OMNI_EP_MAX_BODY (1024 * 1024)
 #define OMNI_EP_PAGE 100
@@ -54,6 +57,9 @@
 #define OMNI_EP_HEADER_MISMATCH -32020
 #define OMNI_EP_MAX_STREAMS 256
 #define OMNI_EP_KEEPALIVE_S 20
+/* the built-in server (services/memory's tools); the registry refuses
+ * the name */
+#define OMNI_EP_BUILTIN "omni"
 
 #define OMNI_EP_VERSIONS                                                       \
     "[\"2026-07-28\",\"2025-11-25\",\"2025-06-18\",\"2025-03-26\"]"
@@ -65,6 +71,7 @@ enum {
     OMNI_EP_LISTED,
     OMNI_EP_RESOLVED,
     OMNI_EP_CALLING,
+    OMNI_EP_BUILTIN_CALLED,
     OMNI_EP_CANCEL_STORED,
     OMNI_EP_UPSTREAM,
     OMNI_EP_FORWARDED,
@@ -95,6 +102,9 @@ struct omni_ep_s {
     const char *server, *tool;
     int direct; /* tool taken from the name as it is */
     omni_mcp_call_t *call;
+    int builtin_status; /* the built-in tool's REST status and body */
+    const char *builtin_json;
+    size_t builtin_len;
     omni_mcp_upstream_t u; /* resources, prompts: the scope's server */
     omni_mcp_rpc_t *rpc;
     omni_mcp_reply_t rep;
@@ -632,7 +642,7 @@ static const char *omni_ep_role(omni_req_t *r)
  * its server's resources, prompts and completions through as well */
 static const char *omni_ep_capabilities(omni_ep_t *ep)
 {
-    return ep->scope != NULL
+    return ep->scope != NULL && strcmp(ep->scope, OMNI_EP_BUILTIN) != 0
                ? "{\"tools\":{\"listChanged\":true},\"logging\":{},"
                  "\"resources\":{},\"prompts\":{},\"completions\":{}}"
                : "{\"tools\":{\"listChanged\":true},\"logging\":{}}";
@@ -669,12 +679,10 @@ static void omni_ep_discover(omni_ep_t *ep)
 }
 
 
-/* Writes a stored definition with its name replaced. */
+/* Writes a definition with its name replaced. */
 static void omni_ep_put_tool(
-    omni_req_t *r, struct evbuffer *b, const char *name, const char *def)
+    struct evbuffer *b, const char *name, const omni_json_t *d)
 {
-    const omni_json_t *d =
-        omni_json_parse(&r->arena, def, strlen(def), NULL, NULL, 0);
     size_t i;
 
     evbuffer_add(b, "{\"name\":", 8);
@@ -706,15 +714,33 @@ static int omni_ep_name_cmp(const void *a, const void *b)
 }
 
 
+/* The built-in server's tools when the listing has them (every role's:
+ * each operation is on the caller's own data), or NULL. */
+static const omni_json_t *omni_ep_builtins(omni_req_t *r, omni_ep_t *ep)
+{
+    const char *text = omni_memory_tools_json();
+    const omni_json_t *t;
+
+    if (ep->scope != NULL && strcmp(ep->scope, OMNI_EP_BUILTIN) != 0) {
+        return NULL;
+    }
+    t = omni_json_parse(&r->arena, text, strlen(text), NULL, NULL, 0);
+    return t != NULL && t->type == OMNI_JSON_ARRAY ? t : NULL;
+}
+
+
+/* One page of the tools: the rows of the list query (res; NULL on
+ * /mcp/omni) and the built-in server's, sorted by exposed name. */
 static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
 {
     PGresult *res = ep->res;
     const char *cursor = omni_json_string(omni_json_get(ep->params, "cursor"));
     const char *role = omni_ep_role(r);
+    const omni_json_t *builtins = omni_ep_builtins(r, ep), *def;
     char **names, cur[OMNI_MCP_CURSOR_LEN + 1];
     struct evbuffer *b;
-    unsigned offset = 0, shown = 0;
-    int n = PQntuples(res), i, k;
+    unsigned offset = 0, shown = 0, seen = 0;
+    int n = res != NULL ? PQntuples(res) : 0, i, k, nb;
 
     if (omni_json_get(ep->params, "cursor") != NULL
         && (cursor == NULL
@@ -726,7 +752,8 @@ static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
     /* "<exposed name>\0<row>" sorted: a stable order whatever Postgres
      * returns, and duplicates (two tools mapping to one name) next to
      * each other so the second is left out */
-    names = omni_arena_alloc(&r->arena, sizeof(char *) * (n + 1));
+    nb = builtins != NULL ? (int)builtins->u.arr.len : 0;
+    names = omni_arena_alloc(&r->arena, sizeof(char *) * (n + nb + 1));
     b = omni_ep_head(ep);
     if (names == NULL || b == NULL) {
         omni_ep_error(ep, 200, -32603, "out of memory", NULL);
@@ -740,7 +767,10 @@ static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
         char name[OMNI_MCP_NAME_MAX + 1];
         const char *id;
 
-        if (omni_mcp_state_down(PQgetvalue(res, i, 0), &id)) {
+        if (omni_mcp_state_down(PQgetvalue(res, i, 0), &id)
+            || strcmp(PQgetvalue(res, i, 0), OMNI_EP_BUILTIN) == 0) {
+            /* (a server registered as "omni" before the name was
+             * reserved is hidden by the built-in one) */
             continue;
         }
         if (ep->scope != NULL) {
@@ -756,6 +786,24 @@ static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
         snprintf(names[k], OMNI_MCP_NAME_MAX + 16, "%s%c%d", name, '\0', i);
         k++;
     }
+    /* the built-in server's are rows n.. */
+    for (i = 0; i < nb; i++) {
+        char name[OMNI_MCP_NAME_MAX + 1];
+        const char *tool =
+            omni_json_string(omni_json_get(builtins->u.arr.items[i], "name"));
+
+        names[k] = omni_arena_alloc(&r->arena, OMNI_MCP_NAME_MAX + 16);
+        if (tool == NULL || names[k] == NULL) {
+            continue;
+        }
+        if (ep->scope != NULL) {
+            snprintf(name, sizeof(name), "%s", tool);
+        } else {
+            omni_mcp_tool_name(OMNI_EP_BUILTIN, tool, name);
+        }
+        snprintf(names[k], OMNI_MCP_NAME_MAX + 16, "%s%c%d", name, '\0', n + i);
+        k++;
+    }
     qsort(names, k, sizeof(char *), omni_ep_name_cmp);
     evbuffer_add(b, ",\"result\":{", 11);
     if (ep->modern) {
@@ -764,14 +812,13 @@ static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
                                "\"cacheScope\":\"private\",");
     }
     evbuffer_add(b, "\"tools\":[", 9);
-    n = 0;
     for (i = 0; i < k; i++) {
         int row = atoi(names[i] + strlen(names[i]) + 1);
 
         if (i > 0 && strcmp(names[i], names[i - 1]) == 0) {
             continue;
         }
-        if ((unsigned)n++ < offset) {
+        if (seen++ < offset) {
             continue;
         }
         if (shown == OMNI_EP_PAGE) {
@@ -780,7 +827,13 @@ static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
         if (shown++) {
             evbuffer_add(b, ",", 1);
         }
-        omni_ep_put_tool(r, b, names[i], PQgetvalue(res, row, 2));
+        if (row >= n) {
+            def = builtins->u.arr.items[row - n];
+        } else {
+            def = omni_json_parse(&r->arena, PQgetvalue(res, row, 2),
+                (size_t)PQgetlength(res, row, 2), NULL, NULL, 0);
+        }
+        omni_ep_put_tool(b, names[i], def);
     }
     evbuffer_add(b, "]", 1);
     if (i < k) {
@@ -980,6 +1033,70 @@ static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
     if (omni_mcp_call_step(r, ep->call, &out)) {
         omni_ep_call_answer(ep, out);
     }
+}
+
+
+/* The built-in tool's end (memory.h), from the loop: its REST answer is
+ * kept for the handler, re-entered in BUILTIN_CALLED. */
+static void omni_ep_builtin_done(
+    void *arg, int status, const char *json, size_t len)
+{
+    omni_ep_t *ep = arg;
+
+    ep->builtin_status = status;
+    ep->builtin_json = omni_arena_strndup(&ep->r->arena, json, len);
+    ep->builtin_len = ep->builtin_json != NULL ? len : 0;
+    omni_http_resume(ep->r);
+}
+
+
+/* Calls tool of the built-in server as the caller, whose id owns what it
+ * reads and writes. */
+static void omni_ep_builtin_call(omni_req_t *r, omni_ep_t *ep, const char *tool)
+{
+    char msg[200];
+
+    r->state = OMNI_EP_BUILTIN_CALLED;
+    if (omni_memory_tool_call(omni_req_identity(r), tool,
+            omni_json_get(ep->params, "arguments"), omni_ep_builtin_done, ep)
+        != 0) {
+        snprintf(msg, sizeof(msg), "Unknown tool: %.128s",
+            omni_json_string(omni_json_get(ep->params, "name")));
+        omni_ep_error(ep, 200, -32602, msg, NULL);
+    }
+}
+
+
+/* The REST answer as a CallToolResult: the body as text (and as
+ * structuredContent when an object); a 4xx or 5xx is a tool error whose
+ * text names the field, as REST does. */
+static void omni_ep_builtin_answer(omni_ep_t *ep)
+{
+    const char *json = ep->builtin_json;
+    struct evbuffer *b;
+
+    if (json == NULL) {
+        omni_ep_error(ep, 200, -32603, "out of memory", NULL);
+        return;
+    }
+    b = omni_ep_head(ep);
+    if (b == NULL) {
+        omni_ep_send(ep, 200, NULL);
+        return;
+    }
+    evbuffer_add_printf(b,
+        ",\"result\":{%s\"content\":[{\"type\":\"text\","
+        "\"text\":",
+        ep->modern ? "\"resultType\":\"complete\"," : "");
+    omni_json_put_string(b, json, ep->builtin_len);
+    evbuffer_add(b, "}]", 2);
+    if (ep->builtin_len > 0 && json[0] == '{') {
+        evbuffer_add(b, ",\"structuredContent\":", 21);
+        evbuffer_add(b, json, ep->builtin_len);
+    }
+    evbuffer_add_printf(
+        b, ",\"isError\":%s}}", ep->builtin_status >= 400 ? "true" : "false");
+    omni_ep_send(ep, 200, b);
 }
 
 
@@ -1321,6 +1438,11 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
         return;
     }
     if (strcmp(ep->method, "tools/list") == 0) {
+        if (ep->scope != NULL && strcmp(ep->scope, OMNI_EP_BUILTIN) == 0) {
+            ep->res = NULL;
+            omni_ep_tools_page(r, ep);
+            return;
+        }
         values[0] = omni_ep_role(r);
         values[1] = ep->scope;
         r->state = OMNI_EP_LISTED;
@@ -1338,6 +1460,16 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
             return;
         }
         omni_req_on_close(r, omni_ep_closed, r);
+        if (ep->scope != NULL && strcmp(ep->scope, OMNI_EP_BUILTIN) == 0) {
+            omni_ep_builtin_call(r, ep, name);
+            return;
+        }
+        if (ep->scope == NULL
+            && strncmp(name, OMNI_EP_BUILTIN "__", sizeof(OMNI_EP_BUILTIN) + 1)
+                   == 0) {
+            omni_ep_builtin_call(r, ep, name + sizeof(OMNI_EP_BUILTIN) + 1);
+            return;
+        }
         if (ep->scope != NULL) {
             /* the call's own checks refuse what the role may not call */
             ep->server = ep->scope;
@@ -1363,7 +1495,8 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
         omni_ep_resolve(r, ep);
         return;
     }
-    if (ep->scope != NULL && omni_ep_forwarded_method(ep->method)) {
+    if (ep->scope != NULL && strcmp(ep->scope, OMNI_EP_BUILTIN) != 0
+        && omni_ep_forwarded_method(ep->method)) {
         values[0] = omni_ep_role(r);
         values[1] = ep->scope;
         r->state = OMNI_EP_UPSTREAM;
@@ -1576,6 +1709,10 @@ void omni_mcp_endpoint_post(omni_req_t *r)
         if (omni_mcp_call_step(r, ep->call, &out)) {
             omni_ep_call_answer(ep, out);
         }
+        return;
+
+    case OMNI_EP_BUILTIN_CALLED:
+        omni_ep_builtin_answer(ep);
         return;
 
     case OMNI_EP_UPSTREAM:
