@@ -25,6 +25,10 @@ same run on the same machine (SPEC section 9).
   + worker, TTFT p50 and gap p99;          1,000 concurrent slow streams on
   concurrent streams, RSS                   one worker process, RSS by batch
                                             (tests/bench/chat.py)
+  ledger: non-streamed turns at 500/s   vs  the same with the ledger's rows
+  open loop, rate reached, p50/p99          discarded (and without the
+                                            dashboard rollup)
+                                            (tests/bench/ledger.py)
   gateway RS256 rows                    vs  nginx `auth_request` to a Python
                                             auth service, then `proxy_pass`
                                             (tests/bench/authrequest.py)
@@ -56,6 +60,7 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 
 import authrequest  # noqa: E402
 import chat  # noqa: E402
+import ledger  # noqa: E402
 import dashboard  # noqa: E402
 import events  # noqa: E402
 import gateway  # noqa: E402
@@ -415,6 +420,7 @@ def main():
                          product)
         lines += mcp_rows(nginx)
         lines += chat.run(pg, redis)
+        lines += ledger.run(pg, redis)
 
         # the gateway alone, then the pattern it replaces
         keys, tokens, gw_lines, gw_rows = gateway_rows(

@@ -465,6 +465,13 @@ static void test_stats_json(void)
     CHECK(
         omni_json_int(omni_json_get(v, "open_circuit_breakers"), &i) && i == 0);
 
+    t.cost = "12.5";
+    t.tokens = 4000000000LL;
+    omni_stats_write(b, "7d", "a", "b", &t);
+    v = rendered(b);
+    CHECK(omni_json_double(omni_json_get(v, "cost"), &d) && d == 12.5);
+    CHECK(omni_json_int(omni_json_get(v, "tokens"), &i) && i == 4000000000LL);
+
     memset(&t, 0, sizeof(t));
     omni_stats_write(b, "today", "a", "b", &t);
     v = rendered(b);
@@ -498,6 +505,8 @@ static void test_chart_points(void)
     struct evbuffer *b = evbuffer_new();
     omni_dash_totals_t t = {0};
     const omni_json_t *v;
+    char text[128];
+    size_t n;
     int64_t i;
 
     t.count = 7;
@@ -507,6 +516,20 @@ static void test_chart_points(void)
     omni_chart_point_write(b, OMNI_CHART_COST, "T", &t);
     v = rendered(b);
     CHECK(omni_json_int(omni_json_get(v, "value"), &i) && i == 0);
+    CHECK(omni_json_int(omni_json_get(v, "tokens"), &i) && i == 0);
+    t.cost = "0.000396";
+    t.tokens = 90;
+    omni_chart_point_write(b, OMNI_CHART_COST, "T", &t);
+    n = evbuffer_copyout(b, text, sizeof(text) - 1);
+    text[n] = '\0';
+    evbuffer_drain(b, n);
+    CHECK_STR_EQ(text, "{\"t\":\"T\",\"value\":0.000396,\"tokens\":90}");
+    /* a NaN in the ledger is no JSON number */
+    t.cost = "NaN";
+    omni_chart_point_write(b, OMNI_CHART_COST, "T", &t);
+    v = rendered(b);
+    CHECK(v != NULL && omni_json_get(v, "value")->type == OMNI_JSON_NULL);
+    t.cost = NULL;
     t.has_hist = 1;
     t.hist[omni_hist_bucket(2000)] = 7;
     t.max_us = 2000;

@@ -81,7 +81,8 @@ int omni_redact_write(struct evbuffer *out, const char *key, const char *text,
 
 /* --- stats and charts (dashboard_series.c) ------------------------------ */
 
-/* Requests over a span, from omni_metrics.request_summary. */
+/* Requests over a span, from omni_metrics.request_summary, and LLM usage,
+ * from omnichat.usage_rollup. */
 typedef struct {
     uint64_t count;
     uint64_t errors;        /* status >= 500 */
@@ -92,6 +93,8 @@ typedef struct {
     uint64_t hist[OMNI_HIST_BUCKETS];
     int64_t mcp_active; /* stats: enabled MCP servers not open */
     int64_t mcp_open;   /* stats: MCP servers whose breaker is open */
+    const char *cost;   /* LLM cost: Postgres numeric text; NULL = 0 */
+    int64_t tokens;     /* LLM input + output tokens */
 } omni_dash_totals_t;
 
 /* Parses Postgres' text form of an array of OMNI_HIST_BUCKETS

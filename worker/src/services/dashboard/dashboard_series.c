@@ -199,6 +199,32 @@ static int omni_put_latency(struct evbuffer *out, const omni_dash_totals_t *t)
 }
 
 
+/* A cost as Postgres printed the numeric sum: written as it is (exact),
+ * when it is a plain decimal number; 0 when absent, null for anything else
+ * (a NaN cost in the ledger). */
+static int omni_put_cost(struct evbuffer *out, const char *cost)
+{
+    size_t i, digits = 0, dots = 0;
+
+    if (cost == NULL || cost[0] == '\0') {
+        return evbuffer_add(out, "0", 1);
+    }
+    for (i = cost[0] == '-'; cost[i] != '\0'; i++) {
+        if (cost[i] >= '0' && cost[i] <= '9') {
+            digits++;
+        } else if (cost[i] == '.' && digits > 0 && dots++ == 0) {
+            continue;
+        } else {
+            return evbuffer_add(out, "null", 4);
+        }
+    }
+    if (digits == 0 || cost[i - 1] == '.') {
+        return evbuffer_add(out, "null", 4);
+    }
+    return evbuffer_add(out, cost, i);
+}
+
+
 static int omni_put_error_rate(
     struct evbuffer *out, const omni_dash_totals_t *t)
 {
@@ -224,11 +250,13 @@ int omni_stats_write(struct evbuffer *out, const char *period, const char *from,
     rc |= omni_put_latency(out, t);
     rc |= evbuffer_add(out, ",\"max_ms\":", 10);
     rc |= omni_put_ms(out, t->count ? (double)t->max_us : -1);
-    /* chat (cost, tokens) is not built yet */
+    rc |= evbuffer_add(out, ",\"cost\":", 8);
+    rc |= omni_put_cost(out, t->cost);
     rc |= evbuffer_add_printf(out,
-              ",\"cost\":0,\"tokens\":0,\"active_mcp_servers\":%lld,"
+              ",\"tokens\":%lld,\"active_mcp_servers\":%lld,"
               "\"open_circuit_breakers\":%lld}",
-              (long long)t->mcp_active, (long long)t->mcp_open)
+              (long long)t->tokens, (long long)t->mcp_active,
+              (long long)t->mcp_open)
           < 0;
     return rc ? -1 : 0;
 }
@@ -250,7 +278,11 @@ int omni_chart_point_write(struct evbuffer *out, omni_chart_metric_t metric,
         break;
 
     case OMNI_CHART_COST:
-        rc |= evbuffer_add(out, "\"value\":0}", 10);
+        rc |= evbuffer_add(out, "\"value\":", 8);
+        rc |= omni_put_cost(out, v->cost);
+        rc |=
+            evbuffer_add_printf(out, ",\"tokens\":%lld}", (long long)v->tokens)
+            < 0;
         break;
 
     case OMNI_CHART_RESPONSE_TIME:

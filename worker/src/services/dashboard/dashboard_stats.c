@@ -10,6 +10,7 @@
 #include "io/clients.h"
 #include "io/log.h"
 #include "http/api.h"
+#include "http/identity.h"
 #include "services/dashboard/dashboard.h"
 
 
@@ -37,6 +38,12 @@ static const char omni_stats_head[] =
     " UNION ALL"
     " SELECT s.* FROM omni_metrics.request_summary AS s, b"
     " WHERE s.width = 300 AND s.start >= b.start AND s.start < b.hour"
+    "), u AS ("
+    " SELECT trim_scale(coalesce(sum(u.cost), 0)) AS cost,"
+    " coalesce(sum(u.input_tokens + u.output_tokens), 0) AS tokens"
+    " FROM omnichat.usage_rollup AS u, b WHERE u.user_id = $2::text"
+    " AND ((u.width = 3600 AND u.start >= b.hour) OR (u.width = 300"
+    " AND u.start >= b.start AND u.start < b.hour))"
     ")"
     " SELECT " OMNI_SQL_TIMESTAMP(
         "(SELECT start FROM b)") ","
@@ -58,7 +65,8 @@ static const char omni_stats_tail[] =
     "  WHERE m.enabled AND c.state IS DISTINCT FROM 'open'),"
     " (SELECT count(*) FROM omni2.mcp_servers AS m"
     "  JOIN omni2.circuit_breakers AS c ON c.server_id = m.id"
-    "  WHERE c.state = 'open')"
+    "  WHERE c.state = 'open'),"
+    " (SELECT cost FROM u), (SELECT tokens FROM u)"
     " FROM s";
 
 /* head + 120 "sum(s.hist[i])," + tail, built at start-up: summing each
@@ -76,6 +84,8 @@ typedef struct {
     int width;
     int hours;
     const char *key;     /* in dashboard_cache */
+    const char *scope;   /* whose LLM usage: "" everyone's (admins), a
+                            user id (theirs), NULL none */
     const char *refresh; /* its refresh_interval member */
     char *body;          /* the answer computed (arena) */
 } omni_stats_req_t;
@@ -138,13 +148,14 @@ int omni_dashboard_stats_init(void)
         " AS bucket, max_points FROM s"
         "), k AS ("
         " SELECT *, 'chart:' || $1::text || ':' || hours || ':' || bucket"
-        " AS key FROM b"
+        " || $4::text AS key FROM b"
         ")"
         " SELECT k.hours, k.bucket, k.max_points, k.key, d.value::text"
         " FROM k LEFT JOIN omni2_dashboard.dashboard_cache AS d"
         " ON d.key = k.key AND" OMNI_CACHE_FRESH("d."));
 
-    /* $1 bucket width (s), $2 points, $3 with histograms */
+    /* $1 bucket width (s), $2 points, $3 with histograms, $4 whose LLM
+     * usage ('' everyone's, NULL none) */
     omni_chart_stmt = omni_db_statement("dashboard_chart",
         "WITH g AS ("
         " SELECT last - make_interval(secs => $1::int * ($2::int - 1))"
@@ -160,13 +171,22 @@ int omni_dashboard_stats_init(void)
                  "s.hist::text END,"
                  " (SELECT generation FROM omni2_dashboard.cache_state),"
                  " " OMNI_SQL_TIMESTAMP(
-                     "now()") " FROM g, generate_series(g.first, g.last,"
+                     "now()") ","
+                              " trim_scale(coalesce(u.cost, 0)),"
+                              " coalesce(u.input_tokens + u.output_tokens, 0)"
+                              " FROM g, generate_series(g.first, g.last,"
                               "  make_interval(secs => $1::int)) AS t"
                               " LEFT JOIN (SELECT s.* FROM "
-                              "omni_metrics.request_summary AS s, g"
-                              "  WHERE s.width = $1::int AND s.start BETWEEN "
-                              "g.first AND g.last)"
+                              "omni_metrics.request_summary"
+                              "  AS s, g WHERE s.width = $1::int"
+                              "  AND s.start BETWEEN g.first AND g.last)"
                               "  AS s ON s.start = t"
+                              " LEFT JOIN (SELECT u.* FROM "
+                              "omnichat.usage_rollup AS u, g"
+                              "  WHERE u.width = $1::int AND u.user_id = "
+                              "$4::text"
+                              "  AND u.start BETWEEN g.first AND g.last)"
+                              "  AS u ON u.start = t"
                               " ORDER BY t");
 
     return omni_stats_lookup_stmt < 0 || omni_stats_stmt < 0
@@ -266,6 +286,48 @@ static int omni_stats_totals(
 }
 
 
+/* a + b + c in the request's arena, or NULL */
+static char *omni_stats_concat(
+    omni_req_t *r, const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *p = omni_arena_alloc(&r->arena, la + lb + lc + 1);
+
+    if (p != NULL) {
+        memcpy(p, a, la);
+        memcpy(p + la, b, lb);
+        memcpy(p + la + lb, c, lc + 1);
+    }
+    return p;
+}
+
+
+/* Whose LLM usage the caller sees (SPEC 6, as GET /api/v1/llm/usage): an
+ * admin everyone's, anyone else their own. Sets s->scope and returns the
+ * suffix of the cache key naming it ("" for everyone's), or NULL when out
+ * of memory. */
+static const char *omni_stats_scope(omni_req_t *r, omni_stats_req_t *s)
+{
+    const omni_identity_t *id = omni_req_identity(r);
+    const char *suffix;
+
+    if (id->rank == OMNI_ROLE_ADMIN) {
+        s->scope = "";
+        return "";
+    }
+    if (id->id == NULL || id->id[0] == '\0') {
+        s->scope = NULL;
+        return ":none";
+    }
+    s->scope = id->id;
+    suffix = omni_stats_concat(r, ":user:", id->id, "");
+    if (suffix == NULL) {
+        omni_respond_error(r, 503, "overloaded", "out of memory");
+    }
+    return suffix;
+}
+
+
 static omni_stats_req_t *omni_stats_req(omni_req_t *r)
 {
     omni_stats_req_t *s = omni_arena_alloc(&r->arena, sizeof(*s));
@@ -285,7 +347,7 @@ void omni_dashboard_stats(omni_req_t *r)
     omni_stats_req_t *s = r->data;
     omni_dash_totals_t t;
     struct evbuffer *b;
-    const char *period;
+    const char *period, *suffix, *values[2];
     char secs[16];
     int n;
 
@@ -306,7 +368,15 @@ void omni_dashboard_stats(omni_req_t *r)
         }
         s->name = n == 0 ? "today" : n == 86400 ? "24h" : "7d";
         s->seconds = n;
-        s->key = n == 0 ? "stats:today" : n == 86400 ? "stats:24h" : "stats:7d";
+        suffix = omni_stats_scope(r, s);
+        if (suffix == NULL) {
+            return;
+        }
+        s->key = omni_stats_concat(r, "stats:", s->name, suffix);
+        if (s->key == NULL) {
+            omni_respond_error(r, 503, "overloaded", "out of memory");
+            return;
+        }
         s->refresh = "stats";
         r->state = 1;
         omni_api_query(r, omni_stats_lookup_stmt, 1, &s->key);
@@ -322,9 +392,10 @@ void omni_dashboard_stats(omni_req_t *r)
             return;
         }
         snprintf(secs, sizeof(secs), "%d", s->seconds);
-        period = secs;
+        values[0] = secs;
+        values[1] = s->scope;
         r->state = 2;
-        omni_api_query(r, omni_stats_stmt, 1, &period);
+        omni_api_query(r, omni_stats_stmt, 2, values);
         return;
 
     default:
@@ -339,6 +410,8 @@ void omni_dashboard_stats(omni_req_t *r)
         }
         t.mcp_active = strtoll(PQgetvalue(r->db_res, 0, 9), NULL, 10);
         t.mcp_open = strtoll(PQgetvalue(r->db_res, 0, 10), NULL, 10);
+        t.cost = PQgetvalue(r->db_res, 0, 11);
+        t.tokens = strtoll(PQgetvalue(r->db_res, 0, 12), NULL, 10);
         b = evbuffer_new();
         omni_stats_write(b, s->name, PQgetvalue(r->db_res, 0, 0),
             PQgetvalue(r->db_res, 0, 1), &t);
@@ -369,6 +442,8 @@ static void omni_chart_render(omni_req_t *r, PGresult *res)
                 "internal error (request id %s)", r->request_id);
             return;
         }
+        t.cost = PQgetvalue(res, i, 9);
+        t.tokens = strtoll(PQgetvalue(res, i, 10), NULL, 10);
         if (i) {
             evbuffer_add(b, ",", 1);
         }
@@ -382,7 +457,7 @@ static void omni_chart_render(omni_req_t *r, PGresult *res)
 void omni_dashboard_chart(omni_req_t *r)
 {
     omni_stats_req_t *s = r->data;
-    const char *values[3], *hours, *bucket;
+    const char *values[4], *hours, *bucket;
     char width[16], points[16];
     int max_points;
 
@@ -414,11 +489,20 @@ void omni_dashboard_chart(omni_req_t *r)
                 r, 400, "invalid_parameter", "bucket must be 5m or 1h");
             return;
         }
+        /* only the cost chart shows LLM usage, and so depends on who
+         * asks */
+        values[3] = "";
+        if (s->metric == OMNI_CHART_COST) {
+            values[3] = omni_stats_scope(r, s);
+            if (values[3] == NULL) {
+                return;
+            }
+        }
         values[0] = omni_req_param(r, 0);
         values[1] = hours;
         values[2] = bucket;
         r->state = 1;
-        omni_api_query(r, omni_chart_lookup_stmt, 3, values);
+        omni_api_query(r, omni_chart_lookup_stmt, 4, values);
         return;
 
     case 1:
@@ -459,8 +543,9 @@ void omni_dashboard_chart(omni_req_t *r)
         values[0] = width;
         values[1] = points;
         values[2] = s->metric == OMNI_CHART_RESPONSE_TIME ? "t" : "f";
+        values[3] = s->metric == OMNI_CHART_COST ? s->scope : NULL;
         r->state = 2;
-        omni_api_query(r, omni_chart_stmt, 3, values);
+        omni_api_query(r, omni_chart_stmt, 4, values);
         return;
 
     default:

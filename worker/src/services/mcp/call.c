@@ -9,7 +9,7 @@
  * other call is sent once (the outbound client never resends it either),
  * so it reaches the upstream at most once. The breaker fails the call at
  * once while open; each transport outcome moves it. Every call is queued
- * for mcp_performance.tool_calls, written in batches. */
+ * for mcp_performance.tool_calls (perf.c), written in batches. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,11 +23,11 @@
 #include "http/metrics.h"
 #include "http/api.h"
 #include "services/mcp/call.h"
+#include "services/mcp/perf.h"
 #include "services/mcp/state.h"
 #include "services/mcp/upstream.h"
 
 #define OMNI_CALL_ATTEMPTS 3
-#define OMNI_PERF_MAX_ROWS 2000
 
 enum {
     OMNI_CALL_LOAD = 0,
@@ -56,14 +56,7 @@ struct omni_mcp_call_s {
 
 typedef omni_mcp_call_t omni_call_t;
 
-static int omni_call_load_stmt, omni_perf_stmt;
-
-static struct {
-    struct evbuffer *rows;
-    int nrows, flushing;
-    struct event *timer;
-    unsigned long long dropped;
-} omni_perf;
+static int omni_call_load_stmt;
 
 
 int omni_mcp_call_init(void)
@@ -82,131 +75,16 @@ int omni_mcp_call_init(void)
         " WHERE ($1::uuid IS NOT NULL AND s.id = $1::uuid"
         "  OR $1 IS NULL AND s.name = $2)");
 
-    omni_perf_stmt = omni_db_statement("mcp_perf_insert",
-        "INSERT INTO mcp_performance.tool_calls (at, server_id, tool, user_id,"
-        " latency_us, outcome, bytes_in, bytes_out)"
-        " SELECT to_timestamp(x.at / 1000.0), x.server_id, x.tool, x.user_id,"
-        "  x.latency_us, x.outcome, x.bytes_in, x.bytes_out"
-        " FROM jsonb_to_recordset($1::jsonb) AS x(at bigint, server_id uuid,"
-        "  tool text, user_id text, latency_us bigint, outcome text,"
-        "  bytes_in bigint, bytes_out bigint)");
-    return omni_call_load_stmt < 0 || omni_perf_stmt < 0 ? -1 : 0;
+    return omni_call_load_stmt < 0 || omni_mcp_perf_init() != 0 ? -1 : 0;
 }
 
 
-/* --- the batched records -------------------------------------------------- */
-
-static void omni_perf_flush(evutil_socket_t fd, short what, void *arg);
-
-
-static void omni_perf_flushed(void *arg, omni_db_status_t st, PGresult *res)
-{
-    omni_perf.flushing = 0;
-    if (st != OMNI_DB_OK) {
-        omni_log(OMNI_LOG_WARN, "cannot store MCP call records",
-            "\"status\":%d", (int)st);
-    }
-}
-
-
-static void omni_perf_flush(evutil_socket_t fd, short what, void *arg)
-{
-    struct evbuffer *b;
-    const char *values[1];
-
-    if (omni_perf.nrows == 0 || omni_perf.flushing) {
-        return;
-    }
-    b = omni_perf.rows;
-    evbuffer_add(b, "]", 2);
-    values[0] = (const char *)evbuffer_pullup(b, -1);
-    if (omni_db_query(
-            omni_clients.db, omni_perf_stmt, 1, values, omni_perf_flushed, NULL)
-        == OMNI_DB_OK) {
-        omni_perf.flushing = 1;
-    } else {
-        omni_log(OMNI_LOG_WARN, "MCP call records lost: Postgres unavailable",
-            "\"rows\":%d", omni_perf.nrows);
-    }
-    evbuffer_drain(b, evbuffer_get_length(b));
-    omni_perf.nrows = 0;
-}
-
-
-int omni_mcp_perf_start(void)
-{
-    struct timeval tv = {1, 0};
-
-    omni_perf.rows = evbuffer_new();
-    omni_perf.timer =
-        event_new(omni_clients.base, -1, EV_PERSIST, omni_perf_flush, NULL);
-    if (omni_perf.rows == NULL || omni_perf.timer == NULL) {
-        return -1;
-    }
-    event_add(omni_perf.timer, &tv);
-    return 0;
-}
-
-
-void omni_mcp_perf_stop(void)
-{
-    if (omni_perf.timer != NULL) {
-        omni_perf_flush(-1, 0, NULL);
-        event_free(omni_perf.timer);
-        omni_perf.timer = NULL;
-    }
-}
-
+/* --- the records ------------------------------------------------------- */
 
 static void omni_perf_add(omni_req_t *r, omni_call_t *c, const char *outcome)
 {
-    static const char *const names[] = {"ok", "tool_error", "rpc_error",
-        "upstream_error", "timeout", "unavailable"};
-    struct evbuffer *b = omni_perf.rows;
-    const char *user = omni_req_identity(r)->id;
-    int k;
-
-    if (c->start_ms == 0) { /* refused before it was sent */
-        c->start_ms = (uint64_t)omni_mcp_now_ms();
-    }
-
-    for (k = 0; k < OMNI_METRICS_MCP_OUTCOMES; k++) {
-        if (strcmp(outcome, names[k]) == 0) {
-            omni_metrics_mcp_call((omni_metrics_mcp_outcome_t)k,
-                c->start_ms
-                    ? (uint64_t)(omni_mcp_now_ms() - (int64_t)c->start_ms)
-                          * 1000
-                    : 0);
-        }
-    }
-
-    if (b == NULL) {
-        return;
-    }
-    if (omni_perf.nrows >= OMNI_PERF_MAX_ROWS) {
-        omni_perf.dropped++;
-        return;
-    }
-    evbuffer_add(b, omni_perf.nrows++ ? "," : "[", 1);
-    evbuffer_add_printf(b,
-        "{\"at\":%lld,\"server_id\":\"%s\",\"tool\":", (long long)c->start_ms,
-        c->u.id);
-    omni_json_put_string(b, c->tool, strlen(c->tool));
-    evbuffer_add(b, ",\"user_id\":", 11);
-    if (user != NULL) {
-        omni_json_put_string(b, user, strlen(user));
-    } else {
-        evbuffer_add(b, "null", 4);
-    }
-    evbuffer_add_printf(b,
-        ",\"latency_us\":%llu,\"outcome\":\"%s\",\"bytes_in\":%llu,"
-        "\"bytes_out\":%llu}",
-        (unsigned long long)(omni_mcp_now_ms() - (int64_t)c->start_ms) * 1000,
-        outcome, (unsigned long long)c->rep.bytes_in,
-        (unsigned long long)c->rep.bytes_out);
-    if (omni_perf.nrows >= 100) {
-        omni_perf_flush(-1, 0, NULL);
-    }
+    omni_mcp_perf_add(c->u.id, c->tool, omni_req_identity(r)->id,
+        (int64_t)c->start_ms, outcome, c->rep.bytes_in, c->rep.bytes_out);
 }
 
 

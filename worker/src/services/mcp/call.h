@@ -7,6 +7,7 @@
 #include "lib/json.h"
 #include "http/http.h"
 #include "services/mcp/client.h"
+#include "services/mcp/perf.h"
 
 int omni_mcp_call_init(void);
 void omni_mcp_tools_call(omni_req_t *r);
@@ -47,10 +48,5 @@ int omni_mcp_call_step(
  * re-entered, now or once pending I/O completes, and the outcome is 499
  * cancelled. */
 void omni_mcp_call_cancel(omni_mcp_call_t *c);
-
-/* the per-process batch of mcp_performance rows: flushed every second and
- * at 100 rows, at most 2000 held (beyond that rows are dropped, counted) */
-int omni_mcp_perf_start(void);
-void omni_mcp_perf_stop(void);
 
 #endif

@@ -23,6 +23,12 @@ typedef struct omni_mcp_tool_call_s omni_mcp_tool_call_t;
 omni_mcp_tool_call_t *omni_mcp_tool_call(const char *role, const char *name,
     const char *args, omni_mcp_tool_done_pt done, void *arg);
 
+/* The same for a known user (X-User-Id): the call's mcp_performance
+ * record names them (omni_mcp_tool_call records no user). */
+omni_mcp_tool_call_t *omni_mcp_tool_call_user(const char *role,
+    const char *user, const char *name, const char *args,
+    omni_mcp_tool_done_pt done, void *arg);
+
 /* Abandons c: done is not called. Not from inside done. */
 void omni_mcp_tool_cancel(omni_mcp_tool_call_t *c);
 

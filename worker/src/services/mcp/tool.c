@@ -1,7 +1,8 @@
 /* tool.c: a tools/call made for another service (the chat turn's tool
  * loop), outside an HTTP request of its own: the same checks as POST
  * /api/v1/mcp/tools/call (role, tool_roles, enabled, quarantine, breaker),
- * sent once, never retried (the model decides what to do next).
+ * sent once, never retried (the model decides what to do next). Recorded
+ * in mcp_performance like the others once the server is known (perf.c).
  *
  *   LOAD (server row) ──allowed──> CALL ──reply──> done (breaker stored)
  *     └─refused──────────────────────────────────> done (is_error) */
@@ -18,11 +19,13 @@
 #include "io/clients.h"
 #include "io/log.h"
 #include "services/mcp/mcp.h"
+#include "services/mcp/perf.h"
 #include "services/mcp/upstream.h"
 
 struct omni_mcp_tool_call_s {
     omni_arena_t arena;
-    const char *server, *tool, *params, *role;
+    const char *server, *tool, *params, *role, *user;
+    int64_t start_ms; /* when it was sent */
     omni_mcp_upstream_t u;
     omni_mcp_rpc_t *rpc;
     int loading;   /* the server's row is being read */
@@ -94,6 +97,14 @@ static void omni_mcp_tool_fail(omni_mcp_tool_call_t *c, const char *fmt, ...)
 }
 
 
+static void omni_mcp_tool_record(
+    omni_mcp_tool_call_t *c, const char *outcome, const omni_mcp_reply_t *rep)
+{
+    omni_mcp_perf_add(c->u.id, c->tool, c->user, c->start_ms, outcome,
+        rep ? rep->bytes_in : 0, rep ? rep->bytes_out : 0);
+}
+
+
 static void omni_mcp_tool_replied(void *arg, const omni_mcp_reply_t *rep)
 {
     omni_mcp_tool_call_t *c = arg;
@@ -103,6 +114,15 @@ static void omni_mcp_tool_replied(void *arg, const omni_mcp_reply_t *rep)
     int n = 0;
 
     c->rpc = NULL;
+    err = rep->failure || rep->error ? NULL
+                                     : omni_json_get(rep->result, "isError");
+    omni_mcp_tool_record(c,
+        rep->failure ? (rep->timeout ? "timeout" : "upstream_error")
+        : rep->error ? "rpc_error"
+        : err != NULL && err->type == OMNI_JSON_BOOL && err->u.boolean
+            ? "tool_error"
+            : "ok",
+        rep);
     if (omni_mcp_breaker_outcome(&c->u, rep->failure == NULL)) {
         omni_mcp_breaker_save(&c->u, rep->failure == NULL, NULL, NULL);
     }
@@ -155,17 +175,23 @@ static void omni_mcp_tool_loaded(void *arg, omni_db_status_t st, PGresult *res)
         omni_mcp_tool_fail(c, "MCP server %s cannot be used", c->server);
         return;
     }
+    /* refusals are recorded as POST /api/v1/mcp/tools/call records them */
     if (PQgetvalue(res, 0, n + 1)[0] != 't') {
+        omni_mcp_tool_record(c, "forbidden", NULL);
         omni_mcp_tool_fail(c, "your role may not call %s", c->tool);
     } else if (!c->u.enabled) {
+        omni_mcp_tool_record(c, "unavailable", NULL);
         omni_mcp_tool_fail(c, "MCP server %s is disabled", c->server);
     } else if (PQgetisnull(res, 0, n)) {
         omni_mcp_tool_fail(c, "%s has no tool %s", c->server, c->tool);
     } else if (strcmp(PQgetvalue(res, 0, n), "quarantined") == 0) {
+        omni_mcp_tool_record(c, "quarantined", NULL);
         omni_mcp_tool_fail(c, "tool %s awaits an admin's approval", c->tool);
     } else if (!omni_breaker_allow(&c->u.breaker, omni_mcp_now_ms(), NULL)) {
+        omni_mcp_tool_record(c, "unavailable", NULL);
         omni_mcp_tool_fail(c, "MCP server %s is down", c->server);
     } else {
+        c->start_ms = omni_mcp_now_ms();
         c->rpc = omni_mcp_rpc(&c->u.target, "tools/call", c->tool, c->params, 0,
             &c->arena, NULL, omni_mcp_tool_replied, c);
         if (c->rpc == NULL) {
@@ -177,6 +203,14 @@ static void omni_mcp_tool_loaded(void *arg, omni_db_status_t st, PGresult *res)
 
 omni_mcp_tool_call_t *omni_mcp_tool_call(const char *role, const char *name,
     const char *args, omni_mcp_tool_done_pt done, void *arg)
+{
+    return omni_mcp_tool_call_user(role, NULL, name, args, done, arg);
+}
+
+
+omni_mcp_tool_call_t *omni_mcp_tool_call_user(const char *role,
+    const char *user, const char *name, const char *args,
+    omni_mcp_tool_done_pt done, void *arg)
 {
     omni_mcp_tool_call_t *c = calloc(1, sizeof(*c));
     const char *sep = name != NULL ? strstr(name, "__") : NULL;
@@ -204,6 +238,8 @@ omni_mcp_tool_call_t *omni_mcp_tool_call(const char *role, const char *name,
     c->server = omni_arena_strndup(&c->arena, name, (size_t)(sep - name));
     c->tool = omni_arena_strndup(&c->arena, sep + 2, strlen(sep + 2));
     c->role = omni_arena_strndup(&c->arena, role, strlen(role));
+    c->user =
+        user != NULL ? omni_arena_strndup(&c->arena, user, strlen(user)) : NULL;
     if (args != NULL && args[strspn(args, " \t\r\n")] != '\0') {
         j = omni_json_parse(
             &c->arena, args, strlen(args), NULL, err, sizeof(err));
@@ -255,6 +291,7 @@ void omni_mcp_tool_cancel(omni_mcp_tool_call_t *c)
     }
     if (c->rpc != NULL) {
         omni_mcp_rpc_cancel(c->rpc);
+        omni_mcp_tool_record(c, "cancelled", NULL);
     }
     omni_mcp_tool_free(c);
 }

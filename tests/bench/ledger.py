@@ -1,0 +1,256 @@
+"""Usage ledger (SPEC 9: 500 completions/s sustained on 2 cores with p99
+unchanged; batched appends, no per-request counter updates).
+
+Method. Non-streamed chat turns (POST /api/v1/conversations/{id}/messages,
+through nginx + omni-worker with 2 worker processes) against the provider
+double (tests/integration/fixtures/llm_double.py, behaviour "text": a whole
+reply at once, with usage; TCP_NODELAY set, see DOUBLE_MAIN), sent open
+loop at BENCH_LEDGER_RATE per second
+for BENCH_LEDGER_SECONDS over keep-alive connections: request k is due at
+start + k / rate and its latency counts from when it was due (a stall
+shows in every request it delays). The turns are spread over
+BENCH_LEDGER_CONVERSATIONS conversations. Two runs, alternated, on the
+same stack:
+  - without ledger writes: a BEFORE INSERT row trigger on
+    omnichat.llm_usage discards every row and the rollup triggers
+    (sql/013) are disabled, so each batch's INSERT statement still runs
+    but writes nothing;
+  - with them: every row stored, omnichat.usage_rollup kept by its
+    statement triggers (one upsert per batch).
+Reported per run: the rate reached (completed turns / wall time), errors,
+p50 and p99 latency, and for the ledger run the rows stored and the
+batches they came in (pg_stat_user_tables: inserted rows vs INSERT
+statements is not kept, so the batches are counted by the rollup
+trigger's cache-generation bumps). The load generator is Python asyncio:
+its own pauses show in both runs alike. Run alone:
+/usr/bin/python3 tests/bench/ledger.py"""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "integration"))
+
+import stack  # noqa: E402
+
+RATE = int(os.environ.get("BENCH_LEDGER_RATE", "500"))
+SECONDS = int(os.environ.get("BENCH_LEDGER_SECONDS", "10"))
+CONVERSATIONS = int(os.environ.get("BENCH_LEDGER_CONVERSATIONS", "200"))
+CONNECTIONS = int(os.environ.get("BENCH_LEDGER_CONNECTIONS", "64"))
+ROUNDS = int(os.environ.get("BENCH_LEDGER_ROUNDS", "2"))
+DOUBLE = HERE.parent / "integration" / "fixtures" / "llm_double.py"
+
+# The double in a process of its own, with TCP_NODELAY: it writes a whole
+# reply's headers and body apart, and Nagle's algorithm against the
+# worker's delayed ACK holds the body 40 ms on every keep-alive request
+DOUBLE_MAIN = """
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+import llm_double as m
+m.Handler.disable_nagle_algorithm = True
+s = m.Server(("127.0.0.1", int(sys.argv[2])), m.Handler)
+s.daemon_threads = True
+s.lock = threading.Lock()
+s.log = []
+s.serve_forever()
+"""
+
+RESET = """
+CREATE OR REPLACE FUNCTION public.bench_discard() RETURNS trigger
+    LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+DROP TRIGGER IF EXISTS bench_discard ON omnichat.llm_usage;
+ALTER TABLE omnichat.llm_usage ENABLE TRIGGER llm_usage_rollup_insert;
+"""
+DISCARD = """
+CREATE TRIGGER bench_discard BEFORE INSERT ON omnichat.llm_usage
+    FOR EACH ROW EXECUTE FUNCTION public.bench_discard();
+"""
+NO_ROLLUP = """
+ALTER TABLE omnichat.llm_usage DISABLE TRIGGER llm_usage_rollup_insert;
+"""
+# case -> (what the row says, SQL after RESET)
+CASES = {
+    "without": ("without ledger writes", DISCARD + NO_ROLLUP),
+    "rows": ("with ledger rows, without the dashboard rollup", NO_ROLLUP),
+    "with": ("with ledger rows and the dashboard rollup (the product)", ""),
+}
+
+
+def _api(port, method, path, token, body=None):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request(method, path, json.dumps(body) if body is not None else None,
+              {"Authorization": "Bearer " + token,
+               "Content-Type": "application/json"})
+    r = c.getresponse()
+    out = json.loads(r.read() or b"null")
+    c.close()
+    if r.status >= 300:
+        raise RuntimeError("%s %s: %s %s" % (method, path, r.status, out))
+    return out
+
+
+async def _load(port, token, convs, rate, seconds):
+    """Open-loop turns; returns (latencies in s, errors, wall time)."""
+    idle = asyncio.Queue()
+    for _ in range(CONNECTIONS):
+        idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    body = json.dumps({"content": "hi"}).encode()
+    lat, errors = [], []
+
+    async def one(k, due):
+        conn = await idle.get()
+        reader, writer = conn
+        path = "/api/v1/conversations/%s/messages" % convs[k % len(convs)]
+        try:
+            writer.write(("POST %s HTTP/1.1\r\nHost: bench\r\n"
+                          "Authorization: Bearer %s\r\n"
+                          "Content-Type: application/json\r\n"
+                          "Content-Length: %d\r\n\r\n"
+                          % (path, token, len(body))).encode() + body)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            n = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    n = int(line.split(b":")[1])
+            await reader.readexactly(n)
+            lat.append(time.perf_counter() - due)
+            if status != 201:
+                errors.append(status)
+            idle.put_nowait(conn)
+        except Exception as e:   # noqa: BLE001 (counted, reported)
+            errors.append(repr(e))
+            writer.close()
+            idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+
+    tasks = []
+    t0 = time.perf_counter()
+    for k in range(rate * seconds):
+        due = t0 + k / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(k, due)))
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - t0
+    while not idle.empty():
+        idle.get_nowait()[1].close()
+    return lat, errors, wall
+
+
+def _pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(len(v) * p))] if v else float("nan")
+
+
+def run(pg, redis):
+    d = stack.make_tmpdir("omni-bench-ledger-")
+    nginx = worker = double = None
+    try:
+        dport = stack.free_port()
+        double = subprocess.Popen([sys.executable, "-c", DOUBLE_MAIN,
+                                   str(DOUBLE.parent), str(dport)])
+        nginx = stack.Nginx(d / "worker.sock", redis_addr=redis.addr,
+                            api_rate="1000000r/s").start()
+        worker = stack.Worker(
+            pg, redis, workdir=d, workers=2,
+            binary=stack.BUILD / "omni-worker",
+            env={"OMNI_LOG_LEVEL": "warn"}).start()
+        port = nginx.http_port
+        admin = nginx.token(sub=str(uuid.uuid4()), role="admin",
+                            lifetime=3600)
+        user = nginx.token(sub=str(uuid.uuid4()), role="user", lifetime=3600)
+        suffix = uuid.uuid4().hex[:8]
+        (d / "key").write_text("sk-bench\n")
+        model = "text-" + suffix
+        _api(port, "POST", "/api/v1/llm/providers", admin, {
+            "name": "ledger-" + suffix, "type": "openai",
+            "base_url": "http://127.0.0.1:%d" % dport,
+            "api_key_file": str(d / "key"),
+            "models": [{"name": model, "context_window": 100000,
+                        "max_output_tokens": 256,
+                        "price": {"input": 1, "output": 2}}]})
+        project = _api(port, "POST", "/api/v1/projects", user,
+                       {"name": "ledger-bench"})["id"]
+        prompt = _api(port, "POST", "/api/v1/projects/%s/prompts" % project,
+                      user, {"name": "p", "content": "Be brief."})
+        version = prompt["latest_version"]["id"]
+        convs = [_api(port, "POST", "/api/v1/conversations", user, {
+            "project_id": project, "prompt_version_id": version,
+            "model": model})["id"] for _ in range(CONVERSATIONS)]
+
+        def sql(q):
+            return pg.sql(q, dbname="omni")
+
+        def rows():
+            return sql("SELECT count(*) FROM omnichat.llm_usage")[0][0]
+
+        def generation():
+            return sql("SELECT generation FROM omni2_dashboard.cache_state"
+                       )[0][0]
+
+        # warm-up: connections, prepared statements, the double's threads
+        asyncio.run(_load(port, user, convs, max(RATE // 5, 1), 2))
+        results = {case: [] for case in CASES}
+        stored = batches = 0
+        for _ in range(ROUNDS):
+            for case in CASES:
+                sql(RESET + CASES[case][1])
+                time.sleep(1)          # batches of the last run flushed
+                r0, g0 = rows(), generation()
+                res = asyncio.run(_load(port, user, convs, RATE, SECONDS))
+                time.sleep(1)
+                results[case].append(res)
+                if case == "with":
+                    stored += rows() - r0
+                    # the request rollups bump it too: an upper bound
+                    batches += generation() - g0
+        sql(RESET)
+
+        lines = []
+        for case in CASES:
+            lat = [x for r in results[case] for x in r[0]]
+            errs = sum(len(r[1]) for r in results[case])
+            n = sum(len(r[0]) for r in results[case])
+            wall = sum(r[2] for r in results[case])
+            lines.append(
+                "| ledger: non-streamed turns at %d/s open loop, %s "
+                "(%d x %d s, 2 worker processes) | %.0f turns/s | "
+                "%d errors | p50 %.2f ms | p99 %.2f ms | | |"
+                % (RATE, CASES[case][0], ROUNDS, SECONDS, n / wall, errs,
+                   _pct(lat, 0.5) * 1000, _pct(lat, 0.99) * 1000))
+        turns = sum(len(r[0]) - len(r[1]) for r in results["with"])
+        lines.append(
+            "| ledger: rows stored in the runs with writes / turns answered "
+            "201; generation bumps (ledger + request rollup flushes) | "
+            "%d / %d | %d | | | | |" % (stored, turns, batches))
+        first = [e for case in results for r in results[case] for e in r[1]]
+        return lines + (["first error: %s" % first[0]] if first else [])
+    finally:
+        for svc in (worker, nginx):
+            if svc is not None:
+                svc.destroy()
+        if double is not None:
+            double.terminate()
+            double.wait(10)
+
+
+if __name__ == "__main__":
+    pg = stack.Postgres().init()
+    redis = stack.Redis().start()
+    try:
+        res = stack.migrate(["up"], pg.url(),
+                            binary=stack.BUILD / "omni-worker")
+        if res.returncode:
+            raise RuntimeError(res.stderr)
+        print("\n".join(run(pg, redis)))
+    finally:
+        redis.destroy()
+        pg.destroy()
