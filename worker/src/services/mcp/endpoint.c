@@ -59,7 +59,7 @@
 #define OMNI_EP_KEEPALIVE_S 20
 /* the built-in server (services/memory's tools); the registry refuses
  * the name */
-#define OMNI_EP_BUILTIN "omni"
+#define OMNI_EP_BUILTIN OMNI_MCP_BUILTIN
 
 #define OMNI_EP_VERSIONS                                                       \
     "[\"2026-07-28\",\"2025-11-25\",\"2025-06-18\",\"2025-03-26\"]"

@@ -520,7 +520,7 @@ int omni_mcp_server_check(const omni_json_t *body, int partial,
                 "with a letter or digit%s",
                 NULL);
         }
-        if (strcmp(v->u.str.ptr, "omni") == 0) {
+        if (strcmp(v->u.str.ptr, OMNI_MCP_BUILTIN) == 0) {
             /* /mcp's built-in server (omni__<tool>, /mcp/omni) */
             return omni_mcp_fail(&e, 422, "name",
                 "%s: \"omni\" is reserved for the built-in server%s", NULL);

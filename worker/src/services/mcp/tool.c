@@ -5,7 +5,12 @@
  * in mcp_performance like the others once the server is known (perf.c).
  *
  *   LOAD (server row) ──allowed──> CALL ──reply──> done (breaker stored)
- *     └─refused──────────────────────────────────> done (is_error) */
+ *     └─refused──────────────────────────────────> done (is_error)
+ *
+ * The built-in server "omni" (contexts and memories, services/memory) has
+ * no row: its tools run in this process, acting as the caller.
+ *
+ *   BUILTIN ──answer──> done (is_error for a 4xx/5xx) */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +21,14 @@
 
 #include "lib/arena.h"
 #include "lib/json.h"
+#include "lib/uuid.h"
 #include "io/clients.h"
 #include "io/log.h"
 #include "services/mcp/mcp.h"
 #include "services/mcp/perf.h"
+#include "services/mcp/registry.h"
 #include "services/mcp/upstream.h"
+#include "services/memory/memory.h"
 
 struct omni_mcp_tool_call_s {
     omni_arena_t arena;
@@ -29,7 +37,8 @@ struct omni_mcp_tool_call_s {
     omni_mcp_upstream_t u;
     omni_mcp_rpc_t *rpc;
     int loading;   /* the server's row is being read */
-    int cancelled; /* while loading: freed when the row arrives */
+    int builtin;   /* a built-in tool runs */
+    int cancelled; /* while loading or builtin: freed at their end */
     int is_error;
     struct evbuffer *text;
     struct event *wake; /* runs done from the loop after a refusal */
@@ -201,6 +210,45 @@ static void omni_mcp_tool_loaded(void *arg, omni_db_status_t st, PGresult *res)
 }
 
 
+/* A built-in tool's answer: its REST body is the result's text. */
+static void omni_mcp_tool_builtin_done(
+    void *arg, int status, const char *json, size_t len)
+{
+    omni_mcp_tool_call_t *c = arg;
+
+    c->builtin = 0;
+    if (c->cancelled) {
+        omni_mcp_tool_free(c);
+        return;
+    }
+    c->is_error = status >= 400;
+    evbuffer_add(c->text, json, len);
+    omni_mcp_tool_finish(-1, 0, c);
+}
+
+
+static int omni_mcp_tool_builtin(omni_mcp_tool_call_t *c, const omni_json_t *j)
+{
+    omni_identity_t *id = omni_arena_alloc(&c->arena, sizeof(*id));
+
+    if (id == NULL) {
+        return -1;
+    }
+    memset(id, 0, sizeof(*id));
+    id->id = c->user;
+    id->user_id = c->user != NULL && omni_uuid_valid(c->user) ? c->user : NULL;
+    id->role = c->role;
+    id->rank = omni_role_rank(c->role);
+    c->builtin = 1;
+    if (omni_memory_tool_call(id, c->tool, j, omni_mcp_tool_builtin_done, c)
+        != 0) {
+        c->builtin = 0;
+        omni_mcp_tool_fail(c, "no tool %.128s", c->tool);
+    }
+    return 0;
+}
+
+
 omni_mcp_tool_call_t *omni_mcp_tool_call(const char *role, const char *name,
     const char *args, omni_mcp_tool_done_pt done, void *arg)
 {
@@ -249,6 +297,14 @@ omni_mcp_tool_call_t *omni_mcp_tool_call_user(const char *role,
             return c;
         }
     }
+    if (c->server != NULL && c->tool != NULL
+        && strcmp(c->server, OMNI_MCP_BUILTIN) == 0) {
+        if (omni_mcp_tool_builtin(c, j) != 0) {
+            omni_mcp_tool_free(c);
+            return NULL;
+        }
+        return c;
+    }
     b = evbuffer_new();
     if (b == NULL || c->server == NULL || c->tool == NULL) {
         if (b != NULL) {
@@ -285,7 +341,7 @@ omni_mcp_tool_call_t *omni_mcp_tool_call_user(const char *role,
 
 void omni_mcp_tool_cancel(omni_mcp_tool_call_t *c)
 {
-    if (c->loading) {
+    if (c->loading || c->builtin) {
         c->cancelled = 1;
         return;
     }
