@@ -15,6 +15,7 @@ import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import time
 import uuid
@@ -64,11 +65,19 @@ def ui_stack(pg, ui_db, redis_server):
     assert (NODE_DIR / "node_modules" / "puppeteer-core").exists(), \
         "the browser driver: make ui-test-node"
     d = stack.make_tmpdir("omni-test-ui-")
+    # a copy nginx's workers can read wherever the checkout is (a clone in
+    # a 0700 directory, as CI's and a home directory's are), as `make run`
+    # serves its copy in .run/ui
+    ui = d / "ui"
+    shutil.copytree(UI_DIR, ui)
+    for p in [ui, *ui.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
     nginx = stack.Nginx(worker_socket=d / "worker.sock",
                         redis_addr=redis_server.addr, api_rate="1000r/s",
                         events_socket=d / "events.sock",
                         extra={"AUTH_RATE": "10000r/s",
-                               "EVENTS_RECHECK": "%ds" % RECHECK})
+                               "EVENTS_RECHECK": "%ds" % RECHECK,
+                               "UI_DIR": str(ui)})
     w = stack.Worker(pg, redis_server, workdir=d, env={
         "OMNI_DATABASE_URL": pg.url(ui_db),
         "OMNI_EVENTS_PUBLISH": "unix:%s" % (d / "events.sock"),
