@@ -675,6 +675,38 @@ def test_two_round_tool_loop_with_parallel_calls(tool_worker, double,
     assert [x["status"] for x in rows] == ["ok", "ok", "ok"]
 
 
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_the_built_in_servers_tools_act_as_the_caller(tool_worker, double,
+                                                      key_file, kind):
+    """Issue 22: a turn offers the built-in server's tools (omni__*) and
+    runs them as the caller: the model's context_put lands in the caller's
+    own store, its context_get reads it back, and another user cannot see
+    it."""
+    m = Providers(tool_worker, double, key_file).model("memory", kind)
+    chat = Chat(tool_worker)
+    conv = chat.conversation(m["model"], max_tool_rounds=3)
+    said = "remember " + uuid.uuid4().hex
+    r = chat.send(conv, said)
+    assert r.status == 201, r.body
+    sent = double.requests(m["model"])[0]["body"]["tools"]
+    offered = {t["name"] if kind == "anthropic" else t["function"]["name"]
+               for t in sent}
+    assert {"omni__context_put", "omni__context_get",
+            "omni__memory_search"} <= offered, offered
+    # the get's result went back to the model, which quoted it
+    assert said in r.json()["content"], r.json()["content"]
+    mine = direct(tool_worker, "GET", "/api/v1/contexts/notes/k1",
+                  user=chat.id)
+    assert mine.status == 200, mine.body
+    assert json.loads(mine.body)["value"] == {"said": said}
+    other = direct(tool_worker, "GET", "/api/v1/contexts/notes/k1",
+                   user=str(uuid.uuid4()))
+    assert other.status == 404, other.body
+    msgs = chat.messages(conv)
+    assert [x["role"] for x in msgs] == [
+        "user", "assistant", "tool", "assistant", "tool", "assistant"]
+
+
 def test_tools_are_not_offered_past_max_tool_rounds(tool_worker, double,
                                                     key_file, legacy_mcp):
     server = register_mcp(tool_worker, legacy_mcp)

@@ -37,6 +37,7 @@
 #include "io/outbound.h"
 #include "io/publish.h"
 #include "http/api.h"
+#include "services/chat/builtin.h"
 #include "services/chat/turn.h"
 #include "services/chat/wire.h"
 #include "services/mcp/mcp.h"
@@ -554,6 +555,8 @@ static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
 {
     omni_arena_t *a = &t->r->arena;
     const omni_json_t *j, *arr, *e;
+    const omni_wire_tooldef_t *builtin;
+    int nbuiltin;
     char err[128];
     int64_t n;
     size_t i;
@@ -597,7 +600,9 @@ static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
     }
     arr = omni_json_get(j, "tools");
     t->ntools = arr != NULL ? (int)arr->u.arr.len : 0;
-    t->tools = omni_arena_alloc(a, sizeof(*t->tools) * (t->ntools + 1));
+    nbuiltin = omni_chat_builtin_tools(&builtin);
+    t->tools =
+        omni_arena_alloc(a, sizeof(*t->tools) * (t->ntools + nbuiltin + 1));
     if (t->tools == NULL) {
         return -1;
     }
@@ -614,6 +619,16 @@ static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
         t->tools[i].schema = omni_arena_strndup(
             a, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
         evbuffer_free(b);
+    }
+    /* the built-in server's (every role's: they act on the caller's own
+     * contexts and memories), narrowed like the others by `tools` */
+    for (i = 0; i < (size_t)nbuiltin; i++) {
+        char quoted[96];
+
+        snprintf(quoted, sizeof(quoted), "\"%s\"", builtin[i].name);
+        if (t->only == NULL || strstr(t->only, quoted) != NULL) {
+            t->tools[t->ntools++] = builtin[i];
+        }
     }
 
     arr = omni_json_get(j, "history");
@@ -1200,8 +1215,8 @@ static void omni_turn_run_tools(omni_turn_t *t, const char *calls)
         res->t = t;
         omni_turn_sse_tool(t, "tool_call", c->id.buf, c->name.buf, "arguments",
             c->args.buf, 0);
-        res->call = omni_mcp_tool_call(
-            role, c->name.buf, c->args.buf, omni_turn_tool_done, res);
+        res->call = omni_mcp_tool_call_user(
+            role, t->user, c->name.buf, c->args.buf, omni_turn_tool_done, res);
         if (res->call == NULL) {
             omni_turn_tool_done(res, 1, "out of memory", 13);
         }

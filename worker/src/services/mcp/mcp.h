@@ -7,6 +7,10 @@
 
 extern const omni_service_t omni_mcp_service;
 
+/* The built-in server's name: its tools (services/memory) run in the
+ * worker itself; no upstream may be registered under it. */
+#define OMNI_MCP_BUILTIN "omni"
+
 /* A tool call for another service (the chat turn's tool loop), made with
  * the caller's role: name is "<server>__<tool>" (the /mcp name), args the
  * JSON object text of its arguments (NULL or blank: {}). The checks of

@@ -8,10 +8,7 @@
 #include "lib/json.h"
 #include "lib/seal.h"
 #include "http/http.h"
-
-/* The built-in server's name: its tools (services/memory) run in the
- * worker itself; no upstream may be registered under it. */
-#define OMNI_MCP_BUILTIN "omni"
+#include "services/mcp/mcp.h"
 
 /* the key sealing stored headers (mcp.c's configure); NULL when unset */
 extern const unsigned char *omni_mcp_secret_key;
