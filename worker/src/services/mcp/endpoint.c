@@ -1748,6 +1748,48 @@ static void omni_ep_streams_end(const char *session)
 }
 
 
+/* DELETE and GET: reads the session sid names; its answer resumes the
+ * handler in state next (omni_ep_session_found then judges it). */
+static void omni_ep_session_read(omni_req_t *r, const char *sid, int next)
+{
+    omni_ep_t *ep = omni_arena_alloc(&r->arena, sizeof(*ep));
+    const char *argv[2];
+    char key[128];
+
+    if (ep == NULL) {
+        omni_respond_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
+    memset(ep, 0, sizeof(*ep));
+    ep->r = r;
+    r->data = ep;
+    snprintf(ep->session, sizeof(ep->session), "%.63s", sid);
+    snprintf(key, sizeof(key), "omni:mcp:session:%.64s", sid);
+    argv[0] = "GET";
+    argv[1] = key;
+    r->state = next;
+    if (omni_ep_redis(ep, 2, argv) != 0) {
+        omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
+    }
+}
+
+
+/* 1 when the session read found the caller's own session; otherwise the
+ * request is answered (503 without Redis, 404 for any other session). */
+static int omni_ep_session_found(omni_req_t *r, omni_ep_t *ep)
+{
+    if (ep->redis_failed) {
+        omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
+        return 0;
+    }
+    if (!omni_ep_session_ok(r, ep, ep->redis_str)) {
+        omni_ep_refuse(r, 404, -32001, "Session not found");
+        return 0;
+    }
+    return 1;
+}
+
+
 void omni_mcp_endpoint_delete(omni_req_t *r)
 {
     omni_ep_t *ep = r->data;
@@ -1767,31 +1809,11 @@ void omni_mcp_endpoint_delete(omni_req_t *r)
             omni_ep_refuse(r, 400, -32600, "Mcp-Session-Id is required");
             return;
         }
-        ep = omni_arena_alloc(&r->arena, sizeof(*ep));
-        if (ep == NULL) {
-            omni_respond_error(r, 503, "overloaded", "out of memory");
-            return;
-        }
-        memset(ep, 0, sizeof(*ep));
-        ep->r = r;
-        r->data = ep;
-        snprintf(ep->session, sizeof(ep->session), "%s", sid);
-        snprintf(key, sizeof(key), "omni:mcp:session:%.64s", sid);
-        argv[0] = "GET";
-        argv[1] = key;
-        r->state = OMNI_EP_DELETE_READ;
-        if (omni_ep_redis(ep, 2, argv) != 0) {
-            omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
-        }
+        omni_ep_session_read(r, sid, OMNI_EP_DELETE_READ);
         return;
 
     case OMNI_EP_DELETE_READ:
-        if (ep->redis_failed) {
-            omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
-            return;
-        }
-        if (!omni_ep_session_ok(r, ep, ep->redis_str)) {
-            omni_ep_refuse(r, 404, -32001, "Session not found");
+        if (!omni_ep_session_found(r, ep)) {
             return;
         }
         snprintf(key, sizeof(key), "omni:mcp:session:%.64s", ep->session);
@@ -1910,8 +1932,6 @@ void omni_mcp_endpoint_get(omni_req_t *r)
     omni_ep_t *ep = r->data;
     const char *sid = omni_req_header(r, "Mcp-Session-Id");
     const char *accept = omni_req_header(r, "Accept");
-    const char *argv[2];
-    char key[128];
 
     switch (r->state) {
 
@@ -1939,31 +1959,11 @@ void omni_mcp_endpoint_get(omni_req_t *r)
                 "too many notification streams on this process; retry");
             return;
         }
-        ep = omni_arena_alloc(&r->arena, sizeof(*ep));
-        if (ep == NULL) {
-            omni_respond_error(r, 503, "overloaded", "out of memory");
-            return;
-        }
-        memset(ep, 0, sizeof(*ep));
-        ep->r = r;
-        r->data = ep;
-        snprintf(ep->session, sizeof(ep->session), "%.63s", sid);
-        snprintf(key, sizeof(key), "omni:mcp:session:%.64s", sid);
-        argv[0] = "GET";
-        argv[1] = key;
-        r->state = OMNI_EP_STREAM_READ;
-        if (omni_ep_redis(ep, 2, argv) != 0) {
-            omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
-        }
+        omni_ep_session_read(r, sid, OMNI_EP_STREAM_READ);
         return;
 
     case OMNI_EP_STREAM_READ:
-        if (ep->redis_failed) {
-            omni_ep_refuse(r, 503, -32603, "sessions are unavailable (Redis)");
-            return;
-        }
-        if (!omni_ep_session_ok(r, ep, ep->redis_str)) {
-            omni_ep_refuse(r, 404, -32001, "Session not found");
+        if (!omni_ep_session_found(r, ep)) {
             return;
         }
         r->state = OMNI_EP_STREAMING;
