@@ -164,6 +164,26 @@ void omni_api_json(omni_req_t *r, int status, struct evbuffer *body)
 }
 
 
+void omni_api_json_text(omni_req_t *r, int status, const char *json, size_t len)
+{
+    struct evbuffer *b;
+
+    if (status == 204) {
+        omni_respond(r, 204, "application/json", NULL);
+        return;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        omni_respond_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
+    evbuffer_add(b, json, len);
+    evbuffer_add(b, "\n", 1);
+    omni_api_json(r, status, b);
+    evbuffer_free(b);
+}
+
+
 int omni_api_put_text(struct evbuffer *out, PGresult *res, int row, int col)
 {
     if (PQgetisnull(res, row, col)) {

@@ -35,6 +35,11 @@ void omni_api_db_failed(omni_req_t *r);
 /* Answers 200 (or status) with a JSON body built by the handler. */
 void omni_api_json(omni_req_t *r, int status, struct evbuffer *body);
 
+/* Answers status with the JSON text json[0..len) and a newline (no body
+ * for a 204): for answers made whole elsewhere (SQL, another service). */
+void omni_api_json_text(
+    omni_req_t *r, int status, const char *json, size_t len);
+
 /* Writes a text column as a JSON string, or null when it is SQL NULL. */
 int omni_api_put_text(
     struct evbuffer *out, struct pg_result *res, int row, int col);

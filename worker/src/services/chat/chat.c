@@ -97,7 +97,6 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
 {
     const omni_identity_t *id;
     const char *values[7];
-    struct evbuffer *b;
     char limit[16];
     int n, status;
 
@@ -157,20 +156,8 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
             return;
         }
         status = atoi(PQgetvalue(r->db_res, 0, 0));
-        if (status == 204) {
-            omni_respond(r, 204, "application/json", NULL);
-            return;
-        }
-        b = evbuffer_new();
-        if (b == NULL) {
-            omni_respond_error(r, 503, "overloaded", "out of memory");
-            return;
-        }
-        evbuffer_add(
-            b, PQgetvalue(r->db_res, 0, 1), PQgetlength(r->db_res, 0, 1));
-        evbuffer_add(b, "\n", 1);
-        omni_api_json(r, status, b);
-        evbuffer_free(b);
+        omni_api_json_text(r, status, PQgetvalue(r->db_res, 0, 1),
+            (size_t)PQgetlength(r->db_res, 0, 1));
         return;
     }
 }

@@ -85,7 +85,6 @@ static void omni_mem_route(omni_req_t *r, const char *op, int flags)
     const omni_identity_t *id;
     omni_mem_answer_t *a;
     omni_mem_args_t args = {0};
-    struct evbuffer *b;
 
     switch (r->state) {
 
@@ -142,19 +141,7 @@ static void omni_mem_route(omni_req_t *r, const char *op, int flags)
             omni_respond_error(r, 503, "overloaded", "out of memory");
             return;
         }
-        if (a->status == 204) {
-            omni_respond(r, 204, "application/json", NULL);
-            return;
-        }
-        b = evbuffer_new();
-        if (b == NULL) {
-            omni_respond_error(r, 503, "overloaded", "out of memory");
-            return;
-        }
-        evbuffer_add(b, a->body, a->len);
-        evbuffer_add(b, "\n", 1);
-        omni_api_json(r, a->status, b);
-        evbuffer_free(b);
+        omni_api_json_text(r, a->status, a->body, a->len);
         return;
     }
 }
