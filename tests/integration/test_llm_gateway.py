@@ -1,0 +1,190 @@
+"""The LLM gateway (/v1/chat/completions, /v1/messages, /v1/models) driven
+by the official SDKs, `openai` 6.x and `@anthropic-ai/sdk` 1.17 (pinned in
+fixtures/llm-sdk, `make llm-sdk`), through nginx (an Omni API key as the
+SDKs send it) to @copilotkit/aimock, and the same SDK script against aimock
+directly: the parsed results are identical (ids left out). Each call leaves
+its ledger rows, tagged with the user and the API key."""
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from auth_support import admin, auth_gw, auth_nginx, create_key, \
+    new_user  # noqa: F401 (fixtures)
+from test_chat_aimock import aimock  # noqa: F401 (fixture)
+from test_chat_turn import PRICE, direct, key_file  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[2]
+SDK_DIR = REPO / "build" / "llm-sdk"
+SCRIPT = Path(__file__).resolve().parent / "fixtures" / "llm-sdk" / "sdk.cjs"
+BEHAVIOURS = ["text", "tools", "429", "cut"]
+
+
+def sdk(which, case, base_url, api_key, model):
+    if not (SDK_DIR / "node_modules" / "openai").exists():
+        raise RuntimeError("SDKs missing: make llm-sdk")
+    out = subprocess.run(
+        [shutil.which("node"), str(SCRIPT), json.dumps({
+            "sdk": which, "case": case, "base_url": base_url,
+            "api_key": api_key, "model": model})],
+        capture_output=True, text=True, timeout=60,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+             "NODE_PATH": str(SDK_DIR / "node_modules")})
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def caller(auth_gw, admin):
+    user = new_user(auth_gw)
+    key = create_key(auth_gw, token=user.access)
+    return {"user": user, "key": key["key"], "key_id": key["id"]}
+
+
+@pytest.fixture(scope="module", params=["openai", "anthropic"])
+def models(request, worker, aimock, key_file):
+    suffix = str(random.randrange(10 ** 8, 10 ** 9))
+    names = {b: "aimock-%s-%s" % (b, suffix) for b in BEHAVIOURS}
+    r = direct(worker, "POST", "/api/v1/llm/providers", {
+        "name": ("gw-%s-%s" % (request.param[:4], suffix))[:30],
+        "type": request.param, "base_url": aimock,
+        "api_key_file": str(key_file),
+        "models": [{"name": n, "context_window": 8000,
+                    "max_output_tokens": 256, "price": PRICE}
+                   for n in names.values()]}, role="admin")
+    assert r.status == 201, r.body
+    names["kind"] = request.param
+    return names
+
+
+def ledger(migrated, key_id, model, n, timeout=5):
+    """The ledger rows of model tagged with key_id, once there are n."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = migrated.sql(
+            "SELECT status, user_id, input_tokens, output_tokens, cost,"
+            " estimated FROM omnichat.llm_usage"
+            " WHERE api_key_id = %s AND model = %s ORDER BY at",
+            (key_id, model), dbname="omni")
+        if len(rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("case", ["text", "stream"])
+def test_sdk_text_through_omni_equals_direct(auth_nginx, aimock, caller,
+                                             models, migrated, case):
+    kind, model = models["kind"], models["text"]
+    via = sdk(kind, case, auth_nginx.http_url(""), caller["key"], model)
+    plain = sdk(kind, case, aimock, "sk-direct", model)
+    assert "error" not in via, via
+    assert via == plain
+    assert via["text"] == "Hello from aimock, streamed in small chunks."
+    assert via["usage"] == [17, 11]
+    if case == "stream":
+        assert via["streamed"] is True
+    rows = ledger(migrated, caller["key_id"], model, 1 if case == "text"
+                  else 2)
+    row = rows[-1]
+    assert row[0] == "ok" and row[1] == caller["user"].id
+    assert (row[2], row[3]) == (17, 11)
+    # 17 in at 2/M + 11 out at 10/M
+    assert float(row[4]) == pytest.approx((17 * 2 + 11 * 10) / 1e6)
+
+
+def test_sdk_streamed_parallel_tool_calls(auth_nginx, aimock, caller,
+                                          models, migrated):
+    kind, model = models["kind"], models["tools"]
+    via = sdk(kind, "tools", auth_nginx.http_url(""), caller["key"], model)
+    plain = sdk(kind, "tools", aimock, "sk-direct", model)
+    assert "error" not in via, via
+    assert via == plain
+    assert via["calls"] == [["fx__echo", {"text": "one"}],
+                            ["fx__add", {"a": 1, "b": 2}]]
+    assert via["finish"] == ("tool_calls" if kind == "openai"
+                             else "tool_use")
+    rows = ledger(migrated, caller["key_id"], model, 1)
+    assert [r[0] for r in rows] == ["ok"]
+
+
+def test_sdk_typed_429_with_retry_after(auth_nginx, caller, models,
+                                        migrated):
+    kind, model = models["kind"], models["429"]
+    via = sdk(kind, "text", auth_nginx.http_url(""), caller["key"], model)
+    assert via["error"] == "RateLimitError", via
+    assert via["status"] == 429 and via["retry_after"] == "2"
+    assert via["type"] == ("rate_limit_error" if kind == "anthropic"
+                           else "rate_limit")
+    rows = ledger(migrated, caller["key_id"], model, 1)
+    assert [r[0] for r in rows] == ["error"]
+
+
+def test_sdk_bad_key_is_401(auth_nginx, models):
+    kind = models["kind"]
+    via = sdk(kind, "text", auth_nginx.http_url(""),
+              "omk_" + "A" * 43, models["text"])
+    assert via["error"] == "AuthenticationError", via
+    assert via["status"] == 401
+
+
+def test_unknown_model_is_404_in_the_callers_format(auth_gw, caller):
+    h = {"Authorization": "Bearer " + caller["key"]}
+    r = auth_gw.post("/v1/chat/completions",
+                     {"model": "no-such-model", "messages": []}, headers=h)
+    assert r.status_code == 404, r.text
+    err = r.json()["error"]
+    assert err["code"] == "model_not_found" and "no-such-model" in \
+        err["message"] and "param" in err and err["type"]
+    r = auth_gw.post("/v1/messages", {"model": "no-such-model",
+                                      "max_tokens": 5, "messages": []},
+                     headers={"x-api-key": caller["key"]})
+    assert r.status_code == 404, r.text
+    assert r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "not_found_error"
+
+
+def test_stream_cut_midway_ends_with_an_error_not_a_normal_end(
+        auth_gw, caller, models, migrated):
+    kind, model = models["kind"], models["cut"]
+    path = "/v1/chat/completions" if kind == "openai" else "/v1/messages"
+    r = auth_gw.post(path, {"model": model, "max_tokens": 50, "stream": True,
+                            "messages": [{"role": "user", "content": "hi"}]},
+                     headers={"Authorization": "Bearer " + caller["key"]})
+    assert r.status_code == 200, r.text
+    body = r.text
+    if kind == "openai":
+        assert "[DONE]" not in body
+        assert '"error":{"message":' in body
+    else:
+        assert "message_stop" not in body
+        assert "event: error" in body and '"type":"error"' in body
+    rows = ledger(migrated, caller["key_id"], model, 1)
+    assert [r[0] for r in rows] == ["error"] and rows[0][5] is True
+
+
+def test_models_lists_the_configured_models(auth_gw, caller, models):
+    r = auth_gw.get("/v1/models",
+                    headers={"Authorization": "Bearer " + caller["key"]})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["object"] == "list"
+    ids = {m["id"] for m in doc["data"]}
+    assert {models[b] for b in BEHAVIOURS} <= ids
+    assert all(m["object"] == "model" for m in doc["data"])
+
+
+def test_other_format_target_is_refused_clearly(auth_gw, caller, models):
+    kind, model = models["kind"], models["text"]
+    path = "/v1/messages" if kind == "openai" else "/v1/chat/completions"
+    r = auth_gw.post(path, {"model": model, "max_tokens": 5,
+                            "messages": [{"role": "user", "content": "hi"}]},
+                     headers={"Authorization": "Bearer " + caller["key"]})
+    assert r.status_code == 400, r.text
+    assert "other wire format" in r.text
