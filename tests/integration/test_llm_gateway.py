@@ -61,6 +61,7 @@ def models(request, worker, aimock, key_file):
                    for n in names.values()]}, role="admin")
     assert r.status == 201, r.body
     names["kind"] = request.param
+    names["provider"] = r.json()["name"]
     return names
 
 
@@ -188,3 +189,43 @@ def test_other_format_target_is_refused_clearly(auth_gw, caller, models):
                      headers={"Authorization": "Bearer " + caller["key"]})
     assert r.status_code == 400, r.text
     assert "other wire format" in r.text
+
+
+def test_failure_before_the_first_byte_falls_back(
+        worker, auth_nginx, aimock, key_file, caller, models, migrated):
+    """A model whose target answers 429 and whose fallback is the text
+    model: the SDK sees the fallback's answer; two ledger rows."""
+    kind = models["kind"]
+    name = "aimock-429-%d" % random.randrange(10 ** 8, 10 ** 9)
+    r = direct(worker, "POST", "/api/v1/llm/providers", {
+        "name": ("gwfb-%s-%s" % (kind[:4], name[-9:]))[:30], "type": kind,
+        "base_url": aimock, "api_key_file": str(key_file),
+        "models": [{"name": name, "context_window": 8000,
+                    "max_output_tokens": 256, "price": PRICE,
+                    "fallbacks": [{"provider": models["provider"],
+                                   "model": models["text"]}]}]},
+        role="admin")
+    assert r.status == 201, r.body
+    via = sdk(kind, "stream", auth_nginx.http_url(""), caller["key"], name)
+    assert via.get("text") == \
+        "Hello from aimock, streamed in small chunks.", via
+    assert [x[0] for x in ledger(migrated, caller["key_id"], name, 1)] == \
+        ["fallback"]
+    assert ledger(migrated, caller["key_id"], models["text"], 1)[-1][0] == \
+        "ok"
+
+
+def test_spent_budget_is_a_typed_429_and_no_provider_call(
+        worker, auth_gw, auth_nginx, admin, models, migrated):
+    user = new_user(auth_gw)
+    key = create_key(auth_gw, token=user.access)
+    r = direct(worker, "POST", "/api/v1/llm/budgets",
+               {"scope": "user", "user_id": user.id, "tokens_per_day": 10},
+               role="admin")
+    assert r.status == 201, r.body
+    via = sdk(models["kind"], "text", auth_nginx.http_url(""), key["key"],
+              models["text"])
+    assert via["error"] == "RateLimitError", via
+    assert via["status"] == 429 and int(via["retry_after"]) > 0
+    time.sleep(0.7)  # a batch of ledger rows is flushed every 0.5 s
+    assert ledger(migrated, key["id"], models["text"], 0) == []
