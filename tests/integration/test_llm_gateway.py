@@ -48,21 +48,37 @@ def caller(auth_gw, admin):
     return {"user": user, "key": key["key"], "key_id": key["id"]}
 
 
-@pytest.fixture(scope="module", params=["openai", "anthropic"])
-def models(request, worker, aimock, key_file):
+def make_models(worker, aimock, key_file, kind):
+    """A provider of kind on aimock with one model per behaviour, named
+    aimock-<behaviour>-<digits> (aimock matches the prefix)."""
     suffix = str(random.randrange(10 ** 8, 10 ** 9))
     names = {b: "aimock-%s-%s" % (b, suffix) for b in BEHAVIOURS}
     r = direct(worker, "POST", "/api/v1/llm/providers", {
-        "name": ("gw-%s-%s" % (request.param[:4], suffix))[:30],
-        "type": request.param, "base_url": aimock,
+        "name": ("gw-%s-%s" % (kind[:4], suffix))[:30],
+        "type": kind, "base_url": aimock,
         "api_key_file": str(key_file),
         "models": [{"name": n, "context_window": 8000,
                     "max_output_tokens": 256, "price": PRICE}
                    for n in names.values()]}, role="admin")
     assert r.status == 201, r.body
-    names["kind"] = request.param
+    names["kind"] = kind
     names["provider"] = r.json()["name"]
     return names
+
+
+@pytest.fixture(scope="module", params=["openai", "anthropic"])
+def models(request, worker, aimock, key_file):
+    return make_models(worker, aimock, key_file, request.param)
+
+
+@pytest.fixture(scope="module")
+def openai_models(worker, aimock, key_file):
+    return make_models(worker, aimock, key_file, "openai")
+
+
+@pytest.fixture(scope="module")
+def anthropic_models(worker, aimock, key_file):
+    return make_models(worker, aimock, key_file, "anthropic")
 
 
 def ledger(migrated, key_id, model, n, timeout=5):
@@ -181,14 +197,32 @@ def test_models_lists_the_configured_models(auth_gw, caller, models):
     assert all(m["object"] == "model" for m in doc["data"])
 
 
-def test_other_format_target_is_refused_clearly(auth_gw, caller, models):
-    kind, model = models["kind"], models["text"]
-    path = "/v1/messages" if kind == "openai" else "/v1/chat/completions"
-    r = auth_gw.post(path, {"model": model, "max_tokens": 5,
-                            "messages": [{"role": "user", "content": "hi"}]},
-                     headers={"Authorization": "Bearer " + caller["key"]})
+def test_anthropic_caller_of_an_openai_target_is_refused_clearly(
+        auth_gw, caller, openai_models):
+    r = auth_gw.post("/v1/messages", {
+        "model": openai_models["text"], "max_tokens": 5,
+        "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-api-key": caller["key"]})
     assert r.status_code == 400, r.text
-    assert "other wire format" in r.text
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert "/v1/chat/completions" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("case", ["text", "stream", "tools"])
+def test_openai_sdk_through_an_anthropic_target_is_translated(
+        auth_nginx, aimock, caller, anthropic_models, migrated, case):
+    """The OpenAI SDK asks for a model that only an Anthropic-format
+    provider serves: Omni translates the request and the answer (text,
+    stream, tool calls, usage, finish reason), and the SDK parses what it
+    parses from aimock's own OpenAI endpoint."""
+    model = anthropic_models["tools" if case == "tools" else "text"]
+    via = sdk("openai", case, auth_nginx.http_url(""), caller["key"], model)
+    plain = sdk("openai", case, aimock, "sk-direct", model)
+    assert "error" not in via, via
+    assert via == plain
+    assert via["finish"] == ("tool_calls" if case == "tools" else "stop")
+    rows = ledger(migrated, caller["key_id"], model, 1)
+    assert rows[-1][0] == "ok" and rows[-1][1] == caller["user"].id
 
 
 def test_failure_before_the_first_byte_falls_back(

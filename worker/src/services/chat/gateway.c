@@ -65,9 +65,11 @@ typedef struct {
     omni_out_error_t out_error;
     uint64_t attempt_ms, attempt_wall_us, latency_ms;
 
-    int started;       /* the client has had its first byte */
-    int gone;          /* the client went away */
-    int provider_said; /* the provider's own error event went through */
+    omni_wire_kind_t tkind; /* the target's: translated when not fmt */
+    int include_usage;      /* OpenAI stream_options.include_usage */
+    int started;            /* the client has had its first byte */
+    int gone;               /* the client went away */
+    int provider_said;      /* the provider's own error event went through */
     struct event *wake;
 } omni_gw_t;
 
@@ -220,6 +222,13 @@ static int omni_gw_on_data(
     if (t->gone) {
         return 0;
     }
+    if (t->tkind != t->fmt) {
+        /* translated: on_text wrote the caller's chunks */
+        if (rc != 0 || t->w.error[0] != '\0') {
+            omni_gw_stop_reading(t, OMNI_OUT_PROTOCOL);
+        }
+        return 0;
+    }
     /* the bytes as the provider wrote them: the caller speaks its format */
     if (!t->started) {
         t->started = 1;
@@ -301,6 +310,332 @@ static int omni_gw_body(omni_gw_t *t, struct evbuffer *out, const char *model)
 }
 
 
+/* --- OpenAI caller, Anthropic target -------------------------------------- */
+
+/* OpenAI content (a string, or parts of which the text ones count) as
+ * text in the arena. */
+static const char *omni_gw_text(omni_arena_t *a, const omni_json_t *v)
+{
+    struct evbuffer *b;
+    const char *s;
+    size_t i;
+
+    if (v == NULL || v->type == OMNI_JSON_NULL) {
+        return "";
+    }
+    if (v->type != OMNI_JSON_ARRAY) {
+        s = omni_json_string(v);
+        return s != NULL ? s : "";
+    }
+    if ((b = evbuffer_new()) == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < v->u.arr.len; i++) {
+        s = omni_json_string(omni_json_get(v->u.arr.items[i], "text"));
+        if (s != NULL) {
+            evbuffer_add(b, s, strlen(s));
+        }
+    }
+    s = omni_arena_strndup(
+        a, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    evbuffer_free(b);
+    return s;
+}
+
+
+/* The JSON text of v in the arena, or dflt when v is absent. */
+static const char *omni_gw_json(
+    omni_arena_t *a, const omni_json_t *v, const char *dflt)
+{
+    struct evbuffer *b;
+    const char *s;
+
+    if (v == NULL || v->type == OMNI_JSON_NULL) {
+        return dflt;
+    }
+    if ((b = evbuffer_new()) == NULL || omni_json_write(b, v) != 0) {
+        if (b != NULL) {
+            evbuffer_free(b);
+        }
+        return NULL;
+    }
+    s = omni_arena_strndup(
+        a, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    evbuffer_free(b);
+    return s;
+}
+
+
+/* An OpenAI Chat Completions body as an Anthropic Messages request:
+ * system and developer messages become the system prompt, assistant
+ * tool_calls tool_use blocks, tool messages tool_result blocks, tools
+ * their input_schema. 0, or -1. */
+static int omni_gw_translate_request(
+    omni_gw_t *t, struct evbuffer *out, const omni_llm_target_t *g)
+{
+    omni_arena_t *a = &t->r->arena;
+    const omni_json_t *j = t->r->json, *arr, *e, *f, *calls;
+    omni_wire_msg_t *msgs;
+    omni_wire_tooldef_t *tools;
+    struct evbuffer *sys = evbuffer_new(), *cb;
+    const char *role, *text, *system;
+    int nmsgs = 0, ntools = 0, rc = -1;
+    int64_t max = t->max_tokens > 0 && t->max_tokens < g->max_output_tokens
+                      ? t->max_tokens
+                      : g->max_output_tokens;
+    size_t i, k;
+
+    arr = omni_json_get(j, "messages");
+    msgs = omni_arena_alloc(a,
+        sizeof(*msgs)
+            * (arr != NULL && arr->type == OMNI_JSON_ARRAY ? arr->u.arr.len + 1
+                                                           : 1));
+    if (sys == NULL || msgs == NULL) {
+        goto failed;
+    }
+    for (i = 0;
+         arr != NULL && arr->type == OMNI_JSON_ARRAY && i < arr->u.arr.len;
+         i++) {
+        e = arr->u.arr.items[i];
+        role = omni_json_string(omni_json_get(e, "role"));
+        text = omni_gw_text(a, omni_json_get(e, "content"));
+        if (role == NULL || text == NULL) {
+            goto failed;
+        }
+        if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+            if (evbuffer_get_length(sys) > 0) {
+                evbuffer_add(sys, "\n\n", 2);
+            }
+            evbuffer_add(sys, text, strlen(text));
+            continue;
+        }
+        memset(&msgs[nmsgs], 0, sizeof(msgs[nmsgs]));
+        msgs[nmsgs].role = role;
+        msgs[nmsgs].content = text;
+        msgs[nmsgs].tool_call_id =
+            omni_json_string(omni_json_get(e, "tool_call_id"));
+        calls = omni_json_get(e, "tool_calls");
+        if (calls != NULL && calls->type == OMNI_JSON_ARRAY
+            && calls->u.arr.len > 0) {
+            /* [{id, name, arguments}], what wire.c writes as tool_use */
+            if ((cb = evbuffer_new()) == NULL) {
+                goto failed;
+            }
+            evbuffer_add(cb, "[", 1);
+            for (k = 0; k < calls->u.arr.len; k++) {
+                f = omni_json_get(calls->u.arr.items[k], "function");
+                evbuffer_add_printf(cb, "%s{\"id\":", k ? "," : "");
+                omni_json_write(cb, omni_json_get(calls->u.arr.items[k], "id"));
+                evbuffer_add(cb, ",\"name\":", 8);
+                omni_json_write(cb, omni_json_get(f, "name"));
+                evbuffer_add(cb, ",\"arguments\":", 13);
+                omni_json_write(cb, omni_json_get(f, "arguments"));
+                evbuffer_add(cb, "}", 1);
+            }
+            evbuffer_add(cb, "]", 1);
+            msgs[nmsgs].tool_calls = omni_arena_strndup(a,
+                (const char *)evbuffer_pullup(cb, -1), evbuffer_get_length(cb));
+            evbuffer_free(cb);
+        }
+        nmsgs++;
+    }
+
+    arr = omni_json_get(j, "tools");
+    tools = omni_arena_alloc(a,
+        sizeof(*tools)
+            * (arr != NULL && arr->type == OMNI_JSON_ARRAY ? arr->u.arr.len + 1
+                                                           : 1));
+    if (tools == NULL) {
+        goto failed;
+    }
+    for (i = 0;
+         arr != NULL && arr->type == OMNI_JSON_ARRAY && i < arr->u.arr.len;
+         i++) {
+        f = omni_json_get(arr->u.arr.items[i], "function");
+        tools[ntools].name = omni_json_string(omni_json_get(f, "name"));
+        tools[ntools].description =
+            omni_json_string(omni_json_get(f, "description"));
+        tools[ntools].schema = omni_gw_json(
+            a, omni_json_get(f, "parameters"), "{\"type\":\"object\"}");
+        if (tools[ntools].name == NULL || tools[ntools].schema == NULL) {
+            goto failed;
+        }
+        ntools++;
+    }
+    system = omni_arena_strndup(
+        a, (const char *)evbuffer_pullup(sys, -1), evbuffer_get_length(sys));
+    rc = omni_wire_request(out, OMNI_WIRE_ANTHROPIC, g->model, system, msgs,
+        nmsgs, tools, ntools, (int)max, t->stream);
+
+failed:
+    if (sys != NULL) {
+        evbuffer_free(sys);
+    }
+    return rc;
+}
+
+
+/* One OpenAI stream chunk: data: {..."choices":[{"index":0,<choice>}]} */
+static void omni_gw_chunk(
+    omni_gw_t *t, const char *choice, const char *s, size_t n, const char *tail)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b == NULL) {
+        return;
+    }
+    evbuffer_add_printf(b,
+        "data: {\"id\":\"chatcmpl-%.64s\",\"object\":\"chat.completion."
+        "chunk\",\"created\":%lld,\"model\":",
+        t->r->request_id, (long long)time(NULL));
+    omni_json_put_string(b, t->model, strlen(t->model));
+    evbuffer_add_printf(b, ",\"choices\":[{\"index\":0,%s", choice);
+    if (s != NULL) {
+        omni_json_put_string(b, s, n);
+    }
+    evbuffer_add_printf(b, "%s\n\n", tail);
+    omni_respond_chunk(t->r, b);
+    evbuffer_free(b);
+}
+
+
+static void omni_gw_translated_start(omni_gw_t *t)
+{
+    if (!t->started) {
+        t->started = 1;
+        omni_respond_start(t->r, 200, "text/event-stream");
+        omni_gw_chunk(t,
+            "\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+            "\"finish_reason\":null",
+            NULL, 0, "}]}");
+    }
+}
+
+
+static int omni_gw_on_text(void *arg, const char *s, size_t n)
+{
+    omni_gw_t *t = arg;
+
+    if (!t->stream || t->gone) {
+        return 0;
+    }
+    omni_gw_translated_start(t);
+    omni_gw_chunk(
+        t, "\"delta\":{\"content\":", s, n, "},\"finish_reason\":null}]}");
+    return 0;
+}
+
+
+static const char *omni_gw_finish(const omni_wire_t *w)
+{
+    if (strcmp(w->finish, "tool_use") == 0 || w->ntools > 0) {
+        return "tool_calls";
+    }
+    if (strcmp(w->finish, "max_tokens") == 0) {
+        return "length";
+    }
+    return "stop";
+}
+
+
+/* A tool call's members: "id":...,"type":"function","function":{...} */
+static void omni_gw_tool_json(struct evbuffer *b, const omni_wire_tool_t *c)
+{
+    evbuffer_add_printf(b, "\"id\":");
+    omni_json_put_string(b, c->id.buf ? c->id.buf : "", c->id.len);
+    evbuffer_add_printf(b, ",\"type\":\"function\",\"function\":{\"name\":");
+    omni_json_put_string(b, c->name.buf ? c->name.buf : "", c->name.len);
+    evbuffer_add_printf(b, ",\"arguments\":");
+    omni_json_put_string(
+        b, c->args.buf ? c->args.buf : "{}", c->args.buf ? c->args.len : 2);
+    evbuffer_add(b, "}", 1);
+}
+
+
+/* The translated answer's end: the last chunks of a stream, or the whole
+ * chat.completion. */
+static void omni_gw_translated_end(omni_gw_t *t)
+{
+    omni_req_t *r = t->r;
+    struct evbuffer *b = evbuffer_new();
+    char usage[160];
+    int i;
+
+    if (b == NULL) {
+        omni_gw_free(t);
+        omni_respond_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
+    snprintf(usage, sizeof(usage),
+        "\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
+        "\"total_tokens\":%lld}",
+        (long long)t->w.input_tokens, (long long)t->w.output_tokens,
+        (long long)(t->w.input_tokens + t->w.output_tokens));
+    if (t->stream) {
+        omni_gw_translated_start(t);
+        for (i = 0; i < t->w.ntools; i++) {
+            evbuffer_add_printf(
+                b, "\"delta\":{\"tool_calls\":[{\"index\":%d,", i);
+            omni_gw_tool_json(b, &t->w.tools[i]);
+            evbuffer_add(b, "}]},\"finish_reason\":null", 24);
+            evbuffer_add(b, "", 1);
+            omni_gw_chunk(
+                t, (const char *)evbuffer_pullup(b, -1), NULL, 0, "}]}");
+            evbuffer_drain(b, evbuffer_get_length(b));
+        }
+        evbuffer_add_printf(
+            b, "\"delta\":{},\"finish_reason\":\"%s\"", omni_gw_finish(&t->w));
+        evbuffer_add(b, "", 1);
+        omni_gw_chunk(t, (const char *)evbuffer_pullup(b, -1), NULL, 0, "}]}");
+        evbuffer_drain(b, evbuffer_get_length(b));
+        if (t->include_usage) {
+            evbuffer_add_printf(b,
+                "data: {\"id\":\"chatcmpl-%.64s\",\"object\":\"chat."
+                "completion.chunk\",\"created\":%lld,\"model\":",
+                r->request_id, (long long)time(NULL));
+            omni_json_put_string(b, t->model, strlen(t->model));
+            evbuffer_add_printf(b, ",\"choices\":[],%s}\n\n", usage);
+        }
+        evbuffer_add_printf(b, "data: [DONE]\n\n");
+        omni_respond_chunk(r, b);
+        evbuffer_free(b);
+        omni_gw_free(t);
+        omni_respond_end(r);
+        return;
+    }
+    evbuffer_add_printf(b,
+        "{\"id\":\"chatcmpl-%.64s\",\"object\":\"chat.completion\","
+        "\"created\":%lld,\"model\":",
+        r->request_id, (long long)time(NULL));
+    omni_json_put_string(b, t->model, strlen(t->model));
+    evbuffer_add_printf(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":"
+                           "\"assistant\",\"content\":");
+    if (t->w.text.len > 0 || t->w.ntools == 0) {
+        omni_json_put_string(
+            b, t->w.text.buf ? t->w.text.buf : "", t->w.text.len);
+    } else {
+        evbuffer_add(b, "null", 4);
+    }
+    if (t->w.ntools > 0) {
+        evbuffer_add(b, ",\"tool_calls\":[", 15);
+        for (i = 0; i < t->w.ntools; i++) {
+            if (i > 0) {
+                evbuffer_add(b, ",", 1);
+            }
+            evbuffer_add(b, "{", 1);
+            omni_gw_tool_json(b, &t->w.tools[i]);
+            evbuffer_add(b, "}", 1);
+        }
+        evbuffer_add(b, "]", 1);
+    }
+    evbuffer_add_printf(
+        b, "},\"finish_reason\":\"%s\"}],%s}\n", omni_gw_finish(&t->w), usage);
+    omni_gw_free(t);
+    omni_respond(r, 200, "application/json", b);
+    evbuffer_free(b);
+}
+
+
 static int omni_gw_call(omni_gw_t *t)
 {
     const omni_llm_target_t *g = &t->targets[t->target];
@@ -310,8 +645,14 @@ static int omni_gw_call(omni_gw_t *t)
     char url[1024], auth[4200], version[128];
     int rc = -1;
 
+    t->tkind = strcmp(g->type, "anthropic") == 0 ? OMNI_WIRE_ANTHROPIC
+                                                 : OMNI_WIRE_OPENAI;
     omni_wire_free(&t->w);
-    omni_wire_init(&t->w, t->fmt);
+    omni_wire_init(&t->w, t->tkind);
+    if (t->tkind != t->fmt) {
+        t->w.on_text = omni_gw_on_text;
+        t->w.arg = t;
+    }
     evbuffer_drain(t->body, evbuffer_get_length(t->body));
     t->sse_body = 0;
     t->http_status = 0;
@@ -324,13 +665,16 @@ static int omni_gw_call(omni_gw_t *t)
 
     key = omni_billing_key(&t->r->arena, g);
     req = evbuffer_new();
-    if (req == NULL || omni_gw_body(t, req, g->model) != 0) {
+    if (req == NULL
+        || (t->tkind == t->fmt ? omni_gw_body(t, req, g->model)
+                               : omni_gw_translate_request(t, req, g))
+               != 0) {
         goto failed;
     }
     snprintf(url, sizeof(url), "%s/v1/%s", g->base_url,
-        t->fmt == OMNI_WIRE_OPENAI ? "chat/completions" : "messages");
+        t->tkind == OMNI_WIRE_OPENAI ? "chat/completions" : "messages");
     headers[0] = "Content-Type: application/json";
-    if (t->fmt == OMNI_WIRE_OPENAI) {
+    if (t->tkind == OMNI_WIRE_OPENAI) {
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
             key != NULL ? key : "");
         headers[1] = auth;
@@ -464,6 +808,12 @@ static void omni_gw_failed(omni_gw_t *t)
 
     snprintf(msg, sizeof(msg), "the provider failed: %s%s%s", t->w.error,
         t->w.message[0] ? ": " : "", t->w.message);
+    if (t->out_error == OMNI_OUT_OK && t->tkind != t->fmt
+        && (st == 400 || st == 404 || st == 413 || st == 422)) {
+        omni_gw_free(t);
+        omni_gw_fail(r, t->fmt, (int)st, "invalid_request", msg);
+        return;
+    }
     if (t->out_error == OMNI_OUT_OK
         && (st == 400 || st == 404 || st == 413 || st == 422)) {
         /* the request itself is wrong: the provider's own answer, in the
@@ -509,6 +859,10 @@ static void omni_gw_done(omni_gw_t *t)
     omni_req_t *r = t->r;
     struct evbuffer *b;
 
+    if (t->tkind != t->fmt) {
+        omni_gw_translated_end(t);
+        return;
+    }
     if (t->started) {
         omni_gw_free(t);
         omni_respond_end(r);
@@ -546,6 +900,10 @@ static int omni_gw_read(omni_gw_t *t)
         omni_gw_fail(t->r, t->fmt, 400, "invalid_stream",
             "stream: must be true or false");
         return -1;
+    }
+    v = omni_json_get(omni_json_get(j, "stream_options"), "include_usage");
+    if (v != NULL) {
+        omni_json_bool(v, &t->include_usage);
     }
     v = omni_json_get(j, "max_completion_tokens");
     if (v == NULL) {
@@ -601,15 +959,16 @@ static int omni_gw_plan(omni_gw_t *t, const char *text, size_t len)
     }
     for (i = 0, n = 0; i < all; i++) {
         if (t->targets[i].type != NULL
-            && strcmp(t->targets[i].type, type) == 0) {
+            && (strcmp(t->targets[i].type, type) == 0
+                || t->fmt == OMNI_WIRE_OPENAI)) {
             t->targets[n++] = t->targets[i];
         }
     }
     if (n == 0) {
         omni_gw_free(t);
         snprintf(msg, sizeof(msg),
-            "model: `%.128s` is served by a provider of the other wire "
-            "format, which this endpoint cannot translate to yet; call it "
+            "model: `%.128s` is served by a provider of the OpenAI wire "
+            "format, which /v1/messages cannot translate to yet; call it "
             "at %s",
             t->model,
             t->fmt == OMNI_WIRE_OPENAI ? "/v1/messages"
