@@ -19,7 +19,8 @@ import pytest
 from auth_support import admin, auth_gw, auth_nginx, create_key, \
     new_user  # noqa: F401 (fixtures)
 from test_chat_aimock import aimock  # noqa: F401 (fixture)
-from test_chat_turn import PRICE, direct, key_file  # noqa: F401
+from test_chat_turn import KEY, PRICE, LlmDouble, direct, \
+    key_file  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 SDK_DIR = REPO / "build" / "llm-sdk"
@@ -263,3 +264,82 @@ def test_spent_budget_is_a_typed_429_and_no_provider_call(
     assert via["status"] == 429 and int(via["retry_after"]) > 0
     time.sleep(0.7)  # a batch of ledger rows is flushed every 0.5 s
     assert ledger(migrated, key["id"], models["text"], 0) == []
+
+
+@pytest.fixture(scope="module")
+def double():
+    d = LlmDouble().start()
+    yield d
+    d.stop()
+
+
+def double_model(worker, double, key_file, kind):
+    name = "text-%d" % random.randrange(10 ** 8, 10 ** 9)
+    r = direct(worker, "POST", "/api/v1/llm/providers", {
+        "name": "gwd-%s-%s" % (kind[:4], name[-9:]), "type": kind,
+        "base_url": double.url, "api_key_file": str(key_file),
+        "models": [{"name": name, "context_window": 8000,
+                    "max_output_tokens": 256, "price": PRICE}]},
+        role="admin")
+    assert r.status == 201, r.body
+    return name
+
+
+def test_pass_through_sends_the_callers_body_and_the_providers_key(
+        worker, auth_gw, caller, double, key_file):
+    model = double_model(worker, double, key_file, "openai")
+    body = {"model": model, "temperature": 0.25, "user": "end-user-7",
+            "response_format": {"type": "text"},
+            "messages": [{"role": "user", "content": "hi"}]}
+    r = auth_gw.post("/v1/chat/completions", body,
+                     headers={"Authorization": "Bearer " + caller["key"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == \
+        "Hello from the double."
+    sent = double.requests(model)
+    assert len(sent) == 1 and sent[0]["body"] == body
+    # the provider sees its own key, never the caller's Omni key
+    assert sent[0]["key"] == "Bearer " + KEY
+
+
+def test_translated_request_carries_system_tool_calls_and_results(
+        worker, auth_gw, caller, double, key_file):
+    model = double_model(worker, double, key_file, "anthropic")
+    body = {"model": model, "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "add 1 and 2"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "fx__add", "arguments": "{\"a\":1,\"b\":2}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "3"}],
+        "tools": [{"type": "function", "function": {
+            "name": "fx__add", "description": "adds",
+            "parameters": {"type": "object", "properties": {
+                "a": {"type": "number"}}}}}]}
+    r = auth_gw.post("/v1/chat/completions", body,
+                     headers={"Authorization": "Bearer " + caller["key"]})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["object"] == "chat.completion" and doc["model"] == model
+    assert doc["choices"][0]["message"]["content"] == \
+        "Hello from the double."
+    assert doc["choices"][0]["finish_reason"] == "stop"
+    assert doc["usage"]["prompt_tokens"] > 0
+    sent = double.requests(model)
+    assert len(sent) == 1 and sent[0]["path"] == "/v1/messages"
+    got = sent[0]["body"]
+    assert sent[0]["key"] == KEY
+    assert got["system"] == "Be brief." and got["max_tokens"] == 256
+    assert [m["role"] for m in got["messages"]] == \
+        ["user", "assistant", "user"]
+    use = [b for b in got["messages"][1]["content"]
+           if b["type"] == "tool_use"]
+    assert use == [{"type": "tool_use", "id": "call_1", "name": "fx__add",
+                    "input": {"a": 1, "b": 2}}]
+    res = [b for b in got["messages"][2]["content"]
+           if b["type"] == "tool_result"]
+    assert res[0]["tool_use_id"] == "call_1"
+    assert got["tools"] == [{"name": "fx__add", "description": "adds",
+                             "input_schema": {"type": "object",
+                                              "properties": {
+                                                  "a": {"type": "number"}}}}]
