@@ -312,6 +312,10 @@ def test_translated_request_carries_system_tool_calls_and_results(
             {"id": "call_1", "type": "function",
              "function": {"name": "fx__add", "arguments": "{\"a\":1,\"b\":2}"}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "3"}],
+        "temperature": 0.25, "top_p": 0.5, "stop": "END",
+        "tool_choice": {"type": "function",
+                        "function": {"name": "fx__add"}},
+        "parallel_tool_calls": False,
         "tools": [{"type": "function", "function": {
             "name": "fx__add", "description": "adds",
             "parameters": {"type": "object", "properties": {
@@ -330,6 +334,10 @@ def test_translated_request_carries_system_tool_calls_and_results(
     got = sent[0]["body"]
     assert sent[0]["key"] == KEY
     assert got["system"] == "Be brief." and got["max_tokens"] == 256
+    assert (got["temperature"], got["top_p"], got["stop_sequences"]) == \
+        (0.25, 0.5, ["END"])
+    assert got["tool_choice"] == {"type": "tool", "name": "fx__add",
+                                  "disable_parallel_tool_use": True}
     assert [m["role"] for m in got["messages"]] == \
         ["user", "assistant", "user"]
     use = [b for b in got["messages"][1]["content"]

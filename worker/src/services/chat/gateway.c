@@ -366,6 +366,76 @@ static const char *omni_gw_json(
 }
 
 
+/* Appends the sampling options and tool_choice the Anthropic request
+ * shares with the OpenAI one to its body (which ends with "}"). */
+static int omni_gw_translate_options(const omni_json_t *j, struct evbuffer *out,
+    int ntools, struct evbuffer *body)
+{
+    const omni_json_t *v, *stop = omni_json_get(j, "stop");
+    const char *choice = NULL, *name = NULL;
+    const char *p = (const char *)evbuffer_pullup(body, -1);
+    size_t n = evbuffer_get_length(body);
+    int parallel = 1;
+
+    while (n > 0 && p[n - 1] != '}') {
+        n--;
+    }
+    if (n == 0) {
+        return -1;
+    }
+    evbuffer_add(out, p, n - 1);
+    if ((v = omni_json_get(j, "temperature")) != NULL
+        && v->type == OMNI_JSON_NUMBER) {
+        evbuffer_add_printf(out, ",\"temperature\":");
+        omni_json_write(out, v);
+    }
+    if ((v = omni_json_get(j, "top_p")) != NULL
+        && v->type == OMNI_JSON_NUMBER) {
+        evbuffer_add_printf(out, ",\"top_p\":");
+        omni_json_write(out, v);
+    }
+    if (stop != NULL && stop->type == OMNI_JSON_STRING) {
+        evbuffer_add_printf(out, ",\"stop_sequences\":[");
+        omni_json_write(out, stop);
+        evbuffer_add_printf(out, "]");
+    } else if (stop != NULL && stop->type == OMNI_JSON_ARRAY
+               && stop->u.arr.len > 0) {
+        evbuffer_add_printf(out, ",\"stop_sequences\":");
+        omni_json_write(out, stop);
+    }
+    v = omni_json_get(j, "parallel_tool_calls");
+    if (v != NULL) {
+        omni_json_bool(v, &parallel);
+    }
+    v = omni_json_get(j, "tool_choice");
+    if (v != NULL && v->type == OMNI_JSON_STRING) {
+        choice = omni_json_string(v);
+        choice = strcmp(choice, "required") == 0 ? "any" : choice;
+    } else if (v != NULL && v->type == OMNI_JSON_OBJECT) {
+        name = omni_json_string(
+            omni_json_get(omni_json_get(v, "function"), "name"));
+        choice = name != NULL ? "tool" : NULL;
+    }
+    if (ntools > 0 && (choice != NULL || !parallel)
+        && (choice == NULL || strcmp(choice, "auto") == 0
+            || strcmp(choice, "any") == 0 || strcmp(choice, "none") == 0
+            || strcmp(choice, "tool") == 0)) {
+        evbuffer_add_printf(out, ",\"tool_choice\":{\"type\":\"%s\"",
+            choice != NULL ? choice : "auto");
+        if (name != NULL) {
+            evbuffer_add_printf(out, ",\"name\":");
+            omni_json_put_string(out, name, strlen(name));
+        }
+        if (!parallel && (choice == NULL || strcmp(choice, "none") != 0)) {
+            evbuffer_add_printf(out, ",\"disable_parallel_tool_use\":true");
+        }
+        evbuffer_add_printf(out, "}");
+    }
+    evbuffer_add_printf(out, "}");
+    return 0;
+}
+
+
 /* An OpenAI Chat Completions body as an Anthropic Messages request:
  * system and developer messages become the system prompt, assistant
  * tool_calls tool_use blocks, tool messages tool_result blocks, tools
@@ -377,7 +447,7 @@ static int omni_gw_translate_request(
     const omni_json_t *j = t->r->json, *arr, *e, *f, *calls;
     omni_wire_msg_t *msgs;
     omni_wire_tooldef_t *tools;
-    struct evbuffer *sys = evbuffer_new(), *cb;
+    struct evbuffer *sys = evbuffer_new(), *cb, *body;
     const char *role, *text, *system;
     int nmsgs = 0, ntools = 0, rc = -1;
     int64_t max = t->max_tokens > 0 && t->max_tokens < g->max_output_tokens
@@ -464,8 +534,16 @@ static int omni_gw_translate_request(
     }
     system = omni_arena_strndup(
         a, (const char *)evbuffer_pullup(sys, -1), evbuffer_get_length(sys));
-    rc = omni_wire_request(out, OMNI_WIRE_ANTHROPIC, g->model, system, msgs,
+    body = evbuffer_new();
+    if (body == NULL) {
+        goto failed;
+    }
+    rc = omni_wire_request(body, OMNI_WIRE_ANTHROPIC, g->model, system, msgs,
         nmsgs, tools, ntools, (int)max, t->stream);
+    if (rc == 0) {
+        rc = omni_gw_translate_options(j, out, ntools, body);
+    }
+    evbuffer_free(body);
 
 failed:
     if (sys != NULL) {
