@@ -9,13 +9,14 @@ import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
+import stack
 from auth_support import admin, auth_gw, auth_nginx, create_key, \
     new_user  # noqa: F401 (fixtures)
 from test_chat_aimock import aimock  # noqa: F401 (fixture)
@@ -273,8 +274,8 @@ def double():
     d.stop()
 
 
-def double_model(worker, double, key_file, kind):
-    name = "text-%d" % random.randrange(10 ** 8, 10 ** 9)
+def double_model(worker, double, key_file, kind, behaviour="text"):
+    name = "%s-%d" % (behaviour, random.randrange(10 ** 8, 10 ** 9))
     r = direct(worker, "POST", "/api/v1/llm/providers", {
         "name": "gwd-%s-%s" % (kind[:4], name[-9:]), "type": kind,
         "base_url": double.url, "api_key_file": str(key_file),
@@ -351,3 +352,29 @@ def test_translated_request_carries_system_tool_calls_and_results(
                              "input_schema": {"type": "object",
                                               "properties": {
                                                   "a": {"type": "number"}}}}]
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_client_disconnect_cancels_the_provider_and_bills(
+        worker, auth_nginx, caller, double, key_file, migrated, kind):
+    model = double_model(worker, double, key_file, kind, "slow")
+    path = "/v1/chat/completions" if kind == "openai" else "/v1/messages"
+    body = json.dumps({"model": model, "max_tokens": 50, "stream": True,
+                       "messages": [{"role": "user", "content": "hi"}]})
+    s = socket.create_connection(("127.0.0.1", auth_nginx.http_port), 10)
+    s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s"
+               "\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\n\r\n"
+               % (path, caller["key"], len(body))).encode() + body.encode())
+    got = b""
+    while b"Hello" not in got:
+        chunk = s.recv(65536)
+        assert chunk, got
+        got += chunk
+    s.close()
+    stack.wait_until(lambda: double.requests(model)[-1]["outcome"]
+                     != "started", 5, "the double sees its client go")
+    assert double.requests(model)[-1]["outcome"] == "disconnected"
+    rows = ledger(migrated, caller["key_id"], model, 1)
+    assert [r[0] for r in rows] == ["client_disconnected"]
+    assert rows[0][5] is True and rows[0][3] > 0
