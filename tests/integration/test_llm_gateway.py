@@ -199,15 +199,21 @@ def test_models_lists_the_configured_models(auth_gw, caller, models):
     assert all(m["object"] == "model" for m in doc["data"])
 
 
-def test_anthropic_caller_of_an_openai_target_is_refused_clearly(
-        auth_gw, caller, openai_models):
-    r = auth_gw.post("/v1/messages", {
-        "model": openai_models["text"], "max_tokens": 5,
-        "messages": [{"role": "user", "content": "hi"}]},
-        headers={"x-api-key": caller["key"]})
-    assert r.status_code == 400, r.text
-    assert r.json()["error"]["type"] == "invalid_request_error"
-    assert "/v1/chat/completions" in r.json()["error"]["message"]
+@pytest.mark.parametrize("case", ["text", "stream", "tools"])
+def test_anthropic_sdk_through_an_openai_target_is_translated(
+        auth_nginx, aimock, caller, openai_models, migrated, case):
+    """The Anthropic SDK asks for a model that only an OpenAI-format
+    provider serves: the SDK parses what it parses from aimock's own
+    Anthropic endpoint (text, stream, tool calls, usage, stop reason)."""
+    model = openai_models["tools" if case == "tools" else "text"]
+    via = sdk("anthropic", case, auth_nginx.http_url(""), caller["key"],
+              model)
+    plain = sdk("anthropic", case, aimock, "sk-direct", model)
+    assert "error" not in via, via
+    assert via == plain
+    assert via["finish"] == ("tool_use" if case == "tools" else "end_turn")
+    rows = ledger(migrated, caller["key_id"], model, 1)
+    assert rows[-1][0] == "ok" and rows[-1][1] == caller["user"].id
 
 
 @pytest.mark.parametrize("case", ["text", "stream", "tools"])
@@ -378,3 +384,43 @@ def test_client_disconnect_cancels_the_provider_and_bills(
     rows = ledger(migrated, caller["key_id"], model, 1)
     assert [r[0] for r in rows] == ["client_disconnected"]
     assert rows[0][5] is True and rows[0][3] > 0
+
+
+def test_translated_anthropic_request_carries_tool_use_and_results(
+        worker, auth_gw, caller, double, key_file):
+    model = double_model(worker, double, key_file, "openai")
+    body = {"model": model, "max_tokens": 40, "system": "Be brief.",
+            "temperature": 0.5, "stop_sequences": ["END"],
+            "messages": [
+                {"role": "user", "content": "add 1 and 2"},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "Adding."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "fx__add",
+                     "input": {"a": 1, "b": 2}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1",
+                     "content": "3"}]}],
+            "tools": [{"name": "fx__add", "description": "adds",
+                       "input_schema": {"type": "object"}}]}
+    r = auth_gw.post("/v1/messages", body,
+                     headers={"x-api-key": caller["key"]})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["type"] == "message" and doc["model"] == model
+    assert doc["content"] == [{"type": "text",
+                               "text": "Hello from the double."}]
+    assert doc["stop_reason"] == "end_turn"
+    sent = double.requests(model)
+    assert len(sent) == 1 and sent[0]["path"] == "/v1/chat/completions"
+    got = sent[0]["body"]
+    assert got["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert [m["role"] for m in got["messages"][1:]] == \
+        ["user", "assistant", "tool"]
+    call = got["messages"][2]["tool_calls"][0]
+    assert call["id"] == "toolu_1" and call["function"]["name"] == "fx__add"
+    assert json.loads(call["function"]["arguments"]) == {"a": 1, "b": 2}
+    assert got["messages"][3]["tool_call_id"] == "toolu_1"
+    assert got["messages"][3]["content"] == "3"
+    assert (got["max_tokens"], got["temperature"], got["stop"]) == \
+        (40, 0.5, ["END"])
+    assert got["tools"][0]["function"]["name"] == "fx__add"

@@ -9,13 +9,16 @@
  *            CALL <─ fallback (failed before the client's first byte)
  *              └─> CALLED ─> answer (passed through) or error
  *
- * A caller reaches the targets of its own format: the body goes out as
- * sent with the model replaced by the target's, and the answer comes back
- * as the provider wrote it, a stream chunk by chunk, read by the wire
- * parsers on the way for the ledger. Every attempt is one ledger row
- * tagged with the user and the API key. Once the client has had a byte no
- * other target is tried; a stream that fails after that ends with an error
- * in the caller's format (OpenAI: an error chunk, Anthropic: an error
+ * A target of the caller's own format gets the body as sent with the
+ * model replaced by the target's, and the answer comes back as the
+ * provider wrote it, a stream chunk by chunk, read by the wire parsers on
+ * the way for the ledger. A target of the other format gets the request
+ * translated (wire.c writes it) and the answer is rewritten in the
+ * caller's format from what the parser read: text as it arrives, tool
+ * calls whole at the end, usage and finish reasons mapped. Every attempt is one
+ * ledger row tagged with the user and the API key. Once the client has had a
+ * byte no other target is tried; a stream that fails after that ends with an
+ * error in the caller's format (OpenAI: an error chunk, Anthropic: an error
  * event) and never with a normal end. Errors before it are answered in
  * the caller's format with the statuses the SDKs retry on. */
 #include <stdio.h>
@@ -67,6 +70,7 @@ typedef struct {
 
     omni_wire_kind_t tkind; /* the target's: translated when not fmt */
     int include_usage;      /* OpenAI stream_options.include_usage */
+    int text_open;          /* a translated Anthropic text block began */
     int started;            /* the client has had its first byte */
     int gone;               /* the client went away */
     int provider_said;      /* the provider's own error event went through */
@@ -74,6 +78,10 @@ typedef struct {
 } omni_gw_t;
 
 static int omni_gw_begin_stmt, omni_gw_models_stmt;
+
+static void omni_gw_event(omni_gw_t *t, const char *name, const char *fmt,
+    const char *s, size_t n, const char *tail);
+static void omni_gw_message_start(omni_gw_t *t);
 
 
 int omni_gateway_init(void)
@@ -597,6 +605,21 @@ static int omni_gw_on_text(void *arg, const char *s, size_t n)
     if (!t->stream || t->gone) {
         return 0;
     }
+    if (t->fmt == OMNI_WIRE_ANTHROPIC) {
+        omni_gw_message_start(t);
+        if (!t->text_open) {
+            t->text_open = 1;
+            omni_gw_event(t, "content_block_start",
+                "{\"type\":\"content_block_start\",\"index\":0,"
+                "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}",
+                NULL, 0, NULL);
+        }
+        omni_gw_event(t, "content_block_delta",
+            "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{"
+            "\"type\":\"text_delta\",\"text\":",
+            s, n, "}}");
+        return 0;
+    }
     omni_gw_translated_start(t);
     omni_gw_chunk(
         t, "\"delta\":{\"content\":", s, n, "},\"finish_reason\":null}]}");
@@ -714,6 +737,344 @@ static void omni_gw_translated_end(omni_gw_t *t)
 }
 
 
+/* --- Anthropic caller, OpenAI target -------------------------------------- */
+
+/* An Anthropic Messages body as an OpenAI Chat Completions request:
+ * tool_use blocks become assistant tool_calls, tool_result blocks tool
+ * messages, input_schema parameters, stop_sequences stop. 0, or -1. */
+static int omni_gw_translate_anthropic(
+    omni_gw_t *t, struct evbuffer *out, const omni_llm_target_t *g)
+{
+    omni_arena_t *a = &t->r->arena;
+    const omni_json_t *j = t->r->json, *arr, *e, *c, *blk, *v;
+    omni_wire_msg_t *msgs;
+    omni_wire_tooldef_t *tools;
+    struct evbuffer *body = NULL, *cb = NULL, *txt = NULL;
+    const char *role, *type, *p;
+    int nmsgs = 0, ntools = 0, ncalls, rc = -1;
+    int64_t max = t->max_tokens > 0 && t->max_tokens < g->max_output_tokens
+                      ? t->max_tokens
+                      : g->max_output_tokens;
+    size_t i, k, cap = 1, n;
+
+    arr = omni_json_get(j, "messages");
+    for (i = 0;
+         arr != NULL && arr->type == OMNI_JSON_ARRAY && i < arr->u.arr.len;
+         i++) {
+        c = omni_json_get(arr->u.arr.items[i], "content");
+        cap += 1 + (c != NULL && c->type == OMNI_JSON_ARRAY ? c->u.arr.len : 0);
+    }
+    msgs = omni_arena_alloc(a, sizeof(*msgs) * cap);
+    if (msgs == NULL || (cb = evbuffer_new()) == NULL
+        || (txt = evbuffer_new()) == NULL || (body = evbuffer_new()) == NULL) {
+        goto failed;
+    }
+    for (i = 0;
+         arr != NULL && arr->type == OMNI_JSON_ARRAY && i < arr->u.arr.len;
+         i++) {
+        e = arr->u.arr.items[i];
+        role = omni_json_string(omni_json_get(e, "role"));
+        c = omni_json_get(e, "content");
+        if (role == NULL) {
+            goto failed;
+        }
+        if (c == NULL || c->type != OMNI_JSON_ARRAY) {
+            memset(&msgs[nmsgs], 0, sizeof(msgs[nmsgs]));
+            msgs[nmsgs].role = role;
+            msgs[nmsgs++].content = omni_gw_text(a, c);
+            continue;
+        }
+        evbuffer_drain(cb, evbuffer_get_length(cb));
+        evbuffer_drain(txt, evbuffer_get_length(txt));
+        ncalls = 0;
+        for (k = 0; k < c->u.arr.len; k++) {
+            blk = c->u.arr.items[k];
+            type = omni_json_string(omni_json_get(blk, "type"));
+            if (type == NULL) {
+                continue;
+            }
+            if (strcmp(type, "text") == 0
+                && (p = omni_json_string(omni_json_get(blk, "text"))) != NULL) {
+                evbuffer_add(txt, p, strlen(p));
+            } else if (strcmp(type, "tool_use") == 0) {
+                evbuffer_add(cb, ncalls++ ? ",{\"id\":" : "[{\"id\":", 7);
+                omni_json_write(cb, omni_json_get(blk, "id"));
+                evbuffer_add_printf(cb, ",\"name\":");
+                omni_json_write(cb, omni_json_get(blk, "name"));
+                evbuffer_add_printf(cb, ",\"arguments\":");
+                p = omni_gw_json(a, omni_json_get(blk, "input"), "{}");
+                if (p == NULL) {
+                    goto failed;
+                }
+                omni_json_put_string(cb, p, strlen(p));
+                evbuffer_add(cb, "}", 1);
+            } else if (strcmp(type, "tool_result") == 0) {
+                memset(&msgs[nmsgs], 0, sizeof(msgs[nmsgs]));
+                msgs[nmsgs].role = "tool";
+                msgs[nmsgs].tool_call_id =
+                    omni_json_string(omni_json_get(blk, "tool_use_id"));
+                msgs[nmsgs].content =
+                    omni_gw_text(a, omni_json_get(blk, "content"));
+                v = omni_json_get(blk, "is_error");
+                if (v != NULL) {
+                    omni_json_bool(v, &msgs[nmsgs].is_error);
+                }
+                if (msgs[nmsgs].content == NULL) {
+                    goto failed;
+                }
+                nmsgs++;
+            }
+        }
+        n = evbuffer_get_length(txt);
+        if (n == 0 && ncalls == 0) {
+            continue;
+        }
+        memset(&msgs[nmsgs], 0, sizeof(msgs[nmsgs]));
+        msgs[nmsgs].role = role;
+        msgs[nmsgs].content =
+            omni_arena_strndup(a, (const char *)evbuffer_pullup(txt, -1), n);
+        if (ncalls > 0) {
+            evbuffer_add(cb, "]", 1);
+            msgs[nmsgs].tool_calls = omni_arena_strndup(a,
+                (const char *)evbuffer_pullup(cb, -1), evbuffer_get_length(cb));
+        }
+        nmsgs++;
+    }
+
+    arr = omni_json_get(j, "tools");
+    tools = omni_arena_alloc(a,
+        sizeof(*tools)
+            * (arr != NULL && arr->type == OMNI_JSON_ARRAY ? arr->u.arr.len + 1
+                                                           : 1));
+    if (tools == NULL) {
+        goto failed;
+    }
+    for (i = 0;
+         arr != NULL && arr->type == OMNI_JSON_ARRAY && i < arr->u.arr.len;
+         i++) {
+        e = arr->u.arr.items[i];
+        tools[ntools].name = omni_json_string(omni_json_get(e, "name"));
+        tools[ntools].description =
+            omni_json_string(omni_json_get(e, "description"));
+        tools[ntools].schema = omni_gw_json(
+            a, omni_json_get(e, "input_schema"), "{\"type\":\"object\"}");
+        if (tools[ntools].name == NULL || tools[ntools].schema == NULL) {
+            goto failed;
+        }
+        ntools++;
+    }
+    if (omni_wire_request(body, OMNI_WIRE_OPENAI, g->model,
+            omni_gw_text(a, omni_json_get(j, "system")), msgs, nmsgs, tools,
+            ntools, (int)max, t->stream)
+        != 0) {
+        goto failed;
+    }
+    p = (const char *)evbuffer_pullup(body, -1);
+    n = evbuffer_get_length(body);
+    while (n > 0 && p[n - 1] != '}') {
+        n--;
+    }
+    if (n == 0) {
+        goto failed;
+    }
+    evbuffer_add(out, p, n - 1);
+    if ((v = omni_json_get(j, "temperature")) != NULL
+        && v->type == OMNI_JSON_NUMBER) {
+        evbuffer_add_printf(out, ",\"temperature\":");
+        omni_json_write(out, v);
+    }
+    if ((v = omni_json_get(j, "top_p")) != NULL
+        && v->type == OMNI_JSON_NUMBER) {
+        evbuffer_add_printf(out, ",\"top_p\":");
+        omni_json_write(out, v);
+    }
+    if ((v = omni_json_get(j, "stop_sequences")) != NULL
+        && v->type == OMNI_JSON_ARRAY && v->u.arr.len > 0) {
+        evbuffer_add_printf(out, ",\"stop\":");
+        omni_json_write(out, v);
+    }
+    evbuffer_add(out, "}", 1);
+    rc = 0;
+
+failed:
+    if (body != NULL) {
+        evbuffer_free(body);
+    }
+    if (cb != NULL) {
+        evbuffer_free(cb);
+    }
+    if (txt != NULL) {
+        evbuffer_free(txt);
+    }
+    return rc;
+}
+
+
+/* One Anthropic stream event. */
+static void omni_gw_event(omni_gw_t *t, const char *name, const char *fmt,
+    const char *s, size_t n, const char *tail)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b == NULL) {
+        return;
+    }
+    evbuffer_add_printf(b, "event: %s\ndata: %s", name, fmt);
+    if (s != NULL) {
+        omni_json_put_string(b, s, n);
+    }
+    evbuffer_add_printf(b, "%s\n\n", tail != NULL ? tail : "");
+    omni_respond_chunk(t->r, b);
+    evbuffer_free(b);
+}
+
+
+static void omni_gw_message_start(omni_gw_t *t)
+{
+    struct evbuffer *b;
+
+    if (t->started) {
+        return;
+    }
+    t->started = 1;
+    omni_respond_start(t->r, 200, "text/event-stream");
+    b = evbuffer_new();
+    if (b == NULL) {
+        return;
+    }
+    evbuffer_add_printf(b,
+        "event: message_start\ndata: {\"type\":\"message_start\","
+        "\"message\":{\"id\":\"msg_%.64s\",\"type\":\"message\",\"role\":"
+        "\"assistant\",\"model\":",
+        t->r->request_id);
+    omni_json_put_string(b, t->model, strlen(t->model));
+    evbuffer_add_printf(b,
+        ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,"
+        "\"usage\":{\"input_tokens\":0,\"output_tokens\":0}}}\n\n");
+    omni_respond_chunk(t->r, b);
+    evbuffer_free(b);
+}
+
+
+static const char *omni_gw_stop_reason(const omni_wire_t *w)
+{
+    if (strcmp(w->finish, "tool_calls") == 0 || w->ntools > 0) {
+        return "tool_use";
+    }
+    if (strcmp(w->finish, "length") == 0) {
+        return "max_tokens";
+    }
+    return "end_turn";
+}
+
+
+/* The Anthropic answer's end: the last events, or the whole message. */
+static void omni_gw_anthropic_end(omni_gw_t *t)
+{
+    omni_req_t *r = t->r;
+    struct evbuffer *b = evbuffer_new();
+    int i, base = t->text_open ? 1 : 0;
+    char err[64];
+
+    if (b == NULL) {
+        omni_gw_free(t);
+        omni_respond_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
+    if (t->stream) {
+        omni_gw_message_start(t);
+        if (t->text_open) {
+            omni_gw_event(t, "content_block_stop",
+                "{\"type\":\"content_block_stop\",\"index\":0}", NULL, 0, NULL);
+        }
+        for (i = 0; i < t->w.ntools; i++) {
+            const omni_wire_tool_t *c = &t->w.tools[i];
+
+            evbuffer_add_printf(b,
+                "{\"type\":\"content_block_start\",\"index\":%d,"
+                "\"content_block\":{\"type\":\"tool_use\",\"id\":",
+                base + i);
+            omni_json_put_string(b, c->id.buf ? c->id.buf : "", c->id.len);
+            evbuffer_add_printf(b, ",\"name\":");
+            omni_json_put_string(
+                b, c->name.buf ? c->name.buf : "", c->name.len);
+            evbuffer_add_printf(b, ",\"input\":{}}}");
+            evbuffer_add(b, "", 1);
+            omni_gw_event(t, "content_block_start",
+                (const char *)evbuffer_pullup(b, -1), NULL, 0, NULL);
+            evbuffer_drain(b, evbuffer_get_length(b));
+            evbuffer_add_printf(b,
+                "{\"type\":\"content_block_delta\",\"index\":%d,\"delta\":"
+                "{\"type\":\"input_json_delta\",\"partial_json\":",
+                base + i);
+            evbuffer_add(b, "", 1);
+            omni_gw_event(t, "content_block_delta",
+                (const char *)evbuffer_pullup(b, -1),
+                c->args.buf ? c->args.buf : "{}", c->args.buf ? c->args.len : 2,
+                "}}");
+            evbuffer_drain(b, evbuffer_get_length(b));
+            evbuffer_add_printf(
+                b, "{\"type\":\"content_block_stop\",\"index\":%d}", base + i);
+            evbuffer_add(b, "", 1);
+            omni_gw_event(t, "content_block_stop",
+                (const char *)evbuffer_pullup(b, -1), NULL, 0, NULL);
+            evbuffer_drain(b, evbuffer_get_length(b));
+        }
+        evbuffer_add_printf(b,
+            "event: message_delta\ndata: {\"type\":\"message_delta\","
+            "\"delta\":{\"stop_reason\":\"%s\",\"stop_sequence\":null},"
+            "\"usage\":{\"input_tokens\":%lld,\"output_tokens\":%lld}}\n\n"
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+            omni_gw_stop_reason(&t->w), (long long)t->w.input_tokens,
+            (long long)t->w.output_tokens);
+        omni_respond_chunk(r, b);
+        evbuffer_free(b);
+        omni_gw_free(t);
+        omni_respond_end(r);
+        return;
+    }
+    evbuffer_add_printf(b,
+        "{\"id\":\"msg_%.64s\",\"type\":\"message\",\"role\":\"assistant\","
+        "\"model\":",
+        r->request_id);
+    omni_json_put_string(b, t->model, strlen(t->model));
+    evbuffer_add_printf(b, ",\"content\":[");
+    if (t->w.text.len > 0) {
+        evbuffer_add_printf(b, "{\"type\":\"text\",\"text\":");
+        omni_json_put_string(b, t->w.text.buf, t->w.text.len);
+        evbuffer_add(b, "}", 1);
+    }
+    for (i = 0; i < t->w.ntools; i++) {
+        const omni_wire_tool_t *c = &t->w.tools[i];
+
+        evbuffer_add_printf(b, "%s{\"type\":\"tool_use\",\"id\":",
+            i > 0 || t->w.text.len > 0 ? "," : "");
+        omni_json_put_string(b, c->id.buf ? c->id.buf : "", c->id.len);
+        evbuffer_add_printf(b, ",\"name\":");
+        omni_json_put_string(b, c->name.buf ? c->name.buf : "", c->name.len);
+        /* the arguments were checked as JSON by nobody: an object or {} */
+        evbuffer_add_printf(b, ",\"input\":");
+        if (c->args.len > 0 && c->args.buf[0] == '{'
+            && omni_json_parse(
+                   &r->arena, c->args.buf, c->args.len, NULL, err, sizeof(err))
+                   != NULL) {
+            evbuffer_add(b, c->args.buf, c->args.len);
+        } else {
+            evbuffer_add(b, "{}", 2);
+        }
+        evbuffer_add(b, "}", 1);
+    }
+    evbuffer_add_printf(b,
+        "],\"stop_reason\":\"%s\",\"stop_sequence\":null,\"usage\":{"
+        "\"input_tokens\":%lld,\"output_tokens\":%lld}}\n",
+        omni_gw_stop_reason(&t->w), (long long)t->w.input_tokens,
+        (long long)t->w.output_tokens);
+    omni_gw_free(t);
+    omni_respond(r, 200, "application/json", b);
+    evbuffer_free(b);
+}
+
+
 static int omni_gw_call(omni_gw_t *t)
 {
     const omni_llm_target_t *g = &t->targets[t->target];
@@ -745,7 +1106,9 @@ static int omni_gw_call(omni_gw_t *t)
     req = evbuffer_new();
     if (req == NULL
         || (t->tkind == t->fmt ? omni_gw_body(t, req, g->model)
-                               : omni_gw_translate_request(t, req, g))
+               : t->fmt == OMNI_WIRE_OPENAI
+                   ? omni_gw_translate_request(t, req, g)
+                   : omni_gw_translate_anthropic(t, req, g))
                != 0) {
         goto failed;
     }
@@ -938,7 +1301,11 @@ static void omni_gw_done(omni_gw_t *t)
     struct evbuffer *b;
 
     if (t->tkind != t->fmt) {
-        omni_gw_translated_end(t);
+        if (t->fmt == OMNI_WIRE_ANTHROPIC) {
+            omni_gw_anthropic_end(t);
+        } else {
+            omni_gw_translated_end(t);
+        }
         return;
     }
     if (t->started) {
@@ -1038,7 +1405,8 @@ static int omni_gw_plan(omni_gw_t *t, const char *text, size_t len)
     for (i = 0, n = 0; i < all; i++) {
         if (t->targets[i].type != NULL
             && (strcmp(t->targets[i].type, type) == 0
-                || t->fmt == OMNI_WIRE_OPENAI)) {
+                || strcmp(t->targets[i].type, "openai") == 0
+                || strcmp(t->targets[i].type, "anthropic") == 0)) {
             t->targets[n++] = t->targets[i];
         }
     }
