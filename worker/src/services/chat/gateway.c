@@ -1375,14 +1375,13 @@ static int omni_gw_read(omni_gw_t *t)
 }
 
 
-/* Reads gateway_begin's answer: the targets of the caller's format. */
+/* Reads gateway_begin's answer: the targets and budgets. */
 static int omni_gw_plan(omni_gw_t *t, const char *text, size_t len)
 {
     omni_arena_t *a = &t->r->arena;
     const omni_json_t *j;
-    const char *type = t->fmt == OMNI_WIRE_OPENAI ? "openai" : "anthropic";
     char err[128], msg[400];
-    int i, n, all;
+    int all;
 
     j = omni_json_parse(a, text, len, NULL, err, sizeof(err));
     if (j == NULL
@@ -1402,27 +1401,8 @@ static int omni_gw_plan(omni_gw_t *t, const char *text, size_t len)
         omni_gw_fail(t->r, t->fmt, 404, "model_not_found", msg);
         return -1;
     }
-    for (i = 0, n = 0; i < all; i++) {
-        if (t->targets[i].type != NULL
-            && (strcmp(t->targets[i].type, type) == 0
-                || strcmp(t->targets[i].type, "openai") == 0
-                || strcmp(t->targets[i].type, "anthropic") == 0)) {
-            t->targets[n++] = t->targets[i];
-        }
-    }
-    if (n == 0) {
-        omni_gw_free(t);
-        snprintf(msg, sizeof(msg),
-            "model: `%.128s` is served by a provider of the OpenAI wire "
-            "format, which /v1/messages cannot translate to yet; call it "
-            "at %s",
-            t->model,
-            t->fmt == OMNI_WIRE_OPENAI ? "/v1/messages"
-                                       : "/v1/chat/completions");
-        omni_gw_fail(t->r, t->fmt, 400, "model_format_mismatch", msg);
-        return -1;
-    }
-    t->ntargets = n;
+    /* either format serves either caller: the other one is translated */
+    t->ntargets = all;
     omni_billing_budgets(&t->bud, omni_json_get(j, "budgets"), t->targets,
         t->ntargets, t->input_estimate, t->max_tokens);
     return 0;
