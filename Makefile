@@ -124,7 +124,7 @@ $(BUILD)/paced: tests/bench/paced.c | deps
 unit: $(UNIT_TESTS)
 	@bash tests/unit/run.sh $(UNIT_TESTS)
 
-test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe mcp-node mcp-conformance llm-node ui ui-test-node
+test: deps build $(UNIT_TESTS) $(BUILD)/outbound-probe mcp-node mcp-conformance llm-node ui ui-test-node llm-sdk
 	@bash tests/run.sh $(UNIT_TESTS)
 
 run: deps build ui
@@ -240,3 +240,14 @@ $(LLM_NODE)/node_modules/.package-lock.json: tests/integration/fixtures/llm/pack
 
 llm-node: $(LLM_NODE)/node_modules/.package-lock.json
 .PHONY: llm-node
+
+# the official OpenAI and Anthropic SDKs that test_llm_gateway.py drives
+# through the LLM gateway (fixtures/llm-sdk, pinned by its lockfile)
+LLM_SDK := $(BUILD)/llm-sdk
+$(LLM_SDK)/node_modules/.package-lock.json: tests/integration/fixtures/llm-sdk/package.json tests/integration/fixtures/llm-sdk/package-lock.json
+	@mkdir -p $(LLM_SDK)
+	cp tests/integration/fixtures/llm-sdk/package.json tests/integration/fixtures/llm-sdk/package-lock.json $(LLM_SDK)/
+	cd $(LLM_SDK) && npm ci --no-audit --no-fund
+
+llm-sdk: $(LLM_SDK)/node_modules/.package-lock.json
+.PHONY: llm-sdk

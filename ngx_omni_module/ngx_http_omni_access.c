@@ -314,6 +314,8 @@ ngx_http_omni_complete(ngx_http_request_t *r, ngx_http_omni_loc_conf_t *olcf,
         ctx->values[NGX_HTTP_OMNI_F_USERNAME] = ctx->key_fields[2];
         ctx->values[NGX_HTTP_OMNI_F_ROLES] = ctx->key_fields[3];
         ctx->values[NGX_HTTP_OMNI_F_ROLE] = ctx->key_fields[3];
+        /* the key's id is its token id ($omni_jti) */
+        ctx->values[NGX_HTTP_OMNI_F_JTI] = ctx->key_fields[0];
 
         comma = ngx_strlchr(ctx->key_fields[3].data,
                             ctx->key_fields[3].data + ctx->key_fields[3].len,

@@ -10,6 +10,7 @@
 
 #include "http/api.h"
 #include "services/chat/chat.h"
+#include "services/chat/gateway.h"
 #include "services/chat/turn.h"
 
 #define OMNI_CHAT_ADMIN 0x1  /* admin role only */
@@ -26,7 +27,9 @@ static int omni_chat_init(void)
     omni_chat_api_stmt = omni_db_statement("chat_api",
         "SELECT a.status, a.body FROM omnichat.api($1, $2, $3, $4,"
         " $5::int, $6::uuid, $7::boolean) AS a");
-    return omni_chat_api_stmt < 0 ? -1 : omni_turn_init();
+    return omni_chat_api_stmt < 0 || omni_gateway_init() != 0
+               ? -1
+               : omni_turn_init();
 }
 
 
@@ -245,6 +248,9 @@ static const omni_route_t omni_chat_routes[] = {
         OMNI_CHAT_JSON},
     {"GET", "/api/v1/conversations/{id}/usage", omni_chat_conversations_usage,
         OMNI_CHAT_ID},
+    {"POST", "/v1/chat/completions", omni_gateway_openai, OMNI_CHAT_JSON},
+    {"POST", "/v1/messages", omni_gateway_anthropic, OMNI_CHAT_JSON},
+    {"GET", "/v1/models", omni_gateway_models, OMNI_CHAT_ID},
 };
 
 const omni_service_t omni_chat_service = {

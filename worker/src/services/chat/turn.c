@@ -37,14 +37,13 @@
 #include "io/outbound.h"
 #include "io/publish.h"
 #include "http/api.h"
+#include "services/chat/billing.h"
 #include "services/chat/builtin.h"
 #include "services/chat/turn.h"
 #include "services/chat/wire.h"
 #include "services/mcp/mcp.h"
 
 #define OMNI_TURN_MAX_CONTENT 100000 /* characters of a user message */
-#define OMNI_TURN_LEDGER_MAX 5000    /* rows held; more are dropped */
-#define OMNI_TURN_LEDGER_BATCH 100
 
 enum {
     OMNI_TURN_START = 0,
@@ -55,13 +54,6 @@ enum {
     OMNI_TURN_TOOLS,
     OMNI_TURN_SAVED
 };
-
-typedef struct {
-    const char *provider, *type, *base_url, *key_env, *key_file, *model,
-        *model_id;
-    int max_output_tokens, price_version;
-    double in, out, cached; /* per million tokens */
-} omni_turn_target_t;
 
 typedef struct omni_turn_s omni_turn_t;
 
@@ -85,17 +77,13 @@ struct omni_turn_s {
     struct evbuffer *saved; /* this turn's messages for turn_save */
     int64_t sum_in, sum_out, sum_cached;
 
-    omni_turn_target_t *targets;
+    omni_llm_target_t *targets;
     int ntargets, target;
     omni_wire_msg_t *msgs;
     int nmsgs;
     int64_t input_estimate;
 
-    const char *budget_keys[4];
-    int64_t budget_tokens[4], budget_cost[4]; /* -1: unlimited */
-    int nbudgets, budget_reply;               /* reply: 0 ok, >0 over, -1 */
-    int reserved;                             /* reservations made */
-    int64_t reserve_tokens, reserve_cost;     /* cost in 1e-9 units */
+    omni_budgets_t bud;
 
     omni_out_req_t *q;
     omni_wire_t w;
@@ -109,39 +97,12 @@ struct omni_turn_s {
     int ok;      /* the last attempt succeeded */
     int started; /* the client has had its first byte */
     int gone;    /* the client went away */
-    int64_t billed_tokens, billed_cost;
     struct event *wake;
     struct event *watch; /* looks for a client gone while nothing is
                             written (a slow first token, a whole reply) */
 };
 
-static int omni_turn_begin_stmt, omni_turn_save_stmt, omni_turn_ledger_stmt;
-static omni_outbound_t *omni_turn_out;
-
-static struct {
-    struct evbuffer *rows;
-    int nrows, flushing;
-    struct event *timer;
-    unsigned long long dropped;
-} omni_ledger;
-
-static const char omni_turn_reserve_lua[] =
-    "local t, c = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "for i = 1, #KEYS do\n"
-    "  local lt, lc = tonumber(ARGV[2*i+1]), tonumber(ARGV[2*i+2])\n"
-    "  local ut = tonumber(redis.call('HGET', KEYS[i], 't') or '0')\n"
-    "  local uc = tonumber(redis.call('HGET', KEYS[i], 'c') or '0')\n"
-    "  if (lt >= 0 and ut + t > lt) or (lc >= 0 and uc + c > lc) then\n"
-    "    return i\n"
-    "  end\n"
-    "end\n"
-    "for i = 1, #KEYS do\n"
-    "  redis.call('HINCRBY', KEYS[i], 't', t)\n"
-    "  redis.call('HINCRBY', KEYS[i], 'c', c)\n"
-    "  redis.call('EXPIRE', KEYS[i], 172800)\n"
-    "end\n"
-    "return 0\n";
-
+static int omni_turn_begin_stmt, omni_turn_save_stmt;
 
 int omni_turn_init(void)
 {
@@ -150,137 +111,21 @@ int omni_turn_init(void)
         " FROM omnichat.turn_begin($1, $2, $3, $4, $5::jsonb) AS t");
     omni_turn_save_stmt = omni_db_statement(
         "chat_turn_save", "SELECT omnichat.turn_save($1, $2::uuid, $3::jsonb)");
-    omni_turn_ledger_stmt = omni_db_statement("chat_ledger_insert",
-        "INSERT INTO omnichat.llm_usage (at, user_id, project_id,"
-        " conversation_id, message_id, provider, model, model_id,"
-        " price_version, provider_request_id, input_tokens, output_tokens,"
-        " cached_tokens, cost, status, estimated, latency_ms)"
-        " SELECT to_timestamp(x.at / 1000000.0), x.user_id, x.project_id,"
-        "  x.conversation_id, x.message_id, x.provider, x.model, x.model_id,"
-        "  x.price_version, x.provider_request_id, x.input_tokens,"
-        "  x.output_tokens, x.cached_tokens, x.cost, x.status, x.estimated,"
-        "  x.latency_ms"
-        " FROM jsonb_to_recordset($1::jsonb) AS x(at bigint, user_id text,"
-        "  project_id uuid, conversation_id uuid, message_id uuid,"
-        "  provider text, model text, model_id uuid, price_version int,"
-        "  provider_request_id text, input_tokens int, output_tokens int,"
-        "  cached_tokens int, cost numeric, status text, estimated boolean,"
-        "  latency_ms int)");
     return omni_turn_begin_stmt < 0 || omni_turn_save_stmt < 0
-                   || omni_turn_ledger_stmt < 0
                ? -1
-               : 0;
-}
-
-
-static uint64_t omni_turn_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-
-static uint64_t omni_turn_wall_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-
-/* --- the ledger ----------------------------------------------------------- */
-
-static void omni_ledger_flushed(void *arg, omni_db_status_t st, PGresult *res)
-{
-    omni_ledger.flushing = 0;
-    if (st != OMNI_DB_OK) {
-        omni_log(OMNI_LOG_WARN, "cannot store LLM usage rows", "\"status\":%d",
-            (int)st);
-    }
-}
-
-
-static void omni_ledger_flush(evutil_socket_t fd, short what, void *arg)
-{
-    struct evbuffer *b = omni_ledger.rows;
-    const char *values[1];
-
-    if (omni_ledger.nrows == 0 || omni_ledger.flushing) {
-        return;
-    }
-    evbuffer_add(b, "]", 2);
-    values[0] = (const char *)evbuffer_pullup(b, -1);
-    if (omni_db_query(omni_clients.db, omni_turn_ledger_stmt, 1, values,
-            omni_ledger_flushed, NULL)
-        == OMNI_DB_OK) {
-        omni_ledger.flushing = 1;
-    } else {
-        omni_log(OMNI_LOG_WARN, "LLM usage rows lost: Postgres unavailable",
-            "\"rows\":%d", omni_ledger.nrows);
-    }
-    evbuffer_drain(b, evbuffer_get_length(b));
-    omni_ledger.nrows = 0;
+               : omni_billing_init();
 }
 
 
 int omni_turn_start(void)
 {
-    struct timeval tv = {0, 500000};
-    omni_outbound_config_t cfg = {0};
-
-    cfg.max_bytes = 16 * 1024 * 1024;
-    cfg.timeout_ms = 300000;
-    /* streams last seconds to minutes: a provider holds many at once */
-    cfg.max_inflight = 4096;
-    cfg.max_per_host = 2048;
-    omni_turn_out = omni_outbound_create(omni_clients.base, &cfg);
-    omni_ledger.rows = evbuffer_new();
-    omni_ledger.timer =
-        event_new(omni_clients.base, -1, EV_PERSIST, omni_ledger_flush, NULL);
-    if (omni_turn_out == NULL || omni_ledger.rows == NULL
-        || omni_ledger.timer == NULL) {
-        return -1;
-    }
-    event_add(omni_ledger.timer, &tv);
-    return 0;
+    return omni_billing_start();
 }
 
 
 void omni_turn_stop(void)
 {
-    if (omni_ledger.timer != NULL) {
-        omni_ledger_flush(-1, 0, NULL);
-        event_free(omni_ledger.timer);
-        omni_ledger.timer = NULL;
-    }
-    omni_outbound_destroy(omni_turn_out);
-    omni_turn_out = NULL;
-}
-
-
-static void omni_ledger_str(struct evbuffer *b, const char *k, const char *v)
-{
-    evbuffer_add_printf(b, ",\"%s\":", k);
-    if (v == NULL || v[0] == '\0') {
-        evbuffer_add(b, "null", 4);
-    } else {
-        omni_json_put_string(b, v, strlen(v));
-    }
-}
-
-
-/* The attempt's cost in 1e-9 currency units. */
-static int64_t omni_turn_cost(
-    const omni_turn_target_t *t, int64_t in, int64_t out, int64_t cached)
-{
-    double c = ((double)(in - cached) * t->in + (double)cached * t->cached
-                   + (double)out * t->out)
-               * 1000.0;
-
-    return c > 0 ? llround(c) : 0;
+    omni_billing_stop();
 }
 
 
@@ -288,162 +133,22 @@ static int64_t omni_turn_cost(
 static int64_t omni_ledger_add(
     omni_turn_t *t, const char *status, const char *message_id)
 {
-    const omni_turn_target_t *g = &t->targets[t->target];
-    struct evbuffer *b = omni_ledger.rows;
-    int64_t in = t->w.input_tokens, out = t->w.output_tokens, cost;
-    size_t args = 0;
-    int estimated = 0, i;
+    omni_ledger_row_t row = {0};
+    int64_t cost;
 
-    if (t->w.events > 0
-        && (!t->w.have_usage || !t->w.done || t->w.error[0] != '\0')) {
-        /* a reply that did not finish (cut, abandoned, failed): the
-         * provider's last counts may be partial (Anthropic's message_start
-         * says 1 output token), so output is at least what arrived, input
-         * the estimate when none came */
-        for (i = 0; i < t->w.ntools; i++) {
-            args += t->w.tools[i].args.len;
-        }
-        if (in == 0) {
-            in = t->input_estimate;
-            estimated = 1;
-        }
-        if ((int64_t)((t->w.text.len + args + 3) / 4) > out) {
-            out = (int64_t)((t->w.text.len + args + 3) / 4);
-            estimated = 1;
-        }
-    }
-    cost = omni_turn_cost(g, in, out, t->w.cached_tokens);
-    t->billed_tokens += in + out;
-    t->sum_in += in;
-    t->sum_out += out;
+    row.at_us = t->attempt_wall_us;
+    row.latency_ms = t->latency_ms;
+    row.user = t->user;
+    row.project = t->project;
+    row.conv = t->conv;
+    row.message = message_id;
+    row.status = status;
+    cost = omni_ledger_append(
+        &row, &t->targets[t->target], &t->w, t->input_estimate, &t->bud);
+    t->sum_in += t->w.input_tokens;
+    t->sum_out += t->w.output_tokens;
     t->sum_cached += t->w.cached_tokens;
-    t->billed_cost += cost;
-    t->w.input_tokens = in;
-    t->w.output_tokens = out;
-    if (b == NULL) {
-        return cost;
-    }
-    if (omni_ledger.nrows >= OMNI_TURN_LEDGER_MAX) {
-        omni_ledger.dropped++;
-        return cost;
-    }
-    evbuffer_add(b, omni_ledger.nrows++ ? "," : "[", 1);
-    evbuffer_add_printf(
-        b, "{\"at\":%llu", (unsigned long long)t->attempt_wall_us);
-    omni_ledger_str(b, "user_id", t->user);
-    omni_ledger_str(b, "project_id", t->project);
-    omni_ledger_str(b, "conversation_id", t->conv);
-    omni_ledger_str(b, "message_id", message_id);
-    omni_ledger_str(b, "provider", g->provider);
-    omni_ledger_str(b, "model", g->model);
-    omni_ledger_str(b, "model_id", g->model_id);
-    omni_ledger_str(b, "provider_request_id", t->w.request_id);
-    evbuffer_add_printf(b,
-        ",\"price_version\":%d,\"input_tokens\":%lld,\"output_tokens\":%lld,"
-        "\"cached_tokens\":%lld,\"cost\":%lld.%09lld,\"status\":\"%s\","
-        "\"estimated\":%s,\"latency_ms\":%llu}",
-        g->price_version, (long long)in, (long long)out,
-        (long long)t->w.cached_tokens, (long long)(cost / 1000000000),
-        (long long)(cost % 1000000000), status, estimated ? "true" : "false",
-        (unsigned long long)t->latency_ms);
-    if (omni_ledger.nrows >= OMNI_TURN_LEDGER_BATCH) {
-        omni_ledger_flush(-1, 0, NULL);
-    }
     return cost;
-}
-
-
-/* --- budgets -------------------------------------------------------------- */
-
-static void omni_turn_budget_key(
-    omni_turn_t *t, char *buf, size_t size, const char *key)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-
-    gmtime_r(&now, &tm);
-    snprintf(buf, size, "omni:budget:%s:%04d%02d%02d", key, tm.tm_year + 1900,
-        tm.tm_mon + 1, tm.tm_mday);
-}
-
-
-static void omni_turn_ignore(redisAsyncContext *c, void *reply, void *arg)
-{
-}
-
-
-static void omni_turn_reserved(redisAsyncContext *c, void *reply, void *arg)
-{
-    omni_turn_t *t = arg;
-    redisReply *rep = reply;
-
-    t->budget_reply = rep != NULL && rep->type == REDIS_REPLY_INTEGER
-                          ? (int)rep->integer
-                          : -1;
-    omni_http_resume(t->r);
-}
-
-
-/* Sends the reservation; the handler is resumed with its reply. */
-static int omni_turn_reserve(omni_turn_t *t)
-{
-    const char *argv[4 + 4 + 2 + 8];
-    char keys[4][160], nums[2 + 8][24];
-    int argc = 0, i;
-
-    argv[argc++] = "EVAL";
-    argv[argc++] = omni_turn_reserve_lua;
-    snprintf(nums[0], sizeof(nums[0]), "%d", t->nbudgets);
-    argv[argc++] = nums[0];
-    for (i = 0; i < t->nbudgets; i++) {
-        omni_turn_budget_key(t, keys[i], sizeof(keys[i]), t->budget_keys[i]);
-        argv[argc++] = keys[i];
-    }
-    snprintf(nums[1], sizeof(nums[1]), "%lld", (long long)t->reserve_tokens);
-    argv[argc++] = nums[1];
-    snprintf(nums[2], sizeof(nums[2]), "%lld", (long long)t->reserve_cost);
-    argv[argc++] = nums[2];
-    for (i = 0; i < t->nbudgets; i++) {
-        snprintf(nums[3 + 2 * i], sizeof(nums[0]), "%lld",
-            (long long)t->budget_tokens[i]);
-        snprintf(nums[4 + 2 * i], sizeof(nums[0]), "%lld",
-            (long long)t->budget_cost[i]);
-        argv[argc++] = nums[3 + 2 * i];
-        argv[argc++] = nums[4 + 2 * i];
-    }
-    return omni_redis_command_argv(
-        omni_clients.redis, omni_turn_reserved, t, argc, argv, NULL);
-}
-
-
-/* Gives back what was reserved and not spent (never waits). */
-static void omni_turn_settle(omni_turn_t *t)
-{
-    char key[160], dt[24], dc[24];
-    const char *argv[4];
-    int i;
-
-    if (!t->reserved) {
-        return;
-    }
-    snprintf(dt, sizeof(dt), "%lld",
-        (long long)(t->billed_tokens - t->reserve_tokens * t->reserved));
-    snprintf(dc, sizeof(dc), "%lld",
-        (long long)(t->billed_cost - t->reserve_cost * t->reserved));
-    t->reserved = 0;
-    for (i = 0; i < t->nbudgets; i++) {
-        omni_turn_budget_key(t, key, sizeof(key), t->budget_keys[i]);
-        argv[0] = "HINCRBY";
-        argv[1] = key;
-        argv[2] = "t";
-        argv[3] = dt;
-        omni_redis_command_argv(
-            omni_clients.redis, omni_turn_ignore, NULL, 4, argv, NULL);
-        argv[2] = "c";
-        argv[3] = dc;
-        omni_redis_command_argv(
-            omni_clients.redis, omni_turn_ignore, NULL, 4, argv, NULL);
-    }
 }
 
 
@@ -541,15 +246,6 @@ static const char *omni_turn_str(const omni_json_t *o, const char *k)
 }
 
 
-static double omni_turn_num(const omni_json_t *o, const char *k)
-{
-    double d = 0;
-
-    omni_json_double(omni_json_get(o, k), &d);
-    return d;
-}
-
-
 /* Reads turn_begin's answer into t: 0, or -1 when out of memory. */
 static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
 {
@@ -571,28 +267,10 @@ static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
         t->input_estimate = n;
     }
 
-    arr = omni_json_get(j, "targets");
-    t->ntargets = arr != NULL ? (int)arr->u.arr.len : 0;
-    t->targets = omni_arena_alloc(a, sizeof(*t->targets) * (t->ntargets + 1));
-    if (t->targets == NULL) {
+    t->ntargets =
+        omni_billing_targets(a, omni_json_get(j, "targets"), &t->targets);
+    if (t->ntargets < 0) {
         return -1;
-    }
-    for (i = 0; i < (size_t)t->ntargets; i++) {
-        omni_turn_target_t *g = &t->targets[i];
-
-        e = arr->u.arr.items[i];
-        g->provider = omni_turn_str(e, "provider");
-        g->type = omni_turn_str(e, "type");
-        g->base_url = omni_turn_str(e, "base_url");
-        g->key_env = omni_turn_str(e, "api_key_env");
-        g->key_file = omni_turn_str(e, "api_key_file");
-        g->model = omni_turn_str(e, "model");
-        g->model_id = omni_turn_str(e, "model_id");
-        g->max_output_tokens = (int)omni_turn_num(e, "max_output_tokens");
-        g->price_version = (int)omni_turn_num(e, "price_version");
-        g->in = omni_turn_num(e, "input");
-        g->out = omni_turn_num(e, "output");
-        g->cached = omni_turn_num(e, "cached");
     }
 
     if (omni_json_int(omni_json_get(j, "max_tool_rounds"), &n)) {
@@ -656,34 +334,8 @@ static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
         }
     }
 
-    arr = omni_json_get(j, "budgets");
-    for (i = 0; arr != NULL && i < arr->u.arr.len && i < 4; i++) {
-        e = arr->u.arr.items[i];
-        t->budget_keys[t->nbudgets] = omni_turn_str(e, "key");
-        t->budget_tokens[t->nbudgets] =
-            omni_json_get(e, "tokens_per_day")->type == OMNI_JSON_NULL
-                ? -1
-                : (int64_t)omni_turn_num(e, "tokens_per_day");
-        t->budget_cost[t->nbudgets] =
-            omni_json_get(e, "cost_per_day")->type == OMNI_JSON_NULL
-                ? -1
-                : llround(omni_turn_num(e, "cost_per_day") * 1e9);
-        t->nbudgets++;
-    }
-
-    /* the worst case of any target: input + max_tokens at list price */
-    for (i = 0; i < (size_t)t->ntargets; i++) {
-        const omni_turn_target_t *g = &t->targets[i];
-        int64_t c =
-            omni_turn_cost(g, t->input_estimate, g->max_output_tokens, 0);
-
-        if (t->input_estimate + g->max_output_tokens > t->reserve_tokens) {
-            t->reserve_tokens = t->input_estimate + g->max_output_tokens;
-        }
-        if (c > t->reserve_cost) {
-            t->reserve_cost = c;
-        }
-    }
+    omni_billing_budgets(&t->bud, omni_json_get(j, "budgets"), t->targets,
+        t->ntargets, t->input_estimate, 0);
     return 0;
 }
 
@@ -764,7 +416,7 @@ static void omni_turn_stop_reading(omni_turn_t *t, omni_out_error_t e)
     omni_out_cancel(t->q);
     t->q = NULL;
     t->out_error = e;
-    t->latency_ms = omni_turn_now_ms() - t->attempt_ms;
+    t->latency_ms = omni_billing_now_ms() - t->attempt_ms;
     event_add(t->wake, &(struct timeval){0, 0});
 }
 
@@ -798,7 +450,7 @@ static void omni_turn_on_done(void *arg, const omni_out_result_t *res)
 
     t->q = NULL;
     t->out_error = res->error;
-    t->latency_ms = omni_turn_now_ms() - t->attempt_ms;
+    t->latency_ms = omni_billing_now_ms() - t->attempt_ms;
     omni_http_resume(t->r);
 }
 
@@ -837,7 +489,7 @@ static void omni_turn_client_gone(void *arg)
         omni_out_cancel(t->q);
         t->q = NULL;
         t->out_error = OMNI_OUT_CANCELLED;
-        t->latency_ms = omni_turn_now_ms() - t->attempt_ms;
+        t->latency_ms = omni_billing_now_ms() - t->attempt_ms;
         event_add(t->wake, &now);
     }
     if (t->pending_tools > 0) {
@@ -847,33 +499,10 @@ static void omni_turn_client_gone(void *arg)
 }
 
 
-/* The provider's key from the environment or a secret file, or NULL. */
-static const char *omni_turn_key(omni_turn_t *t, const omni_turn_target_t *g)
-{
-    char buf[4096];
-    size_t n;
-    FILE *f;
-
-    if (g->key_env != NULL) {
-        return getenv(g->key_env);
-    }
-    if (g->key_file == NULL || (f = fopen(g->key_file, "r")) == NULL) {
-        return NULL;
-    }
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    while (n > 0
-           && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) {
-        n--;
-    }
-    return omni_arena_strndup(&t->r->arena, buf, n);
-}
-
-
 /* Starts the attempt on t->target: 0, or -1 when it could not start. */
 static int omni_turn_call(omni_turn_t *t)
 {
-    const omni_turn_target_t *g = &t->targets[t->target];
+    const omni_llm_target_t *g = &t->targets[t->target];
     omni_wire_kind_t kind = strcmp(g->type, "anthropic") == 0
                                 ? OMNI_WIRE_ANTHROPIC
                                 : OMNI_WIRE_OPENAI;
@@ -893,11 +522,11 @@ static int omni_turn_call(omni_turn_t *t)
     t->retry_after[0] = '\0';
     t->out_error = OMNI_OUT_OK;
     t->ran_tools = 0;
-    t->attempt_ms = omni_turn_now_ms();
-    t->attempt_wall_us = omni_turn_wall_us();
+    t->attempt_ms = omni_billing_now_ms();
+    t->attempt_wall_us = omni_billing_wall_us();
     t->latency_ms = 0;
 
-    key = omni_turn_key(t, g);
+    key = omni_billing_key(&t->r->arena, g);
     req = evbuffer_new();
     if (req == NULL
         || omni_wire_request(req, kind, g->model, t->system, t->msgs, t->nmsgs,
@@ -937,7 +566,7 @@ static int omni_turn_call(omni_turn_t *t)
     spec.on_headers = omni_turn_on_headers;
     spec.on_data = omni_turn_on_data;
     spec.on_done = omni_turn_on_done;
-    t->q = omni_out_request(omni_turn_out, &spec, t);
+    t->q = omni_out_request(omni_billing_outbound(), &spec, t);
     rc = t->q != NULL ? 0 : -1;
 
 failed:
@@ -1054,9 +683,9 @@ static void omni_turn_uuid(char out[37])
 static void omni_turn_keep(
     omni_turn_t *t, const char *status, const char *calls, const char *id)
 {
-    const omni_turn_target_t *g = &t->targets[t->target];
+    const omni_llm_target_t *g = &t->targets[t->target];
     struct evbuffer *b = t->saved;
-    int64_t cost = omni_turn_cost(
+    int64_t cost = omni_billing_cost(
         g, t->w.input_tokens, t->w.output_tokens, t->w.cached_tokens);
 
     evbuffer_add_printf(b,
@@ -1072,10 +701,10 @@ static void omni_turn_keep(
         (long long)t->w.input_tokens, (long long)t->w.output_tokens,
         (long long)t->w.cached_tokens, (long long)(cost / 1000000000),
         (long long)(cost % 1000000000),
-        (unsigned long long)(omni_turn_now_ms() - t->attempt_ms), status);
-    omni_ledger_str(b, "provider", g->provider);
-    omni_ledger_str(b, "model", g->model);
-    omni_ledger_str(b, "provider_request_id", t->w.request_id);
+        (unsigned long long)(omni_billing_now_ms() - t->attempt_ms), status);
+    omni_billing_json_str(b, "provider", g->provider);
+    omni_billing_json_str(b, "model", g->model);
+    omni_billing_json_str(b, "provider_request_id", t->w.request_id);
     evbuffer_add(b, "}", 1);
 }
 
@@ -1279,7 +908,7 @@ static void omni_turn_free(omni_turn_t *t)
         evbuffer_free(t->saved);
         t->saved = NULL;
     }
-    omni_turn_settle(t);
+    omni_budgets_settle(&t->bud);
     omni_wire_free(&t->w);
     if (t->body != NULL) {
         evbuffer_free(t->body);
@@ -1386,8 +1015,9 @@ static void omni_turn_answer(omni_turn_t *t, const char *msg, int ok)
             "event: usage\ndata: {\"input_tokens\":%lld,\"output_tokens\":%lld,"
             "\"cached_tokens\":%lld,\"cost\":%lld.%09lld}\n\n",
             (long long)t->sum_in, (long long)t->sum_out,
-            (long long)t->sum_cached, (long long)(t->billed_cost / 1000000000),
-            (long long)(t->billed_cost % 1000000000));
+            (long long)t->sum_cached,
+            (long long)(t->bud.billed_cost / 1000000000),
+            (long long)(t->bud.billed_cost % 1000000000));
         if (ok) {
             evbuffer_add_printf(
                 b, "event: done\ndata: {\"message_id\":\"%s\"}\n\n", idbuf);
@@ -1509,9 +1139,9 @@ void omni_turn_post(omni_req_t *r)
         if (t->watch != NULL) {
             event_add(t->watch, &(struct timeval){0, 250000});
         }
-        if (t->nbudgets > 0) {
+        if (t->bud.n > 0) {
             r->state = OMNI_TURN_RESERVED;
-            if (omni_turn_reserve(t) != 0) {
+            if (omni_budgets_reserve(&t->bud, t->r) != 0) {
                 omni_turn_fail(t, 503, "budget_unavailable",
                     "budgets cannot be checked now (Redis unavailable)");
             }
@@ -1521,15 +1151,15 @@ void omni_turn_post(omni_req_t *r)
 
     case OMNI_TURN_RESERVED:
         if (r->state == OMNI_TURN_RESERVED && t->round > 0
-            && t->budget_reply != 0) {
+            && t->bud.reply != 0) {
             /* a later round of the tool loop: the turn ends here, what it
              * made so far saved */
             snprintf(t->w.error, sizeof(t->w.error), "%s",
-                t->budget_reply > 0 ? "budget_exceeded" : "budget_unavailable");
+                t->bud.reply > 0 ? "budget_exceeded" : "budget_unavailable");
             snprintf(t->w.message, sizeof(t->w.message),
                 "the tool loop stopped: %s",
-                t->budget_reply > 0 ? "the daily budget is spent"
-                                    : "budgets cannot be checked now");
+                t->bud.reply > 0 ? "the daily budget is spent"
+                                 : "budgets cannot be checked now");
             r->state = OMNI_TURN_SAVED;
             t->ok = 0;
             if (omni_turn_save(t) != 0) {
@@ -1539,21 +1169,21 @@ void omni_turn_post(omni_req_t *r)
             return;
         }
         if (r->state == OMNI_TURN_RESERVED) {
-            if (t->budget_reply < 0) {
+            if (t->bud.reply < 0) {
                 omni_turn_fail(t, 503, "budget_unavailable",
                     "budgets cannot be checked now (Redis unavailable)");
                 return;
             }
-            if (t->budget_reply > 0) {
+            if (t->bud.reply > 0) {
                 snprintf(msg, sizeof(msg),
                     "the daily budget of %s is spent (this request may "
                     "need %lld tokens)",
-                    t->budget_keys[t->budget_reply - 1],
-                    (long long)t->reserve_tokens);
+                    t->bud.keys[t->bud.reply - 1],
+                    (long long)t->bud.reserve_tokens);
                 omni_turn_fail(t, 429, "budget_exceeded", msg);
                 return;
             }
-            t->reserved++;
+            t->bud.reserved++;
         }
         if (t->gone) {
             omni_turn_fail(t, 499, "client_disconnected", "client gone");
@@ -1633,11 +1263,11 @@ call:
         }
         omni_turn_tool_results(t);
         t->round++;
-        if (t->nbudgets > 0) {
+        if (t->bud.n > 0) {
             /* every round is a call of its own: reserved like the first */
             r->state = OMNI_TURN_RESERVED;
-            if (omni_turn_reserve(t) != 0) {
-                t->budget_reply = -1;
+            if (omni_budgets_reserve(&t->bud, t->r) != 0) {
+                t->bud.reply = -1;
                 event_add(t->wake, &(struct timeval){0, 0});
             }
             return;
