@@ -844,7 +844,7 @@ static void omni_turn_run_tools(omni_turn_t *t, const char *calls)
         res->t = t;
         omni_turn_sse_tool(t, "tool_call", c->id.buf, c->name.buf, "arguments",
             c->args.buf, 0);
-        res->call = omni_mcp_tool_call_user(
+        res->call = omni_mcp_tool_call(
             role, t->user, c->name.buf, c->args.buf, omni_turn_tool_done, res);
         if (res->call == NULL) {
             omni_turn_tool_done(res, 1, "out of memory", 13);

@@ -249,16 +249,8 @@ static int omni_mcp_tool_builtin(omni_mcp_tool_call_t *c, const omni_json_t *j)
 }
 
 
-omni_mcp_tool_call_t *omni_mcp_tool_call(const char *role, const char *name,
-    const char *args, omni_mcp_tool_done_pt done, void *arg)
-{
-    return omni_mcp_tool_call_user(role, NULL, name, args, done, arg);
-}
-
-
-omni_mcp_tool_call_t *omni_mcp_tool_call_user(const char *role,
-    const char *user, const char *name, const char *args,
-    omni_mcp_tool_done_pt done, void *arg)
+omni_mcp_tool_call_t *omni_mcp_tool_call(const char *role, const char *user,
+    const char *name, const char *args, omni_mcp_tool_done_pt done, void *arg)
 {
     omni_mcp_tool_call_t *c = calloc(1, sizeof(*c));
     const char *sep = name != NULL ? strstr(name, "__") : NULL;
