@@ -537,6 +537,8 @@ up() {
         || fail "https://localhost:$https_port/health did not answer in 30 s"
 
     say "nginx on https://localhost:$https_port and http://localhost:$http_port"
+    say "the admin page: https://localhost:$https_port/ (admin@localhost," \
+        "password in $run/admin-password)"
 }
 
 

@@ -1,6 +1,7 @@
 """The test stack itself: services start, answer, and leave nothing behind."""
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -83,7 +84,8 @@ def test_local_stack_starts_in_a_0700_home_directory():
     enter (mode 0700, as /root): the stack starts (as root, its run
     directory goes under /var/lib/omni, which the postgres and www-data
     users can reach, and .run links to it), the admin logs in through the
-    gateway with .run/admin-password, Redis refuses a client without
+    gateway with .run/admin-password, the admin page is served at the URL
+    `make up` prints (issue 21), Redis refuses a client without
     .run/redis-password, and `make down` stops everything."""
     home = stack.make_tmpdir("omni-test-home-")
     home.chmod(0o700)
@@ -93,6 +95,8 @@ def test_local_stack_starts_in_a_0700_home_directory():
     shutil.copytree(stack.SQL_DIR, repo / "sql")
     for name in ("omni-worker", "ngx_http_omni_module.so"):
         (repo / "build" / name).symlink_to(stack.BUILD / name)
+    assert (stack.BUILD / "ui" / "index.html").exists(), "make ui"
+    shutil.copytree(stack.BUILD / "ui", repo / "build" / "ui")
 
     ports = {v: stack.free_port() for v in (
         "OMNI_HTTP_PORT", "OMNI_HTTPS_PORT", "OMNI_PG_PORT",
@@ -119,6 +123,20 @@ def test_local_stack_starts_in_a_0700_home_directory():
             verify=str(run / "tls" / "cert.pem"), timeout=30)
         assert r.status_code == 200, r.text
         assert r.json()["access_token"]
+
+        page = "https://localhost:%d/" % ports["OMNI_HTTPS_PORT"]
+        assert page in up.stdout, up.stdout
+        r = requests.get(page, verify=str(run / "tls" / "cert.pem"),
+                         timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.headers["Content-Type"].startswith("text/html")
+        assert "Content-Security-Policy" in r.headers
+        script = re.search(r'src="(/assets/[^"]+\.js)"', r.text)
+        assert script, r.text
+        r = requests.get(page.rstrip("/") + script.group(1),
+                         verify=str(run / "tls" / "cert.pem"), timeout=30)
+        assert r.status_code == 200 and "immutable" in \
+            r.headers.get("Cache-Control", ""), r.headers
 
         secret = run / "redis-password"
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600
