@@ -100,13 +100,19 @@ def run(pg, redis):
         # (module + worker + Postgres) vs activity (the module alone)
         owner = str(uuid.uuid4())
         cid = str(uuid.uuid4())
-        pg.sql("CREATE SCHEMA IF NOT EXISTS omnichat;"
-               " CREATE TABLE IF NOT EXISTS omnichat.conversations"
-               " (id uuid PRIMARY KEY, user_id text NOT NULL);"
-               " GRANT USAGE ON SCHEMA omnichat TO omni;"
-               " GRANT SELECT ON omnichat.conversations TO omni;"
-               " INSERT INTO omnichat.conversations VALUES ('%s', '%s')"
-               % (cid, owner), dbname="omni")
+        # the owner's conversation, with the project and prompt version
+        # the chat schema (sql/009) requires
+        pg.sql("WITH p AS (INSERT INTO omnichat.projects (user_id, name)"
+               "  VALUES (%(o)s, 'bench') RETURNING id),"
+               " q AS (INSERT INTO omnichat.prompts (project_id, user_id,"
+               "  name) SELECT id, %(o)s, 'bench' FROM p RETURNING id),"
+               " v AS (INSERT INTO omnichat.prompt_versions (prompt_id,"
+               "  user_id, version, content) SELECT id, %(o)s, 1, 'bench'"
+               "  FROM q RETURNING id)"
+               " INSERT INTO omnichat.conversations (id, user_id, project_id,"
+               "  prompt_version_id, model)"
+               " SELECT %(c)s, %(o)s, p.id, v.id, 'bench' FROM p, v",
+               {"o": owner, "c": cid}, dbname="omni")
         own = nginx.token(sub=owner, role="user", lifetime=3600)
         act_ms = _subscribe_ms(port, "/events/activity", viewer)
         conv_ms = _subscribe_ms(port, "/events/conversation-" + cid, own)
