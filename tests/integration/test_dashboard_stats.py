@@ -460,6 +460,40 @@ def test_cached_stats_and_charts_expire_after_their_refresh_interval(
         _put_config(dash_gateway, "refresh_interval", REFRESH_DEFAULTS)
 
 
+def test_expired_cache_rows_are_swept(pg, redis_server, dash_db):
+    """Rows of users who stopped looking do not stay for good: a worker
+    deletes the rows that expired over a minute ago soon after it starts
+    (then every minute); fresh and just-expired rows stay."""
+    pg.sql("DELETE FROM omni2_dashboard.dashboard_cache;"
+           " INSERT INTO omni2_dashboard.dashboard_cache"
+           " (key, value, expires_at, generation)"
+           " SELECT 'stats:24h:gone-' || i, '{}', now() - interval '2 hours',"
+           "  0 FROM generate_series(1, 50) AS i;"
+           " INSERT INTO omni2_dashboard.dashboard_cache"
+           " (key, value, expires_at, generation) VALUES"
+           " ('stats:24h:fresh', '{}', now() + interval '1 hour', 0),"
+           " ('stats:24h:just-expired', '{}', now() - interval '5 seconds', 0)",
+           dbname=dash_db)
+    d = stack.make_tmpdir("omni-test-dash-sweep-")
+    w = stack.Worker(pg, redis_server, workdir=d,
+                     env={"OMNI_DATABASE_URL": pg.url(dash_db)})
+    try:
+        w.start()
+
+        def keys():
+            return sorted(row[0] for row in pg.sql(
+                "SELECT key FROM omni2_dashboard.dashboard_cache",
+                dbname=dash_db))
+        stack.wait_until(lambda: len(keys()) == 2, 10,
+                         "the expired rows swept")
+        assert keys() == ["stats:24h:fresh", "stats:24h:just-expired"]
+    finally:
+        w.destroy()
+        report = w.sanitizer_report()
+        shutil.rmtree(d, ignore_errors=True)
+        assert report is None, report
+
+
 # --- parameters --------------------------------------------------------------
 
 @pytest.mark.parametrize("path, params, name", [

@@ -37,7 +37,8 @@ static int omni_dashboard_init(void)
 /* the rollups count every request of this process, whatever its service */
 static int omni_dashboard_start(void)
 {
-    if (omni_http_observe(omni_rollup_request) != 0) {
+    if (omni_http_observe(omni_rollup_request) != 0
+        || omni_dashboard_cache_sweep_start() != 0) {
         return -1;
     }
     return omni_rollup_start(
@@ -45,8 +46,15 @@ static int omni_dashboard_start(void)
 }
 
 
+static void omni_dashboard_stop(void (*done)(void *), void *arg)
+{
+    omni_dashboard_cache_sweep_stop();
+    omni_rollup_final_flush(done, arg);
+}
+
+
 const omni_service_t omni_dashboard_service = {.name = "dashboard",
     OMNI_SERVICE_ROUTES(omni_dashboard_routes),
     .init = omni_dashboard_init,
     .start = omni_dashboard_start,
-    .stop = omni_rollup_final_flush};
+    .stop = omni_dashboard_stop};

@@ -32,6 +32,12 @@ int omni_settings_init(void);
 int omni_dashboard_stats_init(void);
 int omni_activity_init(void);
 
+/* Worker processes: deletes the dashboard_cache rows that expired a minute
+ * ago, a second after start and then every minute (start: 0, or -1 when
+ * the timer cannot be armed). */
+int omni_dashboard_cache_sweep_start(void);
+void omni_dashboard_cache_sweep_stop(void);
+
 /* handlers (the routes in dashboard.c) */
 void omni_settings_list(omni_req_t *r);
 void omni_settings_get(omni_req_t *r);

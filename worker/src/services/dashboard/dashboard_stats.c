@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/http.h>
 
 #include "io/clients.h"
@@ -75,7 +76,8 @@ static char omni_stats_sql[sizeof(omni_stats_head) + sizeof(omni_stats_tail)
                            + OMNI_HIST_BUCKETS * 20];
 
 static int omni_stats_lookup_stmt, omni_stats_stmt, omni_cache_store_stmt;
-static int omni_chart_lookup_stmt, omni_chart_stmt;
+static int omni_chart_lookup_stmt, omni_chart_stmt, omni_cache_sweep_stmt;
+static struct event *omni_cache_sweep_timer;
 
 typedef struct {
     const char *name; /* stats: the period */
@@ -107,6 +109,12 @@ int omni_dashboard_stats_init(void)
         " WHERE key = $1 AND" OMNI_CACHE_FRESH(""));
 
     omni_stats_stmt = omni_db_statement("dashboard_stats", omni_stats_sql);
+
+    /* an expired answer is never served, but the rows of a user who
+     * stopped looking would stay for good (a set per user and scope) */
+    omni_cache_sweep_stmt = omni_db_statement("dashboard_cache_sweep",
+        "DELETE FROM omni2_dashboard.dashboard_cache"
+        " WHERE expires_at < now() - interval '1 minute'");
 
     /* kept as long as the dashboard waits between polls ($4: "stats" or
      * "charts"); an answer of an older generation never replaces a newer
@@ -191,9 +199,48 @@ int omni_dashboard_stats_init(void)
 
     return omni_stats_lookup_stmt < 0 || omni_stats_stmt < 0
                    || omni_cache_store_stmt < 0 || omni_chart_lookup_stmt < 0
-                   || omni_chart_stmt < 0
+                   || omni_chart_stmt < 0 || omni_cache_sweep_stmt < 0
                ? -1
                : 0;
+}
+
+
+static void omni_cache_swept(void *arg, omni_db_status_t st, PGresult *res)
+{
+}
+
+
+static void omni_cache_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    /* every process sweeps: an empty DELETE through the expires_at index
+     * costs less than electing one */
+    struct timeval every = {60, 0};
+
+    omni_db_query(omni_clients.db, omni_cache_sweep_stmt, 0, NULL,
+        omni_cache_swept, NULL);
+    evtimer_add(omni_cache_sweep_timer, &every);
+}
+
+
+int omni_dashboard_cache_sweep_start(void)
+{
+    struct timeval soon = {1, 0};
+
+    omni_cache_sweep_timer =
+        evtimer_new(omni_clients.base, omni_cache_sweep, NULL);
+    return omni_cache_sweep_timer == NULL
+                   || evtimer_add(omni_cache_sweep_timer, &soon) != 0
+               ? -1
+               : 0;
+}
+
+
+void omni_dashboard_cache_sweep_stop(void)
+{
+    if (omni_cache_sweep_timer != NULL) {
+        event_free(omni_cache_sweep_timer);
+        omni_cache_sweep_timer = NULL;
+    }
 }
 
 
