@@ -392,3 +392,48 @@ def test_redis_through_sentinels_passes(nginx_t):
 def test_bad_sentinel_address_fails_naming_it(nginx_t, addr):
     assert_fails(nginx_t(http="omni_redis %s;" % addr), "omni_redis",
                  "sentinel|Sentinel")
+
+
+# --- the product's configuration: how long nginx waits for the worker --------
+
+def _locations(text):
+    """{location args: its directives' text} of conf/nginx.conf.in's main
+    server (nested blocks' text included in their parent's)."""
+    out, stack_ = {}, []
+    for m in re.finditer(r"[{}]", text):
+        if m.group() == "{":
+            head = text[text.rfind("\n", 0, m.start()) + 1:m.start()].strip()
+            stack_.append((head, m.end()))
+        else:
+            head, start = stack_.pop()
+            if head.startswith("location "):
+                out.setdefault(head[len("location "):].strip(),
+                               text[start:m.start()])
+    return out
+
+
+def _read_timeout(body):
+    m = re.search(r"^\s*proxy_read_timeout\s+(\d+)s;", body, re.M)
+    return int(m.group(1)) if m else None
+
+
+def test_model_and_tool_calls_wait_past_the_workers_own_limit():
+    """A model or a tool may be silent for up to the worker's own limit
+    (300 s: a provider call, a server's timeout_ms): nginx must wait
+    longer on those routes, so the caller gets the worker's error in its
+    own format, not nginx's 504 after 60 s; other API routes keep 60 s."""
+    text = (stack.REPO / "conf" / "nginx.conf.in").read_text()
+    proxy = (stack.REPO / "conf" / "omni-proxy.conf").read_text()
+    assert _read_timeout(proxy) is None, \
+        "omni-proxy.conf must leave the read timeout to each location"
+    server = re.search(r"^        proxy_read_timeout (\d+)s;", text, re.M)
+    assert server and int(server.group(1)) == 60
+    locs = _locations(text)
+    long_ones = ['/v1/', '~ "^/mcp(/[a-z0-9][a-z0-9-]{0,31})?$"',
+                 '= /api/v1/mcp/tools/call',
+                 '~ "^/api/v1/conversations/[^/]+/messages$"']
+    for loc in long_ones:
+        assert loc in locs, (loc, sorted(locs))
+        assert (_read_timeout(locs[loc]) or 0) > 300, loc
+    for loc in ("/api/", "/auth/", "/api/v1/users"):
+        assert _read_timeout(locs[loc]) is None, loc
