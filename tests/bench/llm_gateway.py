@@ -24,7 +24,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -88,7 +87,8 @@ def _wrk(url, body, headers, pids, lua_dir):
     """One wrk round of POSTs: (requests/s, p50 ms, p99 ms, CPU us of
     pids per request, non-2xx responses)."""
     lua = lua_dir / ("post-%s.lua" % uuid.uuid4().hex[:8])
-    lines = ["wrk.method = \"POST\"", "wrk.body = %s" % json.dumps(json.dumps(body)),
+    lines = ["wrk.method = \"POST\"",
+             "wrk.body = %s" % json.dumps(json.dumps(body)),
              "wrk.headers[\"Content-Type\"] = \"application/json\""]
     lines += ["wrk.headers[%s] = %s" % (json.dumps(k), json.dumps(v))
               for k, v in headers.items()]

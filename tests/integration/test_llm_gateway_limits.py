@@ -6,8 +6,6 @@ nginx to @copilotkit/aimock (fixtures of test_llm_gateway.py)."""
 import random
 import time
 
-import pytest
-
 from auth_support import admin, auth_gw, auth_nginx, create_key, \
     new_user  # noqa: F401 (fixtures)
 from test_chat_aimock import aimock  # noqa: F401 (fixture)
@@ -40,7 +38,7 @@ def set_limits(worker, key_id, **limits):
     return r.json()
 
 
-# --- aliases ------------------------------------------------------------------
+# --- aliases -----------------------------------------------------------------
 
 def test_alias_admin_api_validates_with_named_fields(worker, openai_models):
     t = {"provider": openai_models["provider"],
@@ -182,7 +180,7 @@ def test_alias_with_no_live_target_is_404(worker, auth_gw, caller,
     assert name not in ids and m["tools"] in ids
 
 
-# --- per-key limits -----------------------------------------------------------
+# --- per-key limits ----------------------------------------------------------
 
 def test_key_over_its_tokens_per_minute_gets_a_typed_429(
         worker, auth_gw, auth_nginx, models, migrated):
