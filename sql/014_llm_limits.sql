@@ -263,42 +263,62 @@ COMMENT ON FUNCTION omnichat.gateway_api(text, text, text, text, int, uuid,
     'omnichat.api() is; returns the HTTP status and the JSON body.';
 
 
--- What the gateway asks once a request: omnichat.gateway_begin()'s targets
--- and budgets, the alias's targets in order when the model name is one,
--- and the calling API key's limits (null: none).
+-- What the gateway asks once a request: the targets of the model name (an
+-- alias's in order; else the model, by provider name when several serve
+-- it, then that model's fallbacks: omnichat.gateway_begin()'s), the
+-- caller's daily budgets and the calling API key's limits (null: none).
+-- PL/pgSQL, whose statements' plans are cached in the session: the SQL
+-- function gateway_begin() is planned again at every call (a few times
+-- the CPU of this one).
 CREATE FUNCTION omnichat.gateway_plan(p_user text, p_model text, p_key text)
     RETURNS jsonb
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
 AS $$
-    SELECT omnichat.gateway_begin(p_user, CASE WHEN a.id IS NULL
-                                               THEN p_model END)
-        || CASE WHEN a.id IS NULL THEN '{}'::jsonb ELSE jsonb_build_object(
-            'alias', a.name,
-            'targets', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                    'provider', p.name, 'type', p.type,
-                    'base_url', p.base_url, 'api_key_env', p.api_key_env,
-                    'api_key_file', p.api_key_file, 'model', m.name,
-                    'model_id', m.id,
-                    'max_output_tokens', m.max_output_tokens,
-                    'price_version', pr.version, 'input', pr.input,
-                    'output', pr.output, 'cached', pr.cached)
-                    ORDER BY w.ord), '[]')
-                FROM jsonb_array_elements(a.targets)
-                    WITH ORDINALITY AS w(e, ord)
-                JOIN omnichat.providers AS p ON p.name = w.e->>'provider'
-                JOIN omnichat.models AS m ON m.provider_id = p.id
-                    AND m.name = w.e->>'model' AND m.active
-                JOIN LATERAL (SELECT * FROM omnichat.model_prices AS x
-                              WHERE x.model_id = m.id
-                              ORDER BY x.version DESC LIMIT 1) AS pr
-                    ON true)) END
-        || jsonb_build_object('limits', (SELECT jsonb_build_object(
+DECLARE
+    v_alias text;
+    v_wanted jsonb;
+BEGIN
+    SELECT a.name, a.targets INTO v_alias, v_wanted
+    FROM omnichat.model_aliases AS a WHERE a.name = p_model;
+    IF v_alias IS NULL THEN
+        SELECT jsonb_build_array(jsonb_build_object('provider', p.name,
+                   'model', m.name)) || m.fallbacks
+        INTO v_wanted
+        FROM omnichat.models AS m
+        JOIN omnichat.providers AS p ON p.id = m.provider_id
+        WHERE m.name = p_model AND m.active
+        ORDER BY p.name LIMIT 1;
+    END IF;
+    RETURN jsonb_build_object(
+        'targets', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'provider', p.name, 'type', p.type, 'base_url', p.base_url,
+                'api_key_env', p.api_key_env, 'api_key_file', p.api_key_file,
+                'model', m.name, 'model_id', m.id,
+                'max_output_tokens', m.max_output_tokens,
+                'price_version', pr.version, 'input', pr.input,
+                'output', pr.output, 'cached', pr.cached) ORDER BY w.ord),
+                '[]')
+            FROM jsonb_array_elements(coalesce(v_wanted, '[]'))
+                WITH ORDINALITY AS w(e, ord)
+            JOIN omnichat.providers AS p ON p.name = w.e->>'provider'
+            JOIN omnichat.models AS m ON m.provider_id = p.id
+                AND m.name = w.e->>'model' AND m.active
+            JOIN LATERAL (SELECT * FROM omnichat.model_prices AS x
+                          WHERE x.model_id = m.id
+                          ORDER BY x.version DESC LIMIT 1) AS pr ON true),
+        'budgets', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'key', b.scope || ':' || b.target,
+                'tokens_per_day', b.tokens_per_day,
+                'cost_per_day', b.cost_per_day)), '[]')
+            FROM omnichat.budgets AS b
+            WHERE b.scope = 'user' AND b.target = p_user),
+        'limits', (SELECT jsonb_build_object(
                 'tokens_per_minute', l.tokens_per_minute,
                 'requests_per_minute', l.requests_per_minute)
             FROM omnichat.key_limits AS l
-            WHERE l.api_key_id = omnichat.uuid_or_null(p_key)))
-    FROM (SELECT 1) AS one
-    LEFT JOIN omnichat.model_aliases AS a ON a.name = p_model
+            WHERE l.api_key_id = omnichat.uuid_or_null(p_key)),
+        'alias', v_alias);
+END
 $$;
 
 

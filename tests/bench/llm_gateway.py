@@ -83,9 +83,10 @@ def _cpu_ns(pids):
     return total
 
 
-def _wrk(url, body, headers, pids, lua_dir):
+def _wrk(url, body, headers, pids, lua_dir, backing=()):
     """One wrk round of POSTs: (requests/s, p50 ms, p99 ms, CPU us of
-    pids per request, non-2xx responses)."""
+    pids per request, non-2xx responses, CPU us of backing per
+    request)."""
     lua = lua_dir / ("post-%s.lua" % uuid.uuid4().hex[:8])
     lines = ["wrk.method = \"POST\"",
              "wrk.body = %s" % json.dumps(json.dumps(body)),
@@ -93,12 +94,12 @@ def _wrk(url, body, headers, pids, lua_dir):
     lines += ["wrk.headers[%s] = %s" % (json.dumps(k), json.dumps(v))
               for k, v in headers.items()]
     lua.write_text("\n".join(lines) + "\n")
-    cpu0 = _cpu_ns(pids)
+    cpu0, back0 = _cpu_ns(pids), _cpu_ns(backing)
     out = subprocess.run(
         _client(["wrk", "-t1", "-c", str(CONNS), "-d", "%ds" % SECONDS,
                  "--latency", "-s", str(lua), url]),
         capture_output=True, text=True, check=True).stdout
-    cpu1 = _cpu_ns(pids)
+    cpu1, back1 = _cpu_ns(pids), _cpu_ns(backing)
     rps = float(out.split("Requests/sec:")[1].split()[0])
     total = int(out.split(" requests in ")[0].split()[-1])
     bad = int(out.split("Non-2xx or 3xx responses:")[1].split()[0]) \
@@ -113,7 +114,7 @@ def _wrk(url, body, headers, pids, lua_dir):
         return float(v)
 
     return (rps, lat(50), lat(99), (cpu1 - cpu0) / 1000 / max(total, 1),
-            bad)
+            bad, (back1 - back0) / 1000 / max(total, 1))
 
 
 def _up(port):
@@ -208,27 +209,30 @@ def run(pg, redis):
         front = [nginx.proc.pid] + stack.children_of(nginx.proc.pid) \
             + [worker.pid] + (worker.children() or [])
         proxy_pids = [proxy.proc.pid] + stack.children_of(proxy.proc.pid)
+        backing = [redis.proc.pid, pg.proc.pid] \
+            + stack.children_of(pg.proc.pid)
         cases = [
             ("nginx `proxy_pass` to aimock (baseline)",
              "http://127.0.0.1:%d/v1/chat/completions" % proxy.port,
-             small, {}, proxy_pids),
+             small, {}, proxy_pids, ()),
             ("Omni `/v1/chat/completions`, API key (auth, plan, ledger)",
              nginx.http_url("/v1/chat/completions"), small,
-             {"Authorization": "Bearer " + key}, front),
+             {"Authorization": "Bearer " + key}, front, backing),
             ("  the same key with a tokens + requests per minute limit",
              nginx.http_url("/v1/chat/completions"), small,
-             {"Authorization": "Bearer " + limited["key"]}, front),
+             {"Authorization": "Bearer " + limited["key"]}, front,
+             backing),
             ("  the same, the model named by an alias",
              nginx.http_url("/v1/chat/completions"),
              dict(small, model=alias),
-             {"Authorization": "Bearer " + key}, front),
+             {"Authorization": "Bearer " + key}, front, backing),
         ]
-        for _, url, b, h, pids in cases:   # warm-up
-            _wrk(url, b, h, pids, d)
+        for _, url, b, h, pids, back in cases:   # warm-up
+            _wrk(url, b, h, pids, d, back)
         rounds = [[] for _ in cases]
         for _ in range(ROUNDS):
-            for i, (_, url, b, h, pids) in enumerate(cases):
-                rounds[i].append(_wrk(url, b, h, pids, d))
+            for i, (_, url, b, h, pids, back) in enumerate(cases):
+                rounds[i].append(_wrk(url, b, h, pids, d, back))
         load = os.getloadavg()
         lines = [
             "| LLM gateway: stream from the double directly (20 deltas, "
@@ -243,15 +247,17 @@ def run(pg, redis):
                o_gap - d_gap),
         ]
         base = statistics.median(r[0] for r in rounds[0])
-        for (name, _, _, _, _), rs in zip(cases, rounds):
+        for (name, _, _, _, _, back), rs in zip(cases, rounds):
             rps = statistics.median(r[0] for r in rs)
             lines.append(
                 "| LLM gateway non-streamed: %s | %.0f | %.0f-%.0f | %.2f | "
-                "%.2f | %.0f%%, %.0f us CPU/req in front of aimock%s | |"
+                "%.2f | %.0f%%, CPU/req: %.0f us in front of aimock%s%s | |"
                 % (name, rps, min(r[0] for r in rs), max(r[0] for r in rs),
                    statistics.median(r[1] for r in rs),
                    statistics.median(r[2] for r in rs), 100 * rps / base,
                    statistics.median(r[3] for r in rs),
+                   " + %.0f us Redis and Postgres"
+                   % statistics.median(r[5] for r in rs) if back else "",
                    ", %d non-2xx" % sum(r[4] for r in rs)
                    if any(r[4] for r in rs) else ""))
         lines.append("LLM gateway rows: %d rounds of %d s, %d connections, "
