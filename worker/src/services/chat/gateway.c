@@ -84,7 +84,7 @@ typedef struct {
     struct event *wake;
 } omni_gw_t;
 
-static int omni_gw_begin_stmt, omni_gw_models_stmt;
+static int omni_gw_plan_stmt, omni_gw_models_stmt;
 
 static void omni_gw_event(omni_gw_t *t, const char *name, const char *fmt,
     const char *s, size_t n, const char *tail);
@@ -93,11 +93,11 @@ static void omni_gw_message_start(omni_gw_t *t);
 
 int omni_gateway_init(void)
 {
-    omni_gw_begin_stmt = omni_db_statement(
+    omni_gw_plan_stmt = omni_db_statement(
         "llm_gateway_plan", "SELECT omnichat.gateway_plan($1, $2, $3)");
     omni_gw_models_stmt = omni_db_statement(
         "llm_gateway_catalog", "SELECT omnichat.gateway_catalog()");
-    return omni_gw_begin_stmt < 0 || omni_gw_models_stmt < 0 ? -1 : 0;
+    return omni_gw_plan_stmt < 0 || omni_gw_models_stmt < 0 ? -1 : 0;
 }
 
 
@@ -1461,7 +1461,7 @@ static void omni_gw_post(omni_req_t *r, omni_wire_kind_t fmt)
         values[2] =
             t->api_key != NULL && t->api_key[0] != '\0' ? t->api_key : NULL;
         r->state = OMNI_GW_PLANNED;
-        omni_api_query(r, omni_gw_begin_stmt, 3, values);
+        omni_api_query(r, omni_gw_plan_stmt, 3, values);
         return;
 
     case OMNI_GW_PLANNED:
