@@ -20,6 +20,7 @@ tests/bench/llm_gateway.py"""
 
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -157,7 +158,9 @@ def run(pg, redis):
         port = nginx.http_port
         admin = nginx.token(sub=str(uuid.uuid4()), role="admin",
                             lifetime=3600)
-        suffix = uuid.uuid4().hex[:8]
+        # aimock matches a model name with a numeric suffix to its fixture
+        # (aimock-text-123), not any suffix
+        suffix = str(random.randrange(10 ** 8, 10 ** 9))
         (d / "key").write_text("sk-bench\n")
         for kind, url, models in (
                 ("double", "http://127.0.0.1:%d" % dport, ["bench"]),
@@ -227,8 +230,9 @@ def run(pg, redis):
              dict(small, model=alias),
              {"Authorization": "Bearer " + key}, front, backing),
         ]
-        for _, url, b, h, pids, back in cases:   # warm-up
-            _wrk(url, b, h, pids, d, back)
+        for name, url, b, h, pids, back in cases:   # warm-up
+            if _wrk(url, b, h, pids, d, back)[4]:
+                raise RuntimeError("non-2xx answers: " + name)
         rounds = [[] for _ in cases]
         for _ in range(ROUNDS):
             for i, (_, url, b, h, pids, back) in enumerate(cases):
