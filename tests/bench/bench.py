@@ -25,6 +25,11 @@ same run on the same machine (SPEC section 9).
   + worker, TTFT p50 and gap p99;          1,000 concurrent slow streams on
   concurrent streams, RSS                   one worker process, RSS by batch
                                             (tests/bench/chat.py)
+  LLM gateway: /v1/chat/completions     vs  the double directly (added TTFT,
+  streamed, and non-streamed req/s         gap p50/p99); nginx `proxy_pass`
+  with an API key, a TPM-limited key,      to aimock (req/s, CPU per request)
+  an alias                                 (tests/bench/llm_gateway.py;
+                                            alone: `bench.py llm`)
   ledger: non-streamed turns at 500/s   vs  the same with the ledger's rows
   open loop, rate reached, p50/p99          discarded (and without the
                                             dashboard rollup)
@@ -61,6 +66,7 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 import authrequest  # noqa: E402
 import chat  # noqa: E402
 import ledger  # noqa: E402
+import llm_gateway  # noqa: E402
 import dashboard  # noqa: E402
 import events  # noqa: E402
 import gateway  # noqa: E402
@@ -345,6 +351,18 @@ def main():
             os.sched_setaffinity(0, SERVER_CPUS)
         mcp_only()
         return
+    if sys.argv[1:] == ["llm"]:
+        pg, redis = stack.Postgres().init(), stack.Redis().start()
+        try:
+            res = stack.migrate(["up"], pg.url(),
+                                binary=stack.BUILD / "omni-worker")
+            if res.returncode:
+                raise RuntimeError(res.stderr)
+            print("\n".join(llm_gateway.run(pg, redis)))
+        finally:
+            redis.destroy()
+            pg.destroy()
+        return
     only_gateway = sys.argv[1:] == ["gateway"]
     if CLIENT_CPUS is not None:
         # every server started from here inherits the servers' CPUs
@@ -420,6 +438,7 @@ def main():
                          product)
         lines += mcp_rows(nginx)
         lines += chat.run(pg, redis)
+        lines += llm_gateway.run(pg, redis)
         lines += ledger.run(pg, redis)
 
         # the gateway alone, then the pattern it replaces

@@ -18,8 +18,9 @@
 #define OMNI_CHAT_LIST 0x4   /* passes limit and cursor */
 #define OMNI_CHAT_ARGS 0x8   /* passes from, to, group_by as the body */
 #define OMNI_CHAT_WRITE 0x10 /* changes objects: not for viewers */
+#define OMNI_CHAT_GW 0x20    /* omnichat.gateway_api(): aliases, limits */
 
-static int omni_chat_api_stmt;
+static int omni_chat_api_stmt, omni_chat_gw_stmt;
 
 
 static int omni_chat_init(void)
@@ -27,7 +28,11 @@ static int omni_chat_init(void)
     omni_chat_api_stmt = omni_db_statement("chat_api",
         "SELECT a.status, a.body FROM omnichat.api($1, $2, $3, $4,"
         " $5::int, $6::uuid, $7::boolean) AS a");
-    return omni_chat_api_stmt < 0 || omni_gateway_init() != 0
+    omni_chat_gw_stmt = omni_db_statement("chat_gateway_api",
+        "SELECT a.status, a.body FROM omnichat.gateway_api($1, $2, $3, $4,"
+        " $5::int, $6::uuid, $7::boolean) AS a");
+    return omni_chat_api_stmt < 0 || omni_chat_gw_stmt < 0
+                   || omni_gateway_init() != 0
                ? -1
                : omni_turn_init();
 }
@@ -114,7 +119,8 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
         }
         if ((flags & OMNI_CHAT_ADMIN) && id->rank != OMNI_ROLE_ADMIN) {
             omni_respond_error(r, 403, "forbidden",
-                "LLM providers and budgets need the admin role");
+                "LLM providers, aliases, limits and budgets need the admin "
+                "role");
             return;
         }
         if ((flags & OMNI_CHAT_WRITE) && id->rank < 2) {
@@ -150,7 +156,9 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
         }
         values[6] = id->rank == OMNI_ROLE_ADMIN ? "true" : "false";
         r->state = 1;
-        omni_api_query(r, omni_chat_api_stmt, 7, values);
+        omni_api_query(r,
+            flags & OMNI_CHAT_GW ? omni_chat_gw_stmt : omni_chat_api_stmt, 7,
+            values);
         return;
 
     default:
@@ -183,6 +191,22 @@ OMNI_CHAT_ROUTE(
     omni_chat_budgets_list, "budgets.list", OMNI_CHAT_ADMIN | OMNI_CHAT_LIST)
 OMNI_CHAT_ROUTE(
     omni_chat_budgets_write, "budgets.write", OMNI_CHAT_ADMIN | OMNI_CHAT_BODY)
+OMNI_CHAT_ROUTE(omni_chat_aliases_list, "aliases.list",
+    OMNI_CHAT_GW | OMNI_CHAT_ADMIN | OMNI_CHAT_LIST)
+OMNI_CHAT_ROUTE(omni_chat_aliases_create, "aliases.create",
+    OMNI_CHAT_GW | OMNI_CHAT_ADMIN | OMNI_CHAT_BODY)
+OMNI_CHAT_ROUTE(
+    omni_chat_aliases_get, "aliases.get", OMNI_CHAT_GW | OMNI_CHAT_ADMIN)
+OMNI_CHAT_ROUTE(omni_chat_aliases_update, "aliases.update",
+    OMNI_CHAT_GW | OMNI_CHAT_ADMIN | OMNI_CHAT_BODY)
+OMNI_CHAT_ROUTE(
+    omni_chat_aliases_delete, "aliases.delete", OMNI_CHAT_GW | OMNI_CHAT_ADMIN)
+OMNI_CHAT_ROUTE(omni_chat_limits_list, "limits.list",
+    OMNI_CHAT_GW | OMNI_CHAT_ADMIN | OMNI_CHAT_LIST)
+OMNI_CHAT_ROUTE(omni_chat_limits_put, "limits.put",
+    OMNI_CHAT_GW | OMNI_CHAT_ADMIN | OMNI_CHAT_BODY)
+OMNI_CHAT_ROUTE(
+    omni_chat_limits_delete, "limits.delete", OMNI_CHAT_GW | OMNI_CHAT_ADMIN)
 OMNI_CHAT_ROUTE(omni_chat_usage_summary, "usage.summary", OMNI_CHAT_ARGS)
 OMNI_CHAT_ROUTE(omni_chat_projects_list, "projects.list", OMNI_CHAT_LIST)
 OMNI_CHAT_ROUTE(omni_chat_projects_create, "projects.create",
@@ -220,6 +244,17 @@ static const omni_route_t omni_chat_routes[] = {
         OMNI_CHAT_JSON},
     {"GET", "/api/v1/llm/budgets", omni_chat_budgets_list, OMNI_CHAT_ID},
     {"POST", "/api/v1/llm/budgets", omni_chat_budgets_write, OMNI_CHAT_JSON},
+    {"GET", "/api/v1/llm/aliases", omni_chat_aliases_list, OMNI_CHAT_ID},
+    {"POST", "/api/v1/llm/aliases", omni_chat_aliases_create, OMNI_CHAT_JSON},
+    {"GET", "/api/v1/llm/aliases/{id}", omni_chat_aliases_get, OMNI_CHAT_ID},
+    {"PATCH", "/api/v1/llm/aliases/{id}", omni_chat_aliases_update,
+        OMNI_CHAT_JSON},
+    {"DELETE", "/api/v1/llm/aliases/{id}", omni_chat_aliases_delete,
+        OMNI_CHAT_ID},
+    {"GET", "/api/v1/llm/limits", omni_chat_limits_list, OMNI_CHAT_ID},
+    {"PUT", "/api/v1/llm/limits/{id}", omni_chat_limits_put, OMNI_CHAT_JSON},
+    {"DELETE", "/api/v1/llm/limits/{id}", omni_chat_limits_delete,
+        OMNI_CHAT_ID},
     {"GET", "/api/v1/llm/usage", omni_chat_usage_summary, OMNI_CHAT_ID},
     {"GET", "/api/v1/projects", omni_chat_projects_list, OMNI_CHAT_ID},
     {"POST", "/api/v1/projects", omni_chat_projects_create, OMNI_CHAT_JSON},

@@ -2,8 +2,12 @@
  * format) and POST /v1/messages (Anthropic), GET /v1/models, so that the
  * providers' own SDKs work through Omni by changing their base URL.
  *
- *   START ─> PLANNED (targets of the model name, the caller's budgets)
- *              │ budgets?
+ *   START ─> PLANNED (targets of the model name or alias, the caller's
+ *              │        budgets, the API key's limits)
+ *              │ key limits?
+ *              ├──────> LIMITED (Redis: tokens and requests per minute)
+ *              │           │ ── over: 429 with Retry-After
+ *              │ budgets?  v
  *              ├──────> RESERVED (Redis, atomic) ── over: 429
  *              v           v
  *            CALL <─ fallback (failed before the client's first byte)
@@ -36,6 +40,7 @@
 #include "http/api.h"
 #include "services/chat/billing.h"
 #include "services/chat/gateway.h"
+#include "services/chat/limits.h"
 #include "services/chat/wire.h"
 
 #define OMNI_GW_MAX_BODY (4 * 1024 * 1024)
@@ -43,6 +48,7 @@
 enum {
     OMNI_GW_START = 0,
     OMNI_GW_PLANNED,
+    OMNI_GW_LIMITED,
     OMNI_GW_RESERVED,
     OMNI_GW_CALLED,
     OMNI_GW_LISTED
@@ -58,6 +64,7 @@ typedef struct {
     omni_llm_target_t *targets;
     int ntargets, target;
     omni_budgets_t bud;
+    omni_llm_limits_t lim;
 
     omni_out_req_t *q;
     omni_wire_t w;
@@ -77,7 +84,7 @@ typedef struct {
     struct event *wake;
 } omni_gw_t;
 
-static int omni_gw_begin_stmt, omni_gw_models_stmt;
+static int omni_gw_plan_stmt, omni_gw_models_stmt;
 
 static void omni_gw_event(omni_gw_t *t, const char *name, const char *fmt,
     const char *s, size_t n, const char *tail);
@@ -86,11 +93,11 @@ static void omni_gw_message_start(omni_gw_t *t);
 
 int omni_gateway_init(void)
 {
-    omni_gw_begin_stmt = omni_db_statement(
-        "llm_gateway_begin", "SELECT omnichat.gateway_begin($1, $2)");
+    omni_gw_plan_stmt = omni_db_statement(
+        "llm_gateway_plan", "SELECT omnichat.gateway_plan($1, $2, $3)");
     omni_gw_models_stmt = omni_db_statement(
-        "llm_gateway_models", "SELECT omnichat.gateway_models()");
-    return omni_gw_begin_stmt < 0 || omni_gw_models_stmt < 0 ? -1 : 0;
+        "llm_gateway_catalog", "SELECT omnichat.gateway_catalog()");
+    return omni_gw_plan_stmt < 0 || omni_gw_models_stmt < 0 ? -1 : 0;
 }
 
 
@@ -167,6 +174,7 @@ static void omni_gw_free(omni_gw_t *t)
         t->q = NULL;
     }
     omni_budgets_settle(&t->bud);
+    omni_llm_limits_settle(&t->lim, t->bud.billed_tokens);
     omni_wire_free(&t->w);
     if (t->body != NULL) {
         evbuffer_free(t->body);
@@ -1375,7 +1383,7 @@ static int omni_gw_read(omni_gw_t *t)
 }
 
 
-/* Reads gateway_begin's answer: the targets and budgets. */
+/* Reads gateway_plan's answer: the targets, budgets and key limits. */
 static int omni_gw_plan(omni_gw_t *t, const char *text, size_t len)
 {
     omni_arena_t *a = &t->r->arena;
@@ -1405,6 +1413,7 @@ static int omni_gw_plan(omni_gw_t *t, const char *text, size_t len)
     t->ntargets = all;
     omni_billing_budgets(&t->bud, omni_json_get(j, "budgets"), t->targets,
         t->ntargets, t->input_estimate, t->max_tokens);
+    omni_llm_limits_read(&t->lim, omni_json_get(j, "limits"), t->api_key);
     return 0;
 }
 
@@ -1413,7 +1422,7 @@ static void omni_gw_post(omni_req_t *r, omni_wire_kind_t fmt)
 {
     omni_gw_t *t = r->data;
     const omni_identity_t *id;
-    const char *values[2];
+    const char *values[3];
     char msg[300], ra[24];
     time_t now;
     int ok;
@@ -1449,8 +1458,10 @@ static void omni_gw_post(omni_req_t *r, omni_wire_kind_t fmt)
         r->data = t;
         values[0] = t->user;
         values[1] = t->model;
+        values[2] =
+            t->api_key != NULL && t->api_key[0] != '\0' ? t->api_key : NULL;
         r->state = OMNI_GW_PLANNED;
-        omni_api_query(r, omni_gw_begin_stmt, 2, values);
+        omni_api_query(r, omni_gw_plan_stmt, 3, values);
         return;
 
     case OMNI_GW_PLANNED:
@@ -1473,6 +1484,48 @@ static void omni_gw_post(omni_req_t *r, omni_wire_kind_t fmt)
         }
         if (omni_req_on_close(r, omni_gw_client_gone, t) != 0) {
             t->gone = 1;
+        }
+        if (t->lim.tpm > 0 || t->lim.rpm > 0) {
+            r->state = OMNI_GW_LIMITED;
+            /* what the call may use: its input and the output it allows */
+            if (omni_llm_limits_take(&t->lim,
+                    t->input_estimate + (t->max_tokens > 0 ? t->max_tokens : 0),
+                    r)
+                == 0) {
+                return;
+            }
+            t->lim.reply = -1;
+        }
+        /* fall through */
+
+    case OMNI_GW_LIMITED:
+        if (r->state == OMNI_GW_LIMITED) {
+            if (t->lim.reply > 0) {
+                omni_gw_free(t);
+                omni_req_on_close(r, NULL, NULL);
+                snprintf(ra, sizeof(ra), "%d", t->lim.retry_after);
+                omni_respond_header(r, "Retry-After", ra);
+                if (t->lim.reply == 1) {
+                    snprintf(msg, sizeof(msg),
+                        "this API key's limit of %lld tokens per minute is "
+                        "reached (this request may use %lld); retry in %d s",
+                        (long long)t->lim.tpm, (long long)t->lim.taken,
+                        t->lim.retry_after);
+                } else {
+                    snprintf(msg, sizeof(msg),
+                        "this API key's limit of %lld requests per minute is "
+                        "reached; retry in %d s",
+                        (long long)t->lim.rpm, t->lim.retry_after);
+                }
+                omni_gw_fail(r, fmt, 429, "rate_limit_exceeded", msg);
+                return;
+            }
+            if (t->lim.reply < 0) {
+                /* as the module's limits: Redis down does not stop calls */
+                omni_log(OMNI_LOG_WARN,
+                    "API key limits unchecked: Redis unavailable",
+                    "\"request_id\":\"%s\"", r->request_id);
+            }
         }
         if (t->bud.n > 0) {
             r->state = OMNI_GW_RESERVED;
