@@ -57,6 +57,12 @@
 #define OMNI_EP_HEADER_MISMATCH -32020
 #define OMNI_EP_MAX_STREAMS 256
 #define OMNI_EP_KEEPALIVE_S 20
+#define OMNI_EP_MAX_ASKS 4
+#define OMNI_EP_MAX_POLLED (OMNI_EP_MAX_LIVE * 2)
+/* the capabilities a legacy client declared (kept with its session) */
+#define OMNI_EP_SAMPLING 1
+#define OMNI_EP_ELICITATION 2
+#define OMNI_EP_ROOTS 4
 /* the built-in server (services/memory's tools); the registry refuses
  * the name */
 #define OMNI_EP_BUILTIN OMNI_MCP_BUILTIN
@@ -73,6 +79,7 @@ enum {
     OMNI_EP_CALLING,
     OMNI_EP_BUILTIN_CALLED,
     OMNI_EP_CANCEL_STORED,
+    OMNI_EP_ANSWER_STORED,
     OMNI_EP_UPSTREAM,
     OMNI_EP_FORWARDED,
     OMNI_EP_DELETE_READ,
@@ -113,6 +120,13 @@ struct omni_ep_s {
     omni_ep_t *next;
     uint64_t seq;
     int live;
+    int caps; /* OMNI_EP_SAMPLING | ... */
+    /* the upstream's requests relayed to the client, awaiting its answer
+     * (which may reach another process: then it comes through Redis) */
+    struct {
+        omni_mcp_ask_t *ask; /* NULL: a free slot */
+        char id[48];         /* the id the client sees */
+    } asks[OMNI_EP_MAX_ASKS];
     /* GET: the session's notification stream */
     omni_ep_t *snext;
     time_t last_write;
@@ -126,7 +140,13 @@ static struct {
     int count, polling;
     uint64_t seq;
     struct event *timer;
-    uint64_t polled[OMNI_EP_MAX_LIVE];
+    /* what each key of the poll's MGET is: a call's cancellation (ask
+     * -1) or the answer to one of its relayed requests */
+    struct {
+        uint64_t seq;
+        int ask;
+    } polled[OMNI_EP_MAX_POLLED];
+    char keys[OMNI_EP_MAX_POLLED][192];
     int npolled;
 } omni_ep_live;
 
@@ -845,6 +865,76 @@ static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
 }
 
 
+/* The capability a request of the upstream's needs, or 0. */
+static int omni_ep_ask_cap(const char *method)
+{
+    return strcmp(method, "sampling/createMessage") == 0 ? OMNI_EP_SAMPLING
+           : strcmp(method, "elicitation/create") == 0   ? OMNI_EP_ELICITATION
+           : strcmp(method, "roots/list") == 0           ? OMNI_EP_ROOTS
+                                                         : 0;
+}
+
+
+/* The upstream asks the client (sampling, elicitation, roots) during a
+ * legacy call: relayed on the call's stream under an id of ours, when the
+ * client declared the capability and can be reached; otherwise left to
+ * client.c, which answers the upstream -32601. */
+static void omni_ep_ask(
+    omni_ep_t *ep, const char *method, const omni_json_t *params)
+{
+    int cap = omni_ep_ask_cap(method), i;
+    struct evbuffer *b;
+    char id[40];
+
+    if (cap == 0 || !(ep->caps & cap) || !ep->live || ep->gone) {
+        return;
+    }
+    for (i = 0; i < OMNI_EP_MAX_ASKS && ep->asks[i].ask != NULL; i++) {
+    }
+    if (i == OMNI_EP_MAX_ASKS
+        || omni_random_token("", 18, id, sizeof(id)) != 0) {
+        return;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        return;
+    }
+    ep->asks[i].ask = omni_mcp_ask_take();
+    if (ep->asks[i].ask == NULL) {
+        evbuffer_free(b);
+        return;
+    }
+    snprintf(ep->asks[i].id, sizeof(ep->asks[i].id), "omni-%s", id);
+    evbuffer_add_printf(b,
+        "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"method\":\"%s\",\"params\":",
+        ep->asks[i].id, method);
+    if (params != NULL && params->type == OMNI_JSON_OBJECT) {
+        omni_json_write(b, params);
+    } else {
+        evbuffer_add(b, "{}", 2);
+    }
+    evbuffer_add(b, "}", 1);
+    omni_ep_stream(ep);
+    omni_ep_event(ep, b);
+    evbuffer_free(b);
+}
+
+
+/* The client's answer (text: 'r' or 'e', then the result or error
+ * object) to the relayed request in slot i goes to the upstream. */
+static void omni_ep_ask_answer(omni_ep_t *ep, int i, const char *text)
+{
+    omni_mcp_ask_t *a = ep->asks[i].ask;
+
+    ep->asks[i].ask = NULL;
+    if (text[0] == 'r') {
+        omni_mcp_ask_answer(a, text + 1, NULL);
+    } else {
+        omni_mcp_ask_answer(a, NULL, text + 1);
+    }
+}
+
+
 /* An upstream's notification during a call: progress (with the client's
  * token) and log messages go to the client on the request's stream. */
 static void omni_ep_note(void *arg, const omni_json_t *note)
@@ -859,6 +949,10 @@ static void omni_ep_note(void *arg, const omni_json_t *note)
 
     if (method == NULL || ep->gone || accept == NULL
         || strstr(accept, "text/event-stream") == NULL) {
+        return;
+    }
+    if (omni_json_get(note, "id") != NULL) {
+        omni_ep_ask(ep, method, params);
         return;
     }
     if (strcmp(method, "notifications/progress") != 0
@@ -1133,24 +1227,40 @@ static void omni_ep_polled(redisAsyncContext *ac, void *reply, void *arg)
 {
     redisReply *rep = reply;
     omni_ep_t *ep;
+    const char *argv[2];
     size_t i;
+    int k;
 
     omni_ep_live.polling = 0;
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
         return;
     }
     for (i = 0; i < rep->elements && i < (size_t)omni_ep_live.npolled; i++) {
-        if (rep->element[i]->type != REDIS_REPLY_STRING) {
+        if (rep->element[i]->type != REDIS_REPLY_STRING
+            || rep->element[i]->len == 0) {
             continue;
         }
+        k = omni_ep_live.polled[i].ask;
         for (ep = omni_ep_live.head; ep != NULL; ep = ep->next) {
-            if (ep->seq == omni_ep_live.polled[i]) {
-                omni_ep_unlive(ep);
-                if (ep->r->state == OMNI_EP_CALLING) {
-                    omni_mcp_call_cancel(ep->call);
+            if (ep->seq != omni_ep_live.polled[i].seq) {
+                continue;
+            }
+            if (k >= 0) {
+                /* the answer is the user's: not kept in Redis longer */
+                if (ep->asks[k].ask != NULL) {
+                    omni_ep_ask_answer(ep, k, rep->element[i]->str);
                 }
+                argv[0] = "DEL";
+                argv[1] = omni_ep_live.keys[i];
+                omni_redis_command_argv(
+                    omni_clients.redis, NULL, NULL, 2, argv, NULL);
                 break;
             }
+            omni_ep_unlive(ep);
+            if (ep->r->state == OMNI_EP_CALLING) {
+                omni_mcp_call_cancel(ep->call);
+            }
+            break;
         }
     }
 }
@@ -1158,22 +1268,32 @@ static void omni_ep_polled(redisAsyncContext *ac, void *reply, void *arg)
 
 static void omni_ep_poll(evutil_socket_t fd, short what, void *arg)
 {
-    const char *argv[OMNI_EP_MAX_LIVE + 1];
-    char keys[OMNI_EP_MAX_LIVE][192];
+    const char *argv[OMNI_EP_MAX_POLLED + 1];
+    char(*keys)[192] = omni_ep_live.keys;
     omni_ep_t *ep;
-    int n = 0;
+    int n = 0, i;
 
     if (omni_ep_live.head == NULL || omni_ep_live.polling) {
         return;
     }
     argv[n] = "MGET";
-    for (ep = omni_ep_live.head; ep != NULL && n < OMNI_EP_MAX_LIVE;
+    for (ep = omni_ep_live.head; ep != NULL && n < OMNI_EP_MAX_POLLED;
          ep = ep->next) {
-        snprintf(keys[n], sizeof(keys[n]), "omni:mcp:cancel:%s:%s", ep->session,
-            ep->id_text);
-        omni_ep_live.polled[n] = ep->seq;
-        argv[n + 1] = keys[n];
-        n++;
+        for (i = -1; i < OMNI_EP_MAX_ASKS && n < OMNI_EP_MAX_POLLED; i++) {
+            if (i < 0) {
+                snprintf(keys[n], sizeof(keys[n]), "omni:mcp:cancel:%s:%s",
+                    ep->session, ep->id_text);
+            } else if (ep->asks[i].ask != NULL) {
+                snprintf(keys[n], sizeof(keys[n]), "omni:mcp:answer:%s:%s",
+                    ep->session, ep->asks[i].id);
+            } else {
+                continue;
+            }
+            omni_ep_live.polled[n].seq = ep->seq;
+            omni_ep_live.polled[n].ask = i;
+            argv[n + 1] = keys[n];
+            n++;
+        }
     }
     omni_ep_live.npolled = n;
     if (omni_redis_command_argv(
@@ -1221,6 +1341,59 @@ static int omni_ep_cancel(omni_ep_t *ep)
     argv[2] = "1";
     argv[3] = "EX";
     argv[4] = "60";
+    return omni_ep_redis(ep, 5, argv);
+}
+
+
+/* The client answers a request relayed to it: to the upstream from here
+ * when this process runs the call, else stored for the process that
+ * does (omni_ep_poll). -1 when there is nothing to wait for. */
+static int omni_ep_answer_in(omni_ep_t *ep)
+{
+    const char *id = omni_json_string(ep->id);
+    const omni_json_t *result = omni_json_get(ep->root, "result");
+    const omni_json_t *error = omni_json_get(ep->root, "error");
+    struct evbuffer *b;
+    const char *argv[5];
+    char key[192], *text;
+    omni_ep_t *e;
+    int i;
+
+    if (id == NULL || strncmp(id, "omni-", 5) != 0 || strlen(id) >= 48
+        || ep->session[0] == '\0'
+        || (result == NULL || result->type != OMNI_JSON_OBJECT)
+               == (error == NULL || error->type != OMNI_JSON_OBJECT)) {
+        return -1;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        return -1;
+    }
+    evbuffer_add(b, result != NULL ? "r" : "e", 1);
+    omni_json_write(b, result != NULL ? result : error);
+    text = omni_arena_strndup(&ep->r->arena,
+        (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    evbuffer_free(b);
+    if (text == NULL) {
+        return -1;
+    }
+    for (e = omni_ep_live.head; e != NULL; e = e->next) {
+        if (strcmp(e->session, ep->session) != 0) {
+            continue;
+        }
+        for (i = 0; i < OMNI_EP_MAX_ASKS; i++) {
+            if (e->asks[i].ask != NULL && strcmp(e->asks[i].id, id) == 0) {
+                omni_ep_ask_answer(e, i, text);
+                return -1;
+            }
+        }
+    }
+    snprintf(key, sizeof(key), "omni:mcp:answer:%s:%s", ep->session, id);
+    argv[0] = "SET";
+    argv[1] = key;
+    argv[2] = text;
+    argv[3] = "EX";
+    argv[4] = "120";
     return omni_ep_redis(ep, 5, argv);
 }
 
@@ -1408,6 +1581,12 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
                 return;
             }
         }
+        if (ep->method == NULL && ep->id != NULL) {
+            r->state = OMNI_EP_ANSWER_STORED;
+            if (omni_ep_answer_in(ep) == 0) {
+                return;
+            }
+        }
         omni_respond(r, 202, "application/json", NULL);
         return;
     }
@@ -1511,15 +1690,24 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
 }
 
 
-/* The session's value in Redis: "<version> <user id>". */
+/* The session's value in Redis: "<version> <user id> <capabilities>"
+ * (OMNI_EP_SAMPLING | ..., in decimal). */
 static int omni_ep_session_ok(omni_req_t *r, omni_ep_t *ep, const char *v)
 {
     const char *user = omni_req_identity(r)->id;
     const char *sp = v ? strchr(v, ' ') : NULL;
+    const char *caps;
+    size_t n;
 
-    if (sp == NULL || user == NULL || strcmp(sp + 1, user) != 0) {
+    if (sp == NULL || user == NULL) {
         return 0;
     }
+    caps = strchr(sp + 1, ' ');
+    n = caps != NULL ? (size_t)(caps - sp - 1) : strlen(sp + 1);
+    if (n != strlen(user) || strncmp(sp + 1, user, n) != 0) {
+        return 0;
+    }
+    ep->caps = caps != NULL ? atoi(caps + 1) : 0;
     ep->version = omni_arena_strndup(&r->arena, v, sp - v);
     return ep->version != NULL;
 }
@@ -1528,6 +1716,7 @@ static int omni_ep_session_ok(omni_req_t *r, omni_ep_t *ep, const char *v)
 static int omni_ep_new_session(omni_req_t *r, omni_ep_t *ep)
 {
     const omni_json_t *pv = omni_json_get(ep->params, "protocolVersion");
+    const omni_json_t *caps;
     const char *argv[6], *user = omni_req_identity(r)->id;
     char key[96], *value;
 
@@ -1537,11 +1726,16 @@ static int omni_ep_new_session(omni_req_t *r, omni_ep_t *ep)
     if (omni_random_token("", 24, ep->session, sizeof(ep->session)) != 0) {
         return -1;
     }
-    value = omni_arena_alloc(&r->arena, strlen(user) + 32);
+    caps = omni_json_get(ep->params, "capabilities");
+    ep->caps =
+        (omni_json_get(caps, "sampling") != NULL ? OMNI_EP_SAMPLING : 0)
+        | (omni_json_get(caps, "elicitation") != NULL ? OMNI_EP_ELICITATION : 0)
+        | (omni_json_get(caps, "roots") != NULL ? OMNI_EP_ROOTS : 0);
+    value = omni_arena_alloc(&r->arena, strlen(user) + 40);
     if (value == NULL) {
         return -1;
     }
-    sprintf(value, "%s %s", ep->version, user);
+    sprintf(value, "%s %s %d", ep->version, user, ep->caps);
     snprintf(key, sizeof(key), "omni:mcp:session:%s", ep->session);
     argv[0] = "SET";
     argv[1] = key;
@@ -1723,7 +1917,7 @@ void omni_mcp_endpoint_post(omni_req_t *r)
         omni_ep_forward_answer(ep);
         return;
 
-    default: /* CANCEL_STORED */
+    default: /* CANCEL_STORED, ANSWER_STORED */
         omni_respond(r, 202, "application/json", NULL);
         return;
     }
