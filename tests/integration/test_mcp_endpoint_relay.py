@@ -21,6 +21,7 @@ from mcp_support import FIXTURES, NODE_DIR, Upstream, call, key_file, unique
 from test_mcp_endpoint import Client, events
 
 SERVERS = "/api/v1/mcp/servers"
+UPSTREAM = {}  # the fixture upstream's port, for its /ctl/touch
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def relay(migrated, redis_server):
                     redis_addr=redis_server.addr, api_rate="100r/s")
     n.start()
     up = Upstream("conformance.cjs").start()
+    UPSTREAM["port"] = up.port
     r = call(w, "POST", SERVERS, {"name": unique("fx"), "url": up.url,
                                   "timeout_ms": 20000})
     assert r.status == 201, r.body
@@ -211,3 +213,85 @@ def test_a_client_without_the_capability_is_never_asked(relay):
         assert "LLM response" not in st.text
     finally:
         st.close()
+
+
+class Scoped(Client):
+    """A client of /mcp/<server>."""
+
+    def __init__(self, w, path):
+        super().__init__(w, role="developer")
+        self.path = path
+
+    def post(self, msg, headers=None, raw=None):
+        h = dict(self.h)
+        if self.session:
+            h["Mcp-Session-Id"] = self.session
+            h["MCP-Protocol-Version"] = "2025-11-25"
+        h.update(headers or {})
+        return self.w.request("POST", self.path, h, json.dumps(msg),
+                              timeout=30)
+
+
+def touch(up_port, uri):
+    import urllib.parse
+    import urllib.request
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d/ctl/touch?uri=%s"
+        % (up_port, urllib.parse.quote(uri)), data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())["sent"]
+
+
+def test_a_subscribed_resources_updates_reach_the_sessions_stream(relay):
+    """resources/subscribe on /mcp/<server> is forwarded upstream and kept
+    per session; the upstream's notifications/resources/updated (on the
+    GET stream Omni opens to it) reaches the subscribed session's GET
+    stream only, until it unsubscribes."""
+    from test_mcp_endpoint import Stream
+    w, _, fx = relay
+    uri = "test://watched-resource"
+    c = Scoped(w, "/mcp/" + fx)
+    init = c.initialize()
+    assert init["capabilities"]["resources"]["subscribe"] is True
+    other = Scoped(w, "/mcp/" + fx)
+    other.initialize()
+    r = c.rpc("resources/subscribe", {"uri": uri})
+    assert r.status == 200 and r.json()["result"] == {}, r.body
+    st, st_other = Stream(w, c), Stream(w, other)
+    port = UPSTREAM["port"]
+    try:
+        assert st.read_until("stream open", 5), st.text
+        assert st_other.read_until("stream open", 5), st_other.text
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            touch(port, uri)
+            if st.read_until("notifications/resources/updated", 0.3):
+                break
+        msgs = [json.loads(x) for x in re.findall(r"data: (.*)\n", st.text)]
+        assert {"jsonrpc": "2.0", "method": "notifications/resources/updated",
+                "params": {"uri": uri}} in msgs, st.text
+        assert not st_other.read_until("resources/updated", 1.0)
+        r = c.rpc("resources/unsubscribe", {"uri": uri})
+        assert r.status == 200 and r.json()["result"] == {}, r.body
+        seen = st.text.count("resources/updated")
+        for _ in range(4):
+            touch(port, uri)
+            time.sleep(0.3)
+        st.read_until("never sent", 0.5)
+        assert st.text.count("resources/updated") == seen, st.text
+    finally:
+        st.close()
+        st_other.close()
+
+
+def test_subscriptions_need_a_legacy_session_of_one_server(relay):
+    w, _, fx = relay
+    c = Client(w, role="developer")
+    c.initialize()
+    r = c.rpc("resources/subscribe", {"uri": "test://watched-resource"})
+    assert r.json()["error"]["code"] == -32601, r.body
+    c = Scoped(w, "/mcp/" + fx)
+    c.initialize()
+    r = c.rpc("resources/subscribe", {})
+    assert r.json()["error"]["code"] == -32602, r.body
+    assert "params.uri" in r.json()["error"]["message"]

@@ -164,6 +164,20 @@ void omni_mcp_client_forget(const char *id)
 }
 
 
+int omni_mcp_client_session(
+    const char *id, char *session, size_t n, char *protocol, size_t pn)
+{
+    omni_mcp_known_t *k = omni_mcp_lookup(id, 0);
+
+    if (k == NULL || k->generation != 1 || !k->ready || k->session[0] == '\0') {
+        return -1;
+    }
+    snprintf(session, n, "%s", k->session);
+    snprintf(protocol, pn, "%s", k->protocol);
+    return 0;
+}
+
+
 const char *omni_mcp_client_generation(const char *id)
 {
     omni_mcp_known_t *k = omni_mcp_lookup(id, 0);

@@ -81,6 +81,11 @@ void omni_mcp_client_stop(void);
 /* Forgets what this process knows of a server: generation, session. */
 void omni_mcp_client_forget(const char *id);
 
+/* This process's legacy session with a server (relay.c opens its GET
+ * stream): 0 with session and protocol copied, or -1 when there is none. */
+int omni_mcp_client_session(
+    const char *id, char *session, size_t n, char *protocol, size_t pn);
+
 /* "legacy", "modern", or NULL when not learned yet in this process. */
 const char *omni_mcp_client_generation(const char *id);
 

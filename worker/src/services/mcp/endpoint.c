@@ -28,6 +28,7 @@
  * may reach another process: it is stored in Redis, and each process
  * polls for the calls it runs every 25 ms); any call by the client
  * closing its connection. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@
 #include "services/mcp/call.h"
 #include "services/mcp/endpoint.h"
 #include "services/mcp/registry.h"
+#include "services/mcp/relay.h"
 #include "services/mcp/state.h"
 #include "services/mcp/upstream.h"
 #include "services/memory/memory.h"
@@ -63,6 +65,20 @@
 #define OMNI_EP_SAMPLING 1
 #define OMNI_EP_ELICITATION 2
 #define OMNI_EP_ROOTS 4
+#define OMNI_EP_STREAM_TICK_MS 250
+#define OMNI_EP_MAX_URI 1024
+
+/* An upstream's resources/updated (relay.c) for the sessions subscribed
+ * to it, each given it in a list its GET stream pops. Two processes
+ * watching the same server (each its own upstream session) both hear of
+ * one change: the first says it. */
+#define OMNI_EP_UPDATED_SCRIPT                                                 \
+    "if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', 250) then"             \
+    " return 0 end "                                                           \
+    "for _, s in ipairs(redis.call('SMEMBERS', KEYS[1])) do"                   \
+    " local k = 'omni:mcp:notes:' .. s"                                        \
+    " redis.call('RPUSH', k, ARGV[1]) redis.call('LTRIM', k, -100, -1)"        \
+    " redis.call('EXPIRE', k, 60) end return 1"
 /* the built-in server (services/memory's tools); the registry refuses
  * the name */
 #define OMNI_EP_BUILTIN OMNI_MCP_BUILTIN
@@ -80,6 +96,8 @@ enum {
     OMNI_EP_BUILTIN_CALLED,
     OMNI_EP_CANCEL_STORED,
     OMNI_EP_ANSWER_STORED,
+    OMNI_EP_SUBSCRIBED,
+    OMNI_EP_UNSUBSCRIBED,
     OMNI_EP_UPSTREAM,
     OMNI_EP_FORWARDED,
     OMNI_EP_DELETE_READ,
@@ -662,10 +680,15 @@ static const char *omni_ep_role(omni_req_t *r)
  * its server's resources, prompts and completions through as well */
 static const char *omni_ep_capabilities(omni_ep_t *ep)
 {
-    return ep->scope != NULL && strcmp(ep->scope, OMNI_EP_BUILTIN) != 0
-               ? "{\"tools\":{\"listChanged\":true},\"logging\":{},"
-                 "\"resources\":{},\"prompts\":{},\"completions\":{}}"
-               : "{\"tools\":{\"listChanged\":true},\"logging\":{}}";
+    if (ep->scope == NULL || strcmp(ep->scope, OMNI_EP_BUILTIN) == 0) {
+        return "{\"tools\":{\"listChanged\":true},\"logging\":{}}";
+    }
+    /* subscriptions need a session's GET stream: legacy only */
+    return ep->modern ? "{\"tools\":{\"listChanged\":true},\"logging\":{},"
+                        "\"resources\":{},\"prompts\":{},\"completions\":{}}"
+                      : "{\"tools\":{\"listChanged\":true},\"logging\":{},"
+                        "\"resources\":{\"subscribe\":true},\"prompts\":{},"
+                        "\"completions\":{}}";
 }
 
 
@@ -1403,6 +1426,7 @@ static int omni_ep_answer_in(omni_ep_t *ep)
 static int omni_ep_forwarded_method(const char *m)
 {
     return strcmp(m, "resources/list") == 0
+           || strcmp(m, "resources/subscribe") == 0
            || strcmp(m, "resources/templates/list") == 0
            || strcmp(m, "resources/read") == 0 || strcmp(m, "prompts/list") == 0
            || strcmp(m, "prompts/get") == 0
@@ -1533,6 +1557,86 @@ static void omni_ep_forward_answer(omni_ep_t *ep)
         return;
     }
     omni_ep_result_json(ep, ep->rep.result);
+}
+
+
+/* omni:mcp:sub:<server>:<uri>, the sessions subscribed to a resource */
+static void omni_ep_sub_key(
+    char *key, size_t n, const char *scope, const char *uri)
+{
+    snprintf(key, n, "omni:mcp:sub:%s:%s", scope, uri);
+}
+
+
+/* The upstream took the subscription: this session is told of changes
+ * from now on, through this process's watch of the server. */
+static void omni_ep_subscribe(omni_req_t *r, omni_ep_t *ep)
+{
+    const char *uri = omni_json_string(omni_json_get(ep->params, "uri"));
+    char key[OMNI_EP_MAX_URI + 64];
+    const char *argv[4];
+
+    omni_mcp_relay_watch(ep->scope, &ep->u.target);
+    omni_ep_sub_key(key, sizeof(key), ep->scope, uri);
+    argv[0] = "SADD";
+    argv[1] = key;
+    argv[2] = ep->session;
+    r->state = OMNI_EP_SUBSCRIBED;
+    if (omni_ep_redis(ep, 3, argv) != 0) {
+        omni_ep_error(ep, 200, -32603,
+            "subscriptions are unavailable (Redis); retry", NULL);
+        return;
+    }
+    argv[0] = "EXPIRE";
+    argv[2] = OMNI_EP_SESSION_TTL;
+    omni_ep_redis(ep, 3, argv);
+}
+
+
+static void omni_ep_unsubscribe(omni_req_t *r, omni_ep_t *ep, const char *uri)
+{
+    char key[OMNI_EP_MAX_URI + 64];
+    const char *argv[3];
+
+    omni_ep_sub_key(key, sizeof(key), ep->scope, uri);
+    argv[0] = "SREM";
+    argv[1] = key;
+    argv[2] = ep->session;
+    r->state = OMNI_EP_UNSUBSCRIBED;
+    if (omni_ep_redis(ep, 3, argv) != 0) {
+        omni_ep_error(ep, 200, -32603,
+            "subscriptions are unavailable (Redis); retry", NULL);
+    }
+}
+
+
+/* relay.c heard an upstream say uri changed. */
+static void omni_ep_updated(const char *scope, const char *uri)
+{
+    char key[OMNI_EP_MAX_URI + 64], once[OMNI_EP_MAX_URI + 64];
+    struct evbuffer *b = evbuffer_new();
+    const char *argv[6];
+    char *note;
+
+    if (b == NULL) {
+        return;
+    }
+    evbuffer_add_printf(b, "{\"jsonrpc\":\"2.0\",\"method\":"
+                           "\"notifications/resources/updated\","
+                           "\"params\":{\"uri\":");
+    omni_json_put_string(b, uri, strlen(uri));
+    evbuffer_add(b, "}}", 3); /* with the NUL */
+    note = (char *)evbuffer_pullup(b, -1);
+    omni_ep_sub_key(key, sizeof(key), scope, uri);
+    snprintf(once, sizeof(once), "omni:mcp:updated:%s:%s", scope, uri);
+    argv[0] = "EVAL";
+    argv[1] = OMNI_EP_UPDATED_SCRIPT;
+    argv[2] = "2";
+    argv[3] = key;
+    argv[4] = once;
+    argv[5] = note;
+    omni_redis_command_argv(omni_clients.redis, NULL, NULL, 6, argv, NULL);
+    evbuffer_free(b);
 }
 
 
@@ -1673,6 +1777,31 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
         }
         omni_ep_resolve(r, ep);
         return;
+    }
+    if (strcmp(ep->method, "resources/subscribe") == 0
+        || strcmp(ep->method, "resources/unsubscribe") == 0) {
+        name = omni_json_string(omni_json_get(ep->params, "uri"));
+        if (ep->scope == NULL || strcmp(ep->scope, OMNI_EP_BUILTIN) == 0
+            || ep->modern) {
+            snprintf(msg, sizeof(msg),
+                "Method not found: %s needs a session of /mcp/<server>",
+                ep->method);
+            omni_ep_error(ep, ep->modern ? 404 : 200, -32601, msg, NULL);
+            return;
+        }
+        if (name == NULL || strlen(name) > OMNI_EP_MAX_URI) {
+            omni_ep_error(ep, 200, -32602,
+                "params.uri: expected the resource's URI (at most 1024 "
+                "characters)",
+                NULL);
+            return;
+        }
+        if (strcmp(ep->method, "resources/unsubscribe") == 0) {
+            /* the upstream session is shared by this process's clients:
+             * only this session stops hearing of it */
+            omni_ep_unsubscribe(r, ep, name);
+            return;
+        }
     }
     if (ep->scope != NULL && strcmp(ep->scope, OMNI_EP_BUILTIN) != 0
         && omni_ep_forwarded_method(ep->method)) {
@@ -1914,7 +2043,22 @@ void omni_mcp_endpoint_post(omni_req_t *r)
         return;
 
     case OMNI_EP_FORWARDED:
+        if (strcmp(ep->method, "resources/subscribe") == 0 && !ep->gone
+            && ep->rep.failure == NULL && ep->rep.error == NULL) {
+            omni_ep_subscribe(r, ep);
+            return;
+        }
         omni_ep_forward_answer(ep);
+        return;
+
+    case OMNI_EP_SUBSCRIBED:
+    case OMNI_EP_UNSUBSCRIBED:
+        if (ep->redis_failed) {
+            omni_ep_error(ep, 200, -32603,
+                "subscriptions are unavailable (Redis); retry", NULL);
+            return;
+        }
+        omni_ep_result(ep, "");
         return;
 
     default: /* CANCEL_STORED, ANSWER_STORED */
@@ -2093,6 +2237,44 @@ static void omni_ep_stream_gen(redisAsyncContext *ac, void *reply, void *arg)
 }
 
 
+/* The notes (resources/updated) popped for the stream whose seq is arg. */
+static void omni_ep_stream_notes(redisAsyncContext *ac, void *reply, void *arg)
+{
+    redisReply *rep = reply;
+    uint64_t seq = (uint64_t)(uintptr_t)arg;
+    omni_ep_t *ep;
+    struct evbuffer *b;
+    size_t i;
+
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+    for (ep = omni_ep_streams.head; ep != NULL && ep->seq != seq;
+         ep = ep->snext) {
+    }
+    if (ep == NULL) {
+        /* the stream closed meanwhile: the notes are lost with it */
+        return;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        return;
+    }
+    for (i = 0; i < rep->elements; i++) {
+        if (rep->element[i]->type == REDIS_REPLY_STRING) {
+            evbuffer_add(b, "event: message\ndata: ", 21);
+            evbuffer_add(b, rep->element[i]->str, rep->element[i]->len);
+            evbuffer_add(b, "\n\n", 2);
+        }
+    }
+    if (evbuffer_get_length(b) > 0) {
+        omni_respond_chunk(ep->r, b);
+        ep->last_write = time(NULL);
+    }
+    evbuffer_free(b);
+}
+
+
 static void omni_ep_stream_tick(evutil_socket_t fd, short what, void *arg)
 {
     time_t now = time(NULL);
@@ -2108,9 +2290,18 @@ static void omni_ep_stream_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     for (ep = omni_ep_streams.head; ep != NULL; ep = ep->snext) {
+        char key[128];
+        const char *argv[3];
+
         if (now - ep->last_write >= OMNI_EP_KEEPALIVE_S) {
             omni_ep_stream_write(ep, ": keep-alive\n\n");
         }
+        snprintf(key, sizeof(key), "omni:mcp:notes:%s", ep->session);
+        argv[0] = "LPOP";
+        argv[1] = key;
+        argv[2] = "100";
+        omni_redis_command_argv(omni_clients.redis, omni_ep_stream_notes,
+            (void *)(uintptr_t)ep->seq, 3, argv, NULL);
     }
     if (!omni_ep_streams.reading
         && omni_redis_command(
@@ -2162,6 +2353,7 @@ void omni_mcp_endpoint_get(omni_req_t *r)
         }
         r->state = OMNI_EP_STREAMING;
         ep->streaming = 1;
+        ep->seq = ++omni_ep_live.seq;
         omni_respond_start(r, 200, "text/event-stream");
         ep->snext = omni_ep_streams.head;
         omni_ep_streams.head = ep;
@@ -2178,7 +2370,7 @@ void omni_mcp_endpoint_get(omni_req_t *r)
 
 int omni_mcp_endpoint_start(void)
 {
-    struct timeval tv = {0, 25000}, second = {1, 0};
+    struct timeval tv = {0, 25000}, tick = {0, OMNI_EP_STREAM_TICK_MS * 1000};
 
     omni_ep_live.timer =
         event_new(omni_clients.base, -1, EV_PERSIST, omni_ep_poll, NULL);
@@ -2188,13 +2380,15 @@ int omni_mcp_endpoint_start(void)
         return -1;
     }
     event_add(omni_ep_live.timer, &tv);
-    event_add(omni_ep_streams.timer, &second);
-    return 0;
+    event_add(omni_ep_streams.timer, &tick);
+    return omni_mcp_relay_start(
+        omni_clients.base, omni_clients.cfg->mcp_ca_file, omni_ep_updated);
 }
 
 
 void omni_mcp_endpoint_stop(void)
 {
+    omni_mcp_relay_stop();
     if (omni_ep_streams.timer != NULL) {
         event_free(omni_ep_streams.timer);
         omni_ep_streams.timer = NULL;
