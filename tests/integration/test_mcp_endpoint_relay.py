@@ -35,6 +35,7 @@ def relay(migrated, redis_server):
     n.start()
     up = Upstream("conformance.cjs").start()
     UPSTREAM["port"] = up.port
+    UPSTREAM["url"] = up.url
     r = call(w, "POST", SERVERS, {"name": unique("fx"), "url": up.url,
                                   "timeout_ms": 20000})
     assert r.status == 201, r.body
@@ -295,3 +296,32 @@ def test_subscriptions_need_a_legacy_session_of_one_server(relay):
     r = c.rpc("resources/subscribe", {})
     assert r.json()["error"]["code"] == -32602, r.body
     assert "params.uri" in r.json()["error"]["message"]
+
+
+def test_list_changed_goes_only_to_sessions_whose_list_changed(relay):
+    """A server only admins may use appears: an admin's session is told,
+    a user's (whose tools/list is the same as before) is not."""
+    from test_mcp_endpoint import Stream
+    w, _, _ = relay
+    admin, user = Client(w, role="admin"), Client(w, role="user")
+    admin.initialize()
+    user.initialize()
+    before = user.tools()
+    sa, su = Stream(w, admin), Stream(w, user)
+    try:
+        assert sa.read_until("stream open", 5), sa.text
+        assert su.read_until("stream open", 5), su.text
+        time.sleep(0.5)
+        r = call(w, "POST", SERVERS, {"name": unique("adm"),
+                                      "url": UPSTREAM["url"],
+                                      "roles": ["admin"],
+                                      "timeout_ms": 20000})
+        assert r.status == 201, r.body
+        r = call(w, "POST", SERVERS + "/" + r.json()["id"] + "/health")
+        assert r.status == 200 and r.json()["ok"], r.body
+        assert sa.read_until("notifications/tools/list_changed", 5), sa.text
+        assert not su.read_until("list_changed", 1.5), su.text
+        assert user.tools() == before
+    finally:
+        sa.close()
+        su.close()

@@ -108,6 +108,17 @@ enum {
 
 typedef struct omni_ep_s omni_ep_t;
 
+/* What tools/list shows one (role, scope) of the open GET streams, as a
+ * hash: a catalog change is told only to the streams whose list changed */
+typedef struct {
+    int used, refs, querying, again, changed, known;
+    char role[64];
+    char scope[33]; /* "" for /mcp */
+    uint64_t hash;
+} omni_ep_view_t;
+
+#define OMNI_EP_VIEWS 32
+
 struct omni_ep_s {
     omni_req_t *r;
     int modern;
@@ -148,6 +159,8 @@ struct omni_ep_s {
     /* GET: the session's notification stream */
     omni_ep_t *snext;
     time_t last_write;
+    omni_ep_view_t *view; /* NULL: told of every change (no room) */
+    int fixed;            /* /mcp/omni: its list never changes */
 };
 
 static int omni_ep_list_stmt, omni_ep_resolve_stmt, omni_ep_server_stmt;
@@ -177,6 +190,8 @@ static struct {
     long long gen; /* -1: not read yet */
     struct event *timer;
 } omni_ep_streams = {.gen = -1};
+
+static omni_ep_view_t omni_ep_views[OMNI_EP_VIEWS];
 
 #define OMNI_EP_ROLE_FILTER                                                    \
     " ($1 = 'admin' OR ((cardinality(s.roles) = 0 OR $1 = ANY (s.roles))"      \
@@ -2069,6 +2084,7 @@ void omni_mcp_endpoint_post(omni_req_t *r)
 
 
 static void omni_ep_stream_unlink(omni_ep_t *ep);
+static void omni_ep_view_put(omni_ep_view_t *v);
 
 
 /* Ends this process's streams of session (all of them when NULL). */
@@ -2185,6 +2201,8 @@ static void omni_ep_stream_unlink(omni_ep_t *ep)
         if (*pp == ep) {
             *pp = ep->snext;
             omni_ep_streams.count--;
+            omni_ep_view_put(ep->view);
+            ep->view = NULL;
             return;
         }
     }
@@ -2214,11 +2232,153 @@ static void omni_ep_stream_write(omni_ep_t *ep, const char *text)
 }
 
 
+#define OMNI_EP_LIST_CHANGED                                                   \
+    "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":"                   \
+    "\"notifications/tools/list_changed\"}\n\n"
+
+/* Tells the streams of view (every stream without one when NULL). */
+static void omni_ep_view_notify(omni_ep_view_t *v)
+{
+    omni_ep_t *ep;
+
+    for (ep = omni_ep_streams.head; ep != NULL; ep = ep->snext) {
+        if (ep->view == v && !ep->fixed) {
+            omni_ep_stream_write(ep, OMNI_EP_LIST_CHANGED);
+        }
+    }
+}
+
+
+/* FNV-1a over what the list query's rows show (names and definitions of
+ * the servers this process does not see down), in the query's order. */
+static uint64_t omni_ep_view_hash(PGresult *res)
+{
+    uint64_t h = 14695981039346656037ull;
+    const char *id, *p;
+    int i, col, n = PQntuples(res);
+
+    for (i = 0; i < n; i++) {
+        if (omni_mcp_state_down(PQgetvalue(res, i, 0), &id)) {
+            continue;
+        }
+        for (col = 0; col < 3; col++) {
+            for (p = PQgetvalue(res, i, col); *p; p++) {
+                h = (h ^ (unsigned char)*p) * 1099511628211ull;
+            }
+            h = (h ^ 0xff) * 1099511628211ull;
+        }
+    }
+    return h;
+}
+
+
+static void omni_ep_view_check(omni_ep_view_t *v, int changed);
+
+
+static void omni_ep_view_done(void *arg, omni_db_status_t st, PGresult *res)
+{
+    omni_ep_view_t *v = arg;
+    uint64_t h;
+
+    v->querying = 0;
+    if (v->refs == 0) {
+        memset(v, 0, sizeof(*v));
+        return;
+    }
+    if (st == OMNI_DB_OK) {
+        h = omni_ep_view_hash(res);
+        if (v->changed && (!v->known || h != v->hash)) {
+            omni_ep_view_notify(v);
+        }
+        v->hash = h;
+        v->known = 1;
+    } else {
+        /* cannot tell: a client re-listing needlessly is the cheap error */
+        if (v->changed) {
+            omni_ep_view_notify(v);
+        }
+        v->known = 0;
+    }
+    v->changed = 0;
+    if (v->again) {
+        v->again = 0;
+        omni_ep_view_check(v, 1);
+    }
+}
+
+
+/* Reads the view's list now: changed says the catalog changed since the
+ * last read (then its streams are told if the list differs). */
+static void omni_ep_view_check(omni_ep_view_t *v, int changed)
+{
+    const char *values[2];
+
+    v->changed |= changed;
+    if (v->querying) {
+        v->again = 1;
+        return;
+    }
+    values[0] = v->role;
+    values[1] = v->scope[0] ? v->scope : NULL;
+    if (omni_db_query(
+            omni_clients.db, omni_ep_list_stmt, 2, values, omni_ep_view_done, v)
+        == OMNI_DB_OK) {
+        v->querying = 1;
+        return;
+    }
+    if (v->changed) {
+        omni_ep_view_notify(v);
+    }
+    v->changed = 0;
+    v->known = 0;
+}
+
+
+/* The view of a new stream (a new one is read at once, for the
+ * baseline), or NULL when the table is full. */
+static omni_ep_view_t *omni_ep_view_get(const char *role, const char *scope)
+{
+    omni_ep_view_t *v, *free_slot = NULL;
+    int i;
+
+    for (i = 0; i < OMNI_EP_VIEWS; i++) {
+        v = &omni_ep_views[i];
+        if (v->used && strcmp(v->role, role) == 0
+            && strcmp(v->scope, scope) == 0) {
+            v->refs++;
+            return v;
+        }
+        if (!v->used && free_slot == NULL) {
+            free_slot = v;
+        }
+    }
+    if (free_slot == NULL || strlen(role) >= sizeof(free_slot->role)) {
+        return NULL;
+    }
+    v = free_slot;
+    memset(v, 0, sizeof(*v));
+    v->used = 1;
+    v->refs = 1;
+    snprintf(v->role, sizeof(v->role), "%s", role);
+    snprintf(v->scope, sizeof(v->scope), "%s", scope);
+    omni_ep_view_check(v, 0);
+    return v;
+}
+
+
+static void omni_ep_view_put(omni_ep_view_t *v)
+{
+    if (v != NULL && --v->refs == 0 && !v->querying) {
+        memset(v, 0, sizeof(*v));
+    }
+}
+
+
 static void omni_ep_stream_gen(redisAsyncContext *ac, void *reply, void *arg)
 {
     redisReply *rep = reply;
     long long gen;
-    omni_ep_t *ep;
+    int i;
 
     omni_ep_streams.reading = 0;
     if (rep == NULL
@@ -2227,10 +2387,11 @@ static void omni_ep_stream_gen(redisAsyncContext *ac, void *reply, void *arg)
     }
     gen = rep->type == REDIS_REPLY_NIL ? 0 : atoll(rep->str);
     if (omni_ep_streams.gen >= 0 && gen != omni_ep_streams.gen) {
-        for (ep = omni_ep_streams.head; ep != NULL; ep = ep->snext) {
-            omni_ep_stream_write(ep,
-                "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":"
-                "\"notifications/tools/list_changed\"}\n\n");
+        omni_ep_view_notify(NULL);
+        for (i = 0; i < OMNI_EP_VIEWS; i++) {
+            if (omni_ep_views[i].used && omni_ep_views[i].refs > 0) {
+                omni_ep_view_check(&omni_ep_views[i], 1);
+            }
         }
     }
     omni_ep_streams.gen = gen;
@@ -2354,6 +2515,12 @@ void omni_mcp_endpoint_get(omni_req_t *r)
         r->state = OMNI_EP_STREAMING;
         ep->streaming = 1;
         ep->seq = ++omni_ep_live.seq;
+        ep->scope = omni_req_param(r, 0);
+        ep->fixed =
+            ep->scope != NULL && strcmp(ep->scope, OMNI_EP_BUILTIN) == 0;
+        ep->view = ep->fixed ? NULL
+                             : omni_ep_view_get(omni_ep_role(r),
+                                 ep->scope != NULL ? ep->scope : "");
         omni_respond_start(r, 200, "text/event-stream");
         ep->snext = omni_ep_streams.head;
         omni_ep_streams.head = ep;
