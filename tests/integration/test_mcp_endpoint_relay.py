@@ -13,6 +13,7 @@ import socket
 import select
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -200,6 +201,26 @@ def test_an_answer_posted_to_any_process_reaches_the_call(relay):
         assert "forged" not in st.text
     finally:
         st.close()
+
+
+def test_a_client_leaving_while_asked_cancels_the_upstream_call(relay):
+    w, _, fx = relay
+    c, st = start(w, fx, {"sampling": {}})
+    try:
+        assert st.read_until(ASK, 10), st.text
+    finally:
+        st.close()
+    t0 = time.time() * 1000
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen("http://127.0.0.1:%d/ctl/cancelled"
+                                    % UPSTREAM["port"], timeout=5) as r:
+            at = json.loads(r.read())["cancelled_at"]
+        if at >= t0 - 50:
+            break
+        time.sleep(0.05)
+    assert at >= t0 - 50, (at, t0)
+    assert at - t0 < 1000, at - t0
 
 
 def test_a_client_without_the_capability_is_never_asked(relay):
