@@ -15,9 +15,15 @@
  *                                                 ──> CALLING ──> answer
  *     resources/..., prompts/... (/mcp/<server>) ──> UPSTREAM (query)
  *                                 ──> FORWARDED (the upstream) ──> answer
+ *     resources/subscribe (/mcp/<server>) ──> UPSTREAM ──> FORWARDED
+ *                                   ──> SUBSCRIBED (Redis SADD) ──> answer
+ *     resources/unsubscribe ──> UNSUBSCRIBED (Redis SREM) ──> answer
  *     notifications/cancelled ──> CANCEL_STORED (Redis SET) ──> 202
+ *     a response to a request relayed to the client ──> ANSWER_STORED
+ *                 (Redis SET, unless this process runs the call) ──> 202
  *
- *   GET: START ──> STREAM_READ (Redis GET) ──> STREAMING (list_changed)
+ *   GET: START ──> STREAM_READ (Redis GET) ──> STREAMING (list_changed
+ *        when the caller's list changed, resources/updated)
  *   DELETE: START ──> DELETE_READ (Redis GET) ──> DELETED (Redis DEL)
  *
  * Legacy (2025-03-26 .. 2025-11-25): initialize mints a session kept in
@@ -27,7 +33,11 @@
  * the body. A legacy call is cancelled by notifications/cancelled (which
  * may reach another process: it is stored in Redis, and each process
  * polls for the calls it runs every 25 ms); any call by the client
- * closing its connection. */
+ * closing its connection. An upstream's sampling, elicitation or roots
+ * request during a legacy call goes to the client on the call's stream
+ * under an id of ours; the client's answer comes back like a
+ * cancellation (here, or through Redis to the process running the
+ * call). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
