@@ -108,15 +108,9 @@ def run_and_judge(target, label, *args):
 
 
 # Why the scenarios Omni does not pass fail (README, "/mcp"): each is
-# asserted to still fail, so fixing one shows here.
-NOT_YET = {
-    # requests an upstream sends to the client (sampling, elicitation,
-    # roots) are not relayed yet
-    "tools-call-sampling", "tools-call-elicitation",
-    "elicitation-sep1034-defaults", "elicitation-sep1330-enums",
-    # resources/subscribe needs the GET notification stream, not built
-    "resources-subscribe", "resources-unsubscribe",
-}
+# asserted to still fail, so fixing one shows here. (None left in the
+# 2025-11-25 suite.)
+NOT_YET = set()
 
 PASS_2025 = {
     "server-initialize", "server-session-lifecycle", "logging-set-level",
@@ -129,6 +123,12 @@ PASS_2025 = {
     "prompts-get-simple", "prompts-get-with-args",
     "prompts-get-embedded-resource", "prompts-get-with-image",
     "dns-rebinding-protection",
+    # the upstream's requests to the client relayed on the call's stream
+    "tools-call-sampling", "tools-call-elicitation",
+    "elicitation-sep1034-defaults", "elicitation-sep1330-enums",
+    # subscriptions kept per session, the upstream's resources/updated
+    # relayed on the session's GET stream
+    "resources-subscribe", "resources-unsubscribe",
 }
 
 PASS_2026 = {

@@ -33,6 +33,12 @@
 #define OMNI_MCP_MAX_BODY (4 * 1024 * 1024)
 #define OMNI_MCP_SESSIONS 256
 
+/* what Omni relays from upstreams to its own clients (endpoint.c): each
+ * request is relayed only to a client that declared the capability */
+#define OMNI_MCP_CLIENT_CAPS                                                   \
+    "{\"sampling\":{},\"elicitation\":{\"form\":{},\"url\":{}},"               \
+    "\"roots\":{}}"
+
 #define OMNI_MCP_META                                                          \
     "\"io.modelcontextprotocol/protocolVersion\":\"" OMNI_MCP_MODERN "\","     \
     "\"io.modelcontextprotocol/clientCapabilities\":{},"                       \
@@ -79,7 +85,18 @@ struct omni_mcp_rpc_s {
     uint64_t start_ns;
 };
 
+/* an upstream's request to the client, answered on its session */
+struct omni_mcp_ask_s {
+    omni_mcp_target_t t;
+    char *id; /* the request's id, JSON text */
+    char protocol[16];
+    char session[256];
+};
+
 static omni_outbound_t *omni_mcp_out;
+static omni_mcp_rpc_t *omni_mcp_asking;
+static const omni_json_t *omni_mcp_asking_id;
+static int omni_mcp_asked;
 static omni_mcp_known_t omni_mcp_known[OMNI_MCP_SESSIONS];
 static int64_t omni_mcp_next_id = 1;
 
@@ -147,6 +164,20 @@ void omni_mcp_client_forget(const char *id)
 }
 
 
+int omni_mcp_client_session(
+    const char *id, char *session, size_t n, char *protocol, size_t pn)
+{
+    omni_mcp_known_t *k = omni_mcp_lookup(id, 0);
+
+    if (k == NULL || k->generation != 1 || !k->ready || k->session[0] == '\0') {
+        return -1;
+    }
+    snprintf(session, n, "%s", k->session);
+    snprintf(protocol, pn, "%s", k->protocol);
+    return 0;
+}
+
+
 const char *omni_mcp_client_generation(const char *id)
 {
     omni_mcp_known_t *k = omni_mcp_lookup(id, 0);
@@ -172,6 +203,114 @@ static void omni_mcp_reset_step(omni_mcp_rpc_t *c)
 }
 
 
+static void omni_mcp_ignore(void *arg, const omni_out_result_t *res)
+{
+}
+
+
+omni_mcp_ask_t *omni_mcp_ask_take(void)
+{
+    omni_mcp_rpc_t *c = omni_mcp_asking;
+    omni_mcp_known_t *k;
+    omni_mcp_ask_t *a;
+    struct evbuffer *b;
+
+    if (c == NULL || omni_mcp_asked) {
+        return NULL;
+    }
+    k = omni_mcp_lookup(c->t.id, 0);
+    a = omni_arena_alloc(c->arena, sizeof(*a));
+    b = evbuffer_new();
+    if (k == NULL || a == NULL || b == NULL) {
+        if (b != NULL) {
+            evbuffer_free(b);
+        }
+        return NULL;
+    }
+    omni_json_write(b, omni_mcp_asking_id);
+    a->id = omni_arena_strndup(
+        c->arena, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    evbuffer_free(b);
+    if (a->id == NULL) {
+        return NULL;
+    }
+    a->t = c->t;
+    snprintf(a->protocol, sizeof(a->protocol), "%s", k->protocol);
+    snprintf(a->session, sizeof(a->session), "%s", k->session);
+    omni_mcp_asked = 1;
+    return a;
+}
+
+
+int omni_mcp_ask_answer(
+    const omni_mcp_ask_t *a, const char *result, const char *error)
+{
+    omni_out_spec_t spec;
+    const char *hdr[48];
+    struct evbuffer *b = evbuffer_new();
+    char sid[300], ver[48];
+    int n = 0, i, rc;
+
+    if (b == NULL) {
+        return -1;
+    }
+    evbuffer_add_printf(b, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"%s\":%s}", a->id,
+        result != NULL ? "result" : "error", result != NULL ? result : error);
+    snprintf(sid, sizeof(sid), "Mcp-Session-Id: %s", a->session);
+    snprintf(ver, sizeof(ver), "MCP-Protocol-Version: %s", a->protocol);
+    hdr[n++] = "Content-Type: application/json";
+    hdr[n++] = "Accept: application/json, text/event-stream";
+    hdr[n++] = ver;
+    if (a->session[0]) {
+        hdr[n++] = sid;
+    }
+    for (i = 0; a->t.headers && a->t.headers[i] && n < 46; i++) {
+        hdr[n++] = a->t.headers[i];
+    }
+    hdr[n] = NULL;
+    memset(&spec, 0, sizeof(spec));
+    spec.url = a->t.url;
+    spec.headers = hdr;
+    spec.body = (const char *)evbuffer_pullup(b, -1);
+    spec.body_len = evbuffer_get_length(b);
+    spec.timeout_ms = 5000;
+    spec.idempotent = 1;
+    spec.on_done = omni_mcp_ignore;
+    rc = omni_out_request(omni_mcp_out, &spec, NULL) != NULL ? 0 : -1;
+    evbuffer_free(b);
+    return rc;
+}
+
+
+/* The upstream asks the client something: note may take it; otherwise
+ * the upstream hears at once that this client offers no such method
+ * (rather than waiting out its timeout). */
+static void omni_mcp_request(omni_mcp_rpc_t *c, const omni_rpc_msg_t *m)
+{
+    omni_mcp_ask_t *a;
+
+    if (c->state != OMNI_MCP_CALL || m->id == NULL) {
+        return;
+    }
+    omni_mcp_asking = c;
+    omni_mcp_asking_id = m->id;
+    omni_mcp_asked = 0;
+    if (c->note != NULL) {
+        c->note(c->arg, m->root);
+    }
+    if (!omni_mcp_asked) {
+        a = omni_mcp_ask_take();
+        if (a != NULL) {
+            omni_mcp_ask_answer(a, NULL,
+                "{\"code\":-32601,\"message\":\"Method not found: the "
+                "client does not offer it\"}");
+        }
+    }
+    omni_mcp_asking = NULL;
+    omni_mcp_asking_id = NULL;
+}
+
+
 /* A message of the current step's answer. */
 static void omni_mcp_message(omni_mcp_rpc_t *c, const char *text, size_t len)
 {
@@ -194,7 +333,7 @@ static void omni_mcp_message(omni_mcp_rpc_t *c, const char *text, size_t len)
         return;
 
     case OMNI_RPC_REQUEST:
-        /* sampling, elicitation, roots: this client offers none */
+        omni_mcp_request(c, &m);
         return;
 
     default:
@@ -469,7 +608,8 @@ static int omni_mcp_send(omni_mcp_rpc_t *c)
         evbuffer_add_printf(b,
             "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"method\":\"initialize\","
             "\"params\":{\"protocolVersion\":\"" OMNI_MCP_LEGACY "\","
-            "\"capabilities\":{},\"clientInfo\":{\"name\":\"omni\","
+            "\"capabilities\":" OMNI_MCP_CLIENT_CAPS ","
+            "\"clientInfo\":{\"name\":\"omni\","
             "\"version\":\"1\"}}}",
             (long long)c->rpc_id);
         break;
@@ -580,11 +720,6 @@ omni_mcp_rpc_t *omni_mcp_rpc(const omni_mcp_target_t *t, const char *method,
         return NULL;
     }
     return c;
-}
-
-
-static void omni_mcp_ignore(void *arg, const omni_out_result_t *res)
-{
 }
 
 

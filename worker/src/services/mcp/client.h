@@ -54,6 +54,22 @@ omni_mcp_rpc_t *omni_mcp_rpc(const omni_mcp_target_t *t, const char *method,
 /* params is an object without "_meta": the client writes _meta itself
  * (the 2026-07-28 members, and a progressToken when note is set). */
 
+/* A request the upstream sends while answering a call (sampling/
+ * createMessage, elicitation/create, roots/list) reaches note like a
+ * notification (it has an "id"). Unless note takes it (omni_mcp_ask_take,
+ * during note), the upstream is answered -32601 at once. A taken request
+ * is answered with omni_mcp_ask_answer on the session it came on. */
+typedef struct omni_mcp_ask_s omni_mcp_ask_t;
+
+/* During note for a request: the handle to answer it, from the exchange's
+ * arena (valid as long as that arena); NULL otherwise. */
+omni_mcp_ask_t *omni_mcp_ask_take(void);
+
+/* Posts the JSON-RPC response to the request: result or error (JSON text
+ * of an object; exactly one is non-NULL). 0, or -1. */
+int omni_mcp_ask_answer(
+    const omni_mcp_ask_t *a, const char *result, const char *error);
+
 /* Abandons it: no callback after this; a legacy session is told with
  * notifications/cancelled when the call was under way. */
 void omni_mcp_rpc_cancel(omni_mcp_rpc_t *c);
@@ -64,6 +80,11 @@ void omni_mcp_client_stop(void);
 
 /* Forgets what this process knows of a server: generation, session. */
 void omni_mcp_client_forget(const char *id);
+
+/* This process's legacy session with a server (relay.c opens its GET
+ * stream): 0 with session and protocol copied, or -1 when there is none. */
+int omni_mcp_client_session(
+    const char *id, char *session, size_t n, char *protocol, size_t pn);
 
 /* "legacy", "modern", or NULL when not learned yet in this process. */
 const char *omni_mcp_client_generation(const char *id);

@@ -15,9 +15,15 @@
  *                                                 ──> CALLING ──> answer
  *     resources/..., prompts/... (/mcp/<server>) ──> UPSTREAM (query)
  *                                 ──> FORWARDED (the upstream) ──> answer
+ *     resources/subscribe (/mcp/<server>) ──> UPSTREAM ──> FORWARDED
+ *                                   ──> SUBSCRIBED (Redis SADD) ──> answer
+ *     resources/unsubscribe ──> UNSUBSCRIBED (Redis SREM) ──> answer
  *     notifications/cancelled ──> CANCEL_STORED (Redis SET) ──> 202
+ *     a response to a request relayed to the client ──> ANSWER_STORED
+ *                 (Redis SET, unless this process runs the call) ──> 202
  *
- *   GET: START ──> STREAM_READ (Redis GET) ──> STREAMING (list_changed)
+ *   GET: START ──> STREAM_READ (Redis GET) ──> STREAMING (list_changed
+ *        when the caller's list changed, resources/updated)
  *   DELETE: START ──> DELETE_READ (Redis GET) ──> DELETED (Redis DEL)
  *
  * Legacy (2025-03-26 .. 2025-11-25): initialize mints a session kept in
@@ -27,7 +33,12 @@
  * the body. A legacy call is cancelled by notifications/cancelled (which
  * may reach another process: it is stored in Redis, and each process
  * polls for the calls it runs every 25 ms); any call by the client
- * closing its connection. */
+ * closing its connection. An upstream's sampling, elicitation or roots
+ * request during a legacy call goes to the client on the call's stream
+ * under an id of ours; the client's answer comes back like a
+ * cancellation (here, or through Redis to the process running the
+ * call). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +57,7 @@
 #include "services/mcp/call.h"
 #include "services/mcp/endpoint.h"
 #include "services/mcp/registry.h"
+#include "services/mcp/relay.h"
 #include "services/mcp/state.h"
 #include "services/mcp/upstream.h"
 #include "services/memory/memory.h"
@@ -57,6 +69,26 @@
 #define OMNI_EP_HEADER_MISMATCH -32020
 #define OMNI_EP_MAX_STREAMS 256
 #define OMNI_EP_KEEPALIVE_S 20
+#define OMNI_EP_MAX_ASKS 4
+#define OMNI_EP_MAX_POLLED (OMNI_EP_MAX_LIVE * 2)
+/* the capabilities a legacy client declared (kept with its session) */
+#define OMNI_EP_SAMPLING 1
+#define OMNI_EP_ELICITATION 2
+#define OMNI_EP_ROOTS 4
+#define OMNI_EP_STREAM_TICK_MS 250
+#define OMNI_EP_MAX_URI 1024
+
+/* An upstream's resources/updated (relay.c) for the sessions subscribed
+ * to it, each given it in a list its GET stream pops. Two processes
+ * watching the same server (each its own upstream session) both hear of
+ * one change: the first says it. */
+#define OMNI_EP_UPDATED_SCRIPT                                                 \
+    "if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', 250) then"             \
+    " return 0 end "                                                           \
+    "for _, s in ipairs(redis.call('SMEMBERS', KEYS[1])) do"                   \
+    " local k = 'omni:mcp:notes:' .. s"                                        \
+    " redis.call('RPUSH', k, ARGV[1]) redis.call('LTRIM', k, -100, -1)"        \
+    " redis.call('EXPIRE', k, 60) end return 1"
 /* the built-in server (services/memory's tools); the registry refuses
  * the name */
 #define OMNI_EP_BUILTIN OMNI_MCP_BUILTIN
@@ -73,6 +105,9 @@ enum {
     OMNI_EP_CALLING,
     OMNI_EP_BUILTIN_CALLED,
     OMNI_EP_CANCEL_STORED,
+    OMNI_EP_ANSWER_STORED,
+    OMNI_EP_SUBSCRIBED,
+    OMNI_EP_UNSUBSCRIBED,
     OMNI_EP_UPSTREAM,
     OMNI_EP_FORWARDED,
     OMNI_EP_DELETE_READ,
@@ -82,6 +117,17 @@ enum {
 };
 
 typedef struct omni_ep_s omni_ep_t;
+
+/* What tools/list shows one (role, scope) of the open GET streams, as a
+ * hash: a catalog change is told only to the streams whose list changed */
+typedef struct {
+    int used, refs, querying, again, changed, known;
+    char role[64];
+    char scope[33]; /* "" for /mcp */
+    uint64_t hash;
+} omni_ep_view_t;
+
+#define OMNI_EP_VIEWS 32
 
 struct omni_ep_s {
     omni_req_t *r;
@@ -113,9 +159,18 @@ struct omni_ep_s {
     omni_ep_t *next;
     uint64_t seq;
     int live;
+    int caps; /* OMNI_EP_SAMPLING | ... */
+    /* the upstream's requests relayed to the client, awaiting its answer
+     * (which may reach another process: then it comes through Redis) */
+    struct {
+        omni_mcp_ask_t *ask; /* NULL: a free slot */
+        char id[48];         /* the id the client sees */
+    } asks[OMNI_EP_MAX_ASKS];
     /* GET: the session's notification stream */
     omni_ep_t *snext;
     time_t last_write;
+    omni_ep_view_t *view; /* NULL: told of every change (no room) */
+    int fixed;            /* /mcp/omni: its list never changes */
 };
 
 static int omni_ep_list_stmt, omni_ep_resolve_stmt, omni_ep_server_stmt;
@@ -126,7 +181,13 @@ static struct {
     int count, polling;
     uint64_t seq;
     struct event *timer;
-    uint64_t polled[OMNI_EP_MAX_LIVE];
+    /* what each key of the poll's MGET is: a call's cancellation (ask
+     * -1) or the answer to one of its relayed requests */
+    struct {
+        uint64_t seq;
+        int ask;
+    } polled[OMNI_EP_MAX_POLLED];
+    char keys[OMNI_EP_MAX_POLLED][192];
     int npolled;
 } omni_ep_live;
 
@@ -139,6 +200,8 @@ static struct {
     long long gen; /* -1: not read yet */
     struct event *timer;
 } omni_ep_streams = {.gen = -1};
+
+static omni_ep_view_t omni_ep_views[OMNI_EP_VIEWS];
 
 #define OMNI_EP_ROLE_FILTER                                                    \
     " ($1 = 'admin' OR ((cardinality(s.roles) = 0 OR $1 = ANY (s.roles))"      \
@@ -642,10 +705,15 @@ static const char *omni_ep_role(omni_req_t *r)
  * its server's resources, prompts and completions through as well */
 static const char *omni_ep_capabilities(omni_ep_t *ep)
 {
-    return ep->scope != NULL && strcmp(ep->scope, OMNI_EP_BUILTIN) != 0
-               ? "{\"tools\":{\"listChanged\":true},\"logging\":{},"
-                 "\"resources\":{},\"prompts\":{},\"completions\":{}}"
-               : "{\"tools\":{\"listChanged\":true},\"logging\":{}}";
+    if (ep->scope == NULL || strcmp(ep->scope, OMNI_EP_BUILTIN) == 0) {
+        return "{\"tools\":{\"listChanged\":true},\"logging\":{}}";
+    }
+    /* subscriptions need a session's GET stream: legacy only */
+    return ep->modern ? "{\"tools\":{\"listChanged\":true},\"logging\":{},"
+                        "\"resources\":{},\"prompts\":{},\"completions\":{}}"
+                      : "{\"tools\":{\"listChanged\":true},\"logging\":{},"
+                        "\"resources\":{\"subscribe\":true},\"prompts\":{},"
+                        "\"completions\":{}}";
 }
 
 
@@ -845,6 +913,76 @@ static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
 }
 
 
+/* The capability a request of the upstream's needs, or 0. */
+static int omni_ep_ask_cap(const char *method)
+{
+    return strcmp(method, "sampling/createMessage") == 0 ? OMNI_EP_SAMPLING
+           : strcmp(method, "elicitation/create") == 0   ? OMNI_EP_ELICITATION
+           : strcmp(method, "roots/list") == 0           ? OMNI_EP_ROOTS
+                                                         : 0;
+}
+
+
+/* The upstream asks the client (sampling, elicitation, roots) during a
+ * legacy call: relayed on the call's stream under an id of ours, when the
+ * client declared the capability and can be reached; otherwise left to
+ * client.c, which answers the upstream -32601. */
+static void omni_ep_ask(
+    omni_ep_t *ep, const char *method, const omni_json_t *params)
+{
+    int cap = omni_ep_ask_cap(method), i;
+    struct evbuffer *b;
+    char id[40];
+
+    if (cap == 0 || !(ep->caps & cap) || !ep->live || ep->gone) {
+        return;
+    }
+    for (i = 0; i < OMNI_EP_MAX_ASKS && ep->asks[i].ask != NULL; i++) {
+    }
+    if (i == OMNI_EP_MAX_ASKS
+        || omni_random_token("", 18, id, sizeof(id)) != 0) {
+        return;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        return;
+    }
+    ep->asks[i].ask = omni_mcp_ask_take();
+    if (ep->asks[i].ask == NULL) {
+        evbuffer_free(b);
+        return;
+    }
+    snprintf(ep->asks[i].id, sizeof(ep->asks[i].id), "omni-%s", id);
+    evbuffer_add_printf(b,
+        "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"method\":\"%s\",\"params\":",
+        ep->asks[i].id, method);
+    if (params != NULL && params->type == OMNI_JSON_OBJECT) {
+        omni_json_write(b, params);
+    } else {
+        evbuffer_add(b, "{}", 2);
+    }
+    evbuffer_add(b, "}", 1);
+    omni_ep_stream(ep);
+    omni_ep_event(ep, b);
+    evbuffer_free(b);
+}
+
+
+/* The client's answer (text: 'r' or 'e', then the result or error
+ * object) to the relayed request in slot i goes to the upstream. */
+static void omni_ep_ask_answer(omni_ep_t *ep, int i, const char *text)
+{
+    omni_mcp_ask_t *a = ep->asks[i].ask;
+
+    ep->asks[i].ask = NULL;
+    if (text[0] == 'r') {
+        omni_mcp_ask_answer(a, text + 1, NULL);
+    } else {
+        omni_mcp_ask_answer(a, NULL, text + 1);
+    }
+}
+
+
 /* An upstream's notification during a call: progress (with the client's
  * token) and log messages go to the client on the request's stream. */
 static void omni_ep_note(void *arg, const omni_json_t *note)
@@ -859,6 +997,10 @@ static void omni_ep_note(void *arg, const omni_json_t *note)
 
     if (method == NULL || ep->gone || accept == NULL
         || strstr(accept, "text/event-stream") == NULL) {
+        return;
+    }
+    if (omni_json_get(note, "id") != NULL) {
+        omni_ep_ask(ep, method, params);
         return;
     }
     if (strcmp(method, "notifications/progress") != 0
@@ -1133,24 +1275,40 @@ static void omni_ep_polled(redisAsyncContext *ac, void *reply, void *arg)
 {
     redisReply *rep = reply;
     omni_ep_t *ep;
+    const char *argv[2];
     size_t i;
+    int k;
 
     omni_ep_live.polling = 0;
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
         return;
     }
     for (i = 0; i < rep->elements && i < (size_t)omni_ep_live.npolled; i++) {
-        if (rep->element[i]->type != REDIS_REPLY_STRING) {
+        if (rep->element[i]->type != REDIS_REPLY_STRING
+            || rep->element[i]->len == 0) {
             continue;
         }
+        k = omni_ep_live.polled[i].ask;
         for (ep = omni_ep_live.head; ep != NULL; ep = ep->next) {
-            if (ep->seq == omni_ep_live.polled[i]) {
-                omni_ep_unlive(ep);
-                if (ep->r->state == OMNI_EP_CALLING) {
-                    omni_mcp_call_cancel(ep->call);
+            if (ep->seq != omni_ep_live.polled[i].seq) {
+                continue;
+            }
+            if (k >= 0) {
+                /* the answer is the user's: not kept in Redis longer */
+                if (ep->asks[k].ask != NULL) {
+                    omni_ep_ask_answer(ep, k, rep->element[i]->str);
                 }
+                argv[0] = "DEL";
+                argv[1] = omni_ep_live.keys[i];
+                omni_redis_command_argv(
+                    omni_clients.redis, NULL, NULL, 2, argv, NULL);
                 break;
             }
+            omni_ep_unlive(ep);
+            if (ep->r->state == OMNI_EP_CALLING) {
+                omni_mcp_call_cancel(ep->call);
+            }
+            break;
         }
     }
 }
@@ -1158,22 +1316,32 @@ static void omni_ep_polled(redisAsyncContext *ac, void *reply, void *arg)
 
 static void omni_ep_poll(evutil_socket_t fd, short what, void *arg)
 {
-    const char *argv[OMNI_EP_MAX_LIVE + 1];
-    char keys[OMNI_EP_MAX_LIVE][192];
+    const char *argv[OMNI_EP_MAX_POLLED + 1];
+    char(*keys)[192] = omni_ep_live.keys;
     omni_ep_t *ep;
-    int n = 0;
+    int n = 0, i;
 
     if (omni_ep_live.head == NULL || omni_ep_live.polling) {
         return;
     }
     argv[n] = "MGET";
-    for (ep = omni_ep_live.head; ep != NULL && n < OMNI_EP_MAX_LIVE;
+    for (ep = omni_ep_live.head; ep != NULL && n < OMNI_EP_MAX_POLLED;
          ep = ep->next) {
-        snprintf(keys[n], sizeof(keys[n]), "omni:mcp:cancel:%s:%s", ep->session,
-            ep->id_text);
-        omni_ep_live.polled[n] = ep->seq;
-        argv[n + 1] = keys[n];
-        n++;
+        for (i = -1; i < OMNI_EP_MAX_ASKS && n < OMNI_EP_MAX_POLLED; i++) {
+            if (i < 0) {
+                snprintf(keys[n], sizeof(keys[n]), "omni:mcp:cancel:%s:%s",
+                    ep->session, ep->id_text);
+            } else if (ep->asks[i].ask != NULL) {
+                snprintf(keys[n], sizeof(keys[n]), "omni:mcp:answer:%s:%s",
+                    ep->session, ep->asks[i].id);
+            } else {
+                continue;
+            }
+            omni_ep_live.polled[n].seq = ep->seq;
+            omni_ep_live.polled[n].ask = i;
+            argv[n + 1] = keys[n];
+            n++;
+        }
     }
     omni_ep_live.npolled = n;
     if (omni_redis_command_argv(
@@ -1225,11 +1393,65 @@ static int omni_ep_cancel(omni_ep_t *ep)
 }
 
 
+/* The client answers a request relayed to it: to the upstream from here
+ * when this process runs the call, else stored for the process that
+ * does (omni_ep_poll). -1 when there is nothing to wait for. */
+static int omni_ep_answer_in(omni_ep_t *ep)
+{
+    const char *id = omni_json_string(ep->id);
+    const omni_json_t *result = omni_json_get(ep->root, "result");
+    const omni_json_t *error = omni_json_get(ep->root, "error");
+    struct evbuffer *b;
+    const char *argv[5];
+    char key[192], *text;
+    omni_ep_t *e;
+    int i;
+
+    if (id == NULL || strncmp(id, "omni-", 5) != 0 || strlen(id) >= 48
+        || ep->session[0] == '\0'
+        || (result == NULL || result->type != OMNI_JSON_OBJECT)
+               == (error == NULL || error->type != OMNI_JSON_OBJECT)) {
+        return -1;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        return -1;
+    }
+    evbuffer_add(b, result != NULL ? "r" : "e", 1);
+    omni_json_write(b, result != NULL ? result : error);
+    text = omni_arena_strndup(&ep->r->arena,
+        (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    evbuffer_free(b);
+    if (text == NULL) {
+        return -1;
+    }
+    for (e = omni_ep_live.head; e != NULL; e = e->next) {
+        if (strcmp(e->session, ep->session) != 0) {
+            continue;
+        }
+        for (i = 0; i < OMNI_EP_MAX_ASKS; i++) {
+            if (e->asks[i].ask != NULL && strcmp(e->asks[i].id, id) == 0) {
+                omni_ep_ask_answer(e, i, text);
+                return -1;
+            }
+        }
+    }
+    snprintf(key, sizeof(key), "omni:mcp:answer:%s:%s", ep->session, id);
+    argv[0] = "SET";
+    argv[1] = key;
+    argv[2] = text;
+    argv[3] = "EX";
+    argv[4] = "120";
+    return omni_ep_redis(ep, 5, argv);
+}
+
+
 /* resources and prompts of /mcp/<server>: passed to that server as they
  * are (the aggregated /mcp offers tools only). */
 static int omni_ep_forwarded_method(const char *m)
 {
     return strcmp(m, "resources/list") == 0
+           || strcmp(m, "resources/subscribe") == 0
            || strcmp(m, "resources/templates/list") == 0
            || strcmp(m, "resources/read") == 0 || strcmp(m, "prompts/list") == 0
            || strcmp(m, "prompts/get") == 0
@@ -1363,6 +1585,86 @@ static void omni_ep_forward_answer(omni_ep_t *ep)
 }
 
 
+/* omni:mcp:sub:<server>:<uri>, the sessions subscribed to a resource */
+static void omni_ep_sub_key(
+    char *key, size_t n, const char *scope, const char *uri)
+{
+    snprintf(key, n, "omni:mcp:sub:%s:%s", scope, uri);
+}
+
+
+/* The upstream took the subscription: this session is told of changes
+ * from now on, through this process's watch of the server. */
+static void omni_ep_subscribe(omni_req_t *r, omni_ep_t *ep)
+{
+    const char *uri = omni_json_string(omni_json_get(ep->params, "uri"));
+    char key[OMNI_EP_MAX_URI + 64];
+    const char *argv[4];
+
+    omni_mcp_relay_watch(ep->scope, &ep->u.target);
+    omni_ep_sub_key(key, sizeof(key), ep->scope, uri);
+    argv[0] = "SADD";
+    argv[1] = key;
+    argv[2] = ep->session;
+    r->state = OMNI_EP_SUBSCRIBED;
+    if (omni_ep_redis(ep, 3, argv) != 0) {
+        omni_ep_error(ep, 200, -32603,
+            "subscriptions are unavailable (Redis); retry", NULL);
+        return;
+    }
+    argv[0] = "EXPIRE";
+    argv[2] = OMNI_EP_SESSION_TTL;
+    omni_ep_redis(ep, 3, argv);
+}
+
+
+static void omni_ep_unsubscribe(omni_req_t *r, omni_ep_t *ep, const char *uri)
+{
+    char key[OMNI_EP_MAX_URI + 64];
+    const char *argv[3];
+
+    omni_ep_sub_key(key, sizeof(key), ep->scope, uri);
+    argv[0] = "SREM";
+    argv[1] = key;
+    argv[2] = ep->session;
+    r->state = OMNI_EP_UNSUBSCRIBED;
+    if (omni_ep_redis(ep, 3, argv) != 0) {
+        omni_ep_error(ep, 200, -32603,
+            "subscriptions are unavailable (Redis); retry", NULL);
+    }
+}
+
+
+/* relay.c heard an upstream say uri changed. */
+static void omni_ep_updated(const char *scope, const char *uri)
+{
+    char key[OMNI_EP_MAX_URI + 64], once[OMNI_EP_MAX_URI + 64];
+    struct evbuffer *b = evbuffer_new();
+    const char *argv[6];
+    char *note;
+
+    if (b == NULL) {
+        return;
+    }
+    evbuffer_add_printf(b, "{\"jsonrpc\":\"2.0\",\"method\":"
+                           "\"notifications/resources/updated\","
+                           "\"params\":{\"uri\":");
+    omni_json_put_string(b, uri, strlen(uri));
+    evbuffer_add(b, "}}", 3); /* with the NUL */
+    note = (char *)evbuffer_pullup(b, -1);
+    omni_ep_sub_key(key, sizeof(key), scope, uri);
+    snprintf(once, sizeof(once), "omni:mcp:updated:%s:%s", scope, uri);
+    argv[0] = "EVAL";
+    argv[1] = OMNI_EP_UPDATED_SCRIPT;
+    argv[2] = "2";
+    argv[3] = key;
+    argv[4] = once;
+    argv[5] = note;
+    omni_redis_command_argv(omni_clients.redis, NULL, NULL, 6, argv, NULL);
+    evbuffer_free(b);
+}
+
+
 /* 1 when <server>__<tool> is the name /mcp gives tool (no hashing). */
 static int omni_ep_plain_name(const char *server, const char *tool)
 {
@@ -1405,6 +1707,12 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
             && strcmp(ep->method, "notifications/cancelled") == 0) {
             r->state = OMNI_EP_CANCEL_STORED;
             if (omni_ep_cancel(ep) == 0) {
+                return;
+            }
+        }
+        if (ep->method == NULL && ep->id != NULL) {
+            r->state = OMNI_EP_ANSWER_STORED;
+            if (omni_ep_answer_in(ep) == 0) {
                 return;
             }
         }
@@ -1495,6 +1803,31 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
         omni_ep_resolve(r, ep);
         return;
     }
+    if (strcmp(ep->method, "resources/subscribe") == 0
+        || strcmp(ep->method, "resources/unsubscribe") == 0) {
+        name = omni_json_string(omni_json_get(ep->params, "uri"));
+        if (ep->scope == NULL || strcmp(ep->scope, OMNI_EP_BUILTIN) == 0
+            || ep->modern) {
+            snprintf(msg, sizeof(msg),
+                "Method not found: %s needs a session of /mcp/<server>",
+                ep->method);
+            omni_ep_error(ep, ep->modern ? 404 : 200, -32601, msg, NULL);
+            return;
+        }
+        if (name == NULL || strlen(name) > OMNI_EP_MAX_URI) {
+            omni_ep_error(ep, 200, -32602,
+                "params.uri: expected the resource's URI (at most 1024 "
+                "characters)",
+                NULL);
+            return;
+        }
+        if (strcmp(ep->method, "resources/unsubscribe") == 0) {
+            /* the upstream session is shared by this process's clients:
+             * only this session stops hearing of it */
+            omni_ep_unsubscribe(r, ep, name);
+            return;
+        }
+    }
     if (ep->scope != NULL && strcmp(ep->scope, OMNI_EP_BUILTIN) != 0
         && omni_ep_forwarded_method(ep->method)) {
         values[0] = omni_ep_role(r);
@@ -1511,15 +1844,24 @@ static void omni_ep_dispatch(omni_req_t *r, omni_ep_t *ep)
 }
 
 
-/* The session's value in Redis: "<version> <user id>". */
+/* The session's value in Redis: "<version> <user id> <capabilities>"
+ * (OMNI_EP_SAMPLING | ..., in decimal). */
 static int omni_ep_session_ok(omni_req_t *r, omni_ep_t *ep, const char *v)
 {
     const char *user = omni_req_identity(r)->id;
     const char *sp = v ? strchr(v, ' ') : NULL;
+    const char *caps;
+    size_t n;
 
-    if (sp == NULL || user == NULL || strcmp(sp + 1, user) != 0) {
+    if (sp == NULL || user == NULL) {
         return 0;
     }
+    caps = strchr(sp + 1, ' ');
+    n = caps != NULL ? (size_t)(caps - sp - 1) : strlen(sp + 1);
+    if (n != strlen(user) || strncmp(sp + 1, user, n) != 0) {
+        return 0;
+    }
+    ep->caps = caps != NULL ? atoi(caps + 1) : 0;
     ep->version = omni_arena_strndup(&r->arena, v, sp - v);
     return ep->version != NULL;
 }
@@ -1528,6 +1870,7 @@ static int omni_ep_session_ok(omni_req_t *r, omni_ep_t *ep, const char *v)
 static int omni_ep_new_session(omni_req_t *r, omni_ep_t *ep)
 {
     const omni_json_t *pv = omni_json_get(ep->params, "protocolVersion");
+    const omni_json_t *caps;
     const char *argv[6], *user = omni_req_identity(r)->id;
     char key[96], *value;
 
@@ -1537,11 +1880,16 @@ static int omni_ep_new_session(omni_req_t *r, omni_ep_t *ep)
     if (omni_random_token("", 24, ep->session, sizeof(ep->session)) != 0) {
         return -1;
     }
-    value = omni_arena_alloc(&r->arena, strlen(user) + 32);
+    caps = omni_json_get(ep->params, "capabilities");
+    ep->caps =
+        (omni_json_get(caps, "sampling") != NULL ? OMNI_EP_SAMPLING : 0)
+        | (omni_json_get(caps, "elicitation") != NULL ? OMNI_EP_ELICITATION : 0)
+        | (omni_json_get(caps, "roots") != NULL ? OMNI_EP_ROOTS : 0);
+    value = omni_arena_alloc(&r->arena, strlen(user) + 40);
     if (value == NULL) {
         return -1;
     }
-    sprintf(value, "%s %s", ep->version, user);
+    sprintf(value, "%s %s %d", ep->version, user, ep->caps);
     snprintf(key, sizeof(key), "omni:mcp:session:%s", ep->session);
     argv[0] = "SET";
     argv[1] = key;
@@ -1720,10 +2068,25 @@ void omni_mcp_endpoint_post(omni_req_t *r)
         return;
 
     case OMNI_EP_FORWARDED:
+        if (strcmp(ep->method, "resources/subscribe") == 0 && !ep->gone
+            && ep->rep.failure == NULL && ep->rep.error == NULL) {
+            omni_ep_subscribe(r, ep);
+            return;
+        }
         omni_ep_forward_answer(ep);
         return;
 
-    default: /* CANCEL_STORED */
+    case OMNI_EP_SUBSCRIBED:
+    case OMNI_EP_UNSUBSCRIBED:
+        if (ep->redis_failed) {
+            omni_ep_error(ep, 200, -32603,
+                "subscriptions are unavailable (Redis); retry", NULL);
+            return;
+        }
+        omni_ep_result(ep, "");
+        return;
+
+    default: /* CANCEL_STORED, ANSWER_STORED */
         omni_respond(r, 202, "application/json", NULL);
         return;
     }
@@ -1731,6 +2094,7 @@ void omni_mcp_endpoint_post(omni_req_t *r)
 
 
 static void omni_ep_stream_unlink(omni_ep_t *ep);
+static void omni_ep_view_put(omni_ep_view_t *v);
 
 
 /* Ends this process's streams of session (all of them when NULL). */
@@ -1847,6 +2211,8 @@ static void omni_ep_stream_unlink(omni_ep_t *ep)
         if (*pp == ep) {
             *pp = ep->snext;
             omni_ep_streams.count--;
+            omni_ep_view_put(ep->view);
+            ep->view = NULL;
             return;
         }
     }
@@ -1876,11 +2242,153 @@ static void omni_ep_stream_write(omni_ep_t *ep, const char *text)
 }
 
 
+#define OMNI_EP_LIST_CHANGED                                                   \
+    "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":"                   \
+    "\"notifications/tools/list_changed\"}\n\n"
+
+/* Tells the streams of view (every stream without one when NULL). */
+static void omni_ep_view_notify(omni_ep_view_t *v)
+{
+    omni_ep_t *ep;
+
+    for (ep = omni_ep_streams.head; ep != NULL; ep = ep->snext) {
+        if (ep->view == v && !ep->fixed) {
+            omni_ep_stream_write(ep, OMNI_EP_LIST_CHANGED);
+        }
+    }
+}
+
+
+/* FNV-1a over what the list query's rows show (names and definitions of
+ * the servers this process does not see down), in the query's order. */
+static uint64_t omni_ep_view_hash(PGresult *res)
+{
+    uint64_t h = 14695981039346656037ull;
+    const char *id, *p;
+    int i, col, n = PQntuples(res);
+
+    for (i = 0; i < n; i++) {
+        if (omni_mcp_state_down(PQgetvalue(res, i, 0), &id)) {
+            continue;
+        }
+        for (col = 0; col < 3; col++) {
+            for (p = PQgetvalue(res, i, col); *p; p++) {
+                h = (h ^ (unsigned char)*p) * 1099511628211ull;
+            }
+            h = (h ^ 0xff) * 1099511628211ull;
+        }
+    }
+    return h;
+}
+
+
+static void omni_ep_view_check(omni_ep_view_t *v, int changed);
+
+
+static void omni_ep_view_done(void *arg, omni_db_status_t st, PGresult *res)
+{
+    omni_ep_view_t *v = arg;
+    uint64_t h;
+
+    v->querying = 0;
+    if (v->refs == 0) {
+        memset(v, 0, sizeof(*v));
+        return;
+    }
+    if (st == OMNI_DB_OK) {
+        h = omni_ep_view_hash(res);
+        if (v->changed && (!v->known || h != v->hash)) {
+            omni_ep_view_notify(v);
+        }
+        v->hash = h;
+        v->known = 1;
+    } else {
+        /* cannot tell: a client re-listing needlessly is the cheap error */
+        if (v->changed) {
+            omni_ep_view_notify(v);
+        }
+        v->known = 0;
+    }
+    v->changed = 0;
+    if (v->again) {
+        v->again = 0;
+        omni_ep_view_check(v, 1);
+    }
+}
+
+
+/* Reads the view's list now: changed says the catalog changed since the
+ * last read (then its streams are told if the list differs). */
+static void omni_ep_view_check(omni_ep_view_t *v, int changed)
+{
+    const char *values[2];
+
+    v->changed |= changed;
+    if (v->querying) {
+        v->again = 1;
+        return;
+    }
+    values[0] = v->role;
+    values[1] = v->scope[0] ? v->scope : NULL;
+    if (omni_db_query(
+            omni_clients.db, omni_ep_list_stmt, 2, values, omni_ep_view_done, v)
+        == OMNI_DB_OK) {
+        v->querying = 1;
+        return;
+    }
+    if (v->changed) {
+        omni_ep_view_notify(v);
+    }
+    v->changed = 0;
+    v->known = 0;
+}
+
+
+/* The view of a new stream (a new one is read at once, for the
+ * baseline), or NULL when the table is full. */
+static omni_ep_view_t *omni_ep_view_get(const char *role, const char *scope)
+{
+    omni_ep_view_t *v, *free_slot = NULL;
+    int i;
+
+    for (i = 0; i < OMNI_EP_VIEWS; i++) {
+        v = &omni_ep_views[i];
+        if (v->used && strcmp(v->role, role) == 0
+            && strcmp(v->scope, scope) == 0) {
+            v->refs++;
+            return v;
+        }
+        if (!v->used && free_slot == NULL) {
+            free_slot = v;
+        }
+    }
+    if (free_slot == NULL || strlen(role) >= sizeof(free_slot->role)) {
+        return NULL;
+    }
+    v = free_slot;
+    memset(v, 0, sizeof(*v));
+    v->used = 1;
+    v->refs = 1;
+    snprintf(v->role, sizeof(v->role), "%s", role);
+    snprintf(v->scope, sizeof(v->scope), "%s", scope);
+    omni_ep_view_check(v, 0);
+    return v;
+}
+
+
+static void omni_ep_view_put(omni_ep_view_t *v)
+{
+    if (v != NULL && --v->refs == 0 && !v->querying) {
+        memset(v, 0, sizeof(*v));
+    }
+}
+
+
 static void omni_ep_stream_gen(redisAsyncContext *ac, void *reply, void *arg)
 {
     redisReply *rep = reply;
     long long gen;
-    omni_ep_t *ep;
+    int i;
 
     omni_ep_streams.reading = 0;
     if (rep == NULL
@@ -1889,13 +2397,52 @@ static void omni_ep_stream_gen(redisAsyncContext *ac, void *reply, void *arg)
     }
     gen = rep->type == REDIS_REPLY_NIL ? 0 : atoll(rep->str);
     if (omni_ep_streams.gen >= 0 && gen != omni_ep_streams.gen) {
-        for (ep = omni_ep_streams.head; ep != NULL; ep = ep->snext) {
-            omni_ep_stream_write(ep,
-                "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":"
-                "\"notifications/tools/list_changed\"}\n\n");
+        omni_ep_view_notify(NULL);
+        for (i = 0; i < OMNI_EP_VIEWS; i++) {
+            if (omni_ep_views[i].used && omni_ep_views[i].refs > 0) {
+                omni_ep_view_check(&omni_ep_views[i], 1);
+            }
         }
     }
     omni_ep_streams.gen = gen;
+}
+
+
+/* The notes (resources/updated) popped for the stream whose seq is arg. */
+static void omni_ep_stream_notes(redisAsyncContext *ac, void *reply, void *arg)
+{
+    redisReply *rep = reply;
+    uint64_t seq = (uint64_t)(uintptr_t)arg;
+    omni_ep_t *ep;
+    struct evbuffer *b;
+    size_t i;
+
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+    for (ep = omni_ep_streams.head; ep != NULL && ep->seq != seq;
+         ep = ep->snext) {
+    }
+    if (ep == NULL) {
+        /* the stream closed meanwhile: the notes are lost with it */
+        return;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        return;
+    }
+    for (i = 0; i < rep->elements; i++) {
+        if (rep->element[i]->type == REDIS_REPLY_STRING) {
+            evbuffer_add(b, "event: message\ndata: ", 21);
+            evbuffer_add(b, rep->element[i]->str, rep->element[i]->len);
+            evbuffer_add(b, "\n\n", 2);
+        }
+    }
+    if (evbuffer_get_length(b) > 0) {
+        omni_respond_chunk(ep->r, b);
+        ep->last_write = time(NULL);
+    }
+    evbuffer_free(b);
 }
 
 
@@ -1914,9 +2461,18 @@ static void omni_ep_stream_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     for (ep = omni_ep_streams.head; ep != NULL; ep = ep->snext) {
+        char key[128];
+        const char *argv[3];
+
         if (now - ep->last_write >= OMNI_EP_KEEPALIVE_S) {
             omni_ep_stream_write(ep, ": keep-alive\n\n");
         }
+        snprintf(key, sizeof(key), "omni:mcp:notes:%s", ep->session);
+        argv[0] = "LPOP";
+        argv[1] = key;
+        argv[2] = "100";
+        omni_redis_command_argv(omni_clients.redis, omni_ep_stream_notes,
+            (void *)(uintptr_t)ep->seq, 3, argv, NULL);
     }
     if (!omni_ep_streams.reading
         && omni_redis_command(
@@ -1968,6 +2524,13 @@ void omni_mcp_endpoint_get(omni_req_t *r)
         }
         r->state = OMNI_EP_STREAMING;
         ep->streaming = 1;
+        ep->seq = ++omni_ep_live.seq;
+        ep->scope = omni_req_param(r, 0);
+        ep->fixed =
+            ep->scope != NULL && strcmp(ep->scope, OMNI_EP_BUILTIN) == 0;
+        ep->view = ep->fixed ? NULL
+                             : omni_ep_view_get(omni_ep_role(r),
+                                 ep->scope != NULL ? ep->scope : "");
         omni_respond_start(r, 200, "text/event-stream");
         ep->snext = omni_ep_streams.head;
         omni_ep_streams.head = ep;
@@ -1984,7 +2547,7 @@ void omni_mcp_endpoint_get(omni_req_t *r)
 
 int omni_mcp_endpoint_start(void)
 {
-    struct timeval tv = {0, 25000}, second = {1, 0};
+    struct timeval tv = {0, 25000}, tick = {0, OMNI_EP_STREAM_TICK_MS * 1000};
 
     omni_ep_live.timer =
         event_new(omni_clients.base, -1, EV_PERSIST, omni_ep_poll, NULL);
@@ -1994,13 +2557,15 @@ int omni_mcp_endpoint_start(void)
         return -1;
     }
     event_add(omni_ep_live.timer, &tv);
-    event_add(omni_ep_streams.timer, &second);
-    return 0;
+    event_add(omni_ep_streams.timer, &tick);
+    return omni_mcp_relay_start(
+        omni_clients.base, omni_clients.cfg->mcp_ca_file, omni_ep_updated);
 }
 
 
 void omni_mcp_endpoint_stop(void)
 {
+    omni_mcp_relay_stop();
     if (omni_ep_streams.timer != NULL) {
         event_free(omni_ep_streams.timer);
         omni_ep_streams.timer = NULL;
