@@ -29,6 +29,10 @@
 #include "io/outbound.h"
 
 #define OUT_MAX_HOSTS 64
+/* a released response's rest: at most this much, this soon, else its
+ * connection is closed instead of kept */
+#define OUT_DRAIN_BYTES (64 * 1024)
+#define OUT_DRAIN_MS 200
 
 typedef enum {
     OUT_REJECTED,
@@ -75,6 +79,8 @@ struct omni_out_req_s {
     int added;   /* in the multi handle */
     int counted; /* holds an in-flight slot */
     int headed;  /* on_headers delivered */
+    int released; /* omni_out_release(): the rest is read and dropped */
+    uint64_t drain_from;
     char *body;
     size_t body_off;
     size_t max_bytes;
@@ -256,7 +262,7 @@ static void out_finish(omni_out_req_t *q, CURLcode code)
 
     out_count(q, res.error, res.latency_us);
     out_detach(q);
-    if (res.error != OMNI_OUT_OK) {
+    if (res.error != OMNI_OUT_OK && !q->released) {
         /* refusals are counted; a line each would flood the log when
          * overloaded, when it can least afford it */
         omni_log(
@@ -441,6 +447,11 @@ static size_t out_write_cb(char *buf, size_t size, size_t n, void *arg)
     if (q->cancelled)
         return 0;
     q->bytes += len;
+    if (q->released) {
+        if (q->bytes - q->drain_from > OUT_DRAIN_BYTES)
+            omni_out_cancel(q);
+        return q->cancelled ? 0 : len;
+    }
     if (q->spec.on_data != NULL && q->spec.on_data(q->arg, q, buf, len) == 1
         && q->state == OUT_RUNNING)
         q->state = OUT_PAUSED;
@@ -471,6 +482,13 @@ static int out_seek_cb(void *arg, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
+static void out_drain_deadline(omni_out_req_t *q)
+{
+    struct timeval tv = {0, OUT_DRAIN_MS * 1000};
+
+    event_add(&q->ev, &tv);
+}
+
 static void out_on_req_event(evutil_socket_t fd, short what, void *arg)
 {
     omni_out_req_t *q = arg;
@@ -492,12 +510,17 @@ static void out_on_req_event(evutil_socket_t fd, short what, void *arg)
         return;
     case OUT_RESUMING:
         q->state = OUT_RUNNING;
+        if (q->released)
+            out_drain_deadline(q);
         o->in_curl++;
         curl_easy_pause(q->easy, CURLPAUSE_CONT);
         o->in_curl--;
         out_after_curl(o);
         return;
     default:
+        /* a released response's deadline: its rest did not come */
+        if (q->released)
+            omni_out_cancel(q);
         return;
     }
 }
@@ -736,6 +759,40 @@ void omni_out_cancel(omni_out_req_t *q)
         return;
     }
     out_drop(q);
+}
+
+static void out_released_done(void *arg, const omni_out_result_t *res)
+{
+}
+
+void omni_out_release(omni_out_req_t *q)
+{
+    omni_outbound_t *o;
+
+    if (q == NULL || q->cancelled || q->state == OUT_DONE || q->released)
+        return;
+    if (q->state != OUT_RUNNING && q->state != OUT_PAUSED) {
+        omni_out_cancel(q);
+        return;
+    }
+    o = q->o;
+    q->released = 1;
+    q->spec.on_headers = NULL;
+    q->spec.on_data = NULL;
+    q->spec.on_done = out_released_done;
+    q->arg = NULL;
+    q->drain_from = q->bytes;
+    if (q->counted) {
+        o->inflight--;
+        q->host->inflight--;
+        q->counted = 0;
+    }
+    if (q->state == OUT_PAUSED) {
+        q->state = OUT_RESUMING;
+        event_active(&q->ev, EV_TIMEOUT, 1);
+        return;
+    }
+    out_drain_deadline(q);
 }
 
 int omni_outbound_inflight(const omni_outbound_t *o)
