@@ -33,6 +33,7 @@
  * connection is closed instead of kept */
 #define OUT_DRAIN_BYTES (64 * 1024)
 #define OUT_DRAIN_MS 200
+#define OUT_SPARE 32 /* finished easy handles kept for the next requests */
 
 typedef enum {
     OUT_REJECTED,
@@ -47,6 +48,7 @@ typedef struct out_sock_s out_sock_t;
 
 struct out_sock_s {
     struct event ev;
+    short flags; /* as added */
     out_sock_t *prev, *next;
 };
 
@@ -64,6 +66,8 @@ struct omni_outbound_s {
     out_sock_t *socks;
     int nhosts;
     omni_out_host_stats_t hosts[OUT_MAX_HOSTS];
+    CURL *spare[OUT_SPARE];
+    int nspare;
 };
 
 struct omni_out_req_s {
@@ -207,8 +211,15 @@ static void out_detach(omni_out_req_t *q)
 
 static void out_free(omni_out_req_t *q)
 {
-    if (q->easy)
+    omni_outbound_t *o = q->o;
+
+    /* a reset handle is as new but for its allocations */
+    if (q->easy && o->nspare < OUT_SPARE) {
+        curl_easy_reset(q->easy);
+        o->spare[o->nspare++] = q->easy;
+    } else if (q->easy) {
         curl_easy_cleanup(q->easy);
+    }
     curl_slist_free_all(q->headers);
     free(q->body);
     free(q);
@@ -373,13 +384,16 @@ static int out_sock_cb(
             o->socks->prev = s;
         o->socks = s;
         curl_multi_assign(o->multi, fd, s);
-    } else {
-        event_del(&s->ev);
     }
     if (what & CURL_POLL_IN)
         flags |= EV_READ;
     if (what & CURL_POLL_OUT)
         flags |= EV_WRITE;
+    if (s->flags == flags)
+        return 0; /* unchanged: no epoll_ctl */
+    if (s->flags != 0)
+        event_del(&s->ev);
+    s->flags = flags;
     event_assign(&s->ev, o->base, fd, flags, out_on_socket, o);
     event_add(&s->ev, NULL);
     return 0;
@@ -698,7 +712,7 @@ omni_out_req_t *omni_out_request(
     q->spec.headers = NULL;
     q->spec.url = NULL;
     q->spec.method = NULL;
-    q->easy = curl_easy_init();
+    q->easy = o->nspare > 0 ? o->spare[--o->nspare] : curl_easy_init();
     if (q->easy == NULL || out_setup(q, spec) != 0)
         goto failed;
 
@@ -891,6 +905,8 @@ void omni_outbound_destroy(omni_outbound_t *o)
         out_drop(o->all);
     }
     curl_multi_cleanup(o->multi);
+    while (o->nspare > 0)
+        curl_easy_cleanup(o->spare[--o->nspare]);
     while ((s = o->socks) != NULL) {
         o->socks = s->next;
         event_del(&s->ev);
