@@ -102,7 +102,8 @@ def wrk(client, threads, seconds, conns, url, script):
     """(req/s, p50 ms, p99 ms, calls)"""
     r = subprocess.run(
         client(["wrk", "-t", str(min(threads, conns)), "-c", str(conns),
-                "-d", "%ds" % seconds, "--latency", "-s", script, url]),
+                "-d", "%ds" % seconds, "--timeout", "10s", "--latency", "-s",
+                script, url]),
         capture_output=True, text=True, check=True)
     out = r.stdout
     bad = re.search(r"^bad (\d+)", r.stderr, re.M)
@@ -208,6 +209,42 @@ def register(nginx, upstream, name="bench"):
     return name
 
 
+def _processes(worker, n):
+    """The worker restarted with n processes (the same socket, so nginx
+    and the Omni sessions in Redis carry on)."""
+    worker.stop()
+    worker.workers = n
+    worker.start()
+
+
+def scale_rows(row, client, threads, product, via, conns=32):
+    """1 vs 2 worker processes on the same /mcp load (alternating rounds,
+    the worker restarted between them): the rate ratio and each setup's
+    CPU per call."""
+    w = product.worker
+    first = w.workers
+    pgids = groups(via[2], product)
+    got = {1: [], 2: []}
+    try:
+        for i in range(max(2, ROUNDS // 2 + 1)):
+            for n in (1, 2) if i % 2 == 0 else (2, 1):
+                _processes(w, n)
+                check(via[0], via[3], via[4])
+                wrk(client, threads, 1, conns, via[0], via[1])
+                got[n].append(_round(client, threads, conns,
+                                     (via[0], via[1]), pgids))
+    finally:
+        _processes(w, first)
+    one, two = _summary(got[1]), _summary(got[2])
+    return [
+        row("MCP `tools/call` echo through `/mcp`, 1 worker process, "
+            "%d conn (CPU µs/call %s)" % (conns, cpu_text(one)), one),
+        row("  the same, 2 worker processes (no stickiness: one Omni "
+            "session, any process; CPU µs/call %s)" % cpu_text(two), two,
+            one, ">= 1.8x of 1 process", times=True),
+    ]
+
+
 def run(repeat, summary, row, client, threads, seconds, product):
     """Table lines: per concurrency, server-everything directly (baseline)
     and through /mcp, with the added p50/p99 and CPU per call."""
@@ -233,6 +270,11 @@ def run(repeat, summary, row, client, threads, seconds, product):
             base, case = ab(client, threads, conns, direct, via, pgids)
             lines += rows(row, "nginx + module + worker `/mcp`", conns,
                           base, case)
+        if os.environ.get("BENCH_MCP_SCALE", "1") != "0":
+            print("bench: mcp /mcp 1 vs 2 worker processes (load %s)"
+                  % load_avg(), file=sys.stderr, flush=True)
+            lines += scale_rows(row, client, threads, product,
+                                (omni_url, via[1], up, omni_h, omni_call))
     finally:
         up.stop()
     return lines

@@ -80,9 +80,9 @@ struct omni_out_req_s {
     out_state_t state;
     omni_out_error_t why; /* set when we refuse or abort it ourselves */
     int cancelled;
-    int added;   /* in the multi handle */
-    int counted; /* holds an in-flight slot */
-    int headed;  /* on_headers delivered */
+    int added;    /* in the multi handle */
+    int counted;  /* holds an in-flight slot */
+    int headed;   /* on_headers delivered */
     int released; /* omni_out_release(): the rest is read and dropped */
     uint64_t drain_from;
     char *body;

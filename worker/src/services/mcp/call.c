@@ -232,10 +232,12 @@ static void omni_call_gen_read(redisAsyncContext *ctx, void *reply, void *arg)
     omni_call_t *c = arg;
     redisReply *rep = reply;
 
-    c->gen = rep == NULL ? -1
-             : rep->type == REDIS_REPLY_NIL    ? 0
-             : rep->type == REDIS_REPLY_STRING ? atoll(rep->str)
-                                               : -1;
+    c->gen = -1;
+    if (rep != NULL && rep->type == REDIS_REPLY_NIL) {
+        c->gen = 0;
+    } else if (rep != NULL && rep->type == REDIS_REPLY_STRING) {
+        c->gen = atoll(rep->str);
+    }
     omni_http_resume(c->r);
 }
 
