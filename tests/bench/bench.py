@@ -329,8 +329,8 @@ def mcp_only():
         lines = mcp.run(repeat, summary, row, client, THREADS, SECONDS,
                         product)
         lines += mcp_rows(product.nginx, product)
-        text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE] + lines) \
-            + "\n"
+        text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE] + lines
+                          + ["", mcp.note()]) + "\n"
         (HERE / "results-mcp.md").write_text(text)
         print(text)
     finally:

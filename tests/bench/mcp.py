@@ -134,9 +134,10 @@ def groups(upstream, product=None, pg=None, redis=None):
 
 
 def cpu_ns(pgid):
-    """On-CPU time of the process group's live members, ns."""
+    """On-CPU time of the process group's live members (and the leader's
+    children: Postgres backends leave the postmaster's group), ns."""
     total = 0
-    for pid in stack.group_members(pgid):
+    for pid in set(stack.group_members(pgid) + stack.children_of(pgid)):
         try:
             with open("/proc/%d/schedstat" % pid) as f:
                 total += int(f.read().split()[0])
@@ -193,6 +194,18 @@ def rows(row, label, conns, base, via):
     ]
 
 
+def note():
+    """What the MCP rows' method is, for under the table."""
+    return ("MCP rows: after a 2 s warm-up of each side, %d alternating "
+            "rounds of %d s (direct and through Omni, the order flipped "
+            "each round); req/s the median (spread), p50/p99 the medians "
+            "of the rounds' wrk percentiles; CPU µs/call per server "
+            "process group from /proc/PID/schedstat over the calls wrk "
+            "counted, the median of the rounds; the upstream runs on the "
+            "servers' CPU. Load average at the end: %s."
+            % (ROUNDS, ROUND_SECONDS, load_avg()))
+
+
 def load_avg():
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
@@ -223,12 +236,12 @@ def scale_rows(row, client, threads, product, via, conns=32):
     CPU per call."""
     w = product.worker
     first = w.workers
-    pgids = groups(via[2], product)
     got = {1: [], 2: []}
     try:
         for i in range(max(2, ROUNDS // 2 + 1)):
             for n in (1, 2) if i % 2 == 0 else (2, 1):
                 _processes(w, n)
+                pgids = groups(via[2], product)
                 check(via[0], via[3], via[4])
                 wrk(client, threads, 1, conns, via[0], via[1])
                 got[n].append(_round(client, threads, conns,
