@@ -542,7 +542,7 @@ def test_dashboard_stats_count_active_servers_and_open_breakers(
 
 
 def test_header_values_by_secret_name_are_read_at_each_call(
-        mcp_worker, legacy):
+        mcp_worker, legacy, migrated):
     """A header value may name a file in OMNI_MCP_SECRETS_DIR or an
     MCP_SECRET_* variable instead of being stored: it is read at each call
     (a rotated file takes effect at once, no reload), never shown, never
@@ -553,7 +553,10 @@ def test_header_values_by_secret_name_are_read_at_each_call(
     s = register(mcp_worker, legacy, headers={
         "Authorization": {"secret_file": "upstream-token"},
         "X-Api-Key": {"secret_env": "MCP_SECRET_TEST_KEY"},
-        "X-Plain": "sealed-value"})
+        "X-Plain": "sealed-value"}, health={"interval_ms": 3600000})
+    # the periodic probe's requests (read before a rotation, sent after
+    # it under load) must not be the last ones the fixture sees
+    first_probe_over(migrated, legacy, s)
     assert s["headers"] == {"Authorization": "[redacted]",
                             "X-Api-Key": "[redacted]",
                             "X-Plain": "[redacted]"}
