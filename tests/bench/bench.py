@@ -316,10 +316,10 @@ def gateway_method():
                " ".join(open("/proc/loadavg").read().split()[:3])))
 
 
-def mcp_rows(nginx):
+def mcp_rows(nginx, product=None):
     return mcp_rest.run(wrk_parse, summary, row, fmt_ms, client([]), THREADS,
                         RUNS,
-                        SECONDS, WARMUP, nginx)
+                        SECONDS, WARMUP, nginx, product)
 
 
 def mcp_only():
@@ -334,9 +334,9 @@ def mcp_only():
         product = Product(pg, redis)
         lines = mcp.run(repeat, summary, row, client, THREADS, SECONDS,
                         product)
-        lines += mcp_rows(product.nginx)
-        text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE] + lines) \
-            + "\n"
+        lines += mcp_rows(product.nginx, product)
+        text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE] + lines
+                          + ["", mcp.note()]) + "\n"
         (HERE / "results-mcp.md").write_text(text)
         print(text)
     finally:
@@ -436,7 +436,7 @@ def main():
         lines += events.run(pg, redis)
         lines += mcp.run(repeat, summary, row, client, THREADS, SECONDS,
                          product)
-        lines += mcp_rows(nginx)
+        lines += mcp_rows(nginx, product)
         lines += chat.run(pg, redis)
         lines += llm_gateway.run(pg, redis)
         lines += ledger.run(pg, redis)

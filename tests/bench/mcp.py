@@ -2,20 +2,40 @@
 `echo` through the product (nginx + module + omni-worker, a bearer token,
 an Omni session) vs the same call sent to server-everything directly (its
 own session), at 1, 8 and 32 connections; the rows give both and the
-latency Omni adds (p50, p99). wrk sends the JSON-RPC POST (a Lua script);
-every answer must be 2xx."""
+latency Omni adds (p50, p99). wrk sends the JSON-RPC POST (a Lua script).
+
+Method (ab()): after one warm-up of each, BENCH_MCP_ROUNDS (5) rounds of
+BENCH_MCP_SECONDS (4) s alternate direct and through Omni (the order flips
+each round, so drift on the shared machine falls on both); req/s is the
+median with the spread, p50/p99 the medians of the rounds' wrk
+percentiles, the added figures the differences of those medians. Beside
+them, CPU µs per call of each server process group from
+/proc/PID/schedstat divided by the calls wrk counted (the house method of
+gateway.py): the upstream (node), nginx, omni-worker, Postgres, Redis.
+The upstream is started here, so it inherits the servers' CPU pinning.
+
+The last row compares 2 worker processes with 1 on the same load (/mcp,
+32 connections, each wrk connection one request stream over the shared
+Omni session: no stickiness): the rate ratio, and why when it is the
+upstream that sets the rate."""
 
 import json
+import os
 import re
+import statistics
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 
 import stack  # noqa: E402
 from mcp_support import Upstream  # noqa: E402
+
+ROUNDS = int(os.environ.get("BENCH_MCP_ROUNDS", "5"))
+ROUND_SECONDS = int(os.environ.get("BENCH_MCP_SECONDS", "4"))
+CONCURRENCY = [int(c) for c in
+               os.environ.get("BENCH_MCP_CONNECTIONS", "1,8,32").split(",")]
 
 CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "echo", "arguments": {"message": "bench"}}}
@@ -25,6 +45,7 @@ INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
 
 
 def _post(url, body, headers):
+    import urllib.request
     req = urllib.request.Request(url, data=json.dumps(body).encode(),
                                  headers=headers, method="POST")
     with urllib.request.urlopen(req, timeout=10) as r:
@@ -42,22 +63,33 @@ def session(url, headers):
     return h
 
 
-def wrk_post(client, threads, seconds, conns, url, headers, body, tmp):
-    script = Path(tmp) / "post.lua"
+def check(url, headers, body):
+    """One call before the load: it must answer 200 with the echo."""
+    _, text = _post(url, body, headers)
+    if b"bench" not in text or b'"error"' in text:
+        raise RuntimeError("tools/call at %s: %s" % (url, text[:500]))
+
+
+def _script(tmp, name, headers, body):
+    """A wrk script POSTing body; any answer that is not a 200 carrying
+    the echo is counted and shown (wrk's own count misses JSON-RPC errors
+    in a 200)."""
+    script = Path(tmp) / ("%s.lua" % name)
     script.write_text(
         'wrk.method = "POST"\nwrk.body = %s\n' % json.dumps(json.dumps(body))
         + "".join('wrk.headers[%s] = %s\n' % (json.dumps(k), json.dumps(v))
-                  for k, v in headers.items()))
-    out = subprocess.run(
-        client(["wrk", "-t", str(min(threads, conns)), "-c", str(conns),
-                "-d", "%ds" % seconds, "--latency", "-s", str(script),
-                url]),
-        capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
-    if re.search(r"Non-2xx or 3xx responses|Socket errors", out):
-        raise RuntimeError("wrk saw failures on %s:\n%s" % (url, out))
-    return rps, _ms(lat["50"]), _ms(lat["99"]), 0
+                  for k, v in headers.items())
+        + 'local bad = 0\n'
+        'function response(status, headers, body)\n'
+        '  if status ~= 200 or not string.find(body, "bench", 1, true)\n'
+        '     or string.find(body, "\\"error\\"", 1, true) then\n'
+        '    bad = bad + 1\n'
+        '    if bad == 1 then io.stderr:write(status .. " " .. body .. "\\n")'
+        ' end\n'
+        '  end\nend\n'
+        'function done(summary, latency, requests)\n'
+        '  io.stderr:write("bad " .. bad .. "\\n")\nend\n')
+    return str(script)
 
 
 def _ms(text):
@@ -66,46 +98,196 @@ def _ms(text):
     return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
 
 
+def wrk(client, threads, seconds, conns, url, script):
+    """(req/s, p50 ms, p99 ms, calls)"""
+    r = subprocess.run(
+        client(["wrk", "-t", str(min(threads, conns)), "-c", str(conns),
+                "-d", "%ds" % seconds, "--timeout", "10s", "--latency", "-s",
+                script, url]),
+        capture_output=True, text=True, check=True)
+    out = r.stdout
+    bad = re.search(r"^bad (\d+)", r.stderr, re.M)
+    if (re.search(r"Non-2xx or 3xx responses|Socket errors", out)
+            or bad is None or int(bad.group(1))):
+        raise RuntimeError("wrk saw failures on %s:\n%s\n%s"
+                           % (url, out, r.stderr[-2000:]))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    calls = int(re.search(r"(\d+) requests in", out).group(1))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    return rps, _ms(lat["50"]), _ms(lat["99"]), calls
+
+
+def groups(upstream, product=None, pg=None, redis=None):
+    """Process groups (each server runs in its own session) to account
+    CPU to: name -> pgid."""
+    g = {"upstream": upstream.proc.pid}
+    if product is not None:
+        g["nginx"] = product.nginx.proc.pid
+        g["worker"] = product.worker.proc.pid
+        pg = pg or product.worker.pg
+        redis = redis or product.worker.redis
+    if pg is not None and pg.proc is not None:
+        g["postgres"] = pg.proc.pid
+    if redis is not None and redis.proc is not None:
+        g["redis"] = redis.proc.pid
+    return g
+
+
+def cpu_ns(pgid):
+    """On-CPU time of the process group's live members (and the leader's
+    children: Postgres backends leave the postmaster's group), ns."""
+    total = 0
+    for pid in set(stack.group_members(pgid) + stack.children_of(pgid)):
+        try:
+            with open("/proc/%d/schedstat" % pid) as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total
+
+
+def _round(client, threads, conns, target, pgids):
+    url, script = target
+    before = {k: cpu_ns(p) for k, p in pgids.items()}
+    rps, p50, p99, calls = wrk(client, threads, ROUND_SECONDS, conns, url,
+                               script)
+    cpu = {k: (cpu_ns(p) - before[k]) / 1000.0 / max(calls, 1)
+           for k, p in pgids.items()}
+    return rps, p50, p99, cpu
+
+
+def _summary(samples):
+    rps = [s[0] for s in samples]
+    return {"rps": statistics.median(rps), "min": min(rps), "max": max(rps),
+            "p50": statistics.median(s[1] for s in samples),
+            "p99": statistics.median(s[2] for s in samples),
+            "p50s": [s[1] for s in samples],
+            "cpu": {k: statistics.median(s[3][k] for s in samples)
+                    for k in samples[0][3]}}
+
+
+def ab(client, threads, conns, direct, via, pgids):
+    """Alternating rounds of direct and via (each (url, script)): their
+    summaries."""
+    for target in (direct, via):
+        wrk(client, threads, 2, conns, target[0], target[1])
+    got = {"direct": [], "via": []}
+    for i in range(ROUNDS):
+        order = (("direct", direct), ("via", via))
+        for label, target in order if i % 2 == 0 else order[::-1]:
+            got[label].append(_round(client, threads, conns, target, pgids))
+    return _summary(got["direct"]), _summary(got["via"])
+
+
+def cpu_text(s):
+    return ", ".join("%s %.0f" % (k, v) for k, v in s["cpu"].items())
+
+
+def rows(row, label, conns, base, via):
+    added = "added p50 %.2f ms, p99 %.2f ms; CPU µs/call %s" % (
+        via["p50"] - base["p50"], via["p99"] - base["p99"], cpu_text(via))
+    return [
+        row("MCP `tools/call` echo, server-everything directly, %d conn "
+            "(baseline; CPU µs/call %s)" % (conns, cpu_text(base)), base),
+        row("  the same through %s, %d conn (%s)" % (label, conns, added),
+            via, base, "added p50 <= 1 ms, p99 <= 3 ms"),
+    ]
+
+
+def note():
+    """What the MCP rows' method is, for under the table."""
+    return ("MCP rows: after a 2 s warm-up of each side, %d alternating "
+            "rounds of %d s (direct and through Omni, the order flipped "
+            "each round); req/s the median (spread), p50/p99 the medians "
+            "of the rounds' wrk percentiles; CPU µs/call per server "
+            "process group from /proc/PID/schedstat over the calls wrk "
+            "counted, the median of the rounds; the upstream runs on the "
+            "servers' CPU. Load average at the end: %s."
+            % (ROUNDS, ROUND_SECONDS, load_avg()))
+
+
+def load_avg():
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def register(nginx, upstream, name="bench"):
+    admin = dict(nginx.bearer(role="admin", lifetime=3600),
+                 **{"Content-Type": "application/json"})
+    _, body = _post(nginx.http_url("/api/v1/mcp/servers"),
+                    {"name": name, "url": upstream.url, "timeout_ms": 10000},
+                    admin)
+    s = json.loads(body)
+    _post(nginx.http_url("/api/v1/mcp/servers/%s/health" % s["id"]), {},
+          admin)
+    return name
+
+
+def _processes(worker, n):
+    """The worker restarted with n processes (the same socket, so nginx
+    and the Omni sessions in Redis carry on)."""
+    worker.stop()
+    worker.workers = n
+    worker.start()
+
+
+def scale_rows(row, client, threads, product, via, conns=32):
+    """1 vs 2 worker processes on the same /mcp load (alternating rounds,
+    the worker restarted between them): the rate ratio and each setup's
+    CPU per call."""
+    w = product.worker
+    first = w.workers
+    got = {1: [], 2: []}
+    try:
+        for i in range(max(2, ROUNDS // 2 + 1)):
+            for n in (1, 2) if i % 2 == 0 else (2, 1):
+                _processes(w, n)
+                pgids = groups(via[2], product)
+                check(via[0], via[3], via[4])
+                wrk(client, threads, 1, conns, via[0], via[1])
+                got[n].append(_round(client, threads, conns,
+                                     (via[0], via[1]), pgids))
+    finally:
+        _processes(w, first)
+    one, two = _summary(got[1]), _summary(got[2])
+    return [
+        row("MCP `tools/call` echo through `/mcp`, 1 worker process, "
+            "%d conn (CPU µs/call %s)" % (conns, cpu_text(one)), one),
+        row("  the same, 2 worker processes (no stickiness: one Omni "
+            "session, any process; CPU µs/call %s)" % cpu_text(two), two,
+            one, ">= 1.8x of 1 process", times=True),
+    ]
+
+
 def run(repeat, summary, row, client, threads, seconds, product):
     """Table lines: per concurrency, server-everything directly (baseline)
-    and through /mcp, with the added p50/p99."""
+    and through /mcp, with the added p50/p99 and CPU per call."""
     tmp = stack.make_tmpdir("omni-bench-mcp-")
     up = Upstream("everything").start()
     lines = []
     try:
-        w, n = product.worker, product.nginx
-        h = {"X-User-Role": "admin", "X-User-Id": "bench",
-             "Content-Type": "application/json"}
-        r = w.request("POST", "/api/v1/mcp/servers", h, json.dumps(
-            {"name": "bench", "url": up.url, "timeout_ms": 10000}))
-        if r.status != 201:
-            raise RuntimeError(r.body)
-        s = r.json()
-        w.request("POST", "/api/v1/mcp/servers/%s/health" % s["id"], h)
+        n = product.nginx
+        name = register(n, up)
         direct_h = session(up.url, {})
         omni_url = n.http_url("/mcp")
         omni_h = session(omni_url, n.bearer(role="user", lifetime=3600))
-        omni_call = dict(CALL, params={"name": "bench__echo",
+        omni_call = dict(CALL, params={"name": name + "__echo",
                                        "arguments": {"message": "bench"}})
-        for conns in (1, 8, 32):
-            def direct(_, seconds=seconds, c=conns):
-                return wrk_post(client, threads, seconds, c, up.url,
-                                direct_h, CALL, tmp)
-
-            def omni(_, seconds=seconds, c=conns):
-                return wrk_post(client, threads, seconds, c, omni_url,
-                                omni_h, omni_call, tmp)
-            base = summary(repeat(direct, "server-everything c=%d" % conns))
-            via = summary(repeat(omni, "/mcp c=%d" % conns))
-            added = "added p50 %.2f ms, p99 %.2f ms" % (
-                via["p50"] - base["p50"], via["p99"] - base["p99"])
-            lines += [
-                row("MCP `tools/call` echo, server-everything directly, "
-                    "%d conn (baseline)" % conns, base),
-                row("  the same through nginx + module + worker `/mcp` "
-                    "(%s)" % added, via, base,
-                    "added p50 <= 1 ms, p99 <= 3 ms"),
-            ]
+        check(up.url, direct_h, CALL)
+        check(omni_url, omni_h, omni_call)
+        direct = (up.url, _script(tmp, "direct", direct_h, CALL))
+        via = (omni_url, _script(tmp, "mcp", omni_h, omni_call))
+        pgids = groups(up, product)
+        for conns in CONCURRENCY:
+            print("bench: mcp /mcp c=%d (load %s)" % (conns, load_avg()),
+                  file=sys.stderr, flush=True)
+            base, case = ab(client, threads, conns, direct, via, pgids)
+            lines += rows(row, "nginx + module + worker `/mcp`", conns,
+                          base, case)
+        if os.environ.get("BENCH_MCP_SCALE", "1") != "0":
+            print("bench: mcp /mcp 1 vs 2 worker processes (load %s)"
+                  % load_avg(), file=sys.stderr, flush=True)
+            lines += scale_rows(row, client, threads, product,
+                                (omni_url, via[1], up, omni_h, omni_call))
     finally:
         up.stop()
     return lines

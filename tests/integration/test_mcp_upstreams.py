@@ -399,6 +399,12 @@ def first_probe_over(migrated, upstream, server):
     stack.wait_until(leased, 5, "the first periodic probe's lease")
     stack.wait_until(lambda: ctl(upstream, "x")["pings"] >= 1, 5,
                      "the first periodic probe's ping")
+    # the probe pings, then lists and stores the tools: a call right
+    # after the ping could still find no tool
+    stack.wait_until(lambda: migrated.sql(
+        "SELECT count(*) FROM omni2.mcp_tools WHERE server_id = %s",
+        (server["id"],), dbname="omni")[0][0] > 0, 5,
+        "the first periodic probe's catalog")
 
 
 def metric_value(text, name):
@@ -536,7 +542,7 @@ def test_dashboard_stats_count_active_servers_and_open_breakers(
 
 
 def test_header_values_by_secret_name_are_read_at_each_call(
-        mcp_worker, legacy):
+        mcp_worker, legacy, migrated):
     """A header value may name a file in OMNI_MCP_SECRETS_DIR or an
     MCP_SECRET_* variable instead of being stored: it is read at each call
     (a rotated file takes effect at once, no reload), never shown, never
@@ -547,7 +553,10 @@ def test_header_values_by_secret_name_are_read_at_each_call(
     s = register(mcp_worker, legacy, headers={
         "Authorization": {"secret_file": "upstream-token"},
         "X-Api-Key": {"secret_env": "MCP_SECRET_TEST_KEY"},
-        "X-Plain": "sealed-value"})
+        "X-Plain": "sealed-value"}, health={"interval_ms": 3600000})
+    # the periodic probe's requests (read before a rotation, sent after
+    # it under load) must not be the last ones the fixture sees
+    first_probe_over(migrated, legacy, s)
     assert s["headers"] == {"Authorization": "[redacted]",
                             "X-Api-Key": "[redacted]",
                             "X-Plain": "[redacted]"}
@@ -574,3 +583,68 @@ def test_header_values_by_secret_name_are_read_at_each_call(
     for value in ("first-secret-value", "second-secret-value",
                   "key-from-the-environment", "sealed-value"):
         assert value not in log
+
+
+def test_kept_call_rows_never_outlive_a_change(mcp_worker, legacy):
+    """Each process keeps a call's server/tool/role row until the MCP
+    generation moves: with both processes' rows warm, a role taken away,
+    a tool's role rule, a disabled server, a quarantined tool and a deleted
+    server each refuse the very next call on either process."""
+    s = register(mcp_worker, legacy)
+    probe(mcp_worker, s)
+    path = SERVERS + "/" + s["id"]
+
+    def calls(status, role="user", n=6):
+        for _ in range(n):      # 2 processes: each is reached
+            r = tool_call(mcp_worker, s, "echo", {"text": "x"}, role=role)
+            assert r.status == status, r.body
+
+    calls(200)
+    calls(200, role="developer")
+    assert call(mcp_worker, "PATCH", path,
+                {"roles": ["developer"]}).status == 200
+    calls(403)
+    calls(200, role="developer")
+    assert call(mcp_worker, "PATCH", path,
+                {"tool_roles": {"echo": ["admin"]}}).status == 200
+    calls(403, role="developer")
+    assert call(mcp_worker, "PATCH", path,
+                {"roles": [], "tool_roles": {}}).status == 200
+    calls(200)
+    assert call(mcp_worker, "PATCH", path, {"enabled": False}).status == 200
+    r = tool_call(mcp_worker, s, "echo", {"text": "x"})
+    assert r.status == 503 and "disabled" in r.json()["message"]
+    assert call(mcp_worker, "PATCH", path, {"enabled": True}).status == 200
+    calls(200)
+    ctl(legacy, "describe?text=Now+do+something+else")
+    probe(mcp_worker, s)
+    calls(409)
+    assert call(mcp_worker, "POST", path + "/tools/echo/approve").status == 200
+    calls(200)
+    assert call(mcp_worker, "DELETE", path).status == 204
+    calls(404)
+
+
+def upstream_sockets(port):
+    """This machine's TCP sockets whose peer is 127.0.0.1:port, in any
+    state (a connection the worker closed stays in TIME-WAIT for a
+    minute)."""
+    import subprocess
+    out = subprocess.run(["ss", "-tanH", "dst", "127.0.0.1:%d" % port],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.split()[3] for line in out.splitlines() if line.strip()}
+
+
+def test_calls_over_an_event_stream_reuse_the_upstream_connection(
+        mcp_worker, everything):
+    """server-everything answers tools/call on an SSE stream it ends after
+    the response: the worker reads that end and keeps the connection, so
+    30 calls use a connection or two per process, not one each."""
+    s = register(mcp_worker, everything)
+    probe(mcp_worker, s)
+    before = upstream_sockets(everything.port)
+    for i in range(30):
+        r = tool_call(mcp_worker, s, "echo", {"message": "m%d" % i})
+        assert r.status == 200 and "m%d" % i in r.body.decode(), r.body
+    new = upstream_sockets(everything.port) - before
+    assert len(new) <= 4, new

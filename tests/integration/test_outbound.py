@@ -333,6 +333,18 @@ def test_cancel_from_inside_on_data_then_a_new_request(upstream):
     assert _closed_after_start(upstream) < 1.0
 
 
+def test_release_drops_the_rest_and_closes_a_stream_that_goes_on(upstream):
+    """omni_out_release from inside on_data: no callback after it, the
+    request no longer counts as in flight, and a stream that does not end
+    within the drain's 200 ms has its connection closed (the probe lingers
+    1.5 s: the close is the drain's deadline, not the probe's exit)."""
+    run = probe("--linger", "1500",
+                upstream.url("/sse-forever") + "|release_on_data=1")
+    assert len(run.of(0, "release")) == 1
+    assert run.of(0, "done") == [] and len(run.of(0, "data")) == 1
+    assert _closed_after_start(upstream) < 1.0
+
+
 def test_cancel_from_inside_on_headers(upstream):
     run = probe("--linger", "1500",
                 upstream.url("/sse-forever") + "|cancel_on_headers=1")

@@ -29,6 +29,11 @@
 #include "io/outbound.h"
 
 #define OUT_MAX_HOSTS 64
+/* a released response's rest: at most this much, this soon, else its
+ * connection is closed instead of kept */
+#define OUT_DRAIN_BYTES (64 * 1024)
+#define OUT_DRAIN_MS 200
+#define OUT_SPARE 32 /* finished easy handles kept for the next requests */
 
 typedef enum {
     OUT_REJECTED,
@@ -43,6 +48,7 @@ typedef struct out_sock_s out_sock_t;
 
 struct out_sock_s {
     struct event ev;
+    short flags; /* as added */
     out_sock_t *prev, *next;
 };
 
@@ -60,6 +66,8 @@ struct omni_outbound_s {
     out_sock_t *socks;
     int nhosts;
     omni_out_host_stats_t hosts[OUT_MAX_HOSTS];
+    CURL *spare[OUT_SPARE];
+    int nspare;
 };
 
 struct omni_out_req_s {
@@ -72,9 +80,11 @@ struct omni_out_req_s {
     out_state_t state;
     omni_out_error_t why; /* set when we refuse or abort it ourselves */
     int cancelled;
-    int added;   /* in the multi handle */
-    int counted; /* holds an in-flight slot */
-    int headed;  /* on_headers delivered */
+    int added;    /* in the multi handle */
+    int counted;  /* holds an in-flight slot */
+    int headed;   /* on_headers delivered */
+    int released; /* omni_out_release(): the rest is read and dropped */
+    uint64_t drain_from;
     char *body;
     size_t body_off;
     size_t max_bytes;
@@ -201,8 +211,15 @@ static void out_detach(omni_out_req_t *q)
 
 static void out_free(omni_out_req_t *q)
 {
-    if (q->easy)
+    omni_outbound_t *o = q->o;
+
+    /* a reset handle is as new but for its allocations */
+    if (q->easy && o->nspare < OUT_SPARE) {
+        curl_easy_reset(q->easy);
+        o->spare[o->nspare++] = q->easy;
+    } else if (q->easy) {
         curl_easy_cleanup(q->easy);
+    }
     curl_slist_free_all(q->headers);
     free(q->body);
     free(q);
@@ -256,7 +273,7 @@ static void out_finish(omni_out_req_t *q, CURLcode code)
 
     out_count(q, res.error, res.latency_us);
     out_detach(q);
-    if (res.error != OMNI_OUT_OK) {
+    if (res.error != OMNI_OUT_OK && !q->released) {
         /* refusals are counted; a line each would flood the log when
          * overloaded, when it can least afford it */
         omni_log(
@@ -367,13 +384,16 @@ static int out_sock_cb(
             o->socks->prev = s;
         o->socks = s;
         curl_multi_assign(o->multi, fd, s);
-    } else {
-        event_del(&s->ev);
     }
     if (what & CURL_POLL_IN)
         flags |= EV_READ;
     if (what & CURL_POLL_OUT)
         flags |= EV_WRITE;
+    if (s->flags == flags)
+        return 0; /* unchanged: no epoll_ctl */
+    if (s->flags != 0)
+        event_del(&s->ev);
+    s->flags = flags;
     event_assign(&s->ev, o->base, fd, flags, out_on_socket, o);
     event_add(&s->ev, NULL);
     return 0;
@@ -441,6 +461,11 @@ static size_t out_write_cb(char *buf, size_t size, size_t n, void *arg)
     if (q->cancelled)
         return 0;
     q->bytes += len;
+    if (q->released) {
+        if (q->bytes - q->drain_from > OUT_DRAIN_BYTES)
+            omni_out_cancel(q);
+        return q->cancelled ? 0 : len;
+    }
     if (q->spec.on_data != NULL && q->spec.on_data(q->arg, q, buf, len) == 1
         && q->state == OUT_RUNNING)
         q->state = OUT_PAUSED;
@@ -471,6 +496,13 @@ static int out_seek_cb(void *arg, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
+static void out_drain_deadline(omni_out_req_t *q)
+{
+    struct timeval tv = {0, OUT_DRAIN_MS * 1000};
+
+    event_add(&q->ev, &tv);
+}
+
 static void out_on_req_event(evutil_socket_t fd, short what, void *arg)
 {
     omni_out_req_t *q = arg;
@@ -492,12 +524,17 @@ static void out_on_req_event(evutil_socket_t fd, short what, void *arg)
         return;
     case OUT_RESUMING:
         q->state = OUT_RUNNING;
+        if (q->released)
+            out_drain_deadline(q);
         o->in_curl++;
         curl_easy_pause(q->easy, CURLPAUSE_CONT);
         o->in_curl--;
         out_after_curl(o);
         return;
     default:
+        /* a released response's deadline: its rest did not come */
+        if (q->released)
+            omni_out_cancel(q);
         return;
     }
 }
@@ -675,7 +712,7 @@ omni_out_req_t *omni_out_request(
     q->spec.headers = NULL;
     q->spec.url = NULL;
     q->spec.method = NULL;
-    q->easy = curl_easy_init();
+    q->easy = o->nspare > 0 ? o->spare[--o->nspare] : curl_easy_init();
     if (q->easy == NULL || out_setup(q, spec) != 0)
         goto failed;
 
@@ -736,6 +773,40 @@ void omni_out_cancel(omni_out_req_t *q)
         return;
     }
     out_drop(q);
+}
+
+static void out_released_done(void *arg, const omni_out_result_t *res)
+{
+}
+
+void omni_out_release(omni_out_req_t *q)
+{
+    omni_outbound_t *o;
+
+    if (q == NULL || q->cancelled || q->state == OUT_DONE || q->released)
+        return;
+    if (q->state != OUT_RUNNING && q->state != OUT_PAUSED) {
+        omni_out_cancel(q);
+        return;
+    }
+    o = q->o;
+    q->released = 1;
+    q->spec.on_headers = NULL;
+    q->spec.on_data = NULL;
+    q->spec.on_done = out_released_done;
+    q->arg = NULL;
+    q->drain_from = q->bytes;
+    if (q->counted) {
+        o->inflight--;
+        q->host->inflight--;
+        q->counted = 0;
+    }
+    if (q->state == OUT_PAUSED) {
+        q->state = OUT_RESUMING;
+        event_active(&q->ev, EV_TIMEOUT, 1);
+        return;
+    }
+    out_drain_deadline(q);
 }
 
 int omni_outbound_inflight(const omni_outbound_t *o)
@@ -834,6 +905,8 @@ void omni_outbound_destroy(omni_outbound_t *o)
         out_drop(o->all);
     }
     curl_multi_cleanup(o->multi);
+    while (o->nspare > 0)
+        curl_easy_cleanup(o->spare[--o->nspare]);
     while ((s = o->socks) != NULL) {
         o->socks = s->next;
         event_del(&s->ev);

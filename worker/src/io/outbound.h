@@ -136,6 +136,15 @@ void omni_out_resume(omni_out_req_t *q);
  * any callback, of q or of another request. */
 void omni_out_cancel(omni_out_req_t *q);
 
+/* The caller has what it needs of q's response (say the JSON-RPC answer
+ * on an event stream the server is about to end): no callback of q runs
+ * after this returns and the caller drops its pointer, but the client
+ * reads and discards the rest of the body so the connection is kept for
+ * the next request; when the rest does not end within 200 ms or 64 KiB
+ * the connection is closed as omni_out_cancel() would. q no longer counts
+ * as in flight. Safe from inside any callback. */
+void omni_out_release(omni_out_req_t *q);
+
 /* Requests in flight (including paused ones). */
 int omni_outbound_inflight(const omni_outbound_t *o);
 

@@ -9,13 +9,24 @@
  * other call is sent once (the outbound client never resends it either),
  * so it reaches the upstream at most once. The breaker fails the call at
  * once while open; each transport outcome moves it. Every call is queued
- * for mcp_performance.tool_calls (perf.c), written in batches. */
+ * for mcp_performance.tool_calls (perf.c), written in batches.
+ *
+ * LOAD's row (server, tool, the role's right, breaker) is kept per process
+ * with the omni:mcp:gen generation read before it was queried; each call
+ * reads the generation (one Redis GET, far cheaper than the query) and
+ * uses the kept row while it has not moved. Whoever changes a server, its
+ * roles, a tool's status or a breaker's state writes Postgres and then
+ * bumps the generation, so the very next call sees the change. Rows
+ * without the tool are not kept (a tool the catalog adds is found at
+ * once); without Redis every call queries. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <hiredis/hiredis.h>
 
 #include "lib/uuid.h"
 #include "io/clients.h"
@@ -28,9 +39,11 @@
 #include "services/mcp/upstream.h"
 
 #define OMNI_CALL_ATTEMPTS 3
+#define OMNI_CALL_CACHE 256 /* kept rows; a colliding key replaces one */
 
 enum {
     OMNI_CALL_LOAD = 0,
+    OMNI_CALL_GEN,
     OMNI_CALL_LOADED,
     OMNI_CALL_CALLED,
     OMNI_CALL_WAITED,
@@ -51,12 +64,21 @@ struct omni_mcp_call_s {
     omni_mcp_reply_t rep;
     struct event *timer;
     uint64_t start_ms;
+    long long gen; /* -1: unknown (the row is not kept) */
     omni_mcp_outcome_t out;
 };
 
 typedef omni_mcp_call_t omni_call_t;
 
+/* a LOAD row as read at generation gen; key is "role\ntool\nserver" */
+typedef struct {
+    char *key;
+    long long gen;
+    PGresult *res;
+} omni_call_kept_t;
+
 static int omni_call_load_stmt;
+static omni_call_kept_t omni_call_kept[OMNI_CALL_CACHE];
 
 
 int omni_mcp_call_init(void)
@@ -101,6 +123,67 @@ static void omni_perf_refused(
 }
 
 
+/* --- the kept rows -------------------------------------------------------- */
+
+static omni_call_kept_t *omni_call_slot(omni_call_t *c, char *key, size_t size)
+{
+    const char *role = omni_req_identity(c->r)->role;
+    unsigned h = 5381;
+    const char *p;
+
+    snprintf(key, size, "%s\n%s\n%s", role ? role : "", c->tool, c->server);
+    for (p = key; *p; p++) {
+        h = h * 33 + (unsigned char)*p;
+    }
+    return &omni_call_kept[h % OMNI_CALL_CACHE];
+}
+
+
+static PGresult *omni_call_kept_row(omni_call_t *c)
+{
+    omni_call_kept_t *k;
+    char key[512];
+
+    if (c->gen < 0) {
+        return NULL;
+    }
+    k = omni_call_slot(c, key, sizeof(key));
+    return k->key != NULL && k->gen == c->gen && strcmp(k->key, key) == 0
+               ? k->res
+               : NULL;
+}
+
+
+/* res (a LOAD answer read at c->gen) kept, when it names the tool */
+static void omni_call_keep(omni_call_t *c, PGresult *res)
+{
+    omni_call_kept_t *k;
+    PGresult *copy;
+    char key[512], *dup;
+
+    if (c->gen < 0 || PQntuples(res) != 1
+        || PQgetisnull(res, 0, OMNI_MCP_UPSTREAM_NCOLS)) {
+        return;
+    }
+    k = omni_call_slot(c, key, sizeof(key));
+    if (strlen(key) >= sizeof(key) - 1) {
+        return;
+    }
+    copy = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
+    dup = strdup(key);
+    if (copy == NULL || dup == NULL) {
+        PQclear(copy);
+        free(dup);
+        return;
+    }
+    free(k->key);
+    PQclear(k->res);
+    k->key = dup;
+    k->gen = c->gen;
+    k->res = copy;
+}
+
+
 /* --- the call ------------------------------------------------------------- */
 
 static void omni_call_replied(void *arg, const omni_mcp_reply_t *rep)
@@ -135,8 +218,26 @@ static void omni_call_loaded(void *arg, omni_db_status_t st, PGresult *res)
 {
     omni_call_t *c = arg;
 
+    if (st == OMNI_DB_OK) {
+        omni_call_keep(c, res);
+    }
     c->db_status = st;
     c->res = res;
+    omni_http_resume(c->r);
+}
+
+
+static void omni_call_gen_read(redisAsyncContext *ctx, void *reply, void *arg)
+{
+    omni_call_t *c = arg;
+    redisReply *rep = reply;
+
+    c->gen = -1;
+    if (rep != NULL && rep->type == REDIS_REPLY_NIL) {
+        c->gen = 0;
+    } else if (rep != NULL && rep->type == REDIS_REPLY_STRING) {
+        c->gen = atoll(rep->str);
+    }
     omni_http_resume(c->r);
 }
 
@@ -273,12 +374,33 @@ int omni_mcp_call_step(
             return omni_call_fail(c, 503, "mcp_server_unavailable",
                 "MCP server %.64s is down (circuit open)", c->server);
         }
+        c->gen = -1;
+        c->state = OMNI_CALL_GEN;
+        if (omni_clients.redis != NULL
+            && omni_redis_command(omni_clients.redis, omni_call_gen_read, c,
+                   "GET omni:mcp:gen")
+                   == 0) {
+            return 0;
+        }
+        /* without Redis the row is queried */
+        /* fall through */
+
+    case OMNI_CALL_GEN:
+        if (c->cancelled) {
+            return omni_call_outcome(c);
+        }
+        c->state = OMNI_CALL_LOADED;
+        res = omni_call_kept_row(c);
+        if (res != NULL) {
+            c->db_status = OMNI_DB_OK;
+            c->res = res;
+            return omni_mcp_call_step(r, c, out);
+        }
         values[0] = omni_uuid_valid(c->server) ? c->server : NULL;
         values[1] = c->server;
         values[2] =
             omni_req_identity(r)->role ? omni_req_identity(r)->role : "";
         values[3] = c->tool;
-        c->state = OMNI_CALL_LOADED;
         if (omni_db_query(omni_clients.db, omni_call_load_stmt, 4, values,
                 omni_call_loaded, c)
             != OMNI_DB_OK) {
@@ -291,6 +413,7 @@ int omni_mcp_call_step(
 
     case OMNI_CALL_LOADED:
         res = c->res;
+        c->res = NULL;
         if (c->db_status != OMNI_DB_OK) {
             /* r->db_status and r->db_res say how (omni_api_db_failed) */
             r->db_status = c->db_status;

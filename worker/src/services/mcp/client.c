@@ -394,12 +394,17 @@ static int omni_mcp_on_data(
             "the upstream's event stream holds an event over 4 MiB");
     }
     if (rc != 0) {
-        /* our response is in (or the stream is useless): the upstream
-         * need not keep the stream open for us */
-        omni_out_cancel(q);
+        /* our response is in: the server ends the stream right after
+         * it, and reading that end keeps the connection for the next
+         * call (a cancel would close it, a new connection per call). A
+         * useless stream is closed. */
+        if (c->have_msg && c->problem[0] == '\0') {
+            omni_out_release(q);
+        } else {
+            omni_out_cancel(q);
+        }
         c->q = NULL;
         omni_mcp_finish(c);
-        return 1;
     }
     return 0;
 }

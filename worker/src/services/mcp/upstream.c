@@ -51,7 +51,7 @@ int omni_mcp_upstream_init(void)
         " RETURNING o.state, b.state, b.failures,"
         " coalesce((extract(epoch FROM b.opened_at) * 1000)::bigint, 0),"
         " coalesce((extract(epoch FROM b.next_probe_at) * 1000)::bigint, 0),"
-        " o.trips");
+        " o.trips, o.failures");
     return omni_mcp_breaker_stmt < 0 ? -1 : 0;
 }
 
@@ -331,7 +331,11 @@ static void omni_mcp_breaker_saved(
                && omni_breaker_state_parse(PQgetvalue(res, 0, 0), &before) == 0
                && omni_breaker_state_parse(PQgetvalue(res, 0, 1), &after)
                       == 0) {
-        if (before != after) {
+        /* kept call rows (call.c) hold the breaker: its state changing,
+         * or failures starting or ending, must reach every process */
+        if (before != after
+            || (atoi(PQgetvalue(res, 0, 6)) == 0)
+                   != (atoi(PQgetvalue(res, 0, 2)) == 0)) {
             omni_mcp_state_bump();
         }
         omni_mcp_breaker_announce(
