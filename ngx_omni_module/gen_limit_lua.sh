@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates omni_limit_lua.h from omni_limit.lua and
 # omni_limit_batch.lua, byte for byte: run it by hand after editing
-# either (make unit fails while they differ). The batch script is split
-# at its marker line, where the module puts omni_limit.lua's text.
+# either (make unit fails while they differ).
 # Refuses tabs, non-ASCII bytes and lines too long for 80 columns once
 # escaped, leaving the header as it was.
 set -eu
@@ -56,25 +55,20 @@ LC_ALL=C perl -e '
     }
 
     my ($one) = literals("omni_limit.lua");
-    my ($head, $tail) = literals("omni_limit_batch.lua",
-                                 "--\@omni_limit.lua\@");
+    my ($batch) = literals("omni_limit_batch.lua");
     exit 1 if $bad;
 
     print "/*\n",
-        " * omni_limit_lua.h: omni_limit.lua as a C string literal, and\n",
-        " * omni_limit_batch.lua in two, before and after its marker line;\n",
-        " * made by gen_limit_lua.sh. Edit the .lua files and run the\n",
-        " * script, never this file: the unit tests compare them byte for\n",
-        " * byte.\n",
+        " * omni_limit_lua.h: omni_limit.lua and omni_limit_batch.lua as C\n",
+        " * string literals, made by gen_limit_lua.sh. Edit the .lua files\n",
+        " * and run the script, never this file: the unit tests compare\n",
+        " * them byte for byte.\n",
         " */\n\n\n",
         "#ifndef OMNI_LIMIT_LUA_H_INCLUDED_\n",
         "#define OMNI_LIMIT_LUA_H_INCLUDED_\n\n\n";
     define("OMNI_LIMIT_LUA", @$one);
-    define("OMNI_LIMIT_BATCH_HEAD", @$head);
-    define("OMNI_LIMIT_BATCH_TAIL", @$tail);
-    printf "%-78s\\\n", "#define OMNI_LIMIT_BATCH_LUA";
-    print "    OMNI_LIMIT_BATCH_HEAD OMNI_LIMIT_LUA OMNI_LIMIT_BATCH_TAIL\n",
-        "\n\n#endif /* OMNI_LIMIT_LUA_H_INCLUDED_ */\n";
+    define("OMNI_LIMIT_BATCH_LUA", @$batch);
+    print "#endif /* OMNI_LIMIT_LUA_H_INCLUDED_ */\n";
 ' > "$tmp"
 
 chmod 644 "$tmp"

@@ -66,6 +66,12 @@ typedef struct {
      * instead of fetching the digest and building a context each time */
     EVP_MD_CTX     *verify[OMNI_JWT_NALGS];
     EVP_MAC_CTX    *mac[OMNI_JWT_NALGS];
+
+    /* RSA and ECDSA: a digest and a verification context, reused as they
+     * are by every verification (a process verifies one token at a time):
+     * no allocation per token */
+    EVP_MD_CTX     *digest[OMNI_JWT_NALGS];
+    EVP_PKEY_CTX   *pverify[OMNI_JWT_NALGS];
 } omni_jwt_key_t;
 
 

@@ -62,6 +62,8 @@ static EVP_PKEY *omni_jwt_pem_pkey(const unsigned char *data, size_t len,
     const char *path, char *err, size_t errlen);
 static const char *omni_jwt_not_secret(const unsigned char *data,
     size_t len);
+static void omni_jwt_key_prepare_pkey(omni_jwt_key_t *key, int alg,
+    const EVP_MD *md);
 
 
 int
@@ -845,9 +847,53 @@ omni_jwt_key_prepare(omni_jwt_key_t *key)
         }
 
         key->verify[alg] = mctx;
+
+        if (a->family != OMNI_JWT_ED25519) {
+            omni_jwt_key_prepare_pkey(key, alg, md);
+        }
     }
 
     ERR_clear_error();
+}
+
+
+/* The reusable contexts of an RSA or ECDSA algorithm: the digest of the
+ * signing input, then EVP_PKEY_verify() of it, as EVP_DigestVerify()
+ * does in one call from a copy of the context above. */
+
+static void
+omni_jwt_key_prepare_pkey(omni_jwt_key_t *key, int alg, const EVP_MD *md)
+{
+    EVP_MD_CTX                 *dctx;
+    EVP_PKEY_CTX               *pctx;
+    const omni_jwt_alg_info_t  *a;
+
+    a = &omni_jwt_algs[alg];
+
+    dctx = EVP_MD_CTX_new();
+    pctx = EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL);
+
+    if (dctx == NULL || pctx == NULL
+        || EVP_DigestInit_ex2(dctx, md, NULL) != 1
+        || EVP_PKEY_verify_init(pctx) != 1
+        || (a->family == OMNI_JWT_PKCS1
+            && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) <= 0)
+        || (a->family == OMNI_JWT_PSS
+            && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING)
+               <= 0)
+        || EVP_PKEY_CTX_set_signature_md(pctx, md) <= 0
+        || (a->family == OMNI_JWT_PSS
+            && (EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST)
+                <= 0
+                || EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) <= 0)))
+    {
+        EVP_MD_CTX_free(dctx);
+        EVP_PKEY_CTX_free(pctx);
+        return;
+    }
+
+    key->digest[alg] = dctx;
+    key->pverify[alg] = pctx;
 }
 
 
@@ -863,6 +909,8 @@ omni_jwt_key_free(omni_jwt_key_t *key)
     for (i = 0; i < OMNI_JWT_NALGS; i++) {
         EVP_MD_CTX_free(key->verify[i]);
         EVP_MAC_CTX_free(key->mac[i]);
+        EVP_MD_CTX_free(key->digest[i]);
+        EVP_PKEY_CTX_free(key->pverify[i]);
     }
 
     EVP_PKEY_free(key->pkey);

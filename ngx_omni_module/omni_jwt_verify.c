@@ -207,11 +207,14 @@ omni_jwt_verify_pkey(const omni_jwt_t *jwt, const omni_jwt_key_t *key,
     EVP_MD_CTX                 *mctx;
     EVP_PKEY_CTX               *pctx;
     const EVP_MD               *md;
+    unsigned int                dlen;
     unsigned char              *der;
     const omni_jwt_alg_info_t  *a;
+    unsigned char               dgst[EVP_MAX_MD_SIZE];
 
     a = &omni_jwt_algs[jwt->alg];
     md = omni_jwt_md(jwt->alg);
+    mctx = NULL;
     der = NULL;
     ok = 0;
 
@@ -260,6 +263,21 @@ omni_jwt_verify_pkey(const omni_jwt_t *jwt, const omni_jwt_key_t *key,
             return 0;
         }
         break;
+    }
+
+    if (key->pverify[jwt->alg] != NULL) {
+        mctx = key->digest[jwt->alg];
+
+        ok = EVP_DigestInit_ex2(mctx, NULL, NULL) == 1
+             && EVP_DigestUpdate(mctx, jwt->signing_input,
+                                 jwt->signing_input_len) == 1
+             && EVP_DigestFinal_ex(mctx, dgst, &dlen) == 1
+             && EVP_PKEY_verify(key->pverify[jwt->alg], sig, sig_len, dgst,
+                                dlen) == 1;
+
+        /* the contexts are the key's, kept for the next token */
+        mctx = NULL;
+        goto done;
     }
 
     mctx = EVP_MD_CTX_new();

@@ -1,9 +1,8 @@
 /*
- * omni_limit_lua.h: omni_limit.lua as a C string literal, and
- * omni_limit_batch.lua in two, before and after its marker line;
- * made by gen_limit_lua.sh. Edit the .lua files and run the
- * script, never this file: the unit tests compare them byte for
- * byte.
+ * omni_limit_lua.h: omni_limit.lua and omni_limit_batch.lua as C
+ * string literals, made by gen_limit_lua.sh. Edit the .lua files
+ * and run the script, never this file: the unit tests compare
+ * them byte for byte.
  */
 
 
@@ -240,16 +239,16 @@
     "  id[1], id[2], id[3], id[4]}\n"
 
 
-#define OMNI_LIMIT_BATCH_HEAD                                                 \
+#define OMNI_LIMIT_BATCH_LUA                                                  \
     "-- omni_limit_batch.lua: omni_limit.lua for several requests in one\n"   \
     "-- call, so that the requests of an nginx worker that need Redis in\n"   \
-    "-- the same event-loop pass share one round trip. The module sends\n"    \
-    "-- this text with omni_limit.lua's in place of the marker line below:\n" \
-    "-- each request runs it as a function of its own KEYS and ARGV, in\n"    \
-    "-- order, exactly as a call of its own would (its revocation first,\n"   \
-    "-- its limits all or nothing); the clock is read once for all. The\n"    \
-    "-- module embeds the parts around the marker as OMNI_LIMIT_BATCH_HEAD\n" \
-    "-- and OMNI_LIMIT_BATCH_TAIL (omni_limit_lua.h, gen_limit_lua.sh).\n"    \
+    "-- the same event-loop pass share one round trip. Each request is\n"     \
+    "-- decided exactly as a call of omni_limit.lua of its own would decide\n"\
+    "-- it, in order (its revocation first, its limits all or nothing); the\n"\
+    "-- clock is read once for all. The module embeds this file as\n"         \
+    "-- OMNI_LIMIT_BATCH_LUA (omni_limit_lua.h, gen_limit_lua.sh);\n"         \
+    "-- tests/integration/test_limit_batch.py holds the two to the same\n"    \
+    "-- replies and the same end state on random request sequences.\n"        \
     "--\n"                                                                    \
     "-- KEYS      every request's KEYS (as omni_limit.lua's), one after the\n"\
     "--           other\n"                                                    \
@@ -263,91 +262,266 @@
     "-- others are unaffected. A malformed envelope is an error reply for\n"  \
     "-- the whole call, before any request runs.\n"                           \
     "--\n"                                                                    \
-    "-- The requests see Redis through a view that reads each key once and\n" \
-    "-- writes it once: a read of a key already read or written in this\n"    \
-    "-- call is answered from the view, and each key written is SET at the\n" \
-    "-- end with its last value and expiry. Nothing else runs during the\n"   \
+    "-- It is omni_limit.lua written for many requests: Redis is read\n"      \
+    "-- through tables that hold each key once (a revoked key's EXISTS, an\n" \
+    "-- API key's hash, a limit's TAT as a number), each limit key written\n" \
+    "-- is SET once at the end with its last TAT and expiry, an argument is\n"\
+    "-- parsed once per call however many requests repeat it, and a request\n"\
+    "-- allocates nothing but its reply. Nothing else runs during the\n"      \
     "-- script and Redis's clock stands still in it, so every request sees\n" \
     "-- what it would have seen after the ones before it, and the keys end\n" \
-    "-- as those calls would have left them; requests of one user cost one\n" \
-    "-- GET and one SET per limit together instead of each.\n"                \
+    "-- as those calls would have left them.\n"                               \
     "\n"                                                                      \
-    "local reads = {EXISTS = {}, GET = {}, HMGET = {}}\n"                     \
-    "local writes, written = {}, {}\n"                                        \
-    "local view = {error_reply = redis.error_reply}\n"                        \
+    "local MAX_SPAN = 1125899906842624  -- 2^50\n"                            \
+    "local MAX_COST = 1000000\n"                                              \
+    "local MAX_NOW = 4503599627370496   -- 2^52: every sum stays below 2^53\n"\
+    "local MAX_INT = 9007199254740992   -- 2^53: doubles are exact below\n"   \
     "\n"                                                                      \
-    "function view.call(cmd, key, ...)\n"                                     \
-    "  if cmd == 'SET' then\n"                                                \
-    "    local v, _, px = ...\n"                                              \
-    "    if not writes[key] then\n"                                           \
-    "      written[#written + 1] = key\n"                                     \
-    "    end\n"                                                               \
-    "    writes[key] = {v, px}\n"                                             \
-    "    reads.GET[key] = v\n"                                                \
-    "    return\n"                                                            \
-    "  end\n"                                                                 \
-    "  local seen = reads[cmd]\n"                                             \
-    "  if not seen or key == nil then\n"                                      \
-    "    return redis.call(cmd, key, ...)\n"                                  \
-    "  end\n"                                                                 \
-    "  local v = seen[key]\n"                                                 \
+    "local KEYS, ARGV = KEYS, ARGV\n"                                         \
+    "local call, error_reply = redis.call, redis.error_reply\n"               \
+    "local floor, format = math.floor, string.format\n"                       \
+    "\n"                                                                      \
+    "local REVOKED, UNKNOWN, EXPIRED = {2}, {3}, {4}\n"                       \
+    "\n"                                                                      \
+    "local function fail(what)\n"                                             \
+    "  return error_reply('ERR omni_limit: ' .. what)\n"                      \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "-- an argument's value when a decimal integer of at most 16 digits,\n"   \
+    "-- else false, each string parsed once\n"                                \
+    "local dec = {}\n"                                                        \
+    "\n"                                                                      \
+    "-- a decimal integer in lo..hi, or nil\n"                                \
+    "local function int(s, lo, hi)\n"                                         \
+    "  local v = dec[s]\n"                                                    \
     "  if v == nil then\n"                                                    \
-    "    v = redis.call(cmd, key, ...)\n"                                     \
-    "    seen[key] = v\n"                                                     \
+    "    v = #s <= 16 and s:find('^%d+$') and tonumber(s) or false\n"         \
+    "    dec[s] = v\n"                                                        \
     "  end\n"                                                                 \
-    "  return v\n"                                                            \
+    "  if v and v >= lo and v <= hi then\n"                                   \
+    "    return v\n"                                                          \
+    "  end\n"                                                                 \
+    "  return nil\n"                                                          \
     "end\n"                                                                   \
     "\n"                                                                      \
-    "local function one(KEYS, ARGV, redis)\n"
-
-
-#define OMNI_LIMIT_BATCH_TAIL                                                 \
+    "-- floor(a / b) for integers 0 <= a < 2^53, b >= 1, exactly\n"           \
+    "local function div(a, b)\n"                                              \
+    "  local q = floor(a / b)\n"                                              \
+    "  if q * b > a then\n"                                                   \
+    "    q = q - 1\n"                                                         \
+    "  elseif (q + 1) * b <= a then\n"                                        \
+    "    q = q + 1\n"                                                         \
+    "  end\n"                                                                 \
+    "  return q\n"                                                            \
     "end\n"                                                                   \
     "\n"                                                                      \
-    "local reqs, k, a = {}, 0, 2\n"                                           \
-    "while a <= #ARGV do\n"                                                   \
+    "local function ms(us)\n"                                                 \
+    "  if us <= 0 then\n"                                                     \
+    "    return us\n"                                                         \
+    "  end\n"                                                                 \
+    "  return div(us + 999, 1000)\n"                                          \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "-- Redis as this call has left it so far\n"                              \
+    "local exists, hashes, tats, pxs, written = {}, {}, {}, {}, {}\n"         \
+    "\n"                                                                      \
+    "-- one request's limits and decisions, by limit index, reused\n"         \
+    "local T, B, C, U, K = {}, {}, {}, {}, {}\n"                              \
+    "local OK, REM, RETRY, RESET, TTL, TAT = {}, {}, {}, {}, {}, {}\n"        \
+    "\n"                                                                      \
+    "local now, now_s\n"                                                      \
+    "\n"                                                                      \
+    "-- whether limit x is tighter than limit y, both allowed or denied\n"    \
+    "local function tighter(x, y)\n"                                          \
+    "  if OK[x] == 1 then\n"                                                  \
+    "    if REM[x] ~= REM[y] then\n"                                          \
+    "      return REM[x] < REM[y]\n"                                          \
+    "    end\n"                                                               \
+    "  elseif RETRY[x] ~= RETRY[y] then\n"                                    \
+    "    if RETRY[x] == -1 or RETRY[y] == -1 then\n"                          \
+    "      return RETRY[x] == -1\n"                                           \
+    "    end\n"                                                               \
+    "    return RETRY[x] > RETRY[y]\n"                                        \
+    "  end\n"                                                                 \
+    "  return RESET[x] > RESET[y]\n"                                          \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "-- the request whose KEYS follow KEYS[k] and whose n limits' ARGV\n"     \
+    "-- follow ARGV[a], as omni_limit.lua decides it\n"                       \
+    "local function check(k, a, n)\n"                                         \
+    "  local rk, ak = KEYS[k + 1], KEYS[k + 2]\n"                             \
+    "\n"                                                                      \
+    "  if rk ~= '' then\n"                                                    \
+    "    if pxs[rk] then\n"                                                   \
+    "      return REVOKED\n"                                                  \
+    "    end\n"                                                               \
+    "    local e = exists[rk]\n"                                              \
+    "    if e == nil then\n"                                                  \
+    "      e = call('EXISTS', rk)\n"                                          \
+    "      exists[rk] = e\n"                                                  \
+    "    end\n"                                                               \
+    "    if e == 1 then\n"                                                    \
+    "      return REVOKED\n"                                                  \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  if not now then\n"                                                     \
+    "    return fail('bad now')\n"                                            \
+    "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  for i = 1, n do\n"                                                     \
+    "    local j = a + 4 * i\n"                                               \
+    "    local t = int(ARGV[j - 3], 1, MAX_SPAN)\n"                           \
+    "    local b = int(ARGV[j - 2], 0, MAX_SPAN)\n"                           \
+    "    local c = int(ARGV[j - 1], 1, MAX_COST)\n"                           \
+    "    local u = ARGV[j]\n"                                                 \
+    "    if not (t and b and c) or (b + 1) * t > MAX_SPAN\n"                  \
+    "        or (u ~= '0' and u ~= '1') then\n"                               \
+    "      return fail('bad limit ' .. i)\n"                                  \
+    "    end\n"                                                               \
+    "    if u == '1' and ak == '' then\n"                                     \
+    "      return fail('user key without an API key')\n"                      \
+    "    end\n"                                                               \
+    "    T[i], B[i], C[i], U[i] = t, b, c, u == '1'\n"                        \
+    "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  local id1, id2, id3, id4 = '', '', '', ''\n"                           \
+    "  if ak ~= '' then\n"                                                    \
+    "    local h = hashes[ak]\n"                                              \
+    "    if h == nil then\n"                                                  \
+    "      h = call('HMGET', ak, 'key_id', 'user_id', 'username', 'role',\n"  \
+    "        'expires_at')\n"                                                 \
+    "      hashes[ak] = h\n"                                                  \
+    "    end\n"                                                               \
+    "    if not h[1] or h[1] == '' or not h[2] or h[2] == '' then\n"          \
+    "      return UNKNOWN\n"                                                  \
+    "    end\n"                                                               \
+    "    local e = int(h[5] or '0', 0, MAX_INT)\n"                            \
+    "    if not e or (e ~= 0 and e <= now_s) then\n"                          \
+    "      return EXPIRED\n"                                                  \
+    "    end\n"                                                               \
+    "    id1, id2, id3, id4 = h[1], h[2], h[3] or '', h[4] or ''\n"           \
+    "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  for i = 1, n do\n"                                                     \
+    "    local key = KEYS[k + 2 + i]\n"                                       \
+    "    if U[i] then\n"                                                      \
+    "      key = key .. id2\n"                                                \
+    "    end\n"                                                               \
+    "    for j = 1, i - 1 do\n"                                               \
+    "      if K[j] == key then\n"                                             \
+    "        return fail('repeated limit key')\n"                             \
+    "      end\n"                                                             \
+    "    end\n"                                                               \
+    "    K[i] = key\n"                                                        \
+    "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  if n == 0 then\n"                                                      \
+    "    return {1, 0, 0, 0, 0, id1, id2, id3, id4}\n"                        \
+    "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  -- every read before any decision: a key of the wrong type stops the\n"\
+    "  -- request with nothing written\n"                                     \
+    "  for i = 1, n do\n"                                                     \
+    "    local key = K[i]\n"                                                  \
+    "    if tats[key] == nil then\n"                                          \
+    "      local v = call('GET', key)\n"                                      \
+    "      tats[key] = v and v:find('^%d+$') and tonumber(v) or 0\n"          \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  -- each limit as omni_gcra_decide() in omni_gcra.c; best: the\n"       \
+    "  -- tightest\n"                                                         \
+    "  local best = 0\n"                                                      \
+    "  for i = 1, n do\n"                                                     \
+    "    local t, b, c, tat = T[i], B[i], C[i], tats[K[i]]\n"                 \
+    "    local cap = (b + 1) * t\n"                                           \
+    "    local ok, rem, retry, ttl = 0, 0, 0, 0\n"                            \
+    "    local base = tat > now and tat or now\n"                             \
+    "    if base - now > cap then\n"                                          \
+    "      base = now + cap\n"                                                \
+    "      tat, ttl = base, cap\n"                                            \
+    "    end\n"                                                               \
+    "    local reset = base - now\n"                                          \
+    "    if c > b + 1 then\n"                                                 \
+    "      retry = -1\n"                                                      \
+    "    else\n"                                                              \
+    "      local ahead = base + c * t - now\n"                                \
+    "      if ahead > cap then\n"                                             \
+    "        retry = ahead - cap\n"                                           \
+    "      else\n"                                                            \
+    "        ok, rem, reset, ttl = 1, div(cap - ahead, t), ahead, ahead\n"    \
+    "        tat = now + ahead\n"                                             \
+    "      end\n"                                                             \
+    "    end\n"                                                               \
+    "    OK[i], REM[i], RETRY[i], RESET[i], TTL[i], TAT[i] =\n"               \
+    "      ok, rem, retry, reset, ttl, tat\n"                                 \
+    "    if best == 0 or (ok == 0 and OK[best] == 1)\n"                       \
+    "        or (ok == OK[best] and tighter(i, best)) then\n"                 \
+    "      best = i\n"                                                        \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  local ok = OK[best]\n"                                                 \
+    "  for i = 1, n do\n"                                                     \
+    "    if TTL[i] > 0 and (ok == 1 or OK[i] == 0) then\n"                    \
+    "      local key = K[i]\n"                                                \
+    "      if not pxs[key] then\n"                                            \
+    "        written[#written + 1] = key\n"                                   \
+    "      end\n"                                                             \
+    "      tats[key], pxs[key] = TAT[i], ms(TTL[i])\n"                        \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  return {ok, REM[best], ms(RETRY[best]), ms(RESET[best]), best,\n"      \
+    "    id1, id2, id3, id4}\n"                                               \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local nkeys, nargv = #KEYS, #ARGV\n"                                     \
+    "local rk, ra, rn, m = {}, {}, {}, 0\n"                                   \
+    "local k, a = 0, 2\n"                                                     \
+    "while a <= nargv do\n"                                                   \
     "  local n = tonumber(ARGV[a])\n"                                         \
-    "  if not n or n < 0 or n ~= math.floor(n) or a + 4 * n > #ARGV\n"        \
-    "      or k + 2 + n > #KEYS then\n"                                       \
-    "    return redis.error_reply('ERR omni_limit: bad batch')\n"             \
+    "  if not n or n < 0 or n ~= floor(n) or a + 4 * n > nargv\n"             \
+    "      or k + 2 + n > nkeys then\n"                                       \
+    "    return error_reply('ERR omni_limit: bad batch')\n"                   \
     "  end\n"                                                                 \
-    "  reqs[#reqs + 1] = {k = k, a = a, n = n}\n"                             \
+    "  m = m + 1\n"                                                           \
+    "  rk[m], ra[m], rn[m] = k, a, n\n"                                       \
     "  k, a = k + 2 + n, a + 1 + 4 * n\n"                                     \
     "end\n"                                                                   \
-    "if k ~= #KEYS or #reqs == 0 then\n"                                      \
-    "  return redis.error_reply('ERR omni_limit: bad batch')\n"               \
+    "if k ~= nkeys or m == 0 then\n"                                          \
+    "  return error_reply('ERR omni_limit: bad batch')\n"                     \
     "end\n"                                                                   \
     "\n"                                                                      \
-    "local now = ARGV[1]\n"                                                   \
-    "if now == '' then\n"                                                     \
-    "  local t = redis.call('TIME')\n"                                        \
-    "  now = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))\n"\
+    "if ARGV[1] == '' then\n"                                                 \
+    "  local t = call('TIME')\n"                                              \
+    "  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"                     \
+    "  if now > MAX_NOW then\n"                                               \
+    "    now = nil\n"                                                         \
+    "  end\n"                                                                 \
+    "else\n"                                                                  \
+    "  now = int(ARGV[1], 0, MAX_NOW)\n"                                      \
+    "end\n"                                                                   \
+    "if now then\n"                                                           \
+    "  now_s = div(now, 1000000)\n"                                           \
     "end\n"                                                                   \
     "\n"                                                                      \
     "local replies = {}\n"                                                    \
-    "for i, q in ipairs(reqs) do\n"                                           \
-    "  local keys, argv = {}, {now}\n"                                        \
-    "  for j = 1, 2 + q.n do\n"                                               \
-    "    keys[j] = KEYS[q.k + j]\n"                                           \
-    "  end\n"                                                                 \
-    "  for j = 1, 4 * q.n do\n"                                               \
-    "    argv[j + 1] = ARGV[q.a + j]\n"                                       \
-    "  end\n"                                                                 \
-    "  local ok, r = pcall(one, keys, argv, view)\n"                          \
+    "for i = 1, m do\n"                                                       \
+    "  local ok, r = pcall(check, rk[i], ra[i], rn[i])\n"                     \
     "  if not ok then\n"                                                      \
-    "    r = redis.error_reply(type(r) == 'table' and r.err or tostring(r))\n"\
+    "    r = error_reply(type(r) == 'table' and r.err or tostring(r))\n"      \
     "  end\n"                                                                 \
     "  replies[i] = r\n"                                                      \
     "end\n"                                                                   \
     "\n"                                                                      \
-    "for _, key in ipairs(written) do\n"                                      \
-    "  redis.call('SET', key, writes[key][1], 'PX', writes[key][2])\n"        \
+    "for i = 1, #written do\n"                                                \
+    "  local key = written[i]\n"                                              \
+    "  call('SET', key, format('%d', tats[key]), 'PX',\n"                     \
+    "    format('%d', pxs[key]))\n"                                           \
     "end\n"                                                                   \
     "return replies\n"
-
-
-#define OMNI_LIMIT_BATCH_LUA                                                  \
-    OMNI_LIMIT_BATCH_HEAD OMNI_LIMIT_LUA OMNI_LIMIT_BATCH_TAIL
 
 
 #endif /* OMNI_LIMIT_LUA_H_INCLUDED_ */

@@ -31,15 +31,23 @@ connection count (32, then 8):
 
 `bash tests/bench/run.sh gateway` runs these rows alone (and the
 `auth_request` comparison) and writes tests/bench/results-gateway.md.
+`/usr/bin/python3 tests/bench/gateway.py [--cases REGEX] [--cache on|off]
+[--conns N]... [--module SO]` runs the rows whose name matches, against another build of
+the module if given (an A/B of two builds: run it once for each), and
+prints them (BENCH_RUNS and BENCH_SECONDS as for bench.py).
 """
 
 import re
 import statistics
 import subprocess
+import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
-import stack
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "integration"))
+import stack  # noqa: E402
 
 ALGS = {
     # location: (PyJWT algorithm, openssl genpkey arguments or None = HMAC)
@@ -163,15 +171,17 @@ def make_keys(keydir):
     return keys, tokens
 
 
-def start(workers, upstream, keys, cached, redis):
+def start(workers, upstream, keys, cached, redis, module=None):
     """The gateway nginx, with or without the token cache."""
     locations = "\n".join(
         LOCATION.format(name=name, key=keys[name], alg=ALGS[name][0])
         for name in ALGS)
     cache = "omni_jwt_cache zone=bench:32m ttl=10m;" if cached else ""
+    extra = {"module": module} if module else {}
     return stack.NginxConf(CONF, "bench-gw", workers=workers, cache=cache,
                            upstream=upstream, locations=locations,
-                           redis=redis, rs_key=keys["rs256"]).start("/plain")
+                           redis=redis, rs_key=keys["rs256"],
+                           **extra).start("/plain")
 
 
 def worker_pids(master):
@@ -210,15 +220,30 @@ class Case:
 
     def run(self, wrk, seconds, conns, headers=None):
         """(requests/s, p99 ms, worker CPU µs/request, Redis CPU
-        µs/request or None); headers replace the case's own."""
+        µs/request or None, requests per script call or None); headers
+        replace the case's own."""
         before = cpu_ns(self.pids)
-        rbefore = cpu_ns([self.redis]) if self.redis else 0
+        rbefore = cpu_ns([self.redis.proc.pid]) if self.redis else 0
+        calls = script_calls(self.redis) if self.redis else 0
         target = (self.url, headers or self.headers)
         rps, _p50, p99, requests = wrk(target, seconds=seconds, conns=conns)
         cpu = (cpu_ns(self.pids) - before) / 1000 / requests
-        rcpu = ((cpu_ns([self.redis]) - rbefore) / 1000 / requests
+        rcpu = ((cpu_ns([self.redis.proc.pid]) - rbefore) / 1000 / requests
                 if self.redis else None)
-        return rps, p99, cpu, rcpu
+        per_call = (requests / max(1, script_calls(self.redis) - calls)
+                    if self.redis else None)
+        return rps, p99, cpu, rcpu, per_call
+
+
+def script_calls(redis):
+    """The script calls Redis has answered (EVALSHA and EVAL)."""
+    client = redis.client()
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(stats.get("cmdstat_" + c, {}).get("calls", 0)
+               for c in ("evalsha", "eval"))
 
 
 def rounds(wrk, plain, case, conns, runs, seconds):
@@ -244,6 +269,8 @@ def rounds(wrk, plain, case, conns, runs, seconds):
         "cpu": med(c[2] for _, c in pairs),
         "redis_cpu": (med(c[3] for _, c in pairs)
                       if case.redis else None),
+        "per_call": (med(c[4] for _, c in pairs)
+                     if case.redis else None),
     }
     s["module_us"] = s["cpu"] - s["plain_cpu"]
     return s
@@ -286,23 +313,25 @@ PACED_HEADER = [
 HEADER = [
     "| case | conns | plain req/s | req/s | vs plain: median (spread) "
     "| p99 ms | worker CPU µs/req (plain) | module µs/req "
-    "| Redis CPU µs/req | target |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "| Redis CPU µs/req | requests per script call | target |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 
 
 def line(case, s, target):
     return ("| %s | %d | %.0f | %.0f | %.2f (%.2f-%.2f) | %.2f | %.2f (%.2f) "
-            "| %.2f | %s | %s |" % (
+            "| %.2f | %s | %s | %s |" % (
                 case, s["conns"], s["plain_rps"], s["rps"], s["ratio"],
                 s["rmin"], s["rmax"], s["p99"], s["cpu"], s["plain_cpu"],
                 s["module_us"],
                 "-" if s["redis_cpu"] is None else "%.2f" % s["redis_cpu"],
+                "-" if s["per_call"] is None else "%.1f" % s["per_call"],
                 target))
 
 
 def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
-        tokens, client_taskset=()):
+        tokens, client_taskset=(), only=None, modes=(True, False),
+        module=None):
     """Measures every gateway row (keys and tokens from make_keys());
     returns the table's lines and a dict: the old row names (cache off/on)
     -> {"rps", ...} at 8 connections, for the `auth_request`
@@ -314,11 +343,12 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
         lines, results, ceiling, paced_lines = [], {}, None, []
         plain = Case("plain", "http://127.0.0.1:%d/" % base.port, {},
                      base.proc.pid)
-        for cached in (True, False):
+        for cached in modes:
             ceiling = run_gateway(wrk, runs, seconds, workers, upstream,
                                   redis, keys, tokens, plain, cached,
                                   verify_us, lines, results, paced_lines,
-                                  list(client_taskset)) or ceiling
+                                  list(client_taskset), only,
+                                  module) or ceiling
     finally:
         base.destroy()
     lines.append("")
@@ -333,10 +363,12 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
 
 def run_gateway(wrk, runs, seconds, workers, upstream, redis, keys, tokens,
                 plain, cached, verify_us, lines, results, paced_lines,
-                client_taskset):
-    """One gateway nginx's cases; returns the RSA ceiling when measured."""
+                client_taskset, only=None, module=None):
+    """One gateway nginx's cases (those whose name matches the regular
+    expression only, when given); returns the RSA ceiling when
+    measured."""
     ceiling = None
-    gw = start(workers, upstream, keys, cached, redis.addr)
+    gw = start(workers, upstream, keys, cached, redis.addr, module)
     try:
         url = "http://127.0.0.1:%d/" % gw.port
         mode = "cache on" if cached else "cache off"
@@ -356,8 +388,10 @@ def run_gateway(wrk, runs, seconds, workers, upstream, redis, keys, tokens,
                 url + "limit%d" % n,
                 {"Authorization": "Bearer " + tokens["jti"]},
                 gw.proc.pid, target if cached else "",
-                redis=redis.proc.pid))
+                redis=redis))
         for case in cases:
+            if only and not re.search(only, case.name):
+                continue
             for conns in CONNECTIONS:
                 s = rounds(wrk, plain, case, conns, runs, seconds)
                 target = case.target
@@ -384,3 +418,50 @@ def run_gateway(wrk, runs, seconds, workers, upstream, redis, keys, tokens,
     finally:
         gw.destroy()
     return ceiling
+
+
+def main():
+    import argparse
+    import os
+
+    sys.path.insert(0, str(HERE))
+    import bench
+
+    ap = argparse.ArgumentParser(description="some gateway rows alone")
+    ap.add_argument("--cases", help="regular expression on the row names")
+    ap.add_argument("--cache", choices=("on", "off"),
+                    help="only the gateway with (on) or without the cache")
+    ap.add_argument("--module", help="the module .so to load instead")
+    ap.add_argument("--conns", type=int, action="append",
+                    help="connection counts (default: 32 and 8)")
+    args = ap.parse_args()
+    global CONNECTIONS
+    CONNECTIONS = tuple(args.conns or CONNECTIONS)
+
+    if bench.CLIENT_CPUS is not None:
+        os.sched_setaffinity(0, bench.SERVER_CPUS)
+    taskset = (["taskset", "-c", ",".join(map(str, bench.SERVER_CPUS))]
+               if bench.CLIENT_CPUS is not None else [])
+    modes = {None: (True, False), "on": (True,), "off": (False,)}
+    redis = stack.Redis().start()
+    base = None
+    keydir = stack.make_tmpdir("omni-bench-keys-")
+    try:
+        base = stack.NginxConf(bench.BASELINE_CONF, "bench-nginx",
+                               workers=bench.WORKERS,
+                               proxy_port=stack.free_port()).start()
+        keys, tokens = make_keys(keydir)
+        print(bench.gateway_method())
+        lines, _ = run(bench.wrk, bench.RUNS, bench.SECONDS, bench.WORKERS,
+                       base.prefix / "trivial.sock", redis, taskset, keys,
+                       tokens, bench.client([]), args.cases,
+                       modes[args.cache], args.module)
+        print("\n".join(lines))
+    finally:
+        for svc in (base, redis):
+            if svc is not None:
+                svc.destroy()
+
+
+if __name__ == "__main__":
+    main()

@@ -775,6 +775,41 @@ static void test_tampered_header_payload_or_signature_fails(void)
     }
 }
 
+/* RSA and ECDSA verify through contexts the key keeps and reuses: a
+ * failed verification must leave nothing behind for the next token, and
+ * each alternation must answer as a fresh context would. */
+static void test_reused_verification_contexts_stay_exact(void)
+{
+    static const struct {
+        const char *token, *file, *algs, *kid;
+        omni_jwt_alg_t alg;
+    } t[] = {
+        {fx_rs256, "rsa.pem", NULL, "rsa1", OMNI_JWT_RS256},
+        {fx_rs512, "rsa.pem", ALL_RSA, "rsa1", OMNI_JWT_RS512},
+        {fx_ps256, "rsa.pem", "PS256", "rsa1", OMNI_JWT_PS256},
+        {fx_es256, "ec256.pem", NULL, "ec256", OMNI_JWT_ES256},
+        {fx_es512, "ec521.pem", NULL, "ec521", OMNI_JWT_ES512},
+    };
+    omni_jwt_key_t key;
+    const char *why, *bad;
+    size_t i;
+    int round, seg;
+
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        CHECK(load(&key, t[i].file, t[i].algs, t[i].kid) == 0);
+        CHECK(key.pverify[t[i].alg] != NULL && key.digest[t[i].alg] != NULL);
+        for (round = 0; round < 20; round++) {
+            seg = round % 3;
+            bad = tamper(t[i].token, seg);
+            CHECK(bad != NULL);
+            CHECK_EQ_INT(verify_with(bad, &key, 1, &why),
+                OMNI_JWT_BAD_SIGNATURE);
+            CHECK_EQ_INT(verify_with(t[i].token, &key, 1, &why), OMNI_JWT_OK);
+        }
+        omni_jwt_key_free(&key);
+    }
+}
+
 static void test_signature_of_the_wrong_length_fails(void)
 {
     omni_jwt_key_t key;
@@ -1550,6 +1585,7 @@ UNIT_MAIN(UNIT_TEST(test_base64url_decodes_rfc4648_vectors_unpadded),
     UNIT_TEST(test_every_algorithm_verifies_with_the_jwks),
     UNIT_TEST(test_jwks_parses_from_memory),
     UNIT_TEST(test_tampered_header_payload_or_signature_fails),
+    UNIT_TEST(test_reused_verification_contexts_stay_exact),
     UNIT_TEST(test_signature_of_the_wrong_length_fails),
     UNIT_TEST(test_token_signed_by_another_key_fails),
     UNIT_TEST(test_kid_selects_keys),
