@@ -821,6 +821,55 @@ static void omni_turn_tool_done(
 }
 
 
+/* An MCP tool's progress notification during its call: a tool_progress
+ * event {id, name, progress, total?, message?} on the stream and
+ * chat.tool_progress on the conversation's channel. */
+static void omni_turn_tool_progress(void *arg, const omni_json_t *params)
+{
+    omni_turn_result_t *res = arg;
+    omni_turn_t *t = res->t;
+    omni_wire_tool_t *c = &t->w.tools[res - t->results];
+    static const char *const keys[] = {"progress", "total", "message"};
+    struct evbuffer *j = evbuffer_new(), *b = NULL;
+    const omni_json_t *v;
+    char channel[64];
+    size_t i, n;
+
+    if (j == NULL) {
+        return;
+    }
+    evbuffer_add_printf(j, "{\"id\":");
+    omni_json_put_string(j, c->id.buf ? c->id.buf : "", c->id.len);
+    evbuffer_add_printf(j, ",\"name\":");
+    omni_json_put_string(j, c->name.buf ? c->name.buf : "", c->name.len);
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        v = omni_json_get(params, keys[i]);
+        if (v != NULL && v->type != OMNI_JSON_NULL && v->type != OMNI_JSON_ARRAY
+            && v->type != OMNI_JSON_OBJECT) {
+            evbuffer_add_printf(j, ",\"%s\":", keys[i]);
+            omni_json_write(j, v);
+        }
+    }
+    evbuffer_add(j, "}", 2); /* with its NUL */
+    n = evbuffer_get_length(j) - 1;
+    snprintf(channel, sizeof(channel), "conversation-%s", t->conv);
+    omni_publish(
+        channel, "chat.tool_progress", (const char *)evbuffer_pullup(j, -1));
+    if (t->stream && !t->gone && (b = evbuffer_new()) != NULL) {
+        if (!t->started) {
+            t->started = 1;
+            omni_respond_start(t->r, 200, "text/event-stream");
+        }
+        evbuffer_add_printf(b, "event: tool_progress\ndata: ");
+        evbuffer_add(b, evbuffer_pullup(j, -1), n);
+        evbuffer_add(b, "\n\n", 2);
+        omni_respond_chunk(t->r, b);
+        evbuffer_free(b);
+    }
+    evbuffer_free(j);
+}
+
+
 /* Starts the model's tool calls, all at once. */
 static void omni_turn_run_tools(omni_turn_t *t, const char *calls)
 {
@@ -848,6 +897,8 @@ static void omni_turn_run_tools(omni_turn_t *t, const char *calls)
             role, t->user, c->name.buf, c->args.buf, omni_turn_tool_done, res);
         if (res->call == NULL) {
             omni_turn_tool_done(res, 1, "out of memory", 13);
+        } else {
+            omni_mcp_tool_on_progress(res->call, omni_turn_tool_progress, res);
         }
     }
 }
