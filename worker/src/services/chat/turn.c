@@ -20,6 +20,7 @@
  * saved and billed. A client that goes away cancels the provider's
  * transfer and the tool calls at once; the turn still saves and bills.
  * Reservations are settled (spent replaces reserved) when the turn ends. */
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,12 +98,26 @@ struct omni_turn_s {
     int ok;      /* the last attempt succeeded */
     int started; /* the client has had its first byte */
     int gone;    /* the client went away */
+    int live;    /* counted in omni_turn_mem.live */
     struct event *wake;
     struct event *watch; /* looks for a client gone while nothing is
                             written (a slow first token, a whole reply) */
 };
 
 static int omni_turn_begin_stmt, omni_turn_save_stmt;
+
+/* Turns under way and their high-water mark since the heap was last
+ * trimmed. A burst of streams (each with its outbound transfer and
+ * buffers) leaves the heap fragmented: what it used is free again but
+ * glibc cannot give it back past a live allocation above it, so RSS
+ * stays at the burst's peak. Once the burst has mostly ended,
+ * malloc_trim() returns the free pages. */
+static struct {
+    int live, high;
+    struct event *timer;
+} omni_turn_mem;
+
+#define OMNI_TURN_TRIM_BURST 32 /* turns at once that make a burst */
 
 int omni_turn_init(void)
 {
@@ -117,14 +132,36 @@ int omni_turn_init(void)
 }
 
 
+static void omni_turn_trim(evutil_socket_t fd, short what, void *arg)
+{
+    if (omni_turn_mem.high >= OMNI_TURN_TRIM_BURST
+        && omni_turn_mem.live <= omni_turn_mem.high / 4) {
+        malloc_trim(0);
+        omni_turn_mem.high = omni_turn_mem.live;
+    }
+}
+
+
 int omni_turn_start(void)
 {
+    struct timeval tv = {1, 0};
+
+    omni_turn_mem.timer =
+        event_new(omni_clients.base, -1, EV_PERSIST, omni_turn_trim, NULL);
+    if (omni_turn_mem.timer == NULL) {
+        return -1;
+    }
+    event_add(omni_turn_mem.timer, &tv);
     return omni_billing_start();
 }
 
 
 void omni_turn_stop(void)
 {
+    if (omni_turn_mem.timer != NULL) {
+        event_free(omni_turn_mem.timer);
+        omni_turn_mem.timer = NULL;
+    }
     omni_billing_stop();
 }
 
@@ -950,6 +987,10 @@ static void omni_turn_free_tools(omni_turn_t *t)
 
 static void omni_turn_free(omni_turn_t *t)
 {
+    if (t->live) {
+        t->live = 0;
+        omni_turn_mem.live--;
+    }
     if (t->q != NULL) {
         omni_out_cancel(t->q);
         t->q = NULL;
@@ -1140,6 +1181,10 @@ void omni_turn_post(omni_req_t *r)
             return;
         }
         omni_wire_init(&t->w, OMNI_WIRE_OPENAI);
+        t->live = 1;
+        if (++omni_turn_mem.live > omni_turn_mem.high) {
+            omni_turn_mem.high = omni_turn_mem.live;
+        }
         r->data = t;
         values[0] = t->user;
         values[1] = t->conv;
