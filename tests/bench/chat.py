@@ -37,6 +37,24 @@ CONCURRENT = int(os.environ.get("BENCH_CHAT_STREAMS", "1000"))
 BATCHES = int(os.environ.get("BENCH_CHAT_BATCHES", "10"))
 DOUBLE = HERE.parent / "integration" / "fixtures" / "llm_double.py"
 
+# The double in a process of its own, with TCP_NODELAY (as a provider's
+# server sets it): it writes a stream's head and its first chunk apart, and
+# on a reused connection Nagle's algorithm against the worker's delayed ACK
+# held that chunk until the ACK, ~20 ms more to the first token of a turn
+# that followed another at once; the direct client's fresh connections
+# never see it
+DOUBLE_MAIN = """
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+import llm_double as m
+m.Handler.disable_nagle_algorithm = True
+s = m.Server(("127.0.0.1", int(sys.argv[2])), m.Handler)
+s.daemon_threads = True
+s.lock = threading.Lock()
+s.log = []
+s.serve_forever()
+"""
+
 
 def _stream(port, path, body, headers, marker):
     """Sends one POST and reads the chunked answer; returns (ttft, gaps,
@@ -105,7 +123,8 @@ def run(pg, redis):
     nginx = worker = double = None
     try:
         dport = stack.free_port()
-        double = subprocess.Popen([sys.executable, str(DOUBLE), str(dport)])
+        double = subprocess.Popen([sys.executable, "-c", DOUBLE_MAIN,
+                                   str(DOUBLE.parent), str(dport)])
         nginx = stack.Nginx(d / "worker.sock", redis_addr=redis.addr,
                             api_rate="1000000r/s").start()
         worker = stack.Worker(
