@@ -114,6 +114,7 @@ static int omni_turn_begin_stmt, omni_turn_save_stmt;
  * malloc_trim() returns the free pages. */
 static struct {
     int live, high;
+    int again; /* trimmed with turns left: once more when none are */
     struct event *timer;
 } omni_turn_mem;
 
@@ -134,10 +135,12 @@ int omni_turn_init(void)
 
 static void omni_turn_trim(evutil_socket_t fd, short what, void *arg)
 {
-    if (omni_turn_mem.high >= OMNI_TURN_TRIM_BURST
-        && omni_turn_mem.live <= omni_turn_mem.high / 4) {
+    if ((omni_turn_mem.high >= OMNI_TURN_TRIM_BURST
+            && omni_turn_mem.live <= omni_turn_mem.high / 4)
+        || (omni_turn_mem.again && omni_turn_mem.live == 0)) {
         malloc_trim(0);
         omni_turn_mem.high = omni_turn_mem.live;
+        omni_turn_mem.again = omni_turn_mem.live > 0;
     }
 }
 
