@@ -22,7 +22,14 @@ p50 and p99 latency, and for the ledger run the rows stored and the
 batches they came in (pg_stat_user_tables: inserted rows vs INSERT
 statements is not kept, so the batches are counted by the rollup
 trigger's cache-generation bumps). The load generator is Python asyncio:
-its own pauses show in both runs alike. Run alone:
+its own pauses show in both runs alike. On a shared machine the rate and
+the tail say more about the neighbours than about Omni, so each run also
+counts the servers' CPU time per turn (utime + stime of all their
+processes and threads): Omni's (the worker, nginx, Postgres, Redis) and
+the double's apart (a real provider runs elsewhere). 2 cores sustain 2 s
+of CPU a second: 500 turns/s needs at most 4 ms a turn. Contention
+inflates CPU time too (caches, the neighbours' work), so compare the
+runs of one invocation. Run alone:
 /usr/bin/python3 tests/bench/ledger.py"""
 
 import asyncio
@@ -145,6 +152,26 @@ async def _load(port, token, convs, rate, seconds):
     return lat, errors, wall
 
 
+def _tree(pid):
+    out = [pid]
+    for kid in stack.children_of(pid):
+        out += _tree(kid)
+    return out
+
+
+def _cpu_s(pids):
+    """utime + stime of the processes (their threads included), s."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values, p):
     v = sorted(values)
     return v[min(len(v) - 1, int(len(v) * p))] if v else float("nan")
@@ -196,17 +223,30 @@ def run(pg, redis):
             return sql("SELECT generation FROM omni2_dashboard.cache_state"
                        )[0][0]
 
+        def servers():
+            return [p for root in (worker.pid, nginx.proc.pid, pg.proc.pid,
+                                   redis.proc.pid)
+                    for p in _tree(root)]
+
         # warm-up: connections, prepared statements, the double's threads
         asyncio.run(_load(port, user, convs, max(RATE // 5, 1), 2))
         results = {case: [] for case in CASES}
+        cpu = {case: 0.0 for case in CASES}
+        cpu_double = {case: 0.0 for case in CASES}
         stored = batches = 0
-        for _ in range(ROUNDS):
-            for case in CASES:
+        for k in range(ROUNDS):
+            # reversed every other round: the ledger grows (and autovacuum
+            # comes) as the runs go on, which must not fall on one case
+            for case in list(CASES)[::-1 if k % 2 else 1]:
                 sql(RESET + CASES[case][1])
                 time.sleep(1)          # batches of the last run flushed
                 r0, g0 = rows(), generation()
+                pids = servers()
+                c0, x0 = _cpu_s(pids), _cpu_s(_tree(double.pid))
                 res = asyncio.run(_load(port, user, convs, RATE, SECONDS))
-                time.sleep(1)
+                time.sleep(1)     # the last batch written, counted
+                cpu[case] += _cpu_s(pids) - c0
+                cpu_double[case] += _cpu_s(_tree(double.pid)) - x0
                 results[case].append(res)
                 if case == "with":
                     stored += rows() - r0
@@ -220,12 +260,17 @@ def run(pg, redis):
             errs = sum(len(r[1]) for r in results[case])
             n = sum(len(r[0]) for r in results[case])
             wall = sum(r[2] for r in results[case])
+            per = cpu[case] / max(n, 1) * 1000
             lines.append(
                 "| ledger: non-streamed turns at %d/s open loop, %s "
-                "(%d x %d s, 2 worker processes) | %.0f turns/s | "
-                "%d errors | p50 %.2f ms | p99 %.2f ms | | |"
-                % (RATE, CASES[case][0], ROUNDS, SECONDS, n / wall, errs,
-                   _pct(lat, 0.5) * 1000, _pct(lat, 0.99) * 1000))
+                "(%d x %d s, 2 worker processes), load %.1f | %.0f turns/s "
+                "| %d errors | p50 %.2f ms | p99 %.2f ms | Omni's CPU %.2f "
+                "ms a turn (2 cores: %.0f turns/s), the double's %.2f ms "
+                "| >= 500/s |"
+                % (RATE, CASES[case][0], ROUNDS, SECONDS, os.getloadavg()[0],
+                   n / wall, errs, _pct(lat, 0.5) * 1000,
+                   _pct(lat, 0.99) * 1000, per, 2000 / per if per else 0,
+                   cpu_double[case] / max(n, 1) * 1000))
         turns = sum(len(r[0]) - len(r[1]) for r in results["with"])
         lines.append(
             "| ledger: rows stored in the runs with writes / turns answered "

@@ -773,3 +773,66 @@ def test_tool_progress_is_published_on_the_conversation_channel(
                                   "is_error": False}
     finally:
         sub.close()
+
+
+@pytest.fixture(scope="module")
+def tool_gw(tool_worker, redis_server):
+    """nginx before the tool loop's worker."""
+    server = stack.Nginx(worker_socket=tool_worker.socket_path,
+                         redis_addr=redis_server.addr, api_rate="1000r/s")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_tool_progress_reaches_the_stream_and_the_channel(
+        tool_worker, tool_gw, double, key_file, legacy_mcp, gateway, kind):
+    """An MCP tool's progress notifications during the turn's tool call
+    (legacy.cjs's `slow`: 3 of them, 50 ms apart) reach the chat client's
+    stream through nginx, between the call and its result, as they happen,
+    and the conversation's events channel."""
+    from events_support import Sse
+    server = register_mcp(tool_worker, legacy_mcp)
+    m = Providers(tool_worker, double, key_file).model("progress", kind)
+    chat = Chat(tool_worker)
+    conv = chat.conversation(m["model"], max_tool_rounds=1)
+    sub = Sse(gateway.http_port, "/events/conversation-" + conv,
+              headers=gateway.bearer(sub=chat.id, role="user"))
+    try:
+        assert sub.status == 200, sub.body
+        r = requests.post(
+            tool_gw.http_url("/api/v1/conversations/%s/messages" % conv),
+            json={"content": "be slow", "stream": True,
+                  "tools": [server + "__slow"]},
+            headers=tool_gw.bearer(sub=chat.id, role="user"),
+            stream=True, timeout=30)
+        assert r.status_code == 200, r.text
+        text, seen = b"", []
+        for chunk in r.iter_content(chunk_size=None):
+            text += chunk
+            seen.append((time.monotonic(), chunk.count(b"tool_progress")))
+        events = sse_events(text.decode())
+        names = [e for e, _ in events if e != "delta"]
+        assert names == ["tool_call"] + ["tool_progress"] * 3 \
+            + ["tool_result", "usage", "done"], names
+        progress = [d for e, d in events if e == "tool_progress"]
+        assert progress == [{"id": "p1_slow", "name": server + "__slow",
+                             "progress": i, "total": 3}
+                            for i in (1, 2, 3)]
+        # passed on as they came, not gathered with the result (the tool
+        # waits 50 ms after each)
+        times = [t for t, n in seen if n]
+        assert len(times) >= 2 and times[-1] - times[0] >= 0.05, seen
+        assert [d for e, d in events if e == "tool_result"][0]["content"] \
+            == "done"
+        assert "".join(d["text"] for e, d in events if e == "delta") \
+            == "Tools said: done"
+        got = [json.loads(e["data"]) for e in sub.events(5, timeout=5)]
+        assert [g["type"] for g in got] == ["chat.tool_call"] \
+            + ["chat.tool_progress"] * 3 + ["chat.tool_result"]
+        assert [g["data"] for g in got[1:4]] == progress
+    finally:
+        sub.close()

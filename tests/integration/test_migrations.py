@@ -62,8 +62,10 @@ SELECT 'relation ' || c.relkind::text, ns.nspname || '.' || c.relname
 FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
 WHERE c.relname NOT LIKE 'omni\_schema\_migrations%'
 UNION ALL
-SELECT 'routine', p.oid::regprocedure::text
+SELECT 'routine', p.oid::regprocedure::text || ' ' || l.lanname || ' '
+    || md5(coalesce(p.prosrc, ''))
 FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+JOIN pg_language l ON l.oid = p.prolang
 UNION ALL
 SELECT 'type', ns.nspname || '.' || t.typname
 FROM pg_type t JOIN ns ON ns.oid = t.typnamespace

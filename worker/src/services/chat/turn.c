@@ -20,6 +20,7 @@
  * saved and billed. A client that goes away cancels the provider's
  * transfer and the tool calls at once; the turn still saves and bills.
  * Reservations are settled (spent replaces reserved) when the turn ends. */
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,12 +98,27 @@ struct omni_turn_s {
     int ok;      /* the last attempt succeeded */
     int started; /* the client has had its first byte */
     int gone;    /* the client went away */
+    int live;    /* counted in omni_turn_mem.live */
     struct event *wake;
     struct event *watch; /* looks for a client gone while nothing is
                             written (a slow first token, a whole reply) */
 };
 
 static int omni_turn_begin_stmt, omni_turn_save_stmt;
+
+/* Turns under way and their high-water mark since the heap was last
+ * trimmed. A burst of streams (each with its outbound transfer and
+ * buffers) leaves the heap fragmented: what it used is free again but
+ * glibc cannot give it back past a live allocation above it, so RSS
+ * stays at the burst's peak. Once the burst has mostly ended,
+ * malloc_trim() returns the free pages. */
+static struct {
+    int live, high;
+    int again; /* trimmed with turns left: once more when none are */
+    struct event *timer;
+} omni_turn_mem;
+
+#define OMNI_TURN_TRIM_BURST 32 /* turns at once that make a burst */
 
 int omni_turn_init(void)
 {
@@ -117,14 +133,38 @@ int omni_turn_init(void)
 }
 
 
+static void omni_turn_trim(evutil_socket_t fd, short what, void *arg)
+{
+    if ((omni_turn_mem.high >= OMNI_TURN_TRIM_BURST
+            && omni_turn_mem.live <= omni_turn_mem.high / 4)
+        || (omni_turn_mem.again && omni_turn_mem.live == 0)) {
+        malloc_trim(0);
+        omni_turn_mem.high = omni_turn_mem.live;
+        omni_turn_mem.again = omni_turn_mem.live > 0;
+    }
+}
+
+
 int omni_turn_start(void)
 {
+    struct timeval tv = {1, 0};
+
+    omni_turn_mem.timer =
+        event_new(omni_clients.base, -1, EV_PERSIST, omni_turn_trim, NULL);
+    if (omni_turn_mem.timer == NULL) {
+        return -1;
+    }
+    event_add(omni_turn_mem.timer, &tv);
     return omni_billing_start();
 }
 
 
 void omni_turn_stop(void)
 {
+    if (omni_turn_mem.timer != NULL) {
+        event_free(omni_turn_mem.timer);
+        omni_turn_mem.timer = NULL;
+    }
     omni_billing_stop();
 }
 
@@ -821,6 +861,55 @@ static void omni_turn_tool_done(
 }
 
 
+/* An MCP tool's progress notification during its call: a tool_progress
+ * event {id, name, progress, total?, message?} on the stream and
+ * chat.tool_progress on the conversation's channel. */
+static void omni_turn_tool_progress(void *arg, const omni_json_t *params)
+{
+    omni_turn_result_t *res = arg;
+    omni_turn_t *t = res->t;
+    omni_wire_tool_t *c = &t->w.tools[res - t->results];
+    static const char *const keys[] = {"progress", "total", "message"};
+    struct evbuffer *j = evbuffer_new(), *b = NULL;
+    const omni_json_t *v;
+    char channel[64];
+    size_t i, n;
+
+    if (j == NULL) {
+        return;
+    }
+    evbuffer_add_printf(j, "{\"id\":");
+    omni_json_put_string(j, c->id.buf ? c->id.buf : "", c->id.len);
+    evbuffer_add_printf(j, ",\"name\":");
+    omni_json_put_string(j, c->name.buf ? c->name.buf : "", c->name.len);
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        v = omni_json_get(params, keys[i]);
+        if (v != NULL && v->type != OMNI_JSON_NULL && v->type != OMNI_JSON_ARRAY
+            && v->type != OMNI_JSON_OBJECT) {
+            evbuffer_add_printf(j, ",\"%s\":", keys[i]);
+            omni_json_write(j, v);
+        }
+    }
+    evbuffer_add(j, "}", 2); /* with its NUL */
+    n = evbuffer_get_length(j) - 1;
+    snprintf(channel, sizeof(channel), "conversation-%s", t->conv);
+    omni_publish(
+        channel, "chat.tool_progress", (const char *)evbuffer_pullup(j, -1));
+    if (t->stream && !t->gone && (b = evbuffer_new()) != NULL) {
+        if (!t->started) {
+            t->started = 1;
+            omni_respond_start(t->r, 200, "text/event-stream");
+        }
+        evbuffer_add_printf(b, "event: tool_progress\ndata: ");
+        evbuffer_add(b, evbuffer_pullup(j, -1), n);
+        evbuffer_add(b, "\n\n", 2);
+        omni_respond_chunk(t->r, b);
+        evbuffer_free(b);
+    }
+    evbuffer_free(j);
+}
+
+
 /* Starts the model's tool calls, all at once. */
 static void omni_turn_run_tools(omni_turn_t *t, const char *calls)
 {
@@ -848,6 +937,8 @@ static void omni_turn_run_tools(omni_turn_t *t, const char *calls)
             role, t->user, c->name.buf, c->args.buf, omni_turn_tool_done, res);
         if (res->call == NULL) {
             omni_turn_tool_done(res, 1, "out of memory", 13);
+        } else {
+            omni_mcp_tool_on_progress(res->call, omni_turn_tool_progress, res);
         }
     }
 }
@@ -899,6 +990,10 @@ static void omni_turn_free_tools(omni_turn_t *t)
 
 static void omni_turn_free(omni_turn_t *t)
 {
+    if (t->live) {
+        t->live = 0;
+        omni_turn_mem.live--;
+    }
     if (t->q != NULL) {
         omni_out_cancel(t->q);
         t->q = NULL;
@@ -1089,6 +1184,10 @@ void omni_turn_post(omni_req_t *r)
             return;
         }
         omni_wire_init(&t->w, OMNI_WIRE_OPENAI);
+        t->live = 1;
+        if (++omni_turn_mem.live > omni_turn_mem.high) {
+            omni_turn_mem.high = omni_turn_mem.live;
+        }
         r->data = t;
         values[0] = t->user;
         values[1] = t->conv;

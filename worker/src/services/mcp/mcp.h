@@ -3,6 +3,7 @@
 #ifndef OMNI_MCP_H
 #define OMNI_MCP_H
 
+#include "lib/json.h"
 #include "http/service.h"
 
 extern const omni_service_t omni_mcp_service;
@@ -27,6 +28,15 @@ typedef struct omni_mcp_tool_call_s omni_mcp_tool_call_t;
 
 omni_mcp_tool_call_t *omni_mcp_tool_call(const char *role, const char *user,
     const char *name, const char *args, omni_mcp_tool_done_pt done, void *arg);
+
+/* The upstream's progress notifications of c (params: its progress,
+ * total, message; valid during the call) go to progress(arg, params)
+ * until done; set right after omni_mcp_tool_call, before the loop runs
+ * (the call is sent from the loop). A built-in tool sends none. */
+typedef void (*omni_mcp_tool_progress_pt)(void *arg, const omni_json_t *params);
+
+void omni_mcp_tool_on_progress(
+    omni_mcp_tool_call_t *c, omni_mcp_tool_progress_pt progress, void *arg);
 
 /* Abandons c: done is not called. Not from inside done. */
 void omni_mcp_tool_cancel(omni_mcp_tool_call_t *c);

@@ -44,6 +44,8 @@ struct omni_mcp_tool_call_s {
     struct event *wake; /* runs done from the loop after a refusal */
     omni_mcp_tool_done_pt done;
     void *arg;
+    omni_mcp_tool_progress_pt progress;
+    void *progress_arg;
 };
 
 static int omni_mcp_tool_stmt;
@@ -164,6 +166,19 @@ static void omni_mcp_tool_replied(void *arg, const omni_mcp_reply_t *rep)
 }
 
 
+static void omni_mcp_tool_note(void *arg, const omni_json_t *note)
+{
+    omni_mcp_tool_call_t *c = arg;
+    const char *method = omni_json_string(omni_json_get(note, "method"));
+    const omni_json_t *params = omni_json_get(note, "params");
+
+    if (method != NULL && strcmp(method, "notifications/progress") == 0
+        && params != NULL && params->type == OMNI_JSON_OBJECT) {
+        c->progress(c->progress_arg, params);
+    }
+}
+
+
 static void omni_mcp_tool_loaded(void *arg, omni_db_status_t st, PGresult *res)
 {
     omni_mcp_tool_call_t *c = arg;
@@ -202,7 +217,8 @@ static void omni_mcp_tool_loaded(void *arg, omni_db_status_t st, PGresult *res)
     } else {
         c->start_ms = omni_mcp_now_ms();
         c->rpc = omni_mcp_rpc(&c->u.target, "tools/call", c->tool, c->params, 0,
-            &c->arena, NULL, omni_mcp_tool_replied, c);
+            &c->arena, c->progress != NULL ? omni_mcp_tool_note : NULL,
+            omni_mcp_tool_replied, c);
         if (c->rpc == NULL) {
             omni_mcp_tool_fail(c, "MCP server %s cannot be called", c->server);
         }
@@ -342,4 +358,12 @@ void omni_mcp_tool_cancel(omni_mcp_tool_call_t *c)
         omni_mcp_tool_record(c, "cancelled", NULL);
     }
     omni_mcp_tool_free(c);
+}
+
+
+void omni_mcp_tool_on_progress(
+    omni_mcp_tool_call_t *c, omni_mcp_tool_progress_pt progress, void *arg)
+{
+    c->progress = progress;
+    c->progress_arg = arg;
 }
