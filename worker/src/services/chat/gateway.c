@@ -1151,7 +1151,9 @@ static int omni_gw_call(omni_gw_t *t)
     spec.body_len = evbuffer_get_length(req);
     spec.timeout_ms = 300000;
     spec.connect_timeout_ms = 5000;
-    spec.idle_timeout_ms = 60000;
+    /* a stream is silent only between chunks; a whole answer comes at
+     * once, after as long as the model writes (within the 300 s) */
+    spec.idle_timeout_ms = t->stream ? 60000 : 0;
     spec.on_headers = omni_gw_on_headers;
     spec.on_data = omni_gw_on_data;
     spec.on_done = omni_gw_on_done;
