@@ -339,11 +339,75 @@ def mcp_only():
                 svc.destroy()
 
 
+def worker_rows(pg, base_nginx, proxy_port, nginx):
+    """The worker's rows: nginx alone, then the worker's no-DB and point
+    read endpoints through it, the point read against pgbench."""
+    port = base_nginx.port
+    ret200 = summary(measure("http://127.0.0.1:%d/" % port))
+    proxied = summary(measure("http://127.0.0.1:%d/" % proxy_port))
+    nodb = summary(measure(nginx.http_url("/health/live")))
+    pgb = summary(repeat(pgbench, pg))
+    point = summary(measure(
+        (nginx.http_url("/api/v1/config/refresh_interval"),
+         nginx.bearer(role="user", lifetime=3600))))
+    return [
+        row("nginx `return 200` (baseline)", ret200),
+        row("nginx `proxy_pass` (keepalive, unix socket) to nginx "
+            "`return 200`", proxied, ret200),
+    ], [
+        row("worker no-DB `GET /health/live` through nginx", nodb, ret200),
+        row("  the same, vs that `proxy_pass` (the worker's own cost)",
+            nodb, proxied),
+        row("pgbench -S -M prepared (baseline, p50 = average)", pgb),
+        row("worker point read `GET /api/v1/config/{key}` through nginx",
+            point, pgb, ">= 70%"),
+    ]
+
+
+def bench_database(pg):
+    res = stack.migrate(["up"], pg.url(), binary=stack.BUILD / "omni-worker")
+    if res.returncode:
+        raise RuntimeError(res.stderr)
+    pg.create_database("bench")
+    subprocess.run(["pgbench", "-i", "-q", "-s", "10", "-h", "127.0.0.1",
+                    "-p", str(pg.port), "-U", pg.user, "bench"],
+                   check=True, capture_output=True,
+                   env=dict(os.environ, PGPASSWORD=pg.password))
+
+
+def worker_only():
+    """`bench.py worker`: the worker's rows alone (results-worker.md)."""
+    pg = stack.Postgres().init()
+    redis = stack.Redis().start()
+    product = base_nginx = None
+    try:
+        proxy_port = stack.free_port()
+        base_nginx = stack.NginxConf(BASELINE_CONF, "bench-nginx",
+                                     workers=WORKERS,
+                                     proxy_port=proxy_port).start()
+        bench_database(pg)
+        product = Product(pg, redis)
+        head, lines = worker_rows(pg, base_nginx, proxy_port, product.nginx)
+        text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE] + head
+                         + lines) + "\n"
+        (HERE / "results-worker.md").write_text(text)
+        print(text)
+    finally:
+        for svc in (base_nginx, product, redis, pg):
+            if svc is not None:
+                svc.destroy()
+
+
 def main():
     if sys.argv[1:] == ["mcp"]:
         if CLIENT_CPUS is not None:
             os.sched_setaffinity(0, SERVER_CPUS)
         mcp_only()
+        return
+    if sys.argv[1:] == ["worker"]:
+        if CLIENT_CPUS is not None:
+            os.sched_setaffinity(0, SERVER_CPUS)
+        worker_only()
         return
     only_gateway = sys.argv[1:] == ["gateway"]
     if CLIENT_CPUS is not None:
@@ -373,46 +437,18 @@ def main():
             print(text)
             return
 
-        res = stack.migrate(["up"], pg.url(),
-                            binary=stack.BUILD / "omni-worker")
-        if res.returncode:
-            raise RuntimeError(res.stderr)
-        pg.create_database("bench")
-        subprocess.run(["pgbench", "-i", "-q", "-s", "10", "-h",
-                        "127.0.0.1", "-p", str(pg.port), "-U", pg.user,
-                        "bench"],
-                       check=True, capture_output=True,
-                       env=dict(os.environ, PGPASSWORD=pg.password))
-
+        bench_database(pg)
         product = Product(pg, redis)
         nginx = product.nginx
         port = base_nginx.port
-
-        ret200 = summary(measure("http://127.0.0.1:%d/" % port))
-        proxied = summary(measure("http://127.0.0.1:%d/" % proxy_port))
-        lines = [
-            row("nginx `return 200` (baseline)", ret200),
-            row("nginx `proxy_pass` (keepalive, unix socket) to nginx "
-                "`return 200`", proxied, ret200),
-        ]
+        head, worker_lines = worker_rows(pg, base_nginx, proxy_port, nginx)
+        lines = head
 
         # the outbound client (MCP servers, LLM providers) vs nginx's own
         lines += outbound.run(measure, summary, row, port)
 
         # worker endpoints through the gateway (the product configuration)
-        nodb = summary(measure(nginx.http_url("/health/live")))
-        pgb = summary(repeat(pgbench, pg))
-        point = summary(measure(
-            (nginx.http_url("/api/v1/config/refresh_interval"),
-             nginx.bearer(role="user", lifetime=3600))))
-        lines += [
-            row("worker no-DB `GET /health/live` through nginx", nodb, ret200),
-            row("  the same, vs that `proxy_pass` (the worker's own cost)",
-                nodb, proxied),
-            row("pgbench -S -M prepared (baseline, p50 = average)", pgb),
-            row("worker point read `GET /api/v1/config/{key}` through nginx",
-                point, pgb, ">= 70%"),
-        ]
+        lines += worker_lines
         lines += dashboard.run(measure, summary, row, pg, nginx)
         lines += login.run(measure, summary, row, pg, redis, CLIENT_CPUS)
         lines += events.run(pg, redis)
