@@ -72,7 +72,7 @@ struct omni_db {
     int queued;
     omni_db_query_t *head, *tail;
     struct event send; /* sends the queue on the next turn */
-    unsigned long long queries, errors, timeouts, unavailable;
+    unsigned long long queries, errors, timeouts, unavailable, pipelined;
     omni_db_conn_t conns[];
 };
 
@@ -615,6 +615,7 @@ static int omni_db_send_batch(omni_db_conn_t *c)
         }
         c->syncs++;
         db->queries++;
+        db->pipelined += n > 0;
     }
     if (corked) {
         omni_db_cork(c, 0);
@@ -800,6 +801,7 @@ void omni_db_stats(omni_db_t *db, omni_db_stats_t *st)
     st->errors = db->errors;
     st->timeouts = db->timeouts;
     st->unavailable = db->unavailable;
+    st->pipelined = db->pipelined;
 
     for (i = 0; i < db->size; i++) {
         switch (db->conns[i].state) {
