@@ -4,7 +4,9 @@ same run on the same machine (SPEC section 9).
   worker no-DB endpoint through nginx   vs  nginx `return 200`, and vs nginx
                                             `proxy_pass` to a trivial upstream
   JSON point read from Postgres through vs  pgbench -S -M prepared
-  nginx + worker                            at equal connections
+  nginx + worker                            at equal connections; with each
+                                            server's CPU per request
+                                            (alone: `bench.py worker`)
   a relay through the outbound HTTP      vs  nginx `proxy_pass` to the same
   client (evhttp in, libcurl multi out)     upstream (tests/bench/outbound.py)
   dashboard stats, 1k vs 1M requests    vs  each other, cached and not
