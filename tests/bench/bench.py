@@ -4,7 +4,9 @@ same run on the same machine (SPEC section 9).
   worker no-DB endpoint through nginx   vs  nginx `return 200`, and vs nginx
                                             `proxy_pass` to a trivial upstream
   JSON point read from Postgres through vs  pgbench -S -M prepared
-  nginx + worker                            at equal connections
+  nginx + worker                            at equal connections; with each
+                                            server's CPU per request
+                                            (alone: `bench.py worker`)
   a relay through the outbound HTTP      vs  nginx `proxy_pass` to the same
   client (evhttp in, libcurl multi out)     upstream (tests/bench/outbound.py)
   dashboard stats, 1k vs 1M requests    vs  each other, cached and not
@@ -58,6 +60,8 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -345,6 +349,177 @@ def mcp_only():
                 svc.destroy()
 
 
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def cpu_ns(pids):
+    """On-CPU time of the processes and all their threads, ns (the
+    scheduler's own account, /proc/PID/task/TID/schedstat)."""
+    total = 0
+    for pid in pids:
+        tasks = Path("/proc/%d/task" % pid)
+        try:
+            for task in tasks.iterdir():
+                total += int((task / "schedstat").read_text().split()[0])
+        except OSError:
+            pass    # exited meanwhile
+    return total
+
+
+class CpuMeter:
+    """CPU µs per request of each server process group over wrk runs:
+    steadier than requests/s on a shared machine, and it shows where a
+    request's server time goes (the servers share one core)."""
+
+    def __init__(self, groups):
+        self.groups = groups    # name -> function returning pids
+
+    def measure(self, target):
+        """measure(target), with the CPU each group spent in its runs."""
+        what = target[0] if isinstance(target, tuple) else target
+        print("bench: %s" % what, file=sys.stderr, flush=True)
+        wrk(target, seconds=WARMUP)
+        samples, spent = [], {name: 0 for name in self.groups}
+        for _ in range(RUNS):
+            pids = {name: fn() for name, fn in self.groups.items()}
+            before = {name: cpu_ns(p) for name, p in pids.items()}
+            samples.append(wrk(target))
+            for name, p in pids.items():
+                spent[name] += cpu_ns(p) - before[name]
+        requests = sum(s[3] for s in samples)
+        return samples, {name: ns / 1000 / requests
+                         for name, ns in spent.items()}
+
+
+def pgbench_cpu(pg, postgres):
+    """pgbench's runs, and its Postgres backends' CPU µs per transaction,
+    sampled over the middle of each run (the backends live as long as
+    pgbench's connections)."""
+    print("bench: pgbench", file=sys.stderr, flush=True)
+    pgbench(pg, seconds=WARMUP)
+    samples, per_q = [], []
+    for _ in range(RUNS):
+        box = {}
+        t = threading.Thread(target=lambda: box.update(r=pgbench(pg)))
+        t.start()
+        time.sleep(1)
+        pids = postgres()
+        c0, t0 = cpu_ns(pids), time.monotonic()
+        time.sleep(max(0.5, SECONDS - 1.5))
+        c1, t1 = cpu_ns(pids), time.monotonic()
+        t.join()
+        samples.append(box["r"])
+        per_q.append((c1 - c0) / 1000 / (box["r"][0] * (t1 - t0)))
+    return samples, statistics.median(per_q)
+
+
+def worker_rows(pg, redis, base_nginx, proxy_port, product):
+    """The worker's rows: nginx alone, then the worker's no-DB and point
+    read endpoints through it, the point read against pgbench; and where
+    each row's server CPU goes (see worker_cpu_lines)."""
+    nginx = product.nginx
+    port = base_nginx.port
+    meter = CpuMeter({
+        "worker": lambda: children(product.worker.pid),
+        "nginx": lambda: children(nginx.proc.pid),
+        "Redis": lambda: [redis.proc.pid],
+        "Postgres": lambda: children(pg.proc.pid),
+    })
+    ret200 = summary(measure("http://127.0.0.1:%d/" % port))
+    proxied = summary(measure("http://127.0.0.1:%d/" % proxy_port))
+    samples, nodb_cpu = meter.measure(nginx.http_url("/health/live"))
+    nodb = summary(samples)
+    samples, pg_cpu = pgbench_cpu(pg, lambda: children(pg.proc.pid))
+    pgb = summary(samples)
+    samples, point_cpu = meter.measure(
+        (nginx.http_url("/api/v1/config/refresh_interval"),
+         nginx.bearer(role="user", lifetime=3600)))
+    point = summary(samples)
+    head = [
+        row("nginx `return 200` (baseline)", ret200),
+        row("nginx `proxy_pass` (keepalive, unix socket) to nginx "
+            "`return 200`", proxied, ret200),
+    ]
+    lines = [
+        row("worker no-DB `GET /health/live` through nginx", nodb, ret200),
+        row("  the same, vs that `proxy_pass` (the worker's own cost)",
+            nodb, proxied),
+        row("pgbench -S -M prepared (baseline, p50 = average)", pgb),
+        row("worker point read `GET /api/v1/config/{key}` through nginx",
+            point, pgb, ">= 70%"),
+    ]
+    return head, lines, worker_cpu_lines(nodb_cpu, point_cpu, pg_cpu)
+
+
+def worker_cpu_lines(nodb, point, pgbench_pg):
+    """Server CPU per request of the worker rows, and the point read's
+    CPU-bound ceiling: when the servers share one core, requests/s is at
+    most 1 / (server CPU per request), so the point read reaches at most
+    pgbench's Postgres CPU per transaction over the sum of its own."""
+    names = ["worker", "nginx", "Redis", "Postgres"]
+    out = [
+        "Server CPU per request, µs (on-CPU time of each process group "
+        "over the runs / requests; pgbench's Postgres sampled mid-run):",
+        "",
+        "| row | " + " | ".join(names) + " | total |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for label, cpu in (("no-DB `/health/live`", nodb),
+                       ("point read", point)):
+        out.append("| %s | %s | %.1f |" % (
+            label, " | ".join("%.1f" % cpu[n] for n in names),
+            sum(cpu.values())))
+    out.append("| pgbench -S (Postgres only) | - | - | - | %.1f | %.1f |"
+               % (pgbench_pg, pgbench_pg))
+    others = point["nginx"] + point["Redis"] + point["Postgres"]
+    out += [
+        "",
+        "Point read vs pgbench by CPU: %.0f%%; with a worker costing "
+        "nothing: %.0f%% (the CPU-bound ceiling the worker alone can "
+        "reach)." % (100 * pgbench_pg / sum(point.values()),
+                     100 * pgbench_pg / others),
+    ]
+    return out
+
+
+def bench_database(pg):
+    res = stack.migrate(["up"], pg.url(), binary=stack.BUILD / "omni-worker")
+    if res.returncode:
+        raise RuntimeError(res.stderr)
+    pg.create_database("bench")
+    subprocess.run(["pgbench", "-i", "-q", "-s", "10", "-h", "127.0.0.1",
+                    "-p", str(pg.port), "-U", pg.user, "bench"],
+                   check=True, capture_output=True,
+                   env=dict(os.environ, PGPASSWORD=pg.password))
+
+
+def worker_only():
+    """`bench.py worker`: the worker's rows alone (results-worker.md)."""
+    pg = stack.Postgres().init()
+    redis = stack.Redis().start()
+    product = base_nginx = None
+    try:
+        proxy_port = stack.free_port()
+        base_nginx = stack.NginxConf(BASELINE_CONF, "bench-nginx",
+                                     workers=WORKERS,
+                                     proxy_port=proxy_port).start()
+        bench_database(pg)
+        product = Product(pg, redis)
+        head, lines, cpu = worker_rows(pg, redis, base_nginx, proxy_port,
+                                       product)
+        text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE] + head
+                         + lines + [""] + cpu) + "\n"
+        (HERE / "results-worker.md").write_text(text)
+        print(text)
+    finally:
+        for svc in (base_nginx, product, redis, pg):
+            if svc is not None:
+                svc.destroy()
+
+
 def main():
     if sys.argv[1:] == ["mcp"]:
         if CLIENT_CPUS is not None:
@@ -362,6 +537,11 @@ def main():
         finally:
             redis.destroy()
             pg.destroy()
+        return
+    if sys.argv[1:] == ["worker"]:
+        if CLIENT_CPUS is not None:
+            os.sched_setaffinity(0, SERVER_CPUS)
+        worker_only()
         return
     only_gateway = sys.argv[1:] == ["gateway"]
     if CLIENT_CPUS is not None:
@@ -391,46 +571,19 @@ def main():
             print(text)
             return
 
-        res = stack.migrate(["up"], pg.url(),
-                            binary=stack.BUILD / "omni-worker")
-        if res.returncode:
-            raise RuntimeError(res.stderr)
-        pg.create_database("bench")
-        subprocess.run(["pgbench", "-i", "-q", "-s", "10", "-h",
-                        "127.0.0.1", "-p", str(pg.port), "-U", pg.user,
-                        "bench"],
-                       check=True, capture_output=True,
-                       env=dict(os.environ, PGPASSWORD=pg.password))
-
+        bench_database(pg)
         product = Product(pg, redis)
         nginx = product.nginx
         port = base_nginx.port
-
-        ret200 = summary(measure("http://127.0.0.1:%d/" % port))
-        proxied = summary(measure("http://127.0.0.1:%d/" % proxy_port))
-        lines = [
-            row("nginx `return 200` (baseline)", ret200),
-            row("nginx `proxy_pass` (keepalive, unix socket) to nginx "
-                "`return 200`", proxied, ret200),
-        ]
+        head, worker_lines, worker_cpu = worker_rows(
+            pg, redis, base_nginx, proxy_port, product)
+        lines = head
 
         # the outbound client (MCP servers, LLM providers) vs nginx's own
         lines += outbound.run(measure, summary, row, port)
 
         # worker endpoints through the gateway (the product configuration)
-        nodb = summary(measure(nginx.http_url("/health/live")))
-        pgb = summary(repeat(pgbench, pg))
-        point = summary(measure(
-            (nginx.http_url("/api/v1/config/refresh_interval"),
-             nginx.bearer(role="user", lifetime=3600))))
-        lines += [
-            row("worker no-DB `GET /health/live` through nginx", nodb, ret200),
-            row("  the same, vs that `proxy_pass` (the worker's own cost)",
-                nodb, proxied),
-            row("pgbench -S -M prepared (baseline, p50 = average)", pgb),
-            row("worker point read `GET /api/v1/config/{key}` through nginx",
-                point, pgb, ">= 70%"),
-        ]
+        lines += worker_lines
         lines += dashboard.run(measure, summary, row, pg, nginx)
         lines += login.run(measure, summary, row, pg, redis, CLIENT_CPUS)
         lines += events.run(pg, redis)
@@ -449,6 +602,7 @@ def main():
                                  gw_rows)
 
         text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE] + lines
+                         + [""] + worker_cpu
                          + ["", gateway_method(), ""] + gw_lines) + "\n"
         (HERE / "results.md").write_text(text)
         print(text)

@@ -163,6 +163,7 @@ int omni_server_run(
     const omni_config_t *cfg, int listen_fd, int slot, int ready_fd)
 {
     const omni_route_t *routes;
+    struct event_config *evcfg;
     char err[256];
     struct timeval tv;
     int rc = 1, nroutes;
@@ -177,7 +178,16 @@ int omni_server_run(
     omni_clients.cfg = cfg;
     omni_metrics_attach(slot);
 
-    omni_clients.base = event_base_new();
+    /* evhttp turns a connection's read and write interest on and off
+     * several times per request: the changelist sends epoll only the net
+     * change at the end of each loop pass (no fd here is dup()ed, the
+     * flag's one hazard) */
+    evcfg = event_config_new();
+    if (evcfg != NULL) {
+        event_config_set_flag(evcfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        omni_clients.base = event_base_new_with_config(evcfg);
+        event_config_free(evcfg);
+    }
     if (omni_clients.base == NULL) {
         omni_log(OMNI_LOG_ERROR, "cannot create event loop", NULL);
         return 1;

@@ -20,6 +20,7 @@ typedef struct {
     int32_t pg_size, pg_ready, pg_busy, pg_connecting, pg_queued;
     int32_t pg_queue_max;
     uint64_t pg_queries, pg_errors, pg_timeouts, pg_unavailable;
+    uint64_t pg_pipelined;
     int32_t redis_pending, redis_pending_max;
     uint64_t redis_timeouts, redis_rejected;
 } omni_metrics_proc_t;
@@ -187,6 +188,7 @@ void omni_metrics_gauges(
     p->pg_errors = db->errors;
     p->pg_timeouts = db->timeouts;
     p->pg_unavailable = db->unavailable;
+    p->pg_pipelined = db->pipelined;
 }
 
 
@@ -316,6 +318,9 @@ int omni_metrics_prometheus(struct evbuffer *out)
         pg_queue_max, "%d")
     OMNI_PROC_GAUGE("omni_worker_pg_queries_total", "Queries sent.", "counter",
         pg_queries, "%lu")
+    OMNI_PROC_GAUGE("omni_worker_pg_pipelined_total",
+        "Queries sent behind another on one connection in one batch.",
+        "counter", pg_pipelined, "%lu")
     OMNI_PROC_GAUGE("omni_worker_pg_errors_total", "Queries Postgres rejected.",
         "counter", pg_errors, "%lu")
     OMNI_PROC_GAUGE("omni_worker_pg_timeouts_total", "Queries timed out.",

@@ -1,8 +1,11 @@
 /* db.c: non-blocking libpq connection pool driven by the process's event loop.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -14,6 +17,8 @@
 #define OMNI_DB_CONNECT_TIMEOUT_MS 3000
 #define OMNI_DB_BACKOFF_MIN_MS 100
 #define OMNI_DB_BACKOFF_MAX_MS 2000
+/* queries of one loop pass sent together on one connection */
+#define OMNI_DB_PIPELINE_MAX 16
 
 typedef enum {
     OMNI_DB_CONN_DOWN, /* waiting for the reconnect timer */
@@ -27,7 +32,7 @@ typedef struct omni_db_query omni_db_query_t;
 typedef struct omni_db_conn omni_db_conn_t;
 
 struct omni_db_query {
-    omni_db_query_t *next; /* wait queue */
+    omni_db_query_t *next; /* wait queue, then the connection's */
     omni_db_t *db;
     omni_db_conn_t *conn; /* set while running */
     int stmt;
@@ -48,8 +53,10 @@ struct omni_db_conn {
     int flushing;   /* PQflush() still has output */
     int prep_idx;
     int backoff_ms;
-    omni_db_query_t *q;
-    PGresult *res; /* first result of the running query */
+    omni_db_query_t *q, *q_tail; /* sent, in order; q's results come next */
+    int syncs;                   /* pipeline syncs not yet read back */
+    int cork;                    /* TCP: batches go out in one segment */
+    PGresult *res;               /* first result of q */
     struct event io;
     struct event timer; /* reconnect backoff or connect timeout */
 };
@@ -65,7 +72,7 @@ struct omni_db {
     int queued;
     omni_db_query_t *head, *tail;
     struct event send; /* sends the queue on the next turn */
-    unsigned long long queries, errors, timeouts, unavailable;
+    unsigned long long queries, errors, timeouts, unavailable, pipelined;
     omni_db_conn_t conns[];
 };
 
@@ -80,6 +87,7 @@ static int omni_db_nstatements;
 static void omni_db_connect(omni_db_conn_t *c);
 static void omni_db_conn_fail(omni_db_conn_t *c, const char *why);
 static void omni_db_conn_io(evutil_socket_t fd, short what, void *arg);
+static omni_db_status_t omni_db_result_status(PGresult *res);
 static void omni_db_conn_timer(evutil_socket_t fd, short what, void *arg);
 static void omni_db_query_timeout(evutil_socket_t fd, short what, void *arg);
 static void omni_db_dispatch(omni_db_t *db);
@@ -279,7 +287,8 @@ static void omni_db_conn_fail(omni_db_conn_t *c, const char *why)
         PQfinish(c->pg);
         c->pg = NULL;
     }
-    c->q = NULL;
+    c->q = c->q_tail = NULL;
+    c->syncs = 0;
     c->flushing = 0;
     c->state = OMNI_DB_CONN_DOWN;
 
@@ -299,9 +308,12 @@ static void omni_db_conn_fail(omni_db_conn_t *c, const char *why)
     omni_db_timer_ms(&c->timer,
         c->backoff_ms + (c->backoff_ms ? rand() % (c->backoff_ms / 4 + 1) : 0));
 
-    if (q) {
+    while (q != NULL) {
+        omni_db_query_t *next = q->next;
+
         q->conn = NULL;
         omni_db_finish_query(q, OMNI_DB_UNAVAILABLE, NULL);
+        q = next;
     }
     omni_db_drain_queue(c->db);
 }
@@ -334,8 +346,13 @@ static int omni_db_send_prepare(omni_db_conn_t *c)
 
 static void omni_db_conn_ready(omni_db_conn_t *c)
 {
+    if (!PQenterPipelineMode(c->pg)) {
+        omni_db_conn_fail(c, PQerrorMessage(c->pg));
+        return;
+    }
     evtimer_del(&c->timer);
     c->state = OMNI_DB_CONN_IDLE;
+    c->cork = 1;
     c->backoff_ms = 0;
     c->db->connect_failed = 0;
     omni_db_watch(c, EV_READ);
@@ -413,10 +430,61 @@ static omni_db_status_t omni_db_result_status(PGresult *res)
 }
 
 
+/* A ready connection runs in pipeline mode: each query is followed by a
+ * sync, so a failing one aborts nothing else; its results are read back
+ * in order as the query's results, a NULL, then the sync's. */
+static void omni_db_read_pipeline(omni_db_conn_t *c)
+{
+    omni_db_query_t *q;
+    PGresult *res;
+
+    if (!PQconsumeInput(c->pg)) {
+        omni_db_conn_fail(c, PQerrorMessage(c->pg));
+        return;
+    }
+    while ((c->q != NULL || c->syncs > 0) && !PQisBusy(c->pg)) {
+        res = PQgetResult(c->pg);
+        if (res != NULL && PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            c->syncs--;
+            continue;
+        }
+        if (res != NULL) {
+            if (c->res == NULL) {
+                c->res = res;
+            } else {
+                PQclear(res);
+            }
+            continue;
+        }
+        if (c->q == NULL || c->res == NULL) {
+            break; /* nothing of a query is in yet */
+        }
+
+        q = c->q;
+        c->q = q->next;
+        if (c->q == NULL) {
+            c->q_tail = NULL;
+            c->state = OMNI_DB_CONN_IDLE;
+        }
+        q->next = NULL;
+        q->conn = NULL;
+        res = c->res;
+        c->res = NULL;
+        omni_db_finish_query(q, omni_db_result_status(res), res);
+        PQclear(res);
+    }
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        omni_db_conn_fail(c, PQerrorMessage(c->pg));
+        return;
+    }
+    omni_db_dispatch(c->db);
+}
+
+
 static void omni_db_conn_io(evutil_socket_t fd, short what, void *arg)
 {
     omni_db_conn_t *c = arg;
-    omni_db_query_t *q;
     PGresult *res;
     int rc;
 
@@ -458,81 +526,100 @@ static void omni_db_conn_io(evutil_socket_t fd, short what, void *arg)
     if (!(what & EV_READ)) {
         return;
     }
+    if (c->state != OMNI_DB_CONN_PREPARING) {
+        omni_db_read_pipeline(c);
+        return;
+    }
 
     rc = omni_db_read_results(c);
     if (rc < 0) {
         omni_db_conn_fail(c, PQerrorMessage(c->pg));
         return;
     }
-    if (rc == 0 || c->state == OMNI_DB_CONN_IDLE) {
-        /* an idle connection reads only to notice the server leaving */
-        if (c->res && c->state == OMNI_DB_CONN_IDLE) {
-            PQclear(c->res);
-            c->res = NULL;
-        }
+    if (rc == 0) {
         return;
     }
 
     res = c->res;
     c->res = NULL;
 
-    if (c->state == OMNI_DB_CONN_PREPARING) {
-        int ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        char msg[512];
 
-        if (!ok) {
-            char msg[512];
-
-            snprintf(msg, sizeof(msg), "prepare %s: %s",
-                omni_db_statements[c->prep_idx].name,
-                res ? PQresultErrorMessage(res) : "no result");
-            PQclear(res);
-            /* a broken statement is a bug or a missing migration: never
-             * serve from this connection, and say why */
-            omni_db_conn_fail(c, msg);
-            return;
-        }
+        snprintf(msg, sizeof(msg), "prepare %s: %s",
+            omni_db_statements[c->prep_idx].name,
+            res ? PQresultErrorMessage(res) : "no result");
         PQclear(res);
-        if (++c->prep_idx == omni_db_nstatements) {
-            omni_db_conn_ready(c);
-        } else if (omni_db_send_prepare(c) != 0) {
-            omni_db_conn_fail(c, PQerrorMessage(c->pg));
-        } else {
-            omni_db_watch(c, EV_READ | EV_WRITE);
-        }
+        /* a broken statement is a bug or a missing migration: never
+         * serve from this connection, and say why */
+        omni_db_conn_fail(c, msg);
         return;
     }
-
-    /* OMNI_DB_CONN_BUSY: the query is complete */
-    q = c->q;
-    c->q = NULL;
-    c->state = OMNI_DB_CONN_IDLE;
-    omni_db_watch(c, EV_READ);
-
-    if (q) {
-        q->conn = NULL;
-        omni_db_finish_query(q, omni_db_result_status(res), res);
+    PQclear(res);
+    if (++c->prep_idx == omni_db_nstatements) {
+        omni_db_conn_ready(c);
+    } else if (omni_db_send_prepare(c) != 0) {
+        omni_db_conn_fail(c, PQerrorMessage(c->pg));
+    } else {
+        omni_db_watch(c, EV_READ | EV_WRITE);
     }
-    if (res) {
-        PQclear(res);
-    }
-
-    omni_db_dispatch(c->db);
 }
 
 
-static int omni_db_start_query(omni_db_conn_t *c, omni_db_query_t *q)
+static void omni_db_cork(omni_db_conn_t *c, int on)
 {
-    int rc;
-
-    if (!PQsendQueryPrepared(c->pg, omni_db_statements[q->stmt].name,
-            q->nparams, q->values, NULL, NULL,
-            omni_db_statements[q->stmt].binary)) {
-        return -1;
+    if (c->cork
+        && setsockopt(PQsocket(c->pg), IPPROTO_TCP, TCP_CORK, &on, sizeof(on))
+               != 0) {
+        c->cork = 0; /* a unix socket */
     }
-    c->state = OMNI_DB_CONN_BUSY;
-    c->q = q;
-    q->conn = c;
-    c->db->queries++;
+}
+
+
+/* Sends the queue's head queries on c in one pipeline: libpq flushes at
+ * each sync, and the cork makes those writes one segment, so the backend
+ * wakes once for the batch instead of one backend per query. */
+static int omni_db_send_batch(omni_db_conn_t *c)
+{
+    omni_db_t *db = c->db;
+    omni_db_query_t *q;
+    int n, rc, corked = db->head->next != NULL;
+
+    if (corked) {
+        omni_db_cork(c, 1);
+    }
+    for (n = 0; n < OMNI_DB_PIPELINE_MAX && db->head != NULL; n++) {
+        q = db->head;
+        db->head = q->next;
+        if (db->head == NULL) {
+            db->tail = NULL;
+        }
+        db->queued--;
+
+        /* on the connection first: if sending fails, it fails with it */
+        q->next = NULL;
+        q->conn = c;
+        if (c->q_tail != NULL) {
+            c->q_tail->next = q;
+        } else {
+            c->q = q;
+        }
+        c->q_tail = q;
+        c->state = OMNI_DB_CONN_BUSY;
+
+        if (!PQsendQueryPrepared(c->pg, omni_db_statements[q->stmt].name,
+                q->nparams, q->values, NULL, NULL,
+                omni_db_statements[q->stmt].binary)
+            || !PQpipelineSync(c->pg)) {
+            return -1;
+        }
+        c->syncs++;
+        db->queries++;
+        db->pipelined += n > 0;
+    }
+    if (corked) {
+        omni_db_cork(c, 0);
+    }
 
     rc = PQflush(c->pg);
     if (rc < 0) {
@@ -569,21 +656,8 @@ static void omni_db_send_queued(evutil_socket_t fd, short what, void *arg)
 
     for (i = 0; i < db->size && db->head; i++) {
         omni_db_conn_t *c = &db->conns[i];
-        omni_db_query_t *q;
 
-        if (c->state != OMNI_DB_CONN_IDLE) {
-            continue;
-        }
-        q = db->head;
-        db->head = q->next;
-        if (db->head == NULL) {
-            db->tail = NULL;
-        }
-        db->queued--;
-        q->next = NULL;
-
-        if (omni_db_start_query(c, q) != 0) {
-            c->q = q;
+        if (c->state == OMNI_DB_CONN_IDLE && omni_db_send_batch(c) != 0) {
             omni_db_conn_fail(c, PQerrorMessage(c->pg));
         }
     }
@@ -683,11 +757,16 @@ static void omni_db_query_timeout(evutil_socket_t fd, short what, void *arg)
 
     if (c != NULL) {
         /* the connection is stuck mid-query: drop it (the server's
-         * statement_timeout ends the query) and reconnect at once */
-        c->q = NULL;
-        q->conn = NULL;
-        omni_db_finish_query(q, OMNI_DB_TIMEOUT, NULL);
-        c->state = OMNI_DB_CONN_IDLE;
+         * statement_timeout ends the query) and reconnect at once; the
+         * queries sent with it wait behind it, out of time alike */
+        omni_db_query_t *sent = c->q, *next;
+
+        c->q = c->q_tail = NULL;
+        for (; sent != NULL; sent = next) {
+            next = sent->next;
+            sent->conn = NULL;
+            omni_db_finish_query(sent, OMNI_DB_TIMEOUT, NULL);
+        }
         omni_db_conn_fail(c, "query timeout");
         return;
     }
@@ -722,6 +801,7 @@ void omni_db_stats(omni_db_t *db, omni_db_stats_t *st)
     st->errors = db->errors;
     st->timeouts = db->timeouts;
     st->unavailable = db->unavailable;
+    st->pipelined = db->pipelined;
 
     for (i = 0; i < db->size; i++) {
         switch (db->conns[i].state) {
@@ -758,8 +838,9 @@ void omni_db_free(omni_db_t *db)
         if (c->pg) {
             PQfinish(c->pg);
         }
-        if (c->q) {
-            omni_db_finish_query(c->q, OMNI_DB_UNAVAILABLE, NULL);
+        while ((q = c->q) != NULL) {
+            c->q = q->next;
+            omni_db_finish_query(q, OMNI_DB_UNAVAILABLE, NULL);
         }
     }
     while ((q = db->head) != NULL) {

@@ -33,6 +33,7 @@ typedef struct {
     int queued;     /* queries waiting for a connection */
     int queue_max;
     unsigned long long queries, errors, timeouts, unavailable;
+    unsigned long long pipelined; /* sent behind another in one batch */
 } omni_db_stats_t;
 
 /* Registers a statement every connection prepares once, after connecting.
