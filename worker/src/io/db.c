@@ -80,6 +80,7 @@ static struct {
     const char *name;
     const char *sql;
     int binary; /* results in binary format */
+    int brief;  /* may share a pipeline with other brief ones */
 } omni_db_statements[OMNI_DB_MAX_STATEMENTS];
 static int omni_db_nstatements;
 
@@ -102,7 +103,19 @@ int omni_db_statement(const char *name, const char *sql)
     omni_db_statements[omni_db_nstatements].name = name;
     omni_db_statements[omni_db_nstatements].sql = sql;
     omni_db_statements[omni_db_nstatements].binary = 0;
+    omni_db_statements[omni_db_nstatements].brief = 0;
     return omni_db_nstatements++;
+}
+
+
+int omni_db_statement_brief(const char *name, const char *sql)
+{
+    int i = omni_db_statement(name, sql);
+
+    if (i >= 0) {
+        omni_db_statements[i].brief = 1;
+    }
+    return i;
 }
 
 
@@ -578,17 +591,26 @@ static void omni_db_cork(omni_db_conn_t *c, int on)
 
 /* Sends the queue's head queries on c in one pipeline: libpq flushes at
  * each sync, and the cork makes those writes one segment, so the backend
- * wakes once for the batch instead of one backend per query. */
+ * wakes once for the batch instead of one backend per query. Only brief
+ * statements share a batch: one backend runs a batch's queries one after
+ * another, so any other query goes alone, and neither waits behind nor
+ * holds up the others (nor fails with them when it times out). */
 static int omni_db_send_batch(omni_db_conn_t *c)
 {
     omni_db_t *db = c->db;
     omni_db_query_t *q;
-    int n, rc, corked = db->head->next != NULL;
+    int brief = omni_db_statements[db->head->stmt].brief;
+    int n, rc,
+        corked = brief && db->head->next != NULL
+                 && omni_db_statements[db->head->next->stmt].brief;
 
     if (corked) {
         omni_db_cork(c, 1);
     }
     for (n = 0; n < OMNI_DB_PIPELINE_MAX && db->head != NULL; n++) {
+        if (n > 0 && !(brief && omni_db_statements[db->head->stmt].brief)) {
+            break;
+        }
         q = db->head;
         db->head = q->next;
         if (db->head == NULL) {

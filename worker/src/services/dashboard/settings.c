@@ -26,7 +26,7 @@ static int omni_prefs_get_stmt, omni_prefs_put_stmt;
 
 int omni_settings_init(void)
 {
-    omni_settings_get_stmt = omni_db_statement("config_get",
+    omni_settings_get_stmt = omni_db_statement_brief("config_get",
         "SELECT " OMNI_SETTINGS_COLUMNS
         " FROM omni2_dashboard.dashboard_config WHERE key = $1");
 
@@ -39,12 +39,12 @@ int omni_settings_init(void)
         "SELECT " OMNI_SETTINGS_COLUMNS ", old_value::text, changed"
         " FROM omni2_dashboard.put_config($1, $2::jsonb, $3)");
 
-    omni_prefs_get_stmt = omni_db_statement("preferences_get",
+    omni_prefs_get_stmt = omni_db_statement_brief("preferences_get",
         "SELECT preferences::text, " OMNI_SQL_TIMESTAMP(
             "updated_at") " FROM omni2_dashboard.user_preferences WHERE "
                           "user_id = $1");
 
-    omni_prefs_put_stmt = omni_db_statement("preferences_put",
+    omni_prefs_put_stmt = omni_db_statement_brief("preferences_put",
         "INSERT INTO omni2_dashboard.user_preferences AS p"
         " (user_id, preferences) VALUES ($1, $2::jsonb)"
         " ON CONFLICT (user_id) DO UPDATE SET"
