@@ -101,6 +101,9 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", str(len(SERVER_CPUS))))
 AUTH_WORKERS = int(os.environ.get("BENCH_AUTH_WORKERS",
                                   str(os.cpu_count())))
 PG_POOL = max(1, CONNS // WORKERS)
+# the worker under test (an older build for an A/B: BENCH_WORKER_BIN)
+WORKER_BIN = Path(os.environ.get("BENCH_WORKER_BIN",
+                                 str(stack.BUILD / "omni-worker")))
 THREADS = len(CLIENT_CPUS) if CLIENT_CPUS else 1
 
 BASELINE_CONF = """
@@ -247,7 +250,7 @@ class Product:
                                      api_rate="1000000r/s").start()
             self.worker = stack.Worker(
                 pg, redis, workdir=self.dir, workers=WORKERS,
-                binary=stack.BUILD / "omni-worker",
+                binary=WORKER_BIN,
                 env={"OMNI_LOG_LEVEL": "warn",
                      "OMNI_PG_POOL_SIZE": PG_POOL,
                      # the product's default: a rollup flush invalidates
