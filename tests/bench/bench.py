@@ -77,6 +77,7 @@ import gateway  # noqa: E402
 import login  # noqa: E402
 import mcp  # noqa: E402
 import mcp_rest  # noqa: E402
+import standalone  # noqa: E402
 import outbound  # noqa: E402
 import stack  # noqa: E402
 
@@ -530,16 +531,7 @@ def main():
         mcp_only()
         return
     if sys.argv[1:] == ["llm"]:
-        pg, redis = stack.Postgres().init(), stack.Redis().start()
-        try:
-            res = stack.migrate(["up"], pg.url(),
-                                binary=stack.BUILD / "omni-worker")
-            if res.returncode:
-                raise RuntimeError(res.stderr)
-            print("\n".join(llm_gateway.run(pg, redis)))
-        finally:
-            redis.destroy()
-            pg.destroy()
+        standalone.main(llm_gateway.run)
         return
     if sys.argv[1:] == ["worker"]:
         if CLIENT_CPUS is not None:

@@ -259,14 +259,5 @@ def run(pg, redis):
 
 
 if __name__ == "__main__":
-    pg = stack.Postgres().init()
-    redis = stack.Redis().start()
-    try:
-        res = stack.migrate(["up"], pg.url(),
-                            binary=stack.BUILD / "omni-worker")
-        if res.returncode:
-            raise RuntimeError(res.stderr)
-        print("\n".join(run(pg, redis)))
-    finally:
-        redis.destroy()
-        pg.destroy()
+    import standalone
+    standalone.main(run)
