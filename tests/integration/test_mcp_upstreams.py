@@ -387,23 +387,30 @@ def test_a_failing_server_is_found_down_and_back_up_without_a_human(
     print("opened after %.1fs, closed after %.1fs" % (opened, closed))
 
 
-def first_probe_over(migrated, upstream, server):
+def first_probe_over(migrated, upstream, server, own=None):
     """Waits for the periodic probe that follows a registration (any
     process of any worker on this database may make it) to have pinged:
     with interval_ms 3600000 its lease then keeps every other prober away,
-    so the breaker moves only by what the test does."""
-    def leased():
-        return migrated.sql("SELECT count(*) FROM omni2.mcp_probe_leases"
+    so the breaker moves only by what the test does. With own (the test's
+    worker, whose environment holds the server's secrets), a lease taken
+    by another worker's process ends the wait: lacking the secrets, its
+    probe fails before sending anything."""
+    def holder():
+        rows = migrated.sql("SELECT holder FROM omni2.mcp_probe_leases"
                             " WHERE server_id = %s", (server["id"],),
-                            dbname="omni")[0][0] == 1
-    stack.wait_until(leased, 5, "the first periodic probe's lease")
-    stack.wait_until(lambda: ctl(upstream, "x")["pings"] >= 1, 5,
+                            dbname="omni")
+        return rows[0][0] if rows else None
+    held = stack.wait_until(holder, 15, "the first periodic probe's lease")
+    if own is not None and int(held.rsplit(":", 1)[1]) not in \
+            stack.children_of(own.proc.pid) + [own.proc.pid]:
+        return
+    stack.wait_until(lambda: ctl(upstream, "x")["pings"] >= 1, 15,
                      "the first periodic probe's ping")
     # the probe pings, then lists and stores the tools: a call right
     # after the ping could still find no tool
     stack.wait_until(lambda: migrated.sql(
         "SELECT count(*) FROM omni2.mcp_tools WHERE server_id = %s",
-        (server["id"],), dbname="omni")[0][0] > 0, 5,
+        (server["id"],), dbname="omni")[0][0] > 0, 15,
         "the first periodic probe's catalog")
 
 
@@ -556,7 +563,7 @@ def test_header_values_by_secret_name_are_read_at_each_call(
         "X-Plain": "sealed-value"}, health={"interval_ms": 3600000})
     # the periodic probe's requests (read before a rotation, sent after
     # it under load) must not be the last ones the fixture sees
-    first_probe_over(migrated, legacy, s)
+    first_probe_over(migrated, legacy, s, own=mcp_worker)
     assert s["headers"] == {"Authorization": "[redacted]",
                             "X-Api-Key": "[redacted]",
                             "X-Plain": "[redacted]"}
