@@ -20,8 +20,6 @@ packages=(
     # the auth_request baseline's auth service (tests/bench/authservice.py),
     # with what `pip install uvicorn[standard]` adds: uvloop, httptools
     python3-fastapi python3-uvicorn python3-uvloop python3-httptools
-    # profiling the benchmark rows (perf record / perf stat)
-    linux-perf
 )
 
 missing=()
