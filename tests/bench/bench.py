@@ -92,6 +92,7 @@ def cpu_split():
 
 
 CLIENT_CPUS, SERVER_CPUS = cpu_split()
+mcp.UPSTREAM_CPUS = CLIENT_CPUS
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 WARMUP = 2

@@ -12,12 +12,24 @@ percentiles, the added figures the differences of those medians. Beside
 them, CPU µs per call of each server process group from
 /proc/PID/schedstat divided by the calls wrk counted (the house method of
 gateway.py): the upstream (node), nginx, omni-worker, Postgres, Redis.
-The upstream is started here, so it inherits the servers' CPU pinning.
 
-The last row compares 2 worker processes with 1 on the same load (/mcp,
+Where the upstream runs: Omni's servers (nginx, omni-worker, Postgres,
+Redis) are pinned to the servers' CPUs, and the outside world (wrk and
+the MCP upstream) to the client CPUs (BENCH_MCP_UPSTREAM=client, the
+default). An MCP server runs on another host in a deployment; on the
+servers' core it would compete with Omni for the CPU in the Omni rounds
+only (the direct rounds have the core to themselves), so the "added"
+figures would measure the colocation, not Omni. BENCH_MCP_UPSTREAM=servers
+puts it back on the servers' CPUs to show that case.
+
+The last rows compare 2 worker processes with 1 on the same load (/mcp,
 32 connections, each wrk connection one request stream over the shared
-Omni session: no stickiness): the rate ratio, and why when it is the
-upstream that sets the rate."""
+Omni session: no stickiness). This machine has no core to give each
+process, so each worker process gets the same CPU budget of its own, a
+cgroup quota (BENCH_MCP_SCALE_QUOTA of one CPU, 0.05 by default): one
+process is then the bottleneck, and the ratio shows whether a second adds
+its budget's worth of calls or something shared (the session store,
+Redis, a lock) holds it back."""
 
 import json
 import os
@@ -36,6 +48,10 @@ ROUNDS = int(os.environ.get("BENCH_MCP_ROUNDS", "5"))
 ROUND_SECONDS = int(os.environ.get("BENCH_MCP_SECONDS", "4"))
 CONCURRENCY = [int(c) for c in
                os.environ.get("BENCH_MCP_CONNECTIONS", "1,8,32").split(",")]
+UPSTREAM_PLACE = os.environ.get("BENCH_MCP_UPSTREAM", "client")
+SCALE_QUOTA = float(os.environ.get("BENCH_MCP_SCALE_QUOTA", "0.05"))
+# set by bench.py: the load generator's CPUs (None when nothing is pinned)
+UPSTREAM_CPUS = None
 
 CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "echo", "arguments": {"message": "bench"}}}
@@ -115,6 +131,27 @@ def wrk(client, threads, seconds, conns, url, script):
     calls = int(re.search(r"(\d+) requests in", out).group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     return rps, _ms(lat["50"]), _ms(lat["99"]), calls
+
+
+def outside(upstream):
+    """The upstream's threads onto the client CPUs (see the module
+    docstring); threads it starts later inherit them."""
+    if UPSTREAM_CPUS is None or UPSTREAM_PLACE != "client":
+        return
+    for pid in stack.group_members(upstream.proc.pid):
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                os.sched_setaffinity(int(tid), UPSTREAM_CPUS)
+            except OSError:
+                pass
+
+
+def placement():
+    """The upstream's placement, for the notes."""
+    if UPSTREAM_CPUS is None or UPSTREAM_PLACE != "client":
+        return "the upstream runs on the servers' CPUs"
+    return ("the upstream runs on the client CPUs (%s) beside wrk"
+            % ",".join(map(str, sorted(UPSTREAM_CPUS))))
 
 
 def groups(upstream, product=None, pg=None, redis=None):
@@ -201,9 +238,11 @@ def note():
             "each round); req/s the median (spread), p50/p99 the medians "
             "of the rounds' wrk percentiles; CPU µs/call per server "
             "process group from /proc/PID/schedstat over the calls wrk "
-            "counted, the median of the rounds; the upstream runs on the "
-            "servers' CPU. Load average at the end: %s."
-            % (ROUNDS, ROUND_SECONDS, load_avg()))
+            "counted, the median of the rounds; %s. The 1 vs 2 process "
+            "rows give each worker process a CPU quota of its own (%s). "
+            "Load average at the end: %s."
+            % (ROUNDS, ROUND_SECONDS, placement(), quota_text(),
+               load_avg()))
 
 
 def load_avg():
@@ -228,33 +267,102 @@ def _processes(worker, n):
     worker.stop()
     worker.workers = n
     worker.start()
+    stack.wait_until(lambda: len(stack.children_of(worker.proc.pid)) == n,
+                     10, "%d worker processes" % n)
+
+
+class Quotas:
+    """A cgroup of its own per process, capped at SCALE_QUOTA of one CPU
+    (cgroup v1 `cpu.cfs_quota_us` or v2 `cpu.max`); removed by close()."""
+
+    PERIOD_US = 20000  # the kernel's smallest quota is 1 ms: 5% needs 20 ms
+
+    def __init__(self):
+        self.dirs = []
+        self.failed = None
+
+    @staticmethod
+    def root():
+        v1 = Path("/sys/fs/cgroup/cpu")
+        if (v1 / "cpu.cfs_quota_us").exists():
+            return v1, 1
+        v2 = Path("/sys/fs/cgroup")
+        if "cpu" in (v2 / "cgroup.controllers").read_text().split():
+            if "cpu" not in (v2 / "cgroup.subtree_control").read_text():
+                (v2 / "cgroup.subtree_control").write_text("+cpu")
+            return v2, 2
+        raise OSError("no cgroup cpu controller")
+
+    def give(self, pid):
+        base, version = self.root()
+        quota = int(SCALE_QUOTA * self.PERIOD_US)
+        d = base / ("omni-bench-mcp-%d" % pid)
+        d.mkdir(exist_ok=True)
+        self.dirs.append(d)
+        if version == 1:
+            (d / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+            (d / "cpu.cfs_quota_us").write_text(str(quota))
+        else:
+            (d / "cpu.max").write_text("%d %d" % (quota, self.PERIOD_US))
+        (d / "cgroup.procs").write_text(str(pid))
+
+    def close(self):
+        for d in self.dirs:
+            try:
+                for pid in (d / "cgroup.procs").read_text().split():
+                    (d.parent / "cgroup.procs").write_text(pid)
+                d.rmdir()
+            except OSError:
+                pass
+        self.dirs = []
+
+
+def quota_text():
+    try:
+        Quotas.root()
+    except OSError:
+        return "no cgroup CPU controller here: both setups share the " \
+               "servers' CPUs, so the ratio cannot exceed 1"
+    return "%.0f%% of one CPU each, cgroup `cpu` quota over %d ms" % (
+        100 * SCALE_QUOTA, Quotas.PERIOD_US // 1000)
 
 
 def scale_rows(row, client, threads, product, via, conns=32):
     """1 vs 2 worker processes on the same /mcp load (alternating rounds,
-    the worker restarted between them): the rate ratio and each setup's
-    CPU per call."""
+    the worker restarted between them, each process under its own CPU
+    quota): the rate ratio and each setup's CPU per call."""
     w = product.worker
     first = w.workers
     got = {1: [], 2: []}
+    quotas = Quotas()
     try:
         for i in range(max(2, ROUNDS // 2 + 1)):
             for n in (1, 2) if i % 2 == 0 else (2, 1):
+                quotas.close()
                 _processes(w, n)
+                try:
+                    for pid in stack.children_of(w.proc.pid):
+                        quotas.give(pid)
+                except OSError as e:
+                    quotas.close()
+                    quotas.failed = "no CPU quota (%s): both setups share " \
+                        "the servers' CPUs, so the ratio cannot exceed 1" % e
                 pgids = groups(via[2], product)
                 check(via[0], via[3], via[4])
                 wrk(client, threads, 1, conns, via[0], via[1])
                 got[n].append(_round(client, threads, conns,
                                      (via[0], via[1]), pgids))
     finally:
+        quotas.close()
         _processes(w, first)
     one, two = _summary(got[1]), _summary(got[2])
     return [
-        row("MCP `tools/call` echo through `/mcp`, 1 worker process, "
-            "%d conn (CPU µs/call %s)" % (conns, cpu_text(one)), one),
-        row("  the same, 2 worker processes (no stickiness: one Omni "
-            "session, any process; CPU µs/call %s)" % cpu_text(two), two,
-            one, ">= 1.8x of 1 process", times=True),
+        row("MCP `tools/call` echo through `/mcp`, 1 worker process "
+            "(CPU quota: %s), %d conn (CPU µs/call %s)"
+            % (quotas.failed or quota_text(), conns, cpu_text(one)), one),
+        row("  the same, 2 worker processes, each with that quota (no "
+            "stickiness: one Omni session, any process; CPU µs/call %s)"
+            % cpu_text(two), two, one, ">= 1.8x of 1 process", times=True),
     ]
 
 
@@ -263,6 +371,7 @@ def run(repeat, summary, row, client, threads, seconds, product):
     and through /mcp, with the added p50/p99 and CPU per call."""
     tmp = stack.make_tmpdir("omni-bench-mcp-")
     up = Upstream("everything").start()
+    outside(up)
     lines = []
     try:
         n = product.nginx

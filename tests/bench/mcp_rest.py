@@ -5,8 +5,9 @@ vs the same call sent to server-everything directly (a Streamable HTTP
 POST on one initialized session), each at 1, 8 and 32 connections (wrk,
 closed loop: each connection sends its next call when the last answer is
 in). Alternating rounds, medians and CPU µs per call as in mcp.py (ab()).
-server-everything is one Node process: at 32 connections it, not the
-gateway, sets the rate, and its queueing shows in both columns.
+server-everything is one Node process, placed as in mcp.py (beside wrk
+by default): at 32 connections it, not the gateway, sets the rate, and
+its queueing shows in both columns.
 Run by bench.py (with the /mcp rows of mcp.py alone:
 /usr/bin/python3 tests/bench/bench.py mcp)"""
 
@@ -22,6 +23,7 @@ def run(wrk_parse, summary, row, fmt_ms, client, threads, runs, seconds,
     gateway, with the added p50/p99 and CPU per call."""
     tmp = stack.make_tmpdir("omni-bench-mcp-rest-")
     upstream = Upstream("everything").start()
+    mcp.outside(upstream)
 
     def on_client(cmd):
         return client + cmd

@@ -223,3 +223,56 @@ def test_sighup_replaces_every_worker_process(own_worker):
             not now & before else None
     stack.wait_until(replaced, 10, "all of %s to be replaced" % sorted(before))
     assert own_worker.proc.poll() is None
+
+
+# --- connections spread over the processes ----------------------------------
+
+def _accepted(pid, path):
+    """How many connections to the socket at path process pid holds
+    (/proc/net/unix names the path on the accepted ends too; the
+    listening socket is flagged __SO_ACCEPTCON)."""
+    inodes = set()
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            if len(cols) >= 8 and cols[7] == str(path) \
+                    and not int(cols[3], 16) & 0x10000:
+                inodes.add("socket:[%s]" % cols[6])
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            n += os.readlink("/proc/%d/fd/%s" % (pid, fd)) in inodes
+        except OSError:
+            pass
+    return n
+
+
+def test_a_burst_of_connections_is_spread_over_the_processes(own_worker):
+    """nginx opens its keepalive connections to the worker in a burst and
+    keeps them for thousands of requests: if one process takes them all,
+    the others idle while it queues. The processes share one CPU here, as
+    they do under a CPU limit, where the first to wake would otherwise
+    empty the backlog before the other runs."""
+    kids = own_worker.wait_children()
+    stack.wait_until(lambda: own_worker.log_text().count('"worker ready"')
+                     >= len(kids), 10, "every process to accept")
+    cpu = min(os.sched_getaffinity(0))
+    for pid in kids:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            os.sched_setaffinity(int(tid), {cpu})
+    path = own_worker.socket_path
+    before = {pid: _accepted(pid, path) for pid in kids}
+    conns = [own_worker.connection() for _ in range(24)]
+    try:
+        for c in conns:         # all queued in the backlog before any request
+            c.connect()
+        for c in conns:
+            assert stack.http_request(c, "GET", "/health/live").status == 200
+        held = {pid: _accepted(pid, path) - before[pid] for pid in kids}
+        assert sum(held.values()) == 24, held
+        assert min(held.values()) >= 8, \
+            "one process took the burst: %s" % held
+    finally:
+        for c in conns:
+            c.close()

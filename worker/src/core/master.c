@@ -20,6 +20,7 @@
 
 #include "io/log.h"
 #include "http/metrics.h"
+#include "core/balance.h"
 #include "core/master.h"
 #include "core/server.h"
 #include "core/services.h"
@@ -381,6 +382,7 @@ static void omni_master_reaped(omni_proc_t *p, int status)
         (unsigned long long)lived);
 
     omni_metrics_release((int)(p - omni_master.procs));
+    omni_balance_release((int)(p - omni_master.procs));
     omni_master_ready_close(p);
     p->pid = 0;
     p->ready = 0;
@@ -547,6 +549,10 @@ int omni_master_run(omni_config_t *cfg)
     routes = omni_services_routes(&nroutes);
     if (omni_metrics_init(routes, nroutes) != 0) {
         omni_log(OMNI_LOG_ERROR, "start-up failed: metrics table", NULL);
+        return 1;
+    }
+    if (omni_balance_init() != 0) {
+        omni_log(OMNI_LOG_ERROR, "start-up failed: accept balance table", NULL);
         return 1;
     }
     if (omni_services_configure(cfg, err, sizeof(err)) != 0) {

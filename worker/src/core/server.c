@@ -10,12 +10,14 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 
 #include "io/clients.h"
 #include "io/log.h"
 #include "io/offload.h"
 #include "http/http.h"
 #include "http/metrics.h"
+#include "core/balance.h"
 #include "core/server.h"
 #include "core/services.h"
 
@@ -102,6 +104,7 @@ static void omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
 
     /* stop accepting: the other processes take new connections */
     evtimer_del(&omni_proc.warmup);
+    omni_balance_leave();
     if (omni_proc.bound) {
         evhttp_del_accept_socket(omni_proc.http, omni_proc.bound);
         omni_proc.bound = NULL;
@@ -122,6 +125,18 @@ static void omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
  * until then the previous generation (on reload) or the listen backlog
  * (at start-up) holds the connections, instead of this process queueing
  * them behind connection set-up. */
+/* evhttp makes each accepted connection's bufferevent here (NULL: it
+ * makes its own), inside libevent's accept loop: the one hook at accept. */
+static struct bufferevent *omni_server_accepted(
+    struct event_base *base, void *arg)
+{
+    omni_balance_accepted(
+        omni_proc.bound ? evhttp_bound_socket_get_listener(omni_proc.bound)
+                        : NULL);
+    return NULL;
+}
+
+
 static void omni_server_warmup(evutil_socket_t fd, short what, void *arg)
 {
     struct timeval tv = {0, OMNI_WARMUP_TICK_MS * 1000};
@@ -147,6 +162,7 @@ static void omni_server_warmup(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(omni_clients.base);
         return;
     }
+    omni_balance_attach(omni_proc.slot, omni_clients.base);
     if (omni_proc.ready_fd >= 0) {
         do {
             n = write(omni_proc.ready_fd, &one, 1);
@@ -216,6 +232,7 @@ int omni_server_run(
     tv.tv_sec = cfg->http_timeout_ms / 1000;
     tv.tv_usec = (cfg->http_timeout_ms % 1000) * 1000;
     evhttp_set_timeout_tv(omni_proc.http, &tv);
+    evhttp_set_bevcb(omni_proc.http, omni_server_accepted, NULL);
 
     if (omni_offload_start(
             omni_clients.base, cfg->auth_threads, cfg->auth_queue_max)
