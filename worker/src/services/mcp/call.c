@@ -56,7 +56,7 @@ struct omni_mcp_call_s {
     int db_status;
     PGresult *res;
     omni_mcp_upstream_t u;
-    const char *server, *tool, *params;
+    const char *server, *tool, *params, *caps;
     int retryable, attempts, cancelled;
     omni_mcp_note_pt note;
     void *note_arg;
@@ -354,6 +354,37 @@ omni_mcp_call_t *omni_mcp_call_new(omni_req_t *r, const char *server,
 }
 
 
+int omni_mcp_call_input(omni_mcp_call_t *c, const char *caps,
+    const omni_json_t *responses, const omni_json_t *state)
+{
+    struct evbuffer *b;
+
+    c->caps = caps;
+    if (responses == NULL && state == NULL) {
+        return 0;
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        return -1;
+    }
+    /* params is an object: its closing brace gives way to the members */
+    evbuffer_add(b, c->params, strlen(c->params) - 1);
+    if (responses != NULL) {
+        evbuffer_add(b, ",\"inputResponses\":", 18);
+        omni_json_write(b, responses);
+    }
+    if (state != NULL) {
+        evbuffer_add(b, ",\"requestState\":", 16);
+        omni_json_write(b, state);
+    }
+    evbuffer_add(b, "}", 1);
+    c->params = omni_arena_strndup(&c->r->arena,
+        (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    evbuffer_free(b);
+    return c->params != NULL ? 0 : -1;
+}
+
+
 int omni_mcp_call_step(
     omni_req_t *r, omni_mcp_call_t *c, const omni_mcp_outcome_t **out)
 {
@@ -462,6 +493,7 @@ int omni_mcp_call_step(
                 c->tool, c->u.name);
         }
         c->retryable = PQgetvalue(res, 0, n + 1)[0] == 't';
+        c->u.target.caps = c->caps;
         if (!omni_breaker_allow(&c->u.breaker, omni_mcp_now_ms(), NULL)) {
             omni_perf_add(r, c, "unavailable");
             return omni_call_fail(c, 503, "mcp_server_unavailable",

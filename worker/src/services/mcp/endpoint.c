@@ -384,31 +384,52 @@ static void omni_ep_result(omni_ep_t *ep, const char *members)
 }
 
 
-/* The same with an object from an upstream, its resultType replaced. */
+/* The same with an object from an upstream. A 2026-07-28 client gets the
+ * upstream's resultType (an InputRequiredResult passes through whole),
+ * "complete" when an older upstream gave none; a legacy client gets no
+ * resultType, and an error for a result its protocol cannot carry. */
 static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
 {
-    struct evbuffer *b = omni_ep_head(ep);
+    const char *type = omni_json_string(omni_json_get(obj, "resultType"));
+    struct evbuffer *b;
+    char msg[400];
     size_t i;
-    int first = 1;
+    int first = 1, hints;
 
+    if (!ep->modern && type != NULL && strcmp(type, "complete") != 0) {
+        /* a multi round-trip request needs the client to retry with the
+         * input asked for: a 2025 session has no such exchange */
+        snprintf(msg, sizeof(msg),
+            "%.128s: the MCP server answered resultType %.32s (a 2026-07-28 "
+            "multi round-trip request asking the client for input), which "
+            "a %.16s session cannot receive; call it with protocol 2026-07-28",
+            omni_json_string(omni_json_get(ep->params, "name"))
+                ? omni_json_string(omni_json_get(ep->params, "name"))
+                : ep->method,
+            type, ep->version);
+        omni_ep_error(ep, 200, -32603, msg, NULL);
+        return;
+    }
+    b = omni_ep_head(ep);
     if (b == NULL) {
         omni_ep_send(ep, 200, NULL);
         return;
     }
     evbuffer_add(b, ",\"result\":{", 11);
     if (ep->modern) {
-        evbuffer_add(b, "\"resultType\":\"complete\"", 23);
+        evbuffer_add(b, "\"resultType\":", 13);
+        omni_json_put_string(
+            b, type ? type : "complete", strlen(type ? type : "complete"));
         first = 0;
         /* 2026-07-28 lists and reads carry caching hints: an upstream
          * that gives none is not cached */
-        if ((strstr(ep->method, "/list") != NULL
-                || strcmp(ep->method, "resources/read") == 0)
-            && omni_json_get(obj, "ttlMs") == NULL) {
+        hints = (type == NULL || strcmp(type, "complete") == 0)
+                && (strstr(ep->method, "/list") != NULL
+                    || strcmp(ep->method, "resources/read") == 0);
+        if (hints && omni_json_get(obj, "ttlMs") == NULL) {
             evbuffer_add_printf(b, ",\"ttlMs\":0");
         }
-        if ((strstr(ep->method, "/list") != NULL
-                || strcmp(ep->method, "resources/read") == 0)
-            && omni_json_get(obj, "cacheScope") == NULL) {
+        if (hints && omni_json_get(obj, "cacheScope") == NULL) {
             evbuffer_add_printf(b, ",\"cacheScope\":\"private\"");
         }
     }
@@ -428,6 +449,64 @@ static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
     }
     evbuffer_add(b, "}}", 2);
     omni_ep_send(ep, 200, b);
+}
+
+
+/* A 2026-07-28 request's own input for its upstream (call.h's
+ * omni_mcp_call_input): the client capabilities an upstream may ask
+ * input of (sampling, elicitation, roots, as the client declared them;
+ * NULL for a legacy client, to whom Omni relays no InputRequiredResult)
+ * and the retry's inputResponses and requestState, each NULL when absent.
+ * -1 when one has the wrong type (the client is answered). */
+static int omni_ep_input(omni_ep_t *ep, const char **caps,
+    const omni_json_t **responses, const omni_json_t **state)
+{
+    static const char *const kinds[] = {"sampling", "elicitation", "roots"};
+    const omni_json_t *meta, *declared, *v;
+    struct evbuffer *b;
+    size_t i;
+    int first = 1;
+
+    *caps = NULL;
+    *responses = omni_json_get(ep->params, "inputResponses");
+    *state = omni_json_get(ep->params, "requestState");
+    if (*responses != NULL && (*responses)->type != OMNI_JSON_OBJECT) {
+        omni_ep_error(ep, 200, -32602,
+            "params.inputResponses: expected an object of the answers to "
+            "inputRequests",
+            NULL);
+        return -1;
+    }
+    if (*state != NULL && (*state)->type != OMNI_JSON_STRING) {
+        omni_ep_error(ep, 200, -32602,
+            "params.requestState: expected the string the server gave", NULL);
+        return -1;
+    }
+    if (!ep->modern) {
+        return 0;
+    }
+    meta = omni_json_get(ep->params, "_meta");
+    declared =
+        omni_json_get(meta, "io.modelcontextprotocol/clientCapabilities");
+    b = evbuffer_new();
+    if (b == NULL) {
+        return 0;
+    }
+    evbuffer_add(b, "{", 1);
+    for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        v = omni_json_get(declared, kinds[i]);
+        if (v == NULL || v->type != OMNI_JSON_OBJECT) {
+            continue;
+        }
+        evbuffer_add_printf(b, "%s\"%s\":", first ? "" : ",", kinds[i]);
+        omni_json_write(b, v);
+        first = 0;
+    }
+    evbuffer_add(b, "}", 1);
+    *caps = omni_arena_strndup(&ep->r->arena,
+        (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    evbuffer_free(b);
+    return 0;
 }
 
 
@@ -1134,7 +1213,9 @@ static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
 {
     const omni_json_t *args = omni_json_get(ep->params, "arguments");
     const omni_json_t *meta = omni_json_get(ep->params, "_meta");
+    const omni_json_t *responses, *state;
     const omni_mcp_outcome_t *out;
+    const char *caps;
     struct evbuffer *b;
 
     if (ep->gone) {
@@ -1147,10 +1228,14 @@ static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
             ep, 200, -32602, "params.arguments: expected an object", NULL);
         return;
     }
+    if (omni_ep_input(ep, &caps, &responses, &state) != 0) {
+        return;
+    }
     ep->progress_token = omni_json_get(meta, "progressToken");
     ep->call =
         omni_mcp_call_new(r, ep->server, ep->tool, args, omni_ep_note, ep);
-    if (ep->call == NULL) {
+    if (ep->call == NULL
+        || omni_mcp_call_input(ep->call, caps, responses, state) != 0) {
         omni_ep_error(ep, 200, -32603, "out of memory", NULL);
         return;
     }
@@ -1489,8 +1574,9 @@ static void omni_ep_forward_closed(void *arg)
 static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
 {
     PGresult *res = ep->res;
+    const omni_json_t *responses, *state;
     struct evbuffer *b;
-    const char *name = NULL, *params;
+    const char *name = NULL, *params, *caps;
     char msg[200];
     size_t i;
     int first = 1;
@@ -1507,10 +1593,14 @@ static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
         omni_ep_error(ep, 200, -32602, msg, NULL);
         return;
     }
+    if (omni_ep_input(ep, &caps, &responses, &state) != 0) {
+        return;
+    }
     if (omni_mcp_upstream_parse(&r->arena, res, 0, &ep->u) != 0) {
         omni_ep_error(ep, 200, -32603, "the server cannot be reached", NULL);
         return;
     }
+    ep->u.target.caps = caps;
     if (!ep->u.enabled
         || !omni_breaker_allow(&ep->u.breaker, omni_mcp_now_ms(), NULL)) {
         snprintf(msg, sizeof(msg), "MCP server %s is unavailable", ep->scope);
