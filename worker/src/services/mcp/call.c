@@ -354,34 +354,29 @@ omni_mcp_call_t *omni_mcp_call_new(omni_req_t *r, const char *server,
 }
 
 
-int omni_mcp_call_input(omni_mcp_call_t *c, const char *caps,
-    const omni_json_t *responses, const omni_json_t *state)
+int omni_mcp_call_input(
+    omni_mcp_call_t *c, const char *caps, const char *input)
 {
-    struct evbuffer *b;
+    size_t n = strlen(c->params), m;
+    char *params;
 
     c->caps = caps;
-    if (responses == NULL && state == NULL) {
+    if (input == NULL || *input == '\0') {
         return 0;
     }
-    b = evbuffer_new();
-    if (b == NULL) {
+    /* params is an object: its closing brace gives way to the members */
+    m = strlen(input);
+    params = omni_arena_alloc(&c->r->arena, n + m + 2);
+    if (params == NULL) {
         return -1;
     }
-    /* params is an object: its closing brace gives way to the members */
-    evbuffer_add(b, c->params, strlen(c->params) - 1);
-    if (responses != NULL) {
-        evbuffer_add(b, ",\"inputResponses\":", 18);
-        omni_json_write(b, responses);
-    }
-    if (state != NULL) {
-        evbuffer_add(b, ",\"requestState\":", 16);
-        omni_json_write(b, state);
-    }
-    evbuffer_add(b, "}", 1);
-    c->params = omni_arena_strndup(&c->r->arena,
-        (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
-    evbuffer_free(b);
-    return c->params != NULL ? 0 : -1;
+    memcpy(params, c->params, n - 1);
+    params[n - 1] = ',';
+    memcpy(params + n, input, m);
+    params[n + m] = '}';
+    params[n + m + 1] = '\0';
+    c->params = params;
+    return 0;
 }
 
 

@@ -40,13 +40,13 @@ omni_mcp_call_t *omni_mcp_call_new(omni_req_t *r, const char *server,
 
 /* A 2026-07-28 client's own part of the call, passed to a 2026-07-28
  * upstream as it was sent: caps (JSON text of the clientCapabilities an
- * upstream may ask input of, or NULL for none) and a retry's
- * inputResponses (an object) and requestState (a string), each NULL when
- * absent. Omni reads none of them: the tool and the caller's role decide
- * the call as any other. Before the first step; 0, or -1 when out of
- * memory. */
-int omni_mcp_call_input(omni_mcp_call_t *c, const char *caps,
-    const omni_json_t *responses, const omni_json_t *state);
+ * upstream may ask input of, or NULL for none) and input (JSON text of
+ * the members a retry adds to params, "inputResponses":{..},
+ * "requestState":"..", or NULL). Omni reads neither: the tool and the
+ * caller's role decide the call as any other. Before the first step; 0,
+ * or -1 when out of memory. */
+int omni_mcp_call_input(
+    omni_mcp_call_t *c, const char *caps, const char *input);
 
 /* Runs the call: the route's handler calls it first and each time it is
  * re-entered while the call is under way. 0: waiting (the handler will be

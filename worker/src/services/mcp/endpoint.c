@@ -452,37 +452,46 @@ static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
 }
 
 
-/* A 2026-07-28 request's own input for its upstream (call.h's
+/* A request's own input for a 2026-07-28 upstream (call.h's
  * omni_mcp_call_input): the client capabilities an upstream may ask
- * input of (sampling, elicitation, roots, as the client declared them;
- * NULL for a legacy client, to whom Omni relays no InputRequiredResult)
- * and the retry's inputResponses and requestState, each NULL when absent.
- * -1 when one has the wrong type (the client is answered). */
-static int omni_ep_input(omni_ep_t *ep, const char **caps,
-    const omni_json_t **responses, const omni_json_t **state)
+ * input of, and a 2026-07-28 retry's inputResponses and requestState as
+ * members of params (NULL when absent). A 2026-07-28 client's are those
+ * it declared (sampling, elicitation, roots); a legacy session's those it
+ * declared at initialize when relay is set (its tools/call, whose
+ * InputRequiredResult Omni relays to it), else none. -1 when a member
+ * has the wrong type (the client is answered). */
+static int omni_ep_input(
+    omni_ep_t *ep, int relay, const char **caps, const char **input)
 {
     static const char *const kinds[] = {"sampling", "elicitation", "roots"};
-    const omni_json_t *meta, *declared, *v;
+    static const int flags[] = {
+        OMNI_EP_SAMPLING, OMNI_EP_ELICITATION, OMNI_EP_ROOTS};
+    const omni_json_t *meta, *declared, *v, *responses, *state;
+    const char *accept = omni_req_header(ep->r, "Accept");
     struct evbuffer *b;
     size_t i;
     int first = 1;
 
     *caps = NULL;
-    *responses = omni_json_get(ep->params, "inputResponses");
-    *state = omni_json_get(ep->params, "requestState");
-    if (*responses != NULL && (*responses)->type != OMNI_JSON_OBJECT) {
+    *input = NULL;
+    responses = omni_json_get(ep->params, "inputResponses");
+    state = omni_json_get(ep->params, "requestState");
+    if (ep->modern && responses != NULL
+        && responses->type != OMNI_JSON_OBJECT) {
         omni_ep_error(ep, 200, -32602,
             "params.inputResponses: expected an object of the answers to "
             "inputRequests",
             NULL);
         return -1;
     }
-    if (*state != NULL && (*state)->type != OMNI_JSON_STRING) {
+    if (ep->modern && state != NULL && state->type != OMNI_JSON_STRING) {
         omni_ep_error(ep, 200, -32602,
             "params.requestState: expected the string the server gave", NULL);
         return -1;
     }
-    if (!ep->modern) {
+    if (!ep->modern
+        && (!relay || ep->session[0] == '\0' || accept == NULL
+            || strstr(accept, "text/event-stream") == NULL)) {
         return 0;
     }
     meta = omni_json_get(ep->params, "_meta");
@@ -495,16 +504,34 @@ static int omni_ep_input(omni_ep_t *ep, const char **caps,
     evbuffer_add(b, "{", 1);
     for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         v = omni_json_get(declared, kinds[i]);
-        if (v == NULL || v->type != OMNI_JSON_OBJECT) {
+        if (ep->modern ? v == NULL || v->type != OMNI_JSON_OBJECT
+                       : !(ep->caps & flags[i])) {
             continue;
         }
         evbuffer_add_printf(b, "%s\"%s\":", first ? "" : ",", kinds[i]);
-        omni_json_write(b, v);
+        if (ep->modern) {
+            omni_json_write(b, v);
+        } else {
+            evbuffer_add(b, "{}", 2);
+        }
         first = 0;
     }
     evbuffer_add(b, "}", 1);
     *caps = omni_arena_strndup(&ep->r->arena,
         (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    evbuffer_drain(b, evbuffer_get_length(b));
+    if (responses != NULL) {
+        evbuffer_add(b, "\"inputResponses\":", 17);
+        omni_json_write(b, responses);
+    }
+    if (state != NULL) {
+        evbuffer_add_printf(b, "%s\"requestState\":", responses ? "," : "");
+        omni_json_write(b, state);
+    }
+    if (ep->modern && evbuffer_get_length(b) > 0) {
+        *input = omni_arena_strndup(&ep->r->arena,
+            (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    }
     evbuffer_free(b);
     return 0;
 }
@@ -1213,9 +1240,8 @@ static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
 {
     const omni_json_t *args = omni_json_get(ep->params, "arguments");
     const omni_json_t *meta = omni_json_get(ep->params, "_meta");
-    const omni_json_t *responses, *state;
     const omni_mcp_outcome_t *out;
-    const char *caps;
+    const char *caps, *input;
     struct evbuffer *b;
 
     if (ep->gone) {
@@ -1228,14 +1254,14 @@ static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
             ep, 200, -32602, "params.arguments: expected an object", NULL);
         return;
     }
-    if (omni_ep_input(ep, &caps, &responses, &state) != 0) {
+    if (omni_ep_input(ep, 1, &caps, &input) != 0) {
         return;
     }
     ep->progress_token = omni_json_get(meta, "progressToken");
     ep->call =
         omni_mcp_call_new(r, ep->server, ep->tool, args, omni_ep_note, ep);
     if (ep->call == NULL
-        || omni_mcp_call_input(ep->call, caps, responses, state) != 0) {
+        || omni_mcp_call_input(ep->call, caps, input) != 0) {
         omni_ep_error(ep, 200, -32603, "out of memory", NULL);
         return;
     }
@@ -1574,9 +1600,8 @@ static void omni_ep_forward_closed(void *arg)
 static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
 {
     PGresult *res = ep->res;
-    const omni_json_t *responses, *state;
     struct evbuffer *b;
-    const char *name = NULL, *params, *caps;
+    const char *name = NULL, *params, *caps, *input;
     char msg[200];
     size_t i;
     int first = 1;
@@ -1593,7 +1618,8 @@ static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
         omni_ep_error(ep, 200, -32602, msg, NULL);
         return;
     }
-    if (omni_ep_input(ep, &caps, &responses, &state) != 0) {
+    /* params go on whole: a retry's inputResponses and requestState too */
+    if (omni_ep_input(ep, 0, &caps, &input) != 0) {
         return;
     }
     if (omni_mcp_upstream_parse(&r->arena, res, 0, &ep->u) != 0) {
