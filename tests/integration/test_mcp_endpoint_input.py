@@ -2,17 +2,25 @@
 InputRequiredResult reaches a 2026-07-28 client whole, and the client's
 retry (inputResponses, requestState) reaches the same upstream unchanged,
 on any process, decided by the tool name and the caller's role alone. A
-legacy session cannot receive one: it gets an error naming it. The
-upstream is the hand-written stateless fixture (fixtures/mcp/modern.cjs
-with its input tools)."""
+legacy (2025-11-25) session is asked the upstream's input requests on the
+call's stream, as an upstream's own requests are relayed, and Omni makes
+the call again with the answers. The upstream is the hand-written
+stateless fixture (fixtures/mcp/modern.cjs with its input tools)."""
 
 import json
+import re
+import shutil
+import subprocess
+import time
 import urllib.request
 
 import pytest
 
 import stack
-from mcp_support import Upstream, call, key_file, unique, who
+from mcp_support import (FIXTURES, NODE_DIR, Upstream, call, key_file,
+                         unique, who)
+from test_mcp_endpoint import Client
+from test_mcp_endpoint_relay import CallStream
 
 SERVERS = "/api/v1/mcp/servers"
 MODERN = "2026-07-28"
@@ -248,59 +256,126 @@ def test_input_members_of_the_wrong_type_are_refused_naming_them(
     assert heard(upstream)["retries"] == before
 
 
-def legacy_session(w, h):
-    r = w.request("POST", "/mcp", h, json.dumps(
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-         "params": {"protocolVersion": "2025-11-25",
-                    "capabilities": {"elicitation": {}},
-                    "clientInfo": {"name": "t", "version": "1"}}}))
+def sdk_steps(n, plan, offers):
+    """The official TypeScript SDK client (2025-11-25, a session) through
+    the gateway as an admin (fixtures/mcp/sdk_steps.cjs)."""
+    p = subprocess.run(
+        [shutil.which("node"), str(FIXTURES / "sdk_steps.cjs"),
+         n.http_url("/mcp"), n.token(sub=unique("sdk"), role="admin"),
+         json.dumps(plan), json.dumps(offers)],
+        cwd=str(NODE_DIR), env={"PATH": "/usr/bin:/bin",
+                                "NODE_PATH": str(NODE_DIR / "node_modules")},
+        capture_output=True, text=True, timeout=90)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_a_legacy_sdk_client_is_asked_and_the_call_completes(
+        gateway, upstream, server):
+    _, n = gateway
+    out = sdk_steps(n, [
+        {"call": server + "__confirm_action", "arguments": {"action": "ship"}},
+        {"call": server + "__batch_job", "arguments": {}}],
+        {"elicitation": {"confirmed": True}})
+    assert out[0]["isError"] is False, out
+    assert out[0]["content"] == [{"type": "text", "text": "done: ship"}]
+    assert "resultType" not in out[0]
+    asked = out[-1]["asked"]
+    assert [a["method"] for a in asked] == ["elicitation/create"]
+    assert asked[0]["params"]["message"] == "Confirm the action: ship"
+    # a result that only hands a requestState back is retried at once
+    assert out[1]["content"][0]["text"] == "batch_job done after step 1"
+    last = heard(upstream)
+    assert last["lastRetry"]["name"] == "batch_job"
+    assert "inputResponses" not in last["lastRetry"]
+    assert last["lastCapabilities"] == {"elicitation": {}}
+
+
+ASK = r'data: (\{"jsonrpc":"2\.0","id":"(omni-[^"]+)",' \
+      r'"method":"elicitation/create".*)\n'
+
+
+def legacy(w, caps, role="admin"):
+    c = Client(w, role=role)
+    r = c.rpc("initialize", {"protocolVersion": "2025-11-25",
+                             "capabilities": caps,
+                             "clientInfo": {"name": "t", "version": "1"}})
     assert r.status == 200, r.body
-    sid = r.headers["Mcp-Session-Id"]
-    h = dict(h, **{"Mcp-Session-Id": sid,
-                   "MCP-Protocol-Version": "2025-11-25"})
-    assert w.request("POST", "/mcp", h, json.dumps(
-        {"jsonrpc": "2.0", "method": "notifications/initialized"})).status \
-        == 202
-    return h
+    c.session = r.headers["Mcp-Session-Id"]
+    return c
 
 
-def messages(resp):
-    """The JSON-RPC messages of an SSE body (or of a JSON one)."""
-    if resp.headers.get("Content-Type", "").startswith("application/json"):
-        return [resp.json()]
-    out = []
-    for block in resp.body.decode().split("\n\n"):
-        data = [ln[5:].strip() for ln in block.split("\n")
-                if ln.startswith("data:")]
-        if data:
-            out.append(json.loads("\n".join(data)))
-    return out
+def test_a_legacy_answer_posted_to_another_replica_completes_the_call(
+        gateway, replica, upstream, server):
+    w, _ = gateway
+    c = legacy(w, {"elicitation": {}})
+    st = CallStream(w, c, {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                           "params": {"name": server + "__confirm_action",
+                                      "arguments": {"action": "merge"}}})
+    try:
+        m = st.read_until(ASK, 10)
+        assert m, st.text
+        ask = json.loads(m.group(1))
+        assert ask["params"]["message"] == "Confirm the action: merge"
+        # the same user's session, answered on the other replica
+        other = Client(replica)
+        other.h = dict(c.h)
+        other.session = c.session
+        r = other.post({"jsonrpc": "2.0", "id": m.group(2), "result": {
+            "action": "decline"}})
+        assert r.status == 202, r.body
+        assert st.read_until(r'"id":7,"result".*\n', 10), st.text
+        msgs = [json.loads(x) for x in re.findall(r"data: (.*)\n", st.text)]
+        res = msgs[-1]["result"]
+        assert res["isError"] is True
+        assert res["content"][0]["text"] == "not confirmed: merge"
+        assert heard(upstream)["lastRetry"]["inputResponses"] == {
+            "confirm": {"action": "decline"}}
+    finally:
+        st.close()
 
 
-def test_a_legacy_session_gets_an_error_naming_input_required(
+def test_a_legacy_client_leaving_while_asked_ends_the_call(
         gateway, upstream, server):
     w, _ = gateway
-    h = who("admin")
-    h["Accept"] = ACCEPT
-    h = legacy_session(w, h)
-    r = w.request("POST", "/mcp", h, json.dumps(
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-         "params": {"name": server + "__batch_job", "arguments": {}}}),
-        timeout=30)
+    c = legacy(w, {"elicitation": {}})
+    before = heard(upstream)["retries"]
+    st = CallStream(w, c, {"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+                           "params": {"name": server + "__confirm_action",
+                                      "arguments": {"action": "leave"}}})
+    m = st.read_until(ASK, 10)
+    st.close()
+    assert m
+    # an answer after it left goes nowhere: no retry reaches the upstream
+    time.sleep(0.3)
+    r = c.post({"jsonrpc": "2.0", "id": m.group(2),
+                "result": {"action": "accept",
+                           "content": {"confirmed": True}}})
+    assert r.status == 202
+    time.sleep(0.5)
+    assert heard(upstream)["retries"] == before
+    # and the worker still serves
+    assert c.rpc("ping").json()["result"] == {}
+
+
+def test_a_legacy_session_without_the_capability_is_not_asked(
+        gateway, upstream, server):
+    w, _ = gateway
+    c = legacy(w, {})
+    r = c.rpc("tools/call", {"name": server + "__confirm_action",
+                             "arguments": {"action": "deploy"}})
     assert r.status == 200, r.body
-    msg = [m for m in messages(r) if m.get("id") == 2][0]
-    assert msg["error"]["code"] == -32603, msg
-    text = msg["error"]["message"]
-    assert "input_required" in text and "2026-07-28" in text, text
-    assert server + "__batch_job" in text
-    # Omni cannot carry an upstream's input requests to a legacy session,
-    # so it does not declare that it can: the upstream does without
-    r = w.request("POST", "/mcp", h, json.dumps(
-        {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-         "params": {"name": server + "__confirm_action",
-                    "arguments": {"action": "deploy"}}}), timeout=30)
-    msg = [m for m in messages(r) if m.get("id") == 3][0]
-    assert "resultType" not in msg["result"], msg
-    assert msg["result"]["isError"] is True
-    assert "supports elicitation" in msg["result"]["content"][0]["text"]
+    res = r.json()["result"]
+    # the upstream was told the client cannot elicit, and did without
     assert heard(upstream)["lastCapabilities"] == {}
+    assert res["isError"] is True
+    assert "supports elicitation" in res["content"][0]["text"]
+    # an upstream asking all the same: the session cannot be asked
+    r = c.rpc("tools/call", {"name": server + "__confirm_action",
+                             "arguments": {"action": "deploy",
+                                           "ignoreCapabilities": True}})
+    err = r.json()["error"]
+    assert err["code"] == -32603, err
+    assert "input_required" in err["message"]
+    assert "2026-07-28" in err["message"]
+    assert server + "__confirm_action" in err["message"]
