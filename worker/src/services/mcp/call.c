@@ -354,8 +354,7 @@ omni_mcp_call_t *omni_mcp_call_new(omni_req_t *r, const char *server,
 }
 
 
-int omni_mcp_call_input(
-    omni_mcp_call_t *c, const char *caps, const char *input)
+int omni_mcp_call_input(omni_mcp_call_t *c, const char *caps, const char *input)
 {
     size_t n = strlen(c->params), m;
     char *params;
