@@ -9,6 +9,8 @@
  *           │                                                    v
  *     tools/list ──> LISTED (query) ──> answer (a page)
  *     tools/call ──plain name──> CALLING (call.c's steps; progress as SSE)
+ *                   CALLING ──a legacy session's input_required──> INPUT
+ *                   (its requests asked on the stream) ──answers──┘
  *                ──omni__<tool> (/mcp/omni: <tool>)──> BUILTIN_CALLED
  *                                     (memory.h's tool call) ──> answer
  *                ──hashed name, or a plain one missed──> RESOLVED (query)
@@ -37,7 +39,11 @@
  * request during a legacy call goes to the client on the call's stream
  * under an id of ours; the client's answer comes back like a
  * cancellation (here, or through Redis to the process running the
- * call). */
+ * call). A 2026-07-28 upstream's InputRequiredResult passes through to a
+ * modern client whole (its retry's inputResponses and requestState go on
+ * unread: the name and the role decide the call); a legacy session is
+ * asked its inputRequests in the same way, and the call is made again
+ * with the answers. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -409,7 +415,7 @@ static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
 {
     const char *type = omni_json_string(omni_json_get(obj, "resultType"));
     struct evbuffer *b;
-    char msg[400];
+    char msg[512];
     size_t i;
     int first = 1, hints;
 
@@ -418,8 +424,9 @@ static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
          * input asked for: a 2025 session has no such exchange */
         snprintf(msg, sizeof(msg),
             "%.128s: the MCP server answered resultType %.32s (a 2026-07-28 "
-            "multi round-trip request asking the client for input), which "
-            "a %.16s session cannot receive; call it with protocol 2026-07-28",
+            "multi round-trip request) that this %.16s session cannot be "
+            "asked (a capability it did not declare, no event stream, or "
+            "too many rounds); call it with protocol 2026-07-28",
             omni_json_string(omni_json_get(ep->params, "name"))
                 ? omni_json_string(omni_json_get(ep->params, "name"))
                 : ep->method,
