@@ -379,3 +379,64 @@ def test_a_legacy_session_without_the_capability_is_not_asked(
     assert "input_required" in err["message"]
     assert "2026-07-28" in err["message"]
     assert server + "__confirm_action" in err["message"]
+
+
+INPUT_SCENARIOS = [
+    "input-required-result-basic-elicitation",
+    "input-required-result-basic-sampling",
+    "input-required-result-basic-list-roots",
+    "input-required-result-request-state",
+    "input-required-result-multiple-input-requests",
+    "input-required-result-multi-round",
+    "input-required-result-missing-input-response",
+    "input-required-result-non-tool-request",
+    "input-required-result-result-type",
+    "input-required-result-unsupported-methods",
+    "input-required-result-tampered-state",
+    "input-required-result-capability-check",
+    "input-required-result-ignore-extra-params",
+    "input-required-result-validate-input",
+]
+
+
+def test_the_suites_input_required_scenarios_pass_through_omni(
+        gateway, upstream, tmp_path):
+    """The official conformance suite's 2026-07-28 input-required-result
+    scenarios against /mcp/<server> through nginx (a proxy adds the
+    token), fronting the fixture's suite tools and prompt: every check
+    passes, none only warns."""
+    from test_mcp_conformance import CLI, NODE22, _listening, run_suite
+    w, n = gateway
+    name = unique("conf")
+    r = call(w, "POST", SERVERS, {"name": name, "url": upstream.url,
+                                  "timeout_ms": 10000})
+    assert r.status == 201, r.body
+    port = stack.free_port()
+    proxy = subprocess.Popen(
+        [shutil.which("node"), str(FIXTURES / "auth_proxy.cjs")],
+        env={"PATH": "/usr/bin:/bin", "PORT": str(port),
+             "TARGET": "http://127.0.0.1:%d" % n.http_port,
+             "TOKEN": n.token(sub="conformance", role="developer",
+                              lifetime=3600)},
+        stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        stack.wait_until(lambda: _listening(port), 10, "the auth proxy")
+        assert CLI.exists(), "make mcp-conformance"
+        bad = {}
+        for sc in INPUT_SCENARIOS:
+            out = tmp_path / sc
+            out.mkdir()
+            p, results = run_suite("http://127.0.0.1:%d/mcp/%s" % (port, name),
+                                   out, "--scenario", sc,
+                                   "--spec-version", MODERN)
+            checks = [c for v in results.values() for c in v]
+            assert checks, sc + ": no results\n" + p.stdout[-2000:] \
+                + p.stderr[-2000:]
+            wrong = [(c["id"], c["status"], c.get("errorMessage"))
+                     for c in checks if c["status"] != "SUCCESS"]
+            if wrong:
+                bad[sc] = wrong
+        assert not bad, bad
+    finally:
+        proxy.kill()
+        proxy.wait(10)
