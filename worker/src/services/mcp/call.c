@@ -56,7 +56,7 @@ struct omni_mcp_call_s {
     int db_status;
     PGresult *res;
     omni_mcp_upstream_t u;
-    const char *server, *tool, *params;
+    const char *server, *tool, *params, *caps;
     int retryable, attempts, cancelled;
     omni_mcp_note_pt note;
     void *note_arg;
@@ -354,6 +354,31 @@ omni_mcp_call_t *omni_mcp_call_new(omni_req_t *r, const char *server,
 }
 
 
+int omni_mcp_call_input(omni_mcp_call_t *c, const char *caps, const char *input)
+{
+    size_t n = strlen(c->params), m;
+    char *params;
+
+    c->caps = caps;
+    if (input == NULL || *input == '\0') {
+        return 0;
+    }
+    /* params is an object: its closing brace gives way to the members */
+    m = strlen(input);
+    params = omni_arena_alloc(&c->r->arena, n + m + 2);
+    if (params == NULL) {
+        return -1;
+    }
+    memcpy(params, c->params, n - 1);
+    params[n - 1] = ',';
+    memcpy(params + n, input, m);
+    params[n + m] = '}';
+    params[n + m + 1] = '\0';
+    c->params = params;
+    return 0;
+}
+
+
 int omni_mcp_call_step(
     omni_req_t *r, omni_mcp_call_t *c, const omni_mcp_outcome_t **out)
 {
@@ -462,6 +487,7 @@ int omni_mcp_call_step(
                 c->tool, c->u.name);
         }
         c->retryable = PQgetvalue(res, 0, n + 1)[0] == 't';
+        c->u.target.caps = c->caps;
         if (!omni_breaker_allow(&c->u.breaker, omni_mcp_now_ms(), NULL)) {
             omni_perf_add(r, c, "unavailable");
             return omni_call_fail(c, 503, "mcp_server_unavailable",

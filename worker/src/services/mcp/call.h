@@ -14,7 +14,8 @@ void omni_mcp_tools_call(omni_req_t *r);
 
 typedef struct omni_mcp_call_s omni_mcp_call_t;
 
-/* How a call ended: status 200 with the upstream's CallToolResult, or the
+/* How a call ended: status 200 with the upstream's result (a
+ * CallToolResult, or a 2026-07-28 InputRequiredResult), or the
  * HTTP status, code and message of the REST error (403 forbidden, 404
  * not_found, 409 tool_quarantined, 502 upstream_error /
  * upstream_rpc_error with the upstream's error object in rpc_error, 503
@@ -36,6 +37,16 @@ typedef struct {
 omni_mcp_call_t *omni_mcp_call_new(omni_req_t *r, const char *server,
     const char *tool, const omni_json_t *args, omni_mcp_note_pt note,
     void *note_arg);
+
+/* A 2026-07-28 client's own part of the call, passed to a 2026-07-28
+ * upstream as it was sent: caps (JSON text of the clientCapabilities an
+ * upstream may ask input of, or NULL for none) and input (JSON text of
+ * the members a retry adds to params, "inputResponses":{..},
+ * "requestState":"..", or NULL). Omni reads neither: the tool and the
+ * caller's role decide the call as any other. Before the first step; 0,
+ * or -1 when out of memory. */
+int omni_mcp_call_input(
+    omni_mcp_call_t *c, const char *caps, const char *input);
 
 /* Runs the call: the route's handler calls it first and each time it is
  * re-entered while the call is under way. 0: waiting (the handler will be

@@ -39,11 +39,12 @@
     "{\"sampling\":{},\"elicitation\":{\"form\":{},\"url\":{}},"               \
     "\"roots\":{}}"
 
-#define OMNI_MCP_META                                                          \
+#define OMNI_MCP_META_CAPS(caps)                                               \
     "\"io.modelcontextprotocol/protocolVersion\":\"" OMNI_MCP_MODERN "\","     \
-    "\"io.modelcontextprotocol/clientCapabilities\":{},"                       \
+    "\"io.modelcontextprotocol/clientCapabilities\":" caps ","                 \
     "\"io.modelcontextprotocol/clientInfo\":{\"name\":\"omni\","               \
     "\"version\":\"1\"}"
+#define OMNI_MCP_META OMNI_MCP_META_CAPS("{}")
 
 typedef enum {
     OMNI_MCP_START,
@@ -630,7 +631,8 @@ static int omni_mcp_send(omni_mcp_rpc_t *c)
             "\"params\":{\"_meta\":{",
             (long long)c->rpc_id, c->method);
         if (modern) {
-            evbuffer_add_printf(b, OMNI_MCP_META "%s", c->note ? "," : "");
+            evbuffer_add_printf(b, OMNI_MCP_META_CAPS("%s") "%s",
+                c->t.caps != NULL ? c->t.caps : "{}", c->note ? "," : "");
         }
         if (c->note) {
             evbuffer_add_printf(

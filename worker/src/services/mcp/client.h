@@ -17,6 +17,9 @@ typedef struct {
     const char *url;
     const char *const *headers; /* "Name: value", NULL-terminated, or NULL */
     long timeout_ms;
+    /* a 2026-07-28 request's _meta clientCapabilities (JSON text of an
+     * object: what Omni's own client can answer), or NULL for {} */
+    const char *caps;
 } omni_mcp_target_t;
 
 typedef struct {

@@ -9,6 +9,8 @@
  *           │                                                    v
  *     tools/list ──> LISTED (query) ──> answer (a page)
  *     tools/call ──plain name──> CALLING (call.c's steps; progress as SSE)
+ *                   CALLING ──a legacy session's input_required──> INPUT
+ *                   (its requests asked on the stream) ──answers──┘
  *                ──omni__<tool> (/mcp/omni: <tool>)──> BUILTIN_CALLED
  *                                     (memory.h's tool call) ──> answer
  *                ──hashed name, or a plain one missed──> RESOLVED (query)
@@ -37,7 +39,11 @@
  * request during a legacy call goes to the client on the call's stream
  * under an id of ours; the client's answer comes back like a
  * cancellation (here, or through Redis to the process running the
- * call). */
+ * call). A 2026-07-28 upstream's InputRequiredResult passes through to a
+ * modern client whole (its retry's inputResponses and requestState go on
+ * unread: the name and the role decide the call); a legacy session is
+ * asked its inputRequests in the same way, and the call is made again
+ * with the answers. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +76,11 @@
 #define OMNI_EP_MAX_STREAMS 256
 #define OMNI_EP_KEEPALIVE_S 20
 #define OMNI_EP_MAX_ASKS 4
+/* a legacy session's answers to a 2026-07-28 upstream's input requests:
+ * how long they are awaited (the answers kept in Redis live 120 s), and
+ * how many rounds one call may take */
+#define OMNI_EP_INPUT_WAIT_S 110
+#define OMNI_EP_MAX_ROUNDS 4
 #define OMNI_EP_MAX_POLLED (OMNI_EP_MAX_LIVE * 2)
 /* the capabilities a legacy client declared (kept with its session) */
 #define OMNI_EP_SAMPLING 1
@@ -103,6 +114,7 @@ enum {
     OMNI_EP_LISTED,
     OMNI_EP_RESOLVED,
     OMNI_EP_CALLING,
+    OMNI_EP_INPUT,
     OMNI_EP_BUILTIN_CALLED,
     OMNI_EP_CANCEL_STORED,
     OMNI_EP_ANSWER_STORED,
@@ -163,9 +175,16 @@ struct omni_ep_s {
     /* the upstream's requests relayed to the client, awaiting its answer
      * (which may reach another process: then it comes through Redis) */
     struct {
-        omni_mcp_ask_t *ask; /* NULL: a free slot */
+        omni_mcp_ask_t *ask; /* NULL: a free slot, or an input request's */
+        const char *key;     /* an input request's key (INPUT), or NULL */
+        const char *answer;  /* its answer: 'r' or 'e', then the object */
         char id[48];         /* the id the client sees */
     } asks[OMNI_EP_MAX_ASKS];
+    /* INPUT: the requestState member for the retry (or NULL), the rounds
+     * made, the timer ending the wait */
+    const char *input_state;
+    int rounds;
+    struct event *input_timer;
     /* GET: the session's notification stream */
     omni_ep_t *snext;
     time_t last_write;
@@ -319,6 +338,10 @@ static void omni_ep_send(omni_ep_t *ep, int status, struct evbuffer *b)
     omni_req_t *r = ep->r;
 
     omni_ep_unlive(ep);
+    if (ep->input_timer != NULL) {
+        event_free(ep->input_timer);
+        ep->input_timer = NULL;
+    }
     if (ep->streaming) {
         if (b != NULL) {
             omni_ep_event(ep, b);
@@ -384,31 +407,53 @@ static void omni_ep_result(omni_ep_t *ep, const char *members)
 }
 
 
-/* The same with an object from an upstream, its resultType replaced. */
+/* The same with an object from an upstream. A 2026-07-28 client gets the
+ * upstream's resultType (an InputRequiredResult passes through whole),
+ * "complete" when an older upstream gave none; a legacy client gets no
+ * resultType, and an error for a result its protocol cannot carry. */
 static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
 {
-    struct evbuffer *b = omni_ep_head(ep);
+    const char *type = omni_json_string(omni_json_get(obj, "resultType"));
+    struct evbuffer *b;
+    char msg[512];
     size_t i;
-    int first = 1;
+    int first = 1, hints;
 
+    if (!ep->modern && type != NULL && strcmp(type, "complete") != 0) {
+        /* a multi round-trip request needs the client to retry with the
+         * input asked for: a 2025 session has no such exchange */
+        snprintf(msg, sizeof(msg),
+            "%.128s: the MCP server answered resultType %.32s (a 2026-07-28 "
+            "multi round-trip request) that this %.16s session cannot be "
+            "asked (a capability it did not declare, no event stream, or "
+            "too many rounds); call it with protocol 2026-07-28",
+            omni_json_string(omni_json_get(ep->params, "name"))
+                ? omni_json_string(omni_json_get(ep->params, "name"))
+                : ep->method,
+            type, ep->version);
+        omni_ep_error(ep, 200, -32603, msg, NULL);
+        return;
+    }
+    b = omni_ep_head(ep);
     if (b == NULL) {
         omni_ep_send(ep, 200, NULL);
         return;
     }
     evbuffer_add(b, ",\"result\":{", 11);
     if (ep->modern) {
-        evbuffer_add(b, "\"resultType\":\"complete\"", 23);
+        evbuffer_add(b, "\"resultType\":", 13);
+        omni_json_put_string(
+            b, type ? type : "complete", strlen(type ? type : "complete"));
         first = 0;
         /* 2026-07-28 lists and reads carry caching hints: an upstream
          * that gives none is not cached */
-        if ((strstr(ep->method, "/list") != NULL
-                || strcmp(ep->method, "resources/read") == 0)
-            && omni_json_get(obj, "ttlMs") == NULL) {
+        hints = (type == NULL || strcmp(type, "complete") == 0)
+                && (strstr(ep->method, "/list") != NULL
+                    || strcmp(ep->method, "resources/read") == 0);
+        if (hints && omni_json_get(obj, "ttlMs") == NULL) {
             evbuffer_add_printf(b, ",\"ttlMs\":0");
         }
-        if ((strstr(ep->method, "/list") != NULL
-                || strcmp(ep->method, "resources/read") == 0)
-            && omni_json_get(obj, "cacheScope") == NULL) {
+        if (hints && omni_json_get(obj, "cacheScope") == NULL) {
             evbuffer_add_printf(b, ",\"cacheScope\":\"private\"");
         }
     }
@@ -428,6 +473,91 @@ static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
     }
     evbuffer_add(b, "}}", 2);
     omni_ep_send(ep, 200, b);
+}
+
+
+/* A request's own input for a 2026-07-28 upstream (call.h's
+ * omni_mcp_call_input): the client capabilities an upstream may ask
+ * input of, and a 2026-07-28 retry's inputResponses and requestState as
+ * members of params (NULL when absent). A 2026-07-28 client's are those
+ * it declared (sampling, elicitation, roots); a legacy session's those it
+ * declared at initialize when relay is set (its tools/call, whose
+ * InputRequiredResult Omni relays to it), else none. -1 when a member
+ * has the wrong type (the client is answered). */
+static int omni_ep_input(
+    omni_ep_t *ep, int relay, const char **caps, const char **input)
+{
+    static const char *const kinds[] = {"sampling", "elicitation", "roots"};
+    static const int flags[] = {
+        OMNI_EP_SAMPLING, OMNI_EP_ELICITATION, OMNI_EP_ROOTS};
+    const omni_json_t *meta, *declared, *v, *responses, *state;
+    const char *accept = omni_req_header(ep->r, "Accept");
+    struct evbuffer *b;
+    size_t i;
+    int first = 1;
+
+    *caps = NULL;
+    *input = NULL;
+    responses = omni_json_get(ep->params, "inputResponses");
+    state = omni_json_get(ep->params, "requestState");
+    if (ep->modern && responses != NULL
+        && responses->type != OMNI_JSON_OBJECT) {
+        omni_ep_error(ep, 200, -32602,
+            "params.inputResponses: expected an object of the answers to "
+            "inputRequests",
+            NULL);
+        return -1;
+    }
+    if (ep->modern && state != NULL && state->type != OMNI_JSON_STRING) {
+        omni_ep_error(ep, 200, -32602,
+            "params.requestState: expected the string the server gave", NULL);
+        return -1;
+    }
+    if (!ep->modern
+        && (!relay || ep->session[0] == '\0' || accept == NULL
+            || strstr(accept, "text/event-stream") == NULL)) {
+        return 0;
+    }
+    meta = omni_json_get(ep->params, "_meta");
+    declared =
+        omni_json_get(meta, "io.modelcontextprotocol/clientCapabilities");
+    b = evbuffer_new();
+    if (b == NULL) {
+        return 0;
+    }
+    evbuffer_add(b, "{", 1);
+    for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        v = omni_json_get(declared, kinds[i]);
+        if (ep->modern ? v == NULL || v->type != OMNI_JSON_OBJECT
+                       : !(ep->caps & flags[i])) {
+            continue;
+        }
+        evbuffer_add_printf(b, "%s\"%s\":", first ? "" : ",", kinds[i]);
+        if (ep->modern) {
+            omni_json_write(b, v);
+        } else {
+            evbuffer_add(b, "{}", 2);
+        }
+        first = 0;
+    }
+    evbuffer_add(b, "}", 1);
+    *caps = omni_arena_strndup(&ep->r->arena,
+        (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    evbuffer_drain(b, evbuffer_get_length(b));
+    if (responses != NULL) {
+        evbuffer_add(b, "\"inputResponses\":", 17);
+        omni_json_write(b, responses);
+    }
+    if (state != NULL) {
+        evbuffer_add_printf(b, "%s\"requestState\":", responses ? "," : "");
+        omni_json_write(b, state);
+    }
+    if (ep->modern && evbuffer_get_length(b) > 0) {
+        *input = omni_arena_strndup(&ep->r->arena,
+            (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    }
+    evbuffer_free(b);
+    return 0;
 }
 
 
@@ -913,6 +1043,14 @@ static void omni_ep_tools_page(omni_req_t *r, omni_ep_t *ep)
 }
 
 
+/* Slot i of ep awaits the client's answer. */
+static int omni_ep_awaits(const omni_ep_t *ep, int i)
+{
+    return ep->asks[i].ask != NULL
+           || (ep->asks[i].key != NULL && ep->asks[i].answer == NULL);
+}
+
+
 /* The capability a request of the upstream's needs, or 0. */
 static int omni_ep_ask_cap(const char *method)
 {
@@ -937,7 +1075,9 @@ static void omni_ep_ask(
     if (cap == 0 || !(ep->caps & cap) || !ep->live || ep->gone) {
         return;
     }
-    for (i = 0; i < OMNI_EP_MAX_ASKS && ep->asks[i].ask != NULL; i++) {
+    for (i = 0; i < OMNI_EP_MAX_ASKS
+                && (ep->asks[i].ask != NULL || ep->asks[i].key != NULL);
+         i++) {
     }
     if (i == OMNI_EP_MAX_ASKS
         || omni_random_token("", 18, id, sizeof(id)) != 0) {
@@ -973,7 +1113,23 @@ static void omni_ep_ask(
 static void omni_ep_ask_answer(omni_ep_t *ep, int i, const char *text)
 {
     omni_mcp_ask_t *a = ep->asks[i].ask;
+    int j;
 
+    if (ep->asks[i].key != NULL) {
+        /* an input request's: the call is made again once all are in */
+        ep->asks[i].answer =
+            omni_arena_strndup(&ep->r->arena, text, strlen(text));
+        if (ep->asks[i].answer == NULL) {
+            ep->asks[i].answer =
+                "e{\"code\":-32603,\"message\":\"out of memory\"}";
+        }
+        for (j = 0; j < OMNI_EP_MAX_ASKS && !omni_ep_awaits(ep, j); j++) {
+        }
+        if (j == OMNI_EP_MAX_ASKS) {
+            event_active(ep->input_timer, EV_TIMEOUT, 0);
+        }
+        return;
+    }
     ep->asks[i].ask = NULL;
     if (text[0] == 'r') {
         omni_mcp_ask_answer(a, text + 1, NULL);
@@ -1053,6 +1209,20 @@ static void omni_ep_closed(void *arg)
     if (r->state == OMNI_EP_CALLING && ep->call != NULL) {
         /* re-enters the handler, which answers (to nobody) */
         omni_mcp_call_cancel(ep->call);
+    } else if (r->state == OMNI_EP_INPUT) {
+        event_active(ep->input_timer, EV_TIMEOUT, 0);
+    }
+}
+
+
+/* notifications/cancelled for a call: it ends without an answer */
+static void omni_ep_stop(omni_ep_t *ep)
+{
+    if (ep->r->state == OMNI_EP_CALLING) {
+        omni_mcp_call_cancel(ep->call);
+    } else if (ep->r->state == OMNI_EP_INPUT) {
+        ep->gone = 1;
+        event_active(ep->input_timer, EV_TIMEOUT, 0);
     }
 }
 
@@ -1074,6 +1244,186 @@ static void omni_ep_call_text_error(omni_ep_t *ep, const char *message)
 
 
 static void omni_ep_resolve(omni_req_t *r, omni_ep_t *ep);
+static void omni_ep_call_answer(omni_ep_t *ep, const omni_mcp_outcome_t *out);
+
+
+static int omni_ep_input_required(const omni_json_t *result)
+{
+    const char *type = omni_json_string(omni_json_get(result, "resultType"));
+
+    return type != NULL && strcmp(type, "input_required") == 0;
+}
+
+
+static void omni_ep_input_woken(evutil_socket_t fd, short what, void *arg)
+{
+    omni_ep_t *ep = arg;
+
+    omni_http_resume(ep->r);
+}
+
+
+/* A 2026-07-28 upstream's InputRequiredResult for a legacy session: its
+ * inputRequests go to the client on the call's stream under ids of ours,
+ * as an upstream's requests during a call do, and once every answer is in
+ * (here, or through Redis from another process) the call is made again
+ * with them as inputResponses, and the requestState. Nothing is kept but
+ * in this request. -1 when the session cannot be asked (the client then
+ * gets an error naming the result). */
+static int omni_ep_input_relay(omni_ep_t *ep, const omni_json_t *result)
+{
+    const omni_json_t *asks = omni_json_get(result, "inputRequests");
+    const omni_json_t *state = omni_json_get(result, "requestState");
+    struct timeval tv = {0, 0};
+    const char *method;
+    struct evbuffer *b;
+    char id[40];
+    size_t i, n;
+    int k = 0;
+
+    n = asks != NULL && asks->type == OMNI_JSON_OBJECT ? asks->u.obj.len : 0;
+    if (!ep->live || ep->gone || ep->rounds >= OMNI_EP_MAX_ROUNDS
+        || n > OMNI_EP_MAX_ASKS
+        || (asks != NULL && asks->type != OMNI_JSON_OBJECT)
+        || (state != NULL && state->type != OMNI_JSON_STRING)) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        method =
+            omni_json_string(omni_json_get(asks->u.obj.values[i], "method"));
+        if (method == NULL || !(ep->caps & omni_ep_ask_cap(method))) {
+            return -1;
+        }
+    }
+    if (ep->input_timer == NULL) {
+        ep->input_timer =
+            evtimer_new(omni_clients.base, omni_ep_input_woken, ep);
+    }
+    b = evbuffer_new();
+    if (ep->input_timer == NULL || b == NULL) {
+        if (b != NULL) {
+            evbuffer_free(b);
+        }
+        return -1;
+    }
+    ep->input_state = NULL;
+    if (state != NULL) {
+        evbuffer_add(b, ",\"requestState\":", 16);
+        omni_json_write(b, state);
+        ep->input_state = omni_arena_strndup(&ep->r->arena,
+            (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+        evbuffer_drain(b, evbuffer_get_length(b));
+    }
+    for (i = 0; i < n; i++, k++) {
+        while (k < OMNI_EP_MAX_ASKS && ep->asks[k].ask != NULL) {
+            k++; /* an upstream's request (a legacy one's) awaits */
+        }
+        if (k == OMNI_EP_MAX_ASKS
+            || omni_random_token("", 18, id, sizeof(id)) != 0) {
+            break;
+        }
+        snprintf(ep->asks[k].id, sizeof(ep->asks[k].id), "omni-%s", id);
+        ep->asks[k].key = asks->u.obj.keys[i];
+        ep->asks[k].answer = NULL;
+        evbuffer_add_printf(b,
+            "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"method\":", ep->asks[k].id);
+        omni_json_write(b, omni_json_get(asks->u.obj.values[i], "method"));
+        evbuffer_add(b, ",\"params\":", 10);
+        if (omni_json_get(asks->u.obj.values[i], "params") != NULL) {
+            omni_json_write(b, omni_json_get(asks->u.obj.values[i], "params"));
+        } else {
+            evbuffer_add(b, "{}", 2);
+        }
+        evbuffer_add(b, "}", 1);
+        omni_ep_stream(ep);
+        omni_ep_event(ep, b);
+    }
+    evbuffer_free(b);
+    if (i < n) {
+        /* not all could be asked: an error below, nothing left waiting */
+        for (k = 0; k < OMNI_EP_MAX_ASKS; k++) {
+            ep->asks[k].key = NULL;
+        }
+        return -1;
+    }
+    ep->rounds++;
+    ep->r->state = OMNI_EP_INPUT;
+    tv.tv_sec = n > 0 ? OMNI_EP_INPUT_WAIT_S : 0;
+    evtimer_add(ep->input_timer, &tv);
+    return 0;
+}
+
+
+/* INPUT, re-entered when every answer is in, the wait is over, or the
+ * client left or cancelled: the call is made again with the answers. */
+static void omni_ep_input_retry(omni_req_t *r, omni_ep_t *ep)
+{
+    const omni_json_t *args = omni_json_get(ep->params, "arguments");
+    const omni_mcp_outcome_t *out;
+    const char *caps, *input, *own;
+    struct evbuffer *b;
+    char msg[200];
+    int i, first = 1;
+
+    event_del(ep->input_timer);
+    if (ep->gone) {
+        omni_ep_stream(ep);
+        omni_ep_send(ep, 200, NULL);
+        return;
+    }
+    for (i = 0; i < OMNI_EP_MAX_ASKS; i++) {
+        if (ep->asks[i].key == NULL) {
+            continue;
+        }
+        if (ep->asks[i].answer == NULL || ep->asks[i].answer[0] != 'r') {
+            snprintf(msg, sizeof(msg),
+                "the MCP server's request %.64s (of its input_required "
+                "result) was %s",
+                ep->asks[i].key,
+                ep->asks[i].answer == NULL ? "not answered in time"
+                                           : "answered with an error");
+            omni_ep_error(ep, 200, -32603, msg, NULL);
+            return;
+        }
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        omni_ep_error(ep, 200, -32603, "out of memory", NULL);
+        return;
+    }
+    for (i = 0; i < OMNI_EP_MAX_ASKS; i++) {
+        if (ep->asks[i].key == NULL) {
+            continue;
+        }
+        evbuffer_add_printf(b, "%s", first ? "\"inputResponses\":{" : ",");
+        omni_json_put_string(b, ep->asks[i].key, strlen(ep->asks[i].key));
+        evbuffer_add_printf(b, ":%s", ep->asks[i].answer + 1);
+        ep->asks[i].key = NULL;
+        first = 0;
+    }
+    /* input_state opens with a comma */
+    evbuffer_add_printf(b, "%s%s", first ? "" : "}",
+        ep->input_state == NULL ? ""
+        : first                 ? ep->input_state + 1
+                                : ep->input_state);
+    input = omni_arena_strndup(&r->arena, (const char *)evbuffer_pullup(b, -1),
+        evbuffer_get_length(b));
+    evbuffer_free(b);
+    if (omni_ep_input(ep, 1, &caps, &own) != 0) {
+        return;
+    }
+    ep->call =
+        omni_mcp_call_new(r, ep->server, ep->tool, args, omni_ep_note, ep);
+    if (input == NULL || ep->call == NULL
+        || omni_mcp_call_input(ep->call, caps, input) != 0) {
+        omni_ep_error(ep, 200, -32603, "out of memory", NULL);
+        return;
+    }
+    r->state = OMNI_EP_CALLING;
+    if (omni_mcp_call_step(r, ep->call, &out)) {
+        omni_ep_call_answer(ep, out);
+    }
+}
 
 
 static void omni_ep_call_answer(omni_ep_t *ep, const omni_mcp_outcome_t *out)
@@ -1084,6 +1434,10 @@ static void omni_ep_call_answer(omni_ep_t *ep, const omni_mcp_outcome_t *out)
     switch (out->status) {
 
     case 200:
+        if (!ep->modern && omni_ep_input_required(out->result)
+            && omni_ep_input_relay(ep, out->result) == 0) {
+            return;
+        }
         omni_ep_result_json(ep, out->result);
         return;
 
@@ -1135,6 +1489,7 @@ static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
     const omni_json_t *args = omni_json_get(ep->params, "arguments");
     const omni_json_t *meta = omni_json_get(ep->params, "_meta");
     const omni_mcp_outcome_t *out;
+    const char *caps, *input;
     struct evbuffer *b;
 
     if (ep->gone) {
@@ -1147,10 +1502,13 @@ static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
             ep, 200, -32602, "params.arguments: expected an object", NULL);
         return;
     }
+    if (omni_ep_input(ep, 1, &caps, &input) != 0) {
+        return;
+    }
     ep->progress_token = omni_json_get(meta, "progressToken");
     ep->call =
         omni_mcp_call_new(r, ep->server, ep->tool, args, omni_ep_note, ep);
-    if (ep->call == NULL) {
+    if (ep->call == NULL || omni_mcp_call_input(ep->call, caps, input) != 0) {
         omni_ep_error(ep, 200, -32603, "out of memory", NULL);
         return;
     }
@@ -1295,7 +1653,7 @@ static void omni_ep_polled(redisAsyncContext *ac, void *reply, void *arg)
             }
             if (k >= 0) {
                 /* the answer is the user's: not kept in Redis longer */
-                if (ep->asks[k].ask != NULL) {
+                if (omni_ep_awaits(ep, k)) {
                     omni_ep_ask_answer(ep, k, rep->element[i]->str);
                 }
                 argv[0] = "DEL";
@@ -1305,9 +1663,7 @@ static void omni_ep_polled(redisAsyncContext *ac, void *reply, void *arg)
                 break;
             }
             omni_ep_unlive(ep);
-            if (ep->r->state == OMNI_EP_CALLING) {
-                omni_mcp_call_cancel(ep->call);
-            }
+            omni_ep_stop(ep);
             break;
         }
     }
@@ -1331,7 +1687,7 @@ static void omni_ep_poll(evutil_socket_t fd, short what, void *arg)
             if (i < 0) {
                 snprintf(keys[n], sizeof(keys[n]), "omni:mcp:cancel:%s:%s",
                     ep->session, ep->id_text);
-            } else if (ep->asks[i].ask != NULL) {
+            } else if (omni_ep_awaits(ep, i)) {
                 snprintf(keys[n], sizeof(keys[n]), "omni:mcp:answer:%s:%s",
                     ep->session, ep->asks[i].id);
             } else {
@@ -1377,9 +1733,7 @@ static int omni_ep_cancel(omni_ep_t *ep)
         if (strcmp(e->session, ep->session) == 0
             && strcmp(e->id_text, text) == 0) {
             omni_ep_unlive(e);
-            if (e->r->state == OMNI_EP_CALLING) {
-                omni_mcp_call_cancel(e->call);
-            }
+            omni_ep_stop(e);
             return -1;
         }
     }
@@ -1430,7 +1784,7 @@ static int omni_ep_answer_in(omni_ep_t *ep)
             continue;
         }
         for (i = 0; i < OMNI_EP_MAX_ASKS; i++) {
-            if (e->asks[i].ask != NULL && strcmp(e->asks[i].id, id) == 0) {
+            if (omni_ep_awaits(e, i) && strcmp(e->asks[i].id, id) == 0) {
                 omni_ep_ask_answer(e, i, text);
                 return -1;
             }
@@ -1490,7 +1844,7 @@ static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
 {
     PGresult *res = ep->res;
     struct evbuffer *b;
-    const char *name = NULL, *params;
+    const char *name = NULL, *params, *caps, *input;
     char msg[200];
     size_t i;
     int first = 1;
@@ -1507,10 +1861,15 @@ static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
         omni_ep_error(ep, 200, -32602, msg, NULL);
         return;
     }
+    /* params go on whole: a retry's inputResponses and requestState too */
+    if (omni_ep_input(ep, 0, &caps, &input) != 0) {
+        return;
+    }
     if (omni_mcp_upstream_parse(&r->arena, res, 0, &ep->u) != 0) {
         omni_ep_error(ep, 200, -32603, "the server cannot be reached", NULL);
         return;
     }
+    ep->u.target.caps = caps;
     if (!ep->u.enabled
         || !omni_breaker_allow(&ep->u.breaker, omni_mcp_now_ms(), NULL)) {
         snprintf(msg, sizeof(msg), "MCP server %s is unavailable", ep->scope);
@@ -2057,6 +2416,10 @@ void omni_mcp_endpoint_post(omni_req_t *r)
         if (omni_mcp_call_step(r, ep->call, &out)) {
             omni_ep_call_answer(ep, out);
         }
+        return;
+
+    case OMNI_EP_INPUT:
+        omni_ep_input_retry(r, ep);
         return;
 
     case OMNI_EP_BUILTIN_CALLED:
