@@ -69,7 +69,9 @@ omni_jwt_check_claims(const omni_jwt_t *jwt, time_t now, time_t leeway,
         }
 
         for (i = 0; i < nissuers; i++) {
-            if (issuers[i] != NULL && strcmp(issuers[i], jwt->text + v->str) == 0) {
+            if (issuers[i] != NULL
+                && strcmp(issuers[i], jwt->text + v->str) == 0)
+            {
                 break;
             }
         }
