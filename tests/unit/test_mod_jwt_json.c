@@ -10,6 +10,7 @@
 
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <unistd.h>
 
@@ -379,10 +380,79 @@ static void test_ecdsa_signatures_of_every_shape_verify(void)
     CHECK(high > 0 && lead > 0);
 }
 
+/* HS256/384/512 through the key's prepared HMAC context, initialised
+ * again for each token: good and tampered tokens alternate, with two keys
+ * in turn, and each answer stays exact. */
+static void test_reused_hmac_contexts_stay_exact(void)
+{
+    static const struct {
+        const char *alg;
+        omni_jwt_alg_t id;
+        const EVP_MD *(*md)(void);
+    } hs[] = {
+        {"HS256", OMNI_JWT_HS256, EVP_sha256},
+        {"HS384", OMNI_JWT_HS384, EVP_sha384},
+        {"HS512", OMNI_JWT_HS512, EVP_sha512},
+    };
+    static char tok[2][3][1000];
+    char path[2][32], secret[2][65], hdr[64], err[256];
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned maclen;
+    omni_jwt_key_t key[2];
+    const char *why;
+    size_t n;
+    int k, a, round;
+    FILE *f;
+
+    for (k = 0; k < 2; k++) {
+        memset(secret[k], 'a' + k, 64);
+        secret[k][64] = '\0';
+        strcpy(path[k], "/tmp/omni_jwt_hs_XXXXXX");
+        f = fdopen(mkstemp(path[k]), "w");
+        CHECK(f != NULL);
+        fputs(secret[k], f);
+        fclose(f);
+        CHECK_EQ_INT(omni_jwt_key_load(&key[k], path[k], "HS256,HS384,HS512",
+                         NULL, err, sizeof(err)),
+            0);
+        unlink(path[k]);
+        for (a = 0; a < 3; a++) {
+            CHECK(key[k].mac[hs[a].id] != NULL);
+            snprintf(hdr, sizeof(hdr), "{\"alg\":\"%s\"}", hs[a].alg);
+            snprintf(tok[k][a], sizeof(tok[k][a]), "%s",
+                token(hdr, "{\"sub\":\"a\"}"));
+            n = strlen(tok[k][a]) - 5;
+            HMAC(hs[a].md(), secret[k], 64, (unsigned char *)tok[k][a], n, mac,
+                &maclen);
+            tok[k][a][n] = '.';
+            b64url(tok[k][a] + n + 1, mac, maclen);
+        }
+    }
+
+    for (round = 0; round < 30; round++) {
+        k = round % 2;
+        a = round % 3;
+        CHECK_EQ_INT(omni_jwt_parse(&jwt, tok[k][a], strlen(tok[k][a]), &why),
+            OMNI_JWT_OK);
+        CHECK_EQ_INT(omni_jwt_verify(&jwt, &key[k], 1, &why), OMNI_JWT_OK);
+        CHECK_EQ_INT(omni_jwt_verify(&jwt, &key[1 - k], 1, &why),
+            OMNI_JWT_BAD_SIGNATURE);
+        jwt.sig[round % jwt.sig_len] ^= 0x10;
+        CHECK_EQ_INT(
+            omni_jwt_verify(&jwt, &key[k], 1, &why), OMNI_JWT_BAD_SIGNATURE);
+        jwt.sig[round % jwt.sig_len] ^= 0x10;
+        CHECK_EQ_INT(omni_jwt_verify(&jwt, &key[k], 1, &why), OMNI_JWT_OK);
+        omni_jwt_free(&jwt);
+    }
+    omni_jwt_key_free(&key[0]);
+    omni_jwt_key_free(&key[1]);
+}
+
 UNIT_MAIN(UNIT_TEST(test_values_and_lookups_come_from_the_nodes),
     UNIT_TEST(test_a_second_token_leaves_nothing_of_the_first),
     UNIT_TEST(test_malformed_json_is_refused_with_its_reason),
     UNIT_TEST(test_duplicates_in_large_objects_are_found),
     UNIT_TEST(test_a_token_full_of_values_fits),
     UNIT_TEST(test_nodes_beyond_the_limit_are_refused),
-    UNIT_TEST(test_ecdsa_signatures_of_every_shape_verify))
+    UNIT_TEST(test_ecdsa_signatures_of_every_shape_verify),
+    UNIT_TEST(test_reused_hmac_contexts_stay_exact))
