@@ -112,9 +112,12 @@ ngx_http_omni_jwt_verify(ngx_http_request_t *r,
     u_char                      key[SHA256_DIGEST_LENGTH];
     time_t                      now, expires;
     ngx_int_t                   rc;
-    omni_jwt_t                  jwt;
     omni_jwt_status_t           st;
     ngx_http_omni_main_conf_t  *omcf;
+
+    /* ~100 KB that parsing fills in place: one a process (a worker
+     * verifies one token at a time), off the stack */
+    static omni_jwt_t           jwt;
 
     if (token->len > OMNI_JWT_MAX_TOKEN) {
         *why = "token longer than 8192 bytes";
@@ -225,11 +228,11 @@ static ngx_int_t
 ngx_http_omni_jwt_roles(ngx_http_request_t *r, omni_jwt_t *jwt,
     const char *path, ngx_str_t *roles)
 {
-    u_char       *p;
-    char          copy[256], *dot;
-    size_t        len, i, n, count;
-    yajl_val      v, *items;
-    const char   *parts[17];
+    u_char                  *p;
+    char                     copy[256], *dot;
+    size_t                   len, i, n, count;
+    const char              *parts[17], *s;
+    const omni_json_node_t  *v, *e, *first;
 
     len = ngx_strlen(path);
 
@@ -249,15 +252,19 @@ ngx_http_omni_jwt_roles(ngx_http_request_t *r, omni_jwt_t *jwt,
 
     parts[n] = NULL;
 
-    v = yajl_tree_get(jwt->payload, parts, yajl_t_any);
+    v = omni_jwt_get(jwt, parts);
 
-    if (YAJL_IS_STRING(v)) {
-        items = &v;
+    if (v == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (v->type == OMNI_JSON_STRING) {
+        first = v;
         count = 1;
 
-    } else if (YAJL_IS_ARRAY(v)) {
-        items = v->u.array.values;
-        count = v->u.array.len;
+    } else if (v->type == OMNI_JSON_ARRAY) {
+        first = v + 1;
+        count = v->count;
 
     } else {
         return NGX_DECLINED;
@@ -265,9 +272,9 @@ ngx_http_omni_jwt_roles(ngx_http_request_t *r, omni_jwt_t *jwt,
 
     len = 0;
 
-    for (i = 0; i < count; i++) {
-        if (YAJL_IS_STRING(items[i])) {
-            len += ngx_strlen(items[i]->u.string) + 1;
+    for (e = first, i = 0; i < count; e = &jwt->nodes[e->end], i++) {
+        if (e->type == OMNI_JSON_STRING) {
+            len += e->len + 1;
         }
     }
 
@@ -278,14 +285,17 @@ ngx_http_omni_jwt_roles(ngx_http_request_t *r, omni_jwt_t *jwt,
 
     p = roles->data;
 
-    for (i = 0; i < count; i++) {
-        if (!YAJL_IS_STRING(items[i])) {
+    for (e = first, i = 0; i < count; e = &jwt->nodes[e->end], i++) {
+        if (e->type != OMNI_JSON_STRING) {
             continue;
         }
 
-        len = ngx_strlen(items[i]->u.string);
+        s = jwt->text + e->str;
 
-        if (len == 0 || ngx_strchr(items[i]->u.string, ',') != NULL) {
+        if (e->len == 0 || ngx_strlchr((u_char *) s, (u_char *) s + e->len,
+                                       ',')
+                           != NULL)
+        {
             continue;
         }
 
@@ -293,7 +303,7 @@ ngx_http_omni_jwt_roles(ngx_http_request_t *r, omni_jwt_t *jwt,
             *p++ = ',';
         }
 
-        p = ngx_cpymem(p, items[i]->u.string, len);
+        p = ngx_cpymem(p, s, e->len);
     }
 
     roles->len = p - roles->data;

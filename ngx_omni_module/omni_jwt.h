@@ -16,10 +16,14 @@
 #include <time.h>
 
 #include <openssl/evp.h>
-#include <yajl/yajl_tree.h>
 
 
 #define OMNI_JWT_MAX_TOKEN  8192      /* longer tokens are malformed */
+
+/* header and payload decoded hold at most 6141 bytes, so at most ~3072
+ * JSON values (an array "[0,0,...]" takes 2 bytes a value) */
+#define OMNI_JWT_MAX_NODES  3200
+#define OMNI_JWT_MAX_JSON   (OMNI_JWT_MAX_TOKEN / 4 * 3 + 3)
 
 
 typedef enum {
@@ -75,18 +79,61 @@ typedef struct {
 } omni_jwt_key_t;
 
 
-/* A parsed token. Pointers into the token stay valid while it does. */
+typedef enum {
+    OMNI_JSON_NULL = 0,
+    OMNI_JSON_FALSE,
+    OMNI_JSON_TRUE,
+    OMNI_JSON_NUMBER,
+    OMNI_JSON_STRING,
+    OMNI_JSON_OBJECT,
+    OMNI_JSON_ARRAY
+} omni_json_type_t;
+
+
+/*
+ * One JSON value of a parsed token. The values sit in one array in
+ * document order: a container's first member or element is the node after
+ * it, each next one at the previous one's end.
+ */
 typedef struct {
-    omni_jwt_alg_t        alg;
-    const char           *kid;            /* NUL-terminated, or NULL */
-    const unsigned char  *signing_input;  /* "header.payload", in token */
-    size_t                signing_input_len;
-    unsigned char        *sig;            /* decoded signature (malloc'd) */
-    size_t                sig_len;
-    yajl_val              header;         /* JSON objects (yajl_tree) */
-    yajl_val              payload;
-    int                   has_exp, has_nbf, has_iat;
-    double                exp, nbf, iat;  /* NumericDate, seconds */
+    uint8_t   type;       /* omni_json_type_t */
+    uint16_t  key;        /* an object member's name: offset in text */
+    uint16_t  key_len;
+    uint16_t  str;        /* a string's bytes, a number as written */
+    uint16_t  len;
+    uint16_t  count;      /* members or elements */
+    uint16_t  end;        /* index of the node after this value's last */
+} omni_json_node_t;
+
+
+/*
+ * A parsed token. Pointers into the token stay valid while it does; the
+ * rest lives in the structure itself (no allocation per token, and only
+ * the few fields above the buffers are ever cleared), so it is large: a
+ * process keeps one, or one on a stack.
+ */
+typedef struct {
+    omni_jwt_alg_t           alg;
+    const char              *kid;            /* NUL-terminated, or NULL */
+    const unsigned char     *signing_input;  /* "header.payload", in token */
+    size_t                   signing_input_len;
+    unsigned char           *sig;            /* decoded signature, or NULL */
+    size_t                   sig_len;
+    const omni_json_node_t  *header;         /* JSON objects, or NULL */
+    const omni_json_node_t  *payload;
+    int                      has_exp, has_nbf, has_iat;
+    double                   exp, nbf, iat;  /* NumericDate, seconds */
+
+    size_t                   nnodes;
+    size_t                   ntext;
+    omni_json_node_t         nodes[OMNI_JWT_MAX_NODES];
+    /* strings and numbers, each NUL-terminated (JSON text never grows
+     * when unescaped; numbers and "" gain their NUL) */
+    char                     text[2 * OMNI_JWT_MAX_JSON];
+    unsigned char            sigbuf[OMNI_JWT_MAX_JSON];
+    unsigned char            json[OMNI_JWT_MAX_JSON];  /* a segment decoded */
+    /* yajl's own memory while it parses, then the duplicate check's */
+    unsigned char            arena[24576];
 } omni_jwt_t;
 
 
@@ -208,6 +255,15 @@ omni_jwt_status_t omni_jwt_check_claims(const omni_jwt_t *jwt, time_t now,
  */
 int omni_jwt_claim(const omni_jwt_t *jwt, const char *path, char *buf,
     size_t buflen);
+
+/*
+ * The payload's value at parts (a NULL-terminated list of member names,
+ * one a level), as yajl_tree_get() finds it; NULL when absent. A value's
+ * text is jwt->text + node->str; an array's elements start at node + 1,
+ * each next one at jwt->nodes + element->end.
+ */
+const omni_json_node_t *omni_jwt_get(const omni_jwt_t *jwt,
+    const char *const *parts);
 
 void omni_jwt_free(omni_jwt_t *jwt);
 

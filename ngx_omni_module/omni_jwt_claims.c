@@ -13,9 +13,9 @@
 
 
 static int omni_jwt_append(char *buf, size_t size, size_t *pos,
-    const char *s);
-static int omni_jwt_append_scalar(char *buf, size_t size, size_t *pos,
-    yajl_val v);
+    const char *s, size_t n);
+static int omni_jwt_append_scalar(const omni_jwt_t *jwt, char *buf,
+    size_t size, size_t *pos, const omni_json_node_t *v);
 
 
 omni_jwt_status_t
@@ -23,12 +23,12 @@ omni_jwt_check_claims(const omni_jwt_t *jwt, time_t now, time_t leeway,
     const char *const *issuers, size_t nissuers,
     const char *const *audiences, size_t naudiences, const char **why)
 {
-    int                 found;
-    size_t              i, j;
-    double              t, lw;
-    yajl_val            v, e;
-    const char         *w;
-    omni_jwt_status_t   rc;
+    int                      found;
+    size_t                   i, j;
+    double                   t, lw;
+    const char              *w;
+    omni_jwt_status_t        rc;
+    const omni_json_node_t  *v, *e;
 
     if (jwt->payload == NULL) {
         rc = OMNI_JWT_MALFORMED;
@@ -60,16 +60,18 @@ omni_jwt_check_claims(const omni_jwt_t *jwt, time_t now, time_t leeway,
     }
 
     if (nissuers > 0) {
-        v = omni_jwt_member(jwt->payload, "iss", 3);
+        v = omni_jwt_node_member(jwt, jwt->payload, "iss", 3);
 
-        if (!YAJL_IS_STRING(v)) {
+        if (v == NULL || v->type != OMNI_JSON_STRING) {
             rc = OMNI_JWT_WRONG_ISSUER;
             w = "iss claim missing";
             goto done;
         }
 
         for (i = 0; i < nissuers; i++) {
-            if (issuers[i] != NULL && strcmp(issuers[i], v->u.string) == 0) {
+            if (issuers[i] != NULL
+                && strcmp(issuers[i], jwt->text + v->str) == 0)
+            {
                 break;
             }
         }
@@ -82,25 +84,27 @@ omni_jwt_check_claims(const omni_jwt_t *jwt, time_t now, time_t leeway,
     }
 
     if (naudiences > 0) {
-        v = omni_jwt_member(jwt->payload, "aud", 3);
+        v = omni_jwt_node_member(jwt, jwt->payload, "aud", 3);
         found = 0;
 
-        if (YAJL_IS_STRING(v)) {
+        if (v != NULL && v->type == OMNI_JSON_STRING) {
             for (i = 0; i < naudiences && !found; i++) {
                 found = (audiences[i] != NULL
-                         && strcmp(audiences[i], v->u.string) == 0);
+                         && strcmp(audiences[i], jwt->text + v->str) == 0);
             }
 
-        } else if (YAJL_IS_ARRAY(v)) {
-            for (j = 0; j < v->u.array.len && !found; j++) {
-                e = v->u.array.values[j];
-                if (!YAJL_IS_STRING(e)) {
+        } else if (v != NULL && v->type == OMNI_JSON_ARRAY) {
+            for (e = v + 1, j = 0; j < v->count && !found;
+                 e = &jwt->nodes[e->end], j++)
+            {
+                if (e->type != OMNI_JSON_STRING) {
                     continue;
                 }
 
                 for (i = 0; i < naudiences && !found; i++) {
                     found = (audiences[i] != NULL
-                             && strcmp(audiences[i], e->u.string) == 0);
+                             && strcmp(audiences[i], jwt->text + e->str)
+                                == 0);
                 }
             }
 
@@ -117,9 +121,9 @@ omni_jwt_check_claims(const omni_jwt_t *jwt, time_t now, time_t leeway,
         }
     }
 
-    v = omni_jwt_member(jwt->payload, "sub", 3);
+    v = omni_jwt_node_member(jwt, jwt->payload, "sub", 3);
 
-    if (!YAJL_IS_STRING(v) || v->u.string[0] == '\0') {
+    if (v == NULL || v->type != OMNI_JSON_STRING || v->len == 0) {
         rc = OMNI_JWT_MALFORMED;
         w = "sub claim missing";
         goto done;
@@ -138,15 +142,14 @@ done:
 }
 
 
-/* Appends s unless it would not fit or holds a control character (the text
- * goes into upstream request headers). */
+/* Appends n bytes of s unless they would not fit or hold a control
+ * character (the text goes into upstream request headers). */
 
 static int
-omni_jwt_append(char *buf, size_t size, size_t *pos, const char *s)
+omni_jwt_append(char *buf, size_t size, size_t *pos, const char *s,
+    size_t n)
 {
-    size_t  i, n;
-
-    n = strlen(s);
+    size_t  i;
 
     for (i = 0; i < n; i++) {
         if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f) {
@@ -158,25 +161,26 @@ omni_jwt_append(char *buf, size_t size, size_t *pos, const char *s)
         return -1;
     }
 
-    memcpy(buf + *pos, s, n + 1);
+    memcpy(buf + *pos, s, n);
     *pos += n;
+    buf[*pos] = '\0';
 
     return 0;
 }
 
 
 static int
-omni_jwt_append_scalar(char *buf, size_t size, size_t *pos, yajl_val v)
+omni_jwt_append_scalar(const omni_jwt_t *jwt, char *buf, size_t size,
+    size_t *pos, const omni_json_node_t *v)
 {
     switch (v->type) {
-    case yajl_t_string:
-        return omni_jwt_append(buf, size, pos, v->u.string);
-    case yajl_t_number:
-        return omni_jwt_append(buf, size, pos, v->u.number.r);
-    case yajl_t_true:
-        return omni_jwt_append(buf, size, pos, "true");
-    case yajl_t_false:
-        return omni_jwt_append(buf, size, pos, "false");
+    case OMNI_JSON_STRING:
+    case OMNI_JSON_NUMBER:
+        return omni_jwt_append(buf, size, pos, jwt->text + v->str, v->len);
+    case OMNI_JSON_TRUE:
+        return omni_jwt_append(buf, size, pos, "true", 4);
+    case OMNI_JSON_FALSE:
+        return omni_jwt_append(buf, size, pos, "false", 5);
     default:
         return -1;
     }
@@ -187,9 +191,9 @@ int
 omni_jwt_claim(const omni_jwt_t *jwt, const char *path, char *buf,
     size_t buflen)
 {
-    size_t       i, pos, seg;
-    yajl_val     v, w;
-    const char  *p, *dot;
+    size_t                   i, pos, seg;
+    const char              *p, *dot;
+    const omni_json_node_t  *v, *w;
 
     if (buflen == 0 || buf == NULL) {
         return -1;
@@ -216,7 +220,7 @@ omni_jwt_claim(const omni_jwt_t *jwt, const char *path, char *buf,
         /* a member named by the whole rest ("https://x.example/roles")
          * wins over descending at its first dot */
 
-        w = omni_jwt_member(v, p, strlen(p));
+        w = omni_jwt_node_member(jwt, v, p, strlen(p));
         if (w != NULL) {
             v = w;
             break;
@@ -232,8 +236,8 @@ omni_jwt_claim(const omni_jwt_t *jwt, const char *path, char *buf,
             return -1;
         }
 
-        v = omni_jwt_member(v, p, seg);
-        if (!YAJL_IS_OBJECT(v)) {
+        v = omni_jwt_node_member(jwt, v, p, seg);
+        if (v == NULL || v->type != OMNI_JSON_OBJECT) {
             return -1;
         }
 
@@ -242,19 +246,17 @@ omni_jwt_claim(const omni_jwt_t *jwt, const char *path, char *buf,
 
     pos = 0;
 
-    if (YAJL_IS_ARRAY(v)) {
-        for (i = 0; i < v->u.array.len; i++) {
-            if ((i > 0 && omni_jwt_append(buf, buflen, &pos, ",") != 0)
-                || omni_jwt_append_scalar(buf, buflen, &pos,
-                                          v->u.array.values[i])
-                   != 0)
+    if (v->type == OMNI_JSON_ARRAY) {
+        for (w = v + 1, i = 0; i < v->count; w = &jwt->nodes[w->end], i++) {
+            if ((i > 0 && omni_jwt_append(buf, buflen, &pos, ",", 1) != 0)
+                || omni_jwt_append_scalar(jwt, buf, buflen, &pos, w) != 0)
             {
                 buf[0] = '\0';
                 return -1;
             }
         }
 
-    } else if (omni_jwt_append_scalar(buf, buflen, &pos, v) != 0) {
+    } else if (omni_jwt_append_scalar(jwt, buf, buflen, &pos, v) != 0) {
         buf[0] = '\0';
         return -1;
     }

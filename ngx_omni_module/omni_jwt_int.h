@@ -90,5 +90,15 @@ int omni_jwt_json_scan(const unsigned char *p, size_t n,
     const char **why);
 int omni_jwt_json_dups(yajl_val v);
 
+#define OMNI_JWT_JSON_OK    0
+#define OMNI_JWT_JSON_BAD   1     /* not JSON */
+#define OMNI_JWT_JSON_DUP   2     /* a member name twice in an object */
+#define OMNI_JWT_JSON_FULL  3     /* beyond the token's nodes or text */
+
+int omni_jwt_json_parse(omni_jwt_t *jwt, const unsigned char *p, size_t len,
+    const omni_json_node_t **root);
+const omni_json_node_t *omni_jwt_node_member(const omni_jwt_t *jwt,
+    const omni_json_node_t *obj, const char *name, size_t len);
+
 
 #endif /* OMNI_JWT_INT_H_INCLUDED_ */

@@ -4,7 +4,9 @@
  */
 
 
+#include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,11 +15,12 @@
 
 
 static int omni_jwt_strcaseeq(const char *a, const char *b);
-static omni_jwt_status_t omni_jwt_decode_json(const char *seg, size_t len,
-    yajl_val *out, const char *what, const char **why);
+static omni_jwt_status_t omni_jwt_decode_json(omni_jwt_t *jwt,
+    const char *seg, size_t len, const omni_json_node_t **out,
+    const char *what, const char **why);
 static omni_jwt_status_t omni_jwt_parse_header(omni_jwt_t *jwt,
     const char **why);
-static omni_jwt_status_t omni_jwt_numeric(yajl_val payload,
+static omni_jwt_status_t omni_jwt_numeric(omni_jwt_t *jwt,
     const char *name, int *has, double *value, const char **why);
 
 
@@ -52,13 +55,12 @@ omni_jwt_strcaseeq(const char *a, const char *b)
  * and the static reasons below name it. */
 
 static omni_jwt_status_t
-omni_jwt_decode_json(const char *seg, size_t len, yajl_val *out,
-    const char *what, const char **why)
+omni_jwt_decode_json(omni_jwt_t *jwt, const char *seg, size_t len,
+    const omni_json_node_t **out, const char *what, const char **why)
 {
-    int             hdr, rc;
-    size_t          n;
-    yajl_val        v;
-    unsigned char  *buf;
+    int                      hdr, rc;
+    size_t                   n;
+    const omni_json_node_t  *v;
 
     hdr = (what[0] == 'h');
     *out = NULL;
@@ -68,46 +70,36 @@ omni_jwt_decode_json(const char *seg, size_t len, yajl_val *out,
         return OMNI_JWT_MALFORMED;
     }
 
-    buf = malloc(len / 4 * 3 + 3);
-    if (buf == NULL) {
-        *why = "out of memory";
-        return OMNI_JWT_MALFORMED;
-    }
-
-    if (omni_jwt_base64url_decode(buf, &n, seg, len) != 0) {
-        free(buf);
+    if (len / 4 * 3 + 3 > sizeof(jwt->json)
+        || omni_jwt_base64url_decode(jwt->json, &n, seg, len) != 0)
+    {
         *why = hdr ? "header is not base64url" : "payload is not base64url";
         return OMNI_JWT_MALFORMED;
     }
 
-    if (omni_jwt_json_scan(buf, n, why) != 0) {
-        free(buf);
+    if (omni_jwt_json_scan(jwt->json, n, why) != 0) {
         return OMNI_JWT_MALFORMED;
     }
 
-    buf[n] = '\0';
-    v = yajl_tree_parse((const char *) buf, NULL, 0);
-    free(buf);
+    rc = omni_jwt_json_parse(jwt, jwt->json, n, &v);
 
-    if (v == NULL) {
-        *why = hdr ? "header is not JSON" : "payload is not JSON";
+    if (rc == OMNI_JWT_JSON_BAD || rc == OMNI_JWT_JSON_FULL) {
+        *why = (rc == OMNI_JWT_JSON_FULL) ? "JSON too large"
+               : hdr ? "header is not JSON" : "payload is not JSON";
         return OMNI_JWT_MALFORMED;
     }
 
     *out = v;
 
-    if (!YAJL_IS_OBJECT(v)) {
+    if (v->type != OMNI_JSON_OBJECT) {
         *why = hdr ? "header is not a JSON object"
                    : "payload is not a JSON object";
         return OMNI_JWT_MALFORMED;
     }
 
-    rc = omni_jwt_json_dups(v);
-
-    if (rc != 0) {
-        *why = (rc < 0) ? "out of memory"
-               : hdr ? "duplicate member in header"
-                     : "duplicate member in payload";
+    if (rc == OMNI_JWT_JSON_DUP) {
+        *why = hdr ? "duplicate member in header"
+                   : "duplicate member in payload";
         return OMNI_JWT_MALFORMED;
     }
 
@@ -118,22 +110,23 @@ omni_jwt_decode_json(const char *seg, size_t len, yajl_val *out,
 static omni_jwt_status_t
 omni_jwt_parse_header(omni_jwt_t *jwt, const char **why)
 {
-    int       alg;
-    yajl_val  v;
+    int                      alg;
+    const char              *t;
+    const omni_json_node_t  *v;
 
-    v = omni_jwt_member(jwt->header, "alg", 3);
+    v = omni_jwt_node_member(jwt, jwt->header, "alg", 3);
 
     if (v == NULL) {
         *why = "alg missing";
         return OMNI_JWT_MALFORMED;
     }
 
-    if (!YAJL_IS_STRING(v)) {
+    if (v->type != OMNI_JSON_STRING) {
         *why = "unsupported alg";
         return OMNI_JWT_MALFORMED;
     }
 
-    alg = omni_jwt_alg_parse(v->u.string, strlen(v->u.string));
+    alg = omni_jwt_alg_parse(jwt->text + v->str, v->len);
 
     if (alg < 0) {
         *why = "unsupported alg";
@@ -142,35 +135,37 @@ omni_jwt_parse_header(omni_jwt_t *jwt, const char **why)
 
     jwt->alg = (omni_jwt_alg_t) alg;
 
-    if (omni_jwt_member(jwt->header, "crit", 4) != NULL) {
+    if (omni_jwt_node_member(jwt, jwt->header, "crit", 4) != NULL) {
         *why = "crit header not supported";
         return OMNI_JWT_MALFORMED;
     }
 
-    v = omni_jwt_member(jwt->header, "kid", 3);
+    v = omni_jwt_node_member(jwt, jwt->header, "kid", 3);
 
     if (v != NULL) {
-        if (!YAJL_IS_STRING(v)) {
+        if (v->type != OMNI_JSON_STRING) {
             *why = "kid is not a string";
             return OMNI_JWT_MALFORMED;
         }
 
-        if (strlen(v->u.string) > OMNI_JWT_MAX_KID) {
+        if (v->len > OMNI_JWT_MAX_KID) {
             *why = "kid too long";
             return OMNI_JWT_MALFORMED;
         }
 
-        jwt->kid = v->u.string;
+        jwt->kid = jwt->text + v->str;
     }
 
-    v = omni_jwt_member(jwt->header, "typ", 3);
+    v = omni_jwt_node_member(jwt, jwt->header, "typ", 3);
 
     if (v != NULL) {
-        if (!YAJL_IS_STRING(v)
-            || !(omni_jwt_strcaseeq(v->u.string, "JWT")
-                 || omni_jwt_strcaseeq(v->u.string, "application/jwt")
-                 || omni_jwt_strcaseeq(v->u.string, "at+jwt")
-                 || omni_jwt_strcaseeq(v->u.string, "application/at+jwt")))
+        t = jwt->text + v->str;
+
+        if (v->type != OMNI_JSON_STRING
+            || !(omni_jwt_strcaseeq(t, "JWT")
+                 || omni_jwt_strcaseeq(t, "application/jwt")
+                 || omni_jwt_strcaseeq(t, "at+jwt")
+                 || omni_jwt_strcaseeq(t, "application/at+jwt")))
         {
             *why = "unsupported typ";
             return OMNI_JWT_MALFORMED;
@@ -182,20 +177,35 @@ omni_jwt_parse_header(omni_jwt_t *jwt, const char **why)
 
 
 static omni_jwt_status_t
-omni_jwt_numeric(yajl_val payload, const char *name, int *has,
+omni_jwt_numeric(omni_jwt_t *jwt, const char *name, int *has,
     double *value, const char **why)
 {
-    yajl_val  v;
+    char                    *end;
+    double                   d;
+    const omni_json_node_t  *v;
 
-    v = omni_jwt_member(payload, name, strlen(name));
+    v = omni_jwt_node_member(jwt, jwt->payload, name, strlen(name));
 
     if (v == NULL) {
         return OMNI_JWT_OK;
     }
 
-    /* yajl leaves DOUBLE_VALID unset on overflow and underflow (1e999) */
+    /* as yajl_tree: a number strtod() takes whole, without ERANGE (1e999,
+     * 1e-999) */
 
-    if (!YAJL_IS_DOUBLE(v) || !isfinite(v->u.number.d)) {
+    d = 0;
+
+    if (v->type == OMNI_JSON_NUMBER) {
+        errno = 0;
+        end = NULL;
+        d = strtod(jwt->text + v->str, &end);
+
+        if (errno != 0 || end == NULL || *end != '\0') {
+            d = NAN;
+        }
+    }
+
+    if (v->type != OMNI_JSON_NUMBER || !isfinite(d)) {
         *why = (name[0] == 'e') ? "exp is not a number"
                : (name[0] == 'n') ? "nbf is not a number"
                                   : "iat is not a number";
@@ -203,7 +213,7 @@ omni_jwt_numeric(yajl_val payload, const char *name, int *has,
     }
 
     *has = 1;
-    *value = v->u.number.d;
+    *value = d;
 
     return OMNI_JWT_OK;
 }
@@ -214,10 +224,10 @@ omni_jwt_parse(omni_jwt_t *jwt, const char *token, size_t len,
     const char **why)
 {
     size_t              i, dots[2], ndots, slen;
-    const char         *w;
+    const char         *w, *dot;
     omni_jwt_status_t   rc;
 
-    memset(jwt, 0, sizeof(*jwt));
+    omni_jwt_free(jwt);
     dots[0] = 0;
     dots[1] = 0;
     jwt->alg = OMNI_JWT_NALGS;
@@ -236,15 +246,20 @@ omni_jwt_parse(omni_jwt_t *jwt, const char *token, size_t len,
     }
 
     ndots = 0;
+    i = 0;
 
-    for (i = 0; i < len; i++) {
-        if (token[i] == '.') {
-            if (ndots == 2) {
-                ndots++;
-                break;
-            }
-            dots[ndots++] = i;
+    while (ndots < 3) {
+        dot = memchr(token + i, '.', len - i);
+        if (dot == NULL) {
+            break;
         }
+
+        if (ndots < 2) {
+            dots[ndots] = (size_t) (dot - token);
+        }
+
+        ndots++;
+        i = (size_t) (dot - token) + 1;
     }
 
     if (ndots != 2) {
@@ -261,7 +276,8 @@ omni_jwt_parse(omni_jwt_t *jwt, const char *token, size_t len,
         goto done;
     }
 
-    rc = omni_jwt_decode_json(token, dots[0], &jwt->header, "header", &w);
+    rc = omni_jwt_decode_json(jwt, token, dots[0], &jwt->header, "header",
+                              &w);
     if (rc != OMNI_JWT_OK) {
         goto done;
     }
@@ -271,40 +287,35 @@ omni_jwt_parse(omni_jwt_t *jwt, const char *token, size_t len,
         goto done;
     }
 
-    rc = omni_jwt_decode_json(token + dots[0] + 1, dots[1] - dots[0] - 1,
-                              &jwt->payload, "payload", &w);
+    rc = omni_jwt_decode_json(jwt, token + dots[0] + 1,
+                              dots[1] - dots[0] - 1, &jwt->payload,
+                              "payload", &w);
     if (rc != OMNI_JWT_OK) {
         goto done;
     }
 
-    rc = omni_jwt_numeric(jwt->payload, "exp", &jwt->has_exp, &jwt->exp, &w);
+    rc = omni_jwt_numeric(jwt, "exp", &jwt->has_exp, &jwt->exp, &w);
     if (rc == OMNI_JWT_OK) {
-        rc = omni_jwt_numeric(jwt->payload, "nbf", &jwt->has_nbf, &jwt->nbf,
-                              &w);
+        rc = omni_jwt_numeric(jwt, "nbf", &jwt->has_nbf, &jwt->nbf, &w);
     }
     if (rc == OMNI_JWT_OK) {
-        rc = omni_jwt_numeric(jwt->payload, "iat", &jwt->has_iat, &jwt->iat,
-                              &w);
+        rc = omni_jwt_numeric(jwt, "iat", &jwt->has_iat, &jwt->iat, &w);
     }
     if (rc != OMNI_JWT_OK) {
         goto done;
     }
 
-    jwt->sig = malloc(slen / 4 * 3 + 3);
-    if (jwt->sig == NULL) {
-        w = "out of memory";
-        rc = OMNI_JWT_MALFORMED;
-        goto done;
-    }
-
-    if (omni_jwt_base64url_decode(jwt->sig, &jwt->sig_len,
-                                  token + dots[1] + 1, slen)
-        != 0)
+    if (slen / 4 * 3 + 3 > sizeof(jwt->sigbuf)
+        || omni_jwt_base64url_decode(jwt->sigbuf, &jwt->sig_len,
+                                     token + dots[1] + 1, slen)
+           != 0)
     {
         w = "signature is not base64url";
         rc = OMNI_JWT_MALFORMED;
         goto done;
     }
+
+    jwt->sig = jwt->sigbuf;
 
     jwt->signing_input = (const unsigned char *) token;
     jwt->signing_input_len = dots[1];
@@ -327,6 +338,9 @@ done:
 }
 
 
+/* Clears what a parse sets: the buffers after the fields are left as they
+ * are (only the nodes and text counted in use are ever read). */
+
 void
 omni_jwt_free(omni_jwt_t *jwt)
 {
@@ -334,10 +348,6 @@ omni_jwt_free(omni_jwt_t *jwt)
         return;
     }
 
-    yajl_tree_free(jwt->header);
-    yajl_tree_free(jwt->payload);
-    free(jwt->sig);
-
-    memset(jwt, 0, sizeof(*jwt));
+    memset(jwt, 0, offsetof(omni_jwt_t, nodes));
     jwt->alg = OMNI_JWT_NALGS;
 }

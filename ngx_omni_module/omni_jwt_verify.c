@@ -9,9 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bn.h>
 #include <openssl/crypto.h>
-#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -25,6 +23,8 @@ static int omni_jwt_hmac(const omni_jwt_key_t *key, const omni_jwt_t *jwt,
     unsigned char *mac, unsigned int *mac_len);
 static int omni_jwt_verify_one(const omni_jwt_t *jwt,
     const omni_jwt_key_t *key);
+static size_t omni_jwt_der_int(unsigned char *out, const unsigned char *p,
+    size_t n);
 static int omni_jwt_verify_pkey(const omni_jwt_t *jwt,
     const omni_jwt_key_t *key,
     const unsigned char *sig, size_t sig_len);
@@ -95,8 +95,10 @@ omni_jwt_verify(const omni_jwt_t *jwt, const omni_jwt_key_t *keys,
 }
 
 
-/* HMAC of the signing input, from the key's prepared context if it has
- * one. 1 on success. */
+/* HMAC of the signing input, with the key's prepared context when it has
+ * one: initialised again in place (a NULL key keeps the secret set at
+ * load), so a token costs no context copy; a copy only if that fails. 1
+ * on success. */
 
 static int
 omni_jwt_hmac(const omni_jwt_key_t *key, const omni_jwt_t *jwt,
@@ -104,24 +106,33 @@ omni_jwt_hmac(const omni_jwt_key_t *key, const omni_jwt_t *jwt,
 {
     int           ok;
     size_t        len;
-    EVP_MAC_CTX  *ctx;
+    EVP_MAC_CTX  *ctx, *copy;
 
-    if (key->mac[jwt->alg] == NULL) {
+    ctx = key->mac[jwt->alg];
+
+    if (ctx == NULL) {
         return HMAC(omni_jwt_md(jwt->alg), key->secret,
                     (int) key->secret_len, jwt->signing_input,
                     jwt->signing_input_len, mac, mac_len)
                != NULL;
     }
 
-    ctx = EVP_MAC_CTX_dup(key->mac[jwt->alg]);
-    if (ctx == NULL) {
-        return 0;
+    copy = NULL;
+    len = 0;
+
+    if (EVP_MAC_init(ctx, NULL, 0, NULL) != 1) {
+        copy = EVP_MAC_CTX_dup(ctx);
+        if (copy == NULL) {
+            return 0;
+        }
+
+        ctx = copy;
     }
 
     ok = EVP_MAC_update(ctx, jwt->signing_input, jwt->signing_input_len) == 1
          && EVP_MAC_final(ctx, mac, &len, EVP_MAX_MD_SIZE) == 1;
 
-    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_CTX_free(copy);
     *mac_len = (unsigned int) len;
 
     return ok;
@@ -196,26 +207,48 @@ omni_jwt_verify_one(const omni_jwt_t *jwt, const omni_jwt_key_t *key)
 }
 
 
+/* One unsigned big-endian integer as a DER INTEGER (no leading zero
+ * bytes but one when the high bit is set); its length. n is at most 66. */
+
+static size_t
+omni_jwt_der_int(unsigned char *out, const unsigned char *p, size_t n)
+{
+    size_t  pad;
+
+    while (n > 1 && *p == 0) {
+        p++;
+        n--;
+    }
+
+    pad = (*p & 0x80) ? 1 : 0;
+
+    out[0] = 0x02;
+    out[1] = (unsigned char) (n + pad);
+    out[2] = 0;
+    memcpy(out + 2 + pad, p, n);
+
+    return 2 + pad + n;
+}
+
+
 static int
 omni_jwt_verify_pkey(const omni_jwt_t *jwt, const omni_jwt_key_t *key,
     const unsigned char *sig, size_t sig_len)
 {
     EVP_PKEY                   *pkey = key->pkey;
-    int                         ok, der_len;
-    BIGNUM                     *r, *s;
-    ECDSA_SIG                  *esig;
+    int                         ok;
+    size_t                      n, h;
     EVP_MD_CTX                 *mctx;
     EVP_PKEY_CTX               *pctx;
     const EVP_MD               *md;
     unsigned int                dlen;
-    unsigned char              *der;
     const omni_jwt_alg_info_t  *a;
     unsigned char               dgst[EVP_MAX_MD_SIZE];
+    unsigned char               ints[2 * 69], der[2 * 69 + 3];
 
     a = &omni_jwt_algs[jwt->alg];
     md = omni_jwt_md(jwt->alg);
     mctx = NULL;
-    der = NULL;
     ok = 0;
 
     switch (a->family) {
@@ -234,28 +267,28 @@ omni_jwt_verify_pkey(const omni_jwt_t *jwt, const omni_jwt_key_t *key,
             return 0;
         }
 
-        esig = ECDSA_SIG_new();
-        r = BN_bin2bn(sig, (int) a->coord, NULL);
-        s = BN_bin2bn(sig + a->coord, (int) a->coord, NULL);
+        /* SEQUENCE { INTEGER r, INTEGER s }, on the stack: no
+         * BIGNUM or ECDSA_SIG a token */
 
-        if (esig == NULL || r == NULL || s == NULL
-            || ECDSA_SIG_set0(esig, r, s) != 1)
-        {
-            BN_free(r);
-            BN_free(s);
-            ECDSA_SIG_free(esig);
-            return 0;
+        n = omni_jwt_der_int(ints, sig, a->coord);
+        n += omni_jwt_der_int(ints + n, sig + a->coord, a->coord);
+
+        der[0] = 0x30;
+
+        if (n < 0x80) {
+            der[1] = (unsigned char) n;
+            h = 2;
+
+        } else {
+            der[1] = 0x81;
+            der[2] = (unsigned char) n;
+            h = 3;
         }
 
-        der_len = i2d_ECDSA_SIG(esig, &der);
-        ECDSA_SIG_free(esig);
-
-        if (der_len <= 0) {
-            return 0;
-        }
+        memcpy(der + h, ints, n);
 
         sig = der;
-        sig_len = (size_t) der_len;
+        sig_len = h + n;
         break;
 
     default:
@@ -321,7 +354,6 @@ verify:
 done:
 
     EVP_MD_CTX_free(mctx);
-    OPENSSL_free(der);
 
     return ok;
 }

@@ -16,6 +16,7 @@ declare -A SOURCES=(
     [jsonrpc]="worker/src/lib/arena.c worker/src/lib/json.c worker/src/lib/jsonrpc.c"
     [jwt]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
     [jwks]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
+    [jwt_json]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
     [sse]="worker/src/lib/sse.c"
     [vectors]="worker/src/lib/arena.c worker/src/lib/json.c worker/src/services/memory/vectors.c"
     [wire]="worker/src/services/chat/wire.c worker/src/lib/sse.c worker/src/lib/json.c worker/src/lib/arena.c"
@@ -27,10 +28,12 @@ declare -A PKGS=(
     [wire]="libevent yajl"
     [jwt]="yajl libcrypto"
     [jwks]="yajl libcrypto"
+    [jwt_json]="yajl libcrypto"
 )
 declare -A INCLUDES=(
     [jwt]="-Ingx_omni_module"
     [jwks]="-Ingx_omni_module"
+    [jwt_json]="-Ingx_omni_module"
 )
 
 CC=${FUZZ_CC:-clang}
