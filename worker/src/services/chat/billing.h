@@ -11,7 +11,13 @@
 #include "lib/json.h"
 #include "io/outbound.h"
 #include "http/http.h"
+#include "services/chat/limits.h"
 #include "services/chat/wire.h"
+
+/* The generation of the LLM gateway's admin state (providers, models,
+ * prices, aliases, budgets, key limits): bumped after every change, so a
+ * plan cached under an older one is planned again. */
+#define OMNI_LLM_GEN_KEY "omni:llm:gen"
 
 /* One provider target of a model, in fallback order. */
 typedef struct {
@@ -77,6 +83,20 @@ const char *omni_billing_key(omni_arena_t *a, const omni_llm_target_t *g);
 /* Sends the reservation of b; r is resumed with b->reply set. 0, or -1
  * when it could not be sent. */
 int omni_budgets_reserve(omni_budgets_t *b, omni_req_t *r);
+
+/* The admission of a call in one Redis script: the generation, the key's
+ * limits l (tokens taken: tokens) and the budgets b, taken only when all
+ * allow and gen is the current generation (gen < 0: not checked). r is
+ * resumed with *reply: 0 taken (l->pending, b->reserved set), 1 or 2 the
+ * key's tokens or requests over (l->retry_after), 3 b->keys[b->reply - 1]
+ * over, 4 stale (nothing taken; *cur the current generation), -1 Redis
+ * unavailable. 0, or -1 when it could not be sent. */
+int omni_llm_admit(omni_budgets_t *b, omni_llm_limits_t *l, int64_t tokens,
+    int64_t gen, int64_t *cur, int *reply, omni_req_t *r);
+
+/* INCRs the generation (after an admin change in Postgres); r is resumed
+ * when Redis has it. 0, or -1 when it could not be sent. */
+int omni_llm_gen_bump(omni_req_t *r);
 
 /* Gives back what was reserved and not billed (never waits). */
 void omni_budgets_settle(omni_budgets_t *b);
