@@ -519,9 +519,8 @@ static void omni_llm_admitted(redisAsyncContext *c, void *reply, void *arg)
         break;
     case 1:
     case 2:
-        wt->l->retry_after = rep->element[1]->integer < 1
-                                 ? 1
-                                 : (int)rep->element[1]->integer;
+        wt->l->retry_after =
+            rep->element[1]->integer < 1 ? 1 : (int)rep->element[1]->integer;
         break;
     case 3:
         wt->b->reply = (int)rep->element[1]->integer;
@@ -593,8 +592,8 @@ static void omni_llm_gen_bumped(redisAsyncContext *c, void *reply, void *arg)
     redisReply *rep = reply;
 
     if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
-        omni_log(OMNI_LOG_WARN,
-            "LLM plans not invalidated: Redis unavailable", NULL);
+        omni_log(OMNI_LOG_WARN, "LLM plans not invalidated: Redis unavailable",
+            NULL);
     }
     omni_http_resume(arg);
 }
@@ -602,8 +601,8 @@ static void omni_llm_gen_bumped(redisAsyncContext *c, void *reply, void *arg)
 
 int omni_llm_gen_bump(omni_req_t *r)
 {
-    return omni_redis_command(omni_clients.redis, omni_llm_gen_bumped, r,
-        "INCR " OMNI_LLM_GEN_KEY);
+    return omni_redis_command(
+        omni_clients.redis, omni_llm_gen_bumped, r, "INCR " OMNI_LLM_GEN_KEY);
 }
 
 

@@ -111,7 +111,7 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
         int status;
         const char *body;
         size_t len;
-    } *a;
+    } * a;
     char limit[16];
     int n, status;
 

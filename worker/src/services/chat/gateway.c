@@ -134,8 +134,7 @@ static void omni_gw_first_byte(omni_gw_t *t)
         "\"admitted_us\":%llu,\"sent_us\":%llu,\"first_us\":%llu,"
         "\"replans\":%d,\"request_id\":\"%s\"",
         (unsigned long long)t->admitted_us, (unsigned long long)t->sent_us,
-        (unsigned long long)omni_gw_since(t->r), t->replans,
-        t->r->request_id);
+        (unsigned long long)omni_gw_since(t->r), t->replans, t->r->request_id);
 }
 
 
@@ -1445,7 +1444,8 @@ static omni_gw_plan_t **omni_gw_plan_slot(const char *k, size_t n)
     for (i = 0; i < n; i++) {
         h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
     }
-    return &omni_gw_plans[h % (sizeof(omni_gw_plans) / sizeof(omni_gw_plans[0]))];
+    return &omni_gw_plans[h
+                          % (sizeof(omni_gw_plans) / sizeof(omni_gw_plans[0]))];
 }
 
 
@@ -1479,8 +1479,7 @@ static void omni_gw_plan_store(
     }
     if (omni_gw_nplans >= OMNI_GW_PLANS) {
         /* many callers or model names: start again rather than track age */
-        for (i = 0; i < sizeof(omni_gw_plans) / sizeof(omni_gw_plans[0]);
-             i++) {
+        for (i = 0; i < sizeof(omni_gw_plans) / sizeof(omni_gw_plans[0]); i++) {
             while ((p = omni_gw_plans[i]) != NULL) {
                 omni_gw_plans[i] = p->next;
                 free(p);
