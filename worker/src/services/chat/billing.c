@@ -26,23 +26,6 @@ static struct {
     unsigned long long dropped;
 } omni_ledger;
 
-static const char omni_budgets_reserve_lua[] =
-    "local t, c = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "for i = 1, #KEYS do\n"
-    "  local lt, lc = tonumber(ARGV[2*i+1]), tonumber(ARGV[2*i+2])\n"
-    "  local ut = tonumber(redis.call('HGET', KEYS[i], 't') or '0')\n"
-    "  local uc = tonumber(redis.call('HGET', KEYS[i], 'c') or '0')\n"
-    "  if (lt >= 0 and ut + t > lt) or (lc >= 0 and uc + c > lc) then\n"
-    "    return i\n"
-    "  end\n"
-    "end\n"
-    "for i = 1, #KEYS do\n"
-    "  redis.call('HINCRBY', KEYS[i], 't', t)\n"
-    "  redis.call('HINCRBY', KEYS[i], 'c', c)\n"
-    "  redis.call('EXPIRE', KEYS[i], 172800)\n"
-    "end\n"
-    "return 0\n";
-
 /* The generation, then the key's GCRA buckets (limits.c), then the
  * budgets; nothing is taken unless all allow. KEYS: generation, tokens and
  * requests buckets, budgets. ARGV: the generation planned with (-1: any,
@@ -370,6 +353,51 @@ const char *omni_billing_key(omni_arena_t *a, const omni_llm_target_t *g)
 }
 
 
+omni_out_req_t *omni_provider_call(omni_req_t *r, const omni_llm_target_t *g,
+    omni_wire_kind_t kind, const char *version, struct evbuffer *body,
+    int stream, omni_out_spec_t *spec, void *arg)
+{
+    const char *headers[4], *key = omni_billing_key(&r->arena, g);
+    char url[1024], auth[4200], ver[128];
+    omni_out_req_t *q;
+
+    snprintf(url, sizeof(url), "%s/v1/%s", g->base_url,
+        kind == OMNI_WIRE_OPENAI ? "chat/completions" : "messages");
+    headers[0] = "Content-Type: application/json";
+    if (kind == OMNI_WIRE_OPENAI) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
+            key != NULL ? key : "");
+        headers[1] = auth;
+        headers[2] = NULL;
+    } else {
+        snprintf(auth, sizeof(auth), "x-api-key: %s", key != NULL ? key : "");
+        snprintf(ver, sizeof(ver), "anthropic-version: %.64s",
+            version != NULL ? version : "2023-06-01");
+        headers[1] = auth;
+        headers[2] = ver;
+        headers[3] = NULL;
+    }
+    if (key == NULL) {
+        omni_log(OMNI_LOG_WARN, "LLM provider key not found",
+            "\"provider\":\"%s\",\"request_id\":\"%s\"", g->provider,
+            r->request_id);
+    }
+    spec->method = "POST";
+    spec->url = url;
+    spec->headers = headers;
+    spec->body = (const char *)evbuffer_pullup(body, -1);
+    spec->body_len = evbuffer_get_length(body);
+    spec->timeout_ms = 300000;
+    spec->connect_timeout_ms = 5000;
+    /* a stream is silent only between chunks; a whole answer comes at
+     * once, after as long as the model writes (within the 300 s) */
+    spec->idle_timeout_ms = stream ? 60000 : 0;
+    q = omni_out_request(omni_billing_outbound(), spec, arg);
+    explicit_bzero(auth, sizeof(auth));
+    return q;
+}
+
+
 /* --- budgets -------------------------------------------------------------- */
 
 void omni_billing_budgets(omni_budgets_t *b, const omni_json_t *arr,
@@ -432,64 +460,10 @@ static void omni_budgets_ignore(redisAsyncContext *c, void *reply, void *arg)
 
 typedef struct {
     omni_budgets_t *b;
-    omni_req_t *r;
-} omni_budgets_wait_t;
-
-
-static void omni_budgets_reserved(redisAsyncContext *c, void *reply, void *arg)
-{
-    omni_budgets_wait_t *wt = arg;
-    redisReply *rep = reply;
-
-    wt->b->reply = rep != NULL && rep->type == REDIS_REPLY_INTEGER
-                       ? (int)rep->integer
-                       : -1;
-    omni_http_resume(wt->r);
-}
-
-
-int omni_budgets_reserve(omni_budgets_t *b, omni_req_t *r)
-{
-    const char *argv[4 + 4 + 2 + 8];
-    char keys[4][160], nums[2 + 8][24];
-    omni_budgets_wait_t *wt = omni_arena_alloc(&r->arena, sizeof(*wt));
-    int argc = 0, i;
-
-    if (wt == NULL) {
-        return -1;
-    }
-    wt->b = b;
-    wt->r = r;
-    argv[argc++] = "EVAL";
-    argv[argc++] = omni_budgets_reserve_lua;
-    snprintf(nums[0], sizeof(nums[0]), "%d", b->n);
-    argv[argc++] = nums[0];
-    for (i = 0; i < b->n; i++) {
-        omni_budgets_key(keys[i], sizeof(keys[i]), b->keys[i]);
-        argv[argc++] = keys[i];
-    }
-    snprintf(nums[1], sizeof(nums[1]), "%lld", (long long)b->reserve_tokens);
-    argv[argc++] = nums[1];
-    snprintf(nums[2], sizeof(nums[2]), "%lld", (long long)b->reserve_cost);
-    argv[argc++] = nums[2];
-    for (i = 0; i < b->n; i++) {
-        snprintf(
-            nums[3 + 2 * i], sizeof(nums[0]), "%lld", (long long)b->tokens[i]);
-        snprintf(
-            nums[4 + 2 * i], sizeof(nums[0]), "%lld", (long long)b->cost[i]);
-        argv[argc++] = nums[3 + 2 * i];
-        argv[argc++] = nums[4 + 2 * i];
-    }
-    return omni_redis_command_argv(
-        omni_clients.redis, omni_budgets_reserved, wt, argc, argv, NULL);
-}
-
-
-typedef struct {
-    omni_budgets_t *b;
     omni_llm_limits_t *l;
     int64_t *cur;
     int *reply;
+    int count; /* counts a reservation made in b->reserved */
     omni_req_t *r;
 } omni_admit_wait_t;
 
@@ -504,16 +478,18 @@ static void omni_llm_admitted(redisAsyncContext *c, void *reply, void *arg)
         || rep->element[0]->type != REDIS_REPLY_INTEGER
         || rep->element[1]->type != REDIS_REPLY_INTEGER) {
         *wt->reply = -1;
+        wt->b->reply = -1;
         omni_http_resume(wt->r);
         return;
     }
     code = (int)rep->element[0]->integer;
     *wt->reply = code;
+    wt->b->reply = 0;
     switch (code) {
     case 0:
         *wt->cur = rep->element[1]->integer;
         wt->l->pending = wt->l->tpm > 0 || wt->l->rpm > 0;
-        if (wt->b->n > 0) {
+        if (wt->b->n > 0 && wt->count) {
             wt->b->reserved++;
         }
         break;
@@ -533,32 +509,22 @@ static void omni_llm_admitted(redisAsyncContext *c, void *reply, void *arg)
 }
 
 
-int omni_llm_admit(omni_budgets_t *b, omni_llm_limits_t *l, int64_t tokens,
-    int64_t gen, int64_t *cur, int *reply, omni_req_t *r)
+static int omni_llm_admit_send(
+    omni_admit_wait_t *wt, int64_t tokens, int64_t gen)
 {
     const char *argv[3 + 3 + 4 + 6 + 8];
     char keys[2 + 4][160], nums[6 + 8][24];
-    omni_admit_wait_t *wt = omni_arena_alloc(&r->arena, sizeof(*wt));
-    const char *id = l->key != NULL ? l->key : "-";
+    omni_budgets_t *b = wt->b;
+    omni_llm_limits_t *l = wt->l;
     int argc = 0, i;
 
-    if (wt == NULL) {
-        return -1;
-    }
-    wt->b = b;
-    wt->l = l;
-    wt->cur = cur;
-    wt->reply = reply;
-    wt->r = r;
     l->taken = l->tpm > 0 && tokens > l->tpm ? l->tpm : tokens;
     argv[argc++] = "EVAL";
     argv[argc++] = omni_llm_admit_lua;
     snprintf(nums[0], sizeof(nums[0]), "%d", 3 + b->n);
     argv[argc++] = nums[0];
     argv[argc++] = OMNI_LLM_GEN_KEY;
-    /* limits.c's keys */
-    snprintf(keys[0], sizeof(keys[0]), "omni:llm:{%s}:tpm", id);
-    snprintf(keys[1], sizeof(keys[1]), "omni:llm:{%s}:rpm", id);
+    omni_llm_limits_keys(l, keys[0], keys[1], sizeof(keys[0]));
     argv[argc++] = keys[0];
     argv[argc++] = keys[1];
     for (i = 0; i < b->n; i++) {
@@ -584,6 +550,46 @@ int omni_llm_admit(omni_budgets_t *b, omni_llm_limits_t *l, int64_t tokens,
     }
     return omni_redis_command_argv(
         omni_clients.redis, omni_llm_admitted, wt, argc, argv, NULL);
+}
+
+
+int omni_llm_admit(omni_budgets_t *b, omni_llm_limits_t *l, int64_t tokens,
+    int64_t gen, int64_t *cur, int *reply, omni_req_t *r)
+{
+    omni_admit_wait_t *wt = omni_arena_alloc(&r->arena, sizeof(*wt));
+
+    if (wt == NULL) {
+        return -1;
+    }
+    wt->b = b;
+    wt->l = l;
+    wt->cur = cur;
+    wt->reply = reply;
+    wt->count = 1;
+    wt->r = r;
+    return omni_llm_admit_send(wt, tokens, gen);
+}
+
+
+int omni_budgets_reserve(omni_budgets_t *b, omni_req_t *r)
+{
+    struct {
+        omni_admit_wait_t wt;
+        omni_llm_limits_t l;
+        int64_t cur;
+        int reply;
+    } *x = omni_arena_alloc(&r->arena, sizeof(*x));
+
+    if (x == NULL) {
+        return -1;
+    }
+    memset(x, 0, sizeof(*x));
+    x->wt.b = b;
+    x->wt.l = &x->l;
+    x->wt.cur = &x->cur;
+    x->wt.reply = &x->reply;
+    x->wt.r = r;
+    return omni_llm_admit_send(&x->wt, 0, -1);
 }
 
 

@@ -80,6 +80,14 @@ int64_t omni_billing_cost(
  * the arena), or NULL. */
 const char *omni_billing_key(omni_arena_t *a, const omni_llm_target_t *g);
 
+/* Sends body to g (its key from the environment or its file, the URL and
+ * headers of its format kind; version: anthropic-version, NULL for
+ * 2023-06-01) with spec's callbacks and arg; the provider's transfer, or
+ * NULL when it could not start. */
+omni_out_req_t *omni_provider_call(omni_req_t *r, const omni_llm_target_t *g,
+    omni_wire_kind_t kind, const char *version, struct evbuffer *body,
+    int stream, omni_out_spec_t *spec, void *arg);
+
 /* Sends the reservation of b; r is resumed with b->reply set. 0, or -1
  * when it could not be sent. */
 int omni_budgets_reserve(omni_budgets_t *b, omni_req_t *r);

@@ -1135,9 +1135,8 @@ static int omni_gw_call(omni_gw_t *t)
 {
     const omni_llm_target_t *g = &t->targets[t->target];
     omni_out_spec_t spec = {0};
-    const char *headers[5], *key, *v;
+    const char *v;
     struct evbuffer *req;
-    char url[1024], auth[4200], version[128];
     int rc = -1;
 
     t->tkind = strcmp(g->type, "anthropic") == 0 ? OMNI_WIRE_ANTHROPIC
@@ -1156,9 +1155,7 @@ static int omni_gw_call(omni_gw_t *t)
     t->attempt_ms = omni_billing_now_ms();
     t->attempt_wall_us = omni_billing_wall_us();
     t->latency_ms = 0;
-    auth[0] = '\0';
 
-    key = omni_billing_key(&t->r->arena, g);
     req = evbuffer_new();
     if (req == NULL
         || (t->tkind == t->fmt ? omni_gw_body(t, req, g->model)
@@ -1168,49 +1165,19 @@ static int omni_gw_call(omni_gw_t *t)
                != 0) {
         goto failed;
     }
-    snprintf(url, sizeof(url), "%s/v1/%s", g->base_url,
-        t->tkind == OMNI_WIRE_OPENAI ? "chat/completions" : "messages");
-    headers[0] = "Content-Type: application/json";
-    if (t->tkind == OMNI_WIRE_OPENAI) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-            key != NULL ? key : "");
-        headers[1] = auth;
-        headers[2] = NULL;
-    } else {
-        /* the caller's API version and betas go on: its body is theirs */
-        v = omni_req_header(t->r, "anthropic-version");
-        snprintf(version, sizeof(version), "anthropic-version: %.64s",
-            v != NULL && strspn(v, "0123456789-") == strlen(v) ? v
-                                                               : "2023-06-01");
-        snprintf(auth, sizeof(auth), "x-api-key: %s", key != NULL ? key : "");
-        headers[1] = auth;
-        headers[2] = version;
-        headers[3] = NULL;
+    /* the caller's API version and betas go on: its body is theirs */
+    v = omni_req_header(t->r, "anthropic-version");
+    if (v != NULL && strspn(v, "0123456789-") != strlen(v)) {
+        v = NULL;
     }
-    if (key == NULL) {
-        omni_log(OMNI_LOG_WARN, "LLM provider key not found",
-            "\"provider\":\"%s\",\"request_id\":\"%s\"", g->provider,
-            t->r->request_id);
-    }
-    spec.method = "POST";
-    spec.url = url;
-    spec.headers = headers;
-    spec.body = (const char *)evbuffer_pullup(req, -1);
-    spec.body_len = evbuffer_get_length(req);
-    spec.timeout_ms = 300000;
-    spec.connect_timeout_ms = 5000;
-    /* a stream is silent only between chunks; a whole answer comes at
-     * once, after as long as the model writes (within the 300 s) */
-    spec.idle_timeout_ms = t->stream ? 60000 : 0;
     spec.on_headers = omni_gw_on_headers;
     spec.on_data = omni_gw_on_data;
     spec.on_done = omni_gw_on_done;
-    t->q = omni_out_request(omni_billing_outbound(), &spec, t);
+    t->q = omni_provider_call(t->r, g, t->tkind, v, req, t->stream, &spec, t);
     t->sent_us = omni_gw_since(t->r);
     rc = t->q != NULL ? 0 : -1;
 
 failed:
-    explicit_bzero(auth, sizeof(auth));
     if (req != NULL) {
         evbuffer_free(req);
     }

@@ -547,9 +547,7 @@ static int omni_turn_call(omni_turn_t *t)
                                 ? OMNI_WIRE_ANTHROPIC
                                 : OMNI_WIRE_OPENAI;
     omni_out_spec_t spec = {0};
-    const char *headers[5], *key;
     struct evbuffer *req;
-    char url[1024], auth[4200];
     int rc = -1;
 
     omni_wire_free(&t->w);
@@ -566,7 +564,6 @@ static int omni_turn_call(omni_turn_t *t)
     t->attempt_wall_us = omni_billing_wall_us();
     t->latency_ms = 0;
 
-    key = omni_billing_key(&t->r->arena, g);
     req = evbuffer_new();
     if (req == NULL
         || omni_wire_request(req, kind, g->model, t->system, t->msgs, t->nmsgs,
@@ -576,43 +573,13 @@ static int omni_turn_call(omni_turn_t *t)
                != 0) {
         goto failed;
     }
-    snprintf(url, sizeof(url), "%s/v1/%s", g->base_url,
-        kind == OMNI_WIRE_OPENAI ? "chat/completions" : "messages");
-    headers[0] = "Content-Type: application/json";
-    if (kind == OMNI_WIRE_OPENAI) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-            key != NULL ? key : "");
-        headers[1] = auth;
-        headers[2] = NULL;
-    } else {
-        snprintf(auth, sizeof(auth), "x-api-key: %s", key != NULL ? key : "");
-        headers[1] = auth;
-        headers[2] = "anthropic-version: 2023-06-01";
-        headers[3] = NULL;
-    }
-    if (key == NULL) {
-        omni_log(OMNI_LOG_WARN, "LLM provider key not found",
-            "\"provider\":\"%s\",\"request_id\":\"%s\"", g->provider,
-            t->r->request_id);
-    }
-    spec.method = "POST";
-    spec.url = url;
-    spec.headers = headers;
-    spec.body = (const char *)evbuffer_pullup(req, -1);
-    spec.body_len = evbuffer_get_length(req);
-    spec.timeout_ms = 300000;
-    spec.connect_timeout_ms = 5000;
-    /* a stream is silent only between chunks; a whole answer comes at
-     * once, after as long as the model writes (within the 300 s) */
-    spec.idle_timeout_ms = t->stream ? 60000 : 0;
     spec.on_headers = omni_turn_on_headers;
     spec.on_data = omni_turn_on_data;
     spec.on_done = omni_turn_on_done;
-    t->q = omni_out_request(omni_billing_outbound(), &spec, t);
+    t->q = omni_provider_call(t->r, g, kind, NULL, req, t->stream, &spec, t);
     rc = t->q != NULL ? 0 : -1;
 
 failed:
-    explicit_bzero(auth, sizeof(auth));
     if (req != NULL) {
         evbuffer_free(req);
     }
