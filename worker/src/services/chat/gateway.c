@@ -116,17 +116,6 @@ static void omni_gw_event(omni_gw_t *t, const char *name, const char *fmt,
 static void omni_gw_message_start(omni_gw_t *t);
 
 
-static uint64_t omni_gw_since(const omni_req_t *r)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec
-               - r->start_ns)
-           / 1000;
-}
-
-
 /* Where the time to the client's first byte went (debug level). */
 static void omni_gw_first_byte(omni_gw_t *t)
 {
@@ -134,7 +123,8 @@ static void omni_gw_first_byte(omni_gw_t *t)
         "\"admitted_us\":%llu,\"sent_us\":%llu,\"first_us\":%llu,"
         "\"replans\":%d,\"request_id\":\"%s\"",
         (unsigned long long)t->admitted_us, (unsigned long long)t->sent_us,
-        (unsigned long long)omni_gw_since(t->r), t->replans, t->r->request_id);
+        (unsigned long long)omni_billing_since_us(t->r), t->replans,
+        t->r->request_id);
 }
 
 
@@ -1174,7 +1164,7 @@ static int omni_gw_call(omni_gw_t *t)
     spec.on_data = omni_gw_on_data;
     spec.on_done = omni_gw_on_done;
     t->q = omni_provider_call(t->r, g, t->tkind, v, req, t->stream, &spec, t);
-    t->sent_us = omni_gw_since(t->r);
+    t->sent_us = omni_billing_since_us(t->r);
     rc = t->q != NULL ? 0 : -1;
 
 failed:
@@ -1680,7 +1670,7 @@ admit:
             omni_respond_error(r, 499, "client_disconnected", "client gone");
             return;
         }
-        t->admitted_us = omni_gw_since(r);
+        t->admitted_us = omni_billing_since_us(r);
         /* fall through */
 
 call:

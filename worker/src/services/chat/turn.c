@@ -94,6 +94,7 @@ struct omni_turn_s {
     char retry_after[16]; /* the provider's Retry-After of a 429 */
     omni_out_error_t out_error;
     uint64_t attempt_ms, attempt_wall_us, latency_ms;
+    uint64_t begun_us, sent_us; /* since the request came: timings */
 
     int ok;      /* the last attempt succeeded */
     int started; /* the client has had its first byte */
@@ -416,6 +417,11 @@ static int omni_turn_on_text(void *arg, const char *s, size_t n)
     if (!t->started) {
         t->started = 1;
         omni_respond_start(t->r, 200, "text/event-stream");
+        omni_log(OMNI_LOG_DEBUG, "chat turn first byte",
+            "\"begun_us\":%llu,\"sent_us\":%llu,\"first_us\":%llu,"
+            "\"request_id\":\"%s\"",
+            (unsigned long long)t->begun_us, (unsigned long long)t->sent_us,
+            (unsigned long long)omni_billing_since_us(t->r), t->r->request_id);
     }
     omni_turn_sse(t, "delta", "text", s, n);
     snprintf(channel, sizeof(channel), "conversation-%s", t->conv);
@@ -577,6 +583,9 @@ static int omni_turn_call(omni_turn_t *t)
     spec.on_data = omni_turn_on_data;
     spec.on_done = omni_turn_on_done;
     t->q = omni_provider_call(t->r, g, kind, NULL, req, t->stream, &spec, t);
+    if (t->sent_us == 0) {
+        t->sent_us = omni_billing_since_us(t->r);
+    }
     rc = t->q != NULL ? 0 : -1;
 
 failed:
@@ -1198,6 +1207,7 @@ void omni_turn_post(omni_req_t *r)
             omni_respond_error(r, 503, "overloaded", "out of memory");
             return;
         }
+        t->begun_us = omni_billing_since_us(r);
         /* the user's message is in the history: it went out with turn_begin */
         if (omni_req_on_close(r, omni_turn_client_gone, t) != 0) {
             t->gone = 1;
