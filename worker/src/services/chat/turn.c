@@ -125,7 +125,7 @@ int omni_turn_init(void)
 {
     omni_turn_begin_stmt = omni_db_statement("chat_turn_begin",
         "SELECT t.status, t.body"
-        " FROM omnichat.turn_begin($1, $2, $3, $4, $5::jsonb) AS t");
+        " FROM omnichat.turn_begin_nowait($1, $2, $3, $4, $5::jsonb) AS t");
     omni_turn_save_stmt = omni_db_statement(
         "chat_turn_save", "SELECT omnichat.turn_save($1, $2::uuid, $3::jsonb)");
     return omni_turn_begin_stmt < 0 || omni_turn_save_stmt < 0
