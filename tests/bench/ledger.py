@@ -144,10 +144,10 @@ async def _load(port, token, convs, rate, seconds):
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"content-length:"):
                     n = int(line.split(b":")[1])
-            await reader.readexactly(n)
+            answer = await reader.readexactly(n)
             lat.append(time.perf_counter() - due)
             if status != want:
-                errors.append(status)
+                errors.append("%d %r" % (status, answer[:200]))
             idle.put_nowait(conn)
         except Exception as e:   # noqa: BLE001 (counted, reported)
             errors.append(repr(e))
