@@ -107,6 +107,27 @@ def _rss_kb(pids):
     return total
 
 
+def _timings(worker, msg, keys):
+    """The medians of keys over the worker's debug lines msg (first-byte
+    timings, µs), and their number: (n, [median, ...]) or None."""
+    marks = {k: [] for k in keys}
+    for e in worker.log_lines():
+        if e.get("msg") == msg:
+            for k in keys:
+                marks[k].append(e[k])
+    if not marks[keys[0]]:
+        return None
+    return len(marks[keys[0]]), [statistics.median(marks[k]) for k in keys]
+
+
+def _key_of_new_user(port, nginx, admin, name):
+    """An API key of a newly registered user."""
+    who = _api(port, "POST", "/auth/register", admin, {
+        "email": "%s@example.com" % name, "password": "password-" + name})
+    owner = nginx.token(sub=who["id"], role="user", lifetime=3600)
+    return _api(port, "POST", "/api/v1/api-keys", owner, {"name": name})
+
+
 def _api(port, method, path, token, body=None):
     import http.client
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -193,24 +214,22 @@ def run(pg, redis):
                     {"Authorization": "Bearer " + user}, b"event: delta"))
         load = os.getloadavg()[0]
         bounds = list(zip(rounds, rounds[1:] + [len(direct)]))
-        d_ttft = statistics.median(statistics.median(
-            x[0] for x in direct[a:b]) for a, b in bounds) * 1000
-        o_ttft = statistics.median(statistics.median(
-            x[0] for x in omni[a:b]) for a, b in bounds) * 1000
-        added = statistics.median(
-            statistics.median(x[0] for x in omni[a:b])
-            - statistics.median(x[0] for x in direct[a:b])
-            for a, b in bounds) * 1000
+        def ttft(series):
+            return statistics.median(statistics.median(
+                x[0] for x in series[a:b]) for a, b in bounds) * 1000
+
+        def more(series):   # the median over rounds of each one's excess
+            return statistics.median(
+                statistics.median(x[0] for x in series[a:b])
+                - statistics.median(x[0] for x in direct[a:b])
+                for a, b in bounds) * 1000
+
+        d_ttft, o_ttft, added = ttft(direct), ttft(omni), more(omni)
         d_gap = _pct([g for x in direct for g in x[1]], 0.99) * 1000
         o_gap = _pct([g for x in omni for g in x[1]], 0.99) * 1000
         extra = []
         if BASE:
-            b_ttft = statistics.median(statistics.median(
-                x[0] for x in based[a:b]) for a, b in bounds) * 1000
-            b_added = statistics.median(
-                statistics.median(x[0] for x in based[a:b])
-                - statistics.median(x[0] for x in direct[a:b])
-                for a, b in bounds) * 1000
+            b_ttft, b_added = ttft(based), more(based)
             b_gap = _pct([g for x in based for g in x[1]], 0.99) * 1000
             extra.append(
                 "| chat: the same through the build before "
@@ -218,21 +237,14 @@ def run(pg, redis):
                 "streams | | %.2f | %.2f | TTFT +%.2f ms (median of rounds)"
                 ", gap p99 +%.2f ms | |"
                 % (STREAMS, b_ttft, b_gap, b_added, b_gap - d_gap))
-        if TIMINGS:
-            marks = {}
-            for e in worker.log_lines():
-                if e.get("msg") == "chat turn first byte":
-                    for k in ("begun_us", "sent_us", "first_us"):
-                        marks.setdefault(k, []).append(e[k])
-            if marks:
-                extra.append(
-                    "chat turns, inside the worker (medians of %d, us from "
-                    "the request's arrival): turn_begin answered %.0f, "
-                    "handed to the provider client %.0f, first delta out "
-                    "%.0f" % (len(marks["first_us"]),
-                              statistics.median(marks["begun_us"]),
-                              statistics.median(marks["sent_us"]),
-                              statistics.median(marks["first_us"])))
+        marks = TIMINGS and _timings(worker, "chat turn first byte",
+                                     ("begun_us", "sent_us", "first_us"))
+        if marks:
+            extra.append(
+                "chat turns, inside the worker (medians of %d, us from the "
+                "request's arrival): turn_begin answered %.0f, handed to "
+                "the provider client %.0f, first delta out %.0f"
+                % ((marks[0],) + tuple(marks[1])))
         head = [
             "| chat: stream from the double directly (20 deltas, 20 ms "
             "apart), time to first delta p50 / gap p99 | %d streams | | "

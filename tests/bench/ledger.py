@@ -50,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import stack  # noqa: E402
+from chat import _key_of_new_user  # noqa: E402
 
 RATE = int(os.environ.get("BENCH_LEDGER_RATE", "500"))
 SECONDS = int(os.environ.get("BENCH_LEDGER_SECONDS", "10"))
@@ -230,12 +231,8 @@ def run(pg, redis):
             "project_id": project, "prompt_version_id": version,
             "model": model})["id"] for _ in range(CONVERSATIONS)]
         if GATEWAY:
-            who = _api(port, "POST", "/auth/register", admin, {
-                "email": "ledger-%s@example.com" % suffix,
-                "password": "ledger-password-%s" % suffix})
-            owner = nginx.token(sub=who["id"], role="user", lifetime=3600)
-            user = _api(port, "POST", "/api/v1/api-keys", owner,
-                        {"name": "ledger"})["key"]
+            user = _key_of_new_user(port, nginx, admin,
+                                    "ledger-" + suffix)["key"]
             convs = [model]
 
         def sql(q):

@@ -38,7 +38,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import stack  # noqa: E402
-from chat import _api, _pct, _stream  # noqa: E402
+from chat import _api, _key_of_new_user, _pct, _stream, \
+    _timings  # noqa: E402
 
 STREAMS = int(os.environ.get("BENCH_LLM_STREAMS", "30"))
 ROUNDS = int(os.environ.get("BENCH_LLM_ROUNDS", "3"))
@@ -194,14 +195,8 @@ def run(pg, redis):
         _api(port, "POST", "/api/v1/llm/aliases", admin, {
             "name": alias, "targets": [{"provider": "aimock-" + suffix,
                                         "model": text_model}]})
-        user = _api(port, "POST", "/auth/register", admin, {
-            "email": "bench-%s@example.com" % suffix,
-            "password": "bench-password-%s" % suffix})
-        token = nginx.token(sub=user["id"], role="user", lifetime=3600)
-        key = _api(port, "POST", "/api/v1/api-keys", token,
-                   {"name": "bench"})["key"]
-        limited = _api(port, "POST", "/api/v1/api-keys", token,
-                       {"name": "bench-limited"})
+        key = _key_of_new_user(port, nginx, admin, "bench-" + suffix)["key"]
+        limited = _key_of_new_user(port, nginx, admin, "limited-" + suffix)
         _api(port, "PUT", "/api/v1/llm/limits/" + limited["id"], admin,
              {"tokens_per_minute": 10 ** 11, "requests_per_minute": 10 ** 6})
 
@@ -288,21 +283,14 @@ def run(pg, redis):
                 "| %d streams | | %.2f | %.2f | TTFT +%.2f ms, gap p99 "
                 "+%.2f ms | |"
                 % (STREAMS, b_ttft, b_gap, b_ttft - d_ttft, b_gap - d_gap))
-        if TIMINGS:
-            marks = {}
-            for e in worker.log_lines():
-                if e.get("msg") == "LLM gateway first byte":
-                    for k in ("admitted_us", "sent_us", "first_us"):
-                        marks.setdefault(k, []).append(e[k])
-            if marks:
-                lines.append(
-                    "LLM gateway streams, inside the worker (medians of %d, "
-                    "us from the request's arrival): admitted %.0f, handed "
-                    "to the provider client %.0f, first byte out %.0f"
-                    % (len(marks["first_us"]),
-                       statistics.median(marks["admitted_us"]),
-                       statistics.median(marks["sent_us"]),
-                       statistics.median(marks["first_us"])))
+        marks = TIMINGS and _timings(worker, "LLM gateway first byte",
+                                     ("admitted_us", "sent_us", "first_us"))
+        if marks:
+            lines.append(
+                "LLM gateway streams, inside the worker (medians of %d, us "
+                "from the request's arrival): admitted %.0f, handed to the "
+                "provider client %.0f, first byte out %.0f"
+                % ((marks[0],) + tuple(marks[1])))
         base = statistics.median(r[0] for r in rounds[0])
         for (name, _, _, _, _, back), rs in zip(cases, rounds):
             rps = statistics.median(r[0] for r in rs)
