@@ -22,6 +22,13 @@
 #define OMNI_CHAT_WRITE 0x10 /* changes objects: not for viewers */
 #define OMNI_CHAT_GW 0x20    /* omnichat.gateway_api(): aliases, limits */
 
+/* An admin change's answer, held while the plans' generation is bumped. */
+typedef struct {
+    int status;
+    const char *body;
+    size_t len;
+} omni_chat_answer_t;
+
 static int omni_chat_api_stmt, omni_chat_gw_stmt;
 
 
@@ -107,11 +114,7 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
 {
     const omni_identity_t *id;
     const char *values[7];
-    struct {
-        int status;
-        const char *body;
-        size_t len;
-    } * a;
+    omni_chat_answer_t *a;
     char limit[16];
     int n, status;
 
