@@ -13,7 +13,13 @@ direct (the machine's load changes between rounds, not within one).
 Then BENCH_CHAT_BATCHES batches of BENCH_CHAT_STREAMS slow streams at
 once through one worker process: its RSS before, the highest sampled
 while they run, and settled (3 s idle) after the first and the last
-batch. Run alone: /usr/bin/python3 tests/bench/chat.py"""
+batch (BENCH_CHAT_BATCHES=0: none). BENCH_CHAT_BASE=<an omni-worker
+binary>: a second nginx + omni-worker pair runs it (a build before a
+change), its sequential streams alternating with the others'. With
+BENCH_CHAT_TIMINGS=1 the worker under test logs at debug level and the
+medians of where a turn's time to first delta went are shown (turn_begin
+answered, request handed to the provider client, first delta out; µs from
+the request's arrival). Run alone: /usr/bin/python3 tests/bench/chat.py"""
 
 import json
 import os
@@ -36,6 +42,8 @@ ROUNDS = int(os.environ.get("BENCH_CHAT_ROUNDS", "6"))
 CONCURRENT = int(os.environ.get("BENCH_CHAT_STREAMS", "1000"))
 BATCHES = int(os.environ.get("BENCH_CHAT_BATCHES", "10"))
 DOUBLE = HERE.parent / "integration" / "fixtures" / "llm_double.py"
+BASE = os.environ.get("BENCH_CHAT_BASE")
+TIMINGS = os.environ.get("BENCH_CHAT_TIMINGS") == "1"
 
 # The double in a process of its own, with TCP_NODELAY (as a provider's
 # server sets it): it writes a stream's head and its first chunk apart, and
@@ -99,6 +107,27 @@ def _rss_kb(pids):
     return total
 
 
+def _timings(worker, msg, keys):
+    """The medians of keys over the worker's debug lines msg (first-byte
+    timings, µs), and their number: (n, [median, ...]) or None."""
+    marks = {k: [] for k in keys}
+    for e in worker.log_lines():
+        if e.get("msg") == msg:
+            for k in keys:
+                marks[k].append(e[k])
+    if not marks[keys[0]]:
+        return None
+    return len(marks[keys[0]]), [statistics.median(marks[k]) for k in keys]
+
+
+def _key_of_new_user(port, nginx, admin, name):
+    """An API key of a newly registered user."""
+    who = _api(port, "POST", "/auth/register", admin, {
+        "email": "%s@example.com" % name, "password": "password-" + name})
+    owner = nginx.token(sub=who["id"], role="user", lifetime=3600)
+    return _api(port, "POST", "/api/v1/api-keys", owner, {"name": name})
+
+
 def _api(port, method, path, token, body=None):
     import http.client
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -120,7 +149,7 @@ def run(pg, redis):
         resource.setrlimit(resource.RLIMIT_NOFILE,
                            (min(hard, 2 * CONCURRENT + 1024), hard))
     d = stack.make_tmpdir("omni-bench-chat-")
-    nginx = worker = double = None
+    nginx = worker = double = bnginx = bworker = None
     try:
         dport = stack.free_port()
         double = subprocess.Popen([sys.executable, "-c", DOUBLE_MAIN,
@@ -130,7 +159,14 @@ def run(pg, redis):
         worker = stack.Worker(
             pg, redis, workdir=d, workers=1,
             binary=stack.BUILD / "omni-worker",
-            env={"OMNI_LOG_LEVEL": "warn"}).start()
+            env={"OMNI_LOG_LEVEL": "debug" if TIMINGS else "warn"}).start()
+        if BASE:
+            bd = stack.make_tmpdir("omni-bench-chat-base-")
+            bnginx = stack.Nginx(bd / "worker.sock", redis_addr=redis.addr,
+                                 api_rate="1000000r/s").start()
+            bworker = stack.Worker(
+                pg, redis, workdir=bd, workers=1, binary=BASE,
+                env={"OMNI_LOG_LEVEL": "warn"}).start()
         port = nginx.http_port
         admin = nginx.token(sub=str(uuid.uuid4()), role="admin",
                             lifetime=3600)
@@ -156,7 +192,7 @@ def run(pg, redis):
                 "project_id": project, "prompt_version_id": version,
                 "model": "%s-%s" % (model, suffix)})["id"]
 
-        direct, omni, rounds = [], [], []
+        direct, omni, based, rounds = [], [], [], []
         for i in range(STREAMS):
             if i % max(STREAMS // ROUNDS, 1) == 0:
                 rounds.append(len(direct))
@@ -170,18 +206,58 @@ def run(pg, redis):
                 port, "/api/v1/conversations/%s/messages"
                 % conversation("bench"), {"content": "hi", "stream": True},
                 {"Authorization": "Bearer " + user}, b"event: delta"))
+            if BASE:
+                based.append(_stream(
+                    bnginx.http_port, "/api/v1/conversations/%s/messages"
+                    % conversation("bench"),
+                    {"content": "hi", "stream": True},
+                    {"Authorization": "Bearer " + user}, b"event: delta"))
         load = os.getloadavg()[0]
         bounds = list(zip(rounds, rounds[1:] + [len(direct)]))
-        d_ttft = statistics.median(statistics.median(
-            x[0] for x in direct[a:b]) for a, b in bounds) * 1000
-        o_ttft = statistics.median(statistics.median(
-            x[0] for x in omni[a:b]) for a, b in bounds) * 1000
-        added = statistics.median(
-            statistics.median(x[0] for x in omni[a:b])
-            - statistics.median(x[0] for x in direct[a:b])
-            for a, b in bounds) * 1000
+        def ttft(series):
+            return statistics.median(statistics.median(
+                x[0] for x in series[a:b]) for a, b in bounds) * 1000
+
+        def more(series):   # the median over rounds of each one's excess
+            return statistics.median(
+                statistics.median(x[0] for x in series[a:b])
+                - statistics.median(x[0] for x in direct[a:b])
+                for a, b in bounds) * 1000
+
+        d_ttft, o_ttft, added = ttft(direct), ttft(omni), more(omni)
         d_gap = _pct([g for x in direct for g in x[1]], 0.99) * 1000
         o_gap = _pct([g for x in omni for g in x[1]], 0.99) * 1000
+        extra = []
+        if BASE:
+            b_ttft, b_added = ttft(based), more(based)
+            b_gap = _pct([g for x in based for g in x[1]], 0.99) * 1000
+            extra.append(
+                "| chat: the same through the build before "
+                "(BENCH_CHAT_BASE), alternated with the rows above | %d "
+                "streams | | %.2f | %.2f | TTFT +%.2f ms (median of rounds)"
+                ", gap p99 +%.2f ms | |"
+                % (STREAMS, b_ttft, b_gap, b_added, b_gap - d_gap))
+        marks = TIMINGS and _timings(worker, "chat turn first byte",
+                                     ("begun_us", "sent_us", "first_us"))
+        if marks:
+            extra.append(
+                "chat turns, inside the worker (medians of %d, us from the "
+                "request's arrival): turn_begin answered %.0f, handed to "
+                "the provider client %.0f, first delta out %.0f"
+                % ((marks[0],) + tuple(marks[1])))
+        head = [
+            "| chat: stream from the double directly (20 deltas, 20 ms "
+            "apart), time to first delta p50 / gap p99 | %d streams | | "
+            "%.2f | %.2f | | |" % (STREAMS, d_ttft, d_gap),
+            "| chat: the same through nginx + omni-worker (a turn: user "
+            "message saved, history, provider call, reply saved), "
+            "alternated, %d rounds, load %.1f | %d streams | | %.2f | %.2f "
+            "| TTFT +%.2f ms (median of rounds), gap p99 +%.2f ms | <= 1 "
+            "ms each |" % (len(bounds), load, STREAMS, o_ttft, o_gap, added,
+                           o_gap - d_gap),
+        ] + extra
+        if BATCHES == 0:
+            return head
 
         # many slow streams at once on one worker process
         pids = worker.children() or [worker.pid]
@@ -229,16 +305,7 @@ def run(pg, redis):
         # prepared statements) are warm: flat is judged from the second on
         steady = settled[1:] or settled
         spread = (max(steady) - min(steady)) * 100.0 / min(steady)
-        return [
-            "| chat: stream from the double directly (20 deltas, 20 ms "
-            "apart), time to first delta p50 / gap p99 | %d streams | | "
-            "%.2f | %.2f | | |" % (STREAMS, d_ttft, d_gap),
-            "| chat: the same through nginx + omni-worker (a turn: user "
-            "message saved, history, provider call, reply saved), "
-            "alternated, %d rounds, load %.1f | %d streams | | %.2f | %.2f "
-            "| TTFT +%.2f ms (median of rounds), gap p99 +%.2f ms | <= 1 "
-            "ms each |" % (len(bounds), load, STREAMS, o_ttft, o_gap, added,
-                           o_gap - d_gap),
+        return head + [
             "| chat: %d concurrent slow streams (4 deltas, 1.2 s) on one "
             "worker process, %d batches (%d streamed chats): done (last "
             "batch) / errors, slowest batch, worker RSS before -> peak -> "
@@ -250,7 +317,7 @@ def run(pg, redis):
                settled[1 % len(settled)], settled[-1], spread),
         ] + (["first error: " + errors[0]] if errors else [])
     finally:
-        for svc in (worker, nginx):
+        for svc in (worker, nginx, bworker, bnginx):
             if svc is not None:
                 svc.destroy()
         if double is not None:

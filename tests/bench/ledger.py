@@ -17,6 +17,11 @@ same stack:
     but writes nothing;
   - with them: every row stored, omnichat.usage_rollup kept by its
     statement triggers (one upsert per batch).
+  - the same as the last at BENCH_LEDGER_LOW per second (default 100):
+    the p99 that 500/s must not raise.
+BENCH_LEDGER_ROUTE=gateway sends LLM gateway completions instead of chat
+turns (POST /v1/chat/completions with an Omni API key, non-streamed, the
+model named directly: one ledger row each, as a turn's).
 Reported per run: the rate reached (completed turns / wall time), errors,
 p50 and p99 latency, and for the ledger run the rows stored and the
 batches they came in (pg_stat_user_tables: inserted rows vs INSERT
@@ -45,12 +50,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import stack  # noqa: E402
+from chat import _key_of_new_user  # noqa: E402
 
 RATE = int(os.environ.get("BENCH_LEDGER_RATE", "500"))
 SECONDS = int(os.environ.get("BENCH_LEDGER_SECONDS", "10"))
 CONVERSATIONS = int(os.environ.get("BENCH_LEDGER_CONVERSATIONS", "200"))
 CONNECTIONS = int(os.environ.get("BENCH_LEDGER_CONNECTIONS", "64"))
 ROUNDS = int(os.environ.get("BENCH_LEDGER_ROUNDS", "2"))
+LOW = int(os.environ.get("BENCH_LEDGER_LOW", "100"))
+GATEWAY = os.environ.get("BENCH_LEDGER_ROUTE", "turn") == "gateway"
 DOUBLE = HERE.parent / "integration" / "fixtures" / "llm_double.py"
 
 # The double in a process of its own, with TCP_NODELAY: it writes a whole
@@ -81,11 +89,14 @@ CREATE TRIGGER bench_discard BEFORE INSERT ON omnichat.llm_usage
 NO_ROLLUP = """
 ALTER TABLE omnichat.llm_usage DISABLE TRIGGER llm_usage_rollup_insert;
 """
-# case -> (what the row says, SQL after RESET)
+# case -> (what the row says, SQL after RESET, rate)
 CASES = {
-    "without": ("without ledger writes", DISCARD + NO_ROLLUP),
-    "rows": ("with ledger rows, without the dashboard rollup", NO_ROLLUP),
-    "with": ("with ledger rows and the dashboard rollup (the product)", ""),
+    "without": ("without ledger writes", DISCARD + NO_ROLLUP, RATE),
+    "rows": ("with ledger rows, without the dashboard rollup", NO_ROLLUP,
+             RATE),
+    "with": ("with ledger rows and the dashboard rollup (the product)", "",
+             RATE),
+    "low": ("the same at a lower rate (BENCH_LEDGER_LOW)", "", LOW),
 }
 
 
@@ -104,17 +115,24 @@ def _api(port, method, path, token, body=None):
 
 
 async def _load(port, token, convs, rate, seconds):
-    """Open-loop turns; returns (latencies in s, errors, wall time)."""
+    """Open-loop turns (or completions: convs is then [model]); returns
+    (latencies in s, errors, wall time)."""
     idle = asyncio.Queue()
     for _ in range(CONNECTIONS):
         idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
-    body = json.dumps({"content": "hi"}).encode()
+    if GATEWAY:
+        body = json.dumps({"model": convs[0], "messages": [
+            {"role": "user", "content": "hi"}]}).encode()
+    else:
+        body = json.dumps({"content": "hi"}).encode()
+    want = 200 if GATEWAY else 201
     lat, errors = [], []
 
     async def one(k, due):
         conn = await idle.get()
         reader, writer = conn
-        path = "/api/v1/conversations/%s/messages" % convs[k % len(convs)]
+        path = "/v1/chat/completions" if GATEWAY else \
+            "/api/v1/conversations/%s/messages" % convs[k % len(convs)]
         try:
             writer.write(("POST %s HTTP/1.1\r\nHost: bench\r\n"
                           "Authorization: Bearer %s\r\n"
@@ -127,10 +145,10 @@ async def _load(port, token, convs, rate, seconds):
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"content-length:"):
                     n = int(line.split(b":")[1])
-            await reader.readexactly(n)
+            answer = await reader.readexactly(n)
             lat.append(time.perf_counter() - due)
-            if status != 201:
-                errors.append(status)
+            if status != want:
+                errors.append("%d %r" % (status, answer[:200]))
             idle.put_nowait(conn)
         except Exception as e:   # noqa: BLE001 (counted, reported)
             errors.append(repr(e))
@@ -212,6 +230,10 @@ def run(pg, redis):
         convs = [_api(port, "POST", "/api/v1/conversations", user, {
             "project_id": project, "prompt_version_id": version,
             "model": model})["id"] for _ in range(CONVERSATIONS)]
+        if GATEWAY:
+            user = _key_of_new_user(port, nginx, admin,
+                                    "ledger-" + suffix)["key"]
+            convs = [model]
 
         def sql(q):
             return pg.sql(q, dbname="omni")
@@ -243,12 +265,13 @@ def run(pg, redis):
                 r0, g0 = rows(), generation()
                 pids = servers()
                 c0, x0 = _cpu_s(pids), _cpu_s(_tree(double.pid))
-                res = asyncio.run(_load(port, user, convs, RATE, SECONDS))
+                res = asyncio.run(_load(port, user, convs, CASES[case][2],
+                                        SECONDS))
                 time.sleep(1)     # the last batch written, counted
                 cpu[case] += _cpu_s(pids) - c0
                 cpu_double[case] += _cpu_s(_tree(double.pid)) - x0
                 results[case].append(res)
-                if case == "with":
+                if case in ("with", "low"):
                     stored += rows() - r0
                     # the request rollups bump it too: an upper bound
                     batches += generation() - g0
@@ -262,19 +285,22 @@ def run(pg, redis):
             wall = sum(r[2] for r in results[case])
             per = cpu[case] / max(n, 1) * 1000
             lines.append(
-                "| ledger: non-streamed turns at %d/s open loop, %s "
+                "| ledger: non-streamed %s at %d/s open loop, %s "
                 "(%d x %d s, 2 worker processes), load %.1f | %.0f turns/s "
                 "| %d errors | p50 %.2f ms | p99 %.2f ms | Omni's CPU %.2f "
                 "ms a turn (2 cores: %.0f turns/s), the double's %.2f ms "
                 "| >= 500/s |"
-                % (RATE, CASES[case][0], ROUNDS, SECONDS, os.getloadavg()[0],
+                % ("gateway completions" if GATEWAY else "turns",
+                   CASES[case][2], CASES[case][0], ROUNDS, SECONDS,
+                   os.getloadavg()[0],
                    n / wall, errs, _pct(lat, 0.5) * 1000,
                    _pct(lat, 0.99) * 1000, per, 2000 / per if per else 0,
                    cpu_double[case] / max(n, 1) * 1000))
-        turns = sum(len(r[0]) - len(r[1]) for r in results["with"])
+        turns = sum(len(r[0]) - len(r[1]) for c in ("with", "low")
+                    for r in results[c])
         lines.append(
-            "| ledger: rows stored in the runs with writes / turns answered "
-            "201; generation bumps (ledger + request rollup flushes) | "
+            "| ledger: rows stored in the runs with the rollup / answered "
+            "2xx; generation bumps (ledger + request rollup flushes) | "
             "%d / %d | %d | | | | |" % (stored, turns, batches))
         first = [e for case in results for r in results[case] for e in r[1]]
         return lines + (["first error: %s" % first[0]] if first else [])

@@ -15,8 +15,14 @@ tokens and requests per minute it never reaches, and an alias of the model;
 the table shows the medians of the rounds and the CPU time the servers in
 front of aimock (nginx, and omni-worker when it is there) spent per request
 (/proc/PID/task/*/schedstat). Servers run on CPU 0, the clients on CPU 1
-(BENCH_PIN=0: no pinning). Run alone: /usr/bin/python3
-tests/bench/llm_gateway.py"""
+(BENCH_PIN=0: no pinning). BENCH_LLM_BASE=<an omni-worker binary>: a
+second nginx + omni-worker pair runs it (a build of the commit before a
+change), its streams alternating with the others' and its non-streamed
+round beside Omni's, for an A/B in the same run. BENCH_LLM_TIMINGS=1: the
+worker under test logs at debug level, and the medians of where its time
+to first byte went (admitted by Redis, request handed to the provider
+client, first byte to the client; µs from the request's arrival) are
+shown. Run alone: /usr/bin/python3 tests/bench/llm_gateway.py"""
 
 import json
 import os
@@ -32,13 +38,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import stack  # noqa: E402
-from chat import _api, _pct, _stream  # noqa: E402
+from chat import _api, _key_of_new_user, _pct, _stream, \
+    _timings  # noqa: E402
 
 STREAMS = int(os.environ.get("BENCH_LLM_STREAMS", "30"))
 ROUNDS = int(os.environ.get("BENCH_LLM_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_LLM_SECONDS", "3"))
 CONNS = int(os.environ.get("BENCH_LLM_CONNS", "16"))
 PIN = os.environ.get("BENCH_PIN", "1") != "0" and os.cpu_count() > 1
+BASE = os.environ.get("BENCH_LLM_BASE")
+TIMINGS = os.environ.get("BENCH_LLM_TIMINGS") == "1"
 DOUBLE = HERE.parent / "integration" / "fixtures" / "llm_double.py"
 AIMOCK = HERE.parent.parent / "build" / "llm-node" / "node_modules" \
     / "@copilotkit" / "aimock" / "dist" / "cli.js"
@@ -133,6 +142,7 @@ def run(pg, redis):
     mask = os.sched_getaffinity(0)
     d = stack.make_tmpdir("omni-bench-llm-")
     nginx = worker = double = mock = proxy = None
+    bnginx = bworker = None
     try:
         if PIN:
             os.sched_setaffinity(0, {0})
@@ -149,7 +159,14 @@ def run(pg, redis):
         worker = stack.Worker(
             pg, redis, workdir=d, workers=1,
             binary=stack.BUILD / "omni-worker",
-            env={"OMNI_LOG_LEVEL": "warn"}).start()
+            env={"OMNI_LOG_LEVEL": "debug" if TIMINGS else "warn"}).start()
+        if BASE:
+            bd = stack.make_tmpdir("omni-bench-llm-base-")
+            bnginx = stack.Nginx(bd / "worker.sock", redis_addr=redis.addr,
+                                 api_rate="1000000r/s", workers=1).start()
+            bworker = stack.Worker(
+                pg, redis, workdir=bd, workers=1, binary=BASE,
+                env={"OMNI_LOG_LEVEL": "warn"}).start()
         stack.wait_until(lambda: _up(aport) and _up(dport), 15,
                          "aimock and the double listening")
         proxy.start(probe="/v1/models")
@@ -178,19 +195,13 @@ def run(pg, redis):
         _api(port, "POST", "/api/v1/llm/aliases", admin, {
             "name": alias, "targets": [{"provider": "aimock-" + suffix,
                                         "model": text_model}]})
-        user = _api(port, "POST", "/auth/register", admin, {
-            "email": "bench-%s@example.com" % suffix,
-            "password": "bench-password-%s" % suffix})
-        token = nginx.token(sub=user["id"], role="user", lifetime=3600)
-        key = _api(port, "POST", "/api/v1/api-keys", token,
-                   {"name": "bench"})["key"]
-        limited = _api(port, "POST", "/api/v1/api-keys", token,
-                       {"name": "bench-limited"})
+        key = _key_of_new_user(port, nginx, admin, "bench-" + suffix)["key"]
+        limited = _key_of_new_user(port, nginx, admin, "limited-" + suffix)
         _api(port, "PUT", "/api/v1/llm/limits/" + limited["id"], admin,
              {"tokens_per_minute": 10 ** 11, "requests_per_minute": 10 ** 6})
 
         # streams, alternating
-        direct, omni = [], []
+        direct, omni, based = [], [], []
         body = {"model": "bench-" + suffix, "stream": True,
                 "messages": [{"role": "user", "content": "hi"}]}
         for _ in range(STREAMS):
@@ -199,6 +210,11 @@ def run(pg, redis):
             omni.append(_stream(port, "/v1/chat/completions", body,
                                 {"Authorization": "Bearer " + key},
                                 b'"content": "abc'))
+            if BASE:
+                based.append(_stream(bnginx.http_port,
+                                     "/v1/chat/completions", body,
+                                     {"Authorization": "Bearer " + key},
+                                     b'"content": "abc'))
         d_ttft = statistics.median(x[0] for x in direct) * 1000
         o_ttft = statistics.median(x[0] for x in omni) * 1000
         d_gap50 = statistics.median(g for x in direct for g in x[1]) * 1000
@@ -214,6 +230,9 @@ def run(pg, redis):
         proxy_pids = [proxy.proc.pid] + stack.children_of(proxy.proc.pid)
         backing = [redis.proc.pid, pg.proc.pid] \
             + stack.children_of(pg.proc.pid)
+        if BASE:
+            front_b = [bnginx.proc.pid] + stack.children_of(bnginx.proc.pid) \
+                + [bworker.pid] + (bworker.children() or [])
         cases = [
             ("nginx `proxy_pass` to aimock (baseline)",
              "http://127.0.0.1:%d/v1/chat/completions" % proxy.port,
@@ -230,6 +249,11 @@ def run(pg, redis):
              dict(small, model=alias),
              {"Authorization": "Bearer " + key}, front, backing),
         ]
+        if BASE:
+            cases.insert(2, (
+                "  the same, the build before (BENCH_LLM_BASE)",
+                bnginx.http_url("/v1/chat/completions"), small,
+                {"Authorization": "Bearer " + key}, front_b, backing))
         for name, url, b, h, pids, back in cases:   # warm-up
             if _wrk(url, b, h, pids, d, back)[4]:
                 raise RuntimeError("non-2xx answers: " + name)
@@ -250,6 +274,23 @@ def run(pg, redis):
             % (STREAMS, o_ttft, o_gap, o_ttft - d_ttft, o_gap50 - d_gap50,
                o_gap - d_gap),
         ]
+        if BASE:
+            b_ttft = statistics.median(x[0] for x in based) * 1000
+            b_gap = _pct([g for x in based for g in x[1]], 0.99) * 1000
+            lines.append(
+                "| LLM gateway: the same through the build before "
+                "(BENCH_LLM_BASE), streams alternating with the rows above "
+                "| %d streams | | %.2f | %.2f | TTFT +%.2f ms, gap p99 "
+                "+%.2f ms | |"
+                % (STREAMS, b_ttft, b_gap, b_ttft - d_ttft, b_gap - d_gap))
+        marks = TIMINGS and _timings(worker, "LLM gateway first byte",
+                                     ("admitted_us", "sent_us", "first_us"))
+        if marks:
+            lines.append(
+                "LLM gateway streams, inside the worker (medians of %d, us "
+                "from the request's arrival): admitted %.0f, handed to the "
+                "provider client %.0f, first byte out %.0f"
+                % ((marks[0],) + tuple(marks[1])))
         base = statistics.median(r[0] for r in rounds[0])
         for (name, _, _, _, _, back), rs in zip(cases, rounds):
             rps = statistics.median(r[0] for r in rs)
@@ -271,7 +312,7 @@ def run(pg, redis):
         return lines
     finally:
         os.sched_setaffinity(0, mask)
-        for svc in (worker, nginx, proxy):
+        for svc in (worker, nginx, proxy, bworker, bnginx):
             if svc is not None:
                 svc.destroy()
         for p in (double, mock):

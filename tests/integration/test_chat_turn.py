@@ -836,3 +836,28 @@ def test_tool_progress_reaches_the_stream_and_the_channel(
         assert [g["data"] for g in got[1:4]] == progress
     finally:
         sub.close()
+
+
+def test_turn_begin_commits_without_waiting_for_the_wal_flush(migrated):
+    """The turn's first round trip (the user's message) commits with
+    synchronous_commit off, that transaction only (sql/016): the provider
+    is called without waiting for the disk; the reply's save still waits,
+    and its flush covers the message."""
+    conn = migrated.admin_connect("omni")
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET synchronous_commit = on")
+            conn.commit()
+            cur.execute("SELECT status FROM omnichat.turn_begin_nowait("
+                        "%s, %s, 'hi', 'user', NULL)",
+                        (str(uuid.uuid4()), str(uuid.uuid4())))
+            assert cur.fetchall() == [(404,)]
+            cur.execute("SELECT current_setting('synchronous_commit')")
+            assert cur.fetchall() == [("off",)]
+            conn.commit()
+            cur.execute("SELECT current_setting('synchronous_commit')")
+            assert cur.fetchall() == [("on",)]
+            conn.commit()
+    finally:
+        conn.close()

@@ -26,22 +26,54 @@ static struct {
     unsigned long long dropped;
 } omni_ledger;
 
-static const char omni_budgets_reserve_lua[] =
-    "local t, c = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "for i = 1, #KEYS do\n"
-    "  local lt, lc = tonumber(ARGV[2*i+1]), tonumber(ARGV[2*i+2])\n"
-    "  local ut = tonumber(redis.call('HGET', KEYS[i], 't') or '0')\n"
-    "  local uc = tonumber(redis.call('HGET', KEYS[i], 'c') or '0')\n"
-    "  if (lt >= 0 and ut + t > lt) or (lc >= 0 and uc + c > lc) then\n"
-    "    return i\n"
+/* The generation, then the key's GCRA buckets (limits.c), then the
+ * budgets; nothing is taken unless all allow. KEYS: generation, tokens and
+ * requests buckets, budgets. ARGV: the generation planned with (-1: any,
+ * -2: only read it), tokens per minute, tokens taken, requests per minute,
+ * tokens and cost reserved, each budget's limits. */
+static const char omni_llm_admit_lua[] =
+    "local g = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "local want = tonumber(ARGV[1])\n"
+    "if want == -2 or (want >= 0 and want ~= g) then return {4, g} end\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000\n"
+    "local nt, nr\n"
+    "local function ahead(k, c, l)\n"
+    "  local v = tonumber(redis.call('GET', k) or '0')\n"
+    "  if v < now then v = now end\n"
+    "  return v + c * 60000 / l\n"
+    "end\n"
+    "if tonumber(ARGV[2]) > 0 then\n"
+    "  nt = ahead(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[2]))\n"
+    "  if nt - now > 60000 then\n"
+    "    return {1, math.ceil((nt - now - 60000) / 1000)}\n"
     "  end\n"
     "end\n"
-    "for i = 1, #KEYS do\n"
-    "  redis.call('HINCRBY', KEYS[i], 't', t)\n"
-    "  redis.call('HINCRBY', KEYS[i], 'c', c)\n"
+    "if tonumber(ARGV[4]) > 0 then\n"
+    "  nr = ahead(KEYS[3], 1, tonumber(ARGV[4]))\n"
+    "  if nr - now > 60000 then\n"
+    "    return {2, math.ceil((nr - now - 60000) / 1000)}\n"
+    "  end\n"
+    "end\n"
+    "local rt, rc = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+    "for i = 4, #KEYS do\n"
+    "  local lt, lc = tonumber(ARGV[2*i-1]), tonumber(ARGV[2*i])\n"
+    "  local ut = tonumber(redis.call('HGET', KEYS[i], 't') or '0')\n"
+    "  local uc = tonumber(redis.call('HGET', KEYS[i], 'c') or '0')\n"
+    "  if (lt >= 0 and ut + rt > lt) or (lc >= 0 and uc + rc > lc) then\n"
+    "    return {3, i - 3}\n"
+    "  end\n"
+    "end\n"
+    "if nt then redis.call('SET', KEYS[2], string.format('%.3f', nt), 'PX',\n"
+    "  math.ceil(nt - now) + 1000) end\n"
+    "if nr then redis.call('SET', KEYS[3], string.format('%.3f', nr), 'PX',\n"
+    "  math.ceil(nr - now) + 1000) end\n"
+    "for i = 4, #KEYS do\n"
+    "  redis.call('HINCRBY', KEYS[i], 't', rt)\n"
+    "  redis.call('HINCRBY', KEYS[i], 'c', rc)\n"
     "  redis.call('EXPIRE', KEYS[i], 172800)\n"
     "end\n"
-    "return 0\n";
+    "return {0, g}\n";
 
 
 int omni_billing_init(void)
@@ -72,6 +104,17 @@ uint64_t omni_billing_now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+
+uint64_t omni_billing_since_us(const omni_req_t *r)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec
+               - r->start_ns)
+           / 1000;
 }
 
 
@@ -321,6 +364,51 @@ const char *omni_billing_key(omni_arena_t *a, const omni_llm_target_t *g)
 }
 
 
+omni_out_req_t *omni_provider_call(omni_req_t *r, const omni_llm_target_t *g,
+    omni_wire_kind_t kind, const char *version, struct evbuffer *body,
+    int stream, omni_out_spec_t *spec, void *arg)
+{
+    const char *headers[4], *key = omni_billing_key(&r->arena, g);
+    char url[1024], auth[4200], ver[128];
+    omni_out_req_t *q;
+
+    snprintf(url, sizeof(url), "%s/v1/%s", g->base_url,
+        kind == OMNI_WIRE_OPENAI ? "chat/completions" : "messages");
+    headers[0] = "Content-Type: application/json";
+    if (kind == OMNI_WIRE_OPENAI) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
+            key != NULL ? key : "");
+        headers[1] = auth;
+        headers[2] = NULL;
+    } else {
+        snprintf(auth, sizeof(auth), "x-api-key: %s", key != NULL ? key : "");
+        snprintf(ver, sizeof(ver), "anthropic-version: %.64s",
+            version != NULL ? version : "2023-06-01");
+        headers[1] = auth;
+        headers[2] = ver;
+        headers[3] = NULL;
+    }
+    if (key == NULL) {
+        omni_log(OMNI_LOG_WARN, "LLM provider key not found",
+            "\"provider\":\"%s\",\"request_id\":\"%s\"", g->provider,
+            r->request_id);
+    }
+    spec->method = "POST";
+    spec->url = url;
+    spec->headers = headers;
+    spec->body = (const char *)evbuffer_pullup(body, -1);
+    spec->body_len = evbuffer_get_length(body);
+    spec->timeout_ms = 300000;
+    spec->connect_timeout_ms = 5000;
+    /* a stream is silent only between chunks; a whole answer comes at
+     * once, after as long as the model writes (within the 300 s) */
+    spec->idle_timeout_ms = stream ? 60000 : 0;
+    q = omni_out_request(omni_billing_outbound(), spec, arg);
+    explicit_bzero(auth, sizeof(auth));
+    return q;
+}
+
+
 /* --- budgets -------------------------------------------------------------- */
 
 void omni_billing_budgets(omni_budgets_t *b, const omni_json_t *arr,
@@ -383,56 +471,155 @@ static void omni_budgets_ignore(redisAsyncContext *c, void *reply, void *arg)
 
 typedef struct {
     omni_budgets_t *b;
+    omni_llm_limits_t *l;
+    int64_t *cur;
+    int *reply;
+    int count; /* counts a reservation made in b->reserved */
     omni_req_t *r;
-} omni_budgets_wait_t;
+} omni_admit_wait_t;
 
 
-static void omni_budgets_reserved(redisAsyncContext *c, void *reply, void *arg)
+static void omni_llm_admitted(redisAsyncContext *c, void *reply, void *arg)
 {
-    omni_budgets_wait_t *wt = arg;
+    omni_admit_wait_t *wt = arg;
     redisReply *rep = reply;
+    int code;
 
-    wt->b->reply = rep != NULL && rep->type == REDIS_REPLY_INTEGER
-                       ? (int)rep->integer
-                       : -1;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2
+        || rep->element[0]->type != REDIS_REPLY_INTEGER
+        || rep->element[1]->type != REDIS_REPLY_INTEGER) {
+        *wt->reply = -1;
+        wt->b->reply = -1;
+        omni_http_resume(wt->r);
+        return;
+    }
+    code = (int)rep->element[0]->integer;
+    *wt->reply = code;
+    wt->b->reply = 0;
+    switch (code) {
+    case 0:
+        *wt->cur = rep->element[1]->integer;
+        wt->l->pending = wt->l->tpm > 0 || wt->l->rpm > 0;
+        if (wt->b->n > 0 && wt->count) {
+            wt->b->reserved++;
+        }
+        break;
+    case 1:
+    case 2:
+        wt->l->retry_after =
+            rep->element[1]->integer < 1 ? 1 : (int)rep->element[1]->integer;
+        break;
+    case 3:
+        wt->b->reply = (int)rep->element[1]->integer;
+        break;
+    default:
+        *wt->cur = rep->element[1]->integer;
+        break;
+    }
     omni_http_resume(wt->r);
 }
 
 
-int omni_budgets_reserve(omni_budgets_t *b, omni_req_t *r)
+static int omni_llm_admit_send(
+    omni_admit_wait_t *wt, int64_t tokens, int64_t gen)
 {
-    const char *argv[4 + 4 + 2 + 8];
-    char keys[4][160], nums[2 + 8][24];
-    omni_budgets_wait_t *wt = omni_arena_alloc(&r->arena, sizeof(*wt));
+    const char *argv[3 + 3 + 4 + 6 + 8];
+    char keys[2 + 4][160], nums[6 + 8][24];
+    omni_budgets_t *b = wt->b;
+    omni_llm_limits_t *l = wt->l;
     int argc = 0, i;
+
+    l->taken = l->tpm > 0 && tokens > l->tpm ? l->tpm : tokens;
+    argv[argc++] = "EVAL";
+    argv[argc++] = omni_llm_admit_lua;
+    snprintf(nums[0], sizeof(nums[0]), "%d", 3 + b->n);
+    argv[argc++] = nums[0];
+    argv[argc++] = OMNI_LLM_GEN_KEY;
+    omni_llm_limits_keys(l, keys[0], keys[1], sizeof(keys[0]));
+    argv[argc++] = keys[0];
+    argv[argc++] = keys[1];
+    for (i = 0; i < b->n; i++) {
+        omni_budgets_key(keys[2 + i], sizeof(keys[0]), b->keys[i]);
+        argv[argc++] = keys[2 + i];
+    }
+    snprintf(nums[1], sizeof(nums[0]), "%lld", (long long)gen);
+    snprintf(nums[2], sizeof(nums[0]), "%lld", (long long)l->tpm);
+    snprintf(nums[3], sizeof(nums[0]), "%lld", (long long)l->taken);
+    snprintf(nums[4], sizeof(nums[0]), "%lld", (long long)l->rpm);
+    snprintf(nums[5], sizeof(nums[0]), "%lld", (long long)b->reserve_tokens);
+    snprintf(nums[6], sizeof(nums[0]), "%lld", (long long)b->reserve_cost);
+    for (i = 1; i <= 6; i++) {
+        argv[argc++] = nums[i];
+    }
+    for (i = 0; i < b->n; i++) {
+        snprintf(
+            nums[7 + 2 * i], sizeof(nums[0]), "%lld", (long long)b->tokens[i]);
+        snprintf(
+            nums[8 + 2 * i], sizeof(nums[0]), "%lld", (long long)b->cost[i]);
+        argv[argc++] = nums[7 + 2 * i];
+        argv[argc++] = nums[8 + 2 * i];
+    }
+    return omni_redis_command_argv(
+        omni_clients.redis, omni_llm_admitted, wt, argc, argv, NULL);
+}
+
+
+int omni_llm_admit(omni_budgets_t *b, omni_llm_limits_t *l, int64_t tokens,
+    int64_t gen, int64_t *cur, int *reply, omni_req_t *r)
+{
+    omni_admit_wait_t *wt = omni_arena_alloc(&r->arena, sizeof(*wt));
 
     if (wt == NULL) {
         return -1;
     }
     wt->b = b;
+    wt->l = l;
+    wt->cur = cur;
+    wt->reply = reply;
+    wt->count = 1;
     wt->r = r;
-    argv[argc++] = "EVAL";
-    argv[argc++] = omni_budgets_reserve_lua;
-    snprintf(nums[0], sizeof(nums[0]), "%d", b->n);
-    argv[argc++] = nums[0];
-    for (i = 0; i < b->n; i++) {
-        omni_budgets_key(keys[i], sizeof(keys[i]), b->keys[i]);
-        argv[argc++] = keys[i];
+    return omni_llm_admit_send(wt, tokens, gen);
+}
+
+
+int omni_budgets_reserve(omni_budgets_t *b, omni_req_t *r)
+{
+    struct {
+        omni_admit_wait_t wt;
+        omni_llm_limits_t l;
+        int64_t cur;
+        int reply;
+    } *x = omni_arena_alloc(&r->arena, sizeof(*x));
+
+    if (x == NULL) {
+        return -1;
     }
-    snprintf(nums[1], sizeof(nums[1]), "%lld", (long long)b->reserve_tokens);
-    argv[argc++] = nums[1];
-    snprintf(nums[2], sizeof(nums[2]), "%lld", (long long)b->reserve_cost);
-    argv[argc++] = nums[2];
-    for (i = 0; i < b->n; i++) {
-        snprintf(
-            nums[3 + 2 * i], sizeof(nums[0]), "%lld", (long long)b->tokens[i]);
-        snprintf(
-            nums[4 + 2 * i], sizeof(nums[0]), "%lld", (long long)b->cost[i]);
-        argv[argc++] = nums[3 + 2 * i];
-        argv[argc++] = nums[4 + 2 * i];
+    memset(x, 0, sizeof(*x));
+    x->wt.b = b;
+    x->wt.l = &x->l;
+    x->wt.cur = &x->cur;
+    x->wt.reply = &x->reply;
+    x->wt.r = r;
+    return omni_llm_admit_send(&x->wt, 0, -1);
+}
+
+
+static void omni_llm_gen_bumped(redisAsyncContext *c, void *reply, void *arg)
+{
+    redisReply *rep = reply;
+
+    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+        omni_log(OMNI_LOG_WARN, "LLM plans not invalidated: Redis unavailable",
+            NULL);
     }
-    return omni_redis_command_argv(
-        omni_clients.redis, omni_budgets_reserved, wt, argc, argv, NULL);
+    omni_http_resume(arg);
+}
+
+
+int omni_llm_gen_bump(omni_req_t *r)
+{
+    return omni_redis_command(
+        omni_clients.redis, omni_llm_gen_bumped, r, "INCR " OMNI_LLM_GEN_KEY);
 }
 
 

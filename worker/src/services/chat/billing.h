@@ -11,7 +11,13 @@
 #include "lib/json.h"
 #include "io/outbound.h"
 #include "http/http.h"
+#include "services/chat/limits.h"
 #include "services/chat/wire.h"
+
+/* The generation of the LLM gateway's admin state (providers, models,
+ * prices, aliases, budgets, key limits): bumped after every change, so a
+ * plan cached under an older one is planned again. */
+#define OMNI_LLM_GEN_KEY "omni:llm:gen"
 
 /* One provider target of a model, in fallback order. */
 typedef struct {
@@ -52,6 +58,10 @@ void omni_billing_stop(void);
 omni_outbound_t *omni_billing_outbound(void);
 
 uint64_t omni_billing_now_ms(void);
+
+/* µs since r arrived: where the time to the first byte goes (the debug
+ * lines "LLM gateway first byte" and "chat turn first byte"). */
+uint64_t omni_billing_since_us(const omni_req_t *r);
 uint64_t omni_billing_wall_us(void);
 
 /* Reads the JSON array of targets (omnichat.turn_targets()'s shape) into
@@ -74,9 +84,31 @@ int64_t omni_billing_cost(
  * the arena), or NULL. */
 const char *omni_billing_key(omni_arena_t *a, const omni_llm_target_t *g);
 
+/* Sends body to g (its key from the environment or its file, the URL and
+ * headers of its format kind; version: anthropic-version, NULL for
+ * 2023-06-01) with spec's callbacks and arg; the provider's transfer, or
+ * NULL when it could not start. */
+omni_out_req_t *omni_provider_call(omni_req_t *r, const omni_llm_target_t *g,
+    omni_wire_kind_t kind, const char *version, struct evbuffer *body,
+    int stream, omni_out_spec_t *spec, void *arg);
+
 /* Sends the reservation of b; r is resumed with b->reply set. 0, or -1
  * when it could not be sent. */
 int omni_budgets_reserve(omni_budgets_t *b, omni_req_t *r);
+
+/* The admission of a call in one Redis script: the generation, the key's
+ * limits l (tokens taken: tokens) and the budgets b, taken only when all
+ * allow and gen is the current generation (gen < 0: not checked). r is
+ * resumed with *reply: 0 taken (l->pending, b->reserved set), 1 or 2 the
+ * key's tokens or requests over (l->retry_after), 3 b->keys[b->reply - 1]
+ * over, 4 stale (nothing taken; *cur the current generation), -1 Redis
+ * unavailable. 0, or -1 when it could not be sent. */
+int omni_llm_admit(omni_budgets_t *b, omni_llm_limits_t *l, int64_t tokens,
+    int64_t gen, int64_t *cur, int *reply, omni_req_t *r);
+
+/* INCRs the generation (after an admin change in Postgres); r is resumed
+ * when Redis has it. 0, or -1 when it could not be sent. */
+int omni_llm_gen_bump(omni_req_t *r);
 
 /* Gives back what was reserved and not billed (never waits). */
 void omni_budgets_settle(omni_budgets_t *b);

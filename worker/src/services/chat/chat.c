@@ -8,7 +8,9 @@
 
 #include <event2/buffer.h>
 
+#include "io/log.h"
 #include "http/api.h"
+#include "services/chat/billing.h"
 #include "services/chat/chat.h"
 #include "services/chat/gateway.h"
 #include "services/chat/turn.h"
@@ -19,6 +21,13 @@
 #define OMNI_CHAT_ARGS 0x8   /* passes from, to, group_by as the body */
 #define OMNI_CHAT_WRITE 0x10 /* changes objects: not for viewers */
 #define OMNI_CHAT_GW 0x20    /* omnichat.gateway_api(): aliases, limits */
+
+/* An admin change's answer, held while the plans' generation is bumped. */
+typedef struct {
+    int status;
+    const char *body;
+    size_t len;
+} omni_chat_answer_t;
 
 static int omni_chat_api_stmt, omni_chat_gw_stmt;
 
@@ -105,6 +114,7 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
 {
     const omni_identity_t *id;
     const char *values[7];
+    omni_chat_answer_t *a;
     char limit[16];
     int n, status;
 
@@ -161,14 +171,46 @@ static void omni_chat_call(omni_req_t *r, const char *op, int flags)
             values);
         return;
 
-    default:
+    case 1:
         if (r->db_status != OMNI_DB_OK || PQntuples(r->db_res) != 1) {
             omni_api_db_failed(r);
             return;
         }
         status = atoi(PQgetvalue(r->db_res, 0, 0));
-        omni_api_json_text(r, status, PQgetvalue(r->db_res, 0, 1),
-            (size_t)PQgetlength(r->db_res, 0, 1));
+        if ((flags & OMNI_CHAT_ADMIN) && strcmp(r->method, "GET") != 0
+            && status >= 200 && status < 300) {
+            /* the change is in Postgres: every process plans again from
+             * its next call, and the admin's answer waits for that */
+            a = omni_arena_alloc(&r->arena, sizeof(*a));
+            if (a == NULL) {
+                omni_respond_error(r, 503, "overloaded", "out of memory");
+                return;
+            }
+            a->status = status;
+            a->len = (size_t)PQgetlength(r->db_res, 0, 1);
+            a->body = omni_arena_strndup(
+                &r->arena, PQgetvalue(r->db_res, 0, 1), a->len);
+            r->data = a;
+            r->state = 2;
+            if (a->body != NULL && omni_llm_gen_bump(r) == 0) {
+                return;
+            }
+            omni_log(OMNI_LOG_WARN,
+                "LLM plans not invalidated: Redis unavailable", NULL);
+            if (a->body == NULL) {
+                omni_respond_error(r, 503, "overloaded", "out of memory");
+                return;
+            }
+            /* fall through */
+        } else {
+            omni_api_json_text(r, status, PQgetvalue(r->db_res, 0, 1),
+                (size_t)PQgetlength(r->db_res, 0, 1));
+            return;
+        }
+
+    default:
+        a = r->data;
+        omni_api_json_text(r, a->status, a->body, a->len);
         return;
     }
 }

@@ -2,16 +2,23 @@
  * format) and POST /v1/messages (Anthropic), GET /v1/models, so that the
  * providers' own SDKs work through Omni by changing their base URL.
  *
- *   START ─> PLANNED (targets of the model name or alias, the caller's
- *              │        budgets, the API key's limits)
- *              │ key limits?
- *              ├──────> LIMITED (Redis: tokens and requests per minute)
- *              │           │ ── over: 429 with Retry-After
- *              │ budgets?  v
- *              ├──────> RESERVED (Redis, atomic) ── over: 429
- *              v           v
- *            CALL <─ fallback (failed before the client's first byte)
- *              └─> CALLED ─> answer (passed through) or error
+ *   START ─> ADMITTED (one Redis script: the generation of the admin
+ *     │        state, the API key's tokens and requests per minute, the
+ *     │        budgets, all taken or none) ── over: 429 (Retry-After)
+ *     │          │ stale (or no plan cached) ^
+ *     │          v                           │
+ *     │        PLANNED (Postgres: targets of the model name or alias, the
+ *     │          caller's budgets, the key's limits; cached per process
+ *     │          under the generation read before it) ───┘
+ *     v
+ *   CALL <─ fallback (failed before the client's first byte)
+ *     └─> CALLED ─> answer (passed through) or error
+ *
+ * A call whose plan is cached makes one Redis round trip before the
+ * provider is called; an admin change bumps the generation after writing
+ * Postgres (chat.c), so the very next call on any process plans again.
+ * Redis unavailable: the plan comes from Postgres; the key's limits go
+ * unchecked (as the module's), budgets answer 503.
  *
  * A target of the caller's own format gets the body as sent with the
  * model replaced by the target's, and the answer comes back as the
@@ -45,14 +52,23 @@
 
 #define OMNI_GW_MAX_BODY (4 * 1024 * 1024)
 
+#define OMNI_GW_PLANS 4096 /* plans cached per process; more: all dropped */
+
 enum {
     OMNI_GW_START = 0,
+    OMNI_GW_ADMITTED,
     OMNI_GW_PLANNED,
-    OMNI_GW_LIMITED,
-    OMNI_GW_RESERVED,
     OMNI_GW_CALLED,
     OMNI_GW_LISTED
 };
+
+/* A plan (gateway_plan's JSON) of user, model and API key, as of gen. */
+typedef struct omni_gw_plan_s {
+    struct omni_gw_plan_s *next;
+    int64_t gen;
+    size_t klen, len;
+    char *key, *text;
+} omni_gw_plan_t;
 
 typedef struct {
     omni_req_t *r;
@@ -65,6 +81,13 @@ typedef struct {
     int ntargets, target;
     omni_budgets_t bud;
     omni_llm_limits_t lim;
+    const char *plan_key;
+    size_t plan_klen;
+    int64_t gen;     /* of the plan held; -2: none */
+    int admit_reply; /* omni_llm_admit's */
+    int fresh;       /* the plan held came from Postgres in this call */
+    int replans;
+    uint64_t admitted_us, sent_us; /* since the request came: timings */
 
     omni_out_req_t *q;
     omni_wire_t w;
@@ -85,10 +108,24 @@ typedef struct {
 } omni_gw_t;
 
 static int omni_gw_plan_stmt, omni_gw_models_stmt;
+static omni_gw_plan_t *omni_gw_plans[1024];
+static int omni_gw_nplans;
 
 static void omni_gw_event(omni_gw_t *t, const char *name, const char *fmt,
     const char *s, size_t n, const char *tail);
 static void omni_gw_message_start(omni_gw_t *t);
+
+
+/* Where the time to the client's first byte went (debug level). */
+static void omni_gw_first_byte(omni_gw_t *t)
+{
+    omni_log(OMNI_LOG_DEBUG, "LLM gateway first byte",
+        "\"admitted_us\":%llu,\"sent_us\":%llu,\"first_us\":%llu,"
+        "\"replans\":%d,\"request_id\":\"%s\"",
+        (unsigned long long)t->admitted_us, (unsigned long long)t->sent_us,
+        (unsigned long long)omni_billing_since_us(t->r), t->replans,
+        t->r->request_id);
+}
 
 
 int omni_gateway_init(void)
@@ -249,6 +286,7 @@ static int omni_gw_on_data(
     if (!t->started) {
         t->started = 1;
         omni_respond_start(t->r, 200, "text/event-stream");
+        omni_gw_first_byte(t);
     }
     b = evbuffer_new();
     if (b != NULL) {
@@ -1087,9 +1125,8 @@ static int omni_gw_call(omni_gw_t *t)
 {
     const omni_llm_target_t *g = &t->targets[t->target];
     omni_out_spec_t spec = {0};
-    const char *headers[5], *key, *v;
+    const char *v;
     struct evbuffer *req;
-    char url[1024], auth[4200], version[128];
     int rc = -1;
 
     t->tkind = strcmp(g->type, "anthropic") == 0 ? OMNI_WIRE_ANTHROPIC
@@ -1108,9 +1145,7 @@ static int omni_gw_call(omni_gw_t *t)
     t->attempt_ms = omni_billing_now_ms();
     t->attempt_wall_us = omni_billing_wall_us();
     t->latency_ms = 0;
-    auth[0] = '\0';
 
-    key = omni_billing_key(&t->r->arena, g);
     req = evbuffer_new();
     if (req == NULL
         || (t->tkind == t->fmt ? omni_gw_body(t, req, g->model)
@@ -1120,48 +1155,19 @@ static int omni_gw_call(omni_gw_t *t)
                != 0) {
         goto failed;
     }
-    snprintf(url, sizeof(url), "%s/v1/%s", g->base_url,
-        t->tkind == OMNI_WIRE_OPENAI ? "chat/completions" : "messages");
-    headers[0] = "Content-Type: application/json";
-    if (t->tkind == OMNI_WIRE_OPENAI) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-            key != NULL ? key : "");
-        headers[1] = auth;
-        headers[2] = NULL;
-    } else {
-        /* the caller's API version and betas go on: its body is theirs */
-        v = omni_req_header(t->r, "anthropic-version");
-        snprintf(version, sizeof(version), "anthropic-version: %.64s",
-            v != NULL && strspn(v, "0123456789-") == strlen(v) ? v
-                                                               : "2023-06-01");
-        snprintf(auth, sizeof(auth), "x-api-key: %s", key != NULL ? key : "");
-        headers[1] = auth;
-        headers[2] = version;
-        headers[3] = NULL;
+    /* the caller's API version and betas go on: its body is theirs */
+    v = omni_req_header(t->r, "anthropic-version");
+    if (v != NULL && strspn(v, "0123456789-") != strlen(v)) {
+        v = NULL;
     }
-    if (key == NULL) {
-        omni_log(OMNI_LOG_WARN, "LLM provider key not found",
-            "\"provider\":\"%s\",\"request_id\":\"%s\"", g->provider,
-            t->r->request_id);
-    }
-    spec.method = "POST";
-    spec.url = url;
-    spec.headers = headers;
-    spec.body = (const char *)evbuffer_pullup(req, -1);
-    spec.body_len = evbuffer_get_length(req);
-    spec.timeout_ms = 300000;
-    spec.connect_timeout_ms = 5000;
-    /* a stream is silent only between chunks; a whole answer comes at
-     * once, after as long as the model writes (within the 300 s) */
-    spec.idle_timeout_ms = t->stream ? 60000 : 0;
     spec.on_headers = omni_gw_on_headers;
     spec.on_data = omni_gw_on_data;
     spec.on_done = omni_gw_on_done;
-    t->q = omni_out_request(omni_billing_outbound(), &spec, t);
+    t->q = omni_provider_call(t->r, g, t->tkind, v, req, t->stream, &spec, t);
+    t->sent_us = omni_billing_since_us(t->r);
     rc = t->q != NULL ? 0 : -1;
 
 failed:
-    explicit_bzero(auth, sizeof(auth));
     if (req != NULL) {
         evbuffer_free(req);
     }
@@ -1385,6 +1391,77 @@ static int omni_gw_read(omni_gw_t *t)
 }
 
 
+/* --- the plans cached ----------------------------------------------------- */
+
+static omni_gw_plan_t **omni_gw_plan_slot(const char *k, size_t n)
+{
+    uint64_t h = 14695981039346656037ull;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
+    }
+    return &omni_gw_plans[h
+                          % (sizeof(omni_gw_plans) / sizeof(omni_gw_plans[0]))];
+}
+
+
+static const omni_gw_plan_t *omni_gw_plan_find(const char *k, size_t n)
+{
+    const omni_gw_plan_t *p;
+
+    for (p = *omni_gw_plan_slot(k, n); p != NULL; p = p->next) {
+        if (p->klen == n && memcmp(p->key, k, n) == 0) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+
+static void omni_gw_plan_store(
+    const char *k, size_t n, int64_t gen, const char *text, size_t len)
+{
+    omni_gw_plan_t **slot = omni_gw_plan_slot(k, n), **pp, *p;
+    size_t i;
+
+    for (pp = slot; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->klen == n && memcmp((*pp)->key, k, n) == 0) {
+            p = *pp;
+            *pp = p->next;
+            free(p);
+            omni_gw_nplans--;
+            break;
+        }
+    }
+    if (omni_gw_nplans >= OMNI_GW_PLANS) {
+        /* many callers or model names: start again rather than track age */
+        for (i = 0; i < sizeof(omni_gw_plans) / sizeof(omni_gw_plans[0]); i++) {
+            while ((p = omni_gw_plans[i]) != NULL) {
+                omni_gw_plans[i] = p->next;
+                free(p);
+            }
+        }
+        omni_gw_nplans = 0;
+    }
+    p = malloc(sizeof(*p) + n + len + 1);
+    if (p == NULL) {
+        return;
+    }
+    p->key = (char *)(p + 1);
+    p->text = p->key + n;
+    memcpy(p->key, k, n);
+    memcpy(p->text, text, len);
+    p->text[len] = '\0';
+    p->klen = n;
+    p->len = len;
+    p->gen = gen;
+    p->next = *slot;
+    *slot = p;
+    omni_gw_nplans++;
+}
+
+
 /* Reads gateway_plan's answer: the targets, budgets and key limits. */
 static int omni_gw_plan(omni_gw_t *t, const char *text, size_t len)
 {
@@ -1393,17 +1470,20 @@ static int omni_gw_plan(omni_gw_t *t, const char *text, size_t len)
     char err[128], msg[400];
     int all;
 
+    memset(&t->bud, 0, sizeof(t->bud));
     j = omni_json_parse(a, text, len, NULL, err, sizeof(err));
     if (j == NULL
         || (all = omni_billing_targets(
                 a, omni_json_get(j, "targets"), &t->targets))
                < 0) {
         omni_gw_free(t);
+        omni_req_on_close(t->r, NULL, NULL);
         omni_gw_fail(t->r, t->fmt, 503, "overloaded", "out of memory");
         return -1;
     }
     if (all == 0) {
         omni_gw_free(t);
+        omni_req_on_close(t->r, NULL, NULL);
         snprintf(msg, sizeof(msg),
             "The model `%.128s` does not exist or you do not have access to "
             "it (GET /v1/models lists the models).",
@@ -1417,6 +1497,41 @@ static int omni_gw_plan(omni_gw_t *t, const char *text, size_t len)
         t->ntargets, t->input_estimate, t->max_tokens);
     omni_llm_limits_read(&t->lim, omni_json_get(j, "limits"), t->api_key);
     return 0;
+}
+
+
+/* Plans from the cache: 1 found, 0 not, -1 after answering. */
+static int omni_gw_cached(omni_gw_t *t)
+{
+    omni_arena_t *a = &t->r->arena;
+    const omni_gw_plan_t *p;
+    size_t ul = strlen(t->user), ml = strlen(t->model);
+    size_t kl = t->api_key != NULL ? strlen(t->api_key) : 0;
+    char *k = omni_arena_alloc(a, ul + ml + kl + 2);
+    const char *text;
+
+    if (k == NULL) {
+        return 0;
+    }
+    memcpy(k, t->user, ul);
+    k[ul] = '\0';
+    memcpy(k + ul + 1, t->model, ml);
+    k[ul + 1 + ml] = '\0';
+    memcpy(k + ul + ml + 2, t->api_key, kl);
+    t->plan_key = k;
+    t->plan_klen = ul + ml + kl + 2;
+    t->gen = -2;
+    p = omni_gw_plan_find(k, t->plan_klen);
+    if (p == NULL) {
+        return 0;
+    }
+    /* the entry may be replaced while this call waits */
+    text = omni_arena_strndup(a, p->text, p->len);
+    if (text == NULL) {
+        return 0;
+    }
+    t->gen = p->gen;
+    return omni_gw_plan(t, text, p->len) == 0 ? 1 : -1;
 }
 
 
@@ -1453,25 +1568,14 @@ static void omni_gw_post(omni_req_t *r, omni_wire_kind_t fmt)
         t->fmt = fmt;
         t->user = id->id;
         t->api_key = omni_req_header(r, "X-User-Api-Key-Id");
+        if (t->api_key != NULL && t->api_key[0] == '\0') {
+            t->api_key = NULL;
+        }
         omni_wire_init(&t->w, fmt);
         if (omni_gw_read(t) != 0) {
             return;
         }
         r->data = t;
-        values[0] = t->user;
-        values[1] = t->model;
-        values[2] =
-            t->api_key != NULL && t->api_key[0] != '\0' ? t->api_key : NULL;
-        r->state = OMNI_GW_PLANNED;
-        omni_api_query(r, omni_gw_plan_stmt, 3, values);
-        return;
-
-    case OMNI_GW_PLANNED:
-        if (r->db_status != OMNI_DB_OK || PQntuples(r->db_res) != 1) {
-            omni_gw_free(t);
-            omni_api_db_failed(r);
-            return;
-        }
         t->body = evbuffer_new();
         t->wake = event_new(omni_clients.base, -1, 0, omni_gw_woken, t);
         if (t->body == NULL || t->wake == NULL) {
@@ -1479,97 +1583,94 @@ static void omni_gw_post(omni_req_t *r, omni_wire_kind_t fmt)
             omni_respond_error(r, 503, "overloaded", "out of memory");
             return;
         }
-        if (omni_gw_plan(
-                t, PQgetvalue(r->db_res, 0, 0), PQgetlength(r->db_res, 0, 0))
-            != 0) {
-            return;
-        }
         if (omni_req_on_close(r, omni_gw_client_gone, t) != 0) {
             t->gone = 1;
         }
-        if (t->lim.tpm > 0 || t->lim.rpm > 0) {
-            r->state = OMNI_GW_LIMITED;
-            /* what the call may use: its input and the output it allows */
-            if (omni_llm_limits_take(&t->lim,
-                    t->input_estimate + (t->max_tokens > 0 ? t->max_tokens : 0),
-                    r)
-                == 0) {
-                return;
-            }
-            t->lim.reply = -1;
+        if (omni_gw_cached(t) < 0) {
+            return;
         }
         /* fall through */
 
-    case OMNI_GW_LIMITED:
-        if (r->state == OMNI_GW_LIMITED) {
-            if (t->lim.reply > 0) {
+admit:
+        r->state = OMNI_GW_ADMITTED;
+        /* what the call may use: its input and the output it allows */
+        if (omni_llm_admit(&t->bud, &t->lim,
+                t->input_estimate + (t->max_tokens > 0 ? t->max_tokens : 0),
+                t->replans >= 3 ? -1 : t->gen, &t->gen, &t->admit_reply, r)
+            == 0) {
+            return;
+        }
+        t->admit_reply = -1;
+        /* fall through */
+
+    case OMNI_GW_ADMITTED:
+        if (t->admit_reply == 4
+            || (t->admit_reply < 0 && !t->fresh && t->replans < 3)) {
+            /* a stale plan, none, or Redis down: from Postgres */
+            t->replans++;
+            r->state = OMNI_GW_PLANNED;
+            values[0] = t->user;
+            values[1] = t->model;
+            values[2] = t->api_key;
+            omni_api_query(r, omni_gw_plan_stmt, 3, values);
+            return;
+        }
+        if (t->admit_reply == 1 || t->admit_reply == 2) {
+            omni_gw_free(t);
+            omni_req_on_close(r, NULL, NULL);
+            snprintf(ra, sizeof(ra), "%d", t->lim.retry_after);
+            omni_respond_header(r, "Retry-After", ra);
+            if (t->admit_reply == 1) {
+                snprintf(msg, sizeof(msg),
+                    "this API key's limit of %lld tokens per minute is "
+                    "reached (this request may use %lld); retry in %d s",
+                    (long long)t->lim.tpm, (long long)t->lim.taken,
+                    t->lim.retry_after);
+            } else {
+                snprintf(msg, sizeof(msg),
+                    "this API key's limit of %lld requests per minute is "
+                    "reached; retry in %d s",
+                    (long long)t->lim.rpm, t->lim.retry_after);
+            }
+            omni_gw_fail(r, fmt, 429, "rate_limit_exceeded", msg);
+            return;
+        }
+        if (t->admit_reply == 3) {
+            omni_gw_free(t);
+            omni_req_on_close(r, NULL, NULL);
+            /* the day's budget comes back at midnight UTC */
+            now = time(NULL);
+            snprintf(ra, sizeof(ra), "%ld", (long)(86400 - now % 86400));
+            omni_respond_header(r, "Retry-After", ra);
+            snprintf(msg, sizeof(msg),
+                "the daily budget of %.160s is spent (this request may "
+                "need %lld tokens)",
+                t->bud.keys[t->bud.reply - 1],
+                (long long)t->bud.reserve_tokens);
+            omni_gw_fail(r, fmt, 429, "budget_exceeded", msg);
+            return;
+        }
+        if (t->admit_reply < 0) {
+            if (t->bud.n > 0) {
                 omni_gw_free(t);
                 omni_req_on_close(r, NULL, NULL);
-                snprintf(ra, sizeof(ra), "%d", t->lim.retry_after);
-                omni_respond_header(r, "Retry-After", ra);
-                if (t->lim.reply == 1) {
-                    snprintf(msg, sizeof(msg),
-                        "this API key's limit of %lld tokens per minute is "
-                        "reached (this request may use %lld); retry in %d s",
-                        (long long)t->lim.tpm, (long long)t->lim.taken,
-                        t->lim.retry_after);
-                } else {
-                    snprintf(msg, sizeof(msg),
-                        "this API key's limit of %lld requests per minute is "
-                        "reached; retry in %d s",
-                        (long long)t->lim.rpm, t->lim.retry_after);
-                }
-                omni_gw_fail(r, fmt, 429, "rate_limit_exceeded", msg);
+                omni_gw_fail(r, fmt, 503, "budget_unavailable",
+                    "budgets cannot be checked now");
                 return;
             }
-            if (t->lim.reply < 0) {
+            if (t->lim.tpm > 0 || t->lim.rpm > 0) {
                 /* as the module's limits: Redis down does not stop calls */
                 omni_log(OMNI_LOG_WARN,
                     "API key limits unchecked: Redis unavailable",
                     "\"request_id\":\"%s\"", r->request_id);
             }
         }
-        if (t->bud.n > 0) {
-            r->state = OMNI_GW_RESERVED;
-            if (omni_budgets_reserve(&t->bud, r) != 0) {
-                omni_gw_free(t);
-                omni_req_on_close(r, NULL, NULL);
-                omni_gw_fail(r, fmt, 503, "budget_unavailable",
-                    "budgets cannot be checked now");
-            }
-            return;
-        }
-        /* fall through */
-
-    case OMNI_GW_RESERVED:
-        if (r->state == OMNI_GW_RESERVED) {
-            if (t->bud.reply != 0) {
-                omni_gw_free(t);
-                omni_req_on_close(r, NULL, NULL);
-                if (t->bud.reply < 0) {
-                    omni_gw_fail(r, fmt, 503, "budget_unavailable",
-                        "budgets cannot be checked now");
-                    return;
-                }
-                /* the day's budget comes back at midnight UTC */
-                now = time(NULL);
-                snprintf(ra, sizeof(ra), "%ld", (long)(86400 - now % 86400));
-                omni_respond_header(r, "Retry-After", ra);
-                snprintf(msg, sizeof(msg),
-                    "the daily budget of %.160s is spent (this request may "
-                    "need %lld tokens)",
-                    t->bud.keys[t->bud.reply - 1],
-                    (long long)t->bud.reserve_tokens);
-                omni_gw_fail(r, fmt, 429, "budget_exceeded", msg);
-                return;
-            }
-            t->bud.reserved++;
-        }
         if (t->gone) {
             omni_gw_free(t);
             omni_respond_error(r, 499, "client_disconnected", "client gone");
             return;
         }
+        t->admitted_us = omni_billing_since_us(r);
         /* fall through */
 
 call:
@@ -1581,6 +1682,26 @@ call:
                 r, fmt, 502, "upstream_error", "the provider cannot be called");
         }
         return;
+
+    case OMNI_GW_PLANNED:
+        if (r->db_status != OMNI_DB_OK || PQntuples(r->db_res) != 1) {
+            omni_gw_free(t);
+            omni_req_on_close(r, NULL, NULL);
+            omni_api_db_failed(r);
+            return;
+        }
+        if (omni_gw_plan(
+                t, PQgetvalue(r->db_res, 0, 0), PQgetlength(r->db_res, 0, 0))
+            != 0) {
+            return;
+        }
+        t->fresh = 1;
+        if (t->gen >= 0 && t->admit_reply == 4) {
+            /* planned after the generation was read: as new as it */
+            omni_gw_plan_store(t->plan_key, t->plan_klen, t->gen,
+                PQgetvalue(r->db_res, 0, 0), PQgetlength(r->db_res, 0, 0));
+        }
+        goto admit;
 
     case OMNI_GW_CALLED:
         ok = !t->gone && omni_gw_outcome(t);

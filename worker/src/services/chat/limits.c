@@ -4,8 +4,9 @@
  * time (ms, Redis's clock): a cost c of a limit L per minute moves it by
  * c * 60000 / L, and a call is refused when that would put it more than a
  * minute ahead of now, so a full minute's worth may come at once and then
- * at the limit's pace. One script checks both buckets and takes from them
- * only when both allow; the settlement moves the tokens' bucket by the
+ * at the limit's pace. One script (billing.c's omni_llm_admit, with the
+ * budgets and the plans' generation) checks both buckets and takes from
+ * them only when all allow; the settlement moves the tokens' bucket by the
  * difference between the real usage and what was taken (back when less
  * was used, further when more). */
 #include <stdio.h>
@@ -14,33 +15,6 @@
 #include "io/clients.h"
 #include "io/log.h"
 #include "services/chat/limits.h"
-
-static const char omni_limits_take_lua[] =
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000\n"
-    "local nt, nr\n"
-    "local function ahead(k, c, l)\n"
-    "  local v = tonumber(redis.call('GET', k) or '0')\n"
-    "  if v < now then v = now end\n"
-    "  return v + c * 60000 / l\n"
-    "end\n"
-    "if tonumber(ARGV[1]) > 0 then\n"
-    "  nt = ahead(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[1]))\n"
-    "  if nt - now > 60000 then\n"
-    "    return {1, math.ceil((nt - now - 60000) / 1000)}\n"
-    "  end\n"
-    "end\n"
-    "if tonumber(ARGV[3]) > 0 then\n"
-    "  nr = ahead(KEYS[2], 1, tonumber(ARGV[3]))\n"
-    "  if nr - now > 60000 then\n"
-    "    return {2, math.ceil((nr - now - 60000) / 1000)}\n"
-    "  end\n"
-    "end\n"
-    "if nt then redis.call('SET', KEYS[1], string.format('%.3f', nt), 'PX',\n"
-    "  math.ceil(nt - now) + 1000) end\n"
-    "if nr then redis.call('SET', KEYS[2], string.format('%.3f', nr), 'PX',\n"
-    "  math.ceil(nr - now) + 1000) end\n"
-    "return {0, 0}\n";
 
 static const char omni_limits_settle_lua[] =
     "local t = redis.call('TIME')\n"
@@ -55,12 +29,6 @@ static const char omni_limits_settle_lua[] =
     "  redis.call('DEL', KEYS[1])\n"
     "end\n"
     "return 0\n";
-
-
-typedef struct {
-    omni_llm_limits_t *l;
-    omni_req_t *r;
-} omni_limits_wait_t;
 
 
 int omni_llm_limits_read(
@@ -84,61 +52,14 @@ int omni_llm_limits_read(
 }
 
 
-static void omni_limits_keys(
+void omni_llm_limits_keys(
     const omni_llm_limits_t *l, char *tk, char *rk, size_t size)
 {
+    const char *id = l->key != NULL ? l->key : "-";
+
     /* one hash slot for both under Redis Cluster */
-    snprintf(tk, size, "omni:llm:{%s}:tpm", l->key);
-    snprintf(rk, size, "omni:llm:{%s}:rpm", l->key);
-}
-
-
-static void omni_limits_taken(redisAsyncContext *c, void *reply, void *arg)
-{
-    omni_limits_wait_t *wt = arg;
-    omni_llm_limits_t *l = wt->l;
-    redisReply *rep = reply;
-
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2
-        || rep->element[0]->type != REDIS_REPLY_INTEGER
-        || rep->element[1]->type != REDIS_REPLY_INTEGER) {
-        l->reply = -1;
-    } else {
-        l->reply = (int)rep->element[0]->integer;
-        l->retry_after =
-            rep->element[1]->integer < 1 ? 1 : (int)rep->element[1]->integer;
-        l->pending = l->reply == 0;
-    }
-    omni_http_resume(wt->r);
-}
-
-
-int omni_llm_limits_take(omni_llm_limits_t *l, int64_t tokens, omni_req_t *r)
-{
-    omni_limits_wait_t *wt = omni_arena_alloc(&r->arena, sizeof(*wt));
-    char tk[96], rk[96], tpm[24], cost[24], rpm[24];
-    const char *argv[8];
-
-    if (wt == NULL) {
-        return -1;
-    }
-    wt->l = l;
-    wt->r = r;
-    l->taken = l->tpm > 0 && tokens > l->tpm ? l->tpm : tokens;
-    omni_limits_keys(l, tk, rk, sizeof(tk));
-    snprintf(tpm, sizeof(tpm), "%lld", (long long)l->tpm);
-    snprintf(cost, sizeof(cost), "%lld", (long long)l->taken);
-    snprintf(rpm, sizeof(rpm), "%lld", (long long)l->rpm);
-    argv[0] = "EVAL";
-    argv[1] = omni_limits_take_lua;
-    argv[2] = "2";
-    argv[3] = tk;
-    argv[4] = rk;
-    argv[5] = tpm;
-    argv[6] = cost;
-    argv[7] = rpm;
-    return omni_redis_command_argv(
-        omni_clients.redis, omni_limits_taken, wt, 8, argv, NULL);
+    snprintf(tk, size, "omni:llm:{%s}:tpm", id);
+    snprintf(rk, size, "omni:llm:{%s}:rpm", id);
 }
 
 
@@ -159,7 +80,7 @@ void omni_llm_limits_settle(omni_llm_limits_t *l, int64_t used)
     if (l->tpm <= 0 || used == l->taken) {
         return;
     }
-    omni_limits_keys(l, tk, rk, sizeof(tk));
+    omni_llm_limits_keys(l, tk, rk, sizeof(tk));
     snprintf(delta, sizeof(delta), "%lld", (long long)(used - l->taken));
     snprintf(tpm, sizeof(tpm), "%lld", (long long)l->tpm);
     argv[0] = "EVAL";

@@ -15,8 +15,6 @@ typedef struct {
     const char *key;  /* the API key's id */
     int64_t tpm, rpm; /* per minute; 0: no limit */
     int64_t taken;    /* tokens taken by the check, until settled */
-    int reply;        /* of the check: 0 ok, 1 tokens over, 2 requests
-                         over, -1 Redis unavailable */
     int retry_after;  /* seconds, when over */
     int pending;      /* taken and not settled */
 } omni_llm_limits_t;
@@ -26,9 +24,10 @@ typedef struct {
 int omni_llm_limits_read(
     omni_llm_limits_t *l, const omni_json_t *j, const char *key);
 
-/* Takes tokens (at most the whole minute's) and one request; r is resumed
- * with l->reply set. 0, or -1 when it could not be sent. */
-int omni_llm_limits_take(omni_llm_limits_t *l, int64_t tokens, omni_req_t *r);
+/* The Redis keys of l's tokens and requests buckets (taken by billing.c's
+ * omni_llm_admit, with the budgets). */
+void omni_llm_limits_keys(
+    const omni_llm_limits_t *l, char *tk, char *rk, size_t size);
 
 /* Puts used tokens in place of what was taken (never waits). */
 void omni_llm_limits_settle(omni_llm_limits_t *l, int64_t used);

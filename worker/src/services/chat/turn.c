@@ -94,6 +94,7 @@ struct omni_turn_s {
     char retry_after[16]; /* the provider's Retry-After of a 429 */
     omni_out_error_t out_error;
     uint64_t attempt_ms, attempt_wall_us, latency_ms;
+    uint64_t begun_us, sent_us; /* since the request came: timings */
 
     int ok;      /* the last attempt succeeded */
     int started; /* the client has had its first byte */
@@ -124,7 +125,7 @@ int omni_turn_init(void)
 {
     omni_turn_begin_stmt = omni_db_statement("chat_turn_begin",
         "SELECT t.status, t.body"
-        " FROM omnichat.turn_begin($1, $2, $3, $4, $5::jsonb) AS t");
+        " FROM omnichat.turn_begin_nowait($1, $2, $3, $4, $5::jsonb) AS t");
     omni_turn_save_stmt = omni_db_statement(
         "chat_turn_save", "SELECT omnichat.turn_save($1, $2::uuid, $3::jsonb)");
     return omni_turn_begin_stmt < 0 || omni_turn_save_stmt < 0
@@ -416,6 +417,11 @@ static int omni_turn_on_text(void *arg, const char *s, size_t n)
     if (!t->started) {
         t->started = 1;
         omni_respond_start(t->r, 200, "text/event-stream");
+        omni_log(OMNI_LOG_DEBUG, "chat turn first byte",
+            "\"begun_us\":%llu,\"sent_us\":%llu,\"first_us\":%llu,"
+            "\"request_id\":\"%s\"",
+            (unsigned long long)t->begun_us, (unsigned long long)t->sent_us,
+            (unsigned long long)omni_billing_since_us(t->r), t->r->request_id);
     }
     omni_turn_sse(t, "delta", "text", s, n);
     snprintf(channel, sizeof(channel), "conversation-%s", t->conv);
@@ -547,9 +553,7 @@ static int omni_turn_call(omni_turn_t *t)
                                 ? OMNI_WIRE_ANTHROPIC
                                 : OMNI_WIRE_OPENAI;
     omni_out_spec_t spec = {0};
-    const char *headers[5], *key;
     struct evbuffer *req;
-    char url[1024], auth[4200];
     int rc = -1;
 
     omni_wire_free(&t->w);
@@ -566,7 +570,6 @@ static int omni_turn_call(omni_turn_t *t)
     t->attempt_wall_us = omni_billing_wall_us();
     t->latency_ms = 0;
 
-    key = omni_billing_key(&t->r->arena, g);
     req = evbuffer_new();
     if (req == NULL
         || omni_wire_request(req, kind, g->model, t->system, t->msgs, t->nmsgs,
@@ -576,43 +579,16 @@ static int omni_turn_call(omni_turn_t *t)
                != 0) {
         goto failed;
     }
-    snprintf(url, sizeof(url), "%s/v1/%s", g->base_url,
-        kind == OMNI_WIRE_OPENAI ? "chat/completions" : "messages");
-    headers[0] = "Content-Type: application/json";
-    if (kind == OMNI_WIRE_OPENAI) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-            key != NULL ? key : "");
-        headers[1] = auth;
-        headers[2] = NULL;
-    } else {
-        snprintf(auth, sizeof(auth), "x-api-key: %s", key != NULL ? key : "");
-        headers[1] = auth;
-        headers[2] = "anthropic-version: 2023-06-01";
-        headers[3] = NULL;
-    }
-    if (key == NULL) {
-        omni_log(OMNI_LOG_WARN, "LLM provider key not found",
-            "\"provider\":\"%s\",\"request_id\":\"%s\"", g->provider,
-            t->r->request_id);
-    }
-    spec.method = "POST";
-    spec.url = url;
-    spec.headers = headers;
-    spec.body = (const char *)evbuffer_pullup(req, -1);
-    spec.body_len = evbuffer_get_length(req);
-    spec.timeout_ms = 300000;
-    spec.connect_timeout_ms = 5000;
-    /* a stream is silent only between chunks; a whole answer comes at
-     * once, after as long as the model writes (within the 300 s) */
-    spec.idle_timeout_ms = t->stream ? 60000 : 0;
     spec.on_headers = omni_turn_on_headers;
     spec.on_data = omni_turn_on_data;
     spec.on_done = omni_turn_on_done;
-    t->q = omni_out_request(omni_billing_outbound(), &spec, t);
+    t->q = omni_provider_call(t->r, g, kind, NULL, req, t->stream, &spec, t);
+    if (t->sent_us == 0) {
+        t->sent_us = omni_billing_since_us(t->r);
+    }
     rc = t->q != NULL ? 0 : -1;
 
 failed:
-    explicit_bzero(auth, sizeof(auth));
     if (req != NULL) {
         evbuffer_free(req);
     }
@@ -1231,6 +1207,7 @@ void omni_turn_post(omni_req_t *r)
             omni_respond_error(r, 503, "overloaded", "out of memory");
             return;
         }
+        t->begun_us = omni_billing_since_us(r);
         /* the user's message is in the history: it went out with turn_begin */
         if (omni_req_on_close(r, omni_turn_client_gone, t) != 0) {
             t->gone = 1;
