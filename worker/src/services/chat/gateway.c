@@ -66,6 +66,7 @@ enum {
 typedef struct omni_gw_plan_s {
     struct omni_gw_plan_s *next;
     int64_t gen;
+    time_t stored; /* CLOCK_MONOTONIC_COARSE seconds */
     size_t klen, len;
     char *key, *text;
 } omni_gw_plan_t;
@@ -1406,13 +1407,29 @@ static omni_gw_plan_t **omni_gw_plan_slot(const char *k, size_t n)
 }
 
 
+static time_t omni_gw_plan_clock(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return ts.tv_sec;
+}
+
+
+/* An admin change made while Redis was down bumped no generation: a plan
+ * older than OMNI_GW_PLAN_MAX_AGE_S is read again, so such a change is
+ * seen within that time rather than at the next change. */
+#define OMNI_GW_PLAN_MAX_AGE_S 30
+
 static const omni_gw_plan_t *omni_gw_plan_find(const char *k, size_t n)
 {
     const omni_gw_plan_t *p;
 
     for (p = *omni_gw_plan_slot(k, n); p != NULL; p = p->next) {
         if (p->klen == n && memcmp(p->key, k, n) == 0) {
-            return p;
+            return omni_gw_plan_clock() - p->stored < OMNI_GW_PLAN_MAX_AGE_S
+                       ? p
+                       : NULL;
         }
     }
     return NULL;
@@ -1456,6 +1473,7 @@ static void omni_gw_plan_store(
     p->klen = n;
     p->len = len;
     p->gen = gen;
+    p->stored = omni_gw_plan_clock();
     p->next = *slot;
     *slot = p;
     omni_gw_nplans++;
