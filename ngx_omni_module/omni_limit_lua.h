@@ -253,24 +253,31 @@
     "-- KEYS      every request's KEYS (as omni_limit.lua's), one after the\n"\
     "--           other\n"                                                    \
     "-- ARGV[1]   now, unix microseconds, for tests; '' = Redis TIME\n"       \
-    "-- ARGV[2..] per request, in KEYS order: n, its number of limits, then\n"\
-    "--           its 4 * n ARGV (omni_limit.lua's ARGV[2..])\n"              \
+    "-- ARGV[2]   P, the number of limit lists (\"profiles\") that follow\n"  \
+    "-- ARGV[3..] P profiles: n, a number of limits, then its 4 * n ARGV\n"   \
+    "--           (omni_limit.lua's ARGV[2..]); the requests of one\n"        \
+    "--           location share one\n"                                       \
+    "-- ARGV[#]   the requests, one byte each, in KEYS order: its\n"          \
+    "--           profile's number, 1..P\n"                                   \
     "--\n"                                                                    \
-    "-- Reply: one element per request, in order: its omni_limit.lua\n"       \
-    "-- reply, or an error element where a call of its own would have got\n"  \
-    "-- an error reply (a malformed request, a key of the wrong type); the\n" \
-    "-- others are unaffected. A malformed envelope is an error reply for\n"  \
-    "-- the whole call, before any request runs.\n"                           \
+    "-- Reply: one flat array, each request's elements in order: {2}, {3}\n"  \
+    "-- or {4} as one integer; a decision as allowed, remaining,\n"           \
+    "-- retry_after_ms, reset_ms, index, then key_id, user_id, username,\n"   \
+    "-- role only when the request has an API key (KEYS[2] ~= ''); an\n"      \
+    "-- error element where a call of its own would have got an error\n"      \
+    "-- reply (a malformed profile, a key of the wrong type), the others\n"   \
+    "-- unaffected. A malformed envelope is an error reply for the whole\n"   \
+    "-- call, before any request runs.\n"                                     \
     "--\n"                                                                    \
     "-- It is omni_limit.lua written for many requests: Redis is read\n"      \
     "-- through tables that hold each key once (a revoked key's EXISTS, an\n" \
     "-- API key's hash, a limit's TAT as a number), each limit key written\n" \
-    "-- is SET once at the end with its last TAT and expiry, an argument is\n"\
-    "-- parsed once per call however many requests repeat it, and a request\n"\
-    "-- allocates nothing but its reply. Nothing else runs during the\n"      \
-    "-- script and Redis's clock stands still in it, so every request sees\n" \
-    "-- what it would have seen after the ones before it, and the keys end\n" \
-    "-- as those calls would have left them.\n"                               \
+    "-- is SET once at the end with its last TAT and expiry, a profile is\n"  \
+    "-- parsed once per call however many requests use it, and a request\n"   \
+    "-- allocates nothing (its reply is appended to the one array). Nothing\n"\
+    "-- else runs during the script and Redis's clock stands still in it,\n"  \
+    "-- so every request sees what it would have seen after the ones before\n"\
+    "-- it, and the keys end as those calls would have left them.\n"          \
     "\n"                                                                      \
     "local MAX_SPAN = 1125899906842624  -- 2^50\n"                            \
     "local MAX_COST = 1000000\n"                                              \
@@ -278,10 +285,9 @@
     "local MAX_INT = 9007199254740992   -- 2^53: doubles are exact below\n"   \
     "\n"                                                                      \
     "local KEYS, ARGV = KEYS, ARGV\n"                                         \
-    "local call, error_reply = redis.call, redis.error_reply\n"               \
-    "local floor, format = math.floor, string.format\n"                       \
-    "\n"                                                                      \
-    "local REVOKED, UNKNOWN, EXPIRED = {2}, {3}, {4}\n"                       \
+    "local call, pcall_redis, error_reply = redis.call, redis.pcall,\n"       \
+    "  redis.error_reply\n"                                                   \
+    "local floor, format, byte = math.floor, string.format, string.byte\n"    \
     "\n"                                                                      \
     "local function fail(what)\n"                                             \
     "  return error_reply('ERR omni_limit: ' .. what)\n"                      \
@@ -325,11 +331,19 @@
     "-- Redis as this call has left it so far\n"                              \
     "local exists, hashes, tats, pxs, written = {}, {}, {}, {}, {}\n"         \
     "\n"                                                                      \
-    "-- one request's limits and decisions, by limit index, reused\n"         \
-    "local T, B, C, U, K = {}, {}, {}, {}, {}\n"                              \
+    "-- each profile's limits, by profile then limit index; BAD: the error\n" \
+    "-- of its first malformed limit, USER1: its first user-keyed limit\n"    \
+    "-- before that, each false when none\n"                                  \
+    "local PN, PT, PB, PC, PU, BAD, USER1 = {}, {}, {}, {}, {}, {}, {}\n"     \
+    "\n"                                                                      \
+    "-- one request's limit keys and decisions, by limit index, reused\n"     \
+    "local K = {}\n"                                                          \
     "local OK, REM, RETRY, RESET, TTL, TAT = {}, {}, {}, {}, {}, {}\n"        \
     "\n"                                                                      \
     "local now, now_s\n"                                                      \
+    "\n"                                                                      \
+    "-- the reply so far\n"                                                   \
+    "local out, o = {}, 0\n"                                                  \
     "\n"                                                                      \
     "-- whether limit x is tighter than limit y, both allowed or denied\n"    \
     "local function tighter(x, y)\n"                                          \
@@ -346,62 +360,70 @@
     "  return RESET[x] > RESET[y]\n"                                          \
     "end\n"                                                                   \
     "\n"                                                                      \
-    "-- the request whose KEYS follow KEYS[k] and whose n limits' ARGV\n"     \
-    "-- follow ARGV[a], as omni_limit.lua decides it\n"                       \
-    "local function check(k, a, n)\n"                                         \
+    "-- the request whose KEYS follow KEYS[k] and whose limits are profile\n" \
+    "-- p's, as omni_limit.lua decides it; its elements go to the reply\n"    \
+    "local function check(k, p)\n"                                            \
     "  local rk, ak = KEYS[k + 1], KEYS[k + 2]\n"                             \
     "\n"                                                                      \
     "  if rk ~= '' then\n"                                                    \
-    "    if pxs[rk] then\n"                                                   \
-    "      return REVOKED\n"                                                  \
-    "    end\n"                                                               \
-    "    local e = exists[rk]\n"                                              \
+    "    local e = pxs[rk] and 1 or exists[rk]\n"                             \
     "    if e == nil then\n"                                                  \
     "      e = call('EXISTS', rk)\n"                                          \
     "      exists[rk] = e\n"                                                  \
     "    end\n"                                                               \
     "    if e == 1 then\n"                                                    \
-    "      return REVOKED\n"                                                  \
+    "      o = o + 1\n"                                                       \
+    "      out[o] = 2\n"                                                      \
+    "      return\n"                                                          \
     "    end\n"                                                               \
     "  end\n"                                                                 \
     "\n"                                                                      \
     "  if not now then\n"                                                     \
-    "    return fail('bad now')\n"                                            \
+    "    o = o + 1\n"                                                         \
+    "    out[o] = fail('bad now')\n"                                          \
+    "    return\n"                                                            \
     "  end\n"                                                                 \
     "\n"                                                                      \
-    "  for i = 1, n do\n"                                                     \
-    "    local j = a + 4 * i\n"                                               \
-    "    local t = int(ARGV[j - 3], 1, MAX_SPAN)\n"                           \
-    "    local b = int(ARGV[j - 2], 0, MAX_SPAN)\n"                           \
-    "    local c = int(ARGV[j - 1], 1, MAX_COST)\n"                           \
-    "    local u = ARGV[j]\n"                                                 \
-    "    if not (t and b and c) or (b + 1) * t > MAX_SPAN\n"                  \
-    "        or (u ~= '0' and u ~= '1') then\n"                               \
-    "      return fail('bad limit ' .. i)\n"                                  \
-    "    end\n"                                                               \
-    "    if u == '1' and ak == '' then\n"                                     \
-    "      return fail('user key without an API key')\n"                      \
-    "    end\n"                                                               \
-    "    T[i], B[i], C[i], U[i] = t, b, c, u == '1'\n"                        \
+    "  local bad, user1 = BAD[p], USER1[p]\n"                                 \
+    "  if user1 and ak == '' then\n"                                          \
+    "    o = o + 1\n"                                                         \
+    "    out[o] = fail('user key without an API key')\n"                      \
+    "    return\n"                                                            \
+    "  end\n"                                                                 \
+    "  if bad then\n"                                                         \
+    "    o = o + 1\n"                                                         \
+    "    out[o] = bad\n"                                                      \
+    "    return\n"                                                            \
     "  end\n"                                                                 \
     "\n"                                                                      \
-    "  local id1, id2, id3, id4 = '', '', '', ''\n"                           \
+    "  local id2\n"                                                           \
     "  if ak ~= '' then\n"                                                    \
     "    local h = hashes[ak]\n"                                              \
     "    if h == nil then\n"                                                  \
-    "      h = call('HMGET', ak, 'key_id', 'user_id', 'username', 'role',\n"  \
-    "        'expires_at')\n"                                                 \
+    "      h = pcall_redis('HMGET', ak, 'key_id', 'user_id', 'username',\n"   \
+    "        'role', 'expires_at')\n"                                         \
     "      hashes[ak] = h\n"                                                  \
     "    end\n"                                                               \
+    "    if h.err then\n"                                                     \
+    "      o = o + 1\n"                                                       \
+    "      out[o] = h\n"                                                      \
+    "      return\n"                                                          \
+    "    end\n"                                                               \
     "    if not h[1] or h[1] == '' or not h[2] or h[2] == '' then\n"          \
-    "      return UNKNOWN\n"                                                  \
+    "      o = o + 1\n"                                                       \
+    "      out[o] = 3\n"                                                      \
+    "      return\n"                                                          \
     "    end\n"                                                               \
     "    local e = int(h[5] or '0', 0, MAX_INT)\n"                            \
     "    if not e or (e ~= 0 and e <= now_s) then\n"                          \
-    "      return EXPIRED\n"                                                  \
+    "      o = o + 1\n"                                                       \
+    "      out[o] = 4\n"                                                      \
+    "      return\n"                                                          \
     "    end\n"                                                               \
-    "    id1, id2, id3, id4 = h[1], h[2], h[3] or '', h[4] or ''\n"           \
+    "    id2 = h[2]\n"                                                        \
     "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  local n, T, B, C, U = PN[p], PT[p], PB[p], PC[p], PU[p]\n"             \
     "\n"                                                                      \
     "  for i = 1, n do\n"                                                     \
     "    local key = KEYS[k + 2 + i]\n"                                       \
@@ -410,14 +432,12 @@
     "    end\n"                                                               \
     "    for j = 1, i - 1 do\n"                                               \
     "      if K[j] == key then\n"                                             \
-    "        return fail('repeated limit key')\n"                             \
+    "        o = o + 1\n"                                                     \
+    "        out[o] = fail('repeated limit key')\n"                           \
+    "        return\n"                                                        \
     "      end\n"                                                             \
     "    end\n"                                                               \
     "    K[i] = key\n"                                                        \
-    "  end\n"                                                                 \
-    "\n"                                                                      \
-    "  if n == 0 then\n"                                                      \
-    "    return {1, 0, 0, 0, 0, id1, id2, id3, id4}\n"                        \
     "  end\n"                                                                 \
     "\n"                                                                      \
     "  -- every read before any decision: a key of the wrong type stops the\n"\
@@ -425,7 +445,12 @@
     "  for i = 1, n do\n"                                                     \
     "    local key = K[i]\n"                                                  \
     "    if tats[key] == nil then\n"                                          \
-    "      local v = call('GET', key)\n"                                      \
+    "      local v = pcall_redis('GET', key)\n"                               \
+    "      if type(v) == 'table' then\n"                                      \
+    "        o = o + 1\n"                                                     \
+    "        out[o] = v\n"                                                    \
+    "        return\n"                                                        \
+    "      end\n"                                                             \
     "      tats[key] = v and v:find('^%d+$') and tonumber(v) or 0\n"          \
     "    end\n"                                                               \
     "  end\n"                                                                 \
@@ -462,36 +487,87 @@
     "    end\n"                                                               \
     "  end\n"                                                                 \
     "\n"                                                                      \
-    "  local ok = OK[best]\n"                                                 \
-    "  for i = 1, n do\n"                                                     \
-    "    if TTL[i] > 0 and (ok == 1 or OK[i] == 0) then\n"                    \
-    "      local key = K[i]\n"                                                \
-    "      if not pxs[key] then\n"                                            \
-    "        written[#written + 1] = key\n"                                   \
+    "  if best == 0 then\n"                                                   \
+    "    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =\n"      \
+    "      1, 0, 0, 0, 0\n"                                                   \
+    "  else\n"                                                                \
+    "    local ok = OK[best]\n"                                               \
+    "    for i = 1, n do\n"                                                   \
+    "      if TTL[i] > 0 and (ok == 1 or OK[i] == 0) then\n"                  \
+    "        local key = K[i]\n"                                              \
+    "        if not pxs[key] then\n"                                          \
+    "          written[#written + 1] = key\n"                                 \
+    "        end\n"                                                           \
+    "        tats[key], pxs[key] = TAT[i], ms(TTL[i])\n"                      \
     "      end\n"                                                             \
-    "      tats[key], pxs[key] = TAT[i], ms(TTL[i])\n"                        \
     "    end\n"                                                               \
+    "    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =\n"      \
+    "      ok, REM[best], ms(RETRY[best]), ms(RESET[best]), best\n"           \
     "  end\n"                                                                 \
+    "  o = o + 5\n"                                                           \
     "\n"                                                                      \
-    "  return {ok, REM[best], ms(RETRY[best]), ms(RESET[best]), best,\n"      \
-    "    id1, id2, id3, id4}\n"                                               \
+    "  if ak ~= '' then\n"                                                    \
+    "    local h = hashes[ak]\n"                                              \
+    "    out[o + 1], out[o + 2], out[o + 3], out[o + 4] =\n"                  \
+    "      h[1], h[2], h[3] or '', h[4] or ''\n"                              \
+    "    o = o + 4\n"                                                         \
+    "  end\n"                                                                 \
     "end\n"                                                                   \
     "\n"                                                                      \
-    "local nkeys, nargv = #KEYS, #ARGV\n"                                     \
-    "local rk, ra, rn, m = {}, {}, {}, 0\n"                                   \
-    "local k, a = 0, 2\n"                                                     \
-    "while a <= nargv do\n"                                                   \
-    "  local n = tonumber(ARGV[a])\n"                                         \
-    "  if not n or n < 0 or n ~= floor(n) or a + 4 * n > nargv\n"             \
-    "      or k + 2 + n > nkeys then\n"                                       \
-    "    return error_reply('ERR omni_limit: bad batch')\n"                   \
-    "  end\n"                                                                 \
-    "  m = m + 1\n"                                                           \
-    "  rk[m], ra[m], rn[m] = k, a, n\n"                                       \
-    "  k, a = k + 2 + n, a + 1 + 4 * n\n"                                     \
-    "end\n"                                                                   \
-    "if k ~= nkeys or m == 0 then\n"                                          \
+    "local function bad_batch()\n"                                            \
     "  return error_reply('ERR omni_limit: bad batch')\n"                     \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "-- the envelope, whole, before any request runs\n"                       \
+    "local nkeys, nargv = #KEYS, #ARGV\n"                                     \
+    "local np = nargv >= 3 and tonumber(ARGV[2])\n"                           \
+    "if not np or np < 0 or np ~= floor(np) then\n"                           \
+    "  return bad_batch()\n"                                                  \
+    "end\n"                                                                   \
+    "local a = 3\n"                                                           \
+    "for p = 1, np do\n"                                                      \
+    "  local n = tonumber(ARGV[a])\n"                                         \
+    "  if not n or n < 0 or n ~= floor(n) or a + 4 * n >= nargv then\n"       \
+    "    return bad_batch()\n"                                                \
+    "  end\n"                                                                 \
+    "  local T, B, C, U = {}, {}, {}, {}\n"                                   \
+    "  local bad, user1 = false, false\n"                                     \
+    "  for i = 1, n do\n"                                                     \
+    "    local j = a + 4 * i\n"                                               \
+    "    local t = int(ARGV[j - 3], 1, MAX_SPAN)\n"                           \
+    "    local b = int(ARGV[j - 2], 0, MAX_SPAN)\n"                           \
+    "    local c = int(ARGV[j - 1], 1, MAX_COST)\n"                           \
+    "    local u = ARGV[j]\n"                                                 \
+    "    if not bad then\n"                                                   \
+    "      if not (t and b and c) or (b + 1) * t > MAX_SPAN\n"                \
+    "          or (u ~= '0' and u ~= '1') then\n"                             \
+    "        bad = fail('bad limit ' .. i)\n"                                 \
+    "      elseif u == '1' and not user1 then\n"                              \
+    "        user1 = i\n"                                                     \
+    "      end\n"                                                             \
+    "    end\n"                                                               \
+    "    T[i], B[i], C[i], U[i] = t, b, c, u == '1'\n"                        \
+    "  end\n"                                                                 \
+    "  PN[p], PT[p], PB[p], PC[p], PU[p], BAD[p], USER1[p] =\n"               \
+    "    n, T, B, C, U, bad, user1\n"                                         \
+    "  a = a + 1 + 4 * n\n"                                                   \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local reqs = ARGV[a]\n"                                                  \
+    "local m = a == nargv and #reqs or 0\n"                                   \
+    "if m == 0 then\n"                                                        \
+    "  return bad_batch()\n"                                                  \
+    "end\n"                                                                   \
+    "local rk, rp, k = {}, {}, 0\n"                                           \
+    "for i = 1, m do\n"                                                       \
+    "  local p = byte(reqs, i)\n"                                             \
+    "  if p < 1 or p > np then\n"                                             \
+    "    return bad_batch()\n"                                                \
+    "  end\n"                                                                 \
+    "  rk[i], rp[i], k = k, p, k + 2 + PN[p]\n"                               \
+    "end\n"                                                                   \
+    "if k ~= nkeys then\n"                                                    \
+    "  return bad_batch()\n"                                                  \
     "end\n"                                                                   \
     "\n"                                                                      \
     "if ARGV[1] == '' then\n"                                                 \
@@ -507,13 +583,8 @@
     "  now_s = div(now, 1000000)\n"                                           \
     "end\n"                                                                   \
     "\n"                                                                      \
-    "local replies = {}\n"                                                    \
     "for i = 1, m do\n"                                                       \
-    "  local ok, r = pcall(check, rk[i], ra[i], rn[i])\n"                     \
-    "  if not ok then\n"                                                      \
-    "    r = error_reply(type(r) == 'table' and r.err or tostring(r))\n"      \
-    "  end\n"                                                                 \
-    "  replies[i] = r\n"                                                      \
+    "  check(rk[i], rp[i])\n"                                                 \
     "end\n"                                                                   \
     "\n"                                                                      \
     "for i = 1, #written do\n"                                                \
@@ -521,7 +592,7 @@
     "  call('SET', key, format('%d', tats[key]), 'PX',\n"                     \
     "    format('%d', pxs[key]))\n"                                           \
     "end\n"                                                                   \
-    "return replies\n"
+    "return out\n"
 
 
 #endif /* OMNI_LIMIT_LUA_H_INCLUDED_ */

@@ -51,13 +51,50 @@ def single(r, sha, req, now):
         return e
 
 
-def batch(r, sha, reqs, now):
-    keys, args = [], [str(now)]
+def envelope(reqs, now):
+    """The batch script's KEYS and ARGV for requests: their KEYS one
+    after the other, now, each distinct limit list once (a profile), and
+    a byte per request naming its profile."""
+    keys, profiles, index = [], [], []
     for req in reqs:
         k, a = _args(req)
         keys += k
-        args += [str(len(req["limits"]))] + a
-    return r.evalsha(sha, len(keys), *keys, *args)
+        profile = [str(len(req["limits"]))] + a
+        if profile not in profiles:
+            profiles.append(profile)
+        index.append(profiles.index(profile) + 1)
+    args = [str(now), str(len(profiles))]
+    for profile in profiles:
+        args += profile
+    return keys, args + [bytes(index)]
+
+
+def split(reqs, flat):
+    """The flat reply cut into one reply per request, as omni_limit.lua
+    would give it: {2}, {3}, {4}, an error, or a decision of 5 elements
+    and, with an API key, the 4 identity fields (else 4 '')."""
+    out, i = [], 0
+    for req in reqs:
+        head = flat[i]
+        if isinstance(head, Exception):
+            out.append(head)
+            i += 1
+        elif head in (0, 1):
+            n = 9 if req["apikey"] else 5
+            one = list(flat[i:i + n])
+            assert len(one) == n, flat
+            out.append(one if req["apikey"] else one + [b""] * 4)
+            i += n
+        else:
+            out.append([head])
+            i += 1
+    assert i == len(flat), (reqs, flat)
+    return out
+
+
+def batch(r, sha, reqs, now):
+    keys, args = envelope(reqs, now)
+    return split(reqs, r.evalsha(sha, len(keys), *keys, *args))
 
 
 def same(a, b):
@@ -179,10 +216,19 @@ def test_error_in_one_request_leaves_the_others_decided(dbs):
 
 @pytest.mark.parametrize("keys,args", [
     ([], [""]),
-    (["", ""], ["", "1"]),
-    (["", "", "omni:rl:z:k"], ["", "1", "1000", "0", "1"]),
-    (["", "", ""], ["", "0"]),
-    (["", ""], ["", "x"]),
+    ([], ["", "0"]),
+    (["", ""], ["", "1", "0"]),
+    (["", ""], ["", "1", "0", b""]),
+    (["", ""], ["", "1", "0", b"\x02"]),
+    (["", ""], ["", "1", "0", b"\x00"]),
+    (["", ""], ["", "1", "1", b"\x01"]),
+    (["", "", "omni:rl:z:k"], ["", "1", "1", "1000", "0", "1", b"\x01"]),
+    (["", "", "omni:rl:z:k"], ["", "1", "1", "1000", "0", "1", "0",
+                               b"\x01\x01"]),
+    (["", "", ""], ["", "1", "0", b"\x01"]),
+    (["", ""], ["", "x", "0", b"\x01"]),
+    (["", ""], ["", "1", "x", b"\x01"]),
+    (["", ""], ["", "1", "0", b"\x01", "extra"]),
 ])
 def test_malformed_batch_is_an_error_and_runs_nothing(dbs, keys, args):
     r = dbs[1]
