@@ -33,6 +33,10 @@
  * bounded, and so does the time Redis spends on it */
 #define NGX_HTTP_OMNI_BATCH_MAX  32
 
+#ifndef NGX_HTTP_OMNI_INFLIGHT_MAX
+#define NGX_HTTP_OMNI_INFLIGHT_MAX  1
+#endif
+
 
 /*
  * What a request has in flight. The script is the round trip; EXISTS
@@ -102,6 +106,9 @@ static u_char  ngx_http_omni_limit_sha[SHA_DIGEST_LENGTH * 2 + 1];
 /* this worker's requests waiting for the end of the pass */
 static ngx_queue_t  ngx_http_omni_limit_queue;
 static ngx_event_t  ngx_http_omni_limit_flush_event;
+
+/* this worker's script calls awaiting their reply */
+static ngx_uint_t   ngx_http_omni_limit_inflight;
 
 
 void
@@ -462,12 +469,14 @@ ngx_http_omni_limit_flush(ngx_event_t *ev)
     ngx_http_omni_batch_t    *batch;
     ngx_http_omni_pending_t  *pending;
 
-    while (!ngx_queue_empty(&ngx_http_omni_limit_queue)) {
-
+    while (!ngx_queue_empty(&ngx_http_omni_limit_queue)
+           && ngx_http_omni_limit_inflight < NGX_HTTP_OMNI_INFLIGHT_MAX)
+    {
         batch = ngx_http_omni_limit_batch();
 
         if (batch != NULL && ngx_http_omni_limit_send_batch(batch) == NGX_OK)
         {
+            ngx_http_omni_limit_inflight++;
             continue;
         }
 
@@ -743,6 +752,8 @@ ngx_http_omni_limit_batch_reply(redisAsyncContext *ac, void *reply,
         rep = NULL;
     }
 
+    ngx_http_omni_limit_inflight--;
+
     k = 0;
 
     for (i = 0; i < batch->n; i++) {
@@ -777,6 +788,12 @@ ngx_http_omni_limit_batch_reply(redisAsyncContext *ac, void *reply,
     }
 
     ngx_free(batch);
+
+    if (!ngx_queue_empty(&ngx_http_omni_limit_queue)
+        && !ngx_http_omni_limit_flush_event.posted)
+    {
+        ngx_post_event(&ngx_http_omni_limit_flush_event, &ngx_posted_events);
+    }
 }
 
 

@@ -29,7 +29,8 @@
 --
 -- It is omni_limit.lua written for many requests: Redis is read
 -- through tables that hold each key once (a revoked key's EXISTS, an
--- API key's hash, a limit's TAT as a number), each limit key written
+-- API key's hash, a limit's TAT as a number; the limit keys named
+-- whole are read by one MGET), each limit key written
 -- is SET once at the end with its last TAT and expiry, a profile is
 -- parsed once per call however many requests use it, and a request
 -- allocates nothing (its reply is appended to the one array). Nothing
@@ -46,6 +47,7 @@ local KEYS, ARGV = KEYS, ARGV
 local call, pcall_redis, error_reply = redis.call, redis.pcall,
   redis.error_reply
 local floor, format, byte = math.floor, string.format, string.byte
+local unpack = unpack
 
 local function fail(what)
   return error_reply('ERR omni_limit: ' .. what)
@@ -339,6 +341,48 @@ else
 end
 if now then
   now_s = div(now, 1000000)
+end
+
+-- the limit keys the requests name whole (not completed with an
+-- API key's user) read at once: one MGET, not a GET each. MGET shows
+-- a key that is absent or of another type as nil; one EXISTS over
+-- those says they are all absent, else check() GETs each as before
+-- (an error for the wrong type). Nothing is written before the end,
+-- so reading early reads the same.
+if now then
+  local pre, seen, npre = {}, {}, 0
+  for i = 1, m do
+    local p, k = rp[i], rk[i]
+    if not BAD[p] then
+      local U = PU[p]
+      for j = 1, PN[p] do
+        local key = KEYS[k + 2 + j]
+        if not U[j] and not seen[key] then
+          seen[key] = true
+          npre = npre + 1
+          pre[npre] = key
+        end
+      end
+    end
+  end
+  if npre > 0 then
+    local v = call('MGET', unpack(pre, 1, npre))
+    local gone, ngone = {}, 0
+    for i = 1, npre do
+      local s = v[i]
+      if s then
+        tats[pre[i]] = s:find('^%d+$') and tonumber(s) or 0
+      else
+        ngone = ngone + 1
+        gone[ngone] = pre[i]
+      end
+    end
+    if ngone > 0 and call('EXISTS', unpack(gone, 1, ngone)) == 0 then
+      for i = 1, ngone do
+        tats[gone[i]] = 0
+      end
+    end
+  end
 end
 
 for i = 1, m do

@@ -271,7 +271,8 @@
     "--\n"                                                                    \
     "-- It is omni_limit.lua written for many requests: Redis is read\n"      \
     "-- through tables that hold each key once (a revoked key's EXISTS, an\n" \
-    "-- API key's hash, a limit's TAT as a number), each limit key written\n" \
+    "-- API key's hash, a limit's TAT as a number; the limit keys named\n"    \
+    "-- whole are read by one MGET), each limit key written\n"                \
     "-- is SET once at the end with its last TAT and expiry, a profile is\n"  \
     "-- parsed once per call however many requests use it, and a request\n"   \
     "-- allocates nothing (its reply is appended to the one array). Nothing\n"\
@@ -288,6 +289,7 @@
     "local call, pcall_redis, error_reply = redis.call, redis.pcall,\n"       \
     "  redis.error_reply\n"                                                   \
     "local floor, format, byte = math.floor, string.format, string.byte\n"    \
+    "local unpack = unpack\n"                                                 \
     "\n"                                                                      \
     "local function fail(what)\n"                                             \
     "  return error_reply('ERR omni_limit: ' .. what)\n"                      \
@@ -581,6 +583,48 @@
     "end\n"                                                                   \
     "if now then\n"                                                           \
     "  now_s = div(now, 1000000)\n"                                           \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "-- the limit keys the requests name whole (not completed with an\n"      \
+    "-- API key's user) read at once: one MGET, not a GET each. MGET shows\n" \
+    "-- a key that is absent or of another type as nil; one EXISTS over\n"    \
+    "-- those says they are all absent, else check() GETs each as before\n"   \
+    "-- (an error for the wrong type). Nothing is written before the end,\n"  \
+    "-- so reading early reads the same.\n"                                   \
+    "if now then\n"                                                           \
+    "  local pre, seen, npre = {}, {}, 0\n"                                   \
+    "  for i = 1, m do\n"                                                     \
+    "    local p, k = rp[i], rk[i]\n"                                         \
+    "    if not BAD[p] then\n"                                                \
+    "      local U = PU[p]\n"                                                 \
+    "      for j = 1, PN[p] do\n"                                             \
+    "        local key = KEYS[k + 2 + j]\n"                                   \
+    "        if not U[j] and not seen[key] then\n"                            \
+    "          seen[key] = true\n"                                            \
+    "          npre = npre + 1\n"                                             \
+    "          pre[npre] = key\n"                                             \
+    "        end\n"                                                           \
+    "      end\n"                                                             \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
+    "  if npre > 0 then\n"                                                    \
+    "    local v = call('MGET', unpack(pre, 1, npre))\n"                      \
+    "    local gone, ngone = {}, 0\n"                                         \
+    "    for i = 1, npre do\n"                                                \
+    "      local s = v[i]\n"                                                  \
+    "      if s then\n"                                                       \
+    "        tats[pre[i]] = s:find('^%d+$') and tonumber(s) or 0\n"           \
+    "      else\n"                                                            \
+    "        ngone = ngone + 1\n"                                             \
+    "        gone[ngone] = pre[i]\n"                                          \
+    "      end\n"                                                             \
+    "    end\n"                                                               \
+    "    if ngone > 0 and call('EXISTS', unpack(gone, 1, ngone)) == 0 then\n" \
+    "      for i = 1, ngone do\n"                                             \
+    "        tats[gone[i]] = 0\n"                                             \
+    "      end\n"                                                             \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
     "end\n"                                                                   \
     "\n"                                                                      \
     "for i = 1, m do\n"                                                       \

@@ -238,7 +238,7 @@ def test_malformed_batch_is_an_error_and_runs_nothing(dbs, keys, args):
     assert r.dbsize() == 0
 
 
-def test_requests_of_one_user_cost_one_get_and_one_set_per_limit(
+def test_requests_of_one_user_cost_one_mget_and_one_set_per_limit(
         private_redis):
     r = private_redis.client(db=BATCH_DB)
     sha = r.script_load(BATCH)
@@ -250,6 +250,49 @@ def test_requests_of_one_user_cost_one_get_and_one_set_per_limit(
     assert [g[1] for g in got] == list(range(99, 79, -1))
     stats = r.info("commandstats")
     assert stats["cmdstat_evalsha"]["calls"] == 1
-    assert stats["cmdstat_exists"]["calls"] == 1
-    assert stats["cmdstat_get"]["calls"] == 2
+    # the jti's, and the two new limit keys' (both absent)
+    assert stats["cmdstat_exists"]["calls"] == 2
+    assert stats["cmdstat_mget"]["calls"] == 1
+    assert "cmdstat_get" not in stats
     assert stats["cmdstat_set"]["calls"] == 2
+    # the next batch finds them: no EXISTS for them
+    r.config_resetstat()
+    got = batch(r, sha, [req] * 2, 1_700_000_000 * SEC)
+    assert [g[1] for g in got] == [79, 78]
+    stats = r.info("commandstats")
+    assert stats["cmdstat_exists"]["calls"] == 1
+    assert stats["cmdstat_mget"]["calls"] == 1
+    assert "cmdstat_get" not in stats
+
+
+def test_one_key_with_mixed_costs_exceeded_midway_matches_single_calls(
+        private_redis):
+    """Requests of one batch on the same key, of mixed costs, the burst
+    running out midway: a denied expensive request leaves room for a
+    cheaper one after it, each decided as its own call would be, and
+    the key is read once and written once."""
+    r = private_redis.client(db=BATCH_DB)
+    one = private_redis.client(db=SINGLE_DB)
+    r.flushdb()
+    one.flushdb()
+    sha = r.script_load(BATCH)
+    sha_one = one.script_load(ONE)
+    costs = [2, 3, 4, 1, 7, 1, 1]
+    reqs = [{"revoked": "omni:revoked:j", "apikey": "",
+             "limits": [("omni:rl:m:u", SEC, 5, c, "0")]} for c in costs]
+    now = 1_700_000_000 * SEC
+    want = [single(one, sha_one, q, now) for q in reqs]
+    r.config_resetstat()
+    got = batch(r, sha, reqs, now)
+    assert got == want
+    # burst 5 holds 6 units: 2 + 3 taken, 4 does not fit (3 s to wait),
+    # 1 still does, 7 never can, then nothing is left
+    assert [g[0] for g in got] == [1, 1, 0, 1, 0, 0, 0]
+    assert [g[2] for g in got] == [0, 0, 3000, 0, -1, 1000, 1000]
+    assert [g[1] for g in got[:4]] == [4, 1, 0, 0]
+    stats = r.info("commandstats")
+    assert stats["cmdstat_mget"]["calls"] == 1
+    assert "cmdstat_get" not in stats
+    assert stats["cmdstat_set"]["calls"] == 1
+    assert r.get("omni:rl:m:u") == one.get("omni:rl:m:u") == (
+        b"%d" % (now + 6 * SEC))
