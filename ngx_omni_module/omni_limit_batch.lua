@@ -97,28 +97,12 @@ local exists, hashes, tats, pxs, written = {}, {}, {}, {}, {}
 local PN, PT, PB, PC, PU, BAD, USER1 = {}, {}, {}, {}, {}, {}, {}
 
 -- one request's limit keys and decisions, by limit index, reused
-local K = {}
-local OK, REM, RETRY, RESET, TTL, TAT = {}, {}, {}, {}, {}, {}
+local K, OK, TTL, TAT = {}, {}, {}, {}
 
 local now, now_s
 
 -- the reply so far
 local out, o = {}, 0
-
--- whether limit x is tighter than limit y, both allowed or denied
-local function tighter(x, y)
-  if OK[x] == 1 then
-    if REM[x] ~= REM[y] then
-      return REM[x] < REM[y]
-    end
-  elseif RETRY[x] ~= RETRY[y] then
-    if RETRY[x] == -1 or RETRY[y] == -1 then
-      return RETRY[x] == -1
-    end
-    return RETRY[x] > RETRY[y]
-  end
-  return RESET[x] > RESET[y]
-end
 
 -- the request whose KEYS follow KEYS[k] and whose limits are profile
 -- p's, as omni_limit.lua decides it; its elements go to the reply
@@ -216,8 +200,9 @@ local function check(k, p)
   end
 
   -- each limit as omni_gcra_decide() in omni_gcra.c; best: the
-  -- tightest
-  local best = 0
+  -- tightest (allowed: lowest remaining, denied: longest retry, -1
+  -- first; ties: longer reset, then lower index)
+  local best, bok, brem, bretry, breset = 0, 0, 0, 0, 0
   for i = 1, n do
     local t, b, c, tat = T[i], B[i], C[i], tats[K[i]]
     local cap = (b + 1) * t
@@ -239,11 +224,23 @@ local function check(k, p)
         tat = now + ahead
       end
     end
-    OK[i], REM[i], RETRY[i], RESET[i], TTL[i], TAT[i] =
-      ok, rem, retry, reset, ttl, tat
-    if best == 0 or (ok == 0 and OK[best] == 1)
-        or (ok == OK[best] and tighter(i, best)) then
-      best = i
+    OK[i], TTL[i], TAT[i] = ok, ttl, tat
+    local take = best == 0 or (ok == 0 and bok == 1)
+    if not take and ok == bok then
+      if ok == 1 and rem ~= brem then
+        take = rem < brem
+      elseif ok == 0 and retry ~= bretry then
+        if retry == -1 or bretry == -1 then
+          take = retry == -1
+        else
+          take = retry > bretry
+        end
+      else
+        take = reset > breset
+      end
+    end
+    if take then
+      best, bok, brem, bretry, breset = i, ok, rem, retry, reset
     end
   end
 
@@ -251,9 +248,8 @@ local function check(k, p)
     out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =
       1, 0, 0, 0, 0
   else
-    local ok = OK[best]
     for i = 1, n do
-      if TTL[i] > 0 and (ok == 1 or OK[i] == 0) then
+      if TTL[i] > 0 and (bok == 1 or OK[i] == 0) then
         local key = K[i]
         if not pxs[key] then
           written[#written + 1] = key
@@ -262,7 +258,7 @@ local function check(k, p)
       end
     end
     out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =
-      ok, REM[best], ms(RETRY[best]), ms(RESET[best]), best
+      bok, brem, ms(bretry), ms(breset), best
   end
   o = o + 5
 
@@ -318,13 +314,13 @@ local m = a == nargv and #reqs or 0
 if m == 0 then
   return bad_batch()
 end
-local rk, rp, k = {}, {}, 0
+local k = 0
 for i = 1, m do
   local p = byte(reqs, i)
   if p < 1 or p > np then
     return bad_batch()
   end
-  rk[i], rp[i], k = k, p, k + 2 + PN[p]
+  k = k + 2 + PN[p]
 end
 if k ~= nkeys then
   return bad_batch()
@@ -350,20 +346,22 @@ end
 -- (an error for the wrong type). Nothing is written before the end,
 -- so reading early reads the same.
 if now then
-  local pre, seen, npre = {}, {}, 0
+  local pre, npre = {}, 0
+  k = 0
   for i = 1, m do
-    local p, k = rp[i], rk[i]
+    local p = byte(reqs, i)
     if not BAD[p] then
       local U = PU[p]
       for j = 1, PN[p] do
         local key = KEYS[k + 2 + j]
-        if not U[j] and not seen[key] then
-          seen[key] = true
+        if not U[j] and tats[key] == nil then
+          tats[key] = false
           npre = npre + 1
           pre[npre] = key
         end
       end
     end
+    k = k + 2 + PN[p]
   end
   if npre > 0 then
     local v = call('MGET', unpack(pre, 1, npre))
@@ -377,16 +375,19 @@ if now then
         gone[ngone] = pre[i]
       end
     end
-    if ngone > 0 and call('EXISTS', unpack(gone, 1, ngone)) == 0 then
-      for i = 1, ngone do
-        tats[gone[i]] = 0
-      end
+    local none = ngone > 0
+      and call('EXISTS', unpack(gone, 1, ngone)) == 0
+    for i = 1, ngone do
+      tats[gone[i]] = none and 0 or nil
     end
   end
 end
 
+k = 0
 for i = 1, m do
-  check(rk[i], rp[i])
+  local p = byte(reqs, i)
+  check(k, p)
+  k = k + 2 + PN[p]
 end
 
 for i = 1, #written do

@@ -339,28 +339,12 @@
     "local PN, PT, PB, PC, PU, BAD, USER1 = {}, {}, {}, {}, {}, {}, {}\n"     \
     "\n"                                                                      \
     "-- one request's limit keys and decisions, by limit index, reused\n"     \
-    "local K = {}\n"                                                          \
-    "local OK, REM, RETRY, RESET, TTL, TAT = {}, {}, {}, {}, {}, {}\n"        \
+    "local K, OK, TTL, TAT = {}, {}, {}, {}\n"                                \
     "\n"                                                                      \
     "local now, now_s\n"                                                      \
     "\n"                                                                      \
     "-- the reply so far\n"                                                   \
     "local out, o = {}, 0\n"                                                  \
-    "\n"                                                                      \
-    "-- whether limit x is tighter than limit y, both allowed or denied\n"    \
-    "local function tighter(x, y)\n"                                          \
-    "  if OK[x] == 1 then\n"                                                  \
-    "    if REM[x] ~= REM[y] then\n"                                          \
-    "      return REM[x] < REM[y]\n"                                          \
-    "    end\n"                                                               \
-    "  elseif RETRY[x] ~= RETRY[y] then\n"                                    \
-    "    if RETRY[x] == -1 or RETRY[y] == -1 then\n"                          \
-    "      return RETRY[x] == -1\n"                                           \
-    "    end\n"                                                               \
-    "    return RETRY[x] > RETRY[y]\n"                                        \
-    "  end\n"                                                                 \
-    "  return RESET[x] > RESET[y]\n"                                          \
-    "end\n"                                                                   \
     "\n"                                                                      \
     "-- the request whose KEYS follow KEYS[k] and whose limits are profile\n" \
     "-- p's, as omni_limit.lua decides it; its elements go to the reply\n"    \
@@ -458,8 +442,9 @@
     "  end\n"                                                                 \
     "\n"                                                                      \
     "  -- each limit as omni_gcra_decide() in omni_gcra.c; best: the\n"       \
-    "  -- tightest\n"                                                         \
-    "  local best = 0\n"                                                      \
+    "  -- tightest (allowed: lowest remaining, denied: longest retry, -1\n"   \
+    "  -- first; ties: longer reset, then lower index)\n"                     \
+    "  local best, bok, brem, bretry, breset = 0, 0, 0, 0, 0\n"               \
     "  for i = 1, n do\n"                                                     \
     "    local t, b, c, tat = T[i], B[i], C[i], tats[K[i]]\n"                 \
     "    local cap = (b + 1) * t\n"                                           \
@@ -481,11 +466,23 @@
     "        tat = now + ahead\n"                                             \
     "      end\n"                                                             \
     "    end\n"                                                               \
-    "    OK[i], REM[i], RETRY[i], RESET[i], TTL[i], TAT[i] =\n"               \
-    "      ok, rem, retry, reset, ttl, tat\n"                                 \
-    "    if best == 0 or (ok == 0 and OK[best] == 1)\n"                       \
-    "        or (ok == OK[best] and tighter(i, best)) then\n"                 \
-    "      best = i\n"                                                        \
+    "    OK[i], TTL[i], TAT[i] = ok, ttl, tat\n"                              \
+    "    local take = best == 0 or (ok == 0 and bok == 1)\n"                  \
+    "    if not take and ok == bok then\n"                                    \
+    "      if ok == 1 and rem ~= brem then\n"                                 \
+    "        take = rem < brem\n"                                             \
+    "      elseif ok == 0 and retry ~= bretry then\n"                         \
+    "        if retry == -1 or bretry == -1 then\n"                           \
+    "          take = retry == -1\n"                                          \
+    "        else\n"                                                          \
+    "          take = retry > bretry\n"                                       \
+    "        end\n"                                                           \
+    "      else\n"                                                            \
+    "        take = reset > breset\n"                                         \
+    "      end\n"                                                             \
+    "    end\n"                                                               \
+    "    if take then\n"                                                      \
+    "      best, bok, brem, bretry, breset = i, ok, rem, retry, reset\n"      \
     "    end\n"                                                               \
     "  end\n"                                                                 \
     "\n"                                                                      \
@@ -493,9 +490,8 @@
     "    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =\n"      \
     "      1, 0, 0, 0, 0\n"                                                   \
     "  else\n"                                                                \
-    "    local ok = OK[best]\n"                                               \
     "    for i = 1, n do\n"                                                   \
-    "      if TTL[i] > 0 and (ok == 1 or OK[i] == 0) then\n"                  \
+    "      if TTL[i] > 0 and (bok == 1 or OK[i] == 0) then\n"                 \
     "        local key = K[i]\n"                                              \
     "        if not pxs[key] then\n"                                          \
     "          written[#written + 1] = key\n"                                 \
@@ -504,7 +500,7 @@
     "      end\n"                                                             \
     "    end\n"                                                               \
     "    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =\n"      \
-    "      ok, REM[best], ms(RETRY[best]), ms(RESET[best]), best\n"           \
+    "      bok, brem, ms(bretry), ms(breset), best\n"                         \
     "  end\n"                                                                 \
     "  o = o + 5\n"                                                           \
     "\n"                                                                      \
@@ -560,13 +556,13 @@
     "if m == 0 then\n"                                                        \
     "  return bad_batch()\n"                                                  \
     "end\n"                                                                   \
-    "local rk, rp, k = {}, {}, 0\n"                                           \
+    "local k = 0\n"                                                           \
     "for i = 1, m do\n"                                                       \
     "  local p = byte(reqs, i)\n"                                             \
     "  if p < 1 or p > np then\n"                                             \
     "    return bad_batch()\n"                                                \
     "  end\n"                                                                 \
-    "  rk[i], rp[i], k = k, p, k + 2 + PN[p]\n"                               \
+    "  k = k + 2 + PN[p]\n"                                                   \
     "end\n"                                                                   \
     "if k ~= nkeys then\n"                                                    \
     "  return bad_batch()\n"                                                  \
@@ -592,20 +588,22 @@
     "-- (an error for the wrong type). Nothing is written before the end,\n"  \
     "-- so reading early reads the same.\n"                                   \
     "if now then\n"                                                           \
-    "  local pre, seen, npre = {}, {}, 0\n"                                   \
+    "  local pre, npre = {}, 0\n"                                             \
+    "  k = 0\n"                                                               \
     "  for i = 1, m do\n"                                                     \
-    "    local p, k = rp[i], rk[i]\n"                                         \
+    "    local p = byte(reqs, i)\n"                                           \
     "    if not BAD[p] then\n"                                                \
     "      local U = PU[p]\n"                                                 \
     "      for j = 1, PN[p] do\n"                                             \
     "        local key = KEYS[k + 2 + j]\n"                                   \
-    "        if not U[j] and not seen[key] then\n"                            \
-    "          seen[key] = true\n"                                            \
+    "        if not U[j] and tats[key] == nil then\n"                         \
+    "          tats[key] = false\n"                                           \
     "          npre = npre + 1\n"                                             \
     "          pre[npre] = key\n"                                             \
     "        end\n"                                                           \
     "      end\n"                                                             \
     "    end\n"                                                               \
+    "    k = k + 2 + PN[p]\n"                                                 \
     "  end\n"                                                                 \
     "  if npre > 0 then\n"                                                    \
     "    local v = call('MGET', unpack(pre, 1, npre))\n"                      \
@@ -619,16 +617,19 @@
     "        gone[ngone] = pre[i]\n"                                          \
     "      end\n"                                                             \
     "    end\n"                                                               \
-    "    if ngone > 0 and call('EXISTS', unpack(gone, 1, ngone)) == 0 then\n" \
-    "      for i = 1, ngone do\n"                                             \
-    "        tats[gone[i]] = 0\n"                                             \
-    "      end\n"                                                             \
+    "    local none = ngone > 0\n"                                            \
+    "      and call('EXISTS', unpack(gone, 1, ngone)) == 0\n"                 \
+    "    for i = 1, ngone do\n"                                               \
+    "      tats[gone[i]] = none and 0 or nil\n"                               \
     "    end\n"                                                               \
     "  end\n"                                                                 \
     "end\n"                                                                   \
     "\n"                                                                      \
+    "k = 0\n"                                                                 \
     "for i = 1, m do\n"                                                       \
-    "  check(rk[i], rp[i])\n"                                                 \
+    "  local p = byte(reqs, i)\n"                                             \
+    "  check(k, p)\n"                                                         \
+    "  k = k + 2 + PN[p]\n"                                                   \
     "end\n"                                                                   \
     "\n"                                                                      \
     "for i = 1, #written do\n"                                                \
