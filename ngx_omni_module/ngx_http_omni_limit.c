@@ -33,6 +33,10 @@
  * bounded, and so does the time Redis spends on it */
 #define NGX_HTTP_OMNI_BATCH_MAX  32
 
+#ifndef NGX_HTTP_OMNI_INFLIGHT_MAX
+#define NGX_HTTP_OMNI_INFLIGHT_MAX  1
+#endif
+
 
 /*
  * What a request has in flight. The script is the round trip; EXISTS
@@ -56,6 +60,7 @@ typedef struct {
     ngx_msec_t                  start;
     ngx_queue_t                 queue;          /* while queued */
     ngx_uint_t                  queued;
+    ngx_uint_t                  apikey;         /* its reply has ids */
 } ngx_http_omni_pending_t;
 
 
@@ -101,6 +106,9 @@ static u_char  ngx_http_omni_limit_sha[SHA_DIGEST_LENGTH * 2 + 1];
 /* this worker's requests waiting for the end of the pass */
 static ngx_queue_t  ngx_http_omni_limit_queue;
 static ngx_event_t  ngx_http_omni_limit_flush_event;
+
+/* this worker's script calls awaiting their reply */
+static ngx_uint_t   ngx_http_omni_limit_inflight;
 
 
 void
@@ -364,6 +372,7 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
     pending->start = ngx_current_msec;
 
     pending->queued = 0;
+    pending->apikey = (ctx->apikey.len > 0);
 
     if (nlimits == 0 && ctx->apikey.len == 0) {
         /* only a jti to check: EXISTS is the whole script's answer, for a
@@ -460,12 +469,14 @@ ngx_http_omni_limit_flush(ngx_event_t *ev)
     ngx_http_omni_batch_t    *batch;
     ngx_http_omni_pending_t  *pending;
 
-    while (!ngx_queue_empty(&ngx_http_omni_limit_queue)) {
-
+    while (!ngx_queue_empty(&ngx_http_omni_limit_queue)
+           && ngx_http_omni_limit_inflight < NGX_HTTP_OMNI_INFLIGHT_MAX)
+    {
         batch = ngx_http_omni_limit_batch();
 
         if (batch != NULL && ngx_http_omni_limit_send_batch(batch) == NGX_OK)
         {
+            ngx_http_omni_limit_inflight++;
             continue;
         }
 
@@ -505,23 +516,26 @@ ngx_http_omni_limit_flush(ngx_event_t *ev)
 static ngx_http_omni_batch_t *
 ngx_http_omni_limit_batch(void)
 {
-    u_char                   *p;
+    u_char                   *p, profile[NGX_HTTP_OMNI_BATCH_MAX];
     size_t                    size;
-    ngx_uint_t                n, i, j, argc, nkeys, first;
+    ngx_uint_t                n, i, j, argc, nkeys, nprofiles;
     ngx_queue_t              *q;
-    ngx_http_omni_ctx_t      *ctx;
+    ngx_http_omni_ctx_t      *ctx, *pctx;
     ngx_http_omni_batch_t    *batch;
     ngx_http_omni_pending_t  *pending, *taken[NGX_HTTP_OMNI_BATCH_MAX];
+    ngx_http_omni_ctx_t      *profiles[NGX_HTTP_OMNI_BATCH_MAX];
 
     /* an argument is "$<len>\r\n<bytes>\r\n" */
 #define NGX_HTTP_OMNI_ARG_SIZE  (1 + NGX_INT_T_LEN + 4)
 
-    /* EVALSHA sha numkeys KEYS... now, then per request n and its ARGV */
-    argc = 4;
+    /* EVALSHA sha numkeys KEYS... now P profiles... requests */
+    argc = 6;
     nkeys = 0;
+    nprofiles = 0;
     size = 1 + NGX_INT_T_LEN + 2
            + sizeof("EVALSHA") + SHA_DIGEST_LENGTH * 2
-           + 4 * NGX_HTTP_OMNI_ARG_SIZE + NGX_INT_T_LEN;
+           + 6 * NGX_HTTP_OMNI_ARG_SIZE + 2 * NGX_INT_T_LEN
+           + NGX_HTTP_OMNI_BATCH_MAX;
     n = 0;
 
     for (q = ngx_queue_head(&ngx_http_omni_limit_queue);
@@ -532,15 +546,41 @@ ngx_http_omni_limit_batch(void)
         pending = ngx_queue_data(q, ngx_http_omni_pending_t, queue);
         ctx = ngx_http_get_module_ctx(pending->r, ngx_http_omni_module);
 
-        /* its KEYS from argv[3], then its now (dropped), then its ARGV */
-        argc += 2 + ctx->nlimits + 1 + 4 * ctx->nlimits;
+        /* its KEYS, from argv[3] */
+        argc += 2 + ctx->nlimits;
         nkeys += 2 + ctx->nlimits;
-        size += NGX_HTTP_OMNI_ARG_SIZE + NGX_INT_T_LEN;
 
-        for (i = 3; i < ctx->argc; i++) {
+        for (i = 3; i < 3 + 2 + ctx->nlimits; i++) {
             size += NGX_HTTP_OMNI_ARG_SIZE + ctx->argvlen[i];
         }
 
+        /* its limits' ARGV: the location's, the same pointers for every
+         * request of it but the user-keyed flags, so one comparison of
+         * the pointers finds the profile */
+        for (j = 0; j < nprofiles; j++) {
+            pctx = profiles[j];
+
+            if (pctx->nlimits == ctx->nlimits
+                && ngx_memcmp(&pctx->argv[pctx->argc - 4 * pctx->nlimits],
+                              &ctx->argv[ctx->argc - 4 * ctx->nlimits],
+                              4 * ctx->nlimits * sizeof(char *))
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == nprofiles) {
+            profiles[nprofiles++] = ctx;
+            argc += 1 + 4 * ctx->nlimits;
+            size += NGX_HTTP_OMNI_ARG_SIZE + NGX_INT_T_LEN;
+
+            for (i = ctx->argc - 4 * ctx->nlimits; i < ctx->argc; i++) {
+                size += NGX_HTTP_OMNI_ARG_SIZE + ctx->argvlen[i];
+            }
+        }
+
+        profile[n] = (u_char) (j + 1);
         taken[n++] = pending;
     }
 
@@ -564,27 +604,10 @@ ngx_http_omni_limit_batch(void)
 
     /* KEYS, in request order */
     for (j = 0; j < n; j++) {
-        ctx = ngx_http_get_module_ctx(taken[j]->r, ngx_http_omni_module);
-
-        for (i = 3; i < 3 + 2 + ctx->nlimits; i++) {
-            p = ngx_http_omni_limit_arg(p, (u_char *) ctx->argv[i],
-                                        ctx->argvlen[i]);
-        }
-    }
-
-    /* ARGV[1], now: Redis's own; then each request's n and ARGV */
-    p = ngx_http_omni_limit_arg(p, NULL, 0);
-
-    for (j = 0; j < n; j++) {
         pending = taken[j];
         ctx = ngx_http_get_module_ctx(pending->r, ngx_http_omni_module);
 
-        p = ngx_http_omni_limit_int_arg(p, ctx->nlimits);
-
-        /* past argv[first], omni_limit.lua's own ARGV[1] */
-        first = 3 + 2 + ctx->nlimits;
-
-        for (i = first + 1; i < ctx->argc; i++) {
+        for (i = 3; i < 3 + 2 + ctx->nlimits; i++) {
             p = ngx_http_omni_limit_arg(p, (u_char *) ctx->argv[i],
                                         ctx->argvlen[i]);
         }
@@ -593,6 +616,23 @@ ngx_http_omni_limit_batch(void)
         pending->queued = 0;
         batch->pending[j] = pending;
     }
+
+    /* ARGV[1], now: Redis's own; the profiles; each request's profile */
+    p = ngx_http_omni_limit_arg(p, NULL, 0);
+    p = ngx_http_omni_limit_int_arg(p, nprofiles);
+
+    for (j = 0; j < nprofiles; j++) {
+        ctx = profiles[j];
+
+        p = ngx_http_omni_limit_int_arg(p, ctx->nlimits);
+
+        for (i = ctx->argc - 4 * ctx->nlimits; i < ctx->argc; i++) {
+            p = ngx_http_omni_limit_arg(p, (u_char *) ctx->argv[i],
+                                        ctx->argvlen[i]);
+        }
+    }
+
+    p = ngx_http_omni_limit_arg(p, profile, n);
 
     batch->len = p - batch->cmd;
 
@@ -680,8 +720,11 @@ ngx_http_omni_limit_send_batch(ngx_http_omni_batch_t *batch)
 }
 
 
-/* A batch's reply: each request gets its element, or, when the call as a
- * whole failed, the failure. */
+/*
+ * A batch's reply, one flat array: each request gets its elements (one,
+ * or a decision's five and, with an API key, four more), or, when the
+ * call as a whole failed or the array is short, the failure.
+ */
 
 static void
 ngx_http_omni_limit_batch_reply(redisAsyncContext *ac, void *reply,
@@ -689,8 +732,10 @@ ngx_http_omni_limit_batch_reply(redisAsyncContext *ac, void *reply,
 {
     ngx_http_omni_batch_t *batch = privdata;
 
-    ngx_uint_t   i;
-    redisReply  *rep = reply;
+    ngx_uint_t   i, k, count;
+    redisReply  *rep = reply, *e, *one, slice;
+
+    static redisReply  short_reply = { .type = REDIS_REPLY_NIL };
 
     if (rep != NULL && rep->type == REDIS_REPLY_ERROR && rep->len >= 8
         && ngx_strncmp(rep->str, "NOSCRIPT", 8) == 0 && !batch->eval)
@@ -707,16 +752,48 @@ ngx_http_omni_limit_batch_reply(redisAsyncContext *ac, void *reply,
         rep = NULL;
     }
 
+    ngx_http_omni_limit_inflight--;
+
+    k = 0;
+
     for (i = 0; i < batch->n; i++) {
-        ngx_http_omni_limit_reply(ac,
-                                  (rep != NULL
-                                   && rep->type == REDIS_REPLY_ARRAY
-                                   && rep->elements == batch->n)
-                                  ? rep->element[i] : rep,
-                                  batch->pending[i]);
+        one = rep;
+
+        if (rep != NULL && rep->type == REDIS_REPLY_ARRAY) {
+            one = &short_reply;
+
+            if (k < rep->elements) {
+                e = rep->element[k];
+                count = (e->type == REDIS_REPLY_INTEGER
+                         && (e->integer == 0 || e->integer == 1))
+                        ? (batch->pending[i]->apikey ? 9 : 5) : 1;
+
+                if (k + count <= rep->elements) {
+                    if (e->type == REDIS_REPLY_INTEGER) {
+                        slice.type = REDIS_REPLY_ARRAY;
+                        slice.elements = count;
+                        slice.element = &rep->element[k];
+                        one = &slice;
+
+                    } else {
+                        one = e;
+                    }
+
+                    k += count;
+                }
+            }
+        }
+
+        ngx_http_omni_limit_reply(ac, one, batch->pending[i]);
     }
 
     ngx_free(batch);
+
+    if (!ngx_queue_empty(&ngx_http_omni_limit_queue)
+        && !ngx_http_omni_limit_flush_event.posted)
+    {
+        ngx_post_event(&ngx_http_omni_limit_flush_event, &ngx_posted_events);
+    }
 }
 
 
@@ -885,11 +962,11 @@ ngx_http_omni_limit_decision(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    if (rep->elements != 9) {
+    if (rep->elements != (ctx->apikey.len ? 9 : 5)) {
         return NGX_ERROR;
     }
 
-    for (i = 1; i < 9; i++) {
+    for (i = 1; i < rep->elements; i++) {
         if (e[i]->type != (i < 5 ? REDIS_REPLY_INTEGER : REDIS_REPLY_STRING))
         {
             return NGX_ERROR;

@@ -11,24 +11,32 @@
 -- KEYS      every request's KEYS (as omni_limit.lua's), one after the
 --           other
 -- ARGV[1]   now, unix microseconds, for tests; '' = Redis TIME
--- ARGV[2..] per request, in KEYS order: n, its number of limits, then
---           its 4 * n ARGV (omni_limit.lua's ARGV[2..])
+-- ARGV[2]   P, the number of limit lists ("profiles") that follow
+-- ARGV[3..] P profiles: n, a number of limits, then its 4 * n ARGV
+--           (omni_limit.lua's ARGV[2..]); the requests of one
+--           location share one
+-- ARGV[#]   the requests, one byte each, in KEYS order: its
+--           profile's number, 1..P
 --
--- Reply: one element per request, in order: its omni_limit.lua
--- reply, or an error element where a call of its own would have got
--- an error reply (a malformed request, a key of the wrong type); the
--- others are unaffected. A malformed envelope is an error reply for
--- the whole call, before any request runs.
+-- Reply: one flat array, each request's elements in order: {2}, {3}
+-- or {4} as one integer; a decision as allowed, remaining,
+-- retry_after_ms, reset_ms, index, then key_id, user_id, username,
+-- role only when the request has an API key (KEYS[2] ~= ''); an
+-- error element where a call of its own would have got an error
+-- reply (a malformed profile, a key of the wrong type), the others
+-- unaffected. A malformed envelope is an error reply for the whole
+-- call, before any request runs.
 --
 -- It is omni_limit.lua written for many requests: Redis is read
 -- through tables that hold each key once (a revoked key's EXISTS, an
--- API key's hash, a limit's TAT as a number), each limit key written
--- is SET once at the end with its last TAT and expiry, an argument is
--- parsed once per call however many requests repeat it, and a request
--- allocates nothing but its reply. Nothing else runs during the
--- script and Redis's clock stands still in it, so every request sees
--- what it would have seen after the ones before it, and the keys end
--- as those calls would have left them.
+-- API key's hash, a limit's TAT as a number; the limit keys named
+-- whole are read by one MGET), each limit key written
+-- is SET once at the end with its last TAT and expiry, a profile is
+-- parsed once per call however many requests use it, and a request
+-- allocates nothing (its reply is appended to the one array). Nothing
+-- else runs during the script and Redis's clock stands still in it,
+-- so every request sees what it would have seen after the ones before
+-- it, and the keys end as those calls would have left them.
 
 local MAX_SPAN = 1125899906842624  -- 2^50
 local MAX_COST = 1000000
@@ -36,10 +44,10 @@ local MAX_NOW = 4503599627370496   -- 2^52: every sum stays below 2^53
 local MAX_INT = 9007199254740992   -- 2^53: doubles are exact below
 
 local KEYS, ARGV = KEYS, ARGV
-local call, error_reply = redis.call, redis.error_reply
-local floor, format = math.floor, string.format
-
-local REVOKED, UNKNOWN, EXPIRED = {2}, {3}, {4}
+local call, pcall_redis, error_reply = redis.call, redis.pcall,
+  redis.error_reply
+local floor, format, byte = math.floor, string.format, string.byte
+local unpack = unpack
 
 local function fail(what)
   return error_reply('ERR omni_limit: ' .. what)
@@ -83,83 +91,83 @@ end
 -- Redis as this call has left it so far
 local exists, hashes, tats, pxs, written = {}, {}, {}, {}, {}
 
--- one request's limits and decisions, by limit index, reused
-local T, B, C, U, K = {}, {}, {}, {}, {}
-local OK, REM, RETRY, RESET, TTL, TAT = {}, {}, {}, {}, {}, {}
+-- each profile's limits, by profile then limit index; BAD: the error
+-- of its first malformed limit, USER1: its first user-keyed limit
+-- before that, each false when none
+local PN, PT, PB, PC, PU, BAD, USER1 = {}, {}, {}, {}, {}, {}, {}
+
+-- one request's limit keys and decisions, by limit index, reused
+local K, OK, TTL, TAT = {}, {}, {}, {}
 
 local now, now_s
 
--- whether limit x is tighter than limit y, both allowed or denied
-local function tighter(x, y)
-  if OK[x] == 1 then
-    if REM[x] ~= REM[y] then
-      return REM[x] < REM[y]
-    end
-  elseif RETRY[x] ~= RETRY[y] then
-    if RETRY[x] == -1 or RETRY[y] == -1 then
-      return RETRY[x] == -1
-    end
-    return RETRY[x] > RETRY[y]
-  end
-  return RESET[x] > RESET[y]
-end
+-- the reply so far
+local out, o = {}, 0
 
--- the request whose KEYS follow KEYS[k] and whose n limits' ARGV
--- follow ARGV[a], as omni_limit.lua decides it
-local function check(k, a, n)
+-- the request whose KEYS follow KEYS[k] and whose limits are profile
+-- p's, as omni_limit.lua decides it; its elements go to the reply
+local function check(k, p)
   local rk, ak = KEYS[k + 1], KEYS[k + 2]
 
   if rk ~= '' then
-    if pxs[rk] then
-      return REVOKED
-    end
-    local e = exists[rk]
+    local e = pxs[rk] and 1 or exists[rk]
     if e == nil then
       e = call('EXISTS', rk)
       exists[rk] = e
     end
     if e == 1 then
-      return REVOKED
+      o = o + 1
+      out[o] = 2
+      return
     end
   end
 
   if not now then
-    return fail('bad now')
+    o = o + 1
+    out[o] = fail('bad now')
+    return
   end
 
-  for i = 1, n do
-    local j = a + 4 * i
-    local t = int(ARGV[j - 3], 1, MAX_SPAN)
-    local b = int(ARGV[j - 2], 0, MAX_SPAN)
-    local c = int(ARGV[j - 1], 1, MAX_COST)
-    local u = ARGV[j]
-    if not (t and b and c) or (b + 1) * t > MAX_SPAN
-        or (u ~= '0' and u ~= '1') then
-      return fail('bad limit ' .. i)
-    end
-    if u == '1' and ak == '' then
-      return fail('user key without an API key')
-    end
-    T[i], B[i], C[i], U[i] = t, b, c, u == '1'
+  local bad, user1 = BAD[p], USER1[p]
+  if user1 and ak == '' then
+    o = o + 1
+    out[o] = fail('user key without an API key')
+    return
+  end
+  if bad then
+    o = o + 1
+    out[o] = bad
+    return
   end
 
-  local id1, id2, id3, id4 = '', '', '', ''
+  local id2
   if ak ~= '' then
     local h = hashes[ak]
     if h == nil then
-      h = call('HMGET', ak, 'key_id', 'user_id', 'username', 'role',
-        'expires_at')
+      h = pcall_redis('HMGET', ak, 'key_id', 'user_id', 'username',
+        'role', 'expires_at')
       hashes[ak] = h
     end
+    if h.err then
+      o = o + 1
+      out[o] = h
+      return
+    end
     if not h[1] or h[1] == '' or not h[2] or h[2] == '' then
-      return UNKNOWN
+      o = o + 1
+      out[o] = 3
+      return
     end
     local e = int(h[5] or '0', 0, MAX_INT)
     if not e or (e ~= 0 and e <= now_s) then
-      return EXPIRED
+      o = o + 1
+      out[o] = 4
+      return
     end
-    id1, id2, id3, id4 = h[1], h[2], h[3] or '', h[4] or ''
+    id2 = h[2]
   end
+
+  local n, T, B, C, U = PN[p], PT[p], PB[p], PC[p], PU[p]
 
   for i = 1, n do
     local key = KEYS[k + 2 + i]
@@ -168,14 +176,12 @@ local function check(k, a, n)
     end
     for j = 1, i - 1 do
       if K[j] == key then
-        return fail('repeated limit key')
+        o = o + 1
+        out[o] = fail('repeated limit key')
+        return
       end
     end
     K[i] = key
-  end
-
-  if n == 0 then
-    return {1, 0, 0, 0, 0, id1, id2, id3, id4}
   end
 
   -- every read before any decision: a key of the wrong type stops the
@@ -183,14 +189,20 @@ local function check(k, a, n)
   for i = 1, n do
     local key = K[i]
     if tats[key] == nil then
-      local v = call('GET', key)
+      local v = pcall_redis('GET', key)
+      if type(v) == 'table' then
+        o = o + 1
+        out[o] = v
+        return
+      end
       tats[key] = v and v:find('^%d+$') and tonumber(v) or 0
     end
   end
 
   -- each limit as omni_gcra_decide() in omni_gcra.c; best: the
-  -- tightest
-  local best = 0
+  -- tightest (allowed: lowest remaining, denied: longest retry, -1
+  -- first; ties: longer reset, then lower index)
+  local best, bok, brem, bretry, breset = 0, 0, 0, 0, 0
   for i = 1, n do
     local t, b, c, tat = T[i], B[i], C[i], tats[K[i]]
     local cap = (b + 1) * t
@@ -212,44 +224,106 @@ local function check(k, a, n)
         tat = now + ahead
       end
     end
-    OK[i], REM[i], RETRY[i], RESET[i], TTL[i], TAT[i] =
-      ok, rem, retry, reset, ttl, tat
-    if best == 0 or (ok == 0 and OK[best] == 1)
-        or (ok == OK[best] and tighter(i, best)) then
-      best = i
-    end
-  end
-
-  local ok = OK[best]
-  for i = 1, n do
-    if TTL[i] > 0 and (ok == 1 or OK[i] == 0) then
-      local key = K[i]
-      if not pxs[key] then
-        written[#written + 1] = key
+    OK[i], TTL[i], TAT[i] = ok, ttl, tat
+    local take = best == 0 or (ok == 0 and bok == 1)
+    if not take and ok == bok then
+      if ok == 1 and rem ~= brem then
+        take = rem < brem
+      elseif ok == 0 and retry ~= bretry then
+        if retry == -1 or bretry == -1 then
+          take = retry == -1
+        else
+          take = retry > bretry
+        end
+      else
+        take = reset > breset
       end
-      tats[key], pxs[key] = TAT[i], ms(TTL[i])
+    end
+    if take then
+      best, bok, brem, bretry, breset = i, ok, rem, retry, reset
     end
   end
 
-  return {ok, REM[best], ms(RETRY[best]), ms(RESET[best]), best,
-    id1, id2, id3, id4}
+  if best == 0 then
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =
+      1, 0, 0, 0, 0
+  else
+    for i = 1, n do
+      if TTL[i] > 0 and (bok == 1 or OK[i] == 0) then
+        local key = K[i]
+        if not pxs[key] then
+          written[#written + 1] = key
+        end
+        tats[key], pxs[key] = TAT[i], ms(TTL[i])
+      end
+    end
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =
+      bok, brem, ms(bretry), ms(breset), best
+  end
+  o = o + 5
+
+  if ak ~= '' then
+    local h = hashes[ak]
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] =
+      h[1], h[2], h[3] or '', h[4] or ''
+    o = o + 4
+  end
 end
 
-local nkeys, nargv = #KEYS, #ARGV
-local rk, ra, rn, m = {}, {}, {}, 0
-local k, a = 0, 2
-while a <= nargv do
-  local n = tonumber(ARGV[a])
-  if not n or n < 0 or n ~= floor(n) or a + 4 * n > nargv
-      or k + 2 + n > nkeys then
-    return error_reply('ERR omni_limit: bad batch')
-  end
-  m = m + 1
-  rk[m], ra[m], rn[m] = k, a, n
-  k, a = k + 2 + n, a + 1 + 4 * n
-end
-if k ~= nkeys or m == 0 then
+local function bad_batch()
   return error_reply('ERR omni_limit: bad batch')
+end
+
+-- the envelope, whole, before any request runs
+local nkeys, nargv = #KEYS, #ARGV
+local np = nargv >= 3 and tonumber(ARGV[2])
+if not np or np < 0 or np ~= floor(np) then
+  return bad_batch()
+end
+local a = 3
+for p = 1, np do
+  local n = tonumber(ARGV[a])
+  if not n or n < 0 or n ~= floor(n) or a + 4 * n >= nargv then
+    return bad_batch()
+  end
+  local T, B, C, U = {}, {}, {}, {}
+  local bad, user1 = false, false
+  for i = 1, n do
+    local j = a + 4 * i
+    local t = int(ARGV[j - 3], 1, MAX_SPAN)
+    local b = int(ARGV[j - 2], 0, MAX_SPAN)
+    local c = int(ARGV[j - 1], 1, MAX_COST)
+    local u = ARGV[j]
+    if not bad then
+      if not (t and b and c) or (b + 1) * t > MAX_SPAN
+          or (u ~= '0' and u ~= '1') then
+        bad = fail('bad limit ' .. i)
+      elseif u == '1' and not user1 then
+        user1 = i
+      end
+    end
+    T[i], B[i], C[i], U[i] = t, b, c, u == '1'
+  end
+  PN[p], PT[p], PB[p], PC[p], PU[p], BAD[p], USER1[p] =
+    n, T, B, C, U, bad, user1
+  a = a + 1 + 4 * n
+end
+
+local reqs = ARGV[a]
+local m = a == nargv and #reqs or 0
+if m == 0 then
+  return bad_batch()
+end
+local k = 0
+for i = 1, m do
+  local p = byte(reqs, i)
+  if p < 1 or p > np then
+    return bad_batch()
+  end
+  k = k + 2 + PN[p]
+end
+if k ~= nkeys then
+  return bad_batch()
 end
 
 if ARGV[1] == '' then
@@ -265,13 +339,55 @@ if now then
   now_s = div(now, 1000000)
 end
 
-local replies = {}
-for i = 1, m do
-  local ok, r = pcall(check, rk[i], ra[i], rn[i])
-  if not ok then
-    r = error_reply(type(r) == 'table' and r.err or tostring(r))
+-- the limit keys the requests name whole (not completed with an
+-- API key's user) read at once: one MGET, not a GET each. MGET shows
+-- a key that is absent or of another type as nil; one EXISTS over
+-- those says they are all absent, else check() GETs each as before
+-- (an error for the wrong type). Nothing is written before the end,
+-- so reading early reads the same.
+if now then
+  local pre, npre = {}, 0
+  k = 0
+  for i = 1, m do
+    local p = byte(reqs, i)
+    if not BAD[p] then
+      local U = PU[p]
+      for j = 1, PN[p] do
+        local key = KEYS[k + 2 + j]
+        if not U[j] and tats[key] == nil then
+          tats[key] = false
+          npre = npre + 1
+          pre[npre] = key
+        end
+      end
+    end
+    k = k + 2 + PN[p]
   end
-  replies[i] = r
+  if npre > 0 then
+    local v = call('MGET', unpack(pre, 1, npre))
+    local gone, ngone = {}, 0
+    for i = 1, npre do
+      local s = v[i]
+      if s then
+        tats[pre[i]] = s:find('^%d+$') and tonumber(s) or 0
+      else
+        ngone = ngone + 1
+        gone[ngone] = pre[i]
+      end
+    end
+    local none = ngone > 0
+      and call('EXISTS', unpack(gone, 1, ngone)) == 0
+    for i = 1, ngone do
+      tats[gone[i]] = none and 0 or nil
+    end
+  end
+end
+
+k = 0
+for i = 1, m do
+  local p = byte(reqs, i)
+  check(k, p)
+  k = k + 2 + PN[p]
 end
 
 for i = 1, #written do
@@ -279,4 +395,4 @@ for i = 1, #written do
   call('SET', key, format('%d', tats[key]), 'PX',
     format('%d', pxs[key]))
 end
-return replies
+return out

@@ -253,24 +253,32 @@
     "-- KEYS      every request's KEYS (as omni_limit.lua's), one after the\n"\
     "--           other\n"                                                    \
     "-- ARGV[1]   now, unix microseconds, for tests; '' = Redis TIME\n"       \
-    "-- ARGV[2..] per request, in KEYS order: n, its number of limits, then\n"\
-    "--           its 4 * n ARGV (omni_limit.lua's ARGV[2..])\n"              \
+    "-- ARGV[2]   P, the number of limit lists (\"profiles\") that follow\n"  \
+    "-- ARGV[3..] P profiles: n, a number of limits, then its 4 * n ARGV\n"   \
+    "--           (omni_limit.lua's ARGV[2..]); the requests of one\n"        \
+    "--           location share one\n"                                       \
+    "-- ARGV[#]   the requests, one byte each, in KEYS order: its\n"          \
+    "--           profile's number, 1..P\n"                                   \
     "--\n"                                                                    \
-    "-- Reply: one element per request, in order: its omni_limit.lua\n"       \
-    "-- reply, or an error element where a call of its own would have got\n"  \
-    "-- an error reply (a malformed request, a key of the wrong type); the\n" \
-    "-- others are unaffected. A malformed envelope is an error reply for\n"  \
-    "-- the whole call, before any request runs.\n"                           \
+    "-- Reply: one flat array, each request's elements in order: {2}, {3}\n"  \
+    "-- or {4} as one integer; a decision as allowed, remaining,\n"           \
+    "-- retry_after_ms, reset_ms, index, then key_id, user_id, username,\n"   \
+    "-- role only when the request has an API key (KEYS[2] ~= ''); an\n"      \
+    "-- error element where a call of its own would have got an error\n"      \
+    "-- reply (a malformed profile, a key of the wrong type), the others\n"   \
+    "-- unaffected. A malformed envelope is an error reply for the whole\n"   \
+    "-- call, before any request runs.\n"                                     \
     "--\n"                                                                    \
     "-- It is omni_limit.lua written for many requests: Redis is read\n"      \
     "-- through tables that hold each key once (a revoked key's EXISTS, an\n" \
-    "-- API key's hash, a limit's TAT as a number), each limit key written\n" \
-    "-- is SET once at the end with its last TAT and expiry, an argument is\n"\
-    "-- parsed once per call however many requests repeat it, and a request\n"\
-    "-- allocates nothing but its reply. Nothing else runs during the\n"      \
-    "-- script and Redis's clock stands still in it, so every request sees\n" \
-    "-- what it would have seen after the ones before it, and the keys end\n" \
-    "-- as those calls would have left them.\n"                               \
+    "-- API key's hash, a limit's TAT as a number; the limit keys named\n"    \
+    "-- whole are read by one MGET), each limit key written\n"                \
+    "-- is SET once at the end with its last TAT and expiry, a profile is\n"  \
+    "-- parsed once per call however many requests use it, and a request\n"   \
+    "-- allocates nothing (its reply is appended to the one array). Nothing\n"\
+    "-- else runs during the script and Redis's clock stands still in it,\n"  \
+    "-- so every request sees what it would have seen after the ones before\n"\
+    "-- it, and the keys end as those calls would have left them.\n"          \
     "\n"                                                                      \
     "local MAX_SPAN = 1125899906842624  -- 2^50\n"                            \
     "local MAX_COST = 1000000\n"                                              \
@@ -278,10 +286,10 @@
     "local MAX_INT = 9007199254740992   -- 2^53: doubles are exact below\n"   \
     "\n"                                                                      \
     "local KEYS, ARGV = KEYS, ARGV\n"                                         \
-    "local call, error_reply = redis.call, redis.error_reply\n"               \
-    "local floor, format = math.floor, string.format\n"                       \
-    "\n"                                                                      \
-    "local REVOKED, UNKNOWN, EXPIRED = {2}, {3}, {4}\n"                       \
+    "local call, pcall_redis, error_reply = redis.call, redis.pcall,\n"       \
+    "  redis.error_reply\n"                                                   \
+    "local floor, format, byte = math.floor, string.format, string.byte\n"    \
+    "local unpack = unpack\n"                                                 \
     "\n"                                                                      \
     "local function fail(what)\n"                                             \
     "  return error_reply('ERR omni_limit: ' .. what)\n"                      \
@@ -325,83 +333,83 @@
     "-- Redis as this call has left it so far\n"                              \
     "local exists, hashes, tats, pxs, written = {}, {}, {}, {}, {}\n"         \
     "\n"                                                                      \
-    "-- one request's limits and decisions, by limit index, reused\n"         \
-    "local T, B, C, U, K = {}, {}, {}, {}, {}\n"                              \
-    "local OK, REM, RETRY, RESET, TTL, TAT = {}, {}, {}, {}, {}, {}\n"        \
+    "-- each profile's limits, by profile then limit index; BAD: the error\n" \
+    "-- of its first malformed limit, USER1: its first user-keyed limit\n"    \
+    "-- before that, each false when none\n"                                  \
+    "local PN, PT, PB, PC, PU, BAD, USER1 = {}, {}, {}, {}, {}, {}, {}\n"     \
+    "\n"                                                                      \
+    "-- one request's limit keys and decisions, by limit index, reused\n"     \
+    "local K, OK, TTL, TAT = {}, {}, {}, {}\n"                                \
     "\n"                                                                      \
     "local now, now_s\n"                                                      \
     "\n"                                                                      \
-    "-- whether limit x is tighter than limit y, both allowed or denied\n"    \
-    "local function tighter(x, y)\n"                                          \
-    "  if OK[x] == 1 then\n"                                                  \
-    "    if REM[x] ~= REM[y] then\n"                                          \
-    "      return REM[x] < REM[y]\n"                                          \
-    "    end\n"                                                               \
-    "  elseif RETRY[x] ~= RETRY[y] then\n"                                    \
-    "    if RETRY[x] == -1 or RETRY[y] == -1 then\n"                          \
-    "      return RETRY[x] == -1\n"                                           \
-    "    end\n"                                                               \
-    "    return RETRY[x] > RETRY[y]\n"                                        \
-    "  end\n"                                                                 \
-    "  return RESET[x] > RESET[y]\n"                                          \
-    "end\n"                                                                   \
+    "-- the reply so far\n"                                                   \
+    "local out, o = {}, 0\n"                                                  \
     "\n"                                                                      \
-    "-- the request whose KEYS follow KEYS[k] and whose n limits' ARGV\n"     \
-    "-- follow ARGV[a], as omni_limit.lua decides it\n"                       \
-    "local function check(k, a, n)\n"                                         \
+    "-- the request whose KEYS follow KEYS[k] and whose limits are profile\n" \
+    "-- p's, as omni_limit.lua decides it; its elements go to the reply\n"    \
+    "local function check(k, p)\n"                                            \
     "  local rk, ak = KEYS[k + 1], KEYS[k + 2]\n"                             \
     "\n"                                                                      \
     "  if rk ~= '' then\n"                                                    \
-    "    if pxs[rk] then\n"                                                   \
-    "      return REVOKED\n"                                                  \
-    "    end\n"                                                               \
-    "    local e = exists[rk]\n"                                              \
+    "    local e = pxs[rk] and 1 or exists[rk]\n"                             \
     "    if e == nil then\n"                                                  \
     "      e = call('EXISTS', rk)\n"                                          \
     "      exists[rk] = e\n"                                                  \
     "    end\n"                                                               \
     "    if e == 1 then\n"                                                    \
-    "      return REVOKED\n"                                                  \
+    "      o = o + 1\n"                                                       \
+    "      out[o] = 2\n"                                                      \
+    "      return\n"                                                          \
     "    end\n"                                                               \
     "  end\n"                                                                 \
     "\n"                                                                      \
     "  if not now then\n"                                                     \
-    "    return fail('bad now')\n"                                            \
+    "    o = o + 1\n"                                                         \
+    "    out[o] = fail('bad now')\n"                                          \
+    "    return\n"                                                            \
     "  end\n"                                                                 \
     "\n"                                                                      \
-    "  for i = 1, n do\n"                                                     \
-    "    local j = a + 4 * i\n"                                               \
-    "    local t = int(ARGV[j - 3], 1, MAX_SPAN)\n"                           \
-    "    local b = int(ARGV[j - 2], 0, MAX_SPAN)\n"                           \
-    "    local c = int(ARGV[j - 1], 1, MAX_COST)\n"                           \
-    "    local u = ARGV[j]\n"                                                 \
-    "    if not (t and b and c) or (b + 1) * t > MAX_SPAN\n"                  \
-    "        or (u ~= '0' and u ~= '1') then\n"                               \
-    "      return fail('bad limit ' .. i)\n"                                  \
-    "    end\n"                                                               \
-    "    if u == '1' and ak == '' then\n"                                     \
-    "      return fail('user key without an API key')\n"                      \
-    "    end\n"                                                               \
-    "    T[i], B[i], C[i], U[i] = t, b, c, u == '1'\n"                        \
+    "  local bad, user1 = BAD[p], USER1[p]\n"                                 \
+    "  if user1 and ak == '' then\n"                                          \
+    "    o = o + 1\n"                                                         \
+    "    out[o] = fail('user key without an API key')\n"                      \
+    "    return\n"                                                            \
+    "  end\n"                                                                 \
+    "  if bad then\n"                                                         \
+    "    o = o + 1\n"                                                         \
+    "    out[o] = bad\n"                                                      \
+    "    return\n"                                                            \
     "  end\n"                                                                 \
     "\n"                                                                      \
-    "  local id1, id2, id3, id4 = '', '', '', ''\n"                           \
+    "  local id2\n"                                                           \
     "  if ak ~= '' then\n"                                                    \
     "    local h = hashes[ak]\n"                                              \
     "    if h == nil then\n"                                                  \
-    "      h = call('HMGET', ak, 'key_id', 'user_id', 'username', 'role',\n"  \
-    "        'expires_at')\n"                                                 \
+    "      h = pcall_redis('HMGET', ak, 'key_id', 'user_id', 'username',\n"   \
+    "        'role', 'expires_at')\n"                                         \
     "      hashes[ak] = h\n"                                                  \
     "    end\n"                                                               \
+    "    if h.err then\n"                                                     \
+    "      o = o + 1\n"                                                       \
+    "      out[o] = h\n"                                                      \
+    "      return\n"                                                          \
+    "    end\n"                                                               \
     "    if not h[1] or h[1] == '' or not h[2] or h[2] == '' then\n"          \
-    "      return UNKNOWN\n"                                                  \
+    "      o = o + 1\n"                                                       \
+    "      out[o] = 3\n"                                                      \
+    "      return\n"                                                          \
     "    end\n"                                                               \
     "    local e = int(h[5] or '0', 0, MAX_INT)\n"                            \
     "    if not e or (e ~= 0 and e <= now_s) then\n"                          \
-    "      return EXPIRED\n"                                                  \
+    "      o = o + 1\n"                                                       \
+    "      out[o] = 4\n"                                                      \
+    "      return\n"                                                          \
     "    end\n"                                                               \
-    "    id1, id2, id3, id4 = h[1], h[2], h[3] or '', h[4] or ''\n"           \
+    "    id2 = h[2]\n"                                                        \
     "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  local n, T, B, C, U = PN[p], PT[p], PB[p], PC[p], PU[p]\n"             \
     "\n"                                                                      \
     "  for i = 1, n do\n"                                                     \
     "    local key = KEYS[k + 2 + i]\n"                                       \
@@ -410,14 +418,12 @@
     "    end\n"                                                               \
     "    for j = 1, i - 1 do\n"                                               \
     "      if K[j] == key then\n"                                             \
-    "        return fail('repeated limit key')\n"                             \
+    "        o = o + 1\n"                                                     \
+    "        out[o] = fail('repeated limit key')\n"                           \
+    "        return\n"                                                        \
     "      end\n"                                                             \
     "    end\n"                                                               \
     "    K[i] = key\n"                                                        \
-    "  end\n"                                                                 \
-    "\n"                                                                      \
-    "  if n == 0 then\n"                                                      \
-    "    return {1, 0, 0, 0, 0, id1, id2, id3, id4}\n"                        \
     "  end\n"                                                                 \
     "\n"                                                                      \
     "  -- every read before any decision: a key of the wrong type stops the\n"\
@@ -425,14 +431,20 @@
     "  for i = 1, n do\n"                                                     \
     "    local key = K[i]\n"                                                  \
     "    if tats[key] == nil then\n"                                          \
-    "      local v = call('GET', key)\n"                                      \
+    "      local v = pcall_redis('GET', key)\n"                               \
+    "      if type(v) == 'table' then\n"                                      \
+    "        o = o + 1\n"                                                     \
+    "        out[o] = v\n"                                                    \
+    "        return\n"                                                        \
+    "      end\n"                                                             \
     "      tats[key] = v and v:find('^%d+$') and tonumber(v) or 0\n"          \
     "    end\n"                                                               \
     "  end\n"                                                                 \
     "\n"                                                                      \
     "  -- each limit as omni_gcra_decide() in omni_gcra.c; best: the\n"       \
-    "  -- tightest\n"                                                         \
-    "  local best = 0\n"                                                      \
+    "  -- tightest (allowed: lowest remaining, denied: longest retry, -1\n"   \
+    "  -- first; ties: longer reset, then lower index)\n"                     \
+    "  local best, bok, brem, bretry, breset = 0, 0, 0, 0, 0\n"               \
     "  for i = 1, n do\n"                                                     \
     "    local t, b, c, tat = T[i], B[i], C[i], tats[K[i]]\n"                 \
     "    local cap = (b + 1) * t\n"                                           \
@@ -454,44 +466,106 @@
     "        tat = now + ahead\n"                                             \
     "      end\n"                                                             \
     "    end\n"                                                               \
-    "    OK[i], REM[i], RETRY[i], RESET[i], TTL[i], TAT[i] =\n"               \
-    "      ok, rem, retry, reset, ttl, tat\n"                                 \
-    "    if best == 0 or (ok == 0 and OK[best] == 1)\n"                       \
-    "        or (ok == OK[best] and tighter(i, best)) then\n"                 \
-    "      best = i\n"                                                        \
-    "    end\n"                                                               \
-    "  end\n"                                                                 \
-    "\n"                                                                      \
-    "  local ok = OK[best]\n"                                                 \
-    "  for i = 1, n do\n"                                                     \
-    "    if TTL[i] > 0 and (ok == 1 or OK[i] == 0) then\n"                    \
-    "      local key = K[i]\n"                                                \
-    "      if not pxs[key] then\n"                                            \
-    "        written[#written + 1] = key\n"                                   \
+    "    OK[i], TTL[i], TAT[i] = ok, ttl, tat\n"                              \
+    "    local take = best == 0 or (ok == 0 and bok == 1)\n"                  \
+    "    if not take and ok == bok then\n"                                    \
+    "      if ok == 1 and rem ~= brem then\n"                                 \
+    "        take = rem < brem\n"                                             \
+    "      elseif ok == 0 and retry ~= bretry then\n"                         \
+    "        if retry == -1 or bretry == -1 then\n"                           \
+    "          take = retry == -1\n"                                          \
+    "        else\n"                                                          \
+    "          take = retry > bretry\n"                                       \
+    "        end\n"                                                           \
+    "      else\n"                                                            \
+    "        take = reset > breset\n"                                         \
     "      end\n"                                                             \
-    "      tats[key], pxs[key] = TAT[i], ms(TTL[i])\n"                        \
+    "    end\n"                                                               \
+    "    if take then\n"                                                      \
+    "      best, bok, brem, bretry, breset = i, ok, rem, retry, reset\n"      \
     "    end\n"                                                               \
     "  end\n"                                                                 \
     "\n"                                                                      \
-    "  return {ok, REM[best], ms(RETRY[best]), ms(RESET[best]), best,\n"      \
-    "    id1, id2, id3, id4}\n"                                               \
+    "  if best == 0 then\n"                                                   \
+    "    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =\n"      \
+    "      1, 0, 0, 0, 0\n"                                                   \
+    "  else\n"                                                                \
+    "    for i = 1, n do\n"                                                   \
+    "      if TTL[i] > 0 and (bok == 1 or OK[i] == 0) then\n"                 \
+    "        local key = K[i]\n"                                              \
+    "        if not pxs[key] then\n"                                          \
+    "          written[#written + 1] = key\n"                                 \
+    "        end\n"                                                           \
+    "        tats[key], pxs[key] = TAT[i], ms(TTL[i])\n"                      \
+    "      end\n"                                                             \
+    "    end\n"                                                               \
+    "    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =\n"      \
+    "      bok, brem, ms(bretry), ms(breset), best\n"                         \
+    "  end\n"                                                                 \
+    "  o = o + 5\n"                                                           \
+    "\n"                                                                      \
+    "  if ak ~= '' then\n"                                                    \
+    "    local h = hashes[ak]\n"                                              \
+    "    out[o + 1], out[o + 2], out[o + 3], out[o + 4] =\n"                  \
+    "      h[1], h[2], h[3] or '', h[4] or ''\n"                              \
+    "    o = o + 4\n"                                                         \
+    "  end\n"                                                                 \
     "end\n"                                                                   \
     "\n"                                                                      \
-    "local nkeys, nargv = #KEYS, #ARGV\n"                                     \
-    "local rk, ra, rn, m = {}, {}, {}, 0\n"                                   \
-    "local k, a = 0, 2\n"                                                     \
-    "while a <= nargv do\n"                                                   \
-    "  local n = tonumber(ARGV[a])\n"                                         \
-    "  if not n or n < 0 or n ~= floor(n) or a + 4 * n > nargv\n"             \
-    "      or k + 2 + n > nkeys then\n"                                       \
-    "    return error_reply('ERR omni_limit: bad batch')\n"                   \
-    "  end\n"                                                                 \
-    "  m = m + 1\n"                                                           \
-    "  rk[m], ra[m], rn[m] = k, a, n\n"                                       \
-    "  k, a = k + 2 + n, a + 1 + 4 * n\n"                                     \
-    "end\n"                                                                   \
-    "if k ~= nkeys or m == 0 then\n"                                          \
+    "local function bad_batch()\n"                                            \
     "  return error_reply('ERR omni_limit: bad batch')\n"                     \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "-- the envelope, whole, before any request runs\n"                       \
+    "local nkeys, nargv = #KEYS, #ARGV\n"                                     \
+    "local np = nargv >= 3 and tonumber(ARGV[2])\n"                           \
+    "if not np or np < 0 or np ~= floor(np) then\n"                           \
+    "  return bad_batch()\n"                                                  \
+    "end\n"                                                                   \
+    "local a = 3\n"                                                           \
+    "for p = 1, np do\n"                                                      \
+    "  local n = tonumber(ARGV[a])\n"                                         \
+    "  if not n or n < 0 or n ~= floor(n) or a + 4 * n >= nargv then\n"       \
+    "    return bad_batch()\n"                                                \
+    "  end\n"                                                                 \
+    "  local T, B, C, U = {}, {}, {}, {}\n"                                   \
+    "  local bad, user1 = false, false\n"                                     \
+    "  for i = 1, n do\n"                                                     \
+    "    local j = a + 4 * i\n"                                               \
+    "    local t = int(ARGV[j - 3], 1, MAX_SPAN)\n"                           \
+    "    local b = int(ARGV[j - 2], 0, MAX_SPAN)\n"                           \
+    "    local c = int(ARGV[j - 1], 1, MAX_COST)\n"                           \
+    "    local u = ARGV[j]\n"                                                 \
+    "    if not bad then\n"                                                   \
+    "      if not (t and b and c) or (b + 1) * t > MAX_SPAN\n"                \
+    "          or (u ~= '0' and u ~= '1') then\n"                             \
+    "        bad = fail('bad limit ' .. i)\n"                                 \
+    "      elseif u == '1' and not user1 then\n"                              \
+    "        user1 = i\n"                                                     \
+    "      end\n"                                                             \
+    "    end\n"                                                               \
+    "    T[i], B[i], C[i], U[i] = t, b, c, u == '1'\n"                        \
+    "  end\n"                                                                 \
+    "  PN[p], PT[p], PB[p], PC[p], PU[p], BAD[p], USER1[p] =\n"               \
+    "    n, T, B, C, U, bad, user1\n"                                         \
+    "  a = a + 1 + 4 * n\n"                                                   \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "local reqs = ARGV[a]\n"                                                  \
+    "local m = a == nargv and #reqs or 0\n"                                   \
+    "if m == 0 then\n"                                                        \
+    "  return bad_batch()\n"                                                  \
+    "end\n"                                                                   \
+    "local k = 0\n"                                                           \
+    "for i = 1, m do\n"                                                       \
+    "  local p = byte(reqs, i)\n"                                             \
+    "  if p < 1 or p > np then\n"                                             \
+    "    return bad_batch()\n"                                                \
+    "  end\n"                                                                 \
+    "  k = k + 2 + PN[p]\n"                                                   \
+    "end\n"                                                                   \
+    "if k ~= nkeys then\n"                                                    \
+    "  return bad_batch()\n"                                                  \
     "end\n"                                                                   \
     "\n"                                                                      \
     "if ARGV[1] == '' then\n"                                                 \
@@ -507,13 +581,55 @@
     "  now_s = div(now, 1000000)\n"                                           \
     "end\n"                                                                   \
     "\n"                                                                      \
-    "local replies = {}\n"                                                    \
-    "for i = 1, m do\n"                                                       \
-    "  local ok, r = pcall(check, rk[i], ra[i], rn[i])\n"                     \
-    "  if not ok then\n"                                                      \
-    "    r = error_reply(type(r) == 'table' and r.err or tostring(r))\n"      \
+    "-- the limit keys the requests name whole (not completed with an\n"      \
+    "-- API key's user) read at once: one MGET, not a GET each. MGET shows\n" \
+    "-- a key that is absent or of another type as nil; one EXISTS over\n"    \
+    "-- those says they are all absent, else check() GETs each as before\n"   \
+    "-- (an error for the wrong type). Nothing is written before the end,\n"  \
+    "-- so reading early reads the same.\n"                                   \
+    "if now then\n"                                                           \
+    "  local pre, npre = {}, 0\n"                                             \
+    "  k = 0\n"                                                               \
+    "  for i = 1, m do\n"                                                     \
+    "    local p = byte(reqs, i)\n"                                           \
+    "    if not BAD[p] then\n"                                                \
+    "      local U = PU[p]\n"                                                 \
+    "      for j = 1, PN[p] do\n"                                             \
+    "        local key = KEYS[k + 2 + j]\n"                                   \
+    "        if not U[j] and tats[key] == nil then\n"                         \
+    "          tats[key] = false\n"                                           \
+    "          npre = npre + 1\n"                                             \
+    "          pre[npre] = key\n"                                             \
+    "        end\n"                                                           \
+    "      end\n"                                                             \
+    "    end\n"                                                               \
+    "    k = k + 2 + PN[p]\n"                                                 \
     "  end\n"                                                                 \
-    "  replies[i] = r\n"                                                      \
+    "  if npre > 0 then\n"                                                    \
+    "    local v = call('MGET', unpack(pre, 1, npre))\n"                      \
+    "    local gone, ngone = {}, 0\n"                                         \
+    "    for i = 1, npre do\n"                                                \
+    "      local s = v[i]\n"                                                  \
+    "      if s then\n"                                                       \
+    "        tats[pre[i]] = s:find('^%d+$') and tonumber(s) or 0\n"           \
+    "      else\n"                                                            \
+    "        ngone = ngone + 1\n"                                             \
+    "        gone[ngone] = pre[i]\n"                                          \
+    "      end\n"                                                             \
+    "    end\n"                                                               \
+    "    local none = ngone > 0\n"                                            \
+    "      and call('EXISTS', unpack(gone, 1, ngone)) == 0\n"                 \
+    "    for i = 1, ngone do\n"                                               \
+    "      tats[gone[i]] = none and 0 or nil\n"                               \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
+    "end\n"                                                                   \
+    "\n"                                                                      \
+    "k = 0\n"                                                                 \
+    "for i = 1, m do\n"                                                       \
+    "  local p = byte(reqs, i)\n"                                             \
+    "  check(k, p)\n"                                                         \
+    "  k = k + 2 + PN[p]\n"                                                   \
     "end\n"                                                                   \
     "\n"                                                                      \
     "for i = 1, #written do\n"                                                \
@@ -521,7 +637,7 @@
     "  call('SET', key, format('%d', tats[key]), 'PX',\n"                     \
     "    format('%d', pxs[key]))\n"                                           \
     "end\n"                                                                   \
-    "return replies\n"
+    "return out\n"
 
 
 #endif /* OMNI_LIMIT_LUA_H_INCLUDED_ */

@@ -51,13 +51,50 @@ def single(r, sha, req, now):
         return e
 
 
-def batch(r, sha, reqs, now):
-    keys, args = [], [str(now)]
+def envelope(reqs, now):
+    """The batch script's KEYS and ARGV for requests: their KEYS one
+    after the other, now, each distinct limit list once (a profile), and
+    a byte per request naming its profile."""
+    keys, profiles, index = [], [], []
     for req in reqs:
         k, a = _args(req)
         keys += k
-        args += [str(len(req["limits"]))] + a
-    return r.evalsha(sha, len(keys), *keys, *args)
+        profile = [str(len(req["limits"]))] + a
+        if profile not in profiles:
+            profiles.append(profile)
+        index.append(profiles.index(profile) + 1)
+    args = [str(now), str(len(profiles))]
+    for profile in profiles:
+        args += profile
+    return keys, args + [bytes(index)]
+
+
+def split(reqs, flat):
+    """The flat reply cut into one reply per request, as omni_limit.lua
+    would give it: {2}, {3}, {4}, an error, or a decision of 5 elements
+    and, with an API key, the 4 identity fields (else 4 '')."""
+    out, i = [], 0
+    for req in reqs:
+        head = flat[i]
+        if isinstance(head, Exception):
+            out.append(head)
+            i += 1
+        elif head in (0, 1):
+            n = 9 if req["apikey"] else 5
+            one = list(flat[i:i + n])
+            assert len(one) == n, flat
+            out.append(one if req["apikey"] else one + [b""] * 4)
+            i += n
+        else:
+            out.append([head])
+            i += 1
+    assert i == len(flat), (reqs, flat)
+    return out
+
+
+def batch(r, sha, reqs, now):
+    keys, args = envelope(reqs, now)
+    return split(reqs, r.evalsha(sha, len(keys), *keys, *args))
 
 
 def same(a, b):
@@ -179,10 +216,19 @@ def test_error_in_one_request_leaves_the_others_decided(dbs):
 
 @pytest.mark.parametrize("keys,args", [
     ([], [""]),
-    (["", ""], ["", "1"]),
-    (["", "", "omni:rl:z:k"], ["", "1", "1000", "0", "1"]),
-    (["", "", ""], ["", "0"]),
-    (["", ""], ["", "x"]),
+    ([], ["", "0"]),
+    (["", ""], ["", "1", "0"]),
+    (["", ""], ["", "1", "0", b""]),
+    (["", ""], ["", "1", "0", b"\x02"]),
+    (["", ""], ["", "1", "0", b"\x00"]),
+    (["", ""], ["", "1", "1", b"\x01"]),
+    (["", "", "omni:rl:z:k"], ["", "1", "1", "1000", "0", "1", b"\x01"]),
+    (["", "", "omni:rl:z:k"], ["", "1", "1", "1000", "0", "1", "0",
+                               b"\x01\x01"]),
+    (["", "", ""], ["", "1", "0", b"\x01"]),
+    (["", ""], ["", "x", "0", b"\x01"]),
+    (["", ""], ["", "1", "x", b"\x01"]),
+    (["", ""], ["", "1", "0", b"\x01", "extra"]),
 ])
 def test_malformed_batch_is_an_error_and_runs_nothing(dbs, keys, args):
     r = dbs[1]
@@ -192,7 +238,7 @@ def test_malformed_batch_is_an_error_and_runs_nothing(dbs, keys, args):
     assert r.dbsize() == 0
 
 
-def test_requests_of_one_user_cost_one_get_and_one_set_per_limit(
+def test_requests_of_one_user_cost_one_mget_and_one_set_per_limit(
         private_redis):
     r = private_redis.client(db=BATCH_DB)
     sha = r.script_load(BATCH)
@@ -204,6 +250,49 @@ def test_requests_of_one_user_cost_one_get_and_one_set_per_limit(
     assert [g[1] for g in got] == list(range(99, 79, -1))
     stats = r.info("commandstats")
     assert stats["cmdstat_evalsha"]["calls"] == 1
-    assert stats["cmdstat_exists"]["calls"] == 1
-    assert stats["cmdstat_get"]["calls"] == 2
+    # the jti's, and the two new limit keys' (both absent)
+    assert stats["cmdstat_exists"]["calls"] == 2
+    assert stats["cmdstat_mget"]["calls"] == 1
+    assert "cmdstat_get" not in stats
     assert stats["cmdstat_set"]["calls"] == 2
+    # the next batch finds them: no EXISTS for them
+    r.config_resetstat()
+    got = batch(r, sha, [req] * 2, 1_700_000_000 * SEC)
+    assert [g[1] for g in got] == [79, 78]
+    stats = r.info("commandstats")
+    assert stats["cmdstat_exists"]["calls"] == 1
+    assert stats["cmdstat_mget"]["calls"] == 1
+    assert "cmdstat_get" not in stats
+
+
+def test_one_key_with_mixed_costs_exceeded_midway_matches_single_calls(
+        private_redis):
+    """Requests of one batch on the same key, of mixed costs, the burst
+    running out midway: a denied expensive request leaves room for a
+    cheaper one after it, each decided as its own call would be, and
+    the key is read once and written once."""
+    r = private_redis.client(db=BATCH_DB)
+    one = private_redis.client(db=SINGLE_DB)
+    r.flushdb()
+    one.flushdb()
+    sha = r.script_load(BATCH)
+    sha_one = one.script_load(ONE)
+    costs = [2, 3, 4, 1, 7, 1, 1]
+    reqs = [{"revoked": "omni:revoked:j", "apikey": "",
+             "limits": [("omni:rl:m:u", SEC, 5, c, "0")]} for c in costs]
+    now = 1_700_000_000 * SEC
+    want = [single(one, sha_one, q, now) for q in reqs]
+    r.config_resetstat()
+    got = batch(r, sha, reqs, now)
+    assert got == want
+    # burst 5 holds 6 units: 2 + 3 taken, 4 does not fit (3 s to wait),
+    # 1 still does, 7 never can, then nothing is left
+    assert [g[0] for g in got] == [1, 1, 0, 1, 0, 0, 0]
+    assert [g[2] for g in got] == [0, 0, 3000, 0, -1, 1000, 1000]
+    assert [g[1] for g in got[:4]] == [4, 1, 0, 0]
+    stats = r.info("commandstats")
+    assert stats["cmdstat_mget"]["calls"] == 1
+    assert "cmdstat_get" not in stats
+    assert stats["cmdstat_set"]["calls"] == 1
+    assert r.get("omni:rl:m:u") == one.get("omni:rl:m:u") == (
+        b"%d" % (now + 6 * SEC))

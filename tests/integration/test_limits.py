@@ -584,3 +584,64 @@ def test_empty_limit_key_counts_by_client_address_not_one_shared_bucket(
     # a token does not change what an empty key= counts by
     assert gw.bearer("/hdr/", token("ek-user"))[0] == 429
     assert gw.get("/hdr-anon/", {"X-Client": "ek"})[0] == 200
+
+
+def test_one_call_with_api_keys_tokens_and_refusals_answers_each(
+        gw, own_redis):
+    """Requests of every answer shape in one script call (the reply is one
+    flat array: a decision with an API key is 9 elements, with a token 5,
+    a revoked token or an unknown key 1): each gets its own answer and
+    identity, whatever came before it in the call."""
+    import socket
+    c = own_redis.client()
+    _add_key(c, "omni_live_mix", user="u-mix", name="mia", role="admin")
+    c.set("omni:revoked:mix-bad", "1", ex=60)
+    kinds = ["key", "jwt", "revoked", "unknown", "key", "jwt", "key",
+             "revoked", "jwt", "unknown"]
+    heads = {
+        "key": "X-API-Key: omni_live_mix",
+        "unknown": "X-API-Key: omni_live_nope",
+        "revoked": "Authorization: Bearer " + token("rev", jti="mix-bad"),
+    }
+    reqs = []
+    for i, kind in enumerate(kinds):
+        head = heads.get(kind) or "Authorization: Bearer " + token(
+            "mix-%d" % i, jti="mix-ok-%d" % i)
+        reqs.append(("GET /apikey/ HTTP/1.1\r\nHost: x\r\n"
+                     "Connection: close\r\n%s\r\n\r\n" % head).encode())
+    c.config_resetstat()
+    socks = [socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+             for _ in reqs]
+    [worker] = stack.children_of(gw.proc.pid)
+    time.sleep(0.2)     # every connection accepted before the stop
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        for s, raw in zip(socks, reqs):
+            s.sendall(raw)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    for i, (s, kind) in enumerate(zip(socks, kinds)):
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        if kind == "key":
+            assert status == 200, (i, data)
+            assert json.loads(body) == {"id": "u-mix", "name": "mia",
+                                        "role": "admin"}, i
+        elif kind == "jwt":
+            assert status == 200, (i, data)
+            assert json.loads(body)["id"] == "mix-%d" % i
+        elif kind == "revoked":
+            assert status == 401, (i, data)
+            assert json.loads(body)["error"] == "token_revoked"
+        else:
+            assert status == 401, (i, data)
+        assert b"ratelimit" in head.lower() or status != 200, (i, head)
+    calls = c.info("commandstats")["cmdstat_evalsha"]["calls"]
+    assert calls <= 4, calls
