@@ -648,10 +648,37 @@ void omni_respond_end(omni_req_t *r)
 }
 
 
+/* evhttp writes an answer on the loop's next turn, once epoll says the
+ * socket takes it: write interest on, then off and read interest back, two
+ * epoll_ctl calls a request. The socket nearly always takes it at once:
+ * then evhttp hears it went out as from its own write, the next request is
+ * read, and the interest changes cancel out within this turn. Anything
+ * else (a partial write, an error) is left to evhttp's write. */
+static void omni_http_flush(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    int n;
+
+    if (fd < 0 || evbuffer_get_length(out) == 0) {
+        return;
+    }
+    /* only the bufferevent drains its output: it thaws it the same way */
+    evbuffer_unfreeze(out, 1);
+    n = evbuffer_write(out, fd);
+    evbuffer_freeze(out, 1);
+    if (n > 0 && evbuffer_get_length(out) == 0) {
+        bufferevent_trigger(bev, EV_WRITE, 0);
+    }
+}
+
+
 void omni_respond(
     omni_req_t *r, int status, const char *content_type, struct evbuffer *body)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+    struct evhttp_connection *evcon;
 
     omni_http_forget_close(r);
     evhttp_add_header(h, "Content-Type", content_type);
@@ -676,9 +703,11 @@ void omni_respond(
         omni_http_done();
         return;
     }
+    evcon = evhttp_request_get_connection(r->ev);
     evhttp_request_set_on_complete_cb(r->ev, omni_http_written, NULL);
     evhttp_send_reply(r->ev, status, NULL, body);
     omni_http_finish(r, status);
+    omni_http_flush(evcon);
 }
 
 
