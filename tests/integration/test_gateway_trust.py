@@ -8,6 +8,7 @@ import re
 import secrets
 import signal
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -305,6 +306,34 @@ def test_unix_peer_that_is_not_the_gateway_is_refused(worker_factory):
     # root and the gateway's user (www-data) are served
     assert w.request("GET", "/health/live").status == 200
     assert ask_as(stack.NGINX_USER, w).startswith("HTTP/1.1 404")
+
+
+@needs_root
+def test_unix_peer_is_checked_on_every_connection_however_they_alternate(
+        migrated, redis_server):
+    # the check runs once per connection and is remembered: a refused
+    # peer's connection never inherits an allowed one's standing, neither
+    # while that one is open nor after it closed and a new connection's
+    # objects took its addresses. The release build: ASan's quarantine
+    # never hands a freed address to the next connection.
+    migrated.ensure_running()
+    w = stack.Worker(migrated, redis_server, workers=1,
+                     env={"OMNI_LISTEN_MODE": "0666"},
+                     binary=stack.BUILD / "omni-worker")
+    try:
+        w.start()
+        for _ in range(4):
+            conn = w.connection()
+            for _ in range(3):
+                res = stack.http_request(conn, "GET", "/health/live")
+                assert res.status == 200
+            assert ask_as("nobody", w) == ""
+            conn.close()
+            time.sleep(0.3)     # the worker sees the close
+            assert ask_as("nobody", w) == ""
+        assert w.request("GET", "/health/live").status == 200
+    finally:
+        w.destroy()
 
 
 @needs_root

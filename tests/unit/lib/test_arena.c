@@ -120,6 +120,49 @@ static void test_many_blocks_are_all_freed(void)
     omni_arena_free(&a);
 }
 
+static void test_reset_keeps_one_standard_block_for_reuse(void)
+{
+    omni_arena_t a;
+    char *small[12], *big, *p;
+    int i, kept = 0;
+
+    omni_arena_init(&a, 256);
+    small[0] = omni_arena_alloc(&a, 60);
+    big = omni_arena_alloc(&a, 4000); /* a block of its own */
+    CHECK(small[0] != NULL && big != NULL);
+    memset(big, 1, 4000);
+    for (i = 1; i < 12; i++) {
+        small[i] = omni_arena_alloc(&a, 60); /* four a block: 3 blocks */
+        CHECK(small[i] != NULL);
+    }
+
+    omni_arena_reset(&a);
+    /* served from a block kept from before, empty again: at its start */
+    p = omni_arena_alloc(&a, 60);
+    for (i = 0; i < 12; i++) {
+        kept += p == small[i];
+    }
+    CHECK_EQ_INT(kept, 1);
+    memset(p, 2, 60);
+    omni_arena_free(&a);
+}
+
+static void test_reset_of_only_large_blocks_leaves_an_empty_arena(void)
+{
+    omni_arena_t a;
+    char *p;
+
+    omni_arena_init(&a, 256);
+    CHECK(omni_arena_alloc(&a, 1000) != NULL);
+    omni_arena_reset(&a);
+    p = omni_arena_alloc(&a, 10);
+    CHECK(p != NULL);
+    memset(p, 3, 10);
+    omni_arena_reset(&a);
+    omni_arena_reset(&a);
+    omni_arena_free(&a);
+}
+
 UNIT_MAIN(UNIT_TEST(test_allocations_are_16_byte_aligned),
     UNIT_TEST(test_allocations_do_not_overlap),
     UNIT_TEST(test_zero_size_gets_distinct_pointers),
@@ -127,4 +170,6 @@ UNIT_MAIN(UNIT_TEST(test_allocations_are_16_byte_aligned),
     UNIT_TEST(test_huge_request_fails_cleanly),
     UNIT_TEST(test_strndup_copies_and_terminates),
     UNIT_TEST(test_free_leaves_arena_reusable),
-    UNIT_TEST(test_many_blocks_are_all_freed))
+    UNIT_TEST(test_many_blocks_are_all_freed),
+    UNIT_TEST(test_reset_keeps_one_standard_block_for_reuse),
+    UNIT_TEST(test_reset_of_only_large_blocks_leaves_an_empty_arena))

@@ -31,6 +31,17 @@
 #define OMNI_HTTP_SECRET_HEADER "X-Omni-Gateway-Secret"
 #define OMNI_HTTP_REFUSED_UIDS 16
 #define OMNI_HTTP_REFUSED_LOG_S 60
+#define OMNI_HTTP_PEERS 256 /* a power of two */
+#define OMNI_HTTP_FREE_REQS 64
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define OMNI_HTTP_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define OMNI_HTTP_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define OMNI_HTTP_POISON(p, n) ((void)(p), (void)(n))
+#define OMNI_HTTP_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 typedef struct {
     long uid;
@@ -57,6 +68,10 @@ static struct {
     int nsecrets;
     unsigned char secret_md[OMNI_GATEWAY_SECRETS_MAX][EVP_MAX_MD_SIZE];
     omni_http_refused_t refused[OMNI_HTTP_REFUSED_UIDS];
+    const struct bufferevent *peers[OMNI_HTTP_PEERS];
+
+    omni_req_t *free_reqs;
+    int nfree_reqs;
 } omni_http;
 
 
@@ -78,6 +93,18 @@ static uint64_t omni_http_rand(void)
     s1 ^= s1 << 23;
     omni_http.rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
     return omni_http.rng[1] + s0;
+}
+
+
+static void omni_http_hex64(char *out, uint64_t v)
+{
+    static const char hex[] = "0123456789abcdef";
+    int i;
+
+    for (i = 15; i >= 0; i--) {
+        out[i] = hex[v & 0xf];
+        v >>= 4;
+    }
 }
 
 
@@ -103,9 +130,9 @@ static void omni_http_request_id(omni_req_t *r)
         }
     }
 
-    snprintf(r->request_id, sizeof(r->request_id), "%016llx%016llx",
-        (unsigned long long)omni_http_rand(),
-        (unsigned long long)omni_http_rand());
+    omni_http_hex64(r->request_id, omni_http_rand());
+    omni_http_hex64(r->request_id + 16, omni_http_rand());
+    r->request_id[32] = '\0';
 }
 
 
@@ -244,23 +271,64 @@ static void omni_http_log_refused(long uid, long pid)
 }
 
 
+static const struct bufferevent **omni_http_peer_slot(
+    const struct bufferevent *bev)
+{
+    uint64_t h = (uint64_t)(uintptr_t)bev * 0x9E3779B97F4A7C15ull;
+
+    return &omni_http.peers[h >> 56 & (OMNI_HTTP_PEERS - 1)];
+}
+
+
+/* evhttp makes every accepted connection's bufferevent here: a new one
+ * may sit where a closed connection's did, so whatever was believed of
+ * that address is forgotten before its first request. */
+static struct bufferevent *omni_http_new_bev(struct event_base *base, void *arg)
+{
+    struct bufferevent *bev =
+        bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    const struct bufferevent **slot;
+
+    if (bev == NULL) {
+        /* evhttp makes one itself, unseen here */
+        memset(omni_http.peers, 0, sizeof(omni_http.peers));
+        return NULL;
+    }
+    slot = omni_http_peer_slot(bev);
+    if (*slot == bev) {
+        *slot = NULL;
+    }
+    return bev;
+}
+
+
 /* A unix-socket peer that is not root, us or the gateway's user gets its
  * connection closed unanswered. evhttp (libevent 2.1) has no hook at
- * accept, so this runs on each request, before anything reads it. Returns
+ * accept, so this runs on a connection's first request, before anything
+ * reads it; the allowed connection is remembered by its bufferevent (see
+ * omni_http_new_bev), so its next requests cost no system call. Returns
  * 0 when the peer may ask, -1 after refusing it. */
 static int omni_http_check_peer(struct evhttp_request *ev)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
     struct ucred cred = {0, (uid_t)-1, (gid_t)-1};
     socklen_t len = sizeof(cred);
+    const struct bufferevent **slot;
+    struct bufferevent *bev;
     evutil_socket_t fd;
 
     if (!omni_http.unix_socket || evcon == NULL) {
         return 0;
     }
-    fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+    bev = evhttp_connection_get_bufferevent(evcon);
+    slot = omni_http_peer_slot(bev);
+    if (*slot == bev) {
+        return 0;
+    }
+    fd = bufferevent_getfd(bev);
     if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0
         && omni_http_peer_allowed((long)cred.uid)) {
+        *slot = bev;
         return 0;
     }
 
@@ -334,6 +402,51 @@ static int omni_http_trusted(omni_req_t *r)
 }
 
 
+/* Requests are reused, each with its arena's first block: the loop
+ * answers one request after another, and each would otherwise cost a
+ * calloc, a 4 KiB malloc and their frees. */
+static omni_req_t *omni_http_req_new(void)
+{
+    omni_req_t *r = omni_http.free_reqs;
+    omni_arena_t arena;
+
+    if (r == NULL) {
+        r = calloc(1, sizeof(omni_req_t));
+        if (r != NULL) {
+            omni_arena_init(&r->arena, 4096);
+        }
+        return r;
+    }
+    OMNI_HTTP_UNPOISON(r, sizeof(*r));
+    omni_http.free_reqs = r->data;
+    omni_http.nfree_reqs--;
+    arena = r->arena;
+    memset(r, 0, sizeof(*r));
+    r->arena = arena;
+    return r;
+}
+
+
+static void omni_http_req_free(omni_req_t *r)
+{
+    if (omni_http.nfree_reqs == OMNI_HTTP_FREE_REQS) {
+        omni_arena_free(&r->arena);
+        free(r);
+        return;
+    }
+#if defined(__SANITIZE_ADDRESS__)
+    omni_arena_free(&r->arena);
+#else
+    omni_arena_reset(&r->arena);
+#endif
+    r->data = omni_http.free_reqs;
+    omni_http.free_reqs = r;
+    omni_http.nfree_reqs++;
+    /* a use after the answer still shows under ASan */
+    OMNI_HTTP_POISON(r, sizeof(*r));
+}
+
+
 static void omni_http_finish(omni_req_t *r, int status)
 {
     char path[256];
@@ -345,14 +458,16 @@ static void omni_http_finish(omni_req_t *r, int status)
         omni_http.observers[i](r->route, status, us);
     }
 
-    omni_log(OMNI_LOG_INFO, "request",
-        "\"request_id\":\"%s\",\"method\":\"%s\",\"path\":\"%s\","
-        "\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f",
-        r->request_id, r->method, omni_log_escape(path, sizeof(path), r->path),
-        omni_metrics_route_label(r->route), status, us / 1000.0);
+    if (omni_log_enabled(OMNI_LOG_INFO)) {
+        omni_log(OMNI_LOG_INFO, "request",
+            "\"request_id\":\"%s\",\"method\":\"%s\",\"path\":\"%s\","
+            "\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f",
+            r->request_id, r->method,
+            omni_log_escape(path, sizeof(path), r->path),
+            omni_metrics_route_label(r->route), status, us / 1000.0);
+    }
 
-    omni_arena_free(&r->arena);
-    free(r);
+    omni_http_req_free(r);
 }
 
 
@@ -533,10 +648,37 @@ void omni_respond_end(omni_req_t *r)
 }
 
 
+/* evhttp writes an answer on the loop's next turn, once epoll says the
+ * socket takes it: write interest on, then off and read interest back, two
+ * epoll_ctl calls a request. The socket nearly always takes it at once:
+ * then evhttp hears it went out as from its own write, the next request is
+ * read, and the interest changes cancel out within this turn. Anything
+ * else (a partial write, an error) is left to evhttp's write. */
+static void omni_http_flush(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    int n;
+
+    if (fd < 0 || evbuffer_get_length(out) == 0) {
+        return;
+    }
+    /* only the bufferevent drains its output: it thaws it the same way */
+    evbuffer_unfreeze(out, 1);
+    n = evbuffer_write(out, fd);
+    evbuffer_freeze(out, 1);
+    if (n > 0 && evbuffer_get_length(out) == 0) {
+        bufferevent_trigger(bev, EV_WRITE, 0);
+    }
+}
+
+
 void omni_respond(
     omni_req_t *r, int status, const char *content_type, struct evbuffer *body)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
+    struct evhttp_connection *evcon;
 
     omni_http_forget_close(r);
     evhttp_add_header(h, "Content-Type", content_type);
@@ -561,9 +703,11 @@ void omni_respond(
         omni_http_done();
         return;
     }
+    evcon = evhttp_request_get_connection(r->ev);
     evhttp_request_set_on_complete_cb(r->ev, omni_http_written, NULL);
     evhttp_send_reply(r->ev, status, NULL, body);
     omni_http_finish(r, status);
+    omni_http_flush(evcon);
 }
 
 
@@ -648,7 +792,7 @@ static void omni_http_handle(struct evhttp_request *ev, void *arg)
         return;
     }
 
-    r = calloc(1, sizeof(omni_req_t));
+    r = omni_http_req_new();
     if (r == NULL) {
         evhttp_send_error(ev, 503, NULL);
         return;
@@ -657,7 +801,6 @@ static void omni_http_handle(struct evhttp_request *ev, void *arg)
     r->ev = ev;
     r->start_ns = omni_http_now_ns();
     r->route = -1;
-    omni_arena_init(&r->arena, 4096);
     r->method = omni_http_method(evhttp_request_get_command(ev));
     path = uri ? evhttp_uri_get_path(uri) : NULL;
     r->path = path && *path ? path : "/";
@@ -755,6 +898,8 @@ int omni_http_attach(struct evhttp *http, const omni_route_t *routes,
         omni_http.rng[1] = (uint64_t)getpid() << 32 | 0x9E3779B9u;
     }
 
+    memset(omni_http.peers, 0, sizeof(omni_http.peers));
+    evhttp_set_bevcb(http, omni_http_new_bev, NULL);
     evhttp_set_gencb(http, omni_http_handle, NULL);
     evhttp_set_max_body_size(http, max_body);
     evhttp_set_max_headers_size(http, 32768);

@@ -25,6 +25,11 @@ void omni_log_set_level(omni_log_level_t level)
     log_level = level;
 }
 
+int omni_log_enabled(omni_log_level_t level)
+{
+    return level >= log_level;
+}
+
 int omni_log_parse_level(const char *s, omni_log_level_t *out)
 {
     size_t i;

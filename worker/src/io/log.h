@@ -18,6 +18,10 @@ void omni_log_set_level(omni_log_level_t level);
  * else (out untouched). */
 int omni_log_parse_level(const char *s, omni_log_level_t *out);
 
+/* 1 when a line of `level` would be written: lets a caller skip building
+ * the fields of a line that would be dropped. */
+int omni_log_enabled(omni_log_level_t level);
+
 /* Logs {"ts":..,"level":..,"pid":..,"msg":msg, <fields>} where fields is
  * printf-formatted JSON members without braces, e.g.
  * omni_log(OMNI_LOG_INFO, "listening", "\"addr\":\"%s\"", addr).

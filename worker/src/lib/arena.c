@@ -107,6 +107,29 @@ char *omni_arena_strndup(omni_arena_t *a, const char *s, size_t n)
     return p;
 }
 
+void omni_arena_reset(omni_arena_t *a)
+{
+    size_t standard = sizeof(omni_arena_block_t) + ARENA_ALIGN + a->block_size;
+    omni_arena_block_t *b = a->head;
+    omni_arena_block_t *keep = NULL;
+    omni_arena_block_t *next;
+
+    while (b != NULL) {
+        next = b->next;
+        if (keep == NULL && (size_t)(b->end - (char *)b) == standard) {
+            keep = b;
+        } else {
+            free(b);
+        }
+        b = next;
+    }
+    if (keep != NULL) {
+        keep->next = NULL;
+        keep->pos = (char *)(keep + 1);
+    }
+    a->head = keep;
+}
+
 void omni_arena_free(omni_arena_t *a)
 {
     omni_arena_block_t *b = a->head;

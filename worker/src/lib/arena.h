@@ -25,6 +25,12 @@ void *omni_arena_alloc(omni_arena_t *a, size_t n);
 /* Copies n bytes and appends a NUL; NULL on allocation failure. */
 char *omni_arena_strndup(omni_arena_t *a, const char *s, size_t n);
 
+/* Frees every block but one of block_size, kept empty for the arena's
+ * next use (what a loop that reuses one arena saves: a malloc and a free
+ * each time). Memory from before is invalid. omni_arena_free() still
+ * frees everything. */
+void omni_arena_reset(omni_arena_t *a);
+
 /* Frees every block. The arena is left empty and can be used again at once
  * (calling omni_arena_init() again is allowed, not required). */
 void omni_arena_free(omni_arena_t *a);
