@@ -119,24 +119,21 @@ static void omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
 }
 
 
+/* Each connection accepted, inside libevent's accept loop. */
+static void omni_server_accepted(void *arg)
+{
+    omni_balance_accepted(
+        omni_proc.bound ? evhttp_bound_socket_get_listener(omni_proc.bound)
+                        : NULL);
+}
+
+
 #define OMNI_WARMUP_TICK_MS 5
 
 /* Starts accepting once a Postgres connection can take the first request:
  * until then the previous generation (on reload) or the listen backlog
  * (at start-up) holds the connections, instead of this process queueing
  * them behind connection set-up. */
-/* evhttp makes each accepted connection's bufferevent here (NULL: it
- * makes its own), inside libevent's accept loop: the one hook at accept. */
-static struct bufferevent *omni_server_accepted(
-    struct event_base *base, void *arg)
-{
-    omni_balance_accepted(
-        omni_proc.bound ? evhttp_bound_socket_get_listener(omni_proc.bound)
-                        : NULL);
-    return NULL;
-}
-
-
 static void omni_server_warmup(evutil_socket_t fd, short what, void *arg)
 {
     struct timeval tv = {0, OMNI_WARMUP_TICK_MS * 1000};
@@ -232,7 +229,7 @@ int omni_server_run(
     tv.tv_sec = cfg->http_timeout_ms / 1000;
     tv.tv_usec = (cfg->http_timeout_ms % 1000) * 1000;
     evhttp_set_timeout_tv(omni_proc.http, &tv);
-    evhttp_set_bevcb(omni_proc.http, omni_server_accepted, NULL);
+    omni_http_on_accept(omni_server_accepted, NULL);
 
     if (omni_offload_start(
             omni_clients.base, cfg->auth_threads, cfg->auth_queue_max)

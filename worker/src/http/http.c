@@ -72,6 +72,9 @@ static struct {
 
     omni_req_t *free_reqs;
     int nfree_reqs;
+
+    void (*on_accept)(void *);
+    void *on_accept_arg;
 } omni_http;
 
 
@@ -289,6 +292,9 @@ static struct bufferevent *omni_http_new_bev(struct event_base *base, void *arg)
         bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     const struct bufferevent **slot;
 
+    if (omni_http.on_accept != NULL) {
+        omni_http.on_accept(omni_http.on_accept_arg);
+    }
     if (bev == NULL) {
         /* evhttp makes one itself, unseen here */
         memset(omni_http.peers, 0, sizeof(omni_http.peers));
@@ -299,6 +305,13 @@ static struct bufferevent *omni_http_new_bev(struct event_base *base, void *arg)
         *slot = NULL;
     }
     return bev;
+}
+
+
+void omni_http_on_accept(void (*fn)(void *), void *arg)
+{
+    omni_http.on_accept = fn;
+    omni_http.on_accept_arg = arg;
 }
 
 

@@ -50,6 +50,10 @@ struct omni_req {
 int omni_http_attach(struct evhttp *http, const omni_route_t *routes,
     int nroutes, const omni_config_t *cfg);
 
+/* fn(arg) is called for every connection evhttp accepts, inside
+ * libevent's accept loop (core/balance.c paces it there); one at most. */
+void omni_http_on_accept(void (*fn)(void *), void *arg);
+
 /* Calls the request's route handler again: how a handler is re-entered
  * when the I/O it waits for completes. */
 void omni_http_resume(omni_req_t *r);
