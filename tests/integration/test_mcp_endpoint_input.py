@@ -526,3 +526,43 @@ def test_the_suites_input_required_scenarios_pass_through_omni(
     finally:
         proxy.kill()
         proxy.wait(10)
+
+
+def prompt_get(w, user, server, params, role="developer", rid=1):
+    """A 2026-07-28 prompts/get on /mcp/<server>, straight to a worker."""
+    h = who(role)
+    h["X-User-Id"] = user
+    h.update({"Content-Type": "application/json", "Accept": ACCEPT,
+              "MCP-Protocol-Version": MODERN, "Mcp-Method": "prompts/get",
+              "Mcp-Name": params["name"]})
+    r = w.request("POST", "/mcp/" + server, h, json.dumps(
+        {"jsonrpc": "2.0", "id": rid, "method": "prompts/get",
+         "params": modern_params(params, {"elicitation": {}})}), timeout=30)
+    assert r.status == 200, r.body
+    return r.json()
+
+
+def test_a_prompts_state_is_bound_to_its_caller_too(
+        gateway, replica, upstream, server):
+    """/mcp/<server> passes prompts/get through: its requestState is
+    wrapped and opened as a tool's is."""
+    w, _ = gateway
+    alice, bob = unique("alice"), unique("bob")
+    prompt = "test_input_required_result_prompt"
+    first = prompt_get(w, alice, server, {"name": prompt})
+    res = first["result"]
+    assert res["resultType"] == "input_required", res
+    assert res["requestState"].startswith("omni1."), res
+    retry = {"name": prompt, "requestState": res["requestState"],
+             "inputResponses": {"user_context": {
+                 "action": "accept", "content": {"context": "ctx"}}}}
+    before = heard(upstream)["promptRetries"]
+    refused_state(prompt_get(w, bob, server, retry))
+    refused_state(prompt_get(w, alice, server, dict(
+        retry, requestState=res["requestState"] + "x")))
+    assert heard(upstream)["promptRetries"] == before
+    done = prompt_get(replica, alice, server, retry, rid=2)
+    assert done["result"]["messages"][0]["content"]["text"] == \
+        "Context: ctx", done
+    own = heard(upstream)["lastPromptState"]
+    assert own != res["requestState"] and own not in json.dumps(first)
