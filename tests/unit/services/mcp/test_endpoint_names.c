@@ -130,11 +130,10 @@ static void test_a_request_state_opens_only_for_its_binding(void)
     CHECK_EQ_INT(omni_mcp_state_open(&a, alice, "", now, &state), -1);
     CHECK_EQ_INT(omni_mcp_state_open(&a, alice, w + 6, now, &state), -1);
     /* expired after OMNI_MCP_STATE_TTL seconds */
-    CHECK_EQ_INT(omni_mcp_state_open(
-                     &a, alice, w, now + OMNI_MCP_STATE_TTL, &state),
-        0);
-    CHECK_EQ_INT(omni_mcp_state_open(
-                     &a, alice, w, now + OMNI_MCP_STATE_TTL + 1, &state),
+    CHECK_EQ_INT(
+        omni_mcp_state_open(&a, alice, w, now + OMNI_MCP_STATE_TTL, &state), 0);
+    CHECK_EQ_INT(
+        omni_mcp_state_open(&a, alice, w, now + OMNI_MCP_STATE_TTL + 1, &state),
         -2);
     /* another key (a replica with another secret) */
     CHECK_EQ_INT(omni_mcp_cursor_key((const unsigned char *)"j", 1), 0);

@@ -425,8 +425,8 @@ static int omni_ep_wrap_state(
     }
     bound[0] = id ? id : "";
     memcpy(bound + 1, ep->bind, sizeof(ep->bind));
-    wrapped = omni_mcp_state_wrap(
-        &ep->r->arena, bound, state->u.str.ptr, time(NULL));
+    wrapped =
+        omni_mcp_state_wrap(&ep->r->arena, bound, state->u.str.ptr, time(NULL));
     if (wrapped == NULL) {
         return 0;
     }
@@ -1897,8 +1897,8 @@ static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
     PGresult *res = ep->res;
     struct evbuffer *b;
     const char *name = NULL, *params, *caps, *input, *bound[4], *state;
-    const char *wrapped = omni_json_string(
-        omni_json_get(ep->params, "requestState"));
+    const char *wrapped =
+        omni_json_string(omni_json_get(ep->params, "requestState"));
     char msg[200];
     size_t i;
     int first = 1, rc = 0;

@@ -46,8 +46,8 @@ int omni_mcp_cursor_check(
  * expiry and the state. In a's memory; NULL when out of memory. */
 #define OMNI_MCP_STATE_PREFIX "omni1."
 #define OMNI_MCP_STATE_TTL 600
-char *omni_mcp_state_wrap(omni_arena_t *a, const char *const bound[4],
-    const char *state, time_t now);
+char *omni_mcp_state_wrap(
+    omni_arena_t *a, const char *const bound[4], const char *state, time_t now);
 
 /* The upstream's state back from what wrap gave for the same bound: 0
  * (*state set, in a's memory), -2 when expired, or -1 when it was not

@@ -216,8 +216,8 @@ static int omni_ep_state_mac(const char *const bound[4], uint64_t expiry,
 }
 
 
-char *omni_mcp_state_wrap(omni_arena_t *a, const char *const bound[4],
-    const char *state, time_t now)
+char *omni_mcp_state_wrap(
+    omni_arena_t *a, const char *const bound[4], const char *state, time_t now)
 {
     size_t len = strlen(state), i;
     uint64_t expiry = (uint64_t)now + OMNI_MCP_STATE_TTL;
@@ -225,8 +225,8 @@ char *omni_mcp_state_wrap(omni_arena_t *a, const char *const bound[4],
     char *out;
 
     raw = omni_arena_alloc(a, 40 + len);
-    out = omni_arena_alloc(a, sizeof(OMNI_MCP_STATE_PREFIX) - 1
-                                  + OMNI_B64URL_LEN(40 + len) + 1);
+    out = omni_arena_alloc(
+        a, sizeof(OMNI_MCP_STATE_PREFIX) - 1 + OMNI_B64URL_LEN(40 + len) + 1);
     if (raw == NULL || out == NULL) {
         return NULL;
     }
