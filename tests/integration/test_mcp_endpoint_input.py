@@ -1,7 +1,11 @@
 """2026-07-28 multi round-trip requests through /mcp: an upstream's
-InputRequiredResult reaches a 2026-07-28 client whole, and the client's
-retry (inputResponses, requestState) reaches the same upstream unchanged,
-on any process, decided by the tool name and the caller's role alone. A
+InputRequiredResult reaches a 2026-07-28 client whole but for its
+requestState, which Omni wraps (signed for the caller, the server and the
+tool, 10 minutes); the client's retry reaches the same upstream, on any
+process or replica, with the inputResponses as sent and the upstream's own
+state, decided by the tool name and the caller's role. A state that is
+another user's, another tool's or server's, or altered is refused before
+the upstream hears of it. A
 legacy (2025-11-25) session is asked the upstream's input requests on the
 call's stream, as an upstream's own requests are relayed, and Omni makes
 the call again with the answers. The upstream is the hand-written
@@ -141,6 +145,7 @@ def asks_to_confirm(msg, action):
     assert ask["params"]["message"] == "Confirm the action: " + action
     assert ask["params"]["requestedSchema"]["required"] == ["confirmed"]
     assert isinstance(res["requestState"], str) and res["requestState"]
+    assert res["requestState"].startswith("omni1."), res
     assert "content" not in res and "ttlMs" not in res
     return res
 
@@ -168,10 +173,13 @@ def test_a_modern_client_round_trips_an_input_required_result_via_nginx(
     assert out["content"] == [{"type": "text", "text": "done: deploy"}]
     assert out["structuredContent"] == {"action": "deploy", "answer": YES,
                                         "requestState": "verified"}
-    # the retry reached the upstream's own tool exactly as sent
-    assert heard(upstream)["lastRetry"] == {
-        "name": "confirm_action", "inputResponses": {"confirm": YES},
-        "requestState": res["requestState"]}
+    # the retry reached the upstream's own tool with the answers as sent
+    # and its own state, which the client never saw
+    last = heard(upstream)["lastRetry"]
+    assert last["name"] == "confirm_action"
+    assert last["inputResponses"] == {"confirm": YES}
+    assert last["requestState"] != res["requestState"]
+    assert last["requestState"] not in json.dumps(first)
 
 
 def test_the_retry_is_served_by_another_replica(gateway, replica, server):
@@ -213,31 +221,109 @@ def test_a_retry_to_a_tool_the_caller_may_not_call_is_refused(
     assert heard(upstream)["retries"] == before, "a refused call went out"
 
 
-def test_a_tampered_or_absent_request_state_gets_the_upstreams_error(
+def refused_state(msg):
+    assert msg["error"]["code"] == -32602, msg
+    assert msg["error"]["message"].startswith("params.requestState:"), msg
+
+
+def test_a_tampered_state_is_refused_by_omni_before_the_upstream(
         gateway, upstream, server):
+    """Before the state was wrapped, a tampered one reached the upstream,
+    which refused it; now Omni refuses it first, and the upstream's own
+    checks remain for what Omni cannot know (the arguments, a missing
+    state)."""
     w, _ = gateway
+    user = unique("u")
     name = server + "__confirm_action"
     res = asks_to_confirm(direct(w, "developer", {
-        "name": name, "arguments": {"action": "pay"}}), "pay")
-    forged = res["requestState"] + "-TAMPERED"
-    msg = direct(w, "developer", {"name": name, "arguments": {"action": "pay"},
-                                  "inputResponses": {"confirm": YES},
-                                  "requestState": forged})
-    assert msg["error"] == {"code": -32602, "message":
-                            "Invalid requestState: integrity check failed"}
-    assert heard(upstream)["lastRetry"]["requestState"] == forged
-    # a state issued for another action is the upstream's to refuse too
+        "name": name, "arguments": {"action": "pay"}}, user=user), "pay")
+    before = heard(upstream)["retries"]
+    wrapped = res["requestState"]
+    flipped = wrapped[:-3] + ("A" if wrapped[-3] != "A" else "B") + \
+        wrapped[-2:]
+    for forged in [wrapped + "-TAMPERED", flipped, "omni1." + "A" * 80,
+                   wrapped[len("omni1."):], "not a state"]:
+        refused_state(direct(w, "developer", {
+            "name": name, "arguments": {"action": "pay"},
+            "inputResponses": {"confirm": YES}, "requestState": forged},
+            user=user))
+    assert heard(upstream)["retries"] == before, "a forged state went out"
+    # a state issued for another action is the upstream's to refuse
     msg = direct(w, "developer", {"name": name,
                                   "arguments": {"action": "pay twice"},
                                   "inputResponses": {"confirm": YES},
-                                  "requestState": res["requestState"]})
+                                  "requestState": res["requestState"]},
+                 user=user)
     assert msg["error"]["message"] == \
         "Invalid requestState: it was issued for another action"
     msg = direct(w, "developer", {"name": name, "arguments": {"action": "pay"},
-                                  "inputResponses": {"confirm": YES}})
+                                  "inputResponses": {"confirm": YES}},
+                 user=user)
     assert msg["error"] == {"code": -32602, "message":
                             "Missing requestState: retry with the "
                             "requestState of the InputRequiredResult"}
+
+
+def test_another_users_state_is_refused_and_never_reaches_the_upstream(
+        gateway, replica, upstream, server):
+    """User B who got hold of user A's requestState (a log, a shared
+    transcript) cannot continue A's operation with their own token: the
+    upstream sees everyone as Omni and could not tell them apart."""
+    w, n = gateway
+    name = server + "__confirm_action"
+    alice, bob = unique("alice"), unique("bob")
+    res = asks_to_confirm(direct(w, "developer", {
+        "name": name, "arguments": {"action": "transfer"}}, user=alice),
+        "transfer")
+    before = heard(upstream)["retries"]
+    retry = {"name": name, "arguments": {"action": "transfer"},
+             "inputResponses": {"confirm": YES},
+             "requestState": res["requestState"]}
+    for worker in (w, replica):
+        refused_state(direct(worker, "developer", retry, user=bob))
+    # through the gateway too, with Bob's own token
+    refused_state(via_nginx(n, n.token(sub=bob, role="developer"), retry))
+    assert heard(upstream)["retries"] == before, "Bob's replay went out"
+    # Alice herself still completes it
+    done = direct(replica, "developer", retry, user=alice)
+    assert done["result"]["content"][0]["text"] == "done: transfer", done
+
+
+def test_a_state_for_one_tool_or_server_is_refused_on_another(
+        gateway, upstream, server):
+    w, _ = gateway
+    user = unique("u")
+    # batch_job's state (an admin's), replayed on confirm_action
+    first = direct(w, "admin", {"name": server + "__batch_job",
+                                "arguments": {}}, user=user)
+    state = first["result"]["requestState"]
+    before = heard(upstream)["retries"]
+    refused_state(direct(w, "admin", {
+        "name": server + "__confirm_action", "arguments": {"action": "a"},
+        "inputResponses": {"confirm": YES}, "requestState": state},
+        user=user))
+    # the same tool of another server (the very same upstream behind it)
+    twin = unique("twin")
+    r = call(w, "POST", SERVERS, {"name": twin, "url": upstream.url,
+                                  "timeout_ms": 10000})
+    assert r.status == 201, r.body
+    r = call(w, "POST", SERVERS + "/" + r.json()["id"] + "/health")
+    assert r.status == 200 and r.json()["ok"], r.body
+    res = asks_to_confirm(direct(w, "admin", {
+        "name": server + "__confirm_action",
+        "arguments": {"action": "b"}}, user=user), "b")
+    before = heard(upstream)["retries"]
+    refused_state(direct(w, "admin", {
+        "name": twin + "__confirm_action", "arguments": {"action": "b"},
+        "inputResponses": {"confirm": YES},
+        "requestState": res["requestState"]}, user=user))
+    assert heard(upstream)["retries"] == before, "a misplaced state went out"
+    # on its own tool and server it still completes
+    done = direct(w, "admin", {"name": server + "__batch_job",
+                               "arguments": {}, "requestState": state},
+                  user=user)
+    assert done["result"]["content"][0]["text"] == \
+        "batch_job done after step 1", done
 
 
 def test_input_members_of_the_wrong_type_are_refused_naming_them(
@@ -440,3 +526,43 @@ def test_the_suites_input_required_scenarios_pass_through_omni(
     finally:
         proxy.kill()
         proxy.wait(10)
+
+
+def prompt_get(w, user, server, params, role="developer", rid=1):
+    """A 2026-07-28 prompts/get on /mcp/<server>, straight to a worker."""
+    h = who(role)
+    h["X-User-Id"] = user
+    h.update({"Content-Type": "application/json", "Accept": ACCEPT,
+              "MCP-Protocol-Version": MODERN, "Mcp-Method": "prompts/get",
+              "Mcp-Name": params["name"]})
+    r = w.request("POST", "/mcp/" + server, h, json.dumps(
+        {"jsonrpc": "2.0", "id": rid, "method": "prompts/get",
+         "params": modern_params(params, {"elicitation": {}})}), timeout=30)
+    assert r.status == 200, r.body
+    return r.json()
+
+
+def test_a_prompts_state_is_bound_to_its_caller_too(
+        gateway, replica, upstream, server):
+    """/mcp/<server> passes prompts/get through: its requestState is
+    wrapped and opened as a tool's is."""
+    w, _ = gateway
+    alice, bob = unique("alice"), unique("bob")
+    prompt = "test_input_required_result_prompt"
+    first = prompt_get(w, alice, server, {"name": prompt})
+    res = first["result"]
+    assert res["resultType"] == "input_required", res
+    assert res["requestState"].startswith("omni1."), res
+    retry = {"name": prompt, "requestState": res["requestState"],
+             "inputResponses": {"user_context": {
+                 "action": "accept", "content": {"context": "ctx"}}}}
+    before = heard(upstream)["promptRetries"]
+    refused_state(prompt_get(w, bob, server, retry))
+    refused_state(prompt_get(w, alice, server, dict(
+        retry, requestState=res["requestState"] + "x")))
+    assert heard(upstream)["promptRetries"] == before
+    done = prompt_get(replica, alice, server, retry, rid=2)
+    assert done["result"]["messages"][0]["content"]["text"] == \
+        "Context: ctx", done
+    own = heard(upstream)["lastPromptState"]
+    assert own != res["requestState"] and own not in json.dumps(first)

@@ -1,5 +1,7 @@
 /* test_endpoint_names.c: /mcp's tool names (always
- * ^[A-Za-z0-9_-]{1,64}$, stable, distinct) and its signed cursors. */
+ * ^[A-Za-z0-9_-]{1,64}$, stable, distinct), its signed cursors and its
+ * wrapped requestStates. */
+#include <stdio.h>
 #include <string.h>
 
 #include "services/mcp/endpoint.h"
@@ -88,8 +90,65 @@ static void test_a_cursor_round_trips_and_refuses_tampering(void)
     CHECK_EQ_INT(omni_mcp_cursor_check("user", "", &off), -1);
 }
 
+static void test_a_request_state_opens_only_for_its_binding(void)
+{
+    const char *alice[4] = {"u-alice", "s-1", "tools/call", "deploy"};
+    const char *other[4];
+    const char *state = NULL;
+    const time_t now = 1800000000;
+    char *w, bad[256];
+    omni_arena_t a;
+    size_t i, j;
+
+    omni_arena_init(&a, 0);
+    CHECK_EQ_INT(omni_mcp_cursor_key((const unsigned char *)"k", 1), 0);
+    w = omni_mcp_state_wrap(&a, alice, "the \"upstream\" state", now);
+    CHECK(w != NULL && strncmp(w, OMNI_MCP_STATE_PREFIX, 6) == 0);
+    /* opaque: the upstream's state is not in it as it was */
+    CHECK(strstr(w, "upstream") == NULL);
+    CHECK_EQ_INT(omni_mcp_state_open(&a, alice, w, now + 5, &state), 0);
+    CHECK_STR_EQ(state, "the \"upstream\" state");
+    /* any other user, server, method or name */
+    for (i = 0; i < 4; i++) {
+        for (j = 0; j < 4; j++) {
+            other[j] = alice[j];
+        }
+        other[i] = "x";
+        CHECK_EQ_INT(omni_mcp_state_open(&a, other, w, now, &state), -1);
+    }
+    /* every character changed, or one removed or added */
+    for (i = 6; i < strlen(w) && i < sizeof(bad) - 2; i++) {
+        snprintf(bad, sizeof(bad), "%s", w);
+        bad[i] = bad[i] == 'A' ? 'B' : 'A';
+        CHECK_EQ_INT(omni_mcp_state_open(&a, alice, bad, now, &state), -1);
+    }
+    snprintf(bad, sizeof(bad), "%sA", w);
+    CHECK_EQ_INT(omni_mcp_state_open(&a, alice, bad, now, &state), -1);
+    bad[strlen(w) - 1] = '\0';
+    CHECK_EQ_INT(omni_mcp_state_open(&a, alice, bad, now, &state), -1);
+    CHECK_EQ_INT(omni_mcp_state_open(&a, alice, "omni1.", now, &state), -1);
+    CHECK_EQ_INT(omni_mcp_state_open(&a, alice, "", now, &state), -1);
+    CHECK_EQ_INT(omni_mcp_state_open(&a, alice, w + 6, now, &state), -1);
+    /* expired after OMNI_MCP_STATE_TTL seconds */
+    CHECK_EQ_INT(
+        omni_mcp_state_open(&a, alice, w, now + OMNI_MCP_STATE_TTL, &state), 0);
+    CHECK_EQ_INT(
+        omni_mcp_state_open(&a, alice, w, now + OMNI_MCP_STATE_TTL + 1, &state),
+        -2);
+    /* another key (a replica with another secret) */
+    CHECK_EQ_INT(omni_mcp_cursor_key((const unsigned char *)"j", 1), 0);
+    CHECK_EQ_INT(omni_mcp_state_open(&a, alice, w, now, &state), -1);
+    /* an empty state round-trips */
+    w = omni_mcp_state_wrap(&a, alice, "", now);
+    CHECK(w != NULL);
+    CHECK_EQ_INT(omni_mcp_state_open(&a, alice, w, now, &state), 0);
+    CHECK_STR_EQ(state, "");
+    omni_arena_free(&a);
+}
+
 UNIT_MAIN(UNIT_TEST(test_a_plain_name_is_server_and_tool),
     UNIT_TEST(test_a_name_with_other_characters_is_hashed_and_valid),
     UNIT_TEST(test_a_long_name_is_cut_with_a_stable_hash),
     UNIT_TEST(test_utf8_and_empty_tool_names_still_give_valid_names),
-    UNIT_TEST(test_a_cursor_round_trips_and_refuses_tampering))
+    UNIT_TEST(test_a_cursor_round_trips_and_refuses_tampering),
+    UNIT_TEST(test_a_request_state_opens_only_for_its_binding))

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -34,6 +35,7 @@
 #include "http/metrics.h"
 #include "http/api.h"
 #include "services/mcp/call.h"
+#include "services/mcp/endpoint.h"
 #include "services/mcp/perf.h"
 #include "services/mcp/state.h"
 #include "services/mcp/upstream.h"
@@ -57,6 +59,7 @@ struct omni_mcp_call_s {
     PGresult *res;
     omni_mcp_upstream_t u;
     const char *server, *tool, *params, *caps;
+    const char *wrapped; /* a retry's requestState as sent, or NULL */
     int retryable, attempts, cancelled;
     omni_mcp_note_pt note;
     void *note_arg;
@@ -379,6 +382,51 @@ int omni_mcp_call_input(omni_mcp_call_t *c, const char *caps, const char *input)
 }
 
 
+void omni_mcp_call_state(omni_mcp_call_t *c, const char *wrapped)
+{
+    c->wrapped = wrapped;
+}
+
+
+/* Opens the retry's requestState for this caller, server and tool and
+ * adds the upstream's own to params: 0, or 1 with the outcome set. */
+static int omni_call_open_state(omni_req_t *r, omni_call_t *c)
+{
+    const char *bound[4], *state = NULL, *id = omni_req_identity(r)->id;
+    struct evbuffer *b;
+    int rc;
+
+    bound[0] = id ? id : "";
+    bound[1] = c->u.id;
+    bound[2] = "tools/call";
+    bound[3] = c->tool;
+    rc = omni_mcp_state_open(&r->arena, bound, c->wrapped, time(NULL), &state);
+    if (rc == -2) {
+        return omni_call_fail(c, 400, "invalid_request_state",
+            "params.requestState: expired (a state is good for %d seconds); "
+            "call the tool again without it",
+            OMNI_MCP_STATE_TTL);
+    }
+    if (rc != 0) {
+        return omni_call_fail(c, 400, "invalid_request_state",
+            "params.requestState: not a state this server gave you for "
+            "%.128s (another user's, another tool's or server's, or altered)",
+            c->tool);
+    }
+    b = evbuffer_new();
+    if (b == NULL) {
+        return omni_call_fail(c, 500, "internal_error", "out of memory");
+    }
+    evbuffer_add(b, "\"requestState\":", 15);
+    omni_json_put_string(b, state, strlen(state));
+    evbuffer_add(b, "", 1);
+    rc = omni_mcp_call_input(c, c->caps, (const char *)evbuffer_pullup(b, -1));
+    evbuffer_free(b);
+    return rc != 0 ? omni_call_fail(c, 500, "internal_error", "out of memory")
+                   : 0;
+}
+
+
 int omni_mcp_call_step(
     omni_req_t *r, omni_mcp_call_t *c, const omni_mcp_outcome_t **out)
 {
@@ -485,6 +533,10 @@ int omni_mcp_call_step(
                 "tool %.128s of %s changed its definition and awaits an "
                 "admin's approval",
                 c->tool, c->u.name);
+        }
+        c->out.server_id = c->u.id;
+        if (c->wrapped != NULL && omni_call_open_state(r, c)) {
+            return 1;
         }
         c->retryable = PQgetvalue(res, 0, n + 1)[0] == 't';
         c->u.target.caps = c->caps;

@@ -28,6 +28,7 @@ typedef struct {
     char message[320];
     const omni_json_t *result;
     const omni_json_t *rpc_error;
+    const char *server_id; /* once the server is loaded, else NULL */
 } omni_mcp_outcome_t;
 
 /* A call of tool on server (name or id) for r's caller, with args (an
@@ -47,6 +48,14 @@ omni_mcp_call_t *omni_mcp_call_new(omni_req_t *r, const char *server,
  * or -1 when out of memory. */
 int omni_mcp_call_input(
     omni_mcp_call_t *c, const char *caps, const char *input);
+
+/* A 2026-07-28 retry's requestState as the client sent it, wrapped by
+ * Omni (endpoint.h's omni_mcp_state_wrap): once the server is loaded it
+ * is opened for the caller, the server's id and the tool, and the
+ * upstream gets its own state; one that does not open ends the call
+ * before anything is sent, status 400 invalid_request_state. Before the
+ * first step. */
+void omni_mcp_call_state(omni_mcp_call_t *c, const char *wrapped);
 
 /* Runs the call: the route's handler calls it first and each time it is
  * re-entered while the call is under way. 0: waiting (the handler will be

@@ -40,10 +40,12 @@
  * under an id of ours; the client's answer comes back like a
  * cancellation (here, or through Redis to the process running the
  * call). A 2026-07-28 upstream's InputRequiredResult passes through to a
- * modern client whole (its retry's inputResponses and requestState go on
- * unread: the name and the role decide the call); a legacy session is
- * asked its inputRequests in the same way, and the call is made again
- * with the answers. */
+ * modern client whole but for its requestState, which the client gets
+ * wrapped (endpoint.h: bound to the caller, the server and the tool,
+ * prompt or URI, for 10 minutes) and whose retry's is opened before the
+ * upstream gets its own (the name and the role decide the call as
+ * always); a legacy session is asked its inputRequests in the same way,
+ * and the call is made again with the answers. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,6 +186,9 @@ struct omni_ep_s {
      * made, the timer ending the wait */
     const char *input_state;
     int rounds;
+    /* what a requestState given to the client is bound to (endpoint.h's
+     * bound but the caller): the server's id, the method, the name */
+    const char *bind[3];
     struct event *input_timer;
     /* GET: the session's notification stream */
     omni_ep_t *snext;
@@ -407,6 +412,29 @@ static void omni_ep_result(omni_ep_t *ep, const char *members)
 }
 
 
+/* Writes the upstream's requestState wrapped for the caller and ep->bind:
+ * 1, or 0 when it cannot be (no binding, out of memory). */
+static int omni_ep_wrap_state(
+    omni_ep_t *ep, struct evbuffer *b, const omni_json_t *state)
+{
+    const char *bound[4], *id = omni_req_identity(ep->r)->id;
+    char *wrapped;
+
+    if (ep->bind[0] == NULL || ep->bind[1] == NULL || ep->bind[2] == NULL) {
+        return 0;
+    }
+    bound[0] = id ? id : "";
+    memcpy(bound + 1, ep->bind, sizeof(ep->bind));
+    wrapped =
+        omni_mcp_state_wrap(&ep->r->arena, bound, state->u.str.ptr, time(NULL));
+    if (wrapped == NULL) {
+        return 0;
+    }
+    omni_json_put_string(b, wrapped, strlen(wrapped));
+    return 1;
+}
+
+
 /* The same with an object from an upstream. A 2026-07-28 client gets the
  * upstream's resultType (an InputRequiredResult passes through whole),
  * "complete" when an older upstream gave none; a legacy client gets no
@@ -469,6 +497,18 @@ static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
         first = 0;
         omni_json_put_string(b, obj->u.obj.keys[i], strlen(obj->u.obj.keys[i]));
         evbuffer_add(b, ":", 1);
+        if (strcmp(obj->u.obj.keys[i], "requestState") == 0
+            && obj->u.obj.values[i]->type == OMNI_JSON_STRING) {
+            /* the upstream sees every caller as Omni: its state goes out
+             * bound to this one, so no other can continue the request */
+            if (!omni_ep_wrap_state(ep, b, obj->u.obj.values[i])) {
+                evbuffer_free(b);
+                omni_ep_error(ep, 200, -32603,
+                    "the MCP server's requestState cannot be passed on", NULL);
+                return;
+            }
+            continue;
+        }
         omni_json_write(b, obj->u.obj.values[i]);
     }
     evbuffer_add(b, "}}", 2);
@@ -482,8 +522,10 @@ static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
  * members of params (NULL when absent). A 2026-07-28 client's are those
  * it declared (sampling, elicitation, roots); a legacy session's those it
  * declared at initialize when relay is set (its tools/call, whose
- * InputRequiredResult Omni relays to it), else none. -1 when a member
- * has the wrong type (the client is answered). */
+ * InputRequiredResult Omni relays to it), else none. The requestState is
+ * checked but left out of input: the client's is Omni's wrapping, which
+ * call.c or omni_ep_forward opens. -1 when a member has the wrong type
+ * (the client is answered). */
 static int omni_ep_input(
     omni_ep_t *ep, int relay, const char **caps, const char **input)
 {
@@ -547,10 +589,6 @@ static int omni_ep_input(
     if (responses != NULL) {
         evbuffer_add(b, "\"inputResponses\":", 17);
         omni_json_write(b, responses);
-    }
-    if (state != NULL) {
-        evbuffer_add_printf(b, "%s\"requestState\":", responses ? "," : "");
-        omni_json_write(b, state);
     }
     if (ep->modern && evbuffer_get_length(b) > 0) {
         *input = omni_arena_strndup(&ep->r->arena,
@@ -1438,7 +1476,15 @@ static void omni_ep_call_answer(omni_ep_t *ep, const omni_mcp_outcome_t *out)
             && omni_ep_input_relay(ep, out->result) == 0) {
             return;
         }
+        ep->bind[0] = out->server_id;
+        ep->bind[1] = "tools/call";
+        ep->bind[2] = ep->tool;
         omni_ep_result_json(ep, out->result);
+        return;
+
+    case 400:
+        /* a requestState that did not open: nothing was sent */
+        omni_ep_error(ep, 200, -32602, out->message, NULL);
         return;
 
     case 404:
@@ -1489,7 +1535,7 @@ static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
     const omni_json_t *args = omni_json_get(ep->params, "arguments");
     const omni_json_t *meta = omni_json_get(ep->params, "_meta");
     const omni_mcp_outcome_t *out;
-    const char *caps, *input;
+    const char *caps, *input, *state;
     struct evbuffer *b;
 
     if (ep->gone) {
@@ -1511,6 +1557,12 @@ static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
     if (ep->call == NULL || omni_mcp_call_input(ep->call, caps, input) != 0) {
         omni_ep_error(ep, 200, -32603, "out of memory", NULL);
         return;
+    }
+    if (ep->modern) {
+        state = omni_json_string(omni_json_get(ep->params, "requestState"));
+        if (state != NULL) {
+            omni_mcp_call_state(ep->call, state);
+        }
     }
     if (!ep->modern && ep->id != NULL && ep->session[0]
         && omni_ep_live.count < OMNI_EP_MAX_LIVE) {
@@ -1844,10 +1896,12 @@ static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
 {
     PGresult *res = ep->res;
     struct evbuffer *b;
-    const char *name = NULL, *params, *caps, *input;
+    const char *name = NULL, *params, *caps, *input, *bound[4], *state;
+    const char *wrapped =
+        omni_json_string(omni_json_get(ep->params, "requestState"));
     char msg[200];
     size_t i;
-    int first = 1;
+    int first = 1, rc = 0;
 
     if (ep->db_status != OMNI_DB_OK) {
         omni_ep_error(
@@ -1861,12 +1915,44 @@ static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
         omni_ep_error(ep, 200, -32602, msg, NULL);
         return;
     }
-    /* params go on whole: a retry's inputResponses and requestState too */
+    /* params go on whole: a retry's inputResponses too, and the
+     * upstream's own requestState from the wrapped one */
     if (omni_ep_input(ep, 0, &caps, &input) != 0) {
         return;
     }
     if (omni_mcp_upstream_parse(&r->arena, res, 0, &ep->u) != 0) {
         omni_ep_error(ep, 200, -32603, "the server cannot be reached", NULL);
+        return;
+    }
+    if (strcmp(ep->method, "prompts/get") == 0) {
+        name = omni_json_string(omni_json_get(ep->params, "name"));
+    } else if (strcmp(ep->method, "resources/read") == 0) {
+        name = omni_json_string(omni_json_get(ep->params, "uri"));
+    }
+    ep->bind[0] = ep->u.id;
+    ep->bind[1] = ep->method;
+    ep->bind[2] = name ? name : "";
+    if (wrapped != NULL) {
+        bound[0] = omni_req_identity(r)->id ? omni_req_identity(r)->id : "";
+        memcpy(bound + 1, ep->bind, sizeof(ep->bind));
+        rc = omni_mcp_state_open(&r->arena, bound, wrapped, time(NULL), &state);
+    }
+    if (omni_json_get(ep->params, "requestState") != NULL && wrapped == NULL) {
+        rc = -1;
+    }
+    if (rc == -2) {
+        snprintf(msg, sizeof(msg),
+            "params.requestState: expired (a state is good for %d seconds); "
+            "send the request again without it",
+            OMNI_MCP_STATE_TTL);
+    }
+    if (rc != 0) {
+        omni_ep_error(ep, 200, -32602,
+            rc == -2 ? msg
+                     : "params.requestState: not a state this server gave you "
+                       "for this request (another user's, another request's, "
+                       "or altered)",
+            NULL);
         return;
     }
     ep->u.target.caps = caps;
@@ -1893,17 +1979,17 @@ static void omni_ep_forward(omni_req_t *r, omni_ep_t *ep)
         omni_json_put_string(
             b, ep->params->u.obj.keys[i], strlen(ep->params->u.obj.keys[i]));
         evbuffer_add(b, ":", 1);
+        if (wrapped != NULL
+            && strcmp(ep->params->u.obj.keys[i], "requestState") == 0) {
+            omni_json_put_string(b, state, strlen(state));
+            continue;
+        }
         omni_json_write(b, ep->params->u.obj.values[i]);
     }
     evbuffer_add(b, "}", 1);
     params = omni_arena_strndup(&r->arena, (const char *)evbuffer_pullup(b, -1),
         evbuffer_get_length(b));
     evbuffer_free(b);
-    if (strcmp(ep->method, "prompts/get") == 0) {
-        name = omni_json_string(omni_json_get(ep->params, "name"));
-    } else if (strcmp(ep->method, "resources/read") == 0) {
-        name = omni_json_string(omni_json_get(ep->params, "uri"));
-    }
     r->state = OMNI_EP_FORWARDED;
     ep->rpc = omni_mcp_rpc(&ep->u.target, ep->method, name, params, 1,
         &r->arena, NULL, omni_ep_forward_replied, ep);

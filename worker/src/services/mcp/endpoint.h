@@ -3,6 +3,7 @@
 #define OMNI_MCP_ENDPOINT_H
 
 #include <stddef.h>
+#include <time.h>
 
 #include "http/http.h"
 
@@ -36,5 +37,23 @@ void omni_mcp_cursor_make(
     const char *scope, unsigned offset, char out[OMNI_MCP_CURSOR_LEN + 1]);
 int omni_mcp_cursor_check(
     const char *scope, const char *cursor, unsigned *offset);
+
+/* A 2026-07-28 upstream's requestState as Omni hands it to the client:
+ * OMNI_MCP_STATE_PREFIX and the base64url of its expiry (now +
+ * OMNI_MCP_STATE_TTL seconds), an HMAC-SHA256 under a key derived like the
+ * cursor key, and the state; the HMAC covers bound (the caller's id, the
+ * server's id, the method and the tool, prompt or URI; none NULL), the
+ * expiry and the state. In a's memory; NULL when out of memory. */
+#define OMNI_MCP_STATE_PREFIX "omni1."
+#define OMNI_MCP_STATE_TTL 600
+char *omni_mcp_state_wrap(
+    omni_arena_t *a, const char *const bound[4], const char *state, time_t now);
+
+/* The upstream's state back from what wrap gave for the same bound: 0
+ * (*state set, in a's memory), -2 when expired, or -1 when it was not
+ * made for bound by this key (another user, server or tool, altered, not
+ * Omni's, or out of memory). The HMAC is compared in constant time. */
+int omni_mcp_state_open(omni_arena_t *a, const char *const bound[4],
+    const char *wrapped, time_t now, const char **state);
 
 #endif

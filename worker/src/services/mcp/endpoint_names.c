@@ -1,6 +1,9 @@
-/* endpoint_names.c: what /mcp shows of a tool (its <server>__<tool> name)
- * and the signed cursors of its tools/list pages. Pure but for the key. */
+/* endpoint_names.c: what /mcp shows of a tool (its <server>__<tool> name),
+ * the signed cursors of its tools/list pages and the wrapped requestStates
+ * of 2026-07-28 upstreams. Pure but for the keys. */
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -12,6 +15,7 @@
 #include "services/mcp/endpoint.h"
 
 static unsigned char omni_ep_cursor_key[32];
+static unsigned char omni_ep_state_key[32];
 static int omni_ep_cursor_random;
 
 
@@ -27,7 +31,10 @@ int omni_mcp_cursor_key(const unsigned char *secret, size_t len)
         }
         omni_ep_cursor_random = 1;
         return getrandom(omni_ep_cursor_key, sizeof(omni_ep_cursor_key), 0)
-                       == (ssize_t)sizeof(omni_ep_cursor_key)
+                           == (ssize_t)sizeof(omni_ep_cursor_key)
+                       && getrandom(
+                              omni_ep_state_key, sizeof(omni_ep_state_key), 0)
+                              == (ssize_t)sizeof(omni_ep_state_key)
                    ? 0
                    : -1;
     }
@@ -35,6 +42,10 @@ int omni_mcp_cursor_key(const unsigned char *secret, size_t len)
     return HMAC(EVP_sha256(), secret, (int)len,
                (const unsigned char *)"omni mcp cursor", 15, omni_ep_cursor_key,
                &n) != NULL
+                   && HMAC(EVP_sha256(), secret, (int)len,
+                          (const unsigned char *)"omni mcp request state", 22,
+                          omni_ep_state_key, &n)
+                          != NULL
                ? 0
                : -1;
 }
@@ -165,5 +176,130 @@ int omni_mcp_cursor_check(
         return -1;
     }
     *offset = v;
+    return 0;
+}
+
+
+/* HMAC-SHA256 over user, server, method and name (each NUL-ended), the
+ * expiry (8 bytes, big-endian) and the upstream's state */
+static int omni_ep_state_mac(const char *const bound[4], uint64_t expiry,
+    const char *state, size_t len, unsigned char mac[32])
+{
+    size_t n = 8 + len, at = 0, k, i;
+    unsigned int maclen = 0;
+    unsigned char *msg;
+    int rc;
+
+    for (i = 0; i < 4; i++) {
+        n += strlen(bound[i]) + 1;
+    }
+    msg = malloc(n);
+    if (msg == NULL) {
+        return -1;
+    }
+    for (i = 0; i < 4; i++) {
+        k = strlen(bound[i]) + 1;
+        memcpy(msg + at, bound[i], k);
+        at += k;
+    }
+    for (i = 0; i < 8; i++) {
+        msg[at++] = (unsigned char)(expiry >> (56 - 8 * i));
+    }
+    memcpy(msg + at, state, len);
+    rc = HMAC(EVP_sha256(), omni_ep_state_key, sizeof(omni_ep_state_key), msg,
+             n, mac, &maclen)
+                 != NULL
+             ? 0
+             : -1;
+    free(msg);
+    return rc;
+}
+
+
+char *omni_mcp_state_wrap(
+    omni_arena_t *a, const char *const bound[4], const char *state, time_t now)
+{
+    size_t len = strlen(state), i;
+    uint64_t expiry = (uint64_t)now + OMNI_MCP_STATE_TTL;
+    unsigned char *raw;
+    char *out;
+
+    raw = omni_arena_alloc(a, 40 + len);
+    out = omni_arena_alloc(
+        a, sizeof(OMNI_MCP_STATE_PREFIX) - 1 + OMNI_B64URL_LEN(40 + len) + 1);
+    if (raw == NULL || out == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < 8; i++) {
+        raw[i] = (unsigned char)(expiry >> (56 - 8 * i));
+    }
+    if (omni_ep_state_mac(bound, expiry, state, len, raw + 8) != 0) {
+        return NULL;
+    }
+    memcpy(raw + 40, state, len);
+    memcpy(out, OMNI_MCP_STATE_PREFIX, sizeof(OMNI_MCP_STATE_PREFIX) - 1);
+    omni_b64url_encode(raw, 40 + len, out + sizeof(OMNI_MCP_STATE_PREFIX) - 1);
+    return out;
+}
+
+
+static int omni_ep_b64url_value(char c)
+{
+    return c >= 'A' && c <= 'Z'   ? c - 'A'
+           : c >= 'a' && c <= 'z' ? c - 'a' + 26
+           : c >= '0' && c <= '9' ? c - '0' + 52
+           : c == '-'             ? 62
+           : c == '_'             ? 63
+                                  : -1;
+}
+
+
+int omni_mcp_state_open(omni_arena_t *a, const char *const bound[4],
+    const char *wrapped, time_t now, const char **state)
+{
+    size_t plen = sizeof(OMNI_MCP_STATE_PREFIX) - 1, len, n = 0, i;
+    unsigned char *raw, mac[32];
+    uint64_t expiry = 0;
+    uint32_t acc = 0;
+    char *plain;
+    int bits = 0, v;
+
+    len = strlen(wrapped);
+    if (len < plen || memcmp(wrapped, OMNI_MCP_STATE_PREFIX, plen) != 0
+        || (len - plen) % 4 == 1) {
+        return -1;
+    }
+    raw = omni_arena_alloc(a, (len - plen) * 3 / 4 + 1);
+    if (raw == NULL) {
+        return -1;
+    }
+    for (i = plen; i < len; i++) {
+        v = omni_ep_b64url_value(wrapped[i]);
+        if (v < 0) {
+            return -1;
+        }
+        acc = (acc << 6 | (uint32_t)v) & 0xffffff;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            raw[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if (n < 40 || (acc & ((1u << bits) - 1)) != 0) {
+        return -1;
+    }
+    for (i = 0; i < 8; i++) {
+        expiry = expiry << 8 | raw[i];
+    }
+    plain = omni_arena_strndup(a, (const char *)raw + 40, n - 40);
+    if (plain == NULL || strlen(plain) != n - 40
+        || omni_ep_state_mac(bound, expiry, plain, n - 40, mac) != 0
+        || CRYPTO_memcmp(mac, raw + 8, 32) != 0) {
+        return -1;
+    }
+    if ((uint64_t)now > expiry) {
+        return -2;
+    }
+    *state = plain;
     return 0;
 }
