@@ -440,13 +440,6 @@ int omni_mcp_call_step(
     switch (c->state) {
 
     case OMNI_CALL_LOAD:
-        /* known to be down (this process's copy, at most ~250 ms old):
-         * refused without a query */
-        if (omni_mcp_state_down(c->server, &values[0])) {
-            omni_perf_refused(r, values[0], c->tool, "unavailable");
-            return omni_call_fail(c, 503, "mcp_server_unavailable",
-                "MCP server %.64s is down (circuit open)", c->server);
-        }
         c->gen = -1;
         c->state = OMNI_CALL_GEN;
         if (omni_clients.redis != NULL
@@ -461,6 +454,16 @@ int omni_mcp_call_step(
     case OMNI_CALL_GEN:
         if (c->cancelled) {
             return omni_call_outcome(c);
+        }
+        /* known to be down by this process's copy, taken at the current
+         * generation: refused without a query. A copy of an older one
+         * (up to 250 ms) may miss a breaker a probe has just closed on
+         * another process: the row decides. */
+        if (c->gen >= 0 && c->gen == omni_mcp_state_gen()
+            && omni_mcp_state_down(c->server, &values[0])) {
+            omni_perf_refused(r, values[0], c->tool, "unavailable");
+            return omni_call_fail(c, 503, "mcp_server_unavailable",
+                "MCP server %.64s is down (circuit open)", c->server);
         }
         c->state = OMNI_CALL_LOADED;
         res = omni_call_kept_row(c);

@@ -33,9 +33,11 @@ static struct {
     int n;
     struct event *timer;
     long long gen;     /* -1: never read */
+    long long asked;   /* the gen the load in flight was asked at */
+    long long copy;    /* the gen servers was loaded at; -1: unknown */
     int64_t loaded_ms; /* when the last load was asked */
     int busy;          /* a GET or a load is in flight */
-} omni_state = {.gen = -1};
+} omni_state = {.gen = -1, .asked = -1, .copy = -1};
 
 static int omni_state_stmt;
 
@@ -78,6 +80,7 @@ static void omni_state_loaded(void *arg, omni_db_status_t st, PGresult *res)
     free(omni_state.servers);
     omni_state.servers = servers;
     omni_state.n = n;
+    omni_state.copy = omni_state.asked;
 }
 
 
@@ -96,6 +99,7 @@ static int omni_mcp_pool_idle(void)
  * tick: gen is forgotten. */
 static void omni_state_load(void)
 {
+    omni_state.asked = omni_state.gen;
     omni_state.loaded_ms = omni_mcp_now_ms();
     if (!omni_mcp_pool_idle()) {
         omni_state.gen = -1;
@@ -117,6 +121,7 @@ static void omni_state_gen_read(redisAsyncContext *ctx, void *reply, void *arg)
     omni_state.busy = 0;
     if (rep == NULL
         || (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_NIL)) {
+        omni_state.gen = -1; /* a load now is of no known generation */
         if (omni_mcp_now_ms() - omni_state.loaded_ms >= 1000) {
             omni_state_load();
         }
@@ -142,6 +147,7 @@ static void omni_state_tick(evutil_socket_t fd, short what, void *arg)
         omni_state.busy = 1;
         return;
     }
+    omni_state.gen = -1;
     if (omni_mcp_now_ms() - omni_state.loaded_ms >= 1000) {
         omni_state_load();
     }
@@ -198,28 +204,63 @@ void omni_mcp_state_stop(void)
 }
 
 
+typedef struct {
+    void (*done)(void *arg);
+    void *arg;
+} omni_state_bump_t;
+
+
 static void omni_state_bumped(redisAsyncContext *ctx, void *reply, void *arg)
 {
+    omni_state_bump_t *b = arg;
+
     if (reply == NULL) {
         omni_log(OMNI_LOG_WARN,
             "cannot announce an MCP change on Redis: processes see it within "
             "a second",
             NULL);
     }
+    if (b != NULL) {
+        b->done(b->arg);
+        free(b);
+    }
 }
 
 
-void omni_mcp_state_bump(void)
+void omni_mcp_state_bump_then(void (*done)(void *arg), void *arg)
 {
+    omni_state_bump_t *b = NULL;
+
+    if (done != NULL && (b = malloc(sizeof(*b))) != NULL) {
+        b->done = done;
+        b->arg = arg;
+    }
     if (omni_clients.redis == NULL
-        || omni_redis_command(omni_clients.redis, omni_state_bumped, NULL,
+        || omni_redis_command(omni_clients.redis, omni_state_bumped, b,
                "INCR " OMNI_STATE_GEN_KEY)
                != 0) {
         omni_log(OMNI_LOG_WARN,
             "cannot announce an MCP change on Redis: processes see it within "
             "a second",
             NULL);
+        free(b);
+        b = NULL;
     }
+    if (done != NULL && b == NULL) {
+        done(arg);
+    }
+}
+
+
+void omni_mcp_state_bump(void)
+{
+    omni_mcp_state_bump_then(NULL, NULL);
+}
+
+
+long long omni_mcp_state_gen(void)
+{
+    return omni_state.copy;
 }
 
 

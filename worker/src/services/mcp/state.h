@@ -14,9 +14,17 @@ void omni_mcp_state_stop(void);
  * reloads its copy within one poll (250 ms). */
 void omni_mcp_state_bump(void);
 
+/* The same, and done(arg) once Redis has counted it (or could not): an
+ * answer that waits for it is not read by a caller before every process
+ * can see the change. */
+void omni_mcp_state_bump_then(void (*done)(void *arg), void *arg);
+
 /* 1 when the server (by id, else by name) is known to be open and its
  * cool-down has not passed, so a call must fail fast; else 0. *id is set
  * to its id (or NULL). */
 int omni_mcp_state_down(const char *ref, const char **id);
+
+/* The omni:mcp:gen the copy was loaded at; -1 when unknown. */
+long long omni_mcp_state_gen(void);
 
 #endif

@@ -319,11 +319,23 @@ static void omni_mcp_breaker_announce(const char *id, const char *name,
 }
 
 
+static void omni_mcp_breaker_done(void *arg)
+{
+    omni_mcp_saving_t *s = arg;
+
+    if (s->done != NULL) {
+        s->done(s->arg);
+    }
+    free(s);
+}
+
+
 static void omni_mcp_breaker_saved(
     void *arg, omni_db_status_t st, PGresult *res)
 {
     omni_mcp_saving_t *s = arg;
     omni_breaker_state_t before, after;
+    int bump = 0;
 
     if (st != OMNI_DB_OK) {
         omni_log(OMNI_LOG_WARN, "cannot store an MCP circuit breaker", NULL);
@@ -333,11 +345,9 @@ static void omni_mcp_breaker_saved(
                       == 0) {
         /* kept call rows (call.c) hold the breaker: its state changing,
          * or failures starting or ending, must reach every process */
-        if (before != after
-            || (atoi(PQgetvalue(res, 0, 6)) == 0)
-                   != (atoi(PQgetvalue(res, 0, 2)) == 0)) {
-            omni_mcp_state_bump();
-        }
+        bump = before != after
+               || (atoi(PQgetvalue(res, 0, 6)) == 0)
+                      != (atoi(PQgetvalue(res, 0, 2)) == 0);
         omni_mcp_breaker_announce(
             s->id, s->name, before, after, PQgetvalue(res, 0, 5)[0] == 't');
         if (s->u != NULL) {
@@ -347,10 +357,13 @@ static void omni_mcp_breaker_saved(
             s->u->breaker.next_probe_ms = atoll(PQgetvalue(res, 0, 4));
         }
     }
-    if (s->done != NULL) {
-        s->done(s->arg);
+    if (bump) {
+        /* whoever waits (a probe's answer) goes on once every process can
+         * see the change: its next call finds the breaker as it is now */
+        omni_mcp_state_bump_then(omni_mcp_breaker_done, s);
+        return;
     }
-    free(s);
+    omni_mcp_breaker_done(s);
 }
 
 
