@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -108,3 +109,10 @@ class Upstream:
 
     def resume(self):
         os.killpg(self.proc.pid, signal.SIGCONT)
+
+    def ctl(self, what):
+        """A fixture's /ctl/ switch (legacy.cjs: fail, stall, extra,
+        describe, count...): its JSON answer."""
+        with urllib.request.urlopen("http://127.0.0.1:%d/ctl/%s"
+                                    % (self.port, what), timeout=5) as r:
+            return json.loads(r.read())

@@ -625,10 +625,7 @@ def register_mcp(worker, upstream):
 
 
 def mcp_count(upstream):
-    import urllib.request
-    with urllib.request.urlopen("http://127.0.0.1:%d/ctl/count"
-                                % upstream.port, timeout=5) as r:
-        return json.loads(r.read())["count"]
+    return upstream.ctl("count")["count"]
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])

@@ -144,6 +144,8 @@ PASS_2026 = {
     "input-required-result-ignore-extra-params",
     "input-required-result-validate-input",
     "input-required-result-unsupported-methods",
+    # SEP-2549: ttlMs and cacheScope on every list and on resources/read
+    "caching",
     # pending in the suite (not scored), passed all the same
     "http-header-validation",
 }
@@ -167,7 +169,6 @@ NOT_YET_2026 = {
     "input-required-result-unsupported-methods",
     "input-required-result-tampered-state",
     "input-required-result-capability-check",
-    "caching",
 }
 
 

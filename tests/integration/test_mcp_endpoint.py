@@ -402,17 +402,28 @@ class Stream:
         self.sock.sendall(head.encode())
         self.text = ""
 
+    def _more(self, deadline):
+        """Reads what arrives before deadline: False at it or at EOF."""
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+            return False
+        data = self.sock.recv(65536)
+        if not data:
+            return False
+        self.text += data.decode(errors="replace")
+        return True
+
     def read_until(self, text, timeout):
         """True once text has arrived; False at the deadline or EOF."""
+        return self.read_count(text, 1, timeout)
+
+    def read_count(self, text, n, timeout):
+        """True once text has arrived n times; False at the deadline or
+        EOF."""
         deadline = time.monotonic() + timeout
-        while text not in self.text:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+        while self.text.count(text) < n:
+            if not self._more(deadline):
                 return False
-            data = self.sock.recv(65536)
-            if not data:
-                return False
-            self.text += data.decode(errors="replace")
         return True
 
     def close(self):
@@ -435,6 +446,33 @@ def test_the_session_stream_says_list_changed_when_the_catalog_changes(
         assert st.read_until("notifications/tools/list_changed", 5), st.text
     finally:
         st.close()
+
+
+def test_the_stream_says_list_changed_when_an_upstream_adds_or_drops_a_tool(
+        mcp_worker, servers):
+    """No breaker moves and nothing is quarantined: the upstream lists one
+    tool more, then one less, and a probe stores it."""
+    legacy = Upstream("legacy.cjs").start()
+    s = register(mcp_worker, legacy, roles=["user"])
+    c = Client(mcp_worker)
+    c.initialize()
+    st = Stream(mcp_worker, c)
+    try:
+        assert st.read_until("stream open", 5), st.text
+        assert not st.read_until("list_changed", 1.5), st.text
+        extra = s["name"] + "__extra"
+        assert extra not in c.tools()
+        for on, told in (("1", 1), ("0", 2)):
+            legacy.ctl("extra?on=" + on)
+            r = call(mcp_worker, "POST", SERVERS + "/" + s["id"] + "/health")
+            assert r.status == 200 and r.json()["ok"], r.body
+            assert st.read_count("notifications/tools/list_changed", told,
+                                 5), st.text
+            assert (extra in c.tools()) == (on == "1")
+    finally:
+        st.close()
+        call(mcp_worker, "DELETE", SERVERS + "/" + s["id"])
+        legacy.stop()
 
 
 def test_the_stream_needs_a_session_and_ends_with_it(mcp_worker, servers):

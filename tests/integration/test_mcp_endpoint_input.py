@@ -566,3 +566,26 @@ def test_a_prompts_state_is_bound_to_its_caller_too(
         "Context: ctx", done
     own = heard(upstream)["lastPromptState"]
     assert own != res["requestState"] and own not in json.dumps(first)
+
+
+def test_relayed_caching_hints_keep_the_ttl_but_never_a_public_scope(
+        gateway, server):
+    """SEP-2549: the upstream's prompts/list says ttlMs 60000 and
+    cacheScope "public"; through /mcp/<server> the caller gets its ttlMs
+    and "private" (what a caller may see depends on its role), and the
+    aggregated tools/list is never cached (ttlMs 0)."""
+    w, _ = gateway
+    h = who("developer")
+    h.update({"Content-Type": "application/json", "Accept": ACCEPT,
+              "MCP-Protocol-Version": MODERN})
+    for path, method in (("/mcp/" + server, "prompts/list"),
+                         ("/mcp", "tools/list")):
+        r = w.request("POST", path, dict(h, **{"Mcp-Method": method}),
+                      json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+                                  "params": modern_params({}, {})}),
+                      timeout=30)
+        assert r.status == 200, r.body
+        res = r.json()["result"]
+        assert res["cacheScope"] == "private", res
+        assert res["ttlMs"] == (60000 if method == "prompts/list" else 0), res
+        assert r.body.count(b"cacheScope") == 1, r.body

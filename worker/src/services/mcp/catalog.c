@@ -32,6 +32,7 @@ enum {
     OMNI_PROBE_PING,
     OMNI_PROBE_LIST,
     OMNI_PROBE_STORE,
+    OMNI_PROBE_STORED,
     OMNI_PROBE_ANSWER
 };
 
@@ -211,13 +212,17 @@ static int omni_probe_list(omni_req_t *r, omni_probe_t *p, const char *cursor)
 }
 
 
-void omni_mcp_catalog_quarantined(const omni_mcp_upstream_t *u, PGresult *res)
+int omni_mcp_catalog_quarantined(const omni_mcp_upstream_t *u, PGresult *res,
+    void (*done)(void *arg), void *arg)
 {
     char summary[200];
     struct evbuffer *b;
     int i;
 
     for (i = 0; i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, 0)) {
+            continue; /* the row saying tools were added or removed */
+        }
         b = evbuffer_new();
         evbuffer_add_printf(b, "{\"server_id\":\"%s\",\"server\":", u->id);
         omni_json_put_string(b, u->name, strlen(u->name));
@@ -238,15 +243,16 @@ void omni_mcp_catalog_quarantined(const omni_mcp_upstream_t *u, PGresult *res)
             (const char *)evbuffer_pullup(b, -1), NULL, NULL);
         evbuffer_free(b);
     }
-    if (PQntuples(res) > 0) {
-        omni_mcp_state_bump(); /* /mcp's streams say list_changed */
+    if (PQntuples(res) == 0) {
+        return -1;
     }
-}
-
-
-static void omni_probe_quarantined(omni_req_t *r, omni_probe_t *p)
-{
-    omni_mcp_catalog_quarantined(&p->u, r->db_res);
+    /* a quarantine, or tools added or removed: kept call rows are read
+     * again and /mcp's streams say list_changed */
+    if (done == NULL) {
+        omni_mcp_state_bump();
+        return -1;
+    }
+    return omni_mcp_state_bump_then(done, arg);
 }
 
 
@@ -353,7 +359,17 @@ void omni_mcp_server_probe(omni_req_t *r)
             omni_api_db_failed(r);
             return;
         }
-        omni_probe_quarantined(r, p);
+        /* a changed catalog is answered once every process can see it:
+         * the caller's next call finds the tool as it is now */
+        r->state = OMNI_PROBE_STORED;
+        if (omni_mcp_catalog_quarantined(&p->u, r->db_res, omni_probe_saved, r)
+            == 0) {
+            return;
+        }
+        omni_probe_answer(r, p);
+        return;
+
+    case OMNI_PROBE_STORED:
         omni_probe_answer(r, p);
         return;
 
@@ -428,7 +444,7 @@ void omni_mcp_tool_approve(omni_req_t *r)
         omni_api_query(r, omni_cat_approve_stmt, 4, values);
         return;
 
-    default:
+    case 1:
         if (r->db_status != OMNI_DB_OK) {
             omni_api_db_failed(r);
             return;
@@ -467,10 +483,22 @@ void omni_mcp_tool_approve(omni_req_t *r)
             omni_activity_record("mcp.tool.approved", omni_req_identity(r)->id,
                 summary, detail, NULL, NULL);
         }
-        omni_mcp_state_bump();
-        evbuffer_add(b, "\n", 1);
-        omni_api_json(r, 200, b);
         evbuffer_free(b);
+        /* answered once every process can see it: the admin's next call
+         * finds the tool callable */
+        r->data = (void *)detail;
+        r->state = 2;
+        if (omni_mcp_state_bump_then(omni_probe_saved, r) == 0) {
+            return;
+        }
+        /* fall through */
+
+    default:
+        if (r->data == NULL) {
+            omni_respond_error(r, 500, "internal", "out of memory");
+            return;
+        }
+        omni_api_json_text(r, 200, r->data, strlen(r->data));
         return;
     }
 }

@@ -21,10 +21,18 @@ const char *omni_mcp_catalog_page(
     const omni_mcp_reply_t *rep, struct evbuffer *tools, int *ntools);
 
 /* The statement storing a catalog: $1 server id, $2 the tools array, $3
- * the protocol; its rows are the tools it quarantined, for
- * omni_mcp_catalog_quarantined (which records their activity). */
+ * the protocol; its rows are the tools it quarantined, then one with a
+ * NULL tool when tools were added or removed, for
+ * omni_mcp_catalog_quarantined. */
 int omni_mcp_catalog_store_stmt(void);
-void omni_mcp_catalog_quarantined(const omni_mcp_upstream_t *u, PGresult *res);
+
+/* Records the quarantines of a store's answer res and, when any row came,
+ * bumps the MCP generation (kept call rows and /mcp's list_changed follow
+ * it). 0 when done(arg) will be called once Redis counted the bump; -1
+ * when nothing changed or done is NULL or the bump could not wait (done is
+ * not called). */
+int omni_mcp_catalog_quarantined(const omni_mcp_upstream_t *u, PGresult *res,
+    void (*done)(void *arg), void *arg);
 
 int omni_mcp_breakers_init(void);
 void omni_mcp_breakers_list(omni_req_t *r);

@@ -216,8 +216,12 @@ static struct {
 } omni_ep_live;
 
 /* the open GET streams of this process, told of catalog changes (the
- * generation in omni:mcp:gen that state.c follows, read here each second
- * while a stream is open) */
+ * generation in omni:mcp:gen that state.c follows, read here each tick
+ * while a stream is open). The last generation read is kept while no
+ * stream is open: a stream's view takes its baseline list when it opens,
+ * so a generation that moved meanwhile costs one re-read of the list, and
+ * a change right after the stream opened is never taken for the
+ * baseline. */
 static struct {
     omni_ep_t *head;
     int count, reading;
@@ -445,7 +449,7 @@ static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
     struct evbuffer *b;
     char msg[512];
     size_t i;
-    int first = 1, hints;
+    int first = 1, hints = 0;
 
     if (!ep->modern && type != NULL && strcmp(type, "complete") != 0) {
         /* a multi round-trip request needs the client to retry with the
@@ -474,21 +478,25 @@ static void omni_ep_result_json(omni_ep_t *ep, const omni_json_t *obj)
             b, type ? type : "complete", strlen(type ? type : "complete"));
         first = 0;
         /* 2026-07-28 lists and reads carry caching hints: an upstream
-         * that gives none is not cached */
+         * that gives no ttlMs is not cached, and the scope is always
+         * private, whatever the upstream says: what a caller may see
+         * depends on its role here, so no shared cache may keep it */
         hints = (type == NULL || strcmp(type, "complete") == 0)
                 && (strstr(ep->method, "/list") != NULL
                     || strcmp(ep->method, "resources/read") == 0);
         if (hints && omni_json_get(obj, "ttlMs") == NULL) {
             evbuffer_add_printf(b, ",\"ttlMs\":0");
         }
-        if (hints && omni_json_get(obj, "cacheScope") == NULL) {
+        if (hints) {
             evbuffer_add_printf(b, ",\"cacheScope\":\"private\"");
         }
     }
     for (i = 0;
          obj != NULL && obj->type == OMNI_JSON_OBJECT && i < obj->u.obj.len;
          i++) {
-        if (strcmp(obj->u.obj.keys[i], "resultType") == 0) {
+        if (strcmp(obj->u.obj.keys[i], "resultType") == 0
+            || (ep->modern && hints
+                && strcmp(obj->u.obj.keys[i], "cacheScope") == 0)) {
             continue;
         }
         if (!first) {
@@ -2895,6 +2903,17 @@ static void omni_ep_stream_notes(redisAsyncContext *ac, void *reply, void *arg)
 }
 
 
+static void omni_ep_stream_gen_read(void)
+{
+    if (!omni_ep_streams.reading
+        && omni_redis_command(
+               omni_clients.redis, omni_ep_stream_gen, NULL, "GET omni:mcp:gen")
+               == 0) {
+        omni_ep_streams.reading = 1;
+    }
+}
+
+
 static void omni_ep_stream_tick(evutil_socket_t fd, short what, void *arg)
 {
     time_t now = time(NULL);
@@ -2906,7 +2925,6 @@ static void omni_ep_stream_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (omni_ep_streams.head == NULL) {
-        omni_ep_streams.gen = -1;
         return;
     }
     for (ep = omni_ep_streams.head; ep != NULL; ep = ep->snext) {
@@ -2923,12 +2941,7 @@ static void omni_ep_stream_tick(evutil_socket_t fd, short what, void *arg)
         omni_redis_command_argv(omni_clients.redis, omni_ep_stream_notes,
             (void *)(uintptr_t)ep->seq, 3, argv, NULL);
     }
-    if (!omni_ep_streams.reading
-        && omni_redis_command(
-               omni_clients.redis, omni_ep_stream_gen, NULL, "GET omni:mcp:gen")
-               == 0) {
-        omni_ep_streams.reading = 1;
-    }
+    omni_ep_stream_gen_read();
 }
 
 
@@ -2984,6 +2997,11 @@ void omni_mcp_endpoint_get(omni_req_t *r)
         ep->snext = omni_ep_streams.head;
         omni_ep_streams.head = ep;
         omni_ep_streams.count++;
+        if (omni_ep_streams.gen < 0) {
+            /* the first stream of this process: its baseline generation
+             * is asked before the client can change anything */
+            omni_ep_stream_gen_read();
+        }
         omni_ep_stream_write(ep, ": stream open\n\n");
         omni_req_on_close(r, omni_ep_stream_closed, r);
         return;

@@ -98,7 +98,7 @@ static void omni_health_stored(void *arg, omni_db_status_t st, PGresult *res)
     omni_health_probe_t *p = arg;
 
     if (st == OMNI_DB_OK) {
-        omni_mcp_catalog_quarantined(&p->u, res);
+        (void)omni_mcp_catalog_quarantined(&p->u, res, NULL, NULL);
     } else {
         omni_log(OMNI_LOG_WARN, "cannot store an MCP server's tools",
             "\"server\":\"%s\"", p->u.id);

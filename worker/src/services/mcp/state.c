@@ -227,11 +227,15 @@ static void omni_state_bumped(redisAsyncContext *ctx, void *reply, void *arg)
 }
 
 
-void omni_mcp_state_bump_then(void (*done)(void *arg), void *arg)
+int omni_mcp_state_bump_then(void (*done)(void *arg), void *arg)
 {
     omni_state_bump_t *b = NULL;
 
-    if (done != NULL && (b = malloc(sizeof(*b))) != NULL) {
+    if (done != NULL && (b = malloc(sizeof(*b))) == NULL) {
+        (void)omni_mcp_state_bump_then(NULL, NULL);
+        return -1;
+    }
+    if (b != NULL) {
         b->done = done;
         b->arg = arg;
     }
@@ -244,17 +248,15 @@ void omni_mcp_state_bump_then(void (*done)(void *arg), void *arg)
             "a second",
             NULL);
         free(b);
-        b = NULL;
+        return -1;
     }
-    if (done != NULL && b == NULL) {
-        done(arg);
-    }
+    return 0;
 }
 
 
 void omni_mcp_state_bump(void)
 {
-    omni_mcp_state_bump_then(NULL, NULL);
+    (void)omni_mcp_state_bump_then(NULL, NULL);
 }
 
 

@@ -14,10 +14,12 @@ void omni_mcp_state_stop(void);
  * reloads its copy within one poll (250 ms). */
 void omni_mcp_state_bump(void);
 
-/* The same, and done(arg) once Redis has counted it (or could not): an
+/* The same, and done(arg) once Redis has counted it (or failed to): an
  * answer that waits for it is not read by a caller before every process
- * can see the change. */
-void omni_mcp_state_bump_then(void (*done)(void *arg), void *arg);
+ * can see the change. 0 when done will be called; -1 when the INCR could
+ * not be sent (done is not called: the caller goes on at once, and the
+ * processes see the change by their own reload within a second). */
+int omni_mcp_state_bump_then(void (*done)(void *arg), void *arg);
 
 /* 1 when the server (by id, else by name) is known to be open and its
  * cool-down has not passed, so a call must fail fast; else 0. *id is set

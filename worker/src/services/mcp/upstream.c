@@ -360,8 +360,9 @@ static void omni_mcp_breaker_saved(
     if (bump) {
         /* whoever waits (a probe's answer) goes on once every process can
          * see the change: its next call finds the breaker as it is now */
-        omni_mcp_state_bump_then(omni_mcp_breaker_done, s);
-        return;
+        if (omni_mcp_state_bump_then(omni_mcp_breaker_done, s) == 0) {
+            return;
+        }
     }
     omni_mcp_breaker_done(s);
 }
