@@ -253,7 +253,8 @@ class Product:
             self.worker = stack.Worker(
                 pg, redis, workdir=self.dir, workers=WORKERS,
                 binary=WORKER_BIN,
-                env={"OMNI_LOG_LEVEL": "warn",
+                env={"OMNI_LOG_LEVEL": "debug" if os.environ.get(
+                         "BENCH_MCP_TIMINGS") == "1" else "warn",
                      "OMNI_PG_POOL_SIZE": PG_POOL,
                      # the product's default: a rollup flush invalidates
                      # the dashboard cache

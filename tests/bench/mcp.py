@@ -366,6 +366,28 @@ def scale_rows(row, client, threads, product, via, conns=32):
     ]
 
 
+TIMING_KEYS = ("gen_us", "row_us", "sent_us", "replied_us", "done_us")
+
+
+def timings(worker):
+    """The worker's "mcp call timings" debug lines (BENCH_MCP_TIMINGS=1
+    runs it at debug level), oldest first."""
+    if os.environ.get("BENCH_MCP_TIMINGS") != "1":
+        return []
+    return [e for e in worker.log_lines() if e.get("msg") == "mcp call timings"]
+
+
+def show_timings(worker, seen, conns):
+    """Where the worker's time went in the calls since the first `seen`
+    lines: medians of µs since the request reached the worker."""
+    got = timings(worker)[seen:]
+    if got:
+        print("bench: mcp c=%d worker timings over %d calls, median µs: %s"
+              % (conns, len(got), ", ".join(
+                  "%s %.0f" % (k, statistics.median(e[k] for e in got))
+                  for k in TIMING_KEYS)), file=sys.stderr, flush=True)
+
+
 def run(repeat, summary, row, client, threads, seconds, product):
     """Table lines: per concurrency, server-everything directly (baseline)
     and through /mcp, with the added p50/p99 and CPU per call."""
@@ -389,9 +411,11 @@ def run(repeat, summary, row, client, threads, seconds, product):
         for conns in CONCURRENCY:
             print("bench: mcp /mcp c=%d (load %s)" % (conns, load_avg()),
                   file=sys.stderr, flush=True)
+            seen = len(timings(product.worker))
             base, case = ab(client, threads, conns, direct, via, pgids)
             lines += rows(row, "nginx + module + worker `/mcp`", conns,
                           base, case)
+            show_timings(product.worker, seen, conns)
         if os.environ.get("BENCH_MCP_SCALE", "1") != "0":
             print("bench: mcp /mcp 1 vs 2 worker processes (load %s)"
                   % load_avg(), file=sys.stderr, flush=True)

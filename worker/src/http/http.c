@@ -87,6 +87,12 @@ static uint64_t omni_http_now_ns(void)
 }
 
 
+uint64_t omni_req_since_us(const omni_req_t *r)
+{
+    return (omni_http_now_ns() - r->start_ns) / 1000;
+}
+
+
 /* xorshift128+: request ids need to be unique, not secret */
 static uint64_t omni_http_rand(void)
 {
@@ -463,7 +469,7 @@ static void omni_http_req_free(omni_req_t *r)
 static void omni_http_finish(omni_req_t *r, int status)
 {
     char path[256];
-    uint64_t us = (omni_http_now_ns() - r->start_ns) / 1000;
+    uint64_t us = omni_req_since_us(r);
     int i;
 
     omni_metrics_request(r->route, status, us);

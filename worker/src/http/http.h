@@ -69,6 +69,10 @@ int omni_http_observe(omni_observer_pt fn);
 /* Request header value, or NULL. */
 const char *omni_req_header(omni_req_t *r, const char *name);
 
+/* µs since r arrived: where a request's time goes (the debug lines
+ * "LLM gateway first byte", "chat turn first byte", "mcp call timings"). */
+uint64_t omni_req_since_us(const omni_req_t *r);
+
 /* Decoded query-string argument (in the arena), or NULL when absent. */
 const char *omni_req_arg(omni_req_t *r, const char *name);
 

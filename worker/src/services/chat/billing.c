@@ -107,17 +107,6 @@ uint64_t omni_billing_now_ms(void)
 }
 
 
-uint64_t omni_billing_since_us(const omni_req_t *r)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec
-               - r->start_ns)
-           / 1000;
-}
-
-
 uint64_t omni_billing_wall_us(void)
 {
     struct timespec ts;

@@ -59,9 +59,6 @@ omni_outbound_t *omni_billing_outbound(void);
 
 uint64_t omni_billing_now_ms(void);
 
-/* µs since r arrived: where the time to the first byte goes (the debug
- * lines "LLM gateway first byte" and "chat turn first byte"). */
-uint64_t omni_billing_since_us(const omni_req_t *r);
 uint64_t omni_billing_wall_us(void);
 
 /* Reads the JSON array of targets (omnichat.turn_targets()'s shape) into

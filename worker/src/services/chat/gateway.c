@@ -124,7 +124,7 @@ static void omni_gw_first_byte(omni_gw_t *t)
         "\"admitted_us\":%llu,\"sent_us\":%llu,\"first_us\":%llu,"
         "\"replans\":%d,\"request_id\":\"%s\"",
         (unsigned long long)t->admitted_us, (unsigned long long)t->sent_us,
-        (unsigned long long)omni_billing_since_us(t->r), t->replans,
+        (unsigned long long)omni_req_since_us(t->r), t->replans,
         t->r->request_id);
 }
 
@@ -1165,7 +1165,7 @@ static int omni_gw_call(omni_gw_t *t)
     spec.on_data = omni_gw_on_data;
     spec.on_done = omni_gw_on_done;
     t->q = omni_provider_call(t->r, g, t->tkind, v, req, t->stream, &spec, t);
-    t->sent_us = omni_billing_since_us(t->r);
+    t->sent_us = omni_req_since_us(t->r);
     rc = t->q != NULL ? 0 : -1;
 
 failed:
@@ -1688,7 +1688,7 @@ admit:
             omni_respond_error(r, 499, "client_disconnected", "client gone");
             return;
         }
-        t->admitted_us = omni_billing_since_us(r);
+        t->admitted_us = omni_req_since_us(r);
         /* fall through */
 
 call:

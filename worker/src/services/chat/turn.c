@@ -421,7 +421,7 @@ static int omni_turn_on_text(void *arg, const char *s, size_t n)
             "\"begun_us\":%llu,\"sent_us\":%llu,\"first_us\":%llu,"
             "\"request_id\":\"%s\"",
             (unsigned long long)t->begun_us, (unsigned long long)t->sent_us,
-            (unsigned long long)omni_billing_since_us(t->r), t->r->request_id);
+            (unsigned long long)omni_req_since_us(t->r), t->r->request_id);
     }
     omni_turn_sse(t, "delta", "text", s, n);
     snprintf(channel, sizeof(channel), "conversation-%s", t->conv);
@@ -584,7 +584,7 @@ static int omni_turn_call(omni_turn_t *t)
     spec.on_done = omni_turn_on_done;
     t->q = omni_provider_call(t->r, g, kind, NULL, req, t->stream, &spec, t);
     if (t->sent_us == 0) {
-        t->sent_us = omni_billing_since_us(t->r);
+        t->sent_us = omni_req_since_us(t->r);
     }
     rc = t->q != NULL ? 0 : -1;
 
@@ -1207,7 +1207,7 @@ void omni_turn_post(omni_req_t *r)
             omni_respond_error(r, 503, "overloaded", "out of memory");
             return;
         }
-        t->begun_us = omni_billing_since_us(r);
+        t->begun_us = omni_req_since_us(r);
         /* the user's message is in the history: it went out with turn_begin */
         if (omni_req_on_close(r, omni_turn_client_gone, t) != 0) {
             t->gone = 1;

@@ -69,6 +69,9 @@ struct omni_mcp_call_s {
     uint64_t start_ms;
     long long gen; /* -1: unknown (the row is not kept) */
     omni_mcp_outcome_t out;
+    /* µs since the request came (the debug line "mcp call timings"):
+     * generation read, row ready, sent upstream, upstream answered */
+    uint64_t gen_us, row_us, sent_us, replied_us;
 };
 
 typedef omni_mcp_call_t omni_call_t;
@@ -274,6 +277,7 @@ static void omni_call_note(void *arg, const omni_json_t *note)
 /* 0 when the call is sent; 1 when it could not be (the outcome is set) */
 static int omni_call_send(omni_call_t *c)
 {
+    c->sent_us = omni_req_since_us(c->r);
     c->attempts++;
     memset(&c->rep, 0, sizeof(c->rep));
     c->rpc = omni_mcp_rpc(&c->u.target, "tools/call", c->tool, c->params,
@@ -310,6 +314,14 @@ static int omni_call_outcome(omni_call_t *c)
             omni_json_string(omni_json_get(rep->error, "message"))
                 ? omni_json_string(omni_json_get(rep->error, "message"))
                 : "the upstream answered an error");
+    }
+    if (omni_log_enabled(OMNI_LOG_DEBUG)) {
+        omni_log(OMNI_LOG_DEBUG, "mcp call timings",
+            "\"gen_us\":%llu,\"row_us\":%llu,\"sent_us\":%llu,"
+            "\"replied_us\":%llu,\"done_us\":%llu",
+            (unsigned long long)c->gen_us, (unsigned long long)c->row_us,
+            (unsigned long long)c->sent_us, (unsigned long long)c->replied_us,
+            (unsigned long long)omni_req_since_us(c->r));
     }
     is_error = omni_json_get(rep->result, "isError");
     omni_perf_add(c->r, c,
@@ -452,6 +464,7 @@ int omni_mcp_call_step(
         /* fall through */
 
     case OMNI_CALL_GEN:
+        c->gen_us = omni_req_since_us(r);
         if (c->cancelled) {
             return omni_call_outcome(c);
         }
@@ -488,6 +501,7 @@ int omni_mcp_call_step(
         return 0;
 
     case OMNI_CALL_LOADED:
+        c->row_us = omni_req_since_us(r);
         res = c->res;
         c->res = NULL;
         if (c->db_status != OMNI_DB_OK) {
@@ -553,6 +567,7 @@ int omni_mcp_call_step(
         return omni_call_send(c);
 
     case OMNI_CALL_CALLED:
+        c->replied_us = omni_req_since_us(r);
         if (c->cancelled) {
             return omni_call_outcome(c);
         }
