@@ -366,26 +366,34 @@ def scale_rows(row, client, threads, product, via, conns=32):
     ]
 
 
-TIMING_KEYS = ("gen_us", "row_us", "sent_us", "replied_us", "done_us")
+TIMING_KEYS = {
+    "mcp call timings": ("gen_us", "row_us", "sent_us", "replied_us",
+                         "done_us"),
+    "outbound timings": ("pretransfer_us", "first_byte_us", "total_us",
+                         "done_us"),
+}
 
 
 def timings(worker):
-    """The worker's "mcp call timings" debug lines (BENCH_MCP_TIMINGS=1
-    runs it at debug level), oldest first."""
+    """The worker's timing debug lines (BENCH_MCP_TIMINGS=1 runs it at
+    debug level), oldest first."""
     if os.environ.get("BENCH_MCP_TIMINGS") != "1":
         return []
-    return [e for e in worker.log_lines() if e.get("msg") == "mcp call timings"]
+    return [e for e in worker.log_lines() if e.get("msg") in TIMING_KEYS]
 
 
 def show_timings(worker, seen, conns):
-    """Where the worker's time went in the calls since the first `seen`
-    lines: medians of µs since the request reached the worker."""
+    """Where the worker's time went since the first `seen` lines: medians
+    of µs since the request reached the worker ("mcp call timings") and
+    of libcurl's clocks for the upstream request ("outbound timings")."""
     got = timings(worker)[seen:]
-    if got:
-        print("bench: mcp c=%d worker timings over %d calls, median µs: %s"
-              % (conns, len(got), ", ".join(
-                  "%s %.0f" % (k, statistics.median(e[k] for e in got))
-                  for k in TIMING_KEYS)), file=sys.stderr, flush=True)
+    for msg, keys in TIMING_KEYS.items():
+        lines = [e for e in got if e["msg"] == msg]
+        if lines:
+            print("bench: mcp c=%d %s over %d, median µs: %s"
+                  % (conns, msg, len(lines), ", ".join(
+                      "%s %.0f" % (k, statistics.median(e[k] for e in lines))
+                      for k in keys)), file=sys.stderr, flush=True)
 
 
 def run(repeat, summary, row, client, threads, seconds, product):

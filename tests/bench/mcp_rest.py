@@ -46,11 +46,13 @@ def run(wrk_parse, summary, row, fmt_ms, client, threads, runs, seconds,
         for conns in mcp.CONCURRENCY:
             print("bench: mcp REST c=%d (load %s)" % (conns, mcp.load_avg()),
                   flush=True)
+            seen = len(mcp.timings(product.worker))
             base, case = mcp.ab(on_client, threads, conns, direct, gated,
                                 pgids)
             lines += mcp.rows(row, "nginx + worker "
                               "(`POST /api/v1/mcp/tools/call`)", conns,
                               base, case)
+            mcp.show_timings(product.worker, seen, conns)
         return lines
     finally:
         upstream.stop()

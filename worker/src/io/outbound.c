@@ -242,6 +242,23 @@ static void out_drop(omni_out_req_t *q)
 
 /* The request's end: counts it, logs a failure, calls on_done unless it
  * was cancelled, frees it. */
+/* Where a request's time went, from libcurl's clocks (µs since it was
+ * added): connected and about to send, the first response byte, the end.
+ * The debug line "outbound timings". */
+static void out_log_timings(omni_out_req_t *q, const omni_out_result_t *res)
+{
+    curl_off_t pre = 0, first = 0, total = 0;
+
+    curl_easy_getinfo(q->easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
+    curl_easy_getinfo(q->easy, CURLINFO_STARTTRANSFER_TIME_T, &first);
+    curl_easy_getinfo(q->easy, CURLINFO_TOTAL_TIME_T, &total);
+    omni_log(OMNI_LOG_DEBUG, "outbound timings",
+        "\"pretransfer_us\":%lld,\"first_byte_us\":%lld,\"total_us\":%lld,"
+        "\"done_us\":%llu",
+        (long long)pre, (long long)first, (long long)total,
+        (unsigned long long)res->latency_us);
+}
+
 static void out_finish(omni_out_req_t *q, CURLcode code)
 {
     omni_out_result_t res;
@@ -286,6 +303,8 @@ static void out_finish(omni_out_req_t *q, CURLcode code)
             omni_log_escape(detail, sizeof(detail), q->detail), (int)code,
             res.status, (unsigned long long)(res.latency_us / 1000));
     }
+    if (q->easy && omni_log_enabled(OMNI_LOG_DEBUG))
+        out_log_timings(q, &res);
     q->state = OUT_DONE;
     q->spec.on_done(q->arg, &res);
     out_free(q);
