@@ -191,6 +191,29 @@ def test_a_role_without_access_sees_none_of_a_servers_tools(
     assert r.json()["error"]["code"] == -32602
 
 
+def test_a_sessions_next_call_meets_a_role_taken_away(mcp_worker, modern):
+    """The generation a call's kept row depends on is read with the
+    session: a role taken away refuses the session's very next call on
+    either process, and given back, the next call passes."""
+    s = register(mcp_worker, modern, roles=["user"])
+    path = SERVERS + "/" + s["id"]
+    c = Client(mcp_worker, role="user")
+    c.initialize()
+    tool = {"name": s["name"] + "__echo", "arguments": {"text": "x"}}
+    try:
+        for roles, ok in ((["user"], True), (["admin"], False),
+                          (["user"], True)):
+            r = call(mcp_worker, "PATCH", path, {"roles": roles})
+            assert r.status == 200, r.body
+            for _ in range(6):      # both processes, rows warm after one
+                msg = c.rpc("tools/call", tool).json()
+                assert ("result" in msg) == ok, msg
+                if not ok:
+                    assert msg["error"]["code"] == -32602, msg
+    finally:
+        call(mcp_worker, "DELETE", path)
+
+
 def test_any_process_serves_a_session_and_delete_ends_it(mcp_worker,
                                                          servers):
     c = Client(mcp_worker)

@@ -68,6 +68,7 @@ struct omni_mcp_call_s {
     struct event *timer;
     uint64_t start_ms;
     long long gen; /* -1: unknown (the row is not kept) */
+    int gen_given; /* gen was read by the caller (omni_mcp_call_gen) */
     omni_mcp_outcome_t out;
     /* µs since the request came (the debug line "mcp call timings"):
      * generation read, row ready, sent upstream, upstream answered */
@@ -452,8 +453,11 @@ int omni_mcp_call_step(
     switch (c->state) {
 
     case OMNI_CALL_LOAD:
-        c->gen = -1;
         c->state = OMNI_CALL_GEN;
+        if (c->gen_given) {
+            return omni_mcp_call_step(r, c, out);
+        }
+        c->gen = -1;
         if (omni_clients.redis != NULL
             && omni_redis_command(omni_clients.redis, omni_call_gen_read, c,
                    "GET omni:mcp:gen")
@@ -606,6 +610,13 @@ int omni_mcp_call_step(
         c->state = OMNI_CALL_CALLED;
         return omni_call_send(c);
     }
+}
+
+
+void omni_mcp_call_gen(omni_mcp_call_t *c, long long gen)
+{
+    c->gen = gen;
+    c->gen_given = 1;
 }
 
 

@@ -57,6 +57,12 @@ int omni_mcp_call_input(
  * first step. */
 void omni_mcp_call_state(omni_mcp_call_t *c, const char *wrapped);
 
+/* The MCP generation (omni:mcp:gen, 0 when unset) as the caller read it
+ * after the request arrived, in a round trip of its own (/mcp reads it
+ * with the session): the call does not read it again. Before the first
+ * step. */
+void omni_mcp_call_gen(omni_mcp_call_t *c, long long gen);
+
 /* Runs the call: the route's handler calls it first and each time it is
  * re-entered while the call is under way. 0: waiting (the handler will be
  * re-entered); 1: over, *out says how. */

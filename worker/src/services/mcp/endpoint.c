@@ -156,6 +156,10 @@ struct omni_ep_s {
     /* Redis and Postgres answers, valid while the handler runs on them */
     int redis_pending, redis_failed;
     const char *redis_str;
+    /* omni:mcp:gen read with a tools/call's session (0: unset), for the
+     * call, when gen_read */
+    long long gen;
+    int gen_read;
     int db_status;
     PGresult *res;
     /* tools/call */
@@ -828,6 +832,22 @@ static void omni_ep_redis_reply(redisAsyncContext *ac, void *reply, void *arg)
         ep->redis_failed++;
     } else if (rep->type == REDIS_REPLY_STRING && ep->redis_str == NULL) {
         ep->redis_str = omni_arena_strndup(&ep->r->arena, rep->str, rep->len);
+    }
+    if (--ep->redis_pending == 0) {
+        omni_http_resume(ep->r);
+    }
+}
+
+
+static void omni_ep_gen_reply(redisAsyncContext *ac, void *reply, void *arg)
+{
+    omni_ep_t *ep = arg;
+    redisReply *rep = reply;
+
+    if (rep != NULL
+        && (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_NIL)) {
+        ep->gen = rep->type == REDIS_REPLY_NIL ? 0 : atoll(rep->str);
+        ep->gen_read = 1;
     }
     if (--ep->redis_pending == 0) {
         omni_http_resume(ep->r);
@@ -1565,6 +1585,9 @@ static void omni_ep_call_start(omni_req_t *r, omni_ep_t *ep)
     if (ep->call == NULL || omni_mcp_call_input(ep->call, caps, input) != 0) {
         omni_ep_error(ep, 200, -32603, "out of memory", NULL);
         return;
+    }
+    if (ep->gen_read) {
+        omni_mcp_call_gen(ep->call, ep->gen);
     }
     if (ep->modern) {
         state = omni_json_string(omni_json_get(ep->params, "requestState"));
@@ -2451,6 +2474,14 @@ static void omni_ep_start(omni_req_t *r)
         argv[0] = "EXPIRE";
         argv[2] = OMNI_EP_SESSION_TTL;
         omni_ep_redis(ep, 3, argv);
+        /* a call's generation (call.c) in the same round trip: read after
+         * the request arrived, it is as fresh as the call's own read */
+        if (ep->method != NULL && strcmp(ep->method, "tools/call") == 0
+            && omni_redis_command(omni_clients.redis, omni_ep_gen_reply, ep,
+                   "GET omni:mcp:gen")
+                   == 0) {
+            ep->redis_pending++;
+        }
         return;
     }
     omni_ep_error(
