@@ -1,7 +1,9 @@
-"""Shared pieces of the MCP tests: a worker with a sealing key, requests
-with an identity, and the MCP upstreams (server-everything and the SDK
-fixtures under fixtures/mcp/, installed by `make mcp-node`)."""
+"""Shared pieces of the MCP tests: a worker with a sealing key (and nginx
+in front of it), requests with an identity, and the MCP upstreams
+(server-everything and the SDK fixtures under fixtures/mcp/, installed by
+`make mcp-node`)."""
 
+import contextlib
 import json
 import os
 import secrets
@@ -25,6 +27,34 @@ def key_file(directory):
     path.write_text(secrets.token_hex(32) + "\n")
     path.chmod(0o600)
     return path
+
+
+@contextlib.contextmanager
+def mcp_stack(migrated, redis_server, env=None, nginx=None, key=None):
+    """An omni-worker with an MCP sealing key (key: a key file shared with
+    another worker, else a new one) and env; with nginx (a dict of
+    stack.Nginx options) nginx + module in front of it. Yields the worker,
+    or (worker, nginx). On the way out both stop, and the worker's log must
+    hold no sanitizer report."""
+    env = dict(env or {})
+    env.setdefault("OMNI_MCP_SECRET_KEY_FILE",
+                   key or key_file(stack.make_tmpdir("omni-test-mcp-")))
+    w = stack.Worker(migrated, redis_server, env=env)
+    n = None
+    try:
+        w.start()
+        if nginx is not None:
+            n = stack.Nginx(worker_socket=w.socket_path,
+                            redis_addr=redis_server.addr, **nginx)
+            n.start()
+        yield w if n is None else (w, n)
+    finally:
+        if n is not None:
+            n.destroy()
+        w.stop()
+        report = w.sanitizer_report()
+        w.destroy()
+    assert not report, report
 
 
 def who(role="admin"):

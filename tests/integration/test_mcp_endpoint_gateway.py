@@ -13,26 +13,16 @@ import urllib.request
 import pytest
 
 import stack
-from mcp_support import FIXTURES, NODE_DIR, Upstream, call, key_file, unique
+from mcp_support import FIXTURES, NODE_DIR, Upstream, call, mcp_stack, unique
 
 SERVERS = "/api/v1/mcp/servers"
 
 
 @pytest.fixture(scope="module")
 def mcp_gateway(migrated, redis_server):
-    d = stack.make_tmpdir("omni-test-mcp-gw-")
-    w = stack.Worker(migrated, redis_server,
-                     env={"OMNI_MCP_SECRET_KEY_FILE": key_file(d)})
-    w.start()
-    n = stack.Nginx(worker_socket=w.socket_path,
-                    redis_addr=redis_server.addr, api_rate="100r/s")
-    n.start()
-    yield w, n
-    n.destroy()
-    w.stop()
-    report = w.sanitizer_report()
-    w.destroy()
-    assert not report, report
+    with mcp_stack(migrated, redis_server,
+                   nginx={"api_rate": "100r/s"}) as wn:
+        yield wn
 
 
 @pytest.fixture(scope="module")

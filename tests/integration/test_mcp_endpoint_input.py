@@ -22,7 +22,7 @@ import pytest
 
 import stack
 from mcp_support import (FIXTURES, NODE_DIR, Upstream, call, key_file,
-                         unique, who)
+                         mcp_stack, unique, who)
 from test_mcp_endpoint import Client
 from test_mcp_endpoint_relay import CallStream
 
@@ -39,32 +39,17 @@ def key(migrated):
 
 @pytest.fixture(scope="module")
 def gateway(migrated, redis_server, key):
-    w = stack.Worker(migrated, redis_server,
-                     env={"OMNI_MCP_SECRET_KEY_FILE": key})
-    w.start()
-    n = stack.Nginx(worker_socket=w.socket_path,
-                    redis_addr=redis_server.addr, api_rate="100r/s")
-    n.start()
-    yield w, n
-    n.destroy()
-    w.stop()
-    report = w.sanitizer_report()
-    w.destroy()
-    assert not report, report
+    with mcp_stack(migrated, redis_server, key=key,
+                   nginx={"api_rate": "100r/s"}) as wn:
+        yield wn
 
 
 @pytest.fixture(scope="module")
 def replica(migrated, redis_server, key, gateway):
     """A second worker (its own processes) on the same database and
     Redis: another replica of the first"""
-    w = stack.Worker(migrated, redis_server,
-                     env={"OMNI_MCP_SECRET_KEY_FILE": key})
-    w.start()
-    yield w
-    w.stop()
-    report = w.sanitizer_report()
-    w.destroy()
-    assert not report, report
+    with mcp_stack(migrated, redis_server, key=key) as w:
+        yield w
 
 
 @pytest.fixture(scope="module")
@@ -491,7 +476,7 @@ def test_the_suites_input_required_scenarios_pass_through_omni(
     scenarios against /mcp/<server> through nginx (a proxy adds the
     token), fronting the fixture's suite tools and prompt: every check
     passes, none only warns."""
-    from test_mcp_conformance import CLI, NODE22, _listening, run_suite
+    from test_mcp_conformance import CLI, _listening, run_suite
     w, n = gateway
     name = unique("conf")
     r = call(w, "POST", SERVERS, {"name": name, "url": upstream.url,

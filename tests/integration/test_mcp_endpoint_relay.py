@@ -17,9 +17,8 @@ import urllib.request
 
 import pytest
 
-import stack
-from mcp_support import FIXTURES, NODE_DIR, Upstream, call, key_file, unique
-from test_mcp_endpoint import Client, events
+from mcp_support import FIXTURES, NODE_DIR, Upstream, call, mcp_stack, unique
+from test_mcp_endpoint import Client
 
 SERVERS = "/api/v1/mcp/servers"
 UPSTREAM = {}  # the fixture upstream's port, for its /ctl/touch
@@ -27,29 +26,22 @@ UPSTREAM = {}  # the fixture upstream's port, for its /ctl/touch
 
 @pytest.fixture(scope="module")
 def relay(migrated, redis_server):
-    d = stack.make_tmpdir("omni-test-mcp-relay-")
-    w = stack.Worker(migrated, redis_server,
-                     env={"OMNI_MCP_SECRET_KEY_FILE": key_file(d)})
-    w.start()
-    n = stack.Nginx(worker_socket=w.socket_path,
-                    redis_addr=redis_server.addr, api_rate="100r/s")
-    n.start()
-    up = Upstream("conformance.cjs").start()
-    UPSTREAM["port"] = up.port
-    UPSTREAM["url"] = up.url
-    r = call(w, "POST", SERVERS, {"name": unique("fx"), "url": up.url,
-                                  "timeout_ms": 20000})
-    assert r.status == 201, r.body
-    fx = r.json()["name"]
-    r = call(w, "POST", SERVERS + "/" + r.json()["id"] + "/health")
-    assert r.status == 200 and r.json()["ok"], r.body
-    yield w, n, fx
-    up.stop()
-    n.destroy()
-    w.stop()
-    report = w.sanitizer_report()
-    w.destroy()
-    assert not report, report
+    with mcp_stack(migrated, redis_server,
+                   nginx={"api_rate": "100r/s"}) as (w, n):
+        up = Upstream("conformance.cjs").start()
+        try:
+            UPSTREAM["port"] = up.port
+            UPSTREAM["url"] = up.url
+            r = call(w, "POST", SERVERS, {"name": unique("fx"),
+                                          "url": up.url,
+                                          "timeout_ms": 20000})
+            assert r.status == 201, r.body
+            fx = r.json()["name"]
+            r = call(w, "POST", SERVERS + "/" + r.json()["id"] + "/health")
+            assert r.status == 200 and r.json()["ok"], r.body
+            yield w, n, fx
+        finally:
+            up.stop()
 
 
 def steps(n, plan, offers):

@@ -6,22 +6,15 @@ import json
 import pytest
 
 import stack
-from mcp_support import call, key_file, unique
+from mcp_support import call, mcp_stack, unique
 
 SERVERS = "/api/v1/mcp/servers"
 
 
 @pytest.fixture(scope="module")
 def mcp_worker(migrated, redis_server):
-    d = stack.make_tmpdir("omni-test-mcp-reg-")
-    w = stack.Worker(migrated, redis_server,
-                     env={"OMNI_MCP_SECRET_KEY_FILE": key_file(d)})
-    w.start()
-    yield w
-    w.stop()
-    report = w.sanitizer_report()
-    w.destroy()
-    assert not report, report
+    with mcp_stack(migrated, redis_server) as w:
+        yield w
 
 
 def create(w, **fields):

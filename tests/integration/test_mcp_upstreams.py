@@ -8,7 +8,7 @@ import time
 import pytest
 
 import stack
-from mcp_support import Upstream, call, key_file, unique
+from mcp_support import Upstream, call, mcp_stack, unique
 
 SERVERS = "/api/v1/mcp/servers"
 CALL = "/api/v1/mcp/tools/call"
@@ -18,17 +18,11 @@ CALL = "/api/v1/mcp/tools/call"
 def mcp_worker(migrated, redis_server):
     d = stack.make_tmpdir("omni-test-mcp-up-")
     (d / "secrets").mkdir()
-    w = stack.Worker(migrated, redis_server,
-                     env={"OMNI_MCP_SECRET_KEY_FILE": key_file(d),
-                          "OMNI_MCP_SECRETS_DIR": str(d / "secrets"),
-                          "MCP_SECRET_TEST_KEY": "key-from-the-environment"})
-    w.secrets = d / "secrets"
-    w.start()
-    yield w
-    w.stop()
-    report = w.sanitizer_report()
-    w.destroy()
-    assert not report, report
+    with mcp_stack(migrated, redis_server, env={
+            "OMNI_MCP_SECRETS_DIR": str(d / "secrets"),
+            "MCP_SECRET_TEST_KEY": "key-from-the-environment"}) as w:
+        w.secrets = d / "secrets"
+        yield w
 
 
 @pytest.fixture(scope="module")
