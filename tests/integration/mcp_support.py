@@ -57,6 +57,35 @@ def mcp_stack(migrated, redis_server, env=None, nginx=None, key=None):
     assert not report, report
 
 
+@contextlib.contextmanager
+def auth_proxy(nginx, role="developer"):
+    """A local pass-through proxy to nginx adding a bearer token of role
+    (fixtures/mcp/auth_proxy.cjs): for clients that cannot send one, as
+    the conformance suite's CLI. Yields its base URL."""
+    port = stack.free_port()
+    proxy = subprocess.Popen(
+        [shutil.which("node"), str(FIXTURES / "auth_proxy.cjs")],
+        env={"PATH": "/usr/bin:/bin", "PORT": str(port),
+             "TARGET": "http://127.0.0.1:%d" % nginx.http_port,
+             "TOKEN": nginx.token(sub="conformance", role=role,
+                                  lifetime=3600)},
+        stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        stack.wait_until(lambda: _listening(port), 10, "the auth proxy")
+        yield "http://127.0.0.1:%d" % port
+    finally:
+        proxy.kill()
+        proxy.wait(10)
+
+
+def _listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
 def who(role="admin"):
     return {"X-User-Role": role, "X-User-Id": str(uuid.uuid4()),
             "X-User-Username": "mcp-" + role,
@@ -123,11 +152,7 @@ class Upstream:
         if self.proc.poll() is not None:
             raise RuntimeError("%s exited: %s" % (
                 self.kind, self.log_path.read_text(errors="replace")[-2000:]))
-        try:
-            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-            return True
-        except OSError:
-            return False
+        return _listening(self.port)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

