@@ -87,13 +87,17 @@ class AuthService:
     """tests/bench/authservice.py under uvicorn on a free loopback port."""
 
     def __init__(self, public_key, workers, issuer="bench",
-                 audience="bench"):
+                 audience="bench", redis_addr=None):
         self.port = stack.free_port()
         self.workers = workers
         self.dir = stack.make_tmpdir("omni-bench-authservice-")
         self.log_path = self.dir / "uvicorn.log"
         self.env = dict(os.environ, AUTH_PUBLIC_KEY=str(public_key),
                         AUTH_ISSUER=issuer, AUTH_AUDIENCE=audience)
+        if redis_addr is not None:
+            # the gateway rows' limit (gateway.py: zone l1, per user)
+            self.env.update(AUTH_REDIS_URL="redis://" + redis_addr,
+                            AUTH_RATE="1000000", AUTH_BURST="1000")
         self.proc = None
 
     def start(self):
@@ -153,38 +157,63 @@ def check(gw, token):
                            % (status, identity))
 
 
-# the gateway rows (tests/bench/gateway.py) compared with this baseline
+# the gateway rows (tests/bench/gateway.py) compared with this baseline:
+# (row, whether the service limits too)
 COMPARED = [
-    "RS256 + headers, cache off",
-    "RS256 + headers, cache on",
-    "RS256 + RBAC + 1 Redis limit + headers, cache off",
-    "RS256 + RBAC + 1 Redis limit + headers, cache on",
+    ("RS256 + headers, cache off", False),
+    ("RS256 + headers, cache on", False),
+    ("RS256 + RBAC + 1 Redis limit + headers, cache off", True),
+    ("RS256 + RBAC + 1 Redis limit + headers, cache on", True),
 ]
 
 
-def run(measure, summary, row, workers, auth_workers, upstream, keys,
-        tokens, gateway_rows):
-    """Measures the auth_request baseline; returns the table's lines: the
-    baseline, then the gateway's RS256 rows (gateway_rows: row name ->
-    summary, from the same run) as multiples of it."""
-    service = AuthService(keys["rs256"], auth_workers).start()
+def baseline(measure, summary, workers, auth_workers, upstream, keys,
+             tokens, redis_addr=None):
+    """The auth_request chain's summary, its service limiting each user in
+    Redis when redis_addr is given."""
+    service = AuthService(keys["rs256"], auth_workers,
+                          redis_addr=redis_addr).start()
     gw = None
     try:
         gw = stack.NginxConf(CONF, "bench-authreq", workers=workers,
                              upstream=upstream,
                              auth_port=service.port).start("/api/x")
         check(gw, tokens["rs256"])
-        base = summary(measure(
+        return summary(measure(
             ("http://127.0.0.1:%d/api/x" % gw.port,
              {"Authorization": "Bearer " + tokens["rs256"]})))
     finally:
         if gw is not None:
             gw.destroy()
         service.destroy()
-    lines = [row("nginx `auth_request` to FastAPI/uvicorn (%d process%s, "
-                 "PyJWT RS256) + `proxy_pass` (baseline)"
-                 % (auth_workers, "es" if auth_workers > 1 else ""), base)]
-    for name in COMPARED:
-        lines.append(row("Omni gateway %s, vs `auth_request`" % name,
+
+
+def run(measure, summary, row, workers, auth_workers, upstream, keys,
+        tokens, gateway_rows, redis_addr):
+    """Measures the auth_request baselines (the service without and with a
+    per-user Redis limit); returns the table's lines: the baselines, then
+    the gateway's RS256 rows (gateway_rows: row name -> summary, from the
+    same run) as multiples of the one doing the same work."""
+    plain = baseline(measure, summary, workers, auth_workers, upstream,
+                     keys, tokens)
+    limited = baseline(measure, summary, workers, auth_workers, upstream,
+                       keys, tokens, redis_addr)
+    procs = "%d process%s" % (auth_workers, "es" if auth_workers > 1 else "")
+    lines = [
+        row("nginx `auth_request` to FastAPI/uvicorn (%s, PyJWT RS256) + "
+            "`proxy_pass` (baseline)" % procs, plain),
+        row("nginx `auth_request` to FastAPI/uvicorn (%s, PyJWT RS256, a "
+            "per-user GCRA limit: one Lua script call in Redis per request, "
+            "redis-py asyncio) + `proxy_pass` (baseline for the limit rows)"
+            % procs, limited),
+    ]
+    for name, limits in COMPARED:
+        base = limited if limits else plain
+        extra = (" (%.1fx the limit-free service)"
+                 % (gateway_rows[name]["rps"] / plain["rps"])
+                 if limits else "")
+        lines.append(row("Omni gateway %s, vs `auth_request`%s%s"
+                         % (name, " with the limit" if limits else "",
+                            extra),
                          gateway_rows[name], base, ">= 5x", times=True))
     return lines

@@ -560,7 +560,7 @@ def main():
                 redis, base_nginx, keydir)
             auth_lines = authrequest.run(measure, summary, row, WORKERS,
                                          AUTH_WORKERS, upstream, keys,
-                                         tokens, gw_rows)
+                                         tokens, gw_rows, redis.addr)
             text = "\n".join([method(), "", gateway_method(), ""]
                              + gw_lines + ["", TABLE_HEAD, TABLE_RULE]
                              + auth_lines) + "\n"
@@ -596,7 +596,7 @@ def main():
             redis, base_nginx, keydir)
         lines += authrequest.run(measure, summary, row, WORKERS,
                                  AUTH_WORKERS, upstream, keys, tokens,
-                                 gw_rows)
+                                 gw_rows, redis.addr)
 
         text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE] + lines
                          + [""] + worker_cpu
