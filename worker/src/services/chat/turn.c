@@ -110,7 +110,9 @@ struct omni_turn_s {
 
     omni_budgets_t bud;
     omni_turn_ask_t *ask;
-    char mid[37]; /* the user's message */
+    int asked;      /* the question's save was started */
+    int uncallable; /* the attempt could not start */
+    char mid[37];   /* the user's message */
 
     omni_out_req_t *q;
     omni_wire_t w;
@@ -813,6 +815,7 @@ static void omni_turn_ask(omni_turn_t *t)
 {
     const char *values[4];
 
+    t->asked = 1;
     t->ask = calloc(1, sizeof(*t->ask));
     if (t->ask == NULL) {
         return; /* the turn answers 503 once the plan is in */
@@ -832,6 +835,9 @@ static void omni_turn_ask(omni_turn_t *t)
 
 static int omni_turn_ask_state(omni_turn_t *t)
 {
+    if (!t->asked) {
+        return OMNI_TURN_ASK_PENDING;
+    }
     return t->ask != NULL ? t->ask->state : OMNI_TURN_ASK_FAILED;
 }
 
@@ -840,6 +846,9 @@ static int omni_turn_ask_state(omni_turn_t *t)
  * answered. */
 static int omni_turn_wait_ask(omni_turn_t *t)
 {
+    if (!t->asked) {
+        omni_turn_ask(t);
+    }
     if (omni_turn_ask_state(t) != OMNI_TURN_ASK_PENDING) {
         return 0;
     }
@@ -1322,7 +1331,6 @@ void omni_turn_post(omni_req_t *r)
             omni_api_db_failed(r);
             return;
         }
-        omni_turn_ask(t);
         return;
 
     case OMNI_TURN_BEGUN:
@@ -1367,6 +1375,7 @@ void omni_turn_post(omni_req_t *r)
             event_add(t->watch, &(struct timeval){0, 250000});
         }
         if (t->bud.n > 0) {
+            omni_turn_ask(t);
             r->state = OMNI_TURN_RESERVED;
             if (omni_budgets_reserve(&t->bud, t->r) != 0) {
                 t->bud.reply = -1;
@@ -1420,6 +1429,9 @@ void omni_turn_post(omni_req_t *r)
             t->bud.reserved++;
         }
         if (t->gone) {
+            if (!t->asked) {
+                omni_turn_ask(t); /* saved as before, for no one waiting */
+            }
             omni_turn_fail(t, 499, "client_disconnected", "client gone");
             return;
         }
@@ -1429,8 +1441,12 @@ void omni_turn_post(omni_req_t *r)
 call:
         r->state = OMNI_TURN_CALLED;
         if (omni_turn_call(t) != 0) {
-            omni_turn_fail(
-                t, 502, "upstream_error", "the provider cannot be called");
+            /* answered from CALLED, once the question is saved */
+            t->uncallable = 1;
+            event_add(t->wake, &(struct timeval){0, 0});
+        }
+        if (!t->asked) {
+            omni_turn_ask(t);
         }
         return;
 
@@ -1443,6 +1459,11 @@ call:
                 omni_ledger_add(t, "error", NULL); /* what the client had */
             }
             omni_turn_ask_fail(t);
+            return;
+        }
+        if (t->uncallable) {
+            omni_turn_fail(
+                t, 502, "upstream_error", "the provider cannot be called");
             return;
         }
         ok = !t->gone && omni_turn_outcome(t);
