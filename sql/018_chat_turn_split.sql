@@ -1,10 +1,17 @@
 -- 018_chat_turn_split: the chat turn's first round trip split in two, for
 -- time to first token (SPEC 9). turn_plan() reads what the provider call
 -- needs (no row lock, no transaction id, no WAL); turn_ask() saves the
--- user's message under the id the worker chose. The worker sends both at
--- once on two connections and calls the provider when the plan arrives;
--- the reply is saved only once the question is. turn_begin() stays for a
--- worker of the build before.
+-- user's message under the id the worker chose, sent beside the provider
+-- call (not beside the plan: on 2 cores its backend slowed the plan's
+-- more than it saved); the reply is saved only once the question is.
+-- turn_begin() stays for a worker of the build before.
+--
+-- The plan's JSON is built as json, not jsonb: it is text the worker
+-- parses, and jsonb's binary form, built and then printed, cost a fifth
+-- of the plan's time. The history is read by conversation alone: the
+-- conversation is the caller's (checked first) and so are its messages;
+-- with the owner's filter too the planner ANDed in the owner's index, a
+-- scan of every message of theirs at every turn.
 
 -- Returns turn_begin()'s answer without saving anything: {project_id,
 -- system, history, input_estimate, targets, budgets, max_tool_rounds,
@@ -20,12 +27,12 @@ DECLARE
     c omnichat.conversations;
     t jsonb;
     sys text;
-    hist jsonb;
+    hist json;
     own int := p_chars / 4 + 4;
     budget int;
     used int;
-    bud jsonb;
-    tools jsonb;
+    bud json;
+    tools json;
 BEGIN
     SELECT * INTO c FROM omnichat.conversations
     WHERE id = omnichat.uuid_or_null(p_conv) AND user_id = p_user;
@@ -48,7 +55,7 @@ BEGIN
 
     budget := (t->0->>'context_window')::int
         - (t->0->>'max_output_tokens')::int - length(sys) / 4 - 8 - own;
-    SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+    SELECT coalesce(json_agg(json_strip_nulls(json_build_object(
                 'role', h.role, 'content', h.content,
                 'tool_calls', h.tool_calls, 'tool_call_id', h.tool_call_id))
             ORDER BY h.created_at, h.id), '[]'),
@@ -60,27 +67,29 @@ BEGIN
                      + coalesce(length(m.tool_calls::text), 0) / 4)
                      OVER (ORDER BY m.created_at DESC, m.id DESC) AS run
           FROM omnichat.messages AS m
-          WHERE m.conversation_id = c.id AND m.user_id = p_user
-            AND m.id <> p_mid
+          WHERE m.conversation_id = c.id AND m.id <> p_mid
             AND m.role IN ('user', 'assistant', 'tool')
             AND (m.role <> 'assistant' OR m.status = 'ok'
                  OR m.content <> '')) AS h
     WHERE h.run <= budget;
     -- a history cut before a tool result would leave it without its call
-    WHILE jsonb_array_length(hist) > 0 AND hist->0->>'role' = 'tool' LOOP
-        hist := hist - 0;
-    END LOOP;
+    IF hist->0->>'role' = 'tool' THEN
+        SELECT coalesce(json_agg(x.e ORDER BY x.i), '[]') INTO hist
+        FROM json_array_elements(hist) WITH ORDINALITY AS x(e, i)
+        WHERE x.i >= (SELECT min(y.i) FROM json_array_elements(hist)
+                      WITH ORDINALITY AS y(e, i) WHERE y.e->>'role' <> 'tool');
+    END IF;
 
-    SELECT coalesce(jsonb_agg(jsonb_build_object('key', b.scope || ':'
+    SELECT coalesce(json_agg(json_build_object('key', b.scope || ':'
                 || b.target, 'tokens_per_day', b.tokens_per_day,
                 'cost_per_day', b.cost_per_day)), '[]')
     INTO bud FROM omnichat.budgets AS b
     WHERE (b.scope = 'user' AND b.target = p_user)
        OR (b.scope = 'project' AND b.target = c.project_id::text);
 
-    SELECT coalesce(jsonb_agg(x.o ORDER BY x.n), '[]') INTO tools
+    SELECT coalesce(json_agg(x.o ORDER BY x.n), '[]') INTO tools
     FROM (SELECT s.name || '__' || t.name AS n,
-                 jsonb_build_object('name', s.name || '__' || t.name,
+                 json_build_object('name', s.name || '__' || t.name,
                      'description',
                      coalesce(t.definition->>'description', ''),
                      'input_schema', coalesce(t.definition->'inputSchema',
@@ -100,7 +109,7 @@ BEGIN
           ORDER BY 1 LIMIT 128) AS x;
 
     status := 200;
-    body := jsonb_build_object('tools', tools, 'project_id', c.project_id,
+    body := json_build_object('tools', tools, 'project_id', c.project_id,
         'system', sys, 'history', hist,
         'input_estimate', used + own + length(sys) / 4 + 8,
         'targets', t, 'budgets', bud,

@@ -1,8 +1,7 @@
 /* turn.c: the chat turn, POST /api/v1/conversations/{id}/messages
  * {content, stream?, tools?}.
  *
- *   START ─> BEGUN (the plan: history, targets, budgets, tools; the user's
- *              │      message saved at the same time on another connection)
+ *   START ─> BEGUN (the plan, read-only: history, targets, budgets, tools)
  *              │ budgets?
  *              ├──────> RESERVED (Redis, atomic: input + max_tokens)
  *              │           │ over: 429 budget_exceeded
@@ -22,12 +21,18 @@
  * transfer and the tool calls at once; the turn still saves and bills.
  * Reservations are settled (spent replaces reserved) when the turn ends.
  *
- * The question's save (turn_ask) runs beside the plan and the provider
- * call: the turn waits for it only before it reads the provider's outcome
- * (CALLED) or ends early, so the question is saved before its answer and
- * before the client hears of a failure; a failed save cancels the
- * provider's transfer and ends the turn (404 when the conversation went
- * away), nothing billed that the client did not get. */
+ * The user's message (the question) is not in the plan's round trip, the
+ * one the provider call waits for: it is saved (turn_ask, under an id
+ * chosen here) on another connection, sent beside the provider call or
+ * the budgets' reservation; sent beside the plan, its backend slowed the
+ * plan's on 2 cores more than it saved. The turn waits for it only before
+ * it reads the provider's outcome (CALLED) or ends early, so a question is
+ * saved before its answer and before the client hears of a failure. A
+ * save that fails cancels the provider's transfer and ends the turn (404
+ * when the conversation went away meanwhile, else 503), nothing billed
+ * that the client did not get. Two turns of one conversation no longer
+ * wait for each other: each sends its own question last (and the other's
+ * if it was saved first), and all four messages are saved. */
 #include <malloc.h>
 #include <math.h>
 #include <stdio.h>
@@ -810,7 +815,7 @@ static void omni_turn_asked(void *arg, omni_db_status_t st, PGresult *res)
 }
 
 
-/* Saves the user's message under t->mid, beside the plan's query. */
+/* Starts saving the user's message under t->mid. */
 static void omni_turn_ask(omni_turn_t *t)
 {
     const char *values[4];
