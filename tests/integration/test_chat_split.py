@@ -268,3 +268,23 @@ def test_history_leaves_out_the_question_saved_first(worker, providers,
                             (chat.id, conv, mid))
         finally:
             c2.close()
+
+
+def test_budget_refusal_answers_after_the_question_is_saved(
+        worker, providers, double):
+    """A turn refused by its budget (429) saves its question, as before
+    the split, and calls no provider; the question is there as soon as
+    the 429 is."""
+    m = providers.model("text", max_output=100)
+    chat = Chat(worker)
+    conv = chat.conversation(m["model"])
+    r = direct(worker, "POST", "/api/v1/llm/budgets",
+               {"scope": "project", "project_id": chat.project["id"],
+                "tokens_per_day": 50}, role="admin")
+    assert r.status == 201, r.body
+    r = chat.send(conv, "too dear")
+    assert r.status == 429, r.body
+    assert r.json()["error"] == "budget_exceeded"
+    assert [(x["role"], x["content"]) for x in chat.messages(conv)] == [
+        ("user", "too dear")]
+    assert double.requests(m["model"]) == []
