@@ -10,8 +10,8 @@
 -- parses, and jsonb's binary form, built and then printed, cost a fifth
 -- of the plan's time. The history is read by conversation alone: the
 -- conversation is the caller's (checked first) and so are its messages;
--- with the owner's filter too the planner ANDed in the owner's index, a
--- scan of every message of theirs at every turn.
+-- with the owner's filter too the planner may AND in the owner's index (it
+-- did for a user of 200 messages: a second index scan at every turn).
 
 -- Returns turn_begin()'s answer without saving anything: {project_id,
 -- system, history, input_estimate, targets, budgets, max_tool_rounds,
