@@ -17,9 +17,11 @@ batch (BENCH_CHAT_BATCHES=0: none). BENCH_CHAT_BASE=<an omni-worker
 binary>: a second nginx + omni-worker pair runs it (a build before a
 change), its sequential streams alternating with the others'. With
 BENCH_CHAT_TIMINGS=1 the worker under test logs at debug level and the
-medians of where a turn's time to first delta went are shown (turn_begin
-answered, request handed to the provider client, first delta out; µs from
-the request's arrival). Run alone: /usr/bin/python3 tests/bench/chat.py"""
+medians of where a turn's time to first delta went are shown (the plan,
+turn_plan, answered; request handed to the provider client; first delta
+out; µs from the request's arrival). The base build runs on the schema
+this build migrated: a migration adds functions and keeps the ones an
+older worker calls (018 keeps turn_begin_nowait). Run alone: /usr/bin/python3 tests/bench/chat.py"""
 
 import json
 import os
@@ -242,15 +244,16 @@ def run(pg, redis):
         if marks:
             extra.append(
                 "chat turns, inside the worker (medians of %d, us from the "
-                "request's arrival): turn_begin answered %.0f, handed to "
+                "request's arrival): the plan answered %.0f, handed to "
                 "the provider client %.0f, first delta out %.0f"
                 % ((marks[0],) + tuple(marks[1])))
         head = [
             "| chat: stream from the double directly (20 deltas, 20 ms "
             "apart), time to first delta p50 / gap p99 | %d streams | | "
             "%.2f | %.2f | | |" % (STREAMS, d_ttft, d_gap),
-            "| chat: the same through nginx + omni-worker (a turn: user "
-            "message saved, history, provider call, reply saved), "
+            "| chat: the same through nginx + omni-worker (a turn: the plan "
+            "read, provider call beside the user message's save, reply "
+            "saved), "
             "alternated, %d rounds, load %.1f | %d streams | | %.2f | %.2f "
             "| TTFT +%.2f ms (median of rounds), gap p99 +%.2f ms | <= 1 "
             "ms each |" % (len(bounds), load, STREAMS, o_ttft, o_gap, added,

@@ -1,7 +1,7 @@
 /* turn.c: the chat turn, POST /api/v1/conversations/{id}/messages
  * {content, stream?, tools?}.
  *
- *   START ─> BEGUN (user message saved; history, targets, budgets, tools)
+ *   START ─> BEGUN (the plan, read-only: history, targets, budgets, tools)
  *              │ budgets?
  *              ├──────> RESERVED (Redis, atomic: input + max_tokens)
  *              │           │ over: 429 budget_exceeded
@@ -19,7 +19,20 @@
  * and a failure ends the stream with an error event, the partial reply
  * saved and billed. A client that goes away cancels the provider's
  * transfer and the tool calls at once; the turn still saves and bills.
- * Reservations are settled (spent replaces reserved) when the turn ends. */
+ * Reservations are settled (spent replaces reserved) when the turn ends.
+ *
+ * The user's message (the question) is not in the plan's round trip, the
+ * one the provider call waits for: it is saved (turn_ask, under an id
+ * chosen here) on another connection, sent beside the provider call or
+ * the budgets' reservation; sent beside the plan, its backend slowed the
+ * plan's on 2 cores more than it saved. The turn waits for it only before
+ * it reads the provider's outcome (CALLED) or ends early, so a question is
+ * saved before its answer and before the client hears of a failure. A
+ * save that fails cancels the provider's transfer and ends the turn (404
+ * when the conversation went away meanwhile, else 503), nothing billed
+ * that the client did not get. Two turns of one conversation no longer
+ * wait for each other: each sends its own question last (and the other's
+ * if it was saved first), and all four messages are saved. */
 #include <malloc.h>
 #include <math.h>
 #include <stdio.h>
@@ -58,6 +71,22 @@ enum {
 
 typedef struct omni_turn_s omni_turn_t;
 
+enum {
+    OMNI_TURN_ASK_PENDING = 0,
+    OMNI_TURN_ASK_OK,
+    OMNI_TURN_ASK_NOT_FOUND,
+    OMNI_TURN_ASK_NO_MODEL,
+    OMNI_TURN_ASK_FAILED
+};
+
+/* The question's save; on the heap, as its answer may come after the turn
+ * ended (then t is NULL and the callback frees it). */
+typedef struct {
+    omni_turn_t *t;
+    int state;
+    int waiting; /* the turn goes on when it answers */
+} omni_turn_ask_t;
+
 typedef struct {
     omni_turn_t *t;
     omni_mcp_tool_call_t *call;
@@ -85,6 +114,10 @@ struct omni_turn_s {
     int64_t input_estimate;
 
     omni_budgets_t bud;
+    omni_turn_ask_t *ask;
+    int asked;      /* the question's save was started */
+    int uncallable; /* the attempt could not start */
+    char mid[37];   /* the user's message */
 
     omni_out_req_t *q;
     omni_wire_t w;
@@ -105,7 +138,7 @@ struct omni_turn_s {
                             written (a slow first token, a whole reply) */
 };
 
-static int omni_turn_begin_stmt, omni_turn_save_stmt;
+static int omni_turn_plan_stmt, omni_turn_ask_stmt, omni_turn_save_stmt;
 
 /* Turns under way and their high-water mark since the heap was last
  * trimmed. A burst of streams (each with its outbound transfer and
@@ -123,12 +156,15 @@ static struct {
 
 int omni_turn_init(void)
 {
-    omni_turn_begin_stmt = omni_db_statement("chat_turn_begin",
-        "SELECT t.status, t.body"
-        " FROM omnichat.turn_begin_nowait($1, $2, $3, $4, $5::jsonb) AS t");
+    omni_turn_plan_stmt = omni_db_statement("chat_turn_plan",
+        "SELECT t.status, t.body FROM omnichat.turn_plan($1, $2, $3::uuid,"
+        " $4::int, $5, $6::jsonb) AS t");
+    omni_turn_ask_stmt = omni_db_statement("chat_turn_ask",
+        "SELECT omnichat.turn_ask($1, $2::uuid, $3::uuid, $4)");
     omni_turn_save_stmt = omni_db_statement(
         "chat_turn_save", "SELECT omnichat.turn_save($1, $2::uuid, $3::jsonb)");
-    return omni_turn_begin_stmt < 0 || omni_turn_save_stmt < 0
+    return omni_turn_plan_stmt < 0 || omni_turn_ask_stmt < 0
+                   || omni_turn_save_stmt < 0
                ? -1
                : omni_billing_init();
 }
@@ -287,7 +323,8 @@ static const char *omni_turn_str(const omni_json_t *o, const char *k)
 }
 
 
-/* Reads turn_begin's answer into t: 0, or -1 when out of memory. */
+/* Reads turn_plan's answer into t, the user's message appended to the
+ * history: 0, or -1 when out of memory. */
 static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
 {
     omni_arena_t *a = &t->r->arena;
@@ -352,7 +389,7 @@ static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
 
     arr = omni_json_get(j, "history");
     t->nmsgs = arr != NULL ? (int)arr->u.arr.len : 0;
-    t->msgcap = t->nmsgs + 1 + t->max_rounds * (1 + OMNI_WIRE_MAX_TOOLS);
+    t->msgcap = t->nmsgs + 2 + t->max_rounds * (1 + OMNI_WIRE_MAX_TOOLS);
     t->msgs = omni_arena_alloc(a, sizeof(*t->msgs) * t->msgcap);
     if (t->msgs == NULL) {
         return -1;
@@ -374,6 +411,9 @@ static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
             evbuffer_free(b);
         }
     }
+    memset(&t->msgs[t->nmsgs], 0, sizeof(t->msgs[0]));
+    t->msgs[t->nmsgs].role = "user";
+    t->msgs[t->nmsgs++].content = t->content;
 
     omni_billing_budgets(&t->bud, omni_json_get(j, "budgets"), t->targets,
         t->ntargets, t->input_estimate, 0);
@@ -737,6 +777,91 @@ static void omni_turn_db_done(void *arg, omni_db_status_t st, PGresult *res)
 }
 
 
+static void omni_turn_asked(void *arg, omni_db_status_t st, PGresult *res)
+{
+    omni_turn_ask_t *a = arg;
+    omni_turn_t *t = a->t;
+    const char *v;
+
+    if (t == NULL) {
+        free(a);
+        return;
+    }
+    if (st != OMNI_DB_OK || PQntuples(res) != 1) {
+        v = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        a->state = OMNI_TURN_ASK_FAILED;
+        omni_log(OMNI_LOG_ERROR, "chat turn: the user's message not saved",
+            "\"status\":%d,\"sqlstate\":\"%s\",\"request_id\":\"%s\"", (int)st,
+            v != NULL ? v : "", t->r->request_id);
+    } else {
+        v = PQgetvalue(res, 0, 0);
+        a->state = strcmp(v, "ok") == 0         ? OMNI_TURN_ASK_OK
+                   : strcmp(v, "no_model") == 0 ? OMNI_TURN_ASK_NO_MODEL
+                                                : OMNI_TURN_ASK_NOT_FOUND;
+    }
+    if (a->waiting) {
+        a->waiting = 0;
+        omni_http_resume(t->r);
+        return;
+    }
+    if (a->state != OMNI_TURN_ASK_OK && t->q != NULL) {
+        /* no question, no answer: the provider's transfer stops now */
+        omni_out_cancel(t->q);
+        t->q = NULL;
+        t->out_error = OMNI_OUT_CANCELLED;
+        t->latency_ms = omni_billing_now_ms() - t->attempt_ms;
+        event_add(t->wake, &(struct timeval){0, 0});
+    }
+}
+
+
+/* Starts saving the user's message under t->mid. */
+static void omni_turn_ask(omni_turn_t *t)
+{
+    const char *values[4];
+
+    t->asked = 1;
+    t->ask = calloc(1, sizeof(*t->ask));
+    if (t->ask == NULL) {
+        return; /* the turn answers 503 once the plan is in */
+    }
+    t->ask->t = t;
+    values[0] = t->user;
+    values[1] = t->conv;
+    values[2] = t->mid;
+    values[3] = t->content;
+    if (omni_db_query(omni_clients.db, omni_turn_ask_stmt, 4, values,
+            omni_turn_asked, t->ask)
+        != OMNI_DB_OK) {
+        t->ask->state = OMNI_TURN_ASK_FAILED;
+    }
+}
+
+
+static int omni_turn_ask_state(omni_turn_t *t)
+{
+    if (!t->asked) {
+        return OMNI_TURN_ASK_PENDING;
+    }
+    return t->ask != NULL ? t->ask->state : OMNI_TURN_ASK_FAILED;
+}
+
+
+/* 1 while the question's save is under way: the turn resumes once it has
+ * answered. */
+static int omni_turn_wait_ask(omni_turn_t *t)
+{
+    if (!t->asked) {
+        omni_turn_ask(t);
+    }
+    if (omni_turn_ask_state(t) != OMNI_TURN_ASK_PENDING) {
+        return 0;
+    }
+    t->ask->waiting = 1;
+    return 1;
+}
+
+
 /* Queues a statement of the turn: 0; or -1 with r->db_status set and
  * nothing answered (the turn's own resources must go first: they live in
  * the request's arena, which an answer frees). */
@@ -977,6 +1102,14 @@ static void omni_turn_free(omni_turn_t *t)
         t->q = NULL;
     }
     omni_turn_free_tools(t);
+    if (t->ask != NULL) {
+        if (t->ask->state == OMNI_TURN_ASK_PENDING) {
+            t->ask->t = NULL;
+        } else {
+            free(t->ask);
+        }
+        t->ask = NULL;
+    }
     if (t->saved != NULL) {
         evbuffer_free(t->saved);
         t->saved = NULL;
@@ -1023,6 +1156,27 @@ static void omni_turn_fail(
         evbuffer_free(b);
     }
     omni_respond_end(r);
+}
+
+
+/* Ends a turn whose question could not be saved. */
+static void omni_turn_ask_fail(omni_turn_t *t)
+{
+    char msg[128];
+
+    switch (omni_turn_ask_state(t)) {
+    case OMNI_TURN_ASK_NOT_FOUND:
+        snprintf(msg, sizeof(msg), "no conversation \"%.64s\"", t->conv);
+        omni_turn_fail(t, 404, "not_found", msg);
+        return;
+    case OMNI_TURN_ASK_NO_MODEL:
+        omni_turn_fail(t, 422, "invalid_value",
+            "model: no configured provider serves the conversation's model");
+        return;
+    default:
+        omni_turn_fail(
+            t, 503, "database_unavailable", "the message could not be saved");
+    }
 }
 
 
@@ -1115,7 +1269,8 @@ void omni_turn_post(omni_req_t *r)
 {
     omni_turn_t *t = r->data;
     const omni_identity_t *id;
-    const char *values[5];
+    const char *values[6];
+    char chars[16];
     const char *status, *calls;
     char mid[37];
     char msg[400];
@@ -1167,15 +1322,19 @@ void omni_turn_post(omni_req_t *r)
             omni_turn_mem.high = omni_turn_mem.live;
         }
         r->data = t;
+        omni_turn_uuid(t->mid);
+        snprintf(chars, sizeof(chars), "%zu", omni_turn_chars(t->content));
         values[0] = t->user;
         values[1] = t->conv;
-        values[2] = t->content;
-        values[3] = t->role;
-        values[4] = t->only;
+        values[2] = t->mid;
+        values[3] = chars;
+        values[4] = t->role;
+        values[5] = t->only;
         r->state = OMNI_TURN_BEGUN;
-        if (omni_turn_query(r, omni_turn_begin_stmt, 5, values) != 0) {
+        if (omni_turn_query(r, omni_turn_plan_stmt, 6, values) != 0) {
             omni_turn_free(t);
             omni_api_db_failed(r);
+            return;
         }
         return;
 
@@ -1207,8 +1366,11 @@ void omni_turn_post(omni_req_t *r)
             omni_respond_error(r, 503, "overloaded", "out of memory");
             return;
         }
+        if (omni_turn_ask_state(t) > OMNI_TURN_ASK_OK) {
+            omni_turn_ask_fail(t);
+            return;
+        }
         t->begun_us = omni_req_since_us(r);
-        /* the user's message is in the history: it went out with turn_begin */
         if (omni_req_on_close(r, omni_turn_client_gone, t) != 0) {
             t->gone = 1;
         }
@@ -1218,10 +1380,11 @@ void omni_turn_post(omni_req_t *r)
             event_add(t->watch, &(struct timeval){0, 250000});
         }
         if (t->bud.n > 0) {
+            omni_turn_ask(t);
             r->state = OMNI_TURN_RESERVED;
             if (omni_budgets_reserve(&t->bud, t->r) != 0) {
-                omni_turn_fail(t, 503, "budget_unavailable",
-                    "budgets cannot be checked now (Redis unavailable)");
+                t->bud.reply = -1;
+                event_add(t->wake, &(struct timeval){0, 0});
             }
             return;
         }
@@ -1246,7 +1409,14 @@ void omni_turn_post(omni_req_t *r)
             }
             return;
         }
+        if (omni_turn_ask_state(t) > OMNI_TURN_ASK_OK) {
+            omni_turn_ask_fail(t);
+            return;
+        }
         if (r->state == OMNI_TURN_RESERVED) {
+            if (t->bud.reply != 0 && omni_turn_wait_ask(t)) {
+                return; /* the question is saved before the refusal */
+            }
             if (t->bud.reply < 0) {
                 omni_turn_fail(t, 503, "budget_unavailable",
                     "budgets cannot be checked now (Redis unavailable)");
@@ -1264,6 +1434,9 @@ void omni_turn_post(omni_req_t *r)
             t->bud.reserved++;
         }
         if (t->gone) {
+            if (!t->asked) {
+                omni_turn_ask(t); /* saved as before, for no one waiting */
+            }
             omni_turn_fail(t, 499, "client_disconnected", "client gone");
             return;
         }
@@ -1273,12 +1446,31 @@ void omni_turn_post(omni_req_t *r)
 call:
         r->state = OMNI_TURN_CALLED;
         if (omni_turn_call(t) != 0) {
-            omni_turn_fail(
-                t, 502, "upstream_error", "the provider cannot be called");
+            /* answered from CALLED, once the question is saved */
+            t->uncallable = 1;
+            event_add(t->wake, &(struct timeval){0, 0});
+        }
+        if (!t->asked) {
+            omni_turn_ask(t);
         }
         return;
 
     case OMNI_TURN_CALLED:
+        if (omni_turn_wait_ask(t)) {
+            return;
+        }
+        if (omni_turn_ask_state(t) != OMNI_TURN_ASK_OK) {
+            if (t->started) {
+                omni_ledger_add(t, "error", NULL); /* what the client had */
+            }
+            omni_turn_ask_fail(t);
+            return;
+        }
+        if (t->uncallable) {
+            omni_turn_fail(
+                t, 502, "upstream_error", "the provider cannot be called");
+            return;
+        }
         ok = !t->gone && omni_turn_outcome(t);
         if (t->gone) {
             status = "client_disconnected";
