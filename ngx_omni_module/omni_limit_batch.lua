@@ -106,8 +106,8 @@ local exists, hashes, tats, pxs, written = {}, {}, {}, {}, {}
 -- before that, each false when none
 local PN, PT, PB, PC, PU, BAD, USER1 = {}, {}, {}, {}, {}, {}, {}
 
--- one request's limit keys and decisions, by limit index, reused
-local K, OK, TTL, TAT = {}, {}, {}, {}
+-- one group's limit keys and states, by limit index, reused
+local K, TAT = {}, {}
 
 local now, now_s
 
@@ -227,39 +227,40 @@ local function check(k, p, cnt)
   end
 
   -- its requests one after the other, each limit as in omni_gcra.c,
-  -- all or nothing: the state they leave. A denial changes nothing a
-  -- next one would see, so the rest are denied too.
-  for _ = 1, n > 0 and cnt or 0 do
-    local all = true
-    for i = 1, n do
-      local t, b, c, tat = T[i], B[i], C[i], tats[K[i]]
-      local cap = (b + 1) * t
-      local ok, ttl = false, 0
-      local base = tat > now and tat or now
-      if base - now > cap then
-        base = now + cap
-        tat, ttl = base, cap
-      end
-      if c <= b + 1 then
-        local ahead = base + c * t - now
-        if ahead <= cap then
-          ok, ttl, tat = true, ahead, now + ahead
-        end
-      end
-      all = all and ok
-      OK[i], TTL[i], TAT[i] = ok, ttl, tat
+  -- all or nothing, leave the state below. Each allowed one moves
+  -- every TAT on by its cost; the first denied changes nothing the
+  -- next would see, so the rest are denied too. A limit lets the m
+  -- first through whose m costs fit in what its capacity has left
+  -- (none when it is over, and its state ahead of capacity is lowered
+  -- to a full debt, as a denial of omni_gcra.c does).
+  local m = cnt
+  for i = 1, n do
+    local t, b, c, tat = T[i], B[i], C[i], tats[K[i]]
+    local cap = (b + 1) * t
+    local base = tat > now and tat or now
+    local fit = 0
+    if base - now <= cap then
+      fit = div(cap - (base - now), c * t)
     end
-    for i = 1, n do
-      if TTL[i] > 0 and (all or not OK[i]) then
-        local key = K[i]
-        if not pxs[key] then
-          written[#written + 1] = key
-        end
-        tats[key], pxs[key] = TAT[i], ms(TTL[i])
-      end
+    TAT[i] = base
+    if fit < m then
+      m = fit
     end
-    if not all then
-      break
+  end
+  for i = 1, n do
+    local key, cap = K[i], (B[i] + 1) * T[i]
+    local tat, ttl = TAT[i], 0
+    if m > 0 then
+      tat = tat + m * C[i] * T[i]
+      ttl = tat - now
+    elseif tat - now > cap then
+      tat, ttl = now + cap, cap
+    end
+    if ttl > 0 then
+      if not pxs[key] then
+        written[#written + 1] = key
+      end
+      tats[key], pxs[key] = tat, ms(ttl)
     end
   end
 

@@ -348,8 +348,8 @@
     "-- before that, each false when none\n"                                  \
     "local PN, PT, PB, PC, PU, BAD, USER1 = {}, {}, {}, {}, {}, {}, {}\n"     \
     "\n"                                                                      \
-    "-- one request's limit keys and decisions, by limit index, reused\n"     \
-    "local K, OK, TTL, TAT = {}, {}, {}, {}\n"                                \
+    "-- one group's limit keys and states, by limit index, reused\n"          \
+    "local K, TAT = {}, {}\n"                                                 \
     "\n"                                                                      \
     "local now, now_s\n"                                                      \
     "\n"                                                                      \
@@ -469,39 +469,40 @@
     "  end\n"                                                                 \
     "\n"                                                                      \
     "  -- its requests one after the other, each limit as in omni_gcra.c,\n"  \
-    "  -- all or nothing: the state they leave. A denial changes nothing a\n" \
-    "  -- next one would see, so the rest are denied too.\n"                  \
-    "  for _ = 1, n > 0 and cnt or 0 do\n"                                    \
-    "    local all = true\n"                                                  \
-    "    for i = 1, n do\n"                                                   \
-    "      local t, b, c, tat = T[i], B[i], C[i], tats[K[i]]\n"               \
-    "      local cap = (b + 1) * t\n"                                         \
-    "      local ok, ttl = false, 0\n"                                        \
-    "      local base = tat > now and tat or now\n"                           \
-    "      if base - now > cap then\n"                                        \
-    "        base = now + cap\n"                                              \
-    "        tat, ttl = base, cap\n"                                          \
-    "      end\n"                                                             \
-    "      if c <= b + 1 then\n"                                              \
-    "        local ahead = base + c * t - now\n"                              \
-    "        if ahead <= cap then\n"                                          \
-    "          ok, ttl, tat = true, ahead, now + ahead\n"                     \
-    "        end\n"                                                           \
-    "      end\n"                                                             \
-    "      all = all and ok\n"                                                \
-    "      OK[i], TTL[i], TAT[i] = ok, ttl, tat\n"                            \
+    "  -- all or nothing, leave the state below. Each allowed one moves\n"    \
+    "  -- every TAT on by its cost; the first denied changes nothing the\n"   \
+    "  -- next would see, so the rest are denied too. A limit lets the m\n"   \
+    "  -- first through whose m costs fit in what its capacity has left\n"    \
+    "  -- (none when it is over, and its state ahead of capacity is lowered\n"\
+    "  -- to a full debt, as a denial of omni_gcra.c does).\n"                \
+    "  local m = cnt\n"                                                       \
+    "  for i = 1, n do\n"                                                     \
+    "    local t, b, c, tat = T[i], B[i], C[i], tats[K[i]]\n"                 \
+    "    local cap = (b + 1) * t\n"                                           \
+    "    local base = tat > now and tat or now\n"                             \
+    "    local fit = 0\n"                                                     \
+    "    if base - now <= cap then\n"                                         \
+    "      fit = div(cap - (base - now), c * t)\n"                            \
     "    end\n"                                                               \
-    "    for i = 1, n do\n"                                                   \
-    "      if TTL[i] > 0 and (all or not OK[i]) then\n"                       \
-    "        local key = K[i]\n"                                              \
-    "        if not pxs[key] then\n"                                          \
-    "          written[#written + 1] = key\n"                                 \
-    "        end\n"                                                           \
-    "        tats[key], pxs[key] = TAT[i], ms(TTL[i])\n"                      \
-    "      end\n"                                                             \
+    "    TAT[i] = base\n"                                                     \
+    "    if fit < m then\n"                                                   \
+    "      m = fit\n"                                                         \
     "    end\n"                                                               \
-    "    if not all then\n"                                                   \
-    "      break\n"                                                           \
+    "  end\n"                                                                 \
+    "  for i = 1, n do\n"                                                     \
+    "    local key, cap = K[i], (B[i] + 1) * T[i]\n"                          \
+    "    local tat, ttl = TAT[i], 0\n"                                        \
+    "    if m > 0 then\n"                                                     \
+    "      tat = tat + m * C[i] * T[i]\n"                                     \
+    "      ttl = tat - now\n"                                                 \
+    "    elseif tat - now > cap then\n"                                       \
+    "      tat, ttl = now + cap, cap\n"                                       \
+    "    end\n"                                                               \
+    "    if ttl > 0 then\n"                                                   \
+    "      if not pxs[key] then\n"                                            \
+    "        written[#written + 1] = key\n"                                   \
+    "      end\n"                                                             \
+    "      tats[key], pxs[key] = tat, ms(ttl)\n"                              \
     "    end\n"                                                               \
     "  end\n"                                                                 \
     "\n"                                                                      \

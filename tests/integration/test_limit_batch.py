@@ -470,3 +470,31 @@ def test_revocation_key_among_a_groups_limit_keys_is_an_error(dbs, cli):
     assert r.dbsize() == 0
     # alone it is decided as omni_limit.lua decides it
     assert batch(r, sha, [req], 1_700_000_000 * SEC, cli)[0][0] == 1
+
+
+@pytest.mark.parametrize("ahead,cost", [(100 * SEC, 1), (0, 7), (6 * SEC, 1)])
+def test_a_group_over_capacity_matches_single_calls(private_redis, cli,
+                                                    ahead, cost):
+    """A group whose first request is denied: a state far ahead of
+    capacity (a clock stepped back, a limit tightened) is lowered to a
+    full debt, a cost above the burst is never allowed, a full bucket
+    waits; the other limit is not consumed. As many single calls."""
+    r = private_redis.client(db=BATCH_DB)
+    one = private_redis.client(db=SINGLE_DB)
+    r.flushdb()
+    one.flushdb()
+    sha = r.script_load(BATCH)
+    sha_one = one.script_load(ONE)
+    now = 1_700_000_000 * SEC
+    req = {"revoked": "", "apikey": "",
+           "limits": [("omni:rl:o:u", SEC, 0, 1, "0"),
+                      ("omni:rl:p:u", SEC, 5, cost, "0")]}
+    for r_ in (r, one):
+        r_.set("omni:rl:p:u", str(now + ahead))
+    got = batch(r, sha, [req] * 3, now, cli)
+    want = [single(one, sha_one, req, now) for _ in range(3)]
+    assert got == want
+    assert [g[0] for g in got] == [0, 0, 0]
+    for k in ("omni:rl:o:u", "omni:rl:p:u"):
+        assert r.get(k) == one.get(k)
+        assert abs(r.pttl(k) - one.pttl(k)) < SLACK_MS
