@@ -18,6 +18,10 @@ connection count (32, then 8):
   case's minus the baseline's (its `proxy_pass` is the same work). For the
   limit rows Redis's own CPU per request is shown too: it falls as load
   rises when concurrent requests share script calls;
+- for the limit rows, what caps them, from their own figures: Redis's
+  CPU per script call, inside the script (INFO commandstats) and outside
+  it, the upstream's CPU per request, and the ratio by CPU (all servers
+  share one CPU) as measured, were the script free, and were Redis free;
 - latency below saturation: build/paced (tests/bench/paced.c) sends at a
   fixed total rate, 70% of the baseline's saturation rate at 32
   connections, over 32 connections, each latency counted from the
