@@ -11,8 +11,12 @@
  * event loop share one call (omni_limit_batch.lua): they are queued, and a
  * posted event, which runs after the pass's I/O events, sends them
  * together. An idle gateway thus sends each request's call in the pass
- * that made it, and a busy one sends fewer, larger calls, so Redis's work
- * per request falls as the load rises.
+ * that made it, and a busy one sends fewer, larger calls. Identical
+ * requests of a call (the same keys and limits) go as one group with a
+ * count: Redis answers the group with the state it found, once, and the
+ * module decides its requests one after the other from it, as the script
+ * did for the state it left. So Redis's work per request falls as the
+ * load rises.
  */
 
 
@@ -61,7 +65,18 @@ typedef struct {
     ngx_queue_t                 queue;          /* while queued */
     ngx_uint_t                  queued;
     ngx_uint_t                  apikey;         /* its reply has ids */
+    ngx_uint_t                  nlimits;
+    ngx_http_omni_limit_t      *limits;
 } ngx_http_omni_pending_t;
+
+
+/* A group's answer: the clock and the limits' states as Redis found
+ * them, each request of the group decided in turn */
+typedef struct {
+    int64_t                     now;
+    ngx_uint_t                  n;
+    omni_gcra_item_t            items[NGX_HTTP_OMNI_MAX_LIMITS];
+} ngx_http_omni_group_t;
 
 
 /* One script call for several requests, malloc'd with the command in
@@ -69,12 +84,14 @@ typedef struct {
  * of its requests may be gone. */
 typedef struct {
     ngx_uint_t                  n;
+    ngx_uint_t                  ngroups;
     ngx_uint_t                  eval;
     ngx_uint_t                  argc;
     u_char                     *cmd;            /* EVALSHA sha args */
     size_t                      len;
     u_char                     *args;           /* past the sha */
     ngx_http_omni_pending_t    *pending[NGX_HTTP_OMNI_BATCH_MAX];
+    u_char                      count[NGX_HTTP_OMNI_BATCH_MAX];
 } ngx_http_omni_batch_t;
 
 
@@ -91,12 +108,16 @@ static void ngx_http_omni_limit_batch_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static ngx_int_t ngx_http_omni_limit_send(ngx_http_request_t *r,
     ngx_http_omni_ctx_t *ctx, ngx_http_omni_pending_t *pending);
+static ngx_int_t ngx_http_omni_limit_group(ngx_http_omni_group_t *group,
+    ngx_http_omni_pending_t *first, redisReply **e);
 static void ngx_http_omni_limit_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
+static void ngx_http_omni_limit_answer(ngx_http_omni_pending_t *pending,
+    redisReply *rep, omni_gcra_result_t *res);
 static void ngx_http_omni_limit_failure(ngx_http_request_t *r,
     ngx_http_omni_pending_t *pending, redisReply *rep);
 static ngx_int_t ngx_http_omni_limit_decision(ngx_http_request_t *r,
-    ngx_http_omni_ctx_t *ctx, redisReply *rep);
+    ngx_http_omni_ctx_t *ctx, redisReply *rep, omni_gcra_result_t *res);
 static void ngx_http_omni_limit_timeout(ngx_event_t *ev);
 static void ngx_http_omni_limit_resume(ngx_http_request_t *r);
 
@@ -373,6 +394,8 @@ ngx_http_omni_limit_start(ngx_http_request_t *r,
 
     pending->queued = 0;
     pending->apikey = (ctx->apikey.len > 0);
+    pending->nlimits = nlimits;
+    pending->limits = limits;
 
     if (nlimits == 0 && ctx->apikey.len == 0) {
         /* only a jti to check: EXISTS is the whole script's answer, for a
@@ -510,32 +533,36 @@ ngx_http_omni_limit_flush(ngx_event_t *ev)
 
 /*
  * The call for the first NGX_HTTP_OMNI_BATCH_MAX queued requests, which
- * leave the queue; NULL when there is no memory for it (they stay).
+ * leave the queue, identical ones as one group; NULL when there is no
+ * memory for it (they stay).
  */
 
 static ngx_http_omni_batch_t *
 ngx_http_omni_limit_batch(void)
 {
-    u_char                   *p, profile[NGX_HTTP_OMNI_BATCH_MAX];
+    u_char                   *p, groups[2 * NGX_HTTP_OMNI_BATCH_MAX];
     size_t                    size;
-    ngx_uint_t                n, i, j, argc, nkeys, nprofiles;
+    ngx_uint_t                n, i, j, g, argc, nkeys, nprofiles, ngroups;
     ngx_queue_t              *q;
     ngx_http_omni_ctx_t      *ctx, *pctx;
     ngx_http_omni_batch_t    *batch;
     ngx_http_omni_pending_t  *pending, *taken[NGX_HTTP_OMNI_BATCH_MAX];
     ngx_http_omni_ctx_t      *profiles[NGX_HTTP_OMNI_BATCH_MAX];
+    ngx_http_omni_ctx_t      *firsts[NGX_HTTP_OMNI_BATCH_MAX];
+    u_char                    group[NGX_HTTP_OMNI_BATCH_MAX];
 
     /* an argument is "$<len>\r\n<bytes>\r\n" */
 #define NGX_HTTP_OMNI_ARG_SIZE  (1 + NGX_INT_T_LEN + 4)
 
-    /* EVALSHA sha numkeys KEYS... now P profiles... requests */
+    /* EVALSHA sha numkeys KEYS... now P profiles... groups */
     argc = 6;
     nkeys = 0;
     nprofiles = 0;
+    ngroups = 0;
     size = 1 + NGX_INT_T_LEN + 2
            + sizeof("EVALSHA") + SHA_DIGEST_LENGTH * 2
            + 6 * NGX_HTTP_OMNI_ARG_SIZE + 2 * NGX_INT_T_LEN
-           + NGX_HTTP_OMNI_BATCH_MAX;
+           + 2 * NGX_HTTP_OMNI_BATCH_MAX;
     n = 0;
 
     for (q = ngx_queue_head(&ngx_http_omni_limit_queue);
@@ -545,14 +572,6 @@ ngx_http_omni_limit_batch(void)
     {
         pending = ngx_queue_data(q, ngx_http_omni_pending_t, queue);
         ctx = ngx_http_get_module_ctx(pending->r, ngx_http_omni_module);
-
-        /* its KEYS, from argv[3] */
-        argc += 2 + ctx->nlimits;
-        nkeys += 2 + ctx->nlimits;
-
-        for (i = 3; i < 3 + 2 + ctx->nlimits; i++) {
-            size += NGX_HTTP_OMNI_ARG_SIZE + ctx->argvlen[i];
-        }
 
         /* its limits' ARGV: the location's, the same pointers for every
          * request of it but the user-keyed flags, so one comparison of
@@ -580,7 +599,44 @@ ngx_http_omni_limit_batch(void)
             }
         }
 
-        profile[n] = (u_char) (j + 1);
+        /* a group: the same profile and the same KEYS, from argv[3] */
+        for (g = 0; g < ngroups; g++) {
+            pctx = firsts[g];
+
+            if (groups[2 * g] != j + 1) {
+                continue;
+            }
+
+            for (i = 3; i < 3 + 2 + ctx->nlimits; i++) {
+                if (pctx->argvlen[i] != ctx->argvlen[i]
+                    || ngx_memcmp(pctx->argv[i], ctx->argv[i],
+                                  ctx->argvlen[i])
+                       != 0)
+                {
+                    break;
+                }
+            }
+
+            if (i == 3 + 2 + ctx->nlimits) {
+                break;
+            }
+        }
+
+        if (g == ngroups) {
+            firsts[ngroups++] = ctx;
+            groups[2 * g] = (u_char) (j + 1);
+            groups[2 * g + 1] = 0;
+
+            argc += 2 + ctx->nlimits;
+            nkeys += 2 + ctx->nlimits;
+
+            for (i = 3; i < 3 + 2 + ctx->nlimits; i++) {
+                size += NGX_HTTP_OMNI_ARG_SIZE + ctx->argvlen[i];
+            }
+        }
+
+        groups[2 * g + 1]++;
+        group[n] = (u_char) g;
         taken[n++] = pending;
     }
 
@@ -590,9 +646,26 @@ ngx_http_omni_limit_batch(void)
     }
 
     batch->n = n;
+    batch->ngroups = ngroups;
     batch->eval = 0;
     batch->argc = argc;
     batch->cmd = (u_char *) (batch + 1);
+
+    /* the requests, group after group, each in queue order */
+    i = 0;
+
+    for (g = 0; g < ngroups; g++) {
+        batch->count[g] = groups[2 * g + 1];
+
+        for (j = 0; j < n; j++) {
+            if (group[j] == g) {
+                pending = taken[j];
+                ngx_queue_remove(&pending->queue);
+                pending->queued = 0;
+                batch->pending[i++] = pending;
+            }
+        }
+    }
 
     p = ngx_sprintf(batch->cmd, "*%ui\r\n", argc);
     p = ngx_http_omni_limit_arg(p, (u_char *) "EVALSHA", 7);
@@ -602,22 +675,18 @@ ngx_http_omni_limit_batch(void)
 
     p = ngx_http_omni_limit_int_arg(p, nkeys);
 
-    /* KEYS, in request order */
-    for (j = 0; j < n; j++) {
-        pending = taken[j];
-        ctx = ngx_http_get_module_ctx(pending->r, ngx_http_omni_module);
+    /* KEYS, a group's once, in group order */
+    for (g = 0; g < ngroups; g++) {
+        ctx = firsts[g];
 
         for (i = 3; i < 3 + 2 + ctx->nlimits; i++) {
             p = ngx_http_omni_limit_arg(p, (u_char *) ctx->argv[i],
                                         ctx->argvlen[i]);
         }
-
-        ngx_queue_remove(&pending->queue);
-        pending->queued = 0;
-        batch->pending[j] = pending;
     }
 
-    /* ARGV[1], now: Redis's own; the profiles; each request's profile */
+    /* ARGV[1], now: Redis's own; the profiles; each group's profile and
+     * count */
     p = ngx_http_omni_limit_arg(p, NULL, 0);
     p = ngx_http_omni_limit_int_arg(p, nprofiles);
 
@@ -632,7 +701,7 @@ ngx_http_omni_limit_batch(void)
         }
     }
 
-    p = ngx_http_omni_limit_arg(p, profile, n);
+    p = ngx_http_omni_limit_arg(p, groups, 2 * ngroups);
 
     batch->len = p - batch->cmd;
 
@@ -721,9 +790,10 @@ ngx_http_omni_limit_send_batch(ngx_http_omni_batch_t *batch)
 
 
 /*
- * A batch's reply, one flat array: each request gets its elements (one,
- * or a decision's five and, with an API key, four more), or, when the
- * call as a whole failed or the array is short, the failure.
+ * A batch's reply, one flat array: each group gets its elements (one, the
+ * answer of each of its requests, or 0, now, a state per limit and, with
+ * an API key, four ids), or, when the call as a whole failed or the array
+ * is short, the failure.
  */
 
 static void
@@ -732,8 +802,11 @@ ngx_http_omni_limit_batch_reply(redisAsyncContext *ac, void *reply,
 {
     ngx_http_omni_batch_t *batch = privdata;
 
-    ngx_uint_t   i, k, count;
-    redisReply  *rep = reply, *e, *one, slice;
+    ngx_uint_t                i, j, k, g, count;
+    redisReply               *rep = reply, *e, *one, slice;
+    omni_gcra_result_t        res, *decided;
+    ngx_http_omni_group_t     group, *grp;
+    ngx_http_omni_pending_t  *first;
 
     static redisReply  short_reply = { .type = REDIS_REPLY_NIL };
 
@@ -755,23 +828,40 @@ ngx_http_omni_limit_batch_reply(redisAsyncContext *ac, void *reply,
     ngx_http_omni_limit_inflight--;
 
     k = 0;
+    i = 0;
 
-    for (i = 0; i < batch->n; i++) {
+    for (g = 0; g < batch->ngroups; g++) {
+        first = batch->pending[i];
         one = rep;
+        grp = NULL;
 
         if (rep != NULL && rep->type == REDIS_REPLY_ARRAY) {
             one = &short_reply;
 
             if (k < rep->elements) {
                 e = rep->element[k];
-                count = (e->type == REDIS_REPLY_INTEGER
-                         && (e->integer == 0 || e->integer == 1))
-                        ? (batch->pending[i]->apikey ? 9 : 5) : 1;
+                count = (e->type == REDIS_REPLY_INTEGER && e->integer == 0)
+                        ? 2 + first->nlimits + (first->apikey ? 4 : 0) : 1;
 
                 if (k + count <= rep->elements) {
-                    if (e->type == REDIS_REPLY_INTEGER) {
+                    if (count > 1) {
+                        if (ngx_http_omni_limit_group(&group, first,
+                                                      &rep->element[k])
+                            == NGX_OK)
+                        {
+                            grp = &group;
+
+                            /* the ids, for each request of the group */
+                            slice.type = REDIS_REPLY_ARRAY;
+                            slice.elements = first->apikey ? 4 : 0;
+                            slice.element = &rep->element[k + 2
+                                                          + first->nlimits];
+                            one = &slice;
+                        }
+
+                    } else if (e->type == REDIS_REPLY_INTEGER) {
                         slice.type = REDIS_REPLY_ARRAY;
-                        slice.elements = count;
+                        slice.elements = 1;
                         slice.element = &rep->element[k];
                         one = &slice;
 
@@ -784,7 +874,23 @@ ngx_http_omni_limit_batch_reply(redisAsyncContext *ac, void *reply,
             }
         }
 
-        ngx_http_omni_limit_reply(ac, one, batch->pending[i]);
+        for (j = 0; j < batch->count[g]; j++) {
+            decided = NULL;
+
+            /* every request Redis counted, gone or not, moves the state
+             * the next one sees */
+            if (grp != NULL
+                && omni_gcra_check_all(grp->items, grp->n, grp->now, &res)
+                   == 0)
+            {
+                decided = &res;
+            }
+
+            ngx_http_omni_limit_answer(batch->pending[i++],
+                                       (grp && !decided) ? &short_reply
+                                                         : one,
+                                       decided);
+        }
     }
 
     ngx_free(batch);
@@ -797,13 +903,71 @@ ngx_http_omni_limit_batch_reply(redisAsyncContext *ac, void *reply,
 }
 
 
+/*
+ * A group's answer: e[0] is 0, e[1] now, then a state per limit, all
+ * integers in range, the ids strings. NGX_ERROR: it is no answer.
+ */
+
+static ngx_int_t
+ngx_http_omni_limit_group(ngx_http_omni_group_t *group,
+    ngx_http_omni_pending_t *first, redisReply **e)
+{
+    ngx_uint_t              i, n;
+    ngx_http_omni_limit_t  *limit;
+
+    n = first->nlimits;
+
+    if (n > NGX_HTTP_OMNI_MAX_LIMITS || e[1]->type != REDIS_REPLY_INTEGER
+        || e[1]->integer < 0 || e[1]->integer > OMNI_GCRA_MAX_TIME)
+    {
+        return NGX_ERROR;
+    }
+
+    group->now = e[1]->integer;
+    group->n = n;
+
+    for (i = 0; i < n; i++) {
+        if (e[2 + i]->type != REDIS_REPLY_INTEGER || e[2 + i]->integer < 0) {
+            return NGX_ERROR;
+        }
+
+        limit = &first->limits[i];
+
+        group->items[i].limit = limit->zone->limit;
+        group->items[i].cost = limit->cost;
+        group->items[i].tat = e[2 + i]->integer;
+        group->items[i].ttl_us = 0;
+    }
+
+    for (i = 0; first->apikey && i < 4; i++) {
+        if (e[2 + n + i]->type != REDIS_REPLY_STRING) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* EXISTS's reply */
+
 static void
 ngx_http_omni_limit_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    ngx_http_omni_pending_t *pending = privdata;
+    ngx_http_omni_limit_answer(privdata, reply, NULL);
+}
 
+
+/*
+ * A request's answer: res, its group's decision (rep holds the ids), or
+ * rep alone.
+ */
+
+static void
+ngx_http_omni_limit_answer(ngx_http_omni_pending_t *pending, redisReply *rep,
+    omni_gcra_result_t *res)
+{
     ngx_uint_t            again;
-    redisReply           *rep = reply;
     ngx_http_request_t   *r;
     ngx_http_omni_ctx_t  *ctx;
 
@@ -823,7 +987,7 @@ ngx_http_omni_limit_reply(redisAsyncContext *ac, void *reply, void *privdata)
     switch (pending->sent) {
 
     case NGX_HTTP_OMNI_SENT_SCRIPT:
-        if (ngx_http_omni_limit_decision(r, ctx, rep) == NGX_OK) {
+        if (ngx_http_omni_limit_decision(r, ctx, rep, res) == NGX_OK) {
             break;
         }
 
@@ -926,74 +1090,55 @@ ngx_http_omni_limit_failure(ngx_http_request_t *r,
 
 
 /*
- * The script's reply into ctx. NGX_ERROR: it is no decision (an error,
- * or a reply of another shape than omni_limit.lua's).
+ * The script's answer into ctx: res, the group's decision for this
+ * request, and the ids in rep; else rep, {2}, {3} or {4}. NGX_ERROR: it is
+ * no answer (an error, or a reply of another shape).
  */
 
 static ngx_int_t
 ngx_http_omni_limit_decision(ngx_http_request_t *r, ngx_http_omni_ctx_t *ctx,
-    redisReply *rep)
+    redisReply *rep, omni_gcra_result_t *res)
 {
     size_t        i;
-    ngx_str_t     s;
     redisReply  **e;
 
-    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1
-        || rep->element[0]->type != REDIS_REPLY_INTEGER)
-    {
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
         return NGX_ERROR;
     }
 
     e = rep->element;
 
-    switch (e[0]->integer) {
-
-    case 2:
-    case 3:
-    case 4:
-        ctx->verdict = e[0]->integer;
-        return NGX_OK;
-
-    case 0:
-    case 1:
-        break;
-
-    default:
-        return NGX_ERROR;
-    }
-
-    if (rep->elements != (ctx->apikey.len ? 9 : 5)) {
-        return NGX_ERROR;
-    }
-
-    for (i = 1; i < rep->elements; i++) {
-        if (e[i]->type != (i < 5 ? REDIS_REPLY_INTEGER : REDIS_REPLY_STRING))
+    if (res == NULL) {
+        if (rep->elements != 1 || e[0]->type != REDIS_REPLY_INTEGER
+            || e[0]->integer < 2 || e[0]->integer > 4)
         {
             return NGX_ERROR;
         }
+
+        ctx->verdict = e[0]->integer;
+        return NGX_OK;
     }
 
-    if (ctx->apikey.len) {
-        /* key_id, user_id, username, role: copied, the reply goes */
-        for (i = 0; i < 4; i++) {
-            s.data = (u_char *) e[5 + i]->str;
-            s.len = e[5 + i]->len;
+    if (rep->elements != (ctx->apikey.len ? 4 : 0)) {
+        return NGX_ERROR;
+    }
 
-            ctx->key_fields[i].data = ngx_pnalloc(r->pool, s.len + 1);
-            if (ctx->key_fields[i].data == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(ctx->key_fields[i].data, s.data, s.len);
-            ctx->key_fields[i].len = s.len;
+    /* key_id, user_id, username, role: copied, the reply goes */
+    for (i = 0; i < rep->elements; i++) {
+        ctx->key_fields[i].data = ngx_pnalloc(r->pool, e[i]->len + 1);
+        if (ctx->key_fields[i].data == NULL) {
+            return NGX_ERROR;
         }
+
+        ngx_memcpy(ctx->key_fields[i].data, e[i]->str, e[i]->len);
+        ctx->key_fields[i].len = e[i]->len;
     }
 
-    ctx->verdict = e[0]->integer;
-    ctx->remaining = e[1]->integer;
-    ctx->retry_after = e[2]->integer;
-    ctx->reset = e[3]->integer;
-    ctx->tightest = e[4]->integer;
+    ctx->verdict = res->allowed;
+    ctx->remaining = res->remaining;
+    ctx->retry_after = omni_gcra_ms(res->retry_after_us);
+    ctx->reset = omni_gcra_ms(res->reset_us);
+    ctx->tightest = res->index + 1;
 
     return NGX_OK;
 }

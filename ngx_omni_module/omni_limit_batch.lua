@@ -1,38 +1,48 @@
 -- omni_limit_batch.lua: omni_limit.lua for several requests in one
 -- call, so that the requests of an nginx worker that need Redis in
--- the same event-loop pass share one round trip. Each request is
--- decided exactly as a call of omni_limit.lua of its own would decide
--- it, in order (its revocation first, its limits all or nothing); the
--- clock is read once for all. The module embeds this file as
--- OMNI_LIMIT_BATCH_LUA (omni_limit_lua.h, gen_limit_lua.sh);
+-- the same event-loop pass share one round trip. Identical requests
+-- (the same KEYS and the same limits: one client's burst on one key,
+-- the case rate limiting exists for) come as one group with a count.
+-- Each request is decided exactly as a call of omni_limit.lua of its
+-- own would decide it, in order (its revocation first, its limits all
+-- or nothing); the clock is read once for all. The module embeds this
+-- file as OMNI_LIMIT_BATCH_LUA (omni_limit_lua.h, gen_limit_lua.sh);
 -- tests/integration/test_limit_batch.py holds the two to the same
 -- replies and the same end state on random request sequences.
 --
--- KEYS      every request's KEYS (as omni_limit.lua's), one after the
+-- KEYS      every group's KEYS (as omni_limit.lua's), one after the
 --           other
 -- ARGV[1]   now, unix microseconds, for tests; '' = Redis TIME
 -- ARGV[2]   P, the number of limit lists ("profiles") that follow
 -- ARGV[3..] P profiles: n, a number of limits, then its 4 * n ARGV
 --           (omni_limit.lua's ARGV[2..]); the requests of one
 --           location share one
--- ARGV[#]   the requests, one byte each, in KEYS order: its
---           profile's number, 1..P
+-- ARGV[#]   the groups, two bytes each, in KEYS order: its profile's
+--           number, 1..P, then its number of requests, 1..255
 --
--- Reply: one flat array, each request's elements in order: {2}, {3}
--- or {4} as one integer; a decision as allowed, remaining,
--- retry_after_ms, reset_ms, index, then key_id, user_id, username,
--- role only when the request has an API key (KEYS[2] ~= ''); an
--- error element where a call of its own would have got an error
--- reply (a malformed profile, a key of the wrong type), the others
--- unaffected. A malformed envelope is an error reply for the whole
--- call, before any request runs.
+-- Reply: one flat array, each group's elements in order: {2}, {3} or
+-- {4} as one integer, or an error element where a call of its own
+-- would have got an error reply (a malformed profile, a key of the
+-- wrong type), each the answer of every request of the group, the
+-- other groups unaffected; else 0, now, then each limit's state (its
+-- TAT, 0 for none, one past now + capacity for any state further
+-- ahead: the same decisions) as the group found it, then key_id,
+-- user_id, username, role only when the group has an API key
+-- (KEYS[2] ~= ''). From those the module decides the group's requests
+-- one after the other with omni_gcra_check_all() (omni_gcra.c, held
+-- to omni_limit.lua by test_limit_script.py), as omni_limit.lua
+-- would; the script runs the same requests for the state it leaves.
+-- So Redis's work per request falls as the load rises: a group costs
+-- what one request does, and its reply does not grow with it. A
+-- malformed envelope is an error reply for the whole call, before any
+-- request runs.
 --
 -- It is omni_limit.lua written for many requests: Redis is read
 -- through tables that hold each key once (a revoked key's EXISTS, an
 -- API key's hash, a limit's TAT as a number; the limit keys named
 -- whole are read by one MGET), each limit key written
 -- is SET once at the end with its last TAT and expiry, a profile is
--- parsed once per call however many requests use it, and a request
+-- parsed once per call however many requests use it, and a group
 -- allocates nothing (its reply is appended to the one array). Nothing
 -- else runs during the script and Redis's clock stands still in it,
 -- so every request sees what it would have seen after the ones before
@@ -96,17 +106,18 @@ local exists, hashes, tats, pxs, written = {}, {}, {}, {}, {}
 -- before that, each false when none
 local PN, PT, PB, PC, PU, BAD, USER1 = {}, {}, {}, {}, {}, {}, {}
 
--- one request's limit keys and decisions, by limit index, reused
-local K, OK, TTL, TAT = {}, {}, {}, {}
+-- one group's limit keys and states, by limit index, reused
+local K, TAT = {}, {}
 
 local now, now_s
 
 -- the reply so far
 local out, o = {}, 0
 
--- the request whose KEYS follow KEYS[k] and whose limits are profile
--- p's, as omni_limit.lua decides it; its elements go to the reply
-local function check(k, p)
+-- the cnt requests whose KEYS follow KEYS[k] and whose limits are
+-- profile p's, as omni_limit.lua decides them; their elements go to
+-- the reply
+local function check(k, p, cnt)
   local rk, ak = KEYS[k + 1], KEYS[k + 2]
 
   if rk ~= '' then
@@ -181,6 +192,13 @@ local function check(k, p)
         return
       end
     end
+    -- a request that writes its revocation key revokes the next one:
+    -- one answer cannot stand for both (the module's keys never meet)
+    if key == rk and cnt > 1 then
+      o = o + 1
+      out[o] = fail('revocation key is a limit key')
+      return
+    end
     K[i] = key
   end
 
@@ -199,68 +217,52 @@ local function check(k, p)
     end
   end
 
-  -- each limit as omni_gcra_decide() in omni_gcra.c; best: the
-  -- tightest (allowed: lowest remaining, denied: longest retry, -1
-  -- first; ties: longer reset, then lower index)
-  local best, bok, brem, bretry, breset = 0, 0, 0, 0, 0
+  -- the group as it finds the limits, for the module to decide
+  o = o + 2
+  out[o - 1], out[o] = 0, now
+  for i = 1, n do
+    local tat, far = tats[K[i]], now + (B[i] + 1) * T[i] + 1
+    o = o + 1
+    out[o] = tat < far and tat or far
+  end
+
+  -- its requests one after the other, each limit as in omni_gcra.c,
+  -- all or nothing, leave the state below. Each allowed one moves
+  -- every TAT on by its cost; the first denied changes nothing the
+  -- next would see, so the rest are denied too. A limit lets the m
+  -- first through whose m costs fit in what its capacity has left
+  -- (none when it is over, and its state ahead of capacity is lowered
+  -- to a full debt, as a denial of omni_gcra.c does).
+  local m = cnt
   for i = 1, n do
     local t, b, c, tat = T[i], B[i], C[i], tats[K[i]]
     local cap = (b + 1) * t
-    local ok, rem, retry, ttl = 0, 0, 0, 0
     local base = tat > now and tat or now
-    if base - now > cap then
-      base = now + cap
-      tat, ttl = base, cap
+    local fit = 0
+    if base - now <= cap then
+      fit = div(cap - (base - now), c * t)
     end
-    local reset = base - now
-    if c > b + 1 then
-      retry = -1
-    else
-      local ahead = base + c * t - now
-      if ahead > cap then
-        retry = ahead - cap
-      else
-        ok, rem, reset, ttl = 1, div(cap - ahead, t), ahead, ahead
-        tat = now + ahead
-      end
-    end
-    OK[i], TTL[i], TAT[i] = ok, ttl, tat
-    local take = best == 0 or (ok == 0 and bok == 1)
-    if not take and ok == bok then
-      if ok == 1 and rem ~= brem then
-        take = rem < brem
-      elseif ok == 0 and retry ~= bretry then
-        if retry == -1 or bretry == -1 then
-          take = retry == -1
-        else
-          take = retry > bretry
-        end
-      else
-        take = reset > breset
-      end
-    end
-    if take then
-      best, bok, brem, bretry, breset = i, ok, rem, retry, reset
+    TAT[i] = base
+    if fit < m then
+      m = fit
     end
   end
-
-  if best == 0 then
-    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =
-      1, 0, 0, 0, 0
-  else
-    for i = 1, n do
-      if TTL[i] > 0 and (bok == 1 or OK[i] == 0) then
-        local key = K[i]
-        if not pxs[key] then
-          written[#written + 1] = key
-        end
-        tats[key], pxs[key] = TAT[i], ms(TTL[i])
-      end
+  for i = 1, n do
+    local key, cap = K[i], (B[i] + 1) * T[i]
+    local tat, ttl = TAT[i], 0
+    if m > 0 then
+      tat = tat + m * C[i] * T[i]
+      ttl = tat - now
+    elseif tat - now > cap then
+      tat, ttl = now + cap, cap
     end
-    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =
-      bok, brem, ms(bretry), ms(breset), best
+    if ttl > 0 then
+      if not pxs[key] then
+        written[#written + 1] = key
+      end
+      tats[key], pxs[key] = tat, ms(ttl)
+    end
   end
-  o = o + 5
 
   if ak ~= '' then
     local h = hashes[ak]
@@ -309,15 +311,16 @@ for p = 1, np do
   a = a + 1 + 4 * n
 end
 
-local reqs = ARGV[a]
-local m = a == nargv and #reqs or 0
-if m == 0 then
+local groups = ARGV[a]
+local m = a == nargv and #groups or 0
+if m == 0 or m % 2 == 1 then
   return bad_batch()
 end
+m = m / 2
 local k = 0
 for i = 1, m do
-  local p = byte(reqs, i)
-  if p < 1 or p > np then
+  local p, cnt = byte(groups, 2 * i - 1, 2 * i)
+  if p < 1 or p > np or cnt < 1 then
     return bad_batch()
   end
   k = k + 2 + PN[p]
@@ -339,7 +342,7 @@ if now then
   now_s = div(now, 1000000)
 end
 
--- the limit keys the requests name whole (not completed with an
+-- the limit keys the groups name whole (not completed with an
 -- API key's user) read at once: one MGET, not a GET each. MGET shows
 -- a key that is absent or of another type as nil; one EXISTS over
 -- those says they are all absent, else check() GETs each as before
@@ -349,7 +352,7 @@ if now then
   local pre, npre = {}, 0
   k = 0
   for i = 1, m do
-    local p = byte(reqs, i)
+    local p = byte(groups, 2 * i - 1)
     if not BAD[p] then
       local U = PU[p]
       for j = 1, PN[p] do
@@ -385,8 +388,8 @@ end
 
 k = 0
 for i = 1, m do
-  local p = byte(reqs, i)
-  check(k, p)
+  local p, cnt = byte(groups, 2 * i - 1, 2 * i)
+  check(k, p, cnt)
   k = k + 2 + PN[p]
 end
 

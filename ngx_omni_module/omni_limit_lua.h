@@ -242,39 +242,49 @@
 #define OMNI_LIMIT_BATCH_LUA                                                  \
     "-- omni_limit_batch.lua: omni_limit.lua for several requests in one\n"   \
     "-- call, so that the requests of an nginx worker that need Redis in\n"   \
-    "-- the same event-loop pass share one round trip. Each request is\n"     \
-    "-- decided exactly as a call of omni_limit.lua of its own would decide\n"\
-    "-- it, in order (its revocation first, its limits all or nothing); the\n"\
-    "-- clock is read once for all. The module embeds this file as\n"         \
-    "-- OMNI_LIMIT_BATCH_LUA (omni_limit_lua.h, gen_limit_lua.sh);\n"         \
+    "-- the same event-loop pass share one round trip. Identical requests\n"  \
+    "-- (the same KEYS and the same limits: one client's burst on one key,\n" \
+    "-- the case rate limiting exists for) come as one group with a count.\n" \
+    "-- Each request is decided exactly as a call of omni_limit.lua of its\n" \
+    "-- own would decide it, in order (its revocation first, its limits all\n"\
+    "-- or nothing); the clock is read once for all. The module embeds this\n"\
+    "-- file as OMNI_LIMIT_BATCH_LUA (omni_limit_lua.h, gen_limit_lua.sh);\n" \
     "-- tests/integration/test_limit_batch.py holds the two to the same\n"    \
     "-- replies and the same end state on random request sequences.\n"        \
     "--\n"                                                                    \
-    "-- KEYS      every request's KEYS (as omni_limit.lua's), one after the\n"\
+    "-- KEYS      every group's KEYS (as omni_limit.lua's), one after the\n"  \
     "--           other\n"                                                    \
     "-- ARGV[1]   now, unix microseconds, for tests; '' = Redis TIME\n"       \
     "-- ARGV[2]   P, the number of limit lists (\"profiles\") that follow\n"  \
     "-- ARGV[3..] P profiles: n, a number of limits, then its 4 * n ARGV\n"   \
     "--           (omni_limit.lua's ARGV[2..]); the requests of one\n"        \
     "--           location share one\n"                                       \
-    "-- ARGV[#]   the requests, one byte each, in KEYS order: its\n"          \
-    "--           profile's number, 1..P\n"                                   \
+    "-- ARGV[#]   the groups, two bytes each, in KEYS order: its profile's\n" \
+    "--           number, 1..P, then its number of requests, 1..255\n"        \
     "--\n"                                                                    \
-    "-- Reply: one flat array, each request's elements in order: {2}, {3}\n"  \
-    "-- or {4} as one integer; a decision as allowed, remaining,\n"           \
-    "-- retry_after_ms, reset_ms, index, then key_id, user_id, username,\n"   \
-    "-- role only when the request has an API key (KEYS[2] ~= ''); an\n"      \
-    "-- error element where a call of its own would have got an error\n"      \
-    "-- reply (a malformed profile, a key of the wrong type), the others\n"   \
-    "-- unaffected. A malformed envelope is an error reply for the whole\n"   \
-    "-- call, before any request runs.\n"                                     \
+    "-- Reply: one flat array, each group's elements in order: {2}, {3} or\n" \
+    "-- {4} as one integer, or an error element where a call of its own\n"    \
+    "-- would have got an error reply (a malformed profile, a key of the\n"   \
+    "-- wrong type), each the answer of every request of the group, the\n"    \
+    "-- other groups unaffected; else 0, now, then each limit's state (its\n" \
+    "-- TAT, 0 for none, one past now + capacity for any state further\n"     \
+    "-- ahead: the same decisions) as the group found it, then key_id,\n"     \
+    "-- user_id, username, role only when the group has an API key\n"         \
+    "-- (KEYS[2] ~= ''). From those the module decides the group's requests\n"\
+    "-- one after the other with omni_gcra_check_all() (omni_gcra.c, held\n"  \
+    "-- to omni_limit.lua by test_limit_script.py), as omni_limit.lua\n"      \
+    "-- would; the script runs the same requests for the state it leaves.\n"  \
+    "-- So Redis's work per request falls as the load rises: a group costs\n" \
+    "-- what one request does, and its reply does not grow with it. A\n"      \
+    "-- malformed envelope is an error reply for the whole call, before any\n"\
+    "-- request runs.\n"                                                      \
     "--\n"                                                                    \
     "-- It is omni_limit.lua written for many requests: Redis is read\n"      \
     "-- through tables that hold each key once (a revoked key's EXISTS, an\n" \
     "-- API key's hash, a limit's TAT as a number; the limit keys named\n"    \
     "-- whole are read by one MGET), each limit key written\n"                \
     "-- is SET once at the end with its last TAT and expiry, a profile is\n"  \
-    "-- parsed once per call however many requests use it, and a request\n"   \
+    "-- parsed once per call however many requests use it, and a group\n"     \
     "-- allocates nothing (its reply is appended to the one array). Nothing\n"\
     "-- else runs during the script and Redis's clock stands still in it,\n"  \
     "-- so every request sees what it would have seen after the ones before\n"\
@@ -338,17 +348,18 @@
     "-- before that, each false when none\n"                                  \
     "local PN, PT, PB, PC, PU, BAD, USER1 = {}, {}, {}, {}, {}, {}, {}\n"     \
     "\n"                                                                      \
-    "-- one request's limit keys and decisions, by limit index, reused\n"     \
-    "local K, OK, TTL, TAT = {}, {}, {}, {}\n"                                \
+    "-- one group's limit keys and states, by limit index, reused\n"          \
+    "local K, TAT = {}, {}\n"                                                 \
     "\n"                                                                      \
     "local now, now_s\n"                                                      \
     "\n"                                                                      \
     "-- the reply so far\n"                                                   \
     "local out, o = {}, 0\n"                                                  \
     "\n"                                                                      \
-    "-- the request whose KEYS follow KEYS[k] and whose limits are profile\n" \
-    "-- p's, as omni_limit.lua decides it; its elements go to the reply\n"    \
-    "local function check(k, p)\n"                                            \
+    "-- the cnt requests whose KEYS follow KEYS[k] and whose limits are\n"    \
+    "-- profile p's, as omni_limit.lua decides them; their elements go to\n"  \
+    "-- the reply\n"                                                          \
+    "local function check(k, p, cnt)\n"                                       \
     "  local rk, ak = KEYS[k + 1], KEYS[k + 2]\n"                             \
     "\n"                                                                      \
     "  if rk ~= '' then\n"                                                    \
@@ -423,6 +434,13 @@
     "        return\n"                                                        \
     "      end\n"                                                             \
     "    end\n"                                                               \
+    "    -- a request that writes its revocation key revokes the next one:\n" \
+    "    -- one answer cannot stand for both (the module's keys never meet)\n"\
+    "    if key == rk and cnt > 1 then\n"                                     \
+    "      o = o + 1\n"                                                       \
+    "      out[o] = fail('revocation key is a limit key')\n"                  \
+    "      return\n"                                                          \
+    "    end\n"                                                               \
     "    K[i] = key\n"                                                        \
     "  end\n"                                                                 \
     "\n"                                                                      \
@@ -441,68 +459,52 @@
     "    end\n"                                                               \
     "  end\n"                                                                 \
     "\n"                                                                      \
-    "  -- each limit as omni_gcra_decide() in omni_gcra.c; best: the\n"       \
-    "  -- tightest (allowed: lowest remaining, denied: longest retry, -1\n"   \
-    "  -- first; ties: longer reset, then lower index)\n"                     \
-    "  local best, bok, brem, bretry, breset = 0, 0, 0, 0, 0\n"               \
+    "  -- the group as it finds the limits, for the module to decide\n"       \
+    "  o = o + 2\n"                                                           \
+    "  out[o - 1], out[o] = 0, now\n"                                         \
+    "  for i = 1, n do\n"                                                     \
+    "    local tat, far = tats[K[i]], now + (B[i] + 1) * T[i] + 1\n"          \
+    "    o = o + 1\n"                                                         \
+    "    out[o] = tat < far and tat or far\n"                                 \
+    "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  -- its requests one after the other, each limit as in omni_gcra.c,\n"  \
+    "  -- all or nothing, leave the state below. Each allowed one moves\n"    \
+    "  -- every TAT on by its cost; the first denied changes nothing the\n"   \
+    "  -- next would see, so the rest are denied too. A limit lets the m\n"   \
+    "  -- first through whose m costs fit in what its capacity has left\n"    \
+    "  -- (none when it is over, and its state ahead of capacity is lowered\n"\
+    "  -- to a full debt, as a denial of omni_gcra.c does).\n"                \
+    "  local m = cnt\n"                                                       \
     "  for i = 1, n do\n"                                                     \
     "    local t, b, c, tat = T[i], B[i], C[i], tats[K[i]]\n"                 \
     "    local cap = (b + 1) * t\n"                                           \
-    "    local ok, rem, retry, ttl = 0, 0, 0, 0\n"                            \
     "    local base = tat > now and tat or now\n"                             \
-    "    if base - now > cap then\n"                                          \
-    "      base = now + cap\n"                                                \
-    "      tat, ttl = base, cap\n"                                            \
+    "    local fit = 0\n"                                                     \
+    "    if base - now <= cap then\n"                                         \
+    "      fit = div(cap - (base - now), c * t)\n"                            \
     "    end\n"                                                               \
-    "    local reset = base - now\n"                                          \
-    "    if c > b + 1 then\n"                                                 \
-    "      retry = -1\n"                                                      \
-    "    else\n"                                                              \
-    "      local ahead = base + c * t - now\n"                                \
-    "      if ahead > cap then\n"                                             \
-    "        retry = ahead - cap\n"                                           \
-    "      else\n"                                                            \
-    "        ok, rem, reset, ttl = 1, div(cap - ahead, t), ahead, ahead\n"    \
-    "        tat = now + ahead\n"                                             \
-    "      end\n"                                                             \
-    "    end\n"                                                               \
-    "    OK[i], TTL[i], TAT[i] = ok, ttl, tat\n"                              \
-    "    local take = best == 0 or (ok == 0 and bok == 1)\n"                  \
-    "    if not take and ok == bok then\n"                                    \
-    "      if ok == 1 and rem ~= brem then\n"                                 \
-    "        take = rem < brem\n"                                             \
-    "      elseif ok == 0 and retry ~= bretry then\n"                         \
-    "        if retry == -1 or bretry == -1 then\n"                           \
-    "          take = retry == -1\n"                                          \
-    "        else\n"                                                          \
-    "          take = retry > bretry\n"                                       \
-    "        end\n"                                                           \
-    "      else\n"                                                            \
-    "        take = reset > breset\n"                                         \
-    "      end\n"                                                             \
-    "    end\n"                                                               \
-    "    if take then\n"                                                      \
-    "      best, bok, brem, bretry, breset = i, ok, rem, retry, reset\n"      \
+    "    TAT[i] = base\n"                                                     \
+    "    if fit < m then\n"                                                   \
+    "      m = fit\n"                                                         \
     "    end\n"                                                               \
     "  end\n"                                                                 \
-    "\n"                                                                      \
-    "  if best == 0 then\n"                                                   \
-    "    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =\n"      \
-    "      1, 0, 0, 0, 0\n"                                                   \
-    "  else\n"                                                                \
-    "    for i = 1, n do\n"                                                   \
-    "      if TTL[i] > 0 and (bok == 1 or OK[i] == 0) then\n"                 \
-    "        local key = K[i]\n"                                              \
-    "        if not pxs[key] then\n"                                          \
-    "          written[#written + 1] = key\n"                                 \
-    "        end\n"                                                           \
-    "        tats[key], pxs[key] = TAT[i], ms(TTL[i])\n"                      \
-    "      end\n"                                                             \
+    "  for i = 1, n do\n"                                                     \
+    "    local key, cap = K[i], (B[i] + 1) * T[i]\n"                          \
+    "    local tat, ttl = TAT[i], 0\n"                                        \
+    "    if m > 0 then\n"                                                     \
+    "      tat = tat + m * C[i] * T[i]\n"                                     \
+    "      ttl = tat - now\n"                                                 \
+    "    elseif tat - now > cap then\n"                                       \
+    "      tat, ttl = now + cap, cap\n"                                       \
     "    end\n"                                                               \
-    "    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] =\n"      \
-    "      bok, brem, ms(bretry), ms(breset), best\n"                         \
+    "    if ttl > 0 then\n"                                                   \
+    "      if not pxs[key] then\n"                                            \
+    "        written[#written + 1] = key\n"                                   \
+    "      end\n"                                                             \
+    "      tats[key], pxs[key] = tat, ms(ttl)\n"                              \
+    "    end\n"                                                               \
     "  end\n"                                                                 \
-    "  o = o + 5\n"                                                           \
     "\n"                                                                      \
     "  if ak ~= '' then\n"                                                    \
     "    local h = hashes[ak]\n"                                              \
@@ -551,15 +553,16 @@
     "  a = a + 1 + 4 * n\n"                                                   \
     "end\n"                                                                   \
     "\n"                                                                      \
-    "local reqs = ARGV[a]\n"                                                  \
-    "local m = a == nargv and #reqs or 0\n"                                   \
-    "if m == 0 then\n"                                                        \
+    "local groups = ARGV[a]\n"                                                \
+    "local m = a == nargv and #groups or 0\n"                                 \
+    "if m == 0 or m % 2 == 1 then\n"                                          \
     "  return bad_batch()\n"                                                  \
     "end\n"                                                                   \
+    "m = m / 2\n"                                                             \
     "local k = 0\n"                                                           \
     "for i = 1, m do\n"                                                       \
-    "  local p = byte(reqs, i)\n"                                             \
-    "  if p < 1 or p > np then\n"                                             \
+    "  local p, cnt = byte(groups, 2 * i - 1, 2 * i)\n"                       \
+    "  if p < 1 or p > np or cnt < 1 then\n"                                  \
     "    return bad_batch()\n"                                                \
     "  end\n"                                                                 \
     "  k = k + 2 + PN[p]\n"                                                   \
@@ -581,7 +584,7 @@
     "  now_s = div(now, 1000000)\n"                                           \
     "end\n"                                                                   \
     "\n"                                                                      \
-    "-- the limit keys the requests name whole (not completed with an\n"      \
+    "-- the limit keys the groups name whole (not completed with an\n"        \
     "-- API key's user) read at once: one MGET, not a GET each. MGET shows\n" \
     "-- a key that is absent or of another type as nil; one EXISTS over\n"    \
     "-- those says they are all absent, else check() GETs each as before\n"   \
@@ -591,7 +594,7 @@
     "  local pre, npre = {}, 0\n"                                             \
     "  k = 0\n"                                                               \
     "  for i = 1, m do\n"                                                     \
-    "    local p = byte(reqs, i)\n"                                           \
+    "    local p = byte(groups, 2 * i - 1)\n"                                 \
     "    if not BAD[p] then\n"                                                \
     "      local U = PU[p]\n"                                                 \
     "      for j = 1, PN[p] do\n"                                             \
@@ -627,8 +630,8 @@
     "\n"                                                                      \
     "k = 0\n"                                                                 \
     "for i = 1, m do\n"                                                       \
-    "  local p = byte(reqs, i)\n"                                             \
-    "  check(k, p)\n"                                                         \
+    "  local p, cnt = byte(groups, 2 * i - 1, 2 * i)\n"                       \
+    "  check(k, p, cnt)\n"                                                    \
     "  k = k + 2 + PN[p]\n"                                                   \
     "end\n"                                                                   \
     "\n"                                                                      \

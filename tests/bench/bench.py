@@ -310,7 +310,8 @@ def gateway_rows(redis, base_nginx, keydir):
     keys, tokens = gateway.make_keys(keydir)
     lines, rows = gateway.run(
         wrk, RUNS, SECONDS, WORKERS, base_nginx.prefix / "trivial.sock",
-        redis, taskset, keys, tokens, client([]))
+        redis, taskset, keys, tokens, client([]),
+        upstream_master=base_nginx.proc.pid)
     return keys, tokens, lines, rows
 
 

@@ -18,6 +18,10 @@ connection count (32, then 8):
   case's minus the baseline's (its `proxy_pass` is the same work). For the
   limit rows Redis's own CPU per request is shown too: it falls as load
   rises when concurrent requests share script calls;
+- for the limit rows, what caps them, from their own figures: Redis's
+  CPU per script call, inside the script (INFO commandstats) and outside
+  it, the upstream's CPU per request, and the ratio by CPU (all servers
+  share one CPU) as measured, were the script free, and were Redis free;
 - latency below saturation: build/paced (tests/bench/paced.c) sends at a
   fixed total rate, 70% of the baseline's saturation rate at 32
   connections, over 32 connections, each latency counted from the
@@ -213,37 +217,47 @@ class Case:
     """One measured target: a URL (and headers) on an nginx whose worker
     CPU time is read around each run."""
 
-    def __init__(self, name, url, headers, master, target="", redis=None):
+    def __init__(self, name, url, headers, master, target="", redis=None,
+                 upstream=None):
         self.name, self.url, self.headers = name, url, headers
         self.pids = worker_pids(master)
         self.target, self.redis = target, redis
+        # the upstream nginx's workers, whose CPU a request costs too
+        self.upstream = worker_pids(upstream) if upstream else []
 
     def run(self, wrk, seconds, conns, headers=None):
         """(requests/s, p99 ms, worker CPU µs/request, Redis CPU
-        µs/request or None, requests per script call or None); headers
-        replace the case's own."""
+        µs/request or None, requests per script call or None, µs per
+        script call inside the script or None, the upstream's CPU
+        µs/request or None); headers replace the case's own."""
         before = cpu_ns(self.pids)
+        ubefore = cpu_ns(self.upstream)
         rbefore = cpu_ns([self.redis.proc.pid]) if self.redis else 0
-        calls = script_calls(self.redis) if self.redis else 0
+        calls, usec = script_calls(self.redis) if self.redis else (0, 0)
         target = (self.url, headers or self.headers)
         rps, _p50, p99, requests = wrk(target, seconds=seconds, conns=conns)
         cpu = (cpu_ns(self.pids) - before) / 1000 / requests
-        rcpu = ((cpu_ns([self.redis.proc.pid]) - rbefore) / 1000 / requests
-                if self.redis else None)
-        per_call = (requests / max(1, script_calls(self.redis) - calls)
-                    if self.redis else None)
-        return rps, p99, cpu, rcpu, per_call
+        ucpu = ((cpu_ns(self.upstream) - ubefore) / 1000 / requests
+                if self.upstream else None)
+        if not self.redis:
+            return rps, p99, cpu, None, None, None, ucpu
+        rcpu = (cpu_ns([self.redis.proc.pid]) - rbefore) / 1000 / requests
+        calls2, usec2 = script_calls(self.redis)
+        n = max(1, calls2 - calls)
+        return rps, p99, cpu, rcpu, requests / n, (usec2 - usec) / n, ucpu
 
 
 def script_calls(redis):
-    """The script calls Redis has answered (EVALSHA and EVAL)."""
+    """The script calls Redis has answered (EVALSHA and EVAL), and the
+    µs Redis spent inside them (INFO commandstats)."""
     client = redis.client()
     try:
         stats = client.info("commandstats")
     finally:
         client.close()
-    return sum(stats.get("cmdstat_" + c, {}).get("calls", 0)
-               for c in ("evalsha", "eval"))
+    calls = [stats.get("cmdstat_" + c, {}) for c in ("evalsha", "eval")]
+    return (sum(c.get("calls", 0) for c in calls),
+            sum(c.get("usec", 0) for c in calls))
 
 
 def rounds(wrk, plain, case, conns, runs, seconds):
@@ -271,6 +285,10 @@ def rounds(wrk, plain, case, conns, runs, seconds):
                       if case.redis else None),
         "per_call": (med(c[4] for _, c in pairs)
                      if case.redis else None),
+        "script_us": (med(c[5] for _, c in pairs)
+                      if case.redis else None),
+        "upstream_cpu": (med(p[6] for p, _ in pairs)
+                         if plain.upstream else 0.0),
     }
     s["module_us"] = s["cpu"] - s["plain_cpu"]
     return s
@@ -329,9 +347,40 @@ def line(case, s, target):
                 target))
 
 
+CEILING_HEADER = [
+    "| limit row (same run) | conns | Redis CPU µs per script call "
+    "| of it inside the script | outside it (I/O, event loop) "
+    "| requests per call | upstream CPU µs/req | ratio by CPU (measured) "
+    "| ceiling: script free | ceiling: Redis free |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def ceiling_line(case, s):
+    """What stops a limit row, from its own figures: Redis's CPU per
+    script call, split into the script's time (INFO commandstats) and
+    the rest, which a call costs however little the script does. With
+    every server on one CPU a request of plain costs that CPU its nginx
+    worker's and its upstream's time, and one of the row the module's
+    and Redis's on top: the ratio by CPU, (plain + upstream) / (plain +
+    upstream + module + Redis), beside the measured one, then the same
+    were the script free (Redis outside it only) and were Redis free
+    (the module's own share alone)."""
+    per_call = s["redis_cpu"] * s["per_call"]
+    outside = max(0.0, per_call - s["script_us"])
+    base = s["plain_cpu"] + s["upstream_cpu"]
+    return ("| %s | %d | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f (%.2f) "
+            "| %.2f | %.2f |" % (
+                case, s["conns"], per_call, s["script_us"], outside,
+                s["per_call"], s["upstream_cpu"],
+                base / (base + s["module_us"] + s["redis_cpu"]), s["ratio"],
+                base / (base + s["module_us"] + outside / s["per_call"]),
+                base / (base + s["module_us"])))
+
+
 def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
         tokens, client_taskset=(), only=None, modes=(True, False),
-        module=None):
+        module=None, upstream_master=None):
     """Measures every gateway row (keys and tokens from make_keys());
     returns the table's lines and a dict: the old row names (cache off/on)
     -> {"rps", ...} at 8 connections, for the `auth_request`
@@ -341,14 +390,15 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
                            upstream=upstream).start()
     try:
         lines, results, ceiling, paced_lines = [], {}, None, []
+        ceilings = []
         plain = Case("plain", "http://127.0.0.1:%d/" % base.port, {},
-                     base.proc.pid)
+                     base.proc.pid, upstream=upstream_master)
         for cached in modes:
             ceiling = run_gateway(wrk, runs, seconds, workers, upstream,
                                   redis, keys, tokens, plain, cached,
                                   verify_us, lines, results, paced_lines,
                                   list(client_taskset), only,
-                                  module) or ceiling
+                                  module, ceilings) or ceiling
     finally:
         base.destroy()
     lines.append("")
@@ -358,12 +408,14 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
                      verify_us, verify_us,
                      "" if ceiling is None else
                      " = %.2f at 8 connections" % ceiling))
+    if ceilings:
+        lines += [""] + CEILING_HEADER + ceilings
     return HEADER + lines + [""] + PACED_HEADER + paced_lines, results
 
 
 def run_gateway(wrk, runs, seconds, workers, upstream, redis, keys, tokens,
                 plain, cached, verify_us, lines, results, paced_lines,
-                client_taskset, only=None, module=None):
+                client_taskset, only=None, module=None, ceilings=None):
     """One gateway nginx's cases (those whose name matches the regular
     expression only, when given); returns the RSA ceiling when
     measured."""
@@ -402,6 +454,8 @@ def run_gateway(wrk, runs, seconds, workers, upstream, redis, keys, tokens,
                     target = ("%s = %.2f (ceiling %.2f)"
                               % (target, 0.9 * ceiling, ceiling))
                 lines.append(line(case.name, s, target))
+                if case.redis and ceilings is not None:
+                    ceilings.append(ceiling_line(case.name, s))
                 if conns == 8:
                     results[case.name.replace(" + RBAC + headers",
                                               " + headers")] = s
@@ -455,7 +509,7 @@ def main():
         lines, _ = run(bench.wrk, bench.RUNS, bench.SECONDS, bench.WORKERS,
                        base.prefix / "trivial.sock", redis, taskset, keys,
                        tokens, bench.client([]), args.cases,
-                       modes[args.cache], args.module)
+                       modes[args.cache], args.module, base.proc.pid)
         print("\n".join(lines))
     finally:
         for svc in (base, redis):

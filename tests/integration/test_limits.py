@@ -247,7 +247,10 @@ def test_concurrent_requests_share_script_calls_and_decide_exactly(
     """40 requests arriving together at the one worker: fewer script calls
     than requests, and the limit (burst 4) admits exactly 5 of them. The
     worker is stopped while they are sent, so that they arrive together
-    however loaded the machine is (a paced sender made this flaky)."""
+    however loaded the machine is (a paced sender made this flaky). They
+    are identical, so they go as one group that Redis answers once: each
+    still gets its own decision, as 40 calls one after the other would
+    give it (remaining 4, 3, 2, 1, 0, then the same wait for each)."""
     import socket
     tok = token("together-user")
     raw = ("GET /one/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
@@ -264,7 +267,7 @@ def test_concurrent_requests_share_script_calls_and_decide_exactly(
             s.sendall(raw)
     finally:
         os.kill(worker, signal.SIGCONT)
-    statuses = []
+    statuses, remaining, retry = [], [], set()
     for s in socks:
         data = b""
         while True:
@@ -274,7 +277,17 @@ def test_concurrent_requests_share_script_calls_and_decide_exactly(
             data += chunk
         s.close()
         statuses.append(int(data.split(b" ", 2)[1]))
+        head = data.split(b"\r\n\r\n", 1)[0].decode().lower()
+        fields = dict(line.split(": ", 1) for line in head.split("\r\n")[1:])
+        if statuses[-1] == 200:
+            remaining.append(int(fields["x-ratelimit-remaining"]))
+        else:
+            assert fields["x-ratelimit-remaining"] == "0"
+            retry.add(fields["retry-after"])
     assert sorted(statuses) == [200] * 5 + [429] * 35
+    assert sorted(remaining) == [0, 1, 2, 3, 4]
+    # 10r/m: the sixth waits for the first unit back, 6 s at most
+    assert len(retry) == 1 and 1 <= int(retry.pop()) <= 6
     calls = c.info("commandstats")["cmdstat_evalsha"]["calls"]
     # arrived in one pass: one batch (two when a pass splits them)
     assert calls <= 4, calls
