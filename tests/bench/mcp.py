@@ -22,6 +22,21 @@ only (the direct rounds have the core to themselves), so the "added"
 figures would measure the colocation, not Omni. BENCH_MCP_UPSTREAM=servers
 puts it back on the servers' CPUs to show that case.
 
+Those rows are closed loop: each wrk connection sends its next call when
+the last answer is in. At 8 and 32 connections server-everything (one
+Node process, ~400 µs of CPU a call) is saturated, and the rows measure
+the queue at the upstream, whose shape differs between wrk's connections
+and the worker's, more than Omni (the added p50 at 8 connections swung
+from +0.35 to +4.9 ms between runs). The paced rows (paced_rows()) are
+open loop: for BENCH_MCP_PACED_CONNECTIONS (8,32) connections, the
+direct closed-loop saturation is measured first (wrk, median of 3 runs),
+then at BENCH_MCP_PACED_LOADS (0.5,0.7) of it build/paced
+(tests/bench/paced.c) calls at that fixed rate, one call in flight per
+connection, each call's latency counted from when it was due;
+BENCH_MCP_PACED_ROUNDS (BENCH_MCP_ROUNDS) rounds of BENCH_MCP_SECONDS
+rotate the order of direct, `/mcp` and the REST route. Any answer that
+is not a 200 carrying the echo without "error" fails the run.
+
 The last rows compare 2 worker processes with 1 on the same load (/mcp,
 32 connections, each wrk connection one request stream over the shared
 Omni session: no stickiness). This machine has no core to give each

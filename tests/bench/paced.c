@@ -84,7 +84,10 @@ paced_header(const char *buf, const char *end, const char *name)
          p = strstr(p + 2, "\r\n"))
     {
         if (strncasecmp(p + 2, name, n) == 0 && p[2 + n] == ':') {
-            for (p += 3 + n; *p == ' ' || *p == '\t'; p++) { /* void */ }
+            p += 3 + n;
+            while (*p == ' ' || *p == '\t') {
+                p++;
+            }
             return p;
         }
     }
@@ -249,7 +252,7 @@ main(int argc, char **argv)
     size_t              size, data_len, blen;
     int                 nconns, nheaders, opt, len, i, k, status;
     unsigned short      port;
-    const char         *end, *cl;
+    const char         *end, *v;
     ssize_t             r;
 
     nconns = 1;
@@ -445,8 +448,8 @@ main(int argc, char **argv)
             /* nginx closes a keep-alive connection after
              * keepalive_requests (1000) and says so */
             end = strstr(conns[i].buf, "\r\n\r\n");
-            cl = paced_header(conns[i].buf, end, "connection");
-            if (cl != NULL && strncasecmp(cl, "close", 5) == 0) {
+            v = paced_header(conns[i].buf, end, "connection");
+            if (v != NULL && strncasecmp(v, "close", 5) == 0) {
                 close(conns[i].fd);
                 conns[i].fd = paced_connect(port);
                 if (conns[i].fd < 0) {
