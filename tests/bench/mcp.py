@@ -323,17 +323,30 @@ def paced_rows(row, client, threads, direct, sides, pgids):
                 "MCP `tools/call` echo, paced (open loop, latency from each "
                 "call's due time) at %.0f%% of the direct closed-loop "
                 "saturation (%.0f calls/s) = %.0f calls/s, %d conn, "
-                "server-everything directly (baseline; CPU µs/call %s)"
-                % (100 * load, sat, rate, conns, cpu_text(base)), base))
+                "server-everything directly (baseline; CPU µs/call %s)%s"
+                % (100 * load, sat, rate, conns, cpu_text(base),
+                   short(base, rate)), base))
             for name, _, _, _ in sides[1:]:
                 s = _summary(got[name])
                 lines.append(row(
                     "  the same paced through %s, %.0f calls/s, %d conn "
-                    "(added p50 %.2f ms, p99 %.2f ms; CPU µs/call %s)"
+                    "(added p50 %.2f ms, p99 %.2f ms; CPU µs/call %s)%s"
                     % (name, rate, conns, s["p50"] - base["p50"],
-                       s["p99"] - base["p99"], cpu_text(s)),
+                       s["p99"] - base["p99"], cpu_text(s),
+                       short(s, rate)),
                     s, base, "added p50 <= 1 ms, p99 <= 3 ms"))
     return lines
+
+
+def short(s, rate):
+    """A warning for the row name when the median round fell short of
+    the rate: the calls queued (the machine had less capacity than the
+    saturation measured), and the latencies are that queue's."""
+    if s["rps"] >= 0.95 * rate:
+        return ""
+    return (" **RATE NOT REACHED** (%.0f of %.0f calls/s: the calls "
+            "queued, the latencies are that queue's, not comparable)"
+            % (s["rps"], rate))
 
 
 def note():
@@ -356,8 +369,10 @@ def note():
             "call it delays); %d rounds of %d s rotate the order of "
             "direct, `/mcp` and the REST route after a 2 s warm-up of "
             "each; req/s the achieved rate (spread), p50/p99 the medians "
-            "of the rounds', an answer that is not a 200 carrying the "
-            "echo without \"error\" fails the run. The 1 vs 2 process "
+            "of the rounds' (a side whose median round fell 5%% short of "
+            "the rate says RATE NOT REACHED: its calls queued), an answer "
+            "that is not a 200 carrying the echo without \"error\" fails "
+            "the run. The 1 vs 2 process "
             "rows give each worker process a CPU quota of its own (%s). "
             "Load average at the end: %s."
             % (ROUNDS, ROUND_SECONDS, placement(),
