@@ -140,7 +140,7 @@ bench: deps build $(BUILD)/paced $(BUILD)/outbound-relay mcp-node
 	@bash tests/bench/run.sh
 
 # the MCP rows alone (tests/bench/results-mcp.md)
-bench-mcp: deps build mcp-node
+bench-mcp: deps build $(BUILD)/paced mcp-node
 	@bash tests/bench/run.sh mcp
 
 # the gateway rows alone (tests/bench/results-gateway.md)

@@ -40,7 +40,10 @@ same run on the same machine (SPEC section 9).
                                             auth service, then `proxy_pass`
                                             (tests/bench/authrequest.py)
   MCP `tools/call` echo through /mcp    vs  server-everything directly, 1/8/32
-  and through the REST route                connections, added p50/p99
+  and through the REST route                connections closed loop (wrk),
+                                            and paced (open loop) at 50% and
+                                            70% of the direct saturation, 8
+                                            and 32 connections; added p50/p99
                                             (tests/bench/mcp.py, mcp_rest.py;
                                             alone: `bench.py mcp`)
 

@@ -22,6 +22,21 @@ only (the direct rounds have the core to themselves), so the "added"
 figures would measure the colocation, not Omni. BENCH_MCP_UPSTREAM=servers
 puts it back on the servers' CPUs to show that case.
 
+Those rows are closed loop: each wrk connection sends its next call when
+the last answer is in. At 8 and 32 connections server-everything (one
+Node process, ~400 µs of CPU a call) is saturated, and the rows measure
+the queue at the upstream, whose shape differs between wrk's connections
+and the worker's, more than Omni (the added p50 at 8 connections swung
+from +0.35 to +4.9 ms between runs). The paced rows (paced_rows()) are
+open loop: for BENCH_MCP_PACED_CONNECTIONS (8,32) connections, the
+direct closed-loop saturation is measured first (wrk, median of 3 runs),
+then at BENCH_MCP_PACED_LOADS (0.5,0.7) of it build/paced
+(tests/bench/paced.c) calls at that fixed rate, one call in flight per
+connection, each call's latency counted from when it was due;
+BENCH_MCP_PACED_ROUNDS (BENCH_MCP_ROUNDS) rounds of BENCH_MCP_SECONDS
+rotate the order of direct, `/mcp` and the REST route. Any answer that
+is not a 200 carrying the echo without "error" fails the run.
+
 The last rows compare 2 worker processes with 1 on the same load (/mcp,
 32 connections, each wrk connection one request stream over the shared
 Omni session: no stickiness). This machine has no core to give each
@@ -38,6 +53,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 
@@ -50,6 +66,14 @@ CONCURRENCY = [int(c) for c in
                os.environ.get("BENCH_MCP_CONNECTIONS", "1,8,32").split(",")]
 UPSTREAM_PLACE = os.environ.get("BENCH_MCP_UPSTREAM", "client")
 SCALE_QUOTA = float(os.environ.get("BENCH_MCP_SCALE_QUOTA", "0.05"))
+PACED_CONNECTIONS = [int(c) for c in os.environ.get(
+    "BENCH_MCP_PACED_CONNECTIONS", "8,32").split(",") if c]
+PACED_LOADS = [float(x) for x in os.environ.get(
+    "BENCH_MCP_PACED_LOADS", "0.5,0.7").split(",") if x]
+PACED_ROUNDS = int(os.environ.get("BENCH_MCP_PACED_ROUNDS", str(ROUNDS)))
+PACED = stack.BUILD / "paced"
+# what a good answer carries (paced -k): the echo's text
+MARKER = "Echo: bench"
 # set by bench.py: the load generator's CPUs (None when nothing is pinned)
 UPSTREAM_CPUS = None
 
@@ -224,11 +248,105 @@ def rows(row, label, conns, base, via):
     added = "added p50 %.2f ms, p99 %.2f ms; CPU µs/call %s" % (
         via["p50"] - base["p50"], via["p99"] - base["p99"], cpu_text(via))
     return [
-        row("MCP `tools/call` echo, server-everything directly, %d conn "
-            "(baseline; CPU µs/call %s)" % (conns, cpu_text(base)), base),
+        row("MCP `tools/call` echo, closed loop (wrk), server-everything "
+            "directly, %d conn (baseline; CPU µs/call %s)"
+            % (conns, cpu_text(base)), base),
         row("  the same through %s, %d conn (%s)" % (label, conns, added),
             via, base, "added p50 <= 1 ms, p99 <= 3 ms"),
     ]
+
+
+def paced(client, conns, side, rate, seconds, pgids):
+    """(achieved calls/s, p50 ms, p99 ms, CPU µs/call) of side (name, url,
+    headers, body file) called at `rate` calls/s, open loop, over `conns`
+    connections for `seconds` by build/paced (tests/bench/paced.c); each
+    call's latency counts from when it was due. Any answer that is not a
+    200 carrying the echo (MARKER) without "error" fails the run."""
+    _, url, headers, body = side
+    u = urlsplit(url)
+    cmd = [str(PACED), "-c", str(conns), "-m", "POST", "-D", body,
+           "-k", MARKER]
+    for name, value in headers.items():
+        cmd += ["-H", "%s: %s" % (name, value)]
+    cmd += [str(u.port), u.path, "%.0f" % rate, str(seconds)]
+    before = {k: cpu_ns(p) for k, p in pgids.items()}
+    out = subprocess.run(client(cmd), capture_output=True, text=True,
+                         timeout=seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError("paced %s at %.0f/s over %d conn failed:\n%s"
+                           % (url, rate, conns, out.stderr.strip()[-2000:]))
+    calls = [tuple(int(v) for v in line.split())
+             for line in out.stdout.splitlines()]
+    cpu = {k: (cpu_ns(p) - before[k]) / 1000.0 / max(len(calls), 1)
+           for k, p in pgids.items()}
+    lat = sorted(took / 1e6 for _, took in calls)
+    span = max(due + took for due, took in calls) - calls[0][0]
+    return (len(calls) / (span / 1e9), lat[len(lat) // 2],
+            lat[min(len(lat) - 1, int(len(lat) * 0.99))], cpu)
+
+
+def saturation(client, threads, conns, direct):
+    """The upstream's closed-loop rate, called directly by wrk over
+    `conns` connections: the median of 3 runs after a warm-up."""
+    wrk(client, threads, 2, conns, direct[0], direct[1])
+    return statistics.median(
+        wrk(client, threads, ROUND_SECONDS, conns, direct[0], direct[1])[0]
+        for _ in range(3))
+
+
+def paced_rows(row, client, threads, direct, sides, pgids):
+    """Per connection count in PACED_CONNECTIONS: the direct closed-loop
+    saturation (wrk on `direct`, (url, script)), then at each fraction of
+    it in PACED_LOADS, PACED_ROUNDS rounds of paced calls of every side
+    (sides[0] the baseline, called directly), the order rotated each
+    round; p50/p99 the medians of the rounds', "added" their differences
+    to the baseline's."""
+    lines = []
+    for conns in PACED_CONNECTIONS:
+        print("bench: mcp paced c=%d: direct saturation (load %s)"
+              % (conns, load_avg()), file=sys.stderr, flush=True)
+        sat = saturation(client, threads, conns, direct)
+        for load in PACED_LOADS:
+            rate = load * sat
+            print("bench: mcp paced c=%d at %.0f/s (load %s)"
+                  % (conns, rate, load_avg()), file=sys.stderr, flush=True)
+            for side in sides:
+                paced(client, conns, side, rate, 2, pgids)
+            got = {side[0]: [] for side in sides}
+            for i in range(PACED_ROUNDS):
+                k = i % len(sides)
+                for side in sides[k:] + sides[:k]:
+                    got[side[0]].append(paced(client, conns, side, rate,
+                                              ROUND_SECONDS, pgids))
+            base = _summary(got[sides[0][0]])
+            lines.append(row(
+                "MCP `tools/call` echo, paced (open loop, latency from each "
+                "call's due time) at %.0f%% of the direct closed-loop "
+                "saturation (%.0f calls/s) = %.0f calls/s, %d conn, "
+                "server-everything directly (baseline; CPU µs/call %s)%s"
+                % (100 * load, sat, rate, conns, cpu_text(base),
+                   short(base, rate)), base))
+            for name, _, _, _ in sides[1:]:
+                s = _summary(got[name])
+                lines.append(row(
+                    "  the same paced through %s, %.0f calls/s, %d conn "
+                    "(added p50 %.2f ms, p99 %.2f ms; CPU µs/call %s)%s"
+                    % (name, rate, conns, s["p50"] - base["p50"],
+                       s["p99"] - base["p99"], cpu_text(s),
+                       short(s, rate)),
+                    s, base, "added p50 <= 1 ms, p99 <= 3 ms"))
+    return lines
+
+
+def short(s, rate):
+    """A warning for the row name when the median round fell short of
+    the rate: the calls queued (the machine had less capacity than the
+    saturation measured), and the latencies are that queue's."""
+    if s["rps"] >= 0.95 * rate:
+        return ""
+    return (" **RATE NOT REACHED** (%.0f of %.0f calls/s: the calls "
+            "queued, the latencies are that queue's, not comparable)"
+            % (s["rps"], rate))
 
 
 def note():
@@ -238,11 +356,28 @@ def note():
             "each round); req/s the median (spread), p50/p99 the medians "
             "of the rounds' wrk percentiles; CPU µs/call per server "
             "process group from /proc/PID/schedstat over the calls wrk "
-            "counted, the median of the rounds; %s. The 1 vs 2 process "
+            "counted, the median of the rounds; %s. Closed loop (wrk): "
+            "each connection sends its next call when the last answer is "
+            "in; at 8 and 32 connections server-everything (one Node "
+            "process) is saturated, so those rows measure the queue at "
+            "the upstream, whose shape differs between wrk's connections "
+            "and the worker's, more than Omni. Paced (open loop, "
+            "build/paced): the calls are due at a fixed rate, %s of the "
+            "direct closed-loop saturation measured just before (wrk, "
+            "median of 3 runs), one in flight per connection, each "
+            "call's latency from its due time (a stall counts in every "
+            "call it delays); %d rounds of %d s rotate the order of "
+            "direct, `/mcp` and the REST route after a 2 s warm-up of "
+            "each; req/s the achieved rate (spread), p50/p99 the medians "
+            "of the rounds' (a side whose median round fell 5%% short of "
+            "the rate says RATE NOT REACHED: its calls queued), an answer "
+            "that is not a 200 carrying the echo without \"error\" fails "
+            "the run. The 1 vs 2 process "
             "rows give each worker process a CPU quota of its own (%s). "
             "Load average at the end: %s."
-            % (ROUNDS, ROUND_SECONDS, placement(), quota_text(),
-               load_avg()))
+            % (ROUNDS, ROUND_SECONDS, placement(),
+               " and ".join("%.0f%%" % (100 * x) for x in PACED_LOADS),
+               PACED_ROUNDS, ROUND_SECONDS, quota_text(), load_avg()))
 
 
 def load_avg():
@@ -424,6 +559,26 @@ def run(repeat, summary, row, client, threads, seconds, product):
             lines += rows(row, "nginx + module + worker `/mcp`", conns,
                           base, case)
             show_timings(product.worker, seen, conns)
+        if PACED_CONNECTIONS and PACED_LOADS:
+            subprocess.run(["make", "-s", "-C", str(stack.REPO),
+                            "build/paced"], check=True)
+            rest_url = n.http_url("/api/v1/mcp/tools/call")
+            rest_h = dict(n.bearer(role="user", lifetime=3600),
+                          **{"Content-Type": "application/json"})
+            rest_call = {"server": name, "tool": "echo",
+                         "arguments": {"message": "bench"}}
+            check(rest_url, rest_h, rest_call)
+            sides = [("server-everything directly", up.url, direct_h,
+                      CALL),
+                     ("nginx + module + worker `/mcp`", omni_url, omni_h,
+                      omni_call),
+                     ("nginx + worker (`POST /api/v1/mcp/tools/call`)",
+                      rest_url, rest_h, rest_call)]
+            for i, side in enumerate(sides):
+                f = Path(tmp) / ("paced%d.json" % i)
+                f.write_text(json.dumps(side[3]))
+                sides[i] = side[:3] + (str(f),)
+            lines += paced_rows(row, client, threads, direct, sides, pgids)
         if os.environ.get("BENCH_MCP_SCALE", "1") != "0":
             print("bench: mcp /mcp 1 vs 2 worker processes (load %s)"
                   % load_avg(), file=sys.stderr, flush=True)

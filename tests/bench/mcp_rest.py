@@ -7,7 +7,8 @@ closed loop: each connection sends its next call when the last answer is
 in). Alternating rounds, medians and CPU µs per call as in mcp.py (ab()).
 server-everything is one Node process, placed as in mcp.py (beside wrk
 by default): at 32 connections it, not the gateway, sets the rate, and
-its queueing shows in both columns.
+its queueing shows in both columns. The REST route's paced (open loop)
+rows, beside `/mcp`'s on the same upstream, are in mcp.py (paced_rows()).
 Run by bench.py (with the /mcp rows of mcp.py alone:
 /usr/bin/python3 tests/bench/bench.py mcp)"""
 
