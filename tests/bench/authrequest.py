@@ -96,7 +96,8 @@ class AuthService:
                         AUTH_ISSUER=issuer, AUTH_AUDIENCE=audience)
         if redis_addr is not None:
             # the gateway rows' limit (gateway.py: zone l1, per user)
-            self.env.update(AUTH_REDIS_URL="redis://" + redis_addr,
+            self.env.update(AUTH_REDIS_URL="redis://:%s@%s" % (
+                                stack.REDIS_PASSWORD, redis_addr),
                             AUTH_RATE="1000000", AUTH_BURST="1000")
         self.proc = None
 
