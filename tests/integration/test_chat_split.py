@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from test_chat_turn import (  # noqa: F401 (fixtures)
-    Chat, PRICE, direct, double, key_file, providers, unique)
+    Chat, direct, double, key_file, providers)
 
 
 def ledger_rows(pg, conv):
@@ -55,22 +55,6 @@ def test_another_users_conversation_is_404_before_any_provider_call(
     assert alice.messages(conv) == []
     assert alice.send(conv, "mine").status == 201
     assert [x["role"] for x in alice.messages(conv)] == ["user", "assistant"]
-
-
-def test_retired_model_is_422_and_saves_no_question(worker, providers,
-                                                    double):
-    m = providers.model("text")
-    chat = Chat(worker)
-    conv = chat.conversation(m["model"])
-    r = direct(worker, "PATCH", "/api/v1/llm/providers/" + m["provider"],
-               {"models": [{"name": unique("other"), "context_window": 8000,
-                            "max_output_tokens": 100, "price": PRICE}]},
-               role="admin")
-    assert r.status == 200, r.body
-    r = chat.send(conv, "anyone?")
-    assert r.status == 422, r.body
-    assert chat.messages(conv) == []
-    assert double.requests(m["model"]) == []
 
 
 @pytest.fixture

@@ -264,6 +264,9 @@ def test_retired_model_is_422(worker, providers, double):
     r = chat.send(conv)
     assert r.status == 422, r.body
     assert r.json()["field"] == "model"
+    # refused before the question is saved or any provider is called
+    assert chat.messages(conv) == []
+    assert double.requests(m["model"]) == []
 
 
 def test_garbage_from_the_provider_is_502(worker, providers):
