@@ -240,12 +240,13 @@ def run(pg, redis):
                 ", gap p99 +%.2f ms | |"
                 % (STREAMS, b_ttft, b_gap, b_added, b_gap - d_gap))
         marks = TIMINGS and _timings(worker, "chat turn first byte",
-                                     ("begun_us", "sent_us", "first_us"))
+                                     ("asked_us", "begun_us", "sent_us",
+                                      "first_us"))
         if marks:
             extra.append(
                 "chat turns, inside the worker (medians of %d, us from the "
-                "request's arrival): the plan answered %.0f, handed to "
-                "the provider client %.0f, first delta out %.0f"
+                "request's arrival): the plan asked %.0f, answered %.0f, "
+                "handed to the provider client %.0f, first delta out %.0f"
                 % ((marks[0],) + tuple(marks[1])))
         head = [
             "| chat: stream from the double directly (20 deltas, 20 ms "

@@ -189,6 +189,30 @@ def test_reply_is_saved_with_usage_cost_and_one_ledger_row(
     assert KEY not in worker.log_text()
 
 
+def test_a_rotated_key_file_is_sent_within_seconds(worker, double,
+                                                  tmp_path):
+    # the worker keeps a key file's content for up to 2 s rather than
+    # reading it at every turn; a rotated secret takes over after that
+    key = tmp_path / "rotating-key"
+    key.write_text("sk-first\n")
+    m = Providers(worker, double, key).model("text")
+    chat = Chat(worker)
+    conv = chat.conversation(m["model"])
+    assert chat.send(conv).status == 201
+    assert double.requests(m["model"])[-1]["key"] == "Bearer sk-first"
+    key.write_text("sk-second\n")
+    time.sleep(2.2)
+    for _ in range(4):   # whichever worker process takes the turn
+        assert chat.send(conv).status == 201
+        assert double.requests(m["model"])[-1]["key"] == "Bearer sk-second"
+    key.unlink()
+    time.sleep(2.2)
+    for _ in range(4):   # a deleted key is not sent from memory
+        chat.send(conv)
+        assert "sk-" not in (double.requests(m["model"])[-1]["key"] or "")
+    assert len(double.requests(m["model"])) == 9
+
+
 def test_history_goes_to_the_provider_in_order(worker, providers, double):
     m = providers.model("text")
     chat = Chat(worker)

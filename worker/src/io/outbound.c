@@ -86,7 +86,8 @@ struct omni_out_req_s {
     int released; /* omni_out_release(): the rest is read and dropped */
     uint64_t drain_from;
     char *body;
-    size_t body_off;
+    int attempts;       /* libcurl's tries at sending it */
+    int resend_refused; /* a second try refused: not idempotent */
     size_t max_bytes;
     uint64_t bytes;
     uint64_t start_us;
@@ -282,7 +283,7 @@ static void out_finish(omni_out_req_t *q, CURLcode code)
     res.error = q->why != OMNI_OUT_OK ? q->why : out_map(code, pretransfer > 0);
     if (res.error != OMNI_OUT_OK && q->detail[0] == '\0')
         snprintf(q->detail, sizeof(q->detail), "%s", curl_easy_strerror(code));
-    if (code == CURLE_SEND_FAIL_REWIND && !q->spec.idempotent)
+    if (q->resend_refused)
         snprintf(q->detail, sizeof(q->detail),
             "connection closed before any response; a non-idempotent "
             "request is not sent again");
@@ -491,28 +492,26 @@ static size_t out_write_cb(char *buf, size_t size, size_t n, void *arg)
     return q->cancelled ? 0 : len;
 }
 
-static size_t out_read_cb(char *buf, size_t size, size_t n, void *arg)
+/* Before each attempt at sending q (CURLOPT_PREREQFUNCTION): a second one
+ * is libcurl's silent resend after its reused connection died, refused
+ * for a request that must reach the upstream at most once. */
+static int out_prereq_cb(void *arg, char *primary_ip, char *local_ip,
+    int primary_port, int local_port)
 {
     omni_out_req_t *q = arg;
-    size_t k = q->spec.body_len - q->body_off;
 
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
     if (q->cancelled)
-        return CURL_READFUNC_ABORT;
-    if (k > size * n)
-        k = size * n;
-    memcpy(buf, q->body + q->body_off, k);
-    q->body_off += k;
-    return k;
-}
-
-static int out_seek_cb(void *arg, curl_off_t offset, int origin)
-{
-    omni_out_req_t *q = arg;
-
-    if (origin != SEEK_SET || offset < 0 || (size_t)offset > q->spec.body_len)
-        return CURL_SEEKFUNC_CANTSEEK;
-    q->body_off = (size_t)offset;
-    return CURL_SEEKFUNC_OK;
+        return CURL_PREREQFUNC_ABORT;
+    if (q->attempts++ > 0 && !q->spec.idempotent) {
+        q->why = OMNI_OUT_RESET;
+        q->resend_refused = 1;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
 }
 
 static void out_drain_deadline(omni_out_req_t *q)
@@ -617,22 +616,24 @@ static int out_setup(omni_out_req_t *q, const omni_out_spec_t *spec)
     if (method == NULL)
         method = spec->body_len ? "POST" : "GET";
     if (spec->body_len || strcmp(method, "POST") == 0) {
-        /* a body libcurl reads through us: without a seek callback it
-         * cannot silently resend it (see idempotent in outbound.h) */
-        OUT_SET(CURLOPT_POST, 1L);
+        /* the body as POSTFIELDS: libcurl writes a body under 64 KiB in the
+         * same send() as the request head, so the upstream reads one
+         * segment and parses once (through a read callback the body went
+         * in a second send(), and Node servers woke and parsed twice) */
         OUT_SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)spec->body_len);
-        OUT_SET(CURLOPT_READFUNCTION, out_read_cb);
-        OUT_SET(CURLOPT_READDATA, (void *)q);
-        if (spec->idempotent) {
-            OUT_SET(CURLOPT_SEEKFUNCTION, out_seek_cb);
-            OUT_SET(CURLOPT_SEEKDATA, (void *)q);
-        }
+        OUT_SET(CURLOPT_POSTFIELDS, q->body != NULL ? q->body : "");
     } else if (strcmp(method, "HEAD") == 0) {
         OUT_SET(CURLOPT_NOBODY, 1L);
     }
     if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0
         && strcmp(method, "HEAD") != 0)
         OUT_SET(CURLOPT_CUSTOMREQUEST, method);
+    /* libcurl silently sends a request again when its reused connection
+     * died before any response byte; every attempt passes through here */
+    OUT_SET(CURLOPT_PREREQFUNCTION, out_prereq_cb);
+    OUT_SET(CURLOPT_PREREQDATA, (void *)q);
+    /* a body-less one gains nothing from a reused connection worth the
+     * failed call when it died: it takes a fresh one */
     if (!spec->idempotent && spec->body_len == 0)
         OUT_SET(CURLOPT_FRESH_CONNECT, 1L);
 

@@ -90,9 +90,9 @@ typedef struct {
     size_t max_bytes;        /* 0: the config's */
     /* 0 (tools/call, completions): sent at most once. libcurl silently
      * resends a request whose reused connection died before any response
-     * byte; for these the body is given without a way to rewind it, so
-     * such a resend fails (OMNI_OUT_RESET) instead of repeating the call,
-     * and a body-less one always takes a fresh connection. */
+     * byte; for these that second attempt is refused before it is sent
+     * (CURLOPT_PREREQFUNCTION), and the request fails with
+     * OMNI_OUT_RESET instead of repeating the call. */
     int idempotent;
     omni_out_headers_pt on_headers; /* may be NULL */
     omni_out_data_pt on_data;       /* may be NULL: the body is dropped */

@@ -331,25 +331,90 @@ int omni_billing_targets(
 }
 
 
+/* Key files read again at most this often: a rotated secret (a Kubernetes
+ * Secret's volume swaps its files) is in use within it, and a turn does
+ * not open, read and close a file before its provider call. */
+#define OMNI_KEY_FILE_TTL_US 2000000
+#define OMNI_KEY_FILES 16
+
+typedef struct {
+    char path[512];
+    char key[4096];
+    size_t len;
+    int ok; /* the file could be read */
+    uint64_t read_us;
+} omni_key_file_t;
+
+static omni_key_file_t omni_key_files[OMNI_KEY_FILES];
+
+static uint64_t omni_key_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* The cached entry of path, read again when older than the TTL (the
+ * oldest slot is taken for a path not seen yet); NULL when path is too
+ * long to cache. */
+static const omni_key_file_t *omni_key_file(const char *path)
+{
+    uint64_t now = omni_key_now_us();
+    size_t i, slot = 0, n;
+    FILE *f;
+
+    if (strlen(path) >= sizeof(omni_key_files[0].path)) {
+        return NULL;
+    }
+    for (i = 0; i < OMNI_KEY_FILES; i++) {
+        if (strcmp(omni_key_files[i].path, path) == 0) {
+            slot = i;
+            break;
+        }
+        if (omni_key_files[i].read_us < omni_key_files[slot].read_us) {
+            slot = i;
+        }
+    }
+    if (i < OMNI_KEY_FILES && now - omni_key_files[slot].read_us
+                                  < OMNI_KEY_FILE_TTL_US) {
+        return &omni_key_files[slot];
+    }
+    snprintf(omni_key_files[slot].path, sizeof(omni_key_files[0].path), "%s",
+        path);
+    omni_key_files[slot].read_us = now;
+    omni_key_files[slot].ok = 0;
+    omni_key_files[slot].len = 0;
+    if ((f = fopen(path, "r")) == NULL) {
+        return &omni_key_files[slot];
+    }
+    n = fread(omni_key_files[slot].key, 1, sizeof(omni_key_files[0].key) - 1,
+        f);
+    fclose(f);
+    while (n > 0
+           && (omni_key_files[slot].key[n - 1] == '\n'
+               || omni_key_files[slot].key[n - 1] == '\r'
+               || omni_key_files[slot].key[n - 1] == ' ')) {
+        n--;
+    }
+    omni_key_files[slot].len = n;
+    omni_key_files[slot].ok = 1;
+    return &omni_key_files[slot];
+}
+
+
 const char *omni_billing_key(omni_arena_t *a, const omni_llm_target_t *g)
 {
-    char buf[4096];
-    size_t n;
-    FILE *f;
+    const omni_key_file_t *k;
 
     if (g->key_env != NULL) {
         return getenv(g->key_env);
     }
-    if (g->key_file == NULL || (f = fopen(g->key_file, "r")) == NULL) {
+    if (g->key_file == NULL || (k = omni_key_file(g->key_file)) == NULL
+        || !k->ok) {
         return NULL;
     }
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    while (n > 0
-           && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) {
-        n--;
-    }
-    return omni_arena_strndup(a, buf, n);
+    return omni_arena_strndup(a, k->key, k->len);
 }
 
 

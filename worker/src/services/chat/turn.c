@@ -127,7 +127,7 @@ struct omni_turn_s {
     char retry_after[16]; /* the provider's Retry-After of a 429 */
     omni_out_error_t out_error;
     uint64_t attempt_ms, attempt_wall_us, latency_ms;
-    uint64_t begun_us, sent_us; /* since the request came: timings */
+    uint64_t asked_us, begun_us, sent_us; /* since the request came */
 
     int ok;      /* the last attempt succeeded */
     int started; /* the client has had its first byte */
@@ -458,9 +458,9 @@ static int omni_turn_on_text(void *arg, const char *s, size_t n)
         t->started = 1;
         omni_respond_start(t->r, 200, "text/event-stream");
         omni_log(OMNI_LOG_DEBUG, "chat turn first byte",
-            "\"begun_us\":%llu,\"sent_us\":%llu,\"first_us\":%llu,"
-            "\"request_id\":\"%s\"",
-            (unsigned long long)t->begun_us, (unsigned long long)t->sent_us,
+            "\"asked_us\":%llu,\"begun_us\":%llu,\"sent_us\":%llu,"
+            "\"first_us\":%llu,\"request_id\":\"%s\"",
+            (unsigned long long)t->asked_us, (unsigned long long)t->begun_us, (unsigned long long)t->sent_us,
             (unsigned long long)omni_req_since_us(t->r), t->r->request_id);
     }
     omni_turn_sse(t, "delta", "text", s, n);
@@ -1336,6 +1336,7 @@ void omni_turn_post(omni_req_t *r)
             omni_api_db_failed(r);
             return;
         }
+        t->asked_us = omni_req_since_us(r);
         return;
 
     case OMNI_TURN_BEGUN:
