@@ -376,20 +376,20 @@ static const omni_key_file_t *omni_key_file(const char *path)
             slot = i;
         }
     }
-    if (i < OMNI_KEY_FILES && now - omni_key_files[slot].read_us
-                                  < OMNI_KEY_FILE_TTL_US) {
+    if (i < OMNI_KEY_FILES
+        && now - omni_key_files[slot].read_us < OMNI_KEY_FILE_TTL_US) {
         return &omni_key_files[slot];
     }
-    snprintf(omni_key_files[slot].path, sizeof(omni_key_files[0].path), "%s",
-        path);
+    snprintf(
+        omni_key_files[slot].path, sizeof(omni_key_files[0].path), "%s", path);
     omni_key_files[slot].read_us = now;
     omni_key_files[slot].ok = 0;
     omni_key_files[slot].len = 0;
     if ((f = fopen(path, "r")) == NULL) {
         return &omni_key_files[slot];
     }
-    n = fread(omni_key_files[slot].key, 1, sizeof(omni_key_files[0].key) - 1,
-        f);
+    n = fread(
+        omni_key_files[slot].key, 1, sizeof(omni_key_files[0].key) - 1, f);
     fclose(f);
     while (n > 0
            && (omni_key_files[slot].key[n - 1] == '\n'

@@ -460,7 +460,8 @@ static int omni_turn_on_text(void *arg, const char *s, size_t n)
         omni_log(OMNI_LOG_DEBUG, "chat turn first byte",
             "\"asked_us\":%llu,\"begun_us\":%llu,\"sent_us\":%llu,"
             "\"first_us\":%llu,\"request_id\":\"%s\"",
-            (unsigned long long)t->asked_us, (unsigned long long)t->begun_us, (unsigned long long)t->sent_us,
+            (unsigned long long)t->asked_us, (unsigned long long)t->begun_us,
+            (unsigned long long)t->sent_us,
             (unsigned long long)omni_req_since_us(t->r), t->r->request_id);
     }
     omni_turn_sse(t, "delta", "text", s, n);
