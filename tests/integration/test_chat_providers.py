@@ -188,6 +188,42 @@ def test_a_model_left_out_is_retired_and_its_prices_kept(worker, migrated):
     assert kept[0][0] == 1
 
 
+def test_stored_targets_follow_every_admin_change(worker, migrated):
+    # a chat turn reads each model's target from its row (sql/019): after
+    # each kind of change it must equal the one built from the tables
+    def targets(pid):
+        rows = migrated.sql(
+            "SELECT m.name, m.target, omnichat.model_target(m.id)"
+            " FROM omnichat.models AS m WHERE m.provider_id = %s"
+            " ORDER BY m.name", (pid,), dbname="omni")
+        for name, stored, built in rows:
+            assert stored == built, (name, stored, built)
+        return {name: stored for name, stored, _ in rows}
+
+    p = call(worker, "POST", PROVIDERS, provider(
+        models=[model("m-a"), model("m-b")])).json()
+    t = targets(p["id"])
+    assert t["m-a"]["input"] == 1.5 and t["m-a"]["price_version"] == 1
+    assert t["m-a"]["base_url"] == "http://127.0.0.1:9"
+    steps = [
+        {"models": [model("m-a", inp=3), model("m-b")]},        # a price
+        {"base_url": "http://127.0.0.1:10/v1"},                  # provider
+        {"api_key_env": None, "api_key_file": "/run/secrets/k"},
+        {"models": [dict(model("m-a", inp=3), context_window=9999),
+                    model("m-b")]},                                # limits
+        {"models": [model("m-b")]},                     # m-a retired
+    ]
+    for body in steps:
+        r = call(worker, "PATCH", PROVIDERS + "/" + p["id"], body)
+        assert r.status == 200, (body, r.body)
+        t = targets(p["id"])
+    assert t["m-a"]["input"] == 3 and t["m-a"]["price_version"] == 2
+    assert t["m-a"]["context_window"] == 9999
+    assert t["m-b"]["base_url"] == "http://127.0.0.1:10"
+    assert t["m-b"]["api_key_file"] == "/run/secrets/k"
+    assert t["m-b"]["api_key_env"] is None
+
+
 def test_provider_list_pages_with_a_cursor(worker):
     for _ in range(3):
         assert call(worker, "POST", PROVIDERS, provider()).status == 201
