@@ -52,16 +52,17 @@ TIMINGS = os.environ.get("BENCH_CHAT_TIMINGS") == "1"
 # on a reused connection Nagle's algorithm against the worker's delayed ACK
 # held that chunk until the ACK, ~20 ms more to the first token of a turn
 # that followed another at once; the direct client's fresh connections
-# never see it
+# never see it. Its request log is bounded (see ledger.py: a log kept
+# whole made Python's full collections pause the double as it grew)
 DOUBLE_MAIN = """
-import sys, threading
+import collections, sys, threading
 sys.path.insert(0, sys.argv[1])
 import llm_double as m
 m.Handler.disable_nagle_algorithm = True
 s = m.Server(("127.0.0.1", int(sys.argv[2])), m.Handler)
 s.daemon_threads = True
 s.lock = threading.Lock()
-s.log = []
+s.log = collections.deque(maxlen=64)
 s.serve_forever()
 """
 

@@ -63,16 +63,19 @@ DOUBLE = HERE.parent / "integration" / "fixtures" / "llm_double.py"
 
 # The double in a process of its own, with TCP_NODELAY: it writes a whole
 # reply's headers and body apart, and Nagle's algorithm against the
-# worker's delayed ACK holds the body 40 ms on every keep-alive request
+# worker's delayed ACK holds the body 40 ms on every keep-alive request.
+# Its request log is bounded: kept whole, tens of thousands of entries made
+# Python's full garbage collections pause the double 0.2-0.5 s once a run,
+# growing run by run, and that pause was each run's p99
 DOUBLE_MAIN = """
-import sys, threading
+import collections, sys, threading
 sys.path.insert(0, sys.argv[1])
 import llm_double as m
 m.Handler.disable_nagle_algorithm = True
 s = m.Server(("127.0.0.1", int(sys.argv[2])), m.Handler)
 s.daemon_threads = True
 s.lock = threading.Lock()
-s.log = []
+s.log = collections.deque(maxlen=64)
 s.serve_forever()
 """
 

@@ -64,9 +64,9 @@ class Providers:
         self.w, self.d, self.key_file = worker, double, key_file
 
     def model(self, behaviour, kind="openai", max_output=256,
-              fallbacks=None):
+              fallbacks=None, context=8000):
         name = unique(behaviour)
-        m = {"name": name, "context_window": 8000,
+        m = {"name": name, "context_window": context,
              "max_output_tokens": max_output, "price": PRICE}
         if fallbacks:
             m["fallbacks"] = fallbacks
@@ -223,6 +223,26 @@ def test_history_goes_to_the_provider_in_order(worker, providers, double):
     assert [(x["role"], x["content"]) for x in sent] == [
         ("system", "You are terse."), ("user", "first"),
         ("assistant", "Hello from the double."), ("user", "second")]
+
+
+def test_history_is_cut_to_the_models_context_budget(worker, providers,
+                                                    double):
+    # a message is estimated at 4 characters a token + 4; the budget is the
+    # context window less max_output_tokens, the system prompt (+8) and the
+    # question: 400 - 100 - 14/4 - 8 - (200/4 + 4) = 235 tokens, filled
+    # from the newest message back (user 54 each, the double's reply 9)
+    m = providers.model("text", max_output=100, context=400)
+    chat = Chat(worker)
+    conv = chat.conversation(m["model"])
+    asked = ["q%d" % i + "x" * 198 for i in range(1, 7)]
+    for q in asked:
+        assert chat.send(conv, q).status == 201
+    sent = double.requests(m["model"])[-1]["body"]["messages"]
+    reply = ("assistant", "Hello from the double.")
+    assert [(x["role"], x["content"]) for x in sent] == [
+        ("system", "You are terse."), reply,
+        ("user", asked[2]), reply, ("user", asked[3]), reply,
+        ("user", asked[4]), reply, ("user", asked[5])]
 
 
 def test_another_users_conversation_is_404_and_gets_no_message(

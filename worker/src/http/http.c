@@ -639,10 +639,18 @@ void omni_respond_start(omni_req_t *r, int status, const char *content_type)
 }
 
 
+static void omni_http_flush(struct evhttp_connection *evcon);
+
+
 void omni_respond_chunk(omni_req_t *r, struct evbuffer *body)
 {
-    if (evhttp_request_get_connection(r->ev) != NULL) {
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+
+    if (evcon != NULL) {
         evhttp_send_reply_chunk(r->ev, body);
+        /* a stream's chunk (a chat delta) goes out now, not on the loop's
+         * next turn; evhttp's write callback has nothing to do for one */
+        omni_http_flush(evcon);
     }
     evbuffer_drain(body, evbuffer_get_length(body));
 }
