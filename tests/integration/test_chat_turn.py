@@ -675,6 +675,35 @@ def mcp_count(upstream):
     return upstream.ctl("count")["count"]
 
 
+def test_offered_tools_follow_a_registry_change_at_once(
+        tool_worker, double, key_file, legacy_mcp):
+    # each worker process keeps the list of tools it offers per (role,
+    # filter) at omni:mcp:gen (offer.c); a change bumps the generation, so
+    # the very next turn, on whichever process, offers the new list
+    server = register_mcp(tool_worker, legacy_mcp)
+    m = Providers(tool_worker, double, key_file).model("text")
+    chat = Chat(tool_worker)
+    conv = chat.conversation(m["model"])
+
+    def offered():
+        assert chat.send(conv).status == 201
+        sent = double.requests(m["model"])[-1]["body"].get("tools") or []
+        return {t["function"]["name"] for t in sent
+                if t["function"]["name"].startswith(server + "__")}
+
+    for _ in range(4):
+        assert server + "__echo" in offered()
+    for roles, shown in ((["admin"], False), ([], True), (["admin"], False)):
+        r = direct(tool_worker, "PATCH", "/api/v1/mcp/servers/" + server,
+                   {"roles": roles}, role="admin")
+        assert r.status == 200, r.body
+        for _ in range(4):   # a user's turns, both processes
+            assert (server + "__echo" in offered()) is shown, roles
+    assert direct(tool_worker, "DELETE", "/api/v1/mcp/servers/" + server,
+                  role="admin").status in (200, 204)
+    assert offered() == set()
+
+
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
 def test_two_round_tool_loop_with_parallel_calls(tool_worker, double,
                                                  key_file, legacy_mcp, kind):

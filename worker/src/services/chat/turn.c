@@ -1,7 +1,11 @@
 /* turn.c: the chat turn, POST /api/v1/conversations/{id}/messages
  * {content, stream?, tools?}.
  *
- *   START ─> BEGUN (the plan, read-only: history, targets, budgets, tools)
+ *   START ─> BEGUN (the plan, read-only: history, targets, budgets; the
+ *              │        tools too unless a list is kept: offer.c)
+ *              v
+ *            OFFER (omni:mcp:gen, read beside the plan: the kept list, or
+ *              │    OFFERED: the list queried when the generation moved)
  *              │ budgets?
  *              ├──────> RESERVED (Redis, atomic: input + max_tokens)
  *              │           │ over: 429 budget_exceeded
@@ -53,6 +57,7 @@
 #include "http/api.h"
 #include "services/chat/billing.h"
 #include "services/chat/builtin.h"
+#include "services/chat/offer.h"
 #include "services/chat/turn.h"
 #include "services/chat/wire.h"
 #include "services/mcp/mcp.h"
@@ -62,6 +67,8 @@
 enum {
     OMNI_TURN_START = 0,
     OMNI_TURN_BEGUN,
+    OMNI_TURN_OFFER,
+    OMNI_TURN_OFFERED,
     OMNI_TURN_RESERVED,
     OMNI_TURN_CALL,
     OMNI_TURN_CALLED,
@@ -100,6 +107,11 @@ struct omni_turn_s {
     int stream;
 
     omni_wire_tooldef_t *tools; /* offered to the model */
+    omni_offer_gen_t *gen;      /* omni:mcp:gen read beside the plan */
+    char offer_key[512];        /* its (role, filter); "" when too long */
+    const char *offer;          /* the MCP tools' JSON array text */
+    int offer_asked;            /* the plan was asked for the list */
+    int gen_waited;             /* OFFER waits for gen's answer */
     int ntools, round, max_rounds, msgcap;
     omni_turn_result_t results[OMNI_WIRE_MAX_TOOLS];
     int nresults, pending_tools;
@@ -157,14 +169,14 @@ static struct {
 int omni_turn_init(void)
 {
     omni_turn_plan_stmt = omni_db_statement("chat_turn_plan",
-        "SELECT t.status, t.body FROM omnichat.turn_plan($1, $2, $3::uuid,"
-        " $4::int, $5, $6::jsonb) AS t");
+        "SELECT t.status, t.body, t.tools FROM omnichat.turn_plan($1, $2,"
+        " $3::uuid, $4::int, $5, $6::jsonb, $7::boolean) AS t");
     omni_turn_ask_stmt = omni_db_statement("chat_turn_ask",
         "SELECT omnichat.turn_ask($1, $2::uuid, $3::uuid, $4)");
     omni_turn_save_stmt = omni_db_statement(
         "chat_turn_save", "SELECT omnichat.turn_save($1, $2::uuid, $3::jsonb)");
     return omni_turn_plan_stmt < 0 || omni_turn_ask_stmt < 0
-                   || omni_turn_save_stmt < 0
+                   || omni_turn_save_stmt < 0 || omni_offer_init() != 0
                ? -1
                : omni_billing_init();
 }
@@ -323,14 +335,12 @@ static const char *omni_turn_str(const omni_json_t *o, const char *k)
 }
 
 
-/* Reads turn_plan's answer into t, the user's message appended to the
- * history: 0, or -1 when out of memory. */
+/* Reads turn_plan's answer (but the tools: omni_turn_offer) into t, the
+ * user's message appended to the history: 0, or -1 when out of memory. */
 static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
 {
     omni_arena_t *a = &t->r->arena;
     const omni_json_t *j, *arr, *e;
-    const omni_wire_tooldef_t *builtin;
-    int nbuiltin;
     char err[128];
     int64_t n;
     size_t i;
@@ -353,38 +363,6 @@ static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
 
     if (omni_json_int(omni_json_get(j, "max_tool_rounds"), &n)) {
         t->max_rounds = (int)n;
-    }
-    arr = omni_json_get(j, "tools");
-    t->ntools = arr != NULL ? (int)arr->u.arr.len : 0;
-    nbuiltin = omni_chat_builtin_tools(&builtin);
-    t->tools =
-        omni_arena_alloc(a, sizeof(*t->tools) * (t->ntools + nbuiltin + 1));
-    if (t->tools == NULL) {
-        return -1;
-    }
-    for (i = 0; i < (size_t)t->ntools; i++) {
-        struct evbuffer *b = evbuffer_new();
-
-        e = arr->u.arr.items[i];
-        t->tools[i].name = omni_turn_str(e, "name");
-        t->tools[i].description = omni_turn_str(e, "description");
-        if (b == NULL) {
-            return -1;
-        }
-        omni_json_write(b, omni_json_get(e, "input_schema"));
-        t->tools[i].schema = omni_arena_strndup(
-            a, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
-        evbuffer_free(b);
-    }
-    /* the built-in server's (every role's: they act on the caller's own
-     * contexts and memories), narrowed like the others by `tools` */
-    for (i = 0; i < (size_t)nbuiltin; i++) {
-        char quoted[96];
-
-        snprintf(quoted, sizeof(quoted), "\"%s\"", builtin[i].name);
-        if (t->only == NULL || strstr(t->only, quoted) != NULL) {
-            t->tools[t->ntools++] = builtin[i];
-        }
     }
 
     arr = omni_json_get(j, "history");
@@ -418,6 +396,70 @@ static int omni_turn_plan(omni_turn_t *t, const char *text, size_t len)
     omni_billing_budgets(&t->bud, omni_json_get(j, "budgets"), t->targets,
         t->ntargets, t->input_estimate, 0);
     return 0;
+}
+
+
+/* Reads the MCP tools' list (t->offer, turn_tools()'s JSON) and the
+ * built-in server's into t->tools: 0, or -1 when out of memory or the
+ * list is not JSON. */
+static int omni_turn_offer(omni_turn_t *t)
+{
+    omni_arena_t *a = &t->r->arena;
+    const omni_json_t *arr, *e;
+    const omni_wire_tooldef_t *builtin;
+    int nbuiltin;
+    char err[128];
+    size_t i;
+
+    arr =
+        omni_json_parse(a, t->offer, strlen(t->offer), NULL, err, sizeof(err));
+    if (arr == NULL || arr->type != OMNI_JSON_ARRAY) {
+        return -1;
+    }
+    t->ntools = (int)arr->u.arr.len;
+    nbuiltin = omni_chat_builtin_tools(&builtin);
+    t->tools =
+        omni_arena_alloc(a, sizeof(*t->tools) * (t->ntools + nbuiltin + 1));
+    if (t->tools == NULL) {
+        return -1;
+    }
+    for (i = 0; i < (size_t)t->ntools; i++) {
+        struct evbuffer *b = evbuffer_new();
+
+        e = arr->u.arr.items[i];
+        t->tools[i].name = omni_turn_str(e, "name");
+        t->tools[i].description = omni_turn_str(e, "description");
+        if (b == NULL) {
+            return -1;
+        }
+        omni_json_write(b, omni_json_get(e, "input_schema"));
+        t->tools[i].schema = omni_arena_strndup(
+            a, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+        evbuffer_free(b);
+    }
+    /* the built-in server's (every role's: they act on the caller's own
+     * contexts and memories), narrowed like the others by `tools` */
+    for (i = 0; i < (size_t)nbuiltin; i++) {
+        char quoted[96];
+
+        snprintf(quoted, sizeof(quoted), "\"%s\"", builtin[i].name);
+        if (t->only == NULL || strstr(t->only, quoted) != NULL) {
+            t->tools[t->ntools++] = builtin[i];
+        }
+    }
+    return 0;
+}
+
+
+/* omni:mcp:gen answered: a turn waiting for it in OFFER goes on. */
+static void omni_turn_gen_ready(void *arg)
+{
+    omni_turn_t *t = arg;
+
+    if (t->gen_waited) {
+        t->gen_waited = 0;
+        omni_http_resume(t->r);
+    }
 }
 
 
@@ -1094,6 +1136,8 @@ static void omni_turn_free_tools(omni_turn_t *t)
 
 static void omni_turn_free(omni_turn_t *t)
 {
+    omni_offer_gen_drop(t->gen);
+    t->gen = NULL;
     if (t->live) {
         t->live = 0;
         omni_turn_mem.live--;
@@ -1270,7 +1314,7 @@ void omni_turn_post(omni_req_t *r)
 {
     omni_turn_t *t = r->data;
     const omni_identity_t *id;
-    const char *values[6];
+    const char *values[7];
     char chars[16];
     const char *status, *calls;
     char mid[37];
@@ -1331,8 +1375,18 @@ void omni_turn_post(omni_req_t *r)
         values[3] = chars;
         values[4] = t->role;
         values[5] = t->only;
+        /* the tools come with the plan unless a list is kept for this
+         * (role, filter) and the generation can be read to check it */
+        if (omni_offer_key(t->offer_key, sizeof(t->offer_key), t->role, t->only)
+            != 0) {
+            t->offer_key[0] = '\0';
+        }
+        t->gen = omni_offer_gen_read(omni_turn_gen_ready, t);
+        t->offer_asked = t->gen == NULL || t->offer_key[0] == '\0'
+                         || !omni_offer_known(t->offer_key);
+        values[6] = t->offer_asked ? "true" : "false";
         r->state = OMNI_TURN_BEGUN;
-        if (omni_turn_query(r, omni_turn_plan_stmt, 6, values) != 0) {
+        if (omni_turn_query(r, omni_turn_plan_stmt, 7, values) != 0) {
             omni_turn_free(t);
             omni_api_db_failed(r);
             return;
@@ -1363,7 +1417,64 @@ void omni_turn_post(omni_req_t *r)
         }
         if (omni_turn_plan(
                 t, PQgetvalue(r->db_res, 0, 1), PQgetlength(r->db_res, 0, 1))
-            != 0) {
+                != 0
+            || (t->offer_asked && !PQgetisnull(r->db_res, 0, 2)
+                && (t->offer = omni_arena_strndup(&r->arena,
+                        PQgetvalue(r->db_res, 0, 2),
+                        PQgetlength(r->db_res, 0, 2)))
+                       == NULL)) {
+            omni_turn_free(t);
+            omni_respond_error(r, 503, "overloaded", "out of memory");
+            return;
+        }
+        r->state = OMNI_TURN_OFFER;
+        /* fall through */
+
+    case OMNI_TURN_OFFER:
+        if (t->offer == NULL && t->gen != NULL
+            && !omni_offer_gen_done(t->gen)) {
+            t->gen_waited = 1;
+            return;
+        }
+        if (t->offer == NULL) {
+            /* a list is kept: used while the generation has not moved,
+             * else queried now, after the generation was read */
+            t->offer =
+                omni_offer_kept(t->offer_key, omni_offer_gen_value(t->gen));
+            if (t->offer == NULL) {
+                values[0] = t->role;
+                values[1] = t->only;
+                r->state = OMNI_TURN_OFFERED;
+                if (omni_turn_query(r, omni_offer_stmt(), 2, values) != 0) {
+                    omni_turn_free(t);
+                    omni_api_db_failed(r);
+                }
+                return;
+            }
+        } else if (t->offer_key[0] != '\0' && !omni_offer_known(t->offer_key)
+                   && omni_offer_gen_value(t->gen) >= 0) {
+            /* the plan's list may predate the generation read beside it:
+             * kept from a query sent after the read, off this turn's path */
+            omni_offer_fill(
+                t->offer_key, omni_offer_gen_value(t->gen), t->role, t->only);
+        }
+        /* fall through */
+
+    case OMNI_TURN_OFFERED:
+        if (r->state == OMNI_TURN_OFFERED) {
+            if (r->db_status != OMNI_DB_OK || PQntuples(r->db_res) != 1
+                || PQgetisnull(r->db_res, 0, 0)) {
+                omni_turn_free(t);
+                omni_api_db_failed(r);
+                return;
+            }
+            omni_offer_keep(t->offer_key, omni_offer_gen_value(t->gen),
+                PQgetvalue(r->db_res, 0, 0),
+                (size_t)PQgetlength(r->db_res, 0, 0));
+            t->offer = omni_arena_strndup(&r->arena,
+                PQgetvalue(r->db_res, 0, 0), PQgetlength(r->db_res, 0, 0));
+        }
+        if (t->offer == NULL || omni_turn_offer(t) != 0) {
             omni_turn_free(t);
             omni_respond_error(r, 503, "overloaded", "out of memory");
             return;
