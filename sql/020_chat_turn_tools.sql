@@ -2,9 +2,9 @@
 -- The list depends on the MCP catalog, the servers' roles and breakers
 -- and the caller's role and `tools` filter, and changes only when
 -- omni:mcp:gen is bumped (every writer of those bumps it after writing
--- Postgres). Querying it was a fifth of turn_plan()'s time with an
--- idle backend (SPEC 9's time to first token), and grows with the
--- catalog. A worker that holds the list of (role, filter) at the
+-- Postgres). Querying it was a tenth to a fifth of turn_plan()'s time
+-- with an idle backend (SPEC 9's time to first token), with no tool
+-- registered, and grows with the catalog. A worker that holds the list of (role, filter) at the
 -- generation it reads beside the plan asks the plan without it; else the
 -- plan carries it, or turn_tools() alone does when the generation moved.
 -- 018's turn_plan() stays for a worker of the build before.
