@@ -334,7 +334,7 @@ int omni_billing_targets(
 /* Key files read again at most this often: a rotated secret (a Kubernetes
  * Secret's volume swaps its files) is in use within it, and a turn does
  * not open, read and close a file before its provider call. */
-#define OMNI_KEY_FILE_TTL_US 2000000
+#define OMNI_KEY_FILE_TTL_MS 2000
 #define OMNI_KEY_FILES 16
 
 typedef struct {
@@ -342,25 +342,17 @@ typedef struct {
     char key[4096];
     size_t len;
     int ok; /* the file could be read */
-    uint64_t read_us;
+    uint64_t read_ms;
 } omni_key_file_t;
 
 static omni_key_file_t omni_key_files[OMNI_KEY_FILES];
-
-static uint64_t omni_key_now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 /* The cached entry of path, read again when older than the TTL (the
  * oldest slot is taken for a path not seen yet); NULL when path is too
  * long to cache. */
 static const omni_key_file_t *omni_key_file(const char *path)
 {
-    uint64_t now = omni_key_now_us();
+    uint64_t now = omni_billing_now_ms();
     size_t i, slot = 0, n;
     FILE *f;
 
@@ -372,17 +364,17 @@ static const omni_key_file_t *omni_key_file(const char *path)
             slot = i;
             break;
         }
-        if (omni_key_files[i].read_us < omni_key_files[slot].read_us) {
+        if (omni_key_files[i].read_ms < omni_key_files[slot].read_ms) {
             slot = i;
         }
     }
     if (i < OMNI_KEY_FILES
-        && now - omni_key_files[slot].read_us < OMNI_KEY_FILE_TTL_US) {
+        && now - omni_key_files[slot].read_ms < OMNI_KEY_FILE_TTL_MS) {
         return &omni_key_files[slot];
     }
     snprintf(
         omni_key_files[slot].path, sizeof(omni_key_files[0].path), "%s", path);
-    omni_key_files[slot].read_us = now;
+    omni_key_files[slot].read_ms = now;
     omni_key_files[slot].ok = 0;
     omni_key_files[slot].len = 0;
     if ((f = fopen(path, "r")) == NULL) {
