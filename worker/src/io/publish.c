@@ -27,8 +27,12 @@
 /* requests written before their answers arrive */
 #define OMNI_PUB_WINDOW 32
 #define OMNI_PUB_TIMEOUT_S 5
+/* Reconnects after a failure back off from 100 ms up to 1 s: events wait
+ * in the queue meanwhile, and a worker started before its gateway (the
+ * socket not there yet) reached 5 s between tries under a 5 s cap, so its
+ * events stayed queued for up to 5 s after the gateway came up */
 #define OMNI_PUB_BACKOFF_MIN_MS 100
-#define OMNI_PUB_BACKOFF_MAX_MS 5000
+#define OMNI_PUB_BACKOFF_MAX_MS 1000
 #define OMNI_PUB_HEAD_MAX 8192
 
 typedef struct omni_pub_msg_s omni_pub_msg_t;
