@@ -121,6 +121,19 @@ $(BUILD)/paced: tests/bench/paced.c | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_REL) -o $@ $<
 
+# the gateway benchmark's measured RS256 ceiling: nginx doing one bare
+# RSA-2048 verification per request (tests/bench/rsa_ceiling.c), compiled
+# against the nginx sources the module's build configured
+NGX_OBJS_SRC = $(BUILD)/nginx-src
+$(BUILD)/ngx_http_bench_rsa_module.so: tests/bench/rsa_ceiling.c $(MODULE) | deps
+	cd $(NGX_OBJS_SRC) \
+	&& incs=$$(sed -n '/^ALL_INCS =/,/^$$/{s/^ALL_INCS =//;s/\\$$//;p}' \
+	           objs/Makefile) \
+	&& $(CC) -pipe -O2 -g -W -Wall -Wpointer-arith -Wno-unused-parameter \
+	    -Werror -fPIC -shared $$incs \
+	    -o $(abspath $@).tmp $(abspath $<) -lcrypto
+	@mv -f $@.tmp $@
+
 unit: $(UNIT_TESTS)
 	@bash tests/unit/run.sh $(UNIT_TESTS)
 
@@ -136,7 +149,7 @@ up: deps build ui
 down:
 	@bash conf/stack.sh down
 
-bench: deps build $(BUILD)/paced $(BUILD)/outbound-relay mcp-node
+bench: deps build $(BUILD)/paced $(BUILD)/outbound-relay $(BUILD)/ngx_http_bench_rsa_module.so mcp-node
 	@bash tests/bench/run.sh
 
 # the MCP rows alone (tests/bench/results-mcp.md)
@@ -144,7 +157,7 @@ bench-mcp: deps build $(BUILD)/paced mcp-node
 	@bash tests/bench/run.sh mcp
 
 # the gateway rows alone (tests/bench/results-gateway.md)
-bench-gateway: deps build $(BUILD)/paced
+bench-gateway: deps build $(BUILD)/paced $(BUILD)/ngx_http_bench_rsa_module.so
 	@bash tests/bench/run.sh gateway
 
 # contexts and memories vs the same SQL (README "Contexts and memories")

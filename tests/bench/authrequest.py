@@ -213,6 +213,11 @@ def run(measure, summary, row, workers, auth_workers, upstream, keys,
         extra = (" (%.1fx the limit-free service)"
                  % (gateway_rows[name]["rps"] / plain["rps"])
                  if limits else "")
+        ceil = gateway_rows[name].get("ceil")
+        if ceil is not None:
+            # what nginx doing nothing but the one RSA verification reaches
+            extra += (" (the measured RS256 ceiling, nginx + one bare "
+                      "verification: %.1fx)" % (ceil["rps"] / base["rps"]))
         lines.append(row("Omni gateway %s, vs `auth_request`%s%s"
                          % (name, " with the limit" if limits else "",
                             extra),
