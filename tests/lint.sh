@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Style lint (STYLE.md). The nginx module: no tabs, no // comments, no line
+# Style lint (STYLE.md). The nginx module (and the bench's nginx module,
+# tests/bench/rsa_ceiling.c): no tabs, no // comments, no line
 # over 80 columns, no trailing whitespace, reported as file:line. Worker
 # code: clang-format --dry-run --Werror against the repo's .clang-format,
 # and its includes run one way (lib <- io <- http <- services <- core;
@@ -25,7 +26,7 @@ MODULE_STYLE_TESTS=(tests/unit/test_mod_*.c tests/fuzz/fuzz_jwt.c)
 status=0
 
 shopt -s nullglob
-module_files=(ngx_omni_module/*.[ch])
+module_files=(ngx_omni_module/*.[ch] tests/bench/rsa_ceiling.c)
 if [ ${#module_files[@]} -gt 0 ]; then
     # A small C scanner rather than grep: "//" inside a string ("http://")
     # or inside a /* */ comment is not a // comment.

@@ -244,9 +244,20 @@ def cpu_text(s):
     return ", ".join("%s %.0f" % (k, v) for k, v in s["cpu"].items())
 
 
+def mean_ms(conns, s):
+    """A closed loop's mean latency: every connection always has one call
+    out, so by Little's law it is connections / calls per second. Where
+    the upstream is saturated its rate alone sets this; the p50 also
+    moves with how unevenly the upstream serves the connections."""
+    return conns / s["rps"] * 1000.0
+
+
 def rows(row, label, conns, base, via):
-    added = "added p50 %.2f ms, p99 %.2f ms; CPU µs/call %s" % (
-        via["p50"] - base["p50"], via["p99"] - base["p99"], cpu_text(via))
+    added = ("added p50 %.2f ms, p99 %.2f ms, mean %.2f ms (%.2f vs %.2f); "
+             "CPU µs/call %s" % (
+                 via["p50"] - base["p50"], via["p99"] - base["p99"],
+                 mean_ms(conns, via) - mean_ms(conns, base),
+                 mean_ms(conns, via), mean_ms(conns, base), cpu_text(via)))
     return [
         row("MCP `tools/call` echo, closed loop (wrk), server-everything "
             "directly, %d conn (baseline; CPU µs/call %s)"
