@@ -451,7 +451,8 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
                      base.proc.pid, upstream=upstream_master)
         if False in modes and (not only or re.search(
                 only, "RS256 + RBAC + headers, cache off")):
-            measured = start_ceiling(workers, upstream, keys)
+            measured = start_ceiling(workers, upstream, keys,
+                                     tokens["rs256"])
             measured.case = Case("measured ceiling",
                                  "http://127.0.0.1:%d/" % measured.port, {},
                                  measured.proc.pid, upstream=upstream_master)
@@ -481,14 +482,33 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
     return HEADER + lines + [""] + PACED_HEADER + paced_lines, results
 
 
-def start_ceiling(workers, upstream, keys):
-    """The measured RS256 ceiling's nginx (see CEILING_CONF)."""
+def start_ceiling(workers, upstream, keys, token):
+    """The measured RS256 ceiling's nginx (see CEILING_CONF), checked to
+    verify: the token passes, the same token with another signature gets
+    401, so the ceiling cannot be a proxy that skipped the work."""
+    import urllib.error
+    import urllib.request
     if not CEILING_MODULE.exists():
         raise RuntimeError("%s is missing: make %s" % (
             CEILING_MODULE, CEILING_MODULE.relative_to(stack.REPO)))
-    return stack.NginxConf(CEILING_CONF, "bench-rsa-ceiling",
-                           workers=workers, upstream=upstream,
-                           rs_key=keys["rs256"]).start()
+    ngx = stack.NginxConf(CEILING_CONF, "bench-rsa-ceiling",
+                          workers=workers, upstream=upstream,
+                          rs_key=keys["rs256"]).start()
+    head, _, sig = token.rpartition(".")
+    forged = head + "." + ("A" if sig[0] != "A" else "B") + sig[1:]
+    for tok, want in ((token, 200), (forged, 401)):
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/" % ngx.port,
+            headers={"Authorization": "Bearer " + tok})
+        try:
+            got = urllib.request.urlopen(req, timeout=5).status
+        except urllib.error.HTTPError as e:
+            got = e.code
+        if got != want:
+            ngx.destroy()
+            raise RuntimeError("the RS256 ceiling's nginx answered %d, not "
+                               "%d" % (got, want))
+    return ngx
 
 
 MEASURED_HEADER = [
