@@ -42,6 +42,7 @@ typedef struct {
     ngx_uint_t                  closing;
     ngx_uint_t                  writing;        /* a command being queued */
     ngx_uint_t                  want_write;
+    ngx_event_t                 flush;          /* the pass's commands go */
     ngx_log_t                  *log;
     ngx_http_omni_main_conf_t  *omcf;
 
@@ -72,6 +73,7 @@ static ngx_int_t ngx_http_omni_sentinel_switch(ngx_http_omni_redis_t *rd,
     u_char *p, u_char *last);
 static void ngx_http_omni_redis_schedule(ngx_http_omni_redis_t *rd);
 static void ngx_http_omni_redis_write_now(ngx_http_omni_redis_t *rd);
+static void ngx_http_omni_redis_flush(ngx_event_t *ev);
 
 
 /* one per worker process */
@@ -1206,9 +1208,25 @@ ngx_http_omni_redis_command(void (*cb)(redisAsyncContext *, void *, void *),
         return NGX_ERROR;
     }
 
-    ngx_http_omni_redis_write_now(rd);
+    /* written when the pass ends, with every command the pass's other
+     * requests queued: one write and one wake-up of Redis for them all
+     * (a revocation-only check per request, otherwise one send each) */
+
+    if (!rd->flush.posted) {
+        rd->flush.handler = ngx_http_omni_redis_flush;
+        rd->flush.data = rd;
+        rd->flush.log = rd->log;
+        ngx_post_event(&rd->flush, &ngx_posted_events);
+    }
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_omni_redis_flush(ngx_event_t *ev)
+{
+    ngx_http_omni_redis_write_now(ev->data);
 }
 
 
