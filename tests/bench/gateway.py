@@ -5,8 +5,10 @@ cost per request.
 The baseline is a module-free nginx (`proxy_pass` over keepalive to an
 nginx `return 200` on a unix socket); the cases run in two nginx instances
 with the module, one without `omni_jwt_cache` and one with it, each with a
-location per algorithm and two with Redis limits. Method, per case and per
-connection count (32, then 8):
+location per algorithm and two with Redis limits; with the cache, RS256
+also with a token carrying a `jti` and no limit (as Omni's own tokens do:
+the revocation check is the request's one Redis command). Method, per
+case and per connection count (32, then 8):
 
 - rounds alternate the baseline and the case (RUNS rounds of SECONDS each,
   one warm-up pair first): a drift of the shared machine hits both sides of

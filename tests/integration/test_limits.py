@@ -242,32 +242,23 @@ def test_several_limits_are_checked_in_one_evalsha(gw, own_redis):
     assert [c for c in seen if c != "PING"] == ["EVALSHA"] * 4, seen
 
 
-def test_concurrent_requests_share_script_calls_and_decide_exactly(
-        gw, own_redis):
-    """40 requests arriving together at the one worker: fewer script calls
-    than requests, and the limit (burst 4) admits exactly 5 of them. The
-    worker is stopped while they are sent, so that they arrive together
-    however loaded the machine is (a paced sender made this flaky). They
-    are identical, so they go as one group that Redis answers once: each
-    still gets its own decision, as 40 calls one after the other would
-    give it (remaining 4, 3, 2, 1, 0, then the same wait for each)."""
+def _together(gw, raws):
+    """Sends each raw request on a connection of its own while the one
+    nginx worker is stopped, so that they arrive together however loaded
+    the machine is (a paced sender made this flaky); returns each answer,
+    read to the end (the requests say Connection: close)."""
     import socket
-    tok = token("together-user")
-    raw = ("GET /one/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-           "Authorization: Bearer %s\r\n\r\n" % tok).encode()
-    c = own_redis.client()
-    c.config_resetstat()
     socks = [socket.create_connection(("127.0.0.1", gw.port), timeout=10)
-             for _ in range(40)]
+             for _ in raws]
     [worker] = stack.children_of(gw.proc.pid)
     time.sleep(0.2)     # every connection accepted before the stop
     os.kill(worker, signal.SIGSTOP)
     try:
-        for s in socks:
+        for s, raw in zip(socks, raws):
             s.sendall(raw)
     finally:
         os.kill(worker, signal.SIGCONT)
-    statuses, remaining, retry = [], [], set()
+    answers = []
     for s in socks:
         data = b""
         while True:
@@ -276,6 +267,24 @@ def test_concurrent_requests_share_script_calls_and_decide_exactly(
                 break
             data += chunk
         s.close()
+        answers.append(data)
+    return answers
+
+
+def test_concurrent_requests_share_script_calls_and_decide_exactly(
+        gw, own_redis):
+    """40 requests arriving together at the one worker (_together()):
+    fewer script calls than requests, and the limit (burst 4) admits
+    exactly 5 of them. They are identical, so they go as one group that Redis answers once: each
+    still gets its own decision, as 40 calls one after the other would
+    give it (remaining 4, 3, 2, 1, 0, then the same wait for each)."""
+    tok = token("together-user")
+    raw = ("GET /one/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+           "Authorization: Bearer %s\r\n\r\n" % tok).encode()
+    c = own_redis.client()
+    c.config_resetstat()
+    statuses, remaining, retry = [], [], set()
+    for data in _together(gw, [raw] * 40):
         statuses.append(int(data.split(b" ", 2)[1]))
         head = data.split(b"\r\n\r\n", 1)[0].decode().lower()
         fields = dict(line.split(": ", 1) for line in head.split("\r\n")[1:])
@@ -312,40 +321,22 @@ def test_revoked_jti_gets_401_token_revoked(gw, own_redis):
 
 def test_concurrent_revocation_checks_go_to_redis_in_one_write(
         gw, own_redis):
-    """40 requests with a jti and no limit arriving together (the worker
-    stopped while they are sent, as above): each is still checked on its
+    """40 requests with a jti and no limit arriving together
+    (_together()): each is still checked on its
     own (one EXISTS each, a revoked jti refused among them), but the pass
     writes their checks at its end, together, so Redis reads them in a
     few reads, not 40. One write per request cost Redis a wake-up each:
     6 µs a request in the gateway bench, 1.6 µs since."""
-    import socket
     c = own_redis.client()
     for i in range(0, 40, 8):
         c.set("omni:revoked:tg-%d" % i, "1", ex=60)
-    socks = [socket.create_connection(("127.0.0.1", gw.port), timeout=10)
-             for _ in range(40)]
-    [worker] = stack.children_of(gw.proc.pid)
-    time.sleep(0.2)     # every connection accepted before the stop
+    raws = [("GET /nolimit/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+             "Authorization: Bearer %s\r\n\r\n"
+             % token("tg-user", jti="tg-%d" % i)).encode()
+            for i in range(40)]
     c.config_resetstat()
     reads = c.info("stats")["total_reads_processed"]
-    os.kill(worker, signal.SIGSTOP)
-    try:
-        for i, s in enumerate(socks):
-            s.sendall(("GET /nolimit/ HTTP/1.1\r\nHost: x\r\n"
-                       "Connection: close\r\nAuthorization: Bearer %s\r\n"
-                       "\r\n" % token("tg-user", jti="tg-%d" % i)).encode())
-    finally:
-        os.kill(worker, signal.SIGCONT)
-    statuses = []
-    for s in socks:
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        statuses.append(int(data.split(b" ", 2)[1]))
+    statuses = [int(data.split(b" ", 2)[1]) for data in _together(gw, raws)]
     reads = c.info("stats")["total_reads_processed"] - reads
     assert statuses == [401 if i % 8 == 0 else 200 for i in range(40)]
     assert c.info("commandstats")["cmdstat_exists"]["calls"] == 40
