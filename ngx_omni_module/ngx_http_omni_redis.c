@@ -332,8 +332,9 @@ ngx_http_omni_redis_del_read(void *data)
 }
 
 
-/* A command queued by ngx_http_omni_redis_send() is written at once
- * there; write interest is asked for only when the socket takes less. */
+/* A command queued by ngx_http_omni_redis_command() or _formatted() is
+ * written by them (at once, or when the pass ends); write interest is
+ * asked for only when the socket takes less. */
 
 static void
 ngx_http_omni_redis_add_write(void *data)
