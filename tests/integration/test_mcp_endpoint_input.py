@@ -482,6 +482,11 @@ def test_the_suites_input_required_scenarios_pass_through_omni(
     r = call(w, "POST", SERVERS, {"name": name, "url": upstream.url,
                                   "timeout_ms": 10000})
     assert r.status == 201, r.body
+    # its tools are read before the suite calls one (the registration
+    # answers first and reads them in the background, as the fixture
+    # `server` above waits for too)
+    r = call(w, "POST", SERVERS + "/" + r.json()["id"] + "/health")
+    assert r.status == 200 and r.json()["ok"], r.body
     assert CLI.exists(), "make mcp-conformance"
     bad = {}
     with auth_proxy(n) as base:
