@@ -450,7 +450,7 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
     verify_us = rsa_verify_us(taskset)
     base = stack.NginxConf(PLAIN_CONF, "bench-plain", workers=workers,
                            upstream=upstream).start()
-    measured = None
+    measured = measured_case = None
     try:
         lines, results, ceiling, paced_lines = [], {}, None, []
         ceilings, measured_lines = [], []
@@ -460,7 +460,7 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
                 only, "RS256 + RBAC + headers, cache off")):
             measured = start_ceiling(workers, upstream, keys,
                                      tokens["rs256"])
-            measured.case = Case("measured ceiling",
+            measured_case = Case("measured ceiling",
                                  "http://127.0.0.1:%d/" % measured.port, {},
                                  measured.proc.pid, upstream=upstream_master)
         for cached in modes:
@@ -468,8 +468,7 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
                                   redis, keys, tokens, plain, cached,
                                   verify_us, lines, results, paced_lines,
                                   list(client_taskset), only,
-                                  module, ceilings,
-                                  measured and measured.case,
+                                  module, ceilings, measured_case,
                                   measured_lines) or ceiling
     finally:
         for svc in (measured, base):
