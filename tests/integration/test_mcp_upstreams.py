@@ -642,3 +642,27 @@ def test_calls_over_an_event_stream_reuse_the_upstream_connection(
         assert r.status == 200 and "m%d" % i in r.body.decode(), r.body
     new = upstream_sockets(everything.port) - before
     assert len(new) <= 4, new
+
+
+def test_a_restarted_server_everything_gets_a_new_session(mcp_worker):
+    """server-everything (like the SDK's example servers) answers a
+    session it does not know with 400 "No valid session ID provided", not
+    the spec's 404: after its restart every process's kept session is
+    dead, and the next calls still reach echo on a new one (each process
+    re-initializes once; the call is sent once more, which is safe: the
+    upstream refused it before running anything)."""
+    up = Upstream("everything").start()
+    try:
+        s = register(mcp_worker, up)
+        probe(mcp_worker, s)
+        for i in range(4):      # 2 processes: each keeps a session
+            r = tool_call(mcp_worker, s, "echo", {"message": "a%d" % i})
+            assert r.status == 200, r.body
+        up.stop()
+        up.start()
+        for i in range(6):
+            r = tool_call(mcp_worker, s, "echo", {"message": "b%d" % i})
+            assert r.status == 200 and "b%d" % i in r.body.decode(), r.body
+        assert probe(mcp_worker, s)["ok"] is True
+    finally:
+        up.stop()

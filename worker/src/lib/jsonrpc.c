@@ -37,9 +37,13 @@ int omni_rpc_parse(omni_arena_t *arena, const char *text, size_t len,
         return omni_rpc_fail(err, errlen, "jsonrpc is not \"2.0\"");
     }
     m->id = omni_json_get(m->root, "id");
-    if (m->id != NULL && m->id->type == OMNI_JSON_NULL
+    if ((m->id == NULL || m->id->type == OMNI_JSON_NULL)
+        && omni_json_get(m->root, "method") == NULL
         && omni_json_get(m->root, "error") != NULL) {
-        /* an error about a request the server could not read */
+        /* an error about a request the server could not read: JSON-RPC
+         * gives it "id": null; servers built on the SDK's examples
+         * (server-everything) leave the id out, and their error is the
+         * only account of why */
         m->id = NULL;
         m->error = omni_json_get(m->root, "error");
     } else if (m->id != NULL && m->id->type != OMNI_JSON_STRING

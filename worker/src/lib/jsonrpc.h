@@ -21,7 +21,7 @@ typedef struct {
     const omni_json_t *root;
     const omni_json_t *id;     /* number or string; NULL for notifications and
                                   for an error answering no readable request
-                                  ("id": null) */
+                                  ("id": null, or no id) */
     const char *method;        /* notifications and requests */
     const omni_json_t *params; /* may be NULL */
     const omni_json_t *result; /* RESULT: an object */
@@ -34,7 +34,8 @@ typedef struct {
  * and checks it is one JSON-RPC 2.0 message: an object with "jsonrpc":
  * "2.0"; a response has an id (integer or string) and exactly one of
  * "result" (an object) and "error" (an object with an integer code and a
- * string message). Batches are refused. 0, or -1 with a short reason fit
+ * string message), except an error, whose id may be null or missing.
+ * Batches are refused. 0, or -1 with a short reason fit
  * for an error message in err. Pure. */
 int omni_rpc_parse(omni_arena_t *arena, const char *text, size_t len,
     size_t max_bytes, omni_rpc_msg_t *m, char *err, size_t errlen);

@@ -8,8 +8,8 @@
  *     └──> DISCOVER ──result──> (modern) CALL ──response/failure──> DONE
  *              │                          ^  │
  *              └──other──> INIT ──> INITIALIZED
- *                           ^                │ 404 with a session, once
- *                           └────────────────┘ (the session expired)
+ *                           ^                │ the session is gone
+ *                           └────────────────┘ (404, or 400 naming it), once
  *
  * DISCOVER sends a stateless server/discover; anything but a result means
  * a legacy server: initialize (the session id comes back in
@@ -18,6 +18,7 @@
  * carries _meta and the Mcp-Method/Mcp-Name headers. Each step's answer
  * is JSON or an SSE stream whose events are JSON-RPC messages:
  * notifications are relayed, the response with our id ends the step. */
+#define _GNU_SOURCE /* strcasestr */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,6 +430,23 @@ static void omni_mcp_fail(omni_mcp_rpc_t *c, const char *why)
 }
 
 
+/* The upstream no longer knows the legacy session the request carried, so
+ * it ran nothing: 404 is the spec's answer; servers built on the SDK's
+ * examples (server-everything among them) answer 400 with an error about
+ * the session instead, as they do after every restart. The request goes
+ * once more, on a new session. */
+static int omni_mcp_session_gone(
+    const omni_mcp_rpc_t *c, const omni_mcp_known_t *k)
+{
+    if (k->generation != 1 || c->reinitialized) {
+        return 0;
+    }
+    return c->status == 404
+           || (c->status == 400 && c->have_msg && c->msg.kind == OMNI_RPC_ERROR
+               && strcasestr(c->msg.message, "session") != NULL);
+}
+
+
 /* The step's answer is complete (or the exchange failed: c->problem). */
 static void omni_mcp_finish(omni_mcp_rpc_t *c)
 {
@@ -492,7 +510,7 @@ static void omni_mcp_finish(omni_mcp_rpc_t *c)
         break;
 
     default:
-        if (c->status == 404 && k->generation == 1 && !c->reinitialized) {
+        if (omni_mcp_session_gone(c, k)) {
             /* the session expired upstream: a new one, once */
             c->reinitialized = 1;
             k->ready = 0;
