@@ -648,21 +648,30 @@ def test_a_restarted_server_everything_gets_a_new_session(mcp_worker):
     """server-everything (like the SDK's example servers) answers a
     session it does not know with 400 "No valid session ID provided", not
     the spec's 404: after its restart every process's kept session is
-    dead, and the next calls still reach echo on a new one (each process
-    re-initializes once; the call is sent once more, which is safe: the
-    upstream refused it before running anything)."""
+    dead, and the next calls still reach echo on a new one (the call is
+    sent once more, which is safe: the upstream refused it before running
+    anything). Calls that find the session gone together each speak on
+    the session they opened or found, never on one another call has just
+    dropped (that went out with no session: "Server not initialized")."""
+    from concurrent.futures import ThreadPoolExecutor
+
     up = Upstream("everything").start()
     try:
         s = register(mcp_worker, up)
         probe(mcp_worker, s)
+
+        def echo(text):
+            r = tool_call(mcp_worker, s, "echo", {"message": text})
+            assert r.status == 200 and text in r.body.decode(), r.body
+
         for i in range(4):      # 2 processes: each keeps a session
-            r = tool_call(mcp_worker, s, "echo", {"message": "a%d" % i})
-            assert r.status == 200, r.body
-        up.stop()
-        up.start()
-        for i in range(6):
-            r = tool_call(mcp_worker, s, "echo", {"message": "b%d" % i})
-            assert r.status == 200 and "b%d" % i in r.body.decode(), r.body
+            echo("a%d" % i)
+        for round_ in range(3):
+            up.stop()
+            up.start()
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(echo, ["b%d-%d" % (round_, i)
+                                     for i in range(32)]))
         assert probe(mcp_worker, s)["ok"] is True
     finally:
         up.stop()

@@ -82,7 +82,7 @@ struct omni_mcp_rpc_s {
     omni_rpc_msg_t msg;
     int have_msg;
     char problem[192];
-    char session[256]; /* from initialize's answer */
+    char session[256]; /* legacy: the session this exchange speaks on */
     omni_mcp_reply_t rep;
     uint64_t start_ns;
 };
@@ -238,7 +238,7 @@ omni_mcp_ask_t *omni_mcp_ask_take(void)
     }
     a->t = c->t;
     snprintf(a->protocol, sizeof(a->protocol), "%s", k->protocol);
-    snprintf(a->session, sizeof(a->session), "%s", k->session);
+    snprintf(a->session, sizeof(a->session), "%s", c->session);
     omni_mcp_asked = 1;
     return a;
 }
@@ -491,10 +491,8 @@ static void omni_mcp_finish(omni_mcp_rpc_t *c)
         }
         v = omni_json_string(omni_json_get(c->msg.result, "protocolVersion"));
         k->generation = 1;
-        k->ready = 0;
         snprintf(k->protocol, sizeof(k->protocol), "%s",
             v && strlen(v) < 16 ? v : OMNI_MCP_LEGACY);
-        snprintf(k->session, sizeof(k->session), "%s", c->session);
         c->state = OMNI_MCP_INITIALIZED;
         break;
 
@@ -505,16 +503,24 @@ static void omni_mcp_finish(omni_mcp_rpc_t *c)
             omni_mcp_fail(c, why);
             return;
         }
+        /* the session the next exchanges use */
+        snprintf(k->session, sizeof(k->session), "%s", c->session);
         k->ready = 1;
         c->state = OMNI_MCP_CALL;
         break;
 
     default:
         if (omni_mcp_session_gone(c, k)) {
-            /* the session expired upstream: a new one, once */
+            /* the session expired upstream: once, the one another
+             * exchange has opened since, else a new one */
             c->reinitialized = 1;
+            if (k->ready && strcmp(k->session, c->session) != 0) {
+                snprintf(c->session, sizeof(c->session), "%s", k->session);
+                break;
+            }
             k->ready = 0;
             k->session[0] = '\0';
+            c->session[0] = '\0';
             c->state = OMNI_MCP_INIT;
             break;
         }
@@ -601,6 +607,9 @@ static int omni_mcp_send(omni_mcp_rpc_t *c)
                    : k->generation == 1 && k->ready ? OMNI_MCP_CALL
                    : k->generation == 1             ? OMNI_MCP_INIT
                                                     : OMNI_MCP_DISCOVER;
+        if (c->state == OMNI_MCP_CALL && k->generation == 1) {
+            snprintf(c->session, sizeof(c->session), "%s", k->session);
+        }
     }
     modern = c->state == OMNI_MCP_DISCOVER
              || (c->state == OMNI_MCP_CALL && k->generation == 2);
@@ -677,9 +686,9 @@ static int omni_mcp_send(omni_mcp_rpc_t *c)
         hdr[n] = omni_arena_alloc(c->arena, 48);
         sprintf((char *)hdr[n++], "MCP-Protocol-Version: %s", k->protocol);
     }
-    if (!modern && c->state != OMNI_MCP_INIT && k->session[0] != '\0') {
-        hdr[n] = omni_arena_alloc(c->arena, sizeof(k->session) + 20);
-        sprintf((char *)hdr[n++], "Mcp-Session-Id: %s", k->session);
+    if (!modern && c->state != OMNI_MCP_INIT && c->session[0] != '\0') {
+        hdr[n] = omni_arena_alloc(c->arena, sizeof(c->session) + 20);
+        sprintf((char *)hdr[n++], "Mcp-Session-Id: %s", c->session);
     }
     for (i = 0; c->t.headers != NULL && c->t.headers[i] != NULL && n < 46;
          i++) {
@@ -766,12 +775,12 @@ void omni_mcp_rpc_cancel(omni_mcp_rpc_t *c)
                 "\"params\":{\"requestId\":%lld,\"reason\":\"client "
                 "went away\"}}",
                 (long long)c->rpc_id);
-            snprintf(sid, sizeof(sid), "Mcp-Session-Id: %s", k->session);
+            snprintf(sid, sizeof(sid), "Mcp-Session-Id: %s", c->session);
             snprintf(ver, sizeof(ver), "MCP-Protocol-Version: %s", k->protocol);
             hdr[n++] = "Content-Type: application/json";
             hdr[n++] = "Accept: application/json, text/event-stream";
             hdr[n++] = ver;
-            if (k->session[0]) {
+            if (c->session[0]) {
                 hdr[n++] = sid;
             }
             for (i = 0; c->t.headers && c->t.headers[i] && n < 46; i++) {
