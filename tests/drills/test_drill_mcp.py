@@ -18,19 +18,18 @@ HEALTH = {"interval_ms": 1000, "failure_threshold": 2, "cooldown_ms": 2000}
 STEADY, HOLD, AFTER = 2.0, 4.0, 2.0
 
 
-@pytest.fixture
-def mcp_stack(migrated, redis_server):
+def _mcp_stack(migrated, redis_server, kind, echo_args):
     d = stack.make_tmpdir("omni-test-drill-mcp-")
     w = stack.Worker(migrated, redis_server,
                      env={"OMNI_MCP_SECRET_KEY_FILE": key_file(d)})
     w.start()
     w.wait_children()
-    up = Upstream("legacy.cjs").start()
+    up = Upstream(kind).start()
     r = call(w, "POST", "/api/v1/mcp/servers",
              {"name": unique(), "url": up.url, "timeout_ms": TIMEOUT_MS,
               "health": HEALTH})
     assert r.status == 201, r.body
-    server = r.json()
+    server = dict(r.json(), echo_args=echo_args)
     assert call(w, "POST", "/api/v1/mcp/servers/%s/health"
                 % server["id"]).json()["ok"]
     yield w, up, server
@@ -39,6 +38,20 @@ def mcp_stack(migrated, redis_server):
     report = w.sanitizer_report()
     w.destroy()
     assert not report, report
+
+
+@pytest.fixture
+def mcp_stack(migrated, redis_server):
+    yield from _mcp_stack(migrated, redis_server, "legacy.cjs",
+                          {"text": "drill"})
+
+
+@pytest.fixture
+def everything_stack(migrated, redis_server):
+    """server-everything: after its restart it answers the sessions it
+    had with 400 "No valid session ID provided", not the spec's 404."""
+    yield from _mcp_stack(migrated, redis_server, "everything",
+                          {"message": "drill"})
 
 
 class Calls:
@@ -51,7 +64,7 @@ class Calls:
 
     def run(self):
         body = json.dumps({"server": self.server["name"], "tool": "echo",
-                           "arguments": {"text": "drill"}})
+                           "arguments": self.server["echo_args"]})
         while not self.stopping:
             t = time.monotonic()
             try:
@@ -143,6 +156,15 @@ def test_mcp_upstream_killed_and_restarted(mcp_stack, drill_report):
     w, up, server = mcp_stack
     run_mcp_drill(w, up, server, drill_report,
                   "MCP upstream killed (SIGKILL) and restarted",
+                  up.stop, up.start)
+
+
+def test_server_everything_killed_and_restarted(everything_stack,
+                                               drill_report):
+    w, up, server = everything_stack
+    run_mcp_drill(w, up, server, drill_report,
+                  "MCP upstream (server-everything, sessions refused with "
+                  "400 after its restart) killed (SIGKILL) and restarted",
                   up.stop, up.start)
 
 
