@@ -652,8 +652,16 @@ def test_a_restarted_server_everything_gets_a_new_session(mcp_worker):
     sent once more, which is safe: the upstream refused it before running
     anything). Calls that find the session gone together each speak on
     the session they opened or found, never on one another call has just
-    dropped (that went out with no session: "Server not initialized")."""
+    dropped (that went out with no session: "Server not initialized").
+    And they open one session per process between them, not one each:
+    server-everything never expires a session, so every extra one would
+    stay on it for good."""
     from concurrent.futures import ThreadPoolExecutor
+
+    def sessions_opened():
+        # server-everything logs each session it initializes
+        return up.log_path.read_text(errors="replace").count(
+            "Session initialized with ID")
 
     up = Upstream("everything").start()
     try:
@@ -664,14 +672,75 @@ def test_a_restarted_server_everything_gets_a_new_session(mcp_worker):
             r = tool_call(mcp_worker, s, "echo", {"message": text})
             assert r.status == 200 and text in r.body.decode(), r.body
 
-        for i in range(4):      # 2 processes: each keeps a session
+        processes = len(mcp_worker.children())
+        assert processes >= 2
+        for i in range(2 * processes):      # each process keeps a session
             echo("a%d" % i)
         for round_ in range(3):
             up.stop()
             up.start()
+            before = sessions_opened()
             with ThreadPoolExecutor(16) as pool:
                 list(pool.map(echo, ["b%d-%d" % (round_, i)
                                      for i in range(32)]))
+            opened = sessions_opened() - before
+            assert 1 <= opened <= processes, (round_, opened)
         assert probe(mcp_worker, s)["ok"] is True
+    finally:
+        up.stop()
+
+
+def test_calls_waiting_for_a_session_end_with_the_one_opening_it(
+        mcp_worker):
+    """After a legacy upstream's restart, the calls that find their
+    session gone wait for one initialize per process instead of each
+    sending its own. When that initialize fails or never answers, the
+    waiting calls do not hang on it: each ends by its own deadline (502
+    naming the failed initialize, or 504). Once the upstream initializes
+    again, they all reach it, on one new session per process."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    up = Upstream("legacy.cjs").start()
+    try:
+        s = register(mcp_worker, up, timeout_ms=1000, health={
+            "failure_threshold": 100, "interval_ms": 3600000})
+        probe(mcp_worker, s)
+        processes = len(mcp_worker.children())
+        assert processes >= 2
+        for i in range(2 * processes):      # each process keeps a session
+            r = tool_call(mcp_worker, s, "echo", {"text": "a%d" % i})
+            assert r.status == 200, r.body
+
+        def restart_and_call(mode):
+            up.stop()
+            up.start()
+            up.ctl("init?mode=" + mode)
+
+            def one(i):
+                t0 = time.monotonic()
+                r = tool_call(mcp_worker, s, "echo", {"text": "m%d" % i})
+                return r, time.monotonic() - t0
+            with ThreadPoolExecutor(16) as pool:
+                answers = list(pool.map(one, range(16)))
+            return answers, up.ctl("init?mode=ok")["inits"]
+
+        answers, inits = restart_and_call("fail")
+        assert inits >= 1
+        for r, took in answers:
+            assert r.status == 502, r.body
+            assert "initialize failed" in r.json()["message"], r.body
+            assert took < 2.0, took
+
+        answers, inits = restart_and_call("stall")
+        assert inits >= 1
+        for r, took in answers:
+            assert r.status == 504, r.body
+            assert took < 2.0, took
+
+        answers, inits = restart_and_call("ok")
+        for r, took in answers:
+            assert r.status == 200, r.body
+        assert 1 <= inits <= processes, inits
     finally:
         up.stop()

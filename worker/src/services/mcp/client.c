@@ -14,7 +14,12 @@
  * DISCOVER sends a stateless server/discover; anything but a result means
  * a legacy server: initialize (the session id comes back in
  * Mcp-Session-Id), notifications/initialized, then the call with
- * MCP-Protocol-Version and the session on every request. A modern call
+ * MCP-Protocol-Version and the session on every request. One exchange per
+ * server and process opens a session (the opener); the others that need
+ * one meanwhile wait for it (WAIT, on their own deadline) and go on with
+ * its session, or, when it fails or goes away, the first of them opens
+ * one instead: a cold start or an upstream's restart costs the upstream
+ * one session per process, not one per concurrent call. A modern call
  * carries _meta and the Mcp-Method/Mcp-Name headers. Each step's answer
  * is JSON or an SSE stream whose events are JSON-RPC messages:
  * notifications are relayed, the response with our id ends the step. */
@@ -25,6 +30,7 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "lib/jsonrpc.h"
 #include "lib/sse.h"
@@ -52,6 +58,7 @@ typedef enum {
     OMNI_MCP_DISCOVER,
     OMNI_MCP_INIT,
     OMNI_MCP_INITIALIZED,
+    OMNI_MCP_WAIT,
     OMNI_MCP_CALL
 } omni_mcp_state_t;
 
@@ -85,6 +92,11 @@ struct omni_mcp_rpc_s {
     char session[256]; /* legacy: the session this exchange speaks on */
     omni_mcp_reply_t rep;
     uint64_t start_ns;
+    /* legacy: in the list of exchanges opening a session (opening) or
+     * waiting for one (state WAIT, until timer) */
+    int opening;
+    struct event *timer;
+    omni_mcp_rpc_t *prev, *next;
 };
 
 /* an upstream's request to the client, answered on its session */
@@ -96,6 +108,8 @@ struct omni_mcp_ask_s {
 };
 
 static omni_outbound_t *omni_mcp_out;
+static struct event_base *omni_mcp_base;
+static omni_mcp_rpc_t *omni_mcp_sessions_pending;
 static omni_mcp_rpc_t *omni_mcp_asking;
 static const omni_json_t *omni_mcp_asking_id;
 static int omni_mcp_asked;
@@ -104,6 +118,7 @@ static int64_t omni_mcp_next_id = 1;
 
 static int omni_mcp_send(omni_mcp_rpc_t *c);
 static void omni_mcp_finish(omni_mcp_rpc_t *c);
+static void omni_mcp_fail(omni_mcp_rpc_t *c, const char *why);
 
 
 static uint64_t omni_mcp_now_ns(void)
@@ -121,6 +136,7 @@ int omni_mcp_client_start(struct event_base *base, const char *ca_file)
 
     cfg.ca_file = ca_file;
     cfg.max_bytes = OMNI_MCP_MAX_BODY;
+    omni_mcp_base = base;
     omni_mcp_out = omni_outbound_create(base, &cfg);
     return omni_mcp_out ? 0 : -1;
 }
@@ -202,6 +218,134 @@ static void omni_mcp_reset_step(omni_mcp_rpc_t *c)
     evbuffer_drain(c->body, evbuffer_get_length(c->body));
     c->have_msg = 0;
     c->problem[0] = '\0';
+}
+
+
+/* The first exchange for server id in the pending list that opens a
+ * session (opening) or waits for one (!opening), or NULL. */
+static omni_mcp_rpc_t *omni_mcp_pending(const char *id, int opening)
+{
+    omni_mcp_rpc_t *c;
+
+    for (c = omni_mcp_sessions_pending; c != NULL; c = c->next) {
+        if (c->opening == opening && strcmp(c->t.id, id) == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+
+/* Appends c to the pending list: waiters are served in arrival order. */
+static void omni_mcp_pend(omni_mcp_rpc_t *c)
+{
+    omni_mcp_rpc_t **p = &omni_mcp_sessions_pending;
+
+    c->prev = NULL;
+    while (*p != NULL) {
+        c->prev = *p;
+        p = &(*p)->next;
+    }
+    c->next = NULL;
+    *p = c;
+}
+
+
+/* Takes c off the pending list (if it is on it), and its wait timer. */
+static void omni_mcp_unpend(omni_mcp_rpc_t *c)
+{
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else if (omni_mcp_sessions_pending == c) {
+        omni_mcp_sessions_pending = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    c->prev = c->next = NULL;
+    c->opening = 0;
+    if (c->timer != NULL) {
+        event_free(c->timer);
+        c->timer = NULL;
+    }
+}
+
+
+static void omni_mcp_wait_over(evutil_socket_t fd, short what, void *arg)
+{
+    omni_mcp_rpc_t *c = arg;
+
+    omni_mcp_unpend(c);
+    c->rep.timeout = 1;
+    omni_mcp_fail(c, "the upstream did not answer within the server's "
+                     "timeout");
+}
+
+
+/* c waits, at most left_ms, for the session another exchange is opening.
+ * Nothing of it reached the upstream (or the upstream refused it). */
+static int omni_mcp_wait(omni_mcp_rpc_t *c, long left_ms)
+{
+    struct timeval tv;
+
+    c->timer = evtimer_new(omni_mcp_base, omni_mcp_wait_over, c);
+    tv.tv_sec = left_ms / 1000;
+    tv.tv_usec = (left_ms % 1000) * 1000;
+    if (c->timer == NULL || evtimer_add(c->timer, &tv) != 0) {
+        if (c->timer != NULL) {
+            event_free(c->timer);
+            c->timer = NULL;
+        }
+        return -1;
+    }
+    c->state = OMNI_MCP_WAIT;
+    c->sent = 0;
+    omni_mcp_pend(c);
+    return 0;
+}
+
+
+/* The opener of server id's session published it: every waiter goes on
+ * with it. The list is searched again after each, as a waiter that
+ * fails calls its owner, who may cancel others. */
+static void omni_mcp_wake(const char *server, const char *opened)
+{
+    omni_mcp_rpc_t *w;
+    char id[64], session[256];
+
+    snprintf(id, sizeof(id), "%s", server);
+    snprintf(session, sizeof(session), "%s", opened);
+    while ((w = omni_mcp_pending(id, 0)) != NULL) {
+        omni_mcp_unpend(w);
+        snprintf(w->session, sizeof(w->session), "%s", session);
+        w->state = OMNI_MCP_CALL;
+        if (omni_mcp_send(w) != 0) {
+            omni_mcp_fail(w, w->rep.timeout ? "the upstream did not answer "
+                                              "within the server's timeout"
+                                            : "cannot send to the upstream");
+        }
+    }
+}
+
+
+/* The opener of server id's session failed or went away: the first
+ * waiter opens one instead (one whose deadline passed fails, and the
+ * next tries). */
+static void omni_mcp_hand_over(const char *id)
+{
+    omni_mcp_rpc_t *w;
+
+    while ((w = omni_mcp_pending(id, 0)) != NULL) {
+        omni_mcp_unpend(w);
+        w->state = OMNI_MCP_INIT;
+        if (omni_mcp_send(w) == 0) {
+            return;
+        }
+        omni_mcp_unpend(w);
+        omni_mcp_fail(w, w->rep.timeout ? "the upstream did not answer "
+                                          "within the server's timeout"
+                                        : "cannot send to the upstream");
+    }
 }
 
 
@@ -415,7 +559,11 @@ static int omni_mcp_on_data(
 static void omni_mcp_fail(omni_mcp_rpc_t *c, const char *why)
 {
     omni_mcp_reply_pt done = c->done;
+    int opening = c->opening;
+    char id[64];
 
+    snprintf(id, sizeof(id), "%s", c->t.id);
+    omni_mcp_unpend(c);
     c->rep.result = NULL;
     c->rep.error = NULL;
     c->rep.failure = omni_arena_strndup(c->arena, why, strlen(why));
@@ -427,6 +575,9 @@ static void omni_mcp_fail(omni_mcp_rpc_t *c, const char *why)
     evbuffer_free(c->body);
     done(c->arg, &c->rep);
     free(c);
+    if (opening) {
+        omni_mcp_hand_over(id);
+    }
 }
 
 
@@ -507,6 +658,8 @@ static void omni_mcp_finish(omni_mcp_rpc_t *c)
         snprintf(k->session, sizeof(k->session), "%s", c->session);
         k->ready = 1;
         c->state = OMNI_MCP_CALL;
+        omni_mcp_unpend(c);
+        omni_mcp_wake(c->t.id, c->session);
         break;
 
     default:
@@ -617,6 +770,13 @@ static int omni_mcp_send(omni_mcp_rpc_t *c)
     if ((long)elapsed_ms >= c->t.timeout_ms) {
         c->rep.timeout = 1;
         return -1;
+    }
+    if (c->state == OMNI_MCP_INIT && !c->opening) {
+        if (omni_mcp_pending(c->t.id, 1) != NULL) {
+            return omni_mcp_wait(c, c->t.timeout_ms - (long)elapsed_ms);
+        }
+        c->opening = 1;
+        omni_mcp_pend(c);
     }
     c->rpc_id = omni_mcp_next_id++;
 
@@ -749,6 +909,8 @@ omni_mcp_rpc_t *omni_mcp_rpc(const omni_mcp_target_t *t, const char *method,
     c->start_ns = omni_mcp_now_ns();
     c->state = OMNI_MCP_START;
     if (omni_mcp_send(c) != 0) {
+        /* no other exchange waits on it: it opened nothing */
+        omni_mcp_unpend(c);
         evbuffer_free(c->body);
         free(c);
         return NULL;
@@ -762,8 +924,11 @@ void omni_mcp_rpc_cancel(omni_mcp_rpc_t *c)
     omni_mcp_known_t *k = omni_mcp_lookup(c->t.id, 0);
     omni_out_spec_t spec;
     const char *hdr[48];
-    char body[160], sid[300], ver[48];
-    int n = 0, i;
+    char body[160], sid[300], ver[48], id[64];
+    int n = 0, i, opening = c->opening;
+
+    snprintf(id, sizeof(id), "%s", c->t.id);
+    omni_mcp_unpend(c);
 
     if (c->q != NULL) {
         omni_out_cancel(c->q);
@@ -803,4 +968,7 @@ void omni_mcp_rpc_cancel(omni_mcp_rpc_t *c)
     }
     evbuffer_free(c->body);
     free(c);
+    if (opening) {
+        omni_mcp_hand_over(id);
+    }
 }
