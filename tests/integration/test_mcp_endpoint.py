@@ -532,3 +532,53 @@ def test_an_open_stream_does_not_hold_a_stopping_worker(worker_factory):
         assert st.read_until("0\r\n\r\n", 2), st.text[-200:]
     finally:
         st.close()
+
+
+def test_a_call_waiting_for_a_session_opens_one_when_the_opener_is_cancelled(
+        migrated, redis_server):
+    """A worker process opens one upstream session at a time: a second
+    call waits for the first one's initialize. When that first call is
+    cancelled while its initialize hangs, the waiting call opens a session
+    itself and is answered, long before its own deadline."""
+    legacy = Upstream("legacy.cjs").start()
+    try:
+        with mcp_stack(migrated, redis_server,
+                       env={"OMNI_WORKERS": "1"}) as w:
+            s = register(w, legacy, timeout_ms=10000, health={
+                "interval_ms": 3600000, "failure_threshold": 100})
+            legacy.stop()   # the process's session dies with it
+            legacy.start()
+            legacy.ctl("init?mode=stall")
+            c = Client(w)
+            c.initialize()
+            echo = s["name"] + "__echo"
+            first, out = c.next_id, {}
+
+            def call(key, text):
+                out[key] = c.rpc("tools/call", {"name": echo,
+                                                "arguments": {"text": text}})
+                out[key + "_at"] = time.monotonic()
+
+            a = threading.Thread(target=call, args=("a", "first"))
+            a.start()
+            stack.wait_until(lambda: legacy.ctl("count")["inits"] == 1, 10,
+                             "the first call's initialize")
+            b = threading.Thread(target=call, args=("b", "second"))
+            b.start()
+            time.sleep(0.5)
+            assert legacy.ctl("count")["inits"] == 1, "the second did not wait"
+            legacy.ctl("init?mode=ok")
+            t0 = time.monotonic()
+            r = c.post({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": first, "reason": "bored"}})
+            assert r.status == 202
+            b.join(5)
+            a.join(5)
+            assert not a.is_alive() and not b.is_alive()
+            assert out["b"].status == 200, out["b"].body
+            msgs = events(out["b"])
+            assert "second" in json.dumps(msgs[-1]["result"]), msgs
+            assert out["b_at"] - t0 < 2.0
+            assert legacy.ctl("count")["inits"] == 2
+    finally:
+        legacy.stop()
