@@ -744,3 +744,79 @@ def test_calls_waiting_for_a_session_end_with_the_one_opening_it(
         assert 1 <= inits <= processes, inits
     finally:
         up.stop()
+
+
+def test_a_process_keeps_what_it_learned_of_every_server_it_calls(
+        migrated, redis_server):
+    """A worker process remembers each server's protocol generation and
+    legacy session for as many servers as it calls. 300 servers (more
+    than the 256 buckets of its table, so some share one), called once
+    each and then once more, open no new upstream session the second
+    time: another server's call in between does not make it discover and
+    initialize again (each time leaving a session on the upstream)."""
+    legacy = Upstream("legacy.cjs").start()
+    try:
+        with mcp_stack(migrated, redis_server,
+                       env={"OMNI_WORKERS": "1"}) as w:
+            servers = []
+            for _ in range(300):
+                servers.append(register(w, legacy, health={
+                    "interval_ms": 3600000}))
+                p = probe(w, servers[-1])      # its tools listed
+                assert p["ok"], (len(servers), p)
+
+            def call_each():
+                for s in servers:
+                    r = tool_call(w, s, "echo", {"text": s["name"]})
+                    assert r.status == 200 and s["name"] in r.body.decode()
+
+            def inits():
+                return legacy.ctl("count")["inits"]
+
+            # the first probes of the registrations (this worker's, and
+            # the module's other worker's: the leases are shared) are over
+            # when the count stays the same for a second
+            stack.wait_until(lambda: (lambda before: time.sleep(1) or
+                                      inits() == before)(inits()), 30,
+                             "the first probes to end")
+            opened = inits()
+            assert opened >= 300
+            call_each()
+            call_each()
+            assert inits() == opened
+    finally:
+        legacy.stop()
+
+
+def test_hundreds_of_servers_on_one_host_are_probed_without_refusals(
+        migrated, redis_server):
+    """The prober leases the due servers a batch at a time. 200 servers on
+    one upstream, all due at once, are all probed, and none of the probes
+    is refused by the outbound client's cap of 64 requests in flight to a
+    host. Every due server at once was a burst past that cap: healthy
+    servers' probes failed as "overloaded", and their breakers counted
+    it."""
+    legacy = Upstream("legacy.cjs").start()
+    try:
+        with mcp_stack(migrated, redis_server,
+                       env={"OMNI_WORKERS": "1"}) as w:
+            ids = {register(w, legacy, health={
+                "interval_ms": 3600000, "failure_threshold": 100})["id"]
+                for _ in range(200)}
+            # the registrations' own probes, one per server
+            stack.wait_until(lambda: legacy.ctl("count")["pings"] >= 200,
+                             30, "the first probes")
+            time.sleep(0.5)
+            start = legacy.ctl("count")["pings"]
+            migrated.sql("DELETE FROM omni2.mcp_probe_leases"
+                         " WHERE server_id::text = ANY(%s)", (list(ids),),
+                         dbname="omni")
+            stack.wait_until(
+                lambda: legacy.ctl("count")["pings"] - start >= 200, 20,
+                "every server probed again")
+            failed = [e for e in w.log_lines()
+                      if e.get("msg") == "MCP server probe failed"
+                      and e.get("server") in ids]
+            assert not failed, failed[:3]
+    finally:
+        legacy.stop()

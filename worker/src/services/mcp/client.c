@@ -38,7 +38,7 @@
 #include "services/mcp/client.h"
 
 #define OMNI_MCP_MAX_BODY (4 * 1024 * 1024)
-#define OMNI_MCP_SESSIONS 256
+#define OMNI_MCP_BUCKETS 256
 
 /* what Omni relays from upstreams to its own clients (endpoint.c): each
  * request is relayed only to a client that declared the capability */
@@ -62,14 +62,19 @@ typedef enum {
     OMNI_MCP_CALL
 } omni_mcp_state_t;
 
-/* what this process knows of a server */
-typedef struct {
+/* what this process knows of a server, in a chain of its hash bucket:
+ * kept until the server changes (omni_mcp_client_forget), never evicted
+ * by another server, as each new entry would cost that server a new
+ * discovery and a new upstream session */
+typedef struct omni_mcp_known_s omni_mcp_known_t;
+struct omni_mcp_known_s {
+    omni_mcp_known_t *next;
     char id[37];
     int generation; /* 0 unknown, 1 legacy, 2 modern */
     int ready;      /* legacy: initialized */
     char protocol[16];
     char session[256];
-} omni_mcp_known_t;
+};
 
 struct omni_mcp_rpc_s {
     omni_mcp_state_t state;
@@ -113,7 +118,7 @@ static omni_mcp_rpc_t *omni_mcp_sessions_pending;
 static omni_mcp_rpc_t *omni_mcp_asking;
 static const omni_json_t *omni_mcp_asking_id;
 static int omni_mcp_asked;
-static omni_mcp_known_t omni_mcp_known[OMNI_MCP_SESSIONS];
+static omni_mcp_known_t *omni_mcp_known[OMNI_MCP_BUCKETS];
 static int64_t omni_mcp_next_id = 1;
 
 static int omni_mcp_send(omni_mcp_rpc_t *c);
@@ -144,40 +149,63 @@ int omni_mcp_client_start(struct event_base *base, const char *ca_file)
 
 void omni_mcp_client_stop(void)
 {
+    omni_mcp_known_t *k;
+    size_t i;
+
     omni_outbound_destroy(omni_mcp_out);
     omni_mcp_out = NULL;
+    for (i = 0; i < OMNI_MCP_BUCKETS; i++) {
+        while ((k = omni_mcp_known[i]) != NULL) {
+            omni_mcp_known[i] = k->next;
+            free(k);
+        }
+    }
 }
 
 
-/* The entry of server id; created (replacing a slot by hash) when create. */
-static omni_mcp_known_t *omni_mcp_lookup(const char *id, int create)
+/* The bucket of server id's entry. */
+static omni_mcp_known_t **omni_mcp_bucket(const char *id)
 {
     unsigned h = 5381;
     const char *p;
-    omni_mcp_known_t *k;
 
     for (p = id; *p; p++) {
         h = h * 33 + (unsigned char)*p;
     }
-    k = &omni_mcp_known[h % OMNI_MCP_SESSIONS];
-    if (strcmp(k->id, id) == 0) {
-        return k;
+    return &omni_mcp_known[h % OMNI_MCP_BUCKETS];
+}
+
+
+/* The entry of server id; created when create (NULL: no memory). */
+static omni_mcp_known_t *omni_mcp_lookup(const char *id, int create)
+{
+    omni_mcp_known_t **b = omni_mcp_bucket(id), *k;
+
+    for (k = *b; k != NULL; k = k->next) {
+        if (strcmp(k->id, id) == 0) {
+            return k;
+        }
     }
-    if (!create) {
+    if (!create || (k = calloc(1, sizeof(*k))) == NULL) {
         return NULL;
     }
-    memset(k, 0, sizeof(*k));
     snprintf(k->id, sizeof(k->id), "%s", id);
+    k->next = *b;
+    *b = k;
     return k;
 }
 
 
 void omni_mcp_client_forget(const char *id)
 {
-    omni_mcp_known_t *k = omni_mcp_lookup(id, 0);
+    omni_mcp_known_t **p, *k;
 
-    if (k != NULL) {
-        memset(k, 0, sizeof(*k));
+    for (p = omni_mcp_bucket(id); (k = *p) != NULL; p = &k->next) {
+        if (strcmp(k->id, id) == 0) {
+            *p = k->next;
+            free(k);
+            return;
+        }
     }
 }
 
@@ -611,6 +639,10 @@ static void omni_mcp_finish(omni_mcp_rpc_t *c)
         len = evbuffer_get_length(c->body);
         omni_mcp_message(c, (const char *)evbuffer_pullup(c->body, -1), len);
     }
+    if (k == NULL) {
+        omni_mcp_fail(c, "out of memory");
+        return;
+    }
 
     switch (c->state) {
 
@@ -732,8 +764,10 @@ static void omni_mcp_on_done(void *arg, const omni_out_result_t *res)
                 "the upstream did not answer within "
                 "the server's timeout");
         } else {
-            snprintf(why, sizeof(why), "the upstream is unreachable (%s)",
-                omni_out_error_name(res->error));
+            snprintf(why, sizeof(why), "the upstream is unreachable (%s%s%s)",
+                omni_out_error_name(res->error),
+                res->detail != NULL && res->detail[0] ? ": " : "",
+                res->detail != NULL ? res->detail : "");
         }
         if (c->state != OMNI_MCP_CALL) {
             c->sent = 0;
@@ -755,6 +789,9 @@ static int omni_mcp_send(omni_mcp_rpc_t *c)
     uint64_t elapsed_ms;
     int n = 0, i, modern, rc = -1;
 
+    if (k == NULL) {
+        return -1;
+    }
     if (c->state == OMNI_MCP_START) {
         c->state = k->generation == 2               ? OMNI_MCP_CALL
                    : k->generation == 1 && k->ready ? OMNI_MCP_CALL
