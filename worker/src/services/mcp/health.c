@@ -23,6 +23,14 @@
 
 #define OMNI_HEALTH_MAX_PAGES 100
 
+/* Probes in flight per process: every due server at once would be a burst
+ * of hundreds of requests, many to one host, where the outbound client
+ * refuses past 64 ("overloaded"), failing healthy servers' probes and
+ * leaving no room for the calls. The due servers are leased this many at
+ * a time, the longest waiting first, the next batch as soon as half of
+ * the last is answered. */
+#define OMNI_HEALTH_MAX_INFLIGHT 32
+
 typedef struct {
     omni_arena_t arena;
     omni_mcp_upstream_t u;
@@ -31,10 +39,12 @@ typedef struct {
 } omni_health_probe_t;
 
 static struct {
-    struct event *timer;
+    struct event *timer, *soon;
     char holder[96];
     int busy;     /* the lease query is in flight */
     int inflight; /* probes not answered yet */
+    int asked;    /* servers the last lease query could return */
+    int more;     /* it returned that many: more may be due */
 } omni_health;
 
 static int omni_health_stmt, omni_health_forget_stmt;
@@ -48,8 +58,11 @@ int omni_mcp_health_init(void)
         "   10000), 1000) AS iv"
         "  FROM omni2.mcp_servers AS s"
         "  LEFT JOIN omni2.circuit_breakers AS b ON b.server_id = s.id"
+        "  LEFT JOIN omni2.mcp_probe_leases AS f ON f.server_id = s.id"
         "  WHERE s.enabled AND (b.state IS DISTINCT FROM 'open'"
-        "   OR b.next_probe_at IS NULL OR b.next_probe_at <= now())),"
+        "   OR b.next_probe_at IS NULL OR b.next_probe_at <= now())"
+        "   AND (f.expires_at IS NULL OR f.expires_at <= now())"
+        "  ORDER BY f.expires_at NULLS FIRST, s.id LIMIT $2::int),"
         " won AS ("
         "  INSERT INTO omni2.mcp_probe_leases AS l"
         "   (server_id, holder, expires_at)"
@@ -82,6 +95,18 @@ void omni_mcp_health_soon(const char *id)
 }
 
 
+/* The next lease, in ms rather than at the next second's tick: more
+ * servers were due than the last batch took. */
+static void omni_health_again(long ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+    if (omni_health.soon != NULL && !evtimer_pending(omni_health.soon, NULL)) {
+        evtimer_add(omni_health.soon, &tv);
+    }
+}
+
+
 static void omni_health_done(omni_health_probe_t *p)
 {
     if (p->tools != NULL) {
@@ -90,6 +115,10 @@ static void omni_health_done(omni_health_probe_t *p)
     omni_arena_free(&p->arena);
     free(p);
     omni_health.inflight--;
+    if (omni_health.more
+        && omni_health.inflight <= OMNI_HEALTH_MAX_INFLIGHT / 2) {
+        omni_health_again(0);
+    }
 }
 
 
@@ -226,6 +255,7 @@ static void omni_health_leased(void *arg, omni_db_status_t st, PGresult *res)
     if (st != OMNI_DB_OK) {
         return;
     }
+    omni_health.more = PQntuples(res) >= omni_health.asked;
     for (i = 0; i < PQntuples(res); i++) {
         omni_health_probe(res, i);
     }
@@ -245,16 +275,25 @@ static int omni_mcp_pool_idle(void)
 
 static void omni_health_tick(evutil_socket_t fd, short what, void *arg)
 {
-    const char *values[1];
+    const char *values[2];
+    char limit[16];
 
     /* a stalled server holds one probe for its timeout_ms, not the
-     * others: new leases are taken while fewer than 64 probes wait */
-    if (omni_health.busy || omni_health.inflight >= 64
-        || !omni_mcp_pool_idle()) {
+     * others: new leases are taken for the probes that are free */
+    if (omni_health.busy || omni_health.inflight >= OMNI_HEALTH_MAX_INFLIGHT) {
         return;
     }
+    if (!omni_mcp_pool_idle()) {
+        if (omni_health.more) {
+            omni_health_again(20);
+        }
+        return;
+    }
+    omni_health.asked = OMNI_HEALTH_MAX_INFLIGHT - omni_health.inflight;
+    snprintf(limit, sizeof(limit), "%d", omni_health.asked);
     values[0] = omni_health.holder;
-    if (omni_db_query(omni_clients.db, omni_health_stmt, 1, values,
+    values[1] = limit;
+    if (omni_db_query(omni_clients.db, omni_health_stmt, 2, values,
             omni_health_leased, NULL)
         == OMNI_DB_OK) {
         omni_health.busy = 1;
@@ -275,7 +314,8 @@ int omni_mcp_health_start(void)
         (long)getpid());
     omni_health.timer =
         event_new(omni_clients.base, -1, EV_PERSIST, omni_health_tick, NULL);
-    if (omni_health.timer == NULL) {
+    omni_health.soon = evtimer_new(omni_clients.base, omni_health_tick, NULL);
+    if (omni_health.timer == NULL || omni_health.soon == NULL) {
         return -1;
     }
     event_add(omni_health.timer, &tv);
@@ -288,5 +328,9 @@ void omni_mcp_health_stop(void)
     if (omni_health.timer != NULL) {
         event_free(omni_health.timer);
         omni_health.timer = NULL;
+    }
+    if (omni_health.soon != NULL) {
+        event_free(omni_health.soon);
+        omni_health.soon = NULL;
     }
 }
