@@ -486,6 +486,11 @@ class Redis:
     def addr(self):
         return "127.0.0.1:%d" % self.port
 
+    @property
+    def unix_addr(self):
+        """The same server on its unix socket (omni_redis unix:PATH)."""
+        return "unix:%s" % (self.dir / "redis.sock")
+
     def client(self, db=0):
         import redis
         return redis.Redis(host="127.0.0.1", port=self.port, db=db,
@@ -511,6 +516,10 @@ class Redis:
             ["redis-server", str(conf),
              "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+             # nginx's workers (another user) connect too; the password
+             # still guards it
+             "--unixsocket", str(self.dir / "redis.sock"),
+             "--unixsocketperm", "777",
              "--logfile", str(self.log_path), "--daemonize", "no"],
             cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT, start_new_session=True,

@@ -473,6 +473,29 @@ def test_two_gateways_sharing_redis_admit_the_limit_together(own_redis):
             g.destroy()
 
 
+def test_a_redis_on_its_unix_socket_limits_and_revokes(own_redis):
+    """omni_redis unix:/path, for a Redis on the gateway's host: the same
+    limits and revocation as over TCP, and the connection is the
+    socket's."""
+    g = Gateway(own_redis.unix_addr)
+    try:
+        stack.wait_until(lambda: g.bearer("/nolimit/", token())[0] == 200, 5,
+                         "gateway ready")
+        tok = token("unix-user")
+        assert [g.bearer("/one/", tok)[0] for _ in range(6)] \
+            == [200] * 5 + [429]
+        own_redis.client().set("omni:revoked:unix-jti", "1", ex=60)
+        status, _, body = g.bearer("/nolimit/", token(jti="unix-jti"))
+        assert status == 401 and _error(body) == "token_revoked"
+        socket_path = own_redis.unix_addr[len("unix:"):]
+        clients = [c for c in own_redis.client().client_list()
+                   if c["cmd"] != "client|list"]
+        assert clients and all(c["addr"].startswith(socket_path)
+                               for c in clients), clients
+    finally:
+        g.destroy()
+
+
 # --- revocation is never a limiter's casualty --------------------------------
 #
 # A Redis that answers, even with an error, is asked about the jti: only a
