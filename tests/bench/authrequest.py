@@ -96,8 +96,11 @@ class AuthService:
                         AUTH_ISSUER=issuer, AUTH_AUDIENCE=audience)
         if redis_addr is not None:
             # the gateway rows' limit (gateway.py: zone l1, per user)
-            self.env.update(AUTH_REDIS_URL="redis://:%s@%s" % (
-                                stack.REDIS_PASSWORD, redis_addr),
+            # the same Redis as the gateway, on its unix socket as well
+            url = ("unix://:%s@%s" % (stack.REDIS_PASSWORD, redis_addr[5:])
+                   if redis_addr.startswith("unix:")
+                   else "redis://:%s@%s" % (stack.REDIS_PASSWORD, redis_addr))
+            self.env.update(AUTH_REDIS_URL=url,
                             AUTH_RATE="1000000", AUTH_BURST="1000")
         self.proc = None
 

@@ -17,7 +17,8 @@ Configured from the environment (the bench starts it under uvicorn):
   AUTH_PUBLIC_KEY   path of the PEM public key
   AUTH_ISSUER       required `iss`
   AUTH_AUDIENCE     accepted `aud`
-  AUTH_REDIS_URL    redis://host:port for the limit, or unset for none
+  AUTH_REDIS_URL    redis://:pw@host:port or unix://:pw@/path for the
+                    limit, or unset for none
   AUTH_RATE, AUTH_BURST  the limit (requests/s, burst)
 """
 

@@ -324,7 +324,9 @@ def gateway_method():
             "pair, then %d alternating rounds of plain `proxy_pass` (a "
             "module-free nginx) and the case, %d s each; ratio = median of "
             "the rounds' ratios (min-max); CPU = the nginx worker's on-CPU "
-            "time per request (/proc/PID/schedstat), module = case - plain. "
+            "time per request (/proc/PID/schedstat), module = case - plain; "
+            "Redis (on the servers' CPUs) reached on its unix socket, by the "
+            "gateway and by the `auth_request` service alike. "
             "Load average at the start: %s."
             % (WORKERS, RUNS, SECONDS,
                " ".join(open("/proc/loadavg").read().split()[:3])))
@@ -571,7 +573,7 @@ def main():
                 redis, base_nginx, keydir)
             auth_lines = authrequest.run(measure, summary, row, WORKERS,
                                          AUTH_WORKERS, upstream, keys,
-                                         tokens, gw_rows, redis.addr)
+                                         tokens, gw_rows, redis.unix_addr)
             text = "\n".join([method(), "", gateway_method(), ""]
                              + gw_lines + ["", TABLE_HEAD, TABLE_RULE]
                              + auth_lines) + "\n"
@@ -607,7 +609,7 @@ def main():
             redis, base_nginx, keydir)
         lines += authrequest.run(measure, summary, row, WORKERS,
                                  AUTH_WORKERS, upstream, keys, tokens,
-                                 gw_rows, redis.addr)
+                                 gw_rows, redis.unix_addr)
 
         text = "\n".join([method(), "", TABLE_HEAD, TABLE_RULE] + lines
                          + [""] + worker_cpu
