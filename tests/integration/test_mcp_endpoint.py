@@ -546,6 +546,11 @@ def test_a_call_waiting_for_a_session_opens_one_when_the_opener_is_cancelled(
                        env={"OMNI_WORKERS": "1"}) as w:
             s = register(w, legacy, timeout_ms=10000, health={
                 "interval_ms": 3600000, "failure_threshold": 100})
+            # the registration's background probe (a ping, as the manual
+            # one) is over: none comes again within the test, to open the
+            # session instead of the first call
+            stack.wait_until(lambda: legacy.ctl("count")["pings"] >= 2, 10,
+                             "the registration's background probe")
             legacy.stop()   # the process's session dies with it
             legacy.start()
             legacy.ctl("init?mode=stall")

@@ -39,6 +39,8 @@
 
 #define OMNI_MCP_MAX_BODY (4 * 1024 * 1024)
 #define OMNI_MCP_BUCKETS 256
+#define OMNI_MCP_TIMED_OUT                                                     \
+    "the upstream did not answer within the server's timeout"
 
 /* what Omni relays from upstreams to its own clients (endpoint.c): each
  * request is relayed only to a client that declared the capability */
@@ -124,6 +126,13 @@ static int64_t omni_mcp_next_id = 1;
 static int omni_mcp_send(omni_mcp_rpc_t *c);
 static void omni_mcp_finish(omni_mcp_rpc_t *c);
 static void omni_mcp_fail(omni_mcp_rpc_t *c, const char *why);
+
+
+/* Why omni_mcp_send() sent nothing. */
+static const char *omni_mcp_unsent(const omni_mcp_rpc_t *c)
+{
+    return c->rep.timeout ? OMNI_MCP_TIMED_OUT : "cannot send to the upstream";
+}
 
 
 static uint64_t omni_mcp_now_ns(void)
@@ -305,8 +314,7 @@ static void omni_mcp_wait_over(evutil_socket_t fd, short what, void *arg)
 
     omni_mcp_unpend(c);
     c->rep.timeout = 1;
-    omni_mcp_fail(c, "the upstream did not answer within the server's "
-                     "timeout");
+    omni_mcp_fail(c, OMNI_MCP_TIMED_OUT);
 }
 
 
@@ -348,9 +356,7 @@ static void omni_mcp_wake(const char *server, const char *opened)
         snprintf(w->session, sizeof(w->session), "%s", session);
         w->state = OMNI_MCP_CALL;
         if (omni_mcp_send(w) != 0) {
-            omni_mcp_fail(w, w->rep.timeout ? "the upstream did not answer "
-                                              "within the server's timeout"
-                                            : "cannot send to the upstream");
+            omni_mcp_fail(w, omni_mcp_unsent(w));
         }
     }
 }
@@ -370,9 +376,7 @@ static void omni_mcp_hand_over(const char *id)
             return;
         }
         omni_mcp_unpend(w);
-        omni_mcp_fail(w, w->rep.timeout ? "the upstream did not answer "
-                                          "within the server's timeout"
-                                        : "cannot send to the upstream");
+        omni_mcp_fail(w, omni_mcp_unsent(w));
     }
 }
 
@@ -737,9 +741,7 @@ static void omni_mcp_finish(omni_mcp_rpc_t *c)
     }
     omni_mcp_reset_step(c);
     if (omni_mcp_send(c) != 0) {
-        omni_mcp_fail(c, c->rep.timeout ? "the upstream did not answer within "
-                                          "the server's timeout"
-                                        : "cannot send to the upstream");
+        omni_mcp_fail(c, omni_mcp_unsent(c));
     }
 }
 
@@ -760,9 +762,7 @@ static void omni_mcp_on_done(void *arg, const omni_out_result_t *res)
             snprintf(
                 why, sizeof(why), "the upstream's answer is larger than 4 MiB");
         } else if (c->rep.timeout) {
-            snprintf(why, sizeof(why),
-                "the upstream did not answer within "
-                "the server's timeout");
+            snprintf(why, sizeof(why), "%s", OMNI_MCP_TIMED_OUT);
         } else {
             snprintf(why, sizeof(why), "the upstream is unreachable (%s%s%s)",
                 omni_out_error_name(res->error),
