@@ -174,12 +174,13 @@ def worker(migrated, redis_server, shared_dir):
 @pytest.fixture
 def worker_factory(migrated, redis_server, request):
     """Starts workers of this test's own: factory(workers=2, env=None,
-    wait=True). Stopped after the test."""
+    wait=True, binary=None: the ASan build). Stopped after the test."""
     started = []
 
-    def start(workers=2, env=None, wait=True):
+    def start(workers=2, env=None, wait=True, binary=None):
         migrated.ensure_running()
-        w = stack.Worker(migrated, redis_server, workers=workers, env=env)
+        w = stack.Worker(migrated, redis_server, workers=workers, env=env,
+                         binary=binary)
         started.append(w)
         w.start(wait=wait)
         return w

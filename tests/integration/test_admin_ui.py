@@ -705,9 +705,12 @@ def test_the_page_refreshes_its_token_before_it_expires(
         ui_stack, gw, admin, browser):
     nginx = ui_stack[0]
     before = len(access_log_wait(nginx, "POST", "/auth/refresh", 0))
+    time.sleep(1.1)   # the last test's lines flushed
+    closed = access_log(nginx, "GET", "/ws/activity").count(408)
     browser.open()
     browser.login(admin)
     started = time.monotonic()
+    started_at = time.strftime("%H:%M:%S")
     # a screen that polls nothing: the refresh is the page's own timer
     browser("nav", label="Users")
     statuses = access_log_wait_for(nginx, "POST", "/auth/refresh",
@@ -719,18 +722,45 @@ def test_the_page_refreshes_its_token_before_it_expires(
     browser("nav", label="API keys")
     browser("nav", label="Users")
     browser("wait", selector='tr[data-user="%s"]' % admin.username)
-    # and the live feed, which the gateway closed twice meanwhile, is
-    # subscribed again with it
-    time.sleep(max(0, 2 * RECHECK + 2 - (time.monotonic() - started)))
+    # and the live feed, which the gateway closes every RECHECK seconds,
+    # is subscribed again with it: once the second subscription (made
+    # before the refresh) has been closed and the page is live again, an
+    # event arrives on the third. (A fixed sleep raced the close on a
+    # slow machine: the event fell between two subscriptions.)
+    stack.wait_until(
+        lambda: access_log(nginx, "GET", "/ws/activity").count(408)
+        >= closed + 2, 2 * RECHECK + 10,
+        "the page's second subscription closed by the gateway (408)", 0.2)
     browser("nav", label="Activity")
+    browser("wait", selector='.live-state[data-state="live"]')
     api(gw, admin, "PUT", "/api/v1/config/refresh_interval",
         {"stats": 4, "charts": 30, "activity": 6})
     event = api(gw, admin, "GET", "/api/v1/dashboard/activity?limit=1")[
         "items"][0]
     assert event["detail"]["key"] == "refresh_interval"
-    browser("wait", selector='.feed li[data-id="%d"]' % event["id"],
-            timeout=2000)
+    try:
+        browser("wait", selector='.feed li[data-id="%d"]' % event["id"])
+    finally:
+        print("started %s; the page's subscriptions and sign-ins:\n%s"
+              % (started_at, "\n".join(access_log_lines(
+                  nginx, ("/ws/activity", "/auth/login", "/auth/refresh",
+                          "/api/v1/config/refresh_interval")))))
     assert_clean(browser)
+
+
+def access_log_lines(nginx, paths):
+    """ts, method, uri, status and request time of each request for paths
+    (a subscription is logged when it closes)."""
+    time.sleep(1.1)   # nginx flushes its access log every second
+    out = []
+    for line in nginx.access_log.read_text(errors="replace").splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e["uri"] in paths:
+            out.append("%(ts)s %(method)s %(uri)s %(status)s rt=%(rt)s" % e)
+    return out
 
 
 def access_log_wait_for(nginx, method, path, n, timeout):
