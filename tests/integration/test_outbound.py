@@ -206,6 +206,19 @@ def test_connect_deadline_fails_as_connect_error():
     assert 250 <= done["ms"] < 1500, done
 
 
+def test_a_connect_cut_short_by_the_whole_deadline_is_a_timeout():
+    """The host may be fine: the request ran out of time (a caller left
+    with a few ms connects with those), so it is no connect error."""
+    hole = outbound_servers.BlackholeListener()
+    try:
+        run = probe(hole.url("/") + "|connect_timeout=300|timeout=300")
+    finally:
+        hole.close()
+    done = run.done(0)
+    assert done["error"] == "timeout", done
+    assert 250 <= done["ms"] < 1500, done
+
+
 def test_idle_timeout_ends_a_silent_stream(upstream):
     run = probe(upstream.url("/stall") + "|timeout=10000|idle_timeout=1000")
     done = run.done(0)

@@ -260,6 +260,13 @@ static void out_log_timings(omni_out_req_t *q, const omni_out_result_t *res)
         (unsigned long long)res->latency_us);
 }
 
+/* The time the request was given in all (its own, or the client's). */
+static long out_timeout_ms(const omni_out_req_t *q)
+{
+    return q->spec.timeout_ms > 0 ? q->spec.timeout_ms : q->o->cfg.timeout_ms;
+}
+
+
 static void out_finish(omni_out_req_t *q, CURLcode code)
 {
     omni_out_result_t res;
@@ -281,6 +288,13 @@ static void out_finish(omni_out_req_t *q, CURLcode code)
     }
     res.http_version = version == CURL_HTTP_VERSION_2_0 ? 2 : version ? 1 : 0;
     res.error = q->why != OMNI_OUT_OK ? q->why : out_map(code, pretransfer > 0);
+    /* a connect cut short by the request's whole deadline, not by its
+     * connect limit, is that deadline's timeout: the host may be fine,
+     * the caller had no time left (one that waited 992 ms of 1000 for
+     * another's MCP initialize connects with 8 ms) */
+    if (res.error == OMNI_OUT_CONNECT && code == CURLE_OPERATION_TIMEDOUT
+        && res.latency_us >= (uint64_t)out_timeout_ms(q) * 1000)
+        res.error = OMNI_OUT_TIMEOUT;
     if (res.error != OMNI_OUT_OK && q->detail[0] == '\0')
         snprintf(q->detail, sizeof(q->detail), "%s", curl_easy_strerror(code));
     if (q->resend_refused)
