@@ -740,11 +740,12 @@ def test_the_page_refreshes_its_token_before_it_expires(
     assert event["detail"]["key"] == "refresh_interval"
     try:
         browser("wait", selector='.feed li[data-id="%d"]' % event["id"])
-    finally:
+    except AssertionError:
         print("started %s; the page's subscriptions and sign-ins:\n%s"
               % (started_at, "\n".join(access_log_lines(
                   nginx, ("/ws/activity", "/auth/login", "/auth/refresh",
                           "/api/v1/config/refresh_interval")))))
+        raise
     assert_clean(browser)
 
 
