@@ -227,14 +227,16 @@ class Browser:
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 
-    def call(self, cmd, timeout=40, **args):
+    # read_timeout (s) bounds the wait for the driver's answer; args go to
+    # the driver, its `timeout` (ms) included
+    def call(self, cmd, read_timeout=40, **args):
         args["cmd"] = cmd
         self.proc.stdin.write((json.dumps(args) + "\n").encode())
         self.proc.stdin.flush()
-        return self._line(timeout)
+        return self._line(read_timeout)
 
-    def __call__(self, cmd, timeout=40, **args):
-        out = self.call(cmd, timeout, **args)
+    def __call__(self, cmd, read_timeout=40, **args):
+        out = self.call(cmd, read_timeout, **args)
         if not out.pop("ok"):
             self.call("screenshot", name="%s-failed" % self.name)
             raise AssertionError("%s %s: %s" % (cmd, args, out["error"]))
@@ -273,7 +275,7 @@ class Browser:
 
     def close(self):
         try:
-            self.call("quit", timeout=10)
+            self.call("quit", read_timeout=10)
         except Exception:
             pass
         try:
