@@ -360,12 +360,18 @@ def test_page_and_assets_are_served_with_csp_and_cache_headers(ui_stack):
 
 def test_admin_sees_the_dashboard_fill_and_activity_arrive_live(
         ui_stack, gw, admin, data, browser):
-    # requests the stats must count (the worker flushes every 200 ms)
+    # requests the stats must count, once the worker's periodic flush has
+    # written them to the rollups (each poll is counted too)
     for _ in range(5):
         api(gw, admin, "GET", "/api/v1/config")
-    counted = api(gw, admin, "GET",
-                  "/api/v1/dashboard/stats?period=today")["requests"]
-    assert counted >= 5
+
+    def counted_today():
+        n = api(gw, admin, "GET",
+                "/api/v1/dashboard/stats?period=today")["requests"]
+        return n if n >= 5 else None
+    counted = stack.wait_until(counted_today, 10,
+                               "the 5 requests in today's stats",
+                               interval=0.2)
     charts = {i["key"]: i["value"] for i in
               api(gw, admin, "GET", "/api/v1/config")["items"]}
     hours = charts["chart_settings"]["queries_hours"]
