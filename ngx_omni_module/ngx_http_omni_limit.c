@@ -80,16 +80,18 @@ typedef struct {
 
 
 /* One script call for several requests, malloc'd with the command in
- * Redis's protocol: a NOSCRIPT answer sends it again as EVAL, when some
- * of its requests may be gone. */
+ * Redis's protocol: a NOSCRIPT answer (or, to FCALL, a function Redis no
+ * longer has) sends it again as EVAL, when some of its requests may be
+ * gone. */
 typedef struct {
     ngx_uint_t                  n;
     ngx_uint_t                  ngroups;
     ngx_uint_t                  eval;
+    ngx_uint_t                  fcall;
     ngx_uint_t                  argc;
-    u_char                     *cmd;            /* EVALSHA sha args */
+    u_char                     *cmd;  /* FCALL name or EVALSHA sha, args */
     size_t                      len;
-    u_char                     *args;           /* past the sha */
+    u_char                     *args;  /* past the sha or the name */
     ngx_http_omni_pending_t    *pending[NGX_HTTP_OMNI_BATCH_MAX];
     u_char                      count[NGX_HTTP_OMNI_BATCH_MAX];
 } ngx_http_omni_batch_t;
@@ -104,6 +106,10 @@ static u_char *ngx_http_omni_limit_arg(u_char *p, u_char *data, size_t len);
 static u_char *ngx_http_omni_limit_int_arg(u_char *p, ngx_uint_t n);
 static ngx_int_t ngx_http_omni_limit_send_batch(
     ngx_http_omni_batch_t *batch);
+static ngx_uint_t ngx_http_omni_limit_lost(ngx_http_omni_batch_t *batch,
+    redisReply *rep);
+static ngx_uint_t ngx_http_omni_limit_error_is(redisReply *rep,
+    const char *prefix);
 static void ngx_http_omni_limit_batch_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static ngx_int_t ngx_http_omni_limit_send(ngx_http_request_t *r,
@@ -122,7 +128,36 @@ static void ngx_http_omni_limit_timeout(ngx_event_t *ev);
 static void ngx_http_omni_limit_resume(ngx_http_request_t *r);
 
 
+/*
+ * omni_limit_batch.lua defines run(KEYS, ARGV); it goes to Redis in two
+ * forms. The function library (Redis 7 and later) is loaded once per
+ * connection and called by FCALL: what the file defines is made once, not
+ * on every call, a third of the script's time. The script, the file and a
+ * return, is for a Redis without functions (EVALSHA) and for one that has
+ * lost both (EVAL).
+ */
+#define NGX_HTTP_OMNI_LIMIT_SCRIPT_TAIL  "\nreturn run(KEYS, ARGV)\n"
+
+/* omni_limit_<the first 16 hex digits of the file's SHA-1> */
+#define NGX_HTTP_OMNI_LIMIT_FUNCTION_LEN  (sizeof("omni_limit_") - 1 + 16)
+
+static u_char  ngx_http_omni_limit_script_text[
+    sizeof(OMNI_LIMIT_BATCH_LUA) - 1
+    + sizeof(NGX_HTTP_OMNI_LIMIT_SCRIPT_TAIL)];
+
+static u_char  ngx_http_omni_limit_library_text[
+    sizeof("#!lua name=\n") - 1 + NGX_HTTP_OMNI_LIMIT_FUNCTION_LEN
+    + sizeof(OMNI_LIMIT_BATCH_LUA) - 1
+    + sizeof("\nredis.register_function('', run)\n") - 1
+    + NGX_HTTP_OMNI_LIMIT_FUNCTION_LEN];
+static size_t  ngx_http_omni_limit_library_len;
+
+static u_char  ngx_http_omni_limit_function[
+    NGX_HTTP_OMNI_LIMIT_FUNCTION_LEN];
 static u_char  ngx_http_omni_limit_sha[SHA_DIGEST_LENGTH * 2 + 1];
+
+/* the library is loaded on this worker's Redis connection: FCALL */
+static ngx_uint_t   ngx_http_omni_limit_fcall;
 
 /* this worker's requests waiting for the end of the pass */
 static ngx_queue_t  ngx_http_omni_limit_queue;
@@ -133,22 +168,66 @@ static ngx_uint_t   ngx_http_omni_limit_inflight;
 
 
 void
-ngx_http_omni_limit_init_sha(void)
+ngx_http_omni_limit_init_script(void)
 {
-    u_char  md[SHA_DIGEST_LENGTH];
+    u_char  *p, md[SHA_DIGEST_LENGTH];
 
-    SHA1((u_char *) OMNI_LIMIT_BATCH_LUA, sizeof(OMNI_LIMIT_BATCH_LUA) - 1,
-         md);
+    p = ngx_cpymem(ngx_http_omni_limit_script_text, OMNI_LIMIT_BATCH_LUA,
+                   sizeof(OMNI_LIMIT_BATCH_LUA) - 1);
+    ngx_memcpy(p, NGX_HTTP_OMNI_LIMIT_SCRIPT_TAIL,
+               sizeof(NGX_HTTP_OMNI_LIMIT_SCRIPT_TAIL) - 1);
+
+    SHA1(ngx_http_omni_limit_script_text,
+         sizeof(ngx_http_omni_limit_script_text) - 1, md);
     ngx_hex_dump(ngx_http_omni_limit_sha, md, SHA_DIGEST_LENGTH);
     ngx_http_omni_limit_sha[SHA_DIGEST_LENGTH * 2] = '\0';
+
+    /* the file's own hash names the library: two gateway versions that
+     * share a Redis during a rolling upgrade call each its own */
+    SHA1((u_char *) OMNI_LIMIT_BATCH_LUA, sizeof(OMNI_LIMIT_BATCH_LUA) - 1,
+         md);
+    p = ngx_cpymem(ngx_http_omni_limit_function, "omni_limit_",
+                   sizeof("omni_limit_") - 1);
+    ngx_hex_dump(p, md, 8);
+
+    p = ngx_cpymem(ngx_http_omni_limit_library_text, "#!lua name=",
+                   sizeof("#!lua name=") - 1);
+    p = ngx_cpymem(p, ngx_http_omni_limit_function,
+                   NGX_HTTP_OMNI_LIMIT_FUNCTION_LEN);
+    *p++ = LF;
+    p = ngx_cpymem(p, OMNI_LIMIT_BATCH_LUA, sizeof(OMNI_LIMIT_BATCH_LUA) - 1);
+    p = ngx_cpymem(p, "\nredis.register_function('",
+                   sizeof("\nredis.register_function('") - 1);
+    p = ngx_cpymem(p, ngx_http_omni_limit_function,
+                   NGX_HTTP_OMNI_LIMIT_FUNCTION_LEN);
+    p = ngx_cpymem(p, "', run)\n", sizeof("', run)\n") - 1);
+    ngx_http_omni_limit_library_len = p - ngx_http_omni_limit_library_text;
 }
 
 
 const char *
 ngx_http_omni_limit_script(size_t *len)
 {
-    *len = sizeof(OMNI_LIMIT_BATCH_LUA) - 1;
-    return OMNI_LIMIT_BATCH_LUA;
+    *len = sizeof(ngx_http_omni_limit_script_text) - 1;
+    return (const char *) ngx_http_omni_limit_script_text;
+}
+
+
+const char *
+ngx_http_omni_limit_library(size_t *len)
+{
+    *len = ngx_http_omni_limit_library_len;
+    return (const char *) ngx_http_omni_limit_library_text;
+}
+
+
+/* The library is loaded on the connection (FUNCTION LOAD answered), or
+ * the connection is new, or Redis has lost it. */
+
+void
+ngx_http_omni_limit_use_function(ngx_uint_t on)
+{
+    ngx_http_omni_limit_fcall = on;
 }
 
 
@@ -554,7 +633,8 @@ ngx_http_omni_limit_batch(void)
     /* an argument is "$<len>\r\n<bytes>\r\n" */
 #define NGX_HTTP_OMNI_ARG_SIZE  (1 + NGX_INT_T_LEN + 4)
 
-    /* EVALSHA sha numkeys KEYS... now P profiles... groups */
+    /* EVALSHA sha (or FCALL name) numkeys KEYS... now P profiles...
+     * groups */
     argc = 6;
     nkeys = 0;
     nprofiles = 0;
@@ -648,6 +728,7 @@ ngx_http_omni_limit_batch(void)
     batch->n = n;
     batch->ngroups = ngroups;
     batch->eval = 0;
+    batch->fcall = ngx_http_omni_limit_fcall;
     batch->argc = argc;
     batch->cmd = (u_char *) (batch + 1);
 
@@ -668,9 +749,18 @@ ngx_http_omni_limit_batch(void)
     }
 
     p = ngx_sprintf(batch->cmd, "*%ui\r\n", argc);
-    p = ngx_http_omni_limit_arg(p, (u_char *) "EVALSHA", 7);
-    p = ngx_http_omni_limit_arg(p, ngx_http_omni_limit_sha,
-                                SHA_DIGEST_LENGTH * 2);
+
+    if (batch->fcall) {
+        p = ngx_http_omni_limit_arg(p, (u_char *) "FCALL", 5);
+        p = ngx_http_omni_limit_arg(p, ngx_http_omni_limit_function,
+                                    NGX_HTTP_OMNI_LIMIT_FUNCTION_LEN);
+
+    } else {
+        p = ngx_http_omni_limit_arg(p, (u_char *) "EVALSHA", 7);
+        p = ngx_http_omni_limit_arg(p, ngx_http_omni_limit_sha,
+                                    SHA_DIGEST_LENGTH * 2);
+    }
+
     batch->args = p;
 
     p = ngx_http_omni_limit_int_arg(p, nkeys);
@@ -752,7 +842,8 @@ ngx_http_omni_limit_int_arg(u_char *p, ngx_uint_t n)
 }
 
 
-/* EVALSHA, or with the text (EVAL) once Redis has said NOSCRIPT */
+/* FCALL or EVALSHA, or with the text (EVAL) once Redis has lost what
+ * they call */
 
 static ngx_int_t
 ngx_http_omni_limit_send_batch(ngx_http_omni_batch_t *batch)
@@ -790,6 +881,49 @@ ngx_http_omni_limit_send_batch(ngx_http_omni_batch_t *batch)
 
 
 /*
+ * Whether Redis refused the call for lacking what it calls: NOSCRIPT to
+ * EVALSHA; to FCALL, a library flushed or never replicated ("Function not
+ * found"), which is loaded again, or FCALL taken away from the gateway's
+ * Redis user (NOPERM), after which this connection calls EVALSHA.
+ */
+
+static ngx_uint_t
+ngx_http_omni_limit_lost(ngx_http_omni_batch_t *batch, redisReply *rep)
+{
+    if (!batch->fcall) {
+        return ngx_http_omni_limit_error_is(rep, "NOSCRIPT");
+    }
+
+    if (ngx_http_omni_limit_error_is(rep, "ERR Function not found")) {
+        if (ngx_http_omni_limit_fcall) {
+            ngx_http_omni_limit_fcall = 0;
+            ngx_http_omni_redis_load_library();
+        }
+
+        return 1;
+    }
+
+    if (ngx_http_omni_limit_error_is(rep, "NOPERM")) {
+        ngx_http_omni_limit_fcall = 0;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static ngx_uint_t
+ngx_http_omni_limit_error_is(redisReply *rep, const char *prefix)
+{
+    size_t  len;
+
+    len = ngx_strlen(prefix);
+
+    return rep->len >= len && ngx_strncmp(rep->str, prefix, len) == 0;
+}
+
+
+/*
  * A batch's reply, one flat array: each group gets its elements (one, the
  * answer of each of its requests, or 0, now, a state per limit and, with
  * an API key, four ids), or, when the call as a whole failed or the array
@@ -810,11 +944,11 @@ ngx_http_omni_limit_batch_reply(redisAsyncContext *ac, void *reply,
 
     static redisReply  short_reply = { .type = REDIS_REPLY_NIL };
 
-    if (rep != NULL && rep->type == REDIS_REPLY_ERROR && rep->len >= 8
-        && ngx_strncmp(rep->str, "NOSCRIPT", 8) == 0 && !batch->eval)
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR && !batch->eval
+        && ngx_http_omni_limit_lost(batch, rep))
     {
-        /* SCRIPT FLUSH, a restart or a failover: send the text, which
-         * caches the script again */
+        /* SCRIPT FLUSH or FUNCTION FLUSH, a restart or a failover: send
+         * the text, which caches the script again */
         batch->eval = 1;
 
         if (ngx_http_omni_limit_send_batch(batch) == NGX_OK) {

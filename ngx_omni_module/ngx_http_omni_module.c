@@ -284,7 +284,7 @@ ngx_http_omni_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_omni_access_handler;
 
-    ngx_http_omni_limit_init_sha();
+    ngx_http_omni_limit_init_script();
 
     if (ngx_http_omni_local_init_conf(cf) != NGX_OK) {
         return NGX_ERROR;

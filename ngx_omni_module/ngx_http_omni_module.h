@@ -373,8 +373,10 @@ ngx_int_t ngx_http_omni_limit_merge(ngx_conf_t *cf,
     ngx_http_omni_loc_conf_t *conf);
 
 /* ngx_http_omni_limit.c */
-void ngx_http_omni_limit_init_sha(void);
+void ngx_http_omni_limit_init_script(void);
 const char *ngx_http_omni_limit_script(size_t *len);
+const char *ngx_http_omni_limit_library(size_t *len);
+void ngx_http_omni_limit_use_function(ngx_uint_t on);
 ngx_uint_t ngx_http_omni_limit_needed(ngx_http_request_t *r,
     ngx_http_omni_loc_conf_t *olcf, ngx_http_omni_ctx_t *ctx);
 ngx_int_t ngx_http_omni_limit_start(ngx_http_request_t *r,
@@ -438,6 +440,7 @@ ngx_int_t ngx_http_omni_redis_command(void (*cb)(struct redisAsyncContext *,
 ngx_int_t ngx_http_omni_redis_formatted(void (*cb)(struct redisAsyncContext *,
     void *, void *), void *privdata, u_char *cmd, size_t len);
 void ngx_http_omni_redis_teardown(void);
+void ngx_http_omni_redis_load_library(void);
 void ngx_http_omni_redis_error(u_char *text, size_t len);
 
 /* ngx_http_omni_variables.c */

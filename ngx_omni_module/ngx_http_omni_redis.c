@@ -65,6 +65,9 @@ static void ngx_http_omni_redis_connect_master(ngx_http_omni_redis_t *rd,
     char *host, int port);
 static void ngx_http_omni_redis_role_done(redisAsyncContext *ctx,
     void *reply, void *privdata);
+static void ngx_http_omni_redis_send_library(redisAsyncContext *ctx);
+static void ngx_http_omni_redis_library_done(redisAsyncContext *ctx,
+    void *reply, void *privdata);
 static void ngx_http_omni_sentinel_ask(ngx_http_omni_redis_t *rd);
 static void ngx_http_omni_sentinel_failed(ngx_http_omni_redis_t *rd);
 static void ngx_http_omni_sentinel_message(redisAsyncContext *ctx,
@@ -598,6 +601,69 @@ ngx_http_omni_redis_connect_master(ngx_http_omni_redis_t *rd, char *host,
     redisAsyncCommand(ctx, ngx_http_omni_redis_setup_done,
                       ngx_http_omni_redis_script_load, "SCRIPT LOAD %b",
                       script, len);
+
+    /* FCALL once this answers: this may be another Redis than the last */
+    ngx_http_omni_limit_use_function(0);
+    ngx_http_omni_redis_send_library(ctx);
+}
+
+
+/* the limit script's function library, once Redis has lost it */
+
+void
+ngx_http_omni_redis_load_library(void)
+{
+    ngx_http_omni_redis_t  *rd = &ngx_http_omni_redis;
+
+    if (rd->ctx != NULL) {
+        ngx_http_omni_redis_send_library(rd->ctx);
+    }
+}
+
+
+static void
+ngx_http_omni_redis_send_library(redisAsyncContext *ctx)
+{
+    size_t       len;
+    const char  *library;
+
+    library = ngx_http_omni_limit_library(&len);
+    redisAsyncCommand(ctx, ngx_http_omni_redis_library_done, NULL,
+                      "FUNCTION LOAD %b", library, len);
+}
+
+
+/*
+ * Loaded, or loaded already (by another gateway: the name is the text's
+ * hash): FCALL from now on. A Redis before 7.0 has no FUNCTION, a Redis
+ * user may be refused it: the script goes by EVALSHA, as it always could.
+ */
+
+static void
+ngx_http_omni_redis_library_done(redisAsyncContext *ctx, void *reply,
+    void *privdata)
+{
+    redisReply             *rep = reply;
+    ngx_http_omni_redis_t  *rd = ctx->data;
+
+    if (rep == NULL) {
+        return;
+    }
+
+    if (rep->type != REDIS_REPLY_ERROR
+        || (rep->len > sizeof("ERR Library '") - 1
+            && ngx_strncmp(rep->str, "ERR Library '",
+                           sizeof("ERR Library '") - 1) == 0
+            && ngx_strstr(rep->str, "already exists") != NULL))
+    {
+        ngx_http_omni_limit_use_function(1);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                  "omni: redis %V: FUNCTION LOAD failed: %*s; the limit "
+                  "script runs by EVALSHA", &rd->omcf->redis_addr,
+                  (size_t) rep->len, rep->str);
 }
 
 

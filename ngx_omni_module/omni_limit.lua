@@ -50,11 +50,11 @@
 -- without KEYS[2]) or a key of the wrong type gives an error reply;
 -- the module then asks EXISTS KEYS[1] on its own.
 --
--- The gateway loads the script with SCRIPT LOAD when it connects and
--- calls EVALSHA; on a NOSCRIPT error (SCRIPT FLUSH, restart,
--- failover) it sends EVAL with the text, which caches the script
--- again. User-keyed limit keys are completed here, not declared in
--- KEYS: standalone Redis only, not Cluster.
+-- The gateway sends its requests to omni_limit_batch.lua, this
+-- script for many requests (as a function library by FCALL, else by
+-- EVALSHA, and EVAL when Redis has lost it: see there). User-keyed
+-- limit keys are completed here, not declared in KEYS: standalone
+-- Redis only, not Cluster.
 
 local MAX_SPAN = 1125899906842624  -- 2^50
 local MAX_COST = 1000000

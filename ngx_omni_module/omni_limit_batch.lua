@@ -10,6 +10,16 @@
 -- tests/integration/test_limit_batch.py holds the two to the same
 -- replies and the same end state on random request sequences.
 --
+-- The file defines run(KEYS, ARGV), the call, and is sent in one of
+-- two forms (ngx_http_omni_limit.c makes both):
+-- - a function library (Redis 7 and later), loaded once per
+--   connection: '#!lua name=omni_limit_<V>' first, then this file,
+--   then redis.register_function('omni_limit_<V>', run), where <V> is
+--   the first 16 hex digits of this file's SHA-1; called by FCALL, so
+--   what this file defines is made once, not on every call;
+-- - a script, 'return run(KEYS, ARGV)' after this file: EVALSHA, for
+--   a Redis without functions, and EVAL when Redis has lost both.
+--
 -- KEYS      every group's KEYS (as omni_limit.lua's), one after the
 --           other
 -- ARGV[1]   now, unix microseconds, for tests; '' = Redis TIME
@@ -53,26 +63,30 @@ local MAX_COST = 1000000
 local MAX_NOW = 4503599627370496   -- 2^52: every sum stays below 2^53
 local MAX_INT = 9007199254740992   -- 2^53: doubles are exact below
 
-local KEYS, ARGV = KEYS, ARGV
-local call, pcall_redis, error_reply = redis.call, redis.pcall,
-  redis.error_reply
-local floor, format, byte = math.floor, string.format, string.byte
-local unpack = unpack
+-- this call's KEYS and ARGV, and what it calls: bound by run() (a
+-- function library cannot reach redis.* or Lua's libraries while it
+-- loads, only when called)
+local keys, argv
+local call, pcall_redis, error_reply, floor, format, byte, unpk
 
 local function fail(what)
   return error_reply('ERR omni_limit: ' .. what)
 end
 
 -- an argument's value when a decimal integer of at most 16 digits,
--- else false, each string parsed once
-local dec = {}
+-- else false, each string parsed once: in a function library, across
+-- calls (the limits' strings repeat in every call), 1024 at most
+local dec, ndec = {}, 0
 
 -- a decimal integer in lo..hi, or nil
 local function int(s, lo, hi)
   local v = dec[s]
   if v == nil then
     v = #s <= 16 and s:find('^%d+$') and tonumber(s) or false
-    dec[s] = v
+    if ndec == 1024 then
+      dec, ndec = {}, 0
+    end
+    dec[s], ndec = v, ndec + 1
   end
   if v and v >= lo and v <= hi then
     return v
@@ -99,11 +113,12 @@ local function ms(us)
 end
 
 -- Redis as this call has left it so far
-local exists, hashes, tats, pxs, written = {}, {}, {}, {}, {}
+local exists, hashes, tats, pxs, written
 
 -- each profile's limits, by profile then limit index; BAD: the error
 -- of its first malformed limit, USER1: its first user-keyed limit
--- before that, each false when none
+-- before that, each false when none (a call sets each profile it has
+-- before reading it)
 local PN, PT, PB, PC, PU, BAD, USER1 = {}, {}, {}, {}, {}, {}, {}
 
 -- one group's limit keys and states, by limit index, reused
@@ -112,13 +127,13 @@ local K, TAT = {}, {}
 local now, now_s
 
 -- the reply so far
-local out, o = {}, 0
+local out, o
 
 -- the cnt requests whose KEYS follow KEYS[k] and whose limits are
 -- profile p's, as omni_limit.lua decides them; their elements go to
 -- the reply
 local function check(k, p, cnt)
-  local rk, ak = KEYS[k + 1], KEYS[k + 2]
+  local rk, ak = keys[k + 1], keys[k + 2]
 
   if rk ~= '' then
     local e = pxs[rk] and 1 or exists[rk]
@@ -181,7 +196,7 @@ local function check(k, p, cnt)
   local n, T, B, C, U = PN[p], PT[p], PB[p], PC[p], PU[p]
 
   for i = 1, n do
-    local key = KEYS[k + 2 + i]
+    local key = keys[k + 2 + i]
     if U[i] then
       key = key .. id2
     end
@@ -276,126 +291,139 @@ local function bad_batch()
   return error_reply('ERR omni_limit: bad batch')
 end
 
--- the envelope, whole, before any request runs
-local nkeys, nargv = #KEYS, #ARGV
-local np = nargv >= 3 and tonumber(ARGV[2])
-if not np or np < 0 or np ~= floor(np) then
-  return bad_batch()
-end
-local a = 3
-for p = 1, np do
-  local n = tonumber(ARGV[a])
-  if not n or n < 0 or n ~= floor(n) or a + 4 * n >= nargv then
+-- the call: KEYS and ARGV as above; the reply
+local function run(call_keys, call_argv)
+  keys, argv = call_keys, call_argv
+  if not call then
+    call, pcall_redis, error_reply = redis.call, redis.pcall,
+      redis.error_reply
+    floor, format, byte = math.floor, string.format, string.byte
+    unpk = unpack
+  end
+  exists, hashes, tats, pxs, written = {}, {}, {}, {}, {}
+  out, o, now, now_s = {}, 0, nil, nil
+
+  -- the envelope, whole, before any request runs
+  local nkeys, nargv = #keys, #argv
+  local np = nargv >= 3 and tonumber(argv[2])
+  if not np or np < 0 or np ~= floor(np) then
     return bad_batch()
   end
-  local T, B, C, U = {}, {}, {}, {}
-  local bad, user1 = false, false
-  for i = 1, n do
-    local j = a + 4 * i
-    local t = int(ARGV[j - 3], 1, MAX_SPAN)
-    local b = int(ARGV[j - 2], 0, MAX_SPAN)
-    local c = int(ARGV[j - 1], 1, MAX_COST)
-    local u = ARGV[j]
-    if not bad then
-      if not (t and b and c) or (b + 1) * t > MAX_SPAN
-          or (u ~= '0' and u ~= '1') then
-        bad = fail('bad limit ' .. i)
-      elseif u == '1' and not user1 then
-        user1 = i
-      end
+  local a = 3
+  for p = 1, np do
+    local n = tonumber(argv[a])
+    if not n or n < 0 or n ~= floor(n) or a + 4 * n >= nargv then
+      return bad_batch()
     end
-    T[i], B[i], C[i], U[i] = t, b, c, u == '1'
-  end
-  PN[p], PT[p], PB[p], PC[p], PU[p], BAD[p], USER1[p] =
-    n, T, B, C, U, bad, user1
-  a = a + 1 + 4 * n
-end
-
-local groups = ARGV[a]
-local m = a == nargv and #groups or 0
-if m == 0 or m % 2 == 1 then
-  return bad_batch()
-end
-m = m / 2
-local k = 0
-for i = 1, m do
-  local p, cnt = byte(groups, 2 * i - 1, 2 * i)
-  if p < 1 or p > np or cnt < 1 then
-    return bad_batch()
-  end
-  k = k + 2 + PN[p]
-end
-if k ~= nkeys then
-  return bad_batch()
-end
-
-if ARGV[1] == '' then
-  local t = call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  if now > MAX_NOW then
-    now = nil
-  end
-else
-  now = int(ARGV[1], 0, MAX_NOW)
-end
-if now then
-  now_s = div(now, 1000000)
-end
-
--- the limit keys the groups name whole (not completed with an
--- API key's user) read at once: one MGET, not a GET each. MGET shows
--- a key that is absent or of another type as nil; one EXISTS over
--- those says they are all absent, else check() GETs each as before
--- (an error for the wrong type). Nothing is written before the end,
--- so reading early reads the same.
-if now then
-  local pre, npre = {}, 0
-  k = 0
-  for i = 1, m do
-    local p = byte(groups, 2 * i - 1)
-    if not BAD[p] then
-      local U = PU[p]
-      for j = 1, PN[p] do
-        local key = KEYS[k + 2 + j]
-        if not U[j] and tats[key] == nil then
-          tats[key] = false
-          npre = npre + 1
-          pre[npre] = key
+    local T, B, C, U = {}, {}, {}, {}
+    local bad, user1 = false, false
+    for i = 1, n do
+      local j = a + 4 * i
+      local t = int(argv[j - 3], 1, MAX_SPAN)
+      local b = int(argv[j - 2], 0, MAX_SPAN)
+      local c = int(argv[j - 1], 1, MAX_COST)
+      local u = argv[j]
+      if not bad then
+        if not (t and b and c) or (b + 1) * t > MAX_SPAN
+            or (u ~= '0' and u ~= '1') then
+          bad = fail('bad limit ' .. i)
+        elseif u == '1' and not user1 then
+          user1 = i
         end
       end
+      T[i], B[i], C[i], U[i] = t, b, c, u == '1'
+    end
+    PN[p], PT[p], PB[p], PC[p], PU[p], BAD[p], USER1[p] =
+      n, T, B, C, U, bad, user1
+    a = a + 1 + 4 * n
+  end
+
+  local groups = argv[a]
+  local m = a == nargv and #groups or 0
+  if m == 0 or m % 2 == 1 then
+    return bad_batch()
+  end
+  m = m / 2
+  local k = 0
+  for i = 1, m do
+    local p, cnt = byte(groups, 2 * i - 1, 2 * i)
+    if p < 1 or p > np or cnt < 1 then
+      return bad_batch()
     end
     k = k + 2 + PN[p]
   end
-  if npre > 0 then
-    local v = call('MGET', unpack(pre, 1, npre))
-    local gone, ngone = {}, 0
-    for i = 1, npre do
-      local s = v[i]
-      if s then
-        tats[pre[i]] = s:find('^%d+$') and tonumber(s) or 0
-      else
-        ngone = ngone + 1
-        gone[ngone] = pre[i]
+  if k ~= nkeys then
+    return bad_batch()
+  end
+
+  if argv[1] == '' then
+    local t = call('TIME')
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    if now > MAX_NOW then
+      now = nil
+    end
+  else
+    now = int(argv[1], 0, MAX_NOW)
+  end
+  if now then
+    now_s = div(now, 1000000)
+  end
+
+  -- the limit keys the groups name whole (not completed with an
+  -- API key's user) read at once: one MGET, not a GET each. MGET
+  -- shows a key that is absent or of another type as nil; one EXISTS
+  -- over those says they are all absent, else check() GETs each as
+  -- before (an error for the wrong type). Nothing is written before
+  -- the end, so reading early reads the same.
+  if now then
+    local pre, npre = {}, 0
+    k = 0
+    for i = 1, m do
+      local p = byte(groups, 2 * i - 1)
+      if not BAD[p] then
+        local U = PU[p]
+        for j = 1, PN[p] do
+          local key = keys[k + 2 + j]
+          if not U[j] and tats[key] == nil then
+            tats[key] = false
+            npre = npre + 1
+            pre[npre] = key
+          end
+        end
+      end
+      k = k + 2 + PN[p]
+    end
+    if npre > 0 then
+      local v = call('MGET', unpk(pre, 1, npre))
+      local gone, ngone = {}, 0
+      for i = 1, npre do
+        local s = v[i]
+        if s then
+          tats[pre[i]] = s:find('^%d+$') and tonumber(s) or 0
+        else
+          ngone = ngone + 1
+          gone[ngone] = pre[i]
+        end
+      end
+      local none = ngone > 0
+        and call('EXISTS', unpk(gone, 1, ngone)) == 0
+      for i = 1, ngone do
+        tats[gone[i]] = none and 0 or nil
       end
     end
-    local none = ngone > 0
-      and call('EXISTS', unpack(gone, 1, ngone)) == 0
-    for i = 1, ngone do
-      tats[gone[i]] = none and 0 or nil
-    end
   end
-end
 
-k = 0
-for i = 1, m do
-  local p, cnt = byte(groups, 2 * i - 1, 2 * i)
-  check(k, p, cnt)
-  k = k + 2 + PN[p]
-end
+  k = 0
+  for i = 1, m do
+    local p, cnt = byte(groups, 2 * i - 1, 2 * i)
+    check(k, p, cnt)
+    k = k + 2 + PN[p]
+  end
 
-for i = 1, #written do
-  local key = written[i]
-  call('SET', key, format('%d', tats[key]), 'PX',
-    format('%d', pxs[key]))
+  for i = 1, #written do
+    local key = written[i]
+    call('SET', key, format('%d', tats[key]), 'PX',
+      format('%d', pxs[key]))
+  end
+  return out
 end
-return out

@@ -63,11 +63,11 @@
     "-- without KEYS[2]) or a key of the wrong type gives an error reply;\n"  \
     "-- the module then asks EXISTS KEYS[1] on its own.\n"                    \
     "--\n"                                                                    \
-    "-- The gateway loads the script with SCRIPT LOAD when it connects and\n" \
-    "-- calls EVALSHA; on a NOSCRIPT error (SCRIPT FLUSH, restart,\n"         \
-    "-- failover) it sends EVAL with the text, which caches the script\n"     \
-    "-- again. User-keyed limit keys are completed here, not declared in\n"   \
-    "-- KEYS: standalone Redis only, not Cluster.\n"                          \
+    "-- The gateway sends its requests to omni_limit_batch.lua, this\n"       \
+    "-- script for many requests (as a function library by FCALL, else by\n"  \
+    "-- EVALSHA, and EVAL when Redis has lost it: see there). User-keyed\n"   \
+    "-- limit keys are completed here, not declared in KEYS: standalone\n"    \
+    "-- Redis only, not Cluster.\n"                                           \
     "\n"                                                                      \
     "local MAX_SPAN = 1125899906842624  -- 2^50\n"                            \
     "local MAX_COST = 1000000\n"                                              \
@@ -252,6 +252,16 @@
     "-- tests/integration/test_limit_batch.py holds the two to the same\n"    \
     "-- replies and the same end state on random request sequences.\n"        \
     "--\n"                                                                    \
+    "-- The file defines run(KEYS, ARGV), the call, and is sent in one of\n"  \
+    "-- two forms (ngx_http_omni_limit.c makes both):\n"                      \
+    "-- - a function library (Redis 7 and later), loaded once per\n"          \
+    "--   connection: '#!lua name=omni_limit_<V>' first, then this file,\n"   \
+    "--   then redis.register_function('omni_limit_<V>', run), where <V> is\n"\
+    "--   the first 16 hex digits of this file's SHA-1; called by FCALL, so\n"\
+    "--   what this file defines is made once, not on every call;\n"          \
+    "-- - a script, 'return run(KEYS, ARGV)' after this file: EVALSHA, for\n" \
+    "--   a Redis without functions, and EVAL when Redis has lost both.\n"    \
+    "--\n"                                                                    \
     "-- KEYS      every group's KEYS (as omni_limit.lua's), one after the\n"  \
     "--           other\n"                                                    \
     "-- ARGV[1]   now, unix microseconds, for tests; '' = Redis TIME\n"       \
@@ -295,26 +305,30 @@
     "local MAX_NOW = 4503599627370496   -- 2^52: every sum stays below 2^53\n"\
     "local MAX_INT = 9007199254740992   -- 2^53: doubles are exact below\n"   \
     "\n"                                                                      \
-    "local KEYS, ARGV = KEYS, ARGV\n"                                         \
-    "local call, pcall_redis, error_reply = redis.call, redis.pcall,\n"       \
-    "  redis.error_reply\n"                                                   \
-    "local floor, format, byte = math.floor, string.format, string.byte\n"    \
-    "local unpack = unpack\n"                                                 \
+    "-- this call's KEYS and ARGV, and what it calls: bound by run() (a\n"    \
+    "-- function library cannot reach redis.* or Lua's libraries while it\n"  \
+    "-- loads, only when called)\n"                                           \
+    "local keys, argv\n"                                                      \
+    "local call, pcall_redis, error_reply, floor, format, byte, unpk\n"       \
     "\n"                                                                      \
     "local function fail(what)\n"                                             \
     "  return error_reply('ERR omni_limit: ' .. what)\n"                      \
     "end\n"                                                                   \
     "\n"                                                                      \
     "-- an argument's value when a decimal integer of at most 16 digits,\n"   \
-    "-- else false, each string parsed once\n"                                \
-    "local dec = {}\n"                                                        \
+    "-- else false, each string parsed once: in a function library, across\n" \
+    "-- calls (the limits' strings repeat in every call), 1024 at most\n"     \
+    "local dec, ndec = {}, 0\n"                                               \
     "\n"                                                                      \
     "-- a decimal integer in lo..hi, or nil\n"                                \
     "local function int(s, lo, hi)\n"                                         \
     "  local v = dec[s]\n"                                                    \
     "  if v == nil then\n"                                                    \
     "    v = #s <= 16 and s:find('^%d+$') and tonumber(s) or false\n"         \
-    "    dec[s] = v\n"                                                        \
+    "    if ndec == 1024 then\n"                                              \
+    "      dec, ndec = {}, 0\n"                                               \
+    "    end\n"                                                               \
+    "    dec[s], ndec = v, ndec + 1\n"                                        \
     "  end\n"                                                                 \
     "  if v and v >= lo and v <= hi then\n"                                   \
     "    return v\n"                                                          \
@@ -341,11 +355,12 @@
     "end\n"                                                                   \
     "\n"                                                                      \
     "-- Redis as this call has left it so far\n"                              \
-    "local exists, hashes, tats, pxs, written = {}, {}, {}, {}, {}\n"         \
+    "local exists, hashes, tats, pxs, written\n"                              \
     "\n"                                                                      \
     "-- each profile's limits, by profile then limit index; BAD: the error\n" \
     "-- of its first malformed limit, USER1: its first user-keyed limit\n"    \
-    "-- before that, each false when none\n"                                  \
+    "-- before that, each false when none (a call sets each profile it has\n" \
+    "-- before reading it)\n"                                                 \
     "local PN, PT, PB, PC, PU, BAD, USER1 = {}, {}, {}, {}, {}, {}, {}\n"     \
     "\n"                                                                      \
     "-- one group's limit keys and states, by limit index, reused\n"          \
@@ -354,13 +369,13 @@
     "local now, now_s\n"                                                      \
     "\n"                                                                      \
     "-- the reply so far\n"                                                   \
-    "local out, o = {}, 0\n"                                                  \
+    "local out, o\n"                                                          \
     "\n"                                                                      \
     "-- the cnt requests whose KEYS follow KEYS[k] and whose limits are\n"    \
     "-- profile p's, as omni_limit.lua decides them; their elements go to\n"  \
     "-- the reply\n"                                                          \
     "local function check(k, p, cnt)\n"                                       \
-    "  local rk, ak = KEYS[k + 1], KEYS[k + 2]\n"                             \
+    "  local rk, ak = keys[k + 1], keys[k + 2]\n"                             \
     "\n"                                                                      \
     "  if rk ~= '' then\n"                                                    \
     "    local e = pxs[rk] and 1 or exists[rk]\n"                             \
@@ -423,7 +438,7 @@
     "  local n, T, B, C, U = PN[p], PT[p], PB[p], PC[p], PU[p]\n"             \
     "\n"                                                                      \
     "  for i = 1, n do\n"                                                     \
-    "    local key = KEYS[k + 2 + i]\n"                                       \
+    "    local key = keys[k + 2 + i]\n"                                       \
     "    if U[i] then\n"                                                      \
     "      key = key .. id2\n"                                                \
     "    end\n"                                                               \
@@ -518,129 +533,142 @@
     "  return error_reply('ERR omni_limit: bad batch')\n"                     \
     "end\n"                                                                   \
     "\n"                                                                      \
-    "-- the envelope, whole, before any request runs\n"                       \
-    "local nkeys, nargv = #KEYS, #ARGV\n"                                     \
-    "local np = nargv >= 3 and tonumber(ARGV[2])\n"                           \
-    "if not np or np < 0 or np ~= floor(np) then\n"                           \
-    "  return bad_batch()\n"                                                  \
-    "end\n"                                                                   \
-    "local a = 3\n"                                                           \
-    "for p = 1, np do\n"                                                      \
-    "  local n = tonumber(ARGV[a])\n"                                         \
-    "  if not n or n < 0 or n ~= floor(n) or a + 4 * n >= nargv then\n"       \
+    "-- the call: KEYS and ARGV as above; the reply\n"                        \
+    "local function run(call_keys, call_argv)\n"                              \
+    "  keys, argv = call_keys, call_argv\n"                                   \
+    "  if not call then\n"                                                    \
+    "    call, pcall_redis, error_reply = redis.call, redis.pcall,\n"         \
+    "      redis.error_reply\n"                                               \
+    "    floor, format, byte = math.floor, string.format, string.byte\n"      \
+    "    unpk = unpack\n"                                                     \
+    "  end\n"                                                                 \
+    "  exists, hashes, tats, pxs, written = {}, {}, {}, {}, {}\n"             \
+    "  out, o, now, now_s = {}, 0, nil, nil\n"                                \
+    "\n"                                                                      \
+    "  -- the envelope, whole, before any request runs\n"                     \
+    "  local nkeys, nargv = #keys, #argv\n"                                   \
+    "  local np = nargv >= 3 and tonumber(argv[2])\n"                         \
+    "  if not np or np < 0 or np ~= floor(np) then\n"                         \
     "    return bad_batch()\n"                                                \
     "  end\n"                                                                 \
-    "  local T, B, C, U = {}, {}, {}, {}\n"                                   \
-    "  local bad, user1 = false, false\n"                                     \
-    "  for i = 1, n do\n"                                                     \
-    "    local j = a + 4 * i\n"                                               \
-    "    local t = int(ARGV[j - 3], 1, MAX_SPAN)\n"                           \
-    "    local b = int(ARGV[j - 2], 0, MAX_SPAN)\n"                           \
-    "    local c = int(ARGV[j - 1], 1, MAX_COST)\n"                           \
-    "    local u = ARGV[j]\n"                                                 \
-    "    if not bad then\n"                                                   \
-    "      if not (t and b and c) or (b + 1) * t > MAX_SPAN\n"                \
-    "          or (u ~= '0' and u ~= '1') then\n"                             \
-    "        bad = fail('bad limit ' .. i)\n"                                 \
-    "      elseif u == '1' and not user1 then\n"                              \
-    "        user1 = i\n"                                                     \
-    "      end\n"                                                             \
+    "  local a = 3\n"                                                         \
+    "  for p = 1, np do\n"                                                    \
+    "    local n = tonumber(argv[a])\n"                                       \
+    "    if not n or n < 0 or n ~= floor(n) or a + 4 * n >= nargv then\n"     \
+    "      return bad_batch()\n"                                              \
     "    end\n"                                                               \
-    "    T[i], B[i], C[i], U[i] = t, b, c, u == '1'\n"                        \
-    "  end\n"                                                                 \
-    "  PN[p], PT[p], PB[p], PC[p], PU[p], BAD[p], USER1[p] =\n"               \
-    "    n, T, B, C, U, bad, user1\n"                                         \
-    "  a = a + 1 + 4 * n\n"                                                   \
-    "end\n"                                                                   \
-    "\n"                                                                      \
-    "local groups = ARGV[a]\n"                                                \
-    "local m = a == nargv and #groups or 0\n"                                 \
-    "if m == 0 or m % 2 == 1 then\n"                                          \
-    "  return bad_batch()\n"                                                  \
-    "end\n"                                                                   \
-    "m = m / 2\n"                                                             \
-    "local k = 0\n"                                                           \
-    "for i = 1, m do\n"                                                       \
-    "  local p, cnt = byte(groups, 2 * i - 1, 2 * i)\n"                       \
-    "  if p < 1 or p > np or cnt < 1 then\n"                                  \
-    "    return bad_batch()\n"                                                \
-    "  end\n"                                                                 \
-    "  k = k + 2 + PN[p]\n"                                                   \
-    "end\n"                                                                   \
-    "if k ~= nkeys then\n"                                                    \
-    "  return bad_batch()\n"                                                  \
-    "end\n"                                                                   \
-    "\n"                                                                      \
-    "if ARGV[1] == '' then\n"                                                 \
-    "  local t = call('TIME')\n"                                              \
-    "  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"                     \
-    "  if now > MAX_NOW then\n"                                               \
-    "    now = nil\n"                                                         \
-    "  end\n"                                                                 \
-    "else\n"                                                                  \
-    "  now = int(ARGV[1], 0, MAX_NOW)\n"                                      \
-    "end\n"                                                                   \
-    "if now then\n"                                                           \
-    "  now_s = div(now, 1000000)\n"                                           \
-    "end\n"                                                                   \
-    "\n"                                                                      \
-    "-- the limit keys the groups name whole (not completed with an\n"        \
-    "-- API key's user) read at once: one MGET, not a GET each. MGET shows\n" \
-    "-- a key that is absent or of another type as nil; one EXISTS over\n"    \
-    "-- those says they are all absent, else check() GETs each as before\n"   \
-    "-- (an error for the wrong type). Nothing is written before the end,\n"  \
-    "-- so reading early reads the same.\n"                                   \
-    "if now then\n"                                                           \
-    "  local pre, npre = {}, 0\n"                                             \
-    "  k = 0\n"                                                               \
-    "  for i = 1, m do\n"                                                     \
-    "    local p = byte(groups, 2 * i - 1)\n"                                 \
-    "    if not BAD[p] then\n"                                                \
-    "      local U = PU[p]\n"                                                 \
-    "      for j = 1, PN[p] do\n"                                             \
-    "        local key = KEYS[k + 2 + j]\n"                                   \
-    "        if not U[j] and tats[key] == nil then\n"                         \
-    "          tats[key] = false\n"                                           \
-    "          npre = npre + 1\n"                                             \
-    "          pre[npre] = key\n"                                             \
+    "    local T, B, C, U = {}, {}, {}, {}\n"                                 \
+    "    local bad, user1 = false, false\n"                                   \
+    "    for i = 1, n do\n"                                                   \
+    "      local j = a + 4 * i\n"                                             \
+    "      local t = int(argv[j - 3], 1, MAX_SPAN)\n"                         \
+    "      local b = int(argv[j - 2], 0, MAX_SPAN)\n"                         \
+    "      local c = int(argv[j - 1], 1, MAX_COST)\n"                         \
+    "      local u = argv[j]\n"                                               \
+    "      if not bad then\n"                                                 \
+    "        if not (t and b and c) or (b + 1) * t > MAX_SPAN\n"              \
+    "            or (u ~= '0' and u ~= '1') then\n"                           \
+    "          bad = fail('bad limit ' .. i)\n"                               \
+    "        elseif u == '1' and not user1 then\n"                            \
+    "          user1 = i\n"                                                   \
     "        end\n"                                                           \
     "      end\n"                                                             \
+    "      T[i], B[i], C[i], U[i] = t, b, c, u == '1'\n"                      \
+    "    end\n"                                                               \
+    "    PN[p], PT[p], PB[p], PC[p], PU[p], BAD[p], USER1[p] =\n"             \
+    "      n, T, B, C, U, bad, user1\n"                                       \
+    "    a = a + 1 + 4 * n\n"                                                 \
+    "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  local groups = argv[a]\n"                                              \
+    "  local m = a == nargv and #groups or 0\n"                               \
+    "  if m == 0 or m % 2 == 1 then\n"                                        \
+    "    return bad_batch()\n"                                                \
+    "  end\n"                                                                 \
+    "  m = m / 2\n"                                                           \
+    "  local k = 0\n"                                                         \
+    "  for i = 1, m do\n"                                                     \
+    "    local p, cnt = byte(groups, 2 * i - 1, 2 * i)\n"                     \
+    "    if p < 1 or p > np or cnt < 1 then\n"                                \
+    "      return bad_batch()\n"                                              \
     "    end\n"                                                               \
     "    k = k + 2 + PN[p]\n"                                                 \
     "  end\n"                                                                 \
-    "  if npre > 0 then\n"                                                    \
-    "    local v = call('MGET', unpack(pre, 1, npre))\n"                      \
-    "    local gone, ngone = {}, 0\n"                                         \
-    "    for i = 1, npre do\n"                                                \
-    "      local s = v[i]\n"                                                  \
-    "      if s then\n"                                                       \
-    "        tats[pre[i]] = s:find('^%d+$') and tonumber(s) or 0\n"           \
-    "      else\n"                                                            \
-    "        ngone = ngone + 1\n"                                             \
-    "        gone[ngone] = pre[i]\n"                                          \
+    "  if k ~= nkeys then\n"                                                  \
+    "    return bad_batch()\n"                                                \
+    "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  if argv[1] == '' then\n"                                               \
+    "    local t = call('TIME')\n"                                            \
+    "    now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"                   \
+    "    if now > MAX_NOW then\n"                                             \
+    "      now = nil\n"                                                       \
+    "    end\n"                                                               \
+    "  else\n"                                                                \
+    "    now = int(argv[1], 0, MAX_NOW)\n"                                    \
+    "  end\n"                                                                 \
+    "  if now then\n"                                                         \
+    "    now_s = div(now, 1000000)\n"                                         \
+    "  end\n"                                                                 \
+    "\n"                                                                      \
+    "  -- the limit keys the groups name whole (not completed with an\n"      \
+    "  -- API key's user) read at once: one MGET, not a GET each. MGET\n"     \
+    "  -- shows a key that is absent or of another type as nil; one EXISTS\n" \
+    "  -- over those says they are all absent, else check() GETs each as\n"   \
+    "  -- before (an error for the wrong type). Nothing is written before\n"  \
+    "  -- the end, so reading early reads the same.\n"                        \
+    "  if now then\n"                                                         \
+    "    local pre, npre = {}, 0\n"                                           \
+    "    k = 0\n"                                                             \
+    "    for i = 1, m do\n"                                                   \
+    "      local p = byte(groups, 2 * i - 1)\n"                               \
+    "      if not BAD[p] then\n"                                              \
+    "        local U = PU[p]\n"                                               \
+    "        for j = 1, PN[p] do\n"                                           \
+    "          local key = keys[k + 2 + j]\n"                                 \
+    "          if not U[j] and tats[key] == nil then\n"                       \
+    "            tats[key] = false\n"                                         \
+    "            npre = npre + 1\n"                                           \
+    "            pre[npre] = key\n"                                           \
+    "          end\n"                                                         \
+    "        end\n"                                                           \
+    "      end\n"                                                             \
+    "      k = k + 2 + PN[p]\n"                                               \
+    "    end\n"                                                               \
+    "    if npre > 0 then\n"                                                  \
+    "      local v = call('MGET', unpk(pre, 1, npre))\n"                      \
+    "      local gone, ngone = {}, 0\n"                                       \
+    "      for i = 1, npre do\n"                                              \
+    "        local s = v[i]\n"                                                \
+    "        if s then\n"                                                     \
+    "          tats[pre[i]] = s:find('^%d+$') and tonumber(s) or 0\n"         \
+    "        else\n"                                                          \
+    "          ngone = ngone + 1\n"                                           \
+    "          gone[ngone] = pre[i]\n"                                        \
+    "        end\n"                                                           \
+    "      end\n"                                                             \
+    "      local none = ngone > 0\n"                                          \
+    "        and call('EXISTS', unpk(gone, 1, ngone)) == 0\n"                 \
+    "      for i = 1, ngone do\n"                                             \
+    "        tats[gone[i]] = none and 0 or nil\n"                             \
     "      end\n"                                                             \
     "    end\n"                                                               \
-    "    local none = ngone > 0\n"                                            \
-    "      and call('EXISTS', unpack(gone, 1, ngone)) == 0\n"                 \
-    "    for i = 1, ngone do\n"                                               \
-    "      tats[gone[i]] = none and 0 or nil\n"                               \
-    "    end\n"                                                               \
     "  end\n"                                                                 \
-    "end\n"                                                                   \
     "\n"                                                                      \
-    "k = 0\n"                                                                 \
-    "for i = 1, m do\n"                                                       \
-    "  local p, cnt = byte(groups, 2 * i - 1, 2 * i)\n"                       \
-    "  check(k, p, cnt)\n"                                                    \
-    "  k = k + 2 + PN[p]\n"                                                   \
-    "end\n"                                                                   \
+    "  k = 0\n"                                                               \
+    "  for i = 1, m do\n"                                                     \
+    "    local p, cnt = byte(groups, 2 * i - 1, 2 * i)\n"                     \
+    "    check(k, p, cnt)\n"                                                  \
+    "    k = k + 2 + PN[p]\n"                                                 \
+    "  end\n"                                                                 \
     "\n"                                                                      \
-    "for i = 1, #written do\n"                                                \
-    "  local key = written[i]\n"                                              \
-    "  call('SET', key, format('%d', tats[key]), 'PX',\n"                     \
-    "    format('%d', pxs[key]))\n"                                           \
-    "end\n"                                                                   \
-    "return out\n"
+    "  for i = 1, #written do\n"                                              \
+    "    local key = written[i]\n"                                            \
+    "    call('SET', key, format('%d', tats[key]), 'PX',\n"                   \
+    "      format('%d', pxs[key]))\n"                                         \
+    "  end\n"                                                                 \
+    "  return out\n"                                                          \
+    "end\n"
 
 
 #endif /* OMNI_LIMIT_LUA_H_INCLUDED_ */

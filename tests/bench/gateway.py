@@ -270,14 +270,15 @@ class Case:
 
 
 def script_calls(redis):
-    """The script calls Redis has answered (EVALSHA and EVAL), and the
-    µs Redis spent inside them (INFO commandstats)."""
+    """The script calls Redis has answered (FCALL of the limit library,
+    EVALSHA and EVAL), and the µs Redis spent inside them (INFO
+    commandstats)."""
     client = redis.client()
     try:
         stats = client.info("commandstats")
     finally:
         client.close()
-    calls = [stats.get("cmdstat_" + c, {}) for c in ("evalsha", "eval")]
+    calls = [stats.get("cmdstat_" + c, {}) for c in ("fcall", "evalsha", "eval")]
     return (sum(c.get("calls", 0) for c in calls),
             sum(c.get("usec", 0) for c in calls))
 

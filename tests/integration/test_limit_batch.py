@@ -16,16 +16,44 @@ import subprocess
 import pytest
 import redis as redis_py
 
+import limit_support
 import stack
 
 MODULE = stack.REPO / "ngx_omni_module"
 ONE = (MODULE / "omni_limit.lua").read_bytes()
-BATCH = (MODULE / "omni_limit_batch.lua").read_bytes()
+RUN = (MODULE / "omni_limit_batch.lua").read_bytes()
 SEC = 1_000_000
 SINGLE_DB, BATCH_DB = 9, 10
 # how far apart in real time the two paths may set or read an expiry on
 # a loaded machine
 SLACK_MS = 2000
+
+
+class Batch:
+    """The batch script loaded into a Redis in one of the module's two
+    forms (ngx_http_omni_limit.c): "function", the function library
+    FCALL calls, or "script", the text EVALSHA runs; called with KEYS
+    and ARGV, it answers as the module's call would be answered."""
+
+    def __init__(self, r, form):
+        self.r, self.form = r, form
+        if form == "function":
+            self.name = limit_support.function_name(RUN)
+            r.function_load(limit_support.function_library(RUN), replace=True)
+            self.command = ("FCALL", self.name)
+        else:
+            self.command = ("EVALSHA",
+                            r.script_load(limit_support.script(RUN)))
+        self.stat = "cmdstat_" + self.command[0].lower()
+
+    def __call__(self, keys, args):
+        return self.r.execute_command(*self.command, len(keys), *keys,
+                                      *args)
+
+
+@pytest.fixture(params=["function", "script"])
+def form(request):
+    return request.param
 
 
 @pytest.fixture
@@ -135,9 +163,9 @@ def split(cli, reqs, flat, now):
     return out
 
 
-def batch(r, sha, reqs, now, cli):
+def batch(call, reqs, now, cli):
     keys, args = envelope(reqs, now)
-    return split(cli, reqs, r.evalsha(sha, len(keys), *keys, *args), now)
+    return split(cli, reqs, call(keys, args), now)
 
 
 # the module's expansion of a group: argv now, count, then T B cost tat
@@ -250,13 +278,13 @@ def state(r):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_batch_decides_as_one_call_per_request(dbs, cli, seed):
+def test_batch_decides_as_one_call_per_request(form, dbs, cli, seed):
     rng = random.Random(seed)
     one_db, batch_db = dbs
     for r in dbs:
         populate(r)
     sha_one = one_db.script_load(ONE)
-    sha_batch = batch_db.script_load(BATCH)
+    call = Batch(batch_db, form)
     now = 1_700_000_000 * SEC
     kinds = set()
     grouped = 0
@@ -269,7 +297,7 @@ def test_batch_decides_as_one_call_per_request(dbs, cli, seed):
         want = [None] * len(reqs)
         for i in decision_order(reqs):
             want[i] = single(one_db, sha_one, reqs[i], now)
-        got = batch(batch_db, sha_batch, reqs, now, cli)
+        got = batch(call, reqs, now, cli)
         assert len(got) == len(reqs)
         grouped += sum(len(g) for g in groups(reqs)
                        if len(g) > 1 and isinstance(want[g[0]], list)
@@ -297,17 +325,17 @@ def test_batch_decides_as_one_call_per_request(dbs, cli, seed):
     assert grouped > 100, grouped
 
 
-def test_error_in_one_request_leaves_the_others_decided(dbs, cli):
+def test_error_in_one_request_leaves_the_others_decided(form, dbs, cli):
     r = dbs[1]
     populate(r)
-    sha = r.script_load(BATCH)
+    call = Batch(r, form)
     ok = {"revoked": "", "apikey": "",
           "limits": [("omni:rl:z1:u1", SEC, 0, 1, "0")]}
     wrong = {"revoked": "omni:revoked:live", "apikey": "",
              "limits": [("omni:rl:z0:u3", SEC, 0, 1, "0")]}
     revoked = {"revoked": "omni:revoked:bad", "apikey": "",
                "limits": [("omni:rl:z0:u3", SEC, 0, 1, "0")]}
-    got = batch(r, sha, [ok, wrong, revoked, ok], 1_700_000_000 * SEC, cli)
+    got = batch(call, [ok, wrong, revoked, ok], 1_700_000_000 * SEC, cli)
     assert got[0][0] == 1
     assert isinstance(got[1], redis_py.ResponseError)
     assert "WRONGTYPE" in str(got[1])
@@ -336,26 +364,27 @@ def test_error_in_one_request_leaves_the_others_decided(dbs, cli):
     (["", ""], ["", "1", "0", b"\x01\x01\x01"]),
     (["", ""], ["", "1", "0", b"\x01\x00"]),
 ])
-def test_malformed_batch_is_an_error_and_runs_nothing(dbs, keys, args):
+def test_malformed_batch_is_an_error_and_runs_nothing(form, dbs, keys,
+                                                      args):
     r = dbs[1]
-    sha = r.script_load(BATCH)
+    call = Batch(r, form)
     with pytest.raises(redis_py.ResponseError, match="bad batch"):
-        r.evalsha(sha, len(keys), *keys, *args)
+        call(keys, args)
     assert r.dbsize() == 0
 
 
 def test_requests_of_one_user_cost_one_mget_and_one_set_per_limit(
-        private_redis, cli):
+        form, private_redis, cli):
     r = private_redis.client(db=BATCH_DB)
-    sha = r.script_load(BATCH)
+    call = Batch(r, form)
     req = {"revoked": "omni:revoked:j", "apikey": "",
            "limits": [("omni:rl:a:u", SEC, 99, 1, "0"),
                       ("omni:rl:b:u", SEC, 99, 1, "0")]}
     r.config_resetstat()
-    got = batch(r, sha, [req] * 20, 1_700_000_000 * SEC, cli)
+    got = batch(call, [req] * 20, 1_700_000_000 * SEC, cli)
     assert [g[1] for g in got] == list(range(99, 79, -1))
     stats = r.info("commandstats")
-    assert stats["cmdstat_evalsha"]["calls"] == 1
+    assert stats[call.stat]["calls"] == 1
     # the jti's, and the two new limit keys' (both absent)
     assert stats["cmdstat_exists"]["calls"] == 2
     assert stats["cmdstat_mget"]["calls"] == 1
@@ -363,7 +392,7 @@ def test_requests_of_one_user_cost_one_mget_and_one_set_per_limit(
     assert stats["cmdstat_set"]["calls"] == 2
     # the next batch finds them: no EXISTS for them
     r.config_resetstat()
-    got = batch(r, sha, [req] * 2, 1_700_000_000 * SEC, cli)
+    got = batch(call, [req] * 2, 1_700_000_000 * SEC, cli)
     assert [g[1] for g in got] == [79, 78]
     stats = r.info("commandstats")
     assert stats["cmdstat_exists"]["calls"] == 1
@@ -372,7 +401,7 @@ def test_requests_of_one_user_cost_one_mget_and_one_set_per_limit(
 
 
 def test_one_key_with_mixed_costs_exceeded_midway_matches_single_calls(
-        private_redis, cli):
+        form, private_redis, cli):
     """Requests of one batch on the same key, of mixed costs, the burst
     running out midway: a denied expensive request leaves room for a
     cheaper one after it, each decided as its own call would be, and
@@ -381,7 +410,7 @@ def test_one_key_with_mixed_costs_exceeded_midway_matches_single_calls(
     one = private_redis.client(db=SINGLE_DB)
     r.flushdb()
     one.flushdb()
-    sha = r.script_load(BATCH)
+    call = Batch(r, form)
     sha_one = one.script_load(ONE)
     costs = [2, 3, 4, 1, 7, 1, 1]
     reqs = [{"revoked": "omni:revoked:j", "apikey": "",
@@ -389,7 +418,7 @@ def test_one_key_with_mixed_costs_exceeded_midway_matches_single_calls(
     now = 1_700_000_000 * SEC
     want = [single(one, sha_one, q, now) for q in reqs]
     r.config_resetstat()
-    got = batch(r, sha, reqs, now, cli)
+    got = batch(call, reqs, now, cli)
     assert got == want
     # burst 5 holds 6 units: 2 + 3 taken, 4 does not fit (3 s to wait),
     # 1 still does, 7 never can, then nothing is left
@@ -405,7 +434,7 @@ def test_one_key_with_mixed_costs_exceeded_midway_matches_single_calls(
 
 
 def test_a_group_costs_one_answer_however_many_requests_it_holds(
-        private_redis, cli):
+        form, private_redis, cli):
     """200 identical requests (one client's burst on one key, 40 times
     its burst) in one call: the reply does not grow with them (0, now,
     the state found, per group), the requests decided from it are those
@@ -414,7 +443,7 @@ def test_a_group_costs_one_answer_however_many_requests_it_holds(
     one = private_redis.client(db=SINGLE_DB)
     r.flushdb()
     one.flushdb()
-    sha = r.script_load(BATCH)
+    call = Batch(r, form)
     sha_one = one.script_load(ONE)
     now = 1_700_000_000 * SEC
     req = {"revoked": "omni:revoked:j", "apikey": "",
@@ -425,7 +454,7 @@ def test_a_group_costs_one_answer_however_many_requests_it_holds(
         r_.set("omni:rl:h:u", str(now + SEC))
     keys, args = envelope([req] * 200, now)
     assert args[-1] == bytes([1, 200])
-    raw = r.evalsha(sha, len(keys), *keys, *args)
+    raw = call(keys, args)
     assert raw == [0, now, now - 3 * SEC, now + SEC]
     got = split(cli, [req] * 200, raw, now)
     want = [single(one, sha_one, req, now) for _ in range(200)]
@@ -437,44 +466,46 @@ def test_a_group_costs_one_answer_however_many_requests_it_holds(
         assert abs(r.pttl(k) - one.pttl(k)) < SLACK_MS
 
 
-def test_groups_apart_in_one_call_share_a_key_in_order(private_redis, cli):
+def test_groups_apart_in_one_call_share_a_key_in_order(form, private_redis,
+                                                       cli):
     """Two groups on one limit key (two users' requests through one
     client-keyed zone): the second group finds the state the first
     left."""
     r = private_redis.client(db=BATCH_DB)
     r.flushdb()
-    sha = r.script_load(BATCH)
+    call = Batch(r, form)
     now = 1_700_000_000 * SEC
     a = {"revoked": "omni:revoked:a", "apikey": "",
          "limits": [("omni:rl:ip:1", SEC, 2, 1, "0")]}
     b = {"revoked": "omni:revoked:b", "apikey": "",
          "limits": [("omni:rl:ip:1", SEC, 2, 1, "0")]}
-    got = batch(r, sha, [a, b, a, b], now, cli)
+    got = batch(call, [a, b, a, b], now, cli)
     # a, a take 2 of 3; b, b: one left, then denied
     assert [g[0] for g in got] == [1, 1, 1, 0]
     assert [g[1] for g in got] == [2, 0, 1, 0]
 
 
-def test_revocation_key_among_a_groups_limit_keys_is_an_error(dbs, cli):
+def test_revocation_key_among_a_groups_limit_keys_is_an_error(form, dbs,
+                                                               cli):
     """A request whose limit key is its own revocation key would revoke
     the next identical one; one answer cannot stand for both, so such a
     group gets an error (the module's keys never meet: other prefixes),
     and nothing is written."""
     r = dbs[1]
-    sha = r.script_load(BATCH)
+    call = Batch(r, form)
     req = {"revoked": "omni:rl:z:k", "apikey": "",
            "limits": [("omni:rl:z:k", SEC, 5, 1, "0")]}
-    got = batch(r, sha, [req, req], 1_700_000_000 * SEC, cli)
+    got = batch(call, [req, req], 1_700_000_000 * SEC, cli)
     assert all(isinstance(g, redis_py.ResponseError) for g in got)
     assert "revocation key is a limit key" in str(got[0])
     assert r.dbsize() == 0
     # alone it is decided as omni_limit.lua decides it
-    assert batch(r, sha, [req], 1_700_000_000 * SEC, cli)[0][0] == 1
+    assert batch(call, [req], 1_700_000_000 * SEC, cli)[0][0] == 1
 
 
 @pytest.mark.parametrize("ahead,cost", [(100 * SEC, 1), (0, 7), (6 * SEC, 1)])
-def test_a_group_over_capacity_matches_single_calls(private_redis, cli,
-                                                    ahead, cost):
+def test_a_group_over_capacity_matches_single_calls(form, private_redis,
+                                                    cli, ahead, cost):
     """A group whose first request is denied: a state far ahead of
     capacity (a clock stepped back, a limit tightened) is lowered to a
     full debt, a cost above the burst is never allowed, a full bucket
@@ -483,7 +514,7 @@ def test_a_group_over_capacity_matches_single_calls(private_redis, cli,
     one = private_redis.client(db=SINGLE_DB)
     r.flushdb()
     one.flushdb()
-    sha = r.script_load(BATCH)
+    call = Batch(r, form)
     sha_one = one.script_load(ONE)
     now = 1_700_000_000 * SEC
     req = {"revoked": "", "apikey": "",
@@ -491,7 +522,7 @@ def test_a_group_over_capacity_matches_single_calls(private_redis, cli,
                       ("omni:rl:p:u", SEC, 5, cost, "0")]}
     for r_ in (r, one):
         r_.set("omni:rl:p:u", str(now + ahead))
-    got = batch(r, sha, [req] * 3, now, cli)
+    got = batch(call, [req] * 3, now, cli)
     want = [single(one, sha_one, req, now) for _ in range(3)]
     assert got == want
     assert [g[0] for g in got] == [0, 0, 0]

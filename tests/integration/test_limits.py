@@ -1,5 +1,6 @@
 """Redis in the gateway (SPEC 4, 5): GCRA limits, revocation and API keys
-in one EVALSHA per request, and what happens when Redis fails."""
+in one script call per request (FCALL of the limit library, EVALSHA
+where Redis has no functions), and what happens when Redis fails."""
 
 import hashlib
 import json
@@ -10,6 +11,7 @@ import time
 
 import pytest
 
+import limit_support
 import stack
 
 SECRET = b"limits-test-secret-of-at-least-32-bytes!"
@@ -227,7 +229,7 @@ def _monitor(redis_server, action):
     return seen
 
 
-def test_several_limits_are_checked_in_one_evalsha(gw, own_redis):
+def test_several_limits_are_checked_in_one_call(gw, own_redis):
     tok = token("multi-user")
     statuses = []
 
@@ -239,7 +241,7 @@ def test_several_limits_are_checked_in_one_evalsha(gw, own_redis):
     # the per-ip zone (burst 2) denies the 4th; per_user would allow it
     assert statuses == [200, 200, 200, 429]
     # exactly one command per request, both limits inside it
-    assert [c for c in seen if c != "PING"] == ["EVALSHA"] * 4, seen
+    assert [c for c in seen if c != "PING"] == ["FCALL"] * 4, seen
 
 
 def _together(gw, raws):
@@ -297,7 +299,7 @@ def test_concurrent_requests_share_script_calls_and_decide_exactly(
     assert sorted(remaining) == [0, 1, 2, 3, 4]
     # 10r/m: the sixth waits for the first unit back, 6 s at most
     assert len(retry) == 1 and 1 <= int(retry.pop()) <= 6
-    calls = c.info("commandstats")["cmdstat_evalsha"]["calls"]
+    calls = c.info("commandstats")["cmdstat_fcall"]["calls"]
     # arrived in one pass: one batch (two when a pass splits them)
     assert calls <= 4, calls
 
@@ -345,12 +347,97 @@ def test_concurrent_revocation_checks_go_to_redis_in_one_write(
     assert reads <= 6, reads
 
 
-def test_script_flush_is_survived(gw, own_redis):
-    tok = token("flush-user")
+LIBRARY = limit_support.function_name(
+    (stack.REPO / "ngx_omni_module" / "omni_limit_batch.lua").read_bytes())
+
+
+def _libraries(c):
+    """FUNCTION LIST as {library: [its functions]} (RESP2's flat pairs)."""
+    out = {}
+    for flat in c.function_list():
+        lib = dict(zip(flat[::2], flat[1::2]))
+        out[lib[b"library_name"].decode()] = [
+            dict(zip(f[::2], f[1::2]))[b"name"].decode()
+            for f in lib[b"functions"]]
+    return out
+
+
+def _calls(c, command):
+    return c.info("commandstats").get("cmdstat_" + command,
+                                      {}).get("calls", 0)
+
+
+def test_the_limit_script_is_a_function_library_called_by_fcall(
+        gw, own_redis):
+    """Loaded once per connection as omni_limit_<its text's hash> (two
+    gateway versions sharing a Redis call each their own), then called
+    by FCALL: nothing of the script is built again per call."""
+    c = own_redis.client()
+    assert _libraries(c) == {LIBRARY: [LIBRARY]}
+    c.config_resetstat()
+    tok = token("fn-user")
+    assert [gw.bearer("/one/", tok)[0] for _ in range(6)] == \
+        [200] * 5 + [429]
+    assert _calls(c, "fcall") == 6
+    assert _calls(c, "evalsha") == _calls(c, "eval") == 0
+
+
+@pytest.mark.parametrize("lost", ["script", "function", "both"])
+def test_a_flushed_script_or_library_is_survived(gw, own_redis, lost):
+    """SCRIPT FLUSH, FUNCTION FLUSH (a restart without persistence):
+    the next call goes as EVAL with the text and is decided; the library
+    is loaded again and FCALL resumes."""
+    c = own_redis.client()
+    tok = token("flush-user-" + lost)
     assert gw.bearer("/one/", tok)[0] == 200
-    own_redis.client().script_flush()
+    if lost in ("script", "both"):
+        c.script_flush()
+    if lost in ("function", "both"):
+        c.function_flush()
+    c.config_resetstat()
+    statuses = [gw.bearer("/one/", tok)[0] for _ in range(6)]
+    # burst 4: four more (a unit comes back every 6 s), then refused
+    assert statuses[:4] == [200] * 4 and 429 in statuses, statuses
+    assert _libraries(c) == {LIBRARY: [LIBRARY]}
+    if lost == "script":
+        assert _calls(c, "eval") == 0 and _calls(c, "fcall") == 6
+    else:
+        # the first after the flush went again as EVAL, the rest by FCALL
+        assert _calls(c, "eval") == 1 and _calls(c, "fcall") == 6
+
+
+def test_a_redis_without_functions_runs_the_script_by_evalsha(gw,
+                                                              own_redis):
+    """A Redis before 7.0 has no FUNCTION; a Redis user may be refused
+    it: the gateway reconnects, FUNCTION LOAD fails, and the same limits
+    are decided by EVALSHA."""
+    c = own_redis.client()
+    c.function_flush()
+    _refuse(c, "function")
+    c.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    stack.wait_until(lambda: "FUNCTION LOAD failed" in
+                     gw.error_log.read_text(), 5,
+                     "the gateway's FUNCTION LOAD refused", interval=0.1)
+    c.config_resetstat()
+    tok = token("nofn-user")
+    assert [gw.bearer("/one/", tok)[0] for _ in range(6)] == \
+        [200] * 5 + [429]
+    assert _calls(c, "evalsha") == 6
+    assert _calls(c, "fcall") == _calls(c, "eval") == 0
+
+
+def test_fcall_taken_away_goes_by_evalsha(gw, own_redis):
+    """FCALL refused to the gateway's Redis user (NOPERM) with the
+    library loaded: that call is sent again as EVAL, and the connection
+    calls EVALSHA from then on."""
+    c = own_redis.client()
+    tok = token("noperm-user")
     assert gw.bearer("/one/", tok)[0] == 200
-    assert gw.bearer("/one/", tok)[0] == 200
+    _refuse(c, "fcall")
+    c.config_resetstat()
+    assert [gw.bearer("/one/", tok)[0] for _ in range(5)] == \
+        [200] * 4 + [429]
+    assert _calls(c, "eval") == 1 and _calls(c, "evalsha") == 4
 
 
 def _add_key(redis_client, key, user="u-42", name="kim", role="developer",
@@ -545,7 +632,7 @@ def test_live_token_with_a_broken_limit_key_is_checked_then_fail_mode(
                     lambda: statuses.append(gw.bearer("/open/", tok)[0]))
     assert statuses == [200]
     # the script failed: the jti alone, then omni_redis_fail for the limits
-    assert [cmd for cmd in seen if cmd != "PING"] == ["EVALSHA", "EXISTS"]
+    assert [cmd for cmd in seen if cmd != "PING"] == ["FCALL", "EXISTS"]
     status, _, body = gw.bearer("/closed/", tok)
     assert status == 503 and _error(body) == "limiter_unavailable"
     # local: burst 2 on this node
@@ -560,7 +647,7 @@ def test_revoked_token_is_refused_when_redis_refuses_the_script(gw,
                                                                 own_redis):
     c = own_redis.client()
     c.set("omni:revoked:ns-jti", "1", ex=60)
-    _refuse(c, "evalsha", "eval")
+    _refuse(c, "fcall", "evalsha", "eval")
     for path in ("/open/", "/closed/", "/local1/", "/hdr/"):
         status, _, body = gw.bearer(path, token("ns-user", jti="ns-jti"))
         assert (status, _error(body)) == (401, "token_revoked"), path
@@ -576,7 +663,7 @@ def test_a_redis_that_refuses_script_load_still_answers_for_revocation(
     which would leave every token to the fail mode."""
     c = own_redis.client()
     c.set("omni:revoked:sl-jti", "1", ex=60)
-    _refuse(c, "script", "evalsha", "eval")
+    _refuse(c, "script", "function", "fcall", "evalsha", "eval")
     c.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     revoked = token("sl-user", jti="sl-jti")
     stack.wait_until(lambda: gw.bearer("/open/", revoked)[0] == 401, 5,
@@ -585,7 +672,8 @@ def test_a_redis_that_refuses_script_load_still_answers_for_revocation(
     time.sleep(0.5)         # past a reconnect's first backoff
     status, _, body = gw.bearer("/open/", revoked)
     assert (status, _error(body)) == (401, "token_revoked")
-    assert "SCRIPT LOAD failed" in gw.error_log.read_text()
+    log = gw.error_log.read_text()
+    assert "SCRIPT LOAD failed" in log and "FUNCTION LOAD failed" in log
 
 
 def test_revoked_token_is_refused_when_the_script_is_flushed_and_eval_refused(
@@ -593,6 +681,7 @@ def test_revoked_token_is_refused_when_the_script_is_flushed_and_eval_refused(
     c = own_redis.client()
     c.set("omni:revoked:fl-jti", "1", ex=60)
     c.script_flush()
+    c.function_flush()
     _refuse(c, "eval")
     status, _, body = gw.bearer("/open/", token("fl-user", jti="fl-jti"))
     assert (status, _error(body)) == (401, "token_revoked")
@@ -604,7 +693,7 @@ def test_token_is_refused_when_redis_cannot_say_whether_it_is_revoked(
     """Redis answers, but refuses even EXISTS: no fail mode passes a
     token whose revocation is unknown; a request without a jti still
     gets the fail mode."""
-    _refuse(own_redis.client(), "evalsha", "eval", "exists")
+    _refuse(own_redis.client(), "fcall", "evalsha", "eval", "exists")
     tok = token("nx-user", jti="nx-jti")
     for path in ("/open/", "/local1/", "/nolimit/"):
         status, _, body = gw.bearer(path, tok)
@@ -714,5 +803,5 @@ def test_one_call_with_api_keys_tokens_and_refusals_answers_each(
         else:
             assert status == 401, (i, data)
         assert b"ratelimit" in head.lower() or status != 200, (i, head)
-    calls = c.info("commandstats")["cmdstat_evalsha"]["calls"]
+    calls = c.info("commandstats")["cmdstat_fcall"]["calls"]
     assert calls <= 4, calls
