@@ -134,6 +134,20 @@ $(BUILD)/ngx_http_bench_rsa_module.so: tests/bench/rsa_ceiling.c $(MODULE) | dep
 	    -o $(abspath $@).tmp $(abspath $<) -lcrypto
 	@mv -f $@.tmp $@
 
+# the gateway benchmark's measured limit ceiling: the module built with
+# tests/bench/limit_ceiling.lua, a script doing only the Redis commands a
+# decision needs, in place of omni_limit_batch.lua (a copy of the sources)
+LIMIT_CEILING := $(BUILD)/limit-ceiling/ngx_http_omni_module.so
+$(LIMIT_CEILING): tests/bench/limit_ceiling.lua $(MODULE_SRC) | deps
+	rm -rf $(BUILD)/limit-ceiling/src
+	mkdir -p $(BUILD)/limit-ceiling/src
+	cp -r config ngx_omni_module $(BUILD)/limit-ceiling/src/
+	cp tests/bench/limit_ceiling.lua \
+	    $(BUILD)/limit-ceiling/src/ngx_omni_module/omni_limit_batch.lua
+	bash $(BUILD)/limit-ceiling/src/ngx_omni_module/gen_limit_lua.sh
+	bash $(BUILD)/limit-ceiling/src/ngx_omni_module/build.sh \
+	    $(abspath $(BUILD)/limit-ceiling)
+
 unit: $(UNIT_TESTS)
 	@bash tests/unit/run.sh $(UNIT_TESTS)
 
@@ -149,7 +163,7 @@ up: deps build ui
 down:
 	@bash conf/stack.sh down
 
-bench: deps build $(BUILD)/paced $(BUILD)/outbound-relay $(BUILD)/ngx_http_bench_rsa_module.so mcp-node
+bench: deps build $(BUILD)/paced $(BUILD)/outbound-relay $(BUILD)/ngx_http_bench_rsa_module.so mcp-node $(LIMIT_CEILING)
 	@bash tests/bench/run.sh
 
 # the MCP rows alone (tests/bench/results-mcp.md)
@@ -157,7 +171,7 @@ bench-mcp: deps build $(BUILD)/paced mcp-node
 	@bash tests/bench/run.sh mcp
 
 # the gateway rows alone (tests/bench/results-gateway.md)
-bench-gateway: deps build $(BUILD)/paced $(BUILD)/ngx_http_bench_rsa_module.so
+bench-gateway: deps build $(BUILD)/paced $(BUILD)/ngx_http_bench_rsa_module.so $(LIMIT_CEILING)
 	@bash tests/bench/run.sh gateway
 
 # contexts and memories vs the same SQL (README "Contexts and memories")

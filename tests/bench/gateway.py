@@ -44,6 +44,14 @@ case and per connection count (32, then 8):
   per two or three, so this is the ceiling the machine really has; the
   row's target is 0.90 of it, and the `openssl speed` formula stays
   beside it.
+- the limit rows' ceiling is measured the same way: the module built
+  with tests/bench/limit_ceiling.lua in place of omni_limit_batch.lua
+  (a script doing only the Redis commands a decision needs: TIME, and
+  per group EXISTS, GET and SET of each limit; no checks, no API keys)
+  runs in a gateway nginx of its own, on the same Redis, in the cache-on
+  limit rows' rounds beside plain and the case: the round trip per
+  event-loop pass and the unavoidable commands, what any script would
+  cost at the least;
 
 `bash tests/bench/run.sh gateway` runs these rows alone (and the
 `auth_request` comparison) and writes tests/bench/results-gateway.md.
@@ -152,6 +160,11 @@ CEILING_MODULE = stack.BUILD / "ngx_http_bench_rsa_module.so"
 CEILING_CONF = ("load_module %s;\n" % CEILING_MODULE) + PLAIN_CONF.replace(
     "location / {{ proxy_pass",
     "location / {{ bench_rsa_verify {rs_key}; proxy_pass")
+
+# the measured limit ceiling: the module built with a script doing only
+# the Redis commands a decision needs (tests/bench/limit_ceiling.lua), in
+# a gateway nginx of its own beside the case's, on the same Redis
+LIMIT_CEILING_MODULE = stack.BUILD / "limit-ceiling" / "ngx_http_omni_module.so"
 
 LOCATION = """        location /{name} {{
             omni_auth jwt;
@@ -454,7 +467,7 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
     measured = measured_case = None
     try:
         lines, results, ceiling, paced_lines = [], {}, None, []
-        ceilings, measured_lines = [], []
+        ceilings, measured_lines, limit_lines = [], [], []
         plain = Case("plain", "http://127.0.0.1:%d/" % base.port, {},
                      base.proc.pid, upstream=upstream_master)
         if False in modes and (not only or re.search(
@@ -470,7 +483,7 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
                                   verify_us, lines, results, paced_lines,
                                   list(client_taskset), only,
                                   module, ceilings, measured_case,
-                                  measured_lines) or ceiling
+                                  measured_lines, limit_lines) or ceiling
     finally:
         for svc in (measured, base):
             if svc is not None:
@@ -486,6 +499,8 @@ def run(wrk, runs, seconds, workers, upstream, redis, taskset, keys,
         lines += [""] + MEASURED_HEADER + measured_lines
     if ceilings:
         lines += [""] + CEILING_HEADER + ceilings
+    if limit_lines:
+        lines += [""] + LIMIT_HEADER + limit_lines
     return HEADER + lines + [""] + PACED_HEADER + paced_lines, results
 
 
@@ -537,10 +552,56 @@ def measured_line(case, s):
                 s["cpu"] - k["cpu"]))
 
 
+def start_limit_ceiling(workers, upstream, keys, redis, token):
+    """The measured limit ceiling's gateway (LIMIT_CEILING_MODULE), checked
+    to do the work: a request is decided from the state its call wrote
+    (X-RateLimit-Remaining), and the limit's key is in Redis."""
+    import urllib.request
+    if not LIMIT_CEILING_MODULE.exists():
+        raise RuntimeError("%s is missing: make %s" % (
+            LIMIT_CEILING_MODULE,
+            LIMIT_CEILING_MODULE.relative_to(stack.REPO)))
+    ngx = start(workers, upstream, keys, True, redis.unix_addr,
+                LIMIT_CEILING_MODULE)
+    client = redis.client()
+    try:
+        client.delete("omni:rl:l1:bench-user")
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/limit1" % ngx.port,
+            headers={"Authorization": "Bearer " + token})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            remaining = r.headers.get("X-RateLimit-Remaining")
+        if remaining != "1000" or not client.exists("omni:rl:l1:bench-user"):
+            raise RuntimeError("the limit ceiling's gateway did not decide "
+                               "from Redis (remaining %r)" % remaining)
+    except BaseException:
+        ngx.destroy()
+        raise
+    finally:
+        client.close()
+    return ngx
+
+
+LIMIT_HEADER = [
+    "| limit row, cache on, vs the measured ceiling (the module with a "
+    "script doing only the Redis commands a decision needs) | conns "
+    "| plain req/s | ceiling req/s | ceiling vs plain | case vs ceiling: "
+    "median (spread) | nginx CPU µs/req: ceiling / case |",
+    "|---|---|---|---|---|---|---|",
+]
+
+
+def limit_line(case, s):
+    k = s["ceil"]
+    return ("| %s | %d | %.0f | %.0f | %.2f | %.2f (%.2f-%.2f) | %.2f / %.2f "
+            "|" % (case, s["conns"], s["plain_rps"], k["rps"], k["ratio"],
+                   k["case"], k["cmin"], k["cmax"], k["cpu"], s["cpu"]))
+
+
 def run_gateway(wrk, runs, seconds, workers, upstream, redis, keys, tokens,
                 plain, cached, verify_us, lines, results, paced_lines,
                 client_taskset, only=None, module=None, ceilings=None,
-                measured=None, measured_lines=None):
+                measured=None, measured_lines=None, limit_lines=None):
     """One gateway nginx's cases (those whose name matches the regular
     expression only, when given); returns the RSA ceiling when
     measured."""
@@ -549,6 +610,7 @@ def run_gateway(wrk, runs, seconds, workers, upstream, redis, keys, tokens,
     # unix socket (as plain nginx reaches its upstream); over TCP loopback
     # the limit rows measured 0.59-0.82 where this gives 0.66-0.87
     gw = start(workers, upstream, keys, cached, redis.unix_addr, module)
+    limit_gw = None
     try:
         url = "http://127.0.0.1:%d/" % gw.port
         mode = "cache on" if cached else "cache off"
@@ -579,11 +641,20 @@ def run_gateway(wrk, runs, seconds, workers, upstream, redis, keys, tokens,
         for case in cases:
             if only and not re.search(only, case.name):
                 continue
+            limit_ceiling = None
+            if cached and "Redis limit" in case.name:
+                if limit_gw is None:
+                    limit_gw = start_limit_ceiling(workers, upstream, keys,
+                                                   redis, tokens["jti"])
+                limit_ceiling = Case(
+                    "limit ceiling", "http://127.0.0.1:%d/%s" % (
+                        limit_gw.port, case.url.rsplit("/", 1)[1]),
+                    case.headers, limit_gw.proc.pid, redis=redis)
             for conns in CONNECTIONS:
                 rsa = case.name.startswith("RS256 + RBAC + headers, "
                                            "cache off")
                 s = rounds(wrk, plain, case, conns, runs, seconds,
-                           measured if rsa else None)
+                           measured if rsa else limit_ceiling)
                 target = case.target
                 if rsa:
                     t_plain = 1e6 / s["plain_rps"]
@@ -595,6 +666,11 @@ def run_gateway(wrk, runs, seconds, workers, upstream, redis, keys, tokens,
                                    "%.2f of it" % (s["ceil"]["ratio"],
                                                    s["ceil"]["case"]))
                         measured_lines.append(measured_line(case.name, s))
+                if limit_ceiling is not None:
+                    target += ("; measured ceiling %.2f, the case at %.2f "
+                               "of it" % (s["ceil"]["ratio"],
+                                          s["ceil"]["case"]))
+                    limit_lines.append(limit_line(case.name, s))
                 lines.append(line(case.name, s, target))
                 if s["per_call"] is not None and ceilings is not None:
                     ceilings.append(ceiling_line(case.name, s))
@@ -607,6 +683,8 @@ def run_gateway(wrk, runs, seconds, workers, upstream, redis, keys, tokens,
                         runs, seconds))
     finally:
         gw.destroy()
+        if limit_gw is not None:
+            limit_gw.destroy()
     return ceiling
 
 
