@@ -477,6 +477,7 @@ start_nginx() {
         REDIS_ADDR="127.0.0.1:$redis_port" \
         REDIS_PASSWORD="$(cat "$run/redis-password")" \
         API_RATE="${OMNI_API_RATE:-20r/s}" \
+        API_BURST="${OMNI_API_BURST:-40}" \
         AUTH_RATE="${OMNI_AUTH_RATE:-10r/m}" \
         EVENTS_PUBLISH="unix:$run/nginx/events.sock" \
         UI_DIR="$run/ui" \

@@ -52,6 +52,7 @@ bash "$repo/conf/render.sh" "$tmp/nginx.conf" \
     REDIS_ADDR=__OMNI_REDIS_ADDR__ \
     REDIS_PASSWORD=__OMNI_REDIS_PASSWORD__ \
     API_RATE=20r/s \
+    API_BURST=40 \
     AUTH_RATE=10r/m \
     EVENTS_CONF=$prefix/events.conf \
     EVENTS_PUBLISH=0.0.0.0:8081 \

@@ -41,7 +41,8 @@ class Stack:
         self.redis = stack.Redis().start()
         self.nginx = stack.Nginx(self.dir / "worker.sock",
                                  redis_addr=self.redis.addr,
-                                 api_rate="1000000r/s").start()
+                                 api_rate="1000000r/s",
+                                 extra=drill.NO_LIMIT).start()
         self.worker = stack.Worker(
             self.pg, self.redis, workdir=self.dir,
             env={"OMNI_JWT_PRIVATE_KEY":

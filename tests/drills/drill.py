@@ -20,6 +20,11 @@ READS = ["/health/live", "/health", CONFIG]
 CLIENTS = 4
 READ_RATE = 100         # per client, requests/s
 WRITE_RATE = 20         # PUT/s, one writer
+# the per-user limits out of the drills' way: 1000000r/s alone still
+# holds a burst of 41 requests within 41 µs, which a backlog released at
+# once (a Redis link going down answers every waiting request together)
+# can exceed
+NO_LIMIT = {"API_BURST": 1000000}
 
 
 @dataclass

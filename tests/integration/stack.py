@@ -887,6 +887,7 @@ class Nginx:
             "REDIS_ADDR": self.redis_addr,
             "REDIS_PASSWORD": REDIS_PASSWORD,
             "API_RATE": self.api_rate,
+            "API_BURST": 40,
             "AUTH_RATE": "10r/m",
             "MODULE_PATH": self.module,
             "NGINX_USER": NGINX_USER,
