@@ -406,6 +406,30 @@ def test_a_flushed_script_or_library_is_survived(gw, own_redis, lost):
         assert _calls(c, "eval") == 1 and _calls(c, "fcall") == 6
 
 
+def test_a_library_another_gateway_loaded_is_called_as_its_own(gw,
+                                                               own_redis):
+    """Another gateway of the same version loaded the library first:
+    this one's FUNCTION LOAD answers that it exists, which is as good as
+    loading it (the name is the text's hash), and it calls FCALL."""
+    c = own_redis.client()
+    c.function_flush()
+    run = (stack.REPO / "ngx_omni_module" / "omni_limit_batch.lua"
+           ).read_bytes()
+    c.function_load(limit_support.function_library(run))
+    c.config_resetstat()
+    c.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    stack.wait_until(lambda: _calls(c, "function|load"), 5,
+                     "the gateway's FUNCTION LOAD after the reconnect",
+                     interval=0.05)
+    c.config_resetstat()
+    tok = token("shared-lib-user")
+    assert [gw.bearer("/one/", tok)[0] for _ in range(6)] == \
+        [200] * 5 + [429]
+    assert _calls(c, "fcall") == 6
+    assert _calls(c, "evalsha") == _calls(c, "eval") == 0
+    assert "FUNCTION LOAD failed" not in gw.error_log.read_text()
+
+
 def test_a_redis_without_functions_runs_the_script_by_evalsha(gw,
                                                               own_redis):
     """A Redis before 7.0 has no FUNCTION; a Redis user may be refused
