@@ -367,6 +367,18 @@ def _calls(c, command):
                                       {}).get("calls", 0)
 
 
+def _decided_by(gw, c, user, command):
+    """Six requests of a fresh user on /one/ (burst 4): five pass and
+    the sixth is refused, each decided by one call of `command`, no
+    other script command used."""
+    c.config_resetstat()
+    tok = token(user)
+    assert [gw.bearer("/one/", tok)[0] for _ in range(6)] == \
+        [200] * 5 + [429]
+    assert {cmd: _calls(c, cmd) for cmd in ("fcall", "evalsha", "eval")} \
+        == {"fcall": 0, "evalsha": 0, "eval": 0, command: 6}
+
+
 def test_the_limit_script_is_a_function_library_called_by_fcall(
         gw, own_redis):
     """Loaded once per connection as omni_limit_<its text's hash> (two
@@ -374,12 +386,7 @@ def test_the_limit_script_is_a_function_library_called_by_fcall(
     by FCALL: nothing of the script is built again per call."""
     c = own_redis.client()
     assert _libraries(c) == {LIBRARY: [LIBRARY]}
-    c.config_resetstat()
-    tok = token("fn-user")
-    assert [gw.bearer("/one/", tok)[0] for _ in range(6)] == \
-        [200] * 5 + [429]
-    assert _calls(c, "fcall") == 6
-    assert _calls(c, "evalsha") == _calls(c, "eval") == 0
+    _decided_by(gw, c, "fn-user", "fcall")
 
 
 @pytest.mark.parametrize("lost", ["script", "function", "both"])
@@ -421,12 +428,7 @@ def test_a_library_another_gateway_loaded_is_called_as_its_own(gw,
     stack.wait_until(lambda: _calls(c, "function|load"), 5,
                      "the gateway's FUNCTION LOAD after the reconnect",
                      interval=0.05)
-    c.config_resetstat()
-    tok = token("shared-lib-user")
-    assert [gw.bearer("/one/", tok)[0] for _ in range(6)] == \
-        [200] * 5 + [429]
-    assert _calls(c, "fcall") == 6
-    assert _calls(c, "evalsha") == _calls(c, "eval") == 0
+    _decided_by(gw, c, "shared-lib-user", "fcall")
     assert "FUNCTION LOAD failed" not in gw.error_log.read_text()
 
 
@@ -442,12 +444,7 @@ def test_a_redis_without_functions_runs_the_script_by_evalsha(gw,
     stack.wait_until(lambda: "FUNCTION LOAD failed" in
                      gw.error_log.read_text(), 5,
                      "the gateway's FUNCTION LOAD refused", interval=0.1)
-    c.config_resetstat()
-    tok = token("nofn-user")
-    assert [gw.bearer("/one/", tok)[0] for _ in range(6)] == \
-        [200] * 5 + [429]
-    assert _calls(c, "evalsha") == 6
-    assert _calls(c, "fcall") == _calls(c, "eval") == 0
+    _decided_by(gw, c, "nofn-user", "evalsha")
 
 
 def test_fcall_taken_away_goes_by_evalsha(gw, own_redis):
