@@ -347,8 +347,9 @@ def test_concurrent_revocation_checks_go_to_redis_in_one_write(
     assert reads <= 6, reads
 
 
-LIBRARY = limit_support.function_name(
-    (stack.REPO / "ngx_omni_module" / "omni_limit_batch.lua").read_bytes())
+BATCH_LUA = (stack.REPO / "ngx_omni_module" / "omni_limit_batch.lua"
+             ).read_bytes()
+LIBRARY = limit_support.function_name(BATCH_LUA)
 
 
 def _libraries(c):
@@ -420,9 +421,7 @@ def test_a_library_another_gateway_loaded_is_called_as_its_own(gw,
     loading it (the name is the text's hash), and it calls FCALL."""
     c = own_redis.client()
     c.function_flush()
-    run = (stack.REPO / "ngx_omni_module" / "omni_limit_batch.lua"
-           ).read_bytes()
-    c.function_load(limit_support.function_library(run))
+    c.function_load(limit_support.function_library(BATCH_LUA))
     c.config_resetstat()
     c.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     stack.wait_until(lambda: _calls(c, "function|load"), 5,
