@@ -487,12 +487,19 @@ def worker_cpu_lines(nodb, point, pgbench_pg):
     out.append("| pgbench -S (Postgres only) | - | - | - | %.1f | %.1f |"
                % (pgbench_pg, pgbench_pg))
     others = point["nginx"] + point["Redis"] + point["Postgres"]
+    # the no-DB row's nginx only proxies (no token, no limit): with the
+    # module, Redis and the worker all free, a point read still costs
+    # nginx's proxying and Postgres's query on the shared core
+    bare = nodb["nginx"] + point["Postgres"]
     out += [
         "",
         "Point read vs pgbench by CPU: %.0f%%; with a worker costing "
         "nothing: %.0f%% (the CPU-bound ceiling the worker alone can "
-        "reach)." % (100 * pgbench_pg / sum(point.values()),
-                     100 * pgbench_pg / others),
+        "reach); with only nginx's proxying (the no-DB row's nginx CPU) "
+        "and Postgres's query: %.0f%% (the ceiling of any gateway and "
+        "worker on this core)." % (100 * pgbench_pg / sum(point.values()),
+                                   100 * pgbench_pg / others,
+                                   100 * pgbench_pg / bare),
         "",
         # SPEC 9's "worker HTTP layer alone": nginx shares the core here,
         # so the layer's own rate per core is 1 / its CPU per request

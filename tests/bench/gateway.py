@@ -30,6 +30,8 @@ case and per connection count (32, then 8):
   request's scheduled send time; RUNS rounds of the baseline and the case
   (the order flipped each round), the same requests; "added p99" is the
   median of the rounds' case p99 minus baseline p99 (SPEC 9: <= 1 ms);
+  the paced limit row's rounds run the limit ceiling's gateway (below) at
+  the same rate too, so a rate beyond what any script serves shows there;
 - the RSA ceiling is measured in the same run (`openssl speed -seconds 3
   rsa2048` on the servers' CPU): one RSA-2048 verification per request on
   top of the baseline's wall time per request caps RS256 uncached at
@@ -375,27 +377,48 @@ def paced(taskset, url, headers, rate, seconds):
     return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
 
 
-def paced_line(taskset, plain, case, rate, runs, seconds):
+def paced_line(taskset, plain, case, rate, runs, seconds, ceiling=None):
     """The paced row: `runs` rounds of plain and the case at the same
     rate, the order flipped each round (one stall of the shared VM moves
     a single run's p99 by milliseconds); the medians of the rounds' p50
     and p99, and the added p99 as the median of the rounds' differences
-    with their spread."""
-    base, got = [], []
+    with their spread. With a ceiling (the limit rows' measured ceiling
+    gateway), each round runs it too at the same rate: a row paced beyond
+    what the ceiling serves queues there as well."""
+    base, got, ceil = [], [], []
     for i in range(runs):
         sides = [(base, plain.url), (got, case.url)]
+        if ceiling is not None:
+            sides.append((ceil, ceiling.url))
         for out, url in sides if i % 2 == 0 else sides[::-1]:
             out.append(paced(taskset, url, case.headers, rate, seconds))
     med = statistics.median
     added = [g[1] - b[1] for b, g in zip(base, got)]
+    measured = "-"
+    if ceil:
+        over = [k[1] - b[1] for b, k in zip(base, ceil)]
+        measured = "%.2f / %.2f, %.2f (%.2f to %.2f)" % (
+            med(k[0] for k in ceil), med(k[1] for k in ceil), med(over),
+            min(over), max(over))
     return ("| %s | %.0f | %.2f / %.2f | %.2f / %.2f | %.2f (%.2f to %.2f) "
-            "| <= 1 ms |" % (case.name, rate, med(b[0] for b in base),
-                             med(b[1] for b in base), med(g[0] for g in got),
-                             med(g[1] for g in got), med(added), min(added),
-                             max(added)))
+            "| %s | <= 1 ms |" % (case.name, rate, med(b[0] for b in base),
+                                  med(b[1] for b in base),
+                                  med(g[0] for g in got),
+                                  med(g[1] for g in got), med(added),
+                                  min(added), max(added), measured))
 
 
 PACED_HEADER = [
+    "| case (paced, %d connections) | rate req/s (70%% of plain's "
+    "saturation) | plain p50 / p99 ms | case p50 / p99 ms | added p99 ms: "
+    "median of the rounds (spread) | the measured ceiling: p50 / p99 ms, "
+    "added p99 ms "
+    "| target |" % PACED_CONNECTIONS,
+    "|---|---|---|---|---|---|---|",
+]
+
+
+HEADER = [
     "| case (paced, %d connections) | rate req/s (70%% of plain's "
     "saturation) | plain p50 / p99 ms | case p50 / p99 ms | added p99 ms: "
     "median of the rounds (spread) "
@@ -680,7 +703,7 @@ def run_gateway(wrk, runs, seconds, workers, upstream, redis, keys, tokens,
                 if conns == PACED_CONNECTIONS and case.name in PACED_CASES:
                     paced_lines.append(paced_line(
                         client_taskset, plain, case, 0.7 * s["plain_rps"],
-                        runs, seconds))
+                        runs, seconds, limit_ceiling))
     finally:
         gw.destroy()
         if limit_gw is not None:
