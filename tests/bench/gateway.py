@@ -419,15 +419,6 @@ PACED_HEADER = [
 
 
 HEADER = [
-    "| case (paced, %d connections) | rate req/s (70%% of plain's "
-    "saturation) | plain p50 / p99 ms | case p50 / p99 ms | added p99 ms: "
-    "median of the rounds (spread) "
-    "| target |" % PACED_CONNECTIONS,
-    "|---|---|---|---|---|---|",
-]
-
-
-HEADER = [
     "| case | conns | plain req/s | req/s | vs plain: median (spread) "
     "| p99 ms | worker CPU µs/req (plain) | module µs/req "
     "| Redis CPU µs/req | requests per script call | target |",
