@@ -94,14 +94,35 @@ def drill_stack(migrated, request):
 
 
 _sections = []
+_left = []  # drills that ran when the suite did not: results.md stays
+
+
+def pytest_terminal_summary(terminalreporter):
+    # said here: output from a session fixture's teardown is captured
+    for ran in _left:
+        terminalreporter.write_line(
+            "drills: %d of the suite's drills ran; tests/drills/results.md "
+            "left as it was (make drills writes it)" % ran)
+
+
+def _whole_suite(config):
+    """Whether this session runs every drill: tests/drills itself, with
+    no -k or -m to pick among them. results.md is the whole suite's
+    record; one drill run alone must not replace it with its own."""
+    return (not config.option.keyword and not config.option.markexpr
+            and bool(config.args)
+            and all(Path(a).resolve() == HERE for a in config.args))
 
 
 @pytest.fixture(scope="session")
-def drill_report():
+def drill_report(pytestconfig):
     """Add a drill's results with .append((summary line, section));
-    written to tests/drills/results.md when the session ends."""
+    written to tests/drills/results.md when the session ends, if it ran
+    the whole suite (otherwise the terminal says so and the file stays)."""
     yield _sections
-    if _sections:
+    if _sections and not _whole_suite(pytestconfig):
+        _left.append(len(_sections))
+    elif _sections:
         head = ("# Fault drills\n\nWritten by `make drills` "
                 "(tests/drills). Load during every drill: %s. The worker is "
                 "the ASan/UBSan build (its log is checked for reports). "
