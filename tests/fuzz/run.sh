@@ -17,6 +17,7 @@ declare -A SOURCES=(
     [jwt]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
     [jwks]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
     [jwt_json]="ngx_omni_module/omni_b64url.c ngx_omni_module/omni_jwt_*.c ngx_omni_module/omni_jwks.c"
+    [httpwire]="worker/src/lib/httpwire.c"
     [sse]="worker/src/lib/sse.c"
     [vectors]="worker/src/lib/arena.c worker/src/lib/json.c worker/src/services/memory/vectors.c"
     [wire]="worker/src/services/chat/wire.c worker/src/lib/sse.c worker/src/lib/json.c worker/src/lib/arena.c"

@@ -9,12 +9,12 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
-#include <event2/http.h>
 #include <event2/listener.h>
 
 #include "io/clients.h"
 #include "io/log.h"
 #include "io/offload.h"
+#include "http/conn.h"
 #include "http/http.h"
 #include "http/metrics.h"
 #include "core/balance.h"
@@ -25,8 +25,8 @@
 #define OMNI_DRAIN_QUIET_MS 200
 
 static struct {
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
+    omni_conn_listen_t listen;
+    int listening;
     struct event sigterm;
     struct event deadline;
     struct event quiet;
@@ -105,9 +105,9 @@ static void omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
     /* stop accepting: the other processes take new connections */
     evtimer_del(&omni_proc.warmup);
     omni_balance_leave();
-    if (omni_proc.bound) {
-        evhttp_del_accept_socket(omni_proc.http, omni_proc.bound);
-        omni_proc.bound = NULL;
+    if (omni_proc.listening) {
+        omni_conn_unlisten();
+        omni_proc.listening = 0;
     }
 
     evtimer_assign(
@@ -122,9 +122,7 @@ static void omni_server_sigterm(evutil_socket_t fd, short what, void *arg)
 /* Each connection accepted, inside libevent's accept loop. */
 static void omni_server_accepted(void *arg)
 {
-    omni_balance_accepted(
-        omni_proc.bound ? evhttp_bound_socket_get_listener(omni_proc.bound)
-                        : NULL);
+    omni_balance_accepted(omni_conn_listener());
 }
 
 
@@ -152,9 +150,10 @@ static void omni_server_warmup(evutil_socket_t fd, short what, void *arg)
         return;
     }
 
-    omni_proc.bound =
-        evhttp_accept_socket_with_handle(omni_proc.http, omni_proc.listen_fd);
-    if (omni_proc.bound == NULL) {
+    omni_proc.listen.fd = omni_proc.listen_fd;
+    omni_proc.listening =
+        omni_conn_listen(omni_clients.base, &omni_proc.listen) == 0;
+    if (!omni_proc.listening) {
         omni_log(OMNI_LOG_ERROR, "cannot accept on the listening socket", NULL);
         event_base_loopbreak(omni_clients.base);
         return;
@@ -191,10 +190,10 @@ int omni_server_run(
     omni_clients.cfg = cfg;
     omni_metrics_attach(slot);
 
-    /* evhttp turns a connection's read and write interest on and off
-     * several times per request: the changelist sends epoll only the net
-     * change at the end of each loop pass (no fd here is dup()ed, the
-     * flag's one hazard) */
+    /* the clients turn a socket's interest on and off within one loop
+     * pass (Postgres's write interest around a send): the changelist sends
+     * epoll only the net change at the end of each pass (no fd here is
+     * dup()ed, the flag's one hazard) */
     evcfg = event_config_new();
     if (evcfg != NULL) {
         event_config_set_flag(evcfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
@@ -215,20 +214,20 @@ int omni_server_run(
         omni_log(OMNI_LOG_ERROR, "bad Redis setting", "\"error\":\"%s\"", err);
         return OMNI_EXIT_CONFIG;
     }
-    omni_proc.http = evhttp_new(omni_clients.base);
-    if (omni_clients.db == NULL || omni_proc.http == NULL) {
+    if (omni_clients.db == NULL) {
         omni_log(OMNI_LOG_ERROR, "out of memory at start-up", NULL);
         goto failed;
     }
 
     routes = omni_services_routes(&nroutes);
-    if (omni_http_attach(omni_proc.http, routes, nroutes, cfg) != 0) {
+    if (omni_http_attach(routes, nroutes, cfg) != 0) {
         omni_log(OMNI_LOG_ERROR, "cannot digest OMNI_GATEWAY_SECRET", NULL);
         goto failed;
     }
-    tv.tv_sec = cfg->http_timeout_ms / 1000;
-    tv.tv_usec = (cfg->http_timeout_ms % 1000) * 1000;
-    evhttp_set_timeout_tv(omni_proc.http, &tv);
+    omni_proc.listen.idle.tv_sec = cfg->http_timeout_ms / 1000;
+    omni_proc.listen.idle.tv_usec = (cfg->http_timeout_ms % 1000) * 1000;
+    omni_proc.listen.max_body = (size_t)cfg->max_body_bytes;
+    omni_proc.listen.check_peer = omni_config_listen_unix(cfg->listen);
     omni_http_on_accept(omni_server_accepted, NULL);
 
     if (omni_offload_start(
@@ -265,7 +264,7 @@ failed:
 
     omni_offload_stop();
 
-    /* Postgres first: its callbacks still answer through evhttp. Each
+    /* Postgres first: its callbacks still answer on the connections. Each
      * client is forgotten as it is freed: freeing Redis calls its pending
      * callbacks, and one that turns to Postgres (the MCP state reload)
      * must find no pool rather than a freed one. */
@@ -277,9 +276,8 @@ failed:
         omni_redis_free(omni_clients.redis);
         omni_clients.redis = NULL;
     }
-    if (omni_proc.http) {
-        evhttp_free(omni_proc.http);
-    }
+    omni_conn_unlisten();
+    omni_conn_close_all();
     event_base_free(omni_clients.base);
     omni_log(OMNI_LOG_INFO, "worker exit", "\"code\":%d", rc);
     return rc;

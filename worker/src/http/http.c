@@ -1,5 +1,5 @@
-/* http.c: request lifecycle on libevent's evhttp: who may ask, route, parse,
- * answer, account. */
+/* http.c: the request life cycle over http/conn.c's connections: who may
+ * ask, route, parse, answer, account. */
 #define _GNU_SOURCE /* struct ucred */
 #include <errno.h>
 #include <stdarg.h>
@@ -13,17 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <errno.h>
-
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "io/log.h"
+#include "http/conn.h"
 #include "http/http.h"
 #include "http/metrics.h"
 
@@ -31,7 +27,6 @@
 #define OMNI_HTTP_SECRET_HEADER "X-Omni-Gateway-Secret"
 #define OMNI_HTTP_REFUSED_UIDS 16
 #define OMNI_HTTP_REFUSED_LOG_S 60
-#define OMNI_HTTP_PEERS 256 /* a power of two */
 #define OMNI_HTTP_FREE_REQS 64
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -68,7 +63,7 @@ static struct {
     int nsecrets;
     unsigned char secret_md[OMNI_GATEWAY_SECRETS_MAX][EVP_MAX_MD_SIZE];
     omni_http_refused_t refused[OMNI_HTTP_REFUSED_UIDS];
-    const struct bufferevent *peers[OMNI_HTTP_PEERS];
+    struct evbuffer *head; /* an answer's head, built then sent */
 
     omni_req_t *free_reqs;
     int nfree_reqs;
@@ -145,32 +140,34 @@ static void omni_http_request_id(omni_req_t *r)
 }
 
 
-static const char *omni_http_method(enum evhttp_cmd_type cmd)
+/* The methods served; others are answered 501 (RFC 9110 9.1). */
+static int omni_http_method_known(const char *m)
 {
-    switch (cmd) {
-    case EVHTTP_REQ_GET:
-        return "GET";
-    case EVHTTP_REQ_POST:
-        return "POST";
-    case EVHTTP_REQ_HEAD:
-        return "HEAD";
-    case EVHTTP_REQ_PUT:
-        return "PUT";
-    case EVHTTP_REQ_DELETE:
-        return "DELETE";
-    case EVHTTP_REQ_OPTIONS:
-        return "OPTIONS";
-    case EVHTTP_REQ_PATCH:
-        return "PATCH";
-    default:
-        return "OTHER";
+    static const char *const known[] = {
+        "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    size_t i;
+
+    for (i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (strcmp(m, known[i]) == 0) {
+            return 1;
+        }
     }
+    return 0;
 }
 
 
 const char *omni_req_header(omni_req_t *r, const char *name)
 {
-    return evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
+    const omni_wire_request_t *w = &r->in->wire;
+    int i;
+
+    for (i = 0; i < w->nheaders; i++) {
+        if (w->headers[i].name_len != 0
+            && strcasecmp(w->headers[i].name, name) == 0) {
+            return w->headers[i].value;
+        }
+    }
+    return NULL;
 }
 
 
@@ -280,40 +277,6 @@ static void omni_http_log_refused(long uid, long pid)
 }
 
 
-static const struct bufferevent **omni_http_peer_slot(
-    const struct bufferevent *bev)
-{
-    uint64_t h = (uint64_t)(uintptr_t)bev * 0x9E3779B97F4A7C15ull;
-
-    return &omni_http.peers[h >> 56 & (OMNI_HTTP_PEERS - 1)];
-}
-
-
-/* evhttp makes every accepted connection's bufferevent here: a new one
- * may sit where a closed connection's did, so whatever was believed of
- * that address is forgotten before its first request. */
-static struct bufferevent *omni_http_new_bev(struct event_base *base, void *arg)
-{
-    struct bufferevent *bev =
-        bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    const struct bufferevent **slot;
-
-    if (omni_http.on_accept != NULL) {
-        omni_http.on_accept(omni_http.on_accept_arg);
-    }
-    if (bev == NULL) {
-        /* evhttp makes one itself, unseen here */
-        memset(omni_http.peers, 0, sizeof(omni_http.peers));
-        return NULL;
-    }
-    slot = omni_http_peer_slot(bev);
-    if (*slot == bev) {
-        *slot = NULL;
-    }
-    return bev;
-}
-
-
 void omni_http_on_accept(void (*fn)(void *), void *arg)
 {
     omni_http.on_accept = fn;
@@ -321,43 +284,23 @@ void omni_http_on_accept(void (*fn)(void *), void *arg)
 }
 
 
-/* A unix-socket peer that is not root, us or the gateway's user gets its
- * connection closed unanswered. evhttp (libevent 2.1) has no hook at
- * accept, so this runs on a connection's first request, before anything
- * reads it; the allowed connection is remembered by its bufferevent (see
- * omni_http_new_bev), so its next requests cost no system call. Returns
- * 0 when the peer may ask, -1 after refusing it. */
-static int omni_http_check_peer(struct evhttp_request *ev)
+void omni_http_accepted(void)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
-    struct ucred cred = {0, (uid_t)-1, (gid_t)-1};
-    socklen_t len = sizeof(cred);
-    const struct bufferevent **slot;
-    struct bufferevent *bev;
-    evutil_socket_t fd;
+    if (omni_http.on_accept != NULL) {
+        omni_http.on_accept(omni_http.on_accept_arg);
+    }
+}
 
-    if (!omni_http.unix_socket || evcon == NULL) {
-        return 0;
-    }
-    bev = evhttp_connection_get_bufferevent(evcon);
-    slot = omni_http_peer_slot(bev);
-    if (*slot == bev) {
-        return 0;
-    }
-    fd = bufferevent_getfd(bev);
-    if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0
-        && omni_http_peer_allowed((long)cred.uid)) {
-        *slot = bev;
-        return 0;
-    }
 
+/* A unix-socket peer that is not root, us or the gateway's user gets its
+ * connection closed unanswered, at accept, before a byte of it is read. */
+int omni_http_peer_check(long uid, long pid)
+{
+    if (!omni_http.unix_socket || omni_http_peer_allowed(uid)) {
+        return 0;
+    }
     omni_metrics_gateway_refused();
-    omni_http_log_refused((long)cred.uid, (long)cred.pid);
-    /* the reply fails to go out and libevent frees the connection */
-    if (fd >= 0) {
-        shutdown(fd, SHUT_RDWR);
-    }
-    evhttp_send_error(ev, 403, NULL);
+    omni_http_log_refused(uid, pid);
     return -1;
 }
 
@@ -393,31 +336,26 @@ static int omni_http_identity_header(const char *name)
  * handler can read an identity the gateway did not vouch for. */
 static int omni_http_trusted(omni_req_t *r)
 {
-    struct evkeyvalq *h = evhttp_request_get_input_headers(r->ev);
-    struct evkeyval *kv;
-    int trusted = 1;
+    omni_wire_request_t *w = &r->in->wire;
+    int i, trusted = 1;
 
     if (omni_http.nsecrets > 0) {
         trusted = omni_http_secret_matches(
-            evhttp_find_header(h, OMNI_HTTP_SECRET_HEADER));
+            omni_req_header(r, OMNI_HTTP_SECRET_HEADER));
     }
-    while (evhttp_remove_header(h, OMNI_HTTP_SECRET_HEADER) == 0) {
-        /* every copy */
-    }
-    if (trusted) {
-        return 1;
-    }
+    for (i = 0; i < w->nheaders; i++) {
+        omni_wire_header_t *h = &w->headers[i];
 
-    omni_metrics_gateway_untrusted();
-    for (kv = TAILQ_FIRST(h); kv != NULL;) {
-        if (omni_http_identity_header(kv->key)) {
-            evhttp_remove_header(h, kv->key);
-            kv = TAILQ_FIRST(h);
-            continue;
+        if (h->name_len != 0
+            && (strcasecmp(h->name, OMNI_HTTP_SECRET_HEADER) == 0
+                || (!trusted && omni_http_identity_header(h->name)))) {
+            h->name_len = 0; /* every copy */
         }
-        kv = TAILQ_NEXT(kv, next);
     }
-    return 0;
+    if (!trusted) {
+        omni_metrics_gateway_untrusted();
+    }
+    return trusted;
 }
 
 
@@ -490,9 +428,15 @@ static void omni_http_finish(omni_req_t *r, int status)
 }
 
 
-/* A request stops counting as in flight once its response is written out
+void omni_http_answer_in(void)
+{
+    omni_http.inflight++;
+}
+
+
+/* A request stops counting as in flight once its answer is written out
  * (or its client is gone): a draining process must not exit before. */
-static void omni_http_done(void)
+void omni_http_answer_out(void)
 {
     if (--omni_http.inflight == 0 && omni_http.drained) {
         void (*cb)(void *) = omni_http.drained;
@@ -503,244 +447,178 @@ static void omni_http_done(void)
 }
 
 
-static void omni_http_written(struct evhttp_request *ev, void *arg)
-{
-    omni_http_done();
-}
-
-
-static void omni_http_closed(struct evhttp_connection *evcon, void *arg)
+void omni_http_client_left(void *arg)
 {
     omni_req_t *r = arg;
     void (*cb)(void *) = r->on_close;
 
-    evhttp_connection_set_closecb(evcon, NULL, NULL);
+    r->client_gone = 1;
     r->on_close = NULL;
-    if (r->close_ev != NULL) {
-        event_free(r->close_ev);
-        r->close_ev = NULL;
-    }
     if (cb != NULL) {
         cb(r->on_close_arg);
     }
 }
 
 
-/* evhttp stops reading a connection once its request is in, so it would
- * learn that the peer left only when the answer fails to go out. This
- * watches the socket: at EOF (a peek reads 0 bytes, so nothing else is
- * pending) evhttp is handed the EOF its reader would have met: it
- * detaches the request and closes the connection, which calls
- * omni_http_closed. */
-static void omni_http_peek(evutil_socket_t fd, short what, void *arg)
-{
-    omni_req_t *r = arg;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
-    char c;
-    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        event_add(r->close_ev, NULL);
-        return;
-    }
-    if (n > 0 || evcon == NULL) {
-        return; /* bytes we may not read early, or already detached */
-    }
-    bufferevent_trigger_event(evhttp_connection_get_bufferevent(evcon),
-        BEV_EVENT_READING | BEV_EVENT_EOF, 0);
-}
-
-
-static void omni_http_forget_close(omni_req_t *r);
-
-
 int omni_req_on_close(omni_req_t *r, void (*cb)(void *arg), void *arg)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
-    struct bufferevent *bev;
-
-    if (evcon == NULL) {
+    if (r->client_gone) {
         r->on_close = NULL;
-        return -1;
-    }
-    if (cb == NULL) {
-        omni_http_forget_close(r);
-        return 0;
+        return cb == NULL ? 0 : -1;
     }
     r->on_close = cb;
     r->on_close_arg = arg;
-    evhttp_connection_set_closecb(evcon, omni_http_closed, r);
-    bev = evhttp_connection_get_bufferevent(evcon);
-    if (cb != NULL && r->close_ev == NULL && bev != NULL
-        && bufferevent_getfd(bev) >= 0) {
-        r->close_ev = event_new(evhttp_connection_get_base(evcon),
-            bufferevent_getfd(bev), EV_READ, omni_http_peek, r);
-        if (r->close_ev != NULL) {
-            event_add(r->close_ev, NULL);
-        }
-    }
     return 0;
+}
+
+
+const char *omni_req_body(omni_req_t *r, size_t *len)
+{
+    *len = r->in->body_len;
+    return r->in->body;
 }
 
 
 int omni_req_client_gone(omni_req_t *r)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
-    struct bufferevent *bev;
-    evutil_socket_t fd;
-    ssize_t n;
-    char c;
-
-    if (evcon == NULL) {
-        return 1;
-    }
-    bev = evhttp_connection_get_bufferevent(evcon);
-    fd = bev != NULL ? bufferevent_getfd(bev) : -1;
-    if (fd < 0) {
-        return 0;
-    }
-    n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0
-           || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
-               && errno != EINTR);
+    return r->client_gone || omni_conn_gone(r->conn, 1);
 }
 
 
-static void omni_http_forget_close(omni_req_t *r)
+/* Whether the connection serves another request after this answer. */
+static int omni_http_keep_alive(omni_req_t *r)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+    return !omni_http.draining && omni_conn_keep_alive(r->conn);
+}
 
-    if (r->on_close != NULL && evcon != NULL) {
-        evhttp_connection_set_closecb(evcon, NULL, NULL);
+
+/* The status line and the headers every answer carries, into the head
+ * buffer; the caller adds its framing and the blank line. */
+static void omni_http_head(omni_req_t *r, int status, const char *content_type)
+{
+    struct evbuffer *h = omni_http.head;
+
+    omni_conn_head(h, r->conn, status);
+    evbuffer_add_printf(h,
+        "Content-Type: %s\r\nX-Request-Id: %s\r\nCache-Control: no-store\r\n",
+        content_type, r->request_id);
+    if (r->out_headers != NULL) {
+        evbuffer_add(h, r->out_headers, r->out_headers_len);
     }
-    r->on_close = NULL;
-    if (r->close_ev != NULL) {
-        event_free(r->close_ev);
-        r->close_ev = NULL;
+    if (!omni_http_keep_alive(r)) {
+        /* draining: nginx moves to another process for its next request */
+        evbuffer_add(h, "Connection: close\r\n", 19);
+    } else if (omni_conn_minor(r->conn) == 0) {
+        evbuffer_add(h, "Connection: keep-alive\r\n", 24);
     }
 }
 
 
 void omni_respond_start(omni_req_t *r, int status, const char *content_type)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
-
-    evhttp_add_header(h, "Content-Type", content_type);
-    evhttp_add_header(h, "X-Request-Id", r->request_id);
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    evhttp_add_header(h, "X-Accel-Buffering", "no");
-    if (omni_http.draining) {
-        evhttp_add_header(h, "Connection", "close");
-    }
     r->stream_status = status;
-    if (evhttp_request_get_connection(r->ev) != NULL) {
-        evhttp_send_reply_start(r->ev, status, NULL);
+    r->chunked = omni_conn_minor(r->conn) == 1;
+    omni_http_head(r, status, content_type);
+    /* HTTP/1.0 has no chunks: the close ends the body */
+    evbuffer_add_printf(omni_http.head, "X-Accel-Buffering: no\r\n%s\r\n",
+        r->chunked ? "Transfer-Encoding: chunked\r\n" : "");
+    if (!r->chunked) {
+        r->close_after = 1;
     }
+    omni_conn_send(r->conn, omni_http.head);
 }
-
-
-static void omni_http_flush(struct evhttp_connection *evcon);
 
 
 void omni_respond_chunk(omni_req_t *r, struct evbuffer *body)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+    size_t n = evbuffer_get_length(body);
+    char size[24];
+    int len;
 
-    if (evcon != NULL) {
-        evhttp_send_reply_chunk(r->ev, body);
-        /* a stream's chunk (a chat delta) goes out now, not on the loop's
-         * next turn; evhttp's write callback has nothing to do for one */
-        omni_http_flush(evcon);
+    if (n == 0 || r->head_only) {
+        evbuffer_drain(body, n);
+        return;
     }
+    /* a stream's chunk (a chat delta) goes out now */
+    if (r->chunked) {
+        len = snprintf(size, sizeof(size), "%zx\r\n", n);
+        evbuffer_prepend(body, size, (size_t)len);
+        evbuffer_add(body, "\r\n", 2);
+    }
+    omni_conn_send(r->conn, body);
     evbuffer_drain(body, evbuffer_get_length(body));
 }
 
 
 void omni_respond_end(omni_req_t *r)
 {
-    struct evhttp_request *ev = r->ev;
+    omni_conn_t *c = r->conn;
+    int keep = omni_http_keep_alive(r) && !r->close_after;
 
-    omni_http_forget_close(r);
-    if (evhttp_request_get_connection(ev) == NULL) {
-        /* the client is gone: libevent frees the request (and the path r
-         * points into) in send_reply_end, so r is accounted first */
-        omni_http_finish(r, r->stream_status);
-        evhttp_send_reply_end(ev);
-        omni_http_done();
-        return;
+    r->on_close = NULL;
+    if (r->chunked && !r->head_only) {
+        evbuffer_add(omni_http.head, "0\r\n\r\n", 5);
+        omni_conn_send(c, omni_http.head);
     }
-    evhttp_request_set_on_complete_cb(ev, omni_http_written, NULL);
-    evhttp_send_reply_end(ev);
     omni_http_finish(r, r->stream_status);
-}
-
-
-/* evhttp writes an answer on the loop's next turn, once epoll says the
- * socket takes it: write interest on, then off and read interest back, two
- * epoll_ctl calls a request. The socket nearly always takes it at once:
- * then evhttp hears it went out as from its own write, the next request is
- * read, and the interest changes cancel out within this turn. Anything
- * else (a partial write, an error) is left to evhttp's write. */
-static void omni_http_flush(struct evhttp_connection *evcon)
-{
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    struct evbuffer *out = bufferevent_get_output(bev);
-    evutil_socket_t fd = bufferevent_getfd(bev);
-    int n;
-
-    if (fd < 0 || evbuffer_get_length(out) == 0) {
-        return;
-    }
-    /* only the bufferevent drains its output: it thaws it the same way */
-    evbuffer_unfreeze(out, 1);
-    n = evbuffer_write(out, fd);
-    evbuffer_freeze(out, 1);
-    if (n > 0 && evbuffer_get_length(out) == 0) {
-        bufferevent_trigger(bev, EV_WRITE, 0);
-    }
+    omni_conn_finish(c, keep);
 }
 
 
 void omni_respond(
     omni_req_t *r, int status, const char *content_type, struct evbuffer *body)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(r->ev);
-    struct evhttp_connection *evcon;
+    omni_conn_t *c = r->conn;
+    size_t n = body != NULL ? evbuffer_get_length(body) : 0;
+    int keep = omni_http_keep_alive(r);
 
-    omni_http_forget_close(r);
-    evhttp_add_header(h, "Content-Type", content_type);
-    evhttp_add_header(h, "X-Request-Id", r->request_id);
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    if (omni_http.draining) {
-        /* nginx moves to another process for its next request */
-        evhttp_add_header(h, "Connection", "close");
+    r->on_close = NULL;
+    omni_http_head(r, status, content_type);
+    if (status == 204 || status == 304) {
+        /* RFC 9110 8.6: no length and no body */
+        evbuffer_add(omni_http.head, "\r\n", 2);
+    } else {
+        evbuffer_add_printf(omni_http.head, "Content-Length: %zu\r\n\r\n", n);
     }
-
-    if (evhttp_request_get_command(r->ev) == EVHTTP_REQ_HEAD && body) {
-        evbuffer_drain(body, evbuffer_get_length(body));
+    if (r->head_only || status == 204 || status == 304) {
+        /* HEAD: the length a GET would have had, no body */
+        if (body != NULL) {
+            evbuffer_drain(body, n);
+        }
+    } else if (n > 0) {
+        evbuffer_add_buffer(omni_http.head, body);
     }
-
-    if (evhttp_request_get_connection(r->ev) == NULL) {
-        /* the client is gone: libevent frees the request (and the path r
-         * points into) in send_reply, so r is accounted first */
-        struct evhttp_request *ev = r->ev;
-
-        omni_http_finish(r, status);
-        evhttp_send_reply(ev, status, NULL, body);
-        omni_http_done();
-        return;
-    }
-    evcon = evhttp_request_get_connection(r->ev);
-    evhttp_request_set_on_complete_cb(r->ev, omni_http_written, NULL);
-    evhttp_send_reply(r->ev, status, NULL, body);
+    omni_conn_send(c, omni_http.head);
     omni_http_finish(r, status);
-    omni_http_flush(evcon);
+    omni_conn_finish(c, keep);
 }
 
 
 void omni_respond_header(omni_req_t *r, const char *name, const char *value)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
+    size_t nl = strlen(name), vl = strlen(value);
+    char *p;
+
+    /* a value from elsewhere (an upstream's Retry-After) must not split
+     * the head */
+    if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL) {
+        omni_log(OMNI_LOG_WARN, "answer header dropped: CR or LF in it",
+            "\"request_id\":\"%s\"", r->request_id);
+        return;
+    }
+    p = omni_arena_alloc(&r->arena, r->out_headers_len + nl + vl + 5);
+    if (p == NULL) {
+        return;
+    }
+    if (r->out_headers_len > 0) {
+        memcpy(p, r->out_headers, r->out_headers_len);
+    }
+    memcpy(p + r->out_headers_len, name, nl);
+    memcpy(p + r->out_headers_len + nl, ": ", 2);
+    memcpy(p + r->out_headers_len + nl + 2, value, vl);
+    memcpy(p + r->out_headers_len + nl + 2 + vl, "\r\n", 2);
+    r->out_headers = p;
+    r->out_headers_len += nl + vl + 4;
 }
 
 
@@ -779,9 +657,7 @@ static int omni_http_is_json(const char *ct)
 
 static int omni_http_parse_body(omni_req_t *r)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
-    size_t len = evbuffer_get_length(in);
-    const char *text;
+    size_t len = r->in->body_len;
     char err[256];
 
     if (!omni_http_is_json(omni_req_header(r, "Content-Type"))) {
@@ -790,9 +666,8 @@ static int omni_http_parse_body(omni_req_t *r)
         return -1;
     }
 
-    text = len ? (const char *)evbuffer_pullup(in, -1) : "";
     r->json = omni_json_parse(
-        &r->arena, text, len, &omni_http.limits, err, sizeof(err));
+        &r->arena, r->in->body, len, &omni_http.limits, err, sizeof(err));
     if (r->json == NULL) {
         omni_respond_error(r, 400, "invalid_json", "%s", err);
         return -1;
@@ -807,37 +682,44 @@ static int omni_http_parse_body(omni_req_t *r)
 }
 
 
-static void omni_http_handle(struct evhttp_request *ev, void *arg)
+void omni_http_dispatch(omni_conn_t *c, omni_conn_request_t *in)
 {
     omni_req_t *r;
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
-    const char *path, *problem;
+    const char *problem;
+    char *query;
     omni_route_match_t m;
     int i, trusted;
 
-    if (omni_http_check_peer(ev) != 0) {
-        return;
-    }
-
     r = omni_http_req_new();
     if (r == NULL) {
-        evhttp_send_error(ev, 503, NULL);
+        /* out of memory: the connection ends without an answer */
+        omni_conn_finish(c, 0);
         return;
     }
-    omni_http.inflight++;
-    r->ev = ev;
+    r->conn = c;
+    r->in = in;
+    omni_conn_set_owner(c, r);
     r->start_ns = omni_http_now_ns();
     r->route = -1;
-    r->method = omni_http_method(evhttp_request_get_command(ev));
-    path = uri ? evhttp_uri_get_path(uri) : NULL;
-    r->path = path && *path ? path : "/";
-    r->query = uri ? evhttp_uri_get_query(uri) : NULL;
+    r->method = in->wire.method;
+    r->head_only = strcmp(r->method, "HEAD") == 0;
+    /* nginx picks the location from the normalised path but forwards the
+     * raw one: a path the two could read differently is not served */
+    problem = omni_router_path_problem(in->wire.target);
+    query = strchr(in->wire.target, '?');
+    if (query != NULL) {
+        *query++ = '\0';
+    }
+    r->path = in->wire.target;
+    r->query = query;
     omni_http_request_id(r);
     trusted = omni_http_trusted(r);
 
-    /* nginx picks the location from the normalised path but forwards the
-     * raw one: a path the two could read differently is not served */
-    problem = omni_router_path_problem(evhttp_request_get_uri(ev));
+    if (!omni_http_method_known(r->method)) {
+        omni_respond_error(r, 501, "not_implemented",
+            "method %s is not implemented", r->method);
+        return;
+    }
     if (problem != NULL) {
         omni_respond_error(r, 400, "invalid_path", "%s", problem);
         return;
@@ -851,8 +733,7 @@ static void omni_http_handle(struct evhttp_request *ev, void *arg)
         return;
 
     case OMNI_ROUTE_BAD_METHOD:
-        evhttp_add_header(
-            evhttp_request_get_output_headers(ev), "Allow", m.allow);
+        omni_respond_header(r, "Allow", m.allow);
         omni_respond_error(r, 405, "method_not_allowed",
             "%s is not allowed here; allowed: %s", r->method, m.allow);
         return;
@@ -860,7 +741,6 @@ static void omni_http_handle(struct evhttp_request *ev, void *arg)
     case OMNI_ROUTE_FOUND:
         break;
     }
-
     r->route = m.index;
     if (!trusted && (omni_http.routes[m.index].flags & OMNI_ROUTE_IDENTITY)) {
         omni_respond_error(r, 401, "missing_credentials",
@@ -892,8 +772,8 @@ static void omni_http_handle(struct evhttp_request *ev, void *arg)
 }
 
 
-int omni_http_attach(struct evhttp *http, const omni_route_t *routes,
-    int nroutes, const omni_config_t *cfg)
+int omni_http_attach(
+    const omni_route_t *routes, int nroutes, const omni_config_t *cfg)
 {
     const char *secret = cfg->gateway_secret;
     int max_body = cfg->max_body_bytes;
@@ -925,15 +805,8 @@ int omni_http_attach(struct evhttp *http, const omni_route_t *routes,
         omni_http.rng[1] = (uint64_t)getpid() << 32 | 0x9E3779B9u;
     }
 
-    memset(omni_http.peers, 0, sizeof(omni_http.peers));
-    evhttp_set_bevcb(http, omni_http_new_bev, NULL);
-    evhttp_set_gencb(http, omni_http_handle, NULL);
-    evhttp_set_max_body_size(http, max_body);
-    evhttp_set_max_headers_size(http, 32768);
-    evhttp_set_allowed_methods(http,
-        EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT
-            | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    return 0;
+    omni_http.head = evbuffer_new();
+    return omni_http.head != NULL ? 0 : -1;
 }
 
 

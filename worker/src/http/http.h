@@ -10,15 +10,15 @@
 #include "http/identity.h"
 #include "http/service.h"
 
-struct evhttp;
-struct evhttp_request;
 struct evbuffer;
-struct event;
+struct omni_conn;
+struct omni_conn_request_t;
 
 struct omni_req {
-    struct evhttp_request *ev;
-    omni_arena_t arena; /* freed when the response is sent */
-    int route;          /* index into the route table, or -1 */
+    struct omni_conn *conn;         /* http/conn.h */
+    struct omni_conn_request_t *in; /* the request as it came */
+    omni_arena_t arena;             /* freed when the response is sent */
+    int route;                      /* index into the route table, or -1 */
     const char *method;
     const char *path;                          /* raw, without the query */
     const char *query;                         /* raw, or NULL */
@@ -37,8 +37,13 @@ struct omni_req {
     int identity_read;
     void (*on_close)(void *arg); /* omni_req_on_close() */
     void *on_close_arg;
-    struct event *close_ev; /* watches for the peer's EOF */
-    int stream_status;      /* omni_respond_start */
+    int client_gone;   /* its connection's client has left */
+    int head_only;     /* a HEAD request: no body goes out */
+    int stream_status; /* omni_respond_start */
+    int chunked;       /* the stream goes out in chunks */
+    int close_after;   /* HTTP/1.0 stream: the close ends it */
+    char *out_headers; /* omni_respond_header's, "Name: v\r\n"... */
+    size_t out_headers_len;
 };
 
 /* Serves every request of `http` with the route table, believing only the
@@ -47,11 +52,11 @@ struct omni_req {
  * cfg->gateway_secret set, a request without it in X-Omni-Gateway-Secret
  * loses its X-User-* and X-Token-* headers and OMNI_ROUTE_IDENTITY routes
  * answer it 401. Returns 0, or -1 when the secret cannot be digested. */
-int omni_http_attach(struct evhttp *http, const omni_route_t *routes,
-    int nroutes, const omni_config_t *cfg);
+int omni_http_attach(
+    const omni_route_t *routes, int nroutes, const omni_config_t *cfg);
 
-/* fn(arg) is called for every connection evhttp accepts, inside
- * libevent's accept loop (core/balance.c paces it there); one at most. */
+/* fn(arg) is called for every connection accepted, inside libevent's
+ * accept loop (core/balance.c paces it there); one at most. */
 void omni_http_on_accept(void (*fn)(void *), void *arg);
 
 /* Calls the request's route handler again: how a handler is re-entered
@@ -68,6 +73,9 @@ int omni_http_observe(omni_observer_pt fn);
 
 /* Request header value, or NULL. */
 const char *omni_req_header(omni_req_t *r, const char *name);
+
+/* The request's body (NUL-terminated, *len bytes; "" when it has none). */
+const char *omni_req_body(omni_req_t *r, size_t *len);
 
 /* µs since r arrived: where a request's time goes (the debug lines
  * "LLM gateway first byte", "chat turn first byte", "mcp call timings"). */

@@ -6,7 +6,6 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
 
 #include "io/clients.h"
 #include "io/log.h"
@@ -252,8 +251,7 @@ static void omni_stats_send(omni_req_t *r)
 
     evbuffer_add(b, s->body, strlen(s->body));
     evbuffer_add(b, "\n", 1);
-    evhttp_add_header(
-        evhttp_request_get_output_headers(r->ev), "X-Omni-Cache", "miss");
+    omni_respond_header(r, "X-Omni-Cache", "miss");
     omni_api_json(r, 200, b);
     evbuffer_free(b);
 }
@@ -310,8 +308,7 @@ static void omni_stats_cached(omni_req_t *r, PGresult *res, int col)
 
     evbuffer_add(b, PQgetvalue(res, 0, col), PQgetlength(res, 0, col));
     evbuffer_add(b, "\n", 1);
-    evhttp_add_header(
-        evhttp_request_get_output_headers(r->ev), "X-Omni-Cache", "hit");
+    omni_respond_header(r, "X-Omni-Cache", "hit");
     omni_api_json(r, 200, b);
     evbuffer_free(b);
 }

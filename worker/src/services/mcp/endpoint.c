@@ -55,7 +55,6 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <hiredis/hiredis.h>
 
 #include "lib/encode.h"
@@ -364,8 +363,7 @@ static void omni_ep_send(omni_ep_t *ep, int status, struct evbuffer *b)
         return;
     }
     if (ep->new_session) {
-        evhttp_add_header(evhttp_request_get_output_headers(r->ev),
-            "Mcp-Session-Id", ep->session);
+        omni_respond_header(r, "Mcp-Session-Id", ep->session);
     }
     if (b == NULL) {
         omni_respond(r, status, "application/json", NULL);
@@ -700,10 +698,10 @@ static int omni_ep_origin_ok(omni_req_t *r)
 /* The client's message in ep: 0, or -1 after answering. */
 static int omni_ep_parse(omni_req_t *r, omni_ep_t *ep)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
     omni_json_limits_t limits = {OMNI_EP_MAX_BODY, 64};
-    size_t len = evbuffer_get_length(in);
-    const char *text, *ct = omni_req_header(r, "Content-Type"), *p;
+    size_t len;
+    const char *text = omni_req_body(r, &len);
+    const char *ct = omni_req_header(r, "Content-Type"), *p;
     const omni_json_t *v;
     char err[160];
 
@@ -715,7 +713,6 @@ static int omni_ep_parse(omni_req_t *r, omni_ep_t *ep)
         omni_ep_refuse(r, 415, -32600, "Content-Type must be application/json");
         return -1;
     }
-    text = len ? (const char *)evbuffer_pullup(in, -1) : "";
     for (p = text; p < text + len && strchr(" \t\r\n", *p); p++) {
     }
     if (p < text + len && *p == '[') {
@@ -2991,8 +2988,7 @@ void omni_mcp_endpoint_get(omni_req_t *r)
             return;
         }
         if (sid == NULL) {
-            evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Allow",
-                "POST, DELETE");
+            omni_respond_header(r, "Allow", "POST, DELETE");
             omni_ep_refuse(r, 405, -32600,
                 "GET opens a session's notification stream: "
                 "Mcp-Session-Id is required");
