@@ -157,12 +157,34 @@ static void fuzz_head(const uint8_t *buf, size_t len, size_t cut)
     }
 }
 
+/* The rest of a line from *i (at most 4096 characters, no controls but
+ * HTAB) through its CRLF or LF: 0 with *i after it, 1 incomplete, -1 bad */
+static int reference_line(const uint8_t *p, size_t len, size_t *i)
+{
+    size_t n = 0;
+
+    for (; *i < len && p[*i] != '\n' && p[*i] != '\r'; (*i)++) {
+        if ((p[*i] < 0x20 && p[*i] != '\t') || p[*i] == 0x7f || ++n > 4096) {
+            return -1;
+        }
+    }
+    if (*i == len || (p[*i] == '\r' && *i + 1 == len)) {
+        return 1;
+    }
+    if (p[*i] == '\r' && p[*i + 1] != '\n') {
+        return -1;
+    }
+    *i += p[*i] == '\r' ? 2 : 1;
+    return 0;
+}
+
 /* RFC 9112 7.1, read whole: 0 done (*used, out), 1 incomplete, -1 bad */
 static int reference_chunked(
     const uint8_t *p, size_t len, uint8_t *out, size_t *outlen, size_t *used)
 {
     size_t i = 0, n = 0, digits;
     uint64_t size;
+    int rc;
 
     for (;;) {
         size = 0;
@@ -185,19 +207,10 @@ static int reference_chunked(
             return -1;
         }
         /* the extension, up to the line's end */
-        for (digits = 0; i < len && p[i] != '\n' && p[i] != '\r'; i++) {
-            if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f
-                || ++digits > 4096) {
-                return -1;
-            }
+        rc = reference_line(p, len, &i);
+        if (rc != 0) {
+            return rc;
         }
-        if (i == len || (p[i] == '\r' && i + 1 == len)) {
-            return 1;
-        }
-        if (p[i] == '\r' && p[i + 1] != '\n') {
-            return -1;
-        }
-        i += p[i] == '\r' ? 2 : 1;
         if (size == 0) {
             break;
         }
@@ -222,19 +235,10 @@ static int reference_chunked(
     for (;;) {
         size_t start = i;
 
-        for (digits = 0; i < len && p[i] != '\n' && p[i] != '\r'; i++) {
-            if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f
-                || ++digits > 4096) {
-                return -1;
-            }
+        rc = reference_line(p, len, &i);
+        if (rc != 0) {
+            return rc;
         }
-        if (i == len || (p[i] == '\r' && i + 1 == len)) {
-            return 1;
-        }
-        if (p[i] == '\r' && p[i + 1] != '\n') {
-            return -1;
-        }
-        i += p[i] == '\r' ? 2 : 1;
         if (i - start <= 2 && (i - start == 1 || p[start] == '\r')) {
             *outlen = n;
             *used = i;

@@ -50,7 +50,6 @@ struct omni_conn {
     size_t in_len, in_cap;
     size_t head_len;       /* of the current request */
     const char *parsed_in; /* c->in when the head was parsed */
-    size_t body_read;      /* chunked: its coding consumed so far */
     size_t req_len;        /* head and body as received */
     int saved;             /* the byte the body's NUL covers, or -1 */
     omni_wire_chunked_t chunk;
@@ -77,94 +76,66 @@ static void omni_conn_on_write(evutil_socket_t fd, short what, void *arg);
 static void omni_conn_process(omni_conn_t *c);
 
 
+static const struct {
+    int status;
+    const char *reason;
+} omni_conn_reasons[] = {
+    {100, "Continue"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {206, "Partial Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {402, "Payment Required"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {406, "Not Acceptable"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {410, "Gone"},
+    {411, "Length Required"},
+    {412, "Precondition Failed"},
+    {413, "Content Too Large"},
+    {415, "Unsupported Media Type"},
+    {416, "Range Not Satisfiable"},
+    {422, "Unprocessable Content"},
+    {423, "Locked"},
+    {424, "Failed Dependency"},
+    {428, "Precondition Required"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {499, "Client Closed Request"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+    {507, "Insufficient Storage"},
+};
+
+
+/* RFC 9110 15's reason phrase (clients ignore it; people read it). */
 static const char *omni_conn_reason(int status)
 {
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 206:
-        return "Partial Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 303:
-        return "See Other";
-    case 304:
-        return "Not Modified";
-    case 307:
-        return "Temporary Redirect";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 402:
-        return "Payment Required";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 406:
-        return "Not Acceptable";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 411:
-        return "Length Required";
-    case 412:
-        return "Precondition Failed";
-    case 413:
-        return "Content Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 416:
-        return "Range Not Satisfiable";
-    case 422:
-        return "Unprocessable Content";
-    case 423:
-        return "Locked";
-    case 424:
-        return "Failed Dependency";
-    case 428:
-        return "Precondition Required";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 499:
-        return "Client Closed Request";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    case 507:
-        return "Insufficient Storage";
-    default:
-        return status < 400 ? "OK" : status < 500 ? "Error" : "Error";
+    size_t i;
+
+    for (i = 0; i < sizeof(omni_conn_reasons) / sizeof(omni_conn_reasons[0]);
+         i++) {
+        if (omni_conn_reasons[i].status == status) {
+            return omni_conn_reasons[i].reason;
+        }
     }
+    return status < 400 ? "OK" : "Error";
 }
 
 
@@ -315,7 +286,7 @@ static void omni_conn_flushed(omni_conn_t *c)
         memmove(c->in, c->in + c->req_len, rest);
     }
     c->in_len = rest;
-    c->req_len = c->head_len = c->body_read = 0;
+    c->req_len = c->head_len = 0;
     c->continued = 0;
     memset(&c->chunk, 0, sizeof(c->chunk));
     c->state = OMNI_CONN_HEAD;
@@ -464,6 +435,14 @@ static void omni_conn_refuse(
 }
 
 
+static void omni_conn_too_large(omni_conn_t *c)
+{
+    omni_conn_refuse(c, 413, "payload_too_large",
+        "the request body is larger than the worker takes "
+        "(OMNI_MAX_BODY_BYTES)");
+}
+
+
 /* Room for want more bytes in c->in (and the NUL after them), the buffer
  * growing to limit at most. */
 static int omni_conn_room(omni_conn_t *c, size_t want, size_t limit)
@@ -515,9 +494,9 @@ static void omni_conn_dispatch(omni_conn_t *c)
         ((char *)w->headers[i].name)[w->headers[i].name_len] = '\0';
         ((char *)w->headers[i].value)[w->headers[i].value_len] = '\0';
     }
-    /* after a Content-Length body the next request may begin: its first
-     * byte is put back once this one is answered */
-    c->saved = end < c->in_len && !w->chunked ? (unsigned char)c->in[end] : -1;
+    /* the next request may begin right after the body: its first byte is
+     * put back once this one is answered */
+    c->saved = end < c->in_len ? (unsigned char)c->in[end] : -1;
     c->req.body = c->in + c->head_len;
     c->req.body[c->req.body_len] = '\0';
     c->state = OMNI_CONN_ANSWER;
@@ -567,11 +546,8 @@ static void omni_conn_process(omni_conn_t *c)
         c->head_len = (size_t)n;
         c->parsed_in = c->in;
         c->req.body_len = 0;
-        c->body_read = 0;
         if (w->content_length > (int64_t)omni_conn.cfg.max_body) {
-            omni_conn_refuse(c, 413, "payload_too_large",
-                "the request body is larger than the worker takes "
-                "(OMNI_MAX_BODY_BYTES)");
+            omni_conn_too_large(c);
             return;
         }
         c->state = OMNI_CONN_BODY;
@@ -581,23 +557,26 @@ static void omni_conn_process(omni_conn_t *c)
     }
 
     if (w->chunked) {
-        n = omni_wire_chunked(&c->chunk, c->in + c->head_len + c->body_read,
-            c->in_len - c->head_len - c->body_read, c->in + c->head_len,
-            &c->req.body_len, &why);
+        size_t at = c->head_len + c->req.body_len, rest;
+
+        /* the coding not yet read starts where the decoded data ends:
+         * what a chunk's framing took is given back to the buffer, so a
+         * body of small chunks needs no more room than its data */
+        n = omni_wire_chunked(&c->chunk, c->in + at, c->in_len - at,
+            c->in + c->head_len, &c->req.body_len, &why);
         if (n < 0) {
             omni_conn_refuse(c, 400, "bad_request", why);
             return;
         }
-        c->body_read += (size_t)n;
+        rest = c->in_len - at - (size_t)n;
+        memmove(c->in + c->head_len + c->req.body_len, c->in + at + n, rest);
+        c->in_len = c->head_len + c->req.body_len + rest;
         if (c->req.body_len > omni_conn.cfg.max_body) {
-            omni_conn_refuse(c, 413, "payload_too_large",
-                "the request body is larger than the worker takes "
-                "(OMNI_MAX_BODY_BYTES)");
+            omni_conn_too_large(c);
             return;
         }
         if (c->chunk.state == OMNI_WIRE_CHUNKED_DONE) {
-            /* the decoded body lies within its coding: its NUL too */
-            c->req_len = c->head_len + c->body_read;
+            c->req_len = c->head_len + c->req.body_len;
             omni_conn_dispatch(c);
             return;
         }
@@ -675,8 +654,12 @@ static void omni_conn_on_read(evutil_socket_t fd, short what, void *arg)
 
     if (omni_conn_room(c, OMNI_CONN_READ_MIN, limit) != 0
         && c->in_cap - c->in_len < 2) {
-        omni_conn_refuse(c, 431, "headers_too_large",
-            "the request's head is larger than 32 KiB");
+        if (c->state == OMNI_CONN_BODY) {
+            omni_conn_too_large(c);
+        } else {
+            omni_conn_refuse(c, 431, "headers_too_large",
+                "the request's head is larger than 32 KiB");
+        }
         return;
     }
     /* one byte stays free: the NUL after a body that ends the buffer */
