@@ -317,8 +317,11 @@ static int omni_conn_write(omni_conn_t *c)
 
     while (evbuffer_get_length(c->out) > 0) {
         n = evbuffer_write(c->out, c->fd);
-        if (n >= 0) {
+        if (n > 0) {
             continue;
+        }
+        if (n == 0) {
+            break; /* nothing taken: wait for the socket */
         }
         if (errno == EINTR) {
             continue;
@@ -343,7 +346,6 @@ static int omni_conn_write(omni_conn_t *c)
 
 static void omni_conn_on_write(evutil_socket_t fd, short what, void *arg)
 {
-    (void)fd;
     omni_conn_t *c = arg;
 
     c->writing = 0;
@@ -686,10 +688,6 @@ static void omni_conn_on_read(evutil_socket_t fd, short what, void *arg)
 static void omni_conn_accept(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int socklen, void *arg)
 {
-    (void)lev;
-    (void)sa;
-    (void)socklen;
-    (void)arg;
     struct ucred cred = {0, (uid_t)-1, (gid_t)-1};
     socklen_t len = sizeof(cred);
     omni_conn_t *c;
