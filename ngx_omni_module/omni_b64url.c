@@ -5,45 +5,42 @@
 
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "omni_jwt.h"
 
 
-/* a character's 6 bits, 0xff for none: one load per character instead of
- * five comparisons (the decode is on every uncached token's path) */
-static const unsigned char  omni_jwt_b64[256] = {
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0x3e, 0xff, 0xff,
-    0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b,
-    0x3c, 0x3d, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06,
-    0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
-    0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16,
-    0x17, 0x18, 0x19, 0xff, 0xff, 0xff, 0xff, 0x3f,
-    0xff, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f, 0x20,
-    0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28,
-    0x29, 0x2a, 0x2b, 0x2c, 0x2d, 0x2e, 0x2f, 0x30,
-    0x31, 0x32, 0x33, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+/*
+ * A character's 6 bits already in place for each of the four positions of
+ * a quantum, so that a quantum is four loads ORed together; any character
+ * outside the alphabet sets bit 24 in all four, and the check waits for
+ * the end (the decode is on every uncached token's path). Built by the
+ * preprocessor from the alphabet.
+ */
+#define OMNI_B64_V(c)                                                        \
+    ((c) >= 'A' && (c) <= 'Z' ? (c) - 'A'                                    \
+     : (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26                             \
+     : (c) >= '0' && (c) <= '9' ? (c) - '0' + 52                             \
+     : (c) == '-' ? 62 : (c) == '_' ? 63 : -1)
+#define OMNI_B64_E(c, s)                                                     \
+    (OMNI_B64_V(c) < 0 ? 0x01000000u : (uint32_t) OMNI_B64_V(c) << (s))
+#define OMNI_B64_4(c, s)                                                     \
+    OMNI_B64_E(c, s), OMNI_B64_E((c) + 1, s), OMNI_B64_E((c) + 2, s),        \
+    OMNI_B64_E((c) + 3, s)
+#define OMNI_B64_16(c, s)                                                    \
+    OMNI_B64_4(c, s), OMNI_B64_4((c) + 4, s), OMNI_B64_4((c) + 8, s),        \
+    OMNI_B64_4((c) + 12, s)
+#define OMNI_B64_64(c, s)                                                    \
+    OMNI_B64_16(c, s), OMNI_B64_16((c) + 16, s), OMNI_B64_16((c) + 32, s),   \
+    OMNI_B64_16((c) + 48, s)
+#define OMNI_B64_256(s)                                                      \
+    { OMNI_B64_64(0, s), OMNI_B64_64(64, s), OMNI_B64_64(128, s),            \
+      OMNI_B64_64(192, s) }
+
+#define OMNI_B64_BAD  0x01000000u
+
+static const uint32_t  omni_jwt_b64[4][256] = {
+    OMNI_B64_256(18), OMNI_B64_256(12), OMNI_B64_256(6), OMNI_B64_256(0)
 };
 
 
@@ -52,9 +49,7 @@ omni_jwt_base64url_decode(unsigned char *out, size_t *outlen, const char *in,
     size_t len)
 {
     size_t                i, n, rem;
-    unsigned int          v, a, b, c, d;
-    unsigned long         acc;
-    int                   j;
+    uint32_t              q, bad;
     const unsigned char  *p;
 
     p = (const unsigned char *) in;
@@ -65,52 +60,36 @@ omni_jwt_base64url_decode(unsigned char *out, size_t *outlen, const char *in,
     }
 
     n = 0;
+    bad = 0;
 
     for (i = 0; i + 4 <= len; i += 4) {
-        a = omni_jwt_b64[p[i]];
-        b = omni_jwt_b64[p[i + 1]];
-        c = omni_jwt_b64[p[i + 2]];
-        d = omni_jwt_b64[p[i + 3]];
+        q = omni_jwt_b64[0][p[i]] | omni_jwt_b64[1][p[i + 1]]
+            | omni_jwt_b64[2][p[i + 2]] | omni_jwt_b64[3][p[i + 3]];
+        bad |= q;
 
-        /* a value is below 0x40, none is 0xff */
-        if ((a | b | c | d) & 0xc0) {
-            return -1;
-        }
-
-        acc = ((unsigned long) a << 18) | ((unsigned long) b << 12)
-              | ((unsigned long) c << 6) | (unsigned long) d;
-
-        out[n++] = (unsigned char) (acc >> 16);
-        out[n++] = (unsigned char) (acc >> 8);
-        out[n++] = (unsigned char) acc;
+        out[n] = (unsigned char) (q >> 16);
+        out[n + 1] = (unsigned char) (q >> 8);
+        out[n + 2] = (unsigned char) q;
+        n += 3;
     }
 
-    if (rem != 0) {
-        acc = 0;
+    /* the unused low bits of the last character must be zero */
 
-        for (j = 0; j < (int) rem; j++) {
-            v = omni_jwt_b64[p[i + j]];
-            if (v == 0xff) {
-                return -1;
-            }
-            acc = (acc << 6) | (unsigned long) v;
-        }
+    if (rem == 2) {
+        q = omni_jwt_b64[0][p[i]] | omni_jwt_b64[1][p[i + 1]];
+        bad |= q | ((q & 0xf000) ? OMNI_B64_BAD : 0);
+        out[n++] = (unsigned char) (q >> 16);
 
-        /* the unused low bits of the last character must be zero */
+    } else if (rem == 3) {
+        q = omni_jwt_b64[0][p[i]] | omni_jwt_b64[1][p[i + 1]]
+            | omni_jwt_b64[2][p[i + 2]];
+        bad |= q | ((q & 0xc0) ? OMNI_B64_BAD : 0);
+        out[n++] = (unsigned char) (q >> 16);
+        out[n++] = (unsigned char) (q >> 8);
+    }
 
-        if (rem == 2) {
-            if (acc & 0x0f) {
-                return -1;
-            }
-            out[n++] = (unsigned char) (acc >> 4);
-
-        } else {
-            if (acc & 0x03) {
-                return -1;
-            }
-            out[n++] = (unsigned char) (acc >> 10);
-            out[n++] = (unsigned char) (acc >> 2);
-        }
+    if (bad & OMNI_B64_BAD) {
+        return -1;
     }
 
     *outlen = n;

@@ -3,7 +3,8 @@
  * once. Plain C over OpenSSL 3 and yajl, no nginx types, so unit tests and
  * fuzz targets reach it directly; the module wraps it. One file a step:
  * omni_b64url.c, omni_jwt_keys.c (key files), omni_jwks.c, omni_jwt_json.c
- * (strict JSON), omni_jwt_parse.c, omni_jwt_verify.c, omni_jwt_claims.c.
+ * (strict JSON), omni_jwt_nodes.c (a token's JSON), omni_jwt_parse.c,
+ * omni_jwt_verify.c, omni_jwt_claims.c.
  */
 
 
@@ -132,8 +133,9 @@ typedef struct {
     char                     text[2 * OMNI_JWT_MAX_JSON];
     unsigned char            sigbuf[OMNI_JWT_MAX_JSON];
     unsigned char            json[OMNI_JWT_MAX_JSON];  /* a segment decoded */
-    /* yajl's own memory while it parses, then the duplicate check's */
-    unsigned char            arena[24576];
+    /* the duplicate check's hash table for a large object: 2 slots a
+     * member, a power of two */
+    uint16_t                 dups[8192];
 } omni_jwt_t;
 
 

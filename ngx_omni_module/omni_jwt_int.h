@@ -18,6 +18,7 @@
 
 
 #define OMNI_JWT_MAX_KID       127
+#define OMNI_JWT_MAX_DEPTH     32     /* JSON nesting in a token or JWKS */
 
 
 typedef enum {
@@ -90,6 +91,7 @@ int omni_jwt_json_scan(const unsigned char *p, size_t n,
     const char **why);
 int omni_jwt_json_dups(yajl_val v);
 
+/* omni_jwt_nodes.c */
 #define OMNI_JWT_JSON_OK    0
 #define OMNI_JWT_JSON_BAD   1     /* not JSON */
 #define OMNI_JWT_JSON_DUP   2     /* a member name twice in an object */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,7 @@ static omni_jwt_status_t omni_jwt_decode_json(omni_jwt_t *jwt,
     const char *what, const char **why);
 static omni_jwt_status_t omni_jwt_parse_header(omni_jwt_t *jwt,
     const char **why);
+static int omni_jwt_small_integer(const char *s, size_t len, double *d);
 static omni_jwt_status_t omni_jwt_numeric(omni_jwt_t *jwt,
     const char *name, int *has, double *value, const char **why);
 
@@ -77,15 +79,16 @@ omni_jwt_decode_json(omni_jwt_t *jwt, const char *seg, size_t len,
         return OMNI_JWT_MALFORMED;
     }
 
-    if (omni_jwt_json_scan(jwt->json, n, why) != 0) {
-        return OMNI_JWT_MALFORMED;
-    }
-
     rc = omni_jwt_json_parse(jwt, jwt->json, n, &v);
 
     if (rc == OMNI_JWT_JSON_BAD || rc == OMNI_JWT_JSON_FULL) {
-        *why = (rc == OMNI_JWT_JSON_FULL) ? "JSON too large"
-               : hdr ? "header is not JSON" : "payload is not JSON";
+        /* what the scan refuses (a NUL, \u0000, a comment, depth) is named
+         * first; JSON it passes can only be refused as not JSON */
+        if (omni_jwt_json_scan(jwt->json, n, why) == 0) {
+            *why = (rc == OMNI_JWT_JSON_FULL) ? "JSON too large"
+                   : hdr ? "header is not JSON" : "payload is not JSON";
+        }
+
         return OMNI_JWT_MALFORMED;
     }
 
@@ -176,6 +179,36 @@ omni_jwt_parse_header(omni_jwt_t *jwt, const char **why)
 }
 
 
+/* 1 and *d when s (a JSON number as written) is -?[0-9]{1,15} */
+
+static int
+omni_jwt_small_integer(const char *s, size_t len, double *d)
+{
+    int       neg;
+    size_t    i;
+    uint64_t  v;
+
+    neg = (len > 0 && s[0] == '-');
+    i = (size_t) neg;
+
+    if (len == i || len - i > 15) {
+        return 0;
+    }
+
+    for (v = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+
+        v = v * 10 + (uint64_t) (s[i] - '0');
+    }
+
+    *d = neg ? -(double) v : (double) v;
+
+    return 1;
+}
+
+
 static omni_jwt_status_t
 omni_jwt_numeric(omni_jwt_t *jwt, const char *name, int *has,
     double *value, const char **why)
@@ -191,11 +224,17 @@ omni_jwt_numeric(omni_jwt_t *jwt, const char *name, int *has,
     }
 
     /* as yajl_tree: a number strtod() takes whole, without ERANGE (1e999,
-     * 1e-999) */
+     * 1e-999); an integer of at most 15 digits is exact in a double, so
+     * it is read without strtod() (a NumericDate always is one) */
 
     d = 0;
 
-    if (v->type == OMNI_JSON_NUMBER) {
+    if (v->type == OMNI_JSON_NUMBER
+        && omni_jwt_small_integer(jwt->text + v->str, v->len, &d))
+    {
+        /* d is set */
+
+    } else if (v->type == OMNI_JSON_NUMBER) {
         errno = 0;
         end = NULL;
         d = strtod(jwt->text + v->str, &end);

@@ -1,15 +1,21 @@
 /* fuzz_jwt_json.c: libFuzzer target for the module's token JSON parse
- * (omni_jwt_json_parse() in ngx_omni_module/omni_jwt_json.c: yajl's event
- * parser into flat nodes), differential against what it replaced
- * (yajl_tree_parse() and the duplicate-name walk).
+ * (omni_jwt_json_parse() in ngx_omni_module/omni_jwt_nodes.c: written by
+ * hand into flat nodes), differential against yajl: what the parse must
+ * accept and read exactly as it (yajl_tree_parse() after the pre-scan, and
+ * the duplicate-name walk).
  *
- * The input is one decoded segment (at most what a token can hold). Checked
- * on every input:
+ * The input is one decoded segment (at most what a token can hold). The
+ * parse runs first, as omni_jwt_parse() runs it, the scan only to name a
+ * refusal. Checked on every input:
  * - the same verdict: refused by the pre-scan, not JSON, not an object,
- *   a duplicate member name, or accepted;
+ *   a duplicate member name, or accepted; and a parse that succeeds never
+ *   on an input the scan refuses. One difference, by design: yajl lets an
+ *   unterminated string follow the value; the parse refuses it as not
+ *   JSON;
  * - when both parse: the same tree, value by value (types, member names
- *   and order, string bytes, numbers as written), and the same reading
- *   of numbers as NumericDates (strtod whole, no ERANGE, finite);
+ *   and order, string bytes as yajl decodes them, numbers as written), and
+ *   the same reading of numbers as NumericDates (strtod whole, no ERANGE,
+ *   finite);
  * - the nodes never run out (OMNI_JWT_JSON_FULL) within a token's size,
  *   and never a crash, leak or sanitizer report. */
 #include <errno.h>
@@ -55,6 +61,24 @@ static int old_verdict(const uint8_t *data, size_t size, yajl_val *out)
     if (!YAJL_IS_OBJECT(v))
         return V_NOTOBJ;
     return omni_jwt_json_dups(v) != 0 ? V_DUP : V_OK;
+}
+
+/* 1 when the input ends inside a string. yajl lets one follow a complete
+ * value (it lexes to the end of the input, which it takes for a value cut
+ * short, and nothing is left to complete it): the parse refuses that
+ * trailing text like any other. */
+static int ends_in_string(const uint8_t *p, size_t n)
+{
+    size_t i;
+    int in_str = 0;
+
+    for (i = 0; i < n; i++) {
+        if (in_str && p[i] == '\\')
+            i++;
+        else if (p[i] == '"')
+            in_str = !in_str;
+    }
+    return in_str;
 }
 
 static int numeric_date(const char *r)
@@ -145,25 +169,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
 
     want = old_verdict(data, size, &old);
+    if (want >= V_NOTOBJ && ends_in_string(data, size)) {
+        want = V_BAD;
+        yajl_tree_free(old);
+        old = NULL;
+    }
 
     omni_jwt_free(&jwt);
-    if (omni_jwt_json_scan(data, size, &why) != 0) {
-        got = V_SCAN;
+    rc = omni_jwt_json_parse(&jwt, data, size, &root);
+    if (rc == OMNI_JWT_JSON_FULL)
+        abort();
+    if (rc == OMNI_JWT_JSON_BAD) {
+        got = omni_jwt_json_scan(data, size, &why) != 0 ? V_SCAN : V_BAD;
     } else {
-        rc = omni_jwt_json_parse(&jwt, data, size, &root);
-        if (rc == OMNI_JWT_JSON_FULL)
+        if (omni_jwt_json_scan(data, size, &why) != 0 || old == NULL)
             abort();
-        got = rc == OMNI_JWT_JSON_BAD          ? V_BAD
-              : root->type != OMNI_JSON_OBJECT ? V_NOTOBJ
-              : rc == OMNI_JWT_JSON_DUP        ? V_DUP
-                                               : V_OK;
-        if (rc != OMNI_JWT_JSON_BAD) {
-            if (old == NULL)
-                abort();
-            unique = omni_jwt_json_dups(old) == 0;
-            if (same(old, root) != &jwt.nodes[jwt.nnodes])
-                abort();
-        }
+        got = root->type != OMNI_JSON_OBJECT ? V_NOTOBJ
+              : rc == OMNI_JWT_JSON_DUP      ? V_DUP
+                                             : V_OK;
+        unique = omni_jwt_json_dups(old) == 0;
+        if (same(old, root) != &jwt.nodes[jwt.nnodes])
+            abort();
     }
 
     if (want != got)

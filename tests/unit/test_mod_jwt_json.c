@@ -1,8 +1,10 @@
 /* test_mod_jwt_json.c: a token's JSON parsed into flat nodes without
- * allocation (omni_jwt_json_parse() in ngx_omni_module/omni_jwt_json.c):
+ * allocation (omni_jwt_json_parse() in ngx_omni_module/omni_jwt_nodes.c):
  * the values and lookups, the limits (a token's worth of values, large
- * objects checked for duplicate names), malformed input refused with the
- * same reasons as before, and ECDSA signatures turned into DER by hand. */
+ * objects checked for duplicate names, nesting), malformed input refused
+ * with the same reasons as before, strings decoded as yajl decodes them,
+ * NumericDates read exactly, base64url's strict alphabet and trailing
+ * bits, and ECDSA signatures turned into DER by hand. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +202,181 @@ static void test_malformed_json_is_refused_with_its_reason(void)
     CHECK_STR_EQ(claim("sub"), "a?/");
     CHECK(jwt.has_exp && jwt.exp == 0 && jwt.nbf == 100);
     omni_jwt_free(&jwt);
+}
+
+/* Strings read as Debian's yajl reads them (what claims always held):
+ * escapes, pairs, a high surrogate joined with whatever \u follows it, a
+ * lone one "?", and UTF-8 checked for its shape only. */
+static void test_strings_decode_as_yajl_decodes_them(void)
+{
+    static const struct {
+        const char *json, *want;
+    } cases[] = {
+        {"\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "\"\\/\b\f\n\r\t"},
+        {"\"\\u00e9\\u20AC\\ud83d\\ude00\"",
+            "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"},
+        {"\"a\\ud800 b\"", "a? b"},
+        {"\"a\\ud800\\n\"", "a?\n"},
+        {"\"a\\ud800\\\\ub\"", "a?\\ub"},
+        {"\"\\ud800\\u0041\"", "\xf0\x90\x81\x81"},
+        {"\"\\udc00\"", "\xed\xb0\x80"},
+        {"\"x\\ud800\"", "x?"},
+        {"\"\xc0\x80\x7f\"", "\xc0\x80\x7f"},
+    };
+    const omni_json_node_t *root;
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        omni_jwt_free(&jwt);
+        CHECK_EQ_INT(
+            omni_jwt_json_parse(&jwt, (const unsigned char *)cases[i].json,
+                strlen(cases[i].json), &root),
+            OMNI_JWT_JSON_OK);
+        CHECK_EQ_INT(root->type, OMNI_JSON_STRING);
+        CHECK_EQ_INT(root->len, strlen(cases[i].want));
+        CHECK(memcmp(jwt.text + root->str, cases[i].want, root->len) == 0);
+    }
+    omni_jwt_free(&jwt);
+}
+
+/* What no JSON text may hold is refused, each where yajl refuses it; and
+ * what yajl let through after a complete value (an unterminated string)
+ * is refused too. */
+static void test_text_after_the_value_and_broken_strings_are_refused(void)
+{
+    static const char *bad[] = {
+        "{\"sub\":\"a\"} \"junk",
+        "{\"sub\":\"a\"} \"",
+        "1 \"",
+        "\"\xc3\"",
+        "\"\xe2\x82\"",
+        "\"\xf8\x80\x80\x80\x80\"",
+        "\"\x80\"",
+        "\"a\tb\"",
+        "\"\\u12g4\"",
+        "\"\\a\"",
+        "\"abc",
+        "\"abc\\",
+        "[1,]",
+        "{\"a\" 1}",
+        "{\"a\":1,}",
+        "{1:1}",
+        "[tru]",
+        "[nul]",
+        "-",
+        "-a",
+        "1e",
+        "1e+",
+        "1.e1",
+        "[01]",
+        "",
+        " \v\f ",
+    };
+    static const char spaced[] =
+        "\v{\f\"a\"\t:\r[ true ,false,null,-0.5e-3 ]\n}\v";
+    const omni_json_node_t *root;
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        omni_jwt_free(&jwt);
+        if (omni_jwt_json_parse(
+                &jwt, (const unsigned char *)bad[i], strlen(bad[i]), &root)
+            != OMNI_JWT_JSON_BAD) {
+            fprintf(stderr, "    accepted: %s\n", bad[i]);
+            CHECK(0);
+        }
+    }
+
+    /* yajl's whitespace (\v and \f among it) around and between values */
+    omni_jwt_free(&jwt);
+    CHECK_EQ_INT(omni_jwt_json_parse(&jwt, (const unsigned char *)spaced,
+                     strlen(spaced), &root),
+        OMNI_JWT_JSON_OK);
+    CHECK_EQ_INT(root->count, 1);
+    CHECK_EQ_INT(root[1].count, 4);
+    CHECK_EQ_INT(root[5].type, OMNI_JSON_NUMBER);
+    CHECK_STR_EQ(jwt.text + root[5].str, "-0.5e-3");
+    omni_jwt_free(&jwt);
+}
+
+/* Nesting as deep as the scan allows parses; one level more is refused
+ * with the scan's reason, and an empty object or array closes at once. */
+static void test_nesting_to_the_limit_and_beyond(void)
+{
+    char payload[200];
+    const char *why = NULL;
+    size_t n, i;
+
+    for (n = 0; n < 2; n++) {
+        strcpy(payload, "{\"sub\":\"a\",\"x\":");
+        for (i = 0; i < 30 + n; i++)
+            strcat(payload, "[");
+        strcat(payload, "{}");
+        for (i = 0; i < 30 + n; i++)
+            strcat(payload, "]");
+        strcat(payload, "}");
+        why = NULL;
+        if (n == 0) {
+            CHECK_EQ_INT(parse_payload(payload, &why), OMNI_JWT_OK);
+            /* the header's 2, the payload's object, "sub", 30 arrays
+             * and the innermost object: 32 levels */
+            CHECK_EQ_INT(jwt.nnodes, 2 + 1 + 1 + 30 + 1);
+        } else {
+            CHECK_EQ_INT(parse_payload(payload, &why), OMNI_JWT_MALFORMED);
+            CHECK_STR_EQ(why, "JSON nested too deeply");
+        }
+        omni_jwt_free(&jwt);
+    }
+}
+
+/* NumericDates: integers exactly (up to 15 digits without strtod, more
+ * through it), fractions and exponents as strtod reads them. */
+static void test_numeric_dates_are_read_exactly(void)
+{
+    const char *why = NULL;
+
+    CHECK_EQ_INT(parse_payload("{\"exp\":999999999999999,\"nbf\":-0,"
+                               "\"iat\":12345678901234567}",
+                     &why),
+        OMNI_JWT_OK);
+    CHECK(jwt.exp == 999999999999999.0);
+    CHECK(jwt.nbf == 0 && jwt.has_nbf);
+    CHECK(jwt.iat == 12345678901234567.0);
+    omni_jwt_free(&jwt);
+
+    CHECK_EQ_INT(parse_payload("{\"exp\":1.5e9,\"iat\":1700000000.25}", &why),
+        OMNI_JWT_OK);
+    CHECK(jwt.exp == 1.5e9);
+    CHECK(jwt.iat == 1700000000.25);
+    omni_jwt_free(&jwt);
+}
+
+/* base64url: the alphabet alone, no padding, zero unused bits, and every
+ * length's tail decoded. */
+static void test_base64url_is_strict_and_exact(void)
+{
+    static const char *bad[] = {"QQ=", "QQ==", "Q", "QUJD+", "QUJ/", "QR",
+        "QUJDR", "QUJDRF", "QUJ\x80", "QU\0J"};
+    unsigned char out[64], data[48];
+    char enc[80];
+    size_t n, i, len;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        len = (i == sizeof(bad) / sizeof(bad[0]) - 1) ? 4 : strlen(bad[i]);
+        if (omni_jwt_base64url_decode(out, &n, bad[i], len) == 0) {
+            fprintf(stderr, "    accepted: %s\n", bad[i]);
+            CHECK(0);
+        }
+    }
+
+    for (i = 0; i < sizeof(data); i++)
+        data[i] = (unsigned char)(i * 97 + 251);
+    for (len = 0; len <= sizeof(data); len++) {
+        b64url(enc, data, len);
+        CHECK_EQ_INT(omni_jwt_base64url_decode(out, &n, enc, strlen(enc)), 0);
+        CHECK_EQ_INT(n, len);
+        CHECK(memcmp(out, data, len) == 0);
+    }
 }
 
 /* An object of n members "k0".."k<n-1>", the last named dup when dup. */
@@ -451,6 +628,11 @@ static void test_reused_hmac_contexts_stay_exact(void)
 UNIT_MAIN(UNIT_TEST(test_values_and_lookups_come_from_the_nodes),
     UNIT_TEST(test_a_second_token_leaves_nothing_of_the_first),
     UNIT_TEST(test_malformed_json_is_refused_with_its_reason),
+    UNIT_TEST(test_strings_decode_as_yajl_decodes_them),
+    UNIT_TEST(test_text_after_the_value_and_broken_strings_are_refused),
+    UNIT_TEST(test_nesting_to_the_limit_and_beyond),
+    UNIT_TEST(test_numeric_dates_are_read_exactly),
+    UNIT_TEST(test_base64url_is_strict_and_exact),
     UNIT_TEST(test_duplicates_in_large_objects_are_found),
     UNIT_TEST(test_a_token_full_of_values_fits),
     UNIT_TEST(test_nodes_beyond_the_limit_are_refused),
