@@ -12,7 +12,7 @@ packages=(
     # test, benchmark, fuzz
     python3-pytest python3-requests python3-jwt python3-websocket
     python3-psycopg2 python3-redis python3-passlib wrk clang
-    libclang-rt-14-dev
+    libclang-rt-14-dev valgrind
     # the admin page's browser tests (tests/integration/test_admin_ui.py)
     chromium
     # the Kubernetes manifests' checks (tests/k8s)

@@ -64,6 +64,8 @@ typedef struct {
     char            kid[128];     /* NUL-terminated; "" = no kid */
     unsigned        algs;         /* OMNI_JWT_ALG_BIT() set */
     EVP_PKEY       *pkey;         /* RSA, EC or Ed25519 public key */
+    unsigned        typed;        /* of algs, those pkey's type suits, as
+                                   * checked once more at load */
     unsigned char  *secret;       /* HMAC secret (malloc'd), or NULL */
     size_t          secret_len;
 

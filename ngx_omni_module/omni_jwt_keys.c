@@ -62,6 +62,7 @@ static EVP_PKEY *omni_jwt_pem_pkey(const unsigned char *data, size_t len,
     const char *path, char *err, size_t errlen);
 static const char *omni_jwt_not_secret(const unsigned char *data,
     size_t len);
+static int omni_jwt_pkey_fits(EVP_PKEY *pkey, int alg);
 static void omni_jwt_key_prepare_pkey(omni_jwt_key_t *key, int alg,
     const EVP_MD *md);
 
@@ -766,6 +767,34 @@ failed:
 }
 
 
+/* 1 when a public key's type is the one alg's family needs (for ECDSA,
+ * on the curve of the hash's size). */
+
+static int
+omni_jwt_pkey_fits(EVP_PKEY *pkey, int alg)
+{
+    const omni_jwt_alg_info_t  *a;
+
+    a = &omni_jwt_algs[alg];
+
+    switch (a->family) {
+    case OMNI_JWT_PKCS1:
+        return EVP_PKEY_is_a(pkey, "RSA");
+    case OMNI_JWT_PSS:
+        return EVP_PKEY_is_a(pkey, "RSA") || EVP_PKEY_is_a(pkey, "RSA-PSS");
+    case OMNI_JWT_ECDSA:
+        return EVP_PKEY_is_a(pkey, "EC")
+               && EVP_PKEY_get_bits(pkey) == (int) (a->hash_len == 64
+                                                    ? 521
+                                                    : a->hash_len * 8);
+    case OMNI_JWT_ED25519:
+        return EVP_PKEY_is_a(pkey, "ED25519");
+    default:
+        return 0;
+    }
+}
+
+
 /*
  * Sets up, for every algorithm the key is bound to, the context a
  * verification starts from: digest fetched, key attached, padding chosen.
@@ -822,9 +851,11 @@ omni_jwt_key_prepare(omni_jwt_key_t *key)
             continue;
         }
 
-        if (key->pkey == NULL) {
+        if (key->pkey == NULL || !omni_jwt_pkey_fits(key->pkey, alg)) {
             continue;
         }
+
+        key->typed |= OMNI_JWT_ALG_BIT(alg);
 
         mctx = EVP_MD_CTX_new();
         pctx = NULL;

@@ -140,8 +140,9 @@ omni_jwt_hmac(const omni_jwt_key_t *key, const omni_jwt_t *jwt,
 
 
 /* 1 when key verifies jwt. The algorithm's family decides which half of
- * the key is used, and the key's type is checked again: an HS token never
- * reaches a public key's bytes. */
+ * the key is used, and the key's type is checked again (at load, for each
+ * bound algorithm: key->typed): an HS token never reaches a public key's
+ * bytes. */
 
 static int
 omni_jwt_verify_one(const omni_jwt_t *jwt, const omni_jwt_key_t *key)
@@ -173,30 +174,9 @@ omni_jwt_verify_one(const omni_jwt_t *jwt, const omni_jwt_key_t *key)
         return ok;
     }
 
-    if (key->pkey == NULL || key->secret != NULL) {
-        return 0;
-    }
-
-    switch (a->family) {
-    case OMNI_JWT_PKCS1:
-        ok = EVP_PKEY_is_a(key->pkey, "RSA");
-        break;
-    case OMNI_JWT_PSS:
-        ok = EVP_PKEY_is_a(key->pkey, "RSA")
-             || EVP_PKEY_is_a(key->pkey, "RSA-PSS");
-        break;
-    case OMNI_JWT_ECDSA:
-        ok = EVP_PKEY_is_a(key->pkey, "EC")
-             && EVP_PKEY_get_bits(key->pkey) == (int) (a->hash_len == 64
-                                                       ? 521
-                                                       : a->hash_len * 8);
-        break;
-    default:
-        ok = EVP_PKEY_is_a(key->pkey, "ED25519");
-        break;
-    }
-
-    if (!ok) {
+    if (key->pkey == NULL || key->secret != NULL
+        || !(key->typed & OMNI_JWT_ALG_BIT(jwt->alg)))
+    {
         return 0;
     }
 

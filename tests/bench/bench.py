@@ -77,6 +77,7 @@ import llm_gateway  # noqa: E402
 import dashboard  # noqa: E402
 import events  # noqa: E402
 import gateway  # noqa: E402
+import instructions  # noqa: E402
 import login  # noqa: E402
 import mcp  # noqa: E402
 import mcp_rest  # noqa: E402
@@ -315,7 +316,17 @@ def gateway_rows(redis, base_nginx, keydir):
         wrk, RUNS, SECONDS, WORKERS, base_nginx.prefix / "trivial.sock",
         redis, taskset, keys, tokens, client([]),
         upstream_master=base_nginx.proc.pid)
+    lines += ["", INSTRUCTIONS_NOTE, ""] + instructions.run(keys, tokens)
     return keys, tokens, lines, rows
+
+
+INSTRUCTIONS_NOTE = (
+    "The same work counted in instructions, which the machine's load does "
+    "not move (tests/bench/instructions.py: one nginx process under "
+    "callgrind, a static file per location, the difference of a run of "
+    "%d requests and one of %d over one keep-alive connection; user space "
+    "only, the module making no system call of its own on these paths):"
+    % (instructions.WARM + instructions.COUNT, instructions.WARM))
 
 
 def gateway_method():

@@ -663,25 +663,23 @@ static void test_jwks_parses_from_memory(void)
     CHECK(len > 0 && len < sizeof(text) - 1);
     text[len] = '\0';
 
-    CHECK(omni_jwt_jwks_parse(&keys, &n, text, len, name, err, sizeof(err))
-        == 0);
+    CHECK(
+        omni_jwt_jwks_parse(&keys, &n, text, len, name, err, sizeof(err)) == 0);
     CHECK_EQ_INT(n, 7);
     while (n > 0)
         omni_jwt_key_free(&keys[--n]);
     free(keys);
 
     /* cut short, an empty body, a NUL inside: refused, nothing to free */
-    CHECK(omni_jwt_jwks_parse(&keys, &n, text, len / 2, name, err,
-              sizeof(err))
-        == -1);
+    CHECK(omni_jwt_jwks_parse(&keys, &n, text, len / 2, name, err, sizeof(err))
+          == -1);
     CHECK(strstr(err, name) != NULL && strstr(err, "not valid JSON"));
     CHECK(keys == NULL && n == 0);
-    CHECK(omni_jwt_jwks_parse(&keys, &n, "", 0, name, err, sizeof(err))
-        == -1);
+    CHECK(omni_jwt_jwks_parse(&keys, &n, "", 0, name, err, sizeof(err)) == -1);
     CHECK(strstr(err, "empty") != NULL);
-    CHECK(omni_jwt_jwks_parse(&keys, &n, "{\"keys\":[]}\0 ", 14, name, err,
-              sizeof(err))
-        == -1);
+    CHECK(omni_jwt_jwks_parse(
+              &keys, &n, "{\"keys\":[]}\0 ", 14, name, err, sizeof(err))
+          == -1);
     CHECK(strstr(err, name) != NULL);
 }
 
@@ -802,8 +800,8 @@ static void test_reused_verification_contexts_stay_exact(void)
             seg = round % 3;
             bad = tamper(t[i].token, seg);
             CHECK(bad != NULL);
-            CHECK_EQ_INT(verify_with(bad, &key, 1, &why),
-                OMNI_JWT_BAD_SIGNATURE);
+            CHECK_EQ_INT(
+                verify_with(bad, &key, 1, &why), OMNI_JWT_BAD_SIGNATURE);
             CHECK_EQ_INT(verify_with(t[i].token, &key, 1, &why), OMNI_JWT_OK);
         }
         omni_jwt_key_free(&key);
@@ -958,6 +956,36 @@ static void test_hs256_signed_with_rsa_public_key_text_fails(void)
     /* and the PEM cannot be loaded as an HMAC secret */
     CHECK(refuses(fx("rsa.pem"), "HS256", NULL,
         "key/algorithm mismatch: HS256 needs an HMAC secret"));
+}
+
+/* A key a caller binds by hand to an algorithm of another type (or curve)
+ * is never used for it: the type was checked at load for the algorithms
+ * bound then, and verification asks that record. */
+static void test_a_key_bound_by_hand_to_another_type_is_not_used(void)
+{
+    static const struct {
+        const char *file, *kid;
+    } t[] = {
+        {"rsa.pem", "ec256"},
+        {"ec384.pem", "ec256"},
+        {"ed25519.pem", "ec256"},
+    };
+    omni_jwt_key_t key;
+    const char *why;
+    size_t i;
+
+    CHECK(load(&key, "ec256.pem", NULL, "ec256") == 0);
+    CHECK_EQ_INT(verify_with(fx_es256, &key, 1, &why), OMNI_JWT_OK);
+    omni_jwt_key_free(&key);
+
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        CHECK(load(&key, t[i].file, NULL, t[i].kid) == 0);
+        key.algs |= OMNI_JWT_ALG_BIT(OMNI_JWT_ES256);
+        CHECK_EQ_INT(
+            verify_with(fx_es256, &key, 1, &why), OMNI_JWT_BAD_SIGNATURE);
+        CHECK_STR_EQ(why, "signature does not verify");
+        omni_jwt_key_free(&key);
+    }
 }
 
 static void test_secret_is_file_bytes_without_one_trailing_newline(void)
@@ -1591,6 +1619,7 @@ UNIT_MAIN(UNIT_TEST(test_base64url_decodes_rfc4648_vectors_unpadded),
     UNIT_TEST(test_kid_selects_keys),
     UNIT_TEST(test_algorithm_not_bound_to_the_key_fails),
     UNIT_TEST(test_hs256_signed_with_rsa_public_key_text_fails),
+    UNIT_TEST(test_a_key_bound_by_hand_to_another_type_is_not_used),
     UNIT_TEST(test_secret_is_file_bytes_without_one_trailing_newline),
     UNIT_TEST(test_key_load_refuses_unreadable_and_empty_files),
     UNIT_TEST(test_key_load_refuses_unknown_algorithms),
