@@ -316,7 +316,8 @@ def gateway_rows(redis, base_nginx, keydir):
         wrk, RUNS, SECONDS, WORKERS, base_nginx.prefix / "trivial.sock",
         redis, taskset, keys, tokens, client([]),
         upstream_master=base_nginx.proc.pid)
-    lines += ["", INSTRUCTIONS_NOTE, ""] + instructions.run(keys, tokens)
+    lines += ["", INSTRUCTIONS_NOTE, ""] + instructions.run(keys, tokens,
+                                                            redis)
     return keys, tokens, lines, rows
 
 

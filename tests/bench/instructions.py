@@ -55,6 +55,10 @@ events {{ worker_connections 64; }}
 http {{
     {preamble}
     {cache}
+    {redis}
+    omni_limit_zone l1 rate=1000000r/s burst=1000;
+    omni_limit_zone l2 rate=1000000r/s burst=1000 key=$remote_addr;
+    omni_limit_zone l3 rate=1000000r/s burst=1000 key=$http_user_agent;
     server {{
         listen 127.0.0.1:{port};
         root {prefix}/www;
@@ -74,6 +78,24 @@ http {{
             omni_jwt_audience bench;
             omni_require_role user;
         }}
+        location /limit1 {{
+            omni_auth jwt;
+            omni_jwt_key file={rs_key} alg=RS256;
+            omni_jwt_issuer bench;
+            omni_jwt_audience bench;
+            omni_require_role user;
+            omni_limit zone=l1;
+        }}
+        location /limit3 {{
+            omni_auth jwt;
+            omni_jwt_key file={rs_key} alg=RS256;
+            omni_jwt_issuer bench;
+            omni_jwt_audience bench;
+            omni_require_role user;
+            omni_limit zone=l1;
+            omni_limit zone=l2;
+            omni_limit zone=l3;
+        }}
     }}
 }}
 """
@@ -90,21 +112,30 @@ ROWS = (
     ("HS256 + RBAC + headers, cache off", "hs256", False, "hs256"),
     ("RS256 + RBAC + headers, cache on", "rs256", True, "rs256"),
     ("HS256 + RBAC + headers, cache on", "hs256", True, "hs256"),
+    # one request at a time: a script call each (none shared), whose
+    # round trip is counted whole on the nginx side
+    ("RS256 + RBAC + 1 Redis limit + headers, cache on", "limit1", True,
+     "rs256"),
+    ("RS256 + RBAC + 3 Redis limits + headers, cache on", "limit3", True,
+     "rs256"),
 )
 
 
-def total_instructions(keys, cached, location, token, requests, module=None):
+def total_instructions(keys, cached, location, token, requests, redis,
+                       module=None):
     """Instructions nginx executed from start to exit having served
-    `requests` requests for location."""
+    `requests` requests for location (Redis at redis: its unix socket)."""
     extra = {"module": module} if module else {}
     ngx = stack.NginxConf(
         CONF, "bench-instr", ceiling=CEILING_MODULE, rs_key=keys["rs256"],
+        redis="omni_redis %s password=%s timeout=1s;" % (
+            redis, stack.REDIS_PASSWORD),
         **extra,
         hs_key=keys["hs256"],
         cache="omni_jwt_cache zone=instr:4m ttl=10m;" if cached else "")
     www = ngx.prefix / "www"
     www.mkdir()
-    for name in ("plain", "ceiling", "rs256", "hs256"):
+    for name in ("plain", "ceiling", "rs256", "hs256", "limit1", "limit3"):
         (www / name).write_text("ok\n")
     out = ngx.prefix / "callgrind.out"
     proc = subprocess.Popen(
@@ -151,11 +182,13 @@ def total_instructions(keys, cached, location, token, requests, module=None):
     return int(m.group(1))
 
 
-def per_request(keys, tokens, cached, location, token_name, module=None):
+def per_request(keys, tokens, cached, location, token_name, redis,
+                module=None):
     token = tokens[token_name]
-    low = total_instructions(keys, cached, location, token, WARM, module)
+    low = total_instructions(keys, cached, location, token, WARM, redis,
+                             module)
     high = total_instructions(keys, cached, location, token, WARM + COUNT,
-                              module)
+                              redis, module)
     return (high - low) / COUNT
 
 
@@ -167,9 +200,9 @@ HEADER = [
 ]
 
 
-def run(keys, tokens, module=None):
-    """The table's lines (keys and tokens from gateway.make_keys());
-    module: another build of the module's .so."""
+def run(keys, tokens, redis, module=None):
+    """The table's lines (keys and tokens from gateway.make_keys(), redis
+    a stack.Redis); module: another build of the module's .so."""
     if shutil.which("valgrind") is None:
         raise RuntimeError("valgrind is missing: make deps")
     if not CEILING_MODULE.exists():
@@ -178,7 +211,7 @@ def run(keys, tokens, module=None):
     got = {}
     for name, location, cached, token in ROWS:
         got[name] = per_request(keys, tokens, cached, location, token,
-                                module)
+                                redis.unix_addr, module)
     plain = {token: got[name] for name, location, _c, token in ROWS
              if location == "plain"}
     ceiling = got[ROWS[2][0]]
@@ -204,10 +237,12 @@ def main():
     ap.add_argument("--module", help="the module .so to load instead")
     args = ap.parse_args()
     keydir = stack.make_tmpdir("omni-bench-keys-")
+    redis = stack.Redis().start()
     try:
         keys, tokens = gateway.make_keys(keydir)
-        print("\n".join(run(keys, tokens, args.module)))
+        print("\n".join(run(keys, tokens, redis, args.module)))
     finally:
+        redis.destroy()
         shutil.rmtree(keydir, ignore_errors=True)
 
 
