@@ -12,18 +12,19 @@
 
 /*
  * A character's 6 bits already in place for each of the four positions of
- * a quantum, so that a quantum is four loads ORed together; any character
- * outside the alphabet sets bit 24 in all four, and the check waits for
- * the end (the decode is on every uncached token's path). Built by the
- * preprocessor from the alphabet.
+ * a quantum, so that a quantum is four loads ORed together; a character
+ * outside the alphabet is OMNI_B64_BAD (bit 24) in every table, and the
+ * check waits for the end (the decode is on every uncached token's path).
+ * Built by the preprocessor from the alphabet.
  */
+#define OMNI_B64_BAD  0x01000000u
 #define OMNI_B64_V(c)                                                        \
     ((c) >= 'A' && (c) <= 'Z' ? (c) - 'A'                                    \
      : (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26                             \
      : (c) >= '0' && (c) <= '9' ? (c) - '0' + 52                             \
      : (c) == '-' ? 62 : (c) == '_' ? 63 : -1)
 #define OMNI_B64_E(c, s)                                                     \
-    (OMNI_B64_V(c) < 0 ? 0x01000000u : (uint32_t) OMNI_B64_V(c) << (s))
+    (OMNI_B64_V(c) < 0 ? OMNI_B64_BAD : (uint32_t) OMNI_B64_V(c) << (s))
 #define OMNI_B64_4(c, s)                                                     \
     OMNI_B64_E(c, s), OMNI_B64_E((c) + 1, s), OMNI_B64_E((c) + 2, s),        \
     OMNI_B64_E((c) + 3, s)
@@ -36,8 +37,6 @@
 #define OMNI_B64_256(s)                                                      \
     { OMNI_B64_64(0, s), OMNI_B64_64(64, s), OMNI_B64_64(128, s),            \
       OMNI_B64_64(192, s) }
-
-#define OMNI_B64_BAD  0x01000000u
 
 static const uint32_t  omni_jwt_b64[4][256] = {
     OMNI_B64_256(18), OMNI_B64_256(12), OMNI_B64_256(6), OMNI_B64_256(0)
