@@ -64,41 +64,32 @@ http {{
         root {prefix}/www;
         location /plain {{ }}
         location /ceiling {{ bench_rsa_verify {rs_key}; }}
-        location /rs256 {{
-            omni_auth jwt;
-            omni_jwt_key file={rs_key} alg=RS256;
-            omni_jwt_issuer bench;
-            omni_jwt_audience bench;
-            omni_require_role user;
-        }}
-        location /hs256 {{
-            omni_auth jwt;
-            omni_jwt_key file={hs_key} alg=HS256;
-            omni_jwt_issuer bench;
-            omni_jwt_audience bench;
-            omni_require_role user;
-        }}
-        location /limit1 {{
-            omni_auth jwt;
-            omni_jwt_key file={rs_key} alg=RS256;
-            omni_jwt_issuer bench;
-            omni_jwt_audience bench;
-            omni_require_role user;
-            omni_limit zone=l1;
-        }}
-        location /limit3 {{
-            omni_auth jwt;
-            omni_jwt_key file={rs_key} alg=RS256;
-            omni_jwt_issuer bench;
-            omni_jwt_audience bench;
-            omni_require_role user;
-            omni_limit zone=l1;
-            omni_limit zone=l2;
-            omni_limit zone=l3;
-        }}
+{locations}
     }}
 }}
 """
+
+# the module's locations: name, key, algorithm, limit zones
+JWT_LOCATIONS = (
+    ("rs256", "rs_key", "RS256", ()),
+    ("hs256", "hs_key", "HS256", ()),
+    ("limit1", "rs_key", "RS256", ("l1",)),
+    ("limit3", "rs_key", "RS256", ("l1", "l2", "l3")),
+)
+
+JWT_LOCATION = """        location /{name} {{{{
+            omni_auth jwt;
+            omni_jwt_key file={{{key}}} alg={alg};
+            omni_jwt_issuer bench;
+            omni_jwt_audience bench;
+            omni_require_role user;
+{limits}        }}}}"""
+
+CONF = CONF.replace("{locations}", "\n".join(
+    JWT_LOCATION.format(name=name, key=key, alg=alg,
+                        limits="".join("            omni_limit zone=%s;\n" % z
+                                       for z in zones))
+    for name, key, alg, zones in JWT_LOCATIONS))
 
 # (row, location, cached, token): plain nginx gets each token too, since
 # nginx parses the Authorization header either way (an RS256 token's
@@ -135,7 +126,7 @@ def total_instructions(keys, cached, location, token, requests, redis,
         cache="omni_jwt_cache zone=instr:4m ttl=10m;" if cached else "")
     www = ngx.prefix / "www"
     www.mkdir()
-    for name in ("plain", "ceiling", "rs256", "hs256", "limit1", "limit3"):
+    for name in ("plain", "ceiling") + tuple(n for n, *_ in JWT_LOCATIONS):
         (www / name).write_text("ok\n")
     out = ngx.prefix / "callgrind.out"
     proc = subprocess.Popen(
